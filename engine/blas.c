@@ -1,0 +1,64 @@
+/* blas.c: OpenBLAS core-type detection and re-exec, thread settings. */
+#include "blas.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *openblas_get_corename(void);
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int n);
+
+/* OpenBLAS's names for cores older than Haswell: what it picks when it does not
+ * recognise a CPU. */
+static const char *const generic_cores[] = {
+    "prescott", "core2", "katmai", "coppermine", "northwood", "atom", "nehalem",
+    "penryn", "dunnington", "sandybridge", "banias", "athlon", "opteron",
+    "barcelona", "unknown", NULL,
+};
+
+static int is_generic(const char *core)
+{
+    for (int i = 0; generic_cores[i]; i++)
+        if (strcasecmp(core, generic_cores[i]) == 0)
+            return 1;
+    return 0;
+}
+
+const char *blas_better_core(const char *current_core, int has_avx512f, int has_avx2)
+{
+    if (!current_core || !is_generic(current_core))
+        return NULL;
+    if (has_avx512f)
+        return "SkylakeX";
+    if (has_avx2)
+        return "Haswell";
+    return NULL;
+}
+
+void blas_startup(char **argv, int threads)
+{
+    if (!getenv("OPENBLAS_CORETYPE") && !getenv("SGDRD_BLAS_REEXEC")) {
+        __builtin_cpu_init();
+        const char *want = blas_better_core(openblas_get_corename(),
+                                            __builtin_cpu_supports("avx512f"),
+                                            __builtin_cpu_supports("avx2"));
+        if (want && argv && argv[0]) {
+            setenv("OPENBLAS_CORETYPE", want, 1);
+            setenv("SGDRD_BLAS_REEXEC", "1", 1); /* never loop */
+            fprintf(stderr, "sgdrd: OpenBLAS chose generic core %s; re-executing with "
+                            "OPENBLAS_CORETYPE=%s\n", openblas_get_corename(), want);
+            execv("/proc/self/exe", argv);
+            fprintf(stderr, "sgdrd: re-exec failed; continuing on the slow core\n");
+        }
+    }
+    if (threads > 0) {
+        openblas_set_num_threads(threads);
+        omp_set_num_threads(threads);
+    }
+}
+
+const char *blas_core_name(void) { return openblas_get_corename(); }
+int blas_threads(void) { return openblas_get_num_threads(); }

@@ -1,0 +1,141 @@
+/* data.h: the input side of the engine: datasets (folders, csv, idx), image decoding
+ * (libpng, libjpeg-turbo), fast.ai 0.7 transforms, and a prefetching batch loader.
+ *
+ * Batches are NHWC float32 like every activation in the engine (see ops/ops.h): the
+ * engine's convolutions run on NHWC because one im2col row per output pixel makes each
+ * layer a single large GEMM.
+ *
+ * Errors: functions return 0 or a negative errno-style code and, where they take an
+ * err buffer, write a one-line reason that names the file or field at fault.
+ */
+#ifndef SGDRD_DATA_H
+#define SGDRD_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- images ----------------------------------------------------------------------------- */
+
+/* A decoded image: 8-bit, h rows of w pixels of c channels (1 = gray, 3 = RGB), HWC. */
+typedef struct image {
+    int w, h, c;
+    uint8_t *px;
+} image;
+
+#define IMAGE_DEFAULT_MAX_PIXELS (64ll * 1000 * 1000)
+
+/* Decodes a PNG or JPEG (sniffed from the bytes, not the name) into *out: alpha dropped,
+ * 16-bit reduced to 8, palette expanded, gray kept as 1 channel. Refuses empty, truncated,
+ * corrupt, zero-sized, CMYK, and over max_pixels images with a reason in err; leaks
+ * nothing on any path. out->px is malloc'd; free with image_free. */
+int image_decode_mem(image *out, const void *buf, size_t len, int64_t max_pixels, char *err,
+                     size_t errlen);
+int image_decode_file(image *out, const char *path, int64_t max_pixels, char *err,
+                      size_t errlen);
+/* Reads only the header: width and height. */
+int image_probe_file(const char *path, int *w, int *h, char *err, size_t errlen);
+void image_free(image *im);
+
+/* ---- datasets ----------------------------------------------------------------------------- */
+
+typedef enum ds_format { DS_FOLDERS, DS_CSV, DS_IDX } ds_format;
+typedef enum ds_split { SPLIT_TRAIN = 0, SPLIT_VALID = 1, SPLIT_TEST = 2 } ds_split;
+
+typedef struct ds_options {
+    ds_format format;
+    const char *path;     /* root folder of the dataset */
+    double valid_pct;     /* held-out share of train when there is no valid split;
+                           * negative means the default 0.2 */
+    const char *csv;      /* csv: the labels file, relative to path (default "labels.csv") */
+    const char *csv_dir;  /* csv: folder of the images, relative to path (default "train") */
+    uint64_t seed;        /* the valid_pct split */
+    int64_t max_pixels;   /* 0 means IMAGE_DEFAULT_MAX_PIXELS */
+} ds_options;
+
+typedef struct ds_unreadable {
+    char *file;   /* path relative to the dataset root */
+    char *reason;
+} ds_unreadable;
+
+typedef struct ds_info {
+    int n_classes;
+    char **classes;       /* sorted, stable */
+    int multi_label;
+    int count[3];         /* images per split (readable ones) */
+    int channels;         /* 1 when every image is gray (idx), else 3 */
+    int min_w, min_h, median_w, median_h, max_w, max_h;
+    float mean[3], std[3];/* per-channel statistics of the training split, 0..1 scale */
+    int n_unreadable;
+    ds_unreadable *unreadable;
+} ds_info;
+
+typedef struct dataset dataset;
+
+/* Scans and opens a dataset; on failure *out = NULL and err says why. */
+int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen);
+void dataset_destroy(dataset *ds);
+const ds_info *dataset_info(const dataset *ds);
+/* Item i of a split: its file name (relative to the root; "train-images-idx3-ubyte#12"
+ * for idx), its label (single-label), or its multi-hot targets (n_classes floats). */
+const char *dataset_item_name(const dataset *ds, ds_split split, int i);
+int dataset_item_label(const dataset *ds, ds_split split, int i);
+void dataset_item_targets(const dataset *ds, ds_split split, int i, float *targets);
+/* Decodes item i. A file that fails is added to the unreadable list (thread-safe). */
+int dataset_item_image(dataset *ds, ds_split split, int i, image *out, char *err,
+                       size_t errlen);
+
+/* ---- transforms (fast.ai 0.7) ------------------------------------------------------------- */
+
+typedef enum tfm_set { TFMS_NONE, TFMS_SIDE_ON, TFMS_TOP_DOWN } tfm_set;
+
+typedef struct tfm_config {
+    int sz;           /* output is sz x sz */
+    int c_out;        /* channels the model takes: gray replicated, RGB averaged */
+    tfm_set tfms;
+    float max_zoom;   /* RandomScale upper bound; <= 1 disables it */
+    int augment;      /* training: random scale, crop and tfms; else centre crop only */
+    float mean[3], std[3];
+} tfm_config;
+
+/* Writes the transformed, normalised image as (sz, sz, c_out) floats to out, drawing every
+ * random choice from *rng. Same image, config and rng state: same output, bit for bit. */
+void transform_apply(float *out, const image *in, const tfm_config *cfg, uint64_t *rng);
+
+/* ---- loader ----------------------------------------------------------------------------- */
+
+typedef struct batch {
+    int n;              /* images in this batch (the last may be short) */
+    int sz, c;
+    float *x;           /* (n, sz, sz, c) */
+    int32_t *y;         /* (n) labels, single-label */
+    float *targets;     /* (n, n_classes) multi-hot, multi-label only (else NULL) */
+    int32_t *index;     /* (n) item indices in the split */
+} batch;
+
+typedef struct loader_config {
+    int bs;
+    tfm_config tfm;
+    int shuffle;          /* reshuffle every epoch from seed and epoch number */
+    int drop_last;
+    int threads;          /* decode/augment workers; 0 means 2 */
+    int queue_depth;      /* ready batches held; 0 means 4 */
+    uint64_t seed;
+    size_t cache_bytes;   /* cache decoded images in memory under this cap; 0 = off */
+} loader_config;
+
+typedef struct loader loader;
+
+int loader_create(loader **out, dataset *ds, ds_split split, const loader_config *cfg,
+                  char *err, size_t errlen);
+/* Stops the workers (cleanly, also mid-epoch) and frees everything; NULL is fine. */
+void loader_destroy(loader *l);
+/* Starts epoch `epoch` at size sz (progressive resizing: sz may change between epochs),
+ * with augmentation on or off. Abandons whatever the previous epoch had left. */
+int loader_begin_epoch(loader *l, int epoch, int sz, int augment);
+/* The next batch of the epoch: 1 with *out set (owned by the loader, valid until the next
+ * call), 0 at the end of the epoch, negative on error. */
+int loader_next(loader *l, const batch **out);
+int loader_n_batches(const loader *l);
+int loader_n_items(const loader *l);
+
+#endif

@@ -1,0 +1,1 @@
+/* dataset.c: to be written; see the header. */

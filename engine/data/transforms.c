@@ -1,0 +1,1 @@
+/* transforms.c: to be written; see the header. */

@@ -1,0 +1,1 @@
+/* learner.c: to be written; see the header. */

@@ -1,0 +1,139 @@
+/* learner.h: a model + dataset + settings, and the recipe's operations on them (LR sweep,
+ * SGDR fit, freeze/unfreeze, precompute, resize, TTA, prediction, snapshots, checkpoints).
+ *
+ * Every long operation runs on the caller's thread, reports through ev_hooks (events.h),
+ * stops at the next batch boundary when a hook returns nonzero (returning -ECANCELED),
+ * and leaves the learner consistent whatever happens. Errors: negative code plus a
+ * one-line reason in err.
+ */
+#ifndef SGDRD_LEARNER_H
+#define SGDRD_LEARNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/data.h"
+#include "events.h"
+#include "models/models.h"
+#include "net.h"
+
+#define LEARNER_MAX_GROUPS 4
+
+typedef struct learner_config {
+    model_spec model;          /* n_classes and c_in are taken from the dataset */
+    int sz, bs;
+    tfm_set tfms;
+    float max_zoom;
+    int precompute;            /* start with the precompute cache on (needs a frozen body) */
+    const char *pretrained;    /* safetensors of the body (torchvision names), or NULL */
+    int imagenet_stats;        /* normalise with ImageNet statistics (pretrained body) */
+    const char *checkpoint_dir;/* where epoch checkpoints and snapshots go, or NULL */
+    int loader_threads;
+    uint64_t seed;
+} learner_config;
+
+typedef struct learner learner;
+
+/* The dataset is borrowed and must outlive the learner. */
+int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *err,
+                   size_t errlen);
+void learner_destroy(learner *l);
+net *learner_net(learner *l);
+
+/* ---- state changes (cheap, synchronous) ------------------------------------------------- */
+
+int learner_freeze_to(learner *l, int group, char *err, size_t errlen);
+int learner_unfreeze(learner *l);                /* freeze_to(0), precompute off */
+int learner_set_precompute(learner *l, int on, char *err, size_t errlen);
+int learner_resize(learner *l, int sz, char *err, size_t errlen);
+
+typedef struct learner_state {
+    int freeze_to, n_groups, precompute, sz, bs;
+    int augment;               /* 0 while precompute is on */
+    int64_t step;              /* iterations trained so far */
+    int epochs_done;
+    float best_valid_loss, best_accuracy;
+} learner_state;
+void learner_get_state(const learner *l, learner_state *st);
+
+/* ---- LR sweep ------------------------------------------------------------------------- */
+
+typedef struct lrfind_opts {
+    double start_lr, end_lr;   /* defaults 1e-5, 10 */
+    int num_it;                /* 0: one epoch of batches capped at 200, at least 20 */
+    int n_lrs;                 /* 0: one LR for every group; else one per group (ratios) */
+    double lrs[LEARNER_MAX_GROUPS];
+    double wd;
+} lrfind_opts;
+
+typedef struct lr_suggestion {
+    double lr;
+    char reason[160];
+} lr_suggestion;
+
+typedef struct lrfind_result {
+    int n_points;
+    ev_sweep_point *points;    /* malloc'd; free with lrfind_result_free */
+    lr_suggestion min_div10, steep, valley, slide;
+    int stopped_early;         /* the smoothed loss diverged */
+} lrfind_result;
+void lrfind_result_free(lrfind_result *r);
+
+/* Weights, BatchNorm statistics and optimizer state are restored afterwards, also on
+ * cancellation and failure. */
+int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_result *out,
+                    char *err, size_t errlen);
+
+/* ---- fit ------------------------------------------------------------------------------- */
+
+typedef enum sched_kind { SCHED_SGDR, SCHED_CONSTANT, SCHED_1CYCLE } sched_kind;
+
+typedef struct fit_opts {
+    int n_lrs;                 /* 1 (every group) or one per layer group */
+    double lrs[LEARNER_MAX_GROUPS];
+    int n_cycle, cycle_len, cycle_mult;
+    double wd;
+    sched_kind schedule;
+    int snapshots;             /* save weights at the end of every cycle */
+    int early_stop_patience;   /* 0: off */
+    int resume;                /* continue from this learner's last epoch checkpoint */
+} fit_opts;
+
+int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen);
+
+/* ---- evaluation and prediction ------------------------------------------------------------ */
+
+typedef struct tta_result {
+    float loss, accuracy;          /* centre crop only */
+    float tta_loss, tta_accuracy;  /* averaged probabilities of centre + n_aug passes */
+    int n_aug;
+    float pass_accuracy[16];       /* per augmented pass */
+} tta_result;
+
+int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char *err,
+                size_t errlen);
+/* probs: n_classes floats. */
+int learner_predict_image(learner *l, const image *im, int tta, float *probs, char *err,
+                          size_t errlen);
+/* Writes "file,<class>..." rows for the dataset's test split to csv_path. */
+int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hooks *h,
+                         char *err, size_t errlen);
+
+/* ---- the recipe ----------------------------------------------------------------------- */
+
+typedef struct recipe_opts {
+    int max_epochs;            /* budget of the final cycle_mult=2 phase; 0: 7 */
+    int close_to_imagenet;     /* lrs /100, /10 instead of /9, /3 */
+    int n_aug;                 /* TTA passes; 0: 4 */
+} recipe_opts;
+
+int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_result *out,
+                   char *err, size_t errlen);
+
+/* ---- checkpoints ------------------------------------------------------------------------ */
+
+/* Weights + optimizer state + schedule position, written atomically (tmp, fsync, rename). */
+int learner_save(learner *l, const char *path, char *err, size_t errlen);
+int learner_load(learner *l, const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,1 @@
+/* lrfind.c: to be written; see the header. */

@@ -1,0 +1,1 @@
+/* head.c: to be written; see the header. */

@@ -1,0 +1,1 @@
+/* resnet.c: to be written; see the header. */

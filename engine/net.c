@@ -1,0 +1,1 @@
+/* net.c: to be written; see the header. */

@@ -1,0 +1,168 @@
+/* net.h: a network as a graph of layer nodes in forward order, with its parameters,
+ * buffers and gradients each in one slab, layer groups, freezing, and forward/backward.
+ *
+ * Ownership: a net owns every buffer it points to. Parameters, gradients and BatchNorm
+ * buffers are allocated once by net_finalize; activations, activation gradients and
+ * scratch are (re)allocated by net_set_batch when the batch shape changes, never inside
+ * a training step. Activations are NHWC (see ops/ops.h).
+ *
+ * Parameter and buffer names are torchvision state-dict names ("conv1.weight",
+ * "layer2.0.downsample.1.running_var", "fc.bias"), so a state dict saved as safetensors
+ * maps one to one (see weights.h).
+ */
+#ifndef SGDRD_NET_H
+#define SGDRD_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops/ops.h"
+
+#define NET_NAME_MAX 96
+#define NET_MAX_GROUPS 4
+
+typedef enum node_kind {
+    NODE_INPUT,
+    NODE_CONV,
+    NODE_BN,        /* 2d on an (N,H,W,C) input, 1d on an (N,C) input */
+    NODE_RELU,      /* in place */
+    NODE_MAXPOOL,
+    NODE_ADD,       /* in place into its first input */
+    NODE_AVGPOOL,   /* adaptive average pool to 1x1, then flatten: (N, C) */
+    NODE_CONCATPOOL,/* fastai AdaptiveConcatPool2d + flatten: (N, 2C), max then average */
+    NODE_DROPOUT,   /* in place */
+    NODE_LINEAR,
+} node_kind;
+
+typedef enum param_kind { PARAM_WEIGHT, PARAM_BIAS } param_kind;
+
+/* A named parameter or buffer: a view into a slab. */
+typedef struct net_tensor {
+    char name[NET_NAME_MAX];
+    int ndim;
+    int shape[4];
+    size_t offset; /* into net->params (parameters) or net->buffers (buffers) */
+    size_t numel;
+    int group;     /* layer group of the node that owns it */
+    int is_buffer; /* running_mean / running_var (num_batches_tracked is not stored) */
+    int is_bn;     /* a BatchNorm weight or bias */
+} net_tensor;
+
+typedef struct node {
+    node_kind kind;
+    int in[2];          /* producer node ids; -1 when unused */
+    int group;          /* layer group */
+    int value;          /* index of the activation buffer this node writes (aliases in place) */
+    int h, w, c;        /* output shape per sample (h = w = 1 for 2-D outputs) */
+    int p_w, p_b;       /* parameter indices (net->tensors) of weight and bias, -1 if none */
+    int b_mean, b_var;  /* buffer indices for BatchNorm, -1 otherwise */
+    int k, stride, pad; /* conv / maxpool */
+    float p;            /* dropout probability */
+    conv2d_shape conv;  /* set by net_set_batch */
+    pool2d_shape pool;  /* set by net_set_batch */
+    float *save_mean;   /* (C) BatchNorm batch statistics kept for backward */
+    float *save_rstd;   /* (C) */
+    int32_t *argmax;    /* maxpool / concatpool indices */
+    float *mask;        /* dropout mask (N*H*W*C) */
+} node;
+
+typedef struct net {
+    node *nodes;
+    int n_nodes, cap_nodes;
+    net_tensor *tensors; /* parameters and buffers in creation order */
+    int n_tensors, cap_tensors;
+    int n_groups;        /* layer groups 0..n_groups-1, in forward order */
+    int freeze_to;       /* groups < freeze_to are frozen */
+
+    float *params;  /* all parameters */
+    float *grads;   /* same layout as params */
+    float *buffers; /* BatchNorm running statistics */
+    size_t n_params, n_buffers;
+
+    /* Batch-shape-dependent state (net_set_batch). */
+    int batch, in_h, in_w;
+    int n_values;
+    float **values;      /* activation buffer per value */
+    size_t *value_numel; /* floats per value for the current batch */
+    float **dvalues;     /* gradient buffer per value (shared by a static liveness plan) */
+    float *grad_pool;    /* slab the dvalues point into */
+    float *workspace;    /* conv im2col scratch */
+    size_t workspace_floats;
+    float *probs;        /* (N, n_out) softmax or sigmoid outputs of the last loss */
+    int n_out;           /* output features of the last node */
+
+    int multi_label;     /* loss is sigmoid BCE instead of softmax cross-entropy */
+    uint64_t rng;        /* dropout stream */
+    float bn_momentum, bn_eps;
+} net;
+
+/* ---- building (used by models/) ------------------------------------------------------ */
+
+/* An empty net. NULL on allocation failure. */
+net *net_create(void);
+/* Frees everything; NULL is fine. */
+void net_destroy(net *n);
+
+/* Each adder returns the new node id, or a negative error code (allocation failure or a
+ * shape that does not fit). name is the torchvision module path ("layer1.0.conv1"); the
+ * adder appends ".weight", ".bias", ".running_mean", ".running_var". */
+int net_input(net *n, int c);
+int net_conv(net *n, int in, const char *name, int c_out, int k, int stride, int pad,
+             int bias, int group);
+int net_bn(net *n, int in, const char *name, int group);
+int net_relu(net *n, int in, int group);
+int net_maxpool(net *n, int in, int k, int stride, int pad, int group);
+int net_add(net *n, int a, int b, int group);
+int net_avgpool(net *n, int in, int group);
+int net_concatpool(net *n, int in, int group);
+int net_dropout(net *n, int in, float p, int group);
+int net_linear(net *n, int in, const char *name, int out_f, int group);
+
+/* Allocates the parameter, gradient and buffer slabs and initialises them from seed:
+ * conv weights Kaiming-normal (fan_out, ReLU gain) as torchvision's ResNet, linear weights
+ * Kaiming-normal (fan_in) with zero bias, BatchNorm weight 1, bias 0, running mean 0,
+ * var 1. Returns 0 or -ENOMEM. */
+int net_finalize(net *n, uint64_t seed);
+
+/* ---- running ---------------------------------------------------------------------------- */
+
+/* Prepares activations for input (batch, h, w, C_in). Reallocates only when the shape
+ * grows or changes; returns 0, -ENOMEM, or -EINVAL when the size is too small for the
+ * network (a spatial dimension would reach 0). */
+int net_set_batch(net *n, int batch, int h, int w);
+
+/* Runs the network on x (batch, h, w, C_in) as set by net_set_batch. training != 0 uses
+ * batch statistics in BatchNorm (except in frozen groups, which always run in eval mode)
+ * and active dropout. Returns the output (batch, n_out), owned by the net. */
+const float *net_forward(net *n, const float *x, int training);
+
+/* Loss of the last forward: softmax cross-entropy with labels (batch) or, when
+ * multi_label, BCE with targets (batch, n_out). Writes n->probs; returns the mean loss. */
+float net_loss(net *n, const int32_t *labels, const float *targets);
+
+/* Backward of net_loss through the whole net: parameter gradients accumulate into
+ * n->grads for trainable groups only; stops at the first frozen node. */
+void net_backward(net *n, const int32_t *labels, const float *targets);
+
+/* Backward from a caller-supplied gradient of the output (batch, n_out). */
+void net_backward_from(net *n, const float *dout);
+
+/* Zeroes the parameter gradients of trainable groups. */
+void net_zero_grad(net *n);
+
+/* Trains only groups >= g (0 <= g <= n_groups). Frozen groups get no gradients and their
+ * BatchNorm layers use running statistics. */
+void net_freeze_to(net *n, int g);
+
+/* Finds a parameter or buffer by name; -1 if absent. */
+int net_find(const net *n, const char *name);
+/* Pointer to a tensor's data (params or buffers slab). */
+float *net_tensor_data(const net *n, int idx);
+
+/* The output node's value after the last forward. */
+const float *net_output(const net *n);
+/* The input node's batch shape, and the node id of the body's last node (for precompute):
+ * the node just before the head's pooling, -1 if the net has no pool. */
+int net_body_end(const net *n);
+
+#endif

@@ -1,0 +1,1 @@
+/* batchnorm.c: to be written; see the header. */

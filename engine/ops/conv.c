@@ -1,0 +1,1 @@
+/* conv.c: to be written; see the header. */

@@ -1,0 +1,1 @@
+/* elementwise.c: to be written; see the header. */

@@ -1,0 +1,1 @@
+/* linear.c: to be written; see the header. */

@@ -1,0 +1,1 @@
+/* loss.c: to be written; see the header. */

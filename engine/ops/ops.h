@@ -1,0 +1,135 @@
+/* ops.h: the engine's layer operations, each a forward and a backward function.
+ *
+ * Conventions (llm.c style, see DESIGN.md §5):
+ * - Activations are float32 in NHWC order: element (n, y, x, c) of a (N, H, W, C) tensor
+ *   lives at ((n*H + y)*W + x)*C + c. A 2-D tensor (N, C) is the 1x1 case of that.
+ * - Parameters keep PyTorch's layout: conv weights (C_out, C_in, K, K) (OIHW), linear
+ *   weights (out, in).
+ * - Outputs first, inputs next, sizes last.
+ * - Backward functions ACCUMULATE (+=) into every gradient they write (din, dw, db, ...),
+ *   so the caller zeroes gradients once per step. Any gradient pointer may be NULL, in
+ *   which case that gradient is not computed (frozen parameters, the network's input).
+ * - Nothing here allocates: scratch memory comes from the caller (see *_workspace_floats).
+ * - Loops are parallelised with OpenMP where it pays; results do not depend on the
+ *   thread count except through OpenBLAS's own summation order.
+ */
+#ifndef SGDRD_OPS_H
+#define SGDRD_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- conv2d: im2col + cblas_sgemm; 1x1 stride-1 pad-0 skips im2col ---------------- */
+
+typedef struct conv2d_shape {
+    int n, h, w, c_in;   /* input (N, H, W, C_in) */
+    int c_out, k, stride, pad;
+    int h_out, w_out;    /* filled by conv2d_shape_init */
+} conv2d_shape;
+
+/* Fills h_out, w_out: floor((h + 2*pad - k) / stride) + 1. */
+void conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int c_in, int c_out, int k,
+                       int stride, int pad);
+/* Floats of scratch that conv2d_forward/backward need for this shape (0 for 1x1 s1 p0). */
+size_t conv2d_workspace_floats(const conv2d_shape *s);
+
+/* out (N, H_out, W_out, C_out) = conv(in (N, H, W, C_in), w (C_out, C_in, K, K)) + b (C_out).
+ * b may be NULL. out is overwritten. ws: conv2d_workspace_floats(s) floats. */
+void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *ws,
+                    const conv2d_shape *s);
+/* din (N,H,W,C_in) += ..., dw (C_out,C_in,K,K) += ..., db (C_out) += ...; each may be NULL. */
+void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                     const float *w, float *ws, const conv2d_shape *s);
+
+/* ---- batchnorm over the last axis of an (M, C) view: 2d (M = N*H*W) and 1d (M = N) ---- */
+
+/* Training (training != 0): normalises with the batch statistics, saves mean (C) and
+ * rstd = 1/sqrt(var_biased + eps) (C) for backward, and updates running_mean/running_var
+ * with momentum (PyTorch: r = (1-momentum)*r + momentum*batch, var unbiased: *M/(M-1)).
+ * Eval: uses running statistics, writes mean/rstd from them, leaves the running ones alone.
+ * out must not alias in: backward reads in. */
+void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
+                       float *running_var, const float *in, const float *gamma,
+                       const float *beta, int m, int c, int training, float momentum,
+                       float eps);
+/* din (M,C) +=, dgamma (C) +=, dbeta (C) +=; mean/rstd as saved by forward with the same
+ * training flag (in eval mode the statistics are constants, so din = dout*gamma*rstd). */
+void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                        const float *in, const float *mean, const float *rstd,
+                        const float *gamma, int m, int c, int training);
+
+/* ---- ReLU: out may alias in (in-place); backward reads the output ---------------------- */
+
+void relu_forward(float *out, const float *in, size_t n);
+/* din += dout * (out > 0). din may alias dout (then din is overwritten with the product:
+ * only valid when dout is din's only contribution, which the net guarantees for in-place). */
+void relu_backward(float *din, const float *dout, const float *out, size_t n);
+
+/* ---- residual add: out = a + b (out may alias a or b) ------------------------------- */
+
+void add_forward(float *out, const float *a, const float *b, size_t n);
+/* da += dout, db += dout; either may be NULL; neither may alias dout. */
+void add_backward(float *da, float *db, const float *dout, size_t n);
+
+/* ---- max pool (any k, stride, pad; padding never wins) ------------------------------ */
+
+typedef struct pool2d_shape {
+    int n, h, w, c, k, stride, pad;
+    int h_out, w_out; /* filled by pool2d_shape_init */
+} pool2d_shape;
+
+void pool2d_shape_init(pool2d_shape *s, int n, int h, int w, int c, int k, int stride,
+                       int pad);
+/* out (N,H_out,W_out,C); argmax (same count) gets the flat input index of each max. */
+void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const pool2d_shape *s);
+void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax,
+                        const pool2d_shape *s);
+
+/* ---- adaptive pools to 1x1 over an (N, HW, C) view, and the concat pool ---------------- */
+
+/* out (N, C) = mean over HW. */
+void avgpool_global_forward(float *out, const float *in, int n, int hw, int c);
+void avgpool_global_backward(float *din, const float *dout, int n, int hw, int c);
+/* out (N, C) = max over HW; argmax (N, C) = the spatial index 0..HW-1 of the max. */
+void maxpool_global_forward(float *out, int32_t *argmax, const float *in, int n, int hw,
+                            int c);
+void maxpool_global_backward(float *din, const float *dout, const int32_t *argmax, int n,
+                             int hw, int c);
+/* fastai AdaptiveConcatPool2d: out (N, 2C) = [max over HW (C) | mean over HW (C)]. */
+void concatpool_forward(float *out, int32_t *argmax, const float *in, int n, int hw, int c);
+void concatpool_backward(float *din, const float *dout, const int32_t *argmax, int n,
+                         int hw, int c);
+
+/* ---- linear: out (N, O) = in (N, I) · w (O, I)^T + b (O); b may be NULL --------------- */
+
+void linear_forward(float *out, const float *in, const float *w, const float *b, int n,
+                    int in_f, int out_f);
+void linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                     const float *w, int n, int in_f, int out_f);
+
+/* ---- dropout (inverted): kept elements are scaled by 1/(1-p) ------------------------- */
+
+/* mask (n) gets 0 or 1/(1-p) per element, drawn from the engine RNG state *rng (advanced);
+ * out = in * mask; out may alias in. p == 0 writes a mask of ones. */
+void dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
+                     uint64_t *rng);
+void dropout_backward(float *din, const float *dout, const float *mask, size_t n);
+
+/* ---- losses (mean over the batch) --------------------------------------------------- */
+
+/* Softmax cross-entropy over logits (N, C) with integer labels (N). Writes probs (N, C)
+ * and returns the mean loss. Numerically stable (max-subtracted log-sum-exp). */
+float softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int n,
+                           int c);
+/* dlogits += (probs - onehot(labels)) / N. */
+void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int n,
+                           int c);
+/* Sigmoid binary cross-entropy with targets (N, C) in {0,1}, mean over all N*C elements
+ * (torch.nn.BCEWithLogitsLoss). Writes probs = sigmoid(logits) and returns the loss. */
+float bce_logits_forward(float *probs, const float *logits, const float *targets, int n,
+                         int c);
+/* dlogits += (probs - targets) / (N*C). */
+void bce_logits_backward(float *dlogits, const float *probs, const float *targets, int n,
+                         int c);
+
+#endif

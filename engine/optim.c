@@ -1,0 +1,1 @@
+/* optim.c: to be written; see the header. */

@@ -1,0 +1,1 @@
+/* weights.c: to be written; see the header. */
