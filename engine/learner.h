@@ -16,6 +16,7 @@
 #include "events.h"
 #include "models/models.h"
 #include "net.h"
+#include "sched.h"
 
 #define LEARNER_MAX_GROUPS 4
 
@@ -85,8 +86,6 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
                     char *err, size_t errlen);
 
 /* ---- fit ------------------------------------------------------------------------------- */
-
-typedef enum sched_kind { SCHED_SGDR, SCHED_CONSTANT, SCHED_1CYCLE } sched_kind;
 
 typedef struct fit_opts {
     int n_lrs;                 /* 1 (every group) or one per layer group */
