@@ -17,7 +17,7 @@
 #include "lrfind.h"
 #include "models/models.h"
 #include "net.h"
-#include "sched.h"
+#include "lrsched.h"
 
 #define LEARNER_MAX_GROUPS 4
 
