@@ -1,11 +1,11 @@
 // app.js: the dashboard's entry point: hash routing (#/runs, #/runs/3, #/new, #/datasets,
 // #/datasets/2), the header's health line, the runs list, the datasets pages and the new-run
 // form. The run page lives in runpage.js.
-import { h, mount, fmtPct, fmtDuration, fmtTime, pick, isNum, rowsOf } from './util.js';
+import { h, mount, fmtPct, fmtDuration, fmtTime, toMs, pick, isNum, rowsOf } from './util.js';
 import { get, getAll, post, upload, idFrom, ApiError } from './api.js';
-import { field, num, setPath, statusLine, onSubmit, showProblem } from './forms.js';
+import { field, num, lrs, setPath, statusLine, onSubmit, showProblem } from './forms.js';
 import { runPage } from './runpage.js';
-import { stateBadge, jobProgress, errorBox } from './widgets.js';
+import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 
 // Handles for the browser test and for anyone poking at the page from the console.
 window.sgdrd = { charts: {}, sse: null, page: null };
@@ -19,28 +19,12 @@ function pageHeader(title, ...extra) {
   return h('div', { class: 'page-head' }, h('h1', { tabindex: -1 }, title), ...extra);
 }
 
-function datasetName(run, datasets) {
-  const dsId = pick(run, 'dataset_id', 'dataset');
-  const name = pick(run, 'dataset_name');
-  if (name) return name;
-  if (dsId && typeof dsId === 'object') return dsId.name || dsId.id;
-  const ds = datasets.find((d) => String(d.id) === String(dsId));
-  return ds ? ds.name : dsId ?? '—';
-}
-
-function bestAccuracy(run) {
-  const best = run.best || run.best_metrics || {};
-  return pick(best, 'accuracy', 'f2') ?? pick(run, 'best_accuracy');
-}
-
-// ---- runs list -----------------------------------------------------------------------
-
 function runsPage(root) {
   const body = h('tbody');
   const table = h('table', { class: 'table runs' },
     h('caption', { class: 'sr-only' }, 'Runs, newest first'),
     h('thead', {}, h('tr', {}, ['Run', 'Dataset', 'Arch', 'Size', 'State', 'Current job', 'Best accuracy', 'Created']
-      .map((t) => h('th', { scope: 'col' }, t)))),
+      .map((t, i) => h('th', { scope: 'col', class: i === 3 || i === 6 ? 'num' : null }, t)))),
     body);
   const status = h('div', { class: 'list-status', 'aria-live': 'polite' });
   mount(root,
@@ -48,28 +32,48 @@ function runsPage(root) {
     h('section', { class: 'card' }, h('div', { class: 'table-wrap' }, table), status));
   let timer = null;
   let alive = true;
+  const details = new Map();   // run id -> GET /runs/{id} (best metrics; list items lack them)
 
   const load = async () => {
     try {
-      const [runs, datasets] = await Promise.all([getAll('/runs', 'runs'), getAll('/datasets', 'datasets').catch(() => [])]);
+      const [runs, datasets, jobs] = await Promise.all([
+        getAll('/runs', 'runs', 1000),
+        getAll('/datasets', 'datasets', 1000).catch(() => []),
+        get('/jobs?limit=100').then((r) => rowsOf(r, ['items', 'jobs'])).catch(() => []),
+      ]);
       if (!alive) return;
-      runs.sort((a, b) => {
-        const ta = Date.parse(a.created_at) || 0;
-        const tb = Date.parse(b.created_at) || 0;
-        return tb - ta || Number(b.id) - Number(a.id);
-      });
-      mount(body, runs.map((r) => {
-        const job = pick(r, 'current_job', 'job');
-        const href = `#/runs/${encodeURIComponent(r.id)}`;
-        return h('tr', { dataset: { runId: r.id } },
-          h('td', {}, h('a', { href }, `#${r.id}`, r.name ? ` ${r.name}` : '')),
-          h('td', {}, datasetName(r, datasets)),
-          h('td', {}, r.arch ?? '—'),
-          h('td', { class: 'num' }, pick(r, 'sz', 'size') ?? '—'),
-          h('td', {}, stateBadge(r.state)),
-          h('td', {}, job && typeof job === 'object' ? jobProgress(job) : h('span', { class: 'muted' }, '—')),
-          h('td', { class: 'num' }, fmtPct(bestAccuracy(r))),
-          h('td', {}, fmtTime(r.created_at)));
+      const dsName = new Map(datasets.map((d) => [String(d.id), d.name]));
+      // The running job of each run, else its oldest queued one.
+      const active = new Map();
+      for (const j of [...jobs].sort((a, b) => Number(a.id) - Number(b.id))) {
+        const run = String(pick(j, 'run', 'run_id'));
+        if (j.state === 'running' || (j.state === 'queued' && !active.has(run))) active.set(run, j);
+      }
+      // Details are refetched for runs with a job in flight, once for the others.
+      await Promise.all(runs.slice(0, 200).map(async (r) => {
+        const id = String(r.id);
+        if (details.has(id) && !active.has(id) && !details.get(id).busy) return;
+        try {
+          const d = await get(`/runs/${encodeURIComponent(id)}`);
+          details.set(id, { run: d, busy: active.has(id) });
+        } catch { /* a run deleted meanwhile simply drops out on the next round */ }
+      }));
+      if (!alive) return;
+      const views = runs.map((r) => runView({ ...r, ...(details.get(String(r.id)) || {}).run }));
+      views.sort((a, b) => toMs(b.createdAt) - toMs(a.createdAt) || Number(b.id) - Number(a.id));
+      mount(body, views.map((v) => {
+        const job = active.get(String(v.id)) || v.currentJob;
+        const href = `#/runs/${encodeURIComponent(v.id)}`;
+        const ds = dsName.get(String(v.dataset));
+        return h('tr', { dataset: { runId: v.id } },
+          h('td', {}, h('a', { href }, `Run #${v.id}`, v.name ? ` ${v.name}` : '')),
+          h('td', {}, ds ? `${ds}` : v.dataset !== undefined ? `#${v.dataset}` : '—'),
+          h('td', {}, v.arch ?? '—'),
+          h('td', { class: 'num' }, v.sz ?? '—'),
+          h('td', {}, stateBadge(job ? job.state : 'idle')),
+          h('td', {}, job ? jobProgress(job) : h('span', { class: 'muted' }, '—')),
+          h('td', { class: 'num' }, fmtPct(pick(v.best, 'accuracy', 'f2'))),
+          h('td', {}, fmtTime(v.createdAt)));
       }));
       mount(status, runs.length ? '' : h('p', { class: 'empty' }, 'No runs yet. ', h('a', { href: '#/new' }, 'Create one'), ' from a registered dataset.'));
     } catch (err) {
@@ -143,7 +147,7 @@ function datasetsPage(root) {
     mount(list, h('table', { class: 'table' },
       h('caption', { class: 'sr-only' }, 'Datasets'),
       h('thead', {}, h('tr', {}, ['Dataset', 'Format', 'Classes', 'Images', 'Unreadable', 'Path'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, ds.map((d) => h('tr', {},
+      h('tbody', {}, ds.map(flatDataset).map((d) => h('tr', {},
         h('td', {}, h('a', { href: `#/datasets/${encodeURIComponent(d.id)}` }, `#${d.id} ${d.name ?? ''}`)),
         h('td', {}, d.format ?? '—'),
         h('td', { class: 'num' }, classCount(d)),
@@ -152,6 +156,13 @@ function datasetsPage(root) {
         h('td', { class: 'path' }, d.path ?? '—'))))));
   }).catch((err) => { if (alive) mount(list, errorBox(err)); });
   return () => { alive = false; };
+}
+
+// A dataset record with its scan (`info`: classes, counts, sizes, unreadable) lifted to the
+// top level, whichever of the two the API put them in.
+function flatDataset(raw) {
+  const info = raw && typeof raw.info === 'object' && raw.info ? raw.info : {};
+  return { ...info, ...raw };
 }
 
 function classList(d) {
@@ -195,8 +206,9 @@ function unreadableCount(d) {
 function datasetPage(root, id) {
   mount(root, pageHeader(`Dataset #${id}`), h('p', { class: 'muted' }, 'Loading…'));
   let alive = true;
-  get(`/datasets/${encodeURIComponent(id)}`).then((d) => {
+  get(`/datasets/${encodeURIComponent(id)}`).then((raw) => {
     if (!alive) return;
+    const d = flatDataset(raw);
     const sp = splits(d);
     const classes = classList(d);
     const splitNames = Object.keys(sp);
@@ -259,8 +271,8 @@ function newRunPage(root, query) {
       field({ name: 'bs', label: 'Batch size', type: 'number', value: '64' }),
       field({ name: 'tfms', label: 'Augmentation', type: 'select', value: 'side_on', options: [['side_on', 'side_on (flips)'], ['top_down', 'top_down (flips + rotations)'], ['none', 'none']] }),
       field({ name: 'max_zoom', label: 'Max zoom', type: 'number', value: '1.1' }),
-      field({ name: 'ps', label: 'Dropout (ps)', type: 'number', value: '0.5' }),
-      field({ name: 'xtra_fc', label: 'Extra FC layers', type: 'text', placeholder: '512', hint: 'Sizes separated by commas; empty for none.' }),
+      field({ name: 'ps', label: 'Dropout (ps)', value: '0.25, 0.5', hint: 'One value, or one per head layer.' }),
+      field({ name: 'xtra_fc', label: 'Extra FC layers', value: '512', hint: 'Sizes separated by commas; empty for none.' }),
       field({ name: 'seed', label: 'Seed', type: 'number', value: '42' }),
       field({ name: 'precompute', label: 'Precompute body activations', type: 'checkbox', value: false }),
       field({ name: 'multi_label', label: 'Multi-label (sigmoid, F2)', type: 'checkbox', value: false })),
@@ -270,7 +282,8 @@ function newRunPage(root, query) {
     const e = f.elements;
     const body = { dataset: num(e.dataset.value) ?? e.dataset.value, arch: e.arch.value, tfms: e.tfms.value };
     if (e.pretrained.value) body.pretrained = num(e.pretrained.value);
-    for (const k of ['sz', 'bs', 'max_zoom', 'ps', 'seed']) setPath(body, k, num(e[k].value));
+    for (const k of ['sz', 'bs', 'max_zoom', 'seed']) setPath(body, k, num(e[k].value));
+    setPath(body, 'ps', lrs(e.ps.value));
     const x = e.xtra_fc.value.trim();
     body.xtra_fc = x === '' ? [] : x.split(/[\s,;]+/).filter(Boolean).map(num);
     body.precompute = e.precompute.checked;

@@ -15,6 +15,13 @@ function faint(hex, alpha) {
 const FONT = '12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 const AXIS = { stroke: '#475569', font: FONT, labelFont: FONT, grid: { stroke: '#e2e8f0', width: 1 }, ticks: { stroke: '#cbd5e1', width: 1 } };
 
+// Linear-axis tick labels with as many decimals as the tick spacing needs.
+function linearTicks(u, splits) {
+  const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1;
+  const d = Math.min(6, Math.max(0, -Math.floor(Math.log10(step || 1))));
+  return splits.map((v) => (v === null || v === undefined ? '' : v.toFixed(d)));
+}
+
 function isPow10(v) {
   if (!(v > 0)) return false;
   const e = Math.log10(v);
@@ -186,7 +193,7 @@ export class LrFindChart {
             ...AXIS, label: 'learning rate (log10 scale)', values: (u, splits) => splits.map((v) => (isPow10(v) ? fmtLr(v) : '')),
             grid: { ...AXIS.grid, filter: pow10Only }, ticks: { ...AXIS.ticks, size: 6 },
           },
-          { ...AXIS, label: 'loss', size: 56, values: (u, splits) => splits.map((v) => fmtNum(v, 2)) },
+          { ...AXIS, label: 'loss', size: 56, values: linearTicks },
         ],
         series,
         legend: { live: true },
@@ -259,7 +266,7 @@ export class TrainingCharts {
     lossOpts.width = widthOf(this.lossEl);
     lossOpts.axes = [
       { ...AXIS, label: 'iteration' },
-      { ...AXIS, label: 'loss', size: 56, values: (u, s) => s.map((v) => fmtNum(v, 2)) },
+      { ...AXIS, label: 'loss', size: 56, values: linearTicks },
     ];
     lossOpts.series = [
       { label: 'iteration' },

@@ -6,9 +6,9 @@ import { get, post, getAll, idFrom, ApiError } from './api.js';
 import { field, num, lrs, setPath, statusLine, onSubmit } from './forms.js';
 import { LrFindChart, TrainingCharts } from './charts.js';
 import { subscribe } from './live.js';
-import { stateBadge, jobProgress, errorBox } from './widgets.js';
+import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 
-const PAGE = 5000;          // metric rows asked for per request
+const PAGE = 20000;         // metric points asked for per request (every key of a step)
 const REDRAW_MS = 300;      // at most ~3 redraws per second while live
 const POLL_MS = 5000;       // job progress and ETA refresh while a job runs
 
@@ -22,8 +22,8 @@ export function runPage(root, runId) {
     sweeps: new Map(),      // id -> the API's lr-find record {id, points, suggestions, ...}
     selected: new Set(),
     userPicked: false,
-    trainLoss: { rows: [], last: null },
-    lr: new Map(),          // metric key -> {rows, last}
+    series: new Map(),      // metric key -> [{step, value, time}] in step order
+    lastStep: null,         // the highest step fetched (every key of it)
     dsNames: null,          // dataset id -> name
     epochs: [],
     beta: 0.98,
@@ -114,8 +114,8 @@ export function runPage(root, runId) {
   }
 
   async function loadJobs() {
-    const all = await getAll(`/jobs?run_id=${rid}`, 'jobs', 500);
-    st.jobs = all.filter((j) => String(pick(j, 'run_id', 'run') ?? runId) === String(runId))
+    const all = rowsOf(await get(`/jobs?run=${rid}&limit=100`), ['items', 'jobs']);
+    st.jobs = all.filter((j) => String(pick(j, 'run', 'run_id') ?? runId) === String(runId))
       .sort((a, b) => Number(b.id) - Number(a.id));
   }
 
@@ -134,73 +134,74 @@ export function runPage(root, runId) {
     }));
   }
 
-  async function loadSeries(key, s) {
-    for (let i = 0; i < 100; i++) {
-      const after = s.last !== null ? `&after_step=${s.last}` : '';
-      const resp = await get(`/runs/${rid}/metrics?key=${encodeURIComponent(key)}&limit=${PAGE}${after}`);
-      const rows = rowsOf(resp, ['points', 'metrics']).filter((r) => isNum(r.step));
-      if (!rows.length) break;
-      s.rows.push(...rows);
-      s.last = rows[rows.length - 1].step;
-      const more = resp && (resp.has_more || resp.next_after_step !== undefined && resp.next_after_step !== null);
-      if (rows.length < PAGE && !more) break;
+  // Every key's new points in one request per page: the API pages by whole steps, and
+  // next_after_step is null once the page was not full.
+  async function loadMetrics() {
+    for (let i = 0; i < 1000; i++) {
+      const after = st.lastStep !== null ? `&after_step=${st.lastStep}` : '';
+      const resp = await get(`/runs/${rid}/metrics?limit=${PAGE}${after}`);
+      const pts = rowsOf(resp, ['points']).filter((p) => isNum(p.step) && p.key);
+      for (const p of pts) {
+        let rows = st.series.get(p.key);
+        if (!rows) st.series.set(p.key, rows = []);
+        rows.push(p);
+      }
+      if (pts.length) st.lastStep = pts[pts.length - 1].step;
+      const next = resp && resp.next_after_step;
+      if (!pts.length || next === null || next === undefined) break;
+      st.lastStep = next;
     }
   }
 
-  // The LR series' keys: one per layer group (lr_0, lr_1, ...).
+  // The LR of each layer group: keys lr_0, lr_1, ... in group order.
   function lrKeys() {
-    const n = pick(st.run || {}, 'n_groups', 'layer_groups');
-    const groups = isNum(n) ? n : Array.isArray(n) ? n.length : 1;
-    return Array.from({ length: Math.max(1, groups) }, (_, g) => `lr_${g}`);
-  }
-
-  async function loadMetrics() {
-    const keys = lrKeys();
-    for (const k of keys) if (!st.lr.has(k)) st.lr.set(k, { rows: [], last: null });
-    await Promise.all([loadSeries('train_loss', st.trainLoss), ...keys.map((k) => loadSeries(k, st.lr.get(k)))]);
+    return [...st.series.keys()].filter((k) => /^lr_\d+$/.test(k)).sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
   }
 
   async function loadEpochs() {
-    st.epochs = rowsOf(await get(`/runs/${rid}/epochs`), ['epochs']);
+    st.epochs = rowsOf(await get(`/runs/${rid}/epochs`), ['items', 'epochs']);
   }
 
   // ---- drawing ----
 
   function drawHead() {
-    const r = st.run;
-    if (!r) return;
-    title.textContent = `Run #${r.id}${r.name ? ' ' + r.name : ''}`;
-    const frozen = pick(r, 'frozen_to', 'freeze_to');
-    const dsId = pick(r, 'dataset_id', 'dataset');
-    const ds = pick(r, 'dataset_name') ?? (st.dsNames && st.dsNames.get(String(dsId))) ?? dsId;
-    const best = r.best || r.best_metrics || {};
-    const item = (k, v) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, v ?? '—'));
-    mount(facts,
-      item('State', stateBadge(r.state)),
-      item('Dataset', dsId !== undefined ? h('a', { href: `#/datasets/${encodeURIComponent(dsId)}` }, `#${dsId} ${ds ?? ''}`) : '—'),
-      item('Arch', r.arch),
-      item('Size', String(pick(r, 'sz', 'size') ?? '—')),
-      item('Batch', String(r.bs ?? '—')),
-      item('Trainable', isNum(frozen) ? `groups ≥ ${frozen}` : '—'),
-      item('Precompute', r.precompute === undefined ? '—' : r.precompute ? 'on' : 'off'),
-      item('Best accuracy', fmtPct(pick(best, 'accuracy', 'f2') ?? r.best_accuracy)),
-      item('Best valid loss', fmtNum(pick(best, 'valid_loss') ?? r.best_valid_loss)));
+    if (!st.run) return;
+    const v = runView(st.run);
+    title.textContent = `Run #${v.id}${v.name ? ' ' + v.name : ''}`;
+    const ds = st.dsNames && st.dsNames.get(String(v.dataset));
+    const item = (k, val) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, val ?? '—'));
     const job = currentJob();
+    mount(facts,
+      item('State', stateBadge(job ? job.state : 'idle')),
+      item('Dataset', v.dataset !== undefined ? h('a', { href: `#/datasets/${encodeURIComponent(v.dataset)}` }, ds ? `${ds}` : `#${v.dataset}`) : '—'),
+      item('Arch', v.arch),
+      item('Size', v.sz !== undefined ? `${v.sz} px` : '—'),
+      item('Batch', v.bs !== undefined ? String(v.bs) : '—'),
+      item('Trainable', isNum(v.freezeTo) ? (v.freezeTo === 0 ? 'all groups' : `groups ≥ ${v.freezeTo}`) + (isNum(v.nGroups) ? ` of ${v.nGroups}` : '') : '—'),
+      item('Precompute', v.precompute === undefined ? '—' : v.precompute ? 'on' : 'off'),
+      item(v.multiLabel ? 'Best F2' : 'Best accuracy', v.multiLabel ? fmtNum(pick(v.best, 'f2', 'accuracy')) : fmtPct(pick(v.best, 'accuracy'))),
+      item('Best valid loss', fmtNum(pick(v.best, 'valid_loss'))));
+    const last = st.jobs[0];
     mount(jobBar, job
       ? h('div', { class: 'jobline' }, h('span', { class: 'muted' }, `Job #${job.id}`), jobProgress(job),
-        ['queued', 'running'].includes(job.state) ? h('button', { type: 'button', class: 'small danger', onclick: () => cancelJob(job.id) }, 'Cancel') : null)
-      : h('span', { class: 'muted' }, 'No job queued.'));
+        h('button', { type: 'button', class: 'small danger', onclick: () => cancelJob(job.id) }, 'Cancel'))
+      : h('div', { class: 'jobline' }, h('span', { class: 'muted' }, 'No job queued.'),
+        last ? h('span', { class: 'muted' }, `Last: job #${last.id} ${pick(last, 'kind') ?? ''} `, stateBadge(last.state)) : null));
   }
 
+  // The running job, else the oldest queued one.
   function currentJob() {
+    const active = st.jobs.filter((j) => j.state === 'running' || j.state === 'queued');
+    const running = active.find((j) => j.state === 'running');
+    if (running) return running;
+    if (active.length) return active[active.length - 1];
     const cj = pick(st.run || {}, 'current_job');
-    if (cj && typeof cj === 'object') return st.jobs.find((j) => String(j.id) === String(cj.id)) || cj;
-    return st.jobs.find((j) => j.state === 'running') || st.jobs.find((j) => j.state === 'queued') || null;
+    return cj && typeof cj === 'object' && ['queued', 'running'].includes(cj.state) ? cj : null;
   }
 
   function sweepLabel(s) {
-    const frozen = pick(s, 'frozen_to');
-    return `#${s.id}${isNum(frozen) ? ` · frozen to ${frozen}` : ''}${s.created_at ? ' · ' + fmtTime(s.created_at) : ''}`;
+    const range = isNum(s.start_lr) && isNum(s.end_lr) ? ` · ${fmtLr(s.start_lr)}–${fmtLr(s.end_lr)}` : '';
+    return `#${s.id}${range}${s.created_at ? ' · ' + fmtTime(s.created_at) : ''}`;
   }
 
   function drawLrFind() {
@@ -247,12 +248,26 @@ export function runPage(root, runId) {
     input.focus();
   }
 
+  // The iteration an epoch ended at: its `step` when the API gives one, else the last
+  // train_loss point recorded before the epoch's row (the row is written after the epoch's
+  // last batch and before the next epoch's first).
   function epochStep(e) {
-    return pick(e, 'step', 'end_step', 'last_step');
+    const s = pick(e, 'step', 'end_step', 'last_step');
+    if (isNum(s)) return s;
+    const tl = st.series.get('train_loss') || [];
+    if (!isNum(e.time) || !tl.length || !isNum(tl[0].time)) return undefined;
+    let lo = 0;
+    let hi = tl.length - 1;
+    if (tl[0].time > e.time) return undefined;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (tl[mid].time <= e.time) lo = mid; else hi = mid - 1;
+    }
+    return tl[lo].step;
   }
 
   function drawTraining() {
-    const tl = st.trainLoss.rows;
+    const tl = st.series.get('train_loss') || [];
     const has = tl.length > 0;
     trainEmpty.hidden = has;
     lossEl.hidden = !has;
@@ -260,28 +275,28 @@ export function runPage(root, runId) {
     if (!has) return;
     const steps = tl.map((r) => r.step);
     const raw = tl.map((r) => (isNum(r.value) ? r.value : null));
-    const withStep = st.epochs.filter((e) => isNum(epochStep(e)));
+    const withStep = st.epochs.map((e) => ({ e, step: epochStep(e) })).filter((x) => isNum(x.step));
+    // A cycle ends where the next epoch starts another cycle or belongs to another fit.
     const cycleMarks = [];
-    for (let i = 1; i < withStep.length; i++) {
-      const a = withStep[i - 1];
-      const b = withStep[i];
-      if (a.cycle !== b.cycle || pick(a, 'job_id', 'fit') !== pick(b, 'job_id', 'fit')) {
-        cycleMarks.push({ step: epochStep(a), label: `cycle ${a.cycle}` });
-      }
+    for (let i = 0; i < withStep.length; i++) {
+      const a = withStep[i].e;
+      const b = i + 1 < withStep.length ? withStep[i + 1].e : null;
+      const ended = b ? a.cycle !== b.cycle || pick(a, 'job') !== pick(b, 'job') : false;
+      if (ended) cycleMarks.push({ step: withStep[i].step, label: `cycle ${a.cycle}` });
     }
-    const validRows = withStep.filter((e) => isNum(e.valid_loss));
+    const validRows = withStep.filter((x) => isNum(x.e.valid_loss));
     charts.update({
       steps, raw, smooth: debiasedEma(raw, st.beta),
-      validSteps: validRows.map(epochStep), valid: validRows.map((e) => e.valid_loss),
-      lr: [...st.lr.values()].filter((s) => s.rows.length).map((s) => ({ steps: s.rows.map((r) => r.step), values: s.rows.map((r) => r.value) })),
-      epochMarks: withStep.map(epochStep), cycleMarks,
+      validSteps: validRows.map((x) => x.step), valid: validRows.map((x) => x.e.valid_loss),
+      lr: lrKeys().map((k) => st.series.get(k)).map((rows) => ({ steps: rows.map((r) => r.step), values: rows.map((r) => r.value) })),
+      epochMarks: withStep.map((x) => x.step), cycleMarks,
     });
     lossEl.dataset.points = String(steps.length);
   }
 
   function drawEpochs() {
     const rows = st.epochs;
-    const multi = st.run && st.run.multi_label;
+    const multi = st.run && runView(st.run).multiLabel;
     if (!rows.length) { mount(epochsWrap, h('p', { class: 'empty' }, 'No epoch finished yet.')); }
     else {
       const metric = multi ? 'F2' : 'Accuracy';
@@ -317,11 +332,11 @@ export function runPage(root, runId) {
     mount(jobsWrap, h('ol', { class: 'joblist' }, st.jobs.slice(0, 30).map((j) => {
       const kind = pick(j, 'kind', 'type', 'op') || 'job';
       const err = pick(j, 'error', 'error_message');
-      const hasCsv = /predict/.test(kind) && j.state === 'succeeded';
+      const hasCsv = j.predictions === true || (/predict/.test(kind) && j.state === 'succeeded');
       return h('li', { class: `job state-${j.state}` },
         h('div', { class: 'jobrow' }, h('span', { class: 'jobid' }, `#${j.id}`), h('span', { class: 'jobkind' }, kind), stateBadge(j.state),
           ['queued', 'running'].includes(j.state) ? h('button', { type: 'button', class: 'small danger', onclick: () => cancelJob(j.id), 'aria-label': `Cancel job ${j.id}` }, 'Cancel') : null),
-        j.state === 'running' ? jobProgress(j) : null,
+        j.state === 'running' ? jobProgress(j, false) : null,
         err ? h('p', { class: 'job-error' }, typeof err === 'object' ? err.detail || JSON.stringify(err) : String(err)) : null,
         hasCsv ? h('a', { href: `/api/v1/jobs/${encodeURIComponent(j.id)}/predictions.csv`, download: `predictions-job${j.id}.csv` }, 'predictions.csv') : null,
         h('small', { class: 'muted' }, fmtTime(pick(j, 'created_at', 'queued_at')),
@@ -475,8 +490,16 @@ export function runPage(root, runId) {
       ], h('button', { type: 'submit' }, 'Predict'),
       (f) => queued('predict-test', { tta: f.elements.tta.checked })),
 
-      form('recipe', 'Whole recipe', [], h('button', { type: 'submit', class: 'primary' }, 'Run the recipe'),
-        () => queued('recipe', {})),
+      form('recipe', 'Whole recipe', [
+        field({ name: 'max_epochs', label: 'Max epochs', type: 'number', placeholder: 'recipe default' }),
+        field({ name: 'n_aug', label: 'TTA copies', type: 'number', placeholder: '4' }),
+        field({ name: 'close_to_imagenet', label: 'Images close to ImageNet (smaller body LRs)', type: 'checkbox', value: false }),
+      ], h('button', { type: 'submit', class: 'primary' }, 'Run the recipe'),
+      (f) => {
+        const b = body(f, [['max_epochs', num], ['n_aug', num]]);
+        if (f.elements.close_to_imagenet.checked) b.close_to_imagenet = true;
+        return queued('recipe', b);
+      }),
     );
   }
 
@@ -490,22 +513,22 @@ export function runPage(root, runId) {
     download(`${name}.csv`, toCsv(['sweep', 'iter', 'lr', 'loss', 'smooth_loss'], rows), 'text/csv');
   }
 
+  // JSON: the API's own metric points (every key) and epoch rows; CSV: one row per step,
+  // one column per key, validation loss on the step its epoch ended at.
   function exportTraining(fmt) {
     const name = `run${runId}-training`;
-    const lrEntries = [...st.lr.entries()];
+    const keys = [...st.series.keys()].sort((a, b) => (a === 'train_loss' ? -1 : b === 'train_loss' ? 1 : a.localeCompare(b)));
     if (fmt === 'json') {
-      const out = { run: st.run ? st.run.id : runId, train_loss: st.trainLoss.rows, epochs: st.epochs };
-      for (const [k, s] of lrEntries) out[k] = s.rows;
-      download(`${name}.json`, JSON.stringify(out, null, 1), 'application/json');
+      const points = keys.flatMap((k) => st.series.get(k)).sort((a, b) => a.step - b.step || a.key.localeCompare(b.key));
+      download(`${name}.json`, JSON.stringify({ run: st.run ? st.run.id : runId, points, epochs: st.epochs }, null, 1), 'application/json');
       return;
     }
     const byStep = new Map();
-    for (const r of st.trainLoss.rows) byStep.set(r.step, { step: r.step, train_loss: r.value });
-    for (const [k, s] of lrEntries) {
-      for (const r of s.rows) {
-        const row = byStep.get(r.step) || { step: r.step };
-        row[k] = r.value;
-        byStep.set(r.step, row);
+    for (const k of keys) {
+      for (const p of st.series.get(k)) {
+        const row = byStep.get(p.step) || { step: p.step };
+        row[k] = p.value;
+        byStep.set(p.step, row);
       }
     }
     for (const e of st.epochs) {
@@ -513,7 +536,7 @@ export function runPage(root, runId) {
       if (isNum(s) && byStep.has(s)) byStep.get(s).valid_loss = e.valid_loss;
     }
     const rows = [...byStep.values()].sort((a, b) => a.step - b.step);
-    download(`${name}.csv`, toCsv(['step', 'train_loss', ...lrEntries.map(([k]) => k), 'valid_loss'], rows), 'text/csv');
+    download(`${name}.csv`, toCsv(['step', ...keys, 'valid_loss'], rows), 'text/csv');
   }
 
   function exportEpochs(fmt) {

@@ -39,6 +39,7 @@ export const isNum = (x) => typeof x === 'number' && Number.isFinite(x);
 // A loss or metric for a table cell: four significant decimals, a dash when absent.
 export function fmtNum(x, digits = 4) {
   if (!isNum(x)) return '—';
+  if (Number.isInteger(x) && Math.abs(x) < 1e9) return String(x);
   if (x !== 0 && (Math.abs(x) < 1e-3 || Math.abs(x) >= 1e5)) return x.toExponential(2);
   return x.toFixed(digits);
 }
@@ -62,11 +63,19 @@ export function fmtDuration(s) {
   return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
-// Timestamps arrive as ISO strings or Unix seconds; shows local date and time.
+// Timestamps arrive as Unix seconds (the store's REAL columns) or ISO strings.
+export function toMs(t) {
+  if (typeof t === 'number') return t * 1000;
+  const ms = Date.parse(t);
+  return Number.isNaN(ms) ? 0 : ms;
+}
+
+// A timestamp as local date and time.
 export function fmtTime(t) {
   if (t === null || t === undefined || t === '') return '—';
-  const d = typeof t === 'number' ? new Date(t * 1000) : new Date(t);
-  if (Number.isNaN(d.getTime())) return String(t);
+  const ms = toMs(t);
+  if (!ms) return String(t);
+  const d = new Date(ms);
   return d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
 }
 
