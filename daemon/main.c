@@ -37,7 +37,7 @@ static int ensure_dir(const char *path, char *err, size_t errlen)
             char c = *p;
             *p = 0;
             if (mkdir(tmp, 0755) && errno != EEXIST) {
-                snprintf(err, errlen, "--data-dir: cannot create %s: %s", tmp,
+                snprintf(err, errlen, "--data-dir: cannot create %.900s: %s", tmp,
                          strerror(errno));
                 return -errno;
             }
