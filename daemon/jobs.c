@@ -389,7 +389,17 @@ typedef struct sink {
     jobs *jq;
     int64_t job_id, run_id, lr_find_id;
     int last_cycle;
+    int engine_progress;       /* the learner reports progress itself */
+    int total_epochs;          /* a fit's epochs, for progress when it does not */
+    double t0;
 } sink;
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static int stop_requested(sink *k)
 {
@@ -413,6 +423,14 @@ static int on_batch(void *ctx, const ev_batch *e)
         vals[n++] = e->lrs[g];
     }
     store_metrics_push(k->jq->st, k->run_id, k->job_id, e->step, n, keys, vals);
+    if (!k->engine_progress && k->total_epochs > 0 && e->n_batches > 0) {
+        /* Progress from the batch position when the learner does not report it. */
+        double total = (double)k->total_epochs * e->n_batches;
+        double done = (double)e->epoch * e->n_batches + e->batch + 1;
+        double frac = done / total, el = mono_s() - k->t0;
+        store_job_progress(k->jq->st, k->job_id, frac > 1 ? 1 : frac,
+                           done > 0 && frac < 1 ? el * (total - done) / done : -1);
+    }
     return stop_requested(k);
 }
 
@@ -461,6 +479,7 @@ static void on_note(void *ctx, const char *what, const char *why)
 static void on_progress(void *ctx, double fraction, double eta_s)
 {
     sink *k = ctx;
+    k->engine_progress = 1;
     store_job_progress(k->jq->st, k->job_id, fraction, eta_s);
 }
 
@@ -556,6 +575,8 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         if (rc)
             return rc;
         o.resume = resume;
+        for (int c = 0, len = o.cycle_len; c < o.n_cycle; c++, len *= o.cycle_mult)
+            k->total_epochs += len;
         return learner_fit(l, &o, &h, err, errlen);
     }
     case JOB_FREEZE:
@@ -635,7 +656,7 @@ static void run_job(jobs *jq, int64_t job_id)
         if (!l)
             rc = -EINVAL;
     }
-    sink k = {jq, job_id, row.run_id, 0, 0};
+    sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .t0 = mono_s()};
     if (rc == 0)
         rc = run_kind(jq, &k, kind, l, row.params, row.resumed_from != 0, &result, err,
                       sizeof err);
@@ -943,7 +964,7 @@ static json_t *info_json(const ds_info *in)
                      "classes", classes, "n_classes", in->n_classes, "multi_label",
                      in->multi_label, "counts", "train", in->count[SPLIT_TRAIN], "valid",
                      in->count[SPLIT_VALID], "test", in->count[SPLIT_TEST], "channels",
-                     in->channels, "sizes", "min", in->min_w, in->min_h, "median",
+                     in->channels, "image_size", "min", in->min_w, in->min_h, "median",
                      in->median_w, in->median_h, "max", in->max_w, in->max_h, "mean",
                      in->mean[0], in->mean[1], in->mean[2], "std", in->std[0], in->std[1],
                      in->std[2], "n_unreadable", in->n_unreadable, "unreadable", unr);

@@ -12,6 +12,7 @@ window.sgdrd = { charts: {}, sse: null, page: null };
 
 const main = document.getElementById('main');
 let cleanup = null;
+let firstRoute = true;
 
 // ---- shared bits ---------------------------------------------------------------------
 
@@ -333,8 +334,13 @@ function route() {
     if (a.dataset.nav === m || (m === 'run' && a.dataset.nav === 'runs')) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const h1 = main.querySelector('h1');
-  if (h1) h1.focus({ preventScroll: true });
+  // After a navigation, focus moves to the new page's heading (screen readers announce it);
+  // on the first load focus stays at the top of the document, where Tab reaches the skip link.
+  if (!firstRoute) {
+    const h1 = main.querySelector('h1');
+    if (h1) h1.focus({ preventScroll: true });
+  }
+  firstRoute = false;
   window.scrollTo(0, 0);
 }
 

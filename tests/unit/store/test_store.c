@@ -876,7 +876,11 @@ static void *reader_main(void *p)
         if (n < last)
             a->went_back++;
         last = n;
-        if (store_run_get(a->st, a->run, &j) || store_job_list(a->st, a->run, NULL, NULL, &j))
+        if (store_run_get(a->st, a->run, &j))
+            a->errors++;
+        else
+            json_decref(j);
+        if (store_job_list(a->st, a->run, NULL, NULL, &j))
             a->errors++;
         else
             json_decref(j);
