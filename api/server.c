@@ -567,6 +567,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         static_serve(r);
     else if (!body_end(r))
         r->route->fn(r);
+    /* Handlers have moved what they keep; drop the rest before the client hears back. */
+    if (r->fd >= 0) {
+        close(r->fd);
+        r->fd = -1;
+    }
+    if (r->tmp_path[0]) {
+        unlink(r->tmp_path);
+        r->tmp_path[0] = '\0';
+    }
     return req_queue(r);
 }
 
@@ -704,7 +713,11 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     s->started = api_now_monotonic();
     if (!s->data_dir || !s->version || (cfg->token && cfg->token[0] && !s->token))
         goto out_nomem;
-    s->web_dir = realpath(cfg->web_dir ? cfg->web_dir : SGDRD_WEB_DIR, NULL);
+    {
+        /* SGDRD_WEB_DIR in the environment serves another dashboard without a rebuild. */
+        const char *web = cfg->web_dir ? cfg->web_dir : getenv("SGDRD_WEB_DIR");
+        s->web_dir = realpath(web && *web ? web : SGDRD_WEB_DIR, NULL);
+    }
     /* A missing web/ only costs the dashboard; the API still serves. */
     s->dataset_roots = calloc((size_t)(cfg->n_dataset_roots + 1), sizeof *s->dataset_roots);
     if (!s->dataset_roots)

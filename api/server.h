@@ -16,7 +16,8 @@ typedef struct api_config {
     const char *const *dataset_roots; /* folders POST /datasets may register from */
     int n_dataset_roots;
     int64_t max_upload;          /* bytes; <= 0 means 2 GiB */
-    const char *web_dir;         /* served at /; NULL: the source tree's web/ */
+    const char *web_dir;         /* served at /; NULL: $SGDRD_WEB_DIR, else the source
+                                  * tree's web/ */
     const char *version;         /* reported by /health; NULL: the project version */
     unsigned conn_limit;         /* 0: 256 */
     unsigned per_ip_limit;       /* 0: 64 */

@@ -285,7 +285,7 @@ export class TrainingCharts {
       },
     ];
     lrOpts.series = [{ label: 'iteration' }];
-    const greens = ['#0f766e', '#0891b2', '#7c3aed', '#db2777'];
+    const greens = ['#0891b2', '#7c3aed', '#e11d48', '#ca8a04'];
     for (let g = 0; g < nGroups; g++) {
       lrOpts.series.push({ label: `LR group ${g}`, stroke: greens[g % greens.length], width: 1.75, points: { show: false }, value: (u, v) => fmtLr(v) });
     }

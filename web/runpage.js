@@ -25,6 +25,7 @@ export function runPage(root, runId) {
     series: new Map(),      // metric key -> [{step, value, time}] in step order
     lastStep: null,         // the highest step fetched (every key of it)
     dsNames: null,          // dataset id -> name
+    notes: [],              // the run's decisions with their reasons, from SSE "note" events
     epochs: [],
     beta: 0.98,
     live: 'connecting',
@@ -54,6 +55,7 @@ export function runPage(root, runId) {
   const epochsWrap = h('div', { class: 'table-wrap' });
   const ttaWrap = h('div', { class: 'tta' });
   const jobsWrap = h('div', { class: 'jobs' });
+  const notesWrap = h('div', { class: 'notes' }, h('p', { class: 'empty' }, 'No decisions logged yet.'));
 
   const exportButtons = (name, fn) => h('div', { class: 'export', role: 'group', 'aria-label': `Export ${name}` },
     h('button', { type: 'button', class: 'small', onclick: () => fn('csv'), 'data-export': `${name}-csv` }, 'CSV'),
@@ -88,7 +90,8 @@ export function runPage(root, runId) {
           epochsWrap, ttaWrap)),
       h('aside', { class: 'run-side' },
         h('section', { class: 'card', id: 'controls', 'aria-labelledby': 'controls-h' }, h('h2', { id: 'controls-h' }, 'Controls'), controls),
-        h('section', { class: 'card', id: 'jobs', 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Jobs'), jobsWrap))));
+        h('section', { class: 'card', id: 'jobs', 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Jobs'), jobsWrap),
+        h('section', { class: 'card', id: 'notes', 'aria-labelledby': 'notes-h' }, h('h2', { id: 'notes-h' }, 'Decisions'), notesWrap))));
 
   window.sgdrd.charts = { lrfind: lrChart, training: charts };
 
@@ -327,6 +330,23 @@ export function runPage(root, runId) {
           })))))));
   }
 
+  // A note's data is {"job","what","why"} (or an event envelope holding it in "data").
+  function addNote(text) {
+    let n;
+    try { n = JSON.parse(text); } catch { return; }
+    if (n && n.data && typeof n.data === 'object') n = n.data;
+    if (!n || !n.what) return;
+    st.notes.push(n);
+    if (st.notes.length > 500) st.notes.shift();
+  }
+
+  function drawNotes() {
+    if (!st.notes.length) return;
+    mount(notesWrap, h('ol', { class: 'notelist', reversed: true, tabindex: 0, 'aria-label': 'Decisions, newest first' }, st.notes.slice().reverse().slice(0, 100).map((n) => h('li', {},
+      h('div', { class: 'note-what' }, isNum(n.job) ? h('span', { class: 'jobid' }, `#${n.job} `) : null, String(n.what)),
+      n.why ? h('div', { class: 'note-why' }, String(n.why)) : null))));
+  }
+
   function drawJobs() {
     if (!st.jobs.length) { mount(jobsWrap, h('p', { class: 'empty' }, 'No jobs yet.')); return; }
     mount(jobsWrap, h('ol', { class: 'joblist' }, st.jobs.slice(0, 30).map((j) => {
@@ -369,6 +389,7 @@ export function runPage(root, runId) {
       if (t.has('lrfind')) drawLrFind();
       if (t.has('metrics') || t.has('epochs')) drawTraining();
       if (t.has('epochs') || t.has('jobs')) drawEpochs();
+      if (t.has('notes')) drawNotes();
       mount(banner);
     } catch (err) {
       if (!st.alive) return;
@@ -394,7 +415,10 @@ export function runPage(root, runId) {
     mount(banner, h('div', { class: 'notice warn', role: 'alert' }, 'Could not refresh: ', (err && err.message) || String(err), ' — retrying.'));
   }
 
-  const sse = subscribe(`/api/v1/runs/${rid}/events`, (topics) => markStale(topics), (s) => {
+  const sse = subscribe(`/api/v1/runs/${rid}/events`, (topics, type, data) => {
+    if (type === 'note') addNote(data);
+    markStale(topics);
+  }, (s) => {
     st.live = s;
     liveBadge.textContent = s === 'live' ? 'live' : 'reconnecting…';
     liveBadge.className = `live-pill ${s}`;
