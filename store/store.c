@@ -1605,14 +1605,14 @@ int store_jobs_interrupt_running(store *st, int *n)
     return rc;
 }
 
-int store_jobs_queued(store *st, int64_t **ids, int *n)
+static int ids_query(store *st, const char *sql, int64_t **ids, int *n)
 {
     *ids = NULL;
     *n = 0;
     int cap = 0;
     sqlite3 *db = rget(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id", &s);
+    int rc = prep(db, sql, &s);
     if (rc == 0) {
         int r;
         while ((r = sqlite3_step(s)) == SQLITE_ROW) {
@@ -1635,6 +1635,18 @@ int store_jobs_queued(store *st, int64_t **ids, int *n)
         *n = 0;
     }
     return rc;
+}
+
+int store_jobs_queued(store *st, int64_t **ids, int *n)
+{
+    return ids_query(st, "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id", ids, n);
+}
+
+int store_jobs_resumable(store *st, int64_t **ids, int *n)
+{
+    return ids_query(st, "SELECT id FROM jobs j WHERE state = 'interrupted' AND NOT EXISTS "
+                         "(SELECT 1 FROM jobs r WHERE r.resumed_from = j.id) ORDER BY id",
+                     ids, n);
 }
 
 int store_job_row_get(store *st, int64_t id, store_job_row *out)

@@ -506,8 +506,15 @@ static void startup_recovery_queries(void **state)
     assert_int_equal(ids[1], c);
     free(ids);
 
+    assert_int_equal(store_jobs_resumable(f->st, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], a);
+    free(ids);
     int64_t r;
     assert_int_equal(store_job_create(f->st, run, "fit", NULL, a, &r), 0);
+    assert_int_equal(store_jobs_resumable(f->st, &ids, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(ids);
     assert_int_equal(store_job_get(f->st, r, &j), 0);
     assert_int_equal(jint(j, "resumed_from"), a);
     json_decref(j);
@@ -869,7 +876,11 @@ static void *reader_main(void *p)
         if (n < last)
             a->went_back++;
         last = n;
-        if (store_run_get(a->st, a->run, &j) || store_job_list(a->st, a->run, NULL, NULL, &j))
+        if (store_run_get(a->st, a->run, &j))
+            a->errors++;
+        else
+            json_decref(j);
+        if (store_job_list(a->st, a->run, NULL, NULL, &j))
             a->errors++;
         else
             json_decref(j);
