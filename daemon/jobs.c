@@ -768,6 +768,12 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
         jobs_destroy(jq);
         return rc;
     }
+    /* Absolute, so that stored paths stay valid whatever the working directory. */
+    char *abs = realpath(jq->data_dir, NULL);
+    if (abs) {
+        free(jq->data_dir);
+        jq->data_dir = abs;
+    }
     *out = jq;
     return 0;
 out_nomem:
