@@ -100,8 +100,11 @@ typedef struct tfm_config {
 /* Writes the transformed, normalised image as (sz, sz, c_out) floats to out, drawing every
  * random choice from *rng. Same image, config and rng state: same output, bit for bit.
  * Order (fast.ai 0.7): Scale or RandomScale, RandomRotate, RandomLighting, RandomFlip or
- * RandomDihedral, RandomCrop (augment) or CenterCrop, normalise. If memory runs out the
- * output is all zeros (transform_apply_plan reports it). */
+ * RandomDihedral, RandomCrop (augment) or CenterCrop, normalise. One departure: the
+ * image mean in RandomLighting is taken before the rotation, not after (the rotation then
+ * only computes the pixels the crop keeps; reflect padding keeps the means within a
+ * fraction of a percent). If memory runs out the output is all zeros
+ * (transform_apply_plan reports it). */
 void transform_apply(float *out, const image *in, const tfm_config *cfg, uint64_t *rng);
 
 /* The random choices of one transform. transform_draw fills it from *rng the way
