@@ -96,7 +96,7 @@ static int load_item(loader *l, int item, int prescale, image *im)
             return im->px ? 0 : -ENOMEM;
     }
     image raw;
-    int rc = dataset_item_image(l->ds, l->split, item, &raw, NULL, 0);
+    int rc = dataset_item_image_min(l->ds, l->split, item, prescale, &raw, NULL, 0);
     if (rc)
         return rc;
     int shorter = raw.w < raw.h ? raw.w : raw.h;
