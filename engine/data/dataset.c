@@ -1046,6 +1046,18 @@ int dataset_item_image(dataset *ds, ds_split split, int i, image *out, char *err
     return dataset_item_image_min(ds, split, i, 0, out, err, errlen);
 }
 
+int dataset_item_view(const dataset *ds, ds_split split, int i, image *view)
+{
+    const ds_item *it = item_at(ds, split, i);
+    if (!it || !it->px)
+        return -ENOENT;
+    view->w = it->w;
+    view->h = it->h;
+    view->c = 1;
+    view->px = (uint8_t *)it->px;
+    return 0;
+}
+
 int dataset_unreadable_copy(dataset *ds, ds_unreadable **out, int *n)
 {
     *out = NULL;

@@ -420,6 +420,24 @@ static void test_cache_identical(void **state)
     loader_destroy(plain);
     loader_destroy(cached);
     loader_destroy(tight);
+
+    /* an in-memory (idx) dataset: the cache steps aside, the batches are the same */
+    cfg = base_cfg(16, 5, 3);
+    cfg.tfm.tfms = TFMS_SIDE_ON;
+    plain = make(idx_ds, &cfg);
+    cfg.cache_bytes = 1u << 20;
+    cached = make(idx_ds, &cfg);
+    for (int e = 0; e < 2; e++) {
+        x0 = epoch_x(plain, e, 5, e, &n0);
+        x1 = epoch_x(cached, e, 5, e, &n1);
+        assert_int_equal(n0, 103 * 5 * 5 * 3);
+        assert_int_equal(n0, n1);
+        assert_memory_equal(x0, x1, sizeof(float) * n0);
+        free(x0);
+        free(x1);
+    }
+    loader_destroy(plain);
+    loader_destroy(cached);
 }
 
 /* Sum of the left half minus the right half of a (16, 16, 1) image. */
