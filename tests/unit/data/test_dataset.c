@@ -163,6 +163,13 @@ static void test_folders(void **state)
     assert_true(dataset_item_image(ds, SPLIT_VALID, 1, &im, err, sizeof err) < 0);
     assert_int_equal(in->n_unreadable, 3);
     assert_true(find_unreadable(in, "valid/dog/v2.png", "truncated"));
+    ds_unreadable *copy;
+    int n_copy;
+    assert_int_equal(dataset_unreadable_copy(ds, &copy, &n_copy), 0);
+    assert_int_equal(n_copy, 3);
+    assert_string_equal(copy[2].file, "valid/dog/v2.png");
+    assert_non_null(strstr(copy[2].reason, "truncated"));
+    ds_unreadable_free(copy, n_copy);
     dataset_destroy(ds);
     dataset_destroy(NULL);
     free(d);
