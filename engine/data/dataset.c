@@ -781,10 +781,16 @@ static int open_idx(dataset *ds, int *has_valid, char *err, size_t errlen)
     int rc = idx_load_split(ds, "train", 0, &max_label, err, errlen);
     if (rc)
         return rc;
-    char *tp = idx_find(ds->root, "t10k", "images", 3);
+    /* The validation split: MNIST's t10k files, or test-* in some redistributions. */
+    const char *vp = "t10k";
+    char *tp = idx_find(ds->root, vp, "images", 3);
+    if (!tp) {
+        vp = "test";
+        tp = idx_find(ds->root, vp, "images", 3);
+    }
     *has_valid = tp != NULL;
     free(tp);
-    if (*has_valid && (rc = idx_load_split(ds, "t10k", 1, &max_label, err, errlen)))
+    if (*has_valid && (rc = idx_load_split(ds, vp, 1, &max_label, err, errlen)))
         return rc;
     rc = idx_classes(ds, max_label + 1);
     if (rc)
