@@ -1,0 +1,223 @@
+"""parity_models.py: the engine's resnet18, resnet34 and resnet_small (fast.ai head and
+plain head) against PyTorch on the same weights and batch: logits, loss, every parameter
+gradient and the BatchNorm running statistics after one training forward, with and
+without the body frozen; eval-mode logits of a torchvision resnet18 state dict.
+
+usage: /usr/bin/python3 parity_models.py PARITY_MODEL_EXE WORKDIR
+Exit status 0 when every comparison is within tolerance.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torchvision
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "common"))
+import st  # noqa: E402
+
+# Tolerances, relative to the largest magnitude of the reference tensor: float32 GEMMs in
+# a different summation order (OpenBLAS vs oneDNN) through up to 34 layers of BatchNorm.
+TOL = {"logits": 1e-4, "loss": 1e-5, "grad": 5e-4, "stat": 1e-4}
+
+
+class AdaptiveConcatPool2d(nn.Module):
+    def forward(self, x):
+        return torch.cat([nn.functional.adaptive_max_pool2d(x, 1),
+                          nn.functional.adaptive_avg_pool2d(x, 1)], 1)
+
+
+class Flatten(nn.Module):
+    def forward(self, x):
+        return x.view(x.size(0), -1)
+
+
+def fastai_head(nf, n_classes, xtra_fc=512):
+    # fastai 0.7 ConvLearner head with ps = 0 (no Dropout modules).
+    return nn.Sequential(AdaptiveConcatPool2d(), Flatten(),
+                         nn.BatchNorm1d(2 * nf), nn.Linear(2 * nf, xtra_fc), nn.ReLU(),
+                         nn.BatchNorm1d(xtra_fc), nn.Linear(xtra_fc, n_classes))
+
+
+class SmallResNet(nn.Module):
+    """resnet_small: conv3x3 stem (32), no max pool, stages 32/64/128 of two blocks."""
+
+    def __init__(self, c_in, n_classes, head):
+        super().__init__()
+        block = torchvision.models.resnet.BasicBlock
+        self.conv1 = nn.Conv2d(c_in, 32, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.relu = nn.ReLU(inplace=True)
+        self.inplanes = 32
+
+        def stage(planes, stride):
+            down = None
+            if stride != 1 or self.inplanes != planes:
+                down = nn.Sequential(nn.Conv2d(self.inplanes, planes, 1, stride, bias=False),
+                                     nn.BatchNorm2d(planes))
+            layers = [block(self.inplanes, planes, stride, down), block(planes, planes)]
+            self.inplanes = planes
+            return nn.Sequential(*layers)
+
+        self.layer1 = stage(32, 1)
+        self.layer2 = stage(64, 2)
+        self.layer3 = stage(128, 2)
+        self.head_kind = head
+        if head == "plain":
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(128, n_classes)
+        else:
+            self.head = fastai_head(128, n_classes)
+
+    def body(self, x):
+        return self.layer3(self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x))))))
+
+    def forward(self, x):
+        x = self.body(x)
+        if self.head_kind == "plain":
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.head(x)
+
+
+class TvResNet(nn.Module):
+    """torchvision resnet18/34 body with either its own fc or the fast.ai head."""
+
+    def __init__(self, arch, c_in, n_classes, head):
+        super().__init__()
+        tv = getattr(torchvision.models, arch)(num_classes=n_classes)
+        assert c_in == 3
+        for name in ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
+                     "layer4"]:
+            setattr(self, name, getattr(tv, name))
+        self.head_kind = head
+        if head == "plain":
+            self.avgpool, self.fc = tv.avgpool, tv.fc
+        else:
+            self.head = fastai_head(512, n_classes)
+
+    def body(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x):
+        x = self.body(x)
+        if self.head_kind == "plain":
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.head(x)
+
+
+def group_of(arch, name):
+    """Layer group of a parameter name, as the engine defines them."""
+    if name.startswith("head.") or name.startswith("fc."):
+        return 2
+    later = ("layer2.", "layer3.") if arch == "resnet_small" else ("layer3.", "layer4.")
+    return 1 if name.startswith(later) else 0
+
+
+def randomise_bn(model, g):
+    # Non-trivial BatchNorm parameters and statistics, so their handling is tested.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.uniform_(0.5, 1.5, generator=g)
+                m.bias.uniform_(-0.2, 0.2, generator=g)
+                m.running_mean.uniform_(-0.2, 0.2, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+
+
+def rel_err(a, b):
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))
+
+
+def run_case(exe, work, arch, head, c_in, n_classes, size, batch, freeze_to, mode, seed):
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    if arch == "resnet_small":
+        model = SmallResNet(c_in, n_classes, head)
+    else:
+        model = TvResNet(arch, c_in, n_classes, head)
+    randomise_bn(model, g)
+    sd = {k: v.detach().numpy().astype(np.float32) if v.dtype == torch.float32
+          else v.detach().numpy().astype(np.int64) for k, v in model.state_dict().items()}
+    x = torch.randn(batch, c_in, size, size, generator=g)
+    y = torch.randint(0, n_classes, (batch,), generator=g)
+    tag = f"{arch}-{head}-f{freeze_to}-{mode}"
+    wpath = os.path.join(work, tag + "-w.st")
+    bpath = os.path.join(work, tag + "-b.st")
+    opath = os.path.join(work, tag + "-out.st")
+    st.save(wpath, sd)
+    st.save(bpath, {"x": x.permute(0, 2, 3, 1).contiguous().numpy(),
+                    "y": y.numpy().astype(np.int64)})
+    subprocess.run([exe, arch, head, str(c_in), str(n_classes), str(freeze_to), mode,
+                    wpath, bpath, opath], check=True)
+    out = st.load(opath)
+
+    # PyTorch reference: frozen groups have no gradients and their BatchNorms run in eval.
+    if mode == "train":
+        model.train()
+        for name, m in model.named_modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and \
+                    group_of(arch, name + ".weight") < freeze_to:
+                m.eval()
+        for name, p in model.named_parameters():
+            p.requires_grad_(group_of(arch, name) >= freeze_to)
+    else:
+        model.eval()
+    logits = model(x)
+    loss = nn.functional.cross_entropy(logits, y)
+    if mode == "train":
+        loss.backward()
+
+    errs = {"logits": rel_err(out["logits"], logits.detach().numpy()),
+            "loss": rel_err(out["loss"], [loss.item()])}
+    worst_grad, worst_stat = (0.0, ""), (0.0, "")
+    params = dict(model.named_parameters())
+    for name, t in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        if "running_" in name:
+            e = rel_err(out[name], t.numpy())
+            worst_stat = max(worst_stat, (e, name))
+        elif mode == "train" and group_of(arch, name) >= freeze_to:
+            e = rel_err(out["grad." + name], params[name].grad.numpy())
+            worst_grad = max(worst_grad, (e, name))
+        elif mode == "train":
+            assert "grad." + name not in out, f"{tag}: frozen {name} has a gradient"
+    ok = errs["logits"] <= TOL["logits"] and errs["loss"] <= TOL["loss"] and \
+        worst_grad[0] <= TOL["grad"] and worst_stat[0] <= TOL["stat"]
+    print(f"{'ok  ' if ok else 'FAIL'} {tag:34s} logits {errs['logits']:.2e} "
+          f"loss {errs['loss']:.2e} grad {worst_grad[0]:.2e} ({worst_grad[1]}) "
+          f"bn-stats {worst_stat[0]:.2e} ({worst_stat[1]})", flush=True)
+    return ok
+
+
+def main():
+    exe = sys.argv[1]
+    torch.set_num_threads(2)
+    cases = [
+        # arch, head, c_in, classes, size, batch, freeze_to, mode
+        ("resnet_small", "fastai", 1, 10, 28, 8, 0, "train"),
+        ("resnet_small", "fastai", 3, 5, 32, 6, 2, "train"),
+        ("resnet_small", "plain", 1, 10, 28, 8, 1, "train"),
+        ("resnet18", "fastai", 3, 7, 64, 4, 0, "train"),
+        ("resnet18", "fastai", 3, 7, 64, 4, 2, "train"),
+        ("resnet18", "plain", 3, 10, 64, 4, 0, "train"),
+        ("resnet18", "plain", 3, 1000, 64, 2, 0, "eval"),
+        ("resnet34", "fastai", 3, 4, 64, 4, 0, "train"),
+        ("resnet34", "fastai", 3, 4, 64, 4, 1, "train"),
+    ]
+    with tempfile.TemporaryDirectory() as work:
+        results = [run_case(exe, work, *c, seed=i + 1) for i, c in enumerate(cases)]
+    print(f"{sum(results)} of {len(results)} model parity cases within tolerance "
+          f"(logits {TOL['logits']}, loss {TOL['loss']}, gradients {TOL['grad']}, "
+          f"BN statistics {TOL['stat']}, relative to the reference's max magnitude)")
+    sys.exit(0 if all(results) else 1)
+
+
+if __name__ == "__main__":
+    main()
