@@ -14,6 +14,7 @@
 
 #include "data/data.h"
 #include "events.h"
+#include "lrfind.h"
 #include "models/models.h"
 #include "net.h"
 #include "sched.h"
@@ -67,20 +68,8 @@ typedef struct lrfind_opts {
     double wd;
 } lrfind_opts;
 
-typedef struct lr_suggestion {
-    double lr;
-    char reason[160];
-} lr_suggestion;
-
-typedef struct lrfind_result {
-    int n_points;
-    ev_sweep_point *points;    /* malloc'd; free with lrfind_result_free */
-    lr_suggestion min_div10, steep, valley, slide;
-    int stopped_early;         /* the smoothed loss diverged */
-} lrfind_result;
-void lrfind_result_free(lrfind_result *r);
-
-/* Weights, BatchNorm statistics and optimizer state are restored afterwards, also on
+/* The result (points and suggestions, lrfind_result) is declared in lrfind.h.
+ * Weights, BatchNorm statistics and optimizer state are restored afterwards, also on
  * cancellation and failure. */
 int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_result *out,
                     char *err, size_t errlen);

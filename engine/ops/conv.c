@@ -1,1 +1,318 @@
-/* conv.c: to be written; see the header. */
+/* conv.c: 2-D convolution over NHWC activations with OIHW weights: im2col + cblas_sgemm,
+ * in chunks of output rows so the column buffer stays small; 1x1 stride-1 is a plain GEMM. */
+#include "ops.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <string.h>
+
+/* Target size of one im2col chunk, in floats. Large enough that each GEMM has a few
+ * thousand rows to split across threads, small enough to stay near the L2/L3 caches. */
+#define CONV_CHUNK_FLOATS (1u << 19)
+
+/* Parallelise a loop only when it has at least this many floats of work. */
+#define CONV_PAR_MIN 32768
+
+void conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int c_in, int c_out, int k,
+                       int stride, int pad)
+{
+    assert(n > 0 && h > 0 && w > 0 && c_in > 0 && c_out > 0 && k > 0 && stride > 0 &&
+           pad >= 0);
+    s->n = n;
+    s->h = h;
+    s->w = w;
+    s->c_in = c_in;
+    s->c_out = c_out;
+    s->k = k;
+    s->stride = stride;
+    s->pad = pad;
+    s->h_out = (h + 2 * pad - k) / stride + 1;
+    s->w_out = (w + 2 * pad - k) / stride + 1;
+    assert(s->h_out > 0 && s->w_out > 0);
+}
+
+static int is_direct(const conv2d_shape *s)
+{
+    return s->k == 1 && s->stride == 1 && s->pad == 0;
+}
+
+/* Column order is (ky, kx, ci) so that im2col copies contiguous runs of channels; the
+ * OIHW weights are then permuted to (C_out, K, K, C_in) in the workspace. With one input
+ * channel or a 1x1 kernel the two orders coincide and no copy is needed. */
+static int needs_permute(const conv2d_shape *s)
+{
+    return s->k > 1 && s->c_in > 1;
+}
+
+static size_t kkc(const conv2d_shape *s)
+{
+    return (size_t)s->k * s->k * s->c_in;
+}
+
+/* Output rows (n, oy) per chunk. */
+static int chunk_rows(const conv2d_shape *s)
+{
+    size_t per_row = (size_t)s->w_out * kkc(s);
+    size_t rows = CONV_CHUNK_FLOATS / per_row;
+    size_t total = (size_t)s->n * s->h_out;
+    if (rows < 1)
+        rows = 1;
+    if (rows > total)
+        rows = total;
+    return (int)rows;
+}
+
+size_t conv2d_workspace_floats(const conv2d_shape *s)
+{
+    if (is_direct(s))
+        return 0;
+    size_t col = (size_t)chunk_rows(s) * s->w_out * kkc(s);
+    size_t wperm = needs_permute(s) ? 2 * (size_t)s->c_out * kkc(s) : 0;
+    return col + wperm;
+}
+
+/* dst (C_out, K, K, C_in) <- src (C_out, C_in, K, K). */
+static void permute_oihw_to_ohwi(float *dst, const float *src, const conv2d_shape *s)
+{
+    int kk = s->k * s->k, ci_n = s->c_in;
+    for (int o = 0; o < s->c_out; o++) {
+        const float *so = src + (size_t)o * ci_n * kk;
+        float *d = dst + (size_t)o * ci_n * kk;
+        for (int ci = 0; ci < ci_n; ci++)
+            for (int q = 0; q < kk; q++)
+                d[(size_t)q * ci_n + ci] = so[(size_t)ci * kk + q];
+    }
+}
+
+/* dst (C_out, C_in, K, K) <- src (C_out, K, K, C_in). */
+static void permute_ohwi_to_oihw(float *dst, const float *src, const conv2d_shape *s)
+{
+    int kk = s->k * s->k, ci_n = s->c_in;
+    for (int o = 0; o < s->c_out; o++) {
+        const float *so = src + (size_t)o * ci_n * kk;
+        float *d = dst + (size_t)o * ci_n * kk;
+        for (int ci = 0; ci < ci_n; ci++)
+            for (int q = 0; q < kk; q++)
+                d[(size_t)ci * kk + q] = so[(size_t)q * ci_n + ci];
+    }
+}
+
+/* col (rows*W_out, K*K*C_in) <- patches of output rows [r0, r0+rows), row r = n*H_out+oy. */
+static void im2col(float *col, const float *in, int r0, int rows, const conv2d_shape *s)
+{
+    const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out;
+    const size_t rowlen = kkc(s), krun = (size_t)k * cin;
+    const size_t work = (size_t)rows * wo * rowlen;
+#pragma omp parallel for schedule(static) if (work >= CONV_PAR_MIN)
+    for (int rr = 0; rr < rows; rr++) {
+        int r = r0 + rr, n = r / ho, oy = r % ho;
+        const float *img = in + (size_t)n * s->h * s->w * cin;
+        for (int ox = 0; ox < wo; ox++) {
+            float *dst = col + ((size_t)rr * wo + ox) * rowlen;
+            int ix0 = ox * s->stride - s->pad;
+            int full_x = ix0 >= 0 && ix0 + k <= s->w;
+            for (int ky = 0; ky < k; ky++) {
+                int iy = oy * s->stride - s->pad + ky;
+                float *d = dst + (size_t)ky * krun;
+                if (iy < 0 || iy >= s->h) {
+                    memset(d, 0, krun * sizeof(float));
+                    continue;
+                }
+                const float *src = img + ((size_t)iy * s->w) * cin;
+                if (full_x) {
+                    memcpy(d, src + (size_t)ix0 * cin, krun * sizeof(float));
+                    continue;
+                }
+                for (int kx = 0; kx < k; kx++) {
+                    int ix = ix0 + kx;
+                    if (ix < 0 || ix >= s->w)
+                        memset(d + (size_t)kx * cin, 0, cin * sizeof(float));
+                    else
+                        memcpy(d + (size_t)kx * cin, src + (size_t)ix * cin,
+                               cin * sizeof(float));
+                }
+            }
+        }
+    }
+}
+
+/* din += col2im(dcol) for output rows [r0, r0+rows). Gathers per input row rather than
+ * scattering per output pixel, so threads never write the same element and the order of
+ * the sums is fixed. */
+static void col2im_add(float *din, const float *dcol, int r0, int rows,
+                       const conv2d_shape *s)
+{
+    const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out, st = s->stride;
+    const int pad = s->pad;
+    const size_t rowlen = kkc(s);
+    const int r1 = r0 + rows;
+    const int n0 = r0 / ho, n1 = (r1 - 1) / ho;
+
+    /* Input rows touched by the chunk, image by image, flattened into one index space.
+     * Image n sees output rows [oya, oyb) and so input rows [iya, iyb). */
+    int total = 0;
+    for (int n = n0; n <= n1; n++) {
+        int oya = n == n0 ? r0 - n * ho : 0, oyb = n == n1 ? r1 - n * ho : ho;
+        int iya = oya * st - pad, iyb = (oyb - 1) * st - pad + k;
+        if (iya < 0)
+            iya = 0;
+        if (iyb > s->h)
+            iyb = s->h;
+        if (iyb > iya)
+            total += iyb - iya;
+    }
+    const size_t work = (size_t)total * s->w * cin * k;
+#pragma omp parallel for schedule(static) if (work >= CONV_PAR_MIN)
+    for (int idx = 0; idx < total; idx++) {
+        int n = n0, oya = 0, oyb = 0, iy = 0, rem = idx;
+        for (; n <= n1; n++) {
+            oya = n == n0 ? r0 - n * ho : 0;
+            oyb = n == n1 ? r1 - n * ho : ho;
+            int iya = oya * st - pad, iyb = (oyb - 1) * st - pad + k;
+            if (iya < 0)
+                iya = 0;
+            if (iyb > s->h)
+                iyb = s->h;
+            int cnt = iyb > iya ? iyb - iya : 0;
+            if (rem < cnt) {
+                iy = iya + rem;
+                break;
+            }
+            rem -= cnt;
+        }
+        assert(n <= n1);
+        float *drow = din + (((size_t)n * s->h + iy) * s->w) * cin;
+        for (int ky = 0; ky < k; ky++) {
+            int ty = iy + pad - ky;
+            if (ty < 0 || ty % st)
+                continue;
+            int oy = ty / st;
+            if (oy < oya || oy >= oyb)
+                continue;
+            size_t crow = (size_t)(n * ho + oy - r0) * wo;
+            for (int ix = 0; ix < s->w; ix++) {
+                float *d = drow + (size_t)ix * cin;
+                for (int kx = 0; kx < k; kx++) {
+                    int tx = ix + pad - kx;
+                    if (tx < 0 || tx % st)
+                        continue;
+                    int ox = tx / st;
+                    if (ox >= wo)
+                        continue;
+                    const float *src = dcol + (crow + ox) * rowlen +
+                                       ((size_t)ky * k + kx) * cin;
+                    for (int c = 0; c < cin; c++)
+                        d[c] += src[c];
+                }
+            }
+        }
+    }
+}
+
+/* db (C) += column sums of dout (P, C), in double, fixed order per channel. */
+static void bias_grad(float *db, const float *dout, size_t p, int c)
+{
+#pragma omp parallel for schedule(static) if (p * (size_t)c >= 4 * CONV_PAR_MIN)
+    for (int c0 = 0; c0 < c; c0 += 16) {
+        int cn = c - c0 < 16 ? c - c0 : 16;
+        double acc[16] = {0};
+        for (size_t i = 0; i < p; i++) {
+            const float *row = dout + i * c + c0;
+            for (int j = 0; j < cn; j++)
+                acc[j] += row[j];
+        }
+        for (int j = 0; j < cn; j++)
+            db[c0 + j] += (float)acc[j];
+    }
+}
+
+static void fill_bias(float *out, const float *b, size_t p, int c)
+{
+#pragma omp parallel for schedule(static) if (p * (size_t)c >= CONV_PAR_MIN)
+    for (size_t i = 0; i < p; i++)
+        memcpy(out + i * c, b, (size_t)c * sizeof(float));
+}
+
+void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *ws,
+                    const conv2d_shape *s)
+{
+    const int cout = s->c_out, wo = s->w_out;
+    const size_t total_p = (size_t)s->n * s->h_out * wo;
+    const float beta = b ? 1.0f : 0.0f;
+    if (b)
+        fill_bias(out, b, total_p, cout);
+    if (is_direct(s)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)total_p, cout, s->c_in,
+                    1.0f, in, s->c_in, w, s->c_in, beta, out, cout);
+        return;
+    }
+    const int rowlen = (int)kkc(s);
+    const float *wk = w;
+    float *col = ws;
+    if (needs_permute(s)) {
+        float *wp = ws;
+        permute_oihw_to_ohwi(wp, w, s);
+        wk = wp;
+        col = ws + 2 * (size_t)cout * rowlen;
+    }
+    const int total_rows = s->n * s->h_out, step = chunk_rows(s);
+    for (int r0 = 0; r0 < total_rows; r0 += step) {
+        int rows = total_rows - r0 < step ? total_rows - r0 : step;
+        im2col(col, in, r0, rows, s);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows * wo, cout, rowlen, 1.0f,
+                    col, rowlen, wk, rowlen, beta, out + (size_t)r0 * wo * cout, cout);
+    }
+}
+
+void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                     const float *w, float *ws, const conv2d_shape *s)
+{
+    const int cout = s->c_out, wo = s->w_out;
+    const size_t total_p = (size_t)s->n * s->h_out * wo;
+    if (db)
+        bias_grad(db, dout, total_p, cout);
+    if (!din && !dw)
+        return;
+    if (is_direct(s)) {
+        if (dw)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, s->c_in,
+                        (int)total_p, 1.0f, dout, cout, in, s->c_in, 1.0f, dw, s->c_in);
+        if (din)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)total_p, s->c_in,
+                        cout, 1.0f, dout, cout, w, s->c_in, 1.0f, din, s->c_in);
+        return;
+    }
+    const int rowlen = (int)kkc(s);
+    const float *wk = w;
+    float *dwk = dw, *col = ws;
+    if (needs_permute(s)) {
+        float *wp = ws, *dwp = ws + (size_t)cout * rowlen;
+        col = ws + 2 * (size_t)cout * rowlen;
+        if (din) {
+            permute_oihw_to_ohwi(wp, w, s);
+            wk = wp;
+        }
+        if (dw) {
+            permute_oihw_to_ohwi(dwp, dw, s);
+            dwk = dwp;
+        }
+    }
+    const int total_rows = s->n * s->h_out, step = chunk_rows(s);
+    for (int r0 = 0; r0 < total_rows; r0 += step) {
+        int rows = total_rows - r0 < step ? total_rows - r0 : step;
+        int p = rows * wo;
+        const float *dch = dout + (size_t)r0 * wo * cout;
+        if (dw) {
+            im2col(col, in, r0, rows, s);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, rowlen, p, 1.0f, dch,
+                        cout, col, rowlen, 1.0f, dwk, rowlen);
+        }
+        if (din) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p, rowlen, cout, 1.0f,
+                        dch, cout, wk, rowlen, 0.0f, col, rowlen);
+            col2im_add(din, col, r0, rows, s);
+        }
+    }
+    if (dw && dwk != dw)
+        permute_ohwi_to_oihw(dw, dwk, s);
+}
