@@ -23,7 +23,7 @@ int main(int argc, char **argv)
 {
     if (argc != 10)
         return usage();
-    blas_startup(argv, 2);
+    blas_startup(argv, getenv("PARITY_THREADS") ? atoi(getenv("PARITY_THREADS")) : 2);
     model_spec s;
     model_spec_defaults(&s);
     s.arch = argv[1];
@@ -65,7 +65,7 @@ int main(int argc, char **argv)
     if (training)
         net_backward(n, labels, NULL);
 
-    int cap = 2 * n->n_tensors + 4;
+    int cap = 2 * n->n_tensors + n->n_nodes + 4;
     st_tensor *out = calloc((size_t)cap, sizeof(*out));
     char (*names)[NET_NAME_MAX + 8] = calloc((size_t)n->n_tensors, sizeof(*names));
     int k = 0;
@@ -89,11 +89,26 @@ int main(int argc, char **argv)
         o->nbytes = nt->numel * sizeof(float);
         o->data = n->grads + nt->offset;
     }
+    /* Every ReLU's output, in forward order: the script gives PyTorch the same ReLU
+     * masks, so that an activation within rounding of zero cannot take a different side
+     * of the kink in the two implementations. */
+    char (*relu_names)[32] = calloc((size_t)n->n_nodes, sizeof(*relu_names));
+    for (int i = 0, r = 0; i < n->n_nodes; i++) {
+        const node *d = &n->nodes[i];
+        if (d->kind != NODE_RELU)
+            continue;
+        snprintf(relu_names[i], sizeof(relu_names[i]), "relu.%d", r++);
+        out[k++] = (st_tensor){.name = relu_names[i], .dtype = ST_F32, .ndim = 4,
+                               .shape = {batch, d->h, d->w, d->c},
+                               .nbytes = (size_t)batch * d->h * d->w * d->c * sizeof(float),
+                               .data = n->values[d->value]};
+    }
     rc = st_write_file(argv[9], out, k, err, sizeof(err));
     if (rc != 0)
         fprintf(stderr, "parity_model: %s\n", err);
     free(out);
     free(names);
+    free(relu_names);
     free(labels);
     st_free(&bf);
     st_free(&wf);

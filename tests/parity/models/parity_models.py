@@ -21,6 +21,10 @@ import st  # noqa: E402
 
 # Tolerances, relative to the largest magnitude of the reference tensor: float32 GEMMs in
 # a different summation order (OpenBLAS vs oneDNN) through up to 34 layers of BatchNorm.
+# PyTorch runs with the engine's ReLU on/off pattern (MaskedReLU): among millions of
+# activations a few lie within rounding of zero, and one of them taking the other side of
+# the kink changes a gradient by far more than any tolerance; the forward values still
+# come from PyTorch's own arithmetic, so the logits check is unaffected.
 TOL = {"logits": 1e-4, "loss": 1e-5, "grad": 5e-4, "stat": 1e-4}
 
 
@@ -109,6 +113,31 @@ class TvResNet(nn.Module):
         return self.head(x)
 
 
+class MaskedReLU(nn.Module):
+    """ReLU whose on/off pattern is the engine's (call by call, in forward order)."""
+
+    def __init__(self, masks):
+        super().__init__()
+        self.masks = masks
+
+    def forward(self, x):
+        return x * self.masks.pop(0).reshape(x.shape)
+
+
+def use_engine_masks(model, out):
+    masks = []
+    i = 0
+    while f"relu.{i}" in out:
+        masks.append(torch.from_numpy(out[f"relu.{i}"] > 0).permute(0, 3, 1, 2).float())
+        i += 1
+    relu = MaskedReLU(masks)
+    for mod in list(model.modules()):
+        for name, child in mod.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(mod, name, relu)
+    return masks
+
+
 def group_of(arch, name):
     """Layer group of a parameter name, as the engine defines them."""
     if name.startswith("head.") or name.startswith("fc."):
@@ -168,7 +197,10 @@ def run_case(exe, work, arch, head, c_in, n_classes, size, batch, freeze_to, mod
             p.requires_grad_(group_of(arch, name) >= freeze_to)
     else:
         model.eval()
+    masks = use_engine_masks(model, out)
+    n_masks = len(masks)
     logits = model(x)
+    assert not masks and n_masks > 0, f"{tag}: {len(masks)} of {n_masks} ReLU masks unused"
     loss = nn.functional.cross_entropy(logits, y)
     if mode == "train":
         loss.backward()
@@ -185,6 +217,8 @@ def run_case(exe, work, arch, head, c_in, n_classes, size, batch, freeze_to, mod
             worst_stat = max(worst_stat, (e, name))
         elif mode == "train" and group_of(arch, name) >= freeze_to:
             e = rel_err(out["grad." + name], params[name].grad.numpy())
+            if os.environ.get("PARITY_VERBOSE"):
+                print(f"   {name:40s} {e:.2e} max {np.abs(params[name].grad.numpy()).max():.3e}")
             worst_grad = max(worst_grad, (e, name))
         elif mode == "train":
             assert "grad." + name not in out, f"{tag}: frozen {name} has a gradient"
@@ -204,12 +238,12 @@ def main():
         ("resnet_small", "fastai", 1, 10, 28, 8, 0, "train"),
         ("resnet_small", "fastai", 3, 5, 32, 6, 2, "train"),
         ("resnet_small", "plain", 1, 10, 28, 8, 1, "train"),
-        ("resnet18", "fastai", 3, 7, 64, 4, 0, "train"),
-        ("resnet18", "fastai", 3, 7, 64, 4, 2, "train"),
+        ("resnet18", "fastai", 3, 7, 64, 16, 0, "train"),
+        ("resnet18", "fastai", 3, 7, 64, 16, 2, "train"),
         ("resnet18", "plain", 3, 10, 64, 4, 0, "train"),
         ("resnet18", "plain", 3, 1000, 64, 2, 0, "eval"),
-        ("resnet34", "fastai", 3, 4, 64, 4, 0, "train"),
-        ("resnet34", "fastai", 3, 4, 64, 4, 1, "train"),
+        ("resnet34", "fastai", 3, 4, 64, 16, 0, "train"),
+        ("resnet34", "fastai", 3, 4, 64, 16, 1, "train"),
     ]
     with tempfile.TemporaryDirectory() as work:
         results = [run_case(exe, work, *c, seed=i + 1) for i, c in enumerate(cases)]
