@@ -5,6 +5,9 @@
  * stops at the next batch boundary when a hook returns nonzero (returning -ECANCELED),
  * and leaves the learner consistent whatever happens. Errors: negative code plus a
  * one-line reason in err.
+ *
+ * A learner is not thread-safe: one call at a time (the daemon serialises a run's jobs
+ * and its synchronous predictions).
  */
 #ifndef SGDRD_LEARNER_H
 #define SGDRD_LEARNER_H
@@ -17,7 +20,7 @@
 #include "lrfind.h"
 #include "models/models.h"
 #include "net.h"
-#include "sched.h"
+#include "lrsched.h"
 
 #define LEARNER_MAX_GROUPS 4
 
@@ -106,6 +109,13 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
 /* Writes "file,<class>..." rows for the dataset's test split to csv_path. */
 int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hooks *h,
                          char *err, size_t errlen);
+
+/* Snapshots taken by the last fit with `snapshots` on. */
+int learner_n_snapshots(const learner *l);
+/* Validation loss and accuracy of the mean probabilities of the snapshots (centre crop);
+ * the current weights are kept. -ENOENT without snapshots. */
+int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *err,
+                              size_t errlen);
 
 /* ---- the recipe ----------------------------------------------------------------------- */
 

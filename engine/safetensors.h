@@ -18,7 +18,9 @@ typedef struct st_tensor {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     size_t nbytes;
-    const void *data; /* into the file's blob (reading) or the caller's memory (writing) */
+    /* Into the file's blob (reading) or the caller's memory (writing). Read data is 4-byte
+     * aligned only when the writer aligned it: copy it out with memcpy. */
+    const void *data;
 } st_tensor;
 
 typedef struct st_file {

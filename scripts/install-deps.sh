@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 pkgs=(
   build-essential meson ninja-build pkg-config
   libmicrohttpd-dev libjansson-dev libopenblas-openmp-dev libopenblas0-openmp
-  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev sqlite3 libcmocka-dev
+  libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev sqlite3 libcmocka-dev libarchive-dev
   python3-torch python3-torchvision python3-pytest python3-numpy
   dataset-fashion-mnist nodejs npm chromium
 )

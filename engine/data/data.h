@@ -98,8 +98,34 @@ typedef struct tfm_config {
 } tfm_config;
 
 /* Writes the transformed, normalised image as (sz, sz, c_out) floats to out, drawing every
- * random choice from *rng. Same image, config and rng state: same output, bit for bit. */
+ * random choice from *rng. Same image, config and rng state: same output, bit for bit.
+ * Order (fast.ai 0.7): Scale or RandomScale, RandomRotate, RandomLighting, RandomFlip or
+ * RandomDihedral, RandomCrop (augment) or CenterCrop, normalise. If memory runs out the
+ * output is all zeros (transform_apply_plan reports it). */
 void transform_apply(float *out, const image *in, const tfm_config *cfg, uint64_t *rng);
+
+/* The random choices of one transform. transform_draw fills it from *rng the way
+ * transform_apply does; tests and test-time augmentation may also fill one by hand. */
+typedef struct tfm_plan {
+    float zoom;        /* RandomScale: shorter side becomes floor(sz * zoom); 1 = plain Scale */
+    float rotate_deg;  /* RandomRotate, counter-clockwise, reflect padding; 0 = none */
+    float brightness;  /* RandomLighting b; 0 = none */
+    float contrast;    /* RandomLighting c': factor 1+c' if c' >= 0, else 1/(1-c') */
+    int dihedral;      /* 0..7: rotate 90 deg counter-clockwise (dihedral & 3) times, then
+                        * flip left-right if (dihedral & 4); RandomFlip is 0 or 4 */
+    float crop_x, crop_y; /* RandomCrop: offset = floor(crop * slack); negative: centre */
+} tfm_plan;
+
+/* The identity plan: Scale(sz) and CenterCrop only (validation, prediction). */
+void transform_plan_identity(tfm_plan *p);
+void transform_draw(tfm_plan *p, const tfm_config *cfg, uint64_t *rng);
+/* transform_apply with the choices given: 0, or -ENOMEM (out then all zeros). */
+int transform_apply_plan(float *out, const image *in, const tfm_config *cfg,
+                         const tfm_plan *p);
+
+/* Resizes in so that its shorter side is `shorter` (area-averaging when shrinking, bilinear
+ * when enlarging), into a new malloc'd 8-bit image *out. 0, -EINVAL or -ENOMEM. */
+int image_scale_min(image *out, const image *in, int shorter);
 
 /* ---- loader ----------------------------------------------------------------------------- */
 

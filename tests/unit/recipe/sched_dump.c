@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "sched.h"
+#include "lrsched.h"
 
 int main(int argc, char **argv)
 {

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "lrfind.h"
-#include "sched.h"
+#include "lrsched.h"
 
 /* 120 points: the suggestions look at points 12..114, i.e. window index w = point - 12. */
 #define NPTS 120

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "sched.h"
+#include "lrsched.h"
 
 #define assert_close(a, b) assert_true(fabs((a) - (b)) <= 1e-12 * fmax(1.0, fabs(b)))
 
@@ -42,7 +42,7 @@ static void sgdr_matches_fastai_cosanneal(void **state)
 {
     (void)state;
     /* Not a one-batch first cycle: there fast.ai's warm-up skips the cycle-end check and
-     * never restarts (see sched.h). */
+     * never restarts (see lrsched.h). */
     const int bpes[] = {2, 3, 7, 20, 45};
     const int lens[] = {1, 2, 3};
     const int mults[] = {1, 2, 3};

@@ -1,5 +1,5 @@
-/* sched.c: the LR schedules of sched.h as pure functions of the iteration. */
-#include "sched.h"
+/* lrsched.c: the LR schedules of sched.h as pure functions of the iteration. */
+#include "lrsched.h"
 
 #include <errno.h>
 #include <math.h>

@@ -1,4 +1,4 @@
-/* sched.h: pure learning-rate schedules as functions of the iteration: SGDR (cosine
+/* lrsched.h: pure learning-rate schedules as functions of the iteration: SGDR (cosine
  * annealing with warm restarts and fast.ai 0.7's warm-up), constant, 1cycle (fast.ai 0.7's
  * CircularLR_beta) and the exponential sweep of the LR finder. No state: the LR of
  * iteration t depends on t and the plan only, which is what makes resuming exact.
@@ -14,9 +14,11 @@
  *  - 1cycle cycles grow with cycle_mult like SGDR's (fast.ai's CircularLR_beta keeps every
  *    cycle at cycle_len epochs while fit_gen counts sum_geom epochs); identical when
  *    cycle_mult = 1.
+ * (Named lrsched.h, not sched.h: engine/ is on the include path, and a sched.h there
+ * would shadow the system <sched.h> that cblas.h pulls in.)
  */
-#ifndef SGDRD_SCHED_H
-#define SGDRD_SCHED_H
+#ifndef SGDRD_LRSCHED_H
+#define SGDRD_LRSCHED_H
 
 #include <stdint.h>
 

@@ -1,0 +1,138 @@
+/* api_internal.h: what the api/ files share: the server object, per-request state, the
+ * route table's shape, and the reply helpers every handler answers through. */
+#ifndef SGDRD_API_INTERNAL_H
+#define SGDRD_API_INTERNAL_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "problem.h"
+#include "server.h"
+#include "spec.h"
+
+#define API_PREFIX "/api/v1"
+#define API_JSON_MAX (1024 * 1024)        /* JSON bodies */
+#define API_IMAGE_MAX (32 * 1024 * 1024)  /* predict: one image */
+#define API_MAX_IDS 2
+
+typedef struct sse_hub sse_hub;
+
+struct api_server {
+    struct MHD_Daemon *mhd;
+    int port;
+    char *token;
+    char *data_dir;
+    char **dataset_roots;      /* realpath'd */
+    int n_dataset_roots;
+    int64_t max_upload;
+    char *web_dir;             /* realpath'd */
+    char *version;
+    struct store *store;
+    struct jobs *jobs;
+    double started;            /* CLOCK_MONOTONIC seconds */
+    sse_hub *hub;
+};
+
+/* How a route takes its body. */
+typedef enum body_kind {
+    BODY_NONE,     /* none expected; a non-empty body is refused (415) */
+    BODY_JSON,     /* application/json, up to API_JSON_MAX; empty means {} */
+    BODY_DATASET,  /* application/json, or an application/x-tar | application/gzip upload */
+    BODY_IMAGE,    /* image/png | image/jpeg | application/octet-stream, up to API_IMAGE_MAX */
+    BODY_FILE,     /* application/octet-stream streamed to a temporary file (max_upload) */
+} body_kind;
+
+typedef struct api_req api_req;
+typedef void (*api_handler)(api_req *r);
+
+typedef struct api_route {
+    const char *method;
+    const char *pattern;       /* "/api/v1/runs/{id}/fit": {id} is a positive integer */
+    api_handler fn;
+    body_kind body;
+} api_route;
+
+/* Every route the server answers, ending with a {NULL} entry (routes.c). */
+extern const api_route api_routes[];
+
+struct api_req {
+    api_server *srv;
+    struct MHD_Connection *conn;
+    const api_route *route;
+    const char *method;
+    const char *url;
+    int64_t ids[API_MAX_IDS];
+    int n_ids;
+
+    /* body */
+    body_kind kind;            /* what this request's body turned out to be */
+    int upload_gzip;           /* BODY_DATASET upload: gzip rather than plain tar */
+    char *buf;                 /* in-memory body (JSON, image) */
+    size_t len, cap, limit;
+    int fd;                    /* streamed body, or -1 */
+    char tmp_path[PATH_MAX];
+    int64_t written;
+    int too_big;
+    int write_errno;
+    json_t *json;              /* parsed JSON body (BODY_JSON, BODY_DATASET json) */
+
+    /* answer */
+    unsigned status;
+    struct MHD_Response *resp;
+};
+
+/* ---- replies (server.c): each sets r->status and r->resp; the last one wins ---------- */
+
+/* Answers body (a stolen reference) as application/json. */
+void reply_json(api_req *r, unsigned status, json_t *body);
+/* Same, with a Location header pointing at location. */
+void reply_created(api_req *r, unsigned status, const char *location, json_t *body);
+/* Answers a problem+json body. field may be NULL. */
+void reply_problem(api_req *r, unsigned status, const char *code, const char *field,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Answers the file at path (opened here) with content type ctype; 404 if it is gone. */
+void reply_file(api_req *r, const char *path, const char *ctype, const char *disposition);
+/* Takes an MHD response built elsewhere (SSE). */
+void reply_response(api_req *r, unsigned status, struct MHD_Response *resp);
+
+/* ---- request helpers (server.c) ---------------------------------------------------------- */
+
+/* A query argument or NULL. */
+const char *req_query(api_req *r, const char *key);
+/* A header or NULL. */
+const char *req_header(api_req *r, const char *key);
+/* Reads an integer query argument in [min, max]; absent gives def. On a bad value answers
+ * 400 naming key and returns -EINVAL. */
+int req_query_int(api_req *r, const char *key, int64_t min, int64_t max, int64_t def,
+                  int64_t *out);
+/* Parses r->json against fields into out; answers 400 naming the field on failure and
+ * returns -EINVAL. */
+int req_parse(api_req *r, const spec_field *fields, void *out);
+
+/* ---- handlers (routes_*.c) --------------------------------------------------------------- */
+
+void route_health(api_req *r);
+void route_openapi(api_req *r);
+
+/* ---- static files (static.c) ------------------------------------------------------------- */
+
+/* Answers GET url from the web folder (and uPlot under /vendor/uplot/) or 404; never
+ * outside those folders. */
+void static_serve(api_req *r);
+/* The content type of a file name by its extension. */
+const char *static_content_type(const char *path);
+
+/* ---- embedded OpenAPI document (generated from openapi.json) ----------------------------- */
+
+extern const char api_openapi_json[];
+extern const size_t api_openapi_json_len;
+
+double api_now_monotonic(void);
+
+#endif

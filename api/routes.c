@@ -1,0 +1,120 @@
+/* routes.c: the one static route table (method + path pattern -> handler, body kind), and
+ * the handlers that need neither store nor queue: health and the OpenAPI document. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api_internal.h"
+#include "blas.h"
+#include "jobs.h"
+#include "routes.h"
+#include "sse.h"
+
+#define V API_PREFIX
+
+const api_route api_routes[] = {
+    {"GET", V "/health", route_health, BODY_NONE},
+    {"GET", V "/openapi.json", route_openapi, BODY_NONE},
+
+    {"POST", V "/datasets", route_dataset_create, BODY_DATASET},
+    {"GET", V "/datasets", route_dataset_list, BODY_NONE},
+    {"GET", V "/datasets/{id}", route_dataset_get, BODY_NONE},
+    {"DELETE", V "/datasets/{id}", route_dataset_delete, BODY_NONE},
+
+    {"POST", V "/runs", route_run_create, BODY_JSON},
+    {"GET", V "/runs", route_run_list, BODY_NONE},
+    {"GET", V "/runs/{id}", route_run_get, BODY_NONE},
+    {"DELETE", V "/runs/{id}", route_run_delete, BODY_NONE},
+    {"POST", V "/runs/{id}/lr-find", route_run_lr_find, BODY_JSON},
+    {"POST", V "/runs/{id}/fit", route_run_fit, BODY_JSON},
+    {"POST", V "/runs/{id}/freeze", route_run_freeze, BODY_JSON},
+    {"POST", V "/runs/{id}/unfreeze", route_run_unfreeze, BODY_JSON},
+    {"POST", V "/runs/{id}/precompute", route_run_precompute, BODY_JSON},
+    {"POST", V "/runs/{id}/resize", route_run_resize, BODY_JSON},
+    {"POST", V "/runs/{id}/tta", route_run_tta, BODY_JSON},
+    {"POST", V "/runs/{id}/recipe", route_run_recipe, BODY_JSON},
+    {"POST", V "/runs/{id}/predict", route_run_predict, BODY_IMAGE},
+    {"POST", V "/runs/{id}/predict-test", route_run_predict_test, BODY_JSON},
+    {"GET", V "/runs/{id}/lr-finds", route_run_lr_finds, BODY_NONE},
+    {"GET", V "/runs/{id}/metrics", route_run_metrics, BODY_NONE},
+    {"GET", V "/runs/{id}/epochs", route_run_epochs, BODY_NONE},
+    {"GET", V "/runs/{id}/snapshots", route_run_snapshots, BODY_NONE},
+    {"GET", V "/runs/{id}/weights", route_run_weights, BODY_NONE},
+    {"GET", V "/runs/{id}/events", route_run_events, BODY_NONE},
+
+    {"GET", V "/jobs", route_job_list, BODY_NONE},
+    {"GET", V "/jobs/{id}", route_job_get, BODY_NONE},
+    {"POST", V "/jobs/{id}/cancel", route_job_cancel, BODY_NONE},
+    {"POST", V "/jobs/{id}/resume", route_job_resume, BODY_NONE},
+    {"GET", V "/jobs/{id}/predictions.csv", route_job_predictions, BODY_NONE},
+
+    {"GET", V "/lr-finds/{id}", route_lr_find_get, BODY_NONE},
+
+    {"POST", V "/models", route_model_create, BODY_FILE},
+    {"GET", V "/models", route_model_list, BODY_NONE},
+    {"GET", V "/models/{id}", route_model_get, BODY_NONE},
+    {"DELETE", V "/models/{id}", route_model_delete, BODY_NONE},
+
+    {NULL, NULL, NULL, BODY_NONE},
+};
+
+void reply_store_error(api_req *r, int rc, const char *what)
+{
+    switch (rc) {
+    case -ENOENT:
+        reply_problem(r, 404, PROBLEM_NOT_FOUND, NULL, "%s does not exist", what);
+        return;
+    case -EEXIST:
+        reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "%s already exists", what);
+        return;
+    case -EBUSY:
+        reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "%s is in use", what);
+        return;
+    case -EALREADY:
+        reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "%s has already finished", what);
+        return;
+    case -EINVAL:
+        reply_problem(r, 400, PROBLEM_INVALID, NULL, "invalid argument for %s", what);
+        return;
+    case -ESHUTDOWN:
+        reply_problem(r, 503, PROBLEM_LIMIT, NULL, "the daemon is stopping");
+        return;
+    case -ENOMEM:
+        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
+        return;
+    default:
+        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "%s: %s (%s)", what, strerror(-rc),
+                      store_errmsg());
+    }
+}
+
+int req_need_backend(api_req *r)
+{
+    if (r->srv->store && r->srv->jobs)
+        return 0;
+    reply_problem(r, 503, PROBLEM_INTERNAL, NULL, "the daemon has no store or job queue");
+    return -ENODEV;
+}
+
+void route_health(api_req *r)
+{
+    json_t *body = json_pack("{s:s, s:s, s:f, s:{s:s, s:i}, s:i, s:I, s:i}", "status", "ok",
+                             "version", r->srv->version, "uptime_s",
+                             api_now_monotonic() - r->srv->started, "blas", "core",
+                             blas_core_name() ? blas_core_name() : "unknown", "threads",
+                             blas_threads(), "queue_length",
+                             r->srv->jobs ? jobs_queue_length(r->srv->jobs) : 0,
+                             "running_job",
+                             (json_int_t)(r->srv->jobs ? jobs_running(r->srv->jobs) : 0),
+                             "event_streams", sse_hub_streams(r->srv->hub));
+    reply_json(r, 200, body);
+}
+
+void route_openapi(api_req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        api_openapi_json_len, (void *)api_openapi_json, MHD_RESPMEM_PERSISTENT);
+    if (resp)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    reply_response(r, 200, resp);
+}

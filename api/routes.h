@@ -1,0 +1,51 @@
+/* routes.h: the handlers of the route table (routes.c), grouped by resource, and the
+ * helpers they share. Each answers through the reply_* helpers of api_internal.h. */
+#ifndef SGDRD_API_ROUTES_H
+#define SGDRD_API_ROUTES_H
+
+#include "api_internal.h"
+
+/* Answers the problem that matches a store.h / jobs.h error code; what names the
+ * resource ("run 3"). */
+void reply_store_error(api_req *r, int rc, const char *what);
+/* 0 when the server has a store and a job queue; else answers 503 and returns nonzero. */
+int req_need_backend(api_req *r);
+/* Reads limit and page_token into pg (answering 400 on a bad one). */
+int req_page(api_req *r, int *limit, const char **token);
+
+void route_dataset_create(api_req *r);
+void route_dataset_delete(api_req *r);
+void route_dataset_get(api_req *r);
+void route_dataset_list(api_req *r);
+void route_job_cancel(api_req *r);
+void route_job_get(api_req *r);
+void route_job_list(api_req *r);
+void route_job_predictions(api_req *r);
+void route_job_resume(api_req *r);
+void route_lr_find_get(api_req *r);
+void route_model_create(api_req *r);
+void route_model_delete(api_req *r);
+void route_model_get(api_req *r);
+void route_model_list(api_req *r);
+void route_run_create(api_req *r);
+void route_run_delete(api_req *r);
+void route_run_epochs(api_req *r);
+void route_run_events(api_req *r);
+void route_run_fit(api_req *r);
+void route_run_freeze(api_req *r);
+void route_run_get(api_req *r);
+void route_run_list(api_req *r);
+void route_run_lr_find(api_req *r);
+void route_run_lr_finds(api_req *r);
+void route_run_metrics(api_req *r);
+void route_run_precompute(api_req *r);
+void route_run_predict(api_req *r);
+void route_run_predict_test(api_req *r);
+void route_run_recipe(api_req *r);
+void route_run_resize(api_req *r);
+void route_run_snapshots(api_req *r);
+void route_run_tta(api_req *r);
+void route_run_unfreeze(api_req *r);
+void route_run_weights(api_req *r);
+
+#endif

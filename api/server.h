@@ -1,0 +1,45 @@
+/* server.h: the HTTP front of sgdrd: libmicrohttpd, the /api/v1 routes of DESIGN.md §4,
+ * Server-Sent Events, the static dashboard of web/ and /openapi.json. */
+#ifndef SGDRD_API_SERVER_H
+#define SGDRD_API_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct jobs;
+
+typedef struct api_config {
+    const char *listen;          /* "host:port" or "[v6]:port"; port 0 picks a free one */
+    const char *token;           /* bearer token every request must carry, or NULL: none */
+    const char *data_dir;        /* uploads, datasets and models are written under it */
+    const char *const *dataset_roots; /* folders POST /datasets may register from */
+    int n_dataset_roots;
+    int64_t max_upload;          /* bytes; <= 0 means 2 GiB */
+    const char *web_dir;         /* served at /; NULL: $SGDRD_WEB_DIR, else the source
+                                  * tree's web/ */
+    const char *version;         /* reported by /health; NULL: the project version */
+    unsigned conn_limit;         /* 0: 256 */
+    unsigned per_ip_limit;       /* 0: 64 */
+    unsigned conn_timeout_s;     /* idle connection timeout; 0: 60 */
+    struct store *store;         /* borrowed; must outlive the server. The server
+                                  * subscribes to its commits to feed event streams. */
+    struct jobs *jobs;           /* borrowed; must outlive the server */
+} api_config;
+
+typedef struct api_server api_server;
+
+/* Starts listening on cfg->listen with libmicrohttpd's own threads (one per connection)
+ * and serves until api_server_stop. cfg's strings are copied; store and jobs are borrowed.
+ * On failure returns a negative errno-style code, *out = NULL, and err says why (bad
+ * address, port in use, missing web dir, ...). */
+int api_server_start(api_server **out, const api_config *cfg, char *err, size_t errlen);
+
+/* The port actually bound (useful when cfg->listen asked for port 0). */
+int api_server_port(const api_server *s);
+
+/* Ends every open event stream, stops accepting connections, waits for the connection
+ * threads and frees everything. NULL is fine. */
+void api_server_stop(api_server *s);
+
+#endif

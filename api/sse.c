@@ -1,0 +1,323 @@
+/* sse.c: the event hub and per-client event streams. A stream's reader runs on the
+ * connection's own thread (thread-per-connection), so it may block: it sleeps on the hub's
+ * condition variable until a store commit, the heartbeat deadline, shutdown, or the client
+ * hanging up (polled once a second). */
+#define _GNU_SOURCE
+#include "sse.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_internal.h"
+#include "store.h"
+
+struct sse_hub {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t gen;          /* bumped by every commit that added events */
+    int shutdown;
+    int n_streams;
+    store *st;
+    int handle;
+    int subscribed;
+};
+
+typedef struct sse_stream {
+    sse_hub *h;
+    struct MHD_Connection *conn;
+    int64_t run_id, last_id;
+    int said_hello;
+    char *buf;
+    size_t len, pos, cap;
+} sse_stream;
+
+static void on_commit(void *ctx, const store_event *evs, int n)
+{
+    sse_hub *h = ctx;
+    (void)evs;
+    if (n <= 0)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->gen++;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+int sse_hub_create(sse_hub **out, store *st)
+{
+    pthread_condattr_t ca;
+    sse_hub *h = calloc(1, sizeof *h);
+    int rc;
+
+    *out = NULL;
+    if (!h)
+        return -ENOMEM;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    h->st = st;
+    if (st) {
+        rc = store_subscribe(st, on_commit, h, &h->handle);
+        if (rc) {
+            sse_hub_destroy(h);
+            return rc;
+        }
+        h->subscribed = 1;
+    }
+    *out = h;
+    return 0;
+}
+
+void sse_hub_shutdown(sse_hub *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->shutdown = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void sse_hub_destroy(sse_hub *h)
+{
+    if (!h)
+        return;
+    if (h->subscribed)
+        store_unsubscribe(h->st, h->handle);
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+int sse_hub_streams(sse_hub *h)
+{
+    int n;
+    if (!h)
+        return 0;
+    pthread_mutex_lock(&h->mu);
+    n = h->n_streams;
+    pthread_mutex_unlock(&h->mu);
+    return n;
+}
+
+int sse_format(char *buf, size_t len, int64_t id, const char *event, const char *data)
+{
+    int n;
+    if (strchr(event, '\n') || strchr(event, '\r') || strchr(data, '\n') || strchr(data, '\r'))
+        return -EINVAL;
+    n = snprintf(buf, len, "id: %lld\nevent: %s\ndata: %s\n\n", (long long)id, event, data);
+    if (n < 0 || (size_t)n >= len)
+        return -ENOSPC;
+    return n;
+}
+
+/* ---- streams ----------------------------------------------------------------------------- */
+
+static int stream_reserve(sse_stream *s, size_t more)
+{
+    char *nb;
+    size_t cap = s->cap ? s->cap : 8192;
+    if (s->len + more <= s->cap)
+        return 0;
+    while (cap < s->len + more)
+        cap *= 2;
+    nb = realloc(s->buf, cap);
+    if (!nb)
+        return -ENOMEM;
+    s->buf = nb;
+    s->cap = cap;
+    return 0;
+}
+
+static int stream_append(sse_stream *s, const char *text)
+{
+    size_t n = strlen(text);
+    if (stream_reserve(s, n + 1))
+        return -ENOMEM;
+    memcpy(s->buf + s->len, text, n + 1);
+    s->len += n;
+    return 0;
+}
+
+/* Appends the store's events after s->last_id; returns how many, or a negative code. */
+static int stream_fetch(sse_stream *s)
+{
+    json_t *evs = NULL, *ev;
+    size_t i;
+    int rc;
+
+    if (!s->h->st)
+        return 0;
+    rc = store_events_after(s->h->st, s->run_id, s->last_id, SSE_BATCH, &evs);
+    if (rc)
+        return rc;
+    json_array_foreach(evs, i, ev) {
+        char *data = json_dumps(ev, JSON_COMPACT | JSON_ENSURE_ASCII);
+        const char *kind = json_string_value(json_object_get(ev, "kind"));
+        int64_t id = (int64_t)json_integer_value(json_object_get(ev, "id"));
+        size_t need;
+        int n;
+        if (!data) {
+            rc = -ENOMEM;
+            break;
+        }
+        need = strlen(data) + strlen(kind ? kind : "message") + 64;
+        rc = stream_reserve(s, need);
+        n = rc ? rc : sse_format(s->buf + s->len, s->cap - s->len, id,
+                                 kind ? kind : "message", data);
+        free(data);
+        if (n < 0) {
+            rc = n;
+            break;
+        }
+        s->len += (size_t)n;
+        if (id > s->last_id)
+            s->last_id = id;
+    }
+    rc = rc ? rc : (int)json_array_size(evs);
+    json_decref(evs);
+    return rc;
+}
+
+static int client_gone(sse_stream *s)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(s->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct pollfd p;
+    if (!ci)
+        return 0;
+    p.fd = ci->connect_fd;
+    p.events = POLLRDHUP;
+    p.revents = 0;
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+/* Blocks until new events may exist (1), the heartbeat is due (0), or the stream must end
+ * (-1: shutdown or client gone). */
+static int stream_wait(sse_stream *s, uint64_t seen_gen)
+{
+    sse_hub *h = s->h;
+    double deadline = api_now_monotonic() + SSE_HEARTBEAT_S;
+    int ret = 0;
+
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        struct timespec ts;
+        double now;
+        if (h->shutdown) {
+            ret = -1;
+            break;
+        }
+        if (h->gen != seen_gen) {
+            ret = 1;
+            break;
+        }
+        now = api_now_monotonic();
+        if (now >= deadline)
+            break;
+        pthread_mutex_unlock(&h->mu);
+        if (client_gone(s)) {
+            pthread_mutex_lock(&h->mu);
+            ret = -1;
+            break;
+        }
+        pthread_mutex_lock(&h->mu);
+        if (h->shutdown || h->gen != seen_gen)
+            continue;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return ret;
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    sse_stream *s = cls;
+    (void)pos;
+    for (;;) {
+        uint64_t gen;
+        int rc;
+        if (s->pos < s->len) {
+            size_t n = s->len - s->pos < max ? s->len - s->pos : max;
+            memcpy(out, s->buf + s->pos, n);
+            s->pos += n;
+            return (ssize_t)n;
+        }
+        s->pos = s->len = 0;
+        if (!s->said_hello) {
+            char hello[96];
+            s->said_hello = 1;
+            snprintf(hello, sizeof hello, "retry: 2000\n: events of run %lld\n\n",
+                     (long long)s->run_id);
+            if (stream_append(s, hello))
+                return MHD_CONTENT_READER_END_WITH_ERROR;
+            continue;
+        }
+        pthread_mutex_lock(&s->h->mu);
+        gen = s->h->gen;
+        rc = s->h->shutdown;
+        pthread_mutex_unlock(&s->h->mu);
+        if (rc)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        /* Read after noting the generation: a commit in between bumps it and the wait
+         * below returns at once instead of missing it. */
+        rc = stream_fetch(s);
+        if (rc < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc > 0)
+            continue;
+        rc = stream_wait(s, gen);
+        if (rc < 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (rc == 0 && stream_append(s, ": heartbeat\n\n"))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+}
+
+static void stream_free(void *cls)
+{
+    sse_stream *s = cls;
+    pthread_mutex_lock(&s->h->mu);
+    s->h->n_streams--;
+    pthread_mutex_unlock(&s->h->mu);
+    free(s->buf);
+    free(s);
+}
+
+void sse_start(api_req *r, sse_hub *h, int64_t run_id, int64_t last_id)
+{
+    struct MHD_Response *resp;
+    sse_stream *s = calloc(1, sizeof *s);
+
+    if (!s) {
+        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
+        return;
+    }
+    s->h = h;
+    s->conn = r->conn;
+    s->run_id = run_id;
+    s->last_id = last_id;
+    resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, s,
+                                             stream_free);
+    if (!resp) {
+        free(s);
+        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
+        return;
+    }
+    pthread_mutex_lock(&h->mu);
+    h->n_streams++;
+    pthread_mutex_unlock(&h->mu);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    reply_response(r, 200, resp);
+}

@@ -1,0 +1,130 @@
+/* jobs.h: the daemon's job queue: a FIFO of jobs and ONE worker thread that runs them on
+ * per-run learners (engine/learner.h), recording every engine event in the store.
+ *
+ * Threads: every function here is safe to call from any thread (HTTP threads) and never
+ * waits on training: submit/cancel/resume commit a row and signal the worker; the worker
+ * alone touches learners. Cancellation and shutdown take effect at the next batch boundary
+ * (the engine's ev_hooks return nonzero).
+ *
+ * Job params (the JSON stored with the job; the API validates the request body and passes
+ * it on as is; absent keys take the defaults shown):
+ *   lr_find      {"start_lr":1e-5, "end_lr":10, "num_it":0}
+ *   fit          {"lrs": x | [x,...], "n_cycle":1, "cycle_len":1, "cycle_mult":1, "wd":0,
+ *                 "schedule":"sgdr"|"constant"|"1cycle", "snapshots":false,
+ *                 "early_stop":{"patience":n}}
+ *   freeze       {"to": n}
+ *   unfreeze     {}
+ *   precompute   {"on": bool}
+ *   resize       {"sz": n}
+ *   tta          {"n_aug": 4}
+ *   recipe       {"max_epochs":7, "close_to_imagenet":false, "n_aug":4}
+ *   predict_test {"tta": bool}
+ * A finished job's "result" (store_job_get) holds what it produced: tta metrics, lr-find
+ * id and suggestions, the run state after a freeze/resize, ...
+ *
+ * Errors: 0 or a negative errno-style code, as in store.h, plus:
+ *   -ESHUTDOWN  the daemon is stopping and takes no new jobs
+ */
+#ifndef SGDRD_JOBS_H
+#define SGDRD_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "store.h"
+
+typedef struct jobs jobs;
+
+typedef enum job_kind {
+    JOB_LR_FIND,
+    JOB_FIT,
+    JOB_FREEZE,
+    JOB_UNFREEZE,
+    JOB_PRECOMPUTE,
+    JOB_RESIZE,
+    JOB_TTA,
+    JOB_RECIPE,
+    JOB_PREDICT_TEST,
+    JOB_KIND_COUNT
+} job_kind;
+
+/* "lr_find", "fit", ... (the store's and the API's spelling). */
+const char *job_kind_name(job_kind k);
+/* 0 and *k set, or -EINVAL for an unknown name. */
+int job_kind_parse(const char *name, job_kind *k);
+
+typedef struct jobs_config {
+    const char *data_dir;   /* checkpoints go to <data_dir>/runs/<id>/ */
+    const char *const *roots; /* --dataset-root folders (copied); datasets only under them */
+    int n_roots;
+    int loader_threads;     /* decode/augment workers per learner; 0: engine default */
+    int resume;             /* on start, resume every interrupted fit (--resume) */
+} jobs_config;
+
+/* Creates the queue (no thread yet). st is borrowed and must outlive the queue. */
+int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t errlen);
+
+/* Start-up recovery, then the worker: jobs left `running` by a dead process become
+ * `interrupted` (and, with cfg->resume, get a resuming job queued); jobs left `queued` are
+ * queued again in their original order. Then starts the worker thread. */
+int jobs_start(jobs *jq, char *err, size_t errlen);
+
+/* Queues a job: the row is committed as `queued` before this returns (so the caller may
+ * answer 202), then the worker is woken. params is borrowed (NULL: {}).
+ * -ENOENT: no such run; -ESHUTDOWN: stopping. */
+int jobs_submit(jobs *jq, int64_t run_id, job_kind kind, json_t *params, int64_t *job_id);
+
+/* Cancels a job: a queued one becomes `cancelled` at once; a running one stops at its
+ * next batch boundary and then becomes `cancelled`. -ENOENT: no such job; -EALREADY: it
+ * has already finished. */
+int jobs_cancel(jobs *jq, int64_t job_id);
+
+/* Queues a job that continues an `interrupted` fit (or recipe) from the run's last epoch
+ * checkpoint. -ENOENT: no such job; -EINVAL: it is not interrupted or not resumable. */
+int jobs_resume(jobs *jq, int64_t job_id, int64_t *new_job_id);
+
+/* Registers a dataset on the server's disk: checks that path (after resolving links) lies
+ * under a dataset root (-EACCES otherwise) or, when uploaded, under the data dir; scans it
+ * with the engine (classes, counts per split, image sizes, statistics, unreadable files;
+ * -EINVAL with err naming the file or field when it cannot be used); and commits the row
+ * (-EEXIST when the name is taken). format: "folders", "csv" or "idx"; valid_pct < 0 and
+ * csv NULL take the engine's defaults. Runs on the caller's thread (the scan reads every
+ * image header). */
+int jobs_register_dataset(jobs *jq, const char *name, const char *path, const char *format,
+                          double valid_pct, const char *csv, uint64_t seed, int uploaded,
+                          int64_t *id, char *err, size_t errlen);
+
+/* Before a run is deleted: drops its in-memory learner. -EBUSY when it has a queued or
+ * running job (nothing changes), -ENOENT when there is no such run. Deletes the run's row
+ * (store_run_delete) and its files under the data dir. */
+int jobs_delete_run(jobs *jq, int64_t run_id);
+
+/* Class probabilities of one PNG/JPEG image (bytes, any size) for a run, computed on the
+ * caller's thread from the run's last saved weights (never the learner being trained).
+ * *out: {"classes":[...], "probs":[...], "top":{"class","prob"}, "tta":bool}.
+ * -ENOENT: no run; -EINVAL: undecodable image (err says why); -EAGAIN: the run has no
+ * weights yet (no job has finished). */
+int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, int tta,
+                       json_t **out, char *err, size_t errlen);
+
+/* Path of the run's current weights as a safetensors file (malloc'd), written after every
+ * job that changed them; -ENOENT when there is none yet. */
+int jobs_weights_path(jobs *jq, int64_t run_id, char **path);
+
+/* Jobs waiting (not counting the running one). */
+int jobs_queue_length(jobs *jq);
+/* The running job's id, or 0. */
+int64_t jobs_running(jobs *jq);
+
+/* Shutdown: refuse new jobs, ask the running job to stop at the next batch boundary,
+ * checkpoint its learner, mark it `interrupted` (a fit) so it can resume, leave queued
+ * jobs queued for the next start, flush the store and join the worker. Waits at most
+ * timeout_s seconds for the worker (returns -ETIMEDOUT after that). Idempotent. */
+int jobs_stop(jobs *jq, double timeout_s);
+
+/* Stops (as jobs_stop with 8 s) if needed and frees everything. NULL is fine. */
+void jobs_destroy(jobs *jq);
+
+#endif

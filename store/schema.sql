@@ -1,0 +1,150 @@
+-- schema.sql: the sgdrd SQLite schema, as numbered migrations. store.c applies every
+-- section whose number is above the database's PRAGMA user_version, each in one
+-- transaction, then sets user_version to that number. Never edit a released section;
+-- add a new one. Times are Unix seconds (REAL). JSON columns hold compact JSON text.
+
+-- version 1
+CREATE TABLE datasets (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    path        TEXT NOT NULL,
+    format      TEXT NOT NULL CHECK (format IN ('folders', 'csv', 'idx')),
+    options     TEXT NOT NULL DEFAULT '{}',
+    info        TEXT NOT NULL DEFAULT '{}',
+    uploaded    INTEGER NOT NULL DEFAULT 0,
+    created_at  REAL NOT NULL
+);
+
+CREATE TABLE models (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    name        TEXT NOT NULL UNIQUE,
+    arch        TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    bytes       INTEGER NOT NULL,
+    info        TEXT NOT NULL DEFAULT '{}',
+    created_at  REAL NOT NULL
+);
+
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset_id  INTEGER NOT NULL REFERENCES datasets(id) ON DELETE RESTRICT,
+    model_id    INTEGER REFERENCES models(id) ON DELETE RESTRICT,
+    arch        TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT '{}',
+    created_at  REAL NOT NULL
+);
+CREATE INDEX runs_dataset ON runs(dataset_id);
+CREATE INDEX runs_model ON runs(model_id);
+
+CREATE TABLE jobs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL CHECK (kind IN ('lr_find', 'fit', 'freeze', 'unfreeze',
+                    'precompute', 'resize', 'tta', 'recipe', 'predict_test')),
+    state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed',
+                    'cancelled', 'interrupted')),
+    params      TEXT NOT NULL DEFAULT '{}',
+    progress    REAL NOT NULL DEFAULT 0,
+    eta_s       REAL,
+    error       TEXT,
+    result      TEXT,
+    created_at  REAL NOT NULL,
+    started_at  REAL,
+    finished_at REAL
+);
+CREATE INDEX jobs_run ON jobs(run_id, id);
+CREATE INDEX jobs_state ON jobs(state, id);
+
+CREATE TABLE lr_finds (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    job_id        INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    start_lr      REAL NOT NULL,
+    end_lr        REAL NOT NULL,
+    num_it        INTEGER NOT NULL,
+    suggestions   TEXT,
+    stopped_early INTEGER NOT NULL DEFAULT 0,
+    created_at    REAL NOT NULL,
+    finished_at   REAL
+);
+CREATE INDEX lr_finds_run ON lr_finds(run_id, id);
+CREATE INDEX lr_finds_job ON lr_finds(job_id);
+
+CREATE TABLE lr_find_points (
+    lr_find_id  INTEGER NOT NULL REFERENCES lr_finds(id) ON DELETE CASCADE,
+    iter        INTEGER NOT NULL,
+    lr          REAL NOT NULL,
+    loss        REAL,
+    smooth_loss REAL,
+    PRIMARY KEY (lr_find_id, iter)
+) WITHOUT ROWID;
+
+-- One row per (run, key, step). A resumed fit that repeats steps replaces them.
+CREATE TABLE metrics (
+    run_id  INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key     TEXT NOT NULL,
+    step    INTEGER NOT NULL,
+    job_id  INTEGER REFERENCES jobs(id) ON DELETE CASCADE,
+    value   REAL,
+    time    REAL NOT NULL,
+    PRIMARY KEY (run_id, key, step)
+) WITHOUT ROWID;
+CREATE INDEX metrics_step ON metrics(run_id, step);
+CREATE INDEX metrics_job ON metrics(job_id);
+
+CREATE TABLE epochs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    job_id      INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    epoch       INTEGER NOT NULL,
+    fit_epoch   INTEGER NOT NULL,
+    cycle       INTEGER NOT NULL,
+    train_loss  REAL,
+    valid_loss  REAL,
+    accuracy    REAL,
+    f2          REAL,
+    seconds     REAL,
+    img_per_s   REAL,
+    time        REAL NOT NULL
+);
+CREATE INDEX epochs_run ON epochs(run_id, epoch);
+CREATE INDEX epochs_job ON epochs(job_id);
+
+CREATE TABLE snapshots (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    job_id      INTEGER REFERENCES jobs(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL CHECK (kind IN ('snapshot', 'checkpoint', 'best', 'final')),
+    cycle       INTEGER,
+    epoch       INTEGER,
+    path        TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE INDEX snapshots_run ON snapshots(run_id, id);
+CREATE INDEX snapshots_job ON snapshots(job_id);
+
+-- version 2
+-- Live events (SSE): every metric step, sweep point, epoch and job change, replayable by
+-- id for Last-Event-ID. Predictions files of predict_test jobs. Jobs remember the
+-- interrupted job they resume.
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    job_id      INTEGER,
+    kind        TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    time        REAL NOT NULL
+);
+CREATE INDEX events_run ON events(run_id, id);
+
+CREATE TABLE predictions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    job_id      INTEGER NOT NULL UNIQUE REFERENCES jobs(id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,
+    n_rows      INTEGER NOT NULL,
+    created_at  REAL NOT NULL
+);
+
+ALTER TABLE jobs ADD COLUMN resumed_from INTEGER REFERENCES jobs(id) ON DELETE SET NULL;

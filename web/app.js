@@ -1,0 +1,367 @@
+// app.js: the dashboard's entry point: hash routing (#/runs, #/runs/3, #/new, #/datasets,
+// #/datasets/2), the header's health line, the runs list, the datasets pages and the new-run
+// form. The run page lives in runpage.js.
+import { h, mount, fmtPct, fmtDuration, fmtTime, toMs, pick, isNum, rowsOf } from './util.js';
+import { get, getAll, post, upload, idFrom, ApiError } from './api.js';
+import { field, num, lrs, setPath, statusLine, onSubmit, showProblem } from './forms.js';
+import { runPage } from './runpage.js';
+import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
+
+// Handles for the browser test and for anyone poking at the page from the console.
+window.sgdrd = { charts: {}, sse: null, page: null };
+
+const main = document.getElementById('main');
+let cleanup = null;
+let firstRoute = true;
+
+// ---- shared bits ---------------------------------------------------------------------
+
+function pageHeader(title, ...extra) {
+  return h('div', { class: 'page-head' }, h('h1', { tabindex: -1 }, title), ...extra);
+}
+
+function runsPage(root) {
+  const body = h('tbody');
+  const table = h('table', { class: 'table runs' },
+    h('caption', { class: 'sr-only' }, 'Runs, newest first'),
+    h('thead', {}, h('tr', {}, ['Run', 'Dataset', 'Arch', 'Size', 'State', 'Current job', 'Best accuracy', 'Created']
+      .map((t, i) => h('th', { scope: 'col', class: i === 3 || i === 6 ? 'num' : null }, t)))),
+    body);
+  const status = h('div', { class: 'list-status', 'aria-live': 'polite' });
+  mount(root,
+    pageHeader('Runs', h('a', { class: 'button primary', href: '#/new' }, 'New run')),
+    h('section', { class: 'card' }, h('div', { class: 'table-wrap' }, table), status));
+  let timer = null;
+  let alive = true;
+  const details = new Map();   // run id -> GET /runs/{id} (best metrics; list items lack them)
+
+  const load = async () => {
+    try {
+      const [runs, datasets, jobs] = await Promise.all([
+        getAll('/runs', 'runs', 1000),
+        getAll('/datasets', 'datasets', 1000).catch(() => []),
+        get('/jobs?limit=100').then((r) => rowsOf(r, ['items', 'jobs'])).catch(() => []),
+      ]);
+      if (!alive) return;
+      const dsName = new Map(datasets.map((d) => [String(d.id), d.name]));
+      // The running job of each run, else its oldest queued one.
+      const active = new Map();
+      for (const j of [...jobs].sort((a, b) => Number(a.id) - Number(b.id))) {
+        const run = String(pick(j, 'run', 'run_id'));
+        if (j.state === 'running' || (j.state === 'queued' && !active.has(run))) active.set(run, j);
+      }
+      // Details are refetched for runs with a job in flight, once for the others.
+      await Promise.all(runs.slice(0, 200).map(async (r) => {
+        const id = String(r.id);
+        if (details.has(id) && !active.has(id) && !details.get(id).busy) return;
+        try {
+          const d = await get(`/runs/${encodeURIComponent(id)}`);
+          details.set(id, { run: d, busy: active.has(id) });
+        } catch { /* a run deleted meanwhile simply drops out on the next round */ }
+      }));
+      if (!alive) return;
+      const views = runs.map((r) => runView({ ...r, ...(details.get(String(r.id)) || {}).run }));
+      views.sort((a, b) => toMs(b.createdAt) - toMs(a.createdAt) || Number(b.id) - Number(a.id));
+      mount(body, views.map((v) => {
+        const job = active.get(String(v.id)) || v.currentJob;
+        const href = `#/runs/${encodeURIComponent(v.id)}`;
+        const ds = dsName.get(String(v.dataset));
+        return h('tr', { dataset: { runId: v.id } },
+          h('td', {}, h('a', { href }, `Run #${v.id}`, v.name ? ` ${v.name}` : '')),
+          h('td', {}, ds ? `${ds}` : v.dataset !== undefined ? `#${v.dataset}` : '—'),
+          h('td', {}, v.arch ?? '—'),
+          h('td', { class: 'num' }, v.sz ?? '—'),
+          h('td', {}, stateBadge(job ? job.state : 'idle')),
+          h('td', {}, job ? jobProgress(job) : h('span', { class: 'muted' }, '—')),
+          h('td', { class: 'num' }, fmtPct(pick(v.best, 'accuracy', 'f2'))),
+          h('td', {}, fmtTime(v.createdAt)));
+      }));
+      mount(status, runs.length ? '' : h('p', { class: 'empty' }, 'No runs yet. ', h('a', { href: '#/new' }, 'Create one'), ' from a registered dataset.'));
+    } catch (err) {
+      if (alive) mount(status, errorBox(err));
+    }
+    if (alive) timer = setTimeout(load, 3000);
+  };
+  load();
+  return () => { alive = false; clearTimeout(timer); };
+}
+
+// ---- datasets ------------------------------------------------------------------------
+
+function datasetsPage(root) {
+  const list = h('div', { class: 'table-wrap' });
+  const byPath = h('form', { class: 'form', 'aria-labelledby': 'reg-path-h' },
+    h('h2', { id: 'reg-path-h' }, 'Register a folder on the server'),
+    h('div', { class: 'grid-fields' },
+      field({ name: 'name', label: 'Name', placeholder: 'dogscats' }),
+      field({ name: 'path', label: 'Path', placeholder: '/data/dogscats', hint: 'Must lie under the daemon\'s --dataset-root.' }),
+      field({ name: 'format', label: 'Format', type: 'select', value: 'folders', options: [['folders', 'folders (train/, valid/)'], ['csv', 'csv (labels file)'], ['idx', 'idx (MNIST style)']] }),
+      field({ name: 'valid_pct', label: 'Validation fraction', type: 'number', placeholder: '0.2', hint: 'Used when there is no valid/ split.' }),
+      field({ name: 'csv', label: 'CSV file', placeholder: 'labels.csv', hint: 'Only for format csv.' }),
+      field({ name: 'seed', label: 'Seed', type: 'number', placeholder: '42' })),
+    h('div', { class: 'actions' }, h('button', { class: 'primary', type: 'submit' }, 'Register')),
+    statusLine());
+  onSubmit(byPath, async (form) => {
+    const f = form.elements;
+    const body = {};
+    for (const k of ['name', 'path', 'format', 'csv']) if (f[k].value.trim() !== '') body[k] = f[k].value.trim();
+    setPath(body, 'valid_pct', num(f.valid_pct.value));
+    setPath(body, 'seed', num(f.seed.value));
+    const r = await post('/datasets', body);
+    const id = idFrom(r.location, r.data);
+    location.hash = `#/datasets/${id}`;
+    return `Registered dataset ${id}.`;
+  });
+
+  const progress = h('progress', { max: 1, value: 0, hidden: true, 'aria-label': 'upload progress' });
+  const byUpload = h('form', { class: 'form', 'aria-labelledby': 'reg-up-h' },
+    h('h2', { id: 'reg-up-h' }, 'Upload an archive'),
+    h('div', { class: 'grid-fields' },
+      field({ name: 'name', label: 'Name', placeholder: 'my-images' }),
+      field({ name: 'file', label: 'Archive (.tar or .tar.gz)', type: 'file', accept: '.tar,.tgz,.tar.gz,application/x-tar,application/gzip' })),
+    h('div', { class: 'actions' }, h('button', { class: 'primary', type: 'submit' }, 'Upload'), progress),
+    statusLine());
+  onSubmit(byUpload, async (form) => {
+    const file = form.elements.file.files[0];
+    const name = form.elements.name.value.trim();
+    if (!file) throw new ApiError(400, { title: 'No file', detail: 'Choose a .tar or .tar.gz archive first.', field: 'file' });
+    const type = /\.(tgz|gz)$/i.test(file.name) ? 'application/gzip' : 'application/x-tar';
+    progress.hidden = false;
+    try {
+      const r = await upload(`/datasets?name=${encodeURIComponent(name)}`, file, type, (f) => { progress.value = f; });
+      const id = idFrom(r.location, r.data);
+      location.hash = `#/datasets/${id}`;
+      return `Uploaded dataset ${id}.`;
+    } finally {
+      progress.hidden = true;
+    }
+  });
+
+  mount(root, pageHeader('Datasets'),
+    h('section', { class: 'card', 'aria-label': 'Registered datasets' }, list),
+    h('div', { class: 'two-col' }, h('section', { class: 'card' }, byPath), h('section', { class: 'card' }, byUpload)));
+
+  let alive = true;
+  getAll('/datasets', 'datasets').then((ds) => {
+    if (!alive) return;
+    if (!ds.length) { mount(list, h('p', { class: 'empty' }, 'No datasets yet: register a folder or upload an archive below.')); return; }
+    mount(list, h('table', { class: 'table' },
+      h('caption', { class: 'sr-only' }, 'Datasets'),
+      h('thead', {}, h('tr', {}, ['Dataset', 'Format', 'Classes', 'Images', 'Unreadable', 'Path'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, ds.map(flatDataset).map((d) => h('tr', {},
+        h('td', {}, h('a', { href: `#/datasets/${encodeURIComponent(d.id)}` }, `#${d.id} ${d.name ?? ''}`)),
+        h('td', {}, d.format ?? '—'),
+        h('td', { class: 'num' }, classCount(d)),
+        h('td', { class: 'num' }, imageCount(d)),
+        h('td', { class: 'num' }, unreadableCount(d)),
+        h('td', { class: 'path' }, d.path ?? '—'))))));
+  }).catch((err) => { if (alive) mount(list, errorBox(err)); });
+  return () => { alive = false; };
+}
+
+// A dataset record with its scan (`info`: classes, counts, sizes, unreadable) lifted to the
+// top level, whichever of the two the API put them in.
+function flatDataset(raw) {
+  const info = raw && typeof raw.info === 'object' && raw.info ? raw.info : {};
+  return { ...info, ...raw };
+}
+
+function classList(d) {
+  const c = pick(d, 'classes', 'class_names', 'labels');
+  return Array.isArray(c) ? c : [];
+}
+function classCount(d) {
+  const n = pick(d, 'n_classes', 'c');
+  return isNum(n) ? n : classList(d).length || '—';
+}
+// Per-split counts, normalised to {split: {total, per_class: {name: n}}} whatever the shape.
+function splits(d) {
+  const counts = pick(d, 'counts', 'splits') || {};
+  const out = {};
+  for (const [split, v] of Object.entries(counts)) {
+    if (isNum(v)) out[split] = { total: v, per_class: null };
+    else if (Array.isArray(v)) out[split] = { total: v.reduce((a, b) => a + (isNum(b) ? b : 0), 0), per_class: Object.fromEntries(v.map((n, i) => [classList(d)[i] ?? i, n])) };
+    else if (v && typeof v === 'object') {
+      const per = v.per_class || v.classes || Object.fromEntries(Object.entries(v).filter(([k, n]) => k !== 'total' && isNum(n)));
+      const total = isNum(v.total) ? v.total : Object.values(per).reduce((a, b) => a + (isNum(b) ? b : 0), 0);
+      out[split] = { total, per_class: per };
+    }
+  }
+  return out;
+}
+function imageCount(d) {
+  const n = pick(d, 'n_images', 'images');
+  if (isNum(n)) return n;
+  const s = Object.values(splits(d));
+  return s.length ? s.reduce((a, b) => a + b.total, 0) : '—';
+}
+function unreadableList(d) {
+  const u = pick(d, 'unreadable', 'unreadable_files', 'errors');
+  return Array.isArray(u) ? u : [];
+}
+function unreadableCount(d) {
+  const n = pick(d, 'n_unreadable');
+  return isNum(n) ? n : unreadableList(d).length;
+}
+
+function datasetPage(root, id) {
+  mount(root, pageHeader(`Dataset #${id}`), h('p', { class: 'muted' }, 'Loading…'));
+  let alive = true;
+  get(`/datasets/${encodeURIComponent(id)}`).then((raw) => {
+    if (!alive) return;
+    const d = flatDataset(raw);
+    const sp = splits(d);
+    const classes = classList(d);
+    const splitNames = Object.keys(sp);
+    const sizes = pick(d, 'image_sizes', 'sizes');
+    const unreadable = unreadableList(d);
+    mount(root,
+      pageHeader(`Dataset #${d.id} ${d.name ?? ''}`, h('a', { class: 'button primary', href: `#/new?dataset=${encodeURIComponent(d.id)}` }, 'Create a run')),
+      h('section', { class: 'card' },
+        h('dl', { class: 'facts' },
+          h('dt', {}, 'Format'), h('dd', {}, d.format ?? '—'),
+          h('dt', {}, 'Path'), h('dd', { class: 'path' }, d.path ?? '—'),
+          h('dt', {}, 'Classes'), h('dd', {}, String(classCount(d))),
+          h('dt', {}, 'Images'), h('dd', {}, String(imageCount(d))),
+          h('dt', {}, 'Image sizes'), h('dd', {}, sizes === undefined ? '—' : describeSizes(sizes)),
+          h('dt', {}, 'Unreadable files'), h('dd', {}, String(unreadableCount(d))))),
+      h('section', { class: 'card' }, h('h2', {}, 'Images per class and split'),
+        h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Class'), splitNames.map((s) => h('th', { scope: 'col', class: 'num' }, s)))),
+          h('tbody', {},
+            (classes.length ? classes : ['(all)']).map((c, i) => h('tr', {}, h('th', { scope: 'row' }, String(c)),
+              splitNames.map((s) => {
+                const per = sp[s].per_class;
+                const n = per ? (per[c] ?? per[i]) : (classes.length ? undefined : sp[s].total);
+                return h('td', { class: 'num' }, n ?? '—');
+              }))),
+            h('tr', { class: 'total' }, h('th', { scope: 'row' }, 'total'), splitNames.map((s) => h('td', { class: 'num' }, sp[s].total))))))),
+      unreadable.length
+        ? h('section', { class: 'card' }, h('h2', {}, `Unreadable files (${unreadable.length})`),
+          h('ul', { class: 'unreadable' }, unreadable.slice(0, 500).map((u) => h('li', {},
+            typeof u === 'string' ? h('code', {}, u) : [h('code', {}, pick(u, 'file', 'path', 'name') ?? JSON.stringify(u)), u.error || u.reason ? ` — ${u.error || u.reason}` : '']))))
+        : null);
+    focusHeading();
+  }).catch((err) => { if (alive) mount(root, pageHeader(`Dataset #${id}`), errorBox(err)); });
+  return () => { alive = false; };
+}
+
+function describeSizes(s) {
+  if (typeof s === 'string') return s;
+  if (Array.isArray(s)) return s.slice(0, 8).map((x) => (Array.isArray(x) ? x.join('×') : typeof x === 'object' ? JSON.stringify(x) : String(x))).join(', ');
+  if (s && typeof s === 'object') {
+    const { min_w: a, min_h: b, max_w: c, max_h: e } = s;
+    if ([a, b, c, e].every(isNum)) return a === c && b === e ? `${a}×${b}` : `${a}×${b} to ${c}×${e}`;
+    return Object.entries(s).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join('×') : v}`).join(', ');
+  }
+  return String(s);
+}
+
+// ---- new run -------------------------------------------------------------------------
+
+function newRunPage(root, query) {
+  const dsSelect = field({ name: 'dataset', label: 'Dataset', type: 'select', options: [] });
+  const modelSelect = field({ name: 'pretrained', label: 'Pretrained weights', type: 'select', options: [['', 'none (random init)']], hint: 'Imported with POST /models.' });
+  const form = h('form', { class: 'form', 'aria-labelledby': 'new-run-h' },
+    h('h2', { id: 'new-run-h', class: 'sr-only' }, 'Learner settings'),
+    h('div', { class: 'grid-fields' },
+      dsSelect,
+      field({ name: 'arch', label: 'Architecture', type: 'select', value: 'resnet_small', options: [['resnet_small', 'resnet_small (28–64 px)'], ['resnet18', 'resnet18'], ['resnet34', 'resnet34']] }),
+      modelSelect,
+      field({ name: 'sz', label: 'Image size (px)', type: 'number', value: '28' }),
+      field({ name: 'bs', label: 'Batch size', type: 'number', value: '64' }),
+      field({ name: 'tfms', label: 'Augmentation', type: 'select', value: 'side_on', options: [['side_on', 'side_on (flips)'], ['top_down', 'top_down (flips + rotations)'], ['none', 'none']] }),
+      field({ name: 'max_zoom', label: 'Max zoom', type: 'number', value: '1.1' }),
+      field({ name: 'ps', label: 'Dropout (ps)', value: '0.25, 0.5', hint: 'One value, or one per head layer.' }),
+      field({ name: 'xtra_fc', label: 'Extra FC layers', value: '512', hint: 'Sizes separated by commas; empty for none.' }),
+      field({ name: 'seed', label: 'Seed', type: 'number', value: '42' }),
+      field({ name: 'precompute', label: 'Precompute body activations', type: 'checkbox', value: false }),
+      field({ name: 'multi_label', label: 'Multi-label (sigmoid, F2)', type: 'checkbox', value: false })),
+    h('div', { class: 'actions' }, h('button', { class: 'primary', type: 'submit' }, 'Create run')),
+    statusLine());
+  onSubmit(form, async (f) => {
+    const e = f.elements;
+    const body = { dataset: num(e.dataset.value) ?? e.dataset.value, arch: e.arch.value, tfms: e.tfms.value };
+    if (e.pretrained.value) body.pretrained = num(e.pretrained.value);
+    for (const k of ['sz', 'bs', 'max_zoom', 'seed']) setPath(body, k, num(e[k].value));
+    setPath(body, 'ps', lrs(e.ps.value));
+    const x = e.xtra_fc.value.trim();
+    body.xtra_fc = x === '' ? [] : x.split(/[\s,;]+/).filter(Boolean).map(num);
+    body.precompute = e.precompute.checked;
+    if (e.multi_label.checked) body.multi_label = true;
+    const r = await post('/runs', body);
+    const id = idFrom(r.location, r.data);
+    location.hash = `#/runs/${id}`;
+    return `Created run ${id}.`;
+  });
+  mount(root, pageHeader('New run'), h('section', { class: 'card' }, form));
+
+  let alive = true;
+  Promise.all([getAll('/datasets', 'datasets'), get('/models').catch(() => [])]).then(([ds, models]) => {
+    if (!alive) return;
+    const sel = dsSelect.querySelector('select');
+    const want = query.get('dataset');
+    mount(sel, ds.map((d) => h('option', { value: d.id, selected: String(d.id) === want }, `#${d.id} ${d.name ?? ''}`)));
+    if (!ds.length) showProblem(form, new ApiError(0, { title: 'No dataset', detail: 'Register a dataset first (Datasets page).' }));
+    const msel = modelSelect.querySelector('select');
+    for (const m of rowsOf(models, ['models'])) msel.append(h('option', { value: m.id }, `#${m.id} ${m.name ?? ''} (${m.arch ?? '?'})`));
+  }).catch((err) => { if (alive) showProblem(form, err); });
+  return () => { alive = false; };
+}
+
+// ---- shell ---------------------------------------------------------------------------
+
+function focusHeading() {
+  const h1 = main.querySelector('h1');
+  if (h1 && document.activeElement === document.body) h1.focus({ preventScroll: true });
+}
+
+function route() {
+  if (cleanup) { cleanup(); cleanup = null; }
+  window.sgdrd.charts = {};
+  const raw = location.hash.replace(/^#/, '') || '/runs';
+  const [path, qs] = raw.split('?');
+  const query = new URLSearchParams(qs || '');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  let m = 'runs';
+  if (parts[0] === 'runs' && parts[1]) { m = 'run'; cleanup = runPage(main, parts[1]); }
+  else if (parts[0] === 'new') { m = 'new'; cleanup = newRunPage(main, query); }
+  else if (parts[0] === 'datasets' && parts[1]) { m = 'datasets'; cleanup = datasetPage(main, parts[1]); }
+  else if (parts[0] === 'datasets') { m = 'datasets'; cleanup = datasetsPage(main); }
+  else cleanup = runsPage(main);
+  window.sgdrd.page = m;
+  for (const a of document.querySelectorAll('.nav a')) {
+    if (a.dataset.nav === m || (m === 'run' && a.dataset.nav === 'runs')) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+  // After a navigation, focus moves to the new page's heading (screen readers announce it);
+  // on the first load focus stays at the top of the document, where Tab reaches the skip link.
+  if (!firstRoute) {
+    const h1 = main.querySelector('h1');
+    if (h1) h1.focus({ preventScroll: true });
+  }
+  firstRoute = false;
+  window.scrollTo(0, 0);
+}
+
+async function health() {
+  const el = document.getElementById('health');
+  try {
+    const hl = await get('/health');
+    const blas = pick(hl, 'blas_core', 'blas') ?? '?';
+    const threads = pick(hl, 'blas_threads', 'threads');
+    const queue = pick(hl, 'queue_length', 'queue');
+    mount(el, h('span', { class: 'dot ok', 'aria-hidden': 'true' }),
+      `sgdrd ${hl.version ?? ''}`,
+      h('span', { class: 'sep' }, ' · '), `BLAS ${typeof blas === 'object' ? JSON.stringify(blas) : blas}${isNum(threads) ? ' × ' + threads : ''}`,
+      isNum(queue) ? [h('span', { class: 'sep' }, ' · '), `queue ${queue}`] : null);
+    el.title = `up ${fmtDuration(pick(hl, 'uptime_s', 'uptime'))}`;
+  } catch {
+    mount(el, h('span', { class: 'dot bad', 'aria-hidden': 'true' }), 'daemon unreachable');
+  }
+  setTimeout(health, 10000);
+}
+
+window.addEventListener('hashchange', route);
+route();
+health();

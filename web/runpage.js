@@ -1,0 +1,560 @@
+// runpage.js: one run: its state and current job, the LR-finder chart with sweep overlay and
+// suggestions, the linked training charts, the epochs table with TTA results, the controls
+// that queue jobs, and the live updates from the run's SSE stream.
+import { h, mount, fmtNum, fmtLr, fmtPct, fmtTime, fmtDuration, debiasedEma, toCsv, download, throttle, rowsOf, pick, isNum } from './util.js';
+import { get, post, getAll, idFrom, ApiError } from './api.js';
+import { field, num, lrs, setPath, statusLine, onSubmit } from './forms.js';
+import { LrFindChart, TrainingCharts } from './charts.js';
+import { subscribe } from './live.js';
+import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
+
+const PAGE = 20000;         // metric points asked for per request (every key of a step)
+const REDRAW_MS = 300;      // at most ~3 redraws per second while live
+const POLL_MS = 5000;       // job progress and ETA refresh while a job runs
+
+export function runPage(root, runId) {
+  const rid = encodeURIComponent(runId);
+  const st = {
+    alive: true,
+    run: null,
+    jobs: [],
+    sweepList: [],
+    sweeps: new Map(),      // id -> the API's lr-find record {id, points, suggestions, ...}
+    selected: new Set(),
+    userPicked: false,
+    series: new Map(),      // metric key -> [{step, value, time}] in step order
+    lastStep: null,         // the highest step fetched (every key of it)
+    dsNames: null,          // dataset id -> name
+    epochs: [],
+    beta: 0.98,
+    live: 'connecting',
+  };
+
+  // ---- skeleton ----
+  const title = h('h1', { tabindex: -1 }, `Run #${runId}`);
+  const liveBadge = h('span', { class: 'live-pill', role: 'status', 'aria-live': 'polite' }, 'connecting…');
+  const facts = h('dl', { class: 'facts inline' });
+  const jobBar = h('div', { class: 'jobbar' });
+  const banner = h('div', { class: 'banner-slot', 'aria-live': 'polite' });
+
+  const sweepPicker = h('fieldset', { class: 'sweep-picker' }, h('legend', {}, 'Sweeps'));
+  const lrfindEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Loss against learning rate, log10 scale' });
+  const lrfindEmpty = h('p', { class: 'empty' }, 'No LR sweep yet. Start one with “Find LR” in the controls.');
+  const suggestionsEl = h('dl', { class: 'suggestions' });
+  const lrChart = new LrFindChart(lrfindEl);
+
+  const betaOut = h('output', { for: 'beta' }, st.beta.toFixed(3));
+  const betaInput = h('input', { id: 'beta', type: 'range', min: 0, max: 0.999, step: 0.001, value: st.beta, 'aria-describedby': 'beta-hint' });
+  const lrLogBox = h('input', { id: 'lrlog', type: 'checkbox' });
+  const lossEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Training loss per iteration, smoothed, with validation loss per epoch' });
+  const lrEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Learning rate of each layer group per iteration' });
+  const trainEmpty = h('p', { class: 'empty' }, 'No training yet. Queue a fit or the recipe from the controls.');
+  const charts = new TrainingCharts(lossEl, lrEl, `run-${runId}`);
+
+  const epochsWrap = h('div', { class: 'table-wrap' });
+  const ttaWrap = h('div', { class: 'tta' });
+  const jobsWrap = h('div', { class: 'jobs' });
+
+  const exportButtons = (name, fn) => h('div', { class: 'export', role: 'group', 'aria-label': `Export ${name}` },
+    h('button', { type: 'button', class: 'small', onclick: () => fn('csv'), 'data-export': `${name}-csv` }, 'CSV'),
+    h('button', { type: 'button', class: 'small', onclick: () => fn('json'), 'data-export': `${name}-json` }, 'JSON'));
+
+  const controls = buildControls();
+
+  mount(root,
+    h('div', { class: 'page-head' }, title, liveBadge),
+    banner,
+    h('section', { class: 'card runhead', 'aria-label': 'Run state' }, facts, jobBar),
+    h('div', { class: 'run-layout' },
+      h('div', { class: 'run-main' },
+        h('section', { class: 'card', id: 'lrfind', 'aria-labelledby': 'lrfind-h' },
+          h('div', { class: 'card-head' }, h('h2', { id: 'lrfind-h' }, 'LR finder'), exportButtons('lrfind', exportLrFind)),
+          sweepPicker, lrfindEmpty, lrfindEl,
+          h('h3', { class: 'sr-only' }, 'Suggestions'), suggestionsEl),
+        h('section', { class: 'card', id: 'training', 'aria-labelledby': 'training-h' },
+          h('div', { class: 'card-head' }, h('h2', { id: 'training-h' }, 'Training'), exportButtons('training', exportTraining)),
+          h('div', { class: 'toolbar' },
+            h('label', { for: 'beta' }, 'Smoothing β'), betaInput, betaOut,
+            h('small', { id: 'beta-hint', class: 'hint' }, 'debiased exponential average of the raw loss'),
+            h('span', { class: 'spacer' }),
+            h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
+          trainEmpty, lossEl, lrEl,
+          h('p', { class: 'chart-note' },
+            h('span', { class: 'key key-epoch', 'aria-hidden': 'true' }), 'epoch end ',
+            h('span', { class: 'key key-cycle', 'aria-hidden': 'true' }), 'cycle end ',
+            h('span', { class: 'key key-valid', 'aria-hidden': 'true' }), 'validation loss per epoch · drag to zoom, double-click to reset')),
+        h('section', { class: 'card', id: 'epochs', 'aria-labelledby': 'epochs-h' },
+          h('div', { class: 'card-head' }, h('h2', { id: 'epochs-h' }, 'Epochs'), exportButtons('epochs', exportEpochs)),
+          epochsWrap, ttaWrap)),
+      h('aside', { class: 'run-side' },
+        h('section', { class: 'card', id: 'controls', 'aria-labelledby': 'controls-h' }, h('h2', { id: 'controls-h' }, 'Controls'), controls),
+        h('section', { class: 'card', id: 'jobs', 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Jobs'), jobsWrap))));
+
+  window.sgdrd.charts = { lrfind: lrChart, training: charts };
+
+  betaInput.addEventListener('input', () => {
+    st.beta = Number(betaInput.value);
+    betaOut.textContent = st.beta.toFixed(3);
+    drawTraining();
+  });
+  lrLogBox.addEventListener('change', () => {
+    charts.setLrLog(lrLogBox.checked);
+    drawTraining();
+  });
+
+  // ---- data ----
+
+  async function loadRun() {
+    st.run = await get(`/runs/${rid}`);
+    if (!st.dsNames) {
+      st.dsNames = new Map();
+      const ds = await getAll('/datasets', 'datasets', 1000).catch(() => []);
+      for (const d of ds) st.dsNames.set(String(d.id), d.name);
+    }
+  }
+
+  async function loadJobs() {
+    const all = rowsOf(await get(`/jobs?run=${rid}&limit=100`), ['items', 'jobs']);
+    st.jobs = all.filter((j) => String(pick(j, 'run', 'run_id') ?? runId) === String(runId))
+      .sort((a, b) => Number(b.id) - Number(a.id));
+  }
+
+  async function loadSweeps() {
+    st.sweepList = (await getAll(`/runs/${rid}/lr-finds`, 'lr_finds', 200)).sort((a, b) => Number(a.id) - Number(b.id));
+    const ids = st.sweepList.map((s) => String(s.id));
+    const newest = ids[ids.length - 1];
+    for (const s of [...st.selected]) if (!ids.includes(s)) st.selected.delete(s);
+    if (newest && (!st.userPicked || st.selected.size === 0)) {
+      st.selected = new Set([newest]);
+    }
+    // Finished sweeps never change: fetch each once; the newest may still be growing.
+    await Promise.all([...st.selected].map(async (id) => {
+      if (st.sweeps.has(id) && id !== newest) return;
+      st.sweeps.set(id, await get(`/lr-finds/${encodeURIComponent(id)}`));
+    }));
+  }
+
+  // Every key's new points in one request per page: the API pages by whole steps, and
+  // next_after_step is null once the page was not full.
+  async function loadMetrics() {
+    for (let i = 0; i < 1000; i++) {
+      const after = st.lastStep !== null ? `&after_step=${st.lastStep}` : '';
+      const resp = await get(`/runs/${rid}/metrics?limit=${PAGE}${after}`);
+      const pts = rowsOf(resp, ['points']).filter((p) => isNum(p.step) && p.key);
+      for (const p of pts) {
+        let rows = st.series.get(p.key);
+        if (!rows) st.series.set(p.key, rows = []);
+        rows.push(p);
+      }
+      if (pts.length) st.lastStep = pts[pts.length - 1].step;
+      const next = resp && resp.next_after_step;
+      if (!pts.length || next === null || next === undefined) break;
+      st.lastStep = next;
+    }
+  }
+
+  // The LR of each layer group: keys lr_0, lr_1, ... in group order.
+  function lrKeys() {
+    return [...st.series.keys()].filter((k) => /^lr_\d+$/.test(k)).sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
+  }
+
+  async function loadEpochs() {
+    st.epochs = rowsOf(await get(`/runs/${rid}/epochs`), ['items', 'epochs']);
+  }
+
+  // ---- drawing ----
+
+  function drawHead() {
+    if (!st.run) return;
+    const v = runView(st.run);
+    title.textContent = `Run #${v.id}${v.name ? ' ' + v.name : ''}`;
+    const ds = st.dsNames && st.dsNames.get(String(v.dataset));
+    const item = (k, val) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, val ?? '—'));
+    const job = currentJob();
+    mount(facts,
+      item('State', stateBadge(job ? job.state : 'idle')),
+      item('Dataset', v.dataset !== undefined ? h('a', { href: `#/datasets/${encodeURIComponent(v.dataset)}` }, ds ? `${ds}` : `#${v.dataset}`) : '—'),
+      item('Arch', v.arch),
+      item('Size', v.sz !== undefined ? `${v.sz} px` : '—'),
+      item('Batch', v.bs !== undefined ? String(v.bs) : '—'),
+      item('Trainable', isNum(v.freezeTo) ? (v.freezeTo === 0 ? 'all groups' : `groups ≥ ${v.freezeTo}`) + (isNum(v.nGroups) ? ` of ${v.nGroups}` : '') : '—'),
+      item('Precompute', v.precompute === undefined ? '—' : v.precompute ? 'on' : 'off'),
+      item(v.multiLabel ? 'Best F2' : 'Best accuracy', v.multiLabel ? fmtNum(pick(v.best, 'f2', 'accuracy')) : fmtPct(pick(v.best, 'accuracy'))),
+      item('Best valid loss', fmtNum(pick(v.best, 'valid_loss'))));
+    const last = st.jobs[0];
+    mount(jobBar, job
+      ? h('div', { class: 'jobline' }, h('span', { class: 'muted' }, `Job #${job.id}`), jobProgress(job),
+        h('button', { type: 'button', class: 'small danger', onclick: () => cancelJob(job.id) }, 'Cancel'))
+      : h('div', { class: 'jobline' }, h('span', { class: 'muted' }, 'No job queued.'),
+        last ? h('span', { class: 'muted' }, `Last: job #${last.id} ${pick(last, 'kind') ?? ''} `, stateBadge(last.state)) : null));
+  }
+
+  // The running job, else the oldest queued one.
+  function currentJob() {
+    const active = st.jobs.filter((j) => j.state === 'running' || j.state === 'queued');
+    const running = active.find((j) => j.state === 'running');
+    if (running) return running;
+    if (active.length) return active[active.length - 1];
+    const cj = pick(st.run || {}, 'current_job');
+    return cj && typeof cj === 'object' && ['queued', 'running'].includes(cj.state) ? cj : null;
+  }
+
+  function sweepLabel(s) {
+    const range = isNum(s.start_lr) && isNum(s.end_lr) ? ` · ${fmtLr(s.start_lr)}–${fmtLr(s.end_lr)}` : '';
+    return `#${s.id}${range}${s.created_at ? ' · ' + fmtTime(s.created_at) : ''}`;
+  }
+
+  function drawLrFind() {
+    const legend = sweepPicker.querySelector('legend');
+    mount(sweepPicker, legend, st.sweepList.map((s) => {
+      const id = String(s.id);
+      const box = h('input', { type: 'checkbox', id: `sweep-${id}`, checked: st.selected.has(id), value: id });
+      box.addEventListener('change', async () => {
+        st.userPicked = true;
+        if (box.checked) st.selected.add(id); else st.selected.delete(id);
+        try {
+          if (box.checked && !st.sweeps.has(id)) st.sweeps.set(id, await get(`/lr-finds/${encodeURIComponent(id)}`));
+        } catch (err) { showBanner(err); }
+        drawLrFind();
+      });
+      return h('span', { class: 'field-check' }, box, h('label', { for: `sweep-${id}` }, sweepLabel(s)));
+    }));
+    sweepPicker.hidden = st.sweepList.length < 2;
+    const sel = st.sweepList.filter((s) => st.selected.has(String(s.id)) && st.sweeps.has(String(s.id)));
+    const has = sel.length > 0;
+    lrfindEmpty.hidden = has;
+    lrfindEl.hidden = !has;
+    if (!has) { mount(suggestionsEl); return; }
+    const sweeps = sel.map((s, i) => {
+      const full = st.sweeps.get(String(s.id));
+      return { id: s.id, label: `#${s.id}`, points: rowsOf(full.points ?? full, ['points']), suggestions: full.suggestions || null, primary: i === sel.length - 1 };
+    });
+    lrChart.update(sweeps);
+    lrfindEl.dataset.points = String(sweeps[sweeps.length - 1].points.length);
+    const sug = sweeps[sweeps.length - 1].suggestions || {};
+    mount(suggestionsEl, Object.entries(sug).map(([name, v]) => {
+      const lr = typeof v === 'number' ? v : v && v.lr;
+      const reason = v && typeof v === 'object' ? v.reason : '';
+      return h('div', { class: `suggestion sug-${name}` },
+        h('dt', {}, name.replace(/_/g, ' ')),
+        h('dd', {}, h('strong', {}, fmtLr(lr)), reason ? h('span', { class: 'reason' }, reason) : null,
+          isNum(lr) ? h('button', { type: 'button', class: 'small', title: `Use ${fmtLr(lr)} as the fit's learning rate`, onclick: () => useLr(lr) }, 'Use') : null));
+    }));
+  }
+
+  function useLr(lr) {
+    const input = controls.querySelector('form[data-action="fit"] [name="lrs"]');
+    input.value = fmtLr(lr);
+    input.focus();
+  }
+
+  // The iteration an epoch ended at: its `step` when the API gives one, else the last
+  // train_loss point recorded before the epoch's row (the row is written after the epoch's
+  // last batch and before the next epoch's first).
+  function epochStep(e) {
+    const s = pick(e, 'step', 'end_step', 'last_step');
+    if (isNum(s)) return s;
+    const tl = st.series.get('train_loss') || [];
+    if (!isNum(e.time) || !tl.length || !isNum(tl[0].time)) return undefined;
+    let lo = 0;
+    let hi = tl.length - 1;
+    if (tl[0].time > e.time) return undefined;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (tl[mid].time <= e.time) lo = mid; else hi = mid - 1;
+    }
+    return tl[lo].step;
+  }
+
+  function drawTraining() {
+    const tl = st.series.get('train_loss') || [];
+    const has = tl.length > 0;
+    trainEmpty.hidden = has;
+    lossEl.hidden = !has;
+    lrEl.hidden = !has;
+    if (!has) return;
+    const steps = tl.map((r) => r.step);
+    const raw = tl.map((r) => (isNum(r.value) ? r.value : null));
+    const withStep = st.epochs.map((e) => ({ e, step: epochStep(e) })).filter((x) => isNum(x.step));
+    // A cycle ends where the next epoch starts another cycle or belongs to another fit.
+    const cycleMarks = [];
+    for (let i = 0; i < withStep.length; i++) {
+      const a = withStep[i].e;
+      const b = i + 1 < withStep.length ? withStep[i + 1].e : null;
+      const ended = b ? a.cycle !== b.cycle || pick(a, 'job') !== pick(b, 'job') : false;
+      if (ended) cycleMarks.push({ step: withStep[i].step, label: `cycle ${a.cycle}` });
+    }
+    const validRows = withStep.filter((x) => isNum(x.e.valid_loss));
+    charts.update({
+      steps, raw, smooth: debiasedEma(raw, st.beta),
+      validSteps: validRows.map((x) => x.step), valid: validRows.map((x) => x.e.valid_loss),
+      lr: lrKeys().map((k) => st.series.get(k)).map((rows) => ({ steps: rows.map((r) => r.step), values: rows.map((r) => r.value) })),
+      epochMarks: withStep.map((x) => x.step), cycleMarks,
+    });
+    lossEl.dataset.points = String(steps.length);
+  }
+
+  function drawEpochs() {
+    const rows = st.epochs;
+    const multi = st.run && runView(st.run).multiLabel;
+    if (!rows.length) { mount(epochsWrap, h('p', { class: 'empty' }, 'No epoch finished yet.')); }
+    else {
+      const metric = multi ? 'F2' : 'Accuracy';
+      mount(epochsWrap, h('table', { class: 'table epochs' },
+        h('caption', { class: 'sr-only' }, 'Per-epoch results'),
+        h('thead', {}, h('tr', {}, ['Epoch', 'Cycle', 'Train loss', 'Valid loss', metric, 'Seconds', 'img/s']
+          .map((t, i) => h('th', { scope: 'col', class: i ? 'num' : null }, t)))),
+        h('tbody', {}, rows.map((e) => h('tr', {},
+          h('td', {}, String(e.epoch ?? '—')),
+          h('td', { class: 'num' }, String(e.cycle ?? '—')),
+          h('td', { class: 'num' }, fmtNum(e.train_loss)),
+          h('td', { class: 'num' }, fmtNum(e.valid_loss)),
+          h('td', { class: 'num' }, multi ? fmtNum(e.f2) : fmtPct(e.accuracy)),
+          h('td', { class: 'num' }, fmtNum(e.seconds, 1)),
+          h('td', { class: 'num' }, fmtNum(pick(e, 'img_per_s', 'img_s'), 0)))))));
+    }
+    const tta = st.jobs.filter((j) => /tta/i.test(pick(j, 'kind', 'type', 'op') || '') && j.state === 'succeeded' && j.result && typeof j.result === 'object');
+    if (!tta.length) { mount(ttaWrap); return; }
+    const keys = [...new Set(tta.flatMap((j) => Object.keys(j.result)))];
+    mount(ttaWrap, h('h3', {}, 'Test-time augmentation'),
+      h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+        h('caption', { class: 'sr-only' }, 'Validation metrics with and without TTA'),
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Job'), keys.map((k) => h('th', { scope: 'col', class: 'num' }, k.replace(/_/g, ' '))))),
+        h('tbody', {}, tta.map((j) => h('tr', {}, h('td', {}, `#${j.id}`),
+          keys.map((k) => {
+            const v = j.result[k];
+            return h('td', { class: 'num' }, isNum(v) ? (/acc/.test(k) ? fmtPct(v) : fmtNum(v)) : v === undefined ? '—' : String(v));
+          })))))));
+  }
+
+  function drawJobs() {
+    if (!st.jobs.length) { mount(jobsWrap, h('p', { class: 'empty' }, 'No jobs yet.')); return; }
+    mount(jobsWrap, h('ol', { class: 'joblist' }, st.jobs.slice(0, 30).map((j) => {
+      const kind = pick(j, 'kind', 'type', 'op') || 'job';
+      const err = pick(j, 'error', 'error_message');
+      const hasCsv = j.predictions === true || (/predict/.test(kind) && j.state === 'succeeded');
+      return h('li', { class: `job state-${j.state}` },
+        h('div', { class: 'jobrow' }, h('span', { class: 'jobid' }, `#${j.id}`), h('span', { class: 'jobkind' }, kind), stateBadge(j.state),
+          ['queued', 'running'].includes(j.state) ? h('button', { type: 'button', class: 'small danger', onclick: () => cancelJob(j.id), 'aria-label': `Cancel job ${j.id}` }, 'Cancel') : null),
+        j.state === 'running' ? jobProgress(j, false) : null,
+        err ? h('p', { class: 'job-error' }, typeof err === 'object' ? err.detail || JSON.stringify(err) : String(err)) : null,
+        hasCsv ? h('a', { href: `/api/v1/jobs/${encodeURIComponent(j.id)}/predictions.csv`, download: `predictions-job${j.id}.csv` }, 'predictions.csv') : null,
+        h('small', { class: 'muted' }, fmtTime(pick(j, 'created_at', 'queued_at')),
+          isNum(pick(j, 'duration_s')) ? ` · ${fmtDuration(j.duration_s)}` : ''));
+    })));
+  }
+
+  // ---- refresh loop: SSE says what changed, the API says what it is ----
+
+  const stale = new Set(['run', 'jobs', 'lrfind', 'epochs', 'metrics']);
+  let flushing = false;
+  let again = false;
+
+  const flush = throttle(async () => {
+    if (!st.alive) return;
+    if (flushing) { again = true; return; }
+    flushing = true;
+    const t = new Set(stale);
+    stale.clear();
+    try {
+      if (t.has('run') || !st.run) await loadRun();
+      await Promise.all([
+        t.has('jobs') || t.has('run') ? loadJobs() : null,
+        t.has('lrfind') ? loadSweeps() : null,
+        t.has('metrics') ? loadMetrics() : null,
+        t.has('epochs') ? loadEpochs() : null,
+      ]);
+      if (!st.alive) return;
+      if (t.has('run') || t.has('jobs')) { drawHead(); drawJobs(); }
+      if (t.has('lrfind')) drawLrFind();
+      if (t.has('metrics') || t.has('epochs')) drawTraining();
+      if (t.has('epochs') || t.has('jobs')) drawEpochs();
+      mount(banner);
+    } catch (err) {
+      if (!st.alive) return;
+      if (err instanceof ApiError && err.status === 404 && !st.run) {
+        mount(root, h('div', { class: 'page-head' }, h('h1', { tabindex: -1 }, `Run #${runId}`)), errorBox(err));
+        stop();
+        return;
+      }
+      for (const x of t) stale.add(x);
+      showBanner(err);
+    } finally {
+      flushing = false;
+    }
+    if (st.alive && (again || stale.size)) { again = false; flush(); }
+  }, REDRAW_MS);
+
+  function markStale(topics) {
+    for (const x of topics) stale.add(x);
+    flush();
+  }
+
+  function showBanner(err) {
+    mount(banner, h('div', { class: 'notice warn', role: 'alert' }, 'Could not refresh: ', (err && err.message) || String(err), ' — retrying.'));
+  }
+
+  const sse = subscribe(`/api/v1/runs/${rid}/events`, (topics) => markStale(topics), (s) => {
+    st.live = s;
+    liveBadge.textContent = s === 'live' ? 'live' : 'reconnecting…';
+    liveBadge.className = `live-pill ${s}`;
+  });
+  window.sgdrd.sse = sse.stats;
+
+  // While a job runs, progress and ETA are polled too (cheap; also covers a silent stream).
+  const poll = setInterval(() => {
+    const job = currentJob();
+    if (st.live !== 'live') markStale(['run', 'jobs', 'lrfind', 'epochs', 'metrics']);
+    else if (job && ['queued', 'running'].includes(job.state)) markStale(['run', 'jobs']);
+  }, POLL_MS);
+
+  flush();
+
+  async function cancelJob(id) {
+    try {
+      await post(`/jobs/${encodeURIComponent(id)}/cancel`);
+      markStale(['run', 'jobs']);
+    } catch (err) {
+      showBanner(err);
+    }
+  }
+
+  // ---- controls ----
+
+  function buildControls() {
+    const queued = async (path, body) => {
+      const r = await post(`/runs/${rid}/${path}`, body);
+      markStale(['run', 'jobs']);
+      const jid = idFrom(r.location, r.data);
+      return jid ? `Queued job #${jid}.` : 'Done.';
+    };
+    const form = (action, heading, fields, buttons, submit) => onSubmit(
+      h('form', { class: 'form control', 'data-action': action, 'aria-label': heading },
+        h('h3', {}, heading), fields.length ? h('div', { class: 'grid-fields compact' }, fields) : null,
+        h('div', { class: 'actions' }, buttons), statusLine()),
+      submit);
+    const body = (f, spec) => {
+      const b = {};
+      for (const [name, parse] of spec) {
+        const el = f.elements[name];
+        setPath(b, name, el.type === 'checkbox' ? el.checked : parse(el.value));
+      }
+      return b;
+    };
+
+    return h('div', { class: 'controls' },
+      form('lr-find', 'Find LR', [
+        field({ name: 'start_lr', label: 'Start LR', type: 'number', value: '1e-5' }),
+        field({ name: 'end_lr', label: 'End LR', type: 'number', value: '10' }),
+        field({ name: 'num_it', label: 'Iterations', type: 'number', placeholder: 'default' }),
+      ], h('button', { type: 'submit', class: 'primary' }, 'Find LR'),
+      (f) => queued('lr-find', body(f, [['start_lr', num], ['end_lr', num], ['num_it', num]]))),
+
+      form('fit', 'Fit (SGDR)', [
+        field({ name: 'lrs', label: 'Learning rate(s)', value: '1e-2', hint: 'One, or one per layer group: 1e-4, 1e-3, 1e-2' }),
+        field({ name: 'n_cycle', label: 'Cycles', type: 'number', value: '3' }),
+        field({ name: 'cycle_len', label: 'Cycle length (epochs)', type: 'number', value: '1' }),
+        field({ name: 'cycle_mult', label: 'Cycle multiplier', type: 'number', placeholder: '1' }),
+        field({ name: 'wd', label: 'Weight decay', type: 'number', placeholder: 'default' }),
+        field({ name: 'schedule', label: 'Schedule', type: 'select', value: 'sgdr', options: [['sgdr', 'SGDR (cosine, restarts)'], ['constant', 'constant'], ['1cycle', '1cycle']] }),
+        field({ name: 'early_stop.patience', label: 'Early stop patience', type: 'number', placeholder: 'off' }),
+        field({ name: 'snapshots', label: 'Snapshot each cycle', type: 'checkbox', value: false }),
+      ], h('button', { type: 'submit', class: 'primary' }, 'Fit'),
+      (f) => {
+        const b = body(f, [['lrs', lrs], ['n_cycle', num], ['cycle_len', num], ['cycle_mult', num], ['wd', num], ['schedule', String], ['early_stop.patience', num]]);
+        if (f.elements.snapshots.checked) b.snapshots = true;
+        return queued('fit', b);
+      }),
+
+      form('freeze', 'Layer groups', [
+        field({ name: 'to', label: 'Freeze up to group', type: 'number', value: '1', hint: 'Groups before this one stop training.' }),
+      ], [h('button', { type: 'submit', value: 'freeze' }, 'Freeze'), h('button', { type: 'submit', value: 'unfreeze' }, 'Unfreeze all')],
+      (f, submitter) => (submitter && submitter.value === 'unfreeze' ? queued('unfreeze', {}) : queued('freeze', body(f, [['to', num]])))),
+
+      form('precompute', 'Precompute', [],
+        [h('button', { type: 'submit', value: 'on' }, 'Turn on'), h('button', { type: 'submit', value: 'off' }, 'Turn off')],
+        (f, submitter) => queued('precompute', { on: !!submitter && submitter.value === 'on' })),
+
+      form('resize', 'Resize images', [
+        field({ name: 'sz', label: 'New size (px)', type: 'number', placeholder: 'e.g. 64' }),
+      ], h('button', { type: 'submit' }, 'Resize'),
+      (f) => queued('resize', body(f, [['sz', num]]))),
+
+      form('tta', 'Test-time augmentation', [
+        field({ name: 'n_aug', label: 'Augmented copies', type: 'number', value: '4' }),
+      ], h('button', { type: 'submit' }, 'Run TTA'),
+      (f) => queued('tta', body(f, [['n_aug', num]]))),
+
+      form('predict-test', 'Predict test/ folder', [
+        field({ name: 'tta', label: 'with TTA', type: 'checkbox', value: true }),
+      ], h('button', { type: 'submit' }, 'Predict'),
+      (f) => queued('predict-test', { tta: f.elements.tta.checked })),
+
+      form('recipe', 'Whole recipe', [
+        field({ name: 'max_epochs', label: 'Max epochs', type: 'number', placeholder: 'recipe default' }),
+        field({ name: 'n_aug', label: 'TTA copies', type: 'number', placeholder: '4' }),
+        field({ name: 'close_to_imagenet', label: 'Images close to ImageNet (smaller body LRs)', type: 'checkbox', value: false }),
+      ], h('button', { type: 'submit', class: 'primary' }, 'Run the recipe'),
+      (f) => {
+        const b = body(f, [['max_epochs', num], ['n_aug', num]]);
+        if (f.elements.close_to_imagenet.checked) b.close_to_imagenet = true;
+        return queued('recipe', b);
+      }),
+    );
+  }
+
+  // ---- exports ----
+
+  function exportLrFind(fmt) {
+    const sel = st.sweepList.filter((s) => st.selected.has(String(s.id)) && st.sweeps.has(String(s.id))).map((s) => st.sweeps.get(String(s.id)));
+    const name = `run${runId}-lrfind`;
+    if (fmt === 'json') { download(`${name}.json`, JSON.stringify(sel, null, 1), 'application/json'); return; }
+    const rows = sel.flatMap((s) => rowsOf(s.points ?? s, ['points']).map((p) => ({ sweep: s.id, ...p })));
+    download(`${name}.csv`, toCsv(['sweep', 'iter', 'lr', 'loss', 'smooth_loss'], rows), 'text/csv');
+  }
+
+  // JSON: the API's own metric points (every key) and epoch rows; CSV: one row per step,
+  // one column per key, validation loss on the step its epoch ended at.
+  function exportTraining(fmt) {
+    const name = `run${runId}-training`;
+    const keys = [...st.series.keys()].sort((a, b) => (a === 'train_loss' ? -1 : b === 'train_loss' ? 1 : a.localeCompare(b)));
+    if (fmt === 'json') {
+      const points = keys.flatMap((k) => st.series.get(k)).sort((a, b) => a.step - b.step || a.key.localeCompare(b.key));
+      download(`${name}.json`, JSON.stringify({ run: st.run ? st.run.id : runId, points, epochs: st.epochs }, null, 1), 'application/json');
+      return;
+    }
+    const byStep = new Map();
+    for (const k of keys) {
+      for (const p of st.series.get(k)) {
+        const row = byStep.get(p.step) || { step: p.step };
+        row[k] = p.value;
+        byStep.set(p.step, row);
+      }
+    }
+    for (const e of st.epochs) {
+      const s = epochStep(e);
+      if (isNum(s) && byStep.has(s)) byStep.get(s).valid_loss = e.valid_loss;
+    }
+    const rows = [...byStep.values()].sort((a, b) => a.step - b.step);
+    download(`${name}.csv`, toCsv(['step', ...keys, 'valid_loss'], rows), 'text/csv');
+  }
+
+  function exportEpochs(fmt) {
+    const name = `run${runId}-epochs`;
+    if (fmt === 'json') { download(`${name}.json`, JSON.stringify(st.epochs, null, 1), 'application/json'); return; }
+    const cols = [...new Set(st.epochs.flatMap((e) => Object.keys(e)))];
+    download(`${name}.csv`, toCsv(cols, st.epochs), 'text/csv');
+  }
+
+  function stop() {
+    st.alive = false;
+    sse.close();
+    clearInterval(poll);
+  }
+
+  return () => {
+    stop();
+    lrChart.destroy();
+    charts.destroy();
+  };
+}
