@@ -240,7 +240,7 @@ async function main() {
   await reg.locator('button[type="submit"]').click();
   await page.waitForURL(/#\/datasets\/\d+$/, { timeout: 60000 });
   const dsId = page.url().match(/#\/datasets\/(\d+)$/)[1];
-  await page.waitForSelector('h2:text("Images per class and split")');
+  await page.waitForSelector('#classes-h');
   const dsApi = (await api('GET', `/datasets/${dsId}`)).data;
   const pageText = await page.locator('main').innerText();
   check(/circle/.test(pageText) && /square/.test(pageText), 'the dataset page shows both classes');
