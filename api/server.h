@@ -25,6 +25,10 @@ typedef struct api_config {
     struct store *store;         /* borrowed; must outlive the server. The server
                                   * subscribes to its commits to feed event streams. */
     struct jobs *jobs;           /* borrowed; must outlive the server */
+    /* Optional, NULL: silent. Gets one line per answered request (level 3, debug) and one
+     * per server-side failure (level 0, error), levels as daemon/log.h's log_level; called
+     * from connection threads. Lines never hold the token or a request body. */
+    void (*log)(int level, const char *line);
 } api_config;
 
 typedef struct api_server api_server;

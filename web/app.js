@@ -213,31 +213,36 @@ function datasetPage(root, id) {
     const sp = splits(d);
     const classes = classList(d);
     const splitNames = Object.keys(sp);
-    const sizes = pick(d, 'image_sizes', 'sizes');
+    const perClass = splitNames.some((s) => sp[s].per_class);
+    const sizes = pick(d, 'image_size', 'image_sizes', 'sizes');
     const unreadable = unreadableList(d);
+    const fact = (k, v, cls) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', { class: cls }, v));
     mount(root,
       pageHeader(`Dataset #${d.id} ${d.name ?? ''}`, h('a', { class: 'button primary', href: `#/new?dataset=${encodeURIComponent(d.id)}` }, 'Create a run')),
       h('section', { class: 'card' },
-        h('dl', { class: 'facts' },
-          h('dt', {}, 'Format'), h('dd', {}, d.format ?? '—'),
-          h('dt', {}, 'Path'), h('dd', { class: 'path' }, d.path ?? '—'),
-          h('dt', {}, 'Classes'), h('dd', {}, String(classCount(d))),
-          h('dt', {}, 'Images'), h('dd', {}, String(imageCount(d))),
-          h('dt', {}, 'Image sizes'), h('dd', {}, sizes === undefined ? '—' : describeSizes(sizes)),
-          h('dt', {}, 'Unreadable files'), h('dd', {}, String(unreadableCount(d))))),
-      h('section', { class: 'card' }, h('h2', {}, 'Images per class and split'),
-        h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Class'), splitNames.map((s) => h('th', { scope: 'col', class: 'num' }, s)))),
-          h('tbody', {},
-            (classes.length ? classes : ['(all)']).map((c, i) => h('tr', {}, h('th', { scope: 'row' }, String(c)),
-              splitNames.map((s) => {
-                const per = sp[s].per_class;
-                const n = per ? (per[c] ?? per[i]) : (classes.length ? undefined : sp[s].total);
-                return h('td', { class: 'num' }, n ?? '—');
-              }))),
-            h('tr', { class: 'total' }, h('th', { scope: 'row' }, 'total'), splitNames.map((s) => h('td', { class: 'num' }, sp[s].total))))))),
+        h('dl', { class: 'facts inline' },
+          fact('Format', d.format ?? '—'),
+          fact('Classes', String(classCount(d))),
+          d.multi_label !== undefined ? fact('Labels', d.multi_label ? 'multi-label' : 'single-label') : null,
+          splitNames.map((s) => fact(`${s} images`, String(sp[s].total))),
+          isNum(d.channels) ? fact('Channels', d.channels === 1 ? '1 (gray)' : String(d.channels)) : null,
+          fact('Image size', sizes === undefined ? '—' : describeSizes(sizes)),
+          fact('Unreadable', String(unreadableCount(d)))),
+        h('dl', { class: 'facts path-line' }, h('dt', {}, 'Path'), h('dd', { class: 'path' }, d.path ?? '—'))),
+      h('section', { class: 'card', 'aria-labelledby': 'classes-h' }, h('h2', { id: 'classes-h' }, `Classes (${classes.length})`),
+        perClass
+          ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+            h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Class'), splitNames.map((s) => h('th', { scope: 'col', class: 'num' }, s)))),
+            h('tbody', {},
+              classes.map((c, i) => h('tr', {}, h('th', { scope: 'row' }, String(c)),
+                splitNames.map((s) => {
+                  const per = sp[s].per_class;
+                  return h('td', { class: 'num' }, per ? (per[c] ?? per[i] ?? '—') : '—');
+                }))),
+              h('tr', { class: 'total' }, h('th', { scope: 'row' }, 'total'), splitNames.map((s) => h('td', { class: 'num' }, sp[s].total))))))
+          : h('ul', { class: 'chips' }, classes.map((c) => h('li', {}, String(c))))),
       unreadable.length
-        ? h('section', { class: 'card' }, h('h2', {}, `Unreadable files (${unreadable.length})`),
+        ? h('section', { class: 'card', 'aria-labelledby': 'unreadable-h' }, h('h2', { id: 'unreadable-h' }, `Unreadable files (${unreadableCount(d)})`),
           h('ul', { class: 'unreadable' }, unreadable.slice(0, 500).map((u) => h('li', {},
             typeof u === 'string' ? h('code', {}, u) : [h('code', {}, pick(u, 'file', 'path', 'name') ?? JSON.stringify(u)), u.error || u.reason ? ` — ${u.error || u.reason}` : '']))))
         : null);
@@ -248,6 +253,11 @@ function datasetPage(root, id) {
 
 function describeSizes(s) {
   if (typeof s === 'string') return s;
+  const wh = (v) => (Array.isArray(v) ? v.join('×') : String(v));
+  if (s && Array.isArray(s.min) && Array.isArray(s.max)) {
+    if (wh(s.min) === wh(s.max)) return wh(s.min);
+    return `${wh(s.min)} to ${wh(s.max)}${s.median ? ` (median ${wh(s.median)})` : ''}`;
+  }
   if (Array.isArray(s)) return s.slice(0, 8).map((x) => (Array.isArray(x) ? x.join('×') : typeof x === 'object' ? JSON.stringify(x) : String(x))).join(', ');
   if (s && typeof s === 'object') {
     const { min_w: a, min_h: b, max_w: c, max_h: e } = s;
@@ -348,12 +358,13 @@ async function health() {
   const el = document.getElementById('health');
   try {
     const hl = await get('/health');
-    const blas = pick(hl, 'blas_core', 'blas') ?? '?';
-    const threads = pick(hl, 'blas_threads', 'threads');
+    const b = hl.blas && typeof hl.blas === 'object' ? hl.blas : {};
+    const blas = pick(b, 'core') ?? pick(hl, 'blas_core') ?? '?';
+    const threads = pick(b, 'threads') ?? pick(hl, 'blas_threads');
     const queue = pick(hl, 'queue_length', 'queue');
     mount(el, h('span', { class: 'dot ok', 'aria-hidden': 'true' }),
       `sgdrd ${hl.version ?? ''}`,
-      h('span', { class: 'sep' }, ' · '), `BLAS ${typeof blas === 'object' ? JSON.stringify(blas) : blas}${isNum(threads) ? ' × ' + threads : ''}`,
+      h('span', { class: 'sep' }, ' · '), `BLAS ${blas}${isNum(threads) ? ' × ' + threads : ''}`,
       isNum(queue) ? [h('span', { class: 'sep' }, ' · '), `queue ${queue}`] : null);
     el.title = `up ${fmtDuration(pick(hl, 'uptime_s', 'uptime'))}`;
   } catch {
