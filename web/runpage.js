@@ -48,6 +48,7 @@ export function runPage(root, runId) {
   const betaOut = h('output', { for: 'beta' }, st.beta.toFixed(3));
   const betaInput = h('input', { id: 'beta', type: 'range', min: 0, max: 0.999, step: 0.001, value: st.beta, 'aria-describedby': 'beta-hint' });
   const lrLogBox = h('input', { id: 'lrlog', type: 'checkbox' });
+  const lossLogBox = h('input', { id: 'losslog', type: 'checkbox' });
   const lossEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Training loss per iteration, smoothed, with validation loss per epoch' });
   const lrEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Learning rate of each layer group per iteration' });
   const trainEmpty = h('p', { class: 'empty' }, 'No training yet. Queue a fit or the recipe from the controls.');
@@ -82,6 +83,7 @@ export function runPage(root, runId) {
             h('label', { for: 'beta' }, 'Smoothing β'), betaInput, betaOut,
             h('small', { id: 'beta-hint', class: 'hint' }, 'debiased exponential average of the raw loss'),
             h('span', { class: 'spacer' }),
+            h('span', { class: 'field-check' }, lossLogBox, h('label', { for: 'losslog' }, 'log loss axis')),
             h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
           trainEmpty, lossEl, lrEl,
           h('p', { class: 'chart-note' },
@@ -103,6 +105,11 @@ export function runPage(root, runId) {
   betaInput.addEventListener('input', () => {
     st.beta = Number(betaInput.value);
     betaOut.textContent = st.beta.toFixed(3);
+    drawTraining();
+  });
+  charts.onAutoLog = (on) => { lossLogBox.checked = on; };
+  lossLogBox.addEventListener('change', () => {
+    charts.setLossLog(lossLogBox.checked);
     drawTraining();
   });
   lrLogBox.addEventListener('change', () => {

@@ -20,8 +20,8 @@ const buildRoot = path.resolve(process.argv[3] || path.join(srcRoot, 'build'));
 const daemonBin = path.join(buildRoot, 'daemon', 'sgdrd');
 const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
 const artifacts = path.join(srcRoot, 'tests', 'e2e', 'artifacts');
-const N_TRAIN = 96;   // images per class
-const N_VALID = 24;
+const N_TRAIN = 48;   // images per class: 12 batches of 8 per epoch keep the test short
+const N_VALID = 16;
 const SIZE = 32;
 
 let failures = 0;
@@ -273,7 +273,7 @@ async function main() {
   const lf = page.locator('form[data-action="lr-find"]');
   await lf.locator('[name="start_lr"]').fill('1e-4');
   await lf.locator('[name="end_lr"]').fill('10');
-  await lf.locator('[name="num_it"]').fill('60');
+  await lf.locator('[name="num_it"]').fill('40');
   await lf.locator('button[type="submit"]').click();
   await lf.locator('.form-status.ok').waitFor({ timeout: 15000 });
   const lfJobId = (await lf.locator('.form-status').innerText()).match(/#(\d+)/)[1];
@@ -364,7 +364,20 @@ async function main() {
   const marks = await page.evaluate(() => window.sgdrd.charts.training.marks.length);
   check(marks >= epochsApi.length, 'epoch and cycle boundaries are marked', marks);
 
-  // 10. Exports equal the API's numbers.
+  // 10. One image through the trained weights: the page shows what the API answers.
+  const sample = path.join(dsPath, 'valid', 'square', '0.png');
+  const direct = await fetch(`${base}/api/v1/runs/${runId}/predict`, { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: fs.readFileSync(sample) });
+  const directBody = await direct.json();
+  must(direct.ok && directBody.top, 'POST /predict answers a top class', directBody);
+  const pf = page.locator('form[data-action="predict"]');
+  await pf.locator('[name="image"]').setInputFiles(sample);
+  await pf.locator('button[type="submit"]').click();
+  await pf.locator('.form-status.ok').waitFor({ timeout: 30000 });
+  const predText = await pf.locator('.form-status').innerText();
+  check(predText.includes(`Most likely: ${directBody.top.class}`), 'the predict form shows the API\'s top class', { predText, api: directBody.top });
+  check(await pf.locator('.probs li').count() === Math.min(5, directBody.classes.length), 'the predict form ranks the classes', directBody.classes);
+
+  // 11. Exports equal the API's numbers.
   const [dl1] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="lrfind-json"]').click()]);
   const exported = JSON.parse(fs.readFileSync(await dl1.path(), 'utf8'));
   const ex = Array.isArray(exported) ? exported.find((s) => String(s.id) === String(sweepId)) : exported;
@@ -387,7 +400,7 @@ async function main() {
   const [dl4] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="epochs-json"]').click()]);
   check(JSON.stringify(JSON.parse(fs.readFileSync(await dl4.path(), 'utf8'))) === JSON.stringify(epochsApi), 'the epochs JSON export equals GET /epochs');
 
-  // 11. Screenshots: desktop and phone; the phone layout must not scroll sideways.
+  // 12. Screenshots: desktop and phone; the phone layout must not scroll sideways.
   await page.locator('#training').scrollIntoViewIfNeeded();
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(artifacts, 'run-page.png'), fullPage: true });
