@@ -209,8 +209,9 @@ static tfm_set tfms_of(const char *s)
     return TFMS_NONE;
 }
 
-/* Builds a learner for a run from its row. with_state: restore the saved weights and the
- * freeze/size/precompute state the run had (the worker); else weights only (serving). */
+/* Builds a learner for a run from its row with its saved weights and size. for_training:
+ * also its freeze point and precompute, and epoch checkpoints (the worker); else for
+ * predictions only (serving). */
 static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset **ds_out,
                             learner **out, char *err, size_t errlen)
 {
@@ -274,6 +275,10 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
         goto out_free;
     }
     strncat(ckdir, "/ckpt", sizeof ckdir - strlen(ckdir) - 1);
+    if (for_training && (rc = mkdir_p(ckdir)) != 0) {
+        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
+        goto out_free;
+    }
     lc.checkpoint_dir = for_training ? ckdir : NULL;
     rc = learner_create(&l, &lc, ds, err, errlen);
     if (rc)
@@ -285,12 +290,15 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
         if (rc)
             goto out_free;
     }
+    /* The size, freeze point and precompute the run had when it was saved (predictions
+     * need only the size). */
+    json_t *s = json_object_get(run, "state");
+    int sz = (int)jnum(s, "sz", 0);
+    if (sz > 0 && sz != lc.sz)
+        rc = learner_resize(l, sz, err, errlen);
+    if (rc)
+        goto out_free;
     if (for_training) {
-        /* The freeze point, size and precompute the run had when it was saved. */
-        json_t *s = json_object_get(run, "state");
-        int sz = (int)jnum(s, "sz", 0);
-        if (rc == 0 && sz > 0 && sz != lc.sz)
-            rc = learner_resize(l, sz, err, errlen);
         if (rc == 0 && json_is_integer(json_object_get(s, "freeze_to")))
             rc = learner_freeze_to(l, (int)jnum(s, "freeze_to", 0), err, errlen);
         if (rc == 0 && json_is_boolean(json_object_get(s, "precompute")))
@@ -583,6 +591,18 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         rc = fit_opts_of(p, &o, err, errlen);
         if (rc)
             return rc;
+        /* A fresh fit must not find an earlier fit's epoch checkpoint; a resumed one whose
+         * interruption came before its first epoch ended has none and starts over from the
+         * weights saved at the interruption. */
+        char ck[PATH_MAX];
+        run_file(jq, k->run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+        if (!resume) {
+            unlink(ck);
+        } else if (access(ck, R_OK) != 0) {
+            resume = 0;
+            on_note(k, "resume", "the interrupted fit had finished no epoch: it starts over "
+                    "from the weights saved when it stopped");
+        }
         o.resume = resume;
         for (int c = 0, len = o.cycle_len; c < o.n_cycle; c++, len *= o.cycle_mult)
             k->total_epochs += len;

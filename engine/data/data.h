@@ -176,7 +176,12 @@ void loader_destroy(loader *l);
  * with augmentation on or off. Abandons whatever the previous epoch had left. */
 int loader_begin_epoch(loader *l, int epoch, int sz, int augment);
 /* The next batch of the epoch: 1 with *out set (owned by the loader, valid until the next
- * call), 0 at the end of the epoch, negative on error. */
+ * call, loader_begin_epoch or loader_destroy), 0 at the end of the epoch, negative on
+ * error (-EINVAL before any loader_begin_epoch). Batches come in a fixed order and their
+ * contents depend only on (seed, epoch, item), never on thread timing: item i's random
+ * transform draws from rng_derive(rng_derive(seed ^ "aug", epoch), i). An item that fails
+ * to decode is left out of its batch (which comes out shorter; an empty one is skipped)
+ * and joins the dataset's unreadable list. One consumer thread per loader. */
 int loader_next(loader *l, const batch **out);
 int loader_n_batches(const loader *l);
 int loader_n_items(const loader *l);
