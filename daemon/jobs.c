@@ -23,6 +23,8 @@
 #include "models/models.h"
 #include "weights.h"
 
+/* The file the learner keeps its last epoch checkpoint in, under checkpoint_dir. */
+#define LEARNER_LAST_CKPT "last.ckpt.safetensors"
 #define MAX_LEARNERS 2   /* learners kept in memory; older ones are saved and dropped */
 
 static const char *const kind_names[JOB_KIND_COUNT] = {
@@ -207,8 +209,9 @@ static tfm_set tfms_of(const char *s)
     return TFMS_NONE;
 }
 
-/* Builds a learner for a run from its row. with_state: restore the saved weights and the
- * freeze/size/precompute state the run had (the worker); else weights only (serving). */
+/* Builds a learner for a run from its row with its saved weights and size. for_training:
+ * also its freeze point and precompute, and epoch checkpoints (the worker); else for
+ * predictions only (serving). */
 static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset **ds_out,
                             learner **out, char *err, size_t errlen)
 {
@@ -272,6 +275,10 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
         goto out_free;
     }
     strncat(ckdir, "/ckpt", sizeof ckdir - strlen(ckdir) - 1);
+    if (for_training && (rc = mkdir_p(ckdir)) != 0) {
+        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
+        goto out_free;
+    }
     lc.checkpoint_dir = for_training ? ckdir : NULL;
     rc = learner_create(&l, &lc, ds, err, errlen);
     if (rc)
@@ -283,12 +290,15 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
         if (rc)
             goto out_free;
     }
+    /* The size, freeze point and precompute the run had when it was saved (predictions
+     * need only the size). */
+    json_t *s = json_object_get(run, "state");
+    int sz = (int)jnum(s, "sz", 0);
+    if (sz > 0 && sz != lc.sz)
+        rc = learner_resize(l, sz, err, errlen);
+    if (rc)
+        goto out_free;
     if (for_training) {
-        /* The freeze point, size and precompute the run had when it was saved. */
-        json_t *s = json_object_get(run, "state");
-        int sz = (int)jnum(s, "sz", 0);
-        if (rc == 0 && sz > 0 && sz != lc.sz)
-            rc = learner_resize(l, sz, err, errlen);
         if (rc == 0 && json_is_integer(json_object_get(s, "freeze_to")))
             rc = learner_freeze_to(l, (int)jnum(s, "freeze_to", 0), err, errlen);
         if (rc == 0 && json_is_boolean(json_object_get(s, "precompute")))
@@ -389,6 +399,7 @@ typedef struct sink {
     jobs *jq;
     int64_t job_id, run_id, lr_find_id;
     int last_cycle;
+    int last_epoch;            /* run-wide number of the last epoch recorded, or -1 */
     int engine_progress;       /* the learner reports progress itself */
     int total_epochs;          /* a fit's epochs, for progress when it does not */
     double t0;
@@ -451,6 +462,8 @@ static int on_epoch(void *ctx, const ev_epoch *e)
     int n = -1;
     if (store_epoch_add(k->jq->st, k->run_id, k->job_id, &se, &n))
         log_msg(LOG_ERROR, k->job_id, "cannot record epoch %d: %s", e->epoch, store_errmsg());
+    else
+        k->last_epoch = n;
     log_msg(LOG_INFO, k->job_id, "epoch %d (cycle %d): train_loss %.4f valid_loss %.4f "
             "accuracy %.4f, %.1f s, %.0f img/s", e->epoch, e->cycle, e->train_loss,
             e->valid_loss, e->accuracy, e->seconds, e->img_per_s);
@@ -470,10 +483,14 @@ static void on_note(void *ctx, const char *what, const char *why)
     sink *k = ctx;
     store_note_push(k->jq->st, k->run_id, k->job_id, what, why);
     log_msg(LOG_INFO, k->job_id, "%s: %s", what, why ? why : "");
-    /* The learner names snapshot files in a note ("snapshot", path). */
-    if (what && why && !strcmp(what, "snapshot") && access(why, R_OK) == 0)
-        store_snapshot_add(k->jq->st, k->run_id, k->job_id, "snapshot", k->last_cycle, -1,
-                           why, NULL);
+    /* The learner names the snapshot file at the end of its note: "... to <path>". */
+    const char *to = NULL;
+    for (const char *p = why; what && !strcmp(what, "snapshot") && p && (p = strstr(p, " to /"));
+         p++)
+        to = p + 4;
+    if (to && access(to, R_OK) == 0)
+        store_snapshot_add(k->jq->st, k->run_id, k->job_id, "snapshot", k->last_cycle,
+                           k->last_epoch, to, NULL);
 }
 
 static void on_progress(void *ctx, double fraction, double eta_s)
@@ -574,6 +591,18 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         rc = fit_opts_of(p, &o, err, errlen);
         if (rc)
             return rc;
+        /* A fresh fit must not find an earlier fit's epoch checkpoint; a resumed one whose
+         * interruption came before its first epoch ended has none and starts over from the
+         * weights saved at the interruption. */
+        char ck[PATH_MAX];
+        run_file(jq, k->run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+        if (!resume) {
+            unlink(ck);
+        } else if (access(ck, R_OK) != 0) {
+            resume = 0;
+            on_note(k, "resume", "the interrupted fit had finished no epoch: it starts over "
+                    "from the weights saved when it stopped");
+        }
         o.resume = resume;
         for (int c = 0, len = o.cycle_len; c < o.n_cycle; c++, len *= o.cycle_mult)
             k->total_epochs += len;
@@ -656,7 +685,8 @@ static void run_job(jobs *jq, int64_t job_id)
         if (!l)
             rc = -EINVAL;
     }
-    sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .t0 = mono_s()};
+    sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .last_epoch = -1,
+              .t0 = mono_s()};
     if (rc == 0)
         rc = run_kind(jq, &k, kind, l, row.params, row.resumed_from != 0, &result, err,
                       sizeof err);
@@ -686,6 +716,14 @@ static void run_job(jobs *jq, int64_t job_id)
         if (save_run(jq, row.run_id, job_id, l, serr, sizeof serr))
             log_msg(LOG_ERROR, job_id, "cannot save run %lld: %s", (long long)row.run_id,
                     serr);
+    }
+    if (rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)) {
+        /* The learner's last epoch checkpoint: where a resumed fit continues from. */
+        char ck[PATH_MAX];
+        run_file(jq, row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+        if (access(ck, R_OK) == 0)
+            store_snapshot_add(jq->st, row.run_id, job_id, "checkpoint", k.last_cycle,
+                               k.last_epoch, ck, NULL);
     }
     if (store_job_finish(jq->st, job_id, final, rc ? err : NULL, result))
         log_msg(LOG_ERROR, job_id, "cannot record the end (%s): %s", final, store_errmsg());
@@ -767,6 +805,12 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
         snprintf(err, errlen, "%s: %s", runs, strerror(-rc));
         jobs_destroy(jq);
         return rc;
+    }
+    /* Absolute, so that stored paths stay valid whatever the working directory. */
+    char *abs = realpath(jq->data_dir, NULL);
+    if (abs) {
+        free(jq->data_dir);
+        jq->data_dir = abs;
     }
     *out = jq;
     return 0;

@@ -179,7 +179,7 @@ int main(int argc, char **argv)
         log_msg(LOG_ERROR, jobs_running(jq), "the running job did not reach a batch boundary "
                 "in %.0f s; exiting without it", STOP_BUDGET_S);
         store_flush(st);
-        return 0;
+        _exit(0); /* not exit(): its clean-up would race the still-running worker */
     }
     status = 0;
 out_free:

@@ -26,6 +26,7 @@ export function runPage(root, runId) {
     lastStep: null,         // the highest step fetched (every key of it)
     dsNames: null,          // dataset id -> name
     notes: [],              // the run's decisions with their reasons, from SSE "note" events
+    snapshots: [],
     epochs: [],
     beta: 0.98,
     live: 'connecting',
@@ -47,6 +48,7 @@ export function runPage(root, runId) {
   const betaOut = h('output', { for: 'beta' }, st.beta.toFixed(3));
   const betaInput = h('input', { id: 'beta', type: 'range', min: 0, max: 0.999, step: 0.001, value: st.beta, 'aria-describedby': 'beta-hint' });
   const lrLogBox = h('input', { id: 'lrlog', type: 'checkbox' });
+  const lossLogBox = h('input', { id: 'losslog', type: 'checkbox' });
   const lossEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Training loss per iteration, smoothed, with validation loss per epoch' });
   const lrEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Learning rate of each layer group per iteration' });
   const trainEmpty = h('p', { class: 'empty' }, 'No training yet. Queue a fit or the recipe from the controls.');
@@ -56,6 +58,8 @@ export function runPage(root, runId) {
   const ttaWrap = h('div', { class: 'tta' });
   const jobsWrap = h('div', { class: 'jobs' });
   const notesWrap = h('div', { class: 'notes' }, h('p', { class: 'empty' }, 'No decisions logged yet.'));
+  const weightsWrap = h('div', { class: 'weights' });
+  const predictCard = buildPredict();
 
   const exportButtons = (name, fn) => h('div', { class: 'export', role: 'group', 'aria-label': `Export ${name}` },
     h('button', { type: 'button', class: 'small', onclick: () => fn('csv'), 'data-export': `${name}-csv` }, 'CSV'),
@@ -79,6 +83,7 @@ export function runPage(root, runId) {
             h('label', { for: 'beta' }, 'Smoothing β'), betaInput, betaOut,
             h('small', { id: 'beta-hint', class: 'hint' }, 'debiased exponential average of the raw loss'),
             h('span', { class: 'spacer' }),
+            h('span', { class: 'field-check' }, lossLogBox, h('label', { for: 'losslog' }, 'log loss axis')),
             h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
           trainEmpty, lossEl, lrEl,
           h('p', { class: 'chart-note' },
@@ -91,6 +96,8 @@ export function runPage(root, runId) {
       h('aside', { class: 'run-side' },
         h('section', { class: 'card', id: 'controls', 'aria-labelledby': 'controls-h' }, h('h2', { id: 'controls-h' }, 'Controls'), controls),
         h('section', { class: 'card', id: 'jobs', 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Jobs'), jobsWrap),
+        h('section', { class: 'card', id: 'predict', 'aria-labelledby': 'predict-h' }, h('h2', { id: 'predict-h' }, 'Predict an image'), predictCard),
+        h('section', { class: 'card', id: 'weights', 'aria-labelledby': 'weights-h' }, h('h2', { id: 'weights-h' }, 'Weights and snapshots'), weightsWrap),
         h('section', { class: 'card', id: 'notes', 'aria-labelledby': 'notes-h' }, h('h2', { id: 'notes-h' }, 'Decisions'), notesWrap))));
 
   window.sgdrd.charts = { lrfind: lrChart, training: charts };
@@ -98,6 +105,11 @@ export function runPage(root, runId) {
   betaInput.addEventListener('input', () => {
     st.beta = Number(betaInput.value);
     betaOut.textContent = st.beta.toFixed(3);
+    drawTraining();
+  });
+  charts.onAutoLog = (on) => { lossLogBox.checked = on; };
+  lossLogBox.addEventListener('change', () => {
+    charts.setLossLog(lossLogBox.checked);
     drawTraining();
   });
   lrLogBox.addEventListener('change', () => {
@@ -159,6 +171,10 @@ export function runPage(root, runId) {
   // The LR of each layer group: keys lr_0, lr_1, ... in group order.
   function lrKeys() {
     return [...st.series.keys()].filter((k) => /^lr_\d+$/.test(k)).sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
+  }
+
+  async function loadSnapshots() {
+    st.snapshots = rowsOf(await get(`/runs/${rid}/snapshots`), ['items', 'snapshots']);
   }
 
   async function loadEpochs() {
@@ -330,6 +346,50 @@ export function runPage(root, runId) {
           })))))));
   }
 
+  function drawWeights() {
+    const trained = st.jobs.some((j) => j.state === 'succeeded' && ['fit', 'recipe', 'lr_find', 'precompute'].includes(pick(j, 'kind')));
+    mount(weightsWrap,
+      trained
+        ? h('p', {}, h('a', { class: 'button', href: `/api/v1/runs/${rid}/weights`, download: `run-${runId}.safetensors` }, 'Download current weights'),
+          h('small', { class: 'hint' }, 'safetensors, torchvision parameter names'))
+        : h('p', { class: 'empty' }, 'No weights yet: they are written after the first job.'),
+      st.snapshots.length
+        ? h('ul', { class: 'snaplist' }, st.snapshots.slice().reverse().slice(0, 50).map((sn) => h('li', {},
+          h('span', { class: 'badge' }, sn.kind ?? 'snapshot'),
+          ` ${isNum(sn.cycle) ? `cycle ${sn.cycle}` : ''}${isNum(sn.epoch) ? ` · epoch ${sn.epoch}` : ''}`,
+          h('small', { class: 'muted' }, ` ${fmtTime(sn.created_at)}`))))
+        : null);
+  }
+
+  // One image through the current weights (sync): the classes by probability.
+  function buildPredict() {
+    const out = h('div', { class: 'predict-out', 'aria-live': 'polite' });
+    const f = h('form', { class: 'form control', 'data-action': 'predict', 'aria-label': 'Predict an image' },
+      h('div', { class: 'grid-fields compact' },
+        field({ name: 'image', label: 'PNG or JPEG image', type: 'file', accept: 'image/png,image/jpeg' }),
+        field({ name: 'tta', label: 'with TTA', type: 'checkbox', value: false })),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Predict')),
+      statusLine(), out);
+    return onSubmit(f, async (form) => {
+      const file = form.elements.image.files[0];
+      if (!file) throw new ApiError(0, { title: 'No image', detail: 'Choose a PNG or JPEG file first.', field: 'image' });
+      const tta = form.elements.tta.checked ? '?tta=1' : '';
+      const r = await post(`/runs/${rid}/predict${tta}`, file, { type: file.type || 'application/octet-stream' });
+      const d = r.data || {};
+      const classes = d.classes || [];
+      const probs = d.probs || [];
+      const ranked = classes.map((c, i) => [c, probs[i]]).filter(([, p]) => isNum(p)).sort((a, b) => b[1] - a[1]).slice(0, 5);
+      const url = URL.createObjectURL(file);
+      mount(out, h('div', { class: 'predict-result' },
+        h('img', { src: url, alt: `the image sent: ${file.name}`, width: 64, height: 64, onload: () => URL.revokeObjectURL(url) }),
+        h('ol', { class: 'probs' }, ranked.map(([c, p]) => h('li', {},
+          h('span', { class: 'prob-class' }, String(c)),
+          h('span', { class: 'prob-bar', 'aria-hidden': 'true' }, h('span', { style: `width:${Math.round(p * 100)}%` })),
+          h('span', { class: 'prob-val' }, fmtPct(p)))))));
+      return d.top ? `Most likely: ${d.top.class} (${fmtPct(d.top.prob)})${d.tta ? ', with TTA' : ''}.` : 'Done.';
+    });
+  }
+
   // A note's data is {"job","what","why"} (or an event envelope holding it in "data").
   function addNote(text) {
     let n;
@@ -380,12 +440,13 @@ export function runPage(root, runId) {
       if (t.has('run') || !st.run) await loadRun();
       await Promise.all([
         t.has('jobs') || t.has('run') ? loadJobs() : null,
+        t.has('jobs') ? loadSnapshots() : null,
         t.has('lrfind') ? loadSweeps() : null,
         t.has('metrics') ? loadMetrics() : null,
         t.has('epochs') ? loadEpochs() : null,
       ]);
       if (!st.alive) return;
-      if (t.has('run') || t.has('jobs')) { drawHead(); drawJobs(); }
+      if (t.has('run') || t.has('jobs')) { drawHead(); drawJobs(); drawWeights(); }
       if (t.has('lrfind')) drawLrFind();
       if (t.has('metrics') || t.has('epochs')) drawTraining();
       if (t.has('epochs') || t.has('jobs')) drawEpochs();

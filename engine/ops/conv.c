@@ -6,8 +6,10 @@
  * (OpenBLAS runs single-threaded inside an OpenMP region), so no thread waits on another
  * between GEMMs and parts never write the same input gradient. Weight gradients go to one
  * buffer per part, summed in part order. With one part (one thread or one image), chunks
- * are larger and OpenBLAS threads each GEMM itself. */
+ * are larger and OpenBLAS threads each GEMM itself. 3x3 stride-1 convolutions with enough
+ * channels take the Winograd path of winograd.c instead. */
 #include "ops.h"
+#include "winograd.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -96,6 +98,8 @@ size_t conv2d_workspace_floats(const conv2d_shape *s)
 {
     if (is_direct(s))
         return 0;
+    if (wino_applies(s))
+        return wino_workspace_floats(s);
     int parts = parts_of(s);
     return wperm_floats(s) + (size_t)parts * col_floats(s) +
            (size_t)(parts - 1) * s->c_out * kkc(s);
@@ -290,6 +294,10 @@ void conv2d_forward(float *out, const float *in, const float *w, const float *b,
     const int cout = s->c_out;
     const size_t total_p = (size_t)s->n * s->h_out * s->w_out;
     const float beta = b ? 1.0f : 0.0f;
+    if (wino_applies(s)) {
+        wino_forward(out, in, w, b, ws, s);
+        return;
+    }
     if (b)
         fill_bias(out, b, total_p, cout);
     if (is_direct(s)) {
@@ -349,6 +357,10 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
         bias_grad(db, dout, total_p, cout);
     if (!din && !dw)
         return;
+    if (wino_applies(s)) {
+        wino_backward(din, dw, dout, in, w, ws, s);
+        return;
+    }
     if (is_direct(s)) {
         if (dw)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, s->c_in,

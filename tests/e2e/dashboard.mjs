@@ -7,7 +7,7 @@
 // no console error, and screenshots in tests/e2e/artifacts/.
 //
 // Usage: node dashboard.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -20,8 +20,8 @@ const buildRoot = path.resolve(process.argv[3] || path.join(srcRoot, 'build'));
 const daemonBin = path.join(buildRoot, 'daemon', 'sgdrd');
 const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
 const artifacts = path.join(srcRoot, 'tests', 'e2e', 'artifacts');
-const N_TRAIN = 96;   // images per class
-const N_VALID = 24;
+const N_TRAIN = 48;   // images per class: 12 batches of 8 per epoch keep the test short
+const N_VALID = 16;
 const SIZE = 32;
 
 let failures = 0;
@@ -247,6 +247,33 @@ async function main() {
   check(pageText.includes(String(2 * N_TRAIN + 2 * N_VALID)) || pageText.includes(String(2 * N_TRAIN)), 'the dataset page shows the image counts', pageText.slice(0, 400));
   check(/broken\.png/.test(pageText), 'the dataset page lists the unreadable file', dsApi);
 
+  // 4b. Upload an archive from the page: a .tar of a few of the same images.
+  {
+    const upDir = path.join(tmp, 'upload');
+    for (const cls of ['circle', 'square']) {
+      for (const split of ['train', 'valid']) {
+        fs.mkdirSync(path.join(upDir, split, cls), { recursive: true });
+        for (let i = 0; i < 4; i++) fs.copyFileSync(path.join(dsPath, split, cls, `${i}.png`), path.join(upDir, split, cls, `${i}.png`));
+      }
+    }
+    const tarFile = path.join(tmp, 'small.tar');
+    const tar = spawnSync('tar', ['-cf', tarFile, '-C', upDir, 'train', 'valid']);
+    must(tar.status === 0, 'tar packs the upload', String(tar.stderr));
+    await page.goto(`${base}/#/datasets`);
+    const up = page.locator('form[aria-labelledby="reg-up-h"]');
+    await up.locator('[name="name"]').fill('shapes-upload');
+    await up.locator('[name="file"]').setInputFiles(tarFile);
+    await up.locator('button[type="submit"]').click();
+    await page.waitForURL((u) => /#\/datasets\/\d+$/.test(u.hash) && !u.hash.endsWith(`/${dsId}`), { timeout: 60000 });
+    await page.waitForSelector('#classes-h');
+    const upId = page.url().match(/#\/datasets\/(\d+)$/)[1];
+    const upApi = (await api('GET', `/datasets/${upId}`)).data;
+    const upText = await page.locator('main').innerText();
+    check(upApi && upApi.name === 'shapes-upload' && /circle/.test(upText) && /square/.test(upText), 'an uploaded tar becomes a dataset whose classes the page shows', upApi);
+    await page.goto(`${base}/#/datasets/${dsId}`);
+    await page.waitForSelector('#classes-h');
+  }
+
   // 5. Create a run from the page.
   await page.locator('a:text("Create a run")').click();
   await page.waitForSelector('form [name="dataset"] option', { state: 'attached' });
@@ -273,7 +300,7 @@ async function main() {
   const lf = page.locator('form[data-action="lr-find"]');
   await lf.locator('[name="start_lr"]').fill('1e-4');
   await lf.locator('[name="end_lr"]').fill('10');
-  await lf.locator('[name="num_it"]').fill('60');
+  await lf.locator('[name="num_it"]').fill('40');
   await lf.locator('button[type="submit"]').click();
   await lf.locator('.form-status.ok').waitFor({ timeout: 15000 });
   const lfJobId = (await lf.locator('.form-status').innerText()).match(/#(\d+)/)[1];
@@ -364,7 +391,20 @@ async function main() {
   const marks = await page.evaluate(() => window.sgdrd.charts.training.marks.length);
   check(marks >= epochsApi.length, 'epoch and cycle boundaries are marked', marks);
 
-  // 10. Exports equal the API's numbers.
+  // 10. One image through the trained weights: the page shows what the API answers.
+  const sample = path.join(dsPath, 'valid', 'square', '0.png');
+  const direct = await fetch(`${base}/api/v1/runs/${runId}/predict`, { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: fs.readFileSync(sample) });
+  const directBody = await direct.json();
+  must(direct.ok && directBody.top, 'POST /predict answers a top class', directBody);
+  const pf = page.locator('form[data-action="predict"]');
+  await pf.locator('[name="image"]').setInputFiles(sample);
+  await pf.locator('button[type="submit"]').click();
+  await pf.locator('.form-status.ok').waitFor({ timeout: 30000 });
+  const predText = await pf.locator('.form-status').innerText();
+  check(predText.includes(`Most likely: ${directBody.top.class}`), 'the predict form shows the API\'s top class', { predText, api: directBody.top });
+  check(await pf.locator('.probs li').count() === Math.min(5, directBody.classes.length), 'the predict form ranks the classes', directBody.classes);
+
+  // 11. Exports equal the API's numbers.
   const [dl1] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="lrfind-json"]').click()]);
   const exported = JSON.parse(fs.readFileSync(await dl1.path(), 'utf8'));
   const ex = Array.isArray(exported) ? exported.find((s) => String(s.id) === String(sweepId)) : exported;
@@ -387,7 +427,7 @@ async function main() {
   const [dl4] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="epochs-json"]').click()]);
   check(JSON.stringify(JSON.parse(fs.readFileSync(await dl4.path(), 'utf8'))) === JSON.stringify(epochsApi), 'the epochs JSON export equals GET /epochs');
 
-  // 11. Screenshots: desktop and phone; the phone layout must not scroll sideways.
+  // 12. Screenshots: desktop and phone; the phone layout must not scroll sideways.
   await page.locator('#training').scrollIntoViewIfNeeded();
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(artifacts, 'run-page.png'), fullPage: true });
