@@ -7,7 +7,7 @@
 // no console error, and screenshots in tests/e2e/artifacts/.
 //
 // Usage: node dashboard.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -98,6 +98,7 @@ let daemon = null;
 let daemonOut = '';
 let browser = null;
 let page = null;
+const consoleErrors = [];
 
 async function api(method, p, body) {
   const res = await fetch(`${base}/api/v1${p}`, {
@@ -215,7 +216,6 @@ async function main() {
   // 3. The page, with every console error and page error recorded.
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
   page = await ctx.newPage();
-  const consoleErrors = [];
   let allowed400 = 0;   // "Failed to load resource: ... 400" lines the invalid-value step expects
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
@@ -246,6 +246,33 @@ async function main() {
   check(/circle/.test(pageText) && /square/.test(pageText), 'the dataset page shows both classes');
   check(pageText.includes(String(2 * N_TRAIN + 2 * N_VALID)) || pageText.includes(String(2 * N_TRAIN)), 'the dataset page shows the image counts', pageText.slice(0, 400));
   check(/broken\.png/.test(pageText), 'the dataset page lists the unreadable file', dsApi);
+
+  // 4b. Upload an archive from the page: a .tar of a few of the same images.
+  {
+    const upDir = path.join(tmp, 'upload');
+    for (const cls of ['circle', 'square']) {
+      for (const split of ['train', 'valid']) {
+        fs.mkdirSync(path.join(upDir, split, cls), { recursive: true });
+        for (let i = 0; i < 4; i++) fs.copyFileSync(path.join(dsPath, split, cls, `${i}.png`), path.join(upDir, split, cls, `${i}.png`));
+      }
+    }
+    const tarFile = path.join(tmp, 'small.tar');
+    const tar = spawnSync('tar', ['-cf', tarFile, '-C', upDir, 'train', 'valid']);
+    must(tar.status === 0, 'tar packs the upload', String(tar.stderr));
+    await page.goto(`${base}/#/datasets`);
+    const up = page.locator('form[aria-labelledby="reg-up-h"]');
+    await up.locator('[name="name"]').fill('shapes-upload');
+    await up.locator('[name="file"]').setInputFiles(tarFile);
+    await up.locator('button[type="submit"]').click();
+    await page.waitForURL((u) => /#\/datasets\/\d+$/.test(u.hash) && !u.hash.endsWith(`/${dsId}`), { timeout: 60000 });
+    await page.waitForSelector('#classes-h');
+    const upId = page.url().match(/#\/datasets\/(\d+)$/)[1];
+    const upApi = (await api('GET', `/datasets/${upId}`)).data;
+    const upText = await page.locator('main').innerText();
+    check(upApi && upApi.name === 'shapes-upload' && /circle/.test(upText) && /square/.test(upText), 'an uploaded tar becomes a dataset whose classes the page shows', upApi);
+    await page.goto(`${base}/#/datasets/${dsId}`);
+    await page.waitForSelector('#classes-h');
+  }
 
   // 5. Create a run from the page.
   await page.locator('a:text("Create a run")').click();
@@ -400,7 +427,43 @@ async function main() {
   const [dl4] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="epochs-json"]').click()]);
   check(JSON.stringify(JSON.parse(fs.readFileSync(await dl4.path(), 'utf8'))) === JSON.stringify(epochsApi), 'the epochs JSON export equals GET /epochs');
 
-  // 12. Screenshots: desktop and phone; the phone layout must not scroll sideways.
+  // 12. TTA from the page: its results appear under the epochs table.
+  {
+    const tf = page.locator('form[data-action="tta"]');
+    await tf.locator('[name="n_aug"]').fill('2');
+    await tf.locator('button[type="submit"]').click();
+    await tf.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    const ttaJob = await waitJob((await tf.locator('.form-status').innerText()).match(/#(\d+)/)[1], 240000);
+    const ttaRow = page.locator(`table.tta-table tr[data-job="${ttaJob.id}"]`);
+    await ttaRow.waitFor({ timeout: 15000 });
+    const cells = await ttaRow.locator('td').allInnerTexts();
+    const pct = (x) => `${(100 * x).toFixed(2)}%`;
+    check(cells[1] === String(ttaJob.result.n_aug) && cells[4] === pct(ttaJob.result.accuracy) && cells[5] === pct(ttaJob.result.tta_accuracy),
+      'the TTA row shows the job\'s accuracy without and with TTA', { cells, result: ttaJob.result });
+  }
+
+  // 13. Unfreeze, sweep again, and overlay both sweeps.
+  {
+    const fr = page.locator('form[data-action="freeze"]');
+    await fr.locator('button[value="unfreeze"]').click();
+    await fr.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    await waitJob((await fr.locator('.form-status').innerText()).match(/#(\d+)/)[1], 120000);
+    await lf.locator('[name="num_it"]').fill('20');
+    await lf.locator('button[type="submit"]').click();
+    await lf.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    const second = await waitJob((await lf.locator('.form-status').innerText()).match(/#(\d+)/)[1], 240000);
+    const picker = page.locator('.sweep-picker input[type="checkbox"]');
+    await waitFor(async () => (await picker.count()) === 2, 'the sweep selector to list both sweeps', 20000);
+    await page.locator(`#sweep-${sweepId}`).check();
+    const secondSweep = (await api('GET', `/lr-finds/${second.lr_find}`)).data;
+    const overlay = await waitFor(() => page.evaluate(() => {
+      const u = window.sgdrd.charts.lrfind.u;
+      return u && u.series.length === 5 ? { series: u.series.length, labels: u.series.map((s) => s.label) } : null;
+    }), 'the LR-finder chart to overlay both sweeps', 20000);
+    check(overlay.series === 5 && secondSweep.points.length > 0, 'both sweeps are drawn, raw and smoothed each', overlay);
+  }
+
+  // 14. Screenshots: desktop and phone; the phone layout must not scroll sideways.
   await page.locator('#training').scrollIntoViewIfNeeded();
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(artifacts, 'run-page.png'), fullPage: true });
@@ -440,6 +503,7 @@ try {
   if (page) {
     await page.screenshot({ path: path.join(artifacts, 'failure.png'), fullPage: true }).catch(() => {});
     log(`page at failure: ${page.url()} (screenshot tests/e2e/artifacts/failure.png)`);
+    if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
   }
   if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
 } finally {
