@@ -8,7 +8,7 @@ import { LrFindChart, TrainingCharts } from './charts.js';
 import { subscribe } from './live.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 
-const PAGE = 20000;         // metric points asked for per request (every key of a step)
+const PAGE = 50000;         // metric points asked for per request (every key of a step)
 const REDRAW_MS = 300;      // at most ~3 redraws per second while live
 const POLL_MS = 5000;       // job progress and ETA refresh while a job runs
 
@@ -88,9 +88,10 @@ export function runPage(root, runId) {
             h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
           trainEmpty, lossEl, lrEl,
           h('p', { class: 'chart-note' },
-            h('span', { class: 'key key-epoch', 'aria-hidden': 'true' }), 'epoch end ',
-            h('span', { class: 'key key-cycle', 'aria-hidden': 'true' }), 'cycle end ',
-            h('span', { class: 'key key-valid', 'aria-hidden': 'true' }), 'validation loss per epoch · drag to zoom, double-click to reset')),
+            h('span', {}, h('span', { class: 'key key-epoch', 'aria-hidden': 'true' }), ' epoch end'),
+            h('span', {}, h('span', { class: 'key key-cycle', 'aria-hidden': 'true' }), ' cycle end'),
+            h('span', {}, h('span', { class: 'key key-valid', 'aria-hidden': 'true' }), ' validation loss per epoch'),
+            h('span', {}, 'drag to zoom, double-click to reset'))),
         h('section', { class: 'card', id: 'epochs', 'aria-labelledby': 'epochs-h' },
           h('div', { class: 'card-head' }, h('h2', { id: 'epochs-h' }, 'Epochs'), exportButtons('epochs', exportEpochs)),
           epochsWrap, ttaWrap)),
@@ -188,6 +189,7 @@ export function runPage(root, runId) {
     if (!st.run) return;
     const v = runView(st.run);
     title.textContent = `Run #${v.id}${v.name ? ' ' + v.name : ''}`;
+    document.title = `${title.textContent} · sgdrd`;
     const ds = st.dsNames && st.dsNames.get(String(v.dataset));
     const item = (k, val) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, val ?? '—'));
     const job = currentJob();
