@@ -274,6 +274,7 @@ static int head_build(learner *l, char *err, size_t errlen)
     if (rc)
         goto out_fail;
     h->multi_label = n->multi_label;
+    h->n_groups = n->n_groups; /* the head keeps its group number: same per-group LRs */
     h->bn_momentum = n->bn_momentum;
     h->bn_eps = n->bn_eps;
     for (int i = 0; i < h->n_tensors; i++) {
