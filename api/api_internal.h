@@ -36,6 +36,7 @@ struct api_server {
     struct store *store;
     struct jobs *jobs;
     double started;            /* CLOCK_MONOTONIC seconds */
+    void (*log)(int level, const char *line);
     sse_hub *hub;
 };
 
@@ -81,6 +82,8 @@ struct api_req {
     int too_big;
     int write_errno;
     json_t *json;              /* parsed JSON body (BODY_JSON, BODY_DATASET json) */
+
+    double t0;                 /* when the request arrived (monotonic seconds) */
 
     /* answer */
     unsigned status;
@@ -134,5 +137,9 @@ extern const char api_openapi_json[];
 extern const size_t api_openapi_json_len;
 
 double api_now_monotonic(void);
+
+/* Logs a line through the daemon's logger when it gave one (server.h). */
+void api_log(const api_server *s, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

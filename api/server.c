@@ -36,6 +36,18 @@ double api_now_monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void api_log(const api_server *s, int level, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    if (!s || !s->log)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->log(level, line);
+}
+
 /* ---- replies ------------------------------------------------------------------------------ */
 
 static void set_response(api_req *r, unsigned status, struct MHD_Response *resp)
@@ -104,6 +116,8 @@ void reply_problem(api_req *r, unsigned status, const char *code, const char *fi
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    if (status >= 500)
+        api_log(r->srv, 0, "%s %s: %u %s", r->method, r->url, status, detail);
     p = problem_new(status, code, field, detail);
     resp = p ? json_response(p, PROBLEM_CONTENT_TYPE) : NULL;
     json_decref(p);
@@ -521,6 +535,8 @@ static enum MHD_Result req_queue(api_req *r)
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "the handler gave no answer");
     if (!r->resp)
         return MHD_NO;
+    api_log(r->srv, 3, "%s %s -> %u (%.1f ms)", r->method, r->url, r->status,
+            (api_now_monotonic() - r->t0) * 1e3);
     ret = MHD_queue_response(r->conn, r->status, r->resp);
     MHD_destroy_response(r->resp);
     r->resp = NULL;
@@ -544,6 +560,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->url = url;
         r->method = method;
         r->fd = -1;
+        r->t0 = api_now_monotonic();
         *con_cls = r;
         if (!req_begin(r))
             return MHD_YES;
@@ -567,6 +584,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         static_serve(r);
     else if (!body_end(r))
         r->route->fn(r);
+    /* Handlers have moved what they keep; drop the rest before the client hears back. */
+    if (r->fd >= 0) {
+        close(r->fd);
+        r->fd = -1;
+    }
+    if (r->tmp_path[0]) {
+        unlink(r->tmp_path);
+        r->tmp_path[0] = '\0';
+    }
     return req_queue(r);
 }
 
@@ -701,10 +727,15 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     s->max_upload = cfg->max_upload > 0 ? cfg->max_upload : 2ll * 1024 * 1024 * 1024;
     s->store = cfg->store;
     s->jobs = cfg->jobs;
+    s->log = cfg->log;
     s->started = api_now_monotonic();
     if (!s->data_dir || !s->version || (cfg->token && cfg->token[0] && !s->token))
         goto out_nomem;
-    s->web_dir = realpath(cfg->web_dir ? cfg->web_dir : SGDRD_WEB_DIR, NULL);
+    {
+        /* SGDRD_WEB_DIR in the environment serves another dashboard without a rebuild. */
+        const char *web = cfg->web_dir ? cfg->web_dir : getenv("SGDRD_WEB_DIR");
+        s->web_dir = realpath(web && *web ? web : SGDRD_WEB_DIR, NULL);
+    }
     /* A missing web/ only costs the dashboard; the API still serves. */
     s->dataset_roots = calloc((size_t)(cfg->n_dataset_roots + 1), sizeof *s->dataset_roots);
     if (!s->dataset_roots)

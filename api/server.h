@@ -16,7 +16,8 @@ typedef struct api_config {
     const char *const *dataset_roots; /* folders POST /datasets may register from */
     int n_dataset_roots;
     int64_t max_upload;          /* bytes; <= 0 means 2 GiB */
-    const char *web_dir;         /* served at /; NULL: the source tree's web/ */
+    const char *web_dir;         /* served at /; NULL: $SGDRD_WEB_DIR, else the source
+                                  * tree's web/ */
     const char *version;         /* reported by /health; NULL: the project version */
     unsigned conn_limit;         /* 0: 256 */
     unsigned per_ip_limit;       /* 0: 64 */
@@ -24,6 +25,10 @@ typedef struct api_config {
     struct store *store;         /* borrowed; must outlive the server. The server
                                   * subscribes to its commits to feed event streams. */
     struct jobs *jobs;           /* borrowed; must outlive the server */
+    /* Optional, NULL: silent. Gets one line per answered request (level 3, debug) and one
+     * per server-side failure (level 0, error), levels as daemon/log.h's log_level; called
+     * from connection threads. Lines never hold the token or a request body. */
+    void (*log)(int level, const char *line);
 } api_config;
 
 typedef struct api_server api_server;

@@ -57,6 +57,8 @@ int job_kind_parse(const char *name, job_kind *k);
 
 typedef struct jobs_config {
     const char *data_dir;   /* checkpoints go to <data_dir>/runs/<id>/ */
+    const char *const *roots; /* --dataset-root folders (copied); datasets only under them */
+    int n_roots;
     int loader_threads;     /* decode/augment workers per learner; 0: engine default */
     int resume;             /* on start, resume every interrupted fit (--resume) */
 } jobs_config;
@@ -82,6 +84,17 @@ int jobs_cancel(jobs *jq, int64_t job_id);
 /* Queues a job that continues an `interrupted` fit (or recipe) from the run's last epoch
  * checkpoint. -ENOENT: no such job; -EINVAL: it is not interrupted or not resumable. */
 int jobs_resume(jobs *jq, int64_t job_id, int64_t *new_job_id);
+
+/* Registers a dataset on the server's disk: checks that path (after resolving links) lies
+ * under a dataset root (-EACCES otherwise) or, when uploaded, under the data dir; scans it
+ * with the engine (classes, counts per split, image sizes, statistics, unreadable files;
+ * -EINVAL with err naming the file or field when it cannot be used); and commits the row
+ * (-EEXIST when the name is taken). format: "folders", "csv" or "idx"; valid_pct < 0 and
+ * csv NULL take the engine's defaults. Runs on the caller's thread (the scan reads every
+ * image header). */
+int jobs_register_dataset(jobs *jq, const char *name, const char *path, const char *format,
+                          double valid_pct, const char *csv, uint64_t seed, int uploaded,
+                          int64_t *id, char *err, size_t errlen);
 
 /* Before a run is deleted: drops its in-memory learner. -EBUSY when it has a queued or
  * running job (nothing changes), -ENOENT when there is no such run. Deletes the run's row

@@ -91,6 +91,7 @@ typedef struct sub {
 
 struct store {
     sqlite3 *w;                 /* the one writer connection, under wmu */
+    sqlite3_stmt *ins_event;    /* prepared once: every commit adds events */
     pthread_mutex_t wmu;
     int fail_write;             /* fault injection countdown, under wmu */
     evrec *tev;                 /* events of the open write transaction */
@@ -206,19 +207,20 @@ static int ev_add(store *st, int64_t run, int64_t job, const char *kind, json_t 
     char *text = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(9));
     if (!text)
         return -ENOMEM;
-    sqlite3_stmt *s;
-    int rc = prep(st->w, "INSERT INTO events(run_id, job_id, kind, data, time) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5)", &s);
-    if (rc)
-        goto out_free_text;
+    sqlite3_stmt *s = st->ins_event;
+    int rc = 0;
+    sqlite3_reset(s);
     sqlite3_bind_int64(s, 1, run);
     if (job)
         sqlite3_bind_int64(s, 2, job);
+    else
+        sqlite3_bind_null(s, 2);
     sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, text, -1, SQLITE_STATIC);
     sqlite3_bind_double(s, 5, t);
     rc = wrun(st, s);
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
     if (rc)
         goto out_free_text;
     evrec *nt = grow(st->tev, &st->cap_tev, st->n_tev + 1, sizeof *nt);
@@ -580,6 +582,13 @@ int store_open(store **out, const char *path, const store_options *o, char *err,
         rc = migrate(st->w, path, store_schema_version, err, errlen);
     if (rc)
         goto out_close;
+    if (sqlite3_prepare_v3(st->w, "INSERT INTO events(run_id, job_id, kind, data, time) "
+                                  "VALUES (?1, ?2, ?3, ?4, ?5)", -1,
+                           SQLITE_PREPARE_PERSISTENT, &st->ins_event, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(st->w));
+        rc = -EIO;
+        goto out_close;
+    }
     char e2[256] = "";
     if (exec_simple(st->w, "PRAGMA foreign_key_check", e2, sizeof e2)) {
         snprintf(err, errlen, "%s: %s", path, e2);
@@ -642,6 +651,7 @@ void store_close(store *st)
         sqlite3_close(st->rd[i]);
     free(st->rd);
     free(st->rd_busy);
+    sqlite3_finalize(st->ins_event);
     if (st->w) {
         /* Folds the WAL into the main file so a closed database is one file. */
         sqlite3_exec(st->w, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
@@ -1605,14 +1615,14 @@ int store_jobs_interrupt_running(store *st, int *n)
     return rc;
 }
 
-int store_jobs_queued(store *st, int64_t **ids, int *n)
+static int ids_query(store *st, const char *sql, int64_t **ids, int *n)
 {
     *ids = NULL;
     *n = 0;
     int cap = 0;
     sqlite3 *db = rget(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id", &s);
+    int rc = prep(db, sql, &s);
     if (rc == 0) {
         int r;
         while ((r = sqlite3_step(s)) == SQLITE_ROW) {
@@ -1635,6 +1645,18 @@ int store_jobs_queued(store *st, int64_t **ids, int *n)
         *n = 0;
     }
     return rc;
+}
+
+int store_jobs_queued(store *st, int64_t **ids, int *n)
+{
+    return ids_query(st, "SELECT id FROM jobs WHERE state = 'queued' ORDER BY id", ids, n);
+}
+
+int store_jobs_resumable(store *st, int64_t **ids, int *n)
+{
+    return ids_query(st, "SELECT id FROM jobs j WHERE state = 'interrupted' AND NOT EXISTS "
+                         "(SELECT 1 FROM jobs r WHERE r.resumed_from = j.id) ORDER BY id",
+                     ids, n);
 }
 
 int store_job_row_get(store *st, int64_t id, store_job_row *out)
@@ -1842,6 +1864,44 @@ int store_metrics_push(store *st, int64_t run_id, int64_t job_id, int64_t step, 
     return buf_add(st, &p, n);
 }
 
+/* The rows of a metrics query (step, key, value, time) as objects. Built by hand rather
+ * than with row_obj: a page has up to STORE_METRICS_MAX rows, and the key strings are
+ * shared between rows instead of copied. */
+static int metric_rows(sqlite3 *db, sqlite3_stmt *s, const char *key, json_t **out)
+{
+    json_t *arr = json_array();
+    json_t *kstr = NULL;
+    int rc;
+    if (!arr)
+        return -ENOMEM;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(s, 1);
+        if (!kstr || (!key && strcmp(json_string_value(kstr), k) != 0)) {
+            json_decref(kstr);
+            kstr = json_string(k);
+        }
+        json_t *o = json_object();
+        json_t *v = sqlite3_column_type(s, 2) == SQLITE_NULL
+                        ? json_null() : json_real(sqlite3_column_double(s, 2));
+        if (!o || !kstr || json_object_set_new_nocheck(o, "step",
+                                                       json_integer(sqlite3_column_int64(s, 0))) ||
+            json_object_set_nocheck(o, "key", kstr) || json_object_set_new_nocheck(o, "value", v) ||
+            json_object_set_new_nocheck(o, "time", json_real(sqlite3_column_double(s, 3))) ||
+            json_array_append_new(arr, o)) {
+            json_decref(kstr);
+            json_decref(arr);
+            return -ENOMEM;
+        }
+    }
+    json_decref(kstr);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        return db_fail(db, rc, "read");
+    }
+    *out = arr;
+    return 0;
+}
+
 int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_step,
                       int limit, json_t **out)
 {
@@ -1871,7 +1931,7 @@ int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_
     sqlite3_bind_int(s, 3, limit);
     if (key)
         sqlite3_bind_text(s, 4, key, -1, SQLITE_STATIC);
-    rc = rows_array(db, s, &pts);
+    rc = metric_rows(db, s, key, &pts);
     sqlite3_finalize(s);
     if (rc)
         goto out_put;

@@ -192,6 +192,9 @@ int store_jobs_interrupt_running(store *st, int *n);
 /* Ids of queued jobs, oldest first (malloc'd array, caller frees; NULL when *n == 0). */
 int store_jobs_queued(store *st, int64_t **ids, int *n);
 
+/* Ids of interrupted jobs that no later job resumes (resumed_from), oldest first. */
+int store_jobs_resumable(store *st, int64_t **ids, int *n);
+
 typedef struct store_job_row {
     int64_t id, run_id, resumed_from;
     char kind[16];

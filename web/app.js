@@ -12,6 +12,7 @@ window.sgdrd = { charts: {}, sse: null, page: null };
 
 const main = document.getElementById('main');
 let cleanup = null;
+let firstRoute = true;
 
 // ---- shared bits ---------------------------------------------------------------------
 
@@ -117,7 +118,9 @@ function datasetsPage(root) {
     h('h2', { id: 'reg-up-h' }, 'Upload an archive'),
     h('div', { class: 'grid-fields' },
       field({ name: 'name', label: 'Name', placeholder: 'my-images' }),
-      field({ name: 'file', label: 'Archive (.tar or .tar.gz)', type: 'file', accept: '.tar,.tgz,.tar.gz,application/x-tar,application/gzip' })),
+      field({ name: 'file', label: 'Archive (.tar or .tar.gz)', type: 'file', accept: '.tar,.tgz,.tar.gz,application/x-tar,application/gzip' }),
+      field({ name: 'format', label: 'Format', type: 'select', value: 'folders', options: [['folders', 'folders (train/, valid/)'], ['csv', 'csv (labels file)'], ['idx', 'idx (MNIST style)']] }),
+      field({ name: 'valid_pct', label: 'Validation fraction', type: 'number', placeholder: '0.2', hint: 'Used when there is no valid/ split.' })),
     h('div', { class: 'actions' }, h('button', { class: 'primary', type: 'submit' }, 'Upload'), progress),
     statusLine());
   onSubmit(byUpload, async (form) => {
@@ -127,7 +130,10 @@ function datasetsPage(root) {
     const type = /\.(tgz|gz)$/i.test(file.name) ? 'application/gzip' : 'application/x-tar';
     progress.hidden = false;
     try {
-      const r = await upload(`/datasets?name=${encodeURIComponent(name)}`, file, type, (f) => { progress.value = f; });
+      const q = new URLSearchParams({ name, format: form.elements.format.value });
+      const vp = form.elements.valid_pct.value.trim();
+      if (vp) q.set('valid_pct', vp);
+      const r = await upload(`/datasets?${q}`, file, type, (f) => { progress.value = f; });
       const id = idFrom(r.location, r.data);
       location.hash = `#/datasets/${id}`;
       return `Uploaded dataset ${id}.`;
@@ -212,31 +218,36 @@ function datasetPage(root, id) {
     const sp = splits(d);
     const classes = classList(d);
     const splitNames = Object.keys(sp);
-    const sizes = pick(d, 'image_sizes', 'sizes');
+    const perClass = splitNames.some((s) => sp[s].per_class);
+    const sizes = pick(d, 'image_size', 'image_sizes', 'sizes');
     const unreadable = unreadableList(d);
+    const fact = (k, v, cls) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', { class: cls }, v));
     mount(root,
       pageHeader(`Dataset #${d.id} ${d.name ?? ''}`, h('a', { class: 'button primary', href: `#/new?dataset=${encodeURIComponent(d.id)}` }, 'Create a run')),
       h('section', { class: 'card' },
-        h('dl', { class: 'facts' },
-          h('dt', {}, 'Format'), h('dd', {}, d.format ?? '—'),
-          h('dt', {}, 'Path'), h('dd', { class: 'path' }, d.path ?? '—'),
-          h('dt', {}, 'Classes'), h('dd', {}, String(classCount(d))),
-          h('dt', {}, 'Images'), h('dd', {}, String(imageCount(d))),
-          h('dt', {}, 'Image sizes'), h('dd', {}, sizes === undefined ? '—' : describeSizes(sizes)),
-          h('dt', {}, 'Unreadable files'), h('dd', {}, String(unreadableCount(d))))),
-      h('section', { class: 'card' }, h('h2', {}, 'Images per class and split'),
-        h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Class'), splitNames.map((s) => h('th', { scope: 'col', class: 'num' }, s)))),
-          h('tbody', {},
-            (classes.length ? classes : ['(all)']).map((c, i) => h('tr', {}, h('th', { scope: 'row' }, String(c)),
-              splitNames.map((s) => {
-                const per = sp[s].per_class;
-                const n = per ? (per[c] ?? per[i]) : (classes.length ? undefined : sp[s].total);
-                return h('td', { class: 'num' }, n ?? '—');
-              }))),
-            h('tr', { class: 'total' }, h('th', { scope: 'row' }, 'total'), splitNames.map((s) => h('td', { class: 'num' }, sp[s].total))))))),
+        h('dl', { class: 'facts inline' },
+          fact('Format', d.format ?? '—'),
+          fact('Classes', String(classCount(d))),
+          d.multi_label !== undefined ? fact('Labels', d.multi_label ? 'multi-label' : 'single-label') : null,
+          splitNames.map((s) => fact(`${s} images`, String(sp[s].total))),
+          isNum(d.channels) ? fact('Channels', d.channels === 1 ? '1 (gray)' : String(d.channels)) : null,
+          fact('Image size', sizes === undefined ? '—' : describeSizes(sizes)),
+          fact('Unreadable', String(unreadableCount(d)))),
+        h('dl', { class: 'facts path-line' }, h('dt', {}, 'Path'), h('dd', { class: 'path' }, d.path ?? '—'))),
+      h('section', { class: 'card', 'aria-labelledby': 'classes-h' }, h('h2', { id: 'classes-h' }, `Classes (${classes.length})`),
+        perClass
+          ? h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
+            h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Class'), splitNames.map((s) => h('th', { scope: 'col', class: 'num' }, s)))),
+            h('tbody', {},
+              classes.map((c, i) => h('tr', {}, h('th', { scope: 'row' }, String(c)),
+                splitNames.map((s) => {
+                  const per = sp[s].per_class;
+                  return h('td', { class: 'num' }, per ? (per[c] ?? per[i] ?? '—') : '—');
+                }))),
+              h('tr', { class: 'total' }, h('th', { scope: 'row' }, 'total'), splitNames.map((s) => h('td', { class: 'num' }, sp[s].total))))))
+          : h('ul', { class: 'chips' }, classes.map((c) => h('li', {}, String(c))))),
       unreadable.length
-        ? h('section', { class: 'card' }, h('h2', {}, `Unreadable files (${unreadable.length})`),
+        ? h('section', { class: 'card', 'aria-labelledby': 'unreadable-h' }, h('h2', { id: 'unreadable-h' }, `Unreadable files (${unreadableCount(d)})`),
           h('ul', { class: 'unreadable' }, unreadable.slice(0, 500).map((u) => h('li', {},
             typeof u === 'string' ? h('code', {}, u) : [h('code', {}, pick(u, 'file', 'path', 'name') ?? JSON.stringify(u)), u.error || u.reason ? ` — ${u.error || u.reason}` : '']))))
         : null);
@@ -247,6 +258,11 @@ function datasetPage(root, id) {
 
 function describeSizes(s) {
   if (typeof s === 'string') return s;
+  const wh = (v) => (Array.isArray(v) ? v.join('×') : String(v));
+  if (s && Array.isArray(s.min) && Array.isArray(s.max)) {
+    if (wh(s.min) === wh(s.max)) return wh(s.min);
+    return `${wh(s.min)} to ${wh(s.max)}${s.median ? ` (median ${wh(s.median)})` : ''}`;
+  }
   if (Array.isArray(s)) return s.slice(0, 8).map((x) => (Array.isArray(x) ? x.join('×') : typeof x === 'object' ? JSON.stringify(x) : String(x))).join(', ');
   if (s && typeof s === 'object') {
     const { min_w: a, min_h: b, max_w: c, max_h: e } = s;
@@ -329,12 +345,16 @@ function route() {
   else if (parts[0] === 'datasets') { m = 'datasets'; cleanup = datasetsPage(main); }
   else cleanup = runsPage(main);
   window.sgdrd.page = m;
+  const h1 = main.querySelector('h1');
+  document.title = `${h1 ? h1.textContent : 'Runs'} · sgdrd`;
   for (const a of document.querySelectorAll('.nav a')) {
     if (a.dataset.nav === m || (m === 'run' && a.dataset.nav === 'runs')) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const h1 = main.querySelector('h1');
-  if (h1) h1.focus({ preventScroll: true });
+  // After a navigation, focus moves to the new page's heading (screen readers announce it);
+  // on the first load focus stays at the top of the document, where Tab reaches the skip link.
+  if (!firstRoute && h1) h1.focus({ preventScroll: true });
+  firstRoute = false;
   window.scrollTo(0, 0);
 }
 
@@ -342,12 +362,13 @@ async function health() {
   const el = document.getElementById('health');
   try {
     const hl = await get('/health');
-    const blas = pick(hl, 'blas_core', 'blas') ?? '?';
-    const threads = pick(hl, 'blas_threads', 'threads');
+    const b = hl.blas && typeof hl.blas === 'object' ? hl.blas : {};
+    const blas = pick(b, 'core') ?? pick(hl, 'blas_core') ?? '?';
+    const threads = pick(b, 'threads') ?? pick(hl, 'blas_threads');
     const queue = pick(hl, 'queue_length', 'queue');
     mount(el, h('span', { class: 'dot ok', 'aria-hidden': 'true' }),
       `sgdrd ${hl.version ?? ''}`,
-      h('span', { class: 'sep' }, ' · '), `BLAS ${typeof blas === 'object' ? JSON.stringify(blas) : blas}${isNum(threads) ? ' × ' + threads : ''}`,
+      h('span', { class: 'sep' }, ' · '), `BLAS ${blas}${isNum(threads) ? ' × ' + threads : ''}`,
       isNum(queue) ? [h('span', { class: 'sep' }, ' · '), `queue ${queue}`] : null);
     el.title = `up ${fmtDuration(pick(hl, 'uptime_s', 'uptime'))}`;
   } catch {

@@ -28,6 +28,18 @@ function isPow10(v) {
   return Math.abs(e - Math.round(e)) < 1e-9;
 }
 
+// Iterations are whole numbers: ticks never fall between two.
+const STEP_INCRS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
+
+// Log-axis labels at 1, 2 and 5 times a power of ten; other ticks unlabelled.
+function log125Ticks(u, splits) {
+  return splits.map((v) => {
+    if (!(v > 0)) return '';
+    const m = v / Math.pow(10, Math.floor(Math.log10(v) + 1e-9));
+    return [1, 2, 5].some((k) => Math.abs(m - k) < 1e-6) ? String(Number(v.toPrecision(3))) : '';
+  });
+}
+
 // Grid lines only at whole decades on a log axis (ticks still mark 2x, 3x, ...).
 function pow10Only(u, splits) {
   return splits.map((v) => (isPow10(v) ? v : null));
@@ -187,7 +199,19 @@ export class LrFindChart {
       const opts = {
         width: widthOf(this.el),
         height: 320,
-        scales: { x: { time: false, distr: 3, log: 10 }, y: { range: (u) => lrFindRange(u) } },
+        scales: {
+          // Wide enough for every suggestion too: min_div10 may lie below the sweep's start.
+          x: {
+            time: false, distr: 3, log: 10,
+            range: (u, min, max) => {
+              const xs = this.markers.map((m) => m.x).filter((v) => v > 0);
+              const lo = Math.min(min, ...xs);
+              const hi = Math.max(max, ...xs);
+              return lo > 0 && hi > lo ? uPlot.rangeLog(lo, hi, 10, true) : [min, max];
+            },
+          },
+          y: { range: (u) => lrFindRange(u) },
+        },
         axes: [
           {
             ...AXIS, label: 'learning rate (log10 scale)', values: (u, splits) => splits.map((v) => (isPow10(v) ? fmtLr(v) : '')),
@@ -227,6 +251,8 @@ export class TrainingCharts {
     this.lr = null;
     this.nGroups = -1;
     this.lrLog = false;
+    this.lossLog = false;
+    this.lossLogAuto = true;   // follows the data until the user sets the checkbox
     this.marks = [];
     this.zoomed = false;
     this.syncing = false;
@@ -264,9 +290,12 @@ export class TrainingCharts {
     this.nGroups = nGroups;
     const lossOpts = this.baseOpts(280);
     lossOpts.width = widthOf(this.lossEl);
+    lossOpts.scales.y = this.lossLog ? { distr: 3, log: 10 } : {};
     lossOpts.axes = [
-      { ...AXIS, label: 'iteration' },
-      { ...AXIS, label: 'loss', size: 56, values: linearTicks },
+      { ...AXIS, label: 'iteration', incrs: STEP_INCRS },
+      this.lossLog
+        ? { ...AXIS, label: 'loss (log scale)', size: 56, values: log125Ticks, grid: { ...AXIS.grid, filter: pow10Only } }
+        : { ...AXIS, label: 'loss', size: 56, values: linearTicks },
     ];
     lossOpts.series = [
       { label: 'iteration' },
@@ -278,14 +307,14 @@ export class TrainingCharts {
     lrOpts.width = widthOf(this.lrEl);
     lrOpts.scales.y = this.lrLog ? { distr: 3, log: 10 } : {};
     lrOpts.axes = [
-      { ...AXIS, label: 'iteration' },
+      { ...AXIS, label: 'iteration', incrs: STEP_INCRS },
       {
         ...AXIS, label: 'learning rate', size: 64, values: (u, s) => s.map((v) => (this.lrLog && !isPow10(v) ? '' : fmtLr(v))),
         grid: { ...AXIS.grid, filter: (u, s) => (this.lrLog ? pow10Only(u, s) : s) },
       },
     ];
     lrOpts.series = [{ label: 'iteration' }];
-    const greens = ['#0f766e', '#0891b2', '#7c3aed', '#db2777'];
+    const greens = ['#0891b2', '#7c3aed', '#e11d48', '#ca8a04'];
     for (let g = 0; g < nGroups; g++) {
       lrOpts.series.push({ label: `LR group ${g}`, stroke: greens[g % greens.length], width: 1.75, points: { show: false }, value: (u, v) => fmtLr(v) });
     }
@@ -306,15 +335,35 @@ export class TrainingCharts {
     this.nGroups = -1;
   }
 
+  setLossLog(on) {
+    this.lossLog = on;
+    this.lossLogAuto = false;
+    this.nGroups = -1;
+  }
+
   // d: {steps, raw, smooth, validSteps, valid, lr: [{steps, values}], epochMarks, cycleMarks}
   update(d) {
+    if (this.lossLogAuto && d.steps.length) {
+      // A loss range over 20x (an early diverged batch, a wild validation loss) reads
+      // better on a log axis; once the user sets the checkbox, it decides.
+      let lo = Infinity;
+      let hi = 0;
+      for (const v of d.smooth.concat(d.valid)) if (v > 0) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+      const want = hi / lo > 20;
+      if (want !== this.lossLog) {
+        this.lossLog = want;
+        this.nGroups = -1;
+        if (this.onAutoLog) this.onAutoLog(want);
+      }
+    }
     const nGroups = Math.max(1, d.lr.length);
     if (!this.loss || nGroups !== this.nGroups) this.build(nGroups);
     this.marks = [
       ...d.epochMarks.map((x) => ({ x, color: '#94a3b8', width: 1, dash: [2, 3], title: `end of epoch at iteration ${x}` })),
       ...d.cycleMarks.map((m) => ({ x: m.step, color: '#64748b', width: 1.25, label: m.label, title: `${m.label} ends at iteration ${m.step}` })),
     ];
-    const lossData = uPlot.join([[d.steps, d.raw, d.smooth], [d.validSteps, d.valid]]);
+    const pos = (v) => (this.lossLog && !(v > 0) ? null : v);
+    const lossData = uPlot.join([[d.steps, d.raw.map(pos), d.smooth.map(pos)], [d.validSteps, d.valid.map(pos)]]);
     const lrTables = d.lr.length ? d.lr.map((g) => [g.steps, g.values.map((v) => (this.lrLog && !(v > 0) ? null : v))]) : [[[], []]];
     const lrData = lrTables.length === 1 ? lrTables[0] : uPlot.join(lrTables);
     this.syncing = true;

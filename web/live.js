@@ -9,7 +9,7 @@ const TOPICS = {
   sweep_point: ['lrfind'], lr_find: ['lrfind'], lrfind: ['lrfind'], sweep: ['lrfind'],
   epoch: ['epochs', 'metrics', 'run'], cycle_end: ['epochs', 'metrics'],
   job: ['run', 'jobs', 'lrfind', 'epochs', 'metrics'], progress: ['run', 'jobs'],
-  note: ['jobs'], run: ['run'],
+  note: ['notes'], run: ['run'],
 };
 const ALL = ['metrics', 'lrfind', 'epochs', 'run', 'jobs'];
 
@@ -30,7 +30,10 @@ export function subscribe(url, onStale, onStatus) {
 
   const open = () => {
     if (closed) return;
-    es = new EventSource(url);
+    // EventSource resends Last-Event-ID itself when it reconnects; a stream opened anew by
+    // us after the browser gave up resumes through the query parameter instead.
+    const resume = stats.lastId ? `${url.includes('?') ? '&' : '?'}last_event_id=${encodeURIComponent(stats.lastId)}` : '';
+    es = new EventSource(url + resume);
     es.onopen = () => {
       stats.opens++;
       backoff = 1000;

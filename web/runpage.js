@@ -8,7 +8,7 @@ import { LrFindChart, TrainingCharts } from './charts.js';
 import { subscribe } from './live.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 
-const PAGE = 20000;         // metric points asked for per request (every key of a step)
+const PAGE = 50000;         // metric points asked for per request (every key of a step)
 const REDRAW_MS = 300;      // at most ~3 redraws per second while live
 const POLL_MS = 5000;       // job progress and ETA refresh while a job runs
 
@@ -25,6 +25,8 @@ export function runPage(root, runId) {
     series: new Map(),      // metric key -> [{step, value, time}] in step order
     lastStep: null,         // the highest step fetched (every key of it)
     dsNames: null,          // dataset id -> name
+    notes: [],              // the run's decisions with their reasons, from SSE "note" events
+    snapshots: [],
     epochs: [],
     beta: 0.98,
     live: 'connecting',
@@ -40,12 +42,14 @@ export function runPage(root, runId) {
   const sweepPicker = h('fieldset', { class: 'sweep-picker' }, h('legend', {}, 'Sweeps'));
   const lrfindEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Loss against learning rate, log10 scale' });
   const lrfindEmpty = h('p', { class: 'empty' }, 'No LR sweep yet. Start one with “Find LR” in the controls.');
+  const sugHead = h('h3', { class: 'sug-head' }, 'Suggestions');
   const suggestionsEl = h('dl', { class: 'suggestions' });
   const lrChart = new LrFindChart(lrfindEl);
 
   const betaOut = h('output', { for: 'beta' }, st.beta.toFixed(3));
   const betaInput = h('input', { id: 'beta', type: 'range', min: 0, max: 0.999, step: 0.001, value: st.beta, 'aria-describedby': 'beta-hint' });
   const lrLogBox = h('input', { id: 'lrlog', type: 'checkbox' });
+  const lossLogBox = h('input', { id: 'losslog', type: 'checkbox' });
   const lossEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Training loss per iteration, smoothed, with validation loss per epoch' });
   const lrEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Learning rate of each layer group per iteration' });
   const trainEmpty = h('p', { class: 'empty' }, 'No training yet. Queue a fit or the recipe from the controls.');
@@ -54,6 +58,9 @@ export function runPage(root, runId) {
   const epochsWrap = h('div', { class: 'table-wrap' });
   const ttaWrap = h('div', { class: 'tta' });
   const jobsWrap = h('div', { class: 'jobs' });
+  const notesWrap = h('div', { class: 'notes' }, h('p', { class: 'empty' }, 'No decisions logged yet.'));
+  const weightsWrap = h('div', { class: 'weights' });
+  const predictCard = buildPredict();
 
   const exportButtons = (name, fn) => h('div', { class: 'export', role: 'group', 'aria-label': `Export ${name}` },
     h('button', { type: 'button', class: 'small', onclick: () => fn('csv'), 'data-export': `${name}-csv` }, 'CSV'),
@@ -70,31 +77,41 @@ export function runPage(root, runId) {
         h('section', { class: 'card', id: 'lrfind', 'aria-labelledby': 'lrfind-h' },
           h('div', { class: 'card-head' }, h('h2', { id: 'lrfind-h' }, 'LR finder'), exportButtons('lrfind', exportLrFind)),
           sweepPicker, lrfindEmpty, lrfindEl,
-          h('h3', { class: 'sr-only' }, 'Suggestions'), suggestionsEl),
+          sugHead, suggestionsEl),
         h('section', { class: 'card', id: 'training', 'aria-labelledby': 'training-h' },
           h('div', { class: 'card-head' }, h('h2', { id: 'training-h' }, 'Training'), exportButtons('training', exportTraining)),
           h('div', { class: 'toolbar' },
             h('label', { for: 'beta' }, 'Smoothing β'), betaInput, betaOut,
             h('small', { id: 'beta-hint', class: 'hint' }, 'debiased exponential average of the raw loss'),
             h('span', { class: 'spacer' }),
+            h('span', { class: 'field-check' }, lossLogBox, h('label', { for: 'losslog' }, 'log loss axis')),
             h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
           trainEmpty, lossEl, lrEl,
           h('p', { class: 'chart-note' },
-            h('span', { class: 'key key-epoch', 'aria-hidden': 'true' }), 'epoch end ',
-            h('span', { class: 'key key-cycle', 'aria-hidden': 'true' }), 'cycle end ',
-            h('span', { class: 'key key-valid', 'aria-hidden': 'true' }), 'validation loss per epoch · drag to zoom, double-click to reset')),
+            h('span', {}, h('span', { class: 'key key-epoch', 'aria-hidden': 'true' }), ' epoch end'),
+            h('span', {}, h('span', { class: 'key key-cycle', 'aria-hidden': 'true' }), ' cycle end'),
+            h('span', {}, h('span', { class: 'key key-valid', 'aria-hidden': 'true' }), ' validation loss per epoch'),
+            h('span', {}, 'drag to zoom, double-click to reset'))),
         h('section', { class: 'card', id: 'epochs', 'aria-labelledby': 'epochs-h' },
           h('div', { class: 'card-head' }, h('h2', { id: 'epochs-h' }, 'Epochs'), exportButtons('epochs', exportEpochs)),
           epochsWrap, ttaWrap)),
       h('aside', { class: 'run-side' },
         h('section', { class: 'card', id: 'controls', 'aria-labelledby': 'controls-h' }, h('h2', { id: 'controls-h' }, 'Controls'), controls),
-        h('section', { class: 'card', id: 'jobs', 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Jobs'), jobsWrap))));
+        h('section', { class: 'card', id: 'jobs', 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Jobs'), jobsWrap),
+        h('section', { class: 'card', id: 'predict', 'aria-labelledby': 'predict-h' }, h('h2', { id: 'predict-h' }, 'Predict an image'), predictCard),
+        h('section', { class: 'card', id: 'weights', 'aria-labelledby': 'weights-h' }, h('h2', { id: 'weights-h' }, 'Weights and snapshots'), weightsWrap),
+        h('section', { class: 'card', id: 'notes', 'aria-labelledby': 'notes-h' }, h('h2', { id: 'notes-h' }, 'Decisions'), notesWrap))));
 
   window.sgdrd.charts = { lrfind: lrChart, training: charts };
 
   betaInput.addEventListener('input', () => {
     st.beta = Number(betaInput.value);
     betaOut.textContent = st.beta.toFixed(3);
+    drawTraining();
+  });
+  charts.onAutoLog = (on) => { lossLogBox.checked = on; };
+  lossLogBox.addEventListener('change', () => {
+    charts.setLossLog(lossLogBox.checked);
     drawTraining();
   });
   lrLogBox.addEventListener('change', () => {
@@ -158,6 +175,10 @@ export function runPage(root, runId) {
     return [...st.series.keys()].filter((k) => /^lr_\d+$/.test(k)).sort((a, b) => Number(a.slice(3)) - Number(b.slice(3)));
   }
 
+  async function loadSnapshots() {
+    st.snapshots = rowsOf(await get(`/runs/${rid}/snapshots`), ['items', 'snapshots']);
+  }
+
   async function loadEpochs() {
     st.epochs = rowsOf(await get(`/runs/${rid}/epochs`), ['items', 'epochs']);
   }
@@ -168,6 +189,7 @@ export function runPage(root, runId) {
     if (!st.run) return;
     const v = runView(st.run);
     title.textContent = `Run #${v.id}${v.name ? ' ' + v.name : ''}`;
+    document.title = `${title.textContent} · sgdrd`;
     const ds = st.dsNames && st.dsNames.get(String(v.dataset));
     const item = (k, val) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, val ?? '—'));
     const job = currentJob();
@@ -232,6 +254,8 @@ export function runPage(root, runId) {
     lrChart.update(sweeps);
     lrfindEl.dataset.points = String(sweeps[sweeps.length - 1].points.length);
     const sug = sweeps[sweeps.length - 1].suggestions || {};
+    sugHead.textContent = sweeps.length > 1 ? `Suggestions of sweep ${sweeps[sweeps.length - 1].label}` : 'Suggestions';
+    sugHead.hidden = Object.keys(sug).length === 0;
     mount(suggestionsEl, Object.entries(sug).map(([name, v]) => {
       const lr = typeof v === 'number' ? v : v && v.lr;
       const reason = v && typeof v === 'object' ? v.reason : '';
@@ -313,18 +337,90 @@ export function runPage(root, runId) {
           h('td', { class: 'num' }, fmtNum(e.seconds, 1)),
           h('td', { class: 'num' }, fmtNum(pick(e, 'img_per_s', 'img_s'), 0)))))));
     }
-    const tta = st.jobs.filter((j) => /tta/i.test(pick(j, 'kind', 'type', 'op') || '') && j.state === 'succeeded' && j.result && typeof j.result === 'object');
+    // TTA results: from tta jobs and from the recipe (whose last step is TTA).
+    const tta = st.jobs.filter((j) => j.state === 'succeeded' && j.result && typeof j.result === 'object' && isNum(j.result.tta_accuracy ?? j.result.accuracy_tta))
+      .sort((x, y) => Number(x.id) - Number(y.id));
     if (!tta.length) { mount(ttaWrap); return; }
-    const keys = [...new Set(tta.flatMap((j) => Object.keys(j.result)))];
     mount(ttaWrap, h('h3', {}, 'Test-time augmentation'),
-      h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
-        h('caption', { class: 'sr-only' }, 'Validation metrics with and without TTA'),
-        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Job'), keys.map((k) => h('th', { scope: 'col', class: 'num' }, k.replace(/_/g, ' '))))),
-        h('tbody', {}, tta.map((j) => h('tr', {}, h('td', {}, `#${j.id}`),
-          keys.map((k) => {
-            const v = j.result[k];
-            return h('td', { class: 'num' }, isNum(v) ? (/acc/.test(k) ? fmtPct(v) : fmtNum(v)) : v === undefined ? '—' : String(v));
-          })))))));
+      h('div', { class: 'table-wrap' }, h('table', { class: 'table tta-table' },
+        h('caption', { class: 'sr-only' }, 'Validation metrics without and with TTA'),
+        h('thead', {}, h('tr', {}, ['Job', 'Copies', 'Valid loss', 'with TTA', 'Accuracy', 'with TTA', 'Gain']
+          .map((t, i) => h('th', { scope: 'col', class: i > 0 ? 'num' : null }, t)))),
+        h('tbody', {}, tta.map((j) => {
+          const r = j.result;
+          const acc = r.accuracy;
+          const accT = r.tta_accuracy ?? r.accuracy_tta;
+          const gain = isNum(acc) && isNum(accT) ? accT - acc : null;
+          return h('tr', { dataset: { job: j.id } },
+            h('td', {}, `#${j.id} ${pick(j, 'kind') ?? ''}`),
+            h('td', { class: 'num' }, String(r.n_aug ?? '—')),
+            h('td', { class: 'num' }, fmtNum(r.loss)),
+            h('td', { class: 'num' }, fmtNum(r.tta_loss ?? r.loss_tta)),
+            h('td', { class: 'num' }, fmtPct(acc)),
+            h('td', { class: 'num' }, fmtPct(accT)),
+            h('td', { class: `num ${gain > 0 ? 'up' : gain < 0 ? 'down' : ''}` }, isNum(gain) ? `${gain >= 0 ? '+' : '−'}${(Math.abs(gain) * 100).toFixed(2)} pt` : '—'));
+        })))));
+  }
+
+  function drawWeights() {
+    const trained = st.jobs.some((j) => j.state === 'succeeded' && ['fit', 'recipe', 'lr_find', 'precompute'].includes(pick(j, 'kind')));
+    mount(weightsWrap,
+      trained
+        ? h('p', {}, h('a', { class: 'button', href: `/api/v1/runs/${rid}/weights`, download: `run-${runId}.safetensors` }, 'Download current weights'),
+          h('small', { class: 'hint' }, 'safetensors, torchvision parameter names'))
+        : h('p', { class: 'empty' }, 'No weights yet: they are written after the first job.'),
+      st.snapshots.length
+        ? h('ul', { class: 'snaplist' }, st.snapshots.slice().reverse().slice(0, 50).map((sn) => h('li', {},
+          h('span', { class: 'badge' }, sn.kind ?? 'snapshot'),
+          ` ${isNum(sn.cycle) ? `cycle ${sn.cycle}` : ''}${isNum(sn.epoch) ? ` · epoch ${sn.epoch}` : ''}`,
+          h('small', { class: 'muted' }, ` ${fmtTime(sn.created_at)}`))))
+        : null);
+  }
+
+  // One image through the current weights (sync): the classes by probability.
+  function buildPredict() {
+    const out = h('div', { class: 'predict-out', 'aria-live': 'polite' });
+    const f = h('form', { class: 'form control', 'data-action': 'predict', 'aria-label': 'Predict an image' },
+      h('div', { class: 'grid-fields compact' },
+        field({ name: 'image', label: 'PNG or JPEG image', type: 'file', accept: 'image/png,image/jpeg' }),
+        field({ name: 'tta', label: 'with TTA', type: 'checkbox', value: false })),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Predict')),
+      statusLine(), out);
+    return onSubmit(f, async (form) => {
+      const file = form.elements.image.files[0];
+      if (!file) throw new ApiError(0, { title: 'No image', detail: 'Choose a PNG or JPEG file first.', field: 'image' });
+      const tta = form.elements.tta.checked ? '?tta=1' : '';
+      const r = await post(`/runs/${rid}/predict${tta}`, file, { type: file.type || 'application/octet-stream' });
+      const d = r.data || {};
+      const classes = d.classes || [];
+      const probs = d.probs || [];
+      const ranked = classes.map((c, i) => [c, probs[i]]).filter(([, p]) => isNum(p)).sort((a, b) => b[1] - a[1]).slice(0, 5);
+      const url = URL.createObjectURL(file);
+      mount(out, h('div', { class: 'predict-result' },
+        h('img', { src: url, alt: `the image sent: ${file.name}`, width: 64, height: 64, onload: () => URL.revokeObjectURL(url) }),
+        h('ol', { class: 'probs' }, ranked.map(([c, p]) => h('li', {},
+          h('span', { class: 'prob-class' }, String(c)),
+          h('span', { class: 'prob-bar', 'aria-hidden': 'true' }, h('span', { style: `width:${Math.round(p * 100)}%` })),
+          h('span', { class: 'prob-val' }, fmtPct(p)))))));
+      return d.top ? `Most likely: ${d.top.class} (${fmtPct(d.top.prob)})${d.tta ? ', with TTA' : ''}.` : 'Done.';
+    });
+  }
+
+  // A note's data is {"job","what","why"} (or an event envelope holding it in "data").
+  function addNote(text) {
+    let n;
+    try { n = JSON.parse(text); } catch { return; }
+    if (n && n.data && typeof n.data === 'object') n = n.data;
+    if (!n || !n.what) return;
+    st.notes.push(n);
+    if (st.notes.length > 500) st.notes.shift();
+  }
+
+  function drawNotes() {
+    if (!st.notes.length) return;
+    mount(notesWrap, h('ol', { class: 'notelist', reversed: true, tabindex: 0, 'aria-label': 'Decisions, newest first' }, st.notes.slice().reverse().slice(0, 100).map((n) => h('li', {},
+      h('div', { class: 'note-what' }, isNum(n.job) ? h('span', { class: 'jobid' }, `#${n.job} `) : null, String(n.what)),
+      n.why ? h('div', { class: 'note-why' }, String(n.why)) : null))));
   }
 
   function drawJobs() {
@@ -360,15 +456,17 @@ export function runPage(root, runId) {
       if (t.has('run') || !st.run) await loadRun();
       await Promise.all([
         t.has('jobs') || t.has('run') ? loadJobs() : null,
+        t.has('jobs') ? loadSnapshots() : null,
         t.has('lrfind') ? loadSweeps() : null,
         t.has('metrics') ? loadMetrics() : null,
         t.has('epochs') ? loadEpochs() : null,
       ]);
       if (!st.alive) return;
-      if (t.has('run') || t.has('jobs')) { drawHead(); drawJobs(); }
+      if (t.has('run') || t.has('jobs')) { drawHead(); drawJobs(); drawWeights(); }
       if (t.has('lrfind')) drawLrFind();
       if (t.has('metrics') || t.has('epochs')) drawTraining();
       if (t.has('epochs') || t.has('jobs')) drawEpochs();
+      if (t.has('notes')) drawNotes();
       mount(banner);
     } catch (err) {
       if (!st.alive) return;
@@ -394,7 +492,10 @@ export function runPage(root, runId) {
     mount(banner, h('div', { class: 'notice warn', role: 'alert' }, 'Could not refresh: ', (err && err.message) || String(err), ' — retrying.'));
   }
 
-  const sse = subscribe(`/api/v1/runs/${rid}/events`, (topics) => markStale(topics), (s) => {
+  const sse = subscribe(`/api/v1/runs/${rid}/events`, (topics, type, data) => {
+    if (type === 'note') addNote(data);
+    markStale(topics);
+  }, (s) => {
     st.live = s;
     liveBadge.textContent = s === 'live' ? 'live' : 'reconnecting…';
     liveBadge.className = `live-pill ${s}`;

@@ -32,6 +32,11 @@ int image_decode_mem(image *out, const void *buf, size_t len, int64_t max_pixels
                      size_t errlen);
 int image_decode_file(image *out, const char *path, int64_t max_pixels, char *err,
                       size_t errlen);
+/* image_decode_file, allowing a smaller result whose shorter side is still at least
+ * min_shorter when the format can shrink while decoding (JPEG: by 1/2, 1/4 or 1/8 in the
+ * DCT, much faster for large photos); PNG decodes at full size. 0: full size. */
+int image_decode_file_min(image *out, const char *path, int min_shorter, int64_t max_pixels,
+                          char *err, size_t errlen);
 /* Reads only the header: width and height. */
 int image_probe_file(const char *path, int *w, int *h, char *err, size_t errlen);
 void image_free(image *im);
@@ -83,6 +88,15 @@ void dataset_item_targets(const dataset *ds, ds_split split, int i, float *targe
 /* Decodes item i. A file that fails is added to the unreadable list (thread-safe). */
 int dataset_item_image(dataset *ds, ds_split split, int i, image *out, char *err,
                        size_t errlen);
+/* dataset_item_image through image_decode_file_min: the shorter side may come out smaller
+ * than stored, but never below min_shorter. */
+int dataset_item_image_min(dataset *ds, ds_split split, int i, int min_shorter, image *out,
+                           char *err, size_t errlen);
+/* dataset_info()->unreadable grows while loaders run (files that fail to decode), so a
+ * thread other than the loader's caller reads it through this deep copy, taken under the
+ * dataset's lock: *out (free with ds_unreadable_free) and *n. 0 or -ENOMEM. */
+int dataset_unreadable_copy(dataset *ds, ds_unreadable **out, int *n);
+void ds_unreadable_free(ds_unreadable *list, int n);
 
 /* ---- transforms (fast.ai 0.7) ------------------------------------------------------------- */
 
@@ -100,8 +114,11 @@ typedef struct tfm_config {
 /* Writes the transformed, normalised image as (sz, sz, c_out) floats to out, drawing every
  * random choice from *rng. Same image, config and rng state: same output, bit for bit.
  * Order (fast.ai 0.7): Scale or RandomScale, RandomRotate, RandomLighting, RandomFlip or
- * RandomDihedral, RandomCrop (augment) or CenterCrop, normalise. If memory runs out the
- * output is all zeros (transform_apply_plan reports it). */
+ * RandomDihedral, RandomCrop (augment) or CenterCrop, normalise. One departure: the
+ * image mean in RandomLighting is taken before the rotation, not after (the rotation then
+ * only computes the pixels the crop keeps; reflect padding keeps the means within a
+ * fraction of a percent). If memory runs out the output is all zeros
+ * (transform_apply_plan reports it). */
 void transform_apply(float *out, const image *in, const tfm_config *cfg, uint64_t *rng);
 
 /* The random choices of one transform. transform_draw fills it from *rng the way
@@ -159,7 +176,12 @@ void loader_destroy(loader *l);
  * with augmentation on or off. Abandons whatever the previous epoch had left. */
 int loader_begin_epoch(loader *l, int epoch, int sz, int augment);
 /* The next batch of the epoch: 1 with *out set (owned by the loader, valid until the next
- * call), 0 at the end of the epoch, negative on error. */
+ * call, loader_begin_epoch or loader_destroy), 0 at the end of the epoch, negative on
+ * error (-EINVAL before any loader_begin_epoch). Batches come in a fixed order and their
+ * contents depend only on (seed, epoch, item), never on thread timing: item i's random
+ * transform draws from rng_derive(rng_derive(seed ^ "aug", epoch), i). An item that fails
+ * to decode is left out of its batch (which comes out shorter; an empty one is skipped)
+ * and joins the dataset's unreadable list. One consumer thread per loader. */
 int loader_next(loader *l, const batch **out);
 int loader_n_batches(const loader *l);
 int loader_n_items(const loader *l);

@@ -21,6 +21,8 @@
  * three decimals, few enough that registering a large set stays quick. IDX datasets
  * are in memory and use every image. */
 #define STATS_SAMPLE_FILES 1000
+/* Large JPEGs are decoded shrunk for the statistics: a mean and std do not need detail. */
+#define STATS_MIN_SHORTER 64
 #define IDX_MAX_ITEMS 100000000ll
 #define STREAM_SPLIT 0x73706c6974ull /* "split" */
 
@@ -779,10 +781,16 @@ static int open_idx(dataset *ds, int *has_valid, char *err, size_t errlen)
     int rc = idx_load_split(ds, "train", 0, &max_label, err, errlen);
     if (rc)
         return rc;
-    char *tp = idx_find(ds->root, "t10k", "images", 3);
+    /* The validation split: MNIST's t10k files, or test-* in some redistributions. */
+    const char *vp = "t10k";
+    char *tp = idx_find(ds->root, vp, "images", 3);
+    if (!tp) {
+        vp = "test";
+        tp = idx_find(ds->root, vp, "images", 3);
+    }
     *has_valid = tp != NULL;
     free(tp);
-    if (*has_valid && (rc = idx_load_split(ds, "t10k", 1, &max_label, err, errlen)))
+    if (*has_valid && (rc = idx_load_split(ds, vp, 1, &max_label, err, errlen)))
         return rc;
     rc = idx_classes(ds, max_label + 1);
     if (rc)
@@ -837,7 +845,7 @@ static void pixel_stats(dataset *ds)
     for (int t = 0; t < take; t++) {
         int i = (int)((int64_t)t * n / take);
         image im;
-        if (dataset_item_image(ds, SPLIT_TRAIN, i, &im, NULL, 0) != 0) {
+        if (dataset_item_image_min(ds, SPLIT_TRAIN, i, STATS_MIN_SHORTER, &im, NULL, 0) != 0) {
             /* Listed as unreadable by dataset_item_image; marked to leave the split. */
             tr->v[i].w = -1;
             continue;
@@ -1041,6 +1049,62 @@ void dataset_item_targets(const dataset *ds, ds_split split, int i, float *targe
 int dataset_item_image(dataset *ds, ds_split split, int i, image *out, char *err,
                        size_t errlen)
 {
+    return dataset_item_image_min(ds, split, i, 0, out, err, errlen);
+}
+
+int dataset_item_view(const dataset *ds, ds_split split, int i, image *view)
+{
+    const ds_item *it = item_at(ds, split, i);
+    if (!it || !it->px)
+        return -ENOENT;
+    view->w = it->w;
+    view->h = it->h;
+    view->c = 1;
+    view->px = (uint8_t *)it->px;
+    return 0;
+}
+
+int dataset_unreadable_copy(dataset *ds, ds_unreadable **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&ds->lock);
+    int k = ds->info.n_unreadable, rc = 0;
+    ds_unreadable *c = calloc(k ? k : 1, sizeof *c);
+    if (!c) {
+        rc = -ENOMEM;
+        goto out_unlock;
+    }
+    for (int i = 0; i < k; i++) {
+        c[i].file = strdup(ds->info.unreadable[i].file);
+        c[i].reason = strdup(ds->info.unreadable[i].reason);
+        if (!c[i].file || !c[i].reason) {
+            ds_unreadable_free(c, i + 1);
+            rc = -ENOMEM;
+            goto out_unlock;
+        }
+    }
+    *out = c;
+    *n = k;
+out_unlock:
+    pthread_mutex_unlock(&ds->lock);
+    return rc;
+}
+
+void ds_unreadable_free(ds_unreadable *list, int n)
+{
+    if (!list)
+        return;
+    for (int i = 0; i < n; i++) {
+        free(list[i].file);
+        free(list[i].reason);
+    }
+    free(list);
+}
+
+int dataset_item_image_min(dataset *ds, ds_split split, int i, int min_shorter, image *out,
+                           char *err, size_t errlen)
+{
     memset(out, 0, sizeof *out);
     const ds_item *it = item_at(ds, split, i);
     if (!it) {
@@ -1066,7 +1130,7 @@ int dataset_item_image(dataset *ds, ds_split split, int i, image *out, char *err
         set_err(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    int rc = image_decode_file(out, full, ds->max_pixels, reason, sizeof reason);
+    int rc = image_decode_file_min(out, full, min_shorter, ds->max_pixels, reason, sizeof reason);
     free(full);
     if (rc) {
         set_err(err, errlen, "%s: %s", it->name, reason);

@@ -211,8 +211,10 @@ static void jpeg_emit_fn(j_common_ptr cinfo, int level)
         ctx->truncated = 1;
 }
 
+/* min_shorter > 0 lets libjpeg scale by 1/2, 1/4 or 1/8 in the DCT while the shorter side
+ * stays at least min_shorter: a large photo bound for 224 px decodes many times faster. */
 static int jpeg_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int header_only,
-                       int64_t max_pixels, char *err, size_t errlen)
+                       int min_shorter, int64_t max_pixels, char *err, size_t errlen)
 {
     struct jpeg_decompress_struct cinfo;
     jpeg_ctx ctx;
@@ -258,6 +260,16 @@ static int jpeg_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int
     }
 
     cinfo.out_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    if (min_shorter > 0) {
+        unsigned shorter = cinfo.image_width < cinfo.image_height ? cinfo.image_width
+                                                                  : cinfo.image_height;
+        for (unsigned denom = 8; denom > 1; denom /= 2)
+            if ((shorter + denom - 1) / denom >= (unsigned)min_shorter) {
+                cinfo.scale_num = 1;
+                cinfo.scale_denom = denom;
+                break;
+            }
+    }
     jpeg_start_decompress(&cinfo);
     if ((int)cinfo.output_components != c) {
         set_err(err, errlen, "unsupported JPEG layout (%d components)", cinfo.output_components);
@@ -316,7 +328,7 @@ int image_decode_mem(image *out, const void *buf, size_t len, int64_t max_pixels
     case KIND_PNG:
         return png_decode(out, buf, len, NULL, 0, max_pixels, err, errlen);
     case KIND_JPEG:
-        return jpeg_decode(out, buf, len, NULL, 0, max_pixels, err, errlen);
+        return jpeg_decode(out, buf, len, NULL, 0, 0, max_pixels, err, errlen);
     default:
         set_err(err, errlen, "not a PNG or JPEG image (unrecognised signature)");
         return -EINVAL;
@@ -361,6 +373,12 @@ static int open_sniff(const char *path, FILE **fpo, img_kind *kind, long long *s
 int image_decode_file(image *out, const char *path, int64_t max_pixels, char *err,
                       size_t errlen)
 {
+    return image_decode_file_min(out, path, 0, max_pixels, err, errlen);
+}
+
+int image_decode_file_min(image *out, const char *path, int min_shorter, int64_t max_pixels,
+                          char *err, size_t errlen)
+{
     FILE *fp;
     img_kind kind;
     long long size;
@@ -386,7 +404,7 @@ int image_decode_file(image *out, const char *path, int64_t max_pixels, char *er
     if (kind == KIND_PNG)
         rc = png_decode(out, buf, got, NULL, 0, max_pixels, err, errlen);
     else
-        rc = jpeg_decode(out, buf, got, NULL, 0, max_pixels, err, errlen);
+        rc = jpeg_decode(out, buf, got, NULL, 0, min_shorter, max_pixels, err, errlen);
     free(buf);
     return rc;
 }
@@ -405,7 +423,7 @@ int image_probe_file_c(const char *path, int *w, int *h, int *c, int64_t max_pix
     if (kind == KIND_PNG)
         rc = png_decode(&im, NULL, 0, fp, 1, max_pixels, err, errlen);
     else
-        rc = jpeg_decode(&im, NULL, 0, fp, 1, max_pixels, err, errlen);
+        rc = jpeg_decode(&im, NULL, 0, fp, 1, 0, max_pixels, err, errlen);
     fclose(fp);
     if (rc == 0) {
         *w = im.w;

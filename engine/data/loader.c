@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "rng.h"
 
 #define STREAM_SHUFFLE 0x73687566ull /* "shuf" */
@@ -74,9 +75,21 @@ static void cache_clear(loader *l)
 }
 
 /* The image of item `item`, shrunk to the prescale size; from the cache when there.
- * Returns 0 with *im owned by the caller, or the decode error. */
-static int load_item(loader *l, int item, int prescale, image *im)
+ * Returns 0 with *im owned by the caller unless *borrowed (a view into an in-memory
+ * dataset, which the cache skips: it would only hold a second copy), or the decode
+ * error. */
+static int load_item(loader *l, int item, int prescale, image *im, int *borrowed)
 {
+    *borrowed = 0;
+    image view;
+    if (dataset_item_view(l->ds, l->split, item, &view) == 0) {
+        int shorter = view.w < view.h ? view.w : view.h;
+        if (shorter > prescale)
+            return image_scale_min(im, &view, prescale);
+        *im = view;
+        *borrowed = 1;
+        return 0;
+    }
     if (l->cache) {
         pthread_mutex_lock(&l->cache_mu);
         image *c = &l->cache[item];
@@ -96,7 +109,7 @@ static int load_item(loader *l, int item, int prescale, image *im)
             return im->px ? 0 : -ENOMEM;
     }
     image raw;
-    int rc = dataset_item_image(l->ds, l->split, item, &raw, NULL, 0);
+    int rc = dataset_item_image_min(l->ds, l->split, item, prescale, &raw, NULL, 0);
     if (rc)
         return rc;
     int shorter = raw.w < raw.h ? raw.w : raw.h;
@@ -144,7 +157,8 @@ static int fill_batch(loader *l, int b, int g, slot *s, const tfm_config *tfm, i
             return 1;
         int item = l->order[p];
         image im;
-        int rc = load_item(l, item, prescale, &im);
+        int borrowed;
+        int rc = load_item(l, item, prescale, &im, &borrowed);
         if (rc == -ENOMEM)
             return rc;
         if (rc)
@@ -153,7 +167,8 @@ static int fill_batch(loader *l, int b, int g, slot *s, const tfm_config *tfm, i
         tfm_plan plan;
         transform_draw(&plan, tfm, &rng);
         rc = transform_apply_plan(s->b.x + n * per, &im, tfm, &plan);
-        image_free(&im);
+        if (!borrowed)
+            image_free(&im);
         if (rc)
             return rc;
         s->b.y[n] = dataset_item_label(l->ds, l->split, item);

@@ -1,13 +1,23 @@
 /* conv.c: 2-D convolution over NHWC activations with OIHW weights: im2col + cblas_sgemm,
- * in chunks of output rows so the column buffer stays small; 1x1 stride-1 is a plain GEMM. */
+ * in chunks of output rows so the column buffer stays small; 1x1 stride-1 is a plain GEMM.
+ *
+ * With several threads the batch is split into blocks of whole images ("parts"), one per
+ * thread; each part runs im2col and single-threaded GEMMs on chunks that fit the L2 cache
+ * (OpenBLAS runs single-threaded inside an OpenMP region), so no thread waits on another
+ * between GEMMs and parts never write the same input gradient. Weight gradients go to one
+ * buffer per part, summed in part order. With one part (one thread or one image), chunks
+ * are larger and OpenBLAS threads each GEMM itself. 3x3 stride-1 convolutions with enough
+ * channels take the Winograd path of winograd.c instead. */
 #include "ops.h"
+#include "winograd.h"
 
 #include <assert.h>
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
-/* Target size of one im2col chunk, in floats. Large enough that each GEMM has a few
- * thousand rows to split across threads, small enough to stay near the L2/L3 caches. */
+/* im2col chunk, in floats: per part (L2-sized), and when OpenBLAS threads the GEMM. */
+#define CONV_PART_CHUNK_FLOATS (1u << 18)
 #define CONV_CHUNK_FLOATS (1u << 19)
 
 /* Parallelise a loop only when it has at least this many floats of work. */
@@ -29,6 +39,10 @@ void conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int c_in, int c_out
     s->h_out = (h + 2 * pad - k) / stride + 1;
     s->w_out = (w + 2 * pad - k) / stride + 1;
     assert(s->h_out > 0 && s->w_out > 0);
+    int t = omp_get_max_threads();
+    s->parts = t < n ? t : n;
+    if (s->parts < 1)
+        s->parts = 1;
 }
 
 static int is_direct(const conv2d_shape *s)
@@ -49,12 +63,19 @@ static size_t kkc(const conv2d_shape *s)
     return (size_t)s->k * s->k * s->c_in;
 }
 
+static int parts_of(const conv2d_shape *s)
+{
+    return is_direct(s) ? 1 : s->parts;
+}
+
 /* Output rows (n, oy) per chunk. */
 static int chunk_rows(const conv2d_shape *s)
 {
     size_t per_row = (size_t)s->w_out * kkc(s);
-    size_t rows = CONV_CHUNK_FLOATS / per_row;
-    size_t total = (size_t)s->n * s->h_out;
+    int parts = parts_of(s);
+    size_t rows = (parts > 1 ? CONV_PART_CHUNK_FLOATS : CONV_CHUNK_FLOATS) / per_row;
+    /* A part holds at most ceil(N/parts) images. */
+    size_t total = (size_t)((s->n + parts - 1) / parts) * s->h_out;
     if (rows < 1)
         rows = 1;
     if (rows > total)
@@ -62,13 +83,26 @@ static int chunk_rows(const conv2d_shape *s)
     return (int)rows;
 }
 
+/* Workspace layout: [W permuted | dW permuted] [column chunk per part] [dW per part > 0]. */
+static size_t wperm_floats(const conv2d_shape *s)
+{
+    return needs_permute(s) ? 2 * (size_t)s->c_out * kkc(s) : 0;
+}
+
+static size_t col_floats(const conv2d_shape *s)
+{
+    return (size_t)chunk_rows(s) * s->w_out * kkc(s);
+}
+
 size_t conv2d_workspace_floats(const conv2d_shape *s)
 {
     if (is_direct(s))
         return 0;
-    size_t col = (size_t)chunk_rows(s) * s->w_out * kkc(s);
-    size_t wperm = needs_permute(s) ? 2 * (size_t)s->c_out * kkc(s) : 0;
-    return col + wperm;
+    if (wino_applies(s))
+        return wino_workspace_floats(s);
+    int parts = parts_of(s);
+    return wperm_floats(s) + (size_t)parts * col_floats(s) +
+           (size_t)(parts - 1) * s->c_out * kkc(s);
 }
 
 /* dst (C_out, K, K, C_in) <- src (C_out, C_in, K, K). */
@@ -98,12 +132,13 @@ static void permute_ohwi_to_oihw(float *dst, const float *src, const conv2d_shap
 }
 
 /* col (rows*W_out, K*K*C_in) <- patches of output rows [r0, r0+rows), row r = n*H_out+oy. */
-static void im2col(float *col, const float *in, int r0, int rows, const conv2d_shape *s)
+static void im2col(float *col, const float *in, int r0, int rows, const conv2d_shape *s,
+                   int par)
 {
     const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out;
     const size_t rowlen = kkc(s), krun = (size_t)k * cin;
     const size_t work = (size_t)rows * wo * rowlen;
-#pragma omp parallel for schedule(static) if (work >= CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (par && work >= CONV_PAR_MIN)
     for (int rr = 0; rr < rows; rr++) {
         int r = r0 + rr, n = r / ho, oy = r % ho;
         const float *img = in + (size_t)n * s->h * s->w * cin;
@@ -140,7 +175,7 @@ static void im2col(float *col, const float *in, int r0, int rows, const conv2d_s
  * scattering per output pixel, so threads never write the same element and the order of
  * the sums is fixed. */
 static void col2im_add(float *din, const float *dcol, int r0, int rows,
-                       const conv2d_shape *s)
+                       const conv2d_shape *s, int par)
 {
     const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out, st = s->stride;
     const int pad = s->pad;
@@ -162,7 +197,7 @@ static void col2im_add(float *din, const float *dcol, int r0, int rows,
             total += iyb - iya;
     }
     const size_t work = (size_t)total * s->w * cin * k;
-#pragma omp parallel for schedule(static) if (work >= CONV_PAR_MIN)
+#pragma omp parallel for schedule(static) if (par && work >= CONV_PAR_MIN)
     for (int idx = 0; idx < total; idx++) {
         int n = n0, oya = 0, oyb = 0, iy = 0, rem = idx;
         for (; n <= n1; n++) {
@@ -233,12 +268,36 @@ static void fill_bias(float *out, const float *b, size_t p, int c)
         memcpy(out + i * c, b, (size_t)c * sizeof(float));
 }
 
+/* Output rows [r0, r1) of part p: a block of whole images. */
+static void part_rows(const conv2d_shape *s, int p, int parts, int *r0, int *r1)
+{
+    int n0 = (int)((long long)s->n * p / parts), n1 = (int)((long long)s->n * (p + 1) / parts);
+    *r0 = n0 * s->h_out;
+    *r1 = n1 * s->h_out;
+}
+
+static void forward_rows(float *out, const float *in, const float *wk, float beta, float *col,
+                         int r0, int r1, int step, int par, const conv2d_shape *s)
+{
+    const int rowlen = (int)kkc(s), wo = s->w_out, cout = s->c_out;
+    for (int r = r0; r < r1; r += step) {
+        int rows = r1 - r < step ? r1 - r : step;
+        im2col(col, in, r, rows, s, par);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows * wo, cout, rowlen, 1.0f,
+                    col, rowlen, wk, rowlen, beta, out + (size_t)r * wo * cout, cout);
+    }
+}
+
 void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *ws,
                     const conv2d_shape *s)
 {
-    const int cout = s->c_out, wo = s->w_out;
-    const size_t total_p = (size_t)s->n * s->h_out * wo;
+    const int cout = s->c_out;
+    const size_t total_p = (size_t)s->n * s->h_out * s->w_out;
     const float beta = b ? 1.0f : 0.0f;
+    if (wino_applies(s)) {
+        wino_forward(out, in, w, b, ws, s);
+        return;
+    }
     if (b)
         fill_bias(out, b, total_p, cout);
     if (is_direct(s)) {
@@ -246,33 +305,62 @@ void conv2d_forward(float *out, const float *in, const float *w, const float *b,
                     1.0f, in, s->c_in, w, s->c_in, beta, out, cout);
         return;
     }
-    const int rowlen = (int)kkc(s);
     const float *wk = w;
-    float *col = ws;
     if (needs_permute(s)) {
-        float *wp = ws;
-        permute_oihw_to_ohwi(wp, w, s);
-        wk = wp;
-        col = ws + 2 * (size_t)cout * rowlen;
+        permute_oihw_to_ohwi(ws, w, s);
+        wk = ws;
     }
-    const int total_rows = s->n * s->h_out, step = chunk_rows(s);
-    for (int r0 = 0; r0 < total_rows; r0 += step) {
-        int rows = total_rows - r0 < step ? total_rows - r0 : step;
-        im2col(col, in, r0, rows, s);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows * wo, cout, rowlen, 1.0f,
-                    col, rowlen, wk, rowlen, beta, out + (size_t)r0 * wo * cout, cout);
+    float *col = ws + wperm_floats(s);
+    const int parts = parts_of(s), step = chunk_rows(s);
+    const size_t colf = col_floats(s);
+    if (parts == 1) {
+        forward_rows(out, in, wk, beta, col, 0, s->n * s->h_out, step, 1, s);
+        return;
+    }
+#pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        int r0, r1;
+        part_rows(s, p, parts, &r0, &r1);
+        forward_rows(out, in, wk, beta, col + (size_t)p * colf, r0, r1, step, 0, s);
+    }
+}
+
+/* Backward over output rows [r0, r1) in chunks; dwk (may be NULL) accumulates. */
+static void backward_rows(float *din, float *dwk, const float *dout, const float *in,
+                          const float *wk, float *col, int r0, int r1, int step, int par,
+                          const conv2d_shape *s)
+{
+    const int rowlen = (int)kkc(s), wo = s->w_out, cout = s->c_out;
+    for (int r = r0; r < r1; r += step) {
+        int rows = r1 - r < step ? r1 - r : step;
+        int p = rows * wo;
+        const float *dch = dout + (size_t)r * wo * cout;
+        if (dwk) {
+            im2col(col, in, r, rows, s, par);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, rowlen, p, 1.0f, dch,
+                        cout, col, rowlen, 1.0f, dwk, rowlen);
+        }
+        if (din) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p, rowlen, cout, 1.0f,
+                        dch, cout, wk, rowlen, 0.0f, col, rowlen);
+            col2im_add(din, col, r, rows, s, par);
+        }
     }
 }
 
 void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                      const float *w, float *ws, const conv2d_shape *s)
 {
-    const int cout = s->c_out, wo = s->w_out;
-    const size_t total_p = (size_t)s->n * s->h_out * wo;
+    const int cout = s->c_out;
+    const size_t total_p = (size_t)s->n * s->h_out * s->w_out;
     if (db)
         bias_grad(db, dout, total_p, cout);
     if (!din && !dw)
         return;
+    if (wino_applies(s)) {
+        wino_backward(din, dw, dout, in, w, ws, s);
+        return;
+    }
     if (is_direct(s)) {
         if (dw)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, s->c_in,
@@ -282,35 +370,48 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
                         cout, 1.0f, dout, cout, w, s->c_in, 1.0f, din, s->c_in);
         return;
     }
-    const int rowlen = (int)kkc(s);
+    const size_t wsz = (size_t)cout * kkc(s);
     const float *wk = w;
-    float *dwk = dw, *col = ws;
+    float *dwk = dw;
     if (needs_permute(s)) {
-        float *wp = ws, *dwp = ws + (size_t)cout * rowlen;
-        col = ws + 2 * (size_t)cout * rowlen;
         if (din) {
-            permute_oihw_to_ohwi(wp, w, s);
-            wk = wp;
+            permute_oihw_to_ohwi(ws, w, s);
+            wk = ws;
         }
         if (dw) {
-            permute_oihw_to_ohwi(dwp, dw, s);
-            dwk = dwp;
+            permute_oihw_to_ohwi(ws + wsz, dw, s);
+            dwk = ws + wsz;
         }
     }
-    const int total_rows = s->n * s->h_out, step = chunk_rows(s);
-    for (int r0 = 0; r0 < total_rows; r0 += step) {
-        int rows = total_rows - r0 < step ? total_rows - r0 : step;
-        int p = rows * wo;
-        const float *dch = dout + (size_t)r0 * wo * cout;
-        if (dw) {
-            im2col(col, in, r0, rows, s);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, rowlen, p, 1.0f, dch,
-                        cout, col, rowlen, 1.0f, dwk, rowlen);
+    float *col = ws + wperm_floats(s);
+    const int parts = parts_of(s), step = chunk_rows(s);
+    const size_t colf = col_floats(s);
+    if (parts == 1) {
+        backward_rows(din, dwk, dout, in, wk, col, 0, s->n * s->h_out, step, 1, s);
+    } else {
+        float *partial = col + (size_t)parts * colf; /* parts - 1 weight gradients */
+#pragma omp parallel for schedule(static, 1)
+        for (int p = 0; p < parts; p++) {
+            int r0, r1;
+            part_rows(s, p, parts, &r0, &r1);
+            float *dwp = NULL;
+            if (dwk && p == 0) {
+                dwp = dwk;
+            } else if (dwk) {
+                dwp = partial + (size_t)(p - 1) * wsz;
+                memset(dwp, 0, wsz * sizeof(float));
+            }
+            backward_rows(din, dwp, dout, in, wk, col + (size_t)p * colf, r0, r1, step, 0,
+                          s);
         }
-        if (din) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p, rowlen, cout, 1.0f,
-                        dch, cout, wk, rowlen, 0.0f, col, rowlen);
-            col2im_add(din, col, r0, rows, s);
+        if (dwk) {
+#pragma omp parallel for schedule(static) if (wsz * parts >= CONV_PAR_MIN)
+            for (size_t i = 0; i < wsz; i++) {
+                float acc = dwk[i];
+                for (int p = 1; p < parts; p++)
+                    acc += partial[(size_t)(p - 1) * wsz + i];
+                dwk[i] = acc;
+            }
         }
     }
     if (dw && dwk != dw)

@@ -25,9 +25,13 @@ typedef struct conv2d_shape {
     int n, h, w, c_in;   /* input (N, H, W, C_in) */
     int c_out, k, stride, pad;
     int h_out, w_out;    /* filled by conv2d_shape_init */
+    int parts;           /* filled by conv2d_shape_init: image blocks run in parallel */
 } conv2d_shape;
 
-/* Fills h_out, w_out: floor((h + 2*pad - k) / stride) + 1. */
+/* Fills h_out, w_out: floor((h + 2*pad - k) / stride) + 1, and parts from the OpenMP
+ * thread count at the time (call it after blas_startup): the batch is split into that many
+ * blocks of images, each convolved by one thread with single-threaded GEMMs in its own
+ * slice of the workspace. Results depend on parts, never on scheduling. */
 void conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int c_in, int c_out, int k,
                        int stride, int pad);
 /* Floats of scratch that conv2d_forward/backward need for this shape (0 for 1x1 s1 p0). */

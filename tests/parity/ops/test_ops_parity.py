@@ -138,6 +138,10 @@ def build():
     conv_case(c, "conv_7x7_s2_p3", 2, 3, 32, 32, 8, 7, 2, 3, False)
     conv_case(c, "conv_3x3_chunked_bias", 4, 32, 40, 40, 8, 3, 1, 1, True)
     conv_case(c, "conv_3x3_cin1", 3, 1, 28, 28, 32, 3, 1, 1, False)
+    # Winograd path (3x3 stride 1, >= 16 channels): odd sizes cut tiles, uneven parts.
+    conv_case(c, "conv_wino_odd_bias", 3, 32, 15, 13, 24, 3, 1, 1, True)
+    conv_case(c, "conv_wino_7x7", 5, 64, 7, 7, 64, 3, 1, 1, False)
+    conv_case(c, "conv_wino_pad0", 2, 16, 10, 9, 16, 3, 1, 0, False)
     bn_case(c, "bn2d_train", (4, 8, 5, 5), True)
     bn_case(c, "bn2d_eval", (4, 8, 5, 5), False)
     bn_case(c, "bn2d_train_big", (8, 40, 14, 14), True)

@@ -163,8 +163,24 @@ static void test_folders(void **state)
     assert_true(dataset_item_image(ds, SPLIT_VALID, 1, &im, err, sizeof err) < 0);
     assert_int_equal(in->n_unreadable, 3);
     assert_true(find_unreadable(in, "valid/dog/v2.png", "truncated"));
+    ds_unreadable *copy;
+    int n_copy;
+    assert_int_equal(dataset_unreadable_copy(ds, &copy, &n_copy), 0);
+    assert_int_equal(n_copy, 3);
+    assert_string_equal(copy[2].file, "valid/dog/v2.png");
+    assert_non_null(strstr(copy[2].reason, "truncated"));
+    ds_unreadable_free(copy, n_copy);
     dataset_destroy(ds);
     dataset_destroy(NULL);
+
+    /* a pixel cap: images over it are listed, not loaded */
+    o.max_pixels = 16 * 16;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), 0);
+    in = dataset_info(ds);
+    assert_int_equal(in->count[SPLIT_TRAIN], 4); /* c1 (30x10) is over, c2 (10x20) not */
+    assert_true(find_unreadable(in, "train/cat/c1.png", "too large"));
+    assert_int_equal(in->max_w, 16);
+    dataset_destroy(ds);
     free(d);
 }
 
@@ -360,6 +376,18 @@ static void test_idx(void **state)
     assert_int_equal(dataset_open(&ds, &o, err, sizeof err), 0);
     assert_string_equal(dataset_info(ds)->classes[1], "beta");
     dataset_destroy(ds);
+
+    /* test-* stands in for t10k-* */
+    char *d3 = strdup(sub(root, "idx3"));
+    assert_int_equal(tu_mkdirs(d3), 0);
+    write_idx_pair(d3, "train", 20, 2, 2, 2, 0);
+    write_idx_pair(d3, "test", 7, 2, 2, 2, 1);
+    o.path = d3;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), 0);
+    assert_int_equal(dataset_info(ds)->count[SPLIT_VALID], 7);
+    assert_string_equal(dataset_item_name(ds, SPLIT_VALID, 6), "test-images-idx3-ubyte#6");
+    dataset_destroy(ds);
+    free(d3);
 
     /* no t10k: valid_pct of train */
     char *d2 = strdup(sub(root, "idx2"));

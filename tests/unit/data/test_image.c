@@ -209,6 +209,71 @@ static void test_jpeg(void **state)
     assert_int_equal(image_probe_file(tu_path(dir, "prog.jpg"), &w, &h, err, sizeof err), 0);
     assert_int_equal(w, JW);
     assert_int_equal(h, JH);
+
+    /* Shrinking in the DCT: the largest of 1/2, 1/4, 1/8 that keeps the shorter side. */
+    const int mins[] = {0, 3, 4, 6, 7, 12, 13, 24, 25};
+    const int want_h[] = {24, 3, 6, 6, 12, 12, 24, 24, 24};
+    for (int k = 0; k < 9; k++) {
+        assert_int_equal(image_decode_file_min(&im, tu_path(dir, "base.jpg"), mins[k], 0, err,
+                                               sizeof err), 0);
+        assert_int_equal(im.h, want_h[k]);
+        assert_int_equal(im.w, want_h[k] * JW / JH);
+        image_free(&im);
+    }
+    /* PNG has no such shortcut: full size */
+    uint8_t g[16 * 16] = {0};
+    assert_int_equal(tu_write_png(tu_path(dir, "g16x16.png"), 16, 16, PNG_COLOR_TYPE_GRAY, 8, 0,
+                                  g, NULL, 0), 0);
+    assert_int_equal(image_decode_file_min(&im, tu_path(dir, "g16x16.png"), 2, 0, err,
+                                           sizeof err), 0);
+    assert_int_equal(im.w, 16);
+    image_free(&im);
+}
+
+/* Seeded random corruption of valid files: each decodes or is refused, never crashes or
+ * leaks (the suite runs under AddressSanitizer in CI). */
+static void test_fuzz_corruption(void **state)
+{
+    (void)state;
+    enum { FW = 33, FH = 21 };
+    uint8_t rgb[FW * FH * 3];
+    for (int i = 0; i < FW * FH * 3; i++)
+        rgb[i] = (uint8_t)(i * 5 + (i >> 3));
+    assert_int_equal(tu_write_png(tu_path(dir, "fz.png"), FW, FH, PNG_COLOR_TYPE_RGB, 8, 1, rgb,
+                                  NULL, 0), 0);
+    assert_int_equal(tu_write_jpeg(tu_path(dir, "fz.jpg"), FW, FH, 3, rgb, 80, 1), 0);
+    const char *names[] = {"fz.png", "fz.jpg"};
+    uint64_t s = 12345;
+    for (int f = 0; f < 2; f++) {
+        size_t len;
+        uint8_t *orig = tu_read_file(tu_path(dir, names[f]), &len);
+        uint8_t *buf = malloc(len);
+        int refused_n = 0;
+        for (int trial = 0; trial < 300; trial++) {
+            memcpy(buf, orig, len);
+            int flips = 1 + (int)((s = s * 6364136223846793005ull + 1442695040888963407ull) >> 60);
+            for (int k = 0; k < flips; k++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                size_t at = 3 + (size_t)((s >> 33) % (len - 3));
+                buf[at] ^= (uint8_t)(1u << ((s >> 20) & 7));
+            }
+            image im;
+            char err[256] = "";
+            if (image_decode_mem(&im, buf, len, 0, err, sizeof err) == 0) {
+                assert_true(im.w > 0 && im.h > 0 && (im.c == 1 || im.c == 3));
+                image_free(&im);
+            } else {
+                assert_true(err[0] != 0);
+                assert_null(im.px);
+                refused_n++;
+            }
+        }
+        /* PNG's CRCs catch nearly every flip */
+        if (f == 0)
+            assert_true(refused_n > 250);
+        free(buf);
+        free(orig);
+    }
 }
 
 /* Expects decoding (from file and from memory) to fail with a reason containing `want`. */
@@ -392,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_png_color),
         cmocka_unit_test(test_jpeg),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_fuzz_corruption),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -284,10 +284,8 @@ static void conv_gradients(void **state)
     run_conv(1, 5, 5, 2, 2, 2, 3, 0, 1);  /* stride larger than kernel */
 }
 
-/* Larger than one im2col chunk, so chunk boundaries fall inside and across images. */
-static void conv_gradients_chunked(void **state)
+static void conv_chunked_cases(void)
 {
-    (void)state;
     conv2d_shape s;
     conv2d_shape_init(&s, 3, 64, 64, 16, 3, 3, 1, 1);
     size_t one_chunk_all = (size_t)s.n * s.h_out * s.w_out * s.k * s.k * s.c_in;
@@ -297,6 +295,47 @@ static void conv_gradients_chunked(void **state)
     one_chunk_all = (size_t)s.n * s.h_out * s.w_out * s.k * s.k * s.c_in;
     assert_true(conv2d_workspace_floats(&s) < one_chunk_all);
     run_conv(3, 61, 67, 24, 2, 7, 2, 3, 0);
+}
+
+/* 3x3 stride-1 with at least 16 channels each way: the Winograd path, with partial tiles
+ * (odd sizes), every padding, several chunks, and one to three parts. */
+static void conv_gradients_winograd(void **state)
+{
+    (void)state;
+    int threads = omp_get_max_threads();
+    conv2d_shape s;
+    conv2d_shape_init(&s, 2, 8, 8, 16, 16, 3, 1, 1);
+    assert_true(s.c_in >= 16 && s.k == 3);
+    for (int t = 1; t <= 3; t++) {
+        omp_set_num_threads(t);
+        run_conv(2, 7, 9, 16, 17, 3, 1, 1, 1);
+        run_conv(3, 8, 8, 16, 16, 3, 1, 0, 0);
+        run_conv(1, 5, 6, 17, 16, 3, 1, 2, 1);
+    }
+    omp_set_num_threads(2);
+    run_conv(3, 48, 50, 16, 16, 3, 1, 1, 1); /* several chunks per part */
+    omp_set_num_threads(threads);
+}
+
+/* Larger than one im2col chunk, so chunk boundaries fall inside and across images; with
+ * one, two and three threads, so the batch runs as one part (OpenBLAS threads each GEMM)
+ * and as several blocks of images, evenly split or not. */
+static void conv_gradients_chunked(void **state)
+{
+    (void)state;
+    int threads = omp_get_max_threads();
+    for (int t = 1; t <= 3; t++) {
+        omp_set_num_threads(t);
+        conv2d_shape s;
+        conv2d_shape_init(&s, 3, 8, 8, 4, 5, 3, 2, 1);
+        assert_int_equal(s.parts, t);
+        run_conv(3, 9, 8, 4, 5, 3, 2, 1, 1);
+        run_conv(2, 9, 9, 3, 4, 7, 2, 3, 0);
+    }
+    omp_set_num_threads(3);
+    conv_chunked_cases();
+    omp_set_num_threads(threads);
+    conv_chunked_cases();
 }
 
 /* ---- batchnorm ----------------------------------------------------------------------- */
@@ -936,6 +975,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(conv_gradients),
         cmocka_unit_test(conv_gradients_chunked),
+        cmocka_unit_test(conv_gradients_winograd),
         cmocka_unit_test(batchnorm_gradients),
         cmocka_unit_test(elementwise_gradients),
         cmocka_unit_test(relu_in_place),

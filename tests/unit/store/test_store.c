@@ -506,8 +506,15 @@ static void startup_recovery_queries(void **state)
     assert_int_equal(ids[1], c);
     free(ids);
 
+    assert_int_equal(store_jobs_resumable(f->st, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], a);
+    free(ids);
     int64_t r;
     assert_int_equal(store_job_create(f->st, run, "fit", NULL, a, &r), 0);
+    assert_int_equal(store_jobs_resumable(f->st, &ids, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(ids);
     assert_int_equal(store_job_get(f->st, r, &j), 0);
     assert_int_equal(jint(j, "resumed_from"), a);
     json_decref(j);
@@ -869,7 +876,11 @@ static void *reader_main(void *p)
         if (n < last)
             a->went_back++;
         last = n;
-        if (store_run_get(a->st, a->run, &j) || store_job_list(a->st, a->run, NULL, NULL, &j))
+        if (store_run_get(a->st, a->run, &j))
+            a->errors++;
+        else
+            json_decref(j);
+        if (store_job_list(a->st, a->run, NULL, NULL, &j))
             a->errors++;
         else
             json_decref(j);
@@ -991,6 +1002,193 @@ static void failing_writes_leave_previous_data_intact(void **state)
     assert_true(integrity_ok(f->path));
 }
 
+/* ---- I/O fault injection: a VFS shim that fails the n-th write or sync ---------------------- */
+
+typedef struct ffile {
+    sqlite3_file base;
+    sqlite3_file *real;   /* follows this struct in the same allocation */
+} ffile;
+
+static sqlite3_vfs *real_vfs;
+static sqlite3_vfs faulty_vfs;
+static sqlite3_io_methods faulty_io;
+static volatile int io_countdown; /* 0: off */
+static volatile int io_failures;
+
+static int io_fails(void)
+{
+    if (io_countdown > 0 && --io_countdown == 0) {
+        io_failures++;
+        return 1;
+    }
+    return 0;
+}
+
+#define REAL(f) (((ffile *)(f))->real)
+static int f_close(sqlite3_file *f)
+{
+    int rc = REAL(f)->pMethods->xClose(REAL(f));
+    return rc;
+}
+static int f_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
+{
+    return REAL(f)->pMethods->xRead(REAL(f), b, n, o);
+}
+static int f_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
+{
+    if (io_fails())
+        return SQLITE_IOERR_WRITE;
+    return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
+}
+static int f_truncate(sqlite3_file *f, sqlite3_int64 n)
+{
+    return REAL(f)->pMethods->xTruncate(REAL(f), n);
+}
+static int f_sync(sqlite3_file *f, int flags)
+{
+    if (io_fails())
+        return SQLITE_IOERR_FSYNC;
+    return REAL(f)->pMethods->xSync(REAL(f), flags);
+}
+static int f_size(sqlite3_file *f, sqlite3_int64 *n)
+{
+    return REAL(f)->pMethods->xFileSize(REAL(f), n);
+}
+static int f_lock(sqlite3_file *f, int l)
+{
+    return REAL(f)->pMethods->xLock(REAL(f), l);
+}
+static int f_unlock(sqlite3_file *f, int l)
+{
+    return REAL(f)->pMethods->xUnlock(REAL(f), l);
+}
+static int f_check(sqlite3_file *f, int *r)
+{
+    return REAL(f)->pMethods->xCheckReservedLock(REAL(f), r);
+}
+static int f_fctl(sqlite3_file *f, int op, void *a)
+{
+    return REAL(f)->pMethods->xFileControl(REAL(f), op, a);
+}
+static int f_sector(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xSectorSize(REAL(f));
+}
+static int f_dev(sqlite3_file *f)
+{
+    return REAL(f)->pMethods->xDeviceCharacteristics(REAL(f));
+}
+static int f_shmmap(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp)
+{
+    return REAL(f)->pMethods->xShmMap(REAL(f), pg, sz, ext, pp);
+}
+static int f_shmlock(sqlite3_file *f, int off, int n, int flags)
+{
+    return REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags);
+}
+static void f_shmbarrier(sqlite3_file *f)
+{
+    REAL(f)->pMethods->xShmBarrier(REAL(f));
+}
+static int f_shmunmap(sqlite3_file *f, int del)
+{
+    return REAL(f)->pMethods->xShmUnmap(REAL(f), del);
+}
+static int f_fetch(sqlite3_file *f, sqlite3_int64 o, int n, void **pp)
+{
+    return REAL(f)->pMethods->xFetch(REAL(f), o, n, pp);
+}
+static int f_unfetch(sqlite3_file *f, sqlite3_int64 o, void *p)
+{
+    return REAL(f)->pMethods->xUnfetch(REAL(f), o, p);
+}
+
+static int v_open(sqlite3_vfs *v, const char *name, sqlite3_file *f, int flags, int *out)
+{
+    (void)v;
+    ffile *ff = (ffile *)f;
+    ff->real = (sqlite3_file *)(ff + 1);
+    int rc = real_vfs->xOpen(real_vfs, name, ff->real, flags, out);
+    f->pMethods = rc == SQLITE_OK && ff->real->pMethods ? &faulty_io : NULL;
+    return rc;
+}
+
+/* Makes the shim the default VFS, so the store's connections use it. */
+static void faulty_vfs_install(void)
+{
+    if (!real_vfs) {
+        real_vfs = sqlite3_vfs_find(NULL);
+        faulty_vfs = *real_vfs;
+        faulty_vfs.zName = "faulty";
+        faulty_vfs.szOsFile = (int)sizeof(ffile) + real_vfs->szOsFile;
+        faulty_vfs.xOpen = v_open;
+        faulty_io = (sqlite3_io_methods){3, f_close, f_read, f_write, f_truncate, f_sync,
+                                         f_size, f_lock, f_unlock, f_check, f_fctl, f_sector,
+                                         f_dev, f_shmmap, f_shmlock, f_shmbarrier, f_shmunmap,
+                                         f_fetch, f_unfetch};
+    }
+    assert_int_equal(sqlite3_vfs_register(&faulty_vfs, 1), SQLITE_OK);
+}
+
+static void faulty_vfs_remove(void)
+{
+    io_countdown = 0;
+    sqlite3_vfs_unregister(&faulty_vfs);
+    sqlite3_vfs_register(real_vfs, 1);
+}
+
+static void disk_errors_during_commits_lose_nothing_committed(void **state)
+{
+    fixture *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    faulty_vfs_install();
+    char err[256];
+    store_options o = {.flush_ms = 3600 * 1000, .flush_points = 1000000};
+    assert_int_equal(store_open(&f->st, f->path, &o, err, sizeof err), 0);
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    const char *k[] = {"k"};
+    int64_t ok_jobs = 0, ok_steps = 0, step = 0;
+    io_failures = 0;
+    for (int n = 1; n <= 12; n++) {
+        /* A job creation (one sync commit) under the n-th I/O failure. */
+        io_countdown = n;
+        int64_t id;
+        int rc = store_job_create(f->st, run, "fit", NULL, 0, &id);
+        io_countdown = 0;
+        if (rc == 0)
+            ok_jobs++;
+        else
+            assert_true(rc < 0);
+        /* A batch of points under the n-th failure. */
+        for (int i = 0; i < 5; i++) {
+            double v = (double)step;
+            assert_int_equal(store_metrics_push(f->st, run, 0, step++, 1, k, &v), 0);
+        }
+        io_countdown = n;
+        rc = store_flush(f->st);
+        io_countdown = 0;
+        if (rc == 0)
+            ok_steps += 5;
+        /* The store carries on: the next write succeeds. */
+        int64_t probe;
+        assert_int_equal(store_job_create(f->st, run, "tta", NULL, 0, &probe), 0);
+        ok_jobs++;
+    }
+    assert_true(io_failures > 0);
+    json_t *j;
+    assert_int_equal(store_job_list(f->st, run, NULL, &(store_page){.limit = 1000}, &j), 0);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), ok_jobs);
+    json_decref(j);
+    store_close(f->st);
+    f->st = NULL;
+    faulty_vfs_remove();
+    assert_true(integrity_ok(f->path));
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM jobs"), ok_jobs);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM metrics"), ok_steps);
+    assert_int_equal(store_open(&f->st, f->path, NULL, err, sizeof err), 0);
+}
+
 /* ---- kill -9 ---------------------------------------------------------------------------- */
 
 /* The child creates jobs (each acknowledged through the pipe only after the call returned)
@@ -1097,6 +1295,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(readers_run_while_the_writer_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(failing_writes_leave_previous_data_intact, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(disk_errors_during_commits_lose_nothing_committed,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(kill_9_mid_write_loses_nothing_acknowledged, setup,
                                         teardown),
     };

@@ -1,0 +1,197 @@
+/* main.c: sgdrd's entry point: flags, BLAS start-up, the store, the job queue, the HTTP
+ * server, the --demo seeding, and an orderly stop on SIGTERM/SIGINT. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "blas.h"
+#include "config.h"
+#include "jobs.h"
+#include "log.h"
+#include "server.h"
+#include "store.h"
+
+#ifndef SGDRD_VERSION
+#define SGDRD_VERSION "0.0.0"
+#endif
+
+#define DEMO_DATASET "/usr/share/datasets/fashion-mnist"
+#define STOP_BUDGET_S 8.0   /* of the 10 s a stop may take; the rest flushes and closes */
+
+static int ensure_dir(const char *path, char *err, size_t errlen)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) {
+                snprintf(err, errlen, "--data-dir: cannot create %.900s: %s", tmp,
+                         strerror(errno));
+                return -errno;
+            }
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    return 0;
+}
+
+/* On a fresh data dir: Fashion-MNIST and a queued recipe run, so the dashboard has live
+ * curves within a minute. A data dir that has any dataset is left alone. */
+static void seed_demo(store *st, jobs *jq)
+{
+    json_t *list = NULL;
+    store_page pg = {.limit = 1};
+    if (store_dataset_list(st, &pg, &list) == 0 &&
+        json_array_size(json_object_get(list, "items")) > 0) {
+        log_msg(LOG_INFO, 0, "--demo: the data dir already has datasets; nothing added");
+        json_decref(list);
+        return;
+    }
+    json_decref(list);
+    char err[512] = "";
+    int64_t ds = 0, run = 0, job = 0;
+    int rc = jobs_register_dataset(jq, "fashion-mnist", DEMO_DATASET, "idx", -1, NULL, 42, 0,
+                                   &ds, err, sizeof err);
+    if (rc) {
+        log_msg(LOG_ERROR, 0, "--demo: cannot register %s: %s", DEMO_DATASET, err);
+        return;
+    }
+    json_t *cfg = json_pack("{si si ss sf sb sf s[i] sb si}", "sz", 28, "bs", 128, "tfms",
+                            "side_on", "max_zoom", 1.1, "precompute", 0, "ps", 0.25,
+                            "xtra_fc", 256, "multi_label", 0, "seed", 42);
+    rc = store_run_create(st, ds, 0, "resnet_small", cfg, &run);
+    json_decref(cfg);
+    if (rc == 0) {
+        json_t *params = json_pack("{si}", "max_epochs", 3);
+        rc = jobs_submit(jq, run, JOB_RECIPE, params, &job);
+        json_decref(params);
+    }
+    if (rc)
+        log_msg(LOG_ERROR, 0, "--demo: cannot queue the demo run: %s", store_errmsg());
+    else
+        log_msg(LOG_INFO, job, "--demo: Fashion-MNIST is dataset %lld; run %lld queued the "
+                "recipe", (long long)ds, (long long)run);
+}
+
+int main(int argc, char **argv)
+{
+    daemon_config cfg;
+    char err[1024] = "";
+    if (config_parse(&cfg, argc, argv, err, sizeof err)) {
+        fprintf(stderr, "sgdrd: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    if (cfg.help) {
+        config_usage(stdout, argv[0]);
+        config_free(&cfg);
+        return 0;
+    }
+    if (cfg.version) {
+        printf("sgdrd %s\n", SGDRD_VERSION);
+        config_free(&cfg);
+        return 0;
+    }
+    blas_startup(argv, cfg.threads);
+    log_set_level(cfg.log_level);
+
+    /* Every thread started from here on inherits this mask; main takes the signals with
+     * sigwait, so no handler runs in the middle of a training step. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int status = 1;
+    char *token = NULL;
+    store *st = NULL;
+    jobs *jq = NULL;
+    api_server *srv = NULL;
+    if (cfg.token_file && config_read_token(cfg.token_file, &token, err, sizeof err)) {
+        log_msg(LOG_ERROR, 0, "%s", err);
+        goto out_free;
+    }
+    if (ensure_dir(cfg.data_dir, err, sizeof err)) {
+        log_msg(LOG_ERROR, 0, "%s", err);
+        goto out_free;
+    }
+    char dbpath[PATH_MAX];
+    snprintf(dbpath, sizeof dbpath, "%s/sgdrd.db", cfg.data_dir);
+    if (store_open(&st, dbpath, NULL, err, sizeof err)) {
+        log_msg(LOG_ERROR, 0, "cannot open the store: %s", err);
+        goto out_free;
+    }
+    jobs_config jc = {.data_dir = cfg.data_dir, .roots = (const char *const *)cfg.roots,
+                      .n_roots = cfg.n_roots, .resume = cfg.resume};
+    if (jobs_create(&jq, st, &jc, err, sizeof err) || jobs_start(jq, err, sizeof err)) {
+        log_msg(LOG_ERROR, 0, "cannot start the job queue: %s", err);
+        goto out_free;
+    }
+    if (cfg.demo)
+        seed_demo(st, jq);
+
+    api_config ac = {
+        .listen = cfg.listen,
+        .token = token,
+        .data_dir = cfg.data_dir,
+        .dataset_roots = (const char *const *)cfg.roots,
+        .n_dataset_roots = cfg.n_roots,
+        .max_upload = cfg.max_upload,
+        .version = SGDRD_VERSION,
+        .store = st,
+        .jobs = jq,
+    };
+    if (api_server_start(&srv, &ac, err, sizeof err)) {
+        log_msg(LOG_ERROR, 0, "cannot serve on %s: %s", cfg.listen, err);
+        goto out_free;
+    }
+    log_msg(LOG_INFO, 0, "sgdrd %s listening on %s:%d (data in %s, BLAS core %s, %d "
+            "threads%s)", SGDRD_VERSION, cfg.host, api_server_port(srv), cfg.data_dir,
+            blas_core_name(), blas_threads(), token ? ", bearer token required" : "");
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    log_msg(LOG_INFO, 0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* The queue first, so no request can add a job, then the running job reaches a batch
+     * boundary and is checkpointed, then HTTP closes and the store flushes. */
+    int stuck = jobs_stop(jq, STOP_BUDGET_S) != 0;
+    api_server_stop(srv);
+    srv = NULL;
+    if (stuck) {
+        /* The worker is inside the engine and still uses the learner and the store: keep
+         * both, make what is buffered durable, and leave. */
+        log_msg(LOG_ERROR, jobs_running(jq), "the running job did not reach a batch boundary "
+                "in %.0f s; exiting without it", STOP_BUDGET_S);
+        store_flush(st);
+        _exit(0); /* not exit(): its clean-up would race the still-running worker */
+    }
+    status = 0;
+out_free:
+    api_server_stop(srv);
+    jobs_destroy(jq);
+    store_close(st);
+    if (token) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
+    config_free(&cfg);
+    if (status == 0)
+        log_msg(LOG_INFO, 0, "stopped");
+    return status;
+}

@@ -1,0 +1,111 @@
+"""test_flow.py: the recipe through the API on a small generated image dataset: register,
+create a run, LR sweep, fit one cycle, TTA, predict a PNG, with every curve read back and
+live events over SSE that resume from Last-Event-ID."""
+import os
+import time
+
+import pytest
+
+from conftest import API, assert_problem, make_image_dataset, png_bytes
+from sse_client import SSE
+
+
+def wait_job(d, job_id, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = d.get(API + "/jobs/%d" % job_id).json()
+        if j["state"] not in ("queued", "running"):
+            return j
+        time.sleep(0.2)
+    raise AssertionError("job %d still %s after %d s" % (job_id, j["state"], timeout))
+
+
+@pytest.fixture(scope="module")
+def flow(daemon):
+    root = make_image_dataset(os.path.join(daemon.datasets, "flow"), per_class=24)
+    r = daemon.post(API + "/datasets", {"name": "flow", "path": root, "format": "folders"})
+    assert r.status == 201, r
+    r = daemon.post(API + "/runs", {"dataset": "flow", "arch": "resnet_small", "sz": 28,
+                                    "bs": 8, "tfms": "none", "seed": 1})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    s = SSE(daemon, run)
+    assert s.status == 200
+    yield daemon, run, s
+    s.close()
+
+
+def test_lr_find(flow):
+    d, run, s = flow
+    r = d.post(API + "/runs/%d/lr-find" % run, {"start_lr": 1e-5, "end_lr": 10, "num_it": 20})
+    assert r.status == 202, r
+    job = wait_job(d, r.json()["id"])
+    assert job["state"] == "succeeded", job
+    sweeps = d.get(API + "/runs/%d/lr-finds" % run).json()["items"]
+    assert len(sweeps) == 1
+    sw = d.get(API + "/lr-finds/%d" % sweeps[0]["id"]).json()
+    assert 5 <= len(sw["points"]) <= 20
+    lrs = [p["lr"] for p in sw["points"]]
+    assert lrs == sorted(lrs) and lrs[0] >= 1e-5 * 0.999
+    assert {"min_div10", "steep", "valley", "slide"} <= set(sw["suggestions"])
+    s.wait_for(lambda ev, c: sum(e["event"] == "sweep_point" for e in ev) >= len(sw["points"]))
+
+
+def test_fit_one_cycle(flow):
+    d, run, s = flow
+    r = d.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 1, "cycle_len": 1})
+    assert r.status == 202, r
+    assert r.headers["location"] == API + "/jobs/%d" % r.json()["id"]
+    job = wait_job(d, r.json()["id"])
+    assert job["state"] == "succeeded", job
+    epochs = d.get(API + "/runs/%d/epochs" % run).json()["items"]
+    assert len(epochs) == 1
+    e = epochs[0]
+    assert e["train_loss"] > 0 and e["valid_loss"] > 0 and 0 <= e["accuracy"] <= 1
+    m = d.get(API + "/runs/%d/metrics?key=train_loss" % run).json()
+    steps = [p["step"] for p in m["points"]]
+    assert len(steps) == 6 and steps == sorted(steps)   # 48 images / bs 8
+    page = d.get(API + "/runs/%d/metrics?key=train_loss&limit=2&after_step=%d"
+                 % (run, steps[1])).json()
+    assert [p["step"] for p in page["points"]] == steps[2:4]
+    s.wait_for(lambda ev, c: any(e["event"] == "epoch" for e in ev))
+    r = d.get(API + "/runs/%d" % run).json()
+    assert r["epochs"] == 1
+    w = d.get(API + "/runs/%d/weights" % run)
+    assert w.status == 200 and w.ctype == "application/octet-stream"
+    assert int.from_bytes(w.body[:8], "little") < len(w.body)
+
+
+def test_tta_and_predict(flow):
+    d, run, s = flow
+    r = d.post(API + "/runs/%d/tta" % run, {"n_aug": 2})
+    assert r.status == 202, r
+    job = wait_job(d, r.json()["id"])
+    assert job["state"] == "succeeded", job
+    assert job["result"] is not None
+    for tta in (0, 1):
+        r = d.post(API + "/runs/%d/predict?tta=%d" % (run, tta), png_bytes((200, 40, 40)),
+                   ctype="image/png")
+        assert r.status == 200, r
+        p = r.json()
+        assert p["classes"] == ["blue", "red"]
+        assert abs(sum(p["probs"]) - 1) < 1e-3
+        assert p["top"]["class"] in p["classes"]
+    r = d.post(API + "/runs/%d/predict" % run, b"\x89PNG\r\n\x1a\n broken", ctype="image/png")
+    assert_problem(r, 400)
+
+
+def test_events_resume(flow):
+    d, run, s = flow
+    metric = [e for e in s.events if e["event"] == "metric"]
+    assert len(metric) >= 6
+    ids = [e["id"] for e in s.events]
+    assert ids == sorted(ids) and len(ids) == len(set(ids))
+    mid = ids[len(ids) // 2]
+    s2 = SSE(d, run, last_event_id=mid)
+    try:
+        want = [i for i in ids if i > mid]
+        s2.wait_for(lambda ev, c: len(ev) >= len(want))
+        assert [e["id"] for e in s2.events][:len(want)] == want
+    finally:
+        s2.close()

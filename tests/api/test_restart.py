@@ -1,0 +1,116 @@
+"""test_restart.py: what survives the daemon: a kill -9 with a fit running and a job queued
+(the queued job still runs, the running one is `interrupted` and resumes from its last
+epoch checkpoint), and SIGTERM during a fit (exit 0 within 10 s, the last epoch kept)."""
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import API, Daemon, make_image_dataset
+
+
+def wait_until(pred, timeout=240, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError("%s not reached within %d s" % (what, timeout))
+
+
+def job(d, jid):
+    return d.get(API + "/jobs/%d" % jid).json()
+
+
+def epochs(d, run):
+    return d.get(API + "/runs/%d/epochs" % run).json()["items"]
+
+
+@pytest.fixture
+def root(sgdrd_bin):
+    r = tempfile.mkdtemp(prefix="sgdrd-api-restart-")
+    yield r
+    shutil.rmtree(r, ignore_errors=True)
+
+
+def start_fit(d, name):
+    path = make_image_dataset(os.path.join(d.datasets, name), per_class=24)
+    r = d.post(API + "/datasets", {"name": name, "path": path, "format": "folders"})
+    assert r.status == 201, r
+    r = d.post(API + "/runs", {"dataset": name, "arch": "resnet_small", "sz": 28, "bs": 8,
+                               "tfms": "none"})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    # Many short epochs, so the kill lands between two of them.
+    r = d.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 1, "cycle_len": 40})
+    assert r.status == 202, r
+    return run, r.json()["id"]
+
+
+def test_kill9_with_running_and_queued_jobs(root):
+    d = Daemon(root)
+    try:
+        run, fit = start_fit(d, "k9")
+        r = d.post(API + "/runs/%d/tta" % run, {"n_aug": 1})
+        assert r.status == 202
+        queued = r.json()["id"]
+        wait_until(lambda: len(epochs(d, run)) >= 1, what="a first epoch")
+        assert job(d, fit)["state"] == "running"
+        assert job(d, queued)["state"] == "queued"
+    finally:
+        d.proc.kill()
+        d.proc.wait()
+        d.log.close()
+    kept = None
+    d = Daemon(root)
+    try:
+        assert job(d, fit)["state"] == "interrupted"
+        kept = len(epochs(d, run))
+        assert kept >= 1
+        wait_until(lambda: job(d, queued)["state"] not in ("queued", "running"),
+                   what="the queued job")
+        assert job(d, queued)["state"] == "succeeded", job(d, queued)
+        r = d.post(API + "/jobs/%d/resume" % fit)
+        assert r.status == 202, r
+        new = r.json()
+        assert new["resumed_from"] == fit
+        assert r.headers["location"] == API + "/jobs/%d" % new["id"]
+        wait_until(lambda: len(epochs(d, run)) > kept, what="an epoch after the resume")
+        c = d.post(API + "/jobs/%d/cancel" % new["id"])
+        assert c.status in (202, 409)
+        wait_until(lambda: job(d, new["id"])["state"] not in ("queued", "running"),
+                   what="the cancel")
+    finally:
+        d.stop()
+
+
+def test_sigterm_during_fit_keeps_last_epoch(root):
+    d = Daemon(root)
+    try:
+        run, fit = start_fit(d, "term")
+        wait_until(lambda: len(epochs(d, run)) >= 1, what="a first epoch")
+        before = len(epochs(d, run))
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = d.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("sgdrd did not exit within 10 s of SIGTERM")
+        assert rc == 0, d.log_text()
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+        d.log.close()
+    d = Daemon(root)
+    try:
+        assert job(d, fit)["state"] == "interrupted"
+        assert len(epochs(d, run)) >= before
+        snaps = d.get(API + "/runs/%d/snapshots" % run).json()["items"]
+        assert any(s["kind"] == "checkpoint" for s in snaps), snaps
+    finally:
+        d.stop()

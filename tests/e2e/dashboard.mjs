@@ -1,0 +1,545 @@
+// dashboard.mjs: the browser test of the dashboard (meson suite e2e). Starts the real
+// daemon on a free loopback port with a fresh data folder and a small generated image set,
+// drives Debian's chromium through playwright-core, and checks what a person would see:
+// datasets page, new run, runs list, the LR-finder chart (every point the API holds, on a
+// log10 axis), a fit started from the page growing the loss chart live over SSE, the API's
+// error shown for an invalid value, exports equal to the API's numbers, keyboard access,
+// no console error, and screenshots in tests/e2e/artifacts/.
+//
+// Usage: node dashboard.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const SKIP = 77;
+const srcRoot = path.resolve(process.argv[2] || path.join(import.meta.dirname, '../..'));
+const buildRoot = path.resolve(process.argv[3] || path.join(srcRoot, 'build'));
+const daemonBin = path.join(buildRoot, 'daemon', 'sgdrd');
+const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
+const artifacts = path.join(srcRoot, 'tests', 'e2e', 'artifacts');
+const N_TRAIN = 48;   // images per class: 12 batches of 8 per epoch keep the test short
+const N_VALID = 16;
+const SIZE = 32;
+
+let failures = 0;
+const log = (...a) => console.log('[e2e]', ...a);
+function check(cond, what, extra) {
+  if (cond) log('ok  ', what);
+  else { failures++; log('FAIL', what, extra !== undefined ? JSON.stringify(extra).slice(0, 600) : ''); }
+  return cond;
+}
+class Fatal extends Error {}
+function must(cond, what, extra) {
+  if (!check(cond, what, extra)) throw new Fatal(what);
+}
+
+// ---- preconditions ---------------------------------------------------------------------
+
+const require = createRequire(import.meta.url);
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch {
+  console.error('playwright-core is not installed in tests/e2e/node_modules: run scripts/install-deps.sh (npm ci there)');
+  process.exit(1);
+}
+if (!fs.existsSync(chromiumBin)) {
+  console.error(`${chromiumBin} is missing: run scripts/install-deps.sh (apt-get install chromium)`);
+  process.exit(1);
+}
+if (!fs.existsSync(path.join(srcRoot, 'web', 'node_modules', 'uplot', 'dist', 'uPlot.iife.min.js'))) {
+  console.error('web/node_modules/uplot is missing: run scripts/install-deps.sh (npm ci in web/)');
+  process.exit(1);
+}
+if (!fs.existsSync(daemonBin)) {
+  console.log(`SKIP: the daemon ${daemonBin} is not built yet (daemon/main.c missing on this branch); the dashboard test needs the real daemon`);
+  process.exit(SKIP);
+}
+
+// ---- helpers ---------------------------------------------------------------------------
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(fn, what, timeoutMs = 30000, everyMs = 100) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) { last = e.message; }
+    await sleep(everyMs);
+  }
+  throw new Fatal(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+// ---- the test --------------------------------------------------------------------------
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sgdrd-e2e-'));
+const dataDir = path.join(tmp, 'var');
+const dsRoot = path.join(tmp, 'datasets');
+const dsPath = path.join(dsRoot, 'shapes');
+let daemon = null;
+let daemonOut = '';
+let browser = null;
+let page = null;
+let daemonDown = false;
+const consoleErrors = [];
+
+async function api(method, p, body) {
+  const res = await fetch(`${base}/api/v1${p}`, {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  return { status: res.status, data, location: res.headers.get('location') };
+}
+const items = (d) => (Array.isArray(d) ? d : (d && d.items) || []);
+
+async function waitJob(id, timeoutMs) {
+  return waitFor(async () => {
+    const j = (await api('GET', `/jobs/${id}`)).data;
+    if (['failed', 'cancelled', 'interrupted'].includes(j.state)) throw new Fatal(`job ${id} ended ${j.state}: ${j.error}`);
+    return j.state === 'succeeded' ? j : null;
+  }, `job ${id} to succeed`, timeoutMs, 250);
+}
+
+// All metric points of a run for one key, following next_after_step.
+async function metricPoints(runId, key) {
+  const out = [];
+  let after = -1;
+  for (;;) {
+    const d = (await api('GET', `/runs/${runId}/metrics?key=${key}&after_step=${after}&limit=10000`)).data;
+    out.push(...d.points);
+    if (d.next_after_step === null || d.next_after_step === undefined || !d.points.length) break;
+    after = d.next_after_step;
+  }
+  return out;
+}
+
+// Starts the daemon on port with the test's data folders and waits for /health.
+async function startDaemon(port) {
+  daemon = spawn(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  daemon.stdout.on('data', (d) => { daemonOut += d; });
+  daemon.stderr.on('data', (d) => { daemonOut += d; });
+  let exited = null;
+  daemon.on('exit', (code, sig) => { exited = `${code ?? sig}`; });
+  await waitFor(async () => {
+    if (exited !== null) throw new Fatal(`the daemon exited (${exited}) before answering:\n${daemonOut}`);
+    return (await fetch(`${base}/api/v1/health`)).ok;
+  }, 'the daemon to answer /api/v1/health', 60000, 200);
+}
+
+async function stopDaemon() {
+  if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
+  const gone = new Promise((r) => daemon.once('exit', r));
+  daemon.kill('SIGTERM');
+  const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
+  await gone;
+  clearTimeout(t);
+}
+
+let base = '';
+
+async function main() {
+  fs.mkdirSync(artifacts, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: chromiumBin,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+
+  // 1. A small two-class image set (circles and squares on noise), encoded by the browser's
+  //    own PNG encoder, plus one corrupt file the dataset scan must report as unreadable.
+  {
+    const gen = await browser.newPage();
+    const imgs = await gen.evaluate(({ nTrain, nValid, size }) => {
+      let seed = 12345;
+      const rnd = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+      const c = document.createElement('canvas');
+      c.width = c.height = size;
+      const ctx = c.getContext('2d');
+      const out = [];
+      for (const split of ['train', 'valid']) {
+        for (const cls of ['circle', 'square']) {
+          const n = split === 'train' ? nTrain : nValid;
+          for (let i = 0; i < n; i++) {
+            const g = 40 + Math.floor(rnd() * 80);
+            ctx.fillStyle = `rgb(${g},${g},${g})`;
+            ctx.fillRect(0, 0, size, size);
+            const img = ctx.getImageData(0, 0, size, size);
+            for (let p = 0; p < img.data.length; p += 4) {
+              const v = (rnd() - 0.5) * 50;
+              img.data[p] += v; img.data[p + 1] += v; img.data[p + 2] += v;
+            }
+            ctx.putImageData(img, 0, 0);
+            const r = size * (0.18 + rnd() * 0.14);
+            const x = r + rnd() * (size - 2 * r);
+            const y = r + rnd() * (size - 2 * r);
+            ctx.fillStyle = `hsl(${Math.floor(rnd() * 360)},80%,65%)`;
+            ctx.beginPath();
+            if (cls === 'circle') ctx.arc(x, y, r, 0, 2 * Math.PI);
+            else ctx.rect(x - r, y - r, 2 * r, 2 * r);
+            ctx.fill();
+            out.push({ split, cls, i, b64: c.toDataURL('image/png').split(',')[1] });
+          }
+        }
+      }
+      return out;
+    }, { nTrain: N_TRAIN, nValid: N_VALID, size: SIZE });
+    for (const im of imgs) {
+      const dir = path.join(dsPath, im.split, im.cls);
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, `${im.i}.png`), Buffer.from(im.b64, 'base64'));
+    }
+    fs.writeFileSync(path.join(dsPath, 'train', 'circle', 'broken.png'), Buffer.from('\x89PNG\r\n\x1a\nthis is not a png'));
+    await gen.close();
+    log(`generated ${imgs.length} PNGs under ${dsPath}`);
+  }
+
+  // 2. The daemon.
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  fs.mkdirSync(dataDir, { recursive: true });
+  await startDaemon(port);
+  const index = await fetch(`${base}/`);
+  must(index.ok && (await index.text()).includes('/app.js'), 'the daemon serves the dashboard at /');
+  const vendor = await fetch(`${base}/vendor/uplot/uPlot.iife.min.js`);
+  must(vendor.ok, 'the daemon serves uPlot at /vendor/uplot/');
+  const appJs = await fetch(`${base}/app.js`);
+  must(appJs.ok && /javascript/.test(appJs.headers.get('content-type') || ''), 'app.js is served as JavaScript (ES modules need it)', appJs.headers.get('content-type'));
+
+  // 3. The page, with every console error and page error recorded.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  page = await ctx.newPage();
+  let allowed400 = 0;   // "Failed to load resource: ... 400" lines the invalid-value step expects
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    // While the test itself has the daemon down, the browser reports the refused connections.
+    if (daemonDown && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|ERR_INCOMPLETE_CHUNKED_ENCODING|Failed to load resource/.test(m.text())) return;
+    if (allowed400 > 0 && /status of 400/.test(m.text())) { allowed400--; return; }
+    consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+
+  await page.goto(`${base}/#/datasets`);
+  await page.waitForSelector('h1:text("Datasets")');
+  check(await page.evaluate(() => typeof window.uPlot === 'function'), 'uPlot loads from /vendor/uplot/');
+
+  // Keyboard: the first Tab reaches the skip link, and it leads to the content.
+  await page.keyboard.press('Tab');
+  check(await page.evaluate(() => document.activeElement && document.activeElement.classList.contains('skip')), 'the first Tab focuses the skip link');
+
+  // 4. Register the dataset by path from the page.
+  const reg = page.locator('form[aria-labelledby="reg-path-h"]');
+  await reg.locator('[name="name"]').fill('shapes');
+  await reg.locator('[name="path"]').fill(dsPath);
+  await reg.locator('[name="format"]').selectOption('folders');
+  await reg.locator('button[type="submit"]').click();
+  await page.waitForURL(/#\/datasets\/\d+$/, { timeout: 60000 });
+  const dsId = page.url().match(/#\/datasets\/(\d+)$/)[1];
+  await page.waitForSelector('#classes-h');
+  const dsApi = (await api('GET', `/datasets/${dsId}`)).data;
+  const pageText = await page.locator('main').innerText();
+  check(/circle/.test(pageText) && /square/.test(pageText), 'the dataset page shows both classes');
+  check(pageText.includes(String(2 * N_TRAIN + 2 * N_VALID)) || pageText.includes(String(2 * N_TRAIN)), 'the dataset page shows the image counts', pageText.slice(0, 400));
+  check(/broken\.png/.test(pageText), 'the dataset page lists the unreadable file', dsApi);
+
+  // 4b. Upload an archive from the page: a .tar of a few of the same images.
+  {
+    const upDir = path.join(tmp, 'upload');
+    for (const cls of ['circle', 'square']) {
+      for (const split of ['train', 'valid']) {
+        fs.mkdirSync(path.join(upDir, split, cls), { recursive: true });
+        for (let i = 0; i < 4; i++) fs.copyFileSync(path.join(dsPath, split, cls, `${i}.png`), path.join(upDir, split, cls, `${i}.png`));
+      }
+    }
+    const tarFile = path.join(tmp, 'small.tar');
+    const tar = spawnSync('tar', ['-cf', tarFile, '-C', upDir, 'train', 'valid']);
+    must(tar.status === 0, 'tar packs the upload', String(tar.stderr));
+    await page.goto(`${base}/#/datasets`);
+    const up = page.locator('form[aria-labelledby="reg-up-h"]');
+    await up.locator('[name="name"]').fill('shapes-upload');
+    await up.locator('[name="file"]').setInputFiles(tarFile);
+    await up.locator('button[type="submit"]').click();
+    await page.waitForURL((u) => /#\/datasets\/\d+$/.test(u.hash) && !u.hash.endsWith(`/${dsId}`), { timeout: 60000 });
+    await page.waitForSelector('#classes-h');
+    const upId = page.url().match(/#\/datasets\/(\d+)$/)[1];
+    const upApi = (await api('GET', `/datasets/${upId}`)).data;
+    const upText = await page.locator('main').innerText();
+    check(upApi && upApi.name === 'shapes-upload' && /circle/.test(upText) && /square/.test(upText), 'an uploaded tar becomes a dataset whose classes the page shows', upApi);
+    await page.goto(`${base}/#/datasets/${dsId}`);
+    await page.waitForSelector('#classes-h');
+  }
+
+  // 5. Create a run from the page.
+  await page.locator('a:text("Create a run")').click();
+  await page.waitForSelector('form [name="dataset"] option', { state: 'attached' });
+  const nr = page.locator('form');
+  await nr.locator('[name="dataset"]').selectOption(dsId);
+  await nr.locator('[name="arch"]').selectOption('resnet_small');
+  await nr.locator('[name="sz"]').fill(String(SIZE));
+  await nr.locator('[name="bs"]').fill('8');
+  await nr.locator('[name="xtra_fc"]').fill('');
+  await nr.locator('button[type="submit"]').click();
+  await page.waitForURL(/#\/runs\/\d+$/, { timeout: 30000 });
+  const runId = page.url().match(/#\/runs\/(\d+)$/)[1];
+  log(`run ${runId} created`);
+
+  // 6. The runs list shows it.
+  await page.goto(`${base}/#/runs`);
+  const row = page.locator(`tr[data-run-id="${runId}"]`);
+  await row.waitFor({ timeout: 15000 });
+  check((await row.innerText()).includes('resnet_small'), 'the runs list shows the run with its arch', await row.innerText());
+
+  // 7. An LR sweep from the page; the chart draws every point the API holds on a log10 axis.
+  await page.locator(`tr[data-run-id="${runId}"] a`).click();
+  await page.waitForSelector('form[data-action="lr-find"]');
+  const lf = page.locator('form[data-action="lr-find"]');
+  await lf.locator('[name="start_lr"]').fill('1e-4');
+  await lf.locator('[name="end_lr"]').fill('10');
+  await lf.locator('[name="num_it"]').fill('40');
+  await lf.locator('button[type="submit"]').click();
+  await lf.locator('.form-status.ok').waitFor({ timeout: 15000 });
+  const lfJobId = (await lf.locator('.form-status').innerText()).match(/#(\d+)/)[1];
+  const lfJob = await waitJob(lfJobId, 240000);
+  const sweepId = lfJob.lr_find ?? items((await api('GET', `/runs/${runId}/lr-finds`)).data)[0].id;
+  const sweep = (await api('GET', `/lr-finds/${sweepId}`)).data;
+  must(sweep.points.length > 5, 'the sweep has points', sweep.points.length);
+  await waitFor(() => page.evaluate((n) => {
+    const c = window.sgdrd.charts.lrfind;
+    return c && c.u && c.u.data[0].length === n;
+  }, sweep.points.length), 'the LR-finder chart to hold every sweep point', 20000);
+  const lfChart = await page.evaluate(() => {
+    const u = window.sgdrd.charts.lrfind.u;
+    const xs = u.data[0];
+    const drawnRaw = u.data[1].filter((v) => v !== null && v !== undefined).length;
+    const p = (v) => u.valToPos(v, 'x');
+    return {
+      n: xs.length, drawnRaw, distr: u.scales.x.distr, log: u.scales.x.log,
+      xmin: u.scales.x.min, xmax: u.scales.x.max,
+      d1: p(1e-2) - p(1e-3), d2: p(1e-1) - p(1e-2), d3: p(2e-2) - p(1e-2), d4: p(4e-2) - p(2e-2),
+      markers: window.sgdrd.charts.lrfind.markers.map((m) => m.title),
+    };
+  });
+  const finiteLoss = sweep.points.filter((q) => Number.isFinite(q.loss)).length;
+  check(lfChart.n === sweep.points.length && lfChart.drawnRaw === finiteLoss, 'the LR-finder chart draws as many points as the API holds', { chart: lfChart.n, drawn: lfChart.drawnRaw, api: sweep.points.length });
+  check(lfChart.distr === 3 && lfChart.log === 10, 'the LR-finder x scale is log10', lfChart);
+  check(Math.abs(lfChart.d1 - lfChart.d2) < 0.5 && Math.abs(lfChart.d3 - lfChart.d4) < 0.5 && lfChart.d1 > 0,
+    'equal LR ratios are equal distances on the x axis (a true log axis)', lfChart);
+  const nSug = Object.values(sweep.suggestions || {}).filter((s) => s && Number.isFinite(typeof s === 'number' ? s : s.lr)).length;
+  check(lfChart.markers.length === nSug, 'each suggestion is a marker with its reason', { markers: lfChart.markers, api: sweep.suggestions });
+  const sugText = await page.locator('.suggestions').innerText();
+  for (const [name, s] of Object.entries(sweep.suggestions || {})) {
+    if (s && s.reason) check(sugText.includes(s.reason), `suggestion ${name} shows its reason`, sugText);
+  }
+
+  // 8. An invalid value: the page shows the API's own refusal and marks the field.
+  const fit = page.locator('form[data-action="fit"]');
+  await fit.locator('[name="lrs"]').fill('1e-2');
+  await fit.locator('[name="n_cycle"]').fill('0');
+  await fit.locator('[name="cycle_len"]').fill('1');
+  const refused = await api('POST', `/runs/${runId}/fit`, { lrs: 0.01, n_cycle: 0, cycle_len: 1, schedule: 'sgdr' });
+  must(refused.status === 400 && refused.data.detail, 'the API refuses n_cycle 0 with a detail', refused);
+  allowed400 = 1;
+  await fit.locator('button[type="submit"]').click();
+  await fit.locator('.form-status.error').waitFor({ timeout: 10000 });
+  const shown = await fit.locator('.problem-detail').innerText();
+  check(shown === refused.data.detail, 'the form shows the API\'s detail for the invalid value', { shown, api: refused.data.detail });
+  if (refused.data.field) {
+    check(await fit.locator(`[name="${refused.data.field}"][aria-invalid="true"]`).count() === 1, `the field ${refused.data.field} is marked invalid`);
+  }
+  const jobsAfter = items((await api('GET', `/jobs?run=${runId}`)).data).filter((j) => j.kind === 'fit');
+  check(jobsAfter.length === 0, 'nothing was queued for the refused fit', jobsAfter);
+
+  // 9. A fit from the page: the loss chart grows live over SSE, without a reload.
+  await page.evaluate(() => { window.__sameDocument = true; });
+  const eventsBefore = await page.evaluate(() => window.sgdrd.sse.events);
+  await fit.locator('[name="n_cycle"]').fill('2');
+  await fit.locator('[name="cycle_len"]').fill('1');
+  await fit.locator('[name="cycle_mult"]').fill('2');
+  await fit.locator('button[type="submit"]').click();
+  await fit.locator('.form-status.ok').waitFor({ timeout: 15000 });
+  const fitJobId = (await fit.locator('.form-status').innerText()).match(/#(\d+)/)[1];
+  const seen = [];
+  let fitDone = null;
+  const fitEnd = Date.now() + 300000;
+  while (Date.now() < fitEnd) {
+    const n = await page.evaluate(() => {
+      const t = window.sgdrd.charts.training;
+      return t && t.loss ? t.loss.data[0].length : 0;
+    });
+    if (!seen.length || n !== seen[seen.length - 1]) seen.push(n);
+    const j = (await api('GET', `/jobs/${fitJobId}`)).data;
+    if (['succeeded', 'failed', 'cancelled', 'interrupted'].includes(j.state)) { fitDone = j; break; }
+    await sleep(100);
+  }
+  must(fitDone && fitDone.state === 'succeeded', 'the fit started from the page succeeds', fitDone);
+  const increases = seen.filter((n, i) => i > 0 && n > seen[i - 1]).length;
+  check(increases >= 2, 'the loss chart grew several times while the fit ran', seen);
+  const sse = await page.evaluate(() => ({ ...window.sgdrd.sse, same: window.__sameDocument === true }));
+  check(sse.same && sse.events > eventsBefore, 'the growth came over SSE in the same document', { sse, eventsBefore });
+  const trainLoss = await metricPoints(runId, 'train_loss');
+  await waitFor(() => page.evaluate((n) => window.sgdrd.charts.training.loss.data[0].length >= n, trainLoss.length), 'the loss chart to catch up with the API', 15000);
+  const epochsApi = items((await api('GET', `/runs/${runId}/epochs`)).data);
+  await waitFor(async () => (await page.locator('table.epochs tbody tr').count()) === epochsApi.length, 'the epochs table to list every epoch', 15000);
+  check(epochsApi.length === 3, 'SGDR with n_cycle 2, cycle_len 1, cycle_mult 2 ran 3 epochs', epochsApi.length);
+  const lrGroups = await page.evaluate(() => window.sgdrd.charts.training.lr.series.length - 1);
+  check(lrGroups >= 1, 'the LR chart draws the LR of each layer group', lrGroups);
+  const marks = await page.evaluate(() => window.sgdrd.charts.training.marks.length);
+  check(marks >= epochsApi.length, 'epoch and cycle boundaries are marked', marks);
+
+  // 10. One image through the trained weights: the page shows what the API answers.
+  const sample = path.join(dsPath, 'valid', 'square', '0.png');
+  const direct = await fetch(`${base}/api/v1/runs/${runId}/predict`, { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: fs.readFileSync(sample) });
+  const directBody = await direct.json();
+  must(direct.ok && directBody.top, 'POST /predict answers a top class', directBody);
+  const pf = page.locator('form[data-action="predict"]');
+  await pf.locator('[name="image"]').setInputFiles(sample);
+  await pf.locator('button[type="submit"]').click();
+  await pf.locator('.form-status.ok').waitFor({ timeout: 30000 });
+  const predText = await pf.locator('.form-status').innerText();
+  check(predText.includes(`Most likely: ${directBody.top.class}`), 'the predict form shows the API\'s top class', { predText, api: directBody.top });
+  check(await pf.locator('.probs li').count() === Math.min(5, directBody.classes.length), 'the predict form ranks the classes', directBody.classes);
+
+  // 11. Exports equal the API's numbers.
+  const [dl1] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="lrfind-json"]').click()]);
+  const exported = JSON.parse(fs.readFileSync(await dl1.path(), 'utf8'));
+  const ex = Array.isArray(exported) ? exported.find((s) => String(s.id) === String(sweepId)) : exported;
+  check(ex && JSON.stringify(ex.points) === JSON.stringify(sweep.points), 'the LR-finder JSON export holds the API\'s points');
+  const [dl2] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="lrfind-csv"]').click()]);
+  const csv = fs.readFileSync(await dl2.path(), 'utf8').trim().split('\n');
+  const head = csv[0].split(',');
+  const rows = csv.slice(1).map((l) => l.split(','));
+  const col = (name) => rows.map((r) => r[head.indexOf(name)]);
+  check(rows.length === sweep.points.length &&
+    col('lr').every((v, i) => Number(v) === sweep.points[i].lr) &&
+    col('loss').every((v, i) => (v === '' ? sweep.points[i].loss === null : Number(v) === sweep.points[i].loss)),
+  'the LR-finder CSV export holds the API\'s lr and loss values', { head, n: rows.length });
+  const [dl3] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="training-csv"]').click()]);
+  const tcsv = fs.readFileSync(await dl3.path(), 'utf8').trim().split('\n');
+  const th = tcsv[0].split(',');
+  const tmap = new Map(tcsv.slice(1).map((l) => l.split(',')).map((r) => [Number(r[0]), r[th.indexOf('train_loss')]]));
+  check(trainLoss.length > 0 && trainLoss.every((p) => (p.value === null ? tmap.get(p.step) === '' : Number(tmap.get(p.step)) === p.value)),
+    'the training CSV export holds the API\'s train_loss per step', { api: trainLoss.length, csv: tmap.size });
+  const [dl4] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="epochs-json"]').click()]);
+  check(JSON.stringify(JSON.parse(fs.readFileSync(await dl4.path(), 'utf8'))) === JSON.stringify(epochsApi), 'the epochs JSON export equals GET /epochs');
+
+  // 12. TTA from the page: its results appear under the epochs table.
+  {
+    const tf = page.locator('form[data-action="tta"]');
+    await tf.locator('[name="n_aug"]').fill('2');
+    await tf.locator('button[type="submit"]').click();
+    await tf.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    const ttaJob = await waitJob((await tf.locator('.form-status').innerText()).match(/#(\d+)/)[1], 240000);
+    const ttaRow = page.locator(`table.tta-table tr[data-job="${ttaJob.id}"]`);
+    await ttaRow.waitFor({ timeout: 15000 });
+    const cells = await ttaRow.locator('td').allInnerTexts();
+    const pct = (x) => `${(100 * x).toFixed(2)}%`;
+    check(cells[1] === String(ttaJob.result.n_aug) && cells[4] === pct(ttaJob.result.accuracy) && cells[5] === pct(ttaJob.result.tta_accuracy),
+      'the TTA row shows the job\'s accuracy without and with TTA', { cells, result: ttaJob.result });
+  }
+
+  // 13. Unfreeze, sweep again, and overlay both sweeps.
+  {
+    const fr = page.locator('form[data-action="freeze"]');
+    await fr.locator('button[value="unfreeze"]').click();
+    await fr.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    await waitJob((await fr.locator('.form-status').innerText()).match(/#(\d+)/)[1], 120000);
+    await lf.locator('[name="num_it"]').fill('20');
+    await lf.locator('button[type="submit"]').click();
+    await lf.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    const second = await waitJob((await lf.locator('.form-status').innerText()).match(/#(\d+)/)[1], 240000);
+    const picker = page.locator('.sweep-picker input[type="checkbox"]');
+    await waitFor(async () => (await picker.count()) === 2, 'the sweep selector to list both sweeps', 20000);
+    await page.locator(`#sweep-${sweepId}`).check();
+    const secondSweep = (await api('GET', `/lr-finds/${second.lr_find}`)).data;
+    const overlay = await waitFor(() => page.evaluate(() => {
+      const u = window.sgdrd.charts.lrfind.u;
+      return u && u.series.length === 5 ? { series: u.series.length, labels: u.series.map((s) => s.label) } : null;
+    }), 'the LR-finder chart to overlay both sweeps', 20000);
+    check(overlay.series === 5 && secondSweep.points.length > 0, 'both sweeps are drawn, raw and smoothed each', overlay);
+  }
+
+  // 14. The daemon restarts under the open page: the stream reconnects by itself and
+  //     catches up, so a job queued afterwards shows up without a reload.
+  {
+    const before = await page.evaluate(() => ({ ...window.sgdrd.sse }));
+    daemonDown = true;
+    await stopDaemon();
+    await sleep(1500);
+    await startDaemon(port);
+    await waitFor(() => page.evaluate((n) => window.sgdrd.sse.opens > n, before.opens), 'the event stream to reconnect', 40000, 200);
+    await sleep(500);
+    daemonDown = false;
+    const q = await api('POST', `/runs/${runId}/freeze`, { to: 1 });
+    must(q.status === 202, 'freeze is queued after the restart', q);
+    const fj = (q.data && q.data.id) || q.location.split('/').pop();
+    await waitJob(fj, 120000);
+    await waitFor(async () => (await page.locator('#jobs').innerText()).includes(`#${fj}`), 'the jobs list to show the job queued after the restart', 20000);
+    const jobText = await page.locator('#jobs li').filter({ has: page.locator('.jobid', { hasText: new RegExp(`^#${fj}$`) }) }).innerText();
+    check(/succeeded/.test(jobText), 'after a reconnect the page caught up with a job it did not start', jobText);
+    check(await page.evaluate(() => window.__sameDocument === true), 'no reload was needed');
+  }
+
+  // 15. Screenshots: desktop and phone; the phone layout must not scroll sideways.
+  await page.locator('#training').scrollIntoViewIfNeeded();
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(artifacts, 'run-page.png'), fullPage: true });
+  await page.setViewportSize({ width: 390, height: 844 });
+  await sleep(500);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(overflow <= 390, 'the run page fits a 390 px wide screen', overflow);
+  await page.screenshot({ path: path.join(artifacts, 'run-page-390.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(`${base}/#/runs`);
+  await page.locator(`tr[data-run-id="${runId}"]`).waitFor();
+  await page.screenshot({ path: path.join(artifacts, 'runs-list.png') });
+  log(`screenshots in ${artifacts}`);
+
+  check(allowed400 === 0, 'the refused request was the only 400 in the console');
+  check(consoleErrors.length === 0, 'no console errors during the whole test', consoleErrors);
+  await ctx.close();
+}
+
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  await stopDaemon();
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+try {
+  await main();
+} catch (e) {
+  failures++;
+  log('FAIL', e instanceof Fatal ? e.message : e.stack);
+  if (page) {
+    await page.screenshot({ path: path.join(artifacts, 'failure.png'), fullPage: true }).catch(() => {});
+    log(`page at failure: ${page.url()} (screenshot tests/e2e/artifacts/failure.png)`);
+    if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
+  }
+  if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
+} finally {
+  await cleanup();
+}
+log(failures ? `${failures} check(s) failed` : 'all checks passed');
+process.exit(failures ? 1 : 0);
