@@ -27,9 +27,12 @@
 #define SZ 16
 #define N_CLASSES 4
 #define N_TRAIN 256
-#define N_VALID 64
+#define N_VALID 48
+#define BS 8
+#define N_SMALL 64
 
 static char root[256];
+static char big[300], small[300];
 
 /* Four shapes at random places with random brightness over noise: a horizontal bar, a
  * vertical bar, a hollow square, a diagonal. */
@@ -72,12 +75,12 @@ static void be32(FILE *f, uint32_t v)
     fwrite(b, 1, 4, f);
 }
 
-static void write_split(const char *prefix, int n, uint64_t seed)
+static void write_split(const char *dir, const char *prefix, int n, uint64_t seed)
 {
     char p[512];
-    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", root, prefix);
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
     FILE *fi = fopen(p, "wb");
-    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", root, prefix);
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
     FILE *fl = fopen(p, "wb");
     assert_non_null(fi);
     assert_non_null(fl);
@@ -105,8 +108,15 @@ static int setup(void **state)
     snprintf(root, sizeof root, "/tmp/sgdrd-learner-XXXXXX");
     if (!mkdtemp(root))
         return -1;
-    write_split("train", N_TRAIN, 11);
-    write_split("t10k", N_VALID, 12);
+    /* big: for the accuracy test; small: for the tests that only compare runs. */
+    snprintf(big, sizeof big, "%s/big", root);
+    snprintf(small, sizeof small, "%s/small", root);
+    if (mkdir(big, 0755) || mkdir(small, 0755))
+        return -1;
+    write_split(big, "train", N_TRAIN, 11);
+    write_split(big, "t10k", N_VALID, 12);
+    write_split(small, "train", N_SMALL, 13);
+    write_split(small, "t10k", N_SMALL / 4, 14);
     return 0;
 }
 
@@ -118,9 +128,9 @@ static int teardown(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static dataset *open_ds(void)
+static dataset *open_ds(const char *dir)
 {
-    ds_options o = {.format = DS_IDX, .path = root, .valid_pct = -1, .seed = 1};
+    ds_options o = {.format = DS_IDX, .path = dir, .valid_pct = -1, .seed = 1};
     dataset *ds;
     char err[256];
     int rc = dataset_open(&ds, &o, err, sizeof err);
@@ -138,7 +148,7 @@ static void base_config(learner_config *c)
     c->model.n_xtra_fc = 1;
     c->model.xtra_fc[0] = 32;
     c->sz = SZ;
-    c->bs = 32;
+    c->bs = BS; /* small batches: enough steps for BatchNorm's running statistics */
     c->tfms = TFMS_NONE;
     c->max_zoom = 1.0f;
     c->loader_threads = 1;
@@ -228,18 +238,19 @@ static ev_hooks hooks_for(rec *r)
 static void fit_learns_the_shapes(void **state)
 {
     (void)state;
-    dataset *ds = open_ds();
+    dataset *ds = open_ds(big);
     learner_config c;
     base_config(&c);
+    c.bs = 16;
     learner *l = make(&c, ds);
     rec r = {0};
     ev_hooks h = hooks_for(&r);
-    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 2, .cycle_len = 1, .cycle_mult = 2,
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 4, .cycle_mult = 1,
                   .wd = 1e-4, .schedule = SCHED_SGDR, .snapshots = 1};
     sched_plan plan;
-    sched_plan_defaults(&plan, N_TRAIN / 32);
-    plan.n_cycle = 2;
-    plan.cycle_mult = 2;
+    sched_plan_defaults(&plan, N_TRAIN / 16);
+    plan.n_cycle = 1;
+    plan.cycle_len = 4;
     r.plan = &plan;
     for (int g = 0; g < 4; g++)
         r.lr0[g] = 0.05;
@@ -248,20 +259,22 @@ static void fit_learns_the_shapes(void **state)
     if (rc)
         print_error("fit: %s\n", err);
     assert_int_equal(rc, 0);
-    assert_int_equal(r.n_epoch, 3);
-    assert_int_equal(r.n_batch, 3 * (N_TRAIN / 32));
-    assert_int_equal(r.n_cycle_end, 2);
+    assert_int_equal(r.n_epoch, 4);
+    assert_int_equal(r.n_batch, 4 * (N_TRAIN / 16));
+    assert_int_equal(r.n_cycle_end, 1);
     assert_int_equal(r.lr_mismatch, 0);
     learner_state st;
     learner_get_state(l, &st);
-    assert_int_equal(st.step, 3 * (N_TRAIN / 32));
-    assert_int_equal(st.epochs_done, 3);
-    print_message("fit: validation accuracy %.3f after 3 epochs\n", r.last_acc);
+    assert_int_equal(st.step, 4 * (N_TRAIN / 16));
+    assert_int_equal(st.epochs_done, 4);
+    print_message("fit: validation accuracy %.3f after 4 epochs\n", r.last_acc);
     assert_true(r.last_acc >= 0.9f);
-    assert_int_equal(learner_n_snapshots(l), 2);
+    /* The one snapshot is taken after the cycle's last batch: its "ensemble" is exactly
+     * the final weights. */
+    assert_int_equal(learner_n_snapshots(l), 1);
     float el, ea;
     assert_int_equal(learner_snapshot_ensemble(l, &el, &ea, err, sizeof err), 0);
-    assert_true(ea >= 0.8f && isfinite(el));
+    assert_true(ea == r.last_acc && isfinite(el));
 
     tta_result t;
     assert_int_equal(learner_tta(l, 2, &h, &t, err, sizeof err), 0);
@@ -286,7 +299,7 @@ static void fit_learns_the_shapes(void **state)
 static void lr_find_restores_everything(void **state)
 {
     (void)state;
-    dataset *ds = open_ds();
+    dataset *ds = open_ds(small);
     learner_config c;
     base_config(&c);
     learner *l = make(&c, ds);
@@ -305,17 +318,17 @@ static void lr_find_restores_everything(void **state)
 
     rec r = {0};
     ev_hooks h = hooks_for(&r);
-    lrfind_opts lo = {.start_lr = 1e-4, .end_lr = 10, .num_it = 40};
+    lrfind_opts lo = {.start_lr = 1e-4, .end_lr = 10, .num_it = 20};
     lrfind_result res;
     int rc = learner_lr_find(l, &lo, &h, &res, err, sizeof err);
     if (rc)
         print_error("lr_find: %s\n", err);
     assert_int_equal(rc, 0);
-    assert_true(res.n_points >= 20 && res.n_points <= 40);
+    assert_true(res.n_points >= 12 && res.n_points <= 20);
     assert_int_equal(r.n_sweep, res.n_points);
     for (int i = 0; i < res.n_points; i++) {
         assert_int_equal(res.points[i].iter, i);
-        assert_true(fabs(res.points[i].lr - sched_exp_sweep(1e-4, 10, i, 40)) <
+        assert_true(fabs(res.points[i].lr - sched_exp_sweep(1e-4, 10, i, 20)) <
                     1e-12 * res.points[i].lr);
     }
     assert_true(res.valley.lr > 0 && strlen(res.valley.reason) > 0);
@@ -349,11 +362,11 @@ static void lr_find_restores_everything(void **state)
 static void precompute_head_equals_full_head(void **state)
 {
     (void)state;
-    dataset *ds = open_ds();
+    dataset *ds = open_ds(small);
     learner_config c;
     base_config(&c);
     c.model.ps[0] = c.model.ps[1] = 0.0f;
-    c.bs = N_TRAIN; /* one batch an epoch: the data order inside it changes nothing */
+    c.bs = N_SMALL; /* one batch an epoch: the data order inside it changes nothing */
     char err[256] = "", pre[512];
     /* A "pretrained" body: a briefly trained learner's weights. */
     learner *base = make(&c, ds);
@@ -375,7 +388,7 @@ static void precompute_head_equals_full_head(void **state)
     assert_int_equal(sa.augment, 0);
     assert_int_equal(sb.precompute, 0);
     assert_int_equal(sa.freeze_to, sa.n_groups - 1);
-    fit_opts o = {.n_lrs = 1, .lrs = {0.1}, .n_cycle = 4, .wd = 1e-3,
+    fit_opts o = {.n_lrs = 1, .lrs = {0.1}, .n_cycle = 3, .wd = 1e-3,
                   .schedule = SCHED_CONSTANT};
     assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), 0);
     assert_int_equal(learner_fit(b, &o, NULL, err, sizeof err), 0);
@@ -413,7 +426,7 @@ static void precompute_head_equals_full_head(void **state)
 static void resume_equals_uninterrupted(void **state)
 {
     (void)state;
-    dataset *ds = open_ds();
+    dataset *ds = open_ds(small);
     learner_config c;
     base_config(&c);
     char dir_a[512], dir_b[512], err[256] = "";
@@ -421,8 +434,8 @@ static void resume_equals_uninterrupted(void **state)
     snprintf(dir_b, sizeof dir_b, "%s/ck_b", root);
     mkdir(dir_a, 0755);
     mkdir(dir_b, 0755);
-    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 3, .cycle_len = 1, .cycle_mult = 1,
-                  .wd = 1e-4, .schedule = SCHED_SGDR};
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 2, .cycle_len = 1, .cycle_mult = 1,
+                  .wd = 1e-4, .schedule = SCHED_SGDR, .snapshots = 1};
 
     c.checkpoint_dir = dir_a;
     learner *a = make(&c, ds);
@@ -445,7 +458,8 @@ static void resume_equals_uninterrupted(void **state)
     if (rc)
         print_error("resume: %s\n", err);
     assert_int_equal(rc, 0);
-    assert_int_equal(r2.n_epoch, 2); /* epochs 1 and 2 only */
+    assert_int_equal(r2.n_epoch, 1); /* epoch 1 only */
+    assert_int_equal(learner_n_snapshots(b2), 2); /* cycle 0's reloaded from its file */
     net *na = learner_net(a), *nb = learner_net(b2);
     assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
     assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
@@ -471,7 +485,7 @@ static void resume_equals_uninterrupted(void **state)
 static void bad_requests_are_refused(void **state)
 {
     (void)state;
-    dataset *ds = open_ds();
+    dataset *ds = open_ds(small);
     learner_config c;
     base_config(&c);
     char err[256] = "";
