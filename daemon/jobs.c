@@ -591,6 +591,18 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         rc = fit_opts_of(p, &o, err, errlen);
         if (rc)
             return rc;
+        /* A fresh fit must not find an earlier fit's epoch checkpoint; a resumed one whose
+         * interruption came before its first epoch ended has none and starts over from the
+         * weights saved at the interruption. */
+        char ck[PATH_MAX];
+        run_file(jq, k->run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+        if (!resume) {
+            unlink(ck);
+        } else if (access(ck, R_OK) != 0) {
+            resume = 0;
+            on_note(k, "resume", "the interrupted fit had finished no epoch: it starts over "
+                    "from the weights saved when it stopped");
+        }
         o.resume = resume;
         for (int c = 0, len = o.cycle_len; c < o.n_cycle; c++, len *= o.cycle_mult)
             k->total_epochs += len;

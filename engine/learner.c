@@ -215,7 +215,7 @@ static void strip_suffix(char *dst, size_t cap, const char *name, const char *su
 static int head_build(learner *l, char *err, size_t errlen)
 {
     net *n = l->net;
-    int body_end = net_body_end(n);
+    int body_end = net_pool_node(n) - 1;
     if (body_end < 0 || body_end + 1 >= n->n_nodes ||
         (n->nodes[body_end + 1].kind != NODE_CONCATPOOL &&
          n->nodes[body_end + 1].kind != NODE_AVGPOOL)) {

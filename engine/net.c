@@ -1,1 +1,832 @@
-/* net.c: to be written; see the header. */
+/* net.c: the layer graph: building, initialisation, memory planning, forward, backward,
+ * freezing. Owns every buffer a net points to. */
+#include "net.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+
+#define ALIGN 64
+
+static void *aligned_floats(size_t n)
+{
+    size_t bytes = (n ? n : 1) * sizeof(float);
+    bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
+    return aligned_alloc(ALIGN, bytes);
+}
+
+net *net_create(void)
+{
+    net *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    n->bn_momentum = 0.1f;
+    n->bn_eps = 1e-5f;
+    return n;
+}
+
+static void free_batch_state(net *n)
+{
+    if (n->values) {
+        for (int v = 0; v < n->n_values; v++)
+            free(n->values[v]);
+    }
+    free(n->values);
+    free(n->value_numel);
+    free(n->dvalues);
+    free(n->grad_pool);
+    free(n->workspace);
+    free(n->probs);
+    n->values = NULL;
+    n->value_numel = NULL;
+    n->dvalues = NULL;
+    n->grad_pool = NULL;
+    n->grad_pool_floats = 0;
+    n->workspace = NULL;
+    n->workspace_floats = 0;
+    n->probs = NULL;
+    for (int i = 0; i < n->n_nodes; i++) {
+        free(n->nodes[i].argmax);
+        free(n->nodes[i].mask);
+        n->nodes[i].argmax = NULL;
+        n->nodes[i].mask = NULL;
+    }
+    n->batch = n->in_h = n->in_w = 0;
+}
+
+void net_destroy(net *n)
+{
+    if (!n)
+        return;
+    free_batch_state(n);
+    for (int i = 0; i < n->n_nodes; i++) {
+        free(n->nodes[i].save_mean);
+        free(n->nodes[i].save_rstd);
+    }
+    free(n->nodes);
+    free(n->tensors);
+    free(n->value_creator);
+    free(n->params);
+    free(n->grads);
+    free(n->buffers);
+    free(n);
+}
+
+/* ---- building ------------------------------------------------------------------------- */
+
+static int add_node(net *n, node_kind kind, int in0, int in1, int group)
+{
+    if (n->params)
+        return -EBUSY; /* finalized */
+    if (in0 >= n->n_nodes || in1 >= n->n_nodes || group < 0 || group >= NET_MAX_GROUPS)
+        return -EINVAL;
+    if (kind != NODE_INPUT && in0 < 0)
+        return -EINVAL;
+    if (n->n_nodes == n->cap_nodes) {
+        int cap = n->cap_nodes ? n->cap_nodes * 2 : 64;
+        node *nn = realloc(n->nodes, (size_t)cap * sizeof(*nn));
+        if (!nn)
+            return -ENOMEM;
+        n->nodes = nn;
+        n->cap_nodes = cap;
+    }
+    int id = n->n_nodes++;
+    node *d = &n->nodes[id];
+    memset(d, 0, sizeof(*d));
+    d->kind = kind;
+    d->in[0] = in0;
+    d->in[1] = in1;
+    d->group = group;
+    d->p_w = d->p_b = d->b_mean = d->b_var = -1;
+    d->zero_dv[0] = d->zero_dv[1] = -1;
+    if (in0 >= 0) {
+        d->c = n->nodes[in0].c;
+        n->nodes[in0].n_consumers++;
+    }
+    if (in1 >= 0)
+        n->nodes[in1].n_consumers++;
+    if (group + 1 > n->n_groups)
+        n->n_groups = group + 1;
+    return id;
+}
+
+static int add_tensor(net *n, const char *module, const char *suffix, int ndim,
+                      const int *shape, int group, int is_buffer, tensor_init init)
+{
+    if (n->n_tensors == n->cap_tensors) {
+        int cap = n->cap_tensors ? n->cap_tensors * 2 : 64;
+        net_tensor *nt = realloc(n->tensors, (size_t)cap * sizeof(*nt));
+        if (!nt)
+            return -ENOMEM;
+        n->tensors = nt;
+        n->cap_tensors = cap;
+    }
+    net_tensor *t = &n->tensors[n->n_tensors];
+    memset(t, 0, sizeof(*t));
+    int len = snprintf(t->name, sizeof(t->name), "%s.%s", module, suffix);
+    if (len < 0 || (size_t)len >= sizeof(t->name))
+        return -ENAMETOOLONG;
+    t->ndim = ndim;
+    t->numel = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->numel *= (size_t)shape[i];
+    }
+    t->group = group;
+    t->is_buffer = is_buffer;
+    t->init = init;
+    if (is_buffer) {
+        t->offset = n->n_buffers;
+        n->n_buffers += t->numel;
+    } else {
+        t->offset = n->n_params;
+        n->n_params += t->numel;
+    }
+    return n->n_tensors++;
+}
+
+int net_input(net *n, int c)
+{
+    if (n->n_nodes != 0 || c <= 0)
+        return -EINVAL;
+    int id = add_node(n, NODE_INPUT, -1, -1, 0);
+    if (id >= 0)
+        n->nodes[id].c = c;
+    return id;
+}
+
+int net_conv(net *n, int in, const char *name, int c_out, int k, int stride, int pad,
+             int bias, int group)
+{
+    if (c_out <= 0 || k <= 0 || stride <= 0 || pad < 0)
+        return -EINVAL;
+    int id = add_node(n, NODE_CONV, in, -1, group);
+    if (id < 0)
+        return id;
+    node *d = &n->nodes[id];
+    int c_in = d->c;
+    d->c = c_out;
+    d->k = k;
+    d->stride = stride;
+    d->pad = pad;
+    int ws[4] = {c_out, c_in, k, k};
+    int r = add_tensor(n, name, "weight", 4, ws, group, 0, INIT_KAIMING_FAN_OUT);
+    if (r < 0)
+        return r;
+    n->tensors[r].fan_in = c_in * k * k;
+    n->tensors[r].fan_out = c_out * k * k;
+    n->nodes[id].p_w = r;
+    if (bias) {
+        int bs[1] = {c_out};
+        r = add_tensor(n, name, "bias", 1, bs, group, 0, INIT_ZERO);
+        if (r < 0)
+            return r;
+        n->nodes[id].p_b = r;
+    }
+    return id;
+}
+
+int net_bn(net *n, int in, const char *name, int group)
+{
+    int id = add_node(n, NODE_BN, in, -1, group);
+    if (id < 0)
+        return id;
+    int c = n->nodes[id].c;
+    int cs[1] = {c};
+    int w = add_tensor(n, name, "weight", 1, cs, group, 0, INIT_ONE);
+    int b = w < 0 ? w : add_tensor(n, name, "bias", 1, cs, group, 0, INIT_ZERO);
+    int m = b < 0 ? b : add_tensor(n, name, "running_mean", 1, cs, group, 1, INIT_ZERO);
+    int v = m < 0 ? m : add_tensor(n, name, "running_var", 1, cs, group, 1, INIT_ONE);
+    if (v < 0)
+        return v;
+    n->tensors[w].is_bn = n->tensors[b].is_bn = 1;
+    node *d = &n->nodes[id];
+    d->p_w = w;
+    d->p_b = b;
+    d->b_mean = m;
+    d->b_var = v;
+    d->save_mean = malloc((size_t)c * sizeof(float));
+    d->save_rstd = malloc((size_t)c * sizeof(float));
+    if (!d->save_mean || !d->save_rstd)
+        return -ENOMEM;
+    return id;
+}
+
+int net_relu(net *n, int in, int group) { return add_node(n, NODE_RELU, in, -1, group); }
+
+int net_maxpool(net *n, int in, int k, int stride, int pad, int group)
+{
+    if (k <= 0 || stride <= 0 || pad < 0 || 2 * pad > k)
+        return -EINVAL;
+    int id = add_node(n, NODE_MAXPOOL, in, -1, group);
+    if (id >= 0) {
+        n->nodes[id].k = k;
+        n->nodes[id].stride = stride;
+        n->nodes[id].pad = pad;
+    }
+    return id;
+}
+
+int net_add(net *n, int a, int b, int group)
+{
+    if (b < 0 || b >= n->n_nodes || a < 0 || a >= n->n_nodes ||
+        n->nodes[a].c != n->nodes[b].c)
+        return -EINVAL;
+    return add_node(n, NODE_ADD, a, b, group);
+}
+
+int net_avgpool(net *n, int in, int group) { return add_node(n, NODE_AVGPOOL, in, -1, group); }
+
+int net_concatpool(net *n, int in, int group)
+{
+    int id = add_node(n, NODE_CONCATPOOL, in, -1, group);
+    if (id >= 0)
+        n->nodes[id].c *= 2;
+    return id;
+}
+
+int net_dropout(net *n, int in, float p, int group)
+{
+    if (!(p >= 0.0f && p < 1.0f))
+        return -EINVAL;
+    int id = add_node(n, NODE_DROPOUT, in, -1, group);
+    if (id >= 0)
+        n->nodes[id].p = p;
+    return id;
+}
+
+int net_linear(net *n, int in, const char *name, int out_f, int group)
+{
+    if (out_f <= 0)
+        return -EINVAL;
+    int id = add_node(n, NODE_LINEAR, in, -1, group);
+    if (id < 0)
+        return id;
+    int in_f = n->nodes[id].c;
+    n->nodes[id].c = out_f;
+    int ws[2] = {out_f, in_f};
+    int w = add_tensor(n, name, "weight", 2, ws, group, 0, INIT_KAIMING_FAN_IN);
+    if (w < 0)
+        return w;
+    n->tensors[w].fan_in = in_f;
+    n->tensors[w].fan_out = out_f;
+    int bs[1] = {out_f};
+    int b = add_tensor(n, name, "bias", 1, bs, group, 0, INIT_ZERO);
+    if (b < 0)
+        return b;
+    n->tensors[b].fan_in = in_f;
+    n->nodes[id].p_w = w;
+    n->nodes[id].p_b = b;
+    return id;
+}
+
+/* In-place nodes write into their (first) input's buffer. Allowed only when the input has
+ * no other reader and its own backward does not read its output (ReLU's does). */
+static int is_inplace_kind(node_kind k)
+{
+    return k == NODE_RELU || k == NODE_ADD || k == NODE_DROPOUT;
+}
+
+static void init_tensor(net *n, net_tensor *t, uint64_t *rng)
+{
+    float *p = (t->is_buffer ? n->buffers : n->params) + t->offset;
+    switch (t->init) {
+    case INIT_ZERO:
+        memset(p, 0, t->numel * sizeof(float));
+        break;
+    case INIT_ONE:
+        for (size_t i = 0; i < t->numel; i++)
+            p[i] = 1.0f;
+        break;
+    case INIT_KAIMING_FAN_OUT:
+    case INIT_KAIMING_FAN_IN: {
+        int fan = t->init == INIT_KAIMING_FAN_OUT ? t->fan_out : t->fan_in;
+        float std = sqrtf(2.0f / (float)(fan > 0 ? fan : 1));
+        for (size_t i = 0; i < t->numel; i++)
+            p[i] = std * rng_normal(rng);
+        break;
+    }
+    case INIT_UNIFORM_FAN_IN: {
+        float bound = 1.0f / sqrtf((float)(t->fan_in > 0 ? t->fan_in : 1));
+        for (size_t i = 0; i < t->numel; i++)
+            p[i] = (2.0f * rng_uniform(rng) - 1.0f) * bound;
+        break;
+    }
+    }
+}
+
+int net_finalize(net *n, uint64_t seed)
+{
+    if (n->params || n->n_nodes < 2)
+        return -EINVAL;
+    /* Groups must not decrease along the forward order: backward stops at the first
+     * frozen node. */
+    for (int i = 1; i < n->n_nodes; i++)
+        if (n->nodes[i].group < n->nodes[i - 1].group)
+            return -EINVAL;
+    n->value_creator = malloc((size_t)n->n_nodes * sizeof(int));
+    if (!n->value_creator)
+        return -ENOMEM;
+    n->n_values = 0;
+    for (int i = 0; i < n->n_nodes; i++) {
+        node *d = &n->nodes[i];
+        const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
+        if (is_inplace_kind(d->kind) && src && src->n_consumers == 1 &&
+            src->kind != NODE_RELU && src->kind != NODE_INPUT) {
+            d->value = src->value;
+        } else {
+            d->value = n->n_values;
+            n->value_creator[n->n_values++] = i;
+        }
+    }
+    n->n_out = n->nodes[n->n_nodes - 1].c;
+    n->params = aligned_floats(n->n_params);
+    n->grads = aligned_floats(n->n_params);
+    n->buffers = aligned_floats(n->n_buffers);
+    if (!n->params || !n->grads || !n->buffers)
+        return -ENOMEM;
+    memset(n->grads, 0, n->n_params * sizeof(float));
+    uint64_t rng = rng_derive(seed, 1);
+    for (int t = 0; t < n->n_tensors; t++)
+        init_tensor(n, &n->tensors[t], &rng);
+    n->rng = rng_derive(seed, 2);
+    return 0;
+}
+
+/* ---- memory planning -------------------------------------------------------------------- */
+
+static int needs_grad(const net *n, int j)
+{
+    return j >= 0 && j > n->start_node && n->nodes[j].kind != NODE_INPUT &&
+           n->nodes[j].group >= n->freeze_to;
+}
+
+/* Assigns gradient buffers by liveness over the backward order: a value's gradient is live
+ * from its last reader's backward until its creator's backward, and buffers are reused
+ * (best fit) once free. Computes offsets into one slab and (re)allocates it. */
+static int plan_grads(net *n)
+{
+    int nv = n->n_values;
+    size_t *buf_size = calloc((size_t)nv + 1, sizeof(size_t));
+    int *buf_free = calloc((size_t)nv + 1, sizeof(int));
+    int *assign = malloc((size_t)nv * sizeof(int));
+    int rc = -ENOMEM;
+    if (!buf_size || !buf_free || !assign)
+        goto out_free;
+    int n_bufs = 0;
+    for (int v = 0; v < nv; v++)
+        assign[v] = -1;
+
+#define TAKE(val)                                                                     \
+    do {                                                                              \
+        size_t need = n->value_numel[val];                                            \
+        int best = -1;                                                                \
+        for (int b = 0; b < n_bufs; b++)                                              \
+            if (buf_free[b] && buf_size[b] >= need &&                                 \
+                (best < 0 || buf_size[b] < buf_size[best]))                           \
+                best = b;                                                             \
+        if (best < 0) {                                                               \
+            for (int b = 0; b < n_bufs; b++) /* grow the largest free one */          \
+                if (buf_free[b] && (best < 0 || buf_size[b] > buf_size[best]))        \
+                    best = b;                                                         \
+            if (best < 0)                                                             \
+                best = n_bufs++;                                                      \
+            buf_size[best] = need;                                                    \
+        }                                                                             \
+        buf_free[best] = 0;                                                           \
+        assign[val] = best;                                                           \
+    } while (0)
+
+    int last = n->n_nodes - 1;
+    TAKE(n->nodes[last].value);
+    for (int i = last; i > n->start_node; i--) {
+        node *d = &n->nodes[i];
+        d->zero_dv[0] = d->zero_dv[1] = -1;
+        if (d->group < n->freeze_to)
+            break;
+        for (int k = 0; k < 2; k++) {
+            int j = d->in[k];
+            if (!needs_grad(n, j))
+                continue;
+            int u = n->nodes[j].value;
+            if (assign[u] < 0) {
+                TAKE(u);
+                d->zero_dv[k] = u;
+            }
+        }
+        if (n->value_creator[d->value] == i && assign[d->value] >= 0)
+            buf_free[assign[d->value]] = 1;
+    }
+#undef TAKE
+
+    size_t total = 0;
+    size_t *offs = malloc(((size_t)n_bufs + 1) * sizeof(size_t));
+    if (!offs)
+        goto out_free;
+    for (int b = 0; b < n_bufs; b++) {
+        offs[b] = total;
+        total += (buf_size[b] + 15) / 16 * 16;
+    }
+    if (total > n->grad_pool_floats) {
+        free(n->grad_pool);
+        n->grad_pool = aligned_floats(total);
+        n->grad_pool_floats = n->grad_pool ? total : 0;
+        if (!n->grad_pool) {
+            free(offs);
+            goto out_free;
+        }
+    }
+    for (int v = 0; v < nv; v++)
+        n->dvalues[v] = assign[v] >= 0 ? n->grad_pool + offs[assign[v]] : NULL;
+    free(offs);
+    rc = 0;
+out_free:
+    free(buf_size);
+    free(buf_free);
+    free(assign);
+    return rc;
+}
+
+int net_set_batch(net *n, int batch, int h, int w)
+{
+    if (!n->params || batch <= 0 || h <= 0 || w <= 0)
+        return -EINVAL;
+    if (n->batch == batch && n->in_h == h && n->in_w == w)
+        return 0;
+    int nv = n->n_values;
+    if (!n->values) {
+        n->values = calloc((size_t)nv, sizeof(float *));
+        n->value_numel = calloc((size_t)nv, sizeof(size_t));
+        n->dvalues = calloc((size_t)nv, sizeof(float *));
+        if (!n->values || !n->value_numel || !n->dvalues)
+            goto out_nomem;
+    }
+    size_t *numel = calloc((size_t)nv, sizeof(size_t));
+    if (!numel)
+        goto out_nomem;
+    size_t ws = 0;
+    for (int i = 0; i < n->n_nodes; i++) {
+        node *d = &n->nodes[i];
+        const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
+        switch (d->kind) {
+        case NODE_INPUT:
+            d->h = h;
+            d->w = w;
+            break;
+        case NODE_CONV:
+            conv2d_shape_init(&d->conv, batch, src->h, src->w, src->c, d->c, d->k, d->stride,
+                              d->pad);
+            d->h = d->conv.h_out;
+            d->w = d->conv.w_out;
+            if (conv2d_workspace_floats(&d->conv) > ws)
+                ws = conv2d_workspace_floats(&d->conv);
+            break;
+        case NODE_MAXPOOL:
+            pool2d_shape_init(&d->pool, batch, src->h, src->w, src->c, d->k, d->stride,
+                              d->pad);
+            d->h = d->pool.h_out;
+            d->w = d->pool.w_out;
+            break;
+        case NODE_ADD:
+            if (n->nodes[d->in[1]].h != src->h || n->nodes[d->in[1]].w != src->w) {
+                free(numel);
+                return -EINVAL;
+            }
+            d->h = src->h;
+            d->w = src->w;
+            break;
+        case NODE_AVGPOOL:
+        case NODE_CONCATPOOL:
+            d->h = d->w = 1;
+            break;
+        case NODE_LINEAR:
+            if (src->h != 1 || src->w != 1) {
+                free(numel);
+                return -EINVAL;
+            }
+            d->h = d->w = 1;
+            break;
+        default:
+            d->h = src->h;
+            d->w = src->w;
+            break;
+        }
+        if (d->h <= 0 || d->w <= 0) {
+            free(numel);
+            return -EINVAL;
+        }
+        size_t cnt = (size_t)batch * d->h * d->w * d->c;
+        if (cnt > numel[d->value])
+            numel[d->value] = cnt;
+    }
+    for (int v = 0; v < nv; v++) {
+        if (numel[v] != n->value_numel[v]) {
+            free(n->values[v]);
+            n->values[v] = aligned_floats(numel[v]);
+            if (!n->values[v]) {
+                free(numel);
+                goto out_nomem;
+            }
+            n->value_numel[v] = numel[v];
+        }
+    }
+    free(numel);
+    for (int i = 0; i < n->n_nodes; i++) {
+        node *d = &n->nodes[i];
+        size_t cnt = (size_t)batch * d->h * d->w * d->c;
+        if (d->kind == NODE_MAXPOOL || d->kind == NODE_CONCATPOOL) {
+            free(d->argmax);
+            d->argmax = malloc((cnt ? cnt : 1) * sizeof(int32_t));
+            if (!d->argmax)
+                goto out_nomem;
+        } else if (d->kind == NODE_DROPOUT) {
+            free(d->mask);
+            d->mask = aligned_floats(cnt);
+            if (!d->mask)
+                goto out_nomem;
+        }
+    }
+    if (ws > n->workspace_floats) {
+        free(n->workspace);
+        n->workspace = aligned_floats(ws);
+        n->workspace_floats = n->workspace ? ws : 0;
+        if (!n->workspace)
+            goto out_nomem;
+    }
+    free(n->probs);
+    n->probs = aligned_floats((size_t)batch * n->n_out);
+    if (!n->probs)
+        goto out_nomem;
+    n->batch = batch;
+    n->in_h = h;
+    n->in_w = w;
+    n->start_node = 0;
+    if (plan_grads(n) < 0)
+        goto out_nomem;
+    return 0;
+out_nomem:
+    free_batch_state(n);
+    return -ENOMEM;
+}
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+static size_t node_numel(const net *n, const node *d)
+{
+    return (size_t)n->batch * d->h * d->w * d->c;
+}
+
+static float *pdata(const net *n, int t) { return t >= 0 ? n->params + n->tensors[t].offset : NULL; }
+static float *bdata(const net *n, int t) { return n->buffers + n->tensors[t].offset; }
+static float *gdata(const net *n, int t)
+{
+    return t >= 0 && n->tensors[t].group >= n->freeze_to ? n->grads + n->tensors[t].offset
+                                                         : NULL;
+}
+
+static void forward_node(net *n, int i, int training)
+{
+    node *d = &n->nodes[i];
+    float *out = n->values[d->value];
+    const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
+    const float *in = src ? n->values[src->value] : NULL;
+    int hw = src ? src->h * src->w : 0;
+    switch (d->kind) {
+    case NODE_INPUT:
+        break;
+    case NODE_CONV:
+        conv2d_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), n->workspace, &d->conv);
+        break;
+    case NODE_BN:
+        d->bn_training = training && d->group >= n->freeze_to;
+        batchnorm_forward(out, d->save_mean, d->save_rstd, bdata(n, d->b_mean),
+                          bdata(n, d->b_var), in, pdata(n, d->p_w), pdata(n, d->p_b),
+                          n->batch * d->h * d->w, d->c, d->bn_training, n->bn_momentum,
+                          n->bn_eps);
+        break;
+    case NODE_RELU:
+        relu_forward(out, in, node_numel(n, d));
+        break;
+    case NODE_MAXPOOL:
+        maxpool2d_forward(out, d->argmax, in, &d->pool);
+        break;
+    case NODE_ADD:
+        add_forward(out, in, n->values[n->nodes[d->in[1]].value], node_numel(n, d));
+        break;
+    case NODE_AVGPOOL:
+        avgpool_global_forward(out, in, n->batch, hw, src->c);
+        break;
+    case NODE_CONCATPOOL:
+        concatpool_forward(out, d->argmax, in, n->batch, hw, src->c);
+        break;
+    case NODE_DROPOUT:
+        if (training && d->p > 0.0f)
+            dropout_forward(out, d->mask, in, node_numel(n, d), d->p, &n->rng);
+        else if (out != in)
+            memcpy(out, in, node_numel(n, d) * sizeof(float));
+        break;
+    case NODE_LINEAR:
+        linear_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), n->batch, src->c, d->c);
+        break;
+    }
+    d->bn_training = d->kind == NODE_BN ? d->bn_training : training;
+}
+
+const float *net_forward_to(net *n, const float *x, int training, int last)
+{
+    assert(n->batch > 0 && last >= 0 && last < n->n_nodes);
+    if (n->start_node != 0) {
+        n->start_node = 0;
+        if (plan_grads(n) < 0)
+            return NULL;
+    }
+    memcpy(n->values[n->nodes[0].value], x, node_numel(n, &n->nodes[0]) * sizeof(float));
+    for (int i = 1; i <= last; i++)
+        forward_node(n, i, training);
+    return n->values[n->nodes[last].value];
+}
+
+const float *net_forward(net *n, const float *x, int training)
+{
+    return net_forward_to(n, x, training, n->n_nodes - 1);
+}
+
+const float *net_forward_from(net *n, int first, const float *act, int training)
+{
+    assert(n->batch > 0 && first >= 0 && first < n->n_nodes);
+    if (n->start_node != first) {
+        n->start_node = first;
+        if (plan_grads(n) < 0)
+            return NULL;
+    }
+    node *d = &n->nodes[first];
+    memcpy(n->values[d->value], act, node_numel(n, d) * sizeof(float));
+    for (int i = first + 1; i < n->n_nodes; i++)
+        forward_node(n, i, training);
+    return n->values[n->nodes[n->n_nodes - 1].value];
+}
+
+const float *net_output(const net *n) { return n->values[n->nodes[n->n_nodes - 1].value]; }
+
+float net_loss(net *n, const int32_t *labels, const float *targets)
+{
+    const float *logits = net_output(n);
+    if (n->multi_label)
+        return bce_logits_forward(n->probs, logits, targets, n->batch, n->n_out);
+    return softmax_xent_forward(n->probs, logits, labels, n->batch, n->n_out);
+}
+
+/* ---- backward --------------------------------------------------------------------------- */
+
+static void backward_node(net *n, int i)
+{
+    node *d = &n->nodes[i];
+    const float *dout = n->dvalues[d->value];
+    const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
+    const float *in = src ? n->values[src->value] : NULL;
+    float *din = needs_grad(n, d->in[0]) ? n->dvalues[src->value] : NULL;
+    for (int k = 0; k < 2; k++)
+        if (d->zero_dv[k] >= 0)
+            memset(n->dvalues[d->zero_dv[k]], 0,
+                   n->value_numel[d->zero_dv[k]] * sizeof(float));
+    int hw = src ? src->h * src->w : 0;
+    size_t cnt = node_numel(n, d);
+    switch (d->kind) {
+    case NODE_INPUT:
+        break;
+    case NODE_CONV:
+        conv2d_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in, pdata(n, d->p_w),
+                        n->workspace, &d->conv);
+        break;
+    case NODE_BN:
+        batchnorm_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in, d->save_mean,
+                           d->save_rstd, pdata(n, d->p_w), n->batch * d->h * d->w, d->c,
+                           d->bn_training);
+        break;
+    case NODE_RELU:
+        if (din)
+            relu_backward(din, dout, n->values[d->value], cnt);
+        break;
+    case NODE_MAXPOOL:
+        if (din)
+            maxpool2d_backward(din, dout, d->argmax, &d->pool);
+        break;
+    case NODE_ADD: {
+        if (din && din != dout)
+            add_backward(din, NULL, dout, cnt);
+        int b = d->in[1];
+        if (needs_grad(n, b))
+            add_backward(NULL, n->dvalues[n->nodes[b].value], dout, cnt);
+        break;
+    }
+    case NODE_AVGPOOL:
+        if (din)
+            avgpool_global_backward(din, dout, n->batch, hw, src->c);
+        break;
+    case NODE_CONCATPOOL:
+        if (din)
+            concatpool_backward(din, dout, d->argmax, n->batch, hw, src->c);
+        break;
+    case NODE_DROPOUT:
+        if (!din)
+            break;
+        if (d->bn_training && d->p > 0.0f) {
+            if (din == dout) {
+                float *g = din;
+                for (size_t e = 0; e < cnt; e++)
+                    g[e] *= d->mask[e];
+            } else {
+                dropout_backward(din, dout, d->mask, cnt);
+            }
+        } else if (din != dout) {
+            add_backward(din, NULL, dout, cnt);
+        }
+        break;
+    case NODE_LINEAR:
+        linear_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in, pdata(n, d->p_w),
+                        n->batch, src->c, d->c);
+        break;
+    }
+}
+
+void net_backward_from(net *n, const float *dout)
+{
+    int last = n->n_nodes - 1;
+    float *g = n->dvalues[n->nodes[last].value];
+    memcpy(g, dout, (size_t)n->batch * n->n_out * sizeof(float));
+    for (int i = last; i > n->start_node; i--) {
+        if (n->nodes[i].group < n->freeze_to)
+            break;
+        backward_node(n, i);
+    }
+}
+
+void net_backward(net *n, const int32_t *labels, const float *targets)
+{
+    int last = n->n_nodes - 1;
+    float *g = n->dvalues[n->nodes[last].value];
+    memset(g, 0, (size_t)n->batch * n->n_out * sizeof(float));
+    if (n->multi_label)
+        bce_logits_backward(g, n->probs, targets, n->batch, n->n_out);
+    else
+        softmax_xent_backward(g, n->probs, labels, n->batch, n->n_out);
+    for (int i = last; i > n->start_node; i--) {
+        if (n->nodes[i].group < n->freeze_to)
+            break;
+        backward_node(n, i);
+    }
+}
+
+void net_zero_grad(net *n)
+{
+    for (int t = 0; t < n->n_tensors; t++) {
+        const net_tensor *tt = &n->tensors[t];
+        if (!tt->is_buffer && tt->group >= n->freeze_to) {
+            memset(n->grads + tt->offset, 0, (n->n_params - tt->offset) * sizeof(float));
+            return; /* parameters are laid out in forward order: trainable ones are a suffix */
+        }
+    }
+}
+
+int net_freeze_to(net *n, int g)
+{
+    if (g < 0 || g > n->n_groups)
+        return -EINVAL;
+    n->freeze_to = g;
+    return n->batch > 0 ? plan_grads(n) : 0;
+}
+
+/* ---- lookup ----------------------------------------------------------------------------- */
+
+int net_find(const net *n, const char *name)
+{
+    for (int t = 0; t < n->n_tensors; t++)
+        if (strcmp(n->tensors[t].name, name) == 0)
+            return t;
+    return -1;
+}
+
+float *net_tensor_data(const net *n, int idx)
+{
+    const net_tensor *t = &n->tensors[idx];
+    return (t->is_buffer ? n->buffers : n->params) + t->offset;
+}
+
+int net_pool_node(const net *n)
+{
+    for (int i = 0; i < n->n_nodes; i++)
+        if (n->nodes[i].kind == NODE_AVGPOOL || n->nodes[i].kind == NODE_CONCATPOOL)
+            return i;
+    return -1;
+}
+
+int net_node_features(const net *n, int i)
+{
+    const node *d = &n->nodes[i];
+    return d->h * d->w * d->c;
+}

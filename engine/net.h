@@ -34,7 +34,14 @@ typedef enum node_kind {
     NODE_LINEAR,
 } node_kind;
 
-typedef enum param_kind { PARAM_WEIGHT, PARAM_BIAS } param_kind;
+/* How net_finalize initialises a tensor (models may change it before finalize). */
+typedef enum tensor_init {
+    INIT_KAIMING_FAN_OUT, /* normal, std sqrt(2 / fan_out): torchvision ResNet convs */
+    INIT_KAIMING_FAN_IN,  /* normal, std sqrt(2 / fan_in): fastai head linears */
+    INIT_UNIFORM_FAN_IN,  /* U(-1/sqrt(fan_in), 1/sqrt(fan_in)): torch.nn.Linear default */
+    INIT_ONE,
+    INIT_ZERO,
+} tensor_init;
 
 /* A named parameter or buffer: a view into a slab. */
 typedef struct net_tensor {
@@ -46,6 +53,8 @@ typedef struct net_tensor {
     int group;     /* layer group of the node that owns it */
     int is_buffer; /* running_mean / running_var (num_batches_tracked is not stored) */
     int is_bn;     /* a BatchNorm weight or bias */
+    tensor_init init;
+    int fan_in, fan_out;
 } net_tensor;
 
 typedef struct node {
@@ -62,8 +71,11 @@ typedef struct node {
     pool2d_shape pool;  /* set by net_set_batch */
     float *save_mean;   /* (C) BatchNorm batch statistics kept for backward */
     float *save_rstd;   /* (C) */
-    int32_t *argmax;    /* maxpool / concatpool indices */
-    float *mask;        /* dropout mask (N*H*W*C) */
+    int32_t *argmax;    /* maxpool / concatpool indices (per batch) */
+    float *mask;        /* dropout mask (N*H*W*C, per batch) */
+    int bn_training;    /* whether the last forward used batch statistics */
+    int n_consumers;    /* nodes reading this node's output */
+    int zero_dv[2];     /* values whose gradient buffer this node's backward zeroes first */
 } node;
 
 typedef struct net {
@@ -84,13 +96,16 @@ typedef struct net {
     int n_values;
     float **values;      /* activation buffer per value */
     size_t *value_numel; /* floats per value for the current batch */
+    int *value_creator;  /* node that first writes each value (in-place nodes reuse it) */
     float **dvalues;     /* gradient buffer per value (shared by a static liveness plan) */
     float *grad_pool;    /* slab the dvalues point into */
+    size_t grad_pool_floats;
     float *workspace;    /* conv im2col scratch */
     size_t workspace_floats;
     float *probs;        /* (N, n_out) softmax or sigmoid outputs of the last loss */
     int n_out;           /* output features of the last node */
 
+    int start_node;      /* first node the last forward computed (backward stops there) */
     int multi_label;     /* loss is sigmoid BCE instead of softmax cross-entropy */
     uint64_t rng;        /* dropout stream */
     float bn_momentum, bn_eps;
@@ -133,7 +148,8 @@ int net_set_batch(net *n, int batch, int h, int w);
 
 /* Runs the network on x (batch, h, w, C_in) as set by net_set_batch. training != 0 uses
  * batch statistics in BatchNorm (except in frozen groups, which always run in eval mode)
- * and active dropout. Returns the output (batch, n_out), owned by the net. */
+ * and active dropout. Returns the output (batch, n_out), owned by the net; NULL only when
+ * a changed gradient plan could not be allocated. */
 const float *net_forward(net *n, const float *x, int training);
 
 /* Loss of the last forward: softmax cross-entropy with labels (batch) or, when
@@ -150,9 +166,11 @@ void net_backward_from(net *n, const float *dout);
 /* Zeroes the parameter gradients of trainable groups. */
 void net_zero_grad(net *n);
 
-/* Trains only groups >= g (0 <= g <= n_groups). Frozen groups get no gradients and their
- * BatchNorm layers use running statistics. */
-void net_freeze_to(net *n, int g);
+/* Trains only groups >= g (0 <= g <= n_groups; -EINVAL otherwise). Frozen groups get no
+ * gradients and their BatchNorm layers use running statistics. -ENOMEM when the larger
+ * gradient plan of an unfreeze cannot be allocated (the net is then unusable until the
+ * next successful net_set_batch). */
+int net_freeze_to(net *n, int g);
 
 /* Finds a parameter or buffer by name; -1 if absent. */
 int net_find(const net *n, const char *name);
@@ -161,8 +179,15 @@ float *net_tensor_data(const net *n, int idx);
 
 /* The output node's value after the last forward. */
 const float *net_output(const net *n);
-/* The input node's batch shape, and the node id of the body's last node (for precompute):
- * the node just before the head's pooling, -1 if the net has no pool. */
-int net_body_end(const net *n);
+
+/* For the precompute cache: the id of the pooling node that starts the head (the first
+ * AVGPOOL or CONCATPOOL node), -1 if none; and the floats per sample it outputs. */
+int net_pool_node(const net *n);
+int net_node_features(const net *n, int node);
+/* Runs nodes 0..last only; returns last's output (batch, features) as set_batch shaped. */
+const float *net_forward_to(net *n, const float *x, int training, int last);
+/* Sets node `first`'s output to act (batch, features of first) and runs the nodes after
+ * it; backward then stops at `first` (nothing before it is touched). */
+const float *net_forward_from(net *n, int first, const float *act, int training);
 
 #endif

@@ -118,7 +118,9 @@ function datasetsPage(root) {
     h('h2', { id: 'reg-up-h' }, 'Upload an archive'),
     h('div', { class: 'grid-fields' },
       field({ name: 'name', label: 'Name', placeholder: 'my-images' }),
-      field({ name: 'file', label: 'Archive (.tar or .tar.gz)', type: 'file', accept: '.tar,.tgz,.tar.gz,application/x-tar,application/gzip' })),
+      field({ name: 'file', label: 'Archive (.tar or .tar.gz)', type: 'file', accept: '.tar,.tgz,.tar.gz,application/x-tar,application/gzip' }),
+      field({ name: 'format', label: 'Format', type: 'select', value: 'folders', options: [['folders', 'folders (train/, valid/)'], ['csv', 'csv (labels file)'], ['idx', 'idx (MNIST style)']] }),
+      field({ name: 'valid_pct', label: 'Validation fraction', type: 'number', placeholder: '0.2', hint: 'Used when there is no valid/ split.' })),
     h('div', { class: 'actions' }, h('button', { class: 'primary', type: 'submit' }, 'Upload'), progress),
     statusLine());
   onSubmit(byUpload, async (form) => {
@@ -128,7 +130,10 @@ function datasetsPage(root) {
     const type = /\.(tgz|gz)$/i.test(file.name) ? 'application/gzip' : 'application/x-tar';
     progress.hidden = false;
     try {
-      const r = await upload(`/datasets?name=${encodeURIComponent(name)}`, file, type, (f) => { progress.value = f; });
+      const q = new URLSearchParams({ name, format: form.elements.format.value });
+      const vp = form.elements.valid_pct.value.trim();
+      if (vp) q.set('valid_pct', vp);
+      const r = await upload(`/datasets?${q}`, file, type, (f) => { progress.value = f; });
       const id = idFrom(r.location, r.data);
       location.hash = `#/datasets/${id}`;
       return `Uploaded dataset ${id}.`;

@@ -37,6 +37,10 @@ void model_spec_defaults(model_spec *s);
  * err names the problem (unknown arch, bad class count, ...). */
 int model_create(net **out, const model_spec *s, char *err, size_t errlen);
 
+/* Appends the head s asks for to body_out (group 2). Returns the output node or a
+ * negative code with err set. Used by the body builders. */
+int model_add_head(net *n, int body_out, const model_spec *s, char *err, size_t errlen);
+
 /* Whether arch names a model this engine builds. */
 int model_arch_known(const char *arch);
 

@@ -7,7 +7,7 @@
 // no console error, and screenshots in tests/e2e/artifacts/.
 //
 // Usage: node dashboard.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -246,6 +246,33 @@ async function main() {
   check(/circle/.test(pageText) && /square/.test(pageText), 'the dataset page shows both classes');
   check(pageText.includes(String(2 * N_TRAIN + 2 * N_VALID)) || pageText.includes(String(2 * N_TRAIN)), 'the dataset page shows the image counts', pageText.slice(0, 400));
   check(/broken\.png/.test(pageText), 'the dataset page lists the unreadable file', dsApi);
+
+  // 4b. Upload an archive from the page: a .tar of a few of the same images.
+  {
+    const upDir = path.join(tmp, 'upload');
+    for (const cls of ['circle', 'square']) {
+      for (const split of ['train', 'valid']) {
+        fs.mkdirSync(path.join(upDir, split, cls), { recursive: true });
+        for (let i = 0; i < 4; i++) fs.copyFileSync(path.join(dsPath, split, cls, `${i}.png`), path.join(upDir, split, cls, `${i}.png`));
+      }
+    }
+    const tarFile = path.join(tmp, 'small.tar');
+    const tar = spawnSync('tar', ['-cf', tarFile, '-C', upDir, 'train', 'valid']);
+    must(tar.status === 0, 'tar packs the upload', String(tar.stderr));
+    await page.goto(`${base}/#/datasets`);
+    const up = page.locator('form[aria-labelledby="reg-up-h"]');
+    await up.locator('[name="name"]').fill('shapes-upload');
+    await up.locator('[name="file"]').setInputFiles(tarFile);
+    await up.locator('button[type="submit"]').click();
+    await page.waitForURL((u) => /#\/datasets\/\d+$/.test(u.hash) && !u.hash.endsWith(`/${dsId}`), { timeout: 60000 });
+    await page.waitForSelector('#classes-h');
+    const upId = page.url().match(/#\/datasets\/(\d+)$/)[1];
+    const upApi = (await api('GET', `/datasets/${upId}`)).data;
+    const upText = await page.locator('main').innerText();
+    check(upApi && upApi.name === 'shapes-upload' && /circle/.test(upText) && /square/.test(upText), 'an uploaded tar becomes a dataset whose classes the page shows', upApi);
+    await page.goto(`${base}/#/datasets/${dsId}`);
+    await page.waitForSelector('#classes-h');
+  }
 
   // 5. Create a run from the page.
   await page.locator('a:text("Create a run")').click();

@@ -146,15 +146,27 @@ static const char *wait_final(store *st, int64_t job)
     return NULL;
 }
 
-static void wait_training(store *st, int64_t run, int64_t job)
+/* Waits until the job runs and has made progress (min_epochs finished, when > 0). */
+static void wait_training(store *st, int64_t run, int64_t job, int min_epochs)
 {
     for (int i = 0; i < 6000; i++) {
-        json_t *m;
-        assert_int_equal(store_metrics_get(st, run, "train_loss", -1, 1, &m), 0);
-        int has = json_array_size(json_object_get(m, "points")) > 0;
-        json_decref(m);
-        if (has && !strcmp(state_of(st, job, NULL), "running"))
+        json_t *ep;
+        assert_int_equal(store_epochs_get(st, run, &ep), 0);
+        int n_ep = 0;
+        for (size_t e = 0; e < json_array_size(ep); e++)
+            n_ep += json_integer_value(json_object_get(json_array_get(ep, e), "job")) == job;
+        json_decref(ep);
+        json_t *j;
+        const char *s = state_of(st, job, &j);
+        double progress = json_number_value(json_object_get(j, "progress"));
+        if (!strcmp(s, "running") && progress > 0 && n_ep >= min_epochs) {
+            json_decref(j);
             return;
+        }
+        if (is_final(s))
+            fail_msg("job %lld ended (%s: %s) before it trained", (long long)job, s,
+                     json_string_value(json_object_get(j, "error")));
+        json_decref(j);
         store_flush(st);
         usleep(20000);
     }
@@ -340,20 +352,20 @@ static void cancel_queued_and_running(void **state)
     env e;
     env_open(&e, 0);
     int64_t run = make_run(&e, NULL);
-    int64_t lng = submit(e.jq, run, JOB_FIT, "{\"lrs\":0.01,\"n_cycle\":200,\"cycle_len\":1}");
+    int64_t lng = submit(e.jq, run, JOB_FIT, "{\"lrs\":0.01,\"n_cycle\":50,\"cycle_len\":4}");
     int64_t q = submit(e.jq, run, JOB_TTA, "{\"n_aug\":2}");
     assert_int_equal(jobs_cancel(e.jq, q), 0);
     assert_string_equal(state_of(e.st, q, NULL), "cancelled");
     assert_int_equal(jobs_cancel(e.jq, q), -EALREADY);
     assert_int_equal(jobs_cancel(e.jq, q + 100), -ENOENT);
-    wait_training(e.st, run, lng);
+    wait_training(e.st, run, lng, 0);
     assert_int_equal(jobs_running(e.jq), lng);
     assert_int_equal(jobs_delete_run(e.jq, run), -EBUSY);
     assert_int_equal(jobs_cancel(e.jq, lng), 0);
     assert_string_equal(wait_final(e.st, lng), "cancelled");
     json_t *j;
     assert_int_equal(store_epochs_get(e.st, run, &j), 0);
-    assert_true(json_array_size(j) < 200);
+    assert_true(json_array_size(j) < 200); /* 50 cycles of 4 epochs asked */
     json_decref(j);
     /* The queue still works after a cancellation. */
     int64_t next = submit(e.jq, run, JOB_UNFREEZE, "{}");
@@ -375,11 +387,21 @@ static void stop_interrupts_and_resume_continues(void **state)
     env e;
     env_open(&e, 0);
     int64_t run = make_run(&e, NULL);
-    int64_t fit = submit(e.jq, run, JOB_FIT, "{\"lrs\":0.01,\"n_cycle\":200,\"cycle_len\":1}");
+    int64_t fit = submit(e.jq, run, JOB_FIT, "{\"lrs\":0.01,\"n_cycle\":50,\"cycle_len\":4}");
     int64_t waiting = submit(e.jq, run, JOB_TTA, "{\"n_aug\":2}");
-    wait_training(e.st, run, fit);
+    wait_training(e.st, run, fit, 1);
     assert_int_equal(jobs_stop(e.jq, 8), 0);
     assert_string_equal(state_of(e.st, fit, NULL), "interrupted");
+    json_t *snaps;
+    assert_int_equal(store_snapshots_get(e.st, run, &snaps), 0);
+    int has_ckpt = 0;
+    for (size_t i = 0; i < json_array_size(snaps); i++) {
+        json_t *sn = json_array_get(snaps, i);
+        has_ckpt |= !strcmp(json_string_value(json_object_get(sn, "kind")), "checkpoint") &&
+                    json_integer_value(json_object_get(sn, "job")) == fit;
+    }
+    json_decref(snaps);
+    assert_true(has_ckpt);
     assert_string_equal(state_of(e.st, waiting, NULL), "queued");
     int64_t id;
     assert_int_equal(jobs_submit(e.jq, run, JOB_TTA, NULL, &id), -ESHUTDOWN);
@@ -394,10 +416,24 @@ static void stop_interrupts_and_resume_continues(void **state)
     int64_t resumed = json_integer_value(json_object_get(newest, "id"));
     assert_int_equal(json_integer_value(json_object_get(newest, "resumed_from")), fit);
     json_decref(j);
-    wait_training(e.st, run, resumed);
+    wait_training(e.st, run, resumed, 0);
     assert_int_equal(jobs_cancel(e.jq, resumed), 0);
     assert_string_equal(wait_final(e.st, resumed), "cancelled");
     assert_string_equal(wait_final(e.st, waiting), "succeeded");
+
+    /* A fit stopped before its first epoch ended resumes too: it starts over. */
+    int64_t early = submit(e.jq, run, JOB_FIT, "{\"lrs\":0.01,\"n_cycle\":50,\"cycle_len\":4}");
+    wait_training(e.st, run, early, 0);
+    assert_int_equal(jobs_stop(e.jq, 8), 0);
+    env_close(&e);
+    env_open(&e, 1);
+    assert_int_equal(store_job_list(e.st, run, NULL, NULL, &j), 0);
+    resumed = json_integer_value(json_object_get(json_array_get(json_object_get(j, "items"), 0),
+                                                 "id"));
+    json_decref(j);
+    wait_training(e.st, run, resumed, 1);
+    assert_int_equal(jobs_cancel(e.jq, resumed), 0);
+    assert_string_equal(wait_final(e.st, resumed), "cancelled");
     /* Only interrupted jobs resume, each once. */
     assert_int_equal(jobs_resume(e.jq, waiting, &id), -EINVAL);
     assert_int_equal(jobs_resume(e.jq, fit + 100, &id), -ENOENT);

@@ -1,0 +1,283 @@
+/* test_net.c: networks built from models/: torchvision sizes and names, layer groups and
+ * freezing, determinism, a finite-difference check through a whole residual net, and the
+ * gradient memory plan. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "blas.h"
+#include "models/models.h"
+#include "net.h"
+#include "rng.h"
+
+static net *build(const char *arch, model_head head, int c_in, int n_classes, float p,
+                  uint64_t seed)
+{
+    model_spec s;
+    model_spec_defaults(&s);
+    s.arch = arch;
+    s.head = head;
+    s.c_in = c_in;
+    s.n_classes = n_classes;
+    s.ps[0] = s.ps[1] = p;
+    s.seed = seed;
+    char err[256];
+    net *n = NULL;
+    assert_int_equal(model_create(&n, &s, err, sizeof(err)), 0);
+    return n;
+}
+
+static void fill(float *x, size_t n, uint64_t seed)
+{
+    uint64_t r = seed;
+    for (size_t i = 0; i < n; i++)
+        x[i] = rng_normal(&r);
+}
+
+static void torchvision_parameter_counts_and_names(void **state)
+{
+    (void)state;
+    net *n = build("resnet18", HEAD_PLAIN, 3, 1000, 0, 1);
+    assert_int_equal(n->n_params, 11689512); /* torchvision.models.resnet18() */
+    assert_true(net_find(n, "layer2.0.downsample.0.weight") >= 0);
+    assert_true(net_find(n, "layer4.1.bn2.running_var") >= 0);
+    assert_true(net_find(n, "fc.bias") >= 0);
+    assert_int_equal(net_find(n, "layer1.0.downsample.0.weight"), -1);
+    assert_int_equal(n->n_groups, 3);
+    net_destroy(n);
+
+    n = build("resnet34", HEAD_PLAIN, 3, 1000, 0, 1);
+    assert_int_equal(n->n_params, 21797672); /* torchvision.models.resnet34() */
+    assert_true(net_find(n, "layer3.5.conv2.weight") >= 0);
+    net_destroy(n);
+
+    n = build("resnet_small", HEAD_FASTAI, 1, 10, 0.25f, 1);
+    assert_true(net_find(n, "head.2.running_mean") >= 0); /* BN1d(256) */
+    assert_true(net_find(n, "head.4.weight") >= 0);       /* Linear(256, 512) */
+    assert_true(net_find(n, "head.8.weight") >= 0);       /* Linear(512, 10) */
+    int w = net_find(n, "head.8.weight");
+    assert_int_equal(n->tensors[w].shape[0], 10);
+    assert_int_equal(n->tensors[w].shape[1], 512);
+    assert_int_equal(n->tensors[net_find(n, "conv1.weight")].group, 0);
+    assert_int_equal(n->tensors[net_find(n, "layer1.1.conv2.weight")].group, 0);
+    assert_int_equal(n->tensors[net_find(n, "layer2.0.conv1.weight")].group, 1);
+    assert_int_equal(n->tensors[net_find(n, "head.2.weight")].group, 2);
+    net_destroy(n);
+}
+
+static void bad_specs_are_refused_with_a_reason(void **state)
+{
+    (void)state;
+    model_spec s;
+    model_spec_defaults(&s);
+    char err[256];
+    net *n = (net *)1;
+    s.arch = "vgg16";
+    assert_true(model_create(&n, &s, err, sizeof(err)) < 0);
+    assert_null(n);
+    assert_non_null(strstr(err, "vgg16"));
+    model_spec_defaults(&s);
+    s.c_in = 2;
+    assert_true(model_create(&n, &s, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "c_in"));
+    model_spec_defaults(&s);
+    s.ps[1] = 1.0f;
+    assert_true(model_create(&n, &s, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "ps"));
+}
+
+static void same_seed_same_numbers_bit_for_bit(void **state)
+{
+    (void)state;
+    enum { B = 4, S = 16 };
+    float *x = malloc(sizeof(float) * B * S * S);
+    fill(x, B * S * S, 7);
+    int32_t y[B] = {0, 3, 9, 1};
+    float loss[2];
+    float *grads[2];
+    for (int k = 0; k < 2; k++) {
+        net *n = build("resnet_small", HEAD_FASTAI, 1, 10, 0.5f, 42);
+        assert_int_equal(net_set_batch(n, B, S, S), 0);
+        net_zero_grad(n);
+        net_forward(n, x, 1);
+        loss[k] = net_loss(n, y, NULL);
+        net_backward(n, y, NULL);
+        grads[k] = malloc(n->n_params * sizeof(float));
+        memcpy(grads[k], n->grads, n->n_params * sizeof(float));
+        if (k == 1)
+            assert_memory_equal(grads[0], grads[1], n->n_params * sizeof(float));
+        net_destroy(n);
+    }
+    assert_memory_equal(&loss[0], &loss[1], sizeof(float));
+    net *other = build("resnet_small", HEAD_FASTAI, 1, 10, 0.5f, 43);
+    net *same = build("resnet_small", HEAD_FASTAI, 1, 10, 0.5f, 42);
+    assert_memory_not_equal(other->params, same->params, 64 * sizeof(float));
+    net_destroy(other);
+    net_destroy(same);
+    free(grads[0]);
+    free(grads[1]);
+    free(x);
+}
+
+/* Loss as a function of one parameter, in eval mode: BatchNorm is then a fixed affine map
+ * and the net is piecewise linear up to the loss, so a central difference is exact up to
+ * rounding unless a ReLU kink lies in the step (which the caller detects). Training-mode
+ * BatchNorm is checked op by op (tests/unit/ops) and against PyTorch (tests/parity). */
+static double loss_at(net *n, const float *x, const int32_t *y, size_t idx, float value)
+{
+    float keep = n->params[idx];
+    n->params[idx] = value;
+    net_forward(n, x, 0);
+    double l = net_loss(n, y, NULL);
+    n->params[idx] = keep;
+    return l;
+}
+
+static void finite_differences_through_a_residual_net(void **state)
+{
+    (void)state;
+    enum { B = 4, S = 16 };
+    net *n = build("resnet_small", HEAD_FASTAI, 3, 4, 0.0f, 5);
+    assert_int_equal(net_set_batch(n, B, S, S), 0);
+    float *x = malloc(sizeof(float) * B * S * S * 3);
+    fill(x, B * S * S * 3, 11);
+    int32_t y[B] = {1, 0, 3, 2};
+    for (int k = 0; k < 20; k++) /* running statistics near the batch's own */
+        net_forward(n, x, 1);
+    net_zero_grad(n);
+    net_forward(n, x, 0);
+    net_loss(n, y, NULL);
+    net_backward(n, y, NULL);
+    float *g = malloc(n->n_params * sizeof(float));
+    memcpy(g, n->grads, n->n_params * sizeof(float));
+    const char *probe[] = {"conv1.weight", "layer1.0.conv1.weight", "layer1.1.bn2.weight",
+                           "layer2.0.downsample.0.weight", "layer3.1.conv2.weight",
+                           "layer3.1.bn2.bias", "head.2.weight", "head.3.weight",
+                           "head.6.bias"};
+    uint64_t r = 3;
+    int checked = 0, skipped = 0;
+    for (size_t p = 0; p < sizeof(probe) / sizeof(probe[0]); p++) {
+        int t = net_find(n, probe[p]);
+        assert_true(t >= 0);
+        for (int k = 0; k < 3;) {
+            size_t idx = n->tensors[t].offset + rng_below(&r, (uint32_t)n->tensors[t].numel);
+            float v = n->params[idx];
+            float h = 1e-3f * fmaxf(1.0f, fabsf(v));
+            double f0 = loss_at(n, x, y, idx, v);
+            double fp = loss_at(n, x, y, idx, v + h), fm = loss_at(n, x, y, idx, v - h);
+            double fwd = (fp - f0) / h, bwd = (f0 - fm) / h, num = (fp - fm) / (2.0 * h);
+            /* A ReLU kink inside [v-h, v+h] makes the one-sided slopes disagree: the
+             * central difference means nothing there, so draw another element. */
+            if (fabs(fwd - bwd) > 0.01 * fmax(fabs(fwd), fabs(bwd)) + 1e-3) {
+                assert_true(++skipped < 50);
+                continue;
+            }
+            double ana = g[idx];
+            /* float32 rounding through ~20 layers is noise of ~1e-6 in the loss, so about
+             * 1e-3 in a difference quotient; a wiring error is off by far more. */
+            double tol = 0.05 * fmax(fabs(num), fabs(ana)) + 0.01;
+            if (getenv("GC_VERBOSE"))
+                print_message("%s[%zu]: numeric %g vs analytic %g\n", probe[p],
+                              idx - n->tensors[t].offset, num, ana);
+            if (fabs(num - ana) > tol)
+                fail_msg("%s[%zu]: numeric %g vs analytic %g", probe[p],
+                         idx - n->tensors[t].offset, num, ana);
+            checked++;
+            k++;
+        }
+    }
+    assert_int_equal(checked, 27);
+    free(g);
+    free(x);
+    net_destroy(n);
+}
+
+static void frozen_body_gets_no_gradient_and_keeps_its_statistics(void **state)
+{
+    (void)state;
+    enum { B = 4, S = 12 };
+    net *n = build("resnet_small", HEAD_FASTAI, 1, 3, 0.25f, 9);
+    assert_int_equal(net_set_batch(n, B, S, S), 0);
+    assert_int_equal(net_freeze_to(n, 2), 0);
+    assert_int_equal(net_freeze_to(n, 4), -EINVAL);
+    float *x = malloc(sizeof(float) * B * S * S);
+    fill(x, B * S * S, 2);
+    int32_t y[B] = {0, 1, 2, 1};
+    float *buf_before = malloc(n->n_buffers * sizeof(float));
+    memcpy(buf_before, n->buffers, n->n_buffers * sizeof(float));
+    memset(n->grads, 0, n->n_params * sizeof(float));
+    net_forward(n, x, 1);
+    net_loss(n, y, NULL);
+    net_backward(n, y, NULL);
+    int head_has_grad = 0;
+    for (int t = 0; t < n->n_tensors; t++) {
+        const net_tensor *nt = &n->tensors[t];
+        const float *d = (nt->is_buffer ? buf_before : n->grads) + nt->offset;
+        const float *now = (nt->is_buffer ? n->buffers : n->grads) + nt->offset;
+        if (nt->group < 2 && nt->is_buffer) {
+            assert_memory_equal(d, now, nt->numel * sizeof(float)); /* eval-mode BN */
+        } else if (nt->group < 2) {
+            for (size_t i = 0; i < nt->numel; i++)
+                assert_true(now[i] == 0.0f);
+        } else if (!nt->is_buffer) {
+            for (size_t i = 0; i < nt->numel; i++)
+                head_has_grad |= now[i] != 0.0f;
+        }
+    }
+    assert_true(head_has_grad);
+    /* Unfreezing gives the body gradients again. */
+    assert_int_equal(net_freeze_to(n, 0), 0);
+    net_zero_grad(n);
+    net_forward(n, x, 1);
+    net_loss(n, y, NULL);
+    net_backward(n, y, NULL);
+    const float *g0 = n->grads + n->tensors[net_find(n, "conv1.weight")].offset;
+    int body_has_grad = 0;
+    for (int i = 0; i < 32; i++)
+        body_has_grad |= g0[i] != 0.0f;
+    assert_true(body_has_grad);
+    free(buf_before);
+    free(x);
+    net_destroy(n);
+}
+
+static void gradient_buffers_are_shared(void **state)
+{
+    (void)state;
+    net *n = build("resnet18", HEAD_FASTAI, 3, 10, 0.25f, 1);
+    assert_int_equal(net_set_batch(n, 2, 64, 64), 0);
+    size_t activations = 0;
+    for (int v = 0; v < n->n_values; v++)
+        activations += n->value_numel[v];
+    /* In-place ReLU/add/dropout leave fewer buffers than nodes, and the liveness plan
+     * keeps only a handful of gradient buffers alive at once. */
+    assert_true(n->n_values < n->n_nodes);
+    if (getenv("GC_VERBOSE"))
+        print_message("values %d nodes %d activations %zu grad pool %zu\n", n->n_values,
+                      n->n_nodes, activations, n->grad_pool_floats);
+    assert_true(n->grad_pool_floats * 2 < activations);
+    /* A smaller size after a larger one reuses the buffers; a bad size is refused. */
+    assert_int_equal(net_set_batch(n, 2, 32, 32), 0);
+    assert_int_equal(net_set_batch(n, 0, 32, 32), -EINVAL);
+    net_destroy(n);
+}
+
+int main(void)
+{
+    blas_startup(NULL, 2);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(torchvision_parameter_counts_and_names),
+        cmocka_unit_test(bad_specs_are_refused_with_a_reason),
+        cmocka_unit_test(same_seed_same_numbers_bit_for_bit),
+        cmocka_unit_test(finite_differences_through_a_residual_net),
+        cmocka_unit_test(frozen_body_gets_no_gradient_and_keeps_its_statistics),
+        cmocka_unit_test(gradient_buffers_are_shared),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
