@@ -13,10 +13,17 @@ int req_need_backend(api_req *r);
 /* Reads limit and page_token into pg (answering 400 on a bad one). */
 int req_page(api_req *r, int *limit, const char **token);
 
+/* Handlers. Each reads r (ids from the path, parsed JSON body or streamed body, query) and
+ * answers through reply_*: the resource (200/201/202 + Location), or a problem naming the
+ * field at fault (4xx) or the server's failure (5xx). They borrow everything in r; what a
+ * store or queue call returns is theirs to free. None of them blocks on training. */
+
+/* /datasets (routes_datasets.c) */
 void route_dataset_create(api_req *r);
 void route_dataset_delete(api_req *r);
 void route_dataset_get(api_req *r);
 void route_dataset_list(api_req *r);
+/* /jobs, /lr-finds/{id}, /models (routes_jobs.c) */
 void route_job_cancel(api_req *r);
 void route_job_get(api_req *r);
 void route_job_list(api_req *r);
@@ -27,6 +34,7 @@ void route_model_create(api_req *r);
 void route_model_delete(api_req *r);
 void route_model_get(api_req *r);
 void route_model_list(api_req *r);
+/* /runs and everything under a run (routes_runs.c) */
 void route_run_create(api_req *r);
 void route_run_delete(api_req *r);
 void route_run_epochs(api_req *r);

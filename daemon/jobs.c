@@ -398,6 +398,9 @@ static int save_run(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *
 typedef struct sink {
     jobs *jq;
     int64_t job_id, run_id, lr_find_id;
+    int own_sweeps;            /* sweeps inside another job (the recipe): rows made here */
+    int sweep_n, sweep_last_iter;
+    double sweep_last_lr;
     int last_cycle;
     int last_epoch;            /* run-wide number of the last epoch recorded, or -1 */
     int engine_progress;       /* the learner reports progress itself */
@@ -417,9 +420,20 @@ static int stop_requested(sink *k)
     return atomic_load(&k->jq->cancel);
 }
 
+/* Ends a sweep row this sink opened: the LR and iteration count it reached. */
+static void sweep_close(sink *k)
+{
+    if (!k->own_sweeps || !k->lr_find_id)
+        return;
+    store_flush(k->jq->st);
+    store_lr_find_finish(k->jq->st, k->lr_find_id, NULL, 0, k->sweep_last_lr, k->sweep_n);
+    k->lr_find_id = 0;
+}
+
 static int on_batch(void *ctx, const ev_batch *e)
 {
     sink *k = ctx;
+    sweep_close(k);
     const char *keys[2 + 4 + 1];
     char lr_names[4][8];
     double vals[2 + 4 + 1];
@@ -448,15 +462,27 @@ static int on_batch(void *ctx, const ev_batch *e)
 static int on_sweep_point(void *ctx, const ev_sweep_point *e)
 {
     sink *k = ctx;
+    if (k->own_sweeps && (!k->lr_find_id || e->iter <= k->sweep_last_iter)) {
+        /* A sweep the recipe runs: one lr_finds row per sweep, from its first point. */
+        sweep_close(k);
+        if (store_lr_find_create(k->jq->st, k->run_id, k->job_id, e->lr, e->lr, 0,
+                                 &k->lr_find_id))
+            k->lr_find_id = 0;
+        k->sweep_n = 0;
+    }
     if (k->lr_find_id)
         store_lr_find_point_push(k->jq->st, k->lr_find_id, k->run_id, k->job_id, e->iter, e->lr,
                                  e->loss, e->smooth_loss);
+    k->sweep_last_iter = e->iter;
+    k->sweep_last_lr = e->lr;
+    k->sweep_n++;
     return stop_requested(k);
 }
 
 static int on_epoch(void *ctx, const ev_epoch *e)
 {
     sink *k = ctx;
+    sweep_close(k);
     store_epoch se = {e->epoch, e->cycle, e->train_loss, e->valid_loss, e->accuracy, e->f2,
                       e->seconds, e->img_per_s};
     int n = -1;
@@ -539,7 +565,8 @@ static int do_lr_find(jobs *jq, sink *k, learner *l, json_t *p, json_t **result,
                                 "steep", suggestion_json(&r.steep), "valley",
                                 suggestion_json(&r.valley), "slide",
                                 suggestion_json(&r.slide));
-        store_lr_find_finish(jq->st, k->lr_find_id, sug, r.stopped_early);
+        store_lr_find_finish(jq->st, k->lr_find_id, sug, r.stopped_early,
+                             r.n_points > 0 ? r.points[r.n_points - 1].lr : 0, r.n_points);
         *result = json_pack("{sI sO si sb}", "lr_find", (json_int_t)k->lr_find_id,
                             "suggestions", sug, "n_points", r.n_points, "stopped_early",
                             r.stopped_early);
@@ -624,6 +651,7 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         return rc;
     }
     case JOB_RECIPE: {
+        k->own_sweeps = 1;
         recipe_opts o = {(int)jnum(p, "max_epochs", 0), jbool(p, "close_to_imagenet", 0),
                          (int)jnum(p, "n_aug", 0)};
         tta_result r = {0};
@@ -690,6 +718,7 @@ static void run_job(jobs *jq, int64_t job_id)
     if (rc == 0)
         rc = run_kind(jq, &k, kind, l, row.params, row.resumed_from != 0, &result, err,
                       sizeof err);
+    sweep_close(&k);
     store_flush(jq->st);
 
     int shutting = 0;

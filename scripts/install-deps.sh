@@ -9,12 +9,16 @@ pkgs=(
   libmicrohttpd-dev libjansson-dev libopenblas-openmp-dev libopenblas0-openmp
   libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev sqlite3 libcmocka-dev libarchive-dev
   python3-torch python3-torchvision python3-pytest python3-numpy
-  dataset-fashion-mnist nodejs npm chromium
+  dataset-fashion-mnist chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Node.js may come from elsewhere than Debian (NodeSource's nodejs bundles npm and conflicts
+# with Debian's npm): only a machine without the commands gets Debian's packages.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

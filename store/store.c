@@ -1317,7 +1317,7 @@ static json_t *job_json_db(sqlite3 *db, int64_t id)
 {
     sqlite3_stmt *s;
     json_t *j = NULL;
-    if (prep(db, "SELECT " JOB_COLS ", (SELECT l.id FROM lr_finds l WHERE l.job_id = jobs.id)"
+    if (prep(db, "SELECT " JOB_COLS ", (SELECT max(l.id) FROM lr_finds l WHERE l.job_id = jobs.id)"
                  " AS lr_find, EXISTS (SELECT 1 FROM predictions p WHERE p.job_id = jobs.id)"
                  " AS predictions_bool FROM jobs WHERE id = ?1", &s))
         return NULL;
@@ -1777,19 +1777,25 @@ int store_lr_find_point_push(store *st, int64_t lr_find_id, int64_t run_id, int6
     return buf_add(st, &p, 1);
 }
 
-int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped_early)
+int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped_early,
+                         double end_lr, int num_it)
 {
     int rc = wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
     rc = prep(st->w, "UPDATE lr_finds SET suggestions = ?2, stopped_early = ?3, "
-                     "finished_at = ?4 WHERE id = ?1", &s);
+                     "finished_at = ?4, end_lr = coalesce(?5, end_lr), "
+                     "num_it = coalesce(?6, num_it) WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
         rc = bind_json(s, 2, suggestions, NULL);
         sqlite3_bind_int(s, 3, stopped_early != 0);
         sqlite3_bind_double(s, 4, now_s());
+        if (end_lr > 0)
+            sqlite3_bind_double(s, 5, end_lr);
+        if (num_it > 0)
+            sqlite3_bind_int(s, 6, num_it);
         if (rc == 0)
             rc = wrun(st, s);
         if (rc == 0 && sqlite3_changes(st->w) == 0)

@@ -207,7 +207,7 @@ void store_job_row_clear(store_job_row *r);
 
 /* *out: {"id","run","kind","state","params":{...},"progress","eta_s"|null,"error"|null,
  *        "result"|null,"created_at","started_at"|null,"finished_at"|null,
- *        "resumed_from"|null,"lr_find":id (lr_find jobs),"predictions":true (when a
+ *        "resumed_from"|null,"lr_find":id (the job's newest sweep, if any),"predictions":true (when a
  *        predictions file exists)} */
 int store_job_get(store *st, int64_t id, json_t **out);
 /* run_id 0: all runs. state NULL: any. */
@@ -221,9 +221,12 @@ int store_lr_find_create(store *st, int64_t run_id, int64_t job_id, double start
 /* Buffered, like metrics; also a "sweep_point" event. */
 int store_lr_find_point_push(store *st, int64_t lr_find_id, int64_t run_id, int64_t job_id,
                              int iter, double lr, double loss, double smooth_loss);
-/* suggestions: {"min_div10":{"lr","reason"},"steep":...,"valley":...,"slide":...}. Flushes
- * the points first. */
-int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped_early);
+/* suggestions: {"min_div10":{"lr","reason"},"steep":...,"valley":...,"slide":...} or NULL
+ * (a sweep run inside the recipe, whose suggestions the engine does not report). end_lr > 0
+ * and num_it > 0 replace the values given at creation (the LR and iteration count the sweep
+ * actually reached). Flushes the points first. */
+int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped_early,
+                         double end_lr, int num_it);
 /* *out: {"id","run","job","start_lr","end_lr","num_it","stopped_early","created_at",
  *        "finished_at"|null,"suggestions":{...}|null,
  *        "points":[{"iter","lr","loss","smooth_loss"}]} */

@@ -345,16 +345,15 @@ function route() {
   else if (parts[0] === 'datasets') { m = 'datasets'; cleanup = datasetsPage(main); }
   else cleanup = runsPage(main);
   window.sgdrd.page = m;
+  const h1 = main.querySelector('h1');
+  document.title = `${h1 ? h1.textContent : 'Runs'} · sgdrd`;
   for (const a of document.querySelectorAll('.nav a')) {
     if (a.dataset.nav === m || (m === 'run' && a.dataset.nav === 'runs')) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   // After a navigation, focus moves to the new page's heading (screen readers announce it);
   // on the first load focus stays at the top of the document, where Tab reaches the skip link.
-  if (!firstRoute) {
-    const h1 = main.querySelector('h1');
-    if (h1) h1.focus({ preventScroll: true });
-  }
+  if (!firstRoute && h1) h1.focus({ preventScroll: true });
   firstRoute = false;
   window.scrollTo(0, 0);
 }

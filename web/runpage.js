@@ -8,7 +8,7 @@ import { LrFindChart, TrainingCharts } from './charts.js';
 import { subscribe } from './live.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 
-const PAGE = 20000;         // metric points asked for per request (every key of a step)
+const PAGE = 50000;         // metric points asked for per request (every key of a step)
 const REDRAW_MS = 300;      // at most ~3 redraws per second while live
 const POLL_MS = 5000;       // job progress and ETA refresh while a job runs
 
@@ -42,6 +42,7 @@ export function runPage(root, runId) {
   const sweepPicker = h('fieldset', { class: 'sweep-picker' }, h('legend', {}, 'Sweeps'));
   const lrfindEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Loss against learning rate, log10 scale' });
   const lrfindEmpty = h('p', { class: 'empty' }, 'No LR sweep yet. Start one with “Find LR” in the controls.');
+  const sugHead = h('h3', { class: 'sug-head' }, 'Suggestions');
   const suggestionsEl = h('dl', { class: 'suggestions' });
   const lrChart = new LrFindChart(lrfindEl);
 
@@ -76,7 +77,7 @@ export function runPage(root, runId) {
         h('section', { class: 'card', id: 'lrfind', 'aria-labelledby': 'lrfind-h' },
           h('div', { class: 'card-head' }, h('h2', { id: 'lrfind-h' }, 'LR finder'), exportButtons('lrfind', exportLrFind)),
           sweepPicker, lrfindEmpty, lrfindEl,
-          h('h3', { class: 'sr-only' }, 'Suggestions'), suggestionsEl),
+          sugHead, suggestionsEl),
         h('section', { class: 'card', id: 'training', 'aria-labelledby': 'training-h' },
           h('div', { class: 'card-head' }, h('h2', { id: 'training-h' }, 'Training'), exportButtons('training', exportTraining)),
           h('div', { class: 'toolbar' },
@@ -87,9 +88,10 @@ export function runPage(root, runId) {
             h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
           trainEmpty, lossEl, lrEl,
           h('p', { class: 'chart-note' },
-            h('span', { class: 'key key-epoch', 'aria-hidden': 'true' }), 'epoch end ',
-            h('span', { class: 'key key-cycle', 'aria-hidden': 'true' }), 'cycle end ',
-            h('span', { class: 'key key-valid', 'aria-hidden': 'true' }), 'validation loss per epoch · drag to zoom, double-click to reset')),
+            h('span', {}, h('span', { class: 'key key-epoch', 'aria-hidden': 'true' }), ' epoch end'),
+            h('span', {}, h('span', { class: 'key key-cycle', 'aria-hidden': 'true' }), ' cycle end'),
+            h('span', {}, h('span', { class: 'key key-valid', 'aria-hidden': 'true' }), ' validation loss per epoch'),
+            h('span', {}, 'drag to zoom, double-click to reset'))),
         h('section', { class: 'card', id: 'epochs', 'aria-labelledby': 'epochs-h' },
           h('div', { class: 'card-head' }, h('h2', { id: 'epochs-h' }, 'Epochs'), exportButtons('epochs', exportEpochs)),
           epochsWrap, ttaWrap)),
@@ -187,6 +189,7 @@ export function runPage(root, runId) {
     if (!st.run) return;
     const v = runView(st.run);
     title.textContent = `Run #${v.id}${v.name ? ' ' + v.name : ''}`;
+    document.title = `${title.textContent} · sgdrd`;
     const ds = st.dsNames && st.dsNames.get(String(v.dataset));
     const item = (k, val) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, val ?? '—'));
     const job = currentJob();
@@ -251,6 +254,8 @@ export function runPage(root, runId) {
     lrChart.update(sweeps);
     lrfindEl.dataset.points = String(sweeps[sweeps.length - 1].points.length);
     const sug = sweeps[sweeps.length - 1].suggestions || {};
+    sugHead.textContent = sweeps.length > 1 ? `Suggestions of sweep ${sweeps[sweeps.length - 1].label}` : 'Suggestions';
+    sugHead.hidden = Object.keys(sug).length === 0;
     mount(suggestionsEl, Object.entries(sug).map(([name, v]) => {
       const lr = typeof v === 'number' ? v : v && v.lr;
       const reason = v && typeof v === 'object' ? v.reason : '';
@@ -332,18 +337,29 @@ export function runPage(root, runId) {
           h('td', { class: 'num' }, fmtNum(e.seconds, 1)),
           h('td', { class: 'num' }, fmtNum(pick(e, 'img_per_s', 'img_s'), 0)))))));
     }
-    const tta = st.jobs.filter((j) => /tta/i.test(pick(j, 'kind', 'type', 'op') || '') && j.state === 'succeeded' && j.result && typeof j.result === 'object');
+    // TTA results: from tta jobs and from the recipe (whose last step is TTA).
+    const tta = st.jobs.filter((j) => j.state === 'succeeded' && j.result && typeof j.result === 'object' && isNum(j.result.tta_accuracy ?? j.result.accuracy_tta))
+      .sort((x, y) => Number(x.id) - Number(y.id));
     if (!tta.length) { mount(ttaWrap); return; }
-    const keys = [...new Set(tta.flatMap((j) => Object.keys(j.result)))];
     mount(ttaWrap, h('h3', {}, 'Test-time augmentation'),
-      h('div', { class: 'table-wrap' }, h('table', { class: 'table' },
-        h('caption', { class: 'sr-only' }, 'Validation metrics with and without TTA'),
-        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Job'), keys.map((k) => h('th', { scope: 'col', class: 'num' }, k.replace(/_/g, ' '))))),
-        h('tbody', {}, tta.map((j) => h('tr', {}, h('td', {}, `#${j.id}`),
-          keys.map((k) => {
-            const v = j.result[k];
-            return h('td', { class: 'num' }, isNum(v) ? (/acc/.test(k) ? fmtPct(v) : fmtNum(v)) : v === undefined ? '—' : String(v));
-          })))))));
+      h('div', { class: 'table-wrap' }, h('table', { class: 'table tta-table' },
+        h('caption', { class: 'sr-only' }, 'Validation metrics without and with TTA'),
+        h('thead', {}, h('tr', {}, ['Job', 'Copies', 'Valid loss', 'with TTA', 'Accuracy', 'with TTA', 'Gain']
+          .map((t, i) => h('th', { scope: 'col', class: i > 0 ? 'num' : null }, t)))),
+        h('tbody', {}, tta.map((j) => {
+          const r = j.result;
+          const acc = r.accuracy;
+          const accT = r.tta_accuracy ?? r.accuracy_tta;
+          const gain = isNum(acc) && isNum(accT) ? accT - acc : null;
+          return h('tr', { dataset: { job: j.id } },
+            h('td', {}, `#${j.id} ${pick(j, 'kind') ?? ''}`),
+            h('td', { class: 'num' }, String(r.n_aug ?? '—')),
+            h('td', { class: 'num' }, fmtNum(r.loss)),
+            h('td', { class: 'num' }, fmtNum(r.tta_loss ?? r.loss_tta)),
+            h('td', { class: 'num' }, fmtPct(acc)),
+            h('td', { class: 'num' }, fmtPct(accT)),
+            h('td', { class: `num ${gain > 0 ? 'up' : gain < 0 ? 'down' : ''}` }, isNum(gain) ? `${gain >= 0 ? '+' : '−'}${(Math.abs(gain) * 100).toFixed(2)} pt` : '—'));
+        })))));
   }
 
   function drawWeights() {

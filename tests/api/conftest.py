@@ -68,7 +68,14 @@ class Daemon:
         args += list(extra_args)
         self.log = open(os.path.join(root, "daemon.log"), "w+")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.log.close()
+            raise
 
     def wait_ready(self, timeout=60):
         deadline = time.monotonic() + timeout
@@ -148,19 +155,23 @@ def sgdrd_bin():
 @pytest.fixture(scope="session")
 def daemon(sgdrd_bin):
     root = tempfile.mkdtemp(prefix="sgdrd-api-")
-    d = Daemon(root, extra_args=["--max-upload", str(8 * 1024 * 1024)])
-    yield d
-    d.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        d = Daemon(root, extra_args=["--max-upload", str(8 * 1024 * 1024)])
+        yield d
+        d.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def token_daemon(sgdrd_bin):
     root = tempfile.mkdtemp(prefix="sgdrd-api-tok-")
-    d = Daemon(root, token="s3cret-token-for-tests")
-    yield d
-    d.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        d = Daemon(root, token="s3cret-token-for-tests")
+        yield d
+        d.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def assert_problem(r, status, field=None, code=None):

@@ -554,3 +554,32 @@ def test_predict_refusals(daemon, run):
                     ctype="image/png")
     assert r.status in (400, 409), r
     assert_problem(r, r.status)
+
+
+# ---- many clients at once -----------------------------------------------------------------
+
+def test_concurrent_clients(daemon, run):
+    """Sixteen clients at once, mixing reads, refusals and 404s: every answer is the one a
+    lone client gets, and nothing is written."""
+    from concurrent.futures import ThreadPoolExecutor
+    before = counts(daemon)
+    rid = run["id"]
+    cases = [
+        ("GET", API + "/health", None, 200),
+        ("GET", API + "/runs/%d" % rid, None, 200),
+        ("GET", API + "/runs/%d/metrics?limit=10" % rid, None, 200),
+        ("POST", API + "/runs/%d/fit" % rid, {"lrs": 0.01, "n_cycle": 1, "bogus": 1}, 400),
+        ("GET", API + "/runs/777777", None, 404),
+        ("DELETE", API + "/health", None, 405),
+    ]
+
+    def one(i):
+        method, path, body, status = cases[i % len(cases)]
+        r = daemon.request(method, path, body)
+        return r.status == status and (status == 200 or
+                                       r.ctype.startswith("application/problem+json"))
+
+    with ThreadPoolExecutor(16) as ex:
+        results = list(ex.map(one, range(16 * 24)))
+    assert all(results), results.count(False)
+    assert counts(daemon) == before

@@ -98,6 +98,8 @@ let daemon = null;
 let daemonOut = '';
 let browser = null;
 let page = null;
+let daemonDown = false;
+const consoleErrors = [];
 
 async function api(method, p, body) {
   const res = await fetch(`${base}/api/v1${p}`, {
@@ -131,6 +133,29 @@ async function metricPoints(runId, key) {
     after = d.next_after_step;
   }
   return out;
+}
+
+// Starts the daemon on port with the test's data folders and waits for /health.
+async function startDaemon(port) {
+  daemon = spawn(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  daemon.stdout.on('data', (d) => { daemonOut += d; });
+  daemon.stderr.on('data', (d) => { daemonOut += d; });
+  let exited = null;
+  daemon.on('exit', (code, sig) => { exited = `${code ?? sig}`; });
+  await waitFor(async () => {
+    if (exited !== null) throw new Fatal(`the daemon exited (${exited}) before answering:\n${daemonOut}`);
+    return (await fetch(`${base}/api/v1/health`)).ok;
+  }, 'the daemon to answer /api/v1/health', 60000, 200);
+}
+
+async function stopDaemon() {
+  if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
+  const gone = new Promise((r) => daemon.once('exit', r));
+  daemon.kill('SIGTERM');
+  const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
+  await gone;
+  clearTimeout(t);
 }
 
 let base = '';
@@ -195,16 +220,7 @@ async function main() {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   fs.mkdirSync(dataDir, { recursive: true });
-  daemon = spawn(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-  daemon.stdout.on('data', (d) => { daemonOut += d; });
-  daemon.stderr.on('data', (d) => { daemonOut += d; });
-  let exited = null;
-  daemon.on('exit', (code, sig) => { exited = `${code ?? sig}`; });
-  await waitFor(async () => {
-    if (exited !== null) throw new Fatal(`the daemon exited (${exited}) before answering:\n${daemonOut}`);
-    return (await fetch(`${base}/api/v1/health`)).ok;
-  }, 'the daemon to answer /api/v1/health', 60000, 200);
+  await startDaemon(port);
   const index = await fetch(`${base}/`);
   must(index.ok && (await index.text()).includes('/app.js'), 'the daemon serves the dashboard at /');
   const vendor = await fetch(`${base}/vendor/uplot/uPlot.iife.min.js`);
@@ -215,10 +231,11 @@ async function main() {
   // 3. The page, with every console error and page error recorded.
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
   page = await ctx.newPage();
-  const consoleErrors = [];
   let allowed400 = 0;   // "Failed to load resource: ... 400" lines the invalid-value step expects
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
+    // While the test itself has the daemon down, the browser reports the refused connections.
+    if (daemonDown && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|ERR_INCOMPLETE_CHUNKED_ENCODING|Failed to load resource/.test(m.text())) return;
     if (allowed400 > 0 && /status of 400/.test(m.text())) { allowed400--; return; }
     consoleErrors.push(m.text());
   });
@@ -427,7 +444,64 @@ async function main() {
   const [dl4] = await Promise.all([page.waitForEvent('download'), page.locator('[data-export="epochs-json"]').click()]);
   check(JSON.stringify(JSON.parse(fs.readFileSync(await dl4.path(), 'utf8'))) === JSON.stringify(epochsApi), 'the epochs JSON export equals GET /epochs');
 
-  // 12. Screenshots: desktop and phone; the phone layout must not scroll sideways.
+  // 12. TTA from the page: its results appear under the epochs table.
+  {
+    const tf = page.locator('form[data-action="tta"]');
+    await tf.locator('[name="n_aug"]').fill('2');
+    await tf.locator('button[type="submit"]').click();
+    await tf.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    const ttaJob = await waitJob((await tf.locator('.form-status').innerText()).match(/#(\d+)/)[1], 240000);
+    const ttaRow = page.locator(`table.tta-table tr[data-job="${ttaJob.id}"]`);
+    await ttaRow.waitFor({ timeout: 15000 });
+    const cells = await ttaRow.locator('td').allInnerTexts();
+    const pct = (x) => `${(100 * x).toFixed(2)}%`;
+    check(cells[1] === String(ttaJob.result.n_aug) && cells[4] === pct(ttaJob.result.accuracy) && cells[5] === pct(ttaJob.result.tta_accuracy),
+      'the TTA row shows the job\'s accuracy without and with TTA', { cells, result: ttaJob.result });
+  }
+
+  // 13. Unfreeze, sweep again, and overlay both sweeps.
+  {
+    const fr = page.locator('form[data-action="freeze"]');
+    await fr.locator('button[value="unfreeze"]').click();
+    await fr.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    await waitJob((await fr.locator('.form-status').innerText()).match(/#(\d+)/)[1], 120000);
+    await lf.locator('[name="num_it"]').fill('20');
+    await lf.locator('button[type="submit"]').click();
+    await lf.locator('.form-status.ok').waitFor({ timeout: 15000 });
+    const second = await waitJob((await lf.locator('.form-status').innerText()).match(/#(\d+)/)[1], 240000);
+    const picker = page.locator('.sweep-picker input[type="checkbox"]');
+    await waitFor(async () => (await picker.count()) === 2, 'the sweep selector to list both sweeps', 20000);
+    await page.locator(`#sweep-${sweepId}`).check();
+    const secondSweep = (await api('GET', `/lr-finds/${second.lr_find}`)).data;
+    const overlay = await waitFor(() => page.evaluate(() => {
+      const u = window.sgdrd.charts.lrfind.u;
+      return u && u.series.length === 5 ? { series: u.series.length, labels: u.series.map((s) => s.label) } : null;
+    }), 'the LR-finder chart to overlay both sweeps', 20000);
+    check(overlay.series === 5 && secondSweep.points.length > 0, 'both sweeps are drawn, raw and smoothed each', overlay);
+  }
+
+  // 14. The daemon restarts under the open page: the stream reconnects by itself and
+  //     catches up, so a job queued afterwards shows up without a reload.
+  {
+    const before = await page.evaluate(() => ({ ...window.sgdrd.sse }));
+    daemonDown = true;
+    await stopDaemon();
+    await sleep(1500);
+    await startDaemon(port);
+    await waitFor(() => page.evaluate((n) => window.sgdrd.sse.opens > n, before.opens), 'the event stream to reconnect', 40000, 200);
+    await sleep(500);
+    daemonDown = false;
+    const q = await api('POST', `/runs/${runId}/freeze`, { to: 1 });
+    must(q.status === 202, 'freeze is queued after the restart', q);
+    const fj = (q.data && q.data.id) || q.location.split('/').pop();
+    await waitJob(fj, 120000);
+    await waitFor(async () => (await page.locator('#jobs').innerText()).includes(`#${fj}`), 'the jobs list to show the job queued after the restart', 20000);
+    const jobText = await page.locator('#jobs li').filter({ has: page.locator('.jobid', { hasText: new RegExp(`^#${fj}$`) }) }).innerText();
+    check(/succeeded/.test(jobText), 'after a reconnect the page caught up with a job it did not start', jobText);
+    check(await page.evaluate(() => window.__sameDocument === true), 'no reload was needed');
+  }
+
+  // 15. Screenshots: desktop and phone; the phone layout must not scroll sideways.
   await page.locator('#training').scrollIntoViewIfNeeded();
   await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(artifacts, 'run-page.png'), fullPage: true });
@@ -449,13 +523,7 @@ async function main() {
 
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
-  if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
-    const gone = new Promise((r) => daemon.once('exit', r));
-    daemon.kill('SIGTERM');
-    const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
-    await gone;
-    clearTimeout(t);
-  }
+  await stopDaemon();
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 
@@ -467,6 +535,7 @@ try {
   if (page) {
     await page.screenshot({ path: path.join(artifacts, 'failure.png'), fullPage: true }).catch(() => {});
     log(`page at failure: ${page.url()} (screenshot tests/e2e/artifacts/failure.png)`);
+    if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
   }
   if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
 } finally {

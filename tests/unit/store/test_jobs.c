@@ -259,7 +259,8 @@ static void every_kind_runs_and_records(void **state)
     int64_t rs = submit(e.jq, run, JOB_RESIZE, "{\"sz\":16}");
     int64_t tta = submit(e.jq, run, JOB_TTA, "{\"n_aug\":2}");
     int64_t pt = submit(e.jq, run, JOB_PREDICT_TEST, "{\"tta\":false}");
-    int64_t all[] = {fr, lf, fit, uf, rs, tta, pt};
+    int64_t rc = submit(e.jq, run, JOB_RECIPE, "{\"max_epochs\":1,\"n_aug\":2}");
+    int64_t all[] = {fr, lf, fit, uf, rs, tta, pt, rc};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         json_t *j;
         const char *s = wait_final(e.st, all[i]);
@@ -283,8 +284,16 @@ static void every_kind_runs_and_records(void **state)
     assert_true(json_array_size(json_object_get(j, "points")) >= 8); /* 32 images / bs 4 */
     json_decref(j);
     assert_int_equal(store_epochs_get(e.st, run, &j), 0);
-    assert_int_equal(json_array_size(j), 1);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 0), "job")), fit);
+    int fit_epochs = 0, recipe_epochs = 0;
+    for (size_t i = 0; i < json_array_size(j); i++) {
+        int64_t ej = json_integer_value(json_object_get(json_array_get(j, i), "job"));
+        fit_epochs += ej == fit;
+        recipe_epochs += ej == rc;
+        assert_int_equal(json_integer_value(json_object_get(json_array_get(j, i), "epoch")),
+                         (json_int_t)i); /* numbered across the run's jobs */
+    }
+    assert_int_equal(fit_epochs, 1);
+    assert_true(recipe_epochs >= 1);
     json_decref(j);
 
     state_of(e.st, tta, &j);
@@ -292,6 +301,29 @@ static void every_kind_runs_and_records(void **state)
     double acc = json_number_value(json_object_get(res, "tta_accuracy"));
     assert_true(acc >= 0 && acc <= 1);
     json_decref(j);
+
+    /* The recipe's own sweeps are recorded as sweeps of its job, each closed. */
+    state_of(e.st, rc, &j);
+    assert_true(json_is_real(json_object_get(json_object_get(j, "result"), "tta_accuracy")));
+    json_decref(j);
+    assert_int_equal(store_lr_find_list(e.st, run, NULL, &j), 0);
+    int recipe_sweeps = 0;
+    for (size_t i = 0; i < json_array_size(json_object_get(j, "items")); i++) {
+        json_t *it = json_array_get(json_object_get(j, "items"), i);
+        if (json_integer_value(json_object_get(it, "job")) != rc)
+            continue;
+        recipe_sweeps++;
+        assert_true(json_is_real(json_object_get(it, "finished_at")));
+        json_t *one;
+        assert_int_equal(store_lr_find_get(e.st, json_integer_value(json_object_get(it, "id")),
+                                           &one), 0);
+        assert_int_equal(json_array_size(json_object_get(one, "points")),
+                         json_integer_value(json_object_get(one, "num_it")));
+        assert_true(json_array_size(json_object_get(one, "points")) > 0);
+        json_decref(one);
+    }
+    json_decref(j);
+    assert_true(recipe_sweeps >= 1);
 
     char *csv = NULL;
     assert_int_equal(store_prediction_path(e.st, pt, &csv), 0);

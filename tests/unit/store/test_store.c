@@ -543,18 +543,26 @@ static void lr_find_with_points(void **state)
     fixture *f = *state;
     int64_t run = make_run(f->st, make_dataset(f->st, "d"));
     int64_t job = make_job(f->st, run, "lr_find");
-    int64_t lf;
+    int64_t lf, lf2;
+    json_t *j;
     assert_int_equal(store_lr_find_create(f->st, run, job, 1e-5, 10, 100, &lf), 0);
     for (int i = 0; i < 50; i++)
         assert_int_equal(store_lr_find_point_push(f->st, lf, run, job, i, 1e-5 * pow(1.3, i),
                                                   2.0 - i * 0.01,
                                                   i == 49 ? NAN : 2.0 - i * 0.009), 0);
     json_t *sug = json_pack("{s{sfss}}", "valley", "lr", 3e-3, "reason", "the long valley");
-    assert_int_equal(store_lr_find_finish(f->st, lf, sug, 1), 0);
+    assert_int_equal(store_lr_find_finish(f->st, lf, sug, 1, 0, 0), 0);
     json_decref(sug);
-    assert_int_equal(store_lr_find_finish(f->st, lf + 3, NULL, 0), -ENOENT);
+    assert_int_equal(store_lr_find_finish(f->st, lf + 10, NULL, 0, 0, 0), -ENOENT);
+    assert_int_equal(store_lr_find_create(f->st, run, job, 1e-5, 1e-5, 0, &lf2), 0);
+    assert_int_equal(store_lr_find_finish(f->st, lf2, NULL, 0, 3.5, 42), 0);
+    assert_int_equal(store_lr_find_get(f->st, lf2, &j), 0);
+    assert_true(fabs(json_real_value(json_object_get(j, "end_lr")) - 3.5) < 1e-12);
+    assert_int_equal(jint(j, "num_it"), 42);
+    assert_true(json_is_null(json_object_get(j, "suggestions")));
+    assert_non_null(json_object_get(j, "finished_at"));
+    json_decref(j);
 
-    json_t *j;
     assert_int_equal(store_lr_find_get(f->st, lf, &j), 0);
     assert_int_equal(jint(j, "job"), job);
     assert_true(json_is_true(json_object_get(j, "stopped_early")));
@@ -571,13 +579,13 @@ static void lr_find_with_points(void **state)
     json_decref(j);
 
     assert_int_equal(store_job_get(f->st, job, &j), 0);
-    assert_int_equal(jint(j, "lr_find"), lf);
+    assert_int_equal(jint(j, "lr_find"), lf2); /* a job's newest sweep */
     json_decref(j);
     assert_int_equal(store_lr_find_list(f->st, run, NULL, &j), 0);
-    assert_int_equal(json_array_size(json_object_get(j, "items")), 1);
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 2);
     assert_null(json_object_get(json_array_get(json_object_get(j, "items"), 0), "points"));
     json_decref(j);
-    assert_int_equal(store_lr_find_get(f->st, lf + 1, &j), -ENOENT);
+    assert_int_equal(store_lr_find_get(f->st, lf2 + 1, &j), -ENOENT);
 }
 
 static void metrics_by_key_and_step(void **state)

@@ -1,0 +1,158 @@
+/* bench_engine.c: training and evaluation throughput of the engine on one model case, with
+ * peak resident memory and achieved GFLOP/s, and a cblas_sgemm peak for comparison.
+ * Prints one JSON object; bench/engine/run_bench.py runs every case and PyTorch beside it.
+ *
+ * usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH train|eval|head ITERS
+ *        bench_engine sgemm N
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <cblas.h>
+
+#include "blas.h"
+#include "models/models.h"
+#include "net.h"
+#include "optim.h"
+#include "rng.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+/* Multiply-adds of convolutions and linear layers in one step, times 2 for FLOPs: the
+ * forward of every layer, plus, for trainable layers, the weight gradient and (unless the
+ * layer's input needs no gradient) the input gradient. */
+static double step_flops(const net *n, int training)
+{
+    double total = 0;
+    for (int i = 1; i < n->n_nodes; i++) {
+        const node *d = &n->nodes[i];
+        const node *src = &n->nodes[d->in[0]];
+        double macs;
+        if (d->kind == NODE_CONV)
+            macs = (double)n->batch * d->h * d->w * d->c * src->c * d->k * d->k;
+        else if (d->kind == NODE_LINEAR)
+            macs = (double)n->batch * d->c * src->c;
+        else
+            continue;
+        double passes = 1;
+        if (training && d->group >= n->freeze_to) {
+            passes += 1; /* weight gradient */
+            if (src->kind != NODE_INPUT && src->group >= n->freeze_to)
+                passes += 1; /* input gradient */
+        }
+        total += 2 * macs * passes;
+    }
+    return total;
+}
+
+static int bench_sgemm(int n)
+{
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n);
+    float *c = malloc(sizeof(float) * n * n);
+    uint64_t r = 1;
+    for (int i = 0; i < n * n; i++) {
+        a[i] = rng_uniform(&r);
+        b[i] = rng_uniform(&r);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    int reps = 3;
+    double t0 = now();
+    for (int i = 0; i < reps; i++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c,
+                    n);
+    double dt = now() - t0;
+    printf("{\"sgemm_n\": %d, \"gflops\": %.1f, \"blas_core\": \"%s\", \"threads\": %d}\n", n,
+           2.0 * n * n * (double)n * reps / dt * 1e-9, blas_core_name(), blas_threads());
+    free(a);
+    free(b);
+    free(c);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    blas_startup(argv, 2);
+    if (argc == 3 && strcmp(argv[1], "sgemm") == 0)
+        return bench_sgemm(atoi(argv[2]));
+    if (argc != 8) {
+        fprintf(stderr, "usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH "
+                        "train|eval|head ITERS | bench_engine sgemm N\n");
+        return 2;
+    }
+    model_spec s;
+    model_spec_defaults(&s);
+    s.arch = argv[1];
+    s.head = strcmp(argv[2], "plain") == 0 ? HEAD_PLAIN : HEAD_FASTAI;
+    s.c_in = atoi(argv[3]);
+    s.n_classes = 10;
+    s.seed = 1;
+    int size = atoi(argv[4]), bs = atoi(argv[5]), iters = atoi(argv[7]);
+    const char *mode = argv[6];
+    int training = strcmp(mode, "eval") != 0;
+    char err[256];
+    net *n = NULL;
+    optim *opt = NULL;
+    optim_config oc;
+    optim_config_defaults(&oc);
+    if (model_create(&n, &s, err, sizeof(err)) < 0 || net_set_batch(n, bs, size, size) < 0 ||
+        optim_create(&opt, n, &oc) < 0) {
+        fprintf(stderr, "bench_engine: cannot build %s: %s\n", s.arch, err);
+        return 1;
+    }
+    const double lr = 0.01, wd = 1e-4;
+    optim_set_lrs(opt, &lr, 1);
+    optim_set_wds(opt, &wd, 1);
+    if (strcmp(mode, "head") == 0)
+        net_freeze_to(n, n->n_groups - 1);
+    size_t nx = (size_t)bs * size * size * s.c_in;
+    float *x = malloc(nx * sizeof(float));
+    int32_t *y = malloc((size_t)bs * sizeof(int32_t));
+    uint64_t r = 7;
+    for (size_t i = 0; i < nx; i++)
+        x[i] = rng_normal(&r);
+    for (int i = 0; i < bs; i++)
+        y[i] = (int32_t)rng_below(&r, 10);
+
+    double t0 = 0, loss = 0;
+    for (int it = -2; it < iters; it++) { /* two warm-up steps */
+        if (it == 0)
+            t0 = now();
+        if (training) {
+            net_zero_grad(n);
+            net_forward(n, x, 1);
+            loss = net_loss(n, y, NULL);
+            net_backward(n, y, NULL);
+            optim_step(opt);
+        } else {
+            net_forward(n, x, 0);
+            loss = net_loss(n, y, NULL);
+        }
+    }
+    double dt = now() - t0;
+    double flops = step_flops(n, training) * iters;
+    printf("{\"arch\": \"%s\", \"mode\": \"%s\", \"img_per_s\": %.1f, \"gflops\": %.1f, "
+           "\"peak_rss_mb\": %.1f, \"loss\": %.4f, \"params\": %zu}\n",
+           s.arch, mode, bs * iters / dt, flops / dt * 1e-9, peak_rss_mb(), loss,
+           n->n_params);
+    free(x);
+    free(y);
+    optim_destroy(opt);
+    net_destroy(n);
+    return 0;
+}
