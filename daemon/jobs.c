@@ -872,7 +872,24 @@ static int resume_locked(jobs *jq, int64_t job_id, int64_t *new_id);
 int jobs_start(jobs *jq, char *err, size_t errlen)
 {
     int n = 0;
+    json_t *was_running = NULL;
+    store_page all = {.limit = STORE_PAGE_MAX};
+    if (store_job_list(jq->st, 0, "running", &all, &was_running))
+        was_running = NULL;
     int rc = store_jobs_interrupt_running(jq->st, &n);
+    /* A fit killed mid-way left its last epoch checkpoint: record it, as a stop would. */
+    json_t *items = json_object_get(was_running, "items");
+    for (size_t i = 0; rc == 0 && i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        const char *kind = json_string_value(json_object_get(it, "kind"));
+        int64_t run = json_integer_value(json_object_get(it, "run"));
+        char ck[PATH_MAX];
+        run_file(jq, run, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+        if (kind && (!strcmp(kind, "fit") || !strcmp(kind, "recipe")) && access(ck, R_OK) == 0)
+            store_snapshot_add(jq->st, run, json_integer_value(json_object_get(it, "id")),
+                               "checkpoint", -1, -1, ck, NULL);
+    }
+    json_decref(was_running);
     if (rc) {
         snprintf(err, errlen, "cannot mark interrupted jobs: %s", store_errmsg());
         return rc;

@@ -129,26 +129,32 @@ function markersPlugin(getMarkers) {
   };
 }
 
-// Keeps the y range on the interesting part of a sweep: from the lowest loss to a little
-// above the highest smoothed loss (the raw loss explodes once the LR is too high).
+// Keeps the y range on the interesting part of a sweep, as fastai's plot does by skipping
+// the last points: from the lowest loss up to four times the lowest smoothed loss (where the
+// sweep's stop rule fires) or the smoothed loss at the start, whichever is higher.
 function lrFindRange(u) {
   let lo = Infinity;
-  let hiSmooth = -Infinity;
+  let minSmooth = Infinity;
+  let firstSmooth = -Infinity;
   let hiRaw = -Infinity;
   for (let s = 1; s < u.series.length; s++) {
     const smooth = u.series[s].kind === 'smooth';
+    let first = true;
     for (const v of u.data[s]) {
       if (!isNum(v)) continue;
       if (v < lo) lo = v;
-      if (smooth && v > hiSmooth) hiSmooth = v;
-      if (!smooth && v > hiRaw) hiRaw = v;
+      if (smooth) {
+        if (first) { firstSmooth = Math.max(firstSmooth, v); first = false; }
+        if (v < minSmooth) minSmooth = v;
+      } else if (v > hiRaw) hiRaw = v;
     }
   }
   if (!isNum(lo)) return [0, 1];
-  let hi = isNum(hiSmooth) ? Math.min(hiRaw, hiSmooth * 1.25) : hiRaw;
+  let hi = isNum(minSmooth) ? Math.max(4 * minSmooth, 1.25 * firstSmooth) : hiRaw;
+  if (isNum(hiRaw)) hi = Math.min(hi, hiRaw);
   if (!isNum(hi) || hi <= lo) hi = lo + 1;
   const pad = (hi - lo) * 0.05;
-  return [lo - pad, hi + pad];
+  return [Math.max(0, lo - pad), hi + pad];
 }
 
 // The LR-finder chart. update(sweeps) draws sweeps = [{id, label, points, suggestions}]

@@ -8,7 +8,7 @@ const TOPICS = {
   metric: ['metrics'], metrics: ['metrics'], batch: ['metrics'],
   sweep_point: ['lrfind'], lr_find: ['lrfind'], lrfind: ['lrfind'], sweep: ['lrfind'],
   epoch: ['epochs', 'metrics', 'run'], cycle_end: ['epochs', 'metrics'],
-  job: ['run', 'jobs', 'lrfind', 'epochs', 'metrics'], progress: ['run', 'jobs'],
+  job: ['run', 'jobs'], progress: ['run', 'jobs'],
   note: ['notes'], run: ['run'],
 };
 const ALL = ['metrics', 'lrfind', 'epochs', 'run', 'jobs'];

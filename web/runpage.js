@@ -221,9 +221,20 @@ export function runPage(root, runId) {
     return cj && typeof cj === 'object' && ['queued', 'running'].includes(cj.state) ? cj : null;
   }
 
+  // Which layer groups trained during a sweep: the last freeze or unfreeze job that
+  // finished before the sweep's job (sweeps before and after unfreezing are compared).
+  function sweepLayers(s) {
+    const job = Number(pick(s, 'job'));
+    if (!isNum(job)) return '';
+    const change = st.jobs.filter((j) => Number(j.id) < job && j.state === 'succeeded' && ['freeze', 'unfreeze'].includes(pick(j, 'kind')))
+      .sort((a, b) => Number(b.id) - Number(a.id))[0];
+    if (!change) return '';
+    return change.kind === 'unfreeze' ? ' · unfrozen' : ` · frozen to ${pick(change.params || {}, 'to') ?? '?'}`;
+  }
+
   function sweepLabel(s) {
     const range = isNum(s.start_lr) && isNum(s.end_lr) ? ` · ${fmtLr(s.start_lr)}–${fmtLr(s.end_lr)}` : '';
-    return `#${s.id}${range}${s.created_at ? ' · ' + fmtTime(s.created_at) : ''}`;
+    return `#${s.id}${sweepLayers(s)}${range}${s.created_at ? ' · ' + fmtTime(s.created_at) : ''}`;
   }
 
   function drawLrFind() {
@@ -406,6 +417,17 @@ export function runPage(root, runId) {
     });
   }
 
+  // What a job event makes stale besides the job list: a job's progress ticks often, so the
+  // curves are refetched only when its kind writes them or when it ends.
+  function jobTopics(text) {
+    let j;
+    try { j = JSON.parse(text); } catch { return ['lrfind', 'epochs', 'metrics']; }
+    if (j && j.data && typeof j.data === 'object') j = j.data;
+    if (!j || typeof j !== 'object') return ['lrfind', 'epochs', 'metrics'];
+    if (!['queued', 'running'].includes(j.state)) return ['lrfind', 'epochs', 'metrics'];
+    return j.kind === 'lr_find' ? ['lrfind'] : [];
+  }
+
   // A note's data is {"job","what","why"} (or an event envelope holding it in "data").
   function addNote(text) {
     let n;
@@ -463,7 +485,7 @@ export function runPage(root, runId) {
       ]);
       if (!st.alive) return;
       if (t.has('run') || t.has('jobs')) { drawHead(); drawJobs(); drawWeights(); }
-      if (t.has('lrfind')) drawLrFind();
+      if (t.has('lrfind') || t.has('jobs')) drawLrFind();
       if (t.has('metrics') || t.has('epochs')) drawTraining();
       if (t.has('epochs') || t.has('jobs')) drawEpochs();
       if (t.has('notes')) drawNotes();
@@ -494,6 +516,7 @@ export function runPage(root, runId) {
 
   const sse = subscribe(`/api/v1/runs/${rid}/events`, (topics, type, data) => {
     if (type === 'note') addNote(data);
+    if (type === 'job') for (const x of jobTopics(data)) topics.add(x);
     markStale(topics);
   }, (s) => {
     st.live = s;

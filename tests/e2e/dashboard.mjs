@@ -325,10 +325,13 @@ async function main() {
   const sweepId = lfJob.lr_find ?? items((await api('GET', `/runs/${runId}/lr-finds`)).data)[0].id;
   const sweep = (await api('GET', `/lr-finds/${sweepId}`)).data;
   must(sweep.points.length > 5, 'the sweep has points', sweep.points.length);
-  await waitFor(() => page.evaluate((n) => {
+  const nSug = Object.values(sweep.suggestions || {}).filter((s) => s && Number.isFinite(typeof s === 'number' ? s : s.lr)).length;
+  // The page may have drawn the points before the sweep's suggestions were written; the
+  // job's last event makes it fetch the finished sweep.
+  await waitFor(() => page.evaluate(([n, k]) => {
     const c = window.sgdrd.charts.lrfind;
-    return c && c.u && c.u.data[0].length === n;
-  }, sweep.points.length), 'the LR-finder chart to hold every sweep point', 20000);
+    return c && c.u && c.u.data[0].length === n && c.markers.length === k;
+  }, [sweep.points.length, nSug]), 'the LR-finder chart to hold every sweep point and suggestion', 20000);
   const lfChart = await page.evaluate(() => {
     const u = window.sgdrd.charts.lrfind.u;
     const xs = u.data[0];
@@ -346,7 +349,6 @@ async function main() {
   check(lfChart.distr === 3 && lfChart.log === 10, 'the LR-finder x scale is log10', lfChart);
   check(Math.abs(lfChart.d1 - lfChart.d2) < 0.5 && Math.abs(lfChart.d3 - lfChart.d4) < 0.5 && lfChart.d1 > 0,
     'equal LR ratios are equal distances on the x axis (a true log axis)', lfChart);
-  const nSug = Object.values(sweep.suggestions || {}).filter((s) => s && Number.isFinite(typeof s === 'number' ? s : s.lr)).length;
   check(lfChart.markers.length === nSug, 'each suggestion is a marker with its reason', { markers: lfChart.markers, api: sweep.suggestions });
   const sugText = await page.locator('.suggestions').innerText();
   for (const [name, s] of Object.entries(sweep.suggestions || {})) {
@@ -495,9 +497,10 @@ async function main() {
     must(q.status === 202, 'freeze is queued after the restart', q);
     const fj = (q.data && q.data.id) || q.location.split('/').pop();
     await waitJob(fj, 120000);
-    await waitFor(async () => (await page.locator('#jobs').innerText()).includes(`#${fj}`), 'the jobs list to show the job queued after the restart', 20000);
-    const jobText = await page.locator('#jobs li').filter({ has: page.locator('.jobid', { hasText: new RegExp(`^#${fj}$`) }) }).innerText();
-    check(/succeeded/.test(jobText), 'after a reconnect the page caught up with a job it did not start', jobText);
+    const jobItem = page.locator('#jobs li').filter({ has: page.locator('.jobid', { hasText: new RegExp(`^#${fj}$`) }) });
+    const caught = await waitFor(async () => (await jobItem.count()) === 1 && /succeeded/.test(await jobItem.innerText()), 'the jobs list to show the finished job queued after the restart', 20000)
+      .catch(() => false);
+    check(caught, 'after a reconnect the page caught up with a job it did not start', caught || await page.locator('#jobs').innerText());
     check(await page.evaluate(() => window.__sameDocument === true), 'no reload was needed');
   }
 

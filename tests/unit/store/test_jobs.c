@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "jobs.h"
@@ -472,6 +474,68 @@ static void stop_interrupts_and_resume_continues(void **state)
     env_close(&e);
 }
 
+static void kill_9_mid_fit_then_resume(void **state)
+{
+    (void)state;
+    env e;
+    env_open(&e, 0);
+    int64_t run = make_run(&e, NULL);
+    env_close(&e);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        env_open(&e, 0);
+        int64_t id;
+        json_t *p = json_pack("{sf si si}", "lrs", 0.01, "n_cycle", 50, "cycle_len", 4);
+        if (jobs_submit(e.jq, run, JOB_FIT, p, &id))
+            _exit(3);
+        for (;;)
+            pause();
+    }
+    /* Watch from this process until the child's fit has an epoch, then kill it. */
+    store *st;
+    char err[256];
+    assert_int_equal(store_open(&st, dbpath, NULL, err, sizeof err), 0);
+    int64_t fit = 0;
+    for (int i = 0; i < 6000 && !fit; i++) {
+        json_t *ep;
+        assert_int_equal(store_epochs_get(st, run, &ep), 0);
+        if (json_array_size(ep) > 0)
+            fit = json_integer_value(json_object_get(json_array_get(ep, 0), "job"));
+        json_decref(ep);
+        if (!fit)
+            usleep(20000);
+    }
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    store_close(st);
+    assert_true(fit > 0);
+    assert_true(WIFSIGNALED(status));
+
+    env_open(&e, 1);
+    assert_string_equal(state_of(e.st, fit, NULL), "interrupted");
+    json_t *snaps;
+    assert_int_equal(store_snapshots_get(e.st, run, &snaps), 0);
+    int has_ckpt = 0;
+    for (size_t i = 0; i < json_array_size(snaps); i++)
+        has_ckpt |= json_integer_value(json_object_get(json_array_get(snaps, i), "job")) == fit &&
+                    !strcmp(json_string_value(json_object_get(json_array_get(snaps, i), "kind")),
+                            "checkpoint");
+    json_decref(snaps);
+    assert_true(has_ckpt);
+    json_t *j;
+    assert_int_equal(store_job_list(e.st, run, NULL, NULL, &j), 0);
+    json_t *newest = json_array_get(json_object_get(j, "items"), 0);
+    int64_t resumed = json_integer_value(json_object_get(newest, "id"));
+    assert_int_equal(json_integer_value(json_object_get(newest, "resumed_from")), fit);
+    json_decref(j);
+    wait_training(e.st, run, resumed, 1);
+    assert_int_equal(jobs_cancel(e.jq, resumed), 0);
+    assert_string_equal(wait_final(e.st, resumed), "cancelled");
+    env_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -480,6 +544,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(every_kind_runs_and_records, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_queued_and_running, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_interrupts_and_resume_continues, setup, teardown),
+        cmocka_unit_test_setup_teardown(kill_9_mid_fit_then_resume, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
