@@ -26,7 +26,7 @@
 #endif
 
 #define DEMO_DATASET "/usr/share/datasets/fashion-mnist"
-#define STOP_BUDGET_S 8.0   /* of the 10 s a stop may take; the rest flushes and closes */
+#define STOP_BUDGET_S 7.0   /* of the 10 s a stop may take; the rest stops HTTP and flushes */
 
 static int ensure_dir(const char *path, char *err, size_t errlen)
 {
@@ -70,7 +70,7 @@ static void seed_demo(store *st, jobs *jq)
         log_msg(LOG_ERROR, 0, "--demo: cannot register %s: %s", DEMO_DATASET, err);
         return;
     }
-    json_t *cfg = json_pack("{si si ss sf sb sf s[i] sb si}", "sz", 28, "bs", 128, "tfms",
+    json_t *cfg = json_pack("{si si ss sf sb sf s[i] sb si}", "sz", 28, "bs", 64, "tfms",
                             "side_on", "max_zoom", 1.1, "precompute", 0, "ps", 0.25,
                             "xtra_fc", 256, "multi_label", 0, "seed", 42);
     rc = store_run_create(st, ds, 0, "resnet_small", cfg, &run);

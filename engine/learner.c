@@ -1,5 +1,5 @@
 /* learner.c: the recipe's operations on a model + dataset: LR sweep, SGDR fit with per-batch
- * events, validation, freeze/unfreeze, the precompute cache with a head-only net, resize,
+ * events, validation, freeze/unfreeze, the precompute cache of pooled activations, resize,
  * TTA and prediction, snapshots, epoch checkpoints with exact resume, and the recipe. */
 #include "learner.h"
 
@@ -76,8 +76,6 @@ struct learner {
 
     /* precompute */
     int precompute;
-    net *head;             /* the head alone, fed with pooled activations */
-    optim *head_opt;
     int pool_node, pc_dim;
     int pc_valid;          /* the cache matches weights_version and pc_sz */
     int pc_sz;
@@ -178,129 +176,25 @@ static void net_copy_restore(const net_copy *c, learner *l)
     n->rng = c->rng;
 }
 
-/* ---- the head-only net for precompute ------------------------------------------------------ */
+/* ---- precompute set-up -------------------------------------------------------------------- */
 
-/* Copies parameters and buffers by name between the full net and the head net. */
-static void head_sync(learner *l, int to_head)
+/* Finds the head's pooling node, whose output the cache holds. */
+static int pc_setup(learner *l, char *err, size_t errlen)
 {
-    net *h = l->head, *n = l->net;
-    for (int i = 0; i < h->n_tensors; i++) {
-        int j = net_find(n, h->tensors[i].name);
-        assert(j >= 0 && n->tensors[j].numel == h->tensors[i].numel);
-        float *hd = net_tensor_data(h, i), *nd = net_tensor_data(n, j);
-        if (to_head)
-            memcpy(hd, nd, h->tensors[i].numel * sizeof(float));
-        else
-            memcpy(nd, hd, h->tensors[i].numel * sizeof(float));
-    }
-    if (to_head) {
-        optim_transfer(l->head_opt, l->opt);
-        h->rng = n->rng;
-    } else {
-        optim_transfer(l->opt, l->head_opt);
-        n->rng = h->rng;
-    }
-}
-
-static void strip_suffix(char *dst, size_t cap, const char *name, const char *suffix)
-{
-    snprintf(dst, cap, "%s", name);
-    size_t a = strlen(dst), b = strlen(suffix);
-    if (a >= b && strcmp(dst + a - b, suffix) == 0)
-        dst[a - b] = '\0';
-}
-
-/* Builds l->head: an input of the pooled width, then a copy of every node after the
- * pool, with the same parameter names. */
-static int head_build(learner *l, char *err, size_t errlen)
-{
-    net *n = l->net;
-    int body_end = net_pool_node(n) - 1;
-    if (body_end < 0 || body_end + 1 >= n->n_nodes ||
-        (n->nodes[body_end + 1].kind != NODE_CONCATPOOL &&
-         n->nodes[body_end + 1].kind != NODE_AVGPOOL)) {
+    int pid = net_pool_node(l->net);
+    if (pid < 0) {
         set_err(err, errlen, "precompute: the model has no pooling between body and head");
         return -EINVAL;
     }
-    int pid = body_end + 1, rc = -ENOMEM;
-    int *map = malloc(sizeof *map * (size_t)n->n_nodes);
-    net *h = net_create();
-    if (!map || !h)
-        goto out_fail;
-    for (int i = 0; i < n->n_nodes; i++)
-        map[i] = -1;
-    map[pid] = net_input(h, n->nodes[pid].c);
-    if (map[pid] < 0) {
-        rc = map[pid];
-        goto out_fail;
+    /* Node shapes are known once a batch shape is set. */
+    int rc = net_set_batch(l->net, l->bs, l->sz, l->sz);
+    if (rc) {
+        set_err(err, errlen, "precompute: size %d does not fit the network", l->sz);
+        return rc;
     }
-    char name[NET_NAME_MAX];
-    for (int i = pid + 1; i < n->n_nodes; i++) {
-        const node *nd = &n->nodes[i];
-        int in = nd->in[0] >= 0 ? map[nd->in[0]] : -1, id;
-        if (in < 0) {
-            set_err(err, errlen, "precompute: head node %d reads from the body", i);
-            rc = -ENOTSUP;
-            goto out_fail;
-        }
-        switch (nd->kind) {
-        case NODE_BN:
-            strip_suffix(name, sizeof name, n->tensors[nd->p_w].name, ".weight");
-            id = net_bn(h, in, name, nd->group);
-            break;
-        case NODE_LINEAR:
-            strip_suffix(name, sizeof name, n->tensors[nd->p_w].name, ".weight");
-            id = net_linear(h, in, name, nd->c, nd->group);
-            break;
-        case NODE_RELU:
-            id = net_relu(h, in, nd->group);
-            break;
-        case NODE_DROPOUT:
-            id = net_dropout(h, in, nd->p, nd->group);
-            break;
-        default:
-            set_err(err, errlen, "precompute: unsupported layer kind %d in the head",
-                    (int)nd->kind);
-            rc = -ENOTSUP;
-            goto out_fail;
-        }
-        if (id < 0) {
-            rc = id;
-            goto out_fail;
-        }
-        map[i] = id;
-    }
-    rc = net_finalize(h, l->cfg.seed);
-    if (rc)
-        goto out_fail;
-    h->multi_label = n->multi_label;
-    h->bn_momentum = n->bn_momentum;
-    h->bn_eps = n->bn_eps;
-    for (int i = 0; i < h->n_tensors; i++) {
-        int j = net_find(n, h->tensors[i].name);
-        if (j < 0 || n->tensors[j].numel != h->tensors[i].numel) {
-            set_err(err, errlen, "precompute: head tensor %s does not match the model",
-                    h->tensors[i].name);
-            rc = -EINVAL;
-            goto out_fail;
-        }
-    }
-    optim *ho;
-    rc = optim_create(&ho, h, &l->opt->cfg);
-    if (rc)
-        goto out_fail;
-    l->head = h;
-    l->head_opt = ho;
     l->pool_node = pid;
-    l->pc_dim = n->nodes[pid].c;
-    free(map);
-    return 0;
-out_fail:
-    if (rc == -ENOMEM)
-        set_err(err, errlen, "precompute: out of memory building the head");
-    net_destroy(h);
-    free(map);
-    return rc;
+    l->pc_dim = net_node_features(l->net, pid);
+    return l->pc_dim > 0 ? 0 : -EINVAL;
 }
 
 static void pc_split_free(pc_split *s)
@@ -408,11 +302,13 @@ static int src_next(batch_src *s, batch_view *v)
     return 1;
 }
 
-/* The net a batch of this source runs through, and its input size. */
-static net *src_net(const batch_src *s, int *hw)
+/* Forward of a batch: images through the whole net, or cached pooled activations through
+ * the head only (backward then stops at the pooling node). */
+static const float *src_forward(learner *l, int cached, const float *x, int training)
 {
-    *hw = s->cached ? 1 : s->l->sz;
-    return s->cached ? s->l->head : s->l->net;
+    if (cached)
+        return net_forward_from(l->net, l->pool_node, x, training);
+    return net_forward(l->net, x, training);
 }
 
 /* ---- precompute --------------------------------------------------------------------------- */
@@ -439,9 +335,11 @@ static int pc_fill(learner *l, ds_split split, loader *dl, pc_split *out, const 
         rc = net_set_batch(l->net, b->n, l->sz, l->sz);
         if (rc)
             break;
-        net_forward(l->net, b->x, 0);
-        const node *pn = &l->net->nodes[l->pool_node];
-        const float *pooled = l->net->values[pn->value];
+        const float *pooled = net_forward_to(l->net, b->x, 0, l->pool_node);
+        if (!pooled) {
+            rc = -ENOMEM;
+            break;
+        }
         for (int i = 0; i < b->n; i++) {
             int k = b->index[i];
             memcpy(out->x + (size_t)k * dim, pooled + (size_t)i * dim, dim * sizeof(float));
@@ -485,9 +383,9 @@ static int pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen)
     l->pc_sz = l->sz;
     l->pc_version = l->weights_version;
     note(h, "precompute",
-         "cached the frozen body's pooled activations (%d x %d) of %d training and %d "
+         "cached the frozen body's pooled activations (%d floats each) of %d training and %d "
          "validation images at size %d in %.1f s; the head trains from them without "
-         "augmentation", l->pc_dim, 1, l->pc_train.n, l->pc_valid_split.n, l->sz,
+         "augmentation", l->pc_dim, l->pc_train.n, l->pc_valid_split.n, l->sz,
          now_s() - t0);
     return 0;
 }
@@ -593,13 +491,14 @@ static int validate(learner *l, float *loss, float *accuracy, float *f2)
         return rc;
     metric_acc a = {0};
     batch_view v;
-    int hw, nc = l->info->n_classes, multi = l->info->multi_label;
-    net *m = src_net(&s, &hw);
+    int nc = l->info->n_classes, multi = l->info->multi_label;
+    net *m = l->net;
     while ((rc = src_next(&s, &v)) > 0) {
-        rc = net_set_batch(m, v.n, hw, hw);
+        rc = net_set_batch(m, v.n, l->sz, l->sz);
         if (rc)
             return rc;
-        net_forward(m, v.x, 0);
+        if (!src_forward(l, cached, v.x, 0))
+            return -ENOMEM;
         float bl = net_loss(m, v.y, v.t);
         a.loss_sum += (double)bl * v.n;
         acc_add_probs(&a, m->probs, v.y, v.t, v.n, nc, multi);
@@ -657,8 +556,6 @@ void learner_destroy(learner *l)
     for (int i = 0; i < l->n_snapshots; i++)
         free(l->snapshots[i]);
     free(l->snapshots);
-    optim_destroy(l->head_opt);
-    net_destroy(l->head);
     optim_destroy(l->opt);
     net_destroy(l->net);
     free(l->pretrained);
@@ -829,15 +726,12 @@ int learner_freeze_to(learner *l, int group, char *err, size_t errlen)
         set_err(err, errlen, "to: must be between 0 and %d (got %d)", l->n_groups, group);
         return -EINVAL;
     }
-    if (group < l->head_group && l->precompute) {
+    if (group < l->head_group)
         l->precompute = 0; /* the cache holds a frozen body's output only */
-        if (l->head)
-            head_sync(l, 0);
-    }
-    net_freeze_to(l->net, group);
-    if (l->head)
-        net_freeze_to(l->head, group);
-    return 0;
+    int rc = net_freeze_to(l->net, group);
+    if (rc)
+        set_err(err, errlen, "freeze: out of memory for the gradient buffers");
+    return rc;
 }
 
 int learner_unfreeze(learner *l)
@@ -848,8 +742,6 @@ int learner_unfreeze(learner *l)
 int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
 {
     if (!on) {
-        if (l->precompute && l->head)
-            head_sync(l, 0);
         l->precompute = 0;
         return 0;
     }
@@ -859,8 +751,8 @@ int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
                 l->net->freeze_to);
         return -EINVAL;
     }
-    if (!l->head) {
-        int rc = head_build(l, err, errlen);
+    if (!l->pc_perm) {
+        int rc = pc_setup(l, err, errlen);
         if (rc)
             return rc;
         int n = l->info->count[SPLIT_TRAIN] > l->info->count[SPLIT_VALID]
@@ -870,13 +762,12 @@ int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
         l->pc_tbuf = malloc((size_t)l->bs * l->info->n_classes * sizeof(float));
         l->pc_perm = malloc((size_t)(n + 1) * sizeof(int32_t));
         if (!l->pc_xbuf || !l->pc_ybuf || !l->pc_tbuf || !l->pc_perm) {
+            free(l->pc_perm);
+            l->pc_perm = NULL;
             set_err(err, errlen, "precompute: out of memory");
             return -ENOMEM;
         }
     }
-    net_freeze_to(l->head, l->net->freeze_to);
-    if (!l->precompute)
-        head_sync(l, 1);
     l->precompute = 1;
     return 0;
 }
@@ -911,15 +802,22 @@ void learner_get_state(const learner *l, learner_state *st)
 
 /* ---- training steps ---------------------------------------------------------------------- */
 
-/* One optimizer step on a batch through m; returns the batch loss. */
-static float train_step(net *m, optim *o, const batch_view *v, int hw, const double *lrs,
-                        int n_groups, int *rc)
+/* One optimizer step on a batch (images, or cached activations through the head);
+ * returns the batch loss. */
+static float train_step(learner *l, int cached, const batch_view *v, const double *lrs,
+                        int *rc)
 {
-    *rc = net_set_batch(m, v->n, hw, hw);
+    net *m = l->net;
+    optim *o = l->opt;
+    int n_groups = l->n_groups;
+    *rc = net_set_batch(m, v->n, l->sz, l->sz);
     if (*rc)
         return NAN;
     net_zero_grad(m);
-    net_forward(m, v->x, 1);
+    if (!src_forward(l, cached, v->x, 1)) {
+        *rc = -ENOMEM;
+        return NAN;
+    }
     float loss = net_loss(m, v->y, v->t);
     net_backward(m, v->y, v->t);
     optim_set_lrs(o, lrs, n_groups);
@@ -999,20 +897,14 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     }
 
     /* Everything the sweep changes is put back afterwards, whatever happens. */
-    if (cached)
-        head_sync(l, 0);
     net_copy saved;
     rc = net_copy_save(&saved, l);
     if (rc) {
         set_err(err, errlen, "lr_find: out of memory saving the weights");
         return rc;
     }
-    if (cached)
-        head_sync(l, 1);
     double wd = o ? o->wd : 0.0;
     optim_set_wds(l->opt, &wd, 1);
-    if (l->head_opt)
-        optim_set_wds(l->head_opt, &wd, 1);
     out->points = calloc((size_t)num_it, sizeof *out->points);
     if (!out->points) {
         rc = -ENOMEM;
@@ -1032,16 +924,13 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
             set_err(err, errlen, "lr_find: the loader failed (%d)", rc);
             break;
         }
-        int hw;
-        net *m = src_net(&s, &hw);
-        optim *mo = cached ? l->head_opt : l->opt;
         batch_view v;
         int got = 0;
         while (it < num_it && (got = src_next(&s, &v)) > 0) {
             double f = sched_exp_sweep(start, end, it, num_it), lrs[LEARNER_MAX_GROUPS];
             for (int g = 0; g < l->n_groups; g++)
                 lrs[g] = ratios[g] * f;
-            float loss = train_step(m, mo, &v, hw, lrs, l->n_groups, &rc);
+            float loss = train_step(l, cached, &v, lrs, &rc);
             if (rc) {
                 set_err(err, errlen, "lr_find: the batch does not fit the network (%d)", rc);
                 break;
@@ -1079,8 +968,6 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
 out_restore:
     net_copy_restore(&saved, l);
     net_copy_free(&saved);
-    if (cached)
-        head_sync(l, 1);
     if (rc) {
         if (rc != -ECANCELED)
             lrfind_result_free(out);
@@ -1160,8 +1047,6 @@ static void meta_fill(const learner *l, int64_t *m)
 
 int learner_save(learner *l, const char *path, char *err, size_t errlen)
 {
-    if (l->precompute && l->head)
-        head_sync(l, 0);
     int cap = l->net->n_tensors + 4;
     st_tensor *ts = calloc((size_t)cap, sizeof *ts);
     if (!ts) {
@@ -1246,8 +1131,6 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     for (int i = 0; i < f.n; i++)
         if (!is_extra(f.tensors[i].name))
             wf.tensors[wf.n++] = f.tensors[i];
-    if (l->precompute && l->head)
-        head_sync(l, 0);
     rc = weights_load_st(l->net, &wf, WEIGHTS_ALL, err, errlen);
     free(wf.tensors);
     if (rc)
@@ -1493,11 +1376,7 @@ static int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_wo
             free(l->snapshots[i]);
         l->n_snapshots = 0;
     }
-    net *m = cached ? l->head : l->net;
-    optim *mo = cached ? l->head_opt : l->opt;
     optim_set_wds(l->opt, &o->wd, 1);
-    if (l->head_opt)
-        optim_set_wds(l->head_opt, &o->wd, 1);
     int body_trains = l->net->freeze_to < l->head_group;
 
     int64_t total_epochs = sched_total_epochs(&plan), total_it = total_epochs * bpe;
@@ -1515,8 +1394,6 @@ static int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_wo
             set_err(err, errlen, "fit: the loader failed (%d)", rc);
             goto out_stop;
         }
-        int hw;
-        src_net(&s, &hw);
         batch_view v;
         int got = 0, b = 0;
         int64_t imgs = 0;
@@ -1525,7 +1402,7 @@ static int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_wo
             int64_t t = (int64_t)e * bpe + b;
             double lrs[LEARNER_MAX_GROUPS];
             expand_lrs(lrs, l->n_groups, o->n_lrs, o->lrs, sched_factor(&plan, t));
-            float loss = train_step(m, mo, &v, hw, lrs, l->n_groups, &rc);
+            float loss = train_step(l, cached, &v, lrs, &rc);
             if (rc) {
                 set_err(err, errlen, "fit: the batch does not fit the network (%d)", rc);
                 goto out_stop;
@@ -1563,8 +1440,6 @@ static int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_wo
             goto out_stop;
         }
         double train_s = now_s() - te;
-        if (cached)
-            head_sync(l, 0);
         ev_epoch ee = {.epoch = e, .train_loss = (float)last_sl};
         int is_last = 0;
         ee.cycle = sched_cycle_of_epoch(&plan, e, &is_last);
@@ -1639,18 +1514,12 @@ static int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_wo
             set_err(err, errlen, "fit: cancelled");
             goto out_stop;
         }
-        if (cached)
-            head_sync(l, 1);
     }
     fp->active = 0;
     net_copy_free(&best);
-    if (cached)
-        head_sync(l, 1);
     return 0;
 out_stop:
     net_copy_free(&best);
-    if (cached)
-        head_sync(l, 0);
     return rc;
 }
 
@@ -1661,8 +1530,6 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         return -EINVAL;
     }
     int rc = fit_run(l, o, h, 0, err, errlen);
-    if (l->precompute && l->head)
-        head_sync(l, 1);
     return rc;
 }
 
@@ -1704,8 +1571,6 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
         set_err(err, errlen, "n_aug: must be between 0 and %d (got %d)", TTA_MAX_AUG, n_aug);
         return -EINVAL;
     }
-    if (l->precompute && l->head)
-        head_sync(l, 0);
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
     float *p = malloc((size_t)n * nc * sizeof(float));
     float *avg = calloc((size_t)n * nc, sizeof(float));
@@ -1769,8 +1634,6 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
         set_err(err, errlen, "image: empty");
         return -EINVAL;
     }
-    if (l->precompute && l->head)
-        head_sync(l, 0);
     int nc = l->info->n_classes, passes = tta ? 5 : 1;
     size_t px = (size_t)l->sz * l->sz * l->c_in;
     float *x = malloc(px * sizeof(float));
@@ -1842,8 +1705,6 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
         set_err(err, errlen, "predict-test: the dataset has no test images");
         return -ENOENT;
     }
-    if (l->precompute && l->head)
-        head_sync(l, 0);
     loader *dl = NULL;
     int rc = make_loader(l, &dl, SPLIT_TEST, 0, 0, 0, err, errlen);
     if (rc)
@@ -1929,8 +1790,6 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
         set_err(err, errlen, "ensemble: no snapshots (fit with snapshots on)");
         return -ENOENT;
     }
-    if (l->precompute && l->head)
-        head_sync(l, 0);
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
     net_copy keep;
     int rc = net_copy_save(&keep, l);

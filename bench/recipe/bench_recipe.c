@@ -1,0 +1,246 @@
+/* bench_recipe.c: the seed's claims on Fashion-MNIST. Prints one table: constant LR vs
+ * step decay vs SGDR at the same epoch budget, TTA vs none, snapshot ensemble vs last
+ * weights, each with minutes and training images per second; then (with --recipe) the
+ * whole recipe from scratch against the target of 94.0% validation accuracy with TTA in
+ * at most 20 minutes.
+ *
+ * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
+ *                     [--arch NAME] [--threads N] [--recipe] [--only-recipe]
+ * A run takes long: start it by hand with `nice`, never from the test suites. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "blas.h"
+#include "learner.h"
+
+typedef struct run_stats {
+    int64_t imgs;
+    double train_s;
+    float acc, loss;
+} run_stats;
+
+static int on_batch(void *ctx, const ev_batch *e)
+{
+    (void)ctx;
+    (void)e;
+    return 0;
+}
+
+static int on_epoch(void *ctx, const ev_epoch *e)
+{
+    run_stats *s = ctx;
+    s->train_s += e->seconds;
+    s->imgs += (int64_t)(e->img_per_s * (e->seconds > 0 ? e->seconds : 0));
+    s->acc = e->accuracy;
+    s->loss = e->valid_loss;
+    fprintf(stderr, "  epoch %d (cycle %d): train %.4f valid %.4f acc %.4f  %.1f s, %.0f img/s\n",
+            e->epoch, e->cycle, e->train_loss, e->valid_loss, e->accuracy, e->seconds,
+            e->img_per_s);
+    return 0;
+}
+
+static void on_note(void *ctx, const char *what, const char *why)
+{
+    (void)ctx;
+    fprintf(stderr, "  [%s] %s\n", what, why);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct bench_cfg {
+    const char *data, *arch;
+    int epochs, sz, bs, threads, recipe, only_recipe;
+    double lr;
+} bench_cfg;
+
+static learner *make(const bench_cfg *b, dataset *ds)
+{
+    learner_config c;
+    memset(&c, 0, sizeof c);
+    model_spec_defaults(&c.model);
+    c.model.arch = b->arch;
+    c.sz = b->sz;
+    c.bs = b->bs;
+    c.tfms = TFMS_SIDE_ON;
+    c.max_zoom = 1.1f;
+    c.loader_threads = b->threads;
+    c.seed = 42;
+    learner *l;
+    char err[256];
+    if (learner_create(&l, &c, ds, err, sizeof err) != 0) {
+        fprintf(stderr, "learner_create: %s\n", err);
+        return NULL;
+    }
+    return l;
+}
+
+static void row(const char *name, double minutes, double img_s, float acc, const char *extra)
+{
+    printf("| %-34s | %7.2f | %8.0f | %7.2f%% | %s\n", name, minutes, img_s, 100.0 * acc,
+           extra);
+    fflush(stdout);
+}
+
+/* One fit (or a sequence for step decay) from the same initialisation. */
+static int run_schedule(const bench_cfg *b, dataset *ds, const char *name, int kind,
+                        learner **keep)
+{
+    learner *l = make(b, ds);
+    if (!l)
+        return -1;
+    run_stats s = {0};
+    ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch, .on_note = on_note};
+    char err[256];
+    double t0 = now_s();
+    int rc = 0;
+    fit_opts o = {.n_lrs = 1, .lrs = {b->lr}, .wd = 1e-4};
+    fprintf(stderr, "%s\n", name);
+    if (kind == 0) { /* constant */
+        o.schedule = SCHED_CONSTANT;
+        o.n_cycle = b->epochs;
+        rc = learner_fit(l, &o, &h, err, sizeof err);
+    } else if (kind == 1) { /* step decay: half at lr, a quarter at lr/10, the rest lr/100 */
+        int e1 = (b->epochs + 1) / 2, e2 = (b->epochs - e1 + 1) / 2, e3 = b->epochs - e1 - e2;
+        int es[3] = {e1, e2, e3};
+        double f = 1.0;
+        o.schedule = SCHED_CONSTANT;
+        for (int i = 0; i < 3 && !rc; i++, f /= 10.0) {
+            if (es[i] < 1)
+                continue;
+            o.n_cycle = es[i];
+            o.lrs[0] = b->lr * f;
+            rc = learner_fit(l, &o, &h, err, sizeof err);
+        }
+    } else { /* SGDR, cycle_mult 2, as many cycles as fit the budget; with snapshots */
+        int n = 0, used = 0;
+        while (used + (1 << n) <= b->epochs)
+            used += 1 << n++;
+        o.schedule = SCHED_SGDR;
+        o.n_cycle = n;
+        o.cycle_len = 1;
+        o.cycle_mult = 2;
+        o.snapshots = 1;
+        rc = learner_fit(l, &o, &h, err, sizeof err);
+    }
+    if (rc) {
+        fprintf(stderr, "%s: %s\n", name, err);
+        learner_destroy(l);
+        return rc;
+    }
+    double minutes = (now_s() - t0) / 60.0;
+    row(name, minutes, s.train_s > 0 ? (double)s.imgs / s.train_s : 0.0, s.acc, "");
+    if (keep)
+        *keep = l;
+    else
+        learner_destroy(l);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bench_cfg b = {.data = "/usr/share/datasets/fashion-mnist", .arch = "resnet_small",
+                   .epochs = 7, .sz = 28, .bs = 128, .threads = 2, .lr = 0.1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--recipe"))
+            b.recipe = 1;
+        else if (!strcmp(a, "--only-recipe"))
+            b.recipe = b.only_recipe = 1;
+        else if (v && !strcmp(a, "--data") && ++i)
+            b.data = v;
+        else if (v && !strcmp(a, "--arch") && ++i)
+            b.arch = v;
+        else if (v && !strcmp(a, "--epochs") && ++i)
+            b.epochs = atoi(v);
+        else if (v && !strcmp(a, "--sz") && ++i)
+            b.sz = atoi(v);
+        else if (v && !strcmp(a, "--bs") && ++i)
+            b.bs = atoi(v);
+        else if (v && !strcmp(a, "--threads") && ++i)
+            b.threads = atoi(v);
+        else if (v && !strcmp(a, "--lr") && ++i)
+            b.lr = atof(v);
+        else {
+            fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
+                    "[--arch NAME] [--threads N] [--recipe] [--only-recipe]\n", argv[0]);
+            return 2;
+        }
+    }
+    blas_startup(argv, 2);
+    ds_options o = {.format = DS_IDX, .path = b.data, .valid_pct = -1, .seed = 1};
+    dataset *ds;
+    char err[256];
+    if (dataset_open(&ds, &o, err, sizeof err) != 0) {
+        fprintf(stderr, "dataset: %s\n", err);
+        return 1;
+    }
+    const ds_info *in = dataset_info(ds);
+    printf("Fashion-MNIST: %d train / %d valid, %s, sz %d, bs %d, %d epochs, lr %g, BLAS %s "
+           "x%d\n\n", in->count[0], in->count[1], b.arch, b.sz, b.bs, b.epochs, b.lr,
+           blas_core_name(), blas_threads());
+    printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
+    printf("|%s|---------|----------|----------|\n", "------------------------------------");
+    int rc = 0;
+    if (!b.only_recipe) {
+        learner *sgdr = NULL;
+        rc = run_schedule(&b, ds, "constant LR", 0, NULL);
+        if (!rc)
+            rc = run_schedule(&b, ds, "step decay (lr, /10, /100)", 1, NULL);
+        if (!rc)
+            rc = run_schedule(&b, ds, "SGDR (cycle_len 1, cycle_mult 2)", 2, &sgdr);
+        if (!rc) {
+            double t0 = now_s();
+            tta_result t;
+            ev_hooks h = {.on_note = on_note};
+            rc = learner_tta(sgdr, 4, &h, &t, err, sizeof err);
+            if (!rc) {
+                char ex[96];
+                snprintf(ex, sizeof ex, "vs %.2f%% without TTA", 100.0 * t.accuracy);
+                row("SGDR + TTA (4 augmented passes)", (now_s() - t0) / 60.0, 0.0,
+                    t.tta_accuracy, ex);
+            }
+            float el, ea;
+            t0 = now_s();
+            if (!rc && (rc = learner_snapshot_ensemble(sgdr, &el, &ea, err, sizeof err)) == 0) {
+                char ex[96];
+                snprintf(ex, sizeof ex, "%d snapshots, vs %.2f%% last weights",
+                         learner_n_snapshots(sgdr), 100.0 * t.accuracy);
+                row("SGDR snapshot ensemble", (now_s() - t0) / 60.0, 0.0, ea, ex);
+            }
+            if (rc)
+                fprintf(stderr, "%s\n", err);
+        }
+        learner_destroy(sgdr);
+    }
+    if (!rc && b.recipe) {
+        learner *l = make(&b, ds);
+        run_stats s = {0};
+        ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
+                      .on_note = on_note};
+        recipe_opts ro = {.max_epochs = b.epochs, .n_aug = 4};
+        tta_result t;
+        double t0 = now_s();
+        rc = l ? learner_recipe(l, &ro, &h, &t, err, sizeof err) : -1;
+        double minutes = (now_s() - t0) / 60.0;
+        if (!rc) {
+            char ex[128];
+            snprintf(ex, sizeof ex, "target >= 94.00%% in <= 20 min: %s",
+                     t.tta_accuracy >= 0.94f && minutes <= 20.0 ? "MET" : "NOT MET");
+            row("recipe from scratch, with TTA", minutes,
+                s.train_s > 0 ? (double)s.imgs / s.train_s : 0.0, t.tta_accuracy, ex);
+        } else {
+            fprintf(stderr, "recipe: %s\n", l ? err : "learner_create failed");
+        }
+        learner_destroy(l);
+    }
+    dataset_destroy(ds);
+    return rc ? 1 : 0;
+}

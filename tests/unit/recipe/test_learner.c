@@ -1,0 +1,537 @@
+/* test_learner.c: the learner on a small generated dataset (16x16 gray shapes in IDX
+ * files): fit reaches a stated accuracy with the scheduled LR of every batch, lr_find puts
+ * weights, BatchNorm statistics and optimizer state back bit for bit (also when cancelled),
+ * a head trained from the precompute cache equals one trained through the frozen body,
+ * resuming an interrupted fit gives the weights of an uninterrupted one, snapshots, TTA,
+ * and refusals. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "learner.h"
+#include "lrsched.h"
+#include "optim.h"
+#include "rng.h"
+#include "weights.h"
+
+#define SZ 16
+#define N_CLASSES 4
+#define N_TRAIN 256
+#define N_VALID 48
+#define BS 8
+#define N_SMALL 64
+
+static char root[256];
+static char big[300], small[300];
+
+/* Four shapes at random places with random brightness over noise: a horizontal bar, a
+ * vertical bar, a hollow square, a diagonal. */
+static void draw(uint8_t *px, int cls, uint64_t *r)
+{
+    for (int i = 0; i < SZ * SZ; i++)
+        px[i] = (uint8_t)(rng_below(r, 40));
+    int v = 160 + (int)rng_below(r, 90);
+    int x0 = 2 + (int)rng_below(r, 5), y0 = 2 + (int)rng_below(r, 5), len = 7 + (int)rng_below(r, 3);
+    for (int k = 0; k < len; k++) {
+        switch (cls) {
+        case 0:
+            px[y0 * SZ + x0 + k] = (uint8_t)v;
+            px[(y0 + 1) * SZ + x0 + k] = (uint8_t)v;
+            break;
+        case 1:
+            px[(y0 + k) * SZ + x0] = (uint8_t)v;
+            px[(y0 + k) * SZ + x0 + 1] = (uint8_t)v;
+            break;
+        case 2:
+            if (k < 6) {
+                px[y0 * SZ + x0 + k] = (uint8_t)v;
+                px[(y0 + 5) * SZ + x0 + k] = (uint8_t)v;
+                px[(y0 + k) * SZ + x0] = (uint8_t)v;
+                px[(y0 + k) * SZ + x0 + 5] = (uint8_t)v;
+            }
+            break;
+        default:
+            px[(y0 + k) * SZ + x0 + k] = (uint8_t)v;
+            if (x0 + k + 1 < SZ)
+                px[(y0 + k) * SZ + x0 + k + 1] = (uint8_t)v;
+            break;
+        }
+    }
+}
+
+static void be32(FILE *f, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    fwrite(b, 1, 4, f);
+}
+
+static void write_split(const char *dir, const char *prefix, int n, uint64_t seed)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s-images-idx3-ubyte", dir, prefix);
+    FILE *fi = fopen(p, "wb");
+    snprintf(p, sizeof p, "%s/%s-labels-idx1-ubyte", dir, prefix);
+    FILE *fl = fopen(p, "wb");
+    assert_non_null(fi);
+    assert_non_null(fl);
+    be32(fi, 0x803);
+    be32(fi, (uint32_t)n);
+    be32(fi, SZ);
+    be32(fi, SZ);
+    be32(fl, 0x801);
+    be32(fl, (uint32_t)n);
+    uint64_t r = seed;
+    uint8_t px[SZ * SZ];
+    for (int i = 0; i < n; i++) {
+        uint8_t c = (uint8_t)(i % N_CLASSES);
+        draw(px, c, &r);
+        fwrite(px, 1, sizeof px, fi);
+        fwrite(&c, 1, 1, fl);
+    }
+    fclose(fi);
+    fclose(fl);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(root, sizeof root, "/tmp/sgdrd-learner-XXXXXX");
+    if (!mkdtemp(root))
+        return -1;
+    /* big: for the accuracy test; small: for the tests that only compare runs. */
+    snprintf(big, sizeof big, "%s/big", root);
+    snprintf(small, sizeof small, "%s/small", root);
+    if (mkdir(big, 0755) || mkdir(small, 0755))
+        return -1;
+    write_split(big, "train", N_TRAIN, 11);
+    write_split(big, "t10k", N_VALID, 12);
+    write_split(small, "train", N_SMALL, 13);
+    write_split(small, "t10k", N_SMALL / 4, 14);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static dataset *open_ds(const char *dir)
+{
+    ds_options o = {.format = DS_IDX, .path = dir, .valid_pct = -1, .seed = 1};
+    dataset *ds;
+    char err[256];
+    int rc = dataset_open(&ds, &o, err, sizeof err);
+    if (rc)
+        print_error("dataset_open: %s\n", err);
+    assert_int_equal(rc, 0);
+    return ds;
+}
+
+static void base_config(learner_config *c)
+{
+    memset(c, 0, sizeof *c);
+    model_spec_defaults(&c->model);
+    c->model.arch = "resnet_small";
+    c->model.n_xtra_fc = 1;
+    c->model.xtra_fc[0] = 32;
+    c->sz = SZ;
+    c->bs = BS; /* small batches: enough steps for BatchNorm's running statistics */
+    c->tfms = TFMS_NONE;
+    c->max_zoom = 1.0f;
+    c->loader_threads = 1;
+    c->seed = 5;
+}
+
+static learner *make(const learner_config *c, dataset *ds)
+{
+    learner *l;
+    char err[256] = "";
+    int rc = learner_create(&l, c, ds, err, sizeof err);
+    if (rc)
+        print_error("learner_create: %s\n", err);
+    assert_int_equal(rc, 0);
+    return l;
+}
+
+/* ---- event recording ------------------------------------------------------------------ */
+
+typedef struct rec {
+    int n_batch, n_epoch, n_cycle_end, n_sweep, n_note;
+    int cancel_after_epoch;   /* -1: never */
+    int cancel_after_sweep;   /* -1: never */
+    int64_t last_step;
+    int lr_mismatch;
+    const sched_plan *plan;
+    double lr0[4];
+    float last_acc;
+} rec;
+
+static int on_batch(void *ctx, const ev_batch *e)
+{
+    rec *r = ctx;
+    if (e->step != r->last_step + 1)
+        r->lr_mismatch++;
+    if (r->plan) {
+        int64_t t = (int64_t)e->epoch * e->n_batches + e->batch;
+        for (int g = 0; g < e->n_groups; g++)
+            if (e->lrs[g] != (float)(r->lr0[g] * sched_factor(r->plan, t)))
+                r->lr_mismatch++;
+    }
+    r->last_step = e->step;
+    r->n_batch++;
+    return 0;
+}
+
+static int on_epoch(void *ctx, const ev_epoch *e)
+{
+    rec *r = ctx;
+    r->n_epoch++;
+    r->last_acc = e->accuracy;
+    return r->cancel_after_epoch >= 0 && e->epoch >= r->cancel_after_epoch;
+}
+
+static int on_cycle_end(void *ctx, int cycle, int epoch)
+{
+    rec *r = ctx;
+    r->n_cycle_end++;
+    return 0;
+}
+
+static int on_sweep(void *ctx, const ev_sweep_point *p)
+{
+    rec *r = ctx;
+    r->n_sweep++;
+    return r->cancel_after_sweep >= 0 && p->iter >= r->cancel_after_sweep;
+}
+
+static void on_note(void *ctx, const char *what, const char *why)
+{
+    rec *r = ctx;
+    r->n_note++;
+}
+
+static ev_hooks hooks_for(rec *r)
+{
+    ev_hooks h = {.ctx = r, .on_batch = on_batch, .on_epoch = on_epoch,
+                  .on_cycle_end = on_cycle_end, .on_sweep_point = on_sweep,
+                  .on_note = on_note};
+    r->cancel_after_epoch = -1;
+    r->cancel_after_sweep = -1;
+    return h;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void fit_learns_the_shapes(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(big);
+    learner_config c;
+    base_config(&c);
+    c.bs = 16;
+    learner *l = make(&c, ds);
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 4, .cycle_mult = 1,
+                  .wd = 1e-4, .schedule = SCHED_SGDR, .snapshots = 1};
+    sched_plan plan;
+    sched_plan_defaults(&plan, N_TRAIN / 16);
+    plan.n_cycle = 1;
+    plan.cycle_len = 4;
+    r.plan = &plan;
+    for (int g = 0; g < 4; g++)
+        r.lr0[g] = 0.05;
+    char err[256] = "";
+    int rc = learner_fit(l, &o, &h, err, sizeof err);
+    if (rc)
+        print_error("fit: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.n_epoch, 4);
+    assert_int_equal(r.n_batch, 4 * (N_TRAIN / 16));
+    assert_int_equal(r.n_cycle_end, 1);
+    assert_int_equal(r.lr_mismatch, 0);
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_int_equal(st.step, 4 * (N_TRAIN / 16));
+    assert_int_equal(st.epochs_done, 4);
+    print_message("fit: validation accuracy %.3f after 4 epochs\n", r.last_acc);
+    assert_true(r.last_acc >= 0.9f);
+    /* The one snapshot is taken after the cycle's last batch: its "ensemble" is exactly
+     * the final weights. */
+    assert_int_equal(learner_n_snapshots(l), 1);
+    float el, ea;
+    assert_int_equal(learner_snapshot_ensemble(l, &el, &ea, err, sizeof err), 0);
+    assert_true(ea == r.last_acc && isfinite(el));
+
+    tta_result t;
+    assert_int_equal(learner_tta(l, 2, &h, &t, err, sizeof err), 0);
+    assert_int_equal(t.n_aug, 2);
+    assert_true(fabsf(t.accuracy - r.last_acc) < 1e-6f); /* the centre pass is validation */
+    assert_true(t.tta_accuracy >= 0.8f);
+
+    float probs[N_CLASSES];
+    image im = {.w = SZ, .h = SZ, .c = 1, .px = malloc(SZ * SZ)};
+    uint64_t rr = 99;
+    draw(im.px, 1, &rr);
+    assert_int_equal(learner_predict_image(l, &im, 1, probs, err, sizeof err), 0);
+    float sum = 0;
+    for (int k = 0; k < N_CLASSES; k++)
+        sum += probs[k];
+    assert_true(fabsf(sum - 1.0f) < 1e-4f);
+    free(im.px);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
+static void lr_find_restores_everything(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    learner *l = make(&c, ds);
+    net *n = learner_net(l);
+    char err[256] = "";
+    /* Some optimizer state first, so that there is momentum to restore. */
+    fit_opts o = {.n_lrs = 1, .lrs = {0.02}, .n_cycle = 1, .schedule = SCHED_CONSTANT};
+    assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), 0);
+    size_t np = n->n_params * sizeof(float), nb = n->n_buffers * sizeof(float);
+    float *p0 = malloc(np), *b0 = malloc(nb);
+    memcpy(p0, n->params, np);
+    memcpy(b0, n->buffers, nb);
+    uint64_t rng0 = n->rng;
+    learner_state s0, s1;
+    learner_get_state(l, &s0);
+
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    lrfind_opts lo = {.start_lr = 1e-4, .end_lr = 10, .num_it = 20};
+    lrfind_result res;
+    int rc = learner_lr_find(l, &lo, &h, &res, err, sizeof err);
+    if (rc)
+        print_error("lr_find: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_true(res.n_points >= 12 && res.n_points <= 20);
+    assert_int_equal(r.n_sweep, res.n_points);
+    for (int i = 0; i < res.n_points; i++) {
+        assert_int_equal(res.points[i].iter, i);
+        assert_true(fabs(res.points[i].lr - sched_exp_sweep(1e-4, 10, i, 20)) <
+                    1e-12 * res.points[i].lr);
+    }
+    assert_true(res.valley.lr > 0 && strlen(res.valley.reason) > 0);
+    assert_memory_equal(n->params, p0, np);
+    assert_memory_equal(n->buffers, b0, nb);
+    assert_true(n->rng == rng0);
+    learner_get_state(l, &s1);
+    assert_int_equal(s1.step, s0.step);
+    lrfind_result_free(&res);
+
+    /* Cancelled at iteration 5: still restored, and the points so far are kept. */
+    r.cancel_after_sweep = 5;
+    rc = learner_lr_find(l, &lo, &h, &res, err, sizeof err);
+    assert_int_equal(rc, -ECANCELED);
+    assert_int_equal(res.n_points, 6);
+    assert_memory_equal(n->params, p0, np);
+    assert_memory_equal(n->buffers, b0, nb);
+    lrfind_result_free(&res);
+
+    /* The fit after a sweep is the fit without one. */
+    learner *l2 = make(&c, ds);
+    assert_int_equal(learner_fit(l2, &o, NULL, err, sizeof err), 0);
+    assert_memory_equal(learner_net(l2)->params, p0, np);
+    free(p0);
+    free(b0);
+    learner_destroy(l2);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
+static void precompute_head_equals_full_head(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    c.model.ps[0] = c.model.ps[1] = 0.0f;
+    c.bs = N_SMALL; /* one batch an epoch: the data order inside it changes nothing */
+    char err[256] = "", pre[512];
+    /* A "pretrained" body: a briefly trained learner's weights. */
+    learner *base = make(&c, ds);
+    fit_opts o1 = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 2, .schedule = SCHED_CONSTANT};
+    assert_int_equal(learner_fit(base, &o1, NULL, err, sizeof err), 0);
+    snprintf(pre, sizeof pre, "%s/pre.safetensors", root);
+    assert_int_equal(weights_save_file(learner_net(base), pre, err, sizeof err), 0);
+    learner_destroy(base);
+
+    c.pretrained = pre;
+    c.precompute = 1;
+    learner *a = make(&c, ds);
+    c.precompute = 0;
+    learner *b = make(&c, ds);
+    learner_state sa, sb;
+    learner_get_state(a, &sa);
+    learner_get_state(b, &sb);
+    assert_int_equal(sa.precompute, 1);
+    assert_int_equal(sa.augment, 0);
+    assert_int_equal(sb.precompute, 0);
+    assert_int_equal(sa.freeze_to, sa.n_groups - 1);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.1}, .n_cycle = 3, .wd = 1e-3,
+                  .schedule = SCHED_CONSTANT};
+    assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), 0);
+    assert_int_equal(learner_fit(b, &o, NULL, err, sizeof err), 0);
+    net *na = learner_net(a), *nb = learner_net(b);
+    double worst = 0.0, moved = 0.0;
+    for (size_t i = 0; i < na->n_params; i++) {
+        double d = fabs((double)na->params[i] - nb->params[i]);
+        worst = d > worst ? d : worst;
+    }
+    net *n0 = NULL;
+    model_spec ms = c.model;
+    ms.c_in = 1;
+    ms.n_classes = N_CLASSES;
+    ms.seed = c.seed;
+    assert_int_equal(model_create(&n0, &ms, err, sizeof err), 0);
+    assert_int_equal(weights_load_file(n0, pre, WEIGHTS_BODY, err, sizeof err), 0);
+    for (int t = 0; t < na->n_tensors; t++) {
+        const net_tensor *nt = &na->tensors[t];
+        if (nt->is_buffer || nt->group != sa.n_groups - 1)
+            continue;
+        for (size_t i = 0; i < nt->numel; i++)
+            moved += fabs((double)na->params[nt->offset + i] - n0->params[nt->offset + i]);
+    }
+    net_destroy(n0);
+    print_message("precompute vs full: max parameter difference %.3g (head moved %.3g)\n",
+                  worst, moved);
+    assert_true(worst < 1e-4);
+    assert_true(moved > 1e-2); /* the head did train */
+    /* The body is untouched in both. */
+    learner_destroy(a);
+    learner_destroy(b);
+    dataset_destroy(ds);
+}
+
+static void resume_equals_uninterrupted(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    char dir_a[512], dir_b[512], err[256] = "";
+    snprintf(dir_a, sizeof dir_a, "%s/ck_a", root);
+    snprintf(dir_b, sizeof dir_b, "%s/ck_b", root);
+    mkdir(dir_a, 0755);
+    mkdir(dir_b, 0755);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 2, .cycle_len = 1, .cycle_mult = 1,
+                  .wd = 1e-4, .schedule = SCHED_SGDR, .snapshots = 1};
+
+    c.checkpoint_dir = dir_a;
+    learner *a = make(&c, ds);
+    assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), 0);
+
+    c.checkpoint_dir = dir_b;
+    learner *b = make(&c, ds);
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    r.cancel_after_epoch = 0;
+    assert_int_equal(learner_fit(b, &o, &h, err, sizeof err), -ECANCELED);
+    learner_destroy(b);
+
+    learner *b2 = make(&c, ds);
+    fit_opts ro = o;
+    ro.resume = 1;
+    rec r2 = {0};
+    ev_hooks h2 = hooks_for(&r2);
+    int rc = learner_fit(b2, &ro, &h2, err, sizeof err);
+    if (rc)
+        print_error("resume: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(r2.n_epoch, 1); /* epoch 1 only */
+    assert_int_equal(learner_n_snapshots(b2), 2); /* cycle 0's reloaded from its file */
+    net *na = learner_net(a), *nb = learner_net(b2);
+    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
+    assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+    learner_state sa, sb;
+    learner_get_state(a, &sa);
+    learner_get_state(b2, &sb);
+    assert_int_equal(sa.step, sb.step);
+
+    /* The checkpointed fit has finished: resuming it again does nothing. Without a
+     * checkpoint folder there is nothing to resume. */
+    assert_int_equal(learner_fit(b2, &ro, NULL, err, sizeof err), 0);
+    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
+    learner_destroy(a);
+    learner_destroy(b2);
+    c.checkpoint_dir = NULL;
+    learner *n = make(&c, ds);
+    assert_int_equal(learner_fit(n, &ro, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "resume"));
+    learner_destroy(n);
+    dataset_destroy(ds);
+}
+
+static void bad_requests_are_refused(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    char err[256] = "";
+    learner *l = NULL;
+    c.sz = 2;
+    assert_int_equal(learner_create(&l, &c, ds, err, sizeof err), -EINVAL);
+    assert_null(l);
+    assert_non_null(strstr(err, "sz"));
+    base_config(&c);
+    c.model.arch = "vgg";
+    assert_int_equal(learner_create(&l, &c, ds, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "arch"));
+    base_config(&c);
+    c.precompute = 1;
+    assert_int_equal(learner_create(&l, &c, ds, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "precompute"));
+    base_config(&c);
+    l = make(&c, ds);
+    fit_opts o = {.n_lrs = 2, .lrs = {0.1, 0.1}, .n_cycle = 1, .schedule = SCHED_SGDR};
+    assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "lrs"));
+    o.n_lrs = 1;
+    o.n_cycle = 0;
+    assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "n_cycle"));
+    assert_int_equal(learner_set_precompute(l, 1, err, sizeof err), -EINVAL);
+    assert_int_equal(learner_freeze_to(l, 9, err, sizeof err), -EINVAL);
+    assert_int_equal(learner_resize(l, 3, err, sizeof err), -EINVAL);
+    assert_int_equal(learner_predict_test(l, 0, "/tmp/x.csv", NULL, err, sizeof err),
+                     -ENOENT);
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_int_equal(st.step, 0);
+    learner_destroy(l);
+    learner_destroy(NULL);
+    dataset_destroy(ds);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fit_learns_the_shapes),
+        cmocka_unit_test(lr_find_restores_everything),
+        cmocka_unit_test(precompute_head_equals_full_head),
+        cmocka_unit_test(resume_equals_uninterrupted),
+        cmocka_unit_test(bad_requests_are_refused),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
