@@ -54,6 +54,7 @@ export function runPage(root, runId) {
   const lrEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Learning rate of each layer group per iteration' });
   const trainEmpty = h('p', { class: 'empty' }, 'No training yet. Queue a fit or the recipe from the controls.');
   const charts = new TrainingCharts(lossEl, lrEl, `run-${runId}`);
+  let chartNote = null;
 
   const epochsWrap = h('div', { class: 'table-wrap' });
   const ttaWrap = h('div', { class: 'tta' });
@@ -87,7 +88,7 @@ export function runPage(root, runId) {
             h('span', { class: 'field-check' }, lossLogBox, h('label', { for: 'losslog' }, 'log loss axis')),
             h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
           trainEmpty, lossEl, lrEl,
-          h('p', { class: 'chart-note' },
+          chartNote = h('p', { class: 'chart-note' },
             h('span', {}, h('span', { class: 'key key-epoch', 'aria-hidden': 'true' }), ' epoch end'),
             h('span', {}, h('span', { class: 'key key-cycle', 'aria-hidden': 'true' }), ' cycle end'),
             h('span', {}, h('span', { class: 'key key-valid', 'aria-hidden': 'true' }), ' validation loss per epoch'),
@@ -260,7 +261,11 @@ export function runPage(root, runId) {
     if (!has) { mount(suggestionsEl); return; }
     const sweeps = sel.map((s, i) => {
       const full = st.sweeps.get(String(s.id));
-      return { id: s.id, label: `#${s.id}`, points: rowsOf(full.points ?? full, ['points']), suggestions: full.suggestions || null, primary: i === sel.length - 1 };
+      const running = !full.finished_at;
+      return {
+        id: s.id, label: `#${s.id}`, points: rowsOf(full.points ?? full, ['points']), suggestions: full.suggestions || null,
+        primary: i === sel.length - 1, start_lr: full.start_lr, end_lr: running ? full.end_lr : undefined,
+      };
     });
     lrChart.update(sweeps);
     lrfindEl.dataset.points = String(sweeps[sweeps.length - 1].points.length);
@@ -307,6 +312,7 @@ export function runPage(root, runId) {
     trainEmpty.hidden = has;
     lossEl.hidden = !has;
     lrEl.hidden = !has;
+    chartNote.hidden = !has;
     if (!has) return;
     const steps = tl.map((r) => r.step);
     const raw = tl.map((r) => (isNum(r.value) ? r.value : null));

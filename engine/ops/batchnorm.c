@@ -1,17 +1,93 @@
 /* batchnorm.c: batch normalisation over the last axis of an (M, C) view, training and
- * eval, forward and backward. */
+ * eval, forward and backward.
+ *
+ * Per-channel sums run over blocks of whole rows (contiguous memory, every cache line read
+ * once), each block summing every channel in double; the blocks' sums are then added in
+ * block order. The number of blocks depends on M and C only, so results are the same for
+ * any thread count. The elementwise passes run over rows in parallel. */
 #include "ops.h"
 
 #include <math.h>
+#include <string.h>
 
-/* Channels per block: each block's statistics are summed by one thread in a fixed order
- * over M, so results never depend on the thread count. 16 floats = one cache line. */
-#define BN_BLOCK 16
+#define BN_MAX_BLOCKS 16
+#define BN_MIN_ROWS 256
+/* Doubles of per-block partial sums kept on the stack: blocks * C * 2 at most. */
+#define BN_PARTIAL_DOUBLES 8192
+/* Channels whose coefficients are prepared at once for the elementwise passes. */
+#define BN_CHUNK_C 512
 #define BN_PAR_MIN 32768
 
-static int nblocks(int c)
+static int row_blocks(int m, int c)
 {
-    return (c + BN_BLOCK - 1) / BN_BLOCK;
+    int b = m / BN_MIN_ROWS;
+    if (b > BN_MAX_BLOCKS)
+        b = BN_MAX_BLOCKS;
+    if ((size_t)b * c * 2 > BN_PARTIAL_DOUBLES)
+        b = (int)(BN_PARTIAL_DOUBLES / (2 * (size_t)c));
+    return b < 1 ? 1 : b;
+}
+
+/* Sums over rows [i0, i1) of channels [c0, c0 + cn) into s1, s2 (zeroed here):
+ * s1 = sum a, s2 = sum a*a when b is NULL, else s1 = sum b, s2 = sum b*(a - mu)*rs. */
+static void channel_sums(double *s1, double *s2, const float *a, const float *b,
+                         const float *mu, const float *rs, int i0, int i1, int c0, int cn,
+                         int c)
+{
+    memset(s1, 0, (size_t)cn * sizeof(double));
+    memset(s2, 0, (size_t)cn * sizeof(double));
+    for (int i = i0; i < i1; i++) {
+        const float *x = a + (size_t)i * c + c0;
+        if (!b) {
+            for (int j = 0; j < cn; j++) {
+                double v = x[j];
+                s1[j] += v;
+                s2[j] += v * v;
+            }
+        } else {
+            const float *dy = b + (size_t)i * c + c0;
+            for (int j = 0; j < cn; j++) {
+                double g = dy[j];
+                s1[j] += g;
+                s2[j] += g * (double)((x[j] - mu[j]) * rs[j]);
+            }
+        }
+    }
+}
+
+/* Column sums of (M, C) data (see channel_sums) into t1, t2 (C doubles each), channels
+ * processed BN_CHUNK_C at a time when C is large. */
+static void column_sums(double *t1, double *t2, const float *a, const float *b,
+                        const float *mu, const float *rs, int m, int c)
+{
+    const int nb = row_blocks(m, c);
+    if (nb == 1) {
+        /* Few rows (or very many channels): split the channels instead. */
+        const int cb = 64;
+#pragma omp parallel for schedule(static) if ((size_t)m * c >= BN_PAR_MIN)
+        for (int c0 = 0; c0 < c; c0 += cb) {
+            int cn = c - c0 < cb ? c - c0 : cb;
+            channel_sums(t1 + c0, t2 + c0, a, b, mu ? mu + c0 : NULL, rs ? rs + c0 : NULL,
+                         0, m, c0, cn, c);
+        }
+        return;
+    }
+    double part[BN_PARTIAL_DOUBLES];
+#pragma omp parallel for schedule(static) if ((size_t)m * c >= BN_PAR_MIN)
+    for (int k = 0; k < nb; k++) {
+        int i0 = (int)((long long)m * k / nb), i1 = (int)((long long)m * (k + 1) / nb);
+        channel_sums(part + (size_t)k * 2 * c, part + (size_t)k * 2 * c + c, a, b, mu, rs,
+                     i0, i1, 0, c, c);
+    }
+    for (int j = 0; j < c; j++) {
+        double x1 = 0.0, x2 = 0.0;
+        for (int k = 0; k < nb; k++) {
+            x1 += part[(size_t)k * 2 * c + j];
+            x2 += part[(size_t)k * 2 * c + c + j];
+        }
+        t1[j] = x1;
+        t2[j] = x2;
+    }
 }
 
 void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
@@ -19,19 +95,23 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
                        const float *beta, int m, int c, int training, float momentum,
                        float eps)
 {
-    const int nb = nblocks(c);
     const size_t work = (size_t)m * c;
     if (training) {
+        for (int c0 = 0; c0 < c; c0 += BN_CHUNK_C) {
+            int cn = c - c0 < BN_CHUNK_C ? c - c0 : BN_CHUNK_C;
+            double s1[BN_CHUNK_C], s2[BN_CHUNK_C];
+            /* The sums of a channel chunk: view the chunk's columns through the full row
+             * stride by offsetting the base pointer. */
+            if (cn == c) {
+                column_sums(s1, s2, in, NULL, NULL, NULL, m, c);
+            } else {
+                for (int j = 0; j < cn; j++)
+                    s1[j] = s2[j] = 0.0;
 #pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
-        for (int b = 0; b < nb; b++) {
-            int c0 = b * BN_BLOCK, cn = c - c0 < BN_BLOCK ? c - c0 : BN_BLOCK;
-            double s1[BN_BLOCK] = {0}, s2[BN_BLOCK] = {0};
-            for (int i = 0; i < m; i++) {
-                const float *x = in + (size_t)i * c + c0;
-                for (int j = 0; j < cn; j++) {
-                    double v = x[j];
-                    s1[j] += v;
-                    s2[j] += v * v;
+                for (int j0 = 0; j0 < cn; j0 += 64) {
+                    int jn = cn - j0 < 64 ? cn - j0 : 64;
+                    channel_sums(s1 + j0, s2 + j0, in, NULL, NULL, NULL, 0, m, c0 + j0, jn,
+                                 c);
                 }
             }
             for (int j = 0; j < cn; j++) {
@@ -57,12 +137,21 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
             rstd[j] = (float)(1.0 / sqrt((double)running_var[j] + eps));
         }
     }
+    for (int c0 = 0; c0 < c; c0 += BN_CHUNK_C) {
+        int cn = c - c0 < BN_CHUNK_C ? c - c0 : BN_CHUNK_C;
+        /* (x - mean) first: folding the mean into the shift loses bits when the mean is
+         * large against the spread. */
+        float sc[BN_CHUNK_C];
+        const float *mu = mean + c0, *be = beta + c0;
+        for (int j = 0; j < cn; j++)
+            sc[j] = rstd[c0 + j] * gamma[c0 + j];
 #pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
-    for (int i = 0; i < m; i++) {
-        const float *x = in + (size_t)i * c;
-        float *y = out + (size_t)i * c;
-        for (int j = 0; j < c; j++)
-            y[j] = (x[j] - mean[j]) * (rstd[j] * gamma[j]) + beta[j];
+        for (int i = 0; i < m; i++) {
+            const float *x = in + (size_t)i * c + c0;
+            float *y = out + (size_t)i * c + c0;
+            for (int j = 0; j < cn; j++)
+                y[j] = (x[j] - mu[j]) * sc[j] + be[j];
+        }
     }
 }
 
@@ -70,62 +159,66 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *in, const float *mean, const float *rstd,
                         const float *gamma, int m, int c, int training)
 {
-    const int nb = nblocks(c);
     const size_t work = (size_t)m * c;
     const int need_sums = dgamma || dbeta || (din && training);
-    if (need_sums) {
+    for (int c0 = 0; c0 < c; c0 += BN_CHUNK_C) {
+        int cn = c - c0 < BN_CHUNK_C ? c - c0 : BN_CHUNK_C;
+        double sdy[BN_CHUNK_C], sdyx[BN_CHUNK_C];
+        if (need_sums) {
+            if (cn == c) {
+                column_sums(sdy, sdyx, in, dout, mean, rstd, m, c);
+            } else {
 #pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
-        for (int b = 0; b < nb; b++) {
-            int c0 = b * BN_BLOCK, cn = c - c0 < BN_BLOCK ? c - c0 : BN_BLOCK;
-            double sdy[BN_BLOCK] = {0}, sdyx[BN_BLOCK] = {0};
-            float mu[BN_BLOCK], rs[BN_BLOCK];
-            for (int j = 0; j < cn; j++) {
-                mu[j] = mean[c0 + j];
-                rs[j] = rstd[c0 + j];
-            }
-            for (int i = 0; i < m; i++) {
-                const float *x = in + (size_t)i * c + c0;
-                const float *dy = dout + (size_t)i * c + c0;
-                for (int j = 0; j < cn; j++) {
-                    double g = dy[j];
-                    sdy[j] += g;
-                    sdyx[j] += g * (double)((x[j] - mu[j]) * rs[j]);
+                for (int j0 = 0; j0 < cn; j0 += 64) {
+                    int jn = cn - j0 < 64 ? cn - j0 : 64;
+                    channel_sums(sdy + j0, sdyx + j0, in, dout, mean + c0 + j0,
+                                 rstd + c0 + j0, 0, m, c0 + j0, jn, c);
                 }
             }
-            if (dbeta)
-                for (int j = 0; j < cn; j++)
-                    dbeta[c0 + j] += (float)sdy[j];
-            if (dgamma)
-                for (int j = 0; j < cn; j++)
-                    dgamma[c0 + j] += (float)sdyx[j];
-            if (!din || !training)
-                continue;
-            /* din = gamma*rstd * (dy - mean(dy) - xhat*mean(dy*xhat)), done per block
-             * while the block's sums are at hand. */
-            float k1[BN_BLOCK], k2[BN_BLOCK], sc[BN_BLOCK];
             for (int j = 0; j < cn; j++) {
-                sc[j] = gamma[c0 + j] * rs[j];
-                k1[j] = (float)(sdy[j] / m);
-                k2[j] = (float)(sdyx[j] / m);
+                if (dbeta)
+                    dbeta[c0 + j] += (float)sdy[j];
+                if (dgamma)
+                    dgamma[c0 + j] += (float)sdyx[j];
             }
+        }
+        if (!din)
+            continue;
+        /* Training: din = gamma*rstd * (dy - mean(dy) - xhat*mean(dy*xhat)), written as
+         * din += a*dy + b*(x - mean) + k with per-channel a, b, k. Eval: din += a*dy. */
+        float a[BN_CHUNK_C], b[BN_CHUNK_C], k[BN_CHUNK_C];
+        for (int j = 0; j < cn; j++) {
+            float sc = gamma[c0 + j] * rstd[c0 + j];
+            if (training) {
+                float k1 = (float)(sdy[j] / m), k2 = (float)(sdyx[j] / m);
+                float r = rstd[c0 + j];
+                a[j] = sc;
+                b[j] = -sc * k2 * r;
+                k[j] = -sc * k1;
+            } else {
+                a[j] = sc;
+                b[j] = 0.0f;
+                k[j] = 0.0f;
+            }
+        }
+        if (training) {
+            const float *mu = mean + c0;
+#pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
             for (int i = 0; i < m; i++) {
                 const float *x = in + (size_t)i * c + c0;
                 const float *dy = dout + (size_t)i * c + c0;
                 float *dx = din + (size_t)i * c + c0;
-                for (int j = 0; j < cn; j++) {
-                    float xh = (x[j] - mu[j]) * rs[j];
-                    dx[j] += sc[j] * (dy[j] - k1[j] - xh * k2[j]);
-                }
+                for (int j = 0; j < cn; j++)
+                    dx[j] += a[j] * dy[j] + b[j] * (x[j] - mu[j]) + k[j];
             }
-        }
-    }
-    if (din && !training) {
+        } else {
 #pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
-        for (int i = 0; i < m; i++) {
-            const float *dy = dout + (size_t)i * c;
-            float *dx = din + (size_t)i * c;
-            for (int j = 0; j < c; j++)
-                dx[j] += dy[j] * (gamma[j] * rstd[j]);
+            for (int i = 0; i < m; i++) {
+                const float *dy = dout + (size_t)i * c + c0;
+                float *dx = din + (size_t)i * c + c0;
+                for (int j = 0; j < cn; j++)
+                    dx[j] += a[j] * dy[j];
+            }
         }
     }
 }

@@ -15,9 +15,11 @@ void relu_forward(float *out, const float *in, size_t n)
 void relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
     if (din == dout) {
+        /* One pointer, so the compiler's overlap check does not send it to scalar code. */
+        float *d = din;
 #pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
         for (size_t i = 0; i < n; i++)
-            din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+            d[i] = out[i] > 0.0f ? d[i] : 0.0f;
         return;
     }
 #pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
