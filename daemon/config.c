@@ -31,7 +31,8 @@ static const opt opts[] = {
                               "(default 2G)"},
     {"log-level", OPT_VALUE, "error, warn, info or debug (default info)"},
     {"config", OPT_VALUE, "file with the same keys, one \"key = value\" per line"},
-    {"resume", OPT_FLAG, "resume interrupted fits at start"},
+    {"resume", OPT_FLAG, "resume interrupted jobs at start (a fit continues from its last "
+                         "epoch checkpoint)"},
     {"demo", OPT_FLAG, "on a fresh data dir, register Fashion-MNIST and queue the recipe"},
     {"help", OPT_FLAG, "show this help"},
     {"version", OPT_FLAG, "show the version"},

@@ -23,7 +23,7 @@ typedef struct daemon_config {
     int threads;               /* 0: every core */
     int64_t max_upload;        /* bytes; default 2 GiB; accepts K/M/G suffixes */
     log_level log_level;
-    int resume;                /* resume interrupted fits at start */
+    int resume;                /* resume interrupted jobs at start */
     int demo;                  /* on a fresh data dir: Fashion-MNIST + the recipe */
     int help, version;         /* print and exit 0 */
     char *config_file;

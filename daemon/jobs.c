@@ -1101,7 +1101,7 @@ int jobs_register_dataset(jobs *jq, const char *name, const char *path, const ch
     int rc = dataset_open(&ds, &o, err, errlen);
     if (rc) {
         free(real);
-        return rc < 0 ? rc : -EINVAL;
+        return rc == -ENOMEM ? rc : -EINVAL;
     }
     json_t *info = info_json(dataset_info(ds));
     json_t *opts = json_pack("{sI}", "seed", (json_int_t)seed);
@@ -1146,8 +1146,8 @@ int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, in
     }
     image im = {0};
     rc = image_decode_mem(&im, buf, len, 0, err, errlen);
-    if (rc)
-        return rc < 0 ? rc : -EINVAL;
+    if (rc) /* whatever the decoder's code, the client sent a bad image */
+        return rc == -ENOMEM ? rc : -EINVAL;
     pthread_mutex_lock(&jq->pmu);
     serve_slot *s = &jq->serve;
     if (!s->l || s->run_id != run_id || s->mtime.tv_sec != sb.st_mtim.tv_sec ||

@@ -60,7 +60,7 @@ typedef struct jobs_config {
     const char *const *roots; /* --dataset-root folders (copied); datasets only under them */
     int n_roots;
     int loader_threads;     /* decode/augment workers per learner; 0: engine default */
-    int resume;             /* on start, resume every interrupted fit (--resume) */
+    int resume;             /* on start, resume every interrupted job that can (--resume) */
 } jobs_config;
 
 /* Creates the queue (no thread yet). st is borrowed and must outlive the queue. */
@@ -81,8 +81,11 @@ int jobs_submit(jobs *jq, int64_t run_id, job_kind kind, json_t *params, int64_t
  * has already finished. */
 int jobs_cancel(jobs *jq, int64_t job_id);
 
-/* Queues a job that continues an `interrupted` fit (or recipe) from the run's last epoch
- * checkpoint. -ENOENT: no such job; -EINVAL: it is not interrupted or not resumable. */
+/* Queues a job that takes over an `interrupted` one (its resumed_from): a fit continues
+ * from the run's last epoch checkpoint (or starts over when it had finished no epoch); an
+ * lr_find, tta, predict_test or state change runs again. A recipe cannot resume (its steps
+ * are not checkpointed): queue a new one. -ENOENT: no such job; -EINVAL: it is not
+ * interrupted, or a recipe. */
 int jobs_resume(jobs *jq, int64_t job_id, int64_t *new_job_id);
 
 /* Registers a dataset on the server's disk: checks that path (after resolving links) lies

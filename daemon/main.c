@@ -87,6 +87,12 @@ static void seed_demo(store *st, jobs *jq)
                 "recipe", (long long)ds, (long long)run);
 }
 
+/* The API's request and failure lines, into the daemon's log. */
+static void api_log_line(int level, const char *line)
+{
+    log_msg((log_level)level, 0, "%s", line);
+}
+
 int main(int argc, char **argv)
 {
     daemon_config cfg;
@@ -156,6 +162,7 @@ int main(int argc, char **argv)
         .version = SGDRD_VERSION,
         .store = st,
         .jobs = jq,
+        .log = api_log_line,
     };
     if (api_server_start(&srv, &ac, err, sizeof err)) {
         log_msg(LOG_ERROR, 0, "cannot serve on %s: %s", cfg.listen, err);

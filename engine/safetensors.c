@@ -209,6 +209,7 @@ static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t er
         goto out_free;
     }
     uint64_t hlen;
+    size_t hlen_pad = 0;
     memcpy(&hlen, blob, 8);
     if (hlen > len - 8) {
         set_err(err, errlen, "header length %llu is beyond the file size of %zu bytes",
@@ -220,8 +221,27 @@ static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t er
                 (unsigned long long)hlen, ST_MAX_HEADER);
         goto out_free;
     }
+    if ((8 + hlen) % 8 != 0) {
+        /* The format does not pad its header, but tensor data is read as float and
+         * int64: move the data section to an 8-byte boundary so that every tensor whose
+         * offsets are multiples of its element size is aligned. */
+        size_t pad = 8 - (size_t)((8 + hlen) % 8);
+        void *moved = malloc(len + pad);
+        if (!moved) {
+            set_err(err, errlen, "out of memory reading %zu bytes", len);
+            rc = -ENOMEM;
+            goto out_free;
+        }
+        memcpy(moved, blob, 8 + (size_t)hlen);
+        memcpy((char *)moved + 8 + hlen + pad, (char *)blob + 8 + hlen,
+               len - 8 - (size_t)hlen);
+        free(blob);
+        blob = f.blob = moved;
+        f.blob_len = len + pad;
+        hlen_pad = pad;
+    }
     const char *hdr = (const char *)blob + 8;
-    const unsigned char *data = (const unsigned char *)blob + 8 + hlen;
+    const unsigned char *data = (const unsigned char *)blob + 8 + hlen + hlen_pad;
     size_t data_len = len - 8 - (size_t)hlen;
     json_error_t jerr;
     root = json_loadb(hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);

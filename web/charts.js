@@ -166,6 +166,7 @@ export class LrFindChart {
     this.u = null;
     this.sig = '';
     this.markers = [];
+    this.bounds = [];
     this.stopFit = null;
   }
 
@@ -177,6 +178,8 @@ export class LrFindChart {
     });
     const data = tables.length ? uPlot.join(tables) : [[], [], []];
     const primary = sweeps.find((s) => s.primary) || sweeps[sweeps.length - 1];
+    // The requested LR span: a sweep still running grows across a fixed axis.
+    this.bounds = sweeps.flatMap((s) => [s.start_lr, s.end_lr]).filter(isNum);
     this.markers = [];
     if (primary && primary.suggestions) {
       let row = 0;
@@ -210,7 +213,7 @@ export class LrFindChart {
           x: {
             time: false, distr: 3, log: 10,
             range: (u, min, max) => {
-              const xs = this.markers.map((m) => m.x).filter((v) => v > 0);
+              const xs = this.markers.map((m) => m.x).concat(this.bounds).filter((v) => v > 0);
               const lo = Math.min(min, ...xs);
               const hi = Math.max(max, ...xs);
               return lo > 0 && hi > lo ? uPlot.rangeLog(lo, hi, 10, true) : [min, max];
@@ -350,12 +353,12 @@ export class TrainingCharts {
   // d: {steps, raw, smooth, validSteps, valid, lr: [{steps, values}], epochMarks, cycleMarks}
   update(d) {
     if (this.lossLogAuto && d.steps.length) {
-      // A loss range over 20x (an early diverged batch, a wild validation loss) reads
+      // A loss range over 8x (an early diverged batch, a wild validation loss) reads
       // better on a log axis; once the user sets the checkbox, it decides.
       let lo = Infinity;
       let hi = 0;
       for (const v of d.smooth.concat(d.valid)) if (v > 0) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-      const want = hi / lo > 20;
+      const want = hi / lo > 8;
       if (want !== this.lossLog) {
         this.lossLog = want;
         this.nGroups = -1;

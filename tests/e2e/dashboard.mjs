@@ -519,6 +519,17 @@ async function main() {
   await page.screenshot({ path: path.join(artifacts, 'runs-list.png') });
   log(`screenshots in ${artifacts}`);
 
+  // 16. Delete the run from its page (confirmed): the list no longer shows it.
+  await page.goto(`${base}/#/runs/${runId}`);
+  await page.locator('#lrfind').waitFor();
+  page.once('dialog', (d) => d.accept());
+  await page.locator('button:text("Delete run")').click();
+  await page.waitForURL(/#\/runs$/, { timeout: 15000 });
+  await page.locator('table.runs').waitFor();
+  await sleep(500);
+  check(await page.locator(`tr[data-run-id="${runId}"]`).count() === 0 && (await api('GET', `/runs/${runId}`)).status === 404,
+    'a run deleted from its page is gone from the list and the API');
+
   check(allowed400 === 0, 'the refused request was the only 400 in the console');
   check(consoleErrors.length === 0, 'no console errors during the whole test', consoleErrors);
   await ctx.close();

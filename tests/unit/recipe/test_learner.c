@@ -482,6 +482,96 @@ static void resume_equals_uninterrupted(void **state)
     dataset_destroy(ds);
 }
 
+typedef struct notes {
+    int n;
+    char what[64][32];
+} notes;
+
+static void keep_note(void *ctx, const char *what, const char *why)
+{
+    notes *n = ctx;
+    if (n->n < 64)
+        snprintf(n->what[n->n++], sizeof n->what[0], "%s", what);
+    assert_true(strlen(why) > 10); /* every choice comes with its reason */
+}
+
+static int count_notes(const notes *n, const char *what)
+{
+    int k = 0;
+    for (int i = 0; i < n->n; i++)
+        k += strcmp(n->what[i], what) == 0;
+    return k;
+}
+
+static void recipe_from_scratch(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(big);
+    learner_config c;
+    base_config(&c);
+    c.bs = 16;
+    learner *l = make(&c, ds);
+    notes nt = {0};
+    ev_hooks h = {.ctx = &nt, .on_note = keep_note};
+    recipe_opts o = {.max_epochs = 3, .n_aug = 2};
+    tta_result t;
+    char err[256] = "";
+    int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
+    if (rc)
+        print_error("recipe: %s\n", err);
+    assert_int_equal(rc, 0);
+    print_message("recipe from scratch: accuracy %.3f, with TTA %.3f\n", t.accuracy,
+                  t.tta_accuracy);
+    assert_int_equal(count_notes(&nt, "pick_lr"), 1);
+    assert_int_equal(count_notes(&nt, "lr_find"), 1);
+    assert_int_equal(count_notes(&nt, "tta"), 1);
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_true(st.epochs_done >= 1 && st.epochs_done <= 3);
+    assert_true(t.tta_accuracy >= 0.85f);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
+static void recipe_with_a_pretrained_body(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    char err[256] = "", pre[512];
+    learner *base = make(&c, ds);
+    fit_opts o1 = {.n_lrs = 1, .lrs = {0.02}, .n_cycle = 1, .schedule = SCHED_CONSTANT};
+    assert_int_equal(learner_fit(base, &o1, NULL, err, sizeof err), 0);
+    snprintf(pre, sizeof pre, "%s/pre2.safetensors", root);
+    assert_int_equal(weights_save_file(learner_net(base), pre, err, sizeof err), 0);
+    learner_destroy(base);
+
+    c.pretrained = pre;
+    c.precompute = 1;
+    learner *l = make(&c, ds);
+    notes nt = {0};
+    ev_hooks h = {.ctx = &nt, .on_note = keep_note};
+    recipe_opts o = {.max_epochs = 1, .n_aug = 1};
+    tta_result t;
+    int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
+    if (rc)
+        print_error("recipe: %s\n", err);
+    assert_int_equal(rc, 0);
+    /* precompute, both sweeps, the head from the cache, then unfrozen with 3 groups' LRs. */
+    assert_int_equal(count_notes(&nt, "lr_find"), 2);
+    assert_int_equal(count_notes(&nt, "precompute"), 1);
+    assert_true(count_notes(&nt, "recipe") >= 4);
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_int_equal(st.freeze_to, 0);
+    assert_int_equal(st.precompute, 0);
+    assert_int_equal(st.epochs_done, 2 + 2 + 1);
+    assert_true(isfinite(t.tta_loss) && t.tta_accuracy > 0.0f);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 static void bad_requests_are_refused(void **state)
 {
     (void)state;
@@ -531,6 +621,8 @@ int main(void)
         cmocka_unit_test(lr_find_restores_everything),
         cmocka_unit_test(precompute_head_equals_full_head),
         cmocka_unit_test(resume_equals_uninterrupted),
+        cmocka_unit_test(recipe_from_scratch),
+        cmocka_unit_test(recipe_with_a_pretrained_body),
         cmocka_unit_test(bad_requests_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
