@@ -18,15 +18,16 @@ typedef struct st_tensor {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     size_t nbytes;
-    /* Into the file's blob (reading) or the caller's memory (writing). Read data is 4-byte
-     * aligned only when the writer aligned it: copy it out with memcpy. */
+    /* Into the file's blob (reading) or the caller's memory (writing). The reader starts
+     * the data section on an 8-byte boundary, so a tensor is aligned for its dtype when
+     * its offset is a multiple of the element size; otherwise copy it out with memcpy. */
     const void *data;
 } st_tensor;
 
 typedef struct st_file {
     int n;
     st_tensor *tensors; /* in header order */
-    void *blob;         /* owns the whole file's bytes */
+    void *blob;         /* owns the file's bytes (data section moved to an 8-byte boundary) */
     size_t blob_len;
 } st_file;
 

@@ -2,7 +2,7 @@
 // #/datasets/2), the header's health line, the runs list, the datasets pages and the new-run
 // form. The run page lives in runpage.js.
 import { h, mount, fmtPct, fmtDuration, fmtTime, toMs, pick, isNum, rowsOf } from './util.js';
-import { get, getAll, post, upload, idFrom, ApiError } from './api.js';
+import { get, getAll, post, del, upload, idFrom, ApiError } from './api.js';
 import { field, num, lrs, setPath, statusLine, onSubmit, showProblem } from './forms.js';
 import { runPage } from './runpage.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
@@ -212,6 +212,17 @@ function unreadableCount(d) {
 function datasetPage(root, id) {
   mount(root, pageHeader(`Dataset #${id}`), h('p', { class: 'muted' }, 'Loading…'));
   let alive = true;
+  const notice = h('div', { 'aria-live': 'polite' });
+  // The API refuses (409) while runs use the dataset; its detail says so.
+  const deleteDataset = async (d) => {
+    if (!window.confirm(`Delete dataset #${d.id} ${d.name ?? ''}?${d.uploaded ? ' Its uploaded files are removed too.' : ''}`)) return;
+    try {
+      await del(`/datasets/${encodeURIComponent(d.id)}`);
+      location.hash = '#/datasets';
+    } catch (err) {
+      mount(notice, errorBox(err));
+    }
+  };
   get(`/datasets/${encodeURIComponent(id)}`).then((raw) => {
     if (!alive) return;
     const d = flatDataset(raw);
@@ -223,7 +234,10 @@ function datasetPage(root, id) {
     const unreadable = unreadableList(d);
     const fact = (k, v, cls) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', { class: cls }, v));
     mount(root,
-      pageHeader(`Dataset #${d.id} ${d.name ?? ''}`, h('a', { class: 'button primary', href: `#/new?dataset=${encodeURIComponent(d.id)}` }, 'Create a run')),
+      pageHeader(`Dataset #${d.id} ${d.name ?? ''}`,
+        h('button', { type: 'button', class: 'danger', onclick: () => deleteDataset(d) }, 'Delete'),
+        h('a', { class: 'button primary', href: `#/new?dataset=${encodeURIComponent(d.id)}` }, 'Create a run')),
+      notice,
       h('section', { class: 'card' },
         h('dl', { class: 'facts inline' },
           fact('Format', d.format ?? '—'),

@@ -353,12 +353,12 @@ export class TrainingCharts {
   // d: {steps, raw, smooth, validSteps, valid, lr: [{steps, values}], epochMarks, cycleMarks}
   update(d) {
     if (this.lossLogAuto && d.steps.length) {
-      // A loss range over 20x (an early diverged batch, a wild validation loss) reads
+      // A loss range over 8x (an early diverged batch, a wild validation loss) reads
       // better on a log axis; once the user sets the checkbox, it decides.
       let lo = Infinity;
       let hi = 0;
       for (const v of d.smooth.concat(d.valid)) if (v > 0) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
-      const want = hi / lo > 20;
+      const want = hi / lo > 8;
       if (want !== this.lossLog) {
         this.lossLog = want;
         this.nGroups = -1;

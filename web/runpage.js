@@ -2,7 +2,7 @@
 // suggestions, the linked training charts, the epochs table with TTA results, the controls
 // that queue jobs, and the live updates from the run's SSE stream.
 import { h, mount, fmtNum, fmtLr, fmtPct, fmtTime, fmtDuration, debiasedEma, toCsv, download, throttle, rowsOf, pick, isNum } from './util.js';
-import { get, post, getAll, idFrom, ApiError } from './api.js';
+import { get, post, del, getAll, idFrom, ApiError } from './api.js';
 import { field, num, lrs, setPath, statusLine, onSubmit } from './forms.js';
 import { LrFindChart, TrainingCharts } from './charts.js';
 import { subscribe } from './live.js';
@@ -35,9 +35,11 @@ export function runPage(root, runId) {
   // ---- skeleton ----
   const title = h('h1', { tabindex: -1 }, `Run #${runId}`);
   const liveBadge = h('span', { class: 'live-pill', role: 'status', 'aria-live': 'polite' }, 'connecting…');
+  const deleteButton = h('button', { type: 'button', class: 'small danger', onclick: deleteRun }, 'Delete run');
   const facts = h('dl', { class: 'facts inline' });
   const jobBar = h('div', { class: 'jobbar' });
   const banner = h('div', { class: 'banner-slot', 'aria-live': 'polite' });
+  const actionNote = h('div', { class: 'banner-slot', 'aria-live': 'polite' });   // refusals of delete and cancel
 
   const sweepPicker = h('fieldset', { class: 'sweep-picker' }, h('legend', {}, 'Sweeps'));
   const lrfindEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Loss against learning rate, log10 scale' });
@@ -70,8 +72,8 @@ export function runPage(root, runId) {
   const controls = buildControls();
 
   mount(root,
-    h('div', { class: 'page-head' }, title, liveBadge),
-    banner,
+    h('div', { class: 'page-head' }, title, liveBadge, deleteButton),
+    banner, actionNote,
     h('section', { class: 'card runhead', 'aria-label': 'Run state' }, facts, jobBar),
     h('div', { class: 'run-layout' },
       h('div', { class: 'run-main' },
@@ -475,7 +477,7 @@ export function runPage(root, runId) {
   let again = false;
 
   const flush = throttle(async () => {
-    if (!st.alive) return;
+    if (!st.alive || st.deleting) return;
     if (flushing) { again = true; return; }
     flushing = true;
     const t = new Set(stale);
@@ -516,8 +518,10 @@ export function runPage(root, runId) {
     flush();
   }
 
-  function showBanner(err) {
-    mount(banner, h('div', { class: 'notice warn', role: 'alert' }, 'Could not refresh: ', (err && err.message) || String(err), ' — retrying.'));
+  function showBanner(err, what) {
+    const box = h('div', { class: 'notice warn', role: 'alert' }, `${what || 'Could not refresh'}: `, (err && err.message) || String(err),
+      what ? [' ', h('button', { type: 'button', class: 'small', onclick: () => mount(actionNote) }, 'Dismiss')] : ' — retrying.');
+    mount(what ? actionNote : banner, box);
   }
 
   const sse = subscribe(`/api/v1/runs/${rid}/events`, (topics, type, data) => {
@@ -540,12 +544,26 @@ export function runPage(root, runId) {
 
   flush();
 
+  // Deleting needs the run idle (the API answers 409 otherwise, shown in the banner).
+  async function deleteRun() {
+    if (!window.confirm(`Delete run #${runId} with its curves, snapshots and weights?`)) return;
+    st.deleting = true;   // no refresh may ask for the run while it goes
+    try {
+      await del(`/runs/${rid}`);
+      stop();
+      location.hash = '#/runs';
+    } catch (err) {
+      st.deleting = false;
+      showBanner(err, 'Could not delete the run');
+    }
+  }
+
   async function cancelJob(id) {
     try {
       await post(`/jobs/${encodeURIComponent(id)}/cancel`);
       markStale(['run', 'jobs']);
     } catch (err) {
-      showBanner(err);
+      showBanner(err, 'Could not cancel the job');
     }
   }
 

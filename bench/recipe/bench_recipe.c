@@ -25,7 +25,10 @@ typedef struct run_stats {
 static int on_batch(void *ctx, const ev_batch *e)
 {
     (void)ctx;
-    (void)e;
+    if (e->batch % 50 == 49)
+        fprintf(stderr, "  epoch %d batch %d/%d: loss %.4f (smoothed %.4f), lr %.4g, %.0f img/s\n",
+                e->epoch, e->batch + 1, e->n_batches, e->loss, e->smooth_loss,
+                e->lrs[e->n_groups - 1], e->img_per_s);
     return 0;
 }
 

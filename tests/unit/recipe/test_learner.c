@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <png.h>
 
 #include "learner.h"
 #include "lrsched.h"
@@ -482,6 +483,175 @@ static void resume_equals_uninterrupted(void **state)
     dataset_destroy(ds);
 }
 
+typedef struct notes {
+    int n;
+    char what[64][32];
+} notes;
+
+static void keep_note(void *ctx, const char *what, const char *why)
+{
+    notes *n = ctx;
+    if (n->n < 64)
+        snprintf(n->what[n->n++], sizeof n->what[0], "%s", what);
+    assert_true(strlen(why) > 10); /* every choice comes with its reason */
+}
+
+static int count_notes(const notes *n, const char *what)
+{
+    int k = 0;
+    for (int i = 0; i < n->n; i++)
+        k += strcmp(n->what[i], what) == 0;
+    return k;
+}
+
+static void recipe_from_scratch(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(big);
+    learner_config c;
+    base_config(&c);
+    c.bs = 16;
+    learner *l = make(&c, ds);
+    notes nt = {0};
+    ev_hooks h = {.ctx = &nt, .on_note = keep_note};
+    recipe_opts o = {.max_epochs = 3, .n_aug = 2};
+    tta_result t;
+    char err[256] = "";
+    int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
+    if (rc)
+        print_error("recipe: %s\n", err);
+    assert_int_equal(rc, 0);
+    print_message("recipe from scratch: accuracy %.3f, with TTA %.3f\n", t.accuracy,
+                  t.tta_accuracy);
+    assert_int_equal(count_notes(&nt, "pick_lr"), 1);
+    assert_int_equal(count_notes(&nt, "lr_find"), 1);
+    assert_int_equal(count_notes(&nt, "tta"), 1);
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_true(st.epochs_done >= 1 && st.epochs_done <= 3);
+    assert_true(t.tta_accuracy >= 0.85f);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
+static void recipe_with_a_pretrained_body(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    char err[256] = "", pre[512];
+    learner *base = make(&c, ds);
+    fit_opts o1 = {.n_lrs = 1, .lrs = {0.02}, .n_cycle = 1, .schedule = SCHED_CONSTANT};
+    assert_int_equal(learner_fit(base, &o1, NULL, err, sizeof err), 0);
+    snprintf(pre, sizeof pre, "%s/pre2.safetensors", root);
+    assert_int_equal(weights_save_file(learner_net(base), pre, err, sizeof err), 0);
+    learner_destroy(base);
+
+    c.pretrained = pre;
+    c.precompute = 1;
+    learner *l = make(&c, ds);
+    notes nt = {0};
+    ev_hooks h = {.ctx = &nt, .on_note = keep_note};
+    recipe_opts o = {.max_epochs = 1, .n_aug = 1};
+    tta_result t;
+    int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
+    if (rc)
+        print_error("recipe: %s\n", err);
+    assert_int_equal(rc, 0);
+    /* precompute, both sweeps, the head from the cache, then unfrozen with 3 groups' LRs. */
+    assert_int_equal(count_notes(&nt, "lr_find"), 2);
+    assert_int_equal(count_notes(&nt, "precompute"), 1);
+    assert_true(count_notes(&nt, "recipe") >= 4);
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_int_equal(st.freeze_to, 0);
+    assert_int_equal(st.precompute, 0);
+    assert_int_equal(st.epochs_done, 2 + 2 + 1);
+    assert_true(isfinite(t.tta_loss) && t.tta_accuracy > 0.0f);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
+static void write_png(const char *path, const uint8_t *px)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(p);
+    assert_false(setjmp(png_jmpbuf(p)));
+    png_init_io(p, f);
+    png_set_IHDR(p, info, SZ, SZ, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(p, info);
+    for (int y = 0; y < SZ; y++)
+        png_write_row(p, (png_bytep)(px + y * SZ));
+    png_write_end(p, NULL);
+    png_destroy_write_struct(&p, &info);
+    fclose(f);
+}
+
+static void predict_test_writes_csv(void **state)
+{
+    (void)state;
+    char dir[300], p[400];
+    snprintf(dir, sizeof dir, "%s/folders", root);
+    const char *sub[] = {"", "/train", "/train/bar", "/train/box", "/valid", "/valid/bar",
+                         "/valid/box", "/test"};
+    for (int i = 0; i < 8; i++) {
+        snprintf(p, sizeof p, "%s%s", dir, sub[i]);
+        assert_int_equal(mkdir(p, 0755), 0);
+    }
+    uint64_t r = 3;
+    uint8_t px[SZ * SZ];
+    for (int i = 0; i < 24; i++) {
+        int cls = i % 2 ? 2 : 0;
+        draw(px, cls, &r);
+        snprintf(p, sizeof p, "%s/%s/%s/%d.png", dir, i < 16 ? "train" : "valid",
+                 cls ? "box" : "bar", i);
+        write_png(p, px);
+    }
+    for (int i = 0; i < 3; i++) {
+        draw(px, 0, &r);
+        snprintf(p, sizeof p, "%s/test/t%d.png", dir, i);
+        write_png(p, px);
+    }
+    ds_options o = {.format = DS_FOLDERS, .path = dir, .valid_pct = -1, .seed = 1};
+    dataset *ds;
+    char err[256] = "";
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), 0);
+    learner_config c;
+    base_config(&c);
+    learner *l = make(&c, ds);
+    for (int tta = 0; tta < 2; tta++) {
+        snprintf(p, sizeof p, "%s/pred%d.csv", root, tta);
+        int rc = learner_predict_test(l, tta, p, NULL, err, sizeof err);
+        if (rc)
+            print_error("predict_test: %s\n", err);
+        assert_int_equal(rc, 0);
+        FILE *f = fopen(p, "r");
+        assert_non_null(f);
+        char line[512];
+        assert_non_null(fgets(line, sizeof line, f));
+        assert_string_equal(line, "file,bar,box\n");
+        int rows = 0;
+        while (fgets(line, sizeof line, f)) {
+            char name[128];
+            float a, b;
+            assert_int_equal(sscanf(line, "%127[^,],%f,%f", name, &a, &b), 3);
+            assert_non_null(strstr(name, "test/t"));
+            assert_true(fabsf(a + b - 1.0f) < 1e-4f);
+            rows++;
+        }
+        fclose(f);
+        assert_int_equal(rows, 3);
+        snprintf(p, sizeof p, "%s/pred%d.csv.tmp", root, tta);
+        assert_int_equal(access(p, F_OK), -1); /* renamed into place */
+    }
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 static void bad_requests_are_refused(void **state)
 {
     (void)state;
@@ -531,6 +701,9 @@ int main(void)
         cmocka_unit_test(lr_find_restores_everything),
         cmocka_unit_test(precompute_head_equals_full_head),
         cmocka_unit_test(resume_equals_uninterrupted),
+        cmocka_unit_test(recipe_from_scratch),
+        cmocka_unit_test(recipe_with_a_pretrained_body),
+        cmocka_unit_test(predict_test_writes_csv),
         cmocka_unit_test(bad_requests_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
