@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -763,9 +765,23 @@ out_clear:
     store_job_row_clear(&row);
 }
 
+/* Training runs 5 nice levels below the HTTP threads so a request waits less for a core
+ * (Linux: the nice value is per thread, and the OpenMP pool and loader threads this thread
+ * starts inherit it). Relative to the current value, so a daemon started under nice still
+ * drops below its HTTP threads. Failure only costs latency. */
+static void worker_lower_priority(void)
+{
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, tid);
+    if (errno != 0 || setpriority(PRIO_PROCESS, tid, cur + 5 > 19 ? 19 : cur + 5) != 0)
+        log_msg(LOG_WARN, 0, "cannot lower the worker thread's priority: %s", strerror(errno));
+}
+
 static void *worker_main(void *arg)
 {
     jobs *jq = arg;
+    worker_lower_priority();
     pthread_mutex_lock(&jq->mu);
     for (;;) {
         while (!jq->stopping && jq->qn == 0 && jq->n_dropped == 0)
