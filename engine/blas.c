@@ -1,6 +1,7 @@
 /* blas.c: OpenBLAS core-type detection and re-exec, thread settings. */
 #include "blas.h"
 
+#include <errno.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,18 +41,34 @@ const char *blas_better_core(const char *current_core, int has_avx512f, int has_
 
 void blas_startup(char **argv, int threads)
 {
-    if (!getenv("OPENBLAS_CORETYPE") && !getenv("SGDRD_BLAS_REEXEC")) {
-        __builtin_cpu_init();
-        const char *want = blas_better_core(openblas_get_corename(),
-                                            __builtin_cpu_supports("avx512f"),
-                                            __builtin_cpu_supports("avx2"));
-        if (want && argv && argv[0]) {
-            setenv("OPENBLAS_CORETYPE", want, 1);
+    if (!getenv("SGDRD_BLAS_REEXEC") && argv && argv[0]) {
+        int reexec = 0;
+        if (!getenv("OPENBLAS_CORETYPE")) {
+            __builtin_cpu_init();
+            const char *want = blas_better_core(openblas_get_corename(),
+                                                __builtin_cpu_supports("avx512f"),
+                                                __builtin_cpu_supports("avx2"));
+            if (want) {
+                fprintf(stderr, "sgdrd: OpenBLAS chose generic core %s; re-executing with "
+                                "OPENBLAS_CORETYPE=%s\n", openblas_get_corename(), want);
+                setenv("OPENBLAS_CORETYPE", want, 1);
+                reexec = 1;
+            }
+        }
+        /* libgomp's default lets idle threads spin before sleeping. Training shares the
+         * cores with the loader's threads and the HTTP threads, and a thread that spins
+         * while its partner is descheduled turns every one of the hundreds of parallel
+         * regions of a step into a scheduler quantum: measured 40x slower forwards on a
+         * loaded 2-core machine. The policy is read when libgomp loads, hence the re-exec;
+         * a user's own setting wins. */
+        if (!getenv("OMP_WAIT_POLICY")) {
+            setenv("OMP_WAIT_POLICY", "passive", 1);
+            reexec = 1;
+        }
+        if (reexec) {
             setenv("SGDRD_BLAS_REEXEC", "1", 1); /* never loop */
-            fprintf(stderr, "sgdrd: OpenBLAS chose generic core %s; re-executing with "
-                            "OPENBLAS_CORETYPE=%s\n", openblas_get_corename(), want);
             execv("/proc/self/exe", argv);
-            fprintf(stderr, "sgdrd: re-exec failed; continuing on the slow core\n");
+            fprintf(stderr, "sgdrd: re-exec failed (%s); continuing\n", strerror(errno));
         }
     }
     if (threads > 0) {
