@@ -1572,7 +1572,7 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
         return -EINVAL;
     }
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
-    float *p = malloc((size_t)n * nc * sizeof(float));
+    float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
     int32_t *y = malloc((size_t)n * sizeof(int32_t));
     float *t = multi ? malloc((size_t)n * nc * sizeof(float)) : NULL;
@@ -1710,7 +1710,7 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
     if (rc)
         return rc;
     int passes = tta ? 5 : 1, fd = -1;
-    float *p = malloc((size_t)n * nc * sizeof(float));
+    float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
     char tmp[4096], line[8192];
     if (!p || !avg) {
@@ -1795,7 +1795,7 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
     int rc = net_copy_save(&keep, l);
     if (rc)
         return rc;
-    float *p = malloc((size_t)n * nc * sizeof(float));
+    float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
     int32_t *y = malloc((size_t)n * sizeof(int32_t));
     float *t = multi ? malloc((size_t)n * nc * sizeof(float)) : NULL;
