@@ -42,7 +42,8 @@ static void draw(uint8_t *px, int cls, uint64_t *r)
     for (int i = 0; i < SZ * SZ; i++)
         px[i] = (uint8_t)(rng_below(r, 40));
     int v = 160 + (int)rng_below(r, 90);
-    int x0 = 2 + (int)rng_below(r, 5), y0 = 2 + (int)rng_below(r, 5), len = 7 + (int)rng_below(r, 3);
+    int x0 = 2 + (int)rng_below(r, 5), y0 = 2 + (int)rng_below(r, 5);
+    int len = 7 + (int)rng_below(r, 3);
     for (int k = 0; k < len; k++) {
         switch (cls) {
         case 0:
