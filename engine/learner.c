@@ -973,6 +973,14 @@ out_restore:
             lrfind_result_free(out);
         return rc;
     }
+    if (h && h->on_sweep_end) {
+        ev_sweep_end e = {out->n_points, out->stopped_early,
+                          {out->min_div10.lr, out->min_div10.reason},
+                          {out->steep.lr, out->steep.reason},
+                          {out->valley.lr, out->valley.reason},
+                          {out->slide.lr, out->slide.reason}};
+        h->on_sweep_end(h->ctx, &e);
+    }
     note(h, "lr_find",
          "swept %d iterations from %.3g to %.3g%s; suggestions: min_div10 %.3g, steep %.3g, "
          "valley %.3g, slide %.3g", out->n_points, start, end,
