@@ -96,6 +96,38 @@ int req_need_backend(api_req *r)
     return -ENODEV;
 }
 
+void reply_store_page(api_req *r, store_list_fn list, const char *what)
+{
+    int limit;
+    const char *token;
+    json_t *out = NULL;
+    if (req_need_backend(r) || req_page(r, &limit, &token))
+        return;
+    store_page pg = {.limit = limit, .page_token = token};
+    int rc = list(r->srv->store, &pg, &out);
+    if (rc == -EINVAL)
+        reply_problem(r, 400, PROBLEM_INVALID, "page_token", "page_token is not valid");
+    else if (rc)
+        reply_store_error(r, rc, what);
+    else
+        reply_json(r, 200, out);
+}
+
+void reply_store_row(api_req *r, store_get_fn get, const char *kind)
+{
+    json_t *out = NULL;
+    if (req_need_backend(r))
+        return;
+    int rc = get(r->srv->store, r->ids[0], &out);
+    if (rc) {
+        char what[64];
+        snprintf(what, sizeof what, "%s %lld", kind, (long long)r->ids[0]);
+        reply_store_error(r, rc, what);
+        return;
+    }
+    reply_json(r, 200, out);
+}
+
 void route_health(api_req *r)
 {
     json_t *body = json_pack("{s:s, s:s, s:f, s:{s:s, s:i}, s:i, s:I, s:i}", "status", "ok",

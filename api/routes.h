@@ -4,6 +4,7 @@
 #define SGDRD_API_ROUTES_H
 
 #include "api_internal.h"
+#include "store.h"
 
 /* Answers the problem that matches a store.h / jobs.h error code; what names the
  * resource ("run 3"). */
@@ -12,6 +13,14 @@ void reply_store_error(api_req *r, int rc, const char *what);
 int req_need_backend(api_req *r);
 /* Reads limit and page_token into pg (answering 400 on a bad one). */
 int req_page(api_req *r, int *limit, const char **token);
+
+typedef int (*store_list_fn)(store *st, const store_page *pg, json_t **out);
+typedef int (*store_get_fn)(store *st, int64_t id, json_t **out);
+/* GET of a collection: one page from list (limit, page_token from the query), 400 naming
+ * page_token when the store refuses it; what names the collection ("runs"). */
+void reply_store_page(api_req *r, store_list_fn list, const char *what);
+/* GET of one row by the path's id; kind names it in a 404 ("run" gives "run 3"). */
+void reply_store_row(api_req *r, store_get_fn get, const char *kind);
 
 /* Handlers. Each reads r (ids from the path, parsed JSON body or streamed body, query) and
  * answers through reply_*: the resource (200/201/202 + Location), or a problem naming the

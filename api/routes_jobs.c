@@ -74,18 +74,7 @@ void route_job_list(api_req *r)
 
 void route_job_get(api_req *r)
 {
-    json_t *out = NULL;
-    char what[48];
-    int rc;
-    if (req_need_backend(r))
-        return;
-    rc = store_job_get(r->srv->store, r->ids[0], &out);
-    if (rc) {
-        what_job(what, sizeof what, r->ids[0]);
-        reply_store_error(r, rc, what);
-        return;
-    }
-    reply_json(r, 200, out);
+    reply_store_row(r, store_job_get, "job");
 }
 
 void route_job_cancel(api_req *r)
@@ -169,18 +158,7 @@ void route_job_predictions(api_req *r)
 
 void route_lr_find_get(api_req *r)
 {
-    json_t *out = NULL;
-    char what[48];
-    int rc;
-    if (req_need_backend(r))
-        return;
-    rc = store_lr_find_get(r->srv->store, r->ids[0], &out);
-    if (rc) {
-        snprintf(what, sizeof what, "lr-find %lld", (long long)r->ids[0]);
-        reply_store_error(r, rc, what);
-        return;
-    }
-    reply_json(r, 200, out);
+    reply_store_row(r, store_lr_find_get, "lr-find");
 }
 
 /* ---- models ------------------------------------------------------------------------------ */
@@ -258,41 +236,12 @@ out:
 
 void route_model_list(api_req *r)
 {
-    int limit;
-    const char *token;
-    store_page pg;
-    json_t *out = NULL;
-    int rc;
-    if (req_need_backend(r) || req_page(r, &limit, &token))
-        return;
-    pg.limit = limit;
-    pg.page_token = token;
-    rc = store_model_list(r->srv->store, &pg, &out);
-    if (rc == -EINVAL) {
-        reply_problem(r, 400, PROBLEM_INVALID, "page_token", "page_token is not valid");
-        return;
-    }
-    if (rc) {
-        reply_store_error(r, rc, "models");
-        return;
-    }
-    reply_json(r, 200, out);
+    reply_store_page(r, store_model_list, "models");
 }
 
 void route_model_get(api_req *r)
 {
-    json_t *out = NULL;
-    char what[48];
-    int rc;
-    if (req_need_backend(r))
-        return;
-    rc = store_model_get(r->srv->store, r->ids[0], &out);
-    if (rc) {
-        snprintf(what, sizeof what, "model %lld", (long long)r->ids[0]);
-        reply_store_error(r, rc, what);
-        return;
-    }
-    reply_json(r, 200, out);
+    reply_store_row(r, store_model_get, "model");
 }
 
 void route_model_delete(api_req *r)

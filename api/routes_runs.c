@@ -180,41 +180,12 @@ out:
 
 void route_run_list(api_req *r)
 {
-    int limit;
-    const char *token;
-    store_page pg;
-    json_t *out = NULL;
-    int rc;
-    if (req_need_backend(r) || req_page(r, &limit, &token))
-        return;
-    pg.limit = limit;
-    pg.page_token = token;
-    rc = store_run_list(r->srv->store, &pg, &out);
-    if (rc == -EINVAL) {
-        reply_problem(r, 400, PROBLEM_INVALID, "page_token", "page_token is not valid");
-        return;
-    }
-    if (rc) {
-        reply_store_error(r, rc, "runs");
-        return;
-    }
-    reply_json(r, 200, out);
+    reply_store_page(r, store_run_list, "runs");
 }
 
 void route_run_get(api_req *r)
 {
-    json_t *out = NULL;
-    char what[48];
-    int rc;
-    if (req_need_backend(r))
-        return;
-    rc = store_run_get(r->srv->store, r->ids[0], &out);
-    if (rc) {
-        snprintf(what, sizeof what, "run %lld", (long long)r->ids[0]);
-        reply_store_error(r, rc, what);
-        return;
-    }
-    reply_json(r, 200, out);
+    reply_store_row(r, store_run_get, "run");
 }
 
 void route_run_delete(api_req *r)

@@ -432,6 +432,29 @@ static void sweep_close(sink *k)
     k->lr_find_id = 0;
 }
 
+static json_t *ev_suggestion_json(const ev_suggestion *s)
+{
+    return json_pack("{sf ss}", "lr", s->lr, "reason", s->reason ? s->reason : "");
+}
+
+/* A sweep inside another job (the recipe) ended: its row gets the suggestions. A plain
+ * lr-find job records its own in do_lr_find. */
+static void on_sweep_end(void *ctx, const ev_sweep_end *e)
+{
+    sink *k = ctx;
+    if (!k->own_sweeps || !k->lr_find_id)
+        return;
+    json_t *sug = json_pack("{so so so so}", "min_div10", ev_suggestion_json(&e->min_div10),
+                            "steep", ev_suggestion_json(&e->steep), "valley",
+                            ev_suggestion_json(&e->valley), "slide",
+                            ev_suggestion_json(&e->slide));
+    store_flush(k->jq->st);
+    store_lr_find_finish(k->jq->st, k->lr_find_id, sug, e->stopped_early, k->sweep_last_lr,
+                         k->sweep_n);
+    json_decref(sug);
+    k->lr_find_id = 0;
+}
+
 static int on_batch(void *ctx, const ev_batch *e)
 {
     sink *k = ctx;
@@ -558,7 +581,9 @@ static int do_lr_find(jobs *jq, sink *k, learner *l, json_t *p, json_t **result,
         snprintf(err, errlen, "cannot record the sweep: %s", store_errmsg());
         return rc;
     }
-    ev_hooks h = {k, on_batch, on_sweep_point, on_epoch, on_cycle_end, on_note, on_progress};
+    ev_hooks h = {.ctx = k, .on_batch = on_batch, .on_sweep_point = on_sweep_point,
+                  .on_epoch = on_epoch, .on_cycle_end = on_cycle_end, .on_note = on_note,
+                  .on_progress = on_progress, .on_sweep_end = on_sweep_end};
     lrfind_result r = {0};
     rc = learner_lr_find(l, &o, &h, &r, err, errlen);
     store_flush(jq->st);
@@ -610,7 +635,9 @@ static int fit_opts_of(json_t *p, fit_opts *o, char *err, size_t errlen)
 static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int resume,
                     json_t **result, char *err, size_t errlen)
 {
-    ev_hooks h = {k, on_batch, on_sweep_point, on_epoch, on_cycle_end, on_note, on_progress};
+    ev_hooks h = {.ctx = k, .on_batch = on_batch, .on_sweep_point = on_sweep_point,
+                  .on_epoch = on_epoch, .on_cycle_end = on_cycle_end, .on_note = on_note,
+                  .on_progress = on_progress, .on_sweep_end = on_sweep_end};
     int rc;
     switch (kind) {
     case JOB_LR_FIND:

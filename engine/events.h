@@ -25,6 +25,18 @@ typedef struct ev_sweep_point {
     float loss, smooth_loss;
 } ev_sweep_point;
 
+/* An LR sweep's end: its suggestions, each with a one-line reason. */
+typedef struct ev_suggestion {
+    double lr;
+    const char *reason;
+} ev_suggestion;
+
+typedef struct ev_sweep_end {
+    int n_points;
+    int stopped_early; /* the smoothed loss diverged */
+    ev_suggestion min_div10, steep, valley, slide;
+} ev_sweep_end;
+
 typedef struct ev_epoch {
     int epoch;         /* 0-based within the fit */
     int cycle;         /* 0-based SGDR cycle */
@@ -44,6 +56,9 @@ typedef struct ev_hooks {
     void (*on_note)(void *ctx, const char *what, const char *why);
     /* Progress 0..1 of the whole job, and seconds left (negative when unknown). */
     void (*on_progress)(void *ctx, double fraction, double eta_s);
+    /* After every completed LR sweep (also the ones the recipe runs), before the call
+     * that ran it returns. */
+    void (*on_sweep_end)(void *ctx, const ev_sweep_end *e);
 } ev_hooks;
 
 #endif

@@ -973,6 +973,14 @@ out_restore:
             lrfind_result_free(out);
         return rc;
     }
+    if (h && h->on_sweep_end) {
+        ev_sweep_end e = {out->n_points, out->stopped_early,
+                          {out->min_div10.lr, out->min_div10.reason},
+                          {out->steep.lr, out->steep.reason},
+                          {out->valley.lr, out->valley.reason},
+                          {out->slide.lr, out->slide.reason}};
+        h->on_sweep_end(h->ctx, &e);
+    }
     note(h, "lr_find",
          "swept %d iterations from %.3g to %.3g%s; suggestions: min_div10 %.3g, steep %.3g, "
          "valley %.3g, slide %.3g", out->n_points, start, end,
@@ -1572,7 +1580,7 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
         return -EINVAL;
     }
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
-    float *p = malloc((size_t)n * nc * sizeof(float));
+    float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
     int32_t *y = malloc((size_t)n * sizeof(int32_t));
     float *t = multi ? malloc((size_t)n * nc * sizeof(float)) : NULL;
@@ -1710,7 +1718,7 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
     if (rc)
         return rc;
     int passes = tta ? 5 : 1, fd = -1;
-    float *p = malloc((size_t)n * nc * sizeof(float));
+    float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
     char tmp[4096], line[8192];
     if (!p || !avg) {
@@ -1795,7 +1803,7 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
     int rc = net_copy_save(&keep, l);
     if (rc)
         return rc;
-    float *p = malloc((size_t)n * nc * sizeof(float));
+    float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
     int32_t *y = malloc((size_t)n * sizeof(int32_t));
     float *t = multi ? malloc((size_t)n * nc * sizeof(float)) : NULL;

@@ -42,7 +42,8 @@ static void draw(uint8_t *px, int cls, uint64_t *r)
     for (int i = 0; i < SZ * SZ; i++)
         px[i] = (uint8_t)(rng_below(r, 40));
     int v = 160 + (int)rng_below(r, 90);
-    int x0 = 2 + (int)rng_below(r, 5), y0 = 2 + (int)rng_below(r, 5), len = 7 + (int)rng_below(r, 3);
+    int x0 = 2 + (int)rng_below(r, 5), y0 = 2 + (int)rng_below(r, 5);
+    int len = 7 + (int)rng_below(r, 3);
     for (int k = 0; k < len; k++) {
         switch (cls) {
         case 0:
@@ -652,6 +653,31 @@ static void predict_test_writes_csv(void **state)
     dataset_destroy(ds);
 }
 
+/* With every group frozen nothing changes, so the validation loss never improves after
+ * the first epoch: patience 2 stops the fit after epoch 2 of 10. */
+static void early_stop_after_patience(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    learner *l = make(&c, ds);
+    char err[256] = "";
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_int_equal(learner_freeze_to(l, st.n_groups, err, sizeof err), 0);
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.1}, .n_cycle = 10, .schedule = SCHED_CONSTANT,
+                  .early_stop_patience = 2};
+    assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
+    assert_int_equal(r.n_epoch, 3);
+    learner_get_state(l, &st);
+    assert_int_equal(st.epochs_done, 3);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 static void bad_requests_are_refused(void **state)
 {
     (void)state;
@@ -704,6 +730,7 @@ int main(void)
         cmocka_unit_test(recipe_from_scratch),
         cmocka_unit_test(recipe_with_a_pretrained_body),
         cmocka_unit_test(predict_test_writes_csv),
+        cmocka_unit_test(early_stop_after_patience),
         cmocka_unit_test(bad_requests_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

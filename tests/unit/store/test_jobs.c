@@ -304,7 +304,8 @@ static void every_kind_runs_and_records(void **state)
     assert_true(acc >= 0 && acc <= 1);
     json_decref(j);
 
-    /* The recipe's own sweeps are recorded as sweeps of its job, each closed. */
+    /* The recipe's own sweeps are recorded as sweeps of its job, each closed and with
+     * the engine's four suggestions. */
     state_of(e.st, rc, &j);
     assert_true(json_is_real(json_object_get(json_object_get(j, "result"), "tta_accuracy")));
     json_decref(j);
@@ -322,6 +323,13 @@ static void every_kind_runs_and_records(void **state)
         assert_int_equal(json_array_size(json_object_get(one, "points")),
                          json_integer_value(json_object_get(one, "num_it")));
         assert_true(json_array_size(json_object_get(one, "points")) > 0);
+        json_t *sug = json_object_get(one, "suggestions");
+        const char *names[] = {"min_div10", "steep", "valley", "slide"};
+        for (int s = 0; s < 4; s++) {
+            json_t *g = json_object_get(sug, names[s]);
+            assert_true(json_number_value(json_object_get(g, "lr")) > 0);
+            assert_true(strlen(json_string_value(json_object_get(g, "reason"))) > 0);
+        }
         json_decref(one);
     }
     json_decref(j);
