@@ -1,0 +1,471 @@
+/* curves.c: LR sweeps, metrics, epochs, snapshots and predictions (see store.h). */
+#define _GNU_SOURCE
+#include "internal.h"
+
+/* ---- LR sweeps --------------------------------------------------------------------------- */
+
+#define LRF_COLS "id, run_id AS run, job_id AS job, start_lr, end_lr, num_it, " \
+                 "stopped_early AS stopped_early_bool, created_at, finished_at, " \
+                 "suggestions AS suggestions_json"
+
+static int lr_find_event(store *st, int64_t id)
+{
+    sqlite3_stmt *s;
+    json_t *o = NULL;
+    int rc = prep(st->w, "SELECT " LRF_COLS " FROM lr_finds WHERE id = ?1", &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(s, 1, id);
+    rc = row_one(st->w, s, &o);
+    sqlite3_finalize(s);
+    if (rc == 0)
+        rc = ev_add(st, json_integer_value(json_object_get(o, "run")),
+                    json_integer_value(json_object_get(o, "job")), "lr_find", o, now_s());
+    json_decref(o);
+    return rc;
+}
+
+int store_lr_find_create(store *st, int64_t run_id, int64_t job_id, double start_lr,
+                         double end_lr, int num_it, int64_t *id)
+{
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    rc = prep(st->w, "INSERT INTO lr_finds(run_id, job_id, start_lr, end_lr, num_it, "
+                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, run_id);
+        sqlite3_bind_int64(s, 2, job_id);
+        sqlite3_bind_double(s, 3, start_lr);
+        sqlite3_bind_double(s, 4, end_lr);
+        sqlite3_bind_int(s, 5, num_it);
+        sqlite3_bind_double(s, 6, now_s());
+        rc = wrun_insert(st, s, id);
+        sqlite3_finalize(s);
+    }
+    if (rc == 0)
+        rc = lr_find_event(st, *id);
+    return wend(st, rc);
+}
+
+int store_lr_find_point_push(store *st, int64_t lr_find_id, int64_t run_id, int64_t job_id,
+                             int iter, double lr, double loss, double smooth_loss)
+{
+    pitem p = {.kind = P_SWEEP, .run = run_id, .job = job_id, .step = lr_find_id,
+               .n = iter, .t = now_s()};
+    p.vals = malloc(3 * sizeof *p.vals);
+    if (!p.vals)
+        return -ENOMEM;
+    p.vals[0] = lr;
+    p.vals[1] = loss;
+    p.vals[2] = smooth_loss;
+    return buf_add(st, &p, 1);
+}
+
+int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped_early,
+                         double end_lr, int num_it)
+{
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    rc = prep(st->w, "UPDATE lr_finds SET suggestions = ?2, stopped_early = ?3, "
+                     "finished_at = ?4, end_lr = coalesce(?5, end_lr), "
+                     "num_it = coalesce(?6, num_it) WHERE id = ?1", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, id);
+        rc = bind_json(s, 2, suggestions, NULL);
+        sqlite3_bind_int(s, 3, stopped_early != 0);
+        sqlite3_bind_double(s, 4, now_s());
+        if (end_lr > 0)
+            sqlite3_bind_double(s, 5, end_lr);
+        if (num_it > 0)
+            sqlite3_bind_int(s, 6, num_it);
+        if (rc == 0)
+            rc = wrun(st, s);
+        if (rc == 0 && sqlite3_changes(st->w) == 0)
+            rc = -ENOENT;
+        sqlite3_finalize(s);
+    }
+    if (rc == 0)
+        rc = lr_find_event(st, id);
+    return wend(st, rc);
+}
+
+int store_lr_find_get(store *st, int64_t id, json_t **out)
+{
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    json_t *o = NULL, *pts = NULL;
+    int rc = prep(db, "SELECT " LRF_COLS " FROM lr_finds WHERE id = ?1", &s);
+    if (rc)
+        goto out_put;
+    sqlite3_bind_int64(s, 1, id);
+    rc = row_one(db, s, &o);
+    sqlite3_finalize(s);
+    if (rc)
+        goto out_put;
+    rc = prep(db, "SELECT iter, lr, loss, smooth_loss FROM lr_find_points "
+                  "WHERE lr_find_id = ?1 ORDER BY iter", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, id);
+        rc = rows_array(db, s, &pts);
+        sqlite3_finalize(s);
+    }
+    if (rc == 0) {
+        json_object_set_new(o, "points", pts);
+        *out = o;
+    } else {
+        json_decref(o);
+    }
+out_put:
+    rput(st, db);
+    return rc;
+}
+
+int store_lr_find_list(store *st, int64_t run_id, const store_page *pg, json_t **out)
+{
+    return page_query(st, "SELECT " LRF_COLS " FROM lr_finds WHERE (?1 = 0 OR id < ?1) "
+                          "AND run_id = ?3 ORDER BY id DESC LIMIT ?2", pg, run_id, NULL, out);
+}
+
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+int store_metrics_push(store *st, int64_t run_id, int64_t job_id, int64_t step, int n,
+                       const char *const *keys, const double *values)
+{
+    if (n <= 0)
+        return -EINVAL;
+    pitem p = {.kind = P_METRIC, .run = run_id, .job = job_id, .step = step, .t = now_s()};
+    p.keys = calloc((size_t)n, sizeof *p.keys);
+    p.vals = malloc((size_t)n * sizeof *p.vals);
+    if (!p.keys || !p.vals) {
+        pitem_free(&p);
+        return -ENOMEM;
+    }
+    p.n = n;
+    for (int i = 0; i < n; i++) {
+        p.keys[i] = strdup(keys[i]);
+        if (!p.keys[i]) {
+            pitem_free(&p);
+            return -ENOMEM;
+        }
+        p.vals[i] = values[i];
+    }
+    return buf_add(st, &p, n);
+}
+
+/* The rows of a metrics query (step, key, value, time) as objects. Built by hand rather
+ * than with row_obj: a page has up to STORE_METRICS_MAX rows, and the key strings are
+ * shared between rows instead of copied. */
+static int metric_rows(sqlite3 *db, sqlite3_stmt *s, const char *key, json_t **out)
+{
+    json_t *arr = json_array();
+    json_t *kstr = NULL;
+    int rc;
+    if (!arr)
+        return -ENOMEM;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(s, 1);
+        if (!kstr || (!key && strcmp(json_string_value(kstr), k) != 0)) {
+            json_decref(kstr);
+            kstr = json_string(k);
+        }
+        json_t *o = json_object();
+        json_t *v = sqlite3_column_type(s, 2) == SQLITE_NULL
+                        ? json_null() : json_real(sqlite3_column_double(s, 2));
+        if (!o || !kstr || json_object_set_new_nocheck(o, "step",
+                                                       json_integer(sqlite3_column_int64(s, 0))) ||
+            json_object_set_nocheck(o, "key", kstr) || json_object_set_new_nocheck(o, "value", v) ||
+            json_object_set_new_nocheck(o, "time", json_real(sqlite3_column_double(s, 3))) ||
+            json_array_append_new(arr, o)) {
+            json_decref(kstr);
+            json_decref(arr);
+            return -ENOMEM;
+        }
+    }
+    json_decref(kstr);
+    if (rc != SQLITE_DONE) {
+        json_decref(arr);
+        return db_fail(db, rc, "read");
+    }
+    *out = arr;
+    return 0;
+}
+
+int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_step,
+                      int limit, json_t **out)
+{
+    if (limit == 0)
+        limit = 1000;
+    if (limit < 0 || limit > STORE_METRICS_MAX) {
+        set_err("limit must be 1..%d", STORE_METRICS_MAX);
+        return -EINVAL;
+    }
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    json_t *pts = NULL;
+    int rc = exists(db, "runs", run_id);
+    if (rc)
+        goto out_put;
+    /* Two statements so each uses its index: (run, key, step) or (run, step). */
+    if (key)
+        rc = prep(db, "SELECT step, key, value, time FROM metrics WHERE run_id = ?1 AND "
+                      "key = ?4 AND step > ?2 ORDER BY step LIMIT ?3", &s);
+    else
+        rc = prep(db, "SELECT step, key, value, time FROM metrics WHERE run_id = ?1 AND "
+                      "step > ?2 ORDER BY step, key LIMIT ?3", &s);
+    if (rc)
+        goto out_put;
+    sqlite3_bind_int64(s, 1, run_id);
+    sqlite3_bind_int64(s, 2, after_step < 0 ? INT64_MIN : after_step);
+    sqlite3_bind_int(s, 3, limit);
+    if (key)
+        sqlite3_bind_text(s, 4, key, -1, SQLITE_STATIC);
+    rc = metric_rows(db, s, key, &pts);
+    sqlite3_finalize(s);
+    if (rc)
+        goto out_put;
+    size_t n = json_array_size(pts);
+    json_t *next = json_null();
+    if ((int)n == limit) {
+        /* A page may end inside a step (several keys); continue from the last complete
+         * step unless the page holds one step only. */
+        json_int_t last = json_integer_value(json_object_get(json_array_get(pts, n - 1),
+                                                             "step"));
+        json_int_t first = json_integer_value(json_object_get(json_array_get(pts, 0),
+                                                              "step"));
+        if (!key && last != first) {
+            while (n > 0 && json_integer_value(json_object_get(json_array_get(pts, n - 1),
+                                                               "step")) == last)
+                json_array_remove(pts, --n);
+            last = json_integer_value(json_object_get(json_array_get(pts, n - 1), "step"));
+        }
+        next = json_integer(last);
+    }
+    *out = json_pack("{sI so so so}", "run", (json_int_t)run_id, "key",
+                     key ? json_string(key) : json_null(), "points", pts, "next_after_step",
+                     next);
+    if (!*out)
+        rc = -ENOMEM;
+out_put:
+    rput(st, db);
+    return rc;
+}
+
+int store_metric_keys(store *st, int64_t run_id, json_t **out)
+{
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    json_t *arr = json_array();
+    int rc = prep(db, "SELECT DISTINCT key FROM metrics WHERE run_id = ?1 ORDER BY key", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, run_id);
+        int r;
+        while ((r = sqlite3_step(s)) == SQLITE_ROW)
+            json_array_append_new(arr, json_string((const char *)sqlite3_column_text(s, 0)));
+        if (r != SQLITE_DONE)
+            rc = db_fail(db, r, "read");
+        sqlite3_finalize(s);
+    }
+    rput(st, db);
+    if (rc)
+        json_decref(arr);
+    else
+        *out = arr;
+    return rc;
+}
+
+/* ---- epochs ----------------------------------------------------------------------------- */
+
+static void bind_real_or_null(sqlite3_stmt *s, int i, double v)
+{
+    if (isfinite(v))
+        sqlite3_bind_double(s, i, v);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+#define EPOCH_COLS "epoch, fit_epoch, cycle, job_id AS job, train_loss, valid_loss, " \
+                   "accuracy, f2, seconds, img_per_s, time"
+
+int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch *e,
+                    int *epoch_out)
+{
+    int64_t n = 0;
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    rc = query_i64(st->w, "SELECT count(*) FROM epochs WHERE run_id = ?1", run_id, &n);
+    sqlite3_stmt *s = NULL;
+    int64_t row = 0;
+    if (rc == 0)
+        rc = prep(st->w, "INSERT INTO epochs(run_id, job_id, epoch, fit_epoch, cycle, "
+                         "train_loss, valid_loss, accuracy, f2, seconds, img_per_s, time) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, run_id);
+        sqlite3_bind_int64(s, 2, job_id);
+        sqlite3_bind_int64(s, 3, n);
+        sqlite3_bind_int(s, 4, e->fit_epoch);
+        sqlite3_bind_int(s, 5, e->cycle);
+        bind_real_or_null(s, 6, e->train_loss);
+        bind_real_or_null(s, 7, e->valid_loss);
+        bind_real_or_null(s, 8, e->accuracy);
+        bind_real_or_null(s, 9, e->f2 < 0 ? NAN : e->f2);
+        bind_real_or_null(s, 10, e->seconds);
+        bind_real_or_null(s, 11, e->img_per_s);
+        sqlite3_bind_double(s, 12, now_s());
+        rc = wrun_insert(st, s, &row);
+        sqlite3_finalize(s);
+    }
+    json_t *o = NULL;
+    if (rc == 0)
+        rc = prep(st->w, "SELECT " EPOCH_COLS " FROM epochs WHERE id = ?1", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, row);
+        rc = row_one(st->w, s, &o);
+        sqlite3_finalize(s);
+    }
+    if (rc == 0)
+        rc = ev_add(st, run_id, job_id, "epoch", o, now_s());
+    json_decref(o);
+    rc = wend(st, rc);
+    if (rc == 0 && epoch_out)
+        *epoch_out = (int)n;
+    return rc;
+}
+
+int store_epochs_get(store *st, int64_t run_id, json_t **out)
+{
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    int rc = exists(db, "runs", run_id);
+    if (rc == 0)
+        rc = prep(db, "SELECT " EPOCH_COLS " FROM epochs WHERE run_id = ?1 ORDER BY epoch",
+                  &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, run_id);
+        rc = rows_array(db, s, out);
+        sqlite3_finalize(s);
+    }
+    rput(st, db);
+    return rc;
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+int store_snapshot_add(store *st, int64_t run_id, int64_t job_id, const char *kind,
+                       int cycle, int epoch, const char *path, int64_t *id)
+{
+    if (!kind || !path || (strcmp(kind, "snapshot") && strcmp(kind, "checkpoint") &&
+                           strcmp(kind, "best") && strcmp(kind, "final"))) {
+        set_err("snapshot: unknown kind or no path");
+        return -EINVAL;
+    }
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    rc = prep(st->w, "INSERT INTO snapshots(run_id, job_id, kind, cycle, epoch, path, "
+                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, run_id);
+        if (job_id)
+            sqlite3_bind_int64(s, 2, job_id);
+        sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
+        if (cycle >= 0)
+            sqlite3_bind_int(s, 4, cycle);
+        if (epoch >= 0)
+            sqlite3_bind_int(s, 5, epoch);
+        sqlite3_bind_text(s, 6, path, -1, SQLITE_STATIC);
+        sqlite3_bind_double(s, 7, now_s());
+        rc = wrun_insert(st, s, id);
+        sqlite3_finalize(s);
+    }
+    return wend(st, rc);
+}
+
+int store_snapshots_get(store *st, int64_t run_id, json_t **out)
+{
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    int rc = exists(db, "runs", run_id);
+    if (rc == 0)
+        rc = prep(db, "SELECT id, job_id AS job, kind, cycle, epoch, path, created_at "
+                      "FROM snapshots WHERE run_id = ?1 ORDER BY id", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, run_id);
+        rc = rows_array(db, s, out);
+        sqlite3_finalize(s);
+    }
+    rput(st, db);
+    return rc;
+}
+
+/* One text column of one row from a reader, malloc'd; -ENOENT when no row. */
+static int r_text(store *st, sqlite3_stmt *s, sqlite3 *db, char **out)
+{
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        *out = strdup((const char *)sqlite3_column_text(s, 0));
+        return *out ? 0 : -ENOMEM;
+    }
+    (void)st;
+    return r == SQLITE_DONE ? -ENOENT : db_fail(db, r, "read");
+}
+
+int store_snapshot_latest(store *st, int64_t run_id, const char *kind, char **path)
+{
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    int rc = prep(db, "SELECT path FROM snapshots WHERE run_id = ?1 AND "
+                      "(?2 IS NULL OR kind = ?2) ORDER BY id DESC LIMIT 1", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, run_id);
+        if (kind)
+            sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+        rc = r_text(st, s, db, path);
+        sqlite3_finalize(s);
+    }
+    rput(st, db);
+    return rc;
+}
+
+/* ---- predictions ------------------------------------------------------------------------ */
+
+int store_prediction_add(store *st, int64_t run_id, int64_t job_id, const char *path,
+                         int n_rows)
+{
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    rc = prep(st->w, "INSERT OR REPLACE INTO predictions(run_id, job_id, path, n_rows, "
+                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5)", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, run_id);
+        sqlite3_bind_int64(s, 2, job_id);
+        sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 4, n_rows);
+        sqlite3_bind_double(s, 5, now_s());
+        rc = wrun_insert(st, s, NULL);
+        sqlite3_finalize(s);
+    }
+    return wend(st, rc);
+}
+
+int store_prediction_path(store *st, int64_t job_id, char **path)
+{
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    int rc = prep(db, "SELECT path FROM predictions WHERE job_id = ?1", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, job_id);
+        rc = r_text(st, s, db, path);
+        sqlite3_finalize(s);
+    }
+    rput(st, db);
+    return rc;
+}

@@ -1,0 +1,262 @@
+/* datasets.c: datasets and models (see store.h). */
+#define _GNU_SOURCE
+#include "internal.h"
+
+/* ---- datasets ------------------------------------------------------------------------------ */
+
+static int fmt_known(const char *f)
+{
+    return f && (!strcmp(f, "folders") || !strcmp(f, "csv") || !strcmp(f, "idx"));
+}
+
+int bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt)
+{
+    if (!j) {
+        if (dflt)
+            sqlite3_bind_text(s, i, dflt, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, i);
+        return 0;
+    }
+    char *t = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
+    if (!t)
+        return -ENOMEM;
+    sqlite3_bind_text(s, i, t, -1, free);
+    return 0;
+}
+
+/* Insert helper: binds nothing, runs, maps a UNIQUE violation to -EEXIST and an FK
+ * violation to -ENOENT. */
+int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id)
+{
+    int rc = wstep(st, s);
+    if (rc == SQLITE_DONE) {
+        if (id)
+            *id = sqlite3_last_insert_rowid(st->w);
+        return 0;
+    }
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+        set_err("name already taken");
+        return -EEXIST;
+    }
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        set_err("referenced row does not exist");
+        return -ENOENT;
+    }
+    if (rc == INJECTED_FAILURE)
+        return -EIO;
+    return db_fail(st->w, rc, "insert");
+}
+
+int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id)
+{
+    if (!d->name || !d->path || !fmt_known(d->format)) {
+        set_err("dataset: name, path and a known format are required");
+        return -EINVAL;
+    }
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    rc = prep(st->w, "INSERT INTO datasets(name, path, format, options, info, uploaded, "
+                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &s);
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, d->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, d->path, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, d->format, -1, SQLITE_STATIC);
+        rc = bind_json(s, 4, d->options, "{}");
+        if (rc == 0)
+            rc = bind_json(s, 5, d->info, "{}");
+        sqlite3_bind_int(s, 6, d->uploaded != 0);
+        sqlite3_bind_double(s, 7, now_s());
+        if (rc == 0)
+            rc = wrun_insert(st, s, id);
+        sqlite3_finalize(s);
+    }
+    return wend(st, rc);
+}
+
+#define DATASET_COLS "id, name, path, format, options AS options_json, " \
+                     "uploaded AS uploaded_bool, created_at, " \
+                     "(SELECT count(*) FROM runs r WHERE r.dataset_id = datasets.id) AS runs"
+
+int store_dataset_get(store *st, int64_t id, json_t **out)
+{
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    int rc = prep(db, "SELECT " DATASET_COLS ", info AS info_json FROM datasets WHERE id = ?1",
+                  &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, id);
+        rc = row_one(db, s, out);
+        sqlite3_finalize(s);
+    }
+    rput(st, db);
+    return rc;
+}
+
+int store_dataset_find(store *st, const char *name_or_id, int64_t *id)
+{
+    if (!name_or_id || !*name_or_id)
+        return -ENOENT;
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    int rc = prep(db, "SELECT id FROM datasets WHERE name = ?1 "
+                      "UNION ALL SELECT id FROM datasets WHERE CAST(id AS TEXT) = ?1 LIMIT 1",
+                  &s);
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, name_or_id, -1, SQLITE_STATIC);
+        int r = sqlite3_step(s);
+        if (r == SQLITE_ROW)
+            *id = sqlite3_column_int64(s, 0);
+        else
+            rc = r == SQLITE_DONE ? -ENOENT : db_fail(db, r, "read");
+        sqlite3_finalize(s);
+    }
+    rput(st, db);
+    return rc;
+}
+
+int store_dataset_list(store *st, const store_page *pg, json_t **out)
+{
+    return page_query(st, "SELECT " DATASET_COLS " FROM datasets WHERE (?1 = 0 OR id < ?1) "
+                          "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
+}
+
+/* Reads a text column of one row into a malloc'd string (writer connection). */
+static int w_text(store *st, const char *sql, int64_t id, char **out)
+{
+    sqlite3_stmt *s;
+    int rc = prep(st->w, sql, &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(s, 1, id);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        *out = t ? strdup(t) : NULL;
+        rc = (t && !*out) ? -ENOMEM : 0;
+    } else {
+        rc = rc == SQLITE_DONE ? -ENOENT : db_fail(st->w, rc, "read");
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int w_delete(store *st, const char *table, int64_t id)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE id = ?1", table);
+    sqlite3_stmt *s;
+    int rc = prep(st->w, sql, &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(s, 1, id);
+    rc = wrun(st, s);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_dataset_delete(store *st, int64_t id, char **uploaded_path_out)
+{
+    char *path = NULL;
+    int64_t n = 0, uploaded = 0;
+    if (uploaded_path_out)
+        *uploaded_path_out = NULL;
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    rc = query_i64(st->w, "SELECT uploaded FROM datasets WHERE id = ?1", id, &uploaded);
+    if (rc == 0)
+        rc = query_i64(st->w, "SELECT count(*) FROM runs WHERE dataset_id = ?1", id, &n);
+    if (rc == 0 && n > 0) {
+        set_err("dataset %" PRId64 " is used by %" PRId64 " run(s)", id, n);
+        rc = -EBUSY;
+    }
+    if (rc == 0 && uploaded)
+        rc = w_text(st, "SELECT path FROM datasets WHERE id = ?1", id, &path);
+    if (rc == 0)
+        rc = w_delete(st, "datasets", id);
+    rc = wend(st, rc);
+    if (rc == 0 && uploaded_path_out)
+        *uploaded_path_out = path;
+    else
+        free(path);
+    return rc;
+}
+
+/* ---- models ------------------------------------------------------------------------------- */
+
+int store_model_create(store *st, const char *name, const char *arch, const char *path,
+                       int64_t bytes, json_t *info, int64_t *id)
+{
+    if (!name || !arch || !path) {
+        set_err("model: name, arch and path are required");
+        return -EINVAL;
+    }
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    sqlite3_stmt *s;
+    rc = prep(st->w, "INSERT INTO models(name, arch, path, bytes, info, created_at) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &s);
+    if (rc == 0) {
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, arch, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, bytes);
+        rc = bind_json(s, 5, info, "{}");
+        sqlite3_bind_double(s, 6, now_s());
+        if (rc == 0)
+            rc = wrun_insert(st, s, id);
+        sqlite3_finalize(s);
+    }
+    return wend(st, rc);
+}
+
+#define MODEL_COLS "id, name, arch, path, bytes, info AS info_json, created_at"
+
+int store_model_get(store *st, int64_t id, json_t **out)
+{
+    sqlite3 *db = rget(st);
+    sqlite3_stmt *s;
+    int rc = prep(db, "SELECT " MODEL_COLS " FROM models WHERE id = ?1", &s);
+    if (rc == 0) {
+        sqlite3_bind_int64(s, 1, id);
+        rc = row_one(db, s, out);
+        sqlite3_finalize(s);
+    }
+    rput(st, db);
+    return rc;
+}
+
+int store_model_list(store *st, const store_page *pg, json_t **out)
+{
+    return page_query(st, "SELECT " MODEL_COLS " FROM models WHERE (?1 = 0 OR id < ?1) "
+                          "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
+}
+
+int store_model_delete(store *st, int64_t id, char **path_out)
+{
+    char *path = NULL;
+    int64_t n = 0;
+    *path_out = NULL;
+    int rc = wbegin(st);
+    if (rc)
+        return rc;
+    rc = w_text(st, "SELECT path FROM models WHERE id = ?1", id, &path);
+    if (rc == 0)
+        rc = query_i64(st->w, "SELECT count(*) FROM runs WHERE model_id = ?1", id, &n);
+    if (rc == 0 && n > 0) {
+        set_err("model %" PRId64 " is used by %" PRId64 " run(s)", id, n);
+        rc = -EBUSY;
+    }
+    if (rc == 0)
+        rc = w_delete(st, "models", id);
+    rc = wend(st, rc);
+    if (rc == 0)
+        *path_out = path;
+    else
+        free(path);
+    return rc;
+}
