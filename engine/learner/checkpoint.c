@@ -1,0 +1,264 @@
+/* checkpoint: epoch checkpoints with exact resume, and snapshots. */
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lrsched.h"
+#include "optim.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "weights.h"
+
+/* ---- checkpoints ---------------------------------------------------------------------- */
+
+enum {
+    M_VERSION, M_STEP, M_EPOCHS_DONE, M_FREEZE_TO, M_PRECOMPUTE, M_SZ, M_RNG, M_EPOCH_ID,
+    M_WEIGHTS_VERSION, M_BEST_LOSS, M_BEST_ACC, M_FIT_ACTIVE, M_FIT_NEXT, M_FIT_EPOCH_BASE,
+    M_FIT_STEP_BASE, M_KIND, M_N_CYCLE, M_CYCLE_LEN, M_CYCLE_MULT, M_BPE, M_WARMUP, M_DIV,
+    M_PCT, M_N_LRS, M_LR0, M_LR1, M_LR2, M_LR3, M_WD, M_SNAPSHOTS, M_PATIENCE, M_SM_AVG,
+    M_SM_N, M_N_SNAP, M_N_PARAMS, M_N_STATE, M_COUNT
+};
+
+static int64_t dbits(double d)
+{
+    int64_t v;
+    memcpy(&v, &d, sizeof v);
+    return v;
+}
+
+static double bitsd(int64_t v)
+{
+    double d;
+    memcpy(&d, &v, sizeof d);
+    return d;
+}
+
+static void meta_fill(const learner *l, int64_t *m)
+{
+    memset(m, 0, sizeof(int64_t) * M_COUNT);
+    const fit_pos *f = &l->fit;
+    m[M_VERSION] = CKPT_VERSION;
+    m[M_STEP] = l->step;
+    m[M_EPOCHS_DONE] = l->epochs_done;
+    m[M_FREEZE_TO] = l->net->freeze_to;
+    m[M_PRECOMPUTE] = l->precompute;
+    m[M_SZ] = l->sz;
+    m[M_RNG] = (int64_t)l->net->rng;
+    m[M_EPOCH_ID] = l->epoch_id;
+    m[M_WEIGHTS_VERSION] = (int64_t)l->weights_version;
+    m[M_BEST_LOSS] = dbits(l->best_valid_loss);
+    m[M_BEST_ACC] = dbits(l->best_accuracy);
+    m[M_FIT_ACTIVE] = f->active;
+    m[M_FIT_NEXT] = f->next_epoch;
+    m[M_FIT_EPOCH_BASE] = f->epoch_base;
+    m[M_FIT_STEP_BASE] = f->step_base;
+    m[M_KIND] = f->plan.kind;
+    m[M_N_CYCLE] = f->plan.n_cycle;
+    m[M_CYCLE_LEN] = f->plan.cycle_len;
+    m[M_CYCLE_MULT] = f->plan.cycle_mult;
+    m[M_BPE] = f->plan.batches_per_epoch;
+    m[M_WARMUP] = f->plan.warmup;
+    m[M_DIV] = dbits(f->plan.div);
+    m[M_PCT] = dbits(f->plan.pct);
+    m[M_N_LRS] = f->n_lrs;
+    for (int g = 0; g < LEARNER_MAX_GROUPS; g++)
+        m[M_LR0 + g] = dbits(f->lrs[g]);
+    m[M_WD] = dbits(f->wd);
+    m[M_SNAPSHOTS] = f->snapshots;
+    m[M_PATIENCE] = f->patience;
+    m[M_SM_AVG] = dbits(f->smooth.avg);
+    m[M_SM_N] = f->smooth.n;
+    m[M_N_SNAP] = l->n_snapshots;
+    m[M_N_PARAMS] = (int64_t)l->net->n_params;
+    m[M_N_STATE] = (int64_t)l->opt->n_state;
+}
+
+int learner_save(learner *l, const char *path, char *err, size_t errlen)
+{
+    int cap = l->net->n_tensors + 4;
+    st_tensor *ts = calloc((size_t)cap, sizeof *ts);
+    if (!ts) {
+        set_err(err, errlen, "checkpoint: out of memory");
+        return -ENOMEM;
+    }
+    int n = weights_views(l->net, ts, cap - 3);
+    if (n < 0) {
+        free(ts);
+        set_err(err, errlen, "checkpoint: cannot list the weights (%d)", n);
+        return n;
+    }
+    int64_t meta[M_COUNT];
+    meta_fill(l, meta);
+    ts[n].name = "learner.meta";
+    ts[n].dtype = ST_I64;
+    ts[n].ndim = 1;
+    ts[n].shape[0] = M_COUNT;
+    ts[n].nbytes = sizeof meta;
+    ts[n].data = meta;
+    n++;
+    ts[n].name = "optim.state";
+    ts[n].dtype = ST_F32;
+    ts[n].ndim = 1;
+    ts[n].shape[0] = (int64_t)l->opt->n_state;
+    ts[n].nbytes = l->opt->n_state * sizeof(float);
+    ts[n].data = l->opt->state;
+    n++;
+    ts[n].name = "optim.steps";
+    ts[n].dtype = ST_I64;
+    ts[n].ndim = 1;
+    ts[n].shape[0] = l->net->n_tensors;
+    ts[n].nbytes = (size_t)l->net->n_tensors * sizeof(int64_t);
+    ts[n].data = l->opt->steps;
+    n++;
+    int rc = st_write_file(path, ts, n, err, errlen);
+    free(ts);
+    return rc;
+}
+
+static int is_extra(const char *name)
+{
+    return strncmp(name, "learner.", 8) == 0 || strncmp(name, "optim.", 6) == 0;
+}
+
+int learner_load(learner *l, const char *path, char *err, size_t errlen)
+{
+    st_file f = {0};
+    int rc = st_read_file(&f, path, err, errlen);
+    if (rc)
+        return rc;
+    const st_tensor *tm = st_find(&f, "learner.meta");
+    const st_tensor *tst = st_find(&f, "optim.state");
+    const st_tensor *tsp = st_find(&f, "optim.steps");
+    int64_t m[M_COUNT];
+    if (!tm || tm->dtype != ST_I64 || tm->nbytes != sizeof m || !tst || tst->dtype != ST_F32 ||
+        tst->nbytes != l->opt->n_state * sizeof(float) || !tsp || tsp->dtype != ST_I64 ||
+        tsp->nbytes != (size_t)l->net->n_tensors * sizeof(int64_t)) {
+        set_err(err, errlen, "checkpoint %s: not a checkpoint of this learner (learner.meta, "
+                "optim.state or optim.steps missing or of another size)", path);
+        rc = -EINVAL;
+        goto out_free;
+    }
+    memcpy(m, tm->data, sizeof m);
+    if (m[M_VERSION] != CKPT_VERSION || m[M_N_PARAMS] != (int64_t)l->net->n_params ||
+        m[M_FREEZE_TO] < 0 || m[M_FREEZE_TO] > l->n_groups || m[M_SZ] < 8 ||
+        m[M_SZ] > 1024) {
+        set_err(err, errlen, "checkpoint %s: learner.meta is of another version or model",
+                path);
+        rc = -EINVAL;
+        goto out_free;
+    }
+    /* The weights without the learner's own entries. */
+    st_file wf = f;
+    wf.tensors = calloc((size_t)(f.n ? f.n : 1), sizeof *wf.tensors);
+    if (!wf.tensors) {
+        rc = -ENOMEM;
+        set_err(err, errlen, "checkpoint: out of memory");
+        goto out_free;
+    }
+    wf.n = 0;
+    for (int i = 0; i < f.n; i++)
+        if (!is_extra(f.tensors[i].name))
+            wf.tensors[wf.n++] = f.tensors[i];
+    rc = weights_load_st(l->net, &wf, WEIGHTS_ALL, err, errlen);
+    free(wf.tensors);
+    if (rc)
+        goto out_free;
+    memcpy(l->opt->state, tst->data, tst->nbytes);
+    memcpy(l->opt->steps, tsp->data, tsp->nbytes);
+    l->step = m[M_STEP];
+    l->epochs_done = (int)m[M_EPOCHS_DONE];
+    l->net->rng = (uint64_t)m[M_RNG];
+    l->epoch_id = m[M_EPOCH_ID];
+    l->best_valid_loss = (float)bitsd(m[M_BEST_LOSS]);
+    l->best_accuracy = (float)bitsd(m[M_BEST_ACC]);
+    if (l->sz != (int)m[M_SZ])
+        pc_drop(l);
+    l->sz = (int)m[M_SZ];
+    l->weights_version++;
+    pc_drop(l);
+    int want_pc = (int)m[M_PRECOMPUTE];
+    l->precompute = 0;
+    net_freeze_to(l->net, (int)m[M_FREEZE_TO]);
+    if (want_pc && learner_set_precompute(l, 1, NULL, 0) != 0)
+        l->precompute = 0;
+    fit_pos *fp = &l->fit;
+    memset(fp, 0, sizeof *fp);
+    fp->active = (int)m[M_FIT_ACTIVE];
+    fp->next_epoch = (int)m[M_FIT_NEXT];
+    fp->epoch_base = m[M_FIT_EPOCH_BASE];
+    fp->step_base = m[M_FIT_STEP_BASE];
+    fp->plan.kind = (sched_kind)m[M_KIND];
+    fp->plan.n_cycle = (int)m[M_N_CYCLE];
+    fp->plan.cycle_len = (int)m[M_CYCLE_LEN];
+    fp->plan.cycle_mult = (int)m[M_CYCLE_MULT];
+    fp->plan.batches_per_epoch = m[M_BPE];
+    fp->plan.warmup = (int)m[M_WARMUP];
+    fp->plan.div = bitsd(m[M_DIV]);
+    fp->plan.pct = bitsd(m[M_PCT]);
+    fp->n_lrs = (int)m[M_N_LRS];
+    for (int g = 0; g < LEARNER_MAX_GROUPS; g++)
+        fp->lrs[g] = bitsd(m[M_LR0 + g]);
+    fp->wd = bitsd(m[M_WD]);
+    fp->snapshots = (int)m[M_SNAPSHOTS];
+    fp->patience = (int)m[M_PATIENCE];
+    fp->smooth.avg = bitsd(m[M_SM_AVG]);
+    fp->smooth.n = m[M_SM_N];
+    fp->n_snapshots = (int)m[M_N_SNAP];
+out_free:
+    st_free(&f);
+    return rc;
+}
+
+int ckpt_path(const learner *l, char *buf, size_t cap, const char *name)
+{
+    int n = snprintf(buf, cap, "%s/%s", l->ckpt_dir, name);
+    return n > 0 && (size_t)n < cap ? 0 : -ENAMETOOLONG;
+}
+
+/* ---- snapshots ---------------------------------------------------------------------------- */
+
+int snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t errlen)
+{
+    net *n = l->net;
+    float *s = malloc((n->n_params + n->n_buffers) * sizeof(float));
+    float **grown = realloc(l->snapshots, sizeof *grown * (size_t)(l->n_snapshots + 1));
+    if (!s || !grown) {
+        free(s);
+        if (grown)
+            l->snapshots = grown;
+        set_err(err, errlen, "snapshot: out of memory");
+        return -ENOMEM;
+    }
+    l->snapshots = grown;
+    memcpy(s, n->params, n->n_params * sizeof(float));
+    memcpy(s + n->n_params, n->buffers, n->n_buffers * sizeof(float));
+    l->snapshots[l->n_snapshots++] = s;
+    char path[4096] = "";
+    if (l->ckpt_dir) {
+        char name[64];
+        snprintf(name, sizeof name, "snapshot_%d.safetensors", l->n_snapshots - 1);
+        int rc = ckpt_path(l, path, sizeof path, name);
+        if (!rc)
+            rc = weights_save_file(n, path, err, errlen);
+        if (rc)
+            return rc;
+    }
+    note(h, "snapshot", "saved the weights after the last batch of cycle %d (snapshot %d)%s%s",
+         cycle, l->n_snapshots - 1, path[0] ? " to " : "", path);
+    return 0;
+}
+
+int learner_n_snapshots(const learner *l)
+{
+    return l->n_snapshots;
+}

@@ -1,0 +1,630 @@
+/* core: helpers, net copies, batches, metrics, creation, state changes and training steps. */
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lrsched.h"
+#include "optim.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "weights.h"
+
+void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void note(const ev_hooks *h, const char *what, const char *fmt, ...)
+{
+    if (!h || !h->on_note)
+        return;
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    h->on_note(h->ctx, what, why);
+}
+
+void progress(const ev_hooks *h, double frac, double t0)
+{
+    if (!h || !h->on_progress)
+        return;
+    double el = now_s() - t0;
+    double eta = frac > 1e-6 ? el * (1.0 - frac) / frac : -1.0;
+    h->on_progress(h->ctx, frac > 1.0 ? 1.0 : frac, eta);
+}
+
+/* ---- net copies ------------------------------------------------------------------------- */
+
+void net_copy_free(net_copy *c)
+{
+    free(c->params);
+    free(c->buffers);
+    free(c->opt_state);
+    free(c->opt_steps);
+    memset(c, 0, sizeof *c);
+}
+
+int net_copy_save(net_copy *c, const learner *l)
+{
+    const net *n = l->net;
+    memset(c, 0, sizeof *c);
+    c->params = malloc((n->n_params ? n->n_params : 1) * sizeof(float));
+    c->buffers = malloc((n->n_buffers ? n->n_buffers : 1) * sizeof(float));
+    c->opt_state = malloc((l->opt->n_state ? l->opt->n_state : 1) * sizeof(float));
+    c->opt_steps = malloc((size_t)(n->n_tensors ? n->n_tensors : 1) * sizeof(int64_t));
+    if (!c->params || !c->buffers || !c->opt_state || !c->opt_steps) {
+        net_copy_free(c);
+        return -ENOMEM;
+    }
+    memcpy(c->params, n->params, n->n_params * sizeof(float));
+    memcpy(c->buffers, n->buffers, n->n_buffers * sizeof(float));
+    memcpy(c->opt_state, l->opt->state, l->opt->n_state * sizeof(float));
+    memcpy(c->opt_steps, l->opt->steps, (size_t)n->n_tensors * sizeof(int64_t));
+    c->rng = n->rng;
+    return 0;
+}
+
+void net_copy_restore(const net_copy *c, learner *l)
+{
+    net *n = l->net;
+    memcpy(n->params, c->params, n->n_params * sizeof(float));
+    memcpy(n->buffers, c->buffers, n->n_buffers * sizeof(float));
+    memcpy(l->opt->state, c->opt_state, l->opt->n_state * sizeof(float));
+    memcpy(l->opt->steps, c->opt_steps, (size_t)n->n_tensors * sizeof(int64_t));
+    n->rng = c->rng;
+}
+
+
+/* ---- batches from the loaders or from the cache ------------------------------------------- */
+
+int src_begin(batch_src *s, learner *l, ds_split split, int augment, int cached)
+{
+    memset(s, 0, sizeof *s);
+    s->l = l;
+    s->cached = cached;
+    int64_t eid = l->epoch_id++;
+    if (cached) {
+        s->cs = split == SPLIT_TRAIN ? &l->pc_train : &l->pc_valid_split;
+        s->shuffle = split == SPLIT_TRAIN;
+        s->drop_last = split == SPLIT_TRAIN && s->cs->n >= l->bs;
+        s->n_batches = s->drop_last ? s->cs->n / l->bs : (s->cs->n + l->bs - 1) / l->bs;
+        if (s->shuffle) {
+            uint64_t r = rng_derive(l->cfg.seed ^ 0x5052454350ull, (uint64_t)eid);
+            for (int i = 0; i < s->cs->n; i++)
+                l->pc_perm[i] = i;
+            for (int i = s->cs->n - 1; i > 0; i--) {
+                int j = (int)rng_below(&r, (uint32_t)(i + 1));
+                int tmp = l->pc_perm[i];
+                l->pc_perm[i] = l->pc_perm[j];
+                l->pc_perm[j] = tmp;
+            }
+        }
+        return 0;
+    }
+    s->dl = split == SPLIT_TRAIN ? l->train_dl : l->valid_dl;
+    s->n_batches = loader_n_batches(s->dl);
+    return loader_begin_epoch(s->dl, (int)eid, l->sz, augment);
+}
+
+/* 1 with *v filled, 0 at the end, negative on error. */
+int src_next(batch_src *s, batch_view *v)
+{
+    learner *l = s->l;
+    if (!s->cached) {
+        const batch *b;
+        int rc = loader_next(s->dl, &b);
+        if (rc <= 0)
+            return rc;
+        v->n = b->n;
+        v->x = b->x;
+        v->y = b->y;
+        v->t = b->targets;
+        v->index = b->index;
+        s->batch_i++;
+        return 1;
+    }
+    if (s->batch_i >= s->n_batches)
+        return 0;
+    int n = s->cs->n - s->pos < l->bs ? s->cs->n - s->pos : l->bs;
+    int nc = l->info->n_classes, dim = l->pc_dim;
+    for (int i = 0; i < n; i++) {
+        int k = s->shuffle ? l->pc_perm[s->pos + i] : s->pos + i;
+        memcpy(l->pc_xbuf + (size_t)i * dim, s->cs->x + (size_t)k * dim, dim * sizeof(float));
+        if (s->cs->y)
+            l->pc_ybuf[i] = s->cs->y[k];
+        if (s->cs->t)
+            memcpy(l->pc_tbuf + (size_t)i * nc, s->cs->t + (size_t)k * nc, nc * sizeof(float));
+    }
+    s->pos += n;
+    s->batch_i++;
+    v->n = n;
+    v->x = l->pc_xbuf;
+    v->y = s->cs->y ? l->pc_ybuf : NULL;
+    v->t = s->cs->t ? l->pc_tbuf : NULL;
+    v->index = NULL;
+    return 1;
+}
+
+/* Forward of a batch: images through the whole net, or cached pooled activations through
+ * the head only (backward then stops at the pooling node). */
+static const float *src_forward(learner *l, int cached, const float *x, int training)
+{
+    if (cached)
+        return net_forward_from(l->net, l->pool_node, x, training);
+    return net_forward(l->net, x, training);
+}
+
+/* ---- metrics ---------------------------------------------------------------------------- */
+
+void acc_add_probs(metric_acc *a, const float *probs, const int32_t *y, const float *t,
+                   int n, int nc, int multi)
+{
+    for (int i = 0; i < n; i++) {
+        const float *p = probs + (size_t)i * nc;
+        if (!multi) {
+            int best = 0;
+            for (int c = 1; c < nc; c++)
+                if (p[c] > p[best])
+                    best = c;
+            a->correct += best == y[i];
+            continue;
+        }
+        const float *ti = t + (size_t)i * nc;
+        int tp = 0, fp = 0, fn = 0, ok = 0;
+        for (int c = 0; c < nc; c++) {
+            int pos = ti[c] > 0.5f;
+            ok += (p[c] > 0.5f) == pos;
+            int pred = p[c] > 0.2f;
+            tp += pred && pos;
+            fp += pred && !pos;
+            fn += !pred && pos;
+        }
+        a->cell_correct += (double)ok / nc;
+        double den = 5.0 * tp + 4.0 * fn + fp;
+        a->f2_sum += den > 0.0 ? 5.0 * tp / den : 0.0;
+    }
+    a->n += n;
+}
+
+void acc_result(const metric_acc *a, int multi, float *loss, float *accuracy, float *f2)
+{
+    double n = a->n ? (double)a->n : 1.0;
+    if (loss)
+        *loss = (float)(a->loss_sum / n);
+    if (accuracy)
+        *accuracy = (float)(multi ? a->cell_correct / n : (double)a->correct / n);
+    if (f2)
+        *f2 = multi ? (float)(a->f2_sum / n) : -1.0f;
+}
+
+/* Softmax (or sigmoid when multi-label) of logits, for predictions without labels. */
+void logits_to_probs(float *p, const float *z, int n, int nc, int multi)
+{
+    for (int i = 0; i < n; i++) {
+        const float *zi = z + (size_t)i * nc;
+        float *pi = p + (size_t)i * nc;
+        if (multi) {
+            for (int c = 0; c < nc; c++)
+                pi[c] = 1.0f / (1.0f + expf(-zi[c]));
+            continue;
+        }
+        float mx = zi[0];
+        for (int c = 1; c < nc; c++)
+            mx = zi[c] > mx ? zi[c] : mx;
+        double sum = 0.0;
+        for (int c = 0; c < nc; c++)
+            sum += exp((double)(zi[c] - mx));
+        for (int c = 0; c < nc; c++)
+            pi[c] = (float)(exp((double)(zi[c] - mx)) / sum);
+    }
+}
+
+/* Loss of given probabilities (the averaged TTA ones). */
+double probs_loss(const float *p, const int32_t *y, const float *t, int n, int nc,
+                  int multi)
+{
+    double s = 0.0;
+    for (int i = 0; i < n; i++) {
+        if (!multi) {
+            s -= log(fmax(p[(size_t)i * nc + y[i]], 1e-12));
+            continue;
+        }
+        for (int c = 0; c < nc; c++) {
+            double q = fmin(fmax(p[(size_t)i * nc + c], 1e-12), 1.0 - 1e-7);
+            double tc = t[(size_t)i * nc + c];
+            s -= (tc * log(q) + (1.0 - tc) * log(1.0 - q)) / nc;
+        }
+    }
+    return s;
+}
+
+/* Validation over the valid split: loss, accuracy, F2. Uses the cache when it is on. */
+int validate(learner *l, float *loss, float *accuracy, float *f2)
+{
+    batch_src s;
+    int cached = l->precompute && l->pc_valid;
+    int rc = src_begin(&s, l, SPLIT_VALID, 0, cached);
+    if (rc)
+        return rc;
+    metric_acc a = {0};
+    batch_view v;
+    int nc = l->info->n_classes, multi = l->info->multi_label;
+    net *m = l->net;
+    while ((rc = src_next(&s, &v)) > 0) {
+        rc = net_set_batch(m, v.n, l->sz, l->sz);
+        if (rc)
+            return rc;
+        if (!src_forward(l, cached, v.x, 0))
+            return -ENOMEM;
+        float bl = net_loss(m, v.y, v.t);
+        a.loss_sum += (double)bl * v.n;
+        acc_add_probs(&a, m->probs, v.y, v.t, v.n, nc, multi);
+    }
+    if (rc < 0)
+        return rc;
+    acc_result(&a, multi, loss, accuracy, f2);
+    return 0;
+}
+
+/* ---- creation ----------------------------------------------------------------------------- */
+
+static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+
+void tfm_fill(const learner *l, tfm_config *t, int augment)
+{
+    memset(t, 0, sizeof *t);
+    t->sz = l->sz;
+    t->c_out = l->c_in;
+    t->tfms = l->cfg.tfms;
+    t->max_zoom = l->cfg.max_zoom;
+    t->augment = augment;
+    memcpy(t->mean, l->mean, sizeof t->mean);
+    memcpy(t->std, l->std, sizeof t->std);
+}
+
+int make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
+                int augment, char *err, size_t errlen)
+{
+    loader_config lc;
+    memset(&lc, 0, sizeof lc);
+    lc.bs = l->bs;
+    tfm_fill(l, &lc.tfm, augment);
+    lc.shuffle = shuffle;
+    lc.drop_last = drop_last;
+    lc.threads = l->cfg.loader_threads;
+    lc.seed = l->cfg.seed;
+    lc.cache_bytes = LOADER_CACHE_BYTES;
+    return loader_create(out, l->ds, split, &lc, err, errlen);
+}
+
+void learner_destroy(learner *l)
+{
+    if (!l)
+        return;
+    loader_destroy(l->train_dl);
+    loader_destroy(l->valid_dl);
+    loader_destroy(l->plain_dl);
+    pc_drop(l);
+    free(l->pc_xbuf);
+    free(l->pc_ybuf);
+    free(l->pc_tbuf);
+    free(l->pc_perm);
+    for (int i = 0; i < l->n_snapshots; i++)
+        free(l->snapshots[i]);
+    free(l->snapshots);
+    optim_destroy(l->opt);
+    net_destroy(l->net);
+    free(l->pretrained);
+    free(l->ckpt_dir);
+    free(l);
+}
+
+/* c_in of a pretrained file: the second dimension of conv1.weight. */
+static int pretrained_c_in(const st_file *f)
+{
+    const st_tensor *t = st_find(f, "conv1.weight");
+    return t && t->ndim == 4 ? (int)t->shape[1] : -1;
+}
+
+int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *err,
+                   size_t errlen)
+{
+    *out = NULL;
+    if (!cfg || !ds) {
+        set_err(err, errlen, "learner: no configuration or dataset");
+        return -EINVAL;
+    }
+    const ds_info *info = dataset_info(ds);
+    if (cfg->sz < 8 || cfg->sz > 1024) {
+        set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", cfg->sz);
+        return -EINVAL;
+    }
+    if (cfg->bs < 1 || cfg->bs > 4096) {
+        set_err(err, errlen, "bs: must be between 1 and 4096 (got %d)", cfg->bs);
+        return -EINVAL;
+    }
+    if (!cfg->model.arch || !model_arch_known(cfg->model.arch)) {
+        set_err(err, errlen, "arch: unknown architecture '%s'",
+                cfg->model.arch ? cfg->model.arch : "(null)");
+        return -EINVAL;
+    }
+    if (cfg->precompute && !cfg->pretrained) {
+        set_err(err, errlen, "precompute: needs a pretrained body (set pretrained)");
+        return -EINVAL;
+    }
+    if (info->count[SPLIT_TRAIN] < 1 || info->count[SPLIT_VALID] < 1) {
+        set_err(err, errlen, "dataset: needs training and validation images (has %d and %d)",
+                info->count[SPLIT_TRAIN], info->count[SPLIT_VALID]);
+        return -EINVAL;
+    }
+    if (info->n_classes < 2 && !info->multi_label) {
+        set_err(err, errlen, "dataset: needs at least 2 classes (has %d)", info->n_classes);
+        return -EINVAL;
+    }
+
+    int rc = -ENOMEM;
+    st_file pre = {0};
+    learner *l = calloc(1, sizeof *l);
+    if (!l)
+        goto out_nomem;
+    l->cfg = *cfg;
+    l->ds = ds;
+    l->info = info;
+    l->sz = cfg->sz;
+    l->bs = cfg->bs;
+    l->best_valid_loss = INFINITY;
+    if (cfg->pretrained && !(l->pretrained = strdup(cfg->pretrained)))
+        goto out_nomem;
+    if (cfg->checkpoint_dir && !(l->ckpt_dir = strdup(cfg->checkpoint_dir)))
+        goto out_nomem;
+    l->cfg.pretrained = l->pretrained;
+    l->cfg.checkpoint_dir = l->ckpt_dir;
+
+    l->c_in = info->channels;
+    if (l->pretrained) {
+        rc = st_read_file(&pre, l->pretrained, err, errlen);
+        if (rc)
+            goto out_fail;
+        l->c_in = pretrained_c_in(&pre);
+        if (l->c_in != 1 && l->c_in != 3) {
+            set_err(err, errlen, "pretrained: %s has no conv1.weight of 1 or 3 input channels",
+                    l->pretrained);
+            rc = -EINVAL;
+            goto out_fail;
+        }
+    }
+    model_spec ms = cfg->model;
+    ms.c_in = l->c_in;
+    ms.n_classes = info->n_classes;
+    ms.multi_label = info->multi_label;
+    ms.seed = cfg->seed;
+    rc = model_create(&l->net, &ms, err, errlen);
+    if (rc)
+        goto out_fail;
+    if (l->pretrained) {
+        rc = weights_load_st(l->net, &pre, WEIGHTS_BODY, err, errlen);
+        if (rc)
+            goto out_fail;
+    }
+    st_free(&pre);
+    l->n_groups = l->net->n_groups;
+    l->head_group = l->n_groups - 1;
+    if (l->n_groups > LEARNER_MAX_GROUPS) {
+        set_err(err, errlen, "arch: %d layer groups, at most %d supported", l->n_groups,
+                LEARNER_MAX_GROUPS);
+        rc = -EINVAL;
+        goto out_fail;
+    }
+    for (int c = 0; c < 3; c++) {
+        int src = l->c_in == 1 ? 0 : c;
+        if (cfg->imagenet_stats) {
+            /* A gray model on ImageNet statistics: the mean of the three channels. */
+            l->mean[c] = l->c_in == 1 ? (imagenet_mean[0] + imagenet_mean[1] +
+                                         imagenet_mean[2]) / 3.0f : imagenet_mean[c];
+            l->std[c] = l->c_in == 1 ? (imagenet_std[0] + imagenet_std[1] +
+                                        imagenet_std[2]) / 3.0f : imagenet_std[c];
+        } else {
+            l->mean[c] = info->mean[info->channels == 1 ? 0 : src];
+            l->std[c] = info->std[info->channels == 1 ? 0 : src] > 1e-6f
+                            ? info->std[info->channels == 1 ? 0 : src] : 1.0f;
+            if (l->c_in == 1 && info->channels == 3) {
+                l->mean[c] = (info->mean[0] + info->mean[1] + info->mean[2]) / 3.0f;
+                l->std[c] = (info->std[0] + info->std[1] + info->std[2]) / 3.0f;
+                if (l->std[c] < 1e-6f)
+                    l->std[c] = 1.0f;
+            }
+        }
+    }
+
+    optim_config oc;
+    optim_config_defaults(&oc);
+    rc = optim_create(&l->opt, l->net, &oc);
+    if (rc)
+        goto out_fail;
+    int n_train = info->count[SPLIT_TRAIN];
+    rc = make_loader(l, &l->train_dl, SPLIT_TRAIN, 1, n_train >= l->bs, 1, err, errlen);
+    if (!rc)
+        rc = make_loader(l, &l->valid_dl, SPLIT_VALID, 0, 0, 0, err, errlen);
+    if (rc)
+        goto out_fail;
+
+    if (l->pretrained) {
+        net_freeze_to(l->net, l->head_group);
+        if (cfg->precompute) {
+            rc = learner_set_precompute(l, 1, err, errlen);
+            if (rc)
+                goto out_fail;
+        }
+    } else {
+        net_freeze_to(l->net, 0);
+    }
+    *out = l;
+    return 0;
+out_nomem:
+    rc = -ENOMEM;
+    set_err(err, errlen, "learner: out of memory");
+out_fail:
+    st_free(&pre);
+    learner_destroy(l);
+    return rc;
+}
+
+net *learner_net(learner *l)
+{
+    return l->net;
+}
+
+/* ---- state changes ------------------------------------------------------------------------ */
+
+int learner_freeze_to(learner *l, int group, char *err, size_t errlen)
+{
+    if (group < 0 || group > l->n_groups) {
+        set_err(err, errlen, "to: must be between 0 and %d (got %d)", l->n_groups, group);
+        return -EINVAL;
+    }
+    if (group < l->head_group)
+        l->precompute = 0; /* the cache holds a frozen body's output only */
+    int rc = net_freeze_to(l->net, group);
+    if (rc)
+        set_err(err, errlen, "freeze: out of memory for the gradient buffers");
+    return rc;
+}
+
+int learner_unfreeze(learner *l)
+{
+    return learner_freeze_to(l, 0, NULL, 0);
+}
+
+int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
+{
+    if (!on) {
+        l->precompute = 0;
+        return 0;
+    }
+    if (l->net->freeze_to != l->head_group) {
+        set_err(err, errlen,
+                "precompute: needs the body frozen (freeze_to %d, now %d)", l->head_group,
+                l->net->freeze_to);
+        return -EINVAL;
+    }
+    if (!l->pc_perm) {
+        int rc = pc_setup(l, err, errlen);
+        if (rc)
+            return rc;
+        int n = l->info->count[SPLIT_TRAIN] > l->info->count[SPLIT_VALID]
+                    ? l->info->count[SPLIT_TRAIN] : l->info->count[SPLIT_VALID];
+        l->pc_xbuf = malloc((size_t)l->bs * l->pc_dim * sizeof(float));
+        l->pc_ybuf = malloc((size_t)l->bs * sizeof(int32_t));
+        l->pc_tbuf = malloc((size_t)l->bs * l->info->n_classes * sizeof(float));
+        l->pc_perm = malloc((size_t)(n + 1) * sizeof(int32_t));
+        if (!l->pc_xbuf || !l->pc_ybuf || !l->pc_tbuf || !l->pc_perm) {
+            free(l->pc_perm);
+            l->pc_perm = NULL;
+            set_err(err, errlen, "precompute: out of memory");
+            return -ENOMEM;
+        }
+    }
+    l->precompute = 1;
+    return 0;
+}
+
+int learner_resize(learner *l, int sz, char *err, size_t errlen)
+{
+    if (sz < 8 || sz > 1024) {
+        set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", sz);
+        return -EINVAL;
+    }
+    if (sz != l->sz) {
+        l->sz = sz;
+        pc_drop(l);
+    }
+    return 0;
+}
+
+void learner_get_state(const learner *l, learner_state *st)
+{
+    memset(st, 0, sizeof *st);
+    st->freeze_to = l->net->freeze_to;
+    st->n_groups = l->n_groups;
+    st->precompute = l->precompute;
+    st->sz = l->sz;
+    st->bs = l->bs;
+    st->augment = !l->precompute;
+    st->step = l->step;
+    st->epochs_done = l->epochs_done;
+    st->best_valid_loss = l->best_valid_loss;
+    st->best_accuracy = l->best_accuracy;
+}
+
+/* ---- training steps ---------------------------------------------------------------------- */
+
+/* One optimizer step on a batch (images, or cached activations through the head);
+ * returns the batch loss. */
+float train_step(learner *l, int cached, const batch_view *v, const double *lrs,
+                 int *rc)
+{
+    net *m = l->net;
+    optim *o = l->opt;
+    int n_groups = l->n_groups;
+    *rc = net_set_batch(m, v->n, l->sz, l->sz);
+    if (*rc)
+        return NAN;
+    net_zero_grad(m);
+    if (!src_forward(l, cached, v->x, 1)) {
+        *rc = -ENOMEM;
+        return NAN;
+    }
+    float loss = net_loss(m, v->y, v->t);
+    net_backward(m, v->y, v->t);
+    optim_set_lrs(o, lrs, n_groups);
+    optim_step(o);
+    return loss;
+}
+
+int check_lrs(const learner *l, int n_lrs, const double *lrs, const char *field,
+              char *err, size_t errlen)
+{
+    if (n_lrs != 1 && n_lrs != l->n_groups) {
+        set_err(err, errlen, "%s: give one value or one per layer group (%d), got %d", field,
+                l->n_groups, n_lrs);
+        return -EINVAL;
+    }
+    for (int g = 0; g < n_lrs; g++)
+        if (!isfinite(lrs[g]) || lrs[g] <= 0.0 || lrs[g] > 100.0) {
+            set_err(err, errlen, "%s: must be positive and at most 100 (got %g)", field,
+                    lrs[g]);
+            return -EINVAL;
+        }
+    return 0;
+}
+
+void expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, double f)
+{
+    for (int g = 0; g < n_groups; g++)
+        dst[g] = lrs[n_lrs == 1 ? 0 : g] * f;
+}

@@ -1,0 +1,328 @@
+/* fit: the SGDR fit with per-batch events, early stop and checkpoints. */
+#include "internal.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lrsched.h"
+#include "optim.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "weights.h"
+
+/* ---- fit ---------------------------------------------------------------------------------- */
+
+static int fit_checkpoint(learner *l, char *err, size_t errlen)
+{
+    if (!l->ckpt_dir)
+        return 0;
+    char path[4096];
+    int rc = ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
+    if (!rc)
+        rc = learner_save(l, path, err, errlen);
+    return rc;
+}
+
+static int fit_same(const fit_pos *a, const fit_opts *o, const sched_plan *p)
+{
+    if (a->plan.kind != p->kind || a->plan.n_cycle != p->n_cycle ||
+        a->plan.cycle_len != p->cycle_len || a->plan.cycle_mult != p->cycle_mult ||
+        a->plan.batches_per_epoch != p->batches_per_epoch || a->n_lrs != o->n_lrs ||
+        a->wd != o->wd || a->snapshots != (o->snapshots != 0))
+        return 0;
+    for (int g = 0; g < o->n_lrs; g++)
+        if (a->lrs[g] != o->lrs[g])
+            return 0;
+    return 1;
+}
+
+/* Restores snapshots saved as files by an interrupted fit. */
+static int snapshots_reload(learner *l, int n_snap, char *err, size_t errlen)
+{
+    for (int i = 0; i < l->n_snapshots; i++)
+        free(l->snapshots[i]);
+    l->n_snapshots = 0;
+    if (!l->ckpt_dir || n_snap == 0)
+        return 0;
+    net *n = l->net;
+    net_copy keep;
+    int rc = net_copy_save(&keep, l);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n_snap && !rc; i++) {
+        char name[64], path[4096];
+        snprintf(name, sizeof name, "snapshot_%d.safetensors", i);
+        rc = ckpt_path(l, path, sizeof path, name);
+        if (!rc)
+            rc = weights_load_file(n, path, WEIGHTS_ALL, err, errlen);
+        if (!rc) {
+            float *s = malloc((n->n_params + n->n_buffers) * sizeof(float));
+            float **grown = realloc(l->snapshots, sizeof *grown * (size_t)(i + 1));
+            if (grown)
+                l->snapshots = grown;
+            if (!s || !grown) {
+                free(s);
+                rc = -ENOMEM;
+                break;
+            }
+            memcpy(s, n->params, n->n_params * sizeof(float));
+            memcpy(s + n->n_params, n->buffers, n->n_buffers * sizeof(float));
+            l->snapshots[l->n_snapshots++] = s;
+        }
+    }
+    net_copy_restore(&keep, l);
+    net_copy_free(&keep);
+    return rc;
+}
+
+/* stop_worse_cycle: the recipe's "until validation loss stops improving": stop at a cycle
+ * end whose validation loss is not below the previous cycle end's, and go back to that
+ * cycle end's weights. */
+int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cycle,
+            char *err, size_t errlen)
+{
+    int rc = check_lrs(l, o->n_lrs, o->lrs, "lrs", err, errlen);
+    if (rc)
+        return rc;
+    if (!(o->wd >= 0.0 && o->wd < 1.0)) {
+        set_err(err, errlen, "wd: must be in [0, 1) (got %g)", o->wd);
+        return -EINVAL;
+    }
+    if (o->early_stop_patience < 0) {
+        set_err(err, errlen, "early_stop.patience: must be positive");
+        return -EINVAL;
+    }
+    if (l->precompute) {
+        rc = pc_ensure(l, h, err, errlen);
+        if (rc)
+            return rc;
+    }
+    int cached = l->precompute;
+    int64_t bpe = cached ? (l->pc_train.n >= l->bs ? l->pc_train.n / l->bs
+                                                    : (l->pc_train.n > 0))
+                         : loader_n_batches(l->train_dl);
+    sched_plan plan;
+    sched_plan_defaults(&plan, bpe);
+    plan.kind = o->schedule;
+    plan.n_cycle = o->n_cycle;
+    plan.cycle_len = o->cycle_len > 0 ? o->cycle_len : 1;
+    plan.cycle_mult = o->cycle_mult > 0 ? o->cycle_mult : 1;
+    char serr[160];
+    if ((rc = sched_plan_check(&plan, serr, sizeof serr))) {
+        set_err(err, errlen, "%s", serr);
+        return rc;
+    }
+
+    fit_pos *fp = &l->fit;
+    if (o->resume) {
+        if (!l->ckpt_dir) {
+            set_err(err, errlen, "resume: the learner has no checkpoint folder");
+            return -EINVAL;
+        }
+        char path[4096];
+        rc = ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
+        if (!rc && access(path, R_OK) != 0) {
+            set_err(err, errlen, "resume: no checkpoint at %s", path);
+            return -ENOENT;
+        }
+        if (!rc)
+            rc = learner_load(l, path, err, errlen);
+        if (rc)
+            return rc;
+        if (!fp->active) {
+            note(h, "resume", "the checkpointed fit had already finished; nothing to do");
+            return 0;
+        }
+        cached = l->precompute;
+        if (cached && (rc = pc_ensure(l, h, err, errlen)))
+            return rc;
+        if (!fit_same(fp, o, &plan)) {
+            set_err(err, errlen, "resume: the checkpoint belongs to a fit with other settings");
+            return -EINVAL;
+        }
+        rc = snapshots_reload(l, fp->n_snapshots, err, errlen);
+        if (rc)
+            return rc;
+        note(h, "resume", "continuing at epoch %d of %lld from the last epoch checkpoint",
+             fp->next_epoch, (long long)sched_total_epochs(&plan));
+    } else {
+        memset(fp, 0, sizeof *fp);
+        fp->active = 1;
+        fp->plan = plan;
+        fp->n_lrs = o->n_lrs;
+        memcpy(fp->lrs, o->lrs, sizeof fp->lrs);
+        fp->wd = o->wd;
+        fp->snapshots = o->snapshots != 0;
+        fp->patience = o->early_stop_patience;
+        fp->epoch_base = l->epoch_id;
+        fp->step_base = l->step;
+        smoother_reset(&fp->smooth);
+        for (int i = 0; i < l->n_snapshots; i++)
+            free(l->snapshots[i]);
+        l->n_snapshots = 0;
+    }
+    optim_set_wds(l->opt, &o->wd, 1);
+    int body_trains = l->net->freeze_to < l->head_group;
+
+    int64_t total_epochs = sched_total_epochs(&plan), total_it = total_epochs * bpe;
+    net_copy best = {0};
+    int have_best = 0, since_best = 0;
+    float best_loss = INFINITY, prev_cycle_loss = INFINITY;
+    double t0 = now_s();
+    int64_t it0 = (int64_t)fp->next_epoch * bpe;
+    for (int e = fp->next_epoch; e < total_epochs; e++) {
+        double te = now_s();
+        l->epoch_id = fp->epoch_base + e;
+        batch_src s;
+        rc = src_begin(&s, l, SPLIT_TRAIN, !cached, cached);
+        if (rc) {
+            set_err(err, errlen, "fit: the loader failed (%d)", rc);
+            goto out_stop;
+        }
+        batch_view v;
+        int got = 0, b = 0;
+        int64_t imgs = 0;
+        double last_sl = NAN;
+        while (b < bpe && (got = src_next(&s, &v)) > 0) {
+            int64_t t = (int64_t)e * bpe + b;
+            double lrs[LEARNER_MAX_GROUPS];
+            expand_lrs(lrs, l->n_groups, o->n_lrs, o->lrs, sched_factor(&plan, t));
+            float loss = train_step(l, cached, &v, lrs, &rc);
+            if (rc) {
+                set_err(err, errlen, "fit: the batch does not fit the network (%d)", rc);
+                goto out_stop;
+            }
+            l->step++;
+            imgs += v.n;
+            if (body_trains)
+                l->weights_version++;
+            last_sl = smoother_add(&fp->smooth, loss);
+            if (!isfinite(loss)) {
+                set_err(err, errlen,
+                        "fit: the training loss is not finite at epoch %d batch %d: the "
+                        "learning rate is too high", e, b);
+                rc = -EDOM;
+                goto out_stop;
+            }
+            ev_batch eb = {.step = l->step, .epoch = e, .batch = b, .n_batches = (int)bpe,
+                           .loss = loss, .smooth_loss = (float)last_sl,
+                           .n_groups = l->n_groups};
+            for (int g = 0; g < l->n_groups && g < 4; g++)
+                eb.lrs[g] = (float)lrs[g];
+            double el = now_s() - te;
+            eb.img_per_s = el > 0 ? (double)imgs / el : 0.0;
+            b++;
+            if (h && h->on_batch && h->on_batch(h->ctx, &eb)) {
+                rc = -ECANCELED;
+                set_err(err, errlen, "fit: cancelled");
+                goto out_stop;
+            }
+            progress(h, (double)(t + 1 - it0) / (double)(total_it - it0), t0);
+        }
+        if (got < 0) {
+            rc = got;
+            set_err(err, errlen, "fit: the loader failed (%d)", rc);
+            goto out_stop;
+        }
+        double train_s = now_s() - te;
+        ev_epoch ee = {.epoch = e, .train_loss = (float)last_sl};
+        int is_last = 0;
+        ee.cycle = sched_cycle_of_epoch(&plan, e, &is_last);
+        rc = validate(l, &ee.valid_loss, &ee.accuracy, &ee.f2);
+        if (rc) {
+            set_err(err, errlen, "fit: validation failed (%d)", rc);
+            goto out_stop;
+        }
+        ee.seconds = now_s() - te;
+        ee.img_per_s = train_s > 0 ? (double)imgs / train_s : 0.0;
+        l->epochs_done++;
+        if (ee.valid_loss < l->best_valid_loss)
+            l->best_valid_loss = ee.valid_loss;
+        if (ee.accuracy > l->best_accuracy)
+            l->best_accuracy = ee.accuracy;
+        if (is_last && o->snapshots && (rc = snapshot_take(l, ee.cycle, h, err, errlen)))
+            goto out_stop;
+        fp->next_epoch = e + 1;
+        fp->n_snapshots = l->n_snapshots;
+        if (e + 1 == total_epochs)
+            fp->active = 0;
+        int stop = 0;
+        if (o->early_stop_patience > 0) {
+            if (ee.valid_loss < best_loss) {
+                best_loss = ee.valid_loss;
+                since_best = 0;
+                net_copy_free(&best);
+                if (net_copy_save(&best, l) == 0)
+                    have_best = 1;
+            } else if (++since_best >= o->early_stop_patience) {
+                stop = 1;
+            }
+        }
+        if (stop_worse_cycle && is_last) {
+            if (!(ee.valid_loss < prev_cycle_loss) && have_best) {
+                stop = 2;
+            } else {
+                prev_cycle_loss = ee.valid_loss;
+                net_copy_free(&best);
+                have_best = net_copy_save(&best, l) == 0;
+            }
+        }
+        if (stop) {
+            fp->active = 0;
+            if (have_best) {
+                net_copy_restore(&best, l);
+                l->weights_version++;
+            }
+        }
+        rc = fit_checkpoint(l, err, errlen);
+        if (rc)
+            goto out_stop;
+        int cancel = 0;
+        if (h && h->on_epoch && h->on_epoch(h->ctx, &ee))
+            cancel = 1;
+        if (is_last && h && h->on_cycle_end && h->on_cycle_end(h->ctx, ee.cycle, e))
+            cancel = 1;
+        if (stop) {
+            if (stop == 1)
+                note(h, "early_stop",
+                     "validation loss has not improved for %d epochs; kept the best epoch's "
+                     "weights (valid loss %.4f)", o->early_stop_patience, best_loss);
+            else
+                note(h, "stop",
+                     "validation loss %.4f at the end of cycle %d is not below %.4f at the "
+                     "previous cycle's end; went back to those weights", ee.valid_loss,
+                     ee.cycle, prev_cycle_loss);
+            break;
+        }
+        if (cancel && e + 1 < total_epochs) {
+            rc = -ECANCELED;
+            set_err(err, errlen, "fit: cancelled");
+            goto out_stop;
+        }
+    }
+    fp->active = 0;
+    net_copy_free(&best);
+    return 0;
+out_stop:
+    net_copy_free(&best);
+    return rc;
+}
+
+int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen)
+{
+    if (!o) {
+        set_err(err, errlen, "fit: no options");
+        return -EINVAL;
+    }
+    int rc = fit_run(l, o, h, 0, err, errlen);
+    return rc;
+}

@@ -1,0 +1,147 @@
+/* internal.h: the learner struct, its private types, and the helpers shared by the files of
+ * engine/learner/. */
+#ifndef SGDRD_LEARNER_INTERNAL_H
+#define SGDRD_LEARNER_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "learner.h"
+#include "optim.h"
+
+#define CKPT_VERSION 1
+#define LOADER_CACHE_BYTES ((size_t)256 << 20)
+#define TTA_MAX_AUG 15
+
+/* The precompute cache of one split: pooled body activations by item index. */
+typedef struct pc_split {
+    int n;          /* items */
+    float *x;       /* (n, dim) */
+    int32_t *y;     /* (n) labels (single-label) */
+    float *t;       /* (n, n_classes) targets (multi-label) */
+} pc_split;
+
+/* A saved copy of everything an LR sweep or early stop may have to put back. */
+typedef struct net_copy {
+    float *params, *buffers, *opt_state;
+    int64_t *opt_steps;
+    uint64_t rng;
+} net_copy;
+
+/* Where a fit is, for checkpoints and resume. */
+typedef struct fit_pos {
+    int active;            /* a fit has started and not finished */
+    int next_epoch;        /* the first epoch of the fit not yet done */
+    int64_t epoch_base;    /* loader epoch id of the fit's epoch 0 */
+    int64_t step_base;     /* learner step at the fit's start */
+    sched_plan plan;
+    int n_lrs;
+    double lrs[LEARNER_MAX_GROUPS];
+    double wd;
+    int snapshots, patience;
+    loss_smoother smooth;
+    int n_snapshots;
+} fit_pos;
+
+struct learner {
+    learner_config cfg;
+    char *pretrained, *ckpt_dir;
+    dataset *ds;
+    const ds_info *info;
+    net *net;
+    optim *opt;
+    int n_groups, head_group;
+    int c_in, sz, bs;
+    float mean[3], std[3];
+    loader *train_dl;      /* shuffled, augmentation per state */
+    loader *valid_dl;      /* in order; augmented only for TTA passes */
+    loader *plain_dl;      /* the training split in order without augmentation (precompute) */
+    int64_t epoch_id;      /* loader epoch ids handed out so far (data order, augmentation) */
+    int64_t step;
+    int epochs_done;
+    float best_valid_loss, best_accuracy;
+    uint64_t weights_version; /* bumped whenever the body's weights change */
+
+    /* precompute */
+    int precompute;
+    int pool_node, pc_dim;
+    int pc_valid;          /* the cache matches weights_version and pc_sz */
+    int pc_sz;
+    uint64_t pc_version;
+    pc_split pc_train, pc_valid_split;
+    float *pc_xbuf, *pc_tbuf;
+    int32_t *pc_ybuf, *pc_perm;
+
+    /* snapshots (in memory; also files when there is a checkpoint folder) */
+    int n_snapshots;
+    float **snapshots;     /* params then buffers */
+
+    fit_pos fit;
+};
+
+typedef struct batch_src {
+    learner *l;
+    int cached;
+    loader *dl;
+    const pc_split *cs;
+    int pos, n_batches, batch_i;
+    int shuffle, drop_last;
+} batch_src;
+
+typedef struct batch_view {
+    int n;
+    const float *x;
+    const int32_t *y;
+    const float *t;
+    const int32_t *index; /* NULL for cached batches */
+} batch_view;
+
+typedef struct metric_acc {
+    double loss_sum;
+    int64_t n, correct;
+    double cell_correct; /* multi-label: (prob > 0.5) == target, over samples x classes */
+    double f2_sum;       /* multi-label: per-sample F2 at 0.2 */
+} metric_acc;
+
+/* core.c */
+void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+double now_s(void);
+void note(const ev_hooks *h, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void progress(const ev_hooks *h, double frac, double t0);
+void net_copy_free(net_copy *c);
+int net_copy_save(net_copy *c, const learner *l);
+void net_copy_restore(const net_copy *c, learner *l);
+int src_begin(batch_src *s, learner *l, ds_split split, int augment, int cached);
+int src_next(batch_src *s, batch_view *v);
+void acc_add_probs(metric_acc *a, const float *probs, const int32_t *y, const float *t,
+                   int n, int nc, int multi);
+void acc_result(const metric_acc *a, int multi, float *loss, float *accuracy, float *f2);
+void logits_to_probs(float *p, const float *z, int n, int nc, int multi);
+double probs_loss(const float *p, const int32_t *y, const float *t, int n, int nc,
+                  int multi);
+int validate(learner *l, float *loss, float *accuracy, float *f2);
+void tfm_fill(const learner *l, tfm_config *t, int augment);
+int make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
+                int augment, char *err, size_t errlen);
+float train_step(learner *l, int cached, const batch_view *v, const double *lrs,
+                 int *rc);
+int check_lrs(const learner *l, int n_lrs, const double *lrs, const char *field,
+              char *err, size_t errlen);
+void expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, double f);
+
+/* precompute.c */
+int pc_setup(learner *l, char *err, size_t errlen);
+void pc_drop(learner *l);
+int pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen);
+
+/* checkpoint.c */
+int ckpt_path(const learner *l, char *buf, size_t cap, const char *name);
+int snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t errlen);
+
+/* fit.c */
+int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cycle,
+            char *err, size_t errlen);
+
+#endif
