@@ -20,7 +20,7 @@ static int lr_find_event(store *st, int64_t id)
     sqlite3_finalize(s);
     if (rc == 0)
         rc = ev_add(st, json_integer_value(json_object_get(o, "run")),
-                    json_integer_value(json_object_get(o, "job")), "lr_find", o, now_s());
+                    json_integer_value(json_object_get(o, "job")), "lr_find", o, store_now_s());
     json_decref(o);
     return rc;
 }
@@ -40,7 +40,7 @@ int store_lr_find_create(store *st, int64_t run_id, int64_t job_id, double start
         sqlite3_bind_double(s, 3, start_lr);
         sqlite3_bind_double(s, 4, end_lr);
         sqlite3_bind_int(s, 5, num_it);
-        sqlite3_bind_double(s, 6, now_s());
+        sqlite3_bind_double(s, 6, store_now_s());
         rc = wrun_insert(st, s, id);
         sqlite3_finalize(s);
     }
@@ -53,7 +53,7 @@ int store_lr_find_point_push(store *st, int64_t lr_find_id, int64_t run_id, int6
                              int iter, double lr, double loss, double smooth_loss)
 {
     pitem p = {.kind = P_SWEEP, .run = run_id, .job = job_id, .step = lr_find_id,
-               .n = iter, .t = now_s()};
+               .n = iter, .t = store_now_s()};
     p.vals = malloc(3 * sizeof *p.vals);
     if (!p.vals)
         return -ENOMEM;
@@ -77,7 +77,7 @@ int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped
         sqlite3_bind_int64(s, 1, id);
         rc = bind_json(s, 2, suggestions, NULL);
         sqlite3_bind_int(s, 3, stopped_early != 0);
-        sqlite3_bind_double(s, 4, now_s());
+        sqlite3_bind_double(s, 4, store_now_s());
         if (end_lr > 0)
             sqlite3_bind_double(s, 5, end_lr);
         if (num_it > 0)
@@ -137,7 +137,7 @@ int store_metrics_push(store *st, int64_t run_id, int64_t job_id, int64_t step, 
 {
     if (n <= 0)
         return -EINVAL;
-    pitem p = {.kind = P_METRIC, .run = run_id, .job = job_id, .step = step, .t = now_s()};
+    pitem p = {.kind = P_METRIC, .run = run_id, .job = job_id, .step = step, .t = store_now_s()};
     p.keys = calloc((size_t)n, sizeof *p.keys);
     p.vals = malloc((size_t)n * sizeof *p.vals);
     if (!p.keys || !p.vals) {
@@ -200,7 +200,7 @@ int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_
     if (limit == 0)
         limit = 1000;
     if (limit < 0 || limit > STORE_METRICS_MAX) {
-        set_err("limit must be 1..%d", STORE_METRICS_MAX);
+        store_set_err("limit must be 1..%d", STORE_METRICS_MAX);
         return -EINVAL;
     }
     sqlite3 *db = rget(st);
@@ -316,7 +316,7 @@ int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch
         bind_real_or_null(s, 9, e->f2 < 0 ? NAN : e->f2);
         bind_real_or_null(s, 10, e->seconds);
         bind_real_or_null(s, 11, e->img_per_s);
-        sqlite3_bind_double(s, 12, now_s());
+        sqlite3_bind_double(s, 12, store_now_s());
         rc = wrun_insert(st, s, &row);
         sqlite3_finalize(s);
     }
@@ -329,7 +329,7 @@ int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch
         sqlite3_finalize(s);
     }
     if (rc == 0)
-        rc = ev_add(st, run_id, job_id, "epoch", o, now_s());
+        rc = ev_add(st, run_id, job_id, "epoch", o, store_now_s());
     json_decref(o);
     rc = wend(st, rc);
     if (rc == 0 && epoch_out)
@@ -361,7 +361,7 @@ int store_snapshot_add(store *st, int64_t run_id, int64_t job_id, const char *ki
 {
     if (!kind || !path || (strcmp(kind, "snapshot") && strcmp(kind, "checkpoint") &&
                            strcmp(kind, "best") && strcmp(kind, "final"))) {
-        set_err("snapshot: unknown kind or no path");
+        store_set_err("snapshot: unknown kind or no path");
         return -EINVAL;
     }
     int rc = wbegin(st);
@@ -380,7 +380,7 @@ int store_snapshot_add(store *st, int64_t run_id, int64_t job_id, const char *ki
         if (epoch >= 0)
             sqlite3_bind_int(s, 5, epoch);
         sqlite3_bind_text(s, 6, path, -1, SQLITE_STATIC);
-        sqlite3_bind_double(s, 7, now_s());
+        sqlite3_bind_double(s, 7, store_now_s());
         rc = wrun_insert(st, s, id);
         sqlite3_finalize(s);
     }
@@ -449,7 +449,7 @@ int store_prediction_add(store *st, int64_t run_id, int64_t job_id, const char *
         sqlite3_bind_int64(s, 2, job_id);
         sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
         sqlite3_bind_int(s, 4, n_rows);
-        sqlite3_bind_double(s, 5, now_s());
+        sqlite3_bind_double(s, 5, store_now_s());
         rc = wrun_insert(st, s, NULL);
         sqlite3_finalize(s);
     }

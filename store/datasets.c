@@ -36,11 +36,11 @@ int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id)
         return 0;
     }
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-        set_err("name already taken");
+        store_set_err("name already taken");
         return -EEXIST;
     }
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        set_err("referenced row does not exist");
+        store_set_err("referenced row does not exist");
         return -ENOENT;
     }
     if (rc == INJECTED_FAILURE)
@@ -51,7 +51,7 @@ int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id)
 int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id)
 {
     if (!d->name || !d->path || !fmt_known(d->format)) {
-        set_err("dataset: name, path and a known format are required");
+        store_set_err("dataset: name, path and a known format are required");
         return -EINVAL;
     }
     int rc = wbegin(st);
@@ -68,7 +68,7 @@ int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id)
         if (rc == 0)
             rc = bind_json(s, 5, d->info, "{}");
         sqlite3_bind_int(s, 6, d->uploaded != 0);
-        sqlite3_bind_double(s, 7, now_s());
+        sqlite3_bind_double(s, 7, store_now_s());
         if (rc == 0)
             rc = wrun_insert(st, s, id);
         sqlite3_finalize(s);
@@ -170,7 +170,7 @@ int store_dataset_delete(store *st, int64_t id, char **uploaded_path_out)
     if (rc == 0)
         rc = query_i64(st->w, "SELECT count(*) FROM runs WHERE dataset_id = ?1", id, &n);
     if (rc == 0 && n > 0) {
-        set_err("dataset %" PRId64 " is used by %" PRId64 " run(s)", id, n);
+        store_set_err("dataset %" PRId64 " is used by %" PRId64 " run(s)", id, n);
         rc = -EBUSY;
     }
     if (rc == 0 && uploaded)
@@ -191,7 +191,7 @@ int store_model_create(store *st, const char *name, const char *arch, const char
                        int64_t bytes, json_t *info, int64_t *id)
 {
     if (!name || !arch || !path) {
-        set_err("model: name, arch and path are required");
+        store_set_err("model: name, arch and path are required");
         return -EINVAL;
     }
     int rc = wbegin(st);
@@ -206,7 +206,7 @@ int store_model_create(store *st, const char *name, const char *arch, const char
         sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 4, bytes);
         rc = bind_json(s, 5, info, "{}");
-        sqlite3_bind_double(s, 6, now_s());
+        sqlite3_bind_double(s, 6, store_now_s());
         if (rc == 0)
             rc = wrun_insert(st, s, id);
         sqlite3_finalize(s);
@@ -248,7 +248,7 @@ int store_model_delete(store *st, int64_t id, char **path_out)
     if (rc == 0)
         rc = query_i64(st->w, "SELECT count(*) FROM runs WHERE model_id = ?1", id, &n);
     if (rc == 0 && n > 0) {
-        set_err("model %" PRId64 " is used by %" PRId64 " run(s)", id, n);
+        store_set_err("model %" PRId64 " is used by %" PRId64 " run(s)", id, n);
         rc = -EBUSY;
     }
     if (rc == 0)

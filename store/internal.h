@@ -87,8 +87,8 @@ struct store {
 
 /* store.c */
 extern _Thread_local char errbuf[512];
-void set_err(const char *fmt, ...);
-double now_s(void);
+void store_set_err(const char *fmt, ...);
+double store_now_s(void);
 int db_fail(sqlite3 *db, int rc, const char *what);
 char *xstrdup(const char *s);
 void *grow(void *p, int *cap, int need, size_t elem);

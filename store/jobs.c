@@ -22,7 +22,7 @@ static int job_event(store *st, int64_t id)
     json_t *j = job_json_db(st->w, id);
     if (!j)
         return -ENOMEM;
-    int rc = ev_add(st, json_integer_value(json_object_get(j, "run")), id, "job", j, now_s());
+    int rc = ev_add(st, json_integer_value(json_object_get(j, "run")), id, "job", j, store_now_s());
     json_decref(j);
     return rc;
 }
@@ -31,7 +31,7 @@ int store_job_create(store *st, int64_t run_id, const char *kind, json_t *params
                      int64_t resumed_from, int64_t *id)
 {
     if (!kind_known(kind)) {
-        set_err("unknown job kind '%s'", kind ? kind : "(null)");
+        store_set_err("unknown job kind '%s'", kind ? kind : "(null)");
         return -EINVAL;
     }
     int rc = wbegin(st);
@@ -44,7 +44,7 @@ int store_job_create(store *st, int64_t run_id, const char *kind, json_t *params
         sqlite3_bind_int64(s, 1, run_id);
         sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
         rc = bind_json(s, 3, params, "{}");
-        sqlite3_bind_double(s, 4, now_s());
+        sqlite3_bind_double(s, 4, store_now_s());
         if (resumed_from)
             sqlite3_bind_int64(s, 5, resumed_from);
         if (rc == 0)
@@ -79,7 +79,7 @@ static int job_move(store *st, int64_t id, const char *from_sql, const char *set
         if (rc == 0)
             rc = wrun(st, s);
         if (rc == 0 && sqlite3_changes(st->w) == 0) {
-            set_err("job %" PRId64 " cannot become %s from its state", id, to);
+            store_set_err("job %" PRId64 " cannot become %s from its state", id, to);
             rc = -EALREADY;
         }
     }
@@ -92,7 +92,7 @@ static int job_move(store *st, int64_t id, const char *from_sql, const char *set
 int store_job_start(store *st, int64_t id)
 {
     char set[64];
-    snprintf(set, sizeof set, ", started_at = %.6f, progress = 0", now_s());
+    snprintf(set, sizeof set, ", started_at = %.6f, progress = 0", store_now_s());
     return job_move(st, id, "'queued'", set, "running", NULL, NULL);
 }
 
@@ -127,15 +127,16 @@ int store_job_finish(store *st, int64_t id, const char *state, const char *error
         return -EINVAL;
     if (!strcmp(state, "succeeded")) {
         from = "'running'";
-        snprintf(set, sizeof set, ", finished_at = %.6f, progress = 1, eta_s = NULL", now_s());
+        snprintf(set, sizeof set, ", finished_at = %.6f, progress = 1, eta_s = NULL",
+                 store_now_s());
     } else if (!strcmp(state, "failed") || !strcmp(state, "cancelled")) {
         from = "'running', 'queued'";
-        snprintf(set, sizeof set, ", finished_at = %.6f, eta_s = NULL", now_s());
+        snprintf(set, sizeof set, ", finished_at = %.6f, eta_s = NULL", store_now_s());
     } else if (!strcmp(state, "interrupted")) {
         from = "'running'";
-        snprintf(set, sizeof set, ", finished_at = %.6f, eta_s = NULL", now_s());
+        snprintf(set, sizeof set, ", finished_at = %.6f, eta_s = NULL", store_now_s());
     } else {
-        set_err("'%s' is not a final job state", state);
+        store_set_err("'%s' is not a final job state", state);
         return -EINVAL;
     }
     return job_move(st, id, from, set, state, error, result);

@@ -75,7 +75,7 @@ int row_one(sqlite3 *db, sqlite3_stmt *s, json_t **out)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) {
-        set_err("no such row");
+        store_set_err("no such row");
         return -ENOENT;
     }
     if (rc != SQLITE_ROW)
@@ -120,20 +120,20 @@ static int page_parse(const store_page *pg, int64_t *cursor, int *limit)
     *cursor = 0;
     *limit = pg && pg->limit ? pg->limit : STORE_PAGE_DEFAULT;
     if (*limit < 0 || *limit > STORE_PAGE_MAX) {
-        set_err("limit must be 1..%d", STORE_PAGE_MAX);
+        store_set_err("limit must be 1..%d", STORE_PAGE_MAX);
         return -EINVAL;
     }
     if (pg && pg->page_token && pg->page_token[0]) {
         const char *t = pg->page_token;
         char *end;
         if (t[0] != 'c' || !t[1] || strlen(t) > 17) {
-            set_err("malformed page_token");
+            store_set_err("malformed page_token");
             return -EINVAL;
         }
         errno = 0;
         unsigned long long v = strtoull(t + 1, &end, 16);
         if (*end || errno || v == 0 || v > INT64_MAX) {
-            set_err("malformed page_token");
+            store_set_err("malformed page_token");
             return -EINVAL;
         }
         *cursor = (int64_t)v;

@@ -8,7 +8,7 @@ int store_run_create(store *st, int64_t dataset_id, int64_t model_id, const char
                      json_t *config, int64_t *id)
 {
     if (!arch) {
-        set_err("run: arch is required");
+        store_set_err("run: arch is required");
         return -EINVAL;
     }
     int rc = wbegin(st);
@@ -23,7 +23,7 @@ int store_run_create(store *st, int64_t dataset_id, int64_t model_id, const char
             sqlite3_bind_int64(s, 2, model_id);
         sqlite3_bind_text(s, 3, arch, -1, SQLITE_STATIC);
         rc = bind_json(s, 4, config, "{}");
-        sqlite3_bind_double(s, 5, now_s());
+        sqlite3_bind_double(s, 5, store_now_s());
         if (rc == 0)
             rc = wrun_insert(st, s, id);
         sqlite3_finalize(s);
@@ -152,7 +152,7 @@ int store_run_delete(store *st, int64_t id)
         rc = query_i64(st->w, "SELECT count(*) FROM jobs WHERE run_id = ?1 AND state IN "
                               "('queued', 'running')", id, &n);
     if (rc == 0 && n > 0) {
-        set_err("run %" PRId64 " has %" PRId64 " queued or running job(s)", id, n);
+        store_set_err("run %" PRId64 " has %" PRId64 " queued or running job(s)", id, n);
         rc = -EBUSY;
     }
     if (rc == 0)

@@ -12,7 +12,7 @@ const char *store_errmsg(void)
     return errbuf;
 }
 
-void set_err(const char *fmt, ...)
+void store_set_err(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -20,7 +20,7 @@ void set_err(const char *fmt, ...)
     va_end(ap);
 }
 
-double now_s(void)
+double store_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -30,7 +30,7 @@ double now_s(void)
 /* SQLite result code -> our error code; records the message for store_errmsg. */
 int db_fail(sqlite3 *db, int rc, const char *what)
 {
-    set_err("%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    store_set_err("%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     if (rc == SQLITE_NOMEM)
         return -ENOMEM;
     if ((rc & 0xff) == SQLITE_CONSTRAINT)

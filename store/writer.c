@@ -8,7 +8,7 @@
 int wstep(store *st, sqlite3_stmt *s)
 {
     if (st->fail_write > 0 && --st->fail_write == 0) {
-        set_err("injected write failure");
+        store_set_err("injected write failure");
         return INJECTED_FAILURE;
     }
     return sqlite3_step(s);
@@ -17,13 +17,13 @@ int wstep(store *st, sqlite3_stmt *s)
 int wexec(store *st, const char *sql)
 {
     if (st->fail_write > 0 && --st->fail_write == 0) {
-        set_err("injected write failure");
+        store_set_err("injected write failure");
         return -EIO;
     }
     char *msg = NULL;
     int rc = sqlite3_exec(st->w, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        set_err("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
+        store_set_err("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
         return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
     }
@@ -282,7 +282,7 @@ static int flush_progress(store *st, pprogress *pr)
     if (!j)
         return -ENOMEM;
     int64_t run = json_integer_value(json_object_get(j, "run"));
-    rc = ev_add(st, run, pr->job, "job", j, now_s());
+    rc = ev_add(st, run, pr->job, "job", j, store_now_s());
     json_decref(j);
     return rc;
 }
@@ -395,7 +395,7 @@ int store_events_after(store *st, int64_t run_id, int64_t after_id, int limit, j
 int store_note_push(store *st, int64_t run_id, int64_t job_id, const char *what,
                     const char *why)
 {
-    pitem p = {.kind = P_NOTE, .run = run_id, .job = job_id, .t = now_s()};
+    pitem p = {.kind = P_NOTE, .run = run_id, .job = job_id, .t = store_now_s()};
     p.what = xstrdup(what ? what : "");
     p.why = xstrdup(why ? why : "");
     if (!p.what || !p.why) {
