@@ -88,13 +88,13 @@ int learner_save(learner *l, const char *path, char *err, size_t errlen)
     int cap = l->net->n_tensors + 4;
     st_tensor *ts = calloc((size_t)cap, sizeof *ts);
     if (!ts) {
-        set_err(err, errlen, "checkpoint: out of memory");
+        lrn_set_err(err, errlen, "checkpoint: out of memory");
         return -ENOMEM;
     }
     int n = weights_views(l->net, ts, cap - 3);
     if (n < 0) {
         free(ts);
-        set_err(err, errlen, "checkpoint: cannot list the weights (%d)", n);
+        lrn_set_err(err, errlen, "checkpoint: cannot list the weights (%d)", n);
         return n;
     }
     int64_t meta[M_COUNT];
@@ -143,7 +143,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     if (!tm || tm->dtype != ST_I64 || tm->nbytes != sizeof m || !tst || tst->dtype != ST_F32 ||
         tst->nbytes != l->opt->n_state * sizeof(float) || !tsp || tsp->dtype != ST_I64 ||
         tsp->nbytes != (size_t)l->net->n_tensors * sizeof(int64_t)) {
-        set_err(err, errlen, "checkpoint %s: not a checkpoint of this learner (learner.meta, "
+        lrn_set_err(err, errlen, "checkpoint %s: not a checkpoint of this learner (learner.meta, "
                 "optim.state or optim.steps missing or of another size)", path);
         rc = -EINVAL;
         goto out_free;
@@ -152,7 +152,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     if (m[M_VERSION] != CKPT_VERSION || m[M_N_PARAMS] != (int64_t)l->net->n_params ||
         m[M_FREEZE_TO] < 0 || m[M_FREEZE_TO] > l->n_groups || m[M_SZ] < 8 ||
         m[M_SZ] > 1024) {
-        set_err(err, errlen, "checkpoint %s: learner.meta is of another version or model",
+        lrn_set_err(err, errlen, "checkpoint %s: learner.meta is of another version or model",
                 path);
         rc = -EINVAL;
         goto out_free;
@@ -162,7 +162,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     wf.tensors = calloc((size_t)(f.n ? f.n : 1), sizeof *wf.tensors);
     if (!wf.tensors) {
         rc = -ENOMEM;
-        set_err(err, errlen, "checkpoint: out of memory");
+        lrn_set_err(err, errlen, "checkpoint: out of memory");
         goto out_free;
     }
     wf.n = 0;
@@ -182,10 +182,10 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     l->best_valid_loss = (float)bitsd(m[M_BEST_LOSS]);
     l->best_accuracy = (float)bitsd(m[M_BEST_ACC]);
     if (l->sz != (int)m[M_SZ])
-        pc_drop(l);
+        lrn_pc_drop(l);
     l->sz = (int)m[M_SZ];
     l->weights_version++;
-    pc_drop(l);
+    lrn_pc_drop(l);
     int want_pc = (int)m[M_PRECOMPUTE];
     l->precompute = 0;
     net_freeze_to(l->net, (int)m[M_FREEZE_TO]);
@@ -219,7 +219,7 @@ out_free:
     return rc;
 }
 
-int ckpt_path(const learner *l, char *buf, size_t cap, const char *name)
+int lrn_ckpt_path(const learner *l, char *buf, size_t cap, const char *name)
 {
     int n = snprintf(buf, cap, "%s/%s", l->ckpt_dir, name);
     return n > 0 && (size_t)n < cap ? 0 : -ENAMETOOLONG;
@@ -227,7 +227,7 @@ int ckpt_path(const learner *l, char *buf, size_t cap, const char *name)
 
 /* ---- snapshots ---------------------------------------------------------------------------- */
 
-int snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t errlen)
+int lrn_snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t errlen)
 {
     net *n = l->net;
     float *s = malloc((n->n_params + n->n_buffers) * sizeof(float));
@@ -236,7 +236,7 @@ int snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t er
         free(s);
         if (grown)
             l->snapshots = grown;
-        set_err(err, errlen, "snapshot: out of memory");
+        lrn_set_err(err, errlen, "snapshot: out of memory");
         return -ENOMEM;
     }
     l->snapshots = grown;
@@ -247,13 +247,13 @@ int snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t er
     if (l->ckpt_dir) {
         char name[64];
         snprintf(name, sizeof name, "snapshot_%d.safetensors", l->n_snapshots - 1);
-        int rc = ckpt_path(l, path, sizeof path, name);
+        int rc = lrn_ckpt_path(l, path, sizeof path, name);
         if (!rc)
             rc = weights_save_file(n, path, err, errlen);
         if (rc)
             return rc;
     }
-    note(h, "snapshot", "saved the weights after the last batch of cycle %d (snapshot %d)%s%s",
+    lrn_note(h, "snapshot", "saved the weights after the last batch of cycle %d (snapshot %d)%s%s",
          cycle, l->n_snapshots - 1, path[0] ? " to " : "", path);
     return 0;
 }

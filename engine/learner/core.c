@@ -19,7 +19,7 @@
 #include "safetensors.h"
 #include "weights.h"
 
-void set_err(char *err, size_t errlen, const char *fmt, ...)
+void lrn_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     if (!err || !errlen)
         return;
@@ -29,14 +29,14 @@ void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-double now_s(void)
+double lrn_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void note(const ev_hooks *h, const char *what, const char *fmt, ...)
+void lrn_note(const ev_hooks *h, const char *what, const char *fmt, ...)
 {
     if (!h || !h->on_note)
         return;
@@ -48,18 +48,18 @@ void note(const ev_hooks *h, const char *what, const char *fmt, ...)
     h->on_note(h->ctx, what, why);
 }
 
-void progress(const ev_hooks *h, double frac, double t0)
+void lrn_progress(const ev_hooks *h, double frac, double t0)
 {
     if (!h || !h->on_progress)
         return;
-    double el = now_s() - t0;
+    double el = lrn_now_s() - t0;
     double eta = frac > 1e-6 ? el * (1.0 - frac) / frac : -1.0;
     h->on_progress(h->ctx, frac > 1.0 ? 1.0 : frac, eta);
 }
 
 /* ---- net copies ------------------------------------------------------------------------- */
 
-void net_copy_free(net_copy *c)
+void lrn_net_copy_free(net_copy *c)
 {
     free(c->params);
     free(c->buffers);
@@ -68,7 +68,7 @@ void net_copy_free(net_copy *c)
     memset(c, 0, sizeof *c);
 }
 
-int net_copy_save(net_copy *c, const learner *l)
+int lrn_net_copy_save(net_copy *c, const learner *l)
 {
     const net *n = l->net;
     memset(c, 0, sizeof *c);
@@ -77,7 +77,7 @@ int net_copy_save(net_copy *c, const learner *l)
     c->opt_state = malloc((l->opt->n_state ? l->opt->n_state : 1) * sizeof(float));
     c->opt_steps = malloc((size_t)(n->n_tensors ? n->n_tensors : 1) * sizeof(int64_t));
     if (!c->params || !c->buffers || !c->opt_state || !c->opt_steps) {
-        net_copy_free(c);
+        lrn_net_copy_free(c);
         return -ENOMEM;
     }
     memcpy(c->params, n->params, n->n_params * sizeof(float));
@@ -88,7 +88,7 @@ int net_copy_save(net_copy *c, const learner *l)
     return 0;
 }
 
-void net_copy_restore(const net_copy *c, learner *l)
+void lrn_net_copy_restore(const net_copy *c, learner *l)
 {
     net *n = l->net;
     memcpy(n->params, c->params, n->n_params * sizeof(float));
@@ -101,7 +101,7 @@ void net_copy_restore(const net_copy *c, learner *l)
 
 /* ---- batches from the loaders or from the cache ------------------------------------------- */
 
-int src_begin(batch_src *s, learner *l, ds_split split, int augment, int cached)
+int lrn_src_begin(batch_src *s, learner *l, ds_split split, int augment, int cached)
 {
     memset(s, 0, sizeof *s);
     s->l = l;
@@ -131,7 +131,7 @@ int src_begin(batch_src *s, learner *l, ds_split split, int augment, int cached)
 }
 
 /* 1 with *v filled, 0 at the end, negative on error. */
-int src_next(batch_src *s, batch_view *v)
+int lrn_src_next(batch_src *s, batch_view *v)
 {
     learner *l = s->l;
     if (!s->cached) {
@@ -180,7 +180,7 @@ static const float *src_forward(learner *l, int cached, const float *x, int trai
 
 /* ---- metrics ---------------------------------------------------------------------------- */
 
-void acc_add_probs(metric_acc *a, const float *probs, const int32_t *y, const float *t,
+void lrn_acc_add_probs(metric_acc *a, const float *probs, const int32_t *y, const float *t,
                    int n, int nc, int multi)
 {
     for (int i = 0; i < n; i++) {
@@ -210,7 +210,7 @@ void acc_add_probs(metric_acc *a, const float *probs, const int32_t *y, const fl
     a->n += n;
 }
 
-void acc_result(const metric_acc *a, int multi, float *loss, float *accuracy, float *f2)
+void lrn_acc_result(const metric_acc *a, int multi, float *loss, float *accuracy, float *f2)
 {
     double n = a->n ? (double)a->n : 1.0;
     if (loss)
@@ -222,7 +222,7 @@ void acc_result(const metric_acc *a, int multi, float *loss, float *accuracy, fl
 }
 
 /* Softmax (or sigmoid when multi-label) of logits, for predictions without labels. */
-void logits_to_probs(float *p, const float *z, int n, int nc, int multi)
+void lrn_logits_to_probs(float *p, const float *z, int n, int nc, int multi)
 {
     for (int i = 0; i < n; i++) {
         const float *zi = z + (size_t)i * nc;
@@ -244,7 +244,7 @@ void logits_to_probs(float *p, const float *z, int n, int nc, int multi)
 }
 
 /* Loss of given probabilities (the averaged TTA ones). */
-double probs_loss(const float *p, const int32_t *y, const float *t, int n, int nc,
+double lrn_probs_loss(const float *p, const int32_t *y, const float *t, int n, int nc,
                   int multi)
 {
     double s = 0.0;
@@ -263,18 +263,18 @@ double probs_loss(const float *p, const int32_t *y, const float *t, int n, int n
 }
 
 /* Validation over the valid split: loss, accuracy, F2. Uses the cache when it is on. */
-int validate(learner *l, float *loss, float *accuracy, float *f2)
+int lrn_validate(learner *l, float *loss, float *accuracy, float *f2)
 {
     batch_src s;
     int cached = l->precompute && l->pc_valid;
-    int rc = src_begin(&s, l, SPLIT_VALID, 0, cached);
+    int rc = lrn_src_begin(&s, l, SPLIT_VALID, 0, cached);
     if (rc)
         return rc;
     metric_acc a = {0};
     batch_view v;
     int nc = l->info->n_classes, multi = l->info->multi_label;
     net *m = l->net;
-    while ((rc = src_next(&s, &v)) > 0) {
+    while ((rc = lrn_src_next(&s, &v)) > 0) {
         rc = net_set_batch(m, v.n, l->sz, l->sz);
         if (rc)
             return rc;
@@ -282,11 +282,11 @@ int validate(learner *l, float *loss, float *accuracy, float *f2)
             return -ENOMEM;
         float bl = net_loss(m, v.y, v.t);
         a.loss_sum += (double)bl * v.n;
-        acc_add_probs(&a, m->probs, v.y, v.t, v.n, nc, multi);
+        lrn_acc_add_probs(&a, m->probs, v.y, v.t, v.n, nc, multi);
     }
     if (rc < 0)
         return rc;
-    acc_result(&a, multi, loss, accuracy, f2);
+    lrn_acc_result(&a, multi, loss, accuracy, f2);
     return 0;
 }
 
@@ -295,7 +295,7 @@ int validate(learner *l, float *loss, float *accuracy, float *f2)
 static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
 static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
 
-void tfm_fill(const learner *l, tfm_config *t, int augment)
+void lrn_tfm_fill(const learner *l, tfm_config *t, int augment)
 {
     memset(t, 0, sizeof *t);
     t->sz = l->sz;
@@ -307,13 +307,13 @@ void tfm_fill(const learner *l, tfm_config *t, int augment)
     memcpy(t->std, l->std, sizeof t->std);
 }
 
-int make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
+int lrn_make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
                 int augment, char *err, size_t errlen)
 {
     loader_config lc;
     memset(&lc, 0, sizeof lc);
     lc.bs = l->bs;
-    tfm_fill(l, &lc.tfm, augment);
+    lrn_tfm_fill(l, &lc.tfm, augment);
     lc.shuffle = shuffle;
     lc.drop_last = drop_last;
     lc.threads = l->cfg.loader_threads;
@@ -329,7 +329,7 @@ void learner_destroy(learner *l)
     loader_destroy(l->train_dl);
     loader_destroy(l->valid_dl);
     loader_destroy(l->plain_dl);
-    pc_drop(l);
+    lrn_pc_drop(l);
     free(l->pc_xbuf);
     free(l->pc_ybuf);
     free(l->pc_tbuf);
@@ -356,34 +356,34 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
 {
     *out = NULL;
     if (!cfg || !ds) {
-        set_err(err, errlen, "learner: no configuration or dataset");
+        lrn_set_err(err, errlen, "learner: no configuration or dataset");
         return -EINVAL;
     }
     const ds_info *info = dataset_info(ds);
     if (cfg->sz < 8 || cfg->sz > 1024) {
-        set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", cfg->sz);
+        lrn_set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", cfg->sz);
         return -EINVAL;
     }
     if (cfg->bs < 1 || cfg->bs > 4096) {
-        set_err(err, errlen, "bs: must be between 1 and 4096 (got %d)", cfg->bs);
+        lrn_set_err(err, errlen, "bs: must be between 1 and 4096 (got %d)", cfg->bs);
         return -EINVAL;
     }
     if (!cfg->model.arch || !model_arch_known(cfg->model.arch)) {
-        set_err(err, errlen, "arch: unknown architecture '%s'",
+        lrn_set_err(err, errlen, "arch: unknown architecture '%s'",
                 cfg->model.arch ? cfg->model.arch : "(null)");
         return -EINVAL;
     }
     if (cfg->precompute && !cfg->pretrained) {
-        set_err(err, errlen, "precompute: needs a pretrained body (set pretrained)");
+        lrn_set_err(err, errlen, "precompute: needs a pretrained body (set pretrained)");
         return -EINVAL;
     }
     if (info->count[SPLIT_TRAIN] < 1 || info->count[SPLIT_VALID] < 1) {
-        set_err(err, errlen, "dataset: needs training and validation images (has %d and %d)",
+        lrn_set_err(err, errlen, "dataset: needs training and validation images (has %d and %d)",
                 info->count[SPLIT_TRAIN], info->count[SPLIT_VALID]);
         return -EINVAL;
     }
     if (info->n_classes < 2 && !info->multi_label) {
-        set_err(err, errlen, "dataset: needs at least 2 classes (has %d)", info->n_classes);
+        lrn_set_err(err, errlen, "dataset: needs at least 2 classes (has %d)", info->n_classes);
         return -EINVAL;
     }
 
@@ -412,7 +412,7 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
             goto out_fail;
         l->c_in = pretrained_c_in(&pre);
         if (l->c_in != 1 && l->c_in != 3) {
-            set_err(err, errlen, "pretrained: %s has no conv1.weight of 1 or 3 input channels",
+            lrn_set_err(err, errlen, "pretrained: %s has no conv1.weight of 1 or 3 input channels",
                     l->pretrained);
             rc = -EINVAL;
             goto out_fail;
@@ -435,7 +435,7 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
     l->n_groups = l->net->n_groups;
     l->head_group = l->n_groups - 1;
     if (l->n_groups > LEARNER_MAX_GROUPS) {
-        set_err(err, errlen, "arch: %d layer groups, at most %d supported", l->n_groups,
+        lrn_set_err(err, errlen, "arch: %d layer groups, at most %d supported", l->n_groups,
                 LEARNER_MAX_GROUPS);
         rc = -EINVAL;
         goto out_fail;
@@ -467,9 +467,9 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
     if (rc)
         goto out_fail;
     int n_train = info->count[SPLIT_TRAIN];
-    rc = make_loader(l, &l->train_dl, SPLIT_TRAIN, 1, n_train >= l->bs, 1, err, errlen);
+    rc = lrn_make_loader(l, &l->train_dl, SPLIT_TRAIN, 1, n_train >= l->bs, 1, err, errlen);
     if (!rc)
-        rc = make_loader(l, &l->valid_dl, SPLIT_VALID, 0, 0, 0, err, errlen);
+        rc = lrn_make_loader(l, &l->valid_dl, SPLIT_VALID, 0, 0, 0, err, errlen);
     if (rc)
         goto out_fail;
 
@@ -487,7 +487,7 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
     return 0;
 out_nomem:
     rc = -ENOMEM;
-    set_err(err, errlen, "learner: out of memory");
+    lrn_set_err(err, errlen, "learner: out of memory");
 out_fail:
     st_free(&pre);
     learner_destroy(l);
@@ -504,14 +504,14 @@ net *learner_net(learner *l)
 int learner_freeze_to(learner *l, int group, char *err, size_t errlen)
 {
     if (group < 0 || group > l->n_groups) {
-        set_err(err, errlen, "to: must be between 0 and %d (got %d)", l->n_groups, group);
+        lrn_set_err(err, errlen, "to: must be between 0 and %d (got %d)", l->n_groups, group);
         return -EINVAL;
     }
     if (group < l->head_group)
         l->precompute = 0; /* the cache holds a frozen body's output only */
     int rc = net_freeze_to(l->net, group);
     if (rc)
-        set_err(err, errlen, "freeze: out of memory for the gradient buffers");
+        lrn_set_err(err, errlen, "freeze: out of memory for the gradient buffers");
     return rc;
 }
 
@@ -527,13 +527,13 @@ int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
         return 0;
     }
     if (l->net->freeze_to != l->head_group) {
-        set_err(err, errlen,
+        lrn_set_err(err, errlen,
                 "precompute: needs the body frozen (freeze_to %d, now %d)", l->head_group,
                 l->net->freeze_to);
         return -EINVAL;
     }
     if (!l->pc_perm) {
-        int rc = pc_setup(l, err, errlen);
+        int rc = lrn_pc_setup(l, err, errlen);
         if (rc)
             return rc;
         int n = l->info->count[SPLIT_TRAIN] > l->info->count[SPLIT_VALID]
@@ -545,7 +545,7 @@ int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
         if (!l->pc_xbuf || !l->pc_ybuf || !l->pc_tbuf || !l->pc_perm) {
             free(l->pc_perm);
             l->pc_perm = NULL;
-            set_err(err, errlen, "precompute: out of memory");
+            lrn_set_err(err, errlen, "precompute: out of memory");
             return -ENOMEM;
         }
     }
@@ -556,12 +556,12 @@ int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
 int learner_resize(learner *l, int sz, char *err, size_t errlen)
 {
     if (sz < 8 || sz > 1024) {
-        set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", sz);
+        lrn_set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", sz);
         return -EINVAL;
     }
     if (sz != l->sz) {
         l->sz = sz;
-        pc_drop(l);
+        lrn_pc_drop(l);
     }
     return 0;
 }
@@ -585,7 +585,7 @@ void learner_get_state(const learner *l, learner_state *st)
 
 /* One optimizer step on a batch (images, or cached activations through the head);
  * returns the batch loss. */
-float train_step(learner *l, int cached, const batch_view *v, const double *lrs,
+float lrn_train_step(learner *l, int cached, const batch_view *v, const double *lrs,
                  int *rc)
 {
     net *m = l->net;
@@ -606,24 +606,24 @@ float train_step(learner *l, int cached, const batch_view *v, const double *lrs,
     return loss;
 }
 
-int check_lrs(const learner *l, int n_lrs, const double *lrs, const char *field,
+int lrn_check_lrs(const learner *l, int n_lrs, const double *lrs, const char *field,
               char *err, size_t errlen)
 {
     if (n_lrs != 1 && n_lrs != l->n_groups) {
-        set_err(err, errlen, "%s: give one value or one per layer group (%d), got %d", field,
+        lrn_set_err(err, errlen, "%s: give one value or one per layer group (%d), got %d", field,
                 l->n_groups, n_lrs);
         return -EINVAL;
     }
     for (int g = 0; g < n_lrs; g++)
         if (!isfinite(lrs[g]) || lrs[g] <= 0.0 || lrs[g] > 100.0) {
-            set_err(err, errlen, "%s: must be positive and at most 100 (got %g)", field,
+            lrn_set_err(err, errlen, "%s: must be positive and at most 100 (got %g)", field,
                     lrs[g]);
             return -EINVAL;
         }
     return 0;
 }
 
-void expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, double f)
+void lrn_expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, double f)
 {
     for (int g = 0; g < n_groups; g++)
         dst[g] = lrs[n_lrs == 1 ? 0 : g] * f;

@@ -26,7 +26,7 @@ static int fit_checkpoint(learner *l, char *err, size_t errlen)
     if (!l->ckpt_dir)
         return 0;
     char path[4096];
-    int rc = ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
+    int rc = lrn_ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
     if (!rc)
         rc = learner_save(l, path, err, errlen);
     return rc;
@@ -55,13 +55,13 @@ static int snapshots_reload(learner *l, int n_snap, char *err, size_t errlen)
         return 0;
     net *n = l->net;
     net_copy keep;
-    int rc = net_copy_save(&keep, l);
+    int rc = lrn_net_copy_save(&keep, l);
     if (rc)
         return rc;
     for (int i = 0; i < n_snap && !rc; i++) {
         char name[64], path[4096];
         snprintf(name, sizeof name, "snapshot_%d.safetensors", i);
-        rc = ckpt_path(l, path, sizeof path, name);
+        rc = lrn_ckpt_path(l, path, sizeof path, name);
         if (!rc)
             rc = weights_load_file(n, path, WEIGHTS_ALL, err, errlen);
         if (!rc) {
@@ -79,30 +79,30 @@ static int snapshots_reload(learner *l, int n_snap, char *err, size_t errlen)
             l->snapshots[l->n_snapshots++] = s;
         }
     }
-    net_copy_restore(&keep, l);
-    net_copy_free(&keep);
+    lrn_net_copy_restore(&keep, l);
+    lrn_net_copy_free(&keep);
     return rc;
 }
 
 /* stop_worse_cycle: the recipe's "until validation loss stops improving": stop at a cycle
  * end whose validation loss is not below the previous cycle end's, and go back to that
  * cycle end's weights. */
-int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cycle,
+int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cycle,
             char *err, size_t errlen)
 {
-    int rc = check_lrs(l, o->n_lrs, o->lrs, "lrs", err, errlen);
+    int rc = lrn_check_lrs(l, o->n_lrs, o->lrs, "lrs", err, errlen);
     if (rc)
         return rc;
     if (!(o->wd >= 0.0 && o->wd < 1.0)) {
-        set_err(err, errlen, "wd: must be in [0, 1) (got %g)", o->wd);
+        lrn_set_err(err, errlen, "wd: must be in [0, 1) (got %g)", o->wd);
         return -EINVAL;
     }
     if (o->early_stop_patience < 0) {
-        set_err(err, errlen, "early_stop.patience: must be positive");
+        lrn_set_err(err, errlen, "early_stop.patience: must be positive");
         return -EINVAL;
     }
     if (l->precompute) {
-        rc = pc_ensure(l, h, err, errlen);
+        rc = lrn_pc_ensure(l, h, err, errlen);
         if (rc)
             return rc;
     }
@@ -118,20 +118,20 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
     plan.cycle_mult = o->cycle_mult > 0 ? o->cycle_mult : 1;
     char serr[160];
     if ((rc = sched_plan_check(&plan, serr, sizeof serr))) {
-        set_err(err, errlen, "%s", serr);
+        lrn_set_err(err, errlen, "%s", serr);
         return rc;
     }
 
     fit_pos *fp = &l->fit;
     if (o->resume) {
         if (!l->ckpt_dir) {
-            set_err(err, errlen, "resume: the learner has no checkpoint folder");
+            lrn_set_err(err, errlen, "resume: the learner has no checkpoint folder");
             return -EINVAL;
         }
         char path[4096];
-        rc = ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
+        rc = lrn_ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
         if (!rc && access(path, R_OK) != 0) {
-            set_err(err, errlen, "resume: no checkpoint at %s", path);
+            lrn_set_err(err, errlen, "resume: no checkpoint at %s", path);
             return -ENOENT;
         }
         if (!rc)
@@ -139,20 +139,20 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
         if (rc)
             return rc;
         if (!fp->active) {
-            note(h, "resume", "the checkpointed fit had already finished; nothing to do");
+            lrn_note(h, "resume", "the checkpointed fit had already finished; nothing to do");
             return 0;
         }
         cached = l->precompute;
-        if (cached && (rc = pc_ensure(l, h, err, errlen)))
+        if (cached && (rc = lrn_pc_ensure(l, h, err, errlen)))
             return rc;
         if (!fit_same(fp, o, &plan)) {
-            set_err(err, errlen, "resume: the checkpoint belongs to a fit with other settings");
+            lrn_set_err(err, errlen, "resume: the checkpoint belongs to a fit with other settings");
             return -EINVAL;
         }
         rc = snapshots_reload(l, fp->n_snapshots, err, errlen);
         if (rc)
             return rc;
-        note(h, "resume", "continuing at epoch %d of %lld from the last epoch checkpoint",
+        lrn_note(h, "resume", "continuing at epoch %d of %lld from the last epoch checkpoint",
              fp->next_epoch, (long long)sched_total_epochs(&plan));
     } else {
         memset(fp, 0, sizeof *fp);
@@ -177,28 +177,28 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
     net_copy best = {0};
     int have_best = 0, since_best = 0;
     float best_loss = INFINITY, prev_cycle_loss = INFINITY;
-    double t0 = now_s();
+    double t0 = lrn_now_s();
     int64_t it0 = (int64_t)fp->next_epoch * bpe;
     for (int e = fp->next_epoch; e < total_epochs; e++) {
-        double te = now_s();
+        double te = lrn_now_s();
         l->epoch_id = fp->epoch_base + e;
         batch_src s;
-        rc = src_begin(&s, l, SPLIT_TRAIN, !cached, cached);
+        rc = lrn_src_begin(&s, l, SPLIT_TRAIN, !cached, cached);
         if (rc) {
-            set_err(err, errlen, "fit: the loader failed (%d)", rc);
+            lrn_set_err(err, errlen, "fit: the loader failed (%d)", rc);
             goto out_stop;
         }
         batch_view v;
         int got = 0, b = 0;
         int64_t imgs = 0;
         double last_sl = NAN;
-        while (b < bpe && (got = src_next(&s, &v)) > 0) {
+        while (b < bpe && (got = lrn_src_next(&s, &v)) > 0) {
             int64_t t = (int64_t)e * bpe + b;
             double lrs[LEARNER_MAX_GROUPS];
-            expand_lrs(lrs, l->n_groups, o->n_lrs, o->lrs, sched_factor(&plan, t));
-            float loss = train_step(l, cached, &v, lrs, &rc);
+            lrn_expand_lrs(lrs, l->n_groups, o->n_lrs, o->lrs, sched_factor(&plan, t));
+            float loss = lrn_train_step(l, cached, &v, lrs, &rc);
             if (rc) {
-                set_err(err, errlen, "fit: the batch does not fit the network (%d)", rc);
+                lrn_set_err(err, errlen, "fit: the batch does not fit the network (%d)", rc);
                 goto out_stop;
             }
             l->step++;
@@ -207,7 +207,7 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
                 l->weights_version++;
             last_sl = smoother_add(&fp->smooth, loss);
             if (!isfinite(loss)) {
-                set_err(err, errlen,
+                lrn_set_err(err, errlen,
                         "fit: the training loss is not finite at epoch %d batch %d: the "
                         "learning rate is too high", e, b);
                 rc = -EDOM;
@@ -218,38 +218,38 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
                            .n_groups = l->n_groups};
             for (int g = 0; g < l->n_groups && g < 4; g++)
                 eb.lrs[g] = (float)lrs[g];
-            double el = now_s() - te;
+            double el = lrn_now_s() - te;
             eb.img_per_s = el > 0 ? (double)imgs / el : 0.0;
             b++;
             if (h && h->on_batch && h->on_batch(h->ctx, &eb)) {
                 rc = -ECANCELED;
-                set_err(err, errlen, "fit: cancelled");
+                lrn_set_err(err, errlen, "fit: cancelled");
                 goto out_stop;
             }
-            progress(h, (double)(t + 1 - it0) / (double)(total_it - it0), t0);
+            lrn_progress(h, (double)(t + 1 - it0) / (double)(total_it - it0), t0);
         }
         if (got < 0) {
             rc = got;
-            set_err(err, errlen, "fit: the loader failed (%d)", rc);
+            lrn_set_err(err, errlen, "fit: the loader failed (%d)", rc);
             goto out_stop;
         }
-        double train_s = now_s() - te;
+        double train_s = lrn_now_s() - te;
         ev_epoch ee = {.epoch = e, .train_loss = (float)last_sl};
         int is_last = 0;
         ee.cycle = sched_cycle_of_epoch(&plan, e, &is_last);
-        rc = validate(l, &ee.valid_loss, &ee.accuracy, &ee.f2);
+        rc = lrn_validate(l, &ee.valid_loss, &ee.accuracy, &ee.f2);
         if (rc) {
-            set_err(err, errlen, "fit: validation failed (%d)", rc);
+            lrn_set_err(err, errlen, "fit: validation failed (%d)", rc);
             goto out_stop;
         }
-        ee.seconds = now_s() - te;
+        ee.seconds = lrn_now_s() - te;
         ee.img_per_s = train_s > 0 ? (double)imgs / train_s : 0.0;
         l->epochs_done++;
         if (ee.valid_loss < l->best_valid_loss)
             l->best_valid_loss = ee.valid_loss;
         if (ee.accuracy > l->best_accuracy)
             l->best_accuracy = ee.accuracy;
-        if (is_last && o->snapshots && (rc = snapshot_take(l, ee.cycle, h, err, errlen)))
+        if (is_last && o->snapshots && (rc = lrn_snapshot_take(l, ee.cycle, h, err, errlen)))
             goto out_stop;
         fp->next_epoch = e + 1;
         fp->n_snapshots = l->n_snapshots;
@@ -260,8 +260,8 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
             if (ee.valid_loss < best_loss) {
                 best_loss = ee.valid_loss;
                 since_best = 0;
-                net_copy_free(&best);
-                if (net_copy_save(&best, l) == 0)
+                lrn_net_copy_free(&best);
+                if (lrn_net_copy_save(&best, l) == 0)
                     have_best = 1;
             } else if (++since_best >= o->early_stop_patience) {
                 stop = 1;
@@ -272,14 +272,14 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
                 stop = 2;
             } else {
                 prev_cycle_loss = ee.valid_loss;
-                net_copy_free(&best);
-                have_best = net_copy_save(&best, l) == 0;
+                lrn_net_copy_free(&best);
+                have_best = lrn_net_copy_save(&best, l) == 0;
             }
         }
         if (stop) {
             fp->active = 0;
             if (have_best) {
-                net_copy_restore(&best, l);
+                lrn_net_copy_restore(&best, l);
                 l->weights_version++;
             }
         }
@@ -293,11 +293,11 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
             cancel = 1;
         if (stop) {
             if (stop == 1)
-                note(h, "early_stop",
+                lrn_note(h, "early_stop",
                      "validation loss has not improved for %d epochs; kept the best epoch's "
                      "weights (valid loss %.4f)", o->early_stop_patience, best_loss);
             else
-                note(h, "stop",
+                lrn_note(h, "stop",
                      "validation loss %.4f at the end of cycle %d is not below %.4f at the "
                      "previous cycle's end; went back to those weights", ee.valid_loss,
                      ee.cycle, prev_cycle_loss);
@@ -305,24 +305,24 @@ int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cyc
         }
         if (cancel && e + 1 < total_epochs) {
             rc = -ECANCELED;
-            set_err(err, errlen, "fit: cancelled");
+            lrn_set_err(err, errlen, "fit: cancelled");
             goto out_stop;
         }
     }
     fp->active = 0;
-    net_copy_free(&best);
+    lrn_net_copy_free(&best);
     return 0;
 out_stop:
-    net_copy_free(&best);
+    lrn_net_copy_free(&best);
     return rc;
 }
 
 int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen)
 {
     if (!o) {
-        set_err(err, errlen, "fit: no options");
+        lrn_set_err(err, errlen, "fit: no options");
         return -EINVAL;
     }
-    int rc = fit_run(l, o, h, 0, err, errlen);
+    int rc = lrn_fit_run(l, o, h, 0, err, errlen);
     return rc;
 }

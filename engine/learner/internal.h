@@ -1,5 +1,5 @@
 /* internal.h: the learner struct, its private types, and the helpers shared by the files of
- * engine/learner/. */
+ * engine/learner/ (prefixed lrn_: they are global symbols of the engine library). */
 #ifndef SGDRD_LEARNER_INTERNAL_H
 #define SGDRD_LEARNER_INTERNAL_H
 
@@ -104,44 +104,44 @@ typedef struct metric_acc {
 } metric_acc;
 
 /* core.c */
-void set_err(char *err, size_t errlen, const char *fmt, ...)
+void lrn_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-double now_s(void);
-void note(const ev_hooks *h, const char *what, const char *fmt, ...)
+double lrn_now_s(void);
+void lrn_note(const ev_hooks *h, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void progress(const ev_hooks *h, double frac, double t0);
-void net_copy_free(net_copy *c);
-int net_copy_save(net_copy *c, const learner *l);
-void net_copy_restore(const net_copy *c, learner *l);
-int src_begin(batch_src *s, learner *l, ds_split split, int augment, int cached);
-int src_next(batch_src *s, batch_view *v);
-void acc_add_probs(metric_acc *a, const float *probs, const int32_t *y, const float *t,
+void lrn_progress(const ev_hooks *h, double frac, double t0);
+void lrn_net_copy_free(net_copy *c);
+int lrn_net_copy_save(net_copy *c, const learner *l);
+void lrn_net_copy_restore(const net_copy *c, learner *l);
+int lrn_src_begin(batch_src *s, learner *l, ds_split split, int augment, int cached);
+int lrn_src_next(batch_src *s, batch_view *v);
+void lrn_acc_add_probs(metric_acc *a, const float *probs, const int32_t *y, const float *t,
                    int n, int nc, int multi);
-void acc_result(const metric_acc *a, int multi, float *loss, float *accuracy, float *f2);
-void logits_to_probs(float *p, const float *z, int n, int nc, int multi);
-double probs_loss(const float *p, const int32_t *y, const float *t, int n, int nc,
+void lrn_acc_result(const metric_acc *a, int multi, float *loss, float *accuracy, float *f2);
+void lrn_logits_to_probs(float *p, const float *z, int n, int nc, int multi);
+double lrn_probs_loss(const float *p, const int32_t *y, const float *t, int n, int nc,
                   int multi);
-int validate(learner *l, float *loss, float *accuracy, float *f2);
-void tfm_fill(const learner *l, tfm_config *t, int augment);
-int make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
+int lrn_validate(learner *l, float *loss, float *accuracy, float *f2);
+void lrn_tfm_fill(const learner *l, tfm_config *t, int augment);
+int lrn_make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
                 int augment, char *err, size_t errlen);
-float train_step(learner *l, int cached, const batch_view *v, const double *lrs,
+float lrn_train_step(learner *l, int cached, const batch_view *v, const double *lrs,
                  int *rc);
-int check_lrs(const learner *l, int n_lrs, const double *lrs, const char *field,
+int lrn_check_lrs(const learner *l, int n_lrs, const double *lrs, const char *field,
               char *err, size_t errlen);
-void expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, double f);
+void lrn_expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, double f);
 
 /* precompute.c */
-int pc_setup(learner *l, char *err, size_t errlen);
-void pc_drop(learner *l);
-int pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen);
+int lrn_pc_setup(learner *l, char *err, size_t errlen);
+void lrn_pc_drop(learner *l);
+int lrn_pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen);
 
 /* checkpoint.c */
-int ckpt_path(const learner *l, char *buf, size_t cap, const char *name);
-int snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t errlen);
+int lrn_ckpt_path(const learner *l, char *buf, size_t cap, const char *name);
+int lrn_snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t errlen);
 
 /* fit.c */
-int fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cycle,
+int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cycle,
             char *err, size_t errlen);
 
 #endif

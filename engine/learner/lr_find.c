@@ -28,7 +28,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     double start = o && o->start_lr > 0 ? o->start_lr : 1e-5;
     double end = o && o->end_lr > 0 ? o->end_lr : 10.0;
     if (!(start < end) || !isfinite(end) || end > 1e3) {
-        set_err(err, errlen, "end_lr: must be above start_lr and at most 1000 (%g, %g)", start,
+        lrn_set_err(err, errlen, "end_lr: must be above start_lr and at most 1000 (%g, %g)", start,
                 end);
         return -EINVAL;
     }
@@ -36,7 +36,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     for (int g = 0; g < l->n_groups; g++)
         ratios[g] = 1.0;
     if (o && o->n_lrs) {
-        int rc = check_lrs(l, o->n_lrs, o->lrs, "lrs", err, errlen);
+        int rc = lrn_check_lrs(l, o->n_lrs, o->lrs, "lrs", err, errlen);
         if (rc)
             return rc;
         double last = o->lrs[o->n_lrs - 1];
@@ -44,12 +44,12 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
             ratios[g] = o->lrs[o->n_lrs == 1 ? 0 : g] / last;
     }
     if (o && (o->wd < 0.0 || !isfinite(o->wd))) {
-        set_err(err, errlen, "wd: must be a non-negative number");
+        lrn_set_err(err, errlen, "wd: must be a non-negative number");
         return -EINVAL;
     }
     int rc = 0;
     if (l->precompute) {
-        rc = pc_ensure(l, h, err, errlen);
+        rc = lrn_pc_ensure(l, h, err, errlen);
         if (rc)
             return rc;
     }
@@ -58,20 +58,20 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
                                                     : (l->pc_train.n > 0))
                          : loader_n_batches(l->train_dl);
     if (bpe < 1) {
-        set_err(err, errlen, "lr_find: the training split gives no batch");
+        lrn_set_err(err, errlen, "lr_find: the training split gives no batch");
         return -EINVAL;
     }
     int num_it = o && o->num_it > 0 ? o->num_it : lrfind_default_iters(bpe);
     if (num_it > 100000) {
-        set_err(err, errlen, "num_it: at most 100000 (got %d)", num_it);
+        lrn_set_err(err, errlen, "num_it: at most 100000 (got %d)", num_it);
         return -EINVAL;
     }
 
     /* Everything the sweep changes is put back afterwards, whatever happens. */
     net_copy saved;
-    rc = net_copy_save(&saved, l);
+    rc = lrn_net_copy_save(&saved, l);
     if (rc) {
-        set_err(err, errlen, "lr_find: out of memory saving the weights");
+        lrn_set_err(err, errlen, "lr_find: out of memory saving the weights");
         return rc;
     }
     double wd = o ? o->wd : 0.0;
@@ -79,31 +79,31 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     out->points = calloc((size_t)num_it, sizeof *out->points);
     if (!out->points) {
         rc = -ENOMEM;
-        set_err(err, errlen, "lr_find: out of memory");
+        lrn_set_err(err, errlen, "lr_find: out of memory");
         goto out_restore;
     }
     loss_smoother sm;
     smoother_reset(&sm);
     lrfind_stop stop;
     lrfind_stop_reset(&stop);
-    double t0 = now_s();
+    double t0 = lrn_now_s();
     int it = 0;
     while (it < num_it && rc == 0) {
         batch_src s;
-        rc = src_begin(&s, l, SPLIT_TRAIN, !cached, cached);
+        rc = lrn_src_begin(&s, l, SPLIT_TRAIN, !cached, cached);
         if (rc) {
-            set_err(err, errlen, "lr_find: the loader failed (%d)", rc);
+            lrn_set_err(err, errlen, "lr_find: the loader failed (%d)", rc);
             break;
         }
         batch_view v;
         int got = 0;
-        while (it < num_it && (got = src_next(&s, &v)) > 0) {
+        while (it < num_it && (got = lrn_src_next(&s, &v)) > 0) {
             double f = sched_exp_sweep(start, end, it, num_it), lrs[LEARNER_MAX_GROUPS];
             for (int g = 0; g < l->n_groups; g++)
                 lrs[g] = ratios[g] * f;
-            float loss = train_step(l, cached, &v, lrs, &rc);
+            float loss = lrn_train_step(l, cached, &v, lrs, &rc);
             if (rc) {
-                set_err(err, errlen, "lr_find: the batch does not fit the network (%d)", rc);
+                lrn_set_err(err, errlen, "lr_find: the batch does not fit the network (%d)", rc);
                 break;
             }
             double sl = smoother_add(&sm, loss);
@@ -115,10 +115,10 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
             out->n_points = ++it;
             if (h && h->on_sweep_point && h->on_sweep_point(h->ctx, p)) {
                 rc = -ECANCELED;
-                set_err(err, errlen, "lr_find: cancelled");
+                lrn_set_err(err, errlen, "lr_find: cancelled");
                 break;
             }
-            progress(h, (double)it / num_it, t0);
+            lrn_progress(h, (double)it / num_it, t0);
             if (lrfind_stop_check(&stop, it - 1, sl)) {
                 out->stopped_early = 1;
                 it = num_it;
@@ -127,18 +127,18 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
         }
         if (!rc && it < num_it && got < 0) {
             rc = got;
-            set_err(err, errlen, "lr_find: the loader failed (%d)", rc);
+            lrn_set_err(err, errlen, "lr_find: the loader failed (%d)", rc);
         }
         if (!rc && it < num_it && s.batch_i == 0) {
             rc = -EIO;
-            set_err(err, errlen, "lr_find: the training split gave no batch");
+            lrn_set_err(err, errlen, "lr_find: the training split gave no batch");
         }
     }
     if (!rc)
         lrfind_suggest(out);
 out_restore:
-    net_copy_restore(&saved, l);
-    net_copy_free(&saved);
+    lrn_net_copy_restore(&saved, l);
+    lrn_net_copy_free(&saved);
     if (rc) {
         if (rc != -ECANCELED)
             lrfind_result_free(out);
@@ -152,7 +152,7 @@ out_restore:
                           {out->slide.lr, out->slide.reason}};
         h->on_sweep_end(h->ctx, &e);
     }
-    note(h, "lr_find",
+    lrn_note(h, "lr_find",
          "swept %d iterations from %.3g to %.3g%s; suggestions: min_div10 %.3g, steep %.3g, "
          "valley %.3g, slide %.3g", out->n_points, start, end,
          out->stopped_early ? " (stopped: the smoothed loss diverged)" : "",

@@ -22,17 +22,17 @@
 /* ---- precompute set-up -------------------------------------------------------------------- */
 
 /* Finds the head's pooling node, whose output the cache holds. */
-int pc_setup(learner *l, char *err, size_t errlen)
+int lrn_pc_setup(learner *l, char *err, size_t errlen)
 {
     int pid = net_pool_node(l->net);
     if (pid < 0) {
-        set_err(err, errlen, "precompute: the model has no pooling between body and head");
+        lrn_set_err(err, errlen, "precompute: the model has no pooling between body and head");
         return -EINVAL;
     }
     /* Node shapes are known once a batch shape is set. */
     int rc = net_set_batch(l->net, l->bs, l->sz, l->sz);
     if (rc) {
-        set_err(err, errlen, "precompute: size %d does not fit the network", l->sz);
+        lrn_set_err(err, errlen, "precompute: size %d does not fit the network", l->sz);
         return rc;
     }
     l->pool_node = pid;
@@ -48,7 +48,7 @@ static void pc_split_free(pc_split *s)
     memset(s, 0, sizeof *s);
 }
 
-void pc_drop(learner *l)
+void lrn_pc_drop(learner *l)
 {
     pc_split_free(&l->pc_train);
     pc_split_free(&l->pc_valid_split);
@@ -70,7 +70,7 @@ static int pc_fill(learner *l, ds_split split, loader *dl, pc_split *out, const 
         out->y = malloc((size_t)(n_items ? n_items : 1) * sizeof(int32_t));
     if (!out->x || (!out->t && !out->y)) {
         pc_split_free(out);
-        set_err(err, errlen, "precompute: out of memory for %d cached activations", n_items);
+        lrn_set_err(err, errlen, "precompute: out of memory for %d cached activations", n_items);
         return -ENOMEM;
     }
     int rc = loader_begin_epoch(dl, (int)l->epoch_id++, l->sz, 0);
@@ -97,7 +97,7 @@ static int pc_fill(learner *l, ds_split split, loader *dl, pc_split *out, const 
     }
     if (rc < 0) {
         pc_split_free(out);
-        set_err(err, errlen, "precompute: reading the %s split failed (%d)",
+        lrn_set_err(err, errlen, "precompute: reading the %s split failed (%d)",
                 split == SPLIT_TRAIN ? "training" : "validation", rc);
         return rc;
     }
@@ -105,14 +105,14 @@ static int pc_fill(learner *l, ds_split split, loader *dl, pc_split *out, const 
 }
 
 /* Makes sure the cache matches the current weights and size. */
-int pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen)
+int lrn_pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen)
 {
     if (l->pc_valid && l->pc_sz == l->sz && l->pc_version == l->weights_version)
         return 0;
-    pc_drop(l);
-    double t0 = now_s();
+    lrn_pc_drop(l);
+    double t0 = lrn_now_s();
     if (!l->plain_dl) {
-        int rc = make_loader(l, &l->plain_dl, SPLIT_TRAIN, 0, 0, 0, err, errlen);
+        int rc = lrn_make_loader(l, &l->plain_dl, SPLIT_TRAIN, 0, 0, 0, err, errlen);
         if (rc)
             return rc;
     }
@@ -120,16 +120,16 @@ int pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen)
     if (!rc)
         rc = pc_fill(l, SPLIT_VALID, l->valid_dl, &l->pc_valid_split, h, err, errlen);
     if (rc) {
-        pc_drop(l);
+        lrn_pc_drop(l);
         return rc;
     }
     l->pc_valid = 1;
     l->pc_sz = l->sz;
     l->pc_version = l->weights_version;
-    note(h, "precompute",
+    lrn_note(h, "precompute",
          "cached the frozen body's pooled activations (%d floats each) of %d training and %d "
          "validation images at size %d in %.1f s; the head trains from them without "
          "augmentation", l->pc_dim, l->pc_train.n, l->pc_valid_split.n, l->sz,
-         now_s() - t0);
+         lrn_now_s() - t0);
     return 0;
 }

@@ -35,13 +35,13 @@ static int predict_pass(learner *l, loader *dl, int augment, float *probs, float
             break;
         const float *z = net_forward(l->net, b->x, 0);
         for (int i = 0; i < b->n; i++)
-            logits_to_probs(probs + (size_t)b->index[i] * nc, z + (size_t)i * nc, 1, nc, multi);
+            lrn_logits_to_probs(probs + (size_t)b->index[i] * nc, z + (size_t)i * nc, 1, nc, multi);
         if (loss_sum)
             ls += (double)net_loss(l->net, b->y, b->targets) * b->n;
         rc = 0;
     }
     if (rc < 0) {
-        set_err(err, errlen, "predict: reading images failed (%d)", rc);
+        lrn_set_err(err, errlen, "predict: reading images failed (%d)", rc);
         return rc;
     }
     if (loss_sum)
@@ -54,7 +54,7 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
 {
     memset(out, 0, sizeof *out);
     if (n_aug < 0 || n_aug > TTA_MAX_AUG) {
-        set_err(err, errlen, "n_aug: must be between 0 and %d (got %d)", TTA_MAX_AUG, n_aug);
+        lrn_set_err(err, errlen, "n_aug: must be between 0 and %d (got %d)", TTA_MAX_AUG, n_aug);
         return -EINVAL;
     }
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
@@ -65,7 +65,7 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
     int rc = 0;
     if (!p || !avg || !y || (multi && !t)) {
         rc = -ENOMEM;
-        set_err(err, errlen, "tta: out of memory");
+        lrn_set_err(err, errlen, "tta: out of memory");
         goto out_free;
     }
     for (int i = 0; i < n; i++) {
@@ -74,16 +74,16 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
         else
             y[i] = dataset_item_label(l->ds, SPLIT_VALID, i);
     }
-    double t0 = now_s();
+    double t0 = lrn_now_s();
     for (int pass = 0; pass <= n_aug; pass++) {
         float ls;
         rc = predict_pass(l, l->valid_dl, pass > 0, p, &ls, err, errlen);
         if (rc)
             goto out_free;
         metric_acc a = {0};
-        acc_add_probs(&a, p, y, t, n, nc, multi);
+        lrn_acc_add_probs(&a, p, y, t, n, nc, multi);
         float acc;
-        acc_result(&a, multi, NULL, &acc, NULL);
+        lrn_acc_result(&a, multi, NULL, &acc, NULL);
         if (pass == 0) {
             out->loss = ls / (float)n;
             out->accuracy = acc;
@@ -92,16 +92,16 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
         }
         for (size_t k = 0; k < (size_t)n * nc; k++)
             avg[k] += p[k];
-        progress(h, (double)(pass + 1) / (n_aug + 1), t0);
+        lrn_progress(h, (double)(pass + 1) / (n_aug + 1), t0);
     }
     for (size_t k = 0; k < (size_t)n * nc; k++)
         avg[k] /= (float)(n_aug + 1);
     metric_acc a = {0};
-    acc_add_probs(&a, avg, y, t, n, nc, multi);
-    acc_result(&a, multi, NULL, &out->tta_accuracy, NULL);
-    out->tta_loss = (float)(probs_loss(avg, y, t, n, nc, multi) / n);
+    lrn_acc_add_probs(&a, avg, y, t, n, nc, multi);
+    lrn_acc_result(&a, multi, NULL, &out->tta_accuracy, NULL);
+    out->tta_loss = (float)(lrn_probs_loss(avg, y, t, n, nc, multi) / n);
     out->n_aug = n_aug;
-    note(h, "tta",
+    lrn_note(h, "tta",
          "centre crop: loss %.4f accuracy %.4f; mean of centre + %d augmented passes: loss "
          "%.4f accuracy %.4f", out->loss, out->accuracy, n_aug, out->tta_loss,
          out->tta_accuracy);
@@ -117,20 +117,20 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
                           size_t errlen)
 {
     if (!im || !im->px || im->w < 1 || im->h < 1) {
-        set_err(err, errlen, "image: empty");
+        lrn_set_err(err, errlen, "image: empty");
         return -EINVAL;
     }
     int nc = l->info->n_classes, passes = tta ? 5 : 1;
     size_t px = (size_t)l->sz * l->sz * l->c_in;
     float *x = malloc(px * sizeof(float));
     if (!x) {
-        set_err(err, errlen, "predict: out of memory");
+        lrn_set_err(err, errlen, "predict: out of memory");
         return -ENOMEM;
     }
     int rc = net_set_batch(l->net, 1, l->sz, l->sz);
     if (rc) {
         free(x);
-        set_err(err, errlen, "predict: size %d does not fit the network", l->sz);
+        lrn_set_err(err, errlen, "predict: size %d does not fit the network", l->sz);
         return rc;
     }
     for (int c = 0; c < nc; c++)
@@ -138,14 +138,14 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
     uint64_t r = rng_derive(l->cfg.seed, 0x545441ull);
     for (int pass = 0; pass < passes; pass++) {
         tfm_config tc;
-        tfm_fill(l, &tc, pass > 0);
+        lrn_tfm_fill(l, &tc, pass > 0);
         transform_apply(x, im, &tc, &r);
         const float *z = net_forward(l->net, x, 0);
         float pp[1024];
         float *pv = nc <= 1024 ? pp : NULL;
         if (!pv)
             break;
-        logits_to_probs(pv, z, 1, nc, l->info->multi_label);
+        lrn_logits_to_probs(pv, z, 1, nc, l->info->multi_label);
         for (int c = 0; c < nc; c++)
             probs[c] += pv[c] / (float)passes;
     }
@@ -188,11 +188,11 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
 {
     int n = l->info->count[SPLIT_TEST], nc = l->info->n_classes;
     if (n < 1) {
-        set_err(err, errlen, "predict-test: the dataset has no test images");
+        lrn_set_err(err, errlen, "predict-test: the dataset has no test images");
         return -ENOENT;
     }
     loader *dl = NULL;
-    int rc = make_loader(l, &dl, SPLIT_TEST, 0, 0, 0, err, errlen);
+    int rc = lrn_make_loader(l, &dl, SPLIT_TEST, 0, 0, 0, err, errlen);
     if (rc)
         return rc;
     int passes = tta ? 5 : 1, fd = -1;
@@ -201,27 +201,27 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
     char tmp[4096], line[8192];
     if (!p || !avg) {
         rc = -ENOMEM;
-        set_err(err, errlen, "predict-test: out of memory");
+        lrn_set_err(err, errlen, "predict-test: out of memory");
         goto out_free;
     }
-    double t0 = now_s();
+    double t0 = lrn_now_s();
     for (int pass = 0; pass < passes; pass++) {
         rc = predict_pass(l, dl, pass > 0, p, NULL, err, errlen);
         if (rc)
             goto out_free;
         for (size_t k = 0; k < (size_t)n * nc; k++)
             avg[k] += p[k] / (float)passes;
-        progress(h, (double)(pass + 1) / passes * 0.95, t0);
+        lrn_progress(h, (double)(pass + 1) / passes * 0.95, t0);
     }
     if (snprintf(tmp, sizeof tmp, "%s.tmp", csv_path) >= (int)sizeof tmp) {
         rc = -ENAMETOOLONG;
-        set_err(err, errlen, "predict-test: path too long");
+        lrn_set_err(err, errlen, "predict-test: path too long");
         goto out_free;
     }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
         rc = -errno;
-        set_err(err, errlen, "predict-test: cannot create %s: %s", tmp, strerror(errno));
+        lrn_set_err(err, errlen, "predict-test: cannot create %s: %s", tmp, strerror(errno));
         goto out_free;
     }
     size_t k = (size_t)snprintf(line, sizeof line, "file");
@@ -253,12 +253,12 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
         rc = -errno;
     if (rc) {
         unlink(tmp);
-        set_err(err, errlen, "predict-test: writing %s failed: %s", csv_path, strerror(-rc));
+        lrn_set_err(err, errlen, "predict-test: writing %s failed: %s", csv_path, strerror(-rc));
         goto out_free;
     }
-    note(h, "predict_test", "wrote %d predictions%s to %s", n, tta ? " with TTA" : "",
+    lrn_note(h, "predict_test", "wrote %d predictions%s to %s", n, tta ? " with TTA" : "",
          csv_path);
-    progress(h, 1.0, t0);
+    lrn_progress(h, 1.0, t0);
 out_free:
     if (fd >= 0)
         close(fd);
@@ -273,12 +273,12 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
                               size_t errlen)
 {
     if (l->n_snapshots < 1) {
-        set_err(err, errlen, "ensemble: no snapshots (fit with snapshots on)");
+        lrn_set_err(err, errlen, "ensemble: no snapshots (fit with snapshots on)");
         return -ENOENT;
     }
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
     net_copy keep;
-    int rc = net_copy_save(&keep, l);
+    int rc = lrn_net_copy_save(&keep, l);
     if (rc)
         return rc;
     float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
@@ -287,7 +287,7 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
     float *t = multi ? malloc((size_t)n * nc * sizeof(float)) : NULL;
     if (!p || !avg || !y || (multi && !t)) {
         rc = -ENOMEM;
-        set_err(err, errlen, "ensemble: out of memory");
+        lrn_set_err(err, errlen, "ensemble: out of memory");
         goto out_free;
     }
     for (int i = 0; i < n; i++) {
@@ -306,13 +306,13 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
     }
     if (!rc) {
         metric_acc a = {0};
-        acc_add_probs(&a, avg, y, t, n, nc, multi);
-        acc_result(&a, multi, NULL, accuracy, NULL);
-        *loss = (float)(probs_loss(avg, y, t, n, nc, multi) / n);
+        lrn_acc_add_probs(&a, avg, y, t, n, nc, multi);
+        lrn_acc_result(&a, multi, NULL, accuracy, NULL);
+        *loss = (float)(lrn_probs_loss(avg, y, t, n, nc, multi) / n);
     }
 out_free:
-    net_copy_restore(&keep, l);
-    net_copy_free(&keep);
+    lrn_net_copy_restore(&keep, l);
+    lrn_net_copy_free(&keep);
     free(p);
     free(avg);
     free(y);

@@ -26,16 +26,16 @@ static double pick_lr(const lrfind_result *r, double fallback, const ev_hooks *h
                       const char *when)
 {
     if (r->valley.lr > 0.0) {
-        note(h, "pick_lr", "%s: lr %.3g from the valley suggestion (%s)", when, r->valley.lr,
+        lrn_note(h, "pick_lr", "%s: lr %.3g from the valley suggestion (%s)", when, r->valley.lr,
              r->valley.reason);
         return r->valley.lr;
     }
     if (r->min_div10.lr > 0.0) {
-        note(h, "pick_lr", "%s: lr %.3g from min_div10 (no valley: %s)", when,
+        lrn_note(h, "pick_lr", "%s: lr %.3g from min_div10 (no valley: %s)", when,
              r->min_div10.lr, r->valley.reason);
         return r->min_div10.lr;
     }
-    note(h, "pick_lr", "%s: lr %.3g, the default (the sweep gave no suggestion: %s)", when,
+    lrn_note(h, "pick_lr", "%s: lr %.3g, the default (the sweep gave no suggestion: %s)", when,
          fallback, r->valley.reason);
     return fallback;
 }
@@ -47,7 +47,7 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     int n_aug = o && o->n_aug > 0 ? o->n_aug : 4;
     int close = o && o->close_to_imagenet;
     if (max_epochs > 1000 || n_aug > TTA_MAX_AUG) {
-        set_err(err, errlen, "recipe: max_epochs at most 1000, n_aug at most %d", TTA_MAX_AUG);
+        lrn_set_err(err, errlen, "recipe: max_epochs at most 1000, n_aug at most %d", TTA_MAX_AUG);
         return -EINVAL;
     }
     /* SGDR cycles of 1, 2, 4, ... epochs that fit the budget. */
@@ -63,7 +63,7 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     double lr;
 
     if (!l->pretrained) {
-        note(h, "recipe", "no pretrained body: train from scratch with lr_find, SGDR "
+        lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, SGDR "
              "(cycle_mult 2, %d cycles = %d epochs) and TTA", n_cycle, used);
         if ((rc = learner_unfreeze(l)))
             return rc;
@@ -80,9 +80,9 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
         fo.cycle_mult = 2;
         fo.wd = 1e-4;
         fo.schedule = SCHED_SGDR;
-        note(h, "fit", "SGDR with cycle_len 1, cycle_mult 2, %d cycles at lr %.3g, wd 1e-4; "
+        lrn_note(h, "fit", "SGDR with cycle_len 1, cycle_mult 2, %d cycles at lr %.3g, wd 1e-4; "
              "stop at a cycle end when validation loss stops improving", n_cycle, lr);
-        rc = fit_run(l, &fo, h, 1, err, errlen);
+        rc = lrn_fit_run(l, &fo, h, 1, err, errlen);
         if (rc)
             return rc;
         return learner_tta(l, n_aug, h, out, err, errlen);
@@ -93,7 +93,7 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
         return rc;
     if ((rc = learner_set_precompute(l, 1, err, errlen)))
         return rc;
-    note(h, "recipe", "step 1: body frozen, precompute on: the head trains from cached "
+    lrn_note(h, "recipe", "step 1: body frozen, precompute on: the head trains from cached "
          "activations, without augmentation");
     /* 2. lr_find and pick. */
     rc = learner_lr_find(l, &lo, h, &r, err, errlen);
@@ -108,9 +108,9 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     fo.n_cycle = 2;
     fo.wd = 1e-4;
     fo.schedule = SCHED_CONSTANT;
-    note(h, "recipe", "step 3: train the head from precomputed activations for 2 epochs at "
+    lrn_note(h, "recipe", "step 3: train the head from precomputed activations for 2 epochs at "
          "lr %.3g (the seed's 1-2; the cache makes them cheap)", lr);
-    if ((rc = fit_run(l, &fo, h, 0, err, errlen)))
+    if ((rc = lrn_fit_run(l, &fo, h, 0, err, errlen)))
         return rc;
     /* 4. augmentation on: precompute off, 2 cycles of cycle_len 1. */
     if ((rc = learner_set_precompute(l, 0, err, errlen)))
@@ -119,16 +119,16 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     fo.cycle_len = 1;
     fo.cycle_mult = 1;
     fo.schedule = SCHED_SGDR;
-    note(h, "recipe", "step 4: precompute off so augmentation applies; 2 SGDR cycles of "
+    lrn_note(h, "recipe", "step 4: precompute off so augmentation applies; 2 SGDR cycles of "
          "cycle_len 1 on the head (the seed's 2-3, the lower end to keep the budget for "
          "the unfrozen phase)");
-    if ((rc = fit_run(l, &fo, h, 0, err, errlen)))
+    if ((rc = lrn_fit_run(l, &fo, h, 0, err, errlen)))
         return rc;
     /* 5. unfreeze. 6. differential LRs. */
     if ((rc = learner_unfreeze(l)))
         return rc;
     double div_lo = close ? 100.0 : 9.0, div_mid = close ? 10.0 : 3.0;
-    note(h, "recipe", "step 5-6: unfreeze; lrs = [lr/%g, lr/%g, lr] (%s)", div_lo, div_mid,
+    lrn_note(h, "recipe", "step 5-6: unfreeze; lrs = [lr/%g, lr/%g, lr] (%s)", div_lo, div_mid,
          close ? "the data is close to ImageNet: 10x steps"
                : "the data differs from ImageNet: 3x steps");
     /* 7. lr_find again with those ratios. */
@@ -142,7 +142,7 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     double lr2 = pick_lr(&r, lr, h, "step 7 (unfrozen)");
     lrfind_result_free(&r);
     if (lr2 > lr) {
-        note(h, "pick_lr", "step 7: keeping lr %.3g: the new suggestion %.3g is higher, and "
+        lrn_note(h, "pick_lr", "step 7: keeping lr %.3g: the new suggestion %.3g is higher, and "
              "a higher rate than the head's would damage the pretrained body", lr, lr2);
         lr2 = lr;
     }
@@ -156,10 +156,10 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     fo.cycle_mult = 2;
     fo.wd = 1e-4;
     fo.schedule = SCHED_SGDR;
-    note(h, "recipe", "step 8: the whole network, SGDR cycle_len 1, cycle_mult 2, up to %d "
+    lrn_note(h, "recipe", "step 8: the whole network, SGDR cycle_len 1, cycle_mult 2, up to %d "
          "cycles (%d epochs), stopping at a cycle end when validation loss stops improving",
          n_cycle, used);
-    if ((rc = fit_run(l, &fo, h, 1, err, errlen)))
+    if ((rc = lrn_fit_run(l, &fo, h, 1, err, errlen)))
         return rc;
     return learner_tta(l, n_aug, h, out, err, errlen);
 }
