@@ -1,6 +1,7 @@
 /* bench_epoch.c: does the loader slow training? The same resnet_small training steps on
  * Fashion-MNIST fed (a) from batches already in memory and (b) live from the loader with
- * side_on augmentation on its worker threads, which share the two cores with training.
+ * side_on augmentation on its worker threads, which share the two cores with training;
+ * in alternating rounds of equal length.
  *
  * Usage: bench_epoch [batches]   (default 40 batches of 128 at 28 px) */
 #include <stdio.h>
@@ -86,22 +87,26 @@ int main(int argc, char **argv)
         memcpy(xs + per * i, b->x, per * sizeof(float));
         memcpy(ys + (size_t)BS * i, b->y, BS * sizeof(int32_t));
     }
+    /* Alternate the two feeds in rounds, so that drift in the machine's speed (other
+     * tenants, clocks) falls on both alike. */
     step(n, o, xs, ys, BS); /* warm-up */
-    double t0 = now();
-    for (int i = 0; i < n_batches; i++)
-        step(n, o, xs + per * i, ys + (size_t)BS * i, BS);
-    double mem_s = now() - t0;
-
-    /* (b) the same number of steps fed live by the loader's workers. */
+    const int rounds = 4, per_round = n_batches / rounds;
+    double mem_s = 0, live_s = 0;
     loader_begin_epoch(ld, 1, SZ, 1);
-    t0 = now();
-    for (int i = 0; i < n_batches; i++) {
-        if (loader_next(ld, &b) != 1)
-            abort();
-        step(n, o, b->x, b->y, b->n);
+    for (int r = 0; r < rounds; r++) {
+        double t0 = now();
+        for (int i = r * per_round; i < (r + 1) * per_round; i++)
+            step(n, o, xs + per * i, ys + (size_t)BS * i, BS);
+        mem_s += now() - t0;
+        t0 = now();
+        for (int i = 0; i < per_round; i++) {
+            if (loader_next(ld, &b) != 1)
+                abort();
+            step(n, o, b->x, b->y, b->n);
+        }
+        live_s += now() - t0;
     }
-    double live_s = now() - t0;
-
+    n_batches = rounds * per_round;
     double mem_ips = BS * n_batches / mem_s, live_ips = BS * n_batches / live_s;
     printf("resnet_small on Fashion-MNIST, %d batches of %d at %d px, side_on, 2 threads\n",
            n_batches, BS, SZ);
