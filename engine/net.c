@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rng.h"
 
@@ -360,6 +361,14 @@ int net_finalize(net *n, uint64_t seed)
 
 /* ---- memory planning -------------------------------------------------------------------- */
 
+double net_memory_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0)
+        return 1e18;
+    return 0.75 * (double)pages * (double)page;
+}
+
 static int needs_grad(const net *n, int j)
 {
     return j >= 0 && j > n->start_node && n->nodes[j].kind != NODE_INPUT &&
@@ -495,7 +504,7 @@ int net_set_batch(net *n, int batch, int h, int w)
         case NODE_ADD:
             if (n->nodes[d->in[1]].h != src->h || n->nodes[d->in[1]].w != src->w) {
                 free(numel);
-                return -EINVAL;
+                goto out_inval;
             }
             d->h = src->h;
             d->w = src->w;
@@ -507,7 +516,7 @@ int net_set_batch(net *n, int batch, int h, int w)
         case NODE_LINEAR:
             if (src->h != 1 || src->w != 1) {
                 free(numel);
-                return -EINVAL;
+                goto out_inval;
             }
             d->h = d->w = 1;
             break;
@@ -518,11 +527,26 @@ int net_set_batch(net *n, int batch, int h, int w)
         }
         if (d->h <= 0 || d->w <= 0) {
             free(numel);
-            return -EINVAL;
+            goto out_inval;
         }
         size_t cnt = (size_t)batch * d->h * d->w * d->c;
         if (cnt > numel[d->value])
             numel[d->value] = cnt;
+    }
+    /* Refuse a batch shape whose activations cannot fit, before touching any memory:
+     * with overcommit the allocations would succeed and the OOM killer end the process
+     * on first use. The gradient plan needs at most a few of the largest buffers. */
+    double need = (double)ws, largest = 0;
+    for (int v = 0; v < nv; v++) {
+        need += (double)numel[v];
+        if ((double)numel[v] > largest)
+            largest = (double)numel[v];
+    }
+    need = (need + 4 * largest) * sizeof(float);
+    if (need > net_memory_limit()) {
+        free(numel);
+        n->batch = n->in_h = n->in_w = 0; /* node shapes now describe the refused one */
+        return -ENOMEM;
     }
     for (int v = 0; v < nv; v++) {
         if (numel[v] != n->value_numel[v]) {
@@ -572,6 +596,9 @@ int net_set_batch(net *n, int batch, int h, int w)
 out_nomem:
     free_batch_state(n);
     return -ENOMEM;
+out_inval:
+    n->batch = n->in_h = n->in_w = 0; /* node shapes now describe the refused one */
+    return -EINVAL;
 }
 
 /* ---- forward ---------------------------------------------------------------------------- */

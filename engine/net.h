@@ -142,9 +142,13 @@ int net_finalize(net *n, uint64_t seed);
 /* ---- running ---------------------------------------------------------------------------- */
 
 /* Prepares activations for input (batch, h, w, C_in). Reallocates only when the shape
- * grows or changes; returns 0, -ENOMEM, or -EINVAL when the size is too small for the
- * network (a spatial dimension would reach 0). */
+ * grows or changes; returns 0, -EINVAL when the size is too small for the network (a
+ * spatial dimension would reach 0), or -ENOMEM, also without allocating anything when
+ * the activations alone would pass net_memory_limit(). After -ENOMEM the net keeps its
+ * parameters; the next successful net_set_batch makes it usable again. */
 int net_set_batch(net *n, int batch, int h, int w);
+/* Bytes of activations a net may plan for: three quarters of physical memory. */
+double net_memory_limit(void);
 
 /* Runs the network on x (batch, h, w, C_in) as set by net_set_batch. training != 0 uses
  * batch statistics in BatchNorm (except in frozen groups, which always run in eval mode)

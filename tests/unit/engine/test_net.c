@@ -268,6 +268,25 @@ static void gradient_buffers_are_shared(void **state)
     net_destroy(n);
 }
 
+static void a_batch_too_big_for_memory_is_refused_before_allocating(void **state)
+{
+    (void)state;
+    net *n = build("resnet34", HEAD_FASTAI, 3, 10, 0.25f, 1);
+    assert_int_equal(net_set_batch(n, 2, 32, 32), 0);
+    /* 1024 images of 448 px: each activation buffer alone fits in memory (13 GB at most,
+     * so malloc would succeed under overcommit), all of them together are hundreds of GB:
+     * refused up front. */
+    assert_true(net_memory_limit() < 100e9);
+    assert_int_equal(net_set_batch(n, 1024, 448, 448), -ENOMEM);
+    /* The net is usable again at a size that fits. */
+    assert_int_equal(net_set_batch(n, 2, 32, 32), 0);
+    float x[2 * 32 * 32 * 3] = {0};
+    int32_t y[2] = {1, 2};
+    net_forward(n, x, 1);
+    assert_true(isfinite(net_loss(n, y, NULL)));
+    net_destroy(n);
+}
+
 int main(void)
 {
     blas_startup(NULL, 2);
@@ -278,6 +297,7 @@ int main(void)
         cmocka_unit_test(finite_differences_through_a_residual_net),
         cmocka_unit_test(frozen_body_gets_no_gradient_and_keeps_its_statistics),
         cmocka_unit_test(gradient_buffers_are_shared),
+        cmocka_unit_test(a_batch_too_big_for_memory_is_refused_before_allocating),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
