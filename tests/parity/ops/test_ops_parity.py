@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import st_io  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+import st  # noqa: E402
 
 TOL = 1e-4
 OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVG, OP_GMAX, OP_CONCAT = 1, 2, 3, 4, 5, 6, 7
@@ -219,9 +219,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         inp, outp = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
         c = build()
-        st_io.write(inp, c.inputs)
+        st.save(inp, c.inputs)
         subprocess.run([harness, inp, outp], check=True)
-        got = st_io.read(outp)
+        got = st.load(outp)
     failures = 0
     print(f"{'tensor':34s} {'max abs err':>12s} {'max rel err':>12s}  (tolerance {TOL:g} "
           "relative to max |torch|)")
