@@ -204,7 +204,9 @@ static int full_views(const net *n, st_tensor **out, char **names, int64_t **zer
     return k;
 }
 
-int weights_save_file(const net *n, const char *path, char *err, size_t errlen)
+/* Writes every tensor of n to path, or to *out when path is NULL. */
+static int save(const net *n, const char *path, void **out, size_t *out_len, char *err,
+                size_t errlen)
 {
     st_tensor *ts;
     char *names;
@@ -214,26 +216,20 @@ int weights_save_file(const net *n, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory saving weights");
         return k;
     }
-    int rc = st_write_file(path, ts, k, err, errlen);
+    int rc = path ? st_write_file(path, ts, k, err, errlen)
+                  : st_write_mem(out, out_len, ts, k, err, errlen);
     free(ts);
     free(names);
     free(zeros);
     return rc;
 }
 
+int weights_save_file(const net *n, const char *path, char *err, size_t errlen)
+{
+    return save(n, path, NULL, NULL, err, errlen);
+}
+
 int weights_save_mem(const net *n, void **out, size_t *out_len, char *err, size_t errlen)
 {
-    st_tensor *ts;
-    char *names;
-    int64_t *zeros;
-    int k = full_views(n, &ts, &names, &zeros);
-    if (k < 0) {
-        snprintf(err, errlen, "out of memory saving weights");
-        return k;
-    }
-    int rc = st_write_mem(out, out_len, ts, k, err, errlen);
-    free(ts);
-    free(names);
-    free(zeros);
-    return rc;
+    return save(n, NULL, out, out_len, err, errlen);
 }
