@@ -781,16 +781,22 @@ static void backward_node(net *n, int i)
     }
 }
 
+/* Runs backward from the last node down to the first frozen one (or the start node). */
+static void backward_nodes(net *n)
+{
+    for (int i = n->n_nodes - 1; i > n->start_node; i--) {
+        if (n->nodes[i].group < n->freeze_to)
+            break;
+        backward_node(n, i);
+    }
+}
+
 void net_backward_from(net *n, const float *dout)
 {
     int last = n->n_nodes - 1;
     float *g = n->dvalues[n->nodes[last].value];
     memcpy(g, dout, (size_t)n->batch * n->n_out * sizeof(float));
-    for (int i = last; i > n->start_node; i--) {
-        if (n->nodes[i].group < n->freeze_to)
-            break;
-        backward_node(n, i);
-    }
+    backward_nodes(n);
 }
 
 void net_backward(net *n, const int32_t *labels, const float *targets)
@@ -802,11 +808,7 @@ void net_backward(net *n, const int32_t *labels, const float *targets)
         bce_logits_backward(g, n->probs, targets, n->batch, n->n_out);
     else
         softmax_xent_backward(g, n->probs, labels, n->batch, n->n_out);
-    for (int i = last; i > n->start_node; i--) {
-        if (n->nodes[i].group < n->freeze_to)
-            break;
-        backward_node(n, i);
-    }
+    backward_nodes(n);
 }
 
 void net_zero_grad(net *n)
