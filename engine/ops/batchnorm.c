@@ -137,6 +137,13 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
             rstd[j] = (float)(1.0 / sqrt((double)running_var[j] + eps));
         }
     }
+    batchnorm_apply(out, in, mean, rstd, gamma, beta, m, c);
+}
+
+void batchnorm_apply(float *out, const float *in, const float *mean, const float *rstd,
+                     const float *gamma, const float *beta, int m, int c)
+{
+    const size_t work = (size_t)m * c;
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK_C) {
         int cn = c - c0 < BN_CHUNK_C ? c - c0 : BN_CHUNK_C;
         /* (x - mean) first: folding the mean into the shift loses bits when the mean is

@@ -1,0 +1,467 @@
+/* net_plan.c: the liveness plan of a net's batch memory (see net_plan.h): lifetimes of
+ * activations, recomputed copies, activation gradients and convolution scratch over one
+ * forward and backward, their placement in one slab, and the plan cache. */
+#include "net_plan.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define PLAN_SLOTS 3
+#define NO_OFF SIZE_MAX
+#define PLAN_ALIGN_FLOATS 16 /* every buffer starts on a 64-byte boundary */
+
+struct net_plan {
+    int valid;
+    int training, freeze_to, start_node, keep; /* the key */
+    int has_backward;
+    unsigned long long used;                   /* last use, for eviction */
+    size_t floats;
+    size_t *val_off, *rec_off, *grad_off;      /* per value; NO_OFF when absent */
+    size_t *ws_fwd, *ws_bwd;                   /* per node */
+    int *zero_dv;                              /* two per node */
+    int *recompute;                            /* per node: value to rebuild first, or -1 */
+};
+
+struct net_plans {
+    struct net_plan slot[PLAN_SLOTS];
+    unsigned long long clock;
+    int current;
+};
+
+float *net_pages_alloc(size_t floats)
+{
+    void *p = mmap(NULL, (floats ? floats : 1) * sizeof(float), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void net_pages_free(float *p, size_t floats)
+{
+    if (p)
+        munmap(p, (floats ? floats : 1) * sizeof(float));
+}
+
+static void plan_arrays_free(struct net_plan *p)
+{
+    free(p->val_off);
+    free(p->rec_off);
+    free(p->grad_off);
+    free(p->ws_fwd);
+    free(p->ws_bwd);
+    free(p->zero_dv);
+    free(p->recompute);
+    memset(p, 0, sizeof(*p));
+}
+
+void net_plan_free(net *n)
+{
+    if (!n->plans)
+        return;
+    for (int s = 0; s < PLAN_SLOTS; s++)
+        plan_arrays_free(&n->plans->slot[s]);
+    free(n->plans);
+    n->plans = NULL;
+}
+
+void net_plan_reset(net *n)
+{
+    if (!n->plans)
+        return;
+    for (int s = 0; s < PLAN_SLOTS; s++)
+        n->plans->slot[s].valid = 0;
+    n->plans->current = -1;
+}
+
+/* ---- lifetimes and placement ---------------------------------------------------------- */
+
+typedef struct item {
+    size_t size, off;
+    int t0, t1; /* live over steps [t0, t1] */
+} item;
+
+static int bwd_runs(const net *n, int i, int start, int freeze)
+{
+    return i > start && n->nodes[i].group >= freeze;
+}
+
+static int needs_grad_at(const net *n, int j, int start, int freeze)
+{
+    return j >= 0 && j > start && n->nodes[j].kind != NODE_INPUT &&
+           n->nodes[j].group >= freeze;
+}
+
+static size_t round_up(size_t f)
+{
+    return (f + PLAN_ALIGN_FLOATS - 1) / PLAN_ALIGN_FLOATS * PLAN_ALIGN_FLOATS;
+}
+
+static int find_root(const int *alias, int v)
+{
+    while (alias[v] != v)
+        v = alias[v];
+    return v;
+}
+
+/* Places items largest first, each into the smallest gap left by the already placed
+ * items whose lifetimes meet its own (or on top of them). Returns the floats needed. */
+static size_t place(item *it, int n_items, int *order, size_t *lo, size_t *hi)
+{
+    int n_order = 0;
+    for (int a = 0; a < n_items; a++) {
+        it[a].off = NO_OFF;
+        if (it[a].size == 0)
+            continue;
+        int k = n_order++;
+        while (k > 0 && (it[order[k - 1]].size < it[a].size ||
+                         (it[order[k - 1]].size == it[a].size &&
+                          it[order[k - 1]].t0 > it[a].t0))) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = a;
+    }
+    size_t total = 0;
+    for (int q = 0; q < n_order; q++) {
+        item *x = &it[order[q]];
+        int m = 0;
+        for (int r = 0; r < q; r++) {
+            const item *y = &it[order[r]];
+            if (y->t0 > x->t1 || x->t0 > y->t1)
+                continue;
+            int k = m++;
+            while (k > 0 && lo[k - 1] > y->off) {
+                lo[k] = lo[k - 1];
+                hi[k] = hi[k - 1];
+                k--;
+            }
+            lo[k] = y->off;
+            hi[k] = y->off + y->size;
+        }
+        size_t cursor = 0, best = NO_OFF, best_gap = 0;
+        for (int r = 0; r < m; r++) {
+            if (lo[r] > cursor) {
+                size_t gap = lo[r] - cursor;
+                if (gap >= x->size && (best == NO_OFF || gap < best_gap)) {
+                    best = cursor;
+                    best_gap = gap;
+                }
+            }
+            if (hi[r] > cursor)
+                cursor = hi[r];
+        }
+        x->off = best != NO_OFF ? best : cursor;
+        if (x->off + x->size > total)
+            total = x->off + x->size;
+    }
+    return total;
+}
+
+static int plan_alloc_arrays(struct net_plan *p, int nv, int nn)
+{
+    if (p->val_off)
+        return 0;
+    p->val_off = malloc((size_t)nv * sizeof(size_t));
+    p->rec_off = malloc((size_t)nv * sizeof(size_t));
+    p->grad_off = malloc((size_t)nv * sizeof(size_t));
+    p->ws_fwd = malloc((size_t)nn * sizeof(size_t));
+    p->ws_bwd = malloc((size_t)nn * sizeof(size_t));
+    p->zero_dv = malloc(2 * (size_t)nn * sizeof(int));
+    p->recompute = malloc((size_t)nn * sizeof(int));
+    if (!p->val_off || !p->rec_off || !p->grad_off || !p->ws_fwd || !p->ws_bwd ||
+        !p->zero_dv || !p->recompute) {
+        plan_arrays_free(p);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* Fills p for (training, freeze, start, keep). Items: values [0, nv), recomputed copies
+ * [nv, 2nv), gradients [2nv, 3nv), forward scratch [3nv, 3nv+N), backward scratch after. */
+static int plan_compute(net *n, struct net_plan *p, int training, int freeze, int start,
+                        int keep)
+{
+    const int nn = n->n_nodes, nv = n->n_values, inf = 2 * nn + 2;
+    const int n_items = 3 * nv + 2 * nn, last = n->nodes[nn - 1].value;
+    const int backward = training || keep;
+    if (plan_alloc_arrays(p, nv, nn) < 0)
+        return -ENOMEM;
+    item *it = calloc((size_t)n_items, sizeof(item));
+    int *order = malloc((size_t)n_items * sizeof(int));
+    size_t *lo = malloc((size_t)n_items * sizeof(size_t));
+    size_t *hi = malloc((size_t)n_items * sizeof(size_t));
+    int *ints = malloc(5 * (size_t)nv * sizeof(int));
+    if (!it || !order || !lo || !hi || !ints) {
+        free(it);
+        free(order);
+        free(lo);
+        free(hi);
+        free(ints);
+        return -ENOMEM;
+    }
+    int *bfirst = ints, *blast = ints + nv, *reader = ints + 2 * nv, *alias = ints + 3 * nv;
+    int *gstart = ints + 4 * nv;
+    item *val = it, *rec = it + nv, *grad = it + 2 * nv;
+    item *wsf = it + 3 * nv, *wsb = it + 3 * nv + nn;
+
+    /* Forward lifetimes: from the creator to the last node that reads or writes it. */
+    for (int v = 0; v < nv; v++) {
+        val[v].t0 = inf;
+        val[v].t1 = -1;
+        val[v].size = round_up(n->value_numel[v]);
+        bfirst[v] = inf;
+        blast[v] = reader[v] = gstart[v] = -1;
+        alias[v] = v;
+    }
+    for (int i = 0; i < nn; i++) {
+        const node *d = &n->nodes[i];
+        int v = d->value;
+        if (i < val[v].t0)
+            val[v].t0 = i;
+        if (i > val[v].t1)
+            val[v].t1 = i;
+        for (int k = 0; k < 2; k++) {
+            int u = d->in[k] >= 0 ? n->nodes[d->in[k]].value : -1;
+            if (u >= 0 && i > val[u].t1)
+                val[u].t1 = i;
+        }
+        p->ws_fwd[i] = p->ws_bwd[i] = NO_OFF;
+        p->zero_dv[2 * i] = p->zero_dv[2 * i + 1] = -1;
+        p->recompute[i] = -1;
+    }
+    val[last].t1 = inf; /* the caller reads the output after the forward */
+
+    /* Backward readers of activations: conv, BatchNorm and linear read their input, ReLU
+     * its output. The backward of node i runs at step 2N - i. */
+    for (int i = nn - 1; backward && bwd_runs(n, i, start, freeze); i--) {
+        const node *d = &n->nodes[i];
+        int u = -1;
+        if (d->kind == NODE_CONV || d->kind == NODE_BN || d->kind == NODE_LINEAR)
+            u = n->nodes[d->in[0]].value;
+        else if (d->kind == NODE_RELU)
+            u = d->value;
+        if (u < 0)
+            continue;
+        int t = 2 * nn - i;
+        if (t > blast[u])
+            blast[u] = t;
+        if (t < bfirst[u]) {
+            bfirst[u] = t;
+            reader[u] = i;
+        }
+    }
+    for (int v = 0; v < nv; v++) {
+        rec[v].size = 0;
+        if (keep) {
+            val[v].t0 = 0;
+            val[v].t1 = inf;
+            continue;
+        }
+        if (blast[v] < 0)
+            continue;
+        /* A training BatchNorm output is rebuilt from the BatchNorm input, which its own
+         * backward keeps alive anyway, and so is what ReLU and a residual add did to it
+         * in place, when the add's other input is kept (values are decided in creation
+         * order, so an earlier one's fate is known). */
+        int c = n->value_creator[v], ok = training && v != last &&
+                                           n->nodes[c].kind == NODE_BN &&
+                                           bwd_runs(n, c, start, freeze);
+        for (int i = c + 1; ok && i < nn; i++) {
+            const node *d = &n->nodes[i];
+            if (d->value != v || d->kind == NODE_RELU)
+                continue;
+            int sc = d->kind == NODE_ADD ? n->nodes[d->in[1]].value : -1;
+            ok = sc >= 0 && sc < v && rec[sc].size == 0 && val[sc].t0 <= bfirst[v] &&
+                 val[sc].t1 >= bfirst[v];
+        }
+        if (ok) {
+            rec[v].size = val[v].size;
+            rec[v].t0 = bfirst[v];
+            rec[v].t1 = blast[v];
+            p->recompute[reader[v]] = v;
+        } else if (blast[v] > val[v].t1) {
+            val[v].t1 = blast[v];
+        }
+    }
+    /* BatchNorm in place on an input nothing reads afterwards (eval, frozen groups). */
+    for (int i = 0; i < nn && !keep; i++) {
+        const node *d = &n->nodes[i];
+        if (d->kind != NODE_BN || n->value_creator[d->value] != i)
+            continue;
+        int u = n->nodes[d->in[0]].value, v = d->value;
+        if (u == last || val[u].t1 != i || blast[u] >= 0 ||
+            n->value_numel[u] != n->value_numel[v])
+            continue;
+        int r = find_root(alias, u);
+        alias[v] = r;
+        if (val[v].t1 > val[r].t1)
+            val[r].t1 = val[v].t1;
+        val[v].size = 0;
+    }
+
+    /* Gradients: live from the first backward that writes one (the loss for the output)
+     * to its creator's backward. */
+    p->has_backward = backward;
+    for (int v = 0; v < nv; v++)
+        grad[v].size = 0;
+    if (backward) {
+        gstart[last] = nn;
+        for (int i = nn - 1; bwd_runs(n, i, start, freeze); i--) {
+            const node *d = &n->nodes[i];
+            for (int k = 0; k < 2; k++) {
+                if (!needs_grad_at(n, d->in[k], start, freeze))
+                    continue;
+                int u = n->nodes[d->in[k]].value;
+                if (gstart[u] < 0) {
+                    gstart[u] = 2 * nn - i;
+                    p->zero_dv[2 * i + k] = u;
+                }
+            }
+        }
+        for (int v = 0; v < nv; v++) {
+            if (gstart[v] < 0)
+                continue;
+            int c = n->value_creator[v];
+            grad[v].size = round_up(n->value_numel[v]);
+            grad[v].t0 = gstart[v];
+            grad[v].t1 = bwd_runs(n, c, start, freeze) ? 2 * nn - c : inf;
+        }
+    }
+
+    /* Convolution scratch, live during the one step that uses it. */
+    for (int i = 0; i < nn; i++) {
+        const node *d = &n->nodes[i];
+        size_t ws = d->kind == NODE_CONV ? round_up(conv2d_workspace_floats(&d->conv)) : 0;
+        wsf[i].size = i > start ? ws : 0;
+        wsf[i].t0 = wsf[i].t1 = i;
+        wsb[i].size = backward && bwd_runs(n, i, start, freeze) ? ws : 0;
+        wsb[i].t0 = wsb[i].t1 = 2 * nn - i;
+    }
+
+    p->floats = place(it, n_items, order, lo, hi);
+    for (int v = 0; v < nv; v++) {
+        p->val_off[v] = val[find_root(alias, v)].off;
+        p->rec_off[v] = rec[v].off;
+        p->grad_off[v] = grad[v].off;
+    }
+    for (int i = 0; i < nn; i++) {
+        p->ws_fwd[i] = wsf[i].off;
+        p->ws_bwd[i] = wsb[i].off;
+    }
+    p->training = training;
+    p->freeze_to = freeze;
+    p->start_node = start;
+    p->keep = keep;
+    p->valid = 1;
+    free(it);
+    free(order);
+    free(lo);
+    free(hi);
+    free(ints);
+    return 0;
+}
+
+/* The cached plan for the key, computed into the least recently used slot if absent. */
+static struct net_plan *get_plan(net *n, int training, int start, int *rc)
+{
+    *rc = 0;
+    training = training != 0;
+    if (!n->plans) {
+        n->plans = calloc(1, sizeof(*n->plans));
+        if (!n->plans) {
+            *rc = -ENOMEM;
+            return NULL;
+        }
+        n->plans->current = -1;
+    }
+    struct net_plans *ps = n->plans;
+    struct net_plan *victim = NULL;
+    for (int s = 0; s < PLAN_SLOTS; s++) {
+        struct net_plan *p = &ps->slot[s];
+        if (p->valid && p->training == training && p->freeze_to == n->freeze_to &&
+            p->start_node == start && p->keep == n->keep_values) {
+            p->used = ++ps->clock;
+            return p;
+        }
+        if (!victim || (!p->valid && victim->valid) ||
+            (p->valid == victim->valid && p->used < victim->used))
+            victim = p;
+    }
+    if (victim - ps->slot == ps->current)
+        ps->current = -1;
+    victim->valid = 0;
+    *rc = plan_compute(n, victim, training, n->freeze_to, start, n->keep_values);
+    if (*rc < 0)
+        return NULL;
+    victim->used = ++ps->clock;
+    return victim;
+}
+
+size_t net_plan_size(net *n, int training, int *rc)
+{
+    struct net_plan *p = get_plan(n, training, 0, rc);
+    return p ? p->floats : 0;
+}
+
+int net_plan_use(net *n, int training)
+{
+    int rc;
+    struct net_plan *p = get_plan(n, training, n->start_node, &rc);
+    if (!p)
+        return rc;
+    if (p->floats > n->slab_floats) {
+        float *s = net_pages_alloc(p->floats);
+        if (!s)
+            return -ENOMEM;
+        net_pages_free(n->slab, n->slab_floats);
+        n->slab = s;
+        n->slab_floats = p->floats;
+    }
+    float *s = n->slab;
+    for (int v = 0; v < n->n_values; v++) {
+        n->values[v] = s + p->val_off[v];
+        n->dvalues[v] = p->grad_off[v] == NO_OFF ? NULL : s + p->grad_off[v];
+    }
+    for (int i = 0; i < n->n_nodes; i++) {
+        node *d = &n->nodes[i];
+        d->scratch_fwd = p->ws_fwd[i] == NO_OFF ? NULL : s + p->ws_fwd[i];
+        d->scratch_bwd = p->ws_bwd[i] == NO_OFF ? NULL : s + p->ws_bwd[i];
+        d->zero_dv[0] = p->zero_dv[2 * i];
+        d->zero_dv[1] = p->zero_dv[2 * i + 1];
+        d->recompute = p->recompute[i];
+        d->recompute_to = d->recompute >= 0 ? s + p->rec_off[d->recompute] : NULL;
+    }
+    n->plan_backward = p->has_backward;
+    n->plans->current = (int)(p - n->plans->slot);
+    return 0;
+}
+
+void net_plan_recompute(net *n, int i)
+{
+    const node *d = &n->nodes[i];
+    int v = d->recompute;
+    if (v < 0)
+        return;
+    int c = n->value_creator[v];
+    const node *b = &n->nodes[c];
+    size_t m = (size_t)n->batch * b->h * b->w;
+    float *dst = d->recompute_to;
+    assert(b->kind == NODE_BN && b->bn_training);
+    batchnorm_apply(dst, n->values[n->nodes[b->in[0]].value], b->save_mean, b->save_rstd,
+                    n->params + n->tensors[b->p_w].offset,
+                    n->params + n->tensors[b->p_b].offset, (int)m, b->c);
+    /* The in-place nodes again, in forward order, through the same functions. */
+    for (int k = c + 1; k < n->n_nodes; k++) {
+        const node *e = &n->nodes[k];
+        if (e->value != v)
+            continue;
+        if (e->kind == NODE_RELU)
+            relu_forward(dst, dst, m * b->c);
+        else if (e->kind == NODE_ADD)
+            add_forward(dst, dst, n->values[n->nodes[e->in[1]].value], m * b->c);
+    }
+    n->values[v] = dst;
+}
