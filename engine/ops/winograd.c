@@ -11,7 +11,9 @@
  *
  * Threads work as in conv.c: the batch is split into blocks of whole images, one per
  * part, each with its own V/M chunk and, for the weight gradient, its own dU, summed in
- * part order. */
+ * part order. Backward computes the input gradient first and the weight gradient after,
+ * in the place U took: on small images U (16/9 of the weights) would otherwise be the
+ * largest scratch of a step. */
 #include "winograd.h"
 
 #include <cblas.h>
@@ -76,10 +78,10 @@ static size_t chunk_floats(const conv2d_shape *s)
     return vm_floats(s) + 4 * (size_t)s->c_out + (size_t)s->c_in;
 }
 
-/* [U][dU][zeros][per part: V, M, scratch][dU per part > 0] */
+/* [U, then dU][zeros][per part: V, M, scratch][dU per part > 0] */
 size_t wino_workspace_floats(const conv2d_shape *s)
 {
-    return 2 * u_floats(s) + zero_floats(s) + (size_t)s->parts * chunk_floats(s) +
+    return u_floats(s) + zero_floats(s) + (size_t)s->parts * chunk_floats(s) +
            (size_t)(s->parts - 1) * u_floats(s);
 }
 
@@ -388,7 +390,7 @@ static void forward_tiles(float *out, const float *in, const float *u, const flo
 void wino_forward(float *out, const float *in, const float *w, const float *b, float *ws,
                   const conv2d_shape *s)
 {
-    float *u = ws, *zero = ws + 2 * u_floats(s);
+    float *u = ws, *zero = ws + u_floats(s);
     float *chunks = zero + zero_floats(s);
     const size_t cf = chunk_floats(s);
     memset(zero, 0, zero_floats(s) * sizeof(float));
@@ -431,47 +433,58 @@ static void backward_tiles(float *din, float *du, const float *dout, const float
     }
 }
 
+/* One backward pass over every part: din (given U) or du, never both at once. */
+static void backward_parts(float *din, float *du, const float *dout, const float *in,
+                           const float *u, const float *zero, float *chunks, float *partial,
+                           const conv2d_shape *s)
+{
+    const size_t uf = u_floats(s), cf = chunk_floats(s);
+    if (s->parts == 1) {
+        backward_tiles(din, du, dout, in, u, zero, chunks, 0, s->n * tiles_per_image(s), s);
+        return;
+    }
+#pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < s->parts; p++) {
+        int t0, t1;
+        part_tiles(s, p, &t0, &t1);
+        float *dup = NULL;
+        if (du && p == 0) {
+            dup = du;
+        } else if (du) {
+            dup = partial + (size_t)(p - 1) * uf;
+            memset(dup, 0, uf * sizeof(float));
+        }
+        backward_tiles(din, dup, dout, in, u, zero, chunks + (size_t)p * cf, t0, t1, s);
+    }
+    if (du) {
+#pragma omp parallel for schedule(static) if (uf * s->parts >= WINO_PAR_MIN)
+        for (size_t i = 0; i < uf; i++) {
+            float acc = du[i];
+            for (int p = 1; p < s->parts; p++)
+                acc += partial[(size_t)(p - 1) * uf + i];
+            du[i] = acc;
+        }
+    }
+}
+
 void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
                    float *ws, const conv2d_shape *s)
 {
     if (!din && !dw)
         return;
-    const size_t uf = u_floats(s), cf = chunk_floats(s);
-    float *u = ws, *du = ws + uf, *zero = ws + 2 * uf;
+    const size_t uf = u_floats(s);
+    float *u = ws, *zero = ws + uf;
     float *chunks = zero + zero_floats(s);
-    float *partial = chunks + (size_t)s->parts * cf;
+    float *partial = chunks + (size_t)s->parts * chunk_floats(s);
     memset(zero, 0, zero_floats(s) * sizeof(float));
-    if (din)
+    if (din) {
         transform_weights(u, w, s);
-    if (dw)
-        memset(du, 0, uf * sizeof(float));
-    if (s->parts == 1) {
-        backward_tiles(din, dw ? du : NULL, dout, in, u, zero, chunks, 0,
-                       s->n * tiles_per_image(s), s);
-    } else {
-#pragma omp parallel for schedule(static, 1)
-        for (int p = 0; p < s->parts; p++) {
-            int t0, t1;
-            part_tiles(s, p, &t0, &t1);
-            float *dup = NULL;
-            if (dw && p == 0) {
-                dup = du;
-            } else if (dw) {
-                dup = partial + (size_t)(p - 1) * uf;
-                memset(dup, 0, uf * sizeof(float));
-            }
-            backward_tiles(din, dup, dout, in, u, zero, chunks + (size_t)p * cf, t0, t1, s);
-        }
-        if (dw) {
-#pragma omp parallel for schedule(static) if (uf * s->parts >= WINO_PAR_MIN)
-            for (size_t i = 0; i < uf; i++) {
-                float acc = du[i];
-                for (int p = 1; p < s->parts; p++)
-                    acc += partial[(size_t)(p - 1) * uf + i];
-                du[i] = acc;
-            }
-        }
+        backward_parts(din, NULL, dout, in, u, zero, chunks, partial, s);
     }
-    if (dw)
+    if (dw) {
+        float *du = ws; /* U is done with */
+        memset(du, 0, uf * sizeof(float));
+        backward_parts(NULL, du, dout, in, NULL, zero, chunks, partial, s);
         add_weight_grad(dw, du, s);
+    }
 }
