@@ -85,8 +85,6 @@ typedef struct node {
     int zero_dv[2];     /* values whose gradient buffer this node's backward zeroes first */
     float *scratch_fwd; /* conv scratch of the forward / backward (in the slab) */
     float *scratch_bwd;
-    int recompute;      /* value rebuilt (BatchNorm + ReLU) before this backward, or -1 */
-    float *recompute_to;
 } node;
 
 typedef struct net {

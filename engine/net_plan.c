@@ -13,6 +13,9 @@
 #define PLAN_SLOTS 3
 #define NO_OFF SIZE_MAX
 #define PLAN_ALIGN_FLOATS 16 /* every buffer starts on a 64-byte boundary */
+/* How deep a rebuild may go through residual adds whose other input is itself rebuilt. */
+#define REBUILD_DEPTH 3
+#define STEPS_PER_VALUE (REBUILD_DEPTH + 2)
 
 struct net_plan {
     int valid;
@@ -20,10 +23,14 @@ struct net_plan {
     int has_backward;
     unsigned long long used;                   /* last use, for eviction */
     size_t floats;
-    size_t *val_off, *rec_off, *grad_off;      /* per value; NO_OFF when absent */
+    size_t *val_off, *grad_off;                /* per value; NO_OFF when absent */
     size_t *ws_fwd, *ws_bwd;                   /* per node */
     int *zero_dv;                              /* two per node */
-    int *recompute;                            /* per node: value to rebuild first, or -1 */
+    /* Rebuild steps, in execution order; node i runs steps [first_step[i], +n_steps[i])
+     * before its backward, each rebuilding step_value into step_off. */
+    int *first_step, *n_steps;                 /* per node */
+    int *step_value;
+    size_t *step_off;
 };
 
 struct net_plans {
@@ -48,12 +55,14 @@ void net_pages_free(float *p, size_t floats)
 static void plan_arrays_free(struct net_plan *p)
 {
     free(p->val_off);
-    free(p->rec_off);
     free(p->grad_off);
     free(p->ws_fwd);
     free(p->ws_bwd);
     free(p->zero_dv);
-    free(p->recompute);
+    free(p->first_step);
+    free(p->n_steps);
+    free(p->step_value);
+    free(p->step_off);
     memset(p, 0, sizeof(*p));
 }
 
@@ -165,27 +174,86 @@ static int plan_alloc_arrays(struct net_plan *p, int nv, int nn)
     if (p->val_off)
         return 0;
     p->val_off = malloc((size_t)nv * sizeof(size_t));
-    p->rec_off = malloc((size_t)nv * sizeof(size_t));
     p->grad_off = malloc((size_t)nv * sizeof(size_t));
     p->ws_fwd = malloc((size_t)nn * sizeof(size_t));
     p->ws_bwd = malloc((size_t)nn * sizeof(size_t));
     p->zero_dv = malloc(2 * (size_t)nn * sizeof(int));
-    p->recompute = malloc((size_t)nn * sizeof(int));
-    if (!p->val_off || !p->rec_off || !p->grad_off || !p->ws_fwd || !p->ws_bwd ||
-        !p->zero_dv || !p->recompute) {
+    p->first_step = malloc((size_t)nn * sizeof(int));
+    p->n_steps = malloc((size_t)nn * sizeof(int));
+    p->step_value = malloc(STEPS_PER_VALUE * (size_t)nv * sizeof(int));
+    p->step_off = malloc(STEPS_PER_VALUE * (size_t)nv * sizeof(size_t));
+    if (!p->val_off || !p->grad_off || !p->ws_fwd || !p->ws_bwd ||
+        !p->zero_dv || !p->first_step || !p->n_steps || !p->step_value || !p->step_off) {
         plan_arrays_free(p);
         return -ENOMEM;
     }
     return 0;
 }
 
-/* Fills p for (training, freeze, start, keep). Items: values [0, nv), recomputed copies
- * [nv, 2nv), gradients [2nv, 3nv), forward scratch [3nv, 3nv+N), backward scratch after. */
+/* What the rebuild decisions need: value lifetimes and which values are dropped. */
+typedef struct rebuild_ctx {
+    const net *n;
+    int start, freeze;
+    const item *val;
+    const int *dropped;   /* rebuilt for backward: then live over [rec_t0, rec_t1] too */
+    const int *rec_t0, *rec_t1;
+    int *relied;          /* a decision counts on this value being kept */
+    int *step_value;      /* steps of the decision under way */
+    int *step_t1;
+    int n_steps;
+} rebuild_ctx;
+
+static int held_at(const rebuild_ctx *c, int u, int t)
+{
+    if (c->dropped[u])
+        return c->rec_t0[u] <= t && t <= c->rec_t1[u];
+    return c->val[u].t0 <= t && t <= c->val[u].t1;
+}
+
+/* Whether value v can be rebuilt at step t: a BatchNorm output (whose statistics the
+ * forward saved) from its input held at t, then its in-place ReLU and residual adds, the
+ * add's other input held at t or rebuilt there too. With emit, appends the steps,
+ * innermost first, and marks what they read as relied on. */
+static int rebuildable(rebuild_ctx *c, int v, int t, int depth, int emit)
+{
+    const net *n = c->n;
+    int cr = n->value_creator[v];
+    if (depth < 0 || n->nodes[cr].kind != NODE_BN || !bwd_runs(n, cr, c->start, c->freeze))
+        return 0;
+    int x = n->nodes[n->nodes[cr].in[0]].value;
+    if (!held_at(c, x, t))
+        return 0;
+    if (emit)
+        c->relied[x] = 1;
+    for (int i = cr + 1; i < n->n_nodes; i++) {
+        const node *d = &n->nodes[i];
+        if (d->value != v || d->kind == NODE_RELU)
+            continue;
+        if (d->kind != NODE_ADD)
+            return 0;
+        int sc = n->nodes[d->in[1]].value;
+        if (held_at(c, sc, t)) {
+            if (emit)
+                c->relied[sc] = 1;
+        } else if (!rebuildable(c, sc, t, depth - 1, emit)) {
+            return 0;
+        } else if (emit) {
+            c->step_value[c->n_steps] = sc;
+            c->step_t1[c->n_steps++] = t; /* read by the step after, at t */
+        }
+    }
+    return 1;
+}
+
+/* Fills p for (training, freeze, start, keep). Items: values [0, nv), gradients
+ * [nv, 2nv), forward scratch [2nv, 2nv+N), backward scratch [2nv+N, 2nv+2N), rebuild
+ * steps after. */
 static int plan_compute(net *n, struct net_plan *p, int training, int freeze, int start,
                         int keep)
 {
     const int nn = n->n_nodes, nv = n->n_values, inf = 2 * nn + 2;
-    const int n_items = 3 * nv + 2 * nn, last = n->nodes[nn - 1].value;
+    const int max_steps = STEPS_PER_VALUE * nv;
+    const int n_items = 2 * nv + 2 * nn + max_steps, last = n->nodes[nn - 1].value;
     const int backward = training || keep;
     if (plan_alloc_arrays(p, nv, nn) < 0)
         return -ENOMEM;
@@ -193,7 +261,7 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
     int *order = malloc((size_t)n_items * sizeof(int));
     size_t *lo = malloc((size_t)n_items * sizeof(size_t));
     size_t *hi = malloc((size_t)n_items * sizeof(size_t));
-    int *ints = malloc(5 * (size_t)nv * sizeof(int));
+    int *ints = malloc((10 * (size_t)nv + 2 * (size_t)max_steps) * sizeof(int));
     if (!it || !order || !lo || !hi || !ints) {
         free(it);
         free(order);
@@ -203,9 +271,11 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
         return -ENOMEM;
     }
     int *bfirst = ints, *blast = ints + nv, *reader = ints + 2 * nv, *alias = ints + 3 * nv;
-    int *gstart = ints + 4 * nv;
-    item *val = it, *rec = it + nv, *grad = it + 2 * nv;
-    item *wsf = it + 3 * nv, *wsb = it + 3 * nv + nn;
+    int *gstart = ints + 4 * nv, *dropped = ints + 5 * nv, *rec_t0 = ints + 6 * nv;
+    int *rec_t1 = ints + 7 * nv, *relied = ints + 8 * nv, *fwd_end = ints + 9 * nv;
+    int *step_node = ints + 10 * nv, *step_t1 = step_node + max_steps;
+    item *val = it, *grad = it + nv;
+    item *wsf = it + 2 * nv, *wsb = it + 2 * nv + nn, *step = it + 2 * nv + 2 * nn;
 
     /* Forward lifetimes: from the creator to the last node that reads or writes it. */
     for (int v = 0; v < nv; v++) {
@@ -215,6 +285,7 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
         bfirst[v] = inf;
         blast[v] = reader[v] = gstart[v] = -1;
         alias[v] = v;
+        dropped[v] = relied[v] = 0;
     }
     for (int i = 0; i < nn; i++) {
         const node *d = &n->nodes[i];
@@ -230,7 +301,8 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
         }
         p->ws_fwd[i] = p->ws_bwd[i] = NO_OFF;
         p->zero_dv[2 * i] = p->zero_dv[2 * i + 1] = -1;
-        p->recompute[i] = -1;
+        p->first_step[i] = -1;
+        p->n_steps[i] = 0;
     }
     val[last].t1 = inf; /* the caller reads the output after the forward */
 
@@ -253,38 +325,47 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
             reader[u] = i;
         }
     }
+    /* Kept values live until their last backward reader; a training BatchNorm output
+     * (with what ReLU and residual adds did to it in place) is instead dropped after its
+     * forward readers and rebuilt just before its first backward reader, from values held
+     * then. Values are decided in creation order; one that a decision relied on stays. */
+    int n_steps = 0;
     for (int v = 0; v < nv; v++) {
-        rec[v].size = 0;
+        fwd_end[v] = val[v].t1;
         if (keep) {
             val[v].t0 = 0;
             val[v].t1 = inf;
-            continue;
-        }
-        if (blast[v] < 0)
-            continue;
-        /* A training BatchNorm output is rebuilt from the BatchNorm input, which its own
-         * backward keeps alive anyway, and so is what ReLU and a residual add did to it
-         * in place, when the add's other input is kept (values are decided in creation
-         * order, so an earlier one's fate is known). */
-        int c = n->value_creator[v], ok = training && v != last &&
-                                           n->nodes[c].kind == NODE_BN &&
-                                           bwd_runs(n, c, start, freeze);
-        for (int i = c + 1; ok && i < nn; i++) {
-            const node *d = &n->nodes[i];
-            if (d->value != v || d->kind == NODE_RELU)
-                continue;
-            int sc = d->kind == NODE_ADD ? n->nodes[d->in[1]].value : -1;
-            ok = sc >= 0 && sc < v && rec[sc].size == 0 && val[sc].t0 <= bfirst[v] &&
-                 val[sc].t1 >= bfirst[v];
-        }
-        if (ok) {
-            rec[v].size = val[v].size;
-            rec[v].t0 = bfirst[v];
-            rec[v].t1 = blast[v];
-            p->recompute[reader[v]] = v;
         } else if (blast[v] > val[v].t1) {
             val[v].t1 = blast[v];
         }
+    }
+    rebuild_ctx rc = {.n = n, .start = start, .freeze = freeze, .val = val,
+                      .dropped = dropped, .rec_t0 = rec_t0, .rec_t1 = rec_t1,
+                      .relied = relied, .step_value = p->step_value, .step_t1 = step_t1};
+    for (int v = 0; v < nv && training && !keep; v++) {
+        if (blast[v] < 0 || v == last || relied[v] || n_steps + STEPS_PER_VALUE > max_steps)
+            continue;
+        int t = bfirst[v];
+        rc.n_steps = n_steps;
+        if (!rebuildable(&rc, v, t, REBUILD_DEPTH, 0))
+            continue;
+        rebuildable(&rc, v, t, REBUILD_DEPTH, 1);
+        val[v].t1 = fwd_end[v];
+        p->step_value[rc.n_steps] = v;
+        step_t1[rc.n_steps++] = blast[v];
+        p->first_step[reader[v]] = n_steps;
+        p->n_steps[reader[v]] = rc.n_steps - n_steps;
+        for (int k = n_steps; k < rc.n_steps; k++)
+            step_node[k] = reader[v];
+        n_steps = rc.n_steps;
+        dropped[v] = 1;
+        rec_t0[v] = t;
+        rec_t1[v] = blast[v];
+    }
+    for (int k = 0; k < max_steps; k++) {
+        step[k].size = k < n_steps ? round_up(n->value_numel[p->step_value[k]]) : 0;
+        step[k].t0 = k < n_steps ? 2 * nn - step_node[k] : 0;
+        step[k].t1 = k < n_steps ? step_t1[k] : 0;
     }
     /* BatchNorm in place on an input nothing reads afterwards (eval, frozen groups). */
     for (int i = 0; i < nn && !keep; i++) {
@@ -344,13 +425,14 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
     p->floats = place(it, n_items, order, lo, hi);
     for (int v = 0; v < nv; v++) {
         p->val_off[v] = val[find_root(alias, v)].off;
-        p->rec_off[v] = rec[v].off;
         p->grad_off[v] = grad[v].off;
     }
     for (int i = 0; i < nn; i++) {
         p->ws_fwd[i] = wsf[i].off;
         p->ws_bwd[i] = wsb[i].off;
     }
+    for (int k = 0; k < n_steps; k++)
+        p->step_off[k] = step[k].off;
     p->training = training;
     p->freeze_to = freeze;
     p->start_node = start;
@@ -431,29 +513,24 @@ int net_plan_use(net *n, int training)
         d->scratch_bwd = p->ws_bwd[i] == NO_OFF ? NULL : s + p->ws_bwd[i];
         d->zero_dv[0] = p->zero_dv[2 * i];
         d->zero_dv[1] = p->zero_dv[2 * i + 1];
-        d->recompute = p->recompute[i];
-        d->recompute_to = d->recompute >= 0 ? s + p->rec_off[d->recompute] : NULL;
     }
     n->plan_backward = p->has_backward;
     n->plans->current = (int)(p - n->plans->slot);
     return 0;
 }
 
-void net_plan_recompute(net *n, int i)
+/* Rebuilds value v into dst exactly as the forward computed it: the BatchNorm pass with
+ * the saved statistics, then the in-place nodes in forward order, through the same
+ * functions. */
+static void rebuild(net *n, int v, float *dst)
 {
-    const node *d = &n->nodes[i];
-    int v = d->recompute;
-    if (v < 0)
-        return;
     int c = n->value_creator[v];
     const node *b = &n->nodes[c];
     size_t m = (size_t)n->batch * b->h * b->w;
-    float *dst = d->recompute_to;
-    assert(b->kind == NODE_BN && b->bn_training);
+    assert(b->kind == NODE_BN);
     batchnorm_apply(dst, n->values[n->nodes[b->in[0]].value], b->save_mean, b->save_rstd,
                     n->params + n->tensors[b->p_w].offset,
                     n->params + n->tensors[b->p_b].offset, (int)m, b->c);
-    /* The in-place nodes again, in forward order, through the same functions. */
     for (int k = c + 1; k < n->n_nodes; k++) {
         const node *e = &n->nodes[k];
         if (e->value != v)
@@ -464,4 +541,11 @@ void net_plan_recompute(net *n, int i)
             add_forward(dst, dst, n->values[n->nodes[e->in[1]].value], m * b->c);
     }
     n->values[v] = dst;
+}
+
+void net_plan_recompute(net *n, int i)
+{
+    const struct net_plan *p = &n->plans->slot[n->plans->current];
+    for (int k = p->first_step[i]; k >= 0 && k < p->first_step[i] + p->n_steps[i]; k++)
+        rebuild(n, p->step_value[k], n->slab + p->step_off[k]);
 }
