@@ -13,7 +13,9 @@
  * part, each with its own V/M chunk and, for the weight gradient, its own dU, summed in
  * part order. Backward computes the input gradient first and the weight gradient after,
  * in the place U took: on small images U (16/9 of the weights) would otherwise be the
- * largest scratch of a step. */
+ * largest scratch of a step. For the same reason, when the per-part copies of dU would
+ * outweigh the chunks, the parts split dU's 16 components instead of the images (each
+ * part then transforms every tile: twice the transform work, no copies). */
 #include "winograd.h"
 
 #include <cblas.h>
@@ -78,11 +80,18 @@ static size_t chunk_floats(const conv2d_shape *s)
     return vm_floats(s) + 4 * (size_t)s->c_out + (size_t)s->c_in;
 }
 
-/* [U, then dU][zeros][per part: V, M, scratch][dU per part > 0] */
+/* Whether the weight gradient splits dU's components between the parts. */
+static int du_by_component(const conv2d_shape *s)
+{
+    return s->parts > 1 &&
+           (size_t)(s->parts - 1) * u_floats(s) > (size_t)s->parts * chunk_floats(s);
+}
+
+/* [U, then dU][zeros][per part: V, M, scratch][dU per part > 0, unless by component] */
 size_t wino_workspace_floats(const conv2d_shape *s)
 {
-    return u_floats(s) + zero_floats(s) + (size_t)s->parts * chunk_floats(s) +
-           (size_t)(s->parts - 1) * u_floats(s);
+    size_t copies = du_by_component(s) ? 0 : (size_t)(s->parts - 1) * u_floats(s);
+    return u_floats(s) + zero_floats(s) + (size_t)s->parts * chunk_floats(s) + copies;
 }
 
 /* U = G g G^T for every (c_out, c_in). */
@@ -467,6 +476,31 @@ static void backward_parts(float *din, float *du, const float *dout, const float
     }
 }
 
+/* du += the weight gradient, part p owning components [16p/parts, 16(p+1)/parts) over
+ * every tile, in tile order. */
+static void du_components(float *du, const float *dout, const float *in, const float *zero,
+                          float *chunks, const conv2d_shape *s)
+{
+    const int ci = s->c_in, co = s->c_out, step = chunk_tiles(s);
+    const int total = s->n * tiles_per_image(s), parts = s->parts;
+    const size_t cf = chunk_floats(s);
+#pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        float *v = chunks + (size_t)p * cf;
+        int q0 = 16 * p / parts, q1 = 16 * (p + 1) / parts;
+        for (int t = 0; t < total; t += step) {
+            int tc = total - t < step ? total - t : step;
+            float *dm = v + 16 * (size_t)tc * ci;
+            transform_dout(dm, dout, zero, t, tc, s);
+            transform_input(v, in, zero, t, tc, s);
+            for (int q = q0; q < q1; q++)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, co, ci, tc, 1.0f,
+                            dm + (size_t)q * tc * co, co, v + (size_t)q * tc * ci, ci, 1.0f,
+                            du + (size_t)q * co * ci, ci);
+        }
+    }
+}
+
 void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
                    float *ws, const conv2d_shape *s)
 {
@@ -484,7 +518,10 @@ void wino_backward(float *din, float *dw, const float *dout, const float *in, co
     if (dw) {
         float *du = ws; /* U is done with */
         memset(du, 0, uf * sizeof(float));
-        backward_parts(NULL, du, dout, in, NULL, zero, chunks, partial, s);
+        if (du_by_component(s))
+            du_components(du, dout, in, zero, chunks, s);
+        else
+            backward_parts(NULL, du, dout, in, NULL, zero, chunks, partial, s);
         add_weight_grad(dw, du, s);
     }
 }
