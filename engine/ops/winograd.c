@@ -11,11 +11,11 @@
  *
  * Threads work as in conv.c: the batch is split into blocks of whole images, one per
  * part, each with its own V/M chunk and, for the weight gradient, its own dU, summed in
- * part order. Backward computes the input gradient first and the weight gradient after,
- * in the place U took: on small images U (16/9 of the weights) would otherwise be the
- * largest scratch of a step. For the same reason, when the per-part copies of dU would
- * outweigh the chunks, the parts split dU's 16 components instead of the images (each
- * part then transforms every tile: twice the transform work, no copies). */
+ * part order. When U (16/9 of the weights) outweighs the chunks, as on small images where
+ * it would be the largest scratch of a step, backward computes the input gradient first
+ * and the weight gradient after, in the place U took (transforming dout twice), and the
+ * parts split dU's 16 components instead of the images (each part transforms every tile:
+ * twice the transform work, no per-part copies of dU). */
 #include "winograd.h"
 
 #include <cblas.h>
@@ -80,18 +80,18 @@ static size_t chunk_floats(const conv2d_shape *s)
     return vm_floats(s) + 4 * (size_t)s->c_out + (size_t)s->c_in;
 }
 
-/* Whether the weight gradient splits dU's components between the parts. */
-static int du_by_component(const conv2d_shape *s)
+/* U outweighs the chunks: backward in two passes sharing U's place, dU by component. */
+static int u_heavy(const conv2d_shape *s)
 {
-    return s->parts > 1 &&
-           (size_t)(s->parts - 1) * u_floats(s) > (size_t)s->parts * chunk_floats(s);
+    return u_floats(s) > (size_t)s->parts * chunk_floats(s);
 }
 
-/* [U, then dU][zeros][per part: V, M, scratch][dU per part > 0, unless by component] */
+/* [U][dU, unless U-heavy][zeros][per part: V, M, scratch][dU per part > 0, unless
+ * U-heavy or one part] */
 size_t wino_workspace_floats(const conv2d_shape *s)
 {
-    size_t copies = du_by_component(s) ? 0 : (size_t)(s->parts - 1) * u_floats(s);
-    return u_floats(s) + zero_floats(s) + (size_t)s->parts * chunk_floats(s) + copies;
+    size_t uf = u_floats(s), extra = u_heavy(s) ? 0 : uf * (size_t)s->parts;
+    return uf + extra + zero_floats(s) + (size_t)s->parts * chunk_floats(s);
 }
 
 /* U = G g G^T for every (c_out, c_in). */
@@ -399,7 +399,7 @@ static void forward_tiles(float *out, const float *in, const float *u, const flo
 void wino_forward(float *out, const float *in, const float *w, const float *b, float *ws,
                   const conv2d_shape *s)
 {
-    float *u = ws, *zero = ws + u_floats(s);
+    float *u = ws, *zero = ws + (u_heavy(s) ? 1 : 2) * u_floats(s);
     float *chunks = zero + zero_floats(s);
     const size_t cf = chunk_floats(s);
     memset(zero, 0, zero_floats(s) * sizeof(float));
@@ -442,7 +442,7 @@ static void backward_tiles(float *din, float *du, const float *dout, const float
     }
 }
 
-/* One backward pass over every part: din (given U) or du, never both at once. */
+/* One backward pass over every part: din (given U) and/or du. */
 static void backward_parts(float *din, float *du, const float *dout, const float *in,
                            const float *u, const float *zero, float *chunks, float *partial,
                            const conv2d_shape *s)
@@ -507,21 +507,28 @@ void wino_backward(float *din, float *dw, const float *dout, const float *in, co
     if (!din && !dw)
         return;
     const size_t uf = u_floats(s);
-    float *u = ws, *zero = ws + uf;
+    const int heavy = u_heavy(s);
+    float *u = ws, *du = heavy ? ws : ws + uf, *zero = heavy ? ws + uf : ws + 2 * uf;
     float *chunks = zero + zero_floats(s);
     float *partial = chunks + (size_t)s->parts * chunk_floats(s);
     memset(zero, 0, zero_floats(s) * sizeof(float));
-    if (din) {
+    if (din)
         transform_weights(u, w, s);
-        backward_parts(din, NULL, dout, in, u, zero, chunks, partial, s);
+    if (!heavy) {
+        if (dw)
+            memset(du, 0, uf * sizeof(float));
+        backward_parts(din, dw ? du : NULL, dout, in, u, zero, chunks, partial, s);
+    } else {
+        if (din)
+            backward_parts(din, NULL, dout, in, u, zero, chunks, partial, s);
+        if (dw) { /* U is done with */
+            memset(du, 0, uf * sizeof(float));
+            if (s->parts > 1)
+                du_components(du, dout, in, zero, chunks, s);
+            else
+                backward_parts(NULL, du, dout, in, NULL, zero, chunks, partial, s);
+        }
     }
-    if (dw) {
-        float *du = ws; /* U is done with */
-        memset(du, 0, uf * sizeof(float));
-        if (du_by_component(s))
-            du_components(du, dout, in, zero, chunks, s);
-        else
-            backward_parts(NULL, du, dout, in, NULL, zero, chunks, partial, s);
+    if (dw)
         add_weight_grad(dw, du, s);
-    }
 }
