@@ -195,8 +195,8 @@ typedef struct rebuild_ctx {
     const net *n;
     int start, freeze;
     const item *val;
-    const int *dropped;   /* rebuilt for backward: then live over [rec_t0, rec_t1] too */
-    const int *rec_t0, *rec_t1;
+    int *dropped;         /* rebuilt for backward: then live over [rec_t0, rec_t1] too */
+    int *rec_t0, *rec_t1;
     int *relied;          /* a decision counts on this value being kept */
     int *step_value;      /* steps of the decision under way */
     int *step_t1;
@@ -245,6 +245,110 @@ static int rebuildable(rebuild_ctx *c, int v, int t, int depth, int emit)
     return 1;
 }
 
+/* live[t] += sign * size over the item's steps. */
+static void live_add(long long *live, const item *x, long long sign)
+{
+    for (int t = x->t0; x->size && t <= x->t1; t++)
+        live[t] += sign * (long long)x->size;
+}
+
+static long long live_peak(const long long *live, int n_t)
+{
+    long long m = 0;
+    for (int t = 0; t < n_t; t++)
+        if (live[t] > m)
+            m = live[t];
+    return m;
+}
+
+/* Drops, in creation order, each value that can be rebuilt just before its first backward
+ * reader (see rebuildable) when that lowers the peak of live floats (rebuilding costs a
+ * pass over the value, so only where memory is won); one that an earlier drop relies on
+ * stays. live holds every item's lifetime and is kept up to date. Fills the rebuild steps
+ * of p (and step_node, rc->step_t1); returns their number. */
+static int decide_rebuilds(rebuild_ctx *rc, struct net_plan *p, item *val, const int *fwd_end,
+                           const int *bfirst, const int *blast, const int *reader,
+                           int *step_node, int max_steps, int last, long long *live,
+                           int n_t, int *relied_backup)
+{
+    const net *n = rc->n;
+    const int nv = n->n_values;
+    long long peak = live_peak(live, n_t);
+    int n_steps = 0;
+    for (int v = 0; v < nv; v++) {
+        if (blast[v] < 0 || v == last || rc->relied[v] ||
+            n_steps + STEPS_PER_VALUE > max_steps)
+            continue;
+        int t = bfirst[v];
+        if (!rebuildable(rc, v, t, REBUILD_DEPTH, 0))
+            continue;
+        memcpy(relied_backup, rc->relied, (size_t)nv * sizeof(int));
+        rc->n_steps = n_steps;
+        rebuildable(rc, v, t, REBUILD_DEPTH, 1);
+        rc->step_value[rc->n_steps] = v;
+        rc->step_t1[rc->n_steps++] = blast[v];
+        item kept_tail = {.size = val[v].size, .t0 = fwd_end[v] + 1, .t1 = val[v].t1};
+        live_add(live, &kept_tail, -1);
+        for (int k = n_steps; k < rc->n_steps; k++) {
+            item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = t,
+                       .t1 = rc->step_t1[k]};
+            live_add(live, &st, 1);
+        }
+        long long now = live_peak(live, n_t);
+        if (now >= peak) { /* no gain: undo */
+            live_add(live, &kept_tail, 1);
+            for (int k = n_steps; k < rc->n_steps; k++) {
+                item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = t,
+                           .t1 = rc->step_t1[k]};
+                live_add(live, &st, -1);
+            }
+            memcpy(rc->relied, relied_backup, (size_t)nv * sizeof(int));
+            continue;
+        }
+        peak = now;
+        val[v].t1 = fwd_end[v];
+        p->first_step[reader[v]] = n_steps;
+        p->n_steps[reader[v]] = rc->n_steps - n_steps;
+        for (int k = n_steps; k < rc->n_steps; k++)
+            step_node[k] = reader[v];
+        n_steps = rc->n_steps;
+        rc->dropped[v] = 1;
+        rc->rec_t0[v] = t;
+        rc->rec_t1[v] = blast[v];
+    }
+    /* A later drop may have moved the peak away from an earlier one: keep again, latest
+     * first, each value whose drop no longer lowers the peak (its steps stay in the arrays
+     * but are no longer run). Rebuilds that read it still find it held. */
+    for (int v = nv - 1; v >= 0; v--) {
+        if (!rc->dropped[v])
+            continue;
+        int i = reader[v], k0 = p->first_step[i], k1 = k0 + p->n_steps[i];
+        item kept_tail = {.size = val[v].size, .t0 = fwd_end[v] + 1, .t1 = blast[v]};
+        live_add(live, &kept_tail, 1);
+        for (int k = k0; k < k1; k++) {
+            item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = bfirst[v],
+                       .t1 = rc->step_t1[k]};
+            live_add(live, &st, -1);
+        }
+        if (live_peak(live, n_t) > peak) {
+            live_add(live, &kept_tail, -1);
+            for (int k = k0; k < k1; k++) {
+                item st = {.size = round_up(n->value_numel[rc->step_value[k]]),
+                           .t0 = bfirst[v], .t1 = rc->step_t1[k]};
+                live_add(live, &st, 1);
+            }
+            continue;
+        }
+        val[v].t1 = blast[v];
+        rc->dropped[v] = 0;
+        p->first_step[i] = -1;
+        p->n_steps[i] = 0;
+        for (int k = k0; k < k1; k++)
+            rc->step_t1[k] = -1; /* dead: no item */
+    }
+    return n_steps;
+}
+
 /* Fills p for (training, freeze, start, keep). Items: values [0, nv), gradients
  * [nv, 2nv), forward scratch [2nv, 2nv+N), backward scratch [2nv+N, 2nv+2N), rebuild
  * steps after. */
@@ -261,8 +365,10 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
     int *order = malloc((size_t)n_items * sizeof(int));
     size_t *lo = malloc((size_t)n_items * sizeof(size_t));
     size_t *hi = malloc((size_t)n_items * sizeof(size_t));
-    int *ints = malloc((10 * (size_t)nv + 2 * (size_t)max_steps) * sizeof(int));
-    if (!it || !order || !lo || !hi || !ints) {
+    int *ints = malloc((11 * (size_t)nv + 2 * (size_t)max_steps) * sizeof(int));
+    long long *live = calloc((size_t)inf + 1, sizeof(long long));
+    if (!it || !order || !lo || !hi || !ints || !live) {
+        free(live);
         free(it);
         free(order);
         free(lo);
@@ -272,8 +378,9 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
     }
     int *bfirst = ints, *blast = ints + nv, *reader = ints + 2 * nv, *alias = ints + 3 * nv;
     int *gstart = ints + 4 * nv, *dropped = ints + 5 * nv, *rec_t0 = ints + 6 * nv;
-    int *rec_t1 = ints + 7 * nv, *relied = ints + 8 * nv, *fwd_end = ints + 9 * nv;
-    int *step_node = ints + 10 * nv, *step_t1 = step_node + max_steps;
+    int *rec_t1 = ints + 7 * nv, *fwd_end = ints + 8 * nv;
+    int *relied = ints + 9 * nv; /* and its backup after it */
+    int *step_node = ints + 11 * nv, *step_t1 = step_node + max_steps;
     item *val = it, *grad = it + nv;
     item *wsf = it + 2 * nv, *wsb = it + 2 * nv + nn, *step = it + 2 * nv + 2 * nn;
 
@@ -325,64 +432,15 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
             reader[u] = i;
         }
     }
-    /* Kept values live until their last backward reader; a training BatchNorm output
-     * (with what ReLU and residual adds did to it in place) is instead dropped after its
-     * forward readers and rebuilt just before its first backward reader, from values held
-     * then. Values are decided in creation order; one that a decision relied on stays. */
-    int n_steps = 0;
     for (int v = 0; v < nv; v++) {
         fwd_end[v] = val[v].t1;
         if (keep) {
             val[v].t0 = 0;
             val[v].t1 = inf;
         } else if (blast[v] > val[v].t1) {
-            val[v].t1 = blast[v];
+            val[v].t1 = blast[v]; /* kept until its last backward reader, unless dropped */
         }
     }
-    rebuild_ctx rc = {.n = n, .start = start, .freeze = freeze, .val = val,
-                      .dropped = dropped, .rec_t0 = rec_t0, .rec_t1 = rec_t1,
-                      .relied = relied, .step_value = p->step_value, .step_t1 = step_t1};
-    for (int v = 0; v < nv && training && !keep; v++) {
-        if (blast[v] < 0 || v == last || relied[v] || n_steps + STEPS_PER_VALUE > max_steps)
-            continue;
-        int t = bfirst[v];
-        rc.n_steps = n_steps;
-        if (!rebuildable(&rc, v, t, REBUILD_DEPTH, 0))
-            continue;
-        rebuildable(&rc, v, t, REBUILD_DEPTH, 1);
-        val[v].t1 = fwd_end[v];
-        p->step_value[rc.n_steps] = v;
-        step_t1[rc.n_steps++] = blast[v];
-        p->first_step[reader[v]] = n_steps;
-        p->n_steps[reader[v]] = rc.n_steps - n_steps;
-        for (int k = n_steps; k < rc.n_steps; k++)
-            step_node[k] = reader[v];
-        n_steps = rc.n_steps;
-        dropped[v] = 1;
-        rec_t0[v] = t;
-        rec_t1[v] = blast[v];
-    }
-    for (int k = 0; k < max_steps; k++) {
-        step[k].size = k < n_steps ? round_up(n->value_numel[p->step_value[k]]) : 0;
-        step[k].t0 = k < n_steps ? 2 * nn - step_node[k] : 0;
-        step[k].t1 = k < n_steps ? step_t1[k] : 0;
-    }
-    /* BatchNorm in place on an input nothing reads afterwards (eval, frozen groups). */
-    for (int i = 0; i < nn && !keep; i++) {
-        const node *d = &n->nodes[i];
-        if (d->kind != NODE_BN || n->value_creator[d->value] != i)
-            continue;
-        int u = n->nodes[d->in[0]].value, v = d->value;
-        if (u == last || val[u].t1 != i || blast[u] >= 0 ||
-            n->value_numel[u] != n->value_numel[v])
-            continue;
-        int r = find_root(alias, u);
-        alias[v] = r;
-        if (val[v].t1 > val[r].t1)
-            val[r].t1 = val[v].t1;
-        val[v].size = 0;
-    }
-
     /* Gradients: live from the first backward that writes one (the loss for the output)
      * to its creator's backward. */
     p->has_backward = backward;
@@ -422,6 +480,40 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
         wsb[i].t0 = wsb[i].t1 = 2 * nn - i;
     }
 
+    /* In training, some BatchNorm outputs are rebuilt for backward instead of kept. */
+    int n_steps = 0;
+    if (training && !keep) {
+        for (int q = 0; q < 2 * nv + 2 * nn; q++)
+            live_add(live, &it[q], 1);
+        rebuild_ctx rc = {.n = n, .start = start, .freeze = freeze, .val = val,
+                          .dropped = dropped, .rec_t0 = rec_t0, .rec_t1 = rec_t1,
+                          .relied = relied, .step_value = p->step_value,
+                          .step_t1 = step_t1};
+        n_steps = decide_rebuilds(&rc, p, val, fwd_end, bfirst, blast, reader, step_node,
+                                  max_steps, last, live, inf + 1, relied + nv);
+    }
+    for (int k = 0; k < max_steps; k++) {
+        step[k].size = k < n_steps && step_t1[k] >= 0
+                           ? round_up(n->value_numel[p->step_value[k]]) : 0;
+        step[k].t0 = k < n_steps ? 2 * nn - step_node[k] : 0;
+        step[k].t1 = k < n_steps ? step_t1[k] : 0;
+    }
+    /* BatchNorm in place on an input nothing reads afterwards (eval, frozen groups). */
+    for (int i = 0; i < nn && !keep; i++) {
+        const node *d = &n->nodes[i];
+        if (d->kind != NODE_BN || n->value_creator[d->value] != i)
+            continue;
+        int u = n->nodes[d->in[0]].value, v = d->value;
+        if (u == last || val[u].t1 != i || blast[u] >= 0 ||
+            n->value_numel[u] != n->value_numel[v])
+            continue;
+        int r = find_root(alias, u);
+        alias[v] = r;
+        if (val[v].t1 > val[r].t1)
+            val[r].t1 = val[v].t1;
+        val[v].size = 0;
+    }
+
     p->floats = place(it, n_items, order, lo, hi);
     for (int v = 0; v < nv; v++) {
         p->val_off[v] = val[find_root(alias, v)].off;
@@ -443,6 +535,7 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
     free(lo);
     free(hi);
     free(ints);
+    free(live);
     return 0;
 }
 
@@ -520,25 +613,52 @@ int net_plan_use(net *n, int training)
 }
 
 /* Rebuilds value v into dst exactly as the forward computed it: the BatchNorm pass with
- * the saved statistics, then the in-place nodes in forward order, through the same
- * functions. */
+ * the saved statistics, then the in-place nodes in forward order. The usual chains
+ * (ReLU; add; add then ReLU) run fused in batchnorm_apply, others node by node. */
 static void rebuild(net *n, int v, float *dst)
 {
     int c = n->value_creator[v];
     const node *b = &n->nodes[c];
     size_t m = (size_t)n->batch * b->h * b->w;
     assert(b->kind == NODE_BN);
-    batchnorm_apply(dst, n->values[n->nodes[b->in[0]].value], b->save_mean, b->save_rstd,
-                    n->params + n->tensors[b->p_w].offset,
-                    n->params + n->tensors[b->p_b].offset, (int)m, b->c);
+    int chain[4], len = 0, fused = 1;
     for (int k = c + 1; k < n->n_nodes; k++) {
-        const node *e = &n->nodes[k];
-        if (e->value != v)
+        if (n->nodes[k].value != v)
             continue;
-        if (e->kind == NODE_RELU)
-            relu_forward(dst, dst, m * b->c);
-        else if (e->kind == NODE_ADD)
-            add_forward(dst, dst, n->values[n->nodes[e->in[1]].value], m * b->c);
+        if (len == 4) {
+            fused = 0;
+            break;
+        }
+        chain[len++] = k;
+    }
+    const float *res = NULL;
+    int relu = 0;
+    if (fused && len >= 1 && n->nodes[chain[0]].kind == NODE_ADD) {
+        res = n->values[n->nodes[n->nodes[chain[0]].in[1]].value];
+        relu = len == 2 && n->nodes[chain[1]].kind == NODE_RELU;
+        fused = len == 1 || relu;
+    } else if (fused && len >= 1) {
+        relu = n->nodes[chain[0]].kind == NODE_RELU;
+        fused = len == 1 && relu;
+    }
+    const float *x = n->values[n->nodes[b->in[0]].value];
+    const float *gamma = n->params + n->tensors[b->p_w].offset;
+    const float *beta = n->params + n->tensors[b->p_b].offset;
+    if (fused || len == 0) {
+        batchnorm_apply(dst, x, b->save_mean, b->save_rstd, gamma, beta, res, relu, (int)m,
+                        b->c);
+    } else {
+        batchnorm_apply(dst, x, b->save_mean, b->save_rstd, gamma, beta, NULL, 0, (int)m,
+                        b->c);
+        for (int k = c + 1; k < n->n_nodes; k++) {
+            const node *e = &n->nodes[k];
+            if (e->value != v)
+                continue;
+            if (e->kind == NODE_RELU)
+                relu_forward(dst, dst, m * b->c);
+            else if (e->kind == NODE_ADD)
+                add_forward(dst, dst, n->values[n->nodes[e->in[1]].value], m * b->c);
+        }
     }
     n->values[v] = dst;
 }

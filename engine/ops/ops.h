@@ -63,10 +63,13 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
                        const float *beta, int m, int c, int training, float momentum,
                        float eps);
 /* The normalisation pass of batchnorm_forward alone: out = (in - mean) * (rstd * gamma) +
- * beta with given statistics, bit for bit what batchnorm_forward wrote with them (the net
- * recomputes a dropped training-mode output from its input this way). out may alias in. */
+ * beta with given statistics, bit for bit what batchnorm_forward wrote with them, then
+ * optionally + residual (M, C) and ReLU, bit for bit what add_forward and relu_forward
+ * would make of it (the net rebuilds a dropped training-mode output this way in one
+ * pass). residual may be NULL; out may alias in. */
 void batchnorm_apply(float *out, const float *in, const float *mean, const float *rstd,
-                     const float *gamma, const float *beta, int m, int c);
+                     const float *gamma, const float *beta, const float *residual, int relu,
+                     int m, int c);
 /* din (M,C) +=, dgamma (C) +=, dbeta (C) +=; mean/rstd as saved by forward with the same
  * training flag (in eval mode the statistics are constants, so din = dout*gamma*rstd). */
 void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
