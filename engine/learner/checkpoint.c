@@ -193,6 +193,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
         l->precompute = 0;
     fit_pos *fp = &l->fit;
     memset(fp, 0, sizeof *fp);
+    sched_plan_defaults(&fp->plan, m[M_BPE]); /* what the meta does not hold */
     fp->active = (int)m[M_FIT_ACTIVE];
     fp->next_epoch = (int)m[M_FIT_NEXT];
     fp->epoch_base = m[M_FIT_EPOCH_BASE];

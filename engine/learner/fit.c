@@ -196,6 +196,9 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
             int64_t t = (int64_t)e * bpe + b;
             double lrs[LEARNER_MAX_GROUPS];
             lrn_expand_lrs(lrs, l->n_groups, o->n_lrs, o->lrs, sched_factor(&plan, t));
+            double mom;
+            if (sched_momentum(&plan, t, &mom))
+                optim_set_momentum(l->opt, mom);
             float loss = lrn_train_step(l, cached, &v, lrs, &rc);
             if (rc) {
                 lrn_set_err(err, errlen, "fit: the batch does not fit the network (%d)", rc);
@@ -215,7 +218,7 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
             }
             ev_batch eb = {.step = l->step, .epoch = e, .batch = b, .n_batches = (int)bpe,
                            .loss = loss, .smooth_loss = (float)last_sl,
-                           .n_groups = l->n_groups};
+                           .n_groups = l->n_groups, .momentum = (float)l->opt->mom};
             for (int g = 0; g < l->n_groups && g < 4; g++)
                 eb.lrs[g] = (float)lrs[g];
             double el = lrn_now_s() - te;
@@ -311,9 +314,11 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
     }
     fp->active = 0;
     lrn_net_copy_free(&best);
+    optim_reset_momentum(l->opt);
     return 0;
 out_stop:
     lrn_net_copy_free(&best);
+    optim_reset_momentum(l->opt);
     return rc;
 }
 

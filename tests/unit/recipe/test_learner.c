@@ -3,7 +3,7 @@
  * weights, BatchNorm statistics and optimizer state back bit for bit (also when cancelled),
  * a head trained from the precompute cache equals one trained through the frozen body,
  * resuming an interrupted fit gives the weights of an uninterrupted one, snapshots, TTA,
- * and refusals. */
+ * 1cycle's scheduled momentum, and refusals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -175,7 +175,8 @@ typedef struct rec {
     int cancel_after_epoch;   /* -1: never */
     int cancel_after_sweep;   /* -1: never */
     int64_t last_step;
-    int lr_mismatch;
+    int lr_mismatch, mom_mismatch;
+    float mom_min;
     const sched_plan *plan;
     double lr0[4];
     float last_acc;
@@ -191,6 +192,11 @@ static int on_batch(void *ctx, const ev_batch *e)
         for (int g = 0; g < e->n_groups; g++)
             if (e->lrs[g] != (float)(r->lr0[g] * sched_factor(r->plan, t)))
                 r->lr_mismatch++;
+        double mom = 0.9; /* the optimizer's own, unless the schedule moves it */
+        sched_momentum(r->plan, t, &mom);
+        if (e->momentum != (float)mom)
+            r->mom_mismatch++;
+        r->mom_min = r->n_batch == 0 || e->momentum < r->mom_min ? e->momentum : r->mom_min;
     }
     r->last_step = e->step;
     r->n_batch++;
@@ -265,6 +271,7 @@ static void fit_learns_the_shapes(void **state)
     assert_int_equal(r.n_batch, 4 * (N_TRAIN / 16));
     assert_int_equal(r.n_cycle_end, 1);
     assert_int_equal(r.lr_mismatch, 0);
+    assert_int_equal(r.mom_mismatch, 0);
     learner_state st;
     learner_get_state(l, &st);
     assert_int_equal(st.step, 4 * (N_TRAIN / 16));
@@ -678,6 +685,49 @@ static void early_stop_after_patience(void **state)
     dataset_destroy(ds);
 }
 
+/* 1cycle moves the optimizer's momentum every batch (0.95 down to 0.85 and back); the
+ * next fit with another schedule is back at the configured 0.9. */
+static void onecycle_moves_the_momentum(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    learner *l = make(&c, ds);
+    char err[256] = "";
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 2,
+                  .schedule = SCHED_1CYCLE};
+    sched_plan plan;
+    sched_plan_defaults(&plan, N_SMALL / BS);
+    plan.kind = SCHED_1CYCLE;
+    plan.cycle_len = 2;
+    r.plan = &plan;
+    for (int g = 0; g < 4; g++)
+        r.lr0[g] = 0.05;
+    assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
+    assert_int_equal(r.n_batch, 2 * N_SMALL / BS);
+    assert_int_equal(r.lr_mismatch, 0);
+    assert_int_equal(r.mom_mismatch, 0);
+    assert_true(r.mom_min == 0.85f); /* T = 16: the LR peaks at iteration 7 */
+
+    rec r2 = {0};
+    ev_hooks h2 = hooks_for(&r2);
+    fit_opts oc = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .schedule = SCHED_CONSTANT};
+    sched_plan pc;
+    sched_plan_defaults(&pc, N_SMALL / BS);
+    pc.kind = SCHED_CONSTANT;
+    r2.plan = &pc;
+    memcpy(r2.lr0, r.lr0, sizeof r2.lr0);
+    r2.last_step = r.last_step;
+    assert_int_equal(learner_fit(l, &oc, &h2, err, sizeof err), 0);
+    assert_int_equal(r2.mom_mismatch, 0);
+    assert_true(r2.mom_min == 0.9f);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 static void bad_requests_are_refused(void **state)
 {
     (void)state;
@@ -731,6 +781,7 @@ int main(void)
         cmocka_unit_test(recipe_with_a_pretrained_body),
         cmocka_unit_test(predict_test_writes_csv),
         cmocka_unit_test(early_stop_after_patience),
+        cmocka_unit_test(onecycle_moves_the_momentum),
         cmocka_unit_test(bad_requests_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
