@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "rng.h"
@@ -19,6 +20,22 @@ static void *aligned_floats(size_t n)
     size_t bytes = (n ? n : 1) * sizeof(float);
     bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
     return aligned_alloc(ALIGN, bytes);
+}
+
+/* Zeroed floats from fresh anonymous pages: a page becomes resident only when first
+ * written, so the gradients of frozen groups (and of a net that only evaluates) cost no
+ * memory. NULL on failure; free with untouched_free(p, n). */
+static float *untouched_zeroed_floats(size_t n)
+{
+    void *p = mmap(NULL, (n ? n : 1) * sizeof(float), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void untouched_free(float *p, size_t n)
+{
+    if (p)
+        munmap(p, (n ? n : 1) * sizeof(float));
 }
 
 net *net_create(void)
@@ -73,7 +90,7 @@ void net_destroy(net *n)
     free(n->tensors);
     free(n->value_creator);
     free(n->params);
-    free(n->grads);
+    untouched_free(n->grads, n->n_params);
     free(n->buffers);
     free(n);
 }
@@ -347,11 +364,10 @@ int net_finalize(net *n, uint64_t seed)
     }
     n->n_out = n->nodes[n->n_nodes - 1].c;
     n->params = aligned_floats(n->n_params);
-    n->grads = aligned_floats(n->n_params);
+    n->grads = untouched_zeroed_floats(n->n_params);
     n->buffers = aligned_floats(n->n_buffers);
     if (!n->params || !n->grads || !n->buffers)
         return -ENOMEM;
-    memset(n->grads, 0, n->n_params * sizeof(float));
     uint64_t rng = rng_derive(seed, 1);
     for (int t = 0; t < n->n_tensors; t++)
         init_tensor(n, &n->tensors[t], &rng);

@@ -2,9 +2,10 @@
  * buffers and gradients each in one slab, layer groups, freezing, and forward/backward.
  *
  * Ownership: a net owns every buffer it points to. Parameters, gradients and BatchNorm
- * buffers are allocated once by net_finalize; activations, activation gradients and
- * scratch are (re)allocated by net_set_batch when the batch shape changes, never inside
- * a training step. Activations are NHWC (see ops/ops.h).
+ * buffers are allocated once by net_finalize; the gradients as untouched zero pages, so
+ * that only the ones ever written (trainable groups) become resident. Activations,
+ * activation gradients and scratch are (re)allocated by net_set_batch when the batch
+ * shape changes, never inside a training step. Activations are NHWC (see ops/ops.h).
  *
  * Parameter and buffer names are torchvision state-dict names ("conv1.weight",
  * "layer2.0.downsample.1.running_var", "fc.bias"), so a state dict saved as safetensors
@@ -87,7 +88,7 @@ typedef struct net {
     int freeze_to;       /* groups < freeze_to are frozen */
 
     float *params;  /* all parameters */
-    float *grads;   /* same layout as params */
+    float *grads;   /* same layout as params; mmap'd, resident only where written */
     float *buffers; /* BatchNorm running statistics */
     size_t n_params, n_buffers;
 
