@@ -3,7 +3,7 @@
  * weights, BatchNorm statistics and optimizer state back bit for bit (also when cancelled),
  * a head trained from the precompute cache equals one trained through the frozen body,
  * resuming an interrupted fit gives the weights of an uninterrupted one, snapshots, TTA,
- * 1cycle's scheduled momentum, and refusals. */
+ * 1cycle's scheduled momentum, early stops that survive an interruption, and refusals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -175,6 +175,7 @@ typedef struct rec {
     int cancel_after_epoch;   /* -1: never */
     int cancel_after_sweep;   /* -1: never */
     int64_t last_step;
+    char last_note[32];
     int lr_mismatch, mom_mismatch;
     float mom_min;
     const sched_plan *plan;
@@ -229,6 +230,7 @@ static void on_note(void *ctx, const char *what, const char *why)
 {
     rec *r = ctx;
     r->n_note++;
+    snprintf(r->last_note, sizeof r->last_note, "%s", what);
 }
 
 static ev_hooks hooks_for(rec *r)
@@ -728,6 +730,97 @@ static void onecycle_moves_the_momentum(void **state)
     dataset_destroy(ds);
 }
 
+static int count_best_files(const char *dir)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '^best_' > /dev/null", dir);
+    return system(cmd) == 0; /* grep -c exits 0 when it counted at least one */
+}
+
+/* An early stop that goes back to earlier weights, interrupted after the best epoch and
+ * before the stop: the resumed fit stops at the same epoch with the same weights as the
+ * uninterrupted one (the kept weights and the counters are in the checkpoint folder). */
+static void early_stop_survives_resume(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    char err[256] = "";
+    /* patience 2 at a constant rate; the recipe's stop at a worse cycle end over SGDR
+     * cycles of one epoch. */
+    fit_opts modes[2] = {
+        {.n_lrs = 1, .lrs = {0.3}, .n_cycle = 12, .wd = 1e-4, .schedule = SCHED_CONSTANT,
+         .early_stop_patience = 2},
+        {.n_lrs = 1, .lrs = {0.3}, .n_cycle = 12, .cycle_len = 1, .cycle_mult = 1,
+         .wd = 1e-4, .schedule = SCHED_SGDR, .stop_at_worse_cycle = 1},
+    };
+    const char *note[2] = {"early_stop", "stop"};
+    for (int m = 0; m < 2; m++) {
+        char dir_a[512], dir_b[512];
+        snprintf(dir_a, sizeof dir_a, "%s/es_a%d", root, m);
+        snprintf(dir_b, sizeof dir_b, "%s/es_b%d", root, m);
+        assert_int_equal(mkdir(dir_a, 0755), 0);
+        assert_int_equal(mkdir(dir_b, 0755), 0);
+
+        c.checkpoint_dir = dir_a;
+        learner *a = make(&c, ds);
+        rec ra = {0};
+        ev_hooks ha = hooks_for(&ra);
+        int rc = learner_fit(a, &modes[m], &ha, err, sizeof err);
+        if (rc)
+            print_error("fit: %s\n", err);
+        assert_int_equal(rc, 0);
+        int stop_epoch = ra.n_epoch - 1;
+        print_message("%s: the uninterrupted fit stopped after epoch %d of 12\n", note[m],
+                      stop_epoch);
+        assert_string_equal(ra.last_note, note[m]);
+        /* Interrupted after the epoch before the stop: the kept weights are older. */
+        int cut = stop_epoch - 1;
+        assert_true(cut >= 1);
+        assert_false(count_best_files(dir_a)); /* a finished fit leaves no best file */
+
+        c.checkpoint_dir = dir_b;
+        learner *b = make(&c, ds);
+        rec rb = {0};
+        ev_hooks hb = hooks_for(&rb);
+        rb.cancel_after_epoch = cut;
+        assert_int_equal(learner_fit(b, &modes[m], &hb, err, sizeof err), -ECANCELED);
+        assert_true(count_best_files(dir_b));
+        size_t np = learner_net(b)->n_params * sizeof(float);
+        float *at_cut = malloc(np);
+        assert_non_null(at_cut);
+        memcpy(at_cut, learner_net(b)->params, np);
+        learner_destroy(b);
+
+        learner *b2 = make(&c, ds);
+        fit_opts ro = modes[m];
+        ro.resume = 1;
+        rec r2 = {0};
+        ev_hooks h2 = hooks_for(&r2);
+        rc = learner_fit(b2, &ro, &h2, err, sizeof err);
+        if (rc)
+            print_error("resume: %s\n", err);
+        assert_int_equal(rc, 0);
+        assert_int_equal(r2.n_epoch, 1); /* the stop epoch only */
+        assert_string_equal(r2.last_note, note[m]);
+        net *na = learner_net(a), *nb = learner_net(b2);
+        assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
+        assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+        assert_false(count_best_files(dir_b));
+        /* Patience went back to the epoch before the cut, older than the checkpoint the
+         * resume started from; the cycle rule to the previous cycle end, the cut itself. */
+        if (m == 0)
+            assert_memory_not_equal(na->params, at_cut, np);
+        else
+            assert_memory_equal(na->params, at_cut, np);
+        free(at_cut);
+        learner_destroy(a);
+        learner_destroy(b2);
+    }
+    dataset_destroy(ds);
+}
+
 static void bad_requests_are_refused(void **state)
 {
     (void)state;
@@ -782,6 +875,7 @@ int main(void)
         cmocka_unit_test(predict_test_writes_csv),
         cmocka_unit_test(early_stop_after_patience),
         cmocka_unit_test(onecycle_moves_the_momentum),
+        cmocka_unit_test(early_stop_survives_resume),
         cmocka_unit_test(bad_requests_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
