@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "page_cache.h"
 #include "problem.h"
 #include "server.h"
 #include "spec.h"
@@ -20,6 +21,7 @@
 #define API_JSON_MAX (1024 * 1024)        /* JSON bodies */
 #define API_IMAGE_MAX (32 * 1024 * 1024)  /* predict: one image */
 #define API_MAX_IDS 2
+#define API_PAGE_CACHE_SLOTS 16      /* serialised pages kept (metrics) */
 
 typedef struct sse_hub sse_hub;
 
@@ -38,6 +40,7 @@ struct api_server {
     double started;            /* CLOCK_MONOTONIC seconds */
     void (*log)(int level, const char *line);
     sse_hub *hub;
+    page_cache *pages;         /* serialised read answers, valid per store generation */
 };
 
 /* How a route takes its body. */
@@ -94,6 +97,17 @@ struct api_req {
 
 /* Answers body (a stolen reference) as application/json. */
 void reply_json(api_req *r, unsigned status, json_t *body);
+/* Answers text (len bytes of serialised JSON, malloc'd; ownership passes) as
+ * application/json. */
+void reply_json_text(api_req *r, unsigned status, char *text, size_t len);
+/* body serialised as every answer is (compact, ASCII); malloc'd, NULL on failure. */
+char *api_json_text(json_t *body, size_t *len);
+/* Answers 200 with the page cached under key for store generation gen and returns 1;
+ * 0 (nothing answered) when there is none. gen must be read before the data the page
+ * would be built from. */
+int reply_cached(api_req *r, const char *key, uint64_t gen);
+/* Answers body (a stolen reference) with 200 and keeps its text under key for gen. */
+void reply_json_caching(api_req *r, const char *key, uint64_t gen, json_t *body);
 /* Same, with a Location header pointing at location. */
 void reply_created(api_req *r, unsigned status, const char *location, json_t *body);
 /* Answers a problem+json body. field may be NULL. */

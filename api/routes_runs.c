@@ -477,14 +477,21 @@ void route_run_metrics(api_req *r)
         reply_problem(r, 400, PROBLEM_INVALID, "key", "key must be 1 to 64 characters");
         return;
     }
-    if (run_exists(r))
+    /* Pages are cached per store generation: while a fit runs, every client polling
+     * the same page between two commits gets one serialisation. A hit also proves the
+     * run exists (deleting it is a commit). */
+    char ckey[160];
+    uint64_t gen = store_generation(r->srv->store);
+    snprintf(ckey, sizeof ckey, "metrics %lld %lld %lld %s", (long long)r->ids[0],
+             (long long)after, (long long)limit, key ? key : "");
+    if (reply_cached(r, ckey, gen) || run_exists(r))
         return;
     rc = store_metrics_get(r->srv->store, r->ids[0], key, after, (int)limit, &out);
     if (rc) {
         reply_store_error(r, rc, "metrics");
         return;
     }
-    reply_json(r, 200, out);
+    reply_json_caching(r, ckey, gen, out);
 }
 
 void route_run_epochs(api_req *r)

@@ -58,13 +58,13 @@ static void set_response(api_req *r, unsigned status, struct MHD_Response *resp)
     r->status = status;
 }
 
-static struct MHD_Response *json_response(json_t *body, const char *ctype)
+/* A response owning text (freed with it, also on failure). */
+static struct MHD_Response *text_response(char *text, size_t len, const char *ctype)
 {
-    char *text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
     struct MHD_Response *resp;
     if (!text)
         return NULL;
-    resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(text);
         return NULL;
@@ -72,6 +72,21 @@ static struct MHD_Response *json_response(json_t *body, const char *ctype)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     return resp;
+}
+
+char *api_json_text(json_t *body, size_t *len)
+{
+    char *text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (text)
+        *len = strlen(text);
+    return text;
+}
+
+static struct MHD_Response *json_response(json_t *body, const char *ctype)
+{
+    size_t len = 0;
+    char *text = api_json_text(body, &len);
+    return text_response(text, len, ctype);
 }
 
 /* The answer of last resort when even building a problem body fails. */
@@ -96,6 +111,36 @@ void reply_json(api_req *r, unsigned status, json_t *body)
         return;
     }
     set_response(r, status, resp);
+}
+
+void reply_json_text(api_req *r, unsigned status, char *text, size_t len)
+{
+    struct MHD_Response *resp = text_response(text, len, "application/json");
+    if (!resp) {
+        reply_oom(r);
+        return;
+    }
+    set_response(r, status, resp);
+}
+
+int reply_cached(api_req *r, const char *key, uint64_t gen)
+{
+    size_t len = 0;
+    char *text = page_cache_get(r->srv->pages, key, gen, &len);
+    if (!text)
+        return 0;
+    reply_json_text(r, 200, text, len);
+    return 1;
+}
+
+void reply_json_caching(api_req *r, const char *key, uint64_t gen, json_t *body)
+{
+    size_t len = 0;
+    char *text = api_json_text(body, &len);
+    json_decref(body);
+    if (text)
+        page_cache_put(r->srv->pages, key, gen, text, len);
+    reply_json_text(r, 200, text, len);
 }
 
 void reply_created(api_req *r, unsigned status, const char *location, json_t *body)
@@ -687,6 +732,7 @@ static void server_free(api_server *s)
     if (!s)
         return;
     sse_hub_destroy(s->hub);
+    page_cache_destroy(s->pages);
     for (int i = 0; i < s->n_dataset_roots; i++)
         free(s->dataset_roots[i]);
     free(s->dataset_roots);
@@ -752,7 +798,7 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
         goto out_free;
     }
     rc = sse_hub_create(&s->hub, s->store);
-    if (rc)
+    if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS))
         goto out_nomem;
 
     s->mhd = MHD_start_daemon(

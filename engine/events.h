@@ -17,6 +17,7 @@ typedef struct ev_batch {
     int n_groups;
     float lrs[4];      /* per layer group */
     double img_per_s;
+    float momentum;    /* SGD's momentum or Adam's beta1 of this batch (1cycle moves it) */
 } ev_batch;
 
 typedef struct ev_sweep_point {

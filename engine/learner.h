@@ -87,9 +87,16 @@ typedef struct fit_opts {
     sched_kind schedule;
     int snapshots;             /* save weights at the end of every cycle */
     int early_stop_patience;   /* 0: off */
+    int stop_at_worse_cycle;   /* the recipe's "until validation loss stops improving": stop
+                                * at a cycle end whose validation loss is not below the
+                                * previous cycle end's, and go back to that cycle end's
+                                * weights */
     int resume;                /* continue from this learner's last epoch checkpoint */
 } fit_opts;
 
+/* With a checkpoint folder, the weights an early stop (patience or stop_at_worse_cycle)
+ * would go back to are kept as a file beside the epoch checkpoint, so that a resumed fit
+ * stops where, and with the weights, the uninterrupted one would have. */
 int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen);
 
 /* ---- evaluation and prediction ------------------------------------------------------------ */

@@ -15,6 +15,9 @@ void sched_plan_defaults(sched_plan *p, int64_t batches_per_epoch)
     p->warmup = 1;
     p->div = 10.0;
     p->pct = 10.0;
+    p->cycle_mom = 1;
+    p->mom_hi = 0.95;
+    p->mom_lo = 0.85;
 }
 
 int sched_plan_check(const sched_plan *p, char *err, unsigned errlen)
@@ -34,6 +37,9 @@ int sched_plan_check(const sched_plan *p, char *err, unsigned errlen)
         bad = "div: must be above 1";
     else if (p->kind == SCHED_1CYCLE && !(p->pct >= 0.0 && p->pct < 100.0))
         bad = "pct: must be in [0, 100)";
+    else if (p->kind == SCHED_1CYCLE && p->cycle_mom &&
+             !(p->mom_hi >= 0.0 && p->mom_hi < 1.0 && p->mom_lo >= 0.0 && p->mom_lo < 1.0))
+        bad = "moms: the 1cycle momentums must be in [0, 1)";
     if (!bad && sched_total_epochs(p) > 100000)
         bad = "n_cycle: the schedule would run more than 100000 epochs";
     if (bad) {
@@ -106,9 +112,36 @@ double sched_1cycle(int64_t t, int64_t T, double div, double pct)
     return (1.0 + q * (div - 1.0)) / div;
 }
 
+double sched_1cycle_mom(int64_t t, int64_t T, double pct, double hi, double lo)
+{
+    int64_t cnb = (int64_t)((double)T * (1.0 - pct / 100.0) / 2.0);
+    if (t > 2 * cnb || cnb == 0)
+        return hi; /* annihilation (and a cycle too short for a triangle) */
+    double q;
+    if (t > cnb)
+        q = 1.0 - (double)(t - cnb) / (double)cnb;
+    else
+        q = (double)t / (double)cnb;
+    return hi + q * (lo - hi);
+}
+
 double sched_exp_sweep(double start, double end, int64_t i, int64_t num_it)
 {
     return start * pow(end / start, (double)i / (double)num_it);
+}
+
+/* Position of iteration t in its cycle, and that cycle's length (sgdr, 1cycle). */
+static int64_t cycle_pos(const sched_plan *p, int64_t t, int64_t *len)
+{
+    int64_t T = p->batches_per_epoch * p->cycle_len, pos = t;
+    for (int c = 0; c < p->n_cycle - 1 && pos >= T; c++) {
+        pos -= T;
+        T *= p->cycle_mult;
+    }
+    if (pos >= T)
+        pos = T - 1; /* past the end: hold the last iteration's value */
+    *len = T;
+    return pos;
 }
 
 double sched_factor(const sched_plan *p, int64_t t)
@@ -118,14 +151,19 @@ double sched_factor(const sched_plan *p, int64_t t)
     int64_t T0 = p->batches_per_epoch * p->cycle_len;
     if (p->kind == SCHED_SGDR && p->warmup && (double)t < (double)T0 / 20.0)
         return 1.0 / 100.0;
-    int64_t T = T0, pos = t;
-    for (int c = 0; c < p->n_cycle - 1 && pos >= T; c++) {
-        pos -= T;
-        T *= p->cycle_mult;
-    }
-    if (pos >= T)
-        pos = T - 1; /* past the end: hold the last iteration's value */
+    int64_t T;
+    int64_t pos = cycle_pos(p, t, &T);
     if (p->kind == SCHED_SGDR)
         return sched_cosine(pos, T);
     return sched_1cycle(pos, T, p->div, p->pct);
+}
+
+int sched_momentum(const sched_plan *p, int64_t t, double *mom)
+{
+    if (p->kind != SCHED_1CYCLE || !p->cycle_mom)
+        return 0;
+    int64_t T;
+    int64_t pos = cycle_pos(p, t, &T);
+    *mom = sched_1cycle_mom(pos, T, p->pct, p->mom_hi, p->mom_lo);
+    return 1;
 }

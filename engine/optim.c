@@ -99,6 +99,7 @@ int optim_create(optim **out, net *n, const optim_config *cfg)
     o->cfg = *cfg;
     o->net = n;
     o->n_groups = n->n_groups;
+    optim_reset_momentum(o);
     o->n_state = cfg->kind == OPTIM_ADAM ? 2 * n->n_params : n->n_params;
     o->state = calloc(o->n_state ? o->n_state : 1, sizeof *o->state);
     o->steps = calloc(n->n_tensors ? (size_t)n->n_tensors : 1, sizeof *o->steps);
@@ -141,6 +142,19 @@ int optim_set_wds(optim *o, const double *wds, int n_vals)
     return set_per_group(o->wd, o->n_groups, wds, n_vals);
 }
 
+int optim_set_momentum(optim *o, double mom)
+{
+    if (!(mom >= 0.0 && mom < 1.0))
+        return -EINVAL;
+    o->mom = mom;
+    return 0;
+}
+
+void optim_reset_momentum(optim *o)
+{
+    o->mom = o->cfg.kind == OPTIM_ADAM ? o->cfg.beta1 : o->cfg.momentum;
+}
+
 void optim_step(optim *o)
 {
     net *n = o->net;
@@ -153,11 +167,11 @@ void optim_step(optim *o)
         float lr = (float)o->lr[t->group], wd = (float)o->wd[t->group];
         o->steps[i]++;
         if (o->cfg.kind == OPTIM_SGD)
-            sgd_step(p, g, o->state + t->offset, t->numel, lr, (float)o->cfg.momentum,
+            sgd_step(p, g, o->state + t->offset, t->numel, lr, (float)o->mom,
                      o->cfg.nesterov, wd, o->cfg.decoupled_wd);
         else
             adam_step(p, g, o->state + t->offset, o->state + n->n_params + t->offset,
-                      t->numel, o->steps[i], lr, (float)o->cfg.beta1, (float)o->cfg.beta2,
+                      t->numel, o->steps[i], lr, (float)o->mom, (float)o->cfg.beta2,
                       (float)o->cfg.eps, wd, o->cfg.decoupled_wd);
     }
 }

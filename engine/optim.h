@@ -53,6 +53,8 @@ typedef struct optim {
     size_t n_state;              /* floats in state: n_params (SGD) or 2 n_params (Adam) */
     float *state;                /* SGD: momentum buffers; Adam: m then v; params layout */
     int64_t *steps;              /* (net->n_tensors) updates applied to each parameter */
+    double mom;                  /* SGD's momentum or Adam's beta1 of the next steps: cfg's
+                                  * unless a schedule moves it (optim_set_momentum) */
 } optim;
 
 /* Creates an optimizer over n's parameters with zeroed state, every group's lr 0 and
@@ -66,6 +68,13 @@ void optim_destroy(optim *o);
  * -EINVAL and changes nothing. */
 int optim_set_lrs(optim *o, const double *lrs, int n_vals);
 int optim_set_wds(optim *o, const double *wds, int n_vals);
+
+/* Momentum (SGD) or beta1 (Adam) of the following steps, for schedules that move it
+ * (1cycle, as torch's OneCycleLR writes momentum or betas[0] into the param groups).
+ * -EINVAL outside [0, 1), changing nothing. */
+int optim_set_momentum(optim *o, double mom);
+/* Back to the configured momentum or beta1. */
+void optim_reset_momentum(optim *o);
 
 /* One update of every parameter of the trainable groups (group >= net->freeze_to) from
  * net->grads, with each group's lr and wd. BatchNorm buffers are not parameters and are

@@ -80,6 +80,8 @@ struct store {
     pthread_cond_t fcv;
     int flush_ms, flush_points;
 
+    uint64_t generation;        /* committed write transactions (__atomic; store_generation) */
+
     pthread_mutex_t nmu;        /* subscribers; held while listeners run */
     sub *subs;
     int n_subs, cap_subs, next_handle;

@@ -68,6 +68,11 @@ int store_open(store **out, const char *path, const store_options *o, char *err,
 void store_close(store *st);
 /* Commits the buffered points now. */
 int store_flush(store *st);
+
+/* How many write transactions have committed so far. A read started after this returns
+ * sees every commit it counts, so a result read then and kept with this number stays
+ * valid while the number is unchanged (the API caches metric pages by it). */
+uint64_t store_generation(store *st);
 /* The schema version this binary writes (the number of sections of schema.sql). */
 int store_schema_current(void);
 /* The last SQLite error seen by this thread's store call (static buffer per thread). */

@@ -163,6 +163,8 @@ int wend(store *st, int rc)
 {
     if (rc == 0)
         rc = wexec(st, "COMMIT");
+    if (rc == 0)
+        __atomic_add_fetch(&st->generation, 1, __ATOMIC_RELEASE);
     if (rc) {
         if (!sqlite3_get_autocommit(st->w)) {
             char keep[sizeof errbuf];
@@ -321,6 +323,8 @@ static int flush_locked(store *st)
     sqlite3_finalize(ins_p);
     if (rc == 0)
         rc = wexec(st, "COMMIT");
+    if (rc == 0)
+        __atomic_add_fetch(&st->generation, 1, __ATOMIC_RELEASE);
     if (rc) {
         char keep[sizeof errbuf];
         memcpy(keep, errbuf, sizeof keep);
@@ -335,6 +339,11 @@ out_free_items:
     free(items);
     free(prog);
     return rc;
+}
+
+uint64_t store_generation(store *st)
+{
+    return __atomic_load_n(&st->generation, __ATOMIC_ACQUIRE);
 }
 
 int store_flush(store *st)

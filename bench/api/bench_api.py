@@ -1,16 +1,16 @@
 #!/usr/bin/python3
 """bench_api.py: API latency under training (issue 5). Starts sgdrd on a free loopback port
-with a temporary data dir, registers Fashion-MNIST, creates a resnet_small run, then
-  A) fits for PHASE_S seconds with no HTTP load, and
-  B) fits again for PHASE_S seconds while another process polls GET /jobs/{id},
+with a temporary data dir, registers Fashion-MNIST, creates a resnet_small run and starts
+one fit, during which
+  A) windows with no HTTP load and
+  B) windows in which another process polls GET /jobs/{id},
      GET /runs/{id}/metrics?limit=1000 and GET /health over several keep-alive
      connections, with one SSE subscriber on /runs/{id}/events,
-and prints per-endpoint latency (p50/p99/max), failures, and training img/s (from the
-daemon's own per-batch metric times) without and with load, over the same number of
-batches.
+alternate (ABBAAB...), and prints per-endpoint latency (p50/p99/max), failures, and
+training img/s (from the daemon's own per-batch metric times) over the A and the B windows.
 
 Usage: /usr/bin/python3 bench/api/bench_api.py [--bin build/daemon/sgdrd] [--seconds 30]
-       [--clients 4] [--interval-ms 50] [--threads 2]
+       [--clients 4] [--interval-ms 50] [--threads 2] [--rounds 3]
 Standard library only; only loopback traffic; the daemon is killed at the end, also on
 failure."""
 import argparse
@@ -90,8 +90,45 @@ def load_main(args):
     interval = args.interval_ms / 1000.0
     max_requests = int(args.seconds / interval) + 10
 
+    requests = {name: ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode()
+                for name, path in paths}
+
+    def exchange(sock, req):
+        """Sends one pre-encoded request and reads its answer on a keep-alive socket:
+        (status, body, close). Raw sockets: http.client costs the load process (which
+        shares the daemon's two cores) about twice the CPU."""
+        sock.sendall(req)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed in the headers")
+            buf += chunk
+        head, body = buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length, close = None, False
+        for h in lines[1:]:
+            k, _, v = h.partition(b":")
+            k = k.strip().lower()
+            if k == b"content-length":
+                length = int(v)
+            elif k == b"connection" and v.strip().lower() == b"close":
+                close = True
+        if length is None:
+            raise ConnectionError("answer without Content-Length")
+        parts = [body]
+        got = len(body)
+        while got < length:
+            chunk = sock.recv(max(65536, length - got))
+            if not chunk:
+                raise ConnectionError("connection closed in the body")
+            parts.append(chunk)
+            got += len(chunk)
+        return status, b"".join(parts), close
+
     def client(k):
-        conn = None
+        sock = None
         nxt = start + interval * k / max(1, args.clients)
         for i in range(max_requests):
             now = time.monotonic()
@@ -100,33 +137,31 @@ def load_main(args):
             if nxt > now:
                 time.sleep(nxt - now)
             nxt += interval
-            name, path = paths[(i + k) % len(paths)]
+            name, _ = paths[(i + k) % len(paths)]
             t = time.perf_counter()
             try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                conn.request("GET", path)
-                r = conn.getresponse()
-                body = r.read()
+                if sock is None:
+                    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                status, body, close = exchange(sock, requests[name])
                 dt = (time.perf_counter() - t) * 1000.0
-                ok = r.status == 200 and body[:1] == b"{"
+                ok = status == 200 and body[:1] == b"{"
                 if ok and name == "metrics":
                     ok = b'"points"' in body    # no parse: keep the client's CPU small
                 with lock:
                     lat[name].append(dt)
                     if not ok:
-                        fails[name].append("HTTP %d" % r.status)
-                if r.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
+                        fails[name].append("HTTP %d" % status)
+                if close:
+                    sock.close()
+                    sock = None
             except Exception as e:  # a failed request is a figure, not a crash
                 with lock:
                     fails[name].append("%s: %s" % (type(e).__name__, e))
-                if conn is not None:
-                    conn.close()
-                conn = None
-        if conn is not None:
-            conn.close()
+                if sock is not None:
+                    sock.close()
+                sock = None
+        if sock is not None:
+            sock.close()
 
     sse = {"events": 0, "metric_events": 0, "error": None, "status": None}
 
@@ -198,15 +233,6 @@ def stop_job(port, job, timeout=60):
                        % (job, timeout, st, js))
 
 
-def img_per_s(points, n_batches):
-    """Images/s over n_batches consecutive batches, timed from the end of the first listed
-    batch to the end of the last one."""
-    pts = points[:n_batches + 1]
-    if len(pts) < 2:
-        return float("nan")
-    return (len(pts) - 1) * BS / (pts[-1][1] - pts[0][1])
-
-
 def cpu_s(pid):
     """User + system CPU seconds the process has used so far."""
     with open("/proc/%d/stat" % pid) as f:
@@ -236,6 +262,9 @@ def main():
     ap.add_argument("--interval-ms", type=float, default=50.0,
                     help="each client's pacing between requests")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternating unloaded/loaded windows; the load runs for "
+                         "--seconds in all")
     ap.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--job", type=int, help=argparse.SUPPRESS)
@@ -246,6 +275,7 @@ def main():
         return 0
     args.seconds = max(5.0, min(args.seconds, 120.0))
     args.clients = max(1, min(args.clients, 64))
+    args.rounds = max(1, min(args.rounds, 10))
 
     root = tempfile.mkdtemp(prefix="sgdrd-bench-api-")
     port = free_port()
@@ -275,48 +305,87 @@ def main():
                     "tfms": "none", "seed": 1}, want=(201,))["id"]
         fit = {"lrs": 0.05, "n_cycle": 1, "cycle_len": 1}
 
-        # A: no HTTP load but our own sparse polling (one request every 2 s).
-        job_a = must(port, "POST", "%s/runs/%d/fit" % (API, run), fit, want=(202,))["id"]
-        wait_training(port, run, job_a, -1)
-        cpu_a, wall_a = cpu_s(proc.pid), time.monotonic()
-        end = time.monotonic() + args.seconds
-        while time.monotonic() < end:
-            time.sleep(min(2.0, max(0.0, end - time.monotonic())))
-        cpu_a, wall_a = cpu_s(proc.pid) - cpu_a, time.monotonic() - wall_a
-        stop_job(port, job_a)
-        pts_a = train_points(port, run, -1)
-        last_a = pts_a[-1][0]
+        # One fit; unloaded (A) and loaded (B) windows alternate, so that a drift of the
+        # machine (other jobs, caches) falls on both alike.
+        job = must(port, "POST", "%s/runs/%d/fit" % (API, run), fit, want=(202,))["id"]
+        wait_training(port, run, job, -1)
+        win = args.seconds / args.rounds
+        windows = {"A": [], "B": []}
+        cpu = {"A": 0.0, "B": 0.0}
+        res = None
+        nices = {}
+        for rnd in range(args.rounds):
+            for phase in ("A", "B") if rnd % 2 == 0 else ("B", "A"):
+                c0, w0 = cpu_s(proc.pid), time.time()
+                if phase == "A":
+                    time.sleep(win)
+                else:
+                    load = subprocess.Popen(
+                        [sys.executable, os.path.abspath(__file__), "--load", "--port",
+                         str(port), "--job", str(job), "--run", str(run), "--seconds",
+                         str(win), "--clients", str(args.clients), "--interval-ms",
+                         str(args.interval_ms)], stdout=subprocess.PIPE)
+                    try:
+                        time.sleep(win / 2)
+                        nices = thread_nices(proc.pid)  # mid-load: connection threads exist
+                        out, _ = load.communicate(timeout=win + 60)
+                    finally:
+                        if load.poll() is None:
+                            load.kill()
+                            load.wait()
+                    if load.returncode != 0:
+                        raise RuntimeError("load process exited with %d" % load.returncode)
+                    part = json.loads(out)
+                    if res is None:
+                        res = part
+                    else:
+                        for name in res["lat"]:
+                            res["lat"][name] += part["lat"][name]
+                            res["fails"][name] += part["fails"][name]
+                        for k in ("events", "metric_events"):
+                            res["sse"][k] += part["sse"][k]
+                        for k in ("error", "status"):
+                            if part["sse"]["error"] is not None or k == "status":
+                                res["sse"][k] = part["sse"][k]
+                        res["cpu_s"] += part["cpu_s"]
+                cpu[phase] += cpu_s(proc.pid) - c0
+                windows[phase].append((w0, time.time()))
+        stop_job(port, job)
+        pts = train_points(port, run, -1)
 
-        # B: the same fit with the load process running.
-        job_b = must(port, "POST", "%s/runs/%d/fit" % (API, run), fit, want=(202,))["id"]
-        wait_training(port, run, job_b, last_a)
-        cpu_b, wall_b = cpu_s(proc.pid), time.monotonic()
-        load = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--load",
-                                 "--port", str(port), "--job", str(job_b), "--run", str(run),
-                                 "--seconds", str(args.seconds), "--clients", str(args.clients),
-                                 "--interval-ms", str(args.interval_ms)],
-                                stdout=subprocess.PIPE)
-        try:
-            time.sleep(args.seconds / 2)
-            nices = thread_nices(proc.pid)    # mid-load: HTTP connection threads exist
-            out, _ = load.communicate(timeout=args.seconds + 60)
-        finally:
-            if load.poll() is None:
-                load.kill()
-                load.wait()
-        cpu_b, wall_b = cpu_s(proc.pid) - cpu_b, time.monotonic() - wall_b
-        if load.returncode != 0:
-            raise RuntimeError("load process exited with %d" % load.returncode)
-        stop_job(port, job_b)
-        res = json.loads(out)
-        pts_b = [p for p in train_points(port, run, last_a)
-                 if res["t_start"] <= p[1] <= res["t_end"]]
-        n = min(len(pts_a), len(pts_b)) - 1
-        # Skip A's first batch or two (warm caches) when A has enough to spare.
-        skip = min(2, len(pts_a) - 1 - n)
-        ips_a = img_per_s(pts_a[skip:], n)
-        ips_b = img_per_s(pts_b, n)
+        def window_rate(t0, t1):
+            """(images, seconds) of the batches ending inside [t0, t1], timed from the
+            first such batch to the last."""
+            inside = [t for _, t in pts if t0 <= t <= t1]
+            if len(inside) < 2:
+                return 0.0, 0.0
+            return (len(inside) - 1) * BS, inside[-1] - inside[0]
+
+        def phase_rate(phase):
+            imgs = secs = 0.0
+            for (t0, t1) in windows[phase]:
+                i, t = window_rate(t0, t1)
+                imgs, secs = imgs + i, secs + t
+            return (imgs / secs if secs > 0 else float("nan")), int(round(imgs / BS))
+
+        ips_a, nb_a = phase_rate("A")
+        ips_b, nb_b = phase_rate("B")
         ratio = ips_b / ips_a
+        # The spread of the ratio over rounds (each round's B window against its A window)
+        # says how much of a difference the machine's own drift can make.
+        pairs = []
+        for wa, wb in zip(windows["A"], windows["B"]):
+            (ia, ta), (ib, tb) = window_rate(*wa), window_rate(*wb)
+            if ta > 0 and tb > 0 and ia > 0:
+                pairs.append((ib / tb) / (ia / ta))
+        if len(pairs) >= 2:
+            mean = sum(pairs) / len(pairs)
+            sd = (sum((x - mean) ** 2 for x in pairs) / (len(pairs) - 1)) ** 0.5
+            spread = "; per round %.3f +- %.3f (mean +- standard error of %d rounds)" % (
+                mean, sd / len(pairs) ** 0.5, len(pairs))
+        else:
+            spread = ""
+        wall = args.seconds
 
         with open("/proc/loadavg") as f:
             loadavg = f.read().split()[:3]
@@ -358,15 +427,14 @@ def main():
                  "" if sse_ok else ", error: %s" % sse["error"]))
         total_fail += 0 if sse_ok else 1
         print()
-        print("training over %d batches of %d: %.0f img/s without HTTP load, %.0f img/s "
-              "with it; ratio %.3f (target >= %.2f: %s)"
-              % (n, BS, ips_a, ips_b, ratio, 1 - THROUGHPUT_TOL,
-                 "met" if ratio >= 1 - THROUGHPUT_TOL else "NOT met"))
+        print("training (%d alternating windows of %.0f s each way; %d batches of %d "
+              "without load, %d with it): %.0f img/s without HTTP load, %.0f img/s with "
+              "it; ratio %.3f (target >= %.2f: %s)%s"
+              % (args.rounds, win, nb_a, BS, nb_b, ips_a, ips_b, ratio, 1 - THROUGHPUT_TOL,
+                 "met" if ratio >= 1 - THROUGHPUT_TOL else "NOT met", spread))
         print("daemon CPU: %.2f cores busy without load, %.2f with it; the load process "
-              "used %.1f CPU-s in %.0f s" % (cpu_a / wall_a, cpu_b / wall_b, res["cpu_s"],
+              "used %.1f CPU-s in %.0f s" % (cpu["A"] / wall, cpu["B"] / wall, res["cpu_s"],
                                              args.seconds))
-        print("batches logged: %d in phase A, %d inside the load window of phase B"
-              % (len(pts_a), len(pts_b)))
         print("no failed request: %s" % ("met" if total_fail == 0 else
                                          "NOT met (%d)" % total_fail))
         for name in res["fails"]:

@@ -26,7 +26,10 @@ enum {
     M_WEIGHTS_VERSION, M_BEST_LOSS, M_BEST_ACC, M_FIT_ACTIVE, M_FIT_NEXT, M_FIT_EPOCH_BASE,
     M_FIT_STEP_BASE, M_KIND, M_N_CYCLE, M_CYCLE_LEN, M_CYCLE_MULT, M_BPE, M_WARMUP, M_DIV,
     M_PCT, M_N_LRS, M_LR0, M_LR1, M_LR2, M_LR3, M_WD, M_SNAPSHOTS, M_PATIENCE, M_SM_AVG,
-    M_SM_N, M_N_SNAP, M_N_PARAMS, M_N_STATE, M_COUNT
+    M_SM_N, M_N_SNAP, M_N_PARAMS, M_N_STATE,
+    M_COUNT_V1, /* version 1 ended here; what follows defaults to "no early stop" */
+    M_STOP_CYCLE = M_COUNT_V1, M_FIT_BEST_LOSS, M_SINCE_BEST, M_PREV_CYCLE_LOSS, M_BEST_STEP,
+    M_COUNT
 };
 
 static int64_t dbits(double d)
@@ -81,6 +84,11 @@ static void meta_fill(const learner *l, int64_t *m)
     m[M_N_SNAP] = l->n_snapshots;
     m[M_N_PARAMS] = (int64_t)l->net->n_params;
     m[M_N_STATE] = (int64_t)l->opt->n_state;
+    m[M_STOP_CYCLE] = f->stop_cycle;
+    m[M_FIT_BEST_LOSS] = dbits(f->best_loss);
+    m[M_SINCE_BEST] = f->since_best;
+    m[M_PREV_CYCLE_LOSS] = dbits(f->prev_cycle_loss);
+    m[M_BEST_STEP] = f->best_step;
 }
 
 int learner_save(learner *l, const char *path, char *err, size_t errlen)
@@ -140,7 +148,9 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     const st_tensor *tst = st_find(&f, "optim.state");
     const st_tensor *tsp = st_find(&f, "optim.steps");
     int64_t m[M_COUNT];
-    if (!tm || tm->dtype != ST_I64 || tm->nbytes != sizeof m || !tst || tst->dtype != ST_F32 ||
+    int v1 = tm && tm->nbytes == M_COUNT_V1 * sizeof(int64_t);
+    if (!tm || tm->dtype != ST_I64 || (tm->nbytes != sizeof m && !v1) || !tst ||
+        tst->dtype != ST_F32 ||
         tst->nbytes != l->opt->n_state * sizeof(float) || !tsp || tsp->dtype != ST_I64 ||
         tsp->nbytes != (size_t)l->net->n_tensors * sizeof(int64_t)) {
         lrn_set_err(err, errlen, "checkpoint %s: not a checkpoint of this learner (learner.meta, "
@@ -148,8 +158,15 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
         rc = -EINVAL;
         goto out_free;
     }
-    memcpy(m, tm->data, sizeof m);
-    if (m[M_VERSION] != CKPT_VERSION || m[M_N_PARAMS] != (int64_t)l->net->n_params ||
+    memcpy(m, tm->data, tm->nbytes);
+    if (v1) {
+        m[M_STOP_CYCLE] = 0;
+        m[M_FIT_BEST_LOSS] = dbits(INFINITY);
+        m[M_SINCE_BEST] = 0;
+        m[M_PREV_CYCLE_LOSS] = dbits(INFINITY);
+        m[M_BEST_STEP] = 0;
+    }
+    if (m[M_VERSION] != (v1 ? 1 : CKPT_VERSION) || m[M_N_PARAMS] != (int64_t)l->net->n_params ||
         m[M_FREEZE_TO] < 0 || m[M_FREEZE_TO] > l->n_groups || m[M_SZ] < 8 ||
         m[M_SZ] > 1024) {
         lrn_set_err(err, errlen, "checkpoint %s: learner.meta is of another version or model",
@@ -193,6 +210,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
         l->precompute = 0;
     fit_pos *fp = &l->fit;
     memset(fp, 0, sizeof *fp);
+    sched_plan_defaults(&fp->plan, m[M_BPE]); /* what the meta does not hold */
     fp->active = (int)m[M_FIT_ACTIVE];
     fp->next_epoch = (int)m[M_FIT_NEXT];
     fp->epoch_base = m[M_FIT_EPOCH_BASE];
@@ -214,6 +232,11 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     fp->smooth.avg = bitsd(m[M_SM_AVG]);
     fp->smooth.n = m[M_SM_N];
     fp->n_snapshots = (int)m[M_N_SNAP];
+    fp->stop_cycle = (int)m[M_STOP_CYCLE];
+    fp->best_loss = (float)bitsd(m[M_FIT_BEST_LOSS]);
+    fp->since_best = (int)m[M_SINCE_BEST];
+    fp->prev_cycle_loss = (float)bitsd(m[M_PREV_CYCLE_LOSS]);
+    fp->best_step = m[M_BEST_STEP];
 out_free:
     st_free(&f);
     return rc;
@@ -223,6 +246,97 @@ int lrn_ckpt_path(const learner *l, char *buf, size_t cap, const char *name)
 {
     int n = snprintf(buf, cap, "%s/%s", l->ckpt_dir, name);
     return n > 0 && (size_t)n < cap ? 0 : -ENAMETOOLONG;
+}
+
+/* ---- the weights an early stop goes back to ---------------------------------------------- */
+
+static int best_path(const learner *l, int64_t step, char *buf, size_t cap)
+{
+    char name[64];
+    snprintf(name, sizeof name, "best_%lld.safetensors", (long long)step);
+    return lrn_ckpt_path(l, buf, cap, name);
+}
+
+static void view(st_tensor *t, char *name, st_dtype dt, const void *data, size_t count)
+{
+    size_t width = dt == ST_I64 ? sizeof(int64_t) : sizeof(float);
+    t->name = name;
+    t->dtype = dt;
+    t->ndim = 1;
+    t->shape[0] = (int64_t)count;
+    t->nbytes = count * width;
+    t->data = data;
+}
+
+int lrn_best_save(const learner *l, const net_copy *c, int64_t step, char *err,
+                  size_t errlen)
+{
+    const net *n = l->net;
+    char path[4096];
+    int rc = best_path(l, step, path, sizeof path);
+    if (rc) {
+        lrn_set_err(err, errlen, "checkpoint: the folder's path is too long");
+        return rc;
+    }
+    int64_t rng = (int64_t)c->rng;
+    st_tensor ts[5];
+    view(&ts[0], "best.params", ST_F32, c->params, n->n_params);
+    view(&ts[1], "best.buffers", ST_F32, c->buffers, n->n_buffers);
+    view(&ts[2], "best.optim_state", ST_F32, c->opt_state, l->opt->n_state);
+    view(&ts[3], "best.optim_steps", ST_I64, c->opt_steps, (size_t)n->n_tensors);
+    view(&ts[4], "best.rng", ST_I64, &rng, 1);
+    return st_write_file(path, ts, 5, err, errlen);
+}
+
+int lrn_best_load(const learner *l, net_copy *c, int64_t step, char *err, size_t errlen)
+{
+    const net *n = l->net;
+    char path[4096];
+    int rc = best_path(l, step, path, sizeof path);
+    if (rc) {
+        lrn_set_err(err, errlen, "checkpoint: the folder's path is too long");
+        return rc;
+    }
+    st_file f = {0};
+    if ((rc = st_read_file(&f, path, err, errlen)))
+        return rc;
+    const char *names[5] = {"best.params", "best.buffers", "best.optim_state",
+                            "best.optim_steps", "best.rng"};
+    const size_t bytes[5] = {n->n_params * sizeof(float), n->n_buffers * sizeof(float),
+                             l->opt->n_state * sizeof(float),
+                             (size_t)n->n_tensors * sizeof(int64_t), sizeof(int64_t)};
+    const st_tensor *t[5];
+    for (int i = 0; i < 5; i++) {
+        t[i] = st_find(&f, names[i]);
+        if (!t[i] || t[i]->nbytes != bytes[i] ||
+            t[i]->dtype != (i >= 3 ? ST_I64 : ST_F32)) {
+            lrn_set_err(err, errlen, "checkpoint %s: %s missing or of another size (not this "
+                        "learner's best weights)", path, names[i]);
+            st_free(&f);
+            return -EINVAL;
+        }
+    }
+    if ((rc = lrn_net_copy_save(c, l))) { /* allocates; the contents are replaced below */
+        lrn_set_err(err, errlen, "checkpoint: out of memory");
+        st_free(&f);
+        return rc;
+    }
+    memcpy(c->params, t[0]->data, bytes[0]);
+    memcpy(c->buffers, t[1]->data, bytes[1]);
+    memcpy(c->opt_state, t[2]->data, bytes[2]);
+    memcpy(c->opt_steps, t[3]->data, bytes[3]);
+    int64_t rng;
+    memcpy(&rng, t[4]->data, sizeof rng);
+    c->rng = (uint64_t)rng;
+    st_free(&f);
+    return 0;
+}
+
+void lrn_best_remove(const learner *l, int64_t step)
+{
+    char path[4096];
+    if (best_path(l, step, path, sizeof path) == 0)
+        unlink(path);
 }
 
 /* ---- snapshots ---------------------------------------------------------------------------- */

@@ -37,7 +37,8 @@ static int fit_same(const fit_pos *a, const fit_opts *o, const sched_plan *p)
     if (a->plan.kind != p->kind || a->plan.n_cycle != p->n_cycle ||
         a->plan.cycle_len != p->cycle_len || a->plan.cycle_mult != p->cycle_mult ||
         a->plan.batches_per_epoch != p->batches_per_epoch || a->n_lrs != o->n_lrs ||
-        a->wd != o->wd || a->snapshots != (o->snapshots != 0))
+        a->wd != o->wd || a->snapshots != (o->snapshots != 0) ||
+        a->patience != o->early_stop_patience || a->stop_cycle != (o->stop_at_worse_cycle != 0))
         return 0;
     for (int g = 0; g < o->n_lrs; g++)
         if (a->lrs[g] != o->lrs[g])
@@ -84,12 +85,31 @@ static int snapshots_reload(learner *l, int n_snap, char *err, size_t errlen)
     return rc;
 }
 
-/* stop_worse_cycle: the recipe's "until validation loss stops improving": stop at a cycle
- * end whose validation loss is not below the previous cycle end's, and go back to that
- * cycle end's weights. */
-int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cycle,
-            char *err, size_t errlen)
+/* Keeps the current weights as the ones an early stop goes back to: in memory, and as a
+ * file when there is a checkpoint folder (the previous file goes once the epoch
+ * checkpoint that no longer names it is written). */
+static int best_take(learner *l, net_copy *best, int *have_best, char *err, size_t errlen)
 {
+    lrn_net_copy_free(best);
+    *have_best = 0;
+    int rc = lrn_net_copy_save(best, l);
+    if (rc) {
+        lrn_set_err(err, errlen, "fit: out of memory keeping the best weights");
+        return rc;
+    }
+    *have_best = 1;
+    if (l->ckpt_dir && (rc = lrn_best_save(l, best, l->step, err, errlen)))
+        return rc;
+    l->fit.best_step = l->step;
+    return 0;
+}
+
+int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen)
+{
+    if (!o) {
+        lrn_set_err(err, errlen, "fit: no options");
+        return -EINVAL;
+    }
     int rc = lrn_check_lrs(l, o->n_lrs, o->lrs, "lrs", err, errlen);
     if (rc)
         return rc;
@@ -123,6 +143,8 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
     }
 
     fit_pos *fp = &l->fit;
+    net_copy best = {0};
+    int have_best = 0;
     if (o->resume) {
         if (!l->ckpt_dir) {
             lrn_set_err(err, errlen, "resume: the learner has no checkpoint folder");
@@ -152,9 +174,17 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
         rc = snapshots_reload(l, fp->n_snapshots, err, errlen);
         if (rc)
             return rc;
+        if (fp->best_step > 0) {
+            rc = lrn_best_load(l, &best, fp->best_step, err, errlen);
+            if (rc)
+                return rc;
+            have_best = 1;
+        }
         lrn_note(h, "resume", "continuing at epoch %d of %lld from the last epoch checkpoint",
              fp->next_epoch, (long long)sched_total_epochs(&plan));
     } else {
+        if (l->ckpt_dir && fp->best_step > 0)
+            lrn_best_remove(l, fp->best_step); /* an abandoned fit's */
         memset(fp, 0, sizeof *fp);
         fp->active = 1;
         fp->plan = plan;
@@ -163,6 +193,9 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
         fp->wd = o->wd;
         fp->snapshots = o->snapshots != 0;
         fp->patience = o->early_stop_patience;
+        fp->stop_cycle = o->stop_at_worse_cycle != 0;
+        fp->best_loss = INFINITY;
+        fp->prev_cycle_loss = INFINITY;
         fp->epoch_base = l->epoch_id;
         fp->step_base = l->step;
         smoother_reset(&fp->smooth);
@@ -174,9 +207,6 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
     int body_trains = l->net->freeze_to < l->head_group;
 
     int64_t total_epochs = sched_total_epochs(&plan), total_it = total_epochs * bpe;
-    net_copy best = {0};
-    int have_best = 0, since_best = 0;
-    float best_loss = INFINITY, prev_cycle_loss = INFINITY;
     double t0 = lrn_now_s();
     int64_t it0 = (int64_t)fp->next_epoch * bpe;
     for (int e = fp->next_epoch; e < total_epochs; e++) {
@@ -196,6 +226,9 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
             int64_t t = (int64_t)e * bpe + b;
             double lrs[LEARNER_MAX_GROUPS];
             lrn_expand_lrs(lrs, l->n_groups, o->n_lrs, o->lrs, sched_factor(&plan, t));
+            double mom;
+            if (sched_momentum(&plan, t, &mom))
+                optim_set_momentum(l->opt, mom);
             float loss = lrn_train_step(l, cached, &v, lrs, &rc);
             if (rc) {
                 lrn_set_err(err, errlen, "fit: the batch does not fit the network (%d)", rc);
@@ -215,7 +248,7 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
             }
             ev_batch eb = {.step = l->step, .epoch = e, .batch = b, .n_batches = (int)bpe,
                            .loss = loss, .smooth_loss = (float)last_sl,
-                           .n_groups = l->n_groups};
+                           .n_groups = l->n_groups, .momentum = (float)l->opt->mom};
             for (int g = 0; g < l->n_groups && g < 4; g++)
                 eb.lrs[g] = (float)lrs[g];
             double el = lrn_now_s() - te;
@@ -255,27 +288,28 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
         fp->n_snapshots = l->n_snapshots;
         if (e + 1 == total_epochs)
             fp->active = 0;
-        int stop = 0;
+        int stop = 0, take = 0;
+        float last_cycle_loss = fp->prev_cycle_loss;
+        int64_t old_best = fp->best_step;
         if (o->early_stop_patience > 0) {
-            if (ee.valid_loss < best_loss) {
-                best_loss = ee.valid_loss;
-                since_best = 0;
-                lrn_net_copy_free(&best);
-                if (lrn_net_copy_save(&best, l) == 0)
-                    have_best = 1;
-            } else if (++since_best >= o->early_stop_patience) {
+            if (ee.valid_loss < fp->best_loss) {
+                fp->best_loss = ee.valid_loss;
+                fp->since_best = 0;
+                take = 1;
+            } else if (++fp->since_best >= o->early_stop_patience) {
                 stop = 1;
             }
         }
-        if (stop_worse_cycle && is_last) {
-            if (!(ee.valid_loss < prev_cycle_loss) && have_best) {
+        if (o->stop_at_worse_cycle && is_last) {
+            if (!(ee.valid_loss < fp->prev_cycle_loss) && (have_best || take)) {
                 stop = 2;
             } else {
-                prev_cycle_loss = ee.valid_loss;
-                lrn_net_copy_free(&best);
-                have_best = lrn_net_copy_save(&best, l) == 0;
+                fp->prev_cycle_loss = ee.valid_loss;
+                take = 1;
             }
         }
+        if (take && (rc = best_take(l, &best, &have_best, err, errlen)))
+            goto out_stop;
         if (stop) {
             fp->active = 0;
             if (have_best) {
@@ -286,6 +320,11 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
         rc = fit_checkpoint(l, err, errlen);
         if (rc)
             goto out_stop;
+        /* The checkpoint on disk now names the new best file (or the fit is over). */
+        if (l->ckpt_dir && old_best > 0 && (old_best != fp->best_step || !fp->active))
+            lrn_best_remove(l, old_best);
+        if (l->ckpt_dir && !fp->active && fp->best_step > 0)
+            lrn_best_remove(l, fp->best_step);
         int cancel = 0;
         if (h && h->on_epoch && h->on_epoch(h->ctx, &ee))
             cancel = 1;
@@ -295,12 +334,12 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
             if (stop == 1)
                 lrn_note(h, "early_stop",
                      "validation loss has not improved for %d epochs; kept the best epoch's "
-                     "weights (valid loss %.4f)", o->early_stop_patience, best_loss);
+                     "weights (valid loss %.4f)", o->early_stop_patience, fp->best_loss);
             else
                 lrn_note(h, "stop",
                      "validation loss %.4f at the end of cycle %d is not below %.4f at the "
                      "previous cycle's end; went back to those weights", ee.valid_loss,
-                     ee.cycle, prev_cycle_loss);
+                     ee.cycle, last_cycle_loss);
             break;
         }
         if (cancel && e + 1 < total_epochs) {
@@ -311,18 +350,11 @@ int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse
     }
     fp->active = 0;
     lrn_net_copy_free(&best);
+    optim_reset_momentum(l->opt);
     return 0;
 out_stop:
     lrn_net_copy_free(&best);
+    optim_reset_momentum(l->opt);
     return rc;
 }
 
-int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen)
-{
-    if (!o) {
-        lrn_set_err(err, errlen, "fit: no options");
-        return -EINVAL;
-    }
-    int rc = lrn_fit_run(l, o, h, 0, err, errlen);
-    return rc;
-}

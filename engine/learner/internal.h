@@ -9,7 +9,7 @@
 #include "learner.h"
 #include "optim.h"
 
-#define CKPT_VERSION 1
+#define CKPT_VERSION 2
 #define LOADER_CACHE_BYTES ((size_t)256 << 20)
 #define TTA_MAX_AUG 15
 
@@ -41,6 +41,12 @@ typedef struct fit_pos {
     int snapshots, patience;
     loss_smoother smooth;
     int n_snapshots;
+    /* early stop: what the next epochs compare with, and which weights to go back to */
+    int stop_cycle;        /* stop_at_worse_cycle */
+    float best_loss;       /* best validation loss so far (patience) */
+    int since_best;        /* epochs since it */
+    float prev_cycle_loss; /* validation loss at the last cycle end (stop_cycle) */
+    int64_t best_step;     /* learner step of the kept weights; 0: none */
 } fit_pos;
 
 struct learner {
@@ -139,9 +145,13 @@ int lrn_pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen);
 /* checkpoint.c */
 int lrn_ckpt_path(const learner *l, char *buf, size_t cap, const char *name);
 int lrn_snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_t errlen);
-
-/* fit.c */
-int lrn_fit_run(learner *l, const fit_opts *o, const ev_hooks *h, int stop_worse_cycle,
-            char *err, size_t errlen);
+/* The weights an early stop goes back to, as best_<step>.safetensors in the checkpoint
+ * folder (parameters, buffers, optimizer state, dropout stream), written atomically. */
+int lrn_best_save(const learner *l, const net_copy *c, int64_t step, char *err,
+                  size_t errlen);
+/* Reads best_<step>.safetensors into *c (allocated; free with lrn_net_copy_free). A file
+ * of another shape is -EINVAL with err naming it. */
+int lrn_best_load(const learner *l, net_copy *c, int64_t step, char *err, size_t errlen);
+void lrn_best_remove(const learner *l, int64_t step);
 
 #endif

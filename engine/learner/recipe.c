@@ -80,9 +80,10 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
         fo.cycle_mult = 2;
         fo.wd = 1e-4;
         fo.schedule = SCHED_SGDR;
+        fo.stop_at_worse_cycle = 1;
         lrn_note(h, "fit", "SGDR with cycle_len 1, cycle_mult 2, %d cycles at lr %.3g, wd 1e-4; "
              "stop at a cycle end when validation loss stops improving", n_cycle, lr);
-        rc = lrn_fit_run(l, &fo, h, 1, err, errlen);
+        rc = learner_fit(l, &fo, h, err, errlen);
         if (rc)
             return rc;
         return learner_tta(l, n_aug, h, out, err, errlen);
@@ -110,7 +111,7 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     fo.schedule = SCHED_CONSTANT;
     lrn_note(h, "recipe", "step 3: train the head from precomputed activations for 2 epochs at "
          "lr %.3g (the seed's 1-2; the cache makes them cheap)", lr);
-    if ((rc = lrn_fit_run(l, &fo, h, 0, err, errlen)))
+    if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
     /* 4. augmentation on: precompute off, 2 cycles of cycle_len 1. */
     if ((rc = learner_set_precompute(l, 0, err, errlen)))
@@ -122,7 +123,7 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     lrn_note(h, "recipe", "step 4: precompute off so augmentation applies; 2 SGDR cycles of "
          "cycle_len 1 on the head (the seed's 2-3, the lower end to keep the budget for "
          "the unfrozen phase)");
-    if ((rc = lrn_fit_run(l, &fo, h, 0, err, errlen)))
+    if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
     /* 5. unfreeze. 6. differential LRs. */
     if ((rc = learner_unfreeze(l)))
@@ -156,10 +157,11 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     fo.cycle_mult = 2;
     fo.wd = 1e-4;
     fo.schedule = SCHED_SGDR;
+    fo.stop_at_worse_cycle = 1;
     lrn_note(h, "recipe", "step 8: the whole network, SGDR cycle_len 1, cycle_mult 2, up to %d "
          "cycles (%d epochs), stopping at a cycle end when validation loss stops improving",
          n_cycle, used);
-    if ((rc = lrn_fit_run(l, &fo, h, 1, err, errlen)))
+    if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
     return learner_tta(l, n_aug, h, out, err, errlen);
 }

@@ -53,6 +53,10 @@ def test_lr_find(flow):
 
 def test_fit_one_cycle(flow):
     d, run, s = flow
+    # Read the page before the fit: pages are cached per store commit, and the same URL
+    # afterwards must show the fit's points, not the cached empty page.
+    before = d.get(API + "/runs/%d/metrics?key=train_loss" % run).json()
+    assert before["points"] == []
     r = d.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 1, "cycle_len": 1})
     assert r.status == 202, r
     assert r.headers["location"] == API + "/jobs/%d" % r.json()["id"]

@@ -126,6 +126,18 @@ def test_run_reads_start_empty(daemon, run):
     assert r.status == 200
 
 
+def test_metrics_page_of_deleted_run_is_gone(daemon, dataset):
+    """A metrics page served (and cached) before its run is deleted answers 404 after."""
+    r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small"})
+    assert r.status == 201, r
+    url = API + "/runs/%d/metrics?limit=7" % r.json()["id"]
+    for _ in range(2):
+        got = daemon.get(url)
+        assert got.status == 200 and got.json()["points"] == []
+    assert daemon.request("DELETE", API + "/runs/%d" % r.json()["id"]).status == 204
+    assert_problem(daemon.get(url), 404)
+
+
 def test_job_queue_and_cancel(daemon, run):
     """A queued job answers 202 with its Location; cancel ends it; a second cancel is a
     conflict. (Whatever the worker does with it, the row is committed first.)"""

@@ -3,7 +3,7 @@
  * weights, BatchNorm statistics and optimizer state back bit for bit (also when cancelled),
  * a head trained from the precompute cache equals one trained through the frozen body,
  * resuming an interrupted fit gives the weights of an uninterrupted one, snapshots, TTA,
- * and refusals. */
+ * 1cycle's scheduled momentum, early stops that survive an interruption, and refusals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -175,7 +175,9 @@ typedef struct rec {
     int cancel_after_epoch;   /* -1: never */
     int cancel_after_sweep;   /* -1: never */
     int64_t last_step;
-    int lr_mismatch;
+    char last_note[32];
+    int lr_mismatch, mom_mismatch;
+    float mom_min;
     const sched_plan *plan;
     double lr0[4];
     float last_acc;
@@ -191,6 +193,11 @@ static int on_batch(void *ctx, const ev_batch *e)
         for (int g = 0; g < e->n_groups; g++)
             if (e->lrs[g] != (float)(r->lr0[g] * sched_factor(r->plan, t)))
                 r->lr_mismatch++;
+        double mom = 0.9; /* the optimizer's own, unless the schedule moves it */
+        sched_momentum(r->plan, t, &mom);
+        if (e->momentum != (float)mom)
+            r->mom_mismatch++;
+        r->mom_min = r->n_batch == 0 || e->momentum < r->mom_min ? e->momentum : r->mom_min;
     }
     r->last_step = e->step;
     r->n_batch++;
@@ -223,6 +230,7 @@ static void on_note(void *ctx, const char *what, const char *why)
 {
     rec *r = ctx;
     r->n_note++;
+    snprintf(r->last_note, sizeof r->last_note, "%s", what);
 }
 
 static ev_hooks hooks_for(rec *r)
@@ -265,6 +273,7 @@ static void fit_learns_the_shapes(void **state)
     assert_int_equal(r.n_batch, 4 * (N_TRAIN / 16));
     assert_int_equal(r.n_cycle_end, 1);
     assert_int_equal(r.lr_mismatch, 0);
+    assert_int_equal(r.mom_mismatch, 0);
     learner_state st;
     learner_get_state(l, &st);
     assert_int_equal(st.step, 4 * (N_TRAIN / 16));
@@ -678,6 +687,140 @@ static void early_stop_after_patience(void **state)
     dataset_destroy(ds);
 }
 
+/* 1cycle moves the optimizer's momentum every batch (0.95 down to 0.85 and back); the
+ * next fit with another schedule is back at the configured 0.9. */
+static void onecycle_moves_the_momentum(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    learner *l = make(&c, ds);
+    char err[256] = "";
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 2,
+                  .schedule = SCHED_1CYCLE};
+    sched_plan plan;
+    sched_plan_defaults(&plan, N_SMALL / BS);
+    plan.kind = SCHED_1CYCLE;
+    plan.cycle_len = 2;
+    r.plan = &plan;
+    for (int g = 0; g < 4; g++)
+        r.lr0[g] = 0.05;
+    assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
+    assert_int_equal(r.n_batch, 2 * N_SMALL / BS);
+    assert_int_equal(r.lr_mismatch, 0);
+    assert_int_equal(r.mom_mismatch, 0);
+    assert_true(r.mom_min == 0.85f); /* T = 16: the LR peaks at iteration 7 */
+
+    rec r2 = {0};
+    ev_hooks h2 = hooks_for(&r2);
+    fit_opts oc = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .schedule = SCHED_CONSTANT};
+    sched_plan pc;
+    sched_plan_defaults(&pc, N_SMALL / BS);
+    pc.kind = SCHED_CONSTANT;
+    r2.plan = &pc;
+    memcpy(r2.lr0, r.lr0, sizeof r2.lr0);
+    r2.last_step = r.last_step;
+    assert_int_equal(learner_fit(l, &oc, &h2, err, sizeof err), 0);
+    assert_int_equal(r2.mom_mismatch, 0);
+    assert_true(r2.mom_min == 0.9f);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
+static int count_best_files(const char *dir)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '^best_' > /dev/null", dir);
+    return system(cmd) == 0; /* grep -c exits 0 when it counted at least one */
+}
+
+/* An early stop that goes back to earlier weights, interrupted after the best epoch and
+ * before the stop: the resumed fit stops at the same epoch with the same weights as the
+ * uninterrupted one (the kept weights and the counters are in the checkpoint folder). */
+static void early_stop_survives_resume(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    char err[256] = "";
+    /* patience 2 at a constant rate; the recipe's stop at a worse cycle end over SGDR
+     * cycles of one epoch. */
+    fit_opts modes[2] = {
+        {.n_lrs = 1, .lrs = {0.3}, .n_cycle = 12, .wd = 1e-4, .schedule = SCHED_CONSTANT,
+         .early_stop_patience = 2},
+        {.n_lrs = 1, .lrs = {0.3}, .n_cycle = 12, .cycle_len = 1, .cycle_mult = 1,
+         .wd = 1e-4, .schedule = SCHED_SGDR, .stop_at_worse_cycle = 1},
+    };
+    const char *note[2] = {"early_stop", "stop"};
+    for (int m = 0; m < 2; m++) {
+        char dir_a[512], dir_b[512];
+        snprintf(dir_a, sizeof dir_a, "%s/es_a%d", root, m);
+        snprintf(dir_b, sizeof dir_b, "%s/es_b%d", root, m);
+        assert_int_equal(mkdir(dir_a, 0755), 0);
+        assert_int_equal(mkdir(dir_b, 0755), 0);
+
+        c.checkpoint_dir = dir_a;
+        learner *a = make(&c, ds);
+        rec ra = {0};
+        ev_hooks ha = hooks_for(&ra);
+        int rc = learner_fit(a, &modes[m], &ha, err, sizeof err);
+        if (rc)
+            print_error("fit: %s\n", err);
+        assert_int_equal(rc, 0);
+        int stop_epoch = ra.n_epoch - 1;
+        print_message("%s: the uninterrupted fit stopped after epoch %d of 12\n", note[m],
+                      stop_epoch);
+        assert_string_equal(ra.last_note, note[m]);
+        /* Interrupted after the epoch before the stop: the kept weights are older. */
+        int cut = stop_epoch - 1;
+        assert_true(cut >= 1);
+        assert_false(count_best_files(dir_a)); /* a finished fit leaves no best file */
+
+        c.checkpoint_dir = dir_b;
+        learner *b = make(&c, ds);
+        rec rb = {0};
+        ev_hooks hb = hooks_for(&rb);
+        rb.cancel_after_epoch = cut;
+        assert_int_equal(learner_fit(b, &modes[m], &hb, err, sizeof err), -ECANCELED);
+        assert_true(count_best_files(dir_b));
+        size_t np = learner_net(b)->n_params * sizeof(float);
+        float *at_cut = malloc(np);
+        assert_non_null(at_cut);
+        memcpy(at_cut, learner_net(b)->params, np);
+        learner_destroy(b);
+
+        learner *b2 = make(&c, ds);
+        fit_opts ro = modes[m];
+        ro.resume = 1;
+        rec r2 = {0};
+        ev_hooks h2 = hooks_for(&r2);
+        rc = learner_fit(b2, &ro, &h2, err, sizeof err);
+        if (rc)
+            print_error("resume: %s\n", err);
+        assert_int_equal(rc, 0);
+        assert_int_equal(r2.n_epoch, 1); /* the stop epoch only */
+        assert_string_equal(r2.last_note, note[m]);
+        net *na = learner_net(a), *nb = learner_net(b2);
+        assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
+        assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+        assert_false(count_best_files(dir_b));
+        /* Patience went back to the epoch before the cut, older than the checkpoint the
+         * resume started from; the cycle rule to the previous cycle end, the cut itself. */
+        if (m == 0)
+            assert_memory_not_equal(na->params, at_cut, np);
+        else
+            assert_memory_equal(na->params, at_cut, np);
+        free(at_cut);
+        learner_destroy(a);
+        learner_destroy(b2);
+    }
+    dataset_destroy(ds);
+}
+
 static void bad_requests_are_refused(void **state)
 {
     (void)state;
@@ -731,6 +874,8 @@ int main(void)
         cmocka_unit_test(recipe_with_a_pretrained_body),
         cmocka_unit_test(predict_test_writes_csv),
         cmocka_unit_test(early_stop_after_patience),
+        cmocka_unit_test(onecycle_moves_the_momentum),
+        cmocka_unit_test(early_stop_survives_resume),
         cmocka_unit_test(bad_requests_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

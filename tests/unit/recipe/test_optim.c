@@ -1,6 +1,6 @@
 /* test_optim.c: the optimizer object over a net's slabs: per-group lr and weight decay,
  * frozen groups untouched with their state kept, buffers never touched, state copy and
- * transfer by name. The net is assembled by hand (only its public fields matter here). */
+ * transfer by name, a scheduled momentum / beta1 used by the next steps. The net is assembled by hand (only its public fields matter here). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -183,6 +183,52 @@ static void adam_state_copies_and_transfers(void **state)
     toy_free(b);
 }
 
+static void scheduled_momentum_is_used(void **state)
+{
+    (void)state;
+    const optim_kind kinds[] = {OPTIM_SGD, OPTIM_ADAM};
+    const double moms[] = {0.95, 0.9, 0.85, 0.88};
+    for (int k = 0; k < 2; k++) {
+        net *n = toy_net();
+        optim_config c;
+        optim_config_defaults(&c);
+        c.kind = kinds[k];
+        optim *o;
+        assert_int_equal(optim_create(&o, n, &c), 0);
+        assert_true(o->mom == 0.9); /* the configured momentum / beta1 */
+        double lr = 0.05;
+        optim_set_lrs(o, &lr, 1);
+        float want[12], s1[12] = {0}, s2[12] = {0};
+        memcpy(want, n->params, sizeof want);
+        for (int step = 0; step < 4; step++) {
+            assert_int_equal(optim_set_momentum(o, moms[step]), 0);
+            if (kinds[k] == OPTIM_SGD)
+                sgd_step(want, n->grads, s1, 12, 0.05f, (float)moms[step], 0, 0.0f, 0);
+            else
+                adam_step(want, n->grads, s1, s2, 12, step + 1, 0.05f, (float)moms[step],
+                          0.999f, 1e-8f, 0.0f, 0);
+            optim_step(o);
+            assert_memory_equal(n->params, want, sizeof want);
+        }
+        /* Out of range: refused, nothing changed. */
+        assert_int_equal(optim_set_momentum(o, 1.0), -EINVAL);
+        assert_int_equal(optim_set_momentum(o, -0.1), -EINVAL);
+        assert_int_equal(optim_set_momentum(o, NAN), -EINVAL);
+        assert_true(o->mom == 0.88);
+        optim_reset_momentum(o);
+        assert_true(o->mom == 0.9);
+        /* After the reset, steps use the configured value again. */
+        if (kinds[k] == OPTIM_SGD)
+            sgd_step(want, n->grads, s1, 12, 0.05f, 0.9f, 0, 0.0f, 0);
+        else
+            adam_step(want, n->grads, s1, s2, 12, 5, 0.05f, 0.9f, 0.999f, 1e-8f, 0.0f, 0);
+        optim_step(o);
+        assert_memory_equal(n->params, want, sizeof want);
+        optim_destroy(o);
+        toy_free(n);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +236,7 @@ int main(void)
         cmocka_unit_test(frozen_groups_keep_params_and_state),
         cmocka_unit_test(bad_settings_are_refused),
         cmocka_unit_test(adam_state_copies_and_transfers),
+        cmocka_unit_test(scheduled_momentum_is_used),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

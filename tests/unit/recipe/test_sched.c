@@ -1,6 +1,7 @@
-/* test_sched.c: every iteration's LR of sgdr, constant and 1cycle against closed forms,
- * literal values, and a transcription of fast.ai 0.7's stateful CosAnneal/CircularLR_beta
- * callbacks (the pure functions must agree with the stateful originals at every batch). */
+/* test_sched.c: every iteration's LR of sgdr, constant and 1cycle, and 1cycle's momentum,
+ * against closed forms, literal values, and a transcription of fast.ai 0.7's stateful
+ * CosAnneal/CircularLR_beta callbacks (the pure functions must agree with the stateful
+ * originals at every batch, up to the one documented ordering difference). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -192,6 +193,112 @@ static void onecycle_table(void **state)
                           fa_clr_beta(t, nbs[i], 25.0, 20.0));
 }
 
+/* fast.ai 0.7 CircularLR_beta.calc_mom with moms = (hi, lo). */
+static double fa_clr_beta_mom(int64_t ci, int64_t nb, double pct, double hi, double lo)
+{
+    int64_t cycle_nb = (int64_t)((double)nb * (1.0 - pct / 100.0) / 2.0);
+    double q;
+    if (ci > 2 * cycle_nb)
+        return hi;
+    else if (ci > cycle_nb)
+        q = 1.0 - (double)(ci - cycle_nb) / (double)cycle_nb;
+    else
+        q = (double)ci / (double)cycle_nb;
+    return hi + q * (lo - hi);
+}
+
+static void onecycle_momentum_table(void **state)
+{
+    (void)state;
+    sched_plan p;
+    sched_plan_defaults(&p, 50);
+    p.kind = SCHED_1CYCLE;
+    p.cycle_len = 2;
+    p.n_cycle = 2;
+    /* T = 100, cycle_nb = 45: 0.95 down to 0.85 over 0..45 while the LR rises, back up to
+     * 0.95 over 45..90 while it falls, 0.95 through the annihilation 91..99. */
+    double m = -1.0;
+    assert_int_equal(sched_momentum(&p, 0, &m), 1);
+    assert_close(m, 0.95);
+    sched_momentum(&p, 45, &m);
+    assert_close(m, 0.85);
+    sched_momentum(&p, 90, &m);
+    assert_close(m, 0.95);
+    sched_momentum(&p, 99, &m);
+    assert_close(m, 0.95);
+    sched_momentum(&p, 100, &m); /* second cycle restarts */
+    assert_close(m, 0.95);
+    sched_momentum(&p, 145, &m);
+    assert_close(m, 0.85);
+    sched_momentum(&p, 9, &m);
+    assert_close(m, 0.93);
+    sched_momentum(&p, 72, &m);
+    assert_close(m, 0.91);
+    for (int64_t t = 0; t < 200; t++) {
+        int64_t c = t % 100;
+        double want = c <= 45 ? 0.95 - 0.1 * (double)c / 45.0
+                      : c <= 90 ? 0.85 + 0.1 * (double)(c - 45) / 45.0
+                                : 0.95;
+        assert_int_equal(sched_momentum(&p, t, &m), 1);
+        assert_true(fabs(m - want) < 1e-12);
+        /* The momentum mirrors the LR: exactly linear in it inside the triangle. */
+        if (c <= 90)
+            assert_true(fabs(m - (0.95 - 0.1 * (sched_factor(&p, t) * 10.0 - 1.0) / 9.0)) <
+                        1e-12);
+        /* fast.ai's formula at the LR's position... */
+        assert_close(m, fa_clr_beta_mom(c, 100, 10.0, 0.95, 0.85));
+        /* ...and its stateful order (calc_mom after calc_lr advanced cycle_iter) runs one
+         * batch ahead: fast.ai's momentum at batch t is ours at t + 1. */
+        int64_t fa_ci = (c + 1) % 100;
+        double ahead;
+        sched_momentum(&p, t + 1 < 200 ? t + 1 : t, &ahead);
+        if (t + 1 < 200)
+            assert_close(fa_clr_beta_mom(fa_ci, 100, 10.0, 0.95, 0.85), ahead);
+    }
+    /* Past the end: the last iteration's value. */
+    sched_momentum(&p, 1000, &m);
+    assert_close(m, 0.95);
+
+    /* Other shapes, momentums and cycle growth against the transcription. */
+    const int64_t nbs[] = {7, 19, 64, 333};
+    for (size_t i = 0; i < 4; i++)
+        for (int64_t t = 0; t < nbs[i]; t++)
+            assert_close(sched_1cycle_mom(t, nbs[i], 20.0, 0.9, 0.8),
+                         fa_clr_beta_mom(t, nbs[i], 20.0, 0.9, 0.8));
+    sched_plan_defaults(&p, 10);
+    p.kind = SCHED_1CYCLE;
+    p.n_cycle = 3;
+    p.cycle_mult = 2;
+    p.mom_hi = 0.99;
+    p.mom_lo = 0.5;
+    const int64_t start[] = {0, 10, 30, 70};
+    for (int c = 0; c < 3; c++)
+        for (int64_t t = start[c]; t < start[c + 1]; t++) {
+            assert_int_equal(sched_momentum(&p, t, &m), 1);
+            assert_close(m, fa_clr_beta_mom(t - start[c], start[c + 1] - start[c], 10.0, 0.99,
+                                            0.5));
+        }
+    /* A one-batch cycle has no triangle: the high momentum, with the LR at lr0/div. */
+    assert_close(sched_1cycle_mom(0, 1, 10.0, 0.95, 0.85), 0.95);
+    assert_close(sched_1cycle(0, 1, 10.0, 10.0), 0.1);
+}
+
+static void momentum_is_scheduled_only_by_1cycle(void **state)
+{
+    (void)state;
+    sched_plan p;
+    double m = 0.5;
+    sched_plan_defaults(&p, 10);
+    for (int64_t t = 0; t < 10; t++)
+        assert_int_equal(sched_momentum(&p, t, &m), 0); /* sgdr */
+    p.kind = SCHED_CONSTANT;
+    assert_int_equal(sched_momentum(&p, 3, &m), 0);
+    p.kind = SCHED_1CYCLE;
+    p.cycle_mom = 0;
+    assert_int_equal(sched_momentum(&p, 3, &m), 0);
+    assert_true(m == 0.5); /* untouched */
+}
+
 static void exp_sweep(void **state)
 {
     (void)state;
@@ -231,6 +338,13 @@ static void bad_plans_are_refused(void **state)
     p.pct = 100;
     assert_int_equal(sched_plan_check(&p, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "pct"));
+    sched_plan_defaults(&p, 10);
+    p.kind = SCHED_1CYCLE;
+    p.mom_lo = 1.0;
+    assert_int_equal(sched_plan_check(&p, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "moms"));
+    p.cycle_mom = 0; /* not cycled: not checked */
+    assert_int_equal(sched_plan_check(&p, err, sizeof err), 0);
 }
 
 int main(void)
@@ -241,6 +355,8 @@ int main(void)
         cmocka_unit_test(cycles_of_epochs),
         cmocka_unit_test(constant_is_lr0_for_n_cycle_epochs),
         cmocka_unit_test(onecycle_table),
+        cmocka_unit_test(onecycle_momentum_table),
+        cmocka_unit_test(momentum_is_scheduled_only_by_1cycle),
         cmocka_unit_test(exp_sweep),
         cmocka_unit_test(bad_plans_are_refused),
     };
