@@ -102,6 +102,12 @@ void reply_json(api_req *r, unsigned status, json_t *body);
 void reply_json_text(api_req *r, unsigned status, char *text, size_t len);
 /* body serialised as every answer is (compact, ASCII); malloc'd, NULL on failure. */
 char *api_json_text(json_t *body, size_t *len);
+/* Answers 200 with the page cached under key for store generation gen and returns 1;
+ * 0 (nothing answered) when there is none. gen must be read before the data the page
+ * would be built from. */
+int reply_cached(api_req *r, const char *key, uint64_t gen);
+/* Answers body (a stolen reference) with 200 and keeps its text under key for gen. */
+void reply_json_caching(api_req *r, const char *key, uint64_t gen, json_t *body);
 /* Same, with a Location header pointing at location. */
 void reply_created(api_req *r, unsigned status, const char *location, json_t *body);
 /* Answers a problem+json body. field may be NULL. */

@@ -116,16 +116,21 @@ void reply_store_page(api_req *r, store_list_fn list, const char *what)
 void reply_store_row(api_req *r, store_get_fn get, const char *kind)
 {
     json_t *out = NULL;
+    char what[64];
     if (req_need_backend(r))
+        return;
+    /* Rows are read from committed data only, so an answer stays right until the next
+     * commit: a client polling a job's progress costs one read per commit. */
+    uint64_t gen = store_generation(r->srv->store);
+    snprintf(what, sizeof what, "%s %lld", kind, (long long)r->ids[0]);
+    if (reply_cached(r, what, gen))
         return;
     int rc = get(r->srv->store, r->ids[0], &out);
     if (rc) {
-        char what[64];
-        snprintf(what, sizeof what, "%s %lld", kind, (long long)r->ids[0]);
         reply_store_error(r, rc, what);
         return;
     }
-    reply_json(r, 200, out);
+    reply_json_caching(r, what, gen, out);
 }
 
 void route_health(api_req *r)

@@ -481,28 +481,17 @@ void route_run_metrics(api_req *r)
      * the same page between two commits gets one serialisation. A hit also proves the
      * run exists (deleting it is a commit). */
     char ckey[160];
-    size_t len = 0;
-    char *text;
     uint64_t gen = store_generation(r->srv->store);
     snprintf(ckey, sizeof ckey, "metrics %lld %lld %lld %s", (long long)r->ids[0],
              (long long)after, (long long)limit, key ? key : "");
-    text = page_cache_get(r->srv->pages, ckey, gen, &len);
-    if (text) {
-        reply_json_text(r, 200, text, len);
-        return;
-    }
-    if (run_exists(r))
+    if (reply_cached(r, ckey, gen) || run_exists(r))
         return;
     rc = store_metrics_get(r->srv->store, r->ids[0], key, after, (int)limit, &out);
     if (rc) {
         reply_store_error(r, rc, "metrics");
         return;
     }
-    text = api_json_text(out, &len);
-    json_decref(out);
-    if (text)
-        page_cache_put(r->srv->pages, ckey, gen, text, len);
-    reply_json_text(r, 200, text, len);
+    reply_json_caching(r, ckey, gen, out);
 }
 
 void route_run_epochs(api_req *r)

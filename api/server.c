@@ -123,6 +123,26 @@ void reply_json_text(api_req *r, unsigned status, char *text, size_t len)
     set_response(r, status, resp);
 }
 
+int reply_cached(api_req *r, const char *key, uint64_t gen)
+{
+    size_t len = 0;
+    char *text = page_cache_get(r->srv->pages, key, gen, &len);
+    if (!text)
+        return 0;
+    reply_json_text(r, 200, text, len);
+    return 1;
+}
+
+void reply_json_caching(api_req *r, const char *key, uint64_t gen, json_t *body)
+{
+    size_t len = 0;
+    char *text = api_json_text(body, &len);
+    json_decref(body);
+    if (text)
+        page_cache_put(r->srv->pages, key, gen, text, len);
+    reply_json_text(r, 200, text, len);
+}
+
 void reply_created(api_req *r, unsigned status, const char *location, json_t *body)
 {
     reply_json(r, status, body);

@@ -1,12 +1,11 @@
-/* jobs.c: the job queue, its one worker thread, per-run learners, and the engine-event
- * sink that turns ev_hooks calls into store rows (see jobs.h). */
+/* jobs.c: the job queue, its one worker thread and the running of one job (see jobs.h);
+ * learners come from run_learners.c, store rows from the event sink in sink.c. */
 #define _GNU_SOURCE
-#include "jobs.h"
+#include "jobs_internal.h"
 
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,16 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "data/data.h"
-#include "events.h"
-#include "learner.h"
 #include "log.h"
 #include "models/models.h"
 #include "weights.h"
-
-/* The file the learner keeps its last epoch checkpoint in, under checkpoint_dir. */
-#define LEARNER_LAST_CKPT "last.ckpt.safetensors"
-#define MAX_LEARNERS 2   /* learners kept in memory; older ones are saved and dropped */
 
 static const char *const kind_names[JOB_KIND_COUNT] = {
     "lr_find", "fit", "freeze", "unfreeze", "precompute", "resize", "tta", "recipe",
@@ -49,51 +41,6 @@ int job_kind_parse(const char *name, job_kind *k)
     return -EINVAL;
 }
 
-/* A run's learner with the dataset it borrows. Touched by the worker only. */
-typedef struct run_slot {
-    int64_t run_id;
-    dataset *ds;
-    learner *l;
-    uint64_t used;          /* LRU clock */
-} run_slot;
-
-/* A learner for synchronous predictions (HTTP threads, under pmu), loaded from the run's
- * saved weights; reloaded when the file changes. */
-typedef struct serve_slot {
-    int64_t run_id;
-    dataset *ds;
-    learner *l;
-    struct timespec mtime;
-} serve_slot;
-
-struct jobs {
-    store *st;
-    char *data_dir;
-    char **roots;
-    int n_roots;
-    int loader_threads;
-    int resume;
-
-    pthread_mutex_t mu;     /* queue, running, stopping, dropped runs */
-    pthread_cond_t cv;
-    int64_t *q;
-    int qn, qcap;
-    int64_t running;
-    int stopping;
-    int started, joined;
-    int worker_done;
-    pthread_t worker;
-    atomic_int cancel;      /* the running job should stop at the next batch */
-    int64_t *dropped;       /* runs deleted: the worker frees their learners */
-    int n_dropped, cap_dropped;
-
-    run_slot slots[MAX_LEARNERS];
-    uint64_t clock;
-
-    pthread_mutex_t pmu;
-    serve_slot serve;
-};
-
 /* ---- small helpers ------------------------------------------------------------------------ */
 
 static void *grow(void *p, int *cap, int need, size_t elem)
@@ -109,7 +56,7 @@ static void *grow(void *p, int *cap, int need, size_t elem)
     return q;
 }
 
-static int mkdir_p(const char *path)
+int jq_mkdir_p(const char *path)
 {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", path);
@@ -140,415 +87,33 @@ static void rm_tree(const char *path)
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-static void run_dir(const jobs *jq, int64_t run_id, char *out, size_t len)
+void jq_run_dir(const jobs *jq, int64_t run_id, char *out, size_t len)
 {
     snprintf(out, len, "%s/runs/%lld", jq->data_dir, (long long)run_id);
 }
 
-static void run_file(const jobs *jq, int64_t run_id, const char *name, char *out, size_t len)
+void jq_run_file(const jobs *jq, int64_t run_id, const char *name, char *out, size_t len)
 {
     snprintf(out, len, "%s/runs/%lld/%s", jq->data_dir, (long long)run_id, name);
 }
 
-static double jnum(json_t *o, const char *k, double dflt)
+double jq_num(json_t *o, const char *k, double dflt)
 {
     json_t *v = json_object_get(o, k);
     return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
-static int jbool(json_t *o, const char *k, int dflt)
+int jq_bool(json_t *o, const char *k, int dflt)
 {
     json_t *v = json_object_get(o, k);
     return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
-/* ---- learners from run rows -------------------------------------------------------------- */
-
-static int ds_format_of(const char *s, ds_format *f)
-{
-    if (!s)
-        return -EINVAL;
-    if (!strcmp(s, "folders"))
-        *f = DS_FOLDERS;
-    else if (!strcmp(s, "csv"))
-        *f = DS_CSV;
-    else if (!strcmp(s, "idx"))
-        *f = DS_IDX;
-    else
-        return -EINVAL;
-    return 0;
-}
-
-static int open_dataset_row(jobs *jq, int64_t dataset_id, dataset **out, char *err,
-                            size_t errlen)
-{
-    json_t *d = NULL;
-    int rc = store_dataset_get(jq->st, dataset_id, &d);
-    if (rc) {
-        snprintf(err, errlen, "dataset %lld: %s", (long long)dataset_id,
-                 rc == -ENOENT ? "no longer exists" : store_errmsg());
-        return rc;
-    }
-    json_t *o = json_object_get(d, "options");
-    ds_options opt = {0};
-    opt.path = json_string_value(json_object_get(d, "path"));
-    opt.valid_pct = jnum(o, "valid_pct", -1);
-    opt.csv = json_string_value(json_object_get(o, "csv"));
-    opt.seed = (uint64_t)jnum(o, "seed", 42);
-    rc = ds_format_of(json_string_value(json_object_get(d, "format")), &opt.format);
-    if (rc == 0)
-        rc = dataset_open(out, &opt, err, errlen);
-    json_decref(d);
-    return rc;
-}
-
-static tfm_set tfms_of(const char *s)
-{
-    if (s && !strcmp(s, "side_on"))
-        return TFMS_SIDE_ON;
-    if (s && !strcmp(s, "top_down"))
-        return TFMS_TOP_DOWN;
-    return TFMS_NONE;
-}
-
-/* Builds a learner for a run from its row with its saved weights and size. for_training:
- * also its freeze point and precompute, and epoch checkpoints (the worker); else for
- * predictions only (serving). */
-static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset **ds_out,
-                            learner **out, char *err, size_t errlen)
-{
-    json_t *run = NULL, *model = NULL;
-    dataset *ds = NULL;
-    learner *l = NULL;
-    char ckdir[PATH_MAX], cur[PATH_MAX];
-    int rc = store_run_get(jq->st, run_id, &run);
-    if (rc) {
-        snprintf(err, errlen, "run %lld: %s", (long long)run_id,
-                 rc == -ENOENT ? "no such run" : store_errmsg());
-        return rc;
-    }
-    json_t *cfg = json_object_get(run, "config");
-    rc = open_dataset_row(jq, json_integer_value(json_object_get(run, "dataset")), &ds, err,
-                          errlen);
-    if (rc)
-        goto out_free;
-
-    learner_config lc = {0};
-    model_spec_defaults(&lc.model);
-    lc.model.arch = json_string_value(json_object_get(run, "arch"));
-    lc.model.multi_label = jbool(cfg, "multi_label", dataset_info(ds)->multi_label);
-    lc.model.seed = (uint64_t)jnum(cfg, "seed", 0);
-    json_t *ps = json_object_get(cfg, "ps");
-    if (json_is_number(ps)) {
-        lc.model.ps[0] = lc.model.ps[1] = (float)json_number_value(ps);
-    } else if (json_is_array(ps) && json_array_size(ps) == 2) {
-        lc.model.ps[0] = (float)json_number_value(json_array_get(ps, 0));
-        lc.model.ps[1] = (float)json_number_value(json_array_get(ps, 1));
-    }
-    json_t *xf = json_object_get(cfg, "xtra_fc");
-    if (json_is_array(xf)) {
-        lc.model.n_xtra_fc = 0;
-        for (size_t i = 0; i < json_array_size(xf) && i < MODEL_MAX_XTRA_FC; i++)
-            lc.model.xtra_fc[lc.model.n_xtra_fc++] = (int)json_integer_value(
-                json_array_get(xf, i));
-    }
-    lc.sz = (int)jnum(cfg, "sz", 224);
-    lc.bs = (int)jnum(cfg, "bs", 64);
-    lc.tfms = tfms_of(json_string_value(json_object_get(cfg, "tfms")));
-    lc.max_zoom = (float)jnum(cfg, "max_zoom", 1.1);
-    lc.precompute = for_training ? jbool(cfg, "precompute", 0) : 0;
-    lc.loader_threads = jq->loader_threads;
-    lc.seed = lc.model.seed;
-    json_t *mid = json_object_get(run, "model");
-    if (json_is_integer(mid)) {
-        rc = store_model_get(jq->st, json_integer_value(mid), &model);
-        if (rc) {
-            snprintf(err, errlen, "pretrained model %lld: %s",
-                     (long long)json_integer_value(mid), store_errmsg());
-            goto out_free;
-        }
-        lc.pretrained = json_string_value(json_object_get(model, "path"));
-        lc.imagenet_stats = 1;
-    }
-    run_dir(jq, run_id, ckdir, sizeof ckdir);
-    rc = mkdir_p(ckdir);
-    if (rc) {
-        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
-        goto out_free;
-    }
-    strncat(ckdir, "/ckpt", sizeof ckdir - strlen(ckdir) - 1);
-    if (for_training && (rc = mkdir_p(ckdir)) != 0) {
-        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
-        goto out_free;
-    }
-    lc.checkpoint_dir = for_training ? ckdir : NULL;
-    rc = learner_create(&l, &lc, ds, err, errlen);
-    if (rc)
-        goto out_free;
-
-    run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
-    if (access(cur, R_OK) == 0) {
-        rc = learner_load(l, cur, err, errlen);
-        if (rc)
-            goto out_free;
-    }
-    /* The size, freeze point and precompute the run had when it was saved (predictions
-     * need only the size). */
-    json_t *s = json_object_get(run, "state");
-    int sz = (int)jnum(s, "sz", 0);
-    if (sz > 0 && sz != lc.sz)
-        rc = learner_resize(l, sz, err, errlen);
-    if (rc)
-        goto out_free;
-    if (for_training) {
-        if (rc == 0 && json_is_integer(json_object_get(s, "freeze_to")))
-            rc = learner_freeze_to(l, (int)jnum(s, "freeze_to", 0), err, errlen);
-        if (rc == 0 && json_is_boolean(json_object_get(s, "precompute")))
-            rc = learner_set_precompute(l, jbool(s, "precompute", 0), err, errlen);
-        if (rc)
-            goto out_free;
-    }
-    *ds_out = ds;
-    *out = l;
-    ds = NULL;
-    l = NULL;
-out_free:
-    learner_destroy(l);
-    dataset_destroy(ds);
-    json_decref(model);
-    json_decref(run);
-    return rc;
-}
-
-static void slot_free(run_slot *s)
-{
-    learner_destroy(s->l);
-    dataset_destroy(s->ds);
-    memset(s, 0, sizeof *s);
-}
-
-/* The worker's learner for a run, created on first use; the least recently used one is
- * dropped when every slot is taken (its state was saved when its last job ended). */
-static learner *slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen)
-{
-    run_slot *victim = &jq->slots[0];
-    for (int i = 0; i < MAX_LEARNERS; i++) {
-        run_slot *s = &jq->slots[i];
-        if (s->l && s->run_id == run_id) {
-            s->used = ++jq->clock;
-            return s->l;
-        }
-        if (!s->l || (victim->l && s->used < victim->used))
-            victim = s;
-    }
-    slot_free(victim);
-    if (learner_from_run(jq, run_id, 1, &victim->ds, &victim->l, err, errlen))
-        return NULL;
-    victim->run_id = run_id;
-    victim->used = ++jq->clock;
-    return victim->l;
-}
-
-static void slot_drop(jobs *jq, int64_t run_id)
-{
-    for (int i = 0; i < MAX_LEARNERS; i++) {
-        if (jq->slots[i].l && jq->slots[i].run_id == run_id)
-            slot_free(&jq->slots[i]);
-    }
-}
-
-static json_t *state_json(learner *l)
-{
-    learner_state s;
-    learner_get_state(l, &s);
-    return json_pack("{si si sb si si sb sI si so so}", "freeze_to", s.freeze_to, "n_groups",
-                     s.n_groups, "precompute", s.precompute, "sz", s.sz, "bs", s.bs,
-                     "augment", s.augment, "step", (json_int_t)s.step, "epochs_done",
-                     s.epochs_done, "best_valid_loss",
-                     isfinite(s.best_valid_loss) ? json_real(s.best_valid_loss) : json_null(),
-                     "best_accuracy",
-                     isfinite(s.best_accuracy) ? json_real(s.best_accuracy) : json_null());
-}
-
-/* Saves the learner (checkpoint for the next start, weights for GET /weights) and records
- * its state on the run. */
-static int save_run(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *err,
-                    size_t errlen)
-{
-    char cur[PATH_MAX], w[PATH_MAX];
-    run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
-    run_file(jq, run_id, "weights.safetensors", w, sizeof w);
-    int rc = learner_save(l, cur, err, errlen);
-    if (rc == 0)
-        rc = weights_save_file(learner_net(l), w, err, errlen);
-    if (rc == 0) {
-        char *prev = NULL;
-        if (store_snapshot_latest(jq->st, run_id, "final", &prev) == -ENOENT)
-            store_snapshot_add(jq->st, run_id, job_id, "final", -1, -1, cur, NULL);
-        free(prev);
-    }
-    json_t *s = state_json(l);
-    if (s) {
-        store_run_set_state(jq->st, run_id, s);
-        json_decref(s);
-    }
-    return rc;
-}
-
-/* ---- the event sink ------------------------------------------------------------------------ */
-
-typedef struct sink {
-    jobs *jq;
-    int64_t job_id, run_id, lr_find_id;
-    int own_sweeps;            /* sweeps inside another job (the recipe): rows made here */
-    int sweep_n, sweep_last_iter;
-    double sweep_last_lr;
-    int last_cycle;
-    int last_epoch;            /* run-wide number of the last epoch recorded, or -1 */
-    int engine_progress;       /* the learner reports progress itself */
-    int total_epochs;          /* a fit's epochs, for progress when it does not */
-    double t0;
-} sink;
-
-static double mono_s(void)
+double jq_mono_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int stop_requested(sink *k)
-{
-    return atomic_load(&k->jq->cancel);
-}
-
-/* Ends a sweep row this sink opened: the LR and iteration count it reached. */
-static void sweep_close(sink *k)
-{
-    if (!k->own_sweeps || !k->lr_find_id)
-        return;
-    store_flush(k->jq->st);
-    store_lr_find_finish(k->jq->st, k->lr_find_id, NULL, 0, k->sweep_last_lr, k->sweep_n);
-    k->lr_find_id = 0;
-}
-
-static json_t *ev_suggestion_json(const ev_suggestion *s)
-{
-    return json_pack("{sf ss}", "lr", s->lr, "reason", s->reason ? s->reason : "");
-}
-
-/* A sweep inside another job (the recipe) ended: its row gets the suggestions. A plain
- * lr-find job records its own in do_lr_find. */
-static void on_sweep_end(void *ctx, const ev_sweep_end *e)
-{
-    sink *k = ctx;
-    if (!k->own_sweeps || !k->lr_find_id)
-        return;
-    json_t *sug = json_pack("{so so so so}", "min_div10", ev_suggestion_json(&e->min_div10),
-                            "steep", ev_suggestion_json(&e->steep), "valley",
-                            ev_suggestion_json(&e->valley), "slide",
-                            ev_suggestion_json(&e->slide));
-    store_flush(k->jq->st);
-    store_lr_find_finish(k->jq->st, k->lr_find_id, sug, e->stopped_early, k->sweep_last_lr,
-                         k->sweep_n);
-    json_decref(sug);
-    k->lr_find_id = 0;
-}
-
-static int on_batch(void *ctx, const ev_batch *e)
-{
-    sink *k = ctx;
-    sweep_close(k);
-    const char *keys[2 + 4 + 1];
-    char lr_names[4][8];
-    double vals[2 + 4 + 1];
-    int n = 0;
-    keys[n] = "train_loss";
-    vals[n++] = e->loss;
-    keys[n] = "smooth_loss";
-    vals[n++] = e->smooth_loss;
-    for (int g = 0; g < e->n_groups && g < 4; g++) {
-        snprintf(lr_names[g], sizeof lr_names[g], "lr_%d", g);
-        keys[n] = lr_names[g];
-        vals[n++] = e->lrs[g];
-    }
-    store_metrics_push(k->jq->st, k->run_id, k->job_id, e->step, n, keys, vals);
-    if (!k->engine_progress && k->total_epochs > 0 && e->n_batches > 0) {
-        /* Progress from the batch position when the learner does not report it. */
-        double total = (double)k->total_epochs * e->n_batches;
-        double done = (double)e->epoch * e->n_batches + e->batch + 1;
-        double frac = done / total, el = mono_s() - k->t0;
-        store_job_progress(k->jq->st, k->job_id, frac > 1 ? 1 : frac,
-                           done > 0 && frac < 1 ? el * (total - done) / done : -1);
-    }
-    return stop_requested(k);
-}
-
-static int on_sweep_point(void *ctx, const ev_sweep_point *e)
-{
-    sink *k = ctx;
-    if (k->own_sweeps && (!k->lr_find_id || e->iter <= k->sweep_last_iter)) {
-        /* A sweep the recipe runs: one lr_finds row per sweep, from its first point. */
-        sweep_close(k);
-        if (store_lr_find_create(k->jq->st, k->run_id, k->job_id, e->lr, e->lr, 0,
-                                 &k->lr_find_id))
-            k->lr_find_id = 0;
-        k->sweep_n = 0;
-    }
-    if (k->lr_find_id)
-        store_lr_find_point_push(k->jq->st, k->lr_find_id, k->run_id, k->job_id, e->iter, e->lr,
-                                 e->loss, e->smooth_loss);
-    k->sweep_last_iter = e->iter;
-    k->sweep_last_lr = e->lr;
-    k->sweep_n++;
-    return stop_requested(k);
-}
-
-static int on_epoch(void *ctx, const ev_epoch *e)
-{
-    sink *k = ctx;
-    sweep_close(k);
-    store_epoch se = {e->epoch, e->cycle, e->train_loss, e->valid_loss, e->accuracy, e->f2,
-                      e->seconds, e->img_per_s};
-    int n = -1;
-    if (store_epoch_add(k->jq->st, k->run_id, k->job_id, &se, &n))
-        log_msg(LOG_ERROR, k->job_id, "cannot record epoch %d: %s", e->epoch, store_errmsg());
-    else
-        k->last_epoch = n;
-    log_msg(LOG_INFO, k->job_id, "epoch %d (cycle %d): train_loss %.4f valid_loss %.4f "
-            "accuracy %.4f, %.1f s, %.0f img/s", e->epoch, e->cycle, e->train_loss,
-            e->valid_loss, e->accuracy, e->seconds, e->img_per_s);
-    return stop_requested(k);
-}
-
-static int on_cycle_end(void *ctx, int cycle, int epoch)
-{
-    sink *k = ctx;
-    k->last_cycle = cycle;
-    log_msg(LOG_DEBUG, k->job_id, "cycle %d ended at epoch %d", cycle, epoch);
-    return stop_requested(k);
-}
-
-static void on_note(void *ctx, const char *what, const char *why)
-{
-    sink *k = ctx;
-    store_note_push(k->jq->st, k->run_id, k->job_id, what, why);
-    log_msg(LOG_INFO, k->job_id, "%s: %s", what, why ? why : "");
-    /* The learner names the snapshot file at the end of its note: "... to <path>". */
-    const char *to = NULL;
-    for (const char *p = why; what && !strcmp(what, "snapshot") && p && (p = strstr(p, " to /"));
-         p++)
-        to = p + 4;
-    if (to && access(to, R_OK) == 0)
-        store_snapshot_add(k->jq->st, k->run_id, k->job_id, "snapshot", k->last_cycle,
-                           k->last_epoch, to, NULL);
-}
-
-static void on_progress(void *ctx, double fraction, double eta_s)
-{
-    sink *k = ctx;
-    k->engine_progress = 1;
-    store_job_progress(k->jq->st, k->job_id, fraction, eta_s);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- running one job ---------------------------------------------------------------------- */
@@ -572,18 +137,16 @@ static int do_lr_find(jobs *jq, sink *k, learner *l, json_t *p, json_t **result,
                       size_t errlen)
 {
     lrfind_opts o = {0};
-    o.start_lr = jnum(p, "start_lr", 1e-5);
-    o.end_lr = jnum(p, "end_lr", 10);
-    o.num_it = (int)jnum(p, "num_it", 0);
+    o.start_lr = jq_num(p, "start_lr", 1e-5);
+    o.end_lr = jq_num(p, "end_lr", 10);
+    o.num_it = (int)jq_num(p, "num_it", 0);
     int rc = store_lr_find_create(jq->st, k->run_id, k->job_id, o.start_lr, o.end_lr,
                                   o.num_it, &k->lr_find_id);
     if (rc) {
         snprintf(err, errlen, "cannot record the sweep: %s", store_errmsg());
         return rc;
     }
-    ev_hooks h = {.ctx = k, .on_batch = on_batch, .on_sweep_point = on_sweep_point,
-                  .on_epoch = on_epoch, .on_cycle_end = on_cycle_end, .on_note = on_note,
-                  .on_progress = on_progress, .on_sweep_end = on_sweep_end};
+    ev_hooks h = jq_sink_hooks(k);
     lrfind_result r = {0};
     rc = learner_lr_find(l, &o, &h, &r, err, errlen);
     store_flush(jq->st);
@@ -619,25 +182,23 @@ static int fit_opts_of(json_t *p, fit_opts *o, char *err, size_t errlen)
         snprintf(err, errlen, "lrs: a number or 1..%d numbers", LEARNER_MAX_GROUPS);
         return -EINVAL;
     }
-    o->n_cycle = (int)jnum(p, "n_cycle", 1);
-    o->cycle_len = (int)jnum(p, "cycle_len", 1);
-    o->cycle_mult = (int)jnum(p, "cycle_mult", 1);
-    o->wd = jnum(p, "wd", 0);
+    o->n_cycle = (int)jq_num(p, "n_cycle", 1);
+    o->cycle_len = (int)jq_num(p, "cycle_len", 1);
+    o->cycle_mult = (int)jq_num(p, "cycle_mult", 1);
+    o->wd = jq_num(p, "wd", 0);
     const char *sched = json_string_value(json_object_get(p, "schedule"));
     o->schedule = !sched || !strcmp(sched, "sgdr") ? SCHED_SGDR
                   : !strcmp(sched, "constant")     ? SCHED_CONSTANT
                                                    : SCHED_1CYCLE;
-    o->snapshots = jbool(p, "snapshots", 0);
-    o->early_stop_patience = (int)jnum(json_object_get(p, "early_stop"), "patience", 0);
+    o->snapshots = jq_bool(p, "snapshots", 0);
+    o->early_stop_patience = (int)jq_num(json_object_get(p, "early_stop"), "patience", 0);
     return 0;
 }
 
 static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int resume,
                     json_t **result, char *err, size_t errlen)
 {
-    ev_hooks h = {.ctx = k, .on_batch = on_batch, .on_sweep_point = on_sweep_point,
-                  .on_epoch = on_epoch, .on_cycle_end = on_cycle_end, .on_note = on_note,
-                  .on_progress = on_progress, .on_sweep_end = on_sweep_end};
+    ev_hooks h = jq_sink_hooks(k);
     int rc;
     switch (kind) {
     case JOB_LR_FIND:
@@ -651,13 +212,13 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
          * interruption came before its first epoch ended has none and starts over from the
          * weights saved at the interruption. */
         char ck[PATH_MAX];
-        run_file(jq, k->run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+        jq_run_file(jq, k->run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
         if (!resume) {
             unlink(ck);
         } else if (access(ck, R_OK) != 0) {
             resume = 0;
-            on_note(k, "resume", "the interrupted fit had finished no epoch: it starts over "
-                    "from the weights saved when it stopped");
+            h.on_note(k, "resume", "the interrupted fit had finished no epoch: it starts "
+                      "over from the weights saved when it stopped");
         }
         o.resume = resume;
         for (int c = 0, len = o.cycle_len; c < o.n_cycle; c++, len *= o.cycle_mult)
@@ -665,24 +226,24 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         return learner_fit(l, &o, &h, err, errlen);
     }
     case JOB_FREEZE:
-        return learner_freeze_to(l, (int)jnum(p, "to", 0), err, errlen);
+        return learner_freeze_to(l, (int)jq_num(p, "to", 0), err, errlen);
     case JOB_UNFREEZE:
         return learner_unfreeze(l);
     case JOB_PRECOMPUTE:
-        return learner_set_precompute(l, jbool(p, "on", 1), err, errlen);
+        return learner_set_precompute(l, jq_bool(p, "on", 1), err, errlen);
     case JOB_RESIZE:
-        return learner_resize(l, (int)jnum(p, "sz", 0), err, errlen);
+        return learner_resize(l, (int)jq_num(p, "sz", 0), err, errlen);
     case JOB_TTA: {
         tta_result r = {0};
-        rc = learner_tta(l, (int)jnum(p, "n_aug", 4), &h, &r, err, errlen);
+        rc = learner_tta(l, (int)jq_num(p, "n_aug", 4), &h, &r, err, errlen);
         if (rc == 0)
             *result = tta_json(&r);
         return rc;
     }
     case JOB_RECIPE: {
         k->own_sweeps = 1;
-        recipe_opts o = {(int)jnum(p, "max_epochs", 0), jbool(p, "close_to_imagenet", 0),
-                         (int)jnum(p, "n_aug", 0)};
+        recipe_opts o = {(int)jq_num(p, "max_epochs", 0), jq_bool(p, "close_to_imagenet", 0),
+                         (int)jq_num(p, "n_aug", 0)};
         tta_result r = {0};
         rc = learner_recipe(l, &o, &h, &r, err, errlen);
         if (rc == 0)
@@ -693,7 +254,7 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         char csv[PATH_MAX];
         snprintf(csv, sizeof csv, "%s/runs/%lld/predictions-%lld.csv", jq->data_dir,
                  (long long)k->run_id, (long long)k->job_id);
-        rc = learner_predict_test(l, jbool(p, "tta", 0), csv, &h, err, errlen);
+        rc = learner_predict_test(l, jq_bool(p, "tta", 0), csv, &h, err, errlen);
         if (rc == 0) {
             int rows = -1; /* the header line is not a row */
             FILE *f = fopen(csv, "r");
@@ -738,16 +299,16 @@ static void run_job(jobs *jq, int64_t job_id)
     int rc = job_kind_parse(row.kind, &kind);
     learner *l = NULL;
     if (rc == 0) {
-        l = slot_get(jq, row.run_id, err, sizeof err);
+        l = jq_slot_get(jq, row.run_id, err, sizeof err);
         if (!l)
             rc = -EINVAL;
     }
     sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .last_epoch = -1,
-              .t0 = mono_s()};
+              .t0 = jq_mono_s()};
     if (rc == 0)
         rc = run_kind(jq, &k, kind, l, row.params, row.resumed_from != 0, &result, err,
                       sizeof err);
-    sweep_close(&k);
+    jq_sweep_close(&k);
     store_flush(jq->st);
 
     int shutting = 0;
@@ -771,14 +332,14 @@ static void run_job(jobs *jq, int64_t job_id)
     if (l && (rc == 0 ? changes_weights(kind)
                       : (rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)))) {
         char serr[256] = "";
-        if (save_run(jq, row.run_id, job_id, l, serr, sizeof serr))
+        if (jq_save_run(jq, row.run_id, job_id, l, serr, sizeof serr))
             log_msg(LOG_ERROR, job_id, "cannot save run %lld: %s", (long long)row.run_id,
                     serr);
     }
     if (rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)) {
         /* The learner's last epoch checkpoint: where a resumed fit continues from. */
         char ck[PATH_MAX];
-        run_file(jq, row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+        jq_run_file(jq, row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
         if (access(ck, R_OK) == 0)
             store_snapshot_add(jq->st, row.run_id, job_id, "checkpoint", k.last_cycle,
                                k.last_epoch, ck, NULL);
@@ -816,7 +377,7 @@ static void *worker_main(void *arg)
         while (jq->n_dropped > 0) {
             int64_t run = jq->dropped[--jq->n_dropped];
             pthread_mutex_unlock(&jq->mu);
-            slot_drop(jq, run);
+            jq_slot_drop(jq, run);
             pthread_mutex_lock(&jq->mu);
         }
         if (jq->stopping)
@@ -872,7 +433,7 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
     pthread_mutex_init(&jq->pmu, NULL);
     char runs[PATH_MAX];
     snprintf(runs, sizeof runs, "%s/runs", jq->data_dir);
-    int rc = mkdir_p(runs);
+    int rc = jq_mkdir_p(runs);
     if (rc) {
         snprintf(err, errlen, "%s: %s", runs, strerror(-rc));
         jobs_destroy(jq);
@@ -927,7 +488,7 @@ int jobs_start(jobs *jq, char *err, size_t errlen)
         const char *kind = json_string_value(json_object_get(it, "kind"));
         int64_t run = json_integer_value(json_object_get(it, "run"));
         char ck[PATH_MAX];
-        run_file(jq, run, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+        jq_run_file(jq, run, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
         if (kind && (!strcmp(kind, "fit") || !strcmp(kind, "recipe")) && access(ck, R_OK) == 0)
             store_snapshot_add(jq->st, run, json_integer_value(json_object_get(it, "id")),
                                "checkpoint", -1, -1, ck, NULL);
@@ -1065,178 +626,14 @@ int jobs_delete_run(jobs *jq, int64_t run_id)
         }
         pthread_mutex_unlock(&jq->pmu);
         char dir[PATH_MAX];
-        run_dir(jq, run_id, dir, sizeof dir);
+        jq_run_dir(jq, run_id, dir, sizeof dir);
         /* Without a worker, nothing else can hold the learner: free it here. */
         if (!jq->started)
-            slot_drop(jq, run_id);
+            jq_slot_drop(jq, run_id);
         rm_tree(dir);
         log_msg(LOG_INFO, 0, "deleted run %lld", (long long)run_id);
     }
     return rc;
-}
-
-/* ---- datasets ---------------------------------------------------------------------------- */
-
-static int under(const char *path, const char *root)
-{
-    size_t n = strlen(root);
-    while (n > 1 && root[n - 1] == '/')
-        n--;
-    return !strncmp(path, root, n) && (path[n] == '/' || path[n] == 0);
-}
-
-static json_t *info_json(const ds_info *in)
-{
-    json_t *classes = json_array(), *unr = json_array();
-    for (int i = 0; i < in->n_classes; i++)
-        json_array_append_new(classes, json_string(in->classes[i]));
-    for (int i = 0; i < in->n_unreadable && i < 100; i++)
-        json_array_append_new(unr, json_pack("{ss ss}", "file", in->unreadable[i].file,
-                                             "reason", in->unreadable[i].reason));
-    return json_pack("{so si sb s{si si si} si s{s[ii] s[ii] s[ii]} s[fff] s[fff] si so}",
-                     "classes", classes, "n_classes", in->n_classes, "multi_label",
-                     in->multi_label, "counts", "train", in->count[SPLIT_TRAIN], "valid",
-                     in->count[SPLIT_VALID], "test", in->count[SPLIT_TEST], "channels",
-                     in->channels, "image_size", "min", in->min_w, in->min_h, "median",
-                     in->median_w, in->median_h, "max", in->max_w, in->max_h, "mean",
-                     in->mean[0], in->mean[1], in->mean[2], "std", in->std[0], in->std[1],
-                     in->std[2], "n_unreadable", in->n_unreadable, "unreadable", unr);
-}
-
-int jobs_register_dataset(jobs *jq, const char *name, const char *path, const char *format,
-                          double valid_pct, const char *csv, uint64_t seed, int uploaded,
-                          int64_t *id, char *err, size_t errlen)
-{
-    ds_options o = {0};
-    if (!name || !*name) {
-        snprintf(err, errlen, "name: required");
-        return -EINVAL;
-    }
-    if (ds_format_of(format, &o.format)) {
-        snprintf(err, errlen, "format: '%s' is not folders, csv or idx",
-                 format ? format : "");
-        return -EINVAL;
-    }
-    char *real = path ? realpath(path, NULL) : NULL;
-    if (!real) {
-        snprintf(err, errlen, "path: %s: %s", path ? path : "(none)", strerror(errno));
-        return -EINVAL;
-    }
-    int ok = 0;
-    if (uploaded) {
-        char *dd = realpath(jq->data_dir, NULL);
-        ok = dd && under(real, dd);
-        free(dd);
-    } else {
-        for (int i = 0; i < jq->n_roots && !ok; i++)
-            ok = under(real, jq->roots[i]);
-    }
-    if (!ok) {
-        snprintf(err, errlen, "path: %s is not under a --dataset-root", path);
-        free(real);
-        return -EACCES;
-    }
-    o.path = real;
-    o.valid_pct = valid_pct;
-    o.csv = csv;
-    o.seed = seed;
-    dataset *ds = NULL;
-    int rc = dataset_open(&ds, &o, err, errlen);
-    if (rc) {
-        free(real);
-        return rc == -ENOMEM ? rc : -EINVAL;
-    }
-    json_t *info = info_json(dataset_info(ds));
-    json_t *opts = json_pack("{sI}", "seed", (json_int_t)seed);
-    if (valid_pct >= 0)
-        json_object_set_new(opts, "valid_pct", json_real(valid_pct));
-    if (csv)
-        json_object_set_new(opts, "csv", json_string(csv));
-    store_dataset_new d = {name, real, format, opts, info, uploaded};
-    rc = store_dataset_create(jq->st, &d, id);
-    if (rc == -EEXIST)
-        snprintf(err, errlen, "name: a dataset named '%s' exists", name);
-    else if (rc)
-        snprintf(err, errlen, "cannot store the dataset: %s", store_errmsg());
-    else
-        log_msg(LOG_INFO, 0, "registered dataset %lld '%s' (%s, %d classes)", (long long)*id,
-                name, format, dataset_info(ds)->n_classes);
-    json_decref(info);
-    json_decref(opts);
-    dataset_destroy(ds);
-    free(real);
-    return rc;
-}
-
-/* ---- prediction, weights, status ----------------------------------------------------------- */
-
-int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, int tta,
-                       json_t **out, char *err, size_t errlen)
-{
-    char cur[PATH_MAX];
-    struct stat sb;
-    run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
-    json_t *run = NULL;
-    int rc = store_run_get(jq->st, run_id, &run);
-    json_decref(run);
-    if (rc) {
-        snprintf(err, errlen, "run %lld: no such run", (long long)run_id);
-        return rc;
-    }
-    if (stat(cur, &sb)) {
-        snprintf(err, errlen, "run %lld has no trained weights yet", (long long)run_id);
-        return -EAGAIN;
-    }
-    image im = {0};
-    rc = image_decode_mem(&im, buf, len, 0, err, errlen);
-    if (rc) /* whatever the decoder's code, the client sent a bad image */
-        return rc == -ENOMEM ? rc : -EINVAL;
-    pthread_mutex_lock(&jq->pmu);
-    serve_slot *s = &jq->serve;
-    if (!s->l || s->run_id != run_id || s->mtime.tv_sec != sb.st_mtim.tv_sec ||
-        s->mtime.tv_nsec != sb.st_mtim.tv_nsec) {
-        learner_destroy(s->l);
-        dataset_destroy(s->ds);
-        memset(s, 0, sizeof *s);
-        rc = learner_from_run(jq, run_id, 0, &s->ds, &s->l, err, errlen);
-        if (rc == 0) {
-            s->run_id = run_id;
-            s->mtime = sb.st_mtim;
-        }
-    }
-    if (rc == 0) {
-        const ds_info *in = dataset_info(s->ds);
-        float *probs = calloc((size_t)in->n_classes, sizeof *probs);
-        rc = probs ? learner_predict_image(s->l, &im, tta, probs, err, errlen) : -ENOMEM;
-        if (rc == 0) {
-            json_t *cl = json_array(), *pr = json_array();
-            int best = 0;
-            for (int i = 0; i < in->n_classes; i++) {
-                json_array_append_new(cl, json_string(in->classes[i]));
-                json_array_append_new(pr, json_real(probs[i]));
-                if (probs[i] > probs[best])
-                    best = i;
-            }
-            *out = json_pack("{so so s{ss sf} sb}", "classes", cl, "probs", pr, "top",
-                             "class", in->classes[best], "prob", probs[best], "tta", tta);
-            if (!*out)
-                rc = -ENOMEM;
-        }
-        free(probs);
-    }
-    pthread_mutex_unlock(&jq->pmu);
-    image_free(&im);
-    return rc;
-}
-
-int jobs_weights_path(jobs *jq, int64_t run_id, char **path)
-{
-    char w[PATH_MAX];
-    run_file(jq, run_id, "weights.safetensors", w, sizeof w);
-    if (access(w, R_OK))
-        return -ENOENT;
-    *path = strdup(w);
-    return *path ? 0 : -ENOMEM;
 }
 
 int jobs_queue_length(jobs *jq)
@@ -1300,7 +697,7 @@ void jobs_destroy(jobs *jq)
         return;
     }
     for (int i = 0; i < MAX_LEARNERS; i++)
-        slot_free(&jq->slots[i]);
+        jq_slot_free(&jq->slots[i]);
     learner_destroy(jq->serve.l);
     dataset_destroy(jq->serve.ds);
     pthread_mutex_destroy(&jq->mu);

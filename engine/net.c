@@ -1,5 +1,5 @@
-/* net.c: the layer graph: building, initialisation, memory planning, forward, backward,
- * freezing. Owns every buffer a net points to. */
+/* net.c: the layer graph: building, initialisation, batch shapes, forward, backward,
+ * freezing. Owns every buffer a net points to; where activations live is net_plan.c's. */
 #include "net.h"
 
 #include <assert.h>
@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
+#include "net_plan.h"
 #include "rng.h"
 
 #define ALIGN 64
@@ -20,22 +20,6 @@ static void *aligned_floats(size_t n)
     size_t bytes = (n ? n : 1) * sizeof(float);
     bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
     return aligned_alloc(ALIGN, bytes);
-}
-
-/* Zeroed floats from fresh anonymous pages: a page becomes resident only when first
- * written, so the gradients of frozen groups (and of a net that only evaluates) cost no
- * memory. NULL on failure; free with untouched_free(p, n). */
-static float *untouched_zeroed_floats(size_t n)
-{
-    void *p = mmap(NULL, (n ? n : 1) * sizeof(float), PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-static void untouched_free(float *p, size_t n)
-{
-    if (p)
-        munmap(p, (n ? n : 1) * sizeof(float));
 }
 
 net *net_create(void)
@@ -50,23 +34,17 @@ net *net_create(void)
 
 static void free_batch_state(net *n)
 {
-    if (n->values) {
-        for (int v = 0; v < n->n_values; v++)
-            free(n->values[v]);
-    }
     free(n->values);
     free(n->value_numel);
     free(n->dvalues);
-    free(n->grad_pool);
-    free(n->workspace);
+    net_pages_free(n->slab, n->slab_floats);
+    net_plan_reset(n);
     free(n->probs);
     n->values = NULL;
     n->value_numel = NULL;
     n->dvalues = NULL;
-    n->grad_pool = NULL;
-    n->grad_pool_floats = 0;
-    n->workspace = NULL;
-    n->workspace_floats = 0;
+    n->slab = NULL;
+    n->slab_floats = 0;
     n->probs = NULL;
     for (int i = 0; i < n->n_nodes; i++) {
         free(n->nodes[i].argmax);
@@ -90,7 +68,8 @@ void net_destroy(net *n)
     free(n->tensors);
     free(n->value_creator);
     free(n->params);
-    untouched_free(n->grads, n->n_params);
+    net_plan_free(n);
+    net_pages_free(n->grads, n->n_params);
     free(n->buffers);
     free(n);
 }
@@ -364,7 +343,7 @@ int net_finalize(net *n, uint64_t seed)
     }
     n->n_out = n->nodes[n->n_nodes - 1].c;
     n->params = aligned_floats(n->n_params);
-    n->grads = untouched_zeroed_floats(n->n_params);
+    n->grads = net_pages_alloc(n->n_params); /* zero pages, resident once written */
     n->buffers = aligned_floats(n->n_buffers);
     if (!n->params || !n->grads || !n->buffers)
         return -ENOMEM;
@@ -391,90 +370,25 @@ static int needs_grad(const net *n, int j)
            n->nodes[j].group >= n->freeze_to;
 }
 
-/* Assigns gradient buffers by liveness over the backward order: a value's gradient is live
- * from its last reader's backward until its creator's backward, and buffers are reused
- * (best fit) once free. Computes offsets into one slab and (re)allocates it. */
-static int plan_grads(net *n)
+/* Plans (or takes from the cache) training and eval for the current shape and freezing,
+ * and sizes the slab for the larger, so that switching between them allocates nothing. */
+static int plan_both(net *n)
 {
-    int nv = n->n_values;
-    size_t *buf_size = calloc((size_t)nv + 1, sizeof(size_t));
-    int *buf_free = calloc((size_t)nv + 1, sizeof(int));
-    int *assign = malloc((size_t)nv * sizeof(int));
-    int rc = -ENOMEM;
-    if (!buf_size || !buf_free || !assign)
-        goto out_free;
-    int n_bufs = 0;
-    for (int v = 0; v < nv; v++)
-        assign[v] = -1;
-
-#define TAKE(val)                                                                     \
-    do {                                                                              \
-        size_t need = n->value_numel[val];                                            \
-        int best = -1;                                                                \
-        for (int b = 0; b < n_bufs; b++)                                              \
-            if (buf_free[b] && buf_size[b] >= need &&                                 \
-                (best < 0 || buf_size[b] < buf_size[best]))                           \
-                best = b;                                                             \
-        if (best < 0) {                                                               \
-            for (int b = 0; b < n_bufs; b++) /* grow the largest free one */          \
-                if (buf_free[b] && (best < 0 || buf_size[b] > buf_size[best]))        \
-                    best = b;                                                         \
-            if (best < 0)                                                             \
-                best = n_bufs++;                                                      \
-            buf_size[best] = need;                                                    \
-        }                                                                             \
-        buf_free[best] = 0;                                                           \
-        assign[val] = best;                                                           \
-    } while (0)
-
-    int last = n->n_nodes - 1;
-    TAKE(n->nodes[last].value);
-    for (int i = last; i > n->start_node; i--) {
-        node *d = &n->nodes[i];
-        d->zero_dv[0] = d->zero_dv[1] = -1;
-        if (d->group < n->freeze_to)
-            break;
-        for (int k = 0; k < 2; k++) {
-            int j = d->in[k];
-            if (!needs_grad(n, j))
-                continue;
-            int u = n->nodes[j].value;
-            if (assign[u] < 0) {
-                TAKE(u);
-                d->zero_dv[k] = u;
-            }
-        }
-        if (n->value_creator[d->value] == i && assign[d->value] >= 0)
-            buf_free[assign[d->value]] = 1;
+    int rc_t, rc_e;
+    size_t need = net_plan_size(n, 1, &rc_t), e = net_plan_size(n, 0, &rc_e);
+    if (rc_t < 0 || rc_e < 0)
+        return -ENOMEM;
+    if (e > need)
+        need = e;
+    if (need > n->slab_floats) {
+        net_pages_free(n->slab, n->slab_floats);
+        n->slab_floats = 0;
+        n->slab = net_pages_alloc(need);
+        if (!n->slab)
+            return -ENOMEM;
+        n->slab_floats = need;
     }
-#undef TAKE
-
-    size_t total = 0;
-    size_t *offs = malloc(((size_t)n_bufs + 1) * sizeof(size_t));
-    if (!offs)
-        goto out_free;
-    for (int b = 0; b < n_bufs; b++) {
-        offs[b] = total;
-        total += (buf_size[b] + 15) / 16 * 16;
-    }
-    if (total > n->grad_pool_floats) {
-        free(n->grad_pool);
-        n->grad_pool = aligned_floats(total);
-        n->grad_pool_floats = n->grad_pool ? total : 0;
-        if (!n->grad_pool) {
-            free(offs);
-            goto out_free;
-        }
-    }
-    for (int v = 0; v < nv; v++)
-        n->dvalues[v] = assign[v] >= 0 ? n->grad_pool + offs[assign[v]] : NULL;
-    free(offs);
-    rc = 0;
-out_free:
-    free(buf_size);
-    free(buf_free);
-    free(assign);
-    return rc;
+    return 0;
 }
 
 int net_set_batch(net *n, int batch, int h, int w)
@@ -494,7 +408,6 @@ int net_set_batch(net *n, int batch, int h, int w)
     size_t *numel = calloc((size_t)nv, sizeof(size_t));
     if (!numel)
         goto out_nomem;
-    size_t ws = 0;
     for (int i = 0; i < n->n_nodes; i++) {
         node *d = &n->nodes[i];
         const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
@@ -508,8 +421,6 @@ int net_set_batch(net *n, int batch, int h, int w)
                               d->pad);
             d->h = d->conv.h_out;
             d->w = d->conv.w_out;
-            if (conv2d_workspace_floats(&d->conv) > ws)
-                ws = conv2d_workspace_floats(&d->conv);
             break;
         case NODE_MAXPOOL:
             pool2d_shape_init(&d->pool, batch, src->h, src->w, src->c, d->k, d->stride,
@@ -549,33 +460,22 @@ int net_set_batch(net *n, int batch, int h, int w)
         if (cnt > numel[d->value])
             numel[d->value] = cnt;
     }
-    /* Refuse a batch shape whose activations cannot fit, before touching any memory:
+    /* Refuse a batch shape whose memory plan cannot fit, before touching any memory:
      * with overcommit the allocations would succeed and the OOM killer end the process
-     * on first use. The gradient plan needs at most a few of the largest buffers. */
-    double need = (double)ws, largest = 0;
-    for (int v = 0; v < nv; v++) {
-        need += (double)numel[v];
-        if ((double)numel[v] > largest)
-            largest = (double)numel[v];
-    }
-    need = (need + 4 * largest) * sizeof(float);
-    if (need > net_memory_limit()) {
-        free(numel);
+     * on first use. */
+    memcpy(n->value_numel, numel, (size_t)nv * sizeof(size_t));
+    free(numel);
+    int rc_t, rc_e;
+    net_plan_reset(n);
+    double need = (double)net_plan_size(n, 1, &rc_t);
+    double e = (double)net_plan_size(n, 0, &rc_e);
+    if (rc_t < 0 || rc_e < 0)
+        goto out_nomem;
+    if ((e > need ? e : need) * sizeof(float) > net_memory_limit()) {
+        net_plan_reset(n);
         n->batch = n->in_h = n->in_w = 0; /* node shapes now describe the refused one */
         return -ENOMEM;
     }
-    for (int v = 0; v < nv; v++) {
-        if (numel[v] != n->value_numel[v]) {
-            free(n->values[v]);
-            n->values[v] = aligned_floats(numel[v]);
-            if (!n->values[v]) {
-                free(numel);
-                goto out_nomem;
-            }
-            n->value_numel[v] = numel[v];
-        }
-    }
-    free(numel);
     for (int i = 0; i < n->n_nodes; i++) {
         node *d = &n->nodes[i];
         size_t cnt = (size_t)batch * d->h * d->w * d->c;
@@ -591,13 +491,6 @@ int net_set_batch(net *n, int batch, int h, int w)
                 goto out_nomem;
         }
     }
-    if (ws > n->workspace_floats) {
-        free(n->workspace);
-        n->workspace = aligned_floats(ws);
-        n->workspace_floats = n->workspace ? ws : 0;
-        if (!n->workspace)
-            goto out_nomem;
-    }
     free(n->probs);
     n->probs = aligned_floats((size_t)batch * n->n_out);
     if (!n->probs)
@@ -606,7 +499,7 @@ int net_set_batch(net *n, int batch, int h, int w)
     n->in_h = h;
     n->in_w = w;
     n->start_node = 0;
-    if (plan_grads(n) < 0)
+    if (plan_both(n) < 0)
         goto out_nomem;
     return 0;
 out_nomem:
@@ -643,7 +536,7 @@ static void forward_node(net *n, int i, int training)
     case NODE_INPUT:
         break;
     case NODE_CONV:
-        conv2d_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), n->workspace, &d->conv);
+        conv2d_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), d->scratch_fwd, &d->conv);
         break;
     case NODE_BN:
         d->bn_training = training && d->group >= n->freeze_to;
@@ -683,11 +576,9 @@ static void forward_node(net *n, int i, int training)
 const float *net_forward_to(net *n, const float *x, int training, int last)
 {
     assert(n->batch > 0 && last >= 0 && last < n->n_nodes);
-    if (n->start_node != 0) {
-        n->start_node = 0;
-        if (plan_grads(n) < 0)
-            return NULL;
-    }
+    n->start_node = 0;
+    if (net_plan_use(n, training) < 0)
+        return NULL;
     memcpy(n->values[n->nodes[0].value], x, node_numel(n, &n->nodes[0]) * sizeof(float));
     for (int i = 1; i <= last; i++)
         forward_node(n, i, training);
@@ -702,11 +593,9 @@ const float *net_forward(net *n, const float *x, int training)
 const float *net_forward_from(net *n, int first, const float *act, int training)
 {
     assert(n->batch > 0 && first >= 0 && first < n->n_nodes);
-    if (n->start_node != first) {
-        n->start_node = first;
-        if (plan_grads(n) < 0)
-            return NULL;
-    }
+    n->start_node = first;
+    if (net_plan_use(n, training) < 0)
+        return NULL;
     node *d = &n->nodes[first];
     memcpy(n->values[d->value], act, node_numel(n, d) * sizeof(float));
     for (int i = first + 1; i < n->n_nodes; i++)
@@ -728,6 +617,7 @@ float net_loss(net *n, const int32_t *labels, const float *targets)
 
 static void backward_node(net *n, int i)
 {
+    net_plan_recompute(n, i); /* before reading any activation */
     node *d = &n->nodes[i];
     const float *dout = n->dvalues[d->value];
     const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
@@ -744,7 +634,7 @@ static void backward_node(net *n, int i)
         break;
     case NODE_CONV:
         conv2d_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in, pdata(n, d->p_w),
-                        n->workspace, &d->conv);
+                        d->scratch_bwd, &d->conv);
         break;
     case NODE_BN:
         batchnorm_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in, d->save_mean,
@@ -800,6 +690,7 @@ static void backward_node(net *n, int i)
 /* Runs backward from the last node down to the first frozen one (or the start node). */
 static void backward_nodes(net *n)
 {
+    assert(n->plan_backward); /* a training forward (or keep_values) came first */
     for (int i = n->n_nodes - 1; i > n->start_node; i--) {
         if (n->nodes[i].group < n->freeze_to)
             break;
@@ -843,7 +734,15 @@ int net_freeze_to(net *n, int g)
     if (g < 0 || g > n->n_groups)
         return -EINVAL;
     n->freeze_to = g;
-    return n->batch > 0 ? plan_grads(n) : 0;
+    net_plan_reset(n);
+    return n->batch > 0 ? plan_both(n) : 0;
+}
+
+int net_keep_values(net *n, int keep)
+{
+    n->keep_values = keep != 0;
+    net_plan_reset(n);
+    return n->batch > 0 ? plan_both(n) : 0;
 }
 
 /* ---- lookup ----------------------------------------------------------------------------- */

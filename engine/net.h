@@ -4,8 +4,13 @@
  * Ownership: a net owns every buffer it points to. Parameters, gradients and BatchNorm
  * buffers are allocated once by net_finalize; the gradients as untouched zero pages, so
  * that only the ones ever written (trainable groups) become resident. Activations,
- * activation gradients and scratch are (re)allocated by net_set_batch when the batch
- * shape changes, never inside a training step. Activations are NHWC (see ops/ops.h).
+ * activation gradients and convolution scratch live in one slab, placed by a liveness
+ * plan (net_plan.c): buffers whose lifetimes do not meet share memory, so after a forward
+ * only the activations some backward still reads are intact (and the output). The slab
+ * is allocated by net_set_batch and net_freeze_to for both training and eval plans, and
+ * grows inside net_forward* only the first time a larger plan is used (a forward from
+ * another start node); never inside a training step after that. Activations are NHWC
+ * (see ops/ops.h).
  *
  * Parameter and buffer names are torchvision state-dict names ("conv1.weight",
  * "layer2.0.downsample.1.running_var", "fc.bias"), so a state dict saved as safetensors
@@ -76,7 +81,10 @@ typedef struct node {
     float *mask;        /* dropout mask (N*H*W*C, per batch) */
     int bn_training;    /* whether the last forward used batch statistics */
     int n_consumers;    /* nodes reading this node's output */
+    /* Set by the current memory plan: */
     int zero_dv[2];     /* values whose gradient buffer this node's backward zeroes first */
+    float *scratch_fwd; /* conv scratch of the forward / backward (in the slab) */
+    float *scratch_bwd;
 } node;
 
 typedef struct net {
@@ -95,14 +103,15 @@ typedef struct net {
     /* Batch-shape-dependent state (net_set_batch). */
     int batch, in_h, in_w;
     int n_values;
-    float **values;      /* activation buffer per value */
+    float **values;      /* activation buffer per value, into the slab (current plan) */
     size_t *value_numel; /* floats per value for the current batch */
     int *value_creator;  /* node that first writes each value (in-place nodes reuse it) */
-    float **dvalues;     /* gradient buffer per value (shared by a static liveness plan) */
-    float *grad_pool;    /* slab the dvalues point into */
-    size_t grad_pool_floats;
-    float *workspace;    /* conv im2col scratch */
-    size_t workspace_floats;
+    float **dvalues;     /* gradient buffer per value, into the slab; NULL when none */
+    float *slab;         /* activations, gradients and scratch (mmap'd, see net_plan.h) */
+    size_t slab_floats;
+    struct net_plans *plans; /* cached memory plans (net_plan.c) */
+    int keep_values;     /* every value keeps its own buffer (net_keep_values) */
+    int plan_backward;   /* the current plan keeps what backward reads */
     float *probs;        /* (N, n_out) softmax or sigmoid outputs of the last loss */
     int n_out;           /* output features of the last node */
 
@@ -153,8 +162,10 @@ double net_memory_limit(void);
 
 /* Runs the network on x (batch, h, w, C_in) as set by net_set_batch. training != 0 uses
  * batch statistics in BatchNorm (except in frozen groups, which always run in eval mode)
- * and active dropout. Returns the output (batch, n_out), owned by the net; NULL only when
- * a changed gradient plan could not be allocated. */
+ * and active dropout, and keeps what backward needs; training == 0 keeps nothing but the
+ * output (no backward may follow unless net_keep_values is on). Returns the output
+ * (batch, n_out), owned by the net; NULL only when a new memory plan could not be
+ * allocated. */
 const float *net_forward(net *n, const float *x, int training);
 
 /* Loss of the last forward: softmax cross-entropy with labels (batch) or, when
@@ -162,7 +173,8 @@ const float *net_forward(net *n, const float *x, int training);
 float net_loss(net *n, const int32_t *labels, const float *targets);
 
 /* Backward of net_loss through the whole net: parameter gradients accumulate into
- * n->grads for trainable groups only; stops at the first frozen node. */
+ * n->grads for trainable groups only; stops at the first frozen node. Needs the last
+ * forward to be a training one, or net_keep_values on. */
 void net_backward(net *n, const int32_t *labels, const float *targets);
 
 /* Backward from a caller-supplied gradient of the output (batch, n_out). */
@@ -177,6 +189,14 @@ void net_zero_grad(net *n);
  * next successful net_set_batch). */
 int net_freeze_to(net *n, int g);
 
+/* keep != 0: every activation keeps its own buffer through forward and backward (no
+ * sharing, no recomputation), so all of them can be read after backward and a backward
+ * may follow an eval-mode forward; for tests and the parity harness, at the unshared
+ * memory cost. Results are bit for bit the same either way. Returns 0, or -ENOMEM when
+ * the larger slab cannot be allocated (the net is then unusable until the next
+ * successful net_set_batch). */
+int net_keep_values(net *n, int keep);
+
 /* Finds a parameter or buffer by name; -1 if absent. */
 int net_find(const net *n, const char *name);
 /* Pointer to a tensor's data (params or buffers slab). */
@@ -189,10 +209,12 @@ const float *net_output(const net *n);
  * AVGPOOL or CONCATPOOL node), -1 if none; and the floats per sample it outputs. */
 int net_pool_node(const net *n);
 int net_node_features(const net *n, int node);
-/* Runs nodes 0..last only; returns last's output (batch, features) as set_batch shaped. */
+/* Runs nodes 0..last only; returns last's output (batch, features) as set_batch shaped,
+ * intact until the next forward. */
 const float *net_forward_to(net *n, const float *x, int training, int last);
-/* Sets node `first`'s output to act (batch, features of first) and runs the nodes after
- * it; backward then stops at `first` (nothing before it is touched). */
+/* Sets node `first`'s output to act (batch, features of first; not memory of this net)
+ * and runs the nodes after it; backward then stops at `first` (nothing before it is
+ * touched). */
 const float *net_forward_from(net *n, int first, const float *act, int training);
 
 #endif

@@ -353,22 +353,38 @@ def main():
         stop_job(port, job)
         pts = train_points(port, run, -1)
 
+        def window_rate(t0, t1):
+            """(images, seconds) of the batches ending inside [t0, t1], timed from the
+            first such batch to the last."""
+            inside = [t for _, t in pts if t0 <= t <= t1]
+            if len(inside) < 2:
+                return 0.0, 0.0
+            return (len(inside) - 1) * BS, inside[-1] - inside[0]
+
         def phase_rate(phase):
-            """Images/s over the phase's windows: batches ending inside each window, timed
-            from the first such batch to the last."""
             imgs = secs = 0.0
-            nb = 0
             for (t0, t1) in windows[phase]:
-                inside = [t for _, t in pts if t0 <= t <= t1]
-                if len(inside) >= 2:
-                    imgs += (len(inside) - 1) * BS
-                    secs += inside[-1] - inside[0]
-                    nb += len(inside) - 1
-            return (imgs / secs if secs > 0 else float("nan")), nb
+                i, t = window_rate(t0, t1)
+                imgs, secs = imgs + i, secs + t
+            return (imgs / secs if secs > 0 else float("nan")), int(round(imgs / BS))
 
         ips_a, nb_a = phase_rate("A")
         ips_b, nb_b = phase_rate("B")
         ratio = ips_b / ips_a
+        # The spread of the ratio over rounds (each round's B window against its A window)
+        # says how much of a difference the machine's own drift can make.
+        pairs = []
+        for wa, wb in zip(windows["A"], windows["B"]):
+            (ia, ta), (ib, tb) = window_rate(*wa), window_rate(*wb)
+            if ta > 0 and tb > 0 and ia > 0:
+                pairs.append((ib / tb) / (ia / ta))
+        if len(pairs) >= 2:
+            mean = sum(pairs) / len(pairs)
+            sd = (sum((x - mean) ** 2 for x in pairs) / (len(pairs) - 1)) ** 0.5
+            spread = "; per round %.3f +- %.3f (mean +- standard error of %d rounds)" % (
+                mean, sd / len(pairs) ** 0.5, len(pairs))
+        else:
+            spread = ""
         wall = args.seconds
 
         with open("/proc/loadavg") as f:
@@ -413,9 +429,9 @@ def main():
         print()
         print("training (%d alternating windows of %.0f s each way; %d batches of %d "
               "without load, %d with it): %.0f img/s without HTTP load, %.0f img/s with "
-              "it; ratio %.3f (target >= %.2f: %s)"
+              "it; ratio %.3f (target >= %.2f: %s)%s"
               % (args.rounds, win, nb_a, BS, nb_b, ips_a, ips_b, ratio, 1 - THROUGHPUT_TOL,
-                 "met" if ratio >= 1 - THROUGHPUT_TOL else "NOT met"))
+                 "met" if ratio >= 1 - THROUGHPUT_TOL else "NOT met", spread))
         print("daemon CPU: %.2f cores busy without load, %.2f with it; the load process "
               "used %.1f CPU-s in %.0f s" % (cpu["A"] / wall, cpu["B"] / wall, res["cpu_s"],
                                              args.seconds))

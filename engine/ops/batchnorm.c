@@ -137,6 +137,14 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
             rstd[j] = (float)(1.0 / sqrt((double)running_var[j] + eps));
         }
     }
+    batchnorm_apply(out, in, mean, rstd, gamma, beta, NULL, 0, m, c);
+}
+
+void batchnorm_apply(float *out, const float *in, const float *mean, const float *rstd,
+                     const float *gamma, const float *beta, const float *residual, int relu,
+                     int m, int c)
+{
+    const size_t work = (size_t)m * c;
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK_C) {
         int cn = c - c0 < BN_CHUNK_C ? c - c0 : BN_CHUNK_C;
         /* (x - mean) first: folding the mean into the shift loses bits when the mean is
@@ -145,12 +153,31 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
         const float *mu = mean + c0, *be = beta + c0;
         for (int j = 0; j < cn; j++)
             sc[j] = rstd[c0 + j] * gamma[c0 + j];
+        /* The residual add and the ReLU as add_forward and relu_forward compute them. */
 #pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
         for (int i = 0; i < m; i++) {
             const float *x = in + (size_t)i * c + c0;
             float *y = out + (size_t)i * c + c0;
-            for (int j = 0; j < cn; j++)
-                y[j] = (x[j] - mu[j]) * sc[j] + be[j];
+            if (!residual && !relu && y == x) {
+                float *z = y; /* in place: one pointer keeps the loop vectorised */
+                for (int j = 0; j < cn; j++)
+                    z[j] = (z[j] - mu[j]) * sc[j] + be[j];
+            } else if (!residual && !relu) {
+                for (int j = 0; j < cn; j++)
+                    y[j] = (x[j] - mu[j]) * sc[j] + be[j];
+            } else if (!residual) {
+                for (int j = 0; j < cn; j++) {
+                    float v = (x[j] - mu[j]) * sc[j] + be[j];
+                    y[j] = v > 0.0f ? v : 0.0f;
+                }
+            } else {
+                const float *r = residual + (size_t)i * c + c0;
+                for (int j = 0; j < cn; j++) {
+                    float v = (x[j] - mu[j]) * sc[j] + be[j];
+                    v = v + r[j];
+                    y[j] = !relu || v > 0.0f ? v : 0.0f;
+                }
+            }
         }
     }
 }

@@ -7,7 +7,12 @@
  * between GEMMs and parts never write the same input gradient. Weight gradients go to one
  * buffer per part, summed in part order. With one part (one thread or one image), chunks
  * are larger and OpenBLAS threads each GEMM itself. 3x3 stride-1 convolutions with enough
- * channels take the Winograd path of winograd.c instead. */
+ * channels take the Winograd path of winograd.c instead.
+ *
+ * When the weights outweigh the image (late stages on small images: 512x512x3x3 weights
+ * against 2x2 outputs), copies of them would dominate the scratch: such a convolution
+ * runs as one part and lays its columns out channel-major, (ci, ky, kx) like OIHW, so the
+ * GEMMs use the weights and weight gradient in place and the scratch is one column chunk. */
 #include "ops.h"
 #include "winograd.h"
 
@@ -50,12 +55,18 @@ static int is_direct(const conv2d_shape *s)
     return s->k == 1 && s->stride == 1 && s->pad == 0;
 }
 
+/* Weights at least half the size of the whole column matrix: columns in OIHW order. */
+static int is_weight_major(const conv2d_shape *s)
+{
+    return !is_direct(s) && 2 * (size_t)s->c_out >= (size_t)s->n * s->h_out * s->w_out;
+}
+
 /* Column order is (ky, kx, ci) so that im2col copies contiguous runs of channels; the
  * OIHW weights are then permuted to (C_out, K, K, C_in) in the workspace. With one input
  * channel or a 1x1 kernel the two orders coincide and no copy is needed. */
 static int needs_permute(const conv2d_shape *s)
 {
-    return s->k > 1 && s->c_in > 1;
+    return s->k > 1 && s->c_in > 1 && !is_weight_major(s);
 }
 
 static size_t kkc(const conv2d_shape *s)
@@ -65,7 +76,7 @@ static size_t kkc(const conv2d_shape *s)
 
 static int parts_of(const conv2d_shape *s)
 {
-    return is_direct(s) ? 1 : s->parts;
+    return is_direct(s) || is_weight_major(s) ? 1 : s->parts;
 }
 
 /* Output rows (n, oy) per chunk. */
@@ -131,6 +142,37 @@ static void permute_ohwi_to_oihw(float *dst, const float *src, const conv2d_shap
     }
 }
 
+/* Channel-major columns: element (ky, kx, ci) of a patch at ci*K*K + ky*K + kx. */
+static void im2col_weight_major(float *col, const float *in, int r0, int rows,
+                                const conv2d_shape *s, int par)
+{
+    const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out, kk = k * k;
+    const size_t rowlen = kkc(s);
+    const size_t work = (size_t)rows * wo * rowlen;
+#pragma omp parallel for schedule(static) if (par && work >= CONV_PAR_MIN)
+    for (int rr = 0; rr < rows; rr++) {
+        int r = r0 + rr, n = r / ho, oy = r % ho;
+        const float *img = in + (size_t)n * s->h * s->w * cin;
+        for (int ox = 0; ox < wo; ox++) {
+            float *dst = col + ((size_t)rr * wo + ox) * rowlen;
+            for (int ky = 0; ky < k; ky++) {
+                int iy = oy * s->stride - s->pad + ky;
+                for (int kx = 0; kx < k; kx++) {
+                    int ix = ox * s->stride - s->pad + kx, q = ky * k + kx;
+                    if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) {
+                        for (int c = 0; c < cin; c++)
+                            dst[(size_t)c * kk + q] = 0.0f;
+                        continue;
+                    }
+                    const float *src = img + ((size_t)iy * s->w + ix) * cin;
+                    for (int c = 0; c < cin; c++)
+                        dst[(size_t)c * kk + q] = src[c];
+                }
+            }
+        }
+    }
+}
+
 /* col (rows*W_out, K*K*C_in) <- patches of output rows [r0, r0+rows), row r = n*H_out+oy. */
 static void im2col(float *col, const float *in, int r0, int rows, const conv2d_shape *s,
                    int par)
@@ -138,6 +180,10 @@ static void im2col(float *col, const float *in, int r0, int rows, const conv2d_s
     const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out;
     const size_t rowlen = kkc(s), krun = (size_t)k * cin;
     const size_t work = (size_t)rows * wo * rowlen;
+    if (is_weight_major(s)) {
+        im2col_weight_major(col, in, r0, rows, s, par);
+        return;
+    }
 #pragma omp parallel for schedule(static) if (par && work >= CONV_PAR_MIN)
     for (int rr = 0; rr < rows; rr++) {
         int r = r0 + rr, n = r / ho, oy = r % ho;
@@ -180,6 +226,9 @@ static void col2im_add(float *din, const float *dcol, int r0, int rows,
     const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out, st = s->stride;
     const int pad = s->pad;
     const size_t rowlen = kkc(s);
+    /* Offsets of a patch element: (ky, kx) steps by q_step, a channel by c_step. */
+    const int wmaj = is_weight_major(s);
+    const size_t q_step = wmaj ? 1 : (size_t)cin, c_step = wmaj ? (size_t)k * k : 1;
     const int r1 = r0 + rows;
     const int n0 = r0 / ho, n1 = (r1 - 1) / ho;
 
@@ -235,9 +284,14 @@ static void col2im_add(float *din, const float *dcol, int r0, int rows,
                     if (ox >= wo)
                         continue;
                     const float *src = dcol + (crow + ox) * rowlen +
-                                       ((size_t)ky * k + kx) * cin;
-                    for (int c = 0; c < cin; c++)
-                        d[c] += src[c];
+                                       ((size_t)ky * k + kx) * q_step;
+                    if (!wmaj) {
+                        for (int c = 0; c < cin; c++)
+                            d[c] += src[c];
+                    } else {
+                        for (int c = 0; c < cin; c++)
+                            d[c] += src[(size_t)c * c_step];
+                    }
                 }
             }
         }

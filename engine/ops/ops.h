@@ -57,11 +57,19 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
  * with momentum (PyTorch: r = (1-momentum)*r + momentum*batch, var unbiased: *M/(M-1));
  * running_mean/running_var may be NULL in training (then nothing is tracked).
  * Eval: uses running statistics, writes mean/rstd from them, leaves the running ones alone.
- * out must not alias in: backward reads in. */
+ * out may alias in only when no backward will read in (backward reads in). */
 void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
                        float *running_var, const float *in, const float *gamma,
                        const float *beta, int m, int c, int training, float momentum,
                        float eps);
+/* The normalisation pass of batchnorm_forward alone: out = (in - mean) * (rstd * gamma) +
+ * beta with given statistics, bit for bit what batchnorm_forward wrote with them, then
+ * optionally + residual (M, C) and ReLU, bit for bit what add_forward and relu_forward
+ * would make of it (the net rebuilds a dropped training-mode output this way in one
+ * pass). residual may be NULL; out may alias in. */
+void batchnorm_apply(float *out, const float *in, const float *mean, const float *rstd,
+                     const float *gamma, const float *beta, const float *residual, int relu,
+                     int m, int c);
 /* din (M,C) +=, dgamma (C) +=, dbeta (C) +=; mean/rstd as saved by forward with the same
  * training flag (in eval mode the statistics are constants, so din = dout*gamma*rstd). */
 void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,

@@ -11,7 +11,11 @@
  *
  * Threads work as in conv.c: the batch is split into blocks of whole images, one per
  * part, each with its own V/M chunk and, for the weight gradient, its own dU, summed in
- * part order. */
+ * part order. When U (16/9 of the weights) outweighs the chunks, as on small images where
+ * it would be the largest scratch of a step, backward computes the input gradient first
+ * and the weight gradient after, in the place U took (transforming dout twice), and the
+ * parts split dU's 16 components instead of the images (each part transforms every tile:
+ * twice the transform work, no per-part copies of dU). */
 #include "winograd.h"
 
 #include <cblas.h>
@@ -76,11 +80,18 @@ static size_t chunk_floats(const conv2d_shape *s)
     return vm_floats(s) + 4 * (size_t)s->c_out + (size_t)s->c_in;
 }
 
-/* [U][dU][zeros][per part: V, M, scratch][dU per part > 0] */
+/* U outweighs the chunks: backward in two passes sharing U's place, dU by component. */
+static int u_heavy(const conv2d_shape *s)
+{
+    return u_floats(s) > (size_t)s->parts * chunk_floats(s);
+}
+
+/* [U][dU, unless U-heavy][zeros][per part: V, M, scratch][dU per part > 0, unless
+ * U-heavy or one part] */
 size_t wino_workspace_floats(const conv2d_shape *s)
 {
-    return 2 * u_floats(s) + zero_floats(s) + (size_t)s->parts * chunk_floats(s) +
-           (size_t)(s->parts - 1) * u_floats(s);
+    size_t uf = u_floats(s), extra = u_heavy(s) ? 0 : uf * (size_t)s->parts;
+    return uf + extra + zero_floats(s) + (size_t)s->parts * chunk_floats(s);
 }
 
 /* U = G g G^T for every (c_out, c_in). */
@@ -388,7 +399,7 @@ static void forward_tiles(float *out, const float *in, const float *u, const flo
 void wino_forward(float *out, const float *in, const float *w, const float *b, float *ws,
                   const conv2d_shape *s)
 {
-    float *u = ws, *zero = ws + 2 * u_floats(s);
+    float *u = ws, *zero = ws + (u_heavy(s) ? 1 : 2) * u_floats(s);
     float *chunks = zero + zero_floats(s);
     const size_t cf = chunk_floats(s);
     memset(zero, 0, zero_floats(s) * sizeof(float));
@@ -431,45 +442,91 @@ static void backward_tiles(float *din, float *du, const float *dout, const float
     }
 }
 
+/* One backward pass over every part: din (given U) and/or du. */
+static void backward_parts(float *din, float *du, const float *dout, const float *in,
+                           const float *u, const float *zero, float *chunks, float *partial,
+                           const conv2d_shape *s)
+{
+    const size_t uf = u_floats(s), cf = chunk_floats(s);
+    if (s->parts == 1) {
+        backward_tiles(din, du, dout, in, u, zero, chunks, 0, s->n * tiles_per_image(s), s);
+        return;
+    }
+#pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < s->parts; p++) {
+        int t0, t1;
+        part_tiles(s, p, &t0, &t1);
+        float *dup = NULL;
+        if (du && p == 0) {
+            dup = du;
+        } else if (du) {
+            dup = partial + (size_t)(p - 1) * uf;
+            memset(dup, 0, uf * sizeof(float));
+        }
+        backward_tiles(din, dup, dout, in, u, zero, chunks + (size_t)p * cf, t0, t1, s);
+    }
+    if (du) {
+#pragma omp parallel for schedule(static) if (uf * s->parts >= WINO_PAR_MIN)
+        for (size_t i = 0; i < uf; i++) {
+            float acc = du[i];
+            for (int p = 1; p < s->parts; p++)
+                acc += partial[(size_t)(p - 1) * uf + i];
+            du[i] = acc;
+        }
+    }
+}
+
+/* du += the weight gradient, part p owning components [16p/parts, 16(p+1)/parts) over
+ * every tile, in tile order. */
+static void du_components(float *du, const float *dout, const float *in, const float *zero,
+                          float *chunks, const conv2d_shape *s)
+{
+    const int ci = s->c_in, co = s->c_out, step = chunk_tiles(s);
+    const int total = s->n * tiles_per_image(s), parts = s->parts;
+    const size_t cf = chunk_floats(s);
+#pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        float *v = chunks + (size_t)p * cf;
+        int q0 = 16 * p / parts, q1 = 16 * (p + 1) / parts;
+        for (int t = 0; t < total; t += step) {
+            int tc = total - t < step ? total - t : step;
+            float *dm = v + 16 * (size_t)tc * ci;
+            transform_dout(dm, dout, zero, t, tc, s);
+            transform_input(v, in, zero, t, tc, s);
+            for (int q = q0; q < q1; q++)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, co, ci, tc, 1.0f,
+                            dm + (size_t)q * tc * co, co, v + (size_t)q * tc * ci, ci, 1.0f,
+                            du + (size_t)q * co * ci, ci);
+        }
+    }
+}
+
 void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
                    float *ws, const conv2d_shape *s)
 {
     if (!din && !dw)
         return;
-    const size_t uf = u_floats(s), cf = chunk_floats(s);
-    float *u = ws, *du = ws + uf, *zero = ws + 2 * uf;
+    const size_t uf = u_floats(s);
+    const int heavy = u_heavy(s);
+    float *u = ws, *du = heavy ? ws : ws + uf, *zero = heavy ? ws + uf : ws + 2 * uf;
     float *chunks = zero + zero_floats(s);
-    float *partial = chunks + (size_t)s->parts * cf;
+    float *partial = chunks + (size_t)s->parts * chunk_floats(s);
     memset(zero, 0, zero_floats(s) * sizeof(float));
     if (din)
         transform_weights(u, w, s);
-    if (dw)
-        memset(du, 0, uf * sizeof(float));
-    if (s->parts == 1) {
-        backward_tiles(din, dw ? du : NULL, dout, in, u, zero, chunks, 0,
-                       s->n * tiles_per_image(s), s);
+    if (!heavy) {
+        if (dw)
+            memset(du, 0, uf * sizeof(float));
+        backward_parts(din, dw ? du : NULL, dout, in, u, zero, chunks, partial, s);
     } else {
-#pragma omp parallel for schedule(static, 1)
-        for (int p = 0; p < s->parts; p++) {
-            int t0, t1;
-            part_tiles(s, p, &t0, &t1);
-            float *dup = NULL;
-            if (dw && p == 0) {
-                dup = du;
-            } else if (dw) {
-                dup = partial + (size_t)(p - 1) * uf;
-                memset(dup, 0, uf * sizeof(float));
-            }
-            backward_tiles(din, dup, dout, in, u, zero, chunks + (size_t)p * cf, t0, t1, s);
-        }
-        if (dw) {
-#pragma omp parallel for schedule(static) if (uf * s->parts >= WINO_PAR_MIN)
-            for (size_t i = 0; i < uf; i++) {
-                float acc = du[i];
-                for (int p = 1; p < s->parts; p++)
-                    acc += partial[(size_t)(p - 1) * uf + i];
-                du[i] = acc;
-            }
+        if (din)
+            backward_parts(din, NULL, dout, in, u, zero, chunks, partial, s);
+        if (dw) { /* U is done with */
+            memset(du, 0, uf * sizeof(float));
+            if (s->parts > 1)
+                du_components(du, dout, in, zero, chunks, s);
+            else
+                backward_parts(NULL, du, dout, in, NULL, zero, chunks, partial, s);
         }
     }
     if (dw)

@@ -134,6 +134,9 @@ int main(int argc, char **argv)
         labels[i] = (int32_t)((const int64_t *)y->data)[i];
     net_set_batch(n, batch, (int)x->shape[1], (int)x->shape[2]);
     net_freeze_to(n, freeze_to);
+    /* put_choices reads every ReLU output after backward: keep them all unshared (the
+     * memory plan gives the same bits, tests/unit/engine/test_net_plan.c). */
+    net_keep_values(n, 1);
 
     static outbox out;
     char name[NET_NAME_MAX + 16];

@@ -148,6 +148,7 @@ static void finite_differences_through_a_residual_net(void **state)
     float *x = malloc(sizeof(float) * B * S * S * 3);
     fill(x, B * S * S * 3, 11);
     int32_t y[B] = {1, 0, 3, 2};
+    assert_int_equal(net_keep_values(n, 1), 0); /* backward after an eval-mode forward */
     for (int k = 0; k < 20; k++) /* running statistics near the batch's own */
         net_forward(n, x, 1);
     net_zero_grad(n);
@@ -247,21 +248,30 @@ static void frozen_body_gets_no_gradient_and_keeps_its_statistics(void **state)
     net_destroy(n);
 }
 
-static void gradient_buffers_are_shared(void **state)
+static void activations_and_gradients_share_one_slab(void **state)
 {
     (void)state;
     net *n = build("resnet18", HEAD_FASTAI, 3, 10, 0.25f, 1);
     assert_int_equal(net_set_batch(n, 2, 64, 64), 0);
-    size_t activations = 0;
+    size_t activations = 0, scratch = 0;
     for (int v = 0; v < n->n_values; v++)
         activations += n->value_numel[v];
+    for (int i = 0; i < n->n_nodes; i++)
+        if (n->nodes[i].kind == NODE_CONV && conv2d_workspace_floats(&n->nodes[i].conv) > scratch)
+            scratch = conv2d_workspace_floats(&n->nodes[i].conv);
     /* In-place ReLU/add/dropout leave fewer buffers than nodes, and the liveness plan
-     * keeps only a handful of gradient buffers alive at once. */
+     * fits every activation, gradient and scratch buffer of a training step into less
+     * than the activations alone would take unshared next to the largest scratch. */
     assert_true(n->n_values < n->n_nodes);
+    size_t trained = n->slab_floats;
     if (getenv("GC_VERBOSE"))
-        print_message("values %d nodes %d activations %zu grad pool %zu\n", n->n_values,
-                      n->n_nodes, activations, n->grad_pool_floats);
-    assert_true(n->grad_pool_floats * 2 < activations);
+        print_message("values %d nodes %d activations %zu slab %zu\n", n->n_values,
+                      n->n_nodes, activations, trained);
+    assert_true(trained < activations + scratch);
+    /* Keeping every value unshared needs more than all activations. */
+    assert_int_equal(net_keep_values(n, 1), 0);
+    assert_true(n->slab_floats > activations);
+    assert_int_equal(net_keep_values(n, 0), 0);
     /* A smaller size after a larger one reuses the buffers; a bad size is refused. */
     assert_int_equal(net_set_batch(n, 2, 32, 32), 0);
     assert_int_equal(net_set_batch(n, 0, 32, 32), -EINVAL);
@@ -296,7 +306,7 @@ int main(void)
         cmocka_unit_test(same_seed_same_numbers_bit_for_bit),
         cmocka_unit_test(finite_differences_through_a_residual_net),
         cmocka_unit_test(frozen_body_gets_no_gradient_and_keeps_its_statistics),
-        cmocka_unit_test(gradient_buffers_are_shared),
+        cmocka_unit_test(activations_and_gradients_share_one_slab),
         cmocka_unit_test(a_batch_too_big_for_memory_is_refused_before_allocating),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,115 @@
+/* jobs_internal.h: what the daemon's job files share (jobs.c: the queue and its worker;
+ * run_learners.c: learners built from run rows; sink.c: engine events into store rows;
+ * datasets.c: registration by path). Not for use outside daemon/. */
+#ifndef SGDRD_JOBS_INTERNAL_H
+#define SGDRD_JOBS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "data/data.h"
+#include "events.h"
+#include "jobs.h"
+#include "learner.h"
+
+/* The file the learner keeps its last epoch checkpoint in, under checkpoint_dir. */
+#define LEARNER_LAST_CKPT "last.ckpt.safetensors"
+#define MAX_LEARNERS 2   /* learners kept in memory; older ones are saved and dropped */
+
+/* A run's learner with the dataset it borrows. Touched by the worker only. */
+typedef struct run_slot {
+    int64_t run_id;
+    dataset *ds;
+    learner *l;
+    uint64_t used;          /* LRU clock */
+} run_slot;
+
+/* A learner for synchronous predictions (HTTP threads, under pmu), loaded from the run's
+ * saved weights; reloaded when the file changes. */
+typedef struct serve_slot {
+    int64_t run_id;
+    dataset *ds;
+    learner *l;
+    struct timespec mtime;
+} serve_slot;
+
+struct jobs {
+    store *st;
+    char *data_dir;
+    char **roots;
+    int n_roots;
+    int loader_threads;
+    int resume;
+
+    pthread_mutex_t mu;     /* queue, running, stopping, dropped runs */
+    pthread_cond_t cv;
+    int64_t *q;
+    int qn, qcap;
+    int64_t running;
+    int stopping;
+    int started, joined;
+    int worker_done;
+    pthread_t worker;
+    atomic_int cancel;      /* the running job should stop at the next batch */
+    int64_t *dropped;       /* runs deleted: the worker frees their learners */
+    int n_dropped, cap_dropped;
+
+    run_slot slots[MAX_LEARNERS];
+    uint64_t clock;
+
+    pthread_mutex_t pmu;
+    serve_slot serve;
+};
+
+typedef struct sink {
+    jobs *jq;
+    int64_t job_id, run_id, lr_find_id;
+    int own_sweeps;            /* sweeps inside another job (the recipe): rows made here */
+    int sweep_n, sweep_last_iter;
+    double sweep_last_lr;
+    int last_cycle;
+    int last_epoch;            /* run-wide number of the last epoch recorded, or -1 */
+    int engine_progress;       /* the learner reports progress itself */
+    int total_epochs;          /* a fit's epochs, for progress when it does not */
+    double t0;
+} sink;
+
+/* ---- jobs.c: small helpers ------------------------------------------------------------- */
+
+/* mkdir -p; 0 or -errno. */
+int jq_mkdir_p(const char *path);
+/* data_dir/runs/<id> and a file in it. */
+void jq_run_dir(const jobs *jq, int64_t run_id, char *out, size_t len);
+void jq_run_file(const jobs *jq, int64_t run_id, const char *name, char *out, size_t len);
+/* A number or boolean member of a JSON object, or dflt. */
+double jq_num(json_t *o, const char *k, double dflt);
+int jq_bool(json_t *o, const char *k, int dflt);
+/* CLOCK_MONOTONIC seconds. */
+double jq_mono_s(void);
+
+/* ---- run_learners.c ------------------------------------------------------------------- */
+
+/* "folders" | "csv" | "idx"; -EINVAL otherwise. */
+int jq_ds_format_of(const char *s, ds_format *f);
+/* The worker's learner for a run (see run_learners.c); NULL with err on failure. */
+learner *jq_slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen);
+void jq_slot_free(run_slot *s);
+void jq_slot_drop(jobs *jq, int64_t run_id);
+/* Saves a run's weights and learner state after a job that changed them. */
+int jq_save_run(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *err,
+                size_t errlen);
+
+/* ---- sink.c --------------------------------------------------------------------------- */
+
+/* The engine hooks that record into k's job and run. */
+ev_hooks jq_sink_hooks(sink *k);
+/* Ends a sweep row the sink opened inside another job (the recipe). */
+void jq_sweep_close(sink *k);
+
+/* ---- datasets.c ----------------------------------------------------------------------- */
+
+/* Whether path is root or inside it (both real paths). */
+int jq_path_under(const char *path, const char *root);
+
+#endif

@@ -1,0 +1,322 @@
+/* run_learners.c: the worker's learners built from run rows (model, dataset, saved state),
+ * the least-recently-used slots that keep them, saving a run after a job, and the
+ * synchronous predictions and weights the HTTP threads ask for. */
+#define _GNU_SOURCE
+#include "jobs_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "models/models.h"
+#include "weights.h"
+
+/* ---- learners from run rows -------------------------------------------------------------- */
+
+int jq_ds_format_of(const char *s, ds_format *f)
+{
+    if (!s)
+        return -EINVAL;
+    if (!strcmp(s, "folders"))
+        *f = DS_FOLDERS;
+    else if (!strcmp(s, "csv"))
+        *f = DS_CSV;
+    else if (!strcmp(s, "idx"))
+        *f = DS_IDX;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+static int open_dataset_row(jobs *jq, int64_t dataset_id, dataset **out, char *err,
+                            size_t errlen)
+{
+    json_t *d = NULL;
+    int rc = store_dataset_get(jq->st, dataset_id, &d);
+    if (rc) {
+        snprintf(err, errlen, "dataset %lld: %s", (long long)dataset_id,
+                 rc == -ENOENT ? "no longer exists" : store_errmsg());
+        return rc;
+    }
+    json_t *o = json_object_get(d, "options");
+    ds_options opt = {0};
+    opt.path = json_string_value(json_object_get(d, "path"));
+    opt.valid_pct = jq_num(o, "valid_pct", -1);
+    opt.csv = json_string_value(json_object_get(o, "csv"));
+    opt.seed = (uint64_t)jq_num(o, "seed", 42);
+    rc = jq_ds_format_of(json_string_value(json_object_get(d, "format")), &opt.format);
+    if (rc == 0)
+        rc = dataset_open(out, &opt, err, errlen);
+    json_decref(d);
+    return rc;
+}
+
+static tfm_set tfms_of(const char *s)
+{
+    if (s && !strcmp(s, "side_on"))
+        return TFMS_SIDE_ON;
+    if (s && !strcmp(s, "top_down"))
+        return TFMS_TOP_DOWN;
+    return TFMS_NONE;
+}
+
+/* Builds a learner for a run from its row with its saved weights and size. for_training:
+ * also its freeze point and precompute, and epoch checkpoints (the worker); else for
+ * predictions only (serving). */
+static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset **ds_out,
+                            learner **out, char *err, size_t errlen)
+{
+    json_t *run = NULL, *model = NULL;
+    dataset *ds = NULL;
+    learner *l = NULL;
+    char ckdir[PATH_MAX], cur[PATH_MAX];
+    int rc = store_run_get(jq->st, run_id, &run);
+    if (rc) {
+        snprintf(err, errlen, "run %lld: %s", (long long)run_id,
+                 rc == -ENOENT ? "no such run" : store_errmsg());
+        return rc;
+    }
+    json_t *cfg = json_object_get(run, "config");
+    rc = open_dataset_row(jq, json_integer_value(json_object_get(run, "dataset")), &ds, err,
+                          errlen);
+    if (rc)
+        goto out_free;
+
+    learner_config lc = {0};
+    model_spec_defaults(&lc.model);
+    lc.model.arch = json_string_value(json_object_get(run, "arch"));
+    lc.model.multi_label = jq_bool(cfg, "multi_label", dataset_info(ds)->multi_label);
+    lc.model.seed = (uint64_t)jq_num(cfg, "seed", 0);
+    json_t *ps = json_object_get(cfg, "ps");
+    if (json_is_number(ps)) {
+        lc.model.ps[0] = lc.model.ps[1] = (float)json_number_value(ps);
+    } else if (json_is_array(ps) && json_array_size(ps) == 2) {
+        lc.model.ps[0] = (float)json_number_value(json_array_get(ps, 0));
+        lc.model.ps[1] = (float)json_number_value(json_array_get(ps, 1));
+    }
+    json_t *xf = json_object_get(cfg, "xtra_fc");
+    if (json_is_array(xf)) {
+        lc.model.n_xtra_fc = 0;
+        for (size_t i = 0; i < json_array_size(xf) && i < MODEL_MAX_XTRA_FC; i++)
+            lc.model.xtra_fc[lc.model.n_xtra_fc++] = (int)json_integer_value(
+                json_array_get(xf, i));
+    }
+    lc.sz = (int)jq_num(cfg, "sz", 224);
+    lc.bs = (int)jq_num(cfg, "bs", 64);
+    lc.tfms = tfms_of(json_string_value(json_object_get(cfg, "tfms")));
+    lc.max_zoom = (float)jq_num(cfg, "max_zoom", 1.1);
+    lc.precompute = for_training ? jq_bool(cfg, "precompute", 0) : 0;
+    lc.loader_threads = jq->loader_threads;
+    lc.seed = lc.model.seed;
+    json_t *mid = json_object_get(run, "model");
+    if (json_is_integer(mid)) {
+        rc = store_model_get(jq->st, json_integer_value(mid), &model);
+        if (rc) {
+            snprintf(err, errlen, "pretrained model %lld: %s",
+                     (long long)json_integer_value(mid), store_errmsg());
+            goto out_free;
+        }
+        lc.pretrained = json_string_value(json_object_get(model, "path"));
+        lc.imagenet_stats = 1;
+    }
+    jq_run_dir(jq, run_id, ckdir, sizeof ckdir);
+    rc = jq_mkdir_p(ckdir);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
+        goto out_free;
+    }
+    strncat(ckdir, "/ckpt", sizeof ckdir - strlen(ckdir) - 1);
+    if (for_training && (rc = jq_mkdir_p(ckdir)) != 0) {
+        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
+        goto out_free;
+    }
+    lc.checkpoint_dir = for_training ? ckdir : NULL;
+    rc = learner_create(&l, &lc, ds, err, errlen);
+    if (rc)
+        goto out_free;
+
+    jq_run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
+    if (access(cur, R_OK) == 0) {
+        rc = learner_load(l, cur, err, errlen);
+        if (rc)
+            goto out_free;
+    }
+    /* The size, freeze point and precompute the run had when it was saved (predictions
+     * need only the size). */
+    json_t *s = json_object_get(run, "state");
+    int sz = (int)jq_num(s, "sz", 0);
+    if (sz > 0 && sz != lc.sz)
+        rc = learner_resize(l, sz, err, errlen);
+    if (rc)
+        goto out_free;
+    if (for_training) {
+        if (rc == 0 && json_is_integer(json_object_get(s, "freeze_to")))
+            rc = learner_freeze_to(l, (int)jq_num(s, "freeze_to", 0), err, errlen);
+        if (rc == 0 && json_is_boolean(json_object_get(s, "precompute")))
+            rc = learner_set_precompute(l, jq_bool(s, "precompute", 0), err, errlen);
+        if (rc)
+            goto out_free;
+    }
+    *ds_out = ds;
+    *out = l;
+    ds = NULL;
+    l = NULL;
+out_free:
+    learner_destroy(l);
+    dataset_destroy(ds);
+    json_decref(model);
+    json_decref(run);
+    return rc;
+}
+
+void jq_slot_free(run_slot *s)
+{
+    learner_destroy(s->l);
+    dataset_destroy(s->ds);
+    memset(s, 0, sizeof *s);
+}
+
+/* The worker's learner for a run, created on first use; the least recently used one is
+ * dropped when every slot is taken (its state was saved when its last job ended). */
+learner *jq_slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen)
+{
+    run_slot *victim = &jq->slots[0];
+    for (int i = 0; i < MAX_LEARNERS; i++) {
+        run_slot *s = &jq->slots[i];
+        if (s->l && s->run_id == run_id) {
+            s->used = ++jq->clock;
+            return s->l;
+        }
+        if (!s->l || (victim->l && s->used < victim->used))
+            victim = s;
+    }
+    jq_slot_free(victim);
+    if (learner_from_run(jq, run_id, 1, &victim->ds, &victim->l, err, errlen))
+        return NULL;
+    victim->run_id = run_id;
+    victim->used = ++jq->clock;
+    return victim->l;
+}
+
+void jq_slot_drop(jobs *jq, int64_t run_id)
+{
+    for (int i = 0; i < MAX_LEARNERS; i++) {
+        if (jq->slots[i].l && jq->slots[i].run_id == run_id)
+            jq_slot_free(&jq->slots[i]);
+    }
+}
+
+static json_t *state_json(learner *l)
+{
+    learner_state s;
+    learner_get_state(l, &s);
+    return json_pack("{si si sb si si sb sI si so so}", "freeze_to", s.freeze_to, "n_groups",
+                     s.n_groups, "precompute", s.precompute, "sz", s.sz, "bs", s.bs,
+                     "augment", s.augment, "step", (json_int_t)s.step, "epochs_done",
+                     s.epochs_done, "best_valid_loss",
+                     isfinite(s.best_valid_loss) ? json_real(s.best_valid_loss) : json_null(),
+                     "best_accuracy",
+                     isfinite(s.best_accuracy) ? json_real(s.best_accuracy) : json_null());
+}
+
+/* Saves the learner (checkpoint for the next start, weights for GET /weights) and records
+ * its state on the run. */
+int jq_save_run(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *err,
+                    size_t errlen)
+{
+    char cur[PATH_MAX], w[PATH_MAX];
+    jq_run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
+    jq_run_file(jq, run_id, "weights.safetensors", w, sizeof w);
+    int rc = learner_save(l, cur, err, errlen);
+    if (rc == 0)
+        rc = weights_save_file(learner_net(l), w, err, errlen);
+    if (rc == 0) {
+        char *prev = NULL;
+        if (store_snapshot_latest(jq->st, run_id, "final", &prev) == -ENOENT)
+            store_snapshot_add(jq->st, run_id, job_id, "final", -1, -1, cur, NULL);
+        free(prev);
+    }
+    json_t *s = state_json(l);
+    if (s) {
+        store_run_set_state(jq->st, run_id, s);
+        json_decref(s);
+    }
+    return rc;
+}
+
+/* ---- prediction, weights, status ----------------------------------------------------------- */
+
+int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, int tta,
+                       json_t **out, char *err, size_t errlen)
+{
+    char cur[PATH_MAX];
+    struct stat sb;
+    jq_run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
+    json_t *run = NULL;
+    int rc = store_run_get(jq->st, run_id, &run);
+    json_decref(run);
+    if (rc) {
+        snprintf(err, errlen, "run %lld: no such run", (long long)run_id);
+        return rc;
+    }
+    if (stat(cur, &sb)) {
+        snprintf(err, errlen, "run %lld has no trained weights yet", (long long)run_id);
+        return -EAGAIN;
+    }
+    image im = {0};
+    rc = image_decode_mem(&im, buf, len, 0, err, errlen);
+    if (rc) /* whatever the decoder's code, the client sent a bad image */
+        return rc == -ENOMEM ? rc : -EINVAL;
+    pthread_mutex_lock(&jq->pmu);
+    serve_slot *s = &jq->serve;
+    if (!s->l || s->run_id != run_id || s->mtime.tv_sec != sb.st_mtim.tv_sec ||
+        s->mtime.tv_nsec != sb.st_mtim.tv_nsec) {
+        learner_destroy(s->l);
+        dataset_destroy(s->ds);
+        memset(s, 0, sizeof *s);
+        rc = learner_from_run(jq, run_id, 0, &s->ds, &s->l, err, errlen);
+        if (rc == 0) {
+            s->run_id = run_id;
+            s->mtime = sb.st_mtim;
+        }
+    }
+    if (rc == 0) {
+        const ds_info *in = dataset_info(s->ds);
+        float *probs = calloc((size_t)in->n_classes, sizeof *probs);
+        rc = probs ? learner_predict_image(s->l, &im, tta, probs, err, errlen) : -ENOMEM;
+        if (rc == 0) {
+            json_t *cl = json_array(), *pr = json_array();
+            int best = 0;
+            for (int i = 0; i < in->n_classes; i++) {
+                json_array_append_new(cl, json_string(in->classes[i]));
+                json_array_append_new(pr, json_real(probs[i]));
+                if (probs[i] > probs[best])
+                    best = i;
+            }
+            *out = json_pack("{so so s{ss sf} sb}", "classes", cl, "probs", pr, "top",
+                             "class", in->classes[best], "prob", probs[best], "tta", tta);
+            if (!*out)
+                rc = -ENOMEM;
+        }
+        free(probs);
+    }
+    pthread_mutex_unlock(&jq->pmu);
+    image_free(&im);
+    return rc;
+}
+
+int jobs_weights_path(jobs *jq, int64_t run_id, char **path)
+{
+    char w[PATH_MAX];
+    jq_run_file(jq, run_id, "weights.safetensors", w, sizeof w);
+    if (access(w, R_OK))
+        return -ENOENT;
+    *path = strdup(w);
+    return *path ? 0 : -ENOMEM;
+}

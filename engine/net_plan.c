@@ -1,0 +1,671 @@
+/* net_plan.c: the liveness plan of a net's batch memory (see net_plan.h): lifetimes of
+ * activations, recomputed copies, activation gradients and convolution scratch over one
+ * forward and backward, their placement in one slab, and the plan cache. */
+#include "net_plan.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define PLAN_SLOTS 3
+#define NO_OFF SIZE_MAX
+#define PLAN_ALIGN_FLOATS 16 /* every buffer starts on a 64-byte boundary */
+/* How deep a rebuild may go through residual adds whose other input is itself rebuilt. */
+#define REBUILD_DEPTH 3
+#define STEPS_PER_VALUE (REBUILD_DEPTH + 2)
+
+struct net_plan {
+    int valid;
+    int training, freeze_to, start_node, keep; /* the key */
+    int has_backward;
+    unsigned long long used;                   /* last use, for eviction */
+    size_t floats;
+    size_t *val_off, *grad_off;                /* per value; NO_OFF when absent */
+    size_t *ws_fwd, *ws_bwd;                   /* per node */
+    int *zero_dv;                              /* two per node */
+    /* Rebuild steps, in execution order; node i runs steps [first_step[i], +n_steps[i])
+     * before its backward, each rebuilding step_value into step_off. */
+    int *first_step, *n_steps;                 /* per node */
+    int *step_value;
+    size_t *step_off;
+};
+
+struct net_plans {
+    struct net_plan slot[PLAN_SLOTS];
+    unsigned long long clock;
+    int current;
+};
+
+float *net_pages_alloc(size_t floats)
+{
+    void *p = mmap(NULL, (floats ? floats : 1) * sizeof(float), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void net_pages_free(float *p, size_t floats)
+{
+    if (p)
+        munmap(p, (floats ? floats : 1) * sizeof(float));
+}
+
+static void plan_arrays_free(struct net_plan *p)
+{
+    free(p->val_off);
+    free(p->grad_off);
+    free(p->ws_fwd);
+    free(p->ws_bwd);
+    free(p->zero_dv);
+    free(p->first_step);
+    free(p->n_steps);
+    free(p->step_value);
+    free(p->step_off);
+    memset(p, 0, sizeof(*p));
+}
+
+void net_plan_free(net *n)
+{
+    if (!n->plans)
+        return;
+    for (int s = 0; s < PLAN_SLOTS; s++)
+        plan_arrays_free(&n->plans->slot[s]);
+    free(n->plans);
+    n->plans = NULL;
+}
+
+void net_plan_reset(net *n)
+{
+    if (!n->plans)
+        return;
+    for (int s = 0; s < PLAN_SLOTS; s++)
+        n->plans->slot[s].valid = 0;
+    n->plans->current = -1;
+}
+
+/* ---- lifetimes and placement ---------------------------------------------------------- */
+
+typedef struct item {
+    size_t size, off;
+    int t0, t1; /* live over steps [t0, t1] */
+} item;
+
+static int bwd_runs(const net *n, int i, int start, int freeze)
+{
+    return i > start && n->nodes[i].group >= freeze;
+}
+
+static int needs_grad_at(const net *n, int j, int start, int freeze)
+{
+    return j >= 0 && j > start && n->nodes[j].kind != NODE_INPUT &&
+           n->nodes[j].group >= freeze;
+}
+
+static size_t round_up(size_t f)
+{
+    return (f + PLAN_ALIGN_FLOATS - 1) / PLAN_ALIGN_FLOATS * PLAN_ALIGN_FLOATS;
+}
+
+static int find_root(const int *alias, int v)
+{
+    while (alias[v] != v)
+        v = alias[v];
+    return v;
+}
+
+/* Places items largest first, each into the smallest gap left by the already placed
+ * items whose lifetimes meet its own (or on top of them). Returns the floats needed. */
+static size_t place(item *it, int n_items, int *order, size_t *lo, size_t *hi)
+{
+    int n_order = 0;
+    for (int a = 0; a < n_items; a++) {
+        it[a].off = NO_OFF;
+        if (it[a].size == 0)
+            continue;
+        int k = n_order++;
+        while (k > 0 && (it[order[k - 1]].size < it[a].size ||
+                         (it[order[k - 1]].size == it[a].size &&
+                          it[order[k - 1]].t0 > it[a].t0))) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = a;
+    }
+    size_t total = 0;
+    for (int q = 0; q < n_order; q++) {
+        item *x = &it[order[q]];
+        int m = 0;
+        for (int r = 0; r < q; r++) {
+            const item *y = &it[order[r]];
+            if (y->t0 > x->t1 || x->t0 > y->t1)
+                continue;
+            int k = m++;
+            while (k > 0 && lo[k - 1] > y->off) {
+                lo[k] = lo[k - 1];
+                hi[k] = hi[k - 1];
+                k--;
+            }
+            lo[k] = y->off;
+            hi[k] = y->off + y->size;
+        }
+        size_t cursor = 0, best = NO_OFF, best_gap = 0;
+        for (int r = 0; r < m; r++) {
+            if (lo[r] > cursor) {
+                size_t gap = lo[r] - cursor;
+                if (gap >= x->size && (best == NO_OFF || gap < best_gap)) {
+                    best = cursor;
+                    best_gap = gap;
+                }
+            }
+            if (hi[r] > cursor)
+                cursor = hi[r];
+        }
+        x->off = best != NO_OFF ? best : cursor;
+        if (x->off + x->size > total)
+            total = x->off + x->size;
+    }
+    return total;
+}
+
+static int plan_alloc_arrays(struct net_plan *p, int nv, int nn)
+{
+    if (p->val_off)
+        return 0;
+    p->val_off = malloc((size_t)nv * sizeof(size_t));
+    p->grad_off = malloc((size_t)nv * sizeof(size_t));
+    p->ws_fwd = malloc((size_t)nn * sizeof(size_t));
+    p->ws_bwd = malloc((size_t)nn * sizeof(size_t));
+    p->zero_dv = malloc(2 * (size_t)nn * sizeof(int));
+    p->first_step = malloc((size_t)nn * sizeof(int));
+    p->n_steps = malloc((size_t)nn * sizeof(int));
+    p->step_value = malloc(STEPS_PER_VALUE * (size_t)nv * sizeof(int));
+    p->step_off = malloc(STEPS_PER_VALUE * (size_t)nv * sizeof(size_t));
+    if (!p->val_off || !p->grad_off || !p->ws_fwd || !p->ws_bwd ||
+        !p->zero_dv || !p->first_step || !p->n_steps || !p->step_value || !p->step_off) {
+        plan_arrays_free(p);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* What the rebuild decisions need: value lifetimes and which values are dropped. */
+typedef struct rebuild_ctx {
+    const net *n;
+    int start, freeze;
+    const item *val;
+    int *dropped;         /* rebuilt for backward: then live over [rec_t0, rec_t1] too */
+    int *rec_t0, *rec_t1;
+    int *relied;          /* a decision counts on this value being kept */
+    int *step_value;      /* steps of the decision under way */
+    int *step_t1;
+    int n_steps;
+} rebuild_ctx;
+
+static int held_at(const rebuild_ctx *c, int u, int t)
+{
+    if (c->dropped[u])
+        return c->rec_t0[u] <= t && t <= c->rec_t1[u];
+    return c->val[u].t0 <= t && t <= c->val[u].t1;
+}
+
+/* Whether value v can be rebuilt at step t: a BatchNorm output (whose statistics the
+ * forward saved) from its input held at t, then its in-place ReLU and residual adds, the
+ * add's other input held at t or rebuilt there too. With emit, appends the steps,
+ * innermost first, and marks what they read as relied on. */
+static int rebuildable(rebuild_ctx *c, int v, int t, int depth, int emit)
+{
+    const net *n = c->n;
+    int cr = n->value_creator[v];
+    if (depth < 0 || n->nodes[cr].kind != NODE_BN || !bwd_runs(n, cr, c->start, c->freeze))
+        return 0;
+    int x = n->nodes[n->nodes[cr].in[0]].value;
+    if (!held_at(c, x, t))
+        return 0;
+    if (emit)
+        c->relied[x] = 1;
+    for (int i = cr + 1; i < n->n_nodes; i++) {
+        const node *d = &n->nodes[i];
+        if (d->value != v || d->kind == NODE_RELU)
+            continue;
+        if (d->kind != NODE_ADD)
+            return 0;
+        int sc = n->nodes[d->in[1]].value;
+        if (held_at(c, sc, t)) {
+            if (emit)
+                c->relied[sc] = 1;
+        } else if (!rebuildable(c, sc, t, depth - 1, emit)) {
+            return 0;
+        } else if (emit) {
+            c->step_value[c->n_steps] = sc;
+            c->step_t1[c->n_steps++] = t; /* read by the step after, at t */
+        }
+    }
+    return 1;
+}
+
+/* live[t] += sign * size over the item's steps. */
+static void live_add(long long *live, const item *x, long long sign)
+{
+    for (int t = x->t0; x->size && t <= x->t1; t++)
+        live[t] += sign * (long long)x->size;
+}
+
+static long long live_peak(const long long *live, int n_t)
+{
+    long long m = 0;
+    for (int t = 0; t < n_t; t++)
+        if (live[t] > m)
+            m = live[t];
+    return m;
+}
+
+/* Drops, in creation order, each value that can be rebuilt just before its first backward
+ * reader (see rebuildable) when that lowers the peak of live floats (rebuilding costs a
+ * pass over the value, so only where memory is won); one that an earlier drop relies on
+ * stays. live holds every item's lifetime and is kept up to date. Fills the rebuild steps
+ * of p (and step_node, rc->step_t1); returns their number. */
+static int decide_rebuilds(rebuild_ctx *rc, struct net_plan *p, item *val, const int *fwd_end,
+                           const int *bfirst, const int *blast, const int *reader,
+                           int *step_node, int max_steps, int last, long long *live,
+                           int n_t, int *relied_backup)
+{
+    const net *n = rc->n;
+    const int nv = n->n_values;
+    long long peak = live_peak(live, n_t);
+    int n_steps = 0;
+    for (int v = 0; v < nv; v++) {
+        if (blast[v] < 0 || v == last || rc->relied[v] ||
+            n_steps + STEPS_PER_VALUE > max_steps)
+            continue;
+        int t = bfirst[v];
+        if (!rebuildable(rc, v, t, REBUILD_DEPTH, 0))
+            continue;
+        memcpy(relied_backup, rc->relied, (size_t)nv * sizeof(int));
+        rc->n_steps = n_steps;
+        rebuildable(rc, v, t, REBUILD_DEPTH, 1);
+        rc->step_value[rc->n_steps] = v;
+        rc->step_t1[rc->n_steps++] = blast[v];
+        item kept_tail = {.size = val[v].size, .t0 = fwd_end[v] + 1, .t1 = val[v].t1};
+        live_add(live, &kept_tail, -1);
+        for (int k = n_steps; k < rc->n_steps; k++) {
+            item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = t,
+                       .t1 = rc->step_t1[k]};
+            live_add(live, &st, 1);
+        }
+        long long now = live_peak(live, n_t);
+        if (now >= peak) { /* no gain: undo */
+            live_add(live, &kept_tail, 1);
+            for (int k = n_steps; k < rc->n_steps; k++) {
+                item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = t,
+                           .t1 = rc->step_t1[k]};
+                live_add(live, &st, -1);
+            }
+            memcpy(rc->relied, relied_backup, (size_t)nv * sizeof(int));
+            continue;
+        }
+        peak = now;
+        val[v].t1 = fwd_end[v];
+        p->first_step[reader[v]] = n_steps;
+        p->n_steps[reader[v]] = rc->n_steps - n_steps;
+        for (int k = n_steps; k < rc->n_steps; k++)
+            step_node[k] = reader[v];
+        n_steps = rc->n_steps;
+        rc->dropped[v] = 1;
+        rc->rec_t0[v] = t;
+        rc->rec_t1[v] = blast[v];
+    }
+    /* A later drop may have moved the peak away from an earlier one: keep again, latest
+     * first, each value whose drop no longer lowers the peak (its steps stay in the arrays
+     * but are no longer run). Rebuilds that read it still find it held. */
+    for (int v = nv - 1; v >= 0; v--) {
+        if (!rc->dropped[v])
+            continue;
+        int i = reader[v], k0 = p->first_step[i], k1 = k0 + p->n_steps[i];
+        item kept_tail = {.size = val[v].size, .t0 = fwd_end[v] + 1, .t1 = blast[v]};
+        live_add(live, &kept_tail, 1);
+        for (int k = k0; k < k1; k++) {
+            item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = bfirst[v],
+                       .t1 = rc->step_t1[k]};
+            live_add(live, &st, -1);
+        }
+        if (live_peak(live, n_t) > peak) {
+            live_add(live, &kept_tail, -1);
+            for (int k = k0; k < k1; k++) {
+                item st = {.size = round_up(n->value_numel[rc->step_value[k]]),
+                           .t0 = bfirst[v], .t1 = rc->step_t1[k]};
+                live_add(live, &st, 1);
+            }
+            continue;
+        }
+        val[v].t1 = blast[v];
+        rc->dropped[v] = 0;
+        p->first_step[i] = -1;
+        p->n_steps[i] = 0;
+        for (int k = k0; k < k1; k++)
+            rc->step_t1[k] = -1; /* dead: no item */
+    }
+    return n_steps;
+}
+
+/* Fills p for (training, freeze, start, keep). Items: values [0, nv), gradients
+ * [nv, 2nv), forward scratch [2nv, 2nv+N), backward scratch [2nv+N, 2nv+2N), rebuild
+ * steps after. */
+static int plan_compute(net *n, struct net_plan *p, int training, int freeze, int start,
+                        int keep)
+{
+    const int nn = n->n_nodes, nv = n->n_values, inf = 2 * nn + 2;
+    const int max_steps = STEPS_PER_VALUE * nv;
+    const int n_items = 2 * nv + 2 * nn + max_steps, last = n->nodes[nn - 1].value;
+    const int backward = training || keep;
+    if (plan_alloc_arrays(p, nv, nn) < 0)
+        return -ENOMEM;
+    item *it = calloc((size_t)n_items, sizeof(item));
+    int *order = malloc((size_t)n_items * sizeof(int));
+    size_t *lo = malloc((size_t)n_items * sizeof(size_t));
+    size_t *hi = malloc((size_t)n_items * sizeof(size_t));
+    int *ints = malloc((11 * (size_t)nv + 2 * (size_t)max_steps) * sizeof(int));
+    long long *live = calloc((size_t)inf + 1, sizeof(long long));
+    if (!it || !order || !lo || !hi || !ints || !live) {
+        free(live);
+        free(it);
+        free(order);
+        free(lo);
+        free(hi);
+        free(ints);
+        return -ENOMEM;
+    }
+    int *bfirst = ints, *blast = ints + nv, *reader = ints + 2 * nv, *alias = ints + 3 * nv;
+    int *gstart = ints + 4 * nv, *dropped = ints + 5 * nv, *rec_t0 = ints + 6 * nv;
+    int *rec_t1 = ints + 7 * nv, *fwd_end = ints + 8 * nv;
+    int *relied = ints + 9 * nv; /* and its backup after it */
+    int *step_node = ints + 11 * nv, *step_t1 = step_node + max_steps;
+    item *val = it, *grad = it + nv;
+    item *wsf = it + 2 * nv, *wsb = it + 2 * nv + nn, *step = it + 2 * nv + 2 * nn;
+
+    /* Forward lifetimes: from the creator to the last node that reads or writes it. */
+    for (int v = 0; v < nv; v++) {
+        val[v].t0 = inf;
+        val[v].t1 = -1;
+        val[v].size = round_up(n->value_numel[v]);
+        bfirst[v] = inf;
+        blast[v] = reader[v] = gstart[v] = -1;
+        alias[v] = v;
+        dropped[v] = relied[v] = 0;
+    }
+    for (int i = 0; i < nn; i++) {
+        const node *d = &n->nodes[i];
+        int v = d->value;
+        if (i < val[v].t0)
+            val[v].t0 = i;
+        if (i > val[v].t1)
+            val[v].t1 = i;
+        for (int k = 0; k < 2; k++) {
+            int u = d->in[k] >= 0 ? n->nodes[d->in[k]].value : -1;
+            if (u >= 0 && i > val[u].t1)
+                val[u].t1 = i;
+        }
+        p->ws_fwd[i] = p->ws_bwd[i] = NO_OFF;
+        p->zero_dv[2 * i] = p->zero_dv[2 * i + 1] = -1;
+        p->first_step[i] = -1;
+        p->n_steps[i] = 0;
+    }
+    val[last].t1 = inf; /* the caller reads the output after the forward */
+
+    /* Backward readers of activations: conv, BatchNorm and linear read their input, ReLU
+     * its output. The backward of node i runs at step 2N - i. */
+    for (int i = nn - 1; backward && bwd_runs(n, i, start, freeze); i--) {
+        const node *d = &n->nodes[i];
+        int u = -1;
+        if (d->kind == NODE_CONV || d->kind == NODE_BN || d->kind == NODE_LINEAR)
+            u = n->nodes[d->in[0]].value;
+        else if (d->kind == NODE_RELU)
+            u = d->value;
+        if (u < 0)
+            continue;
+        int t = 2 * nn - i;
+        if (t > blast[u])
+            blast[u] = t;
+        if (t < bfirst[u]) {
+            bfirst[u] = t;
+            reader[u] = i;
+        }
+    }
+    for (int v = 0; v < nv; v++) {
+        fwd_end[v] = val[v].t1;
+        if (keep) {
+            val[v].t0 = 0;
+            val[v].t1 = inf;
+        } else if (blast[v] > val[v].t1) {
+            val[v].t1 = blast[v]; /* kept until its last backward reader, unless dropped */
+        }
+    }
+    /* Gradients: live from the first backward that writes one (the loss for the output)
+     * to its creator's backward. */
+    p->has_backward = backward;
+    for (int v = 0; v < nv; v++)
+        grad[v].size = 0;
+    if (backward) {
+        gstart[last] = nn;
+        for (int i = nn - 1; bwd_runs(n, i, start, freeze); i--) {
+            const node *d = &n->nodes[i];
+            for (int k = 0; k < 2; k++) {
+                if (!needs_grad_at(n, d->in[k], start, freeze))
+                    continue;
+                int u = n->nodes[d->in[k]].value;
+                if (gstart[u] < 0) {
+                    gstart[u] = 2 * nn - i;
+                    p->zero_dv[2 * i + k] = u;
+                }
+            }
+        }
+        for (int v = 0; v < nv; v++) {
+            if (gstart[v] < 0)
+                continue;
+            int c = n->value_creator[v];
+            grad[v].size = round_up(n->value_numel[v]);
+            grad[v].t0 = gstart[v];
+            grad[v].t1 = bwd_runs(n, c, start, freeze) ? 2 * nn - c : inf;
+        }
+    }
+
+    /* Convolution scratch, live during the one step that uses it. */
+    for (int i = 0; i < nn; i++) {
+        const node *d = &n->nodes[i];
+        size_t ws = d->kind == NODE_CONV ? round_up(conv2d_workspace_floats(&d->conv)) : 0;
+        wsf[i].size = i > start ? ws : 0;
+        wsf[i].t0 = wsf[i].t1 = i;
+        wsb[i].size = backward && bwd_runs(n, i, start, freeze) ? ws : 0;
+        wsb[i].t0 = wsb[i].t1 = 2 * nn - i;
+    }
+
+    /* In training, some BatchNorm outputs are rebuilt for backward instead of kept. */
+    int n_steps = 0;
+    if (training && !keep) {
+        for (int q = 0; q < 2 * nv + 2 * nn; q++)
+            live_add(live, &it[q], 1);
+        rebuild_ctx rc = {.n = n, .start = start, .freeze = freeze, .val = val,
+                          .dropped = dropped, .rec_t0 = rec_t0, .rec_t1 = rec_t1,
+                          .relied = relied, .step_value = p->step_value,
+                          .step_t1 = step_t1};
+        n_steps = decide_rebuilds(&rc, p, val, fwd_end, bfirst, blast, reader, step_node,
+                                  max_steps, last, live, inf + 1, relied + nv);
+    }
+    for (int k = 0; k < max_steps; k++) {
+        step[k].size = k < n_steps && step_t1[k] >= 0
+                           ? round_up(n->value_numel[p->step_value[k]]) : 0;
+        step[k].t0 = k < n_steps ? 2 * nn - step_node[k] : 0;
+        step[k].t1 = k < n_steps ? step_t1[k] : 0;
+    }
+    /* BatchNorm in place on an input nothing reads afterwards (eval, frozen groups). */
+    for (int i = 0; i < nn && !keep; i++) {
+        const node *d = &n->nodes[i];
+        if (d->kind != NODE_BN || n->value_creator[d->value] != i)
+            continue;
+        int u = n->nodes[d->in[0]].value, v = d->value;
+        if (u == last || val[u].t1 != i || blast[u] >= 0 ||
+            n->value_numel[u] != n->value_numel[v])
+            continue;
+        int r = find_root(alias, u);
+        alias[v] = r;
+        if (val[v].t1 > val[r].t1)
+            val[r].t1 = val[v].t1;
+        val[v].size = 0;
+    }
+
+    p->floats = place(it, n_items, order, lo, hi);
+    for (int v = 0; v < nv; v++) {
+        p->val_off[v] = val[find_root(alias, v)].off;
+        p->grad_off[v] = grad[v].off;
+    }
+    for (int i = 0; i < nn; i++) {
+        p->ws_fwd[i] = wsf[i].off;
+        p->ws_bwd[i] = wsb[i].off;
+    }
+    for (int k = 0; k < n_steps; k++)
+        p->step_off[k] = step[k].off;
+    p->training = training;
+    p->freeze_to = freeze;
+    p->start_node = start;
+    p->keep = keep;
+    p->valid = 1;
+    free(it);
+    free(order);
+    free(lo);
+    free(hi);
+    free(ints);
+    free(live);
+    return 0;
+}
+
+/* The cached plan for the key, computed into the least recently used slot if absent. */
+static struct net_plan *get_plan(net *n, int training, int start, int *rc)
+{
+    *rc = 0;
+    training = training != 0;
+    if (!n->plans) {
+        n->plans = calloc(1, sizeof(*n->plans));
+        if (!n->plans) {
+            *rc = -ENOMEM;
+            return NULL;
+        }
+        n->plans->current = -1;
+    }
+    struct net_plans *ps = n->plans;
+    struct net_plan *victim = NULL;
+    for (int s = 0; s < PLAN_SLOTS; s++) {
+        struct net_plan *p = &ps->slot[s];
+        if (p->valid && p->training == training && p->freeze_to == n->freeze_to &&
+            p->start_node == start && p->keep == n->keep_values) {
+            p->used = ++ps->clock;
+            return p;
+        }
+        if (!victim || (!p->valid && victim->valid) ||
+            (p->valid == victim->valid && p->used < victim->used))
+            victim = p;
+    }
+    if (victim - ps->slot == ps->current)
+        ps->current = -1;
+    victim->valid = 0;
+    *rc = plan_compute(n, victim, training, n->freeze_to, start, n->keep_values);
+    if (*rc < 0)
+        return NULL;
+    victim->used = ++ps->clock;
+    return victim;
+}
+
+size_t net_plan_size(net *n, int training, int *rc)
+{
+    struct net_plan *p = get_plan(n, training, 0, rc);
+    return p ? p->floats : 0;
+}
+
+int net_plan_use(net *n, int training)
+{
+    int rc;
+    struct net_plan *p = get_plan(n, training, n->start_node, &rc);
+    if (!p)
+        return rc;
+    if (p->floats > n->slab_floats) {
+        float *s = net_pages_alloc(p->floats);
+        if (!s)
+            return -ENOMEM;
+        net_pages_free(n->slab, n->slab_floats);
+        n->slab = s;
+        n->slab_floats = p->floats;
+    }
+    float *s = n->slab;
+    for (int v = 0; v < n->n_values; v++) {
+        n->values[v] = s + p->val_off[v];
+        n->dvalues[v] = p->grad_off[v] == NO_OFF ? NULL : s + p->grad_off[v];
+    }
+    for (int i = 0; i < n->n_nodes; i++) {
+        node *d = &n->nodes[i];
+        d->scratch_fwd = p->ws_fwd[i] == NO_OFF ? NULL : s + p->ws_fwd[i];
+        d->scratch_bwd = p->ws_bwd[i] == NO_OFF ? NULL : s + p->ws_bwd[i];
+        d->zero_dv[0] = p->zero_dv[2 * i];
+        d->zero_dv[1] = p->zero_dv[2 * i + 1];
+    }
+    n->plan_backward = p->has_backward;
+    n->plans->current = (int)(p - n->plans->slot);
+    return 0;
+}
+
+/* Rebuilds value v into dst exactly as the forward computed it: the BatchNorm pass with
+ * the saved statistics, then the in-place nodes in forward order. The usual chains
+ * (ReLU; add; add then ReLU) run fused in batchnorm_apply, others node by node. */
+static void rebuild(net *n, int v, float *dst)
+{
+    int c = n->value_creator[v];
+    const node *b = &n->nodes[c];
+    size_t m = (size_t)n->batch * b->h * b->w;
+    assert(b->kind == NODE_BN);
+    int chain[4], len = 0, fused = 1;
+    for (int k = c + 1; k < n->n_nodes; k++) {
+        if (n->nodes[k].value != v)
+            continue;
+        if (len == 4) {
+            fused = 0;
+            break;
+        }
+        chain[len++] = k;
+    }
+    const float *res = NULL;
+    int relu = 0;
+    if (fused && len >= 1 && n->nodes[chain[0]].kind == NODE_ADD) {
+        res = n->values[n->nodes[n->nodes[chain[0]].in[1]].value];
+        relu = len == 2 && n->nodes[chain[1]].kind == NODE_RELU;
+        fused = len == 1 || relu;
+    } else if (fused && len >= 1) {
+        relu = n->nodes[chain[0]].kind == NODE_RELU;
+        fused = len == 1 && relu;
+    }
+    const float *x = n->values[n->nodes[b->in[0]].value];
+    const float *gamma = n->params + n->tensors[b->p_w].offset;
+    const float *beta = n->params + n->tensors[b->p_b].offset;
+    if (fused || len == 0) {
+        batchnorm_apply(dst, x, b->save_mean, b->save_rstd, gamma, beta, res, relu, (int)m,
+                        b->c);
+    } else {
+        batchnorm_apply(dst, x, b->save_mean, b->save_rstd, gamma, beta, NULL, 0, (int)m,
+                        b->c);
+        for (int k = c + 1; k < n->n_nodes; k++) {
+            const node *e = &n->nodes[k];
+            if (e->value != v)
+                continue;
+            if (e->kind == NODE_RELU)
+                relu_forward(dst, dst, m * b->c);
+            else if (e->kind == NODE_ADD)
+                add_forward(dst, dst, n->values[n->nodes[e->in[1]].value], m * b->c);
+        }
+    }
+    n->values[v] = dst;
+}
+
+void net_plan_recompute(net *n, int i)
+{
+    const struct net_plan *p = &n->plans->slot[n->plans->current];
+    for (int k = p->first_step[i]; k >= 0 && k < p->first_step[i] + p->n_steps[i]; k++)
+        rebuild(n, p->step_value[k], n->slab + p->step_off[k]);
+}

@@ -1,0 +1,39 @@
+/* net_plan.h: internal to net.c: the liveness plan that places a net's activations, their
+ * recomputed copies, activation gradients and convolution scratch in one slab.
+ *
+ * Time runs over the forward (node i at step i) and then the backward (node i at step
+ * 2N - i, the loss at N). Every buffer is live over an interval of steps; buffers whose
+ * intervals do not meet share memory, placed largest first into the best-fitting gap. A
+ * plan depends on (training, freeze_to, start_node, keep_values): in eval mode and in
+ * frozen groups nothing is kept for backward, and in training a BatchNorm(+ReLU) output is
+ * dropped after its forward readers and recomputed from the BatchNorm input just before
+ * its first backward reader. The net caches a few plans and activates one per forward. */
+#ifndef SGDRD_NET_PLAN_H
+#define SGDRD_NET_PLAN_H
+
+#include <stddef.h>
+
+#include "net.h"
+
+/* Fresh anonymous zero pages: resident only once written. NULL on failure. */
+float *net_pages_alloc(size_t floats);
+/* Frees what net_pages_alloc returned (NULL is fine). */
+void net_pages_free(float *p, size_t floats);
+
+/* Drops every cached plan (the batch shape, freeze_to or keep_values changed). */
+void net_plan_reset(net *n);
+/* Frees the plan cache. */
+void net_plan_free(net *n);
+/* Floats of slab the plan for (training, n->freeze_to, start_node 0) needs, computing and
+ * caching it; 0 with -ENOMEM in *rc when the planner's own arrays cannot be allocated. */
+size_t net_plan_size(net *n, int training, int *rc);
+/* Makes the plan for (training, n->freeze_to, n->start_node, n->keep_values) current:
+ * plans it if not cached, grows the slab if it needs more, and points n->values,
+ * n->dvalues and every node's scratch and zero_dv/recompute into the slab. Returns 0 or
+ * -ENOMEM (the slab then is unchanged). */
+int net_plan_use(net *n, int training);
+/* Before node i's backward: recomputes the value the plan dropped after its forward
+ * readers, if node i is its first backward reader. */
+void net_plan_recompute(net *n, int i);
+
+#endif
