@@ -1,6 +1,7 @@
 /* routes_datasets.c: /datasets: register a folder on the server's disk (under a dataset
- * root) or an uploaded tar, scanned synchronously with the engine's dataset_open so that a
- * dataset that cannot train is refused at once; list, read, delete. */
+ * root) or an uploaded tar, scanned synchronously (jobs_register_dataset, the daemon's one
+ * registration) so that a dataset that cannot train is refused at once; list, read,
+ * delete. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -11,12 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data/data.h"
+#include "jobs.h"
 #include "routes.h"
 #include "store.h"
 #include "upload.h"
-
-#define INFO_MAX_UNREADABLE 1000
 
 static const char *const format_names[] = {"folders", "csv", "idx", NULL};
 
@@ -45,112 +44,39 @@ static const spec_field dataset_spec[] = {
     {0},
 };
 
-/* The scan as the API shows it. */
-static json_t *info_json(const ds_info *in)
+/* Registers the folder at path through the job queue's registration (the one --demo uses
+ * too: root check, scan, row) and answers 201 with the row, or the problem. An upload's
+ * scan failure blames no field (the archive is the body). Returns 0 when registered. */
+static int register_folder(api_req *r, const dataset_body *b, const char *path, int uploaded)
 {
-    json_t *classes = json_array(), *unreadable = json_array(), *out;
-    for (int i = 0; classes && i < in->n_classes; i++)
-        json_array_append_new(classes, json_string(in->classes[i]));
-    for (int i = 0; unreadable && i < in->n_unreadable && i < INFO_MAX_UNREADABLE; i++)
-        json_array_append_new(unreadable,
-                              json_pack("{s:s, s:s}", "file", in->unreadable[i].file, "reason",
-                                        in->unreadable[i].reason));
-    out = json_pack("{s:o, s:i, s:b, s:{s:i, s:i, s:i}, s:i, s:{s:[i,i], s:[i,i], s:[i,i]}, "
-                    "s:[f,f,f], s:[f,f,f], s:i, s:o}",
-                    "classes", classes, "n_classes", in->n_classes, "multi_label",
-                    in->multi_label, "counts", "train", in->count[SPLIT_TRAIN], "valid",
-                    in->count[SPLIT_VALID], "test", in->count[SPLIT_TEST], "channels",
-                    in->channels, "image_size", "min", in->min_w, in->min_h, "median",
-                    in->median_w, in->median_h, "max", in->max_w, in->max_h, "mean",
-                    (double)in->mean[0], (double)in->mean[1], (double)in->mean[2], "std",
-                    (double)in->std[0], (double)in->std[1], (double)in->std[2],
-                    "n_unreadable", in->n_unreadable, "unreadable", unreadable);
-    return out;
-}
-
-static int under_root(const api_server *s, const char *real)
-{
-    for (int i = 0; i < s->n_dataset_roots; i++) {
-        size_t n = strlen(s->dataset_roots[i]);
-        if (strncmp(real, s->dataset_roots[i], n) == 0 &&
-            (real[n] == '/' || real[n] == '\0' || (n == 1 && s->dataset_roots[i][0] == '/')))
-            return 1;
-    }
-    return 0;
-}
-
-/* Scans root with the engine; on success *info is the scan as the API shows it. On a
- * refusal answers 400 blaming field ("path" for a registration, NULL for an upload). */
-static int scan(api_req *r, const dataset_body *b, const char *root, const char *field,
-                json_t **info)
-{
-    ds_options o = {.format = (ds_format)b->format,
-                    .path = root,
-                    .valid_pct = b->has_valid_pct ? b->valid_pct : -1,
-                    .csv = b->csv,
-                    .seed = (uint64_t)b->seed};
-    dataset *ds = NULL;
-    char err[512] = "";
-    int rc = dataset_open(&ds, &o, err, sizeof err);
-
-    *info = NULL;
-    if (rc) {
-        reply_problem(r, 400, PROBLEM_INVALID, field, "the dataset cannot be used: %s",
-                      err[0] ? err : strerror(-rc));
+    const char *field = NULL;
+    char err[768] = "", loc[96];
+    json_t *out = NULL;
+    int64_t id;
+    int rc = jobs_register_dataset(r->srv->jobs, b->name, path, format_names[b->format],
+                                   b->has_valid_pct ? b->valid_pct : -1, b->csv,
+                                   (uint64_t)b->seed, uploaded, &id, &field, err, sizeof err);
+    if (rc == -EEXIST) {
+        reply_problem(r, 409, PROBLEM_CONFLICT, "name", "%s", err);
         return rc;
     }
-    *info = info_json(dataset_info(ds));
-    dataset_destroy(ds);
-    if (!*info) {
-        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
-        return -ENOMEM;
-    }
-    return 0;
-}
-
-/* Registers the dataset at path with its scan and answers 201. */
-static int register_scanned(api_req *r, const dataset_body *b, const char *path, json_t *info,
-                            int uploaded)
-{
-    json_t *options = json_object(), *out = NULL;
-    char loc[96];
-    int64_t id;
-    int rc;
-
-    if (!options) {
-        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
-        return -ENOMEM;
-    }
-    if (b->has_valid_pct)
-        json_object_set_new(options, "valid_pct", json_real(b->valid_pct));
-    if (b->csv)
-        json_object_set_new(options, "csv", json_string(b->csv));
-    if (b->has_seed)
-        json_object_set_new(options, "seed", json_integer((json_int_t)b->seed));
-    {
-        store_dataset_new d = {.name = b->name, .path = path, .format = format_names[b->format],
-                               .options = options, .info = info, .uploaded = uploaded};
-        rc = store_dataset_create(r->srv->store, &d, &id);
-    }
-    if (rc == -EEXIST) {
-        reply_problem(r, 409, PROBLEM_CONFLICT, "name", "a dataset named \"%s\" exists",
-                      b->name);
-        goto out;
+    if (rc == -EINVAL || rc == -EACCES) {
+        reply_problem(r, 400, PROBLEM_INVALID,
+                      uploaded && field && !strcmp(field, "path") ? NULL : field, "%s", err);
+        return rc;
     }
     if (rc) {
-        reply_store_error(r, rc, "dataset");
-        goto out;
+        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "%s", err);
+        return rc;
     }
     rc = store_dataset_get(r->srv->store, id, &out);
     if (rc) {
         reply_store_error(r, rc, "dataset");
-        goto out;
+        return rc;
     }
     snprintf(loc, sizeof loc, API_PREFIX "/datasets/%lld", (long long)id);
     reply_created(r, 201, loc, out);
-out:
-    json_decref(options);
-    return rc;
+    return 0;
 }
 
 static int name_taken(api_req *r, const char *name)
@@ -167,7 +93,6 @@ static void register_path(api_req *r)
 {
     dataset_body b = {0};
     char err[256];
-    char *real;
 
     if (req_parse(r, dataset_spec, &b))
         return;
@@ -179,24 +104,8 @@ static void register_path(api_req *r)
         reply_problem(r, 400, PROBLEM_INVALID, "path", "path must be absolute");
         return;
     }
-    real = realpath(b.path, NULL);
-    if (!real) {
-        reply_problem(r, 400, PROBLEM_INVALID, "path", "%s: %s", b.path, strerror(errno));
-        return;
-    }
-    if (!under_root(r->srv, real)) {
-        reply_problem(r, 400, PROBLEM_INVALID, "path",
-                      "%s is not under a --dataset-root folder", b.path);
-        free(real);
-        return;
-    }
-    if (!name_taken(r, b.name)) {
-        json_t *info = NULL;
-        if (scan(r, &b, real, "path", &info) == 0)
-            register_scanned(r, &b, real, info, 0);
-        json_decref(info);
-    }
-    free(real);
+    if (!name_taken(r, b.name))
+        register_folder(r, &b, b.path, 0);
 }
 
 /* The folder an upload's data lives in: the extraction folder, or its only entry when that
@@ -229,7 +138,6 @@ static void register_upload(api_req *r)
     const char *fmt = req_query(r, "format");
     const char *vp = req_query(r, "valid_pct");
     char err[512], stage[PATH_MAX], root[PATH_MAX], dest[PATH_MAX + 16], dir[PATH_MAX];
-    json_t *info = NULL;
     int rc;
 
     b.name = req_query(r, "name");
@@ -290,9 +198,8 @@ static void register_upload(api_req *r)
         goto out_stage;
     }
     upload_root(stage, root, sizeof root);
-    /* Scanned in place first, then moved: a folder under datasets/ is always complete. */
-    if (scan(r, &b, root, NULL, &info))
-        goto out_stage;
+    /* Moved into place whole (a folder under datasets/ is always complete), then
+     * registered; one that cannot be used is removed again. */
     if (rename(root, dest) != 0) {
         if (errno == EEXIST || errno == ENOTEMPTY)
             reply_problem(r, 409, PROBLEM_CONFLICT, "name", "%s already exists", dest);
@@ -301,11 +208,10 @@ static void register_upload(api_req *r)
                           dest, strerror(errno));
         goto out_stage;
     }
-    if (register_scanned(r, &b, dest, info, 1) != 0)
+    if (register_folder(r, &b, dest, 1) != 0)
         upload_remove_tree(dest);
 out_stage:
     upload_remove_tree(stage);
-    json_decref(info);
 }
 
 void route_dataset_create(api_req *r)

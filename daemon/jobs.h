@@ -88,16 +88,17 @@ int jobs_cancel(jobs *jq, int64_t job_id);
  * interrupted, or a recipe. */
 int jobs_resume(jobs *jq, int64_t job_id, int64_t *new_job_id);
 
-/* Registers a dataset on the server's disk: checks that path (after resolving links) lies
- * under a dataset root (-EACCES otherwise) or, when uploaded, under the data dir; scans it
- * with the engine (classes, counts per split, image sizes, statistics, unreadable files;
- * -EINVAL with err naming the file or field when it cannot be used); and commits the row
- * (-EEXIST when the name is taken). format: "folders", "csv" or "idx"; valid_pct < 0 and
- * csv NULL take the engine's defaults. Runs on the caller's thread (the scan reads every
- * image header). */
+/* Registers a dataset on the server's disk (POST /datasets and --demo): checks that path
+ * (after resolving links) lies under a dataset root (-EACCES otherwise) or, when uploaded,
+ * under the data dir; scans it with the engine (classes, counts per split, image sizes,
+ * statistics, unreadable files; -EINVAL with err naming the file when it cannot be used);
+ * and commits the row (-EEXIST when the name is taken). format: "folders", "csv" or "idx";
+ * valid_pct < 0 and csv NULL take the engine's defaults. On failure *field (when field is
+ * not NULL) names the input to blame ("name", "format", "path") or is NULL, and err says
+ * why. Runs on the caller's thread (the scan reads every image header). */
 int jobs_register_dataset(jobs *jq, const char *name, const char *path, const char *format,
                           double valid_pct, const char *csv, uint64_t seed, int uploaded,
-                          int64_t *id, char *err, size_t errlen);
+                          int64_t *id, const char **field, char *err, size_t errlen);
 
 /* Before a run is deleted: drops its in-memory learner. -EBUSY when it has a queued or
  * running job (nothing changes), -ENOENT when there is no such run. Deletes the run's row

@@ -65,7 +65,7 @@ static void seed_demo(store *st, jobs *jq)
     char err[512] = "";
     int64_t ds = 0, run = 0, job = 0;
     int rc = jobs_register_dataset(jq, "fashion-mnist", DEMO_DATASET, "idx", -1, NULL, 42, 0,
-                                   &ds, err, sizeof err);
+                                   &ds, NULL, err, sizeof err);
     if (rc) {
         log_msg(LOG_ERROR, 0, "--demo: cannot register %s: %s", DEMO_DATASET, err);
         return;

@@ -67,6 +67,8 @@ static int on_batch(void *ctx, const ev_batch *e)
         keys[n] = lr_names[g];
         vals[n++] = e->lrs[g];
     }
+    keys[n] = "momentum"; /* constant but for 1cycle, which cycles it against the LR */
+    vals[n++] = e->momentum;
     store_metrics_push(k->jq->st, k->run_id, k->job_id, e->step, n, keys, vals);
     if (!k->engine_progress && k->total_epochs > 0 && e->n_batches > 0) {
         /* Progress from the batch position when the learner does not report it. */

@@ -72,6 +72,9 @@ def test_fit_one_cycle(flow):
     page = d.get(API + "/runs/%d/metrics?key=train_loss&limit=2&after_step=%d"
                  % (run, steps[1])).json()
     assert [p["step"] for p in page["points"]] == steps[2:4]
+    mom = d.get(API + "/runs/%d/metrics?key=momentum" % run).json()["points"]
+    assert [p["step"] for p in mom] == steps
+    assert all(abs(p["value"] - 0.9) < 1e-6 for p in mom)    # SGDR keeps SGD's momentum
     s.wait_for(lambda ev, c: any(e["event"] == "epoch" for e in ev))
     r = d.get(API + "/runs/%d" % run).json()
     assert r["epochs"] == 1

@@ -746,6 +746,7 @@ static void early_stop_survives_resume(void **state)
     dataset *ds = open_ds(small);
     learner_config c;
     base_config(&c);
+    c.sz = 8; /* a quarter of the pixels: the many short fits stay cheap under ASan */
     char err[256] = "";
     /* patience 2 at a constant rate; the recipe's stop at a worse cycle end over SGDR
      * cycles of one epoch. */

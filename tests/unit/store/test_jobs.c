@@ -189,8 +189,8 @@ static int64_t make_run(env *e, int64_t *ds_out)
 {
     char err[512] = "";
     int64_t ds, run;
-    int rc = jobs_register_dataset(e->jq, "tiny", ds_dir, "folders", -1, NULL, 1, 0, &ds, err,
-                                   sizeof err);
+    int rc = jobs_register_dataset(e->jq, "tiny", ds_dir, "folders", -1, NULL, 1, 0, &ds,
+                                   NULL, err, sizeof err);
     if (rc)
         fail_msg("register: %s", err);
     json_t *cfg = json_pack("{si si ss sf sb si}", "sz", 16, "bs", 4, "tfms", "none",
@@ -222,20 +222,24 @@ static void registering_datasets(void **state)
     env_open(&e, 0);
     char err[512] = "";
     int64_t id;
+    const char *field = NULL;
     assert_int_equal(jobs_register_dataset(e.jq, "etc", "/etc", "folders", -1, NULL, 1, 0, &id,
-                                           err, sizeof err), -EACCES);
+                                           &field, err, sizeof err), -EACCES);
+    assert_string_equal(field, "path");
     assert_non_null(strstr(err, "--dataset-root"));
     char sneaky[256];
     snprintf(sneaky, sizeof sneaky, "%s/data/../var", dir);
     assert_int_equal(jobs_register_dataset(e.jq, "x", sneaky, "folders", -1, NULL, 1, 0, &id,
-                                           err, sizeof err), -EACCES);
-    assert_int_equal(jobs_register_dataset(e.jq, "x", ds_dir, "zip", -1, NULL, 1, 0, &id, err,
-                                           sizeof err), -EINVAL);
+                                           NULL, err, sizeof err), -EACCES);
+    assert_int_equal(jobs_register_dataset(e.jq, "x", ds_dir, "zip", -1, NULL, 1, 0, &id,
+                                           &field, err, sizeof err), -EINVAL);
+    assert_string_equal(field, "format");
     assert_non_null(strstr(err, "format"));
     assert_int_equal(jobs_register_dataset(e.jq, "tiny", ds_dir, "folders", -1, NULL, 1, 0, &id,
-                                           err, sizeof err), 0);
+                                           NULL, err, sizeof err), 0);
     assert_int_equal(jobs_register_dataset(e.jq, "tiny", ds_dir, "folders", -1, NULL, 1, 0, &id,
-                                           err, sizeof err), -EEXIST);
+                                           &field, err, sizeof err), -EEXIST);
+    assert_string_equal(field, "name");
     json_t *d;
     assert_int_equal(store_dataset_get(e.st, id, &d), 0);
     json_t *info = json_object_get(d, "info");
