@@ -49,6 +49,24 @@ static int predict_pass(learner *l, loader *dl, int augment, float *probs, float
     return 0;
 }
 
+/* The validation split's labels (*y) and, for a multi-label dataset, its targets (*t),
+ * malloc'd for the caller to free (also on failure); -ENOMEM. */
+static int valid_truth(const learner *l, int32_t **y, float **t)
+{
+    int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
+    *y = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    *t = multi ? malloc((size_t)(n ? n : 1) * nc * sizeof(float)) : NULL;
+    if (!*y || (multi && !*t))
+        return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        if (multi)
+            dataset_item_targets(l->ds, SPLIT_VALID, i, *t + (size_t)i * nc);
+        else
+            (*y)[i] = dataset_item_label(l->ds, SPLIT_VALID, i);
+    }
+    return 0;
+}
+
 int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char *err,
                 size_t errlen)
 {
@@ -60,19 +78,13 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
     float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
-    int32_t *y = malloc((size_t)n * sizeof(int32_t));
-    float *t = multi ? malloc((size_t)n * nc * sizeof(float)) : NULL;
+    int32_t *y = NULL;
+    float *t = NULL;
     int rc = 0;
-    if (!p || !avg || !y || (multi && !t)) {
+    if (!p || !avg || valid_truth(l, &y, &t)) {
         rc = -ENOMEM;
         lrn_set_err(err, errlen, "tta: out of memory");
         goto out_free;
-    }
-    for (int i = 0; i < n; i++) {
-        if (multi)
-            dataset_item_targets(l->ds, SPLIT_VALID, i, t + (size_t)i * nc);
-        else
-            y[i] = dataset_item_label(l->ds, SPLIT_VALID, i);
     }
     double t0 = lrn_now_s();
     for (int pass = 0; pass <= n_aug; pass++) {
@@ -283,18 +295,12 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
         return rc;
     float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
-    int32_t *y = malloc((size_t)n * sizeof(int32_t));
-    float *t = multi ? malloc((size_t)n * nc * sizeof(float)) : NULL;
-    if (!p || !avg || !y || (multi && !t)) {
+    int32_t *y = NULL;
+    float *t = NULL;
+    if (!p || !avg || valid_truth(l, &y, &t)) {
         rc = -ENOMEM;
         lrn_set_err(err, errlen, "ensemble: out of memory");
         goto out_free;
-    }
-    for (int i = 0; i < n; i++) {
-        if (multi)
-            dataset_item_targets(l->ds, SPLIT_VALID, i, t + (size_t)i * nc);
-        else
-            y[i] = dataset_item_label(l->ds, SPLIT_VALID, i);
     }
     for (int s = 0; s < l->n_snapshots && !rc; s++) {
         memcpy(l->net->params, l->snapshots[s], l->net->n_params * sizeof(float));
