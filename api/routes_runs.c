@@ -18,6 +18,9 @@
 
 static const char *const arch_names[] = {"resnet18", "resnet34", "resnet_small", NULL};
 static const char *const tfms_names[] = {"side_on", "top_down", "none", NULL};
+/* fastai: concat pooling, BatchNorm, dropout and xtra_fc layers (fast.ai's custom head for
+ * a pretrained body); plain: the architecture's own average pool and linear layer. */
+static const char *const head_names[] = {"fastai", "plain", NULL};
 static const char *const schedule_names[] = {"sgdr", "constant", "1cycle", NULL};
 
 /* Answers 404 unless run r->ids[0] exists. */
@@ -45,6 +48,7 @@ typedef struct run_body {
     double max_zoom;
     int precompute;
     spec_numbers ps, xtra_fc;
+    int head;
     int multi_label, has_multi_label, has_sz;
     int64_t seed;
 } run_body;
@@ -63,6 +67,8 @@ static const spec_field run_spec[] = {
     {.name = "max_zoom", .type = SPEC_NUMBER, .min = 1, .max = 4,
      .offset = offsetof(run_body, max_zoom)},
     {.name = "precompute", .type = SPEC_BOOL, .offset = offsetof(run_body, precompute)},
+    {.name = "head", .type = SPEC_ENUM, .values = head_names,
+     .offset = offsetof(run_body, head)},
     {.name = "ps", .type = SPEC_NUMBERS, .min = 0, .max = 0.99, .min_n = 1, .max_n = 2,
      .offset = offsetof(run_body, ps)},
     {.name = "xtra_fc", .type = SPEC_NUMBERS, .min = 1, .max = 8192, .min_n = 0,
@@ -151,6 +157,8 @@ void route_run_create(api_req *r)
                           : NULL;
     if (config && b.pretrained)
         json_object_set_new(config, "pretrained", json_integer((json_int_t)b.pretrained));
+    if (config)
+        json_object_set_new(config, "head", json_string(head_names[b.head]));
     if (!config) {
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         goto out;
@@ -340,6 +348,7 @@ static const spec_field predict_test_spec[] = {
 typedef struct recipe_body {
     int64_t max_epochs, n_aug;
     int close_to_imagenet;
+    double budget_minutes;
 } recipe_body;
 static const spec_field recipe_spec[] = {
     {.name = "max_epochs", .type = SPEC_INT, .min = 1, .max = 1000,
@@ -348,6 +357,8 @@ static const spec_field recipe_spec[] = {
      .offset = offsetof(recipe_body, close_to_imagenet)},
     {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = 16,
      .offset = offsetof(recipe_body, n_aug)},
+    {.name = "budget_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
+     .offset = offsetof(recipe_body, budget_minutes)},
     {0},
 };
 

@@ -17,7 +17,8 @@
  *   precompute   {"on": bool}
  *   resize       {"sz": n}
  *   tta          {"n_aug": 4}
- *   recipe       {"max_epochs":7, "close_to_imagenet":false, "n_aug":4}
+ *   recipe       {"max_epochs":7, "close_to_imagenet":false, "n_aug":4,
+ *                 "budget_minutes":0}
  *   predict_test {"tta": bool}
  * A finished job's "result" (store_job_get) holds what it produced: tta metrics, lr-find
  * id and suggestions, the run state after a freeze/resize, ...

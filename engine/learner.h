@@ -130,7 +130,16 @@ typedef struct recipe_opts {
     int max_epochs;            /* budget of the final cycle_mult=2 phase; 0: 7 */
     int close_to_imagenet;     /* lrs /100, /10 instead of /9, /3 */
     int n_aug;                 /* TTA passes; 0: 4 */
+    double budget_minutes;     /* 0: none. Else the whole recipe, TTA included, plans its
+                                * epochs to finish within this many minutes, from the
+                                * training speed its first LR sweep measures (from scratch
+                                * only; at least one epoch always runs) */
 } recipe_opts;
+
+/* The recipe's SGDR plan for at most `epochs` epochs with cycle_mult 2: n_cycle cycles of
+ * cycle_len, cycle_len * (2^n_cycle - 1) epochs, the most epochs that fit and among
+ * those the most cycles (3 -> 1+2, 4 -> one of 4, 6 -> 2+4, 7 -> 1+2+4, 8 -> one of 8). */
+void recipe_plan_cycles(int epochs, int *n_cycle, int *cycle_len);
 
 int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_result *out,
                    char *err, size_t errlen);

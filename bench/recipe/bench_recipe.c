@@ -2,10 +2,12 @@
  * step decay vs SGDR at the same epoch budget, TTA vs none, snapshot ensemble vs last
  * weights, each with minutes and training images per second; then (with --recipe) the
  * whole recipe from scratch against the target of 94.0% validation accuracy with TTA in
- * at most 20 minutes.
+ * at most 20 minutes: the recipe gets --budget minutes (default 20) and plans its
+ * epochs to fit them.
  *
  * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
- *                     [--arch NAME] [--threads N] [--recipe] [--only-recipe]
+ *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|none]
+ *                     [--zoom Z] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
  * A run takes long: start it by hand with `nice`, never from the test suites. */
 #include <errno.h>
 #include <stdio.h>
@@ -60,8 +62,9 @@ static double now_s(void)
 
 typedef struct bench_cfg {
     const char *data, *arch;
-    int epochs, sz, bs, threads, recipe, only_recipe;
-    double lr;
+    int epochs, sz, bs, threads, recipe, only_recipe, plain_head;
+    tfm_set tfms;
+    double lr, zoom, budget;
 } bench_cfg;
 
 static learner *make(const bench_cfg *b, dataset *ds)
@@ -70,10 +73,12 @@ static learner *make(const bench_cfg *b, dataset *ds)
     memset(&c, 0, sizeof c);
     model_spec_defaults(&c.model);
     c.model.arch = b->arch;
+    if (b->plain_head)
+        c.model.head = HEAD_PLAIN;
     c.sz = b->sz;
     c.bs = b->bs;
-    c.tfms = TFMS_SIDE_ON;
-    c.max_zoom = 1.1f;
+    c.tfms = b->tfms;
+    c.max_zoom = (float)b->zoom;
     c.loader_threads = b->threads;
     c.seed = 42;
     learner *l;
@@ -150,7 +155,8 @@ static int run_schedule(const bench_cfg *b, dataset *ds, const char *name, int k
 int main(int argc, char **argv)
 {
     bench_cfg b = {.data = "/usr/share/datasets/fashion-mnist", .arch = "resnet_small",
-                   .epochs = 7, .sz = 28, .bs = 128, .threads = 2, .lr = 0.1};
+                   .epochs = 7, .sz = 28, .bs = 128, .threads = 2, .lr = 0.1,
+                   .tfms = TFMS_SIDE_ON, .zoom = 1.1, .budget = 20.0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--recipe"))
@@ -171,9 +177,18 @@ int main(int argc, char **argv)
             b.threads = atoi(v);
         else if (v && !strcmp(a, "--lr") && ++i)
             b.lr = atof(v);
+        else if (v && !strcmp(a, "--zoom") && ++i)
+            b.zoom = atof(v);
+        else if (v && !strcmp(a, "--budget") && ++i)
+            b.budget = atof(v);
+        else if (v && !strcmp(a, "--head") && ++i && (!strcmp(v, "plain") || !strcmp(v, "fastai")))
+            b.plain_head = !strcmp(v, "plain");
+        else if (v && !strcmp(a, "--tfms") && ++i && (!strcmp(v, "none") || !strcmp(v, "side_on")))
+            b.tfms = !strcmp(v, "none") ? TFMS_NONE : TFMS_SIDE_ON;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
-                    "[--arch NAME] [--threads N] [--recipe] [--only-recipe]\n", argv[0]);
+                    "[--arch NAME] [--head fastai|plain] [--tfms side_on|none] [--zoom Z] "
+                    "[--threads N] [--budget MINUTES] [--recipe] [--only-recipe]\n", argv[0]);
             return 2;
         }
     }
@@ -186,8 +201,10 @@ int main(int argc, char **argv)
         return 1;
     }
     const ds_info *in = dataset_info(ds);
-    printf("Fashion-MNIST: %d train / %d valid, %s, sz %d, bs %d, %d epochs, lr %g, BLAS %s "
-           "x%d\n\n", in->count[0], in->count[1], b.arch, b.sz, b.bs, b.epochs, b.lr,
+    printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
+           "max_zoom %g, %d epochs, lr %g, recipe budget %g min, BLAS %s x%d\n\n",
+           in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
+           b.tfms == TFMS_NONE ? "none" : "side_on", b.zoom, b.epochs, b.lr, b.budget,
            blas_core_name(), blas_threads());
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
@@ -228,7 +245,7 @@ int main(int argc, char **argv)
         run_stats s = {0};
         ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
                       .on_note = on_note};
-        recipe_opts ro = {.max_epochs = b.epochs, .n_aug = 4};
+        recipe_opts ro = {.max_epochs = b.epochs, .n_aug = 4, .budget_minutes = b.budget};
         tta_result t;
         double t0 = now_s();
         rc = l ? learner_recipe(l, &ro, &h, &t, err, sizeof err) : -1;

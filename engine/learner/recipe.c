@@ -19,6 +19,10 @@
 #include "safetensors.h"
 #include "weights.h"
 
+/* The sweep's length under a time budget: fast.ai 2's lr_find default, half of the
+ * one-epoch (at most 200) default, leaving the time to training. */
+#define RECIPE_BUDGET_SWEEP 100
+
 /* ---- the recipe --------------------------------------------------------------------------- */
 
 /* The LR a sweep suggests: valley, else min_div10, else the fallback. */
@@ -40,16 +44,142 @@ static double pick_lr(const lrfind_result *r, double fallback, const ev_hooks *h
     return fallback;
 }
 
+/* The SGDR fit the recipe ends with: cycle_mult 2 from cycle_len, wd 1e-4, stopping at a
+ * cycle end whose validation loss is not better than the previous one's. */
+static void sgdr_opts(fit_opts *fo, int n_lrs, const double *lrs, int n_cycle, int cycle_len)
+{
+    memset(fo, 0, sizeof *fo);
+    fo->n_lrs = n_lrs;
+    memcpy(fo->lrs, lrs, (size_t)n_lrs * sizeof *lrs);
+    fo->n_cycle = n_cycle;
+    fo->cycle_len = cycle_len;
+    fo->cycle_mult = 2;
+    fo->wd = 1e-4;
+    fo->schedule = SCHED_SGDR;
+    fo->stop_at_worse_cycle = 1;
+}
+
+void recipe_plan_cycles(int epochs, int *n_cycle, int *cycle_len)
+{
+    int best_used = 0;
+    *n_cycle = *cycle_len = 1;
+    for (int n = 1; n <= 10; n++) {
+        int per = (1 << n) - 1, c = epochs / per;
+        if (c >= 1 && c * per >= best_used) {
+            best_used = c * per;
+            *n_cycle = n;
+            *cycle_len = c;
+        }
+    }
+}
+
+/* Epochs of training that fit in the budget left, from the training speed the sweep
+ * measured: each epoch trains once over the training split and validates once; TTA at
+ * the end takes 1 + n_aug validation passes. A forward pass costs about a third of a
+ * training step (backward computes two products per forward one). */
+static int budget_epochs(const learner *l, double left_s, double train_img_s, int n_aug,
+                         double *epoch_s)
+{
+    double n_train = l->info->count[SPLIT_TRAIN], n_valid = l->info->count[SPLIT_VALID];
+    double eval_img_s = 3.0 * train_img_s;
+    *epoch_s = n_train / train_img_s + n_valid / eval_img_s;
+    double tta_s = (1 + n_aug) * n_valid / eval_img_s;
+    return (int)floor((left_s - tta_s) / *epoch_s);
+}
+
+/* From scratch, the seed's rule: the highest LR at which the loss still clearly
+ * improves, about an order of magnitude below the sweep's minimum (min_div10). valley
+ * suits fine-tuning, where the loss is already low: on a freshly initialised BatchNorm
+ * net it lands an order of magnitude lower still and the net learns far less per epoch. */
+static double pick_scratch_lr(const lrfind_result *r, const ev_hooks *h)
+{
+    if (r->min_div10.lr > 0.0) {
+        lrn_note(h, "pick_lr", "from scratch: lr %.3g from min_div10, an order of magnitude "
+                 "below the minimum (%s); valley would give %.3g", r->min_div10.lr,
+                 r->min_div10.reason, r->valley.lr);
+        return r->min_div10.lr;
+    }
+    return pick_lr(r, 1e-2, h, "from scratch");
+}
+
+/* Without a pretrained body: lr_find, SGDR with cycle_mult 2, TTA. */
+static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug,
+                          const ev_hooks *h, tta_result *out, char *err, size_t errlen)
+{
+    double t0 = lrn_now_s();
+    int rc = learner_unfreeze(l);
+    if (rc)
+        return rc;
+    lrfind_opts lo = {.start_lr = 1e-5, .end_lr = 10.0};
+    int64_t batches = ((int64_t)l->info->count[SPLIT_TRAIN] + l->bs - 1) / l->bs;
+    if (budget_s > 0 && lrfind_default_iters(batches) > RECIPE_BUDGET_SWEEP) {
+        lo.num_it = RECIPE_BUDGET_SWEEP;
+        lrn_note(h, "budget", "a budget is set: the sweep takes %d iterations (fast.ai 2's "
+                 "default) instead of up to an epoch's %d", RECIPE_BUDGET_SWEEP,
+                 lrfind_default_iters(batches));
+    }
+    lrfind_result r;
+    rc = learner_lr_find(l, &lo, h, &r, err, errlen);
+    if (rc)
+        return rc;
+    double sweep_s = lrn_now_s() - t0;
+    double lr = pick_scratch_lr(&r, h);
+    int swept = r.n_points;
+    lrfind_result_free(&r);
+    int epochs = max_epochs;
+    if (budget_s > 0) {
+        double train_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0, epoch_s = 0;
+        int fit = train_img_s > 0
+                      ? budget_epochs(l, budget_s - (lrn_now_s() - t0), train_img_s, n_aug,
+                                      &epoch_s)
+                      : 1;
+        if (fit < epochs)
+            epochs = fit < 1 ? 1 : fit;
+        lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
+                 "img/s, so an epoch with validation takes about %.1f minutes and %d epoch%s "
+                 "fit%s before TTA", (budget_s - (lrn_now_s() - t0)) / 60.0, budget_s / 60.0,
+                 train_img_s, epoch_s / 60.0, fit < 1 ? 1 : fit, fit == 1 ? "" : "s",
+                 fit < 1 ? " (at least one runs, past the budget)" : "");
+    }
+    int n_cycle, cycle_len;
+    recipe_plan_cycles(epochs, &n_cycle, &cycle_len);
+    int used = cycle_len * ((1 << n_cycle) - 1);
+    lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, SGDR "
+             "(cycle_len %d, cycle_mult 2, %d cycle%s = %d of the %d epochs allowed: the most "
+             "epochs, then the most cycles) and TTA", cycle_len, n_cycle,
+             n_cycle == 1 ? "" : "s", used, epochs);
+    fit_opts fo;
+    sgdr_opts(&fo, 1, &lr, n_cycle, cycle_len);
+    lrn_note(h, "fit", "SGDR with cycle_len %d, cycle_mult 2, %d cycle%s at lr %.3g, wd 1e-4; "
+             "stop at a cycle end when validation loss stops improving", cycle_len, n_cycle,
+             n_cycle == 1 ? "" : "s", lr);
+    rc = learner_fit(l, &fo, h, err, errlen);
+    if (rc)
+        return rc;
+    return learner_tta(l, n_aug, h, out, err, errlen);
+}
+
 int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_result *out,
                    char *err, size_t errlen)
 {
     int max_epochs = o && o->max_epochs > 0 ? o->max_epochs : 7;
     int n_aug = o && o->n_aug > 0 ? o->n_aug : 4;
     int close = o && o->close_to_imagenet;
+    double budget_s = o && o->budget_minutes > 0 ? o->budget_minutes * 60.0 : 0.0;
     if (max_epochs > 1000 || n_aug > TTA_MAX_AUG) {
         lrn_set_err(err, errlen, "recipe: max_epochs at most 1000, n_aug at most %d", TTA_MAX_AUG);
         return -EINVAL;
     }
+    if (o && !(o->budget_minutes >= 0 && o->budget_minutes <= 1e6)) {
+        lrn_set_err(err, errlen, "budget_minutes: must be between 0 (none) and 1e6");
+        return -EINVAL;
+    }
+    if (!l->pretrained)
+        return recipe_scratch(l, max_epochs, budget_s, n_aug, h, out, err, errlen);
+    if (budget_s > 0)
+        lrn_note(h, "budget", "the time budget plans the recipe from scratch only; with a "
+                 "pretrained body max_epochs (%d) bounds the final phase", max_epochs);
+
     /* SGDR cycles of 1, 2, 4, ... epochs that fit the budget. */
     int n_cycle = 0, used = 0;
     while (used + (1 << n_cycle) <= max_epochs && n_cycle < 10)
@@ -61,33 +191,6 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     fit_opts fo;
     int rc;
     double lr;
-
-    if (!l->pretrained) {
-        lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, SGDR "
-             "(cycle_mult 2, %d cycles = %d epochs) and TTA", n_cycle, used);
-        if ((rc = learner_unfreeze(l)))
-            return rc;
-        rc = learner_lr_find(l, &lo, h, &r, err, errlen);
-        if (rc)
-            return rc;
-        lr = pick_lr(&r, 1e-2, h, "from scratch");
-        lrfind_result_free(&r);
-        memset(&fo, 0, sizeof fo);
-        fo.n_lrs = 1;
-        fo.lrs[0] = lr;
-        fo.n_cycle = n_cycle;
-        fo.cycle_len = 1;
-        fo.cycle_mult = 2;
-        fo.wd = 1e-4;
-        fo.schedule = SCHED_SGDR;
-        fo.stop_at_worse_cycle = 1;
-        lrn_note(h, "fit", "SGDR with cycle_len 1, cycle_mult 2, %d cycles at lr %.3g, wd 1e-4; "
-             "stop at a cycle end when validation loss stops improving", n_cycle, lr);
-        rc = learner_fit(l, &fo, h, err, errlen);
-        if (rc)
-            return rc;
-        return learner_tta(l, n_aug, h, out, err, errlen);
-    }
 
     /* 1. precompute on (the body is frozen since creation). */
     if ((rc = learner_freeze_to(l, l->head_group, err, errlen)))
@@ -148,16 +251,10 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
         lr2 = lr;
     }
     /* 8. cycle_mult 2 until validation loss stops improving. */
-    memset(&fo, 0, sizeof fo);
-    fo.n_lrs = l->n_groups;
+    double lrs8[LEARNER_MAX_GROUPS];
     for (int g = 0; g < l->n_groups; g++)
-        fo.lrs[g] = lr2 * lo.lrs[g];
-    fo.n_cycle = n_cycle;
-    fo.cycle_len = 1;
-    fo.cycle_mult = 2;
-    fo.wd = 1e-4;
-    fo.schedule = SCHED_SGDR;
-    fo.stop_at_worse_cycle = 1;
+        lrs8[g] = lr2 * lo.lrs[g];
+    sgdr_opts(&fo, l->n_groups, lrs8, n_cycle, 1);
     lrn_note(h, "recipe", "step 8: the whole network, SGDR cycle_len 1, cycle_mult 2, up to %d "
          "cycles (%d epochs), stopping at a cycle end when validation loss stops improving",
          n_cycle, used);

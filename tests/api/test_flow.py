@@ -116,3 +116,26 @@ def test_events_resume(flow):
         assert [e["id"] for e in s2.events][:len(want)] == want
     finally:
         s2.close()
+
+
+def test_plain_head_recipe_within_a_budget(flow):
+    """A run with the plain head (the usual start from scratch) through the recipe with a
+    time budget too small for more than one epoch: the recipe still trains one, says how
+    it planned, and TTA's result comes back."""
+    d, _, _ = flow
+    r = d.post(API + "/runs", {"dataset": "flow", "arch": "resnet_small", "sz": 28, "bs": 8,
+                               "tfms": "none", "head": "plain", "seed": 2})
+    assert r.status == 201, r
+    run = r.json()
+    assert run["config"]["head"] == "plain"
+    r = d.post(API + "/runs/%d/recipe" % run["id"],
+               {"max_epochs": 3, "n_aug": 1, "budget_minutes": 0.0001})
+    assert r.status == 202, r
+    job = wait_job(d, r.json()["id"])
+    assert job["state"] == "succeeded", (job, d.log_text())
+    assert 0 <= job["result"]["tta_accuracy"] <= 1
+    epochs = d.get(API + "/runs/%d/epochs" % run["id"]).json()["items"]
+    assert len(epochs) == 1
+    p = d.post(API + "/runs/%d/predict" % run["id"], png_bytes((200, 40, 40)),
+               ctype="image/png")
+    assert p.status == 200 and p.json()["classes"] == ["blue", "red"]

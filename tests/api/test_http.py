@@ -87,7 +87,7 @@ def test_dataset_location_header(daemon):
 def test_run_create_get_list_paged(daemon, dataset, run):
     assert run["arch"] == "resnet_small"
     assert run["config"]["sz"] == 28 and run["config"]["bs"] == 4
-    assert run["config"]["tfms"] == "side_on"
+    assert run["config"]["tfms"] == "side_on" and run["config"]["head"] == "fastai"
     r = daemon.get(API + "/runs/%d" % run["id"])
     assert r.status == 200 and r.json()["id"] == run["id"]
     ids = {run["id"]}
@@ -196,6 +196,7 @@ BAD_BODIES = [
     # (path suffix, body, status, field)
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "colour": 1}, 400, "colour"),
     ("/runs", {"dataset": "colors", "arch": "vgg16"}, 400, "arch"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "head": "tiny"}, 400, "head"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "sz": "big"}, 400, "sz"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 4}, 400, "sz"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "bs": 2.5}, 400, "bs"),
@@ -224,6 +225,7 @@ BAD_BODIES = [
     ("/runs/{run}/resize", {"sz": 5000}, 400, "sz"),
     ("/runs/{run}/tta", {"n_aug": 0}, 400, "n_aug"),
     ("/runs/{run}/recipe", {"max_epochs": 0}, 400, "max_epochs"),
+    ("/runs/{run}/recipe", {"budget_minutes": -1}, 400, "budget_minutes"),
     ("/runs/{run}/predict-test", {"tta": "no"}, 400, "tta"),
     ("/runs/99999/fit", {"lrs": 0.01, "n_cycle": 1}, 404, None),
     ("/datasets", {"name": "x", "path": "/etc", "format": "folders"}, 400, "path"),

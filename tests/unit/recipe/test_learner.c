@@ -544,6 +544,55 @@ static void recipe_from_scratch(void **state)
     dataset_destroy(ds);
 }
 
+/* The SGDR plan for an epoch allowance: the most epochs with cycle_mult 2, then the most
+ * cycles. */
+static void recipe_plans_cycles(void **state)
+{
+    (void)state;
+    static const int want[][3] = {{1, 1, 1}, {2, 1, 2}, {3, 2, 1}, {4, 1, 4}, {5, 1, 5},
+                                  {6, 2, 2}, {7, 3, 1}, {8, 1, 8}, {14, 3, 2}, {15, 4, 1}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        int n, c;
+        recipe_plan_cycles(want[i][0], &n, &c);
+        assert_int_equal(n, want[i][1]);
+        assert_int_equal(c, want[i][2]);
+    }
+}
+
+/* A budget too small for one epoch still trains one (and says so); a budget that is no
+ * constraint leaves max_epochs to plan the fit. */
+static void recipe_budget_plans_the_epochs(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    char err[256] = "";
+    tta_result t;
+    for (int big_budget = 0; big_budget <= 1; big_budget++) {
+        learner *l = make(&c, ds);
+        notes nt = {0};
+        ev_hooks h = {.ctx = &nt, .on_note = keep_note};
+        recipe_opts o = {.max_epochs = 3, .n_aug = 1,
+                         .budget_minutes = big_budget ? 1000.0 : 1e-4};
+        int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
+        if (rc)
+            print_error("recipe: %s\n", err);
+        assert_int_equal(rc, 0);
+        assert_true(count_notes(&nt, "budget") >= 1);
+        learner_state st;
+        learner_get_state(l, &st);
+        assert_int_equal(st.epochs_done, big_budget ? 3 : 1);
+        learner_destroy(l);
+    }
+    recipe_opts bad = {.budget_minutes = -1};
+    learner *l = make(&c, ds);
+    assert_int_equal(learner_recipe(l, &bad, NULL, &t, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "budget_minutes"));
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 static void recipe_with_a_pretrained_body(void **state)
 {
     (void)state;
@@ -872,6 +921,8 @@ int main(void)
         cmocka_unit_test(precompute_head_equals_full_head),
         cmocka_unit_test(resume_equals_uninterrupted),
         cmocka_unit_test(recipe_from_scratch),
+        cmocka_unit_test(recipe_plans_cycles),
+        cmocka_unit_test(recipe_budget_plans_the_epochs),
         cmocka_unit_test(recipe_with_a_pretrained_body),
         cmocka_unit_test(predict_test_writes_csv),
         cmocka_unit_test(early_stop_after_patience),
