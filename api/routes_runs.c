@@ -274,7 +274,7 @@ typedef struct fit_body {
     spec_numbers lrs;
     int64_t n_cycle, cycle_len, cycle_mult, patience;
     double wd;
-    int schedule, snapshots;
+    int schedule, snapshots, stop_at_worse_cycle;
 } fit_body;
 
 static const spec_field early_stop_spec[] = {
@@ -297,6 +297,8 @@ static const spec_field fit_spec[] = {
      .offset = offsetof(fit_body, schedule)},
     {.name = "snapshots", .type = SPEC_BOOL, .offset = offsetof(fit_body, snapshots)},
     {.name = "early_stop", .type = SPEC_OBJECT, .fields = early_stop_spec},
+    {.name = "stop_at_worse_cycle", .type = SPEC_BOOL,
+     .offset = offsetof(fit_body, stop_at_worse_cycle)},
     {0},
 };
 

@@ -11,7 +11,7 @@
  *   lr_find      {"start_lr":1e-5, "end_lr":10, "num_it":0}
  *   fit          {"lrs": x | [x,...], "n_cycle":1, "cycle_len":1, "cycle_mult":1, "wd":0,
  *                 "schedule":"sgdr"|"constant"|"1cycle", "snapshots":false,
- *                 "early_stop":{"patience":n}}
+ *                 "early_stop":{"patience":n}, "stop_at_worse_cycle":false}
  *   freeze       {"to": n}
  *   unfreeze     {}
  *   precompute   {"on": bool}

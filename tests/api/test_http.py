@@ -214,6 +214,8 @@ BAD_BODIES = [
      "early_stop.patience"),
     ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 1, "early_stop": {"wait": 2}}, 400,
      "early_stop.wait"),
+    ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 1, "stop_at_worse_cycle": "yes"}, 400,
+     "stop_at_worse_cycle"),
     ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 0}, 400, "n_cycle"),
     ("/runs/{run}/lr-find", {"start_lr": 1, "end_lr": 0.1}, 400, "end_lr"),
     ("/runs/{run}/lr-find", {"start_lr": "small"}, 400, "start_lr"),
