@@ -111,12 +111,12 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
     if (rc)
         return rc;
     lrfind_opts lo = {.start_lr = 1e-5, .end_lr = 10.0};
-    int64_t batches = ((int64_t)l->info->count[SPLIT_TRAIN] + l->bs - 1) / l->bs;
-    if (budget_s > 0 && lrfind_default_iters(batches) > RECIPE_BUDGET_SWEEP) {
+    int default_it = lrfind_default_iters(
+        ((int64_t)l->info->count[SPLIT_TRAIN] + l->bs - 1) / l->bs);
+    if (budget_s > 0 && default_it > RECIPE_BUDGET_SWEEP) {
         lo.num_it = RECIPE_BUDGET_SWEEP;
         lrn_note(h, "budget", "a budget is set: the sweep takes %d iterations (fast.ai 2's "
-                 "default) instead of up to an epoch's %d", RECIPE_BUDGET_SWEEP,
-                 lrfind_default_iters(batches));
+                 "default) instead of up to an epoch's %d", RECIPE_BUDGET_SWEEP, default_it);
     }
     lrfind_result r;
     rc = learner_lr_find(l, &lo, h, &r, err, errlen);
@@ -129,15 +129,13 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
     int epochs = max_epochs;
     if (budget_s > 0) {
         double train_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0, epoch_s = 0;
-        int fit = train_img_s > 0
-                      ? budget_epochs(l, budget_s - (lrn_now_s() - t0), train_img_s, n_aug,
-                                      &epoch_s)
-                      : 1;
+        double left_s = budget_s - (lrn_now_s() - t0);
+        int fit = train_img_s > 0 ? budget_epochs(l, left_s, train_img_s, n_aug, &epoch_s) : 1;
         if (fit < epochs)
             epochs = fit < 1 ? 1 : fit;
         lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
                  "img/s, so an epoch with validation takes about %.1f minutes and %d epoch%s "
-                 "fit%s before TTA", (budget_s - (lrn_now_s() - t0)) / 60.0, budget_s / 60.0,
+                 "fit%s before TTA", left_s / 60.0, budget_s / 60.0,
                  train_img_s, epoch_s / 60.0, fit < 1 ? 1 : fit, fit == 1 ? "" : "s",
                  fit < 1 ? " (at least one runs, past the budget)" : "");
     }

@@ -174,6 +174,17 @@ def token_daemon(sgdrd_bin):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def wait_job(d, job_id, timeout=240, poll=0.2):
+    """Polls GET /jobs/{id} until the job is neither queued nor running; returns it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = d.get(API + "/jobs/%d" % job_id).json()
+        if j["state"] not in ("queued", "running"):
+            return j
+        time.sleep(poll)
+    raise AssertionError("job %d still %s after %d s" % (job_id, j["state"], timeout))
+
+
 def assert_problem(r, status, field=None, code=None):
     """r is an RFC 9457 problem with this status (and field, error code when given)."""
     assert r.status == status, r

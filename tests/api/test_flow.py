@@ -2,22 +2,11 @@
 create a run, LR sweep, fit one cycle, TTA, predict a PNG, with every curve read back and
 live events over SSE that resume from Last-Event-ID."""
 import os
-import time
 
 import pytest
 
-from conftest import API, assert_problem, make_image_dataset, png_bytes
+from conftest import API, assert_problem, make_image_dataset, png_bytes, wait_job
 from sse_client import SSE
-
-
-def wait_job(d, job_id, timeout=240):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        j = d.get(API + "/jobs/%d" % job_id).json()
-        if j["state"] not in ("queued", "running"):
-            return j
-        time.sleep(0.2)
-    raise AssertionError("job %d still %s after %d s" % (job_id, j["state"], timeout))
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,14 @@ import io
 import os
 import shutil
 import tempfile
-import time
 
 import pytest
 
-from conftest import API, Daemon, assert_problem
+from conftest import API, Daemon, assert_problem, wait_job
 from sse_client import SSE
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 BS = 128
-
-
-def wait_job(d, job_id, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        j = d.get(API + "/jobs/%d" % job_id).json()
-        if j["state"] not in ("queued", "running"):
-            return j
-        time.sleep(0.5)
-    raise AssertionError("job %d still %s after %d s" % (job_id, j["state"], timeout))
 
 
 def fmnist_pngs(n):
@@ -83,7 +72,7 @@ def test_lr_find(fm):
     d, ds, run, s = fm
     r = d.post(API + "/runs/%d/lr-find" % run, {"start_lr": 1e-5, "end_lr": 10, "num_it": 40})
     assert r.status == 202, r
-    job = wait_job(d, r.json()["id"], 300)
+    job = wait_job(d, r.json()["id"], 300, poll=0.5)
     assert job["state"] == "succeeded", job
     sweeps = d.get(API + "/runs/%d/lr-finds" % run).json()["items"]
     assert len(sweeps) == 1
@@ -103,7 +92,7 @@ def test_fit_one_cycle(fm):
     d, ds, run, s = fm
     r = d.post(API + "/runs/%d/fit" % run, {"lrs": 0.05, "n_cycle": 1, "cycle_len": 1})
     assert r.status == 202, r
-    job = wait_job(d, r.json()["id"], 1500)
+    job = wait_job(d, r.json()["id"], 1500, poll=0.5)
     assert job["state"] == "succeeded", (job, d.log_text())
     epochs = d.get(API + "/runs/%d/epochs" % run).json()["items"]
     assert len(epochs) == 1
@@ -132,7 +121,7 @@ def test_tta_and_predict(fm):
     d, ds, run, s = fm
     r = d.post(API + "/runs/%d/tta" % run, {"n_aug": 2})
     assert r.status == 202, r
-    job = wait_job(d, r.json()["id"], 600)
+    job = wait_job(d, r.json()["id"], 600, poll=0.5)
     assert job["state"] == "succeeded", job
     res = job["result"]
     assert res["accuracy"] >= 0.80 and res["tta_accuracy"] >= 0.80, res
