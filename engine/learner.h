@@ -88,9 +88,12 @@ typedef struct fit_opts {
     int snapshots;             /* save weights at the end of every cycle */
     int early_stop_patience;   /* 0: off */
     int stop_at_worse_cycle;   /* the recipe's "until validation loss stops improving": stop
-                                * at a cycle end whose validation loss is not below the
-                                * previous cycle end's, and go back to that cycle end's
-                                * weights */
+                                * at a cycle end that is worse than the previous one (see
+                                * learner_cycle_worse) and go back to that one's weights */
+    double time_limit_s;       /* 0: none. Stop at a cycle end when the next cycle, at the
+                                * mean epoch time so far, would end more than this many
+                                * seconds after this call started (the recipe's budget);
+                                * the weights of that cycle end are kept */
     int resume;                /* continue from this learner's last epoch checkpoint */
 } fit_opts;
 
@@ -98,6 +101,13 @@ typedef struct fit_opts {
  * would go back to are kept as a file beside the epoch checkpoint, so that a resumed fit
  * stops where, and with the weights, the uninterrupted one would have. */
 int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen);
+
+/* stop_at_worse_cycle's rule: a cycle end is worse than the previous one when its validation
+ * loss is not below the previous one's and its accuracy not above it (a NaN counts as
+ * worse). Accuracy guards the loss on small data: with a few batches an epoch BatchNorm's
+ * running statistics are unsettled, and validation loss can jump tenfold between cycle ends
+ * while accuracy climbs. */
+int learner_cycle_worse(float loss, float accuracy, float prev_loss, float prev_accuracy);
 
 /* ---- evaluation and prediction ------------------------------------------------------------ */
 

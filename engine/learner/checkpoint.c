@@ -29,6 +29,8 @@ enum {
     M_SM_N, M_N_SNAP, M_N_PARAMS, M_N_STATE,
     M_COUNT_V1, /* version 1 ended here; what follows defaults to "no early stop" */
     M_STOP_CYCLE = M_COUNT_V1, M_FIT_BEST_LOSS, M_SINCE_BEST, M_PREV_CYCLE_LOSS, M_BEST_STEP,
+    M_COUNT_V2, /* version 2 ended here; a cycle end's accuracy then did not count */
+    M_PREV_CYCLE_ACC = M_COUNT_V2,
     M_COUNT
 };
 
@@ -89,6 +91,7 @@ static void meta_fill(const learner *l, int64_t *m)
     m[M_SINCE_BEST] = f->since_best;
     m[M_PREV_CYCLE_LOSS] = dbits(f->prev_cycle_loss);
     m[M_BEST_STEP] = f->best_step;
+    m[M_PREV_CYCLE_ACC] = dbits(f->prev_cycle_acc);
 }
 
 int learner_save(learner *l, const char *path, char *err, size_t errlen)
@@ -148,8 +151,12 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     const st_tensor *tst = st_find(&f, "optim.state");
     const st_tensor *tsp = st_find(&f, "optim.steps");
     int64_t m[M_COUNT];
-    int v1 = tm && tm->nbytes == M_COUNT_V1 * sizeof(int64_t);
-    if (!tm || tm->dtype != ST_I64 || (tm->nbytes != sizeof m && !v1) || !tst ||
+    int version = !tm                                      ? 0
+                  : tm->nbytes == M_COUNT_V1 * sizeof(int64_t) ? 1
+                  : tm->nbytes == M_COUNT_V2 * sizeof(int64_t) ? 2
+                  : tm->nbytes == sizeof m                     ? CKPT_VERSION
+                                                               : 0;
+    if (!version || tm->dtype != ST_I64 || !tst ||
         tst->dtype != ST_F32 ||
         tst->nbytes != l->opt->n_state * sizeof(float) || !tsp || tsp->dtype != ST_I64 ||
         tsp->nbytes != (size_t)l->net->n_tensors * sizeof(int64_t)) {
@@ -159,14 +166,16 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
         goto out_free;
     }
     memcpy(m, tm->data, tm->nbytes);
-    if (v1) {
+    if (version == 1) {
         m[M_STOP_CYCLE] = 0;
         m[M_FIT_BEST_LOSS] = dbits(INFINITY);
         m[M_SINCE_BEST] = 0;
         m[M_PREV_CYCLE_LOSS] = dbits(INFINITY);
         m[M_BEST_STEP] = 0;
     }
-    if (m[M_VERSION] != (v1 ? 1 : CKPT_VERSION) || m[M_N_PARAMS] != (int64_t)l->net->n_params ||
+    if (version < 3) /* no accuracy is higher: the cycle rule compares losses alone */
+        m[M_PREV_CYCLE_ACC] = dbits(INFINITY);
+    if (m[M_VERSION] != version || m[M_N_PARAMS] != (int64_t)l->net->n_params ||
         m[M_FREEZE_TO] < 0 || m[M_FREEZE_TO] > l->n_groups || m[M_SZ] < 8 ||
         m[M_SZ] > 1024) {
         lrn_set_err(err, errlen, "checkpoint %s: learner.meta is of another version or model",
@@ -236,6 +245,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     fp->best_loss = (float)bitsd(m[M_FIT_BEST_LOSS]);
     fp->since_best = (int)m[M_SINCE_BEST];
     fp->prev_cycle_loss = (float)bitsd(m[M_PREV_CYCLE_LOSS]);
+    fp->prev_cycle_acc = (float)bitsd(m[M_PREV_CYCLE_ACC]);
     fp->best_step = m[M_BEST_STEP];
 out_free:
     st_free(&f);

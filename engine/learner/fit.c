@@ -104,6 +104,21 @@ static int best_take(learner *l, net_copy *best, int *have_best, char *err, size
     return 0;
 }
 
+/* Epochs in the cycle after the one epoch e ends (0 when e ends the fit). */
+static int next_cycle_epochs(const sched_plan *p, int64_t e, int64_t total_epochs)
+{
+    int is_last, next = sched_cycle_of_epoch(p, e, &is_last) + 1, n = 0;
+    for (int64_t f = e + 1; f < total_epochs && sched_cycle_of_epoch(p, f, &is_last) == next;
+         f++)
+        n++;
+    return n;
+}
+
+int learner_cycle_worse(float loss, float accuracy, float prev_loss, float prev_accuracy)
+{
+    return !(loss < prev_loss) && !(accuracy > prev_accuracy);
+}
+
 int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen)
 {
     if (!o) {
@@ -115,6 +130,10 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         return rc;
     if (!(o->wd >= 0.0 && o->wd < 1.0)) {
         lrn_set_err(err, errlen, "wd: must be in [0, 1) (got %g)", o->wd);
+        return -EINVAL;
+    }
+    if (!(o->time_limit_s >= 0.0)) {
+        lrn_set_err(err, errlen, "time_limit_s: must be 0 (none) or positive");
         return -EINVAL;
     }
     if (o->early_stop_patience < 0) {
@@ -196,6 +215,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         fp->stop_cycle = o->stop_at_worse_cycle != 0;
         fp->best_loss = INFINITY;
         fp->prev_cycle_loss = INFINITY;
+        fp->prev_cycle_acc = -INFINITY;
         fp->epoch_base = l->epoch_id;
         fp->step_base = l->step;
         smoother_reset(&fp->smooth);
@@ -207,8 +227,9 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     int body_trains = l->net->freeze_to < l->head_group;
 
     int64_t total_epochs = sched_total_epochs(&plan), total_it = total_epochs * bpe;
-    double t0 = lrn_now_s();
+    double t0 = lrn_now_s(), epochs_s = 0.0; /* epochs_s: this call's epochs, for the limit */
     int64_t it0 = (int64_t)fp->next_epoch * bpe;
+    const int fp_first = fp->next_epoch;
     for (int e = fp->next_epoch; e < total_epochs; e++) {
         double te = lrn_now_s();
         l->epoch_id = fp->epoch_base + e;
@@ -289,7 +310,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         if (e + 1 == total_epochs)
             fp->active = 0;
         int stop = 0, take = 0;
-        float last_cycle_loss = fp->prev_cycle_loss;
+        float last_cycle_loss = fp->prev_cycle_loss, last_cycle_acc = fp->prev_cycle_acc;
         int64_t old_best = fp->best_step;
         if (o->early_stop_patience > 0) {
             if (ee.valid_loss < fp->best_loss) {
@@ -301,18 +322,29 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
             }
         }
         if (o->stop_at_worse_cycle && is_last) {
-            if (!(ee.valid_loss < fp->prev_cycle_loss) && (have_best || take)) {
+            if (learner_cycle_worse(ee.valid_loss, ee.accuracy, fp->prev_cycle_loss,
+                                    fp->prev_cycle_acc) &&
+                (have_best || take)) {
                 stop = 2;
             } else {
                 fp->prev_cycle_loss = ee.valid_loss;
+                fp->prev_cycle_acc = ee.accuracy;
                 take = 1;
             }
         }
+        epochs_s += ee.seconds;
+        int next_len = 0;
+        if (!stop && is_last && o->time_limit_s > 0)
+            next_len = next_cycle_epochs(&plan, e, total_epochs);
+        double done_s = lrn_now_s() - t0,
+               next_end_s = done_s + next_len * epochs_s / (e + 1 - fp_first);
+        if (next_len > 0 && next_end_s > o->time_limit_s)
+            stop = 3;
         if (take && (rc = best_take(l, &best, &have_best, err, errlen)))
             goto out_stop;
         if (stop) {
             fp->active = 0;
-            if (have_best) {
+            if (have_best && stop != 3) {
                 lrn_net_copy_restore(&best, l);
                 l->weights_version++;
             }
@@ -335,11 +367,19 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
                 lrn_note(h, "early_stop",
                      "validation loss has not improved for %d epochs; kept the best epoch's "
                      "weights (valid loss %.4f)", o->early_stop_patience, fp->best_loss);
+            else if (stop == 3)
+                lrn_note(h, "time_limit",
+                     "stopped at the end of cycle %d after %.1f minutes: the next cycle's %d "
+                     "epoch%s at %.1f minutes each would end at %.1f minutes, past the limit "
+                     "of %.1f; kept this cycle end's weights", ee.cycle, done_s / 60.0,
+                     next_len, next_len == 1 ? "" : "s", epochs_s / (e + 1 - fp_first) / 60.0,
+                     next_end_s / 60.0, o->time_limit_s / 60.0);
             else
                 lrn_note(h, "stop",
-                     "validation loss %.4f at the end of cycle %d is not below %.4f at the "
-                     "previous cycle's end; went back to those weights", ee.valid_loss,
-                     ee.cycle, last_cycle_loss);
+                     "at the end of cycle %d validation loss %.4f is not below %.4f and "
+                     "accuracy %.4f not above %.4f at the previous cycle's end; went back to "
+                     "those weights", ee.cycle, ee.valid_loss, last_cycle_loss, ee.accuracy,
+                     last_cycle_acc);
             break;
         }
         if (cancel && e + 1 < total_epochs) {

@@ -9,7 +9,7 @@
 #include "learner.h"
 #include "optim.h"
 
-#define CKPT_VERSION 2
+#define CKPT_VERSION 3
 #define LOADER_CACHE_BYTES ((size_t)256 << 20)
 #define TTA_MAX_AUG 15
 
@@ -46,6 +46,7 @@ typedef struct fit_pos {
     float best_loss;       /* best validation loss so far (patience) */
     int since_best;        /* epochs since it */
     float prev_cycle_loss; /* validation loss at the last cycle end (stop_cycle) */
+    float prev_cycle_acc;  /* and its accuracy */
     int64_t best_step;     /* learner step of the kept weights; 0: none */
 } fit_pos;
 

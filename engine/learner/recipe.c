@@ -78,13 +78,13 @@ void recipe_plan_cycles(int epochs, int *n_cycle, int *cycle_len)
  * the end takes 1 + n_aug validation passes. A forward pass costs about a third of a
  * training step (backward computes two products per forward one). */
 static int budget_epochs(const learner *l, double left_s, double train_img_s, int n_aug,
-                         double *epoch_s)
+                         double *epoch_s, double *tta_s)
 {
     double n_train = l->info->count[SPLIT_TRAIN], n_valid = l->info->count[SPLIT_VALID];
     double eval_img_s = 3.0 * train_img_s;
     *epoch_s = n_train / train_img_s + n_valid / eval_img_s;
-    double tta_s = (1 + n_aug) * n_valid / eval_img_s;
-    return (int)floor((left_s - tta_s) / *epoch_s);
+    *tta_s = (1 + n_aug) * n_valid / eval_img_s;
+    return (int)floor((left_s - *tta_s) / *epoch_s);
 }
 
 /* From scratch, the seed's rule: the highest LR at which the loss still clearly
@@ -127,17 +127,24 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
     int swept = r.n_points;
     lrfind_result_free(&r);
     int epochs = max_epochs;
+    double fit_limit_s = 0.0;
     if (budget_s > 0) {
         double train_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0, epoch_s = 0;
-        double left_s = budget_s - (lrn_now_s() - t0);
-        int fit = train_img_s > 0 ? budget_epochs(l, left_s, train_img_s, n_aug, &epoch_s) : 1;
+        double left_s = budget_s - (lrn_now_s() - t0), tta_s = 0;
+        int fit = train_img_s > 0
+                      ? budget_epochs(l, left_s, train_img_s, n_aug, &epoch_s, &tta_s)
+                      : 1;
+        /* The plan rests on the sweep's speed; the fit checks it at every cycle end. */
+        fit_limit_s = left_s - tta_s > 1.0 ? left_s - tta_s : 1.0;
         if (fit < epochs)
             epochs = fit < 1 ? 1 : fit;
         lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
                  "img/s, so an epoch with validation takes about %.1f minutes and %d epoch%s "
-                 "fit%s before TTA", left_s / 60.0, budget_s / 60.0,
-                 train_img_s, epoch_s / 60.0, fit < 1 ? 1 : fit, fit == 1 ? "" : "s",
-                 fit < 1 ? " (at least one runs, past the budget)" : "");
+                 "fit%s before TTA; at every cycle end the fit checks that the next cycle "
+                 "ends within %.1f minutes at its measured speed", left_s / 60.0,
+                 budget_s / 60.0, train_img_s, epoch_s / 60.0, fit < 1 ? 1 : fit,
+                 fit == 1 ? "" : "s", fit < 1 ? " (at least one runs, past the budget)" : "",
+                 fit_limit_s / 60.0);
     }
     int n_cycle, cycle_len;
     recipe_plan_cycles(epochs, &n_cycle, &cycle_len);
@@ -148,6 +155,7 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
              n_cycle == 1 ? "" : "s", used, epochs);
     fit_opts fo;
     sgdr_opts(&fo, 1, &lr, n_cycle, cycle_len);
+    fo.time_limit_s = fit_limit_s;
     lrn_note(h, "fit", "SGDR with cycle_len %d, cycle_mult 2, %d cycle%s at lr %.3g, wd 1e-4; "
              "stop at a cycle end when validation loss stops improving", cycle_len, n_cycle,
              n_cycle == 1 ? "" : "s", lr);

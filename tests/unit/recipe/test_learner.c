@@ -585,6 +585,22 @@ static void recipe_budget_plans_the_epochs(void **state)
         assert_int_equal(st.epochs_done, big_budget ? 3 : 1);
         learner_destroy(l);
     }
+    /* The fit's own check at cycle ends: a limit that the first cycle already passes
+     * stops there, with that cycle end's weights; a negative one is refused. */
+    learner *lt = make(&c, ds);
+    notes nt = {0};
+    ev_hooks h = {.ctx = &nt, .on_note = keep_note};
+    fit_opts fo = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 3, .cycle_len = 1, .cycle_mult = 2,
+                   .wd = 1e-4, .schedule = SCHED_SGDR, .time_limit_s = 1e-3};
+    assert_int_equal(learner_fit(lt, &fo, &h, err, sizeof err), 0);
+    learner_state st;
+    learner_get_state(lt, &st);
+    assert_int_equal(st.epochs_done, 1);
+    assert_int_equal(count_notes(&nt, "time_limit"), 1);
+    fo.time_limit_s = -1;
+    assert_int_equal(learner_fit(lt, &fo, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "time_limit_s"));
+    learner_destroy(lt);
     recipe_opts bad = {.budget_minutes = -1};
     learner *l = make(&c, ds);
     assert_int_equal(learner_recipe(l, &bad, NULL, &t, err, sizeof err), -EINVAL);
@@ -871,6 +887,20 @@ static void early_stop_survives_resume(void **state)
     dataset_destroy(ds);
 }
 
+/* The cycle rule: worse only when the loss did not fall and the accuracy did not rise. */
+static void cycle_worse_needs_loss_and_accuracy(void **state)
+{
+    (void)state;
+    assert_false(learner_cycle_worse(0.5f, 0.80f, 0.6f, 0.70f)); /* both better */
+    assert_false(learner_cycle_worse(0.5f, 0.60f, 0.6f, 0.70f)); /* loss fell */
+    /* BatchNorm on a few batches: the loss jumps while the accuracy climbs */
+    assert_false(learner_cycle_worse(60.0f, 0.74f, 4.6f, 0.28f));
+    assert_true(learner_cycle_worse(0.7f, 0.70f, 0.6f, 0.70f));  /* loss up, accuracy level */
+    assert_true(learner_cycle_worse(0.6f, 0.65f, 0.6f, 0.70f));  /* loss level, accuracy down */
+    assert_true(learner_cycle_worse(NAN, NAN, 0.6f, 0.70f));
+    assert_false(learner_cycle_worse(9.0f, 0.1f, INFINITY, -INFINITY)); /* the first cycle */
+}
+
 static void bad_requests_are_refused(void **state)
 {
     (void)state;
@@ -928,6 +958,7 @@ int main(void)
         cmocka_unit_test(early_stop_after_patience),
         cmocka_unit_test(onecycle_moves_the_momentum),
         cmocka_unit_test(early_stop_survives_resume),
+        cmocka_unit_test(cycle_worse_needs_loss_and_accuracy),
         cmocka_unit_test(bad_requests_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
