@@ -273,7 +273,7 @@ void route_run_lr_find(api_req *r)
 typedef struct fit_body {
     spec_numbers lrs;
     int64_t n_cycle, cycle_len, cycle_mult, patience;
-    double wd;
+    double wd, time_limit_minutes;
     int schedule, snapshots, stop_at_worse_cycle;
 } fit_body;
 
@@ -299,6 +299,8 @@ static const spec_field fit_spec[] = {
     {.name = "early_stop", .type = SPEC_OBJECT, .fields = early_stop_spec},
     {.name = "stop_at_worse_cycle", .type = SPEC_BOOL,
      .offset = offsetof(fit_body, stop_at_worse_cycle)},
+    {.name = "time_limit_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
+     .offset = offsetof(fit_body, time_limit_minutes)},
     {0},
 };
 

@@ -193,6 +193,7 @@ static int fit_opts_of(json_t *p, fit_opts *o, char *err, size_t errlen)
     o->snapshots = jq_bool(p, "snapshots", 0);
     o->early_stop_patience = (int)jq_num(json_object_get(p, "early_stop"), "patience", 0);
     o->stop_at_worse_cycle = jq_bool(p, "stop_at_worse_cycle", 0);
+    o->time_limit_s = jq_num(p, "time_limit_minutes", 0) * 60.0;
     return 0;
 }
 

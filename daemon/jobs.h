@@ -11,7 +11,8 @@
  *   lr_find      {"start_lr":1e-5, "end_lr":10, "num_it":0}
  *   fit          {"lrs": x | [x,...], "n_cycle":1, "cycle_len":1, "cycle_mult":1, "wd":0,
  *                 "schedule":"sgdr"|"constant"|"1cycle", "snapshots":false,
- *                 "early_stop":{"patience":n}, "stop_at_worse_cycle":false}
+ *                 "early_stop":{"patience":n}, "stop_at_worse_cycle":false,
+ *                 "time_limit_minutes":0}
  *   freeze       {"to": n}
  *   unfreeze     {}
  *   precompute   {"on": bool}

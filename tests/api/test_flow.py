@@ -128,3 +128,26 @@ def test_plain_head_recipe_within_a_budget(flow):
     p = d.post(API + "/runs/%d/predict" % run["id"], png_bytes((200, 40, 40)),
                ctype="image/png")
     assert p.status == 200 and p.json()["classes"] == ["blue", "red"]
+
+
+def test_fit_stops_at_its_time_limit(flow):
+    """A fit whose time limit the first cycle already uses up stops at that cycle's end,
+    keeps its weights and says why in a note."""
+    d, _, _ = flow
+    r = d.post(API + "/runs", {"dataset": "flow", "arch": "resnet_small", "sz": 28, "bs": 8,
+                               "tfms": "none", "seed": 3})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    s = SSE(d, run)
+    try:
+        r = d.post(API + "/runs/%d/fit" % run,
+                   {"lrs": 0.01, "n_cycle": 3, "cycle_len": 1, "cycle_mult": 2,
+                    "time_limit_minutes": 0.0001})
+        assert r.status == 202, r
+        job = wait_job(d, r.json()["id"])
+        assert job["state"] == "succeeded", (job, d.log_text())
+        assert len(d.get(API + "/runs/%d/epochs" % run).json()["items"]) == 1
+        s.wait_for(lambda ev, c: any(e["event"] == "note" and
+                                     e["data"]["data"]["what"] == "time_limit" for e in ev))
+    finally:
+        s.close()
