@@ -87,8 +87,8 @@ static int on_sweep_point(void *ctx, const ev_sweep_point *e)
     if (k->own_sweeps && (!k->lr_find_id || e->iter <= k->sweep_last_iter)) {
         /* A sweep the recipe runs: one lr_finds row per sweep, from its first point. */
         jq_sweep_close(k);
-        if (store_lr_find_create(k->jq->st, k->run_id, k->job_id, e->lr, e->lr, 0,
-                                 &k->lr_find_id))
+        if (store_lr_find_create(k->jq->st, k->run_id, k->job_id, e->start_lr, e->end_lr,
+                                 e->num_it, &k->lr_find_id))
             k->lr_find_id = 0;
         k->sweep_n = 0;
     }

@@ -24,6 +24,10 @@ typedef struct ev_sweep_point {
     int iter;
     double lr;         /* the last group's LR */
     float loss, smooth_loss;
+    /* The sweep this point belongs to, as planned (the last group's range): a sink that
+     * sees a sweep only through its points (the recipe's) records it from the first. */
+    double start_lr, end_lr;
+    int num_it;
 } ev_sweep_point;
 
 /* An LR sweep's end: its suggestions, each with a one-line reason. */

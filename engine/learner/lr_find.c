@@ -112,6 +112,9 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
             p->lr = lrs[l->n_groups - 1];
             p->loss = loss;
             p->smooth_loss = (float)sl;
+            p->start_lr = ratios[l->n_groups - 1] * start;
+            p->end_lr = ratios[l->n_groups - 1] * end;
+            p->num_it = num_it;
             out->n_points = ++it;
             if (h && h->on_sweep_point && h->on_sweep_point(h->ctx, p)) {
                 rc = -ECANCELED;

@@ -341,6 +341,8 @@ static void lr_find_restores_everything(void **state)
         assert_int_equal(res.points[i].iter, i);
         assert_true(fabs(res.points[i].lr - sched_exp_sweep(1e-4, 10, i, 20)) <
                     1e-12 * res.points[i].lr);
+        assert_true(res.points[i].start_lr == 1e-4 && res.points[i].end_lr == 10 &&
+                    res.points[i].num_it == 20);
     }
     assert_true(res.valley.lr > 0 && strlen(res.valley.reason) > 0);
     assert_memory_equal(n->params, p0, np);
