@@ -140,10 +140,13 @@ typedef struct recipe_opts {
     int max_epochs;            /* budget of the final cycle_mult=2 phase; 0: 7 */
     int close_to_imagenet;     /* lrs /100, /10 instead of /9, /3 */
     int n_aug;                 /* TTA passes; 0: 4 */
-    double budget_minutes;     /* 0: none. Else the whole recipe, TTA included, plans its
-                                * epochs to finish within this many minutes, from the
-                                * training speed its first LR sweep measures (from scratch
-                                * only; at least one epoch always runs) */
+    double budget_minutes;     /* 0: none. Else the whole recipe, TTA included, aims to
+                                * finish within this many minutes. From scratch it plans its
+                                * epochs from the training speed its LR sweep measures; with
+                                * a pretrained body steps 1-7 run in full. Either way the
+                                * final fit stops at a cycle end whose next cycle would end
+                                * past the time left before TTA (fit_opts.time_limit_s); its
+                                * first cycle always runs */
 } recipe_opts;
 
 /* The recipe's SGDR plan for at most `epochs` epochs with cycle_mult 2: n_cycle cycles of

@@ -151,7 +151,7 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
                       ? budget_epochs(l, left_s, train_img_s, n_aug, &epoch_s, &tta_s)
                       : 1;
         /* The plan rests on the sweep's speed; the fit checks it at every cycle end. */
-        fit_limit_s = left_s - tta_s > 1.0 ? left_s - tta_s : 1.0;
+        fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
         if (fit < epochs)
             epochs = fit < 1 ? 1 : fit;
         lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
@@ -181,28 +181,15 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
     return learner_tta(l, n_aug, h, out, err, errlen);
 }
 
-int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_result *out,
-                   char *err, size_t errlen)
+/* With a pretrained body: the seed's eight steps. Under a budget, steps 1-7 run in full
+ * and step 8 gets the time left before TTA as its time limit; TTA's time is estimated from
+ * step 4, whose two epochs run the frozen body forward over both splits (the head's
+ * backward pass is negligible next to it). */
+static int recipe_pretrained(learner *l, int max_epochs, int close, double budget_s, int n_aug,
+                             const ev_hooks *h, tta_result *out, char *err, size_t errlen)
 {
-    int max_epochs = o && o->max_epochs > 0 ? o->max_epochs : 7;
-    int n_aug = o && o->n_aug > 0 ? o->n_aug : 4;
-    int close = o && o->close_to_imagenet;
-    double budget_s = o && o->budget_minutes > 0 ? o->budget_minutes * 60.0 : 0.0;
-    if (max_epochs > 1000 || n_aug > TTA_MAX_AUG) {
-        lrn_set_err(err, errlen, "recipe: max_epochs at most 1000, n_aug at most %d", TTA_MAX_AUG);
-        return -EINVAL;
-    }
-    if (o && !(o->budget_minutes >= 0 && o->budget_minutes <= 1e6)) {
-        lrn_set_err(err, errlen, "budget_minutes: must be between 0 (none) and 1e6");
-        return -EINVAL;
-    }
-    if (!l->pretrained)
-        return recipe_scratch(l, max_epochs, budget_s, n_aug, h, out, err, errlen);
-    if (budget_s > 0)
-        lrn_note(h, "budget", "the time budget plans the recipe from scratch only; with a "
-                 "pretrained body max_epochs (%d) bounds the final phase", max_epochs);
-
-    /* SGDR cycles of 1, 2, 4, ... epochs that fit the budget. */
+    double t0 = lrn_now_s();
+    /* SGDR cycles of 1, 2, 4, ... epochs that fit max_epochs. */
     int n_cycle = 0, used = 0;
     while (used + (1 << n_cycle) <= max_epochs && n_cycle < 10)
         used += 1 << n_cycle++;
@@ -248,8 +235,10 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     lrn_note(h, "recipe", "step 4: precompute off so augmentation applies; 2 SGDR cycles of "
          "cycle_len 1 on the head (the seed's 2-3, the lower end to keep the budget for "
          "the unfrozen phase)");
+    double t4 = lrn_now_s();
     if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
+    double step4_s = lrn_now_s() - t4;
     /* 5. unfreeze. 6. differential LRs. */
     if ((rc = learner_unfreeze(l)))
         return rc;
@@ -275,7 +264,38 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     lrn_note(h, "recipe", "step 8: the whole network, SGDR cycle_len 1, cycle_mult 2, up to %d "
          "cycles (%d epochs), stopping at a cycle end when validation loss stops improving",
          n_cycle, used);
+    if (budget_s > 0) {
+        double n_seen = 2.0 * (l->info->count[SPLIT_TRAIN] + l->info->count[SPLIT_VALID]);
+        double tta_s = step4_s > 0 ? (1 + n_aug) * l->info->count[SPLIT_VALID] * step4_s / n_seen
+                                   : 0.0;
+        double left_s = budget_s - (lrn_now_s() - t0);
+        fo.time_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
+        lrn_note(h, "budget", "%.1f of %.1f minutes left before step 8; TTA takes about %.1f "
+                 "(from step 4's speed), so step 8 stops at a cycle end whose next cycle "
+                 "would end past %.1f minutes (its first cycle always runs)", left_s / 60.0,
+                 budget_s / 60.0, tta_s / 60.0, fo.time_limit_s / 60.0);
+    }
     if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
     return learner_tta(l, n_aug, h, out, err, errlen);
+}
+
+int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_result *out,
+                   char *err, size_t errlen)
+{
+    int max_epochs = o && o->max_epochs > 0 ? o->max_epochs : 7;
+    int n_aug = o && o->n_aug > 0 ? o->n_aug : 4;
+    int close = o && o->close_to_imagenet;
+    double budget_s = o && o->budget_minutes > 0 ? o->budget_minutes * 60.0 : 0.0;
+    if (max_epochs > 1000 || n_aug > TTA_MAX_AUG) {
+        lrn_set_err(err, errlen, "recipe: max_epochs at most 1000, n_aug at most %d", TTA_MAX_AUG);
+        return -EINVAL;
+    }
+    if (o && !(o->budget_minutes >= 0 && o->budget_minutes <= 1e6)) {
+        lrn_set_err(err, errlen, "budget_minutes: must be between 0 (none) and 1e6");
+        return -EINVAL;
+    }
+    if (!l->pretrained)
+        return recipe_scratch(l, max_epochs, budget_s, n_aug, h, out, err, errlen);
+    return recipe_pretrained(l, max_epochs, close, budget_s, n_aug, h, out, err, errlen);
 }

@@ -647,6 +647,21 @@ static void recipe_with_a_pretrained_body(void **state)
     assert_int_equal(st.epochs_done, 2 + 2 + 1);
     assert_true(isfinite(t.tta_loss) && t.tta_accuracy > 0.0f);
     learner_destroy(l);
+
+    /* A budget the first steps use up: step 8 runs its first cycle only and says why. */
+    l = make(&c, ds);
+    notes nb = {0};
+    h.ctx = &nb;
+    recipe_opts ob = {.max_epochs = 3, .n_aug = 1, .budget_minutes = 1e-4};
+    rc = learner_recipe(l, &ob, &h, &t, err, sizeof err);
+    if (rc)
+        print_error("recipe with a budget: %s\n", err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(count_notes(&nb, "budget"), 1);
+    assert_int_equal(count_notes(&nb, "time_limit"), 1);
+    learner_get_state(l, &st);
+    assert_int_equal(st.epochs_done, 2 + 2 + 1);
+    learner_destroy(l);
     dataset_destroy(ds);
 }
 
