@@ -21,7 +21,7 @@
  * the two accuracies on n_val images (taken as independent, an upper bound: both runs see
  * the same images); at 1500 images and accuracies near 0.8 that is 0.0146, so 2 SE = 0.029.
  * Measured (TTA accuracy, transfer vs best scratch): seed 7 0.863 vs 0.741, 8 0.855 vs
- * 0.703, 9 0.810 vs 0.735. Before the recipe picked min_div10 for the head (valley, 3-6x
+ * 0.703, 9 0.810 vs 0.735, 10 0.851 vs 0.759, 11 0.790 vs 0.742. Before the recipe picked min_div10 for the head (valley, 3-6x
  * lower) and kept the head's LR after unfreezing (valley of the second sweep, 10-35x
  * lower), seed 8 lost (0.666 vs 0.701).
  *
