@@ -23,6 +23,7 @@
 #include "lrsched.h"
 #include "optim.h"
 #include "rng.h"
+#include "safetensors.h"
 #include "weights.h"
 
 #define SZ 16
@@ -904,6 +905,73 @@ static void early_stop_survives_resume(void **state)
     dataset_destroy(ds);
 }
 
+/* Writes src's checkpoint again with learner.meta cut to n_meta entries and version v: a
+ * checkpoint as an older release wrote it. */
+static void rewrite_meta(const char *src, const char *dst, int n_meta, int64_t v)
+{
+    st_file f;
+    char err[256];
+    assert_int_equal(st_read_file(&f, src, err, sizeof err), 0);
+    st_tensor *ts = calloc((size_t)f.n, sizeof *ts);
+    int64_t *meta = calloc((size_t)n_meta, sizeof *meta);
+    assert_non_null(ts);
+    assert_non_null(meta);
+    for (int i = 0; i < f.n; i++) {
+        ts[i] = f.tensors[i];
+        if (strcmp(ts[i].name, "learner.meta") == 0) {
+            memcpy(meta, ts[i].data, (size_t)n_meta * sizeof *meta);
+            meta[0] = v;
+            ts[i].data = meta;
+            ts[i].shape[0] = n_meta;
+            ts[i].nbytes = (size_t)n_meta * sizeof *meta;
+        }
+    }
+    assert_int_equal(st_write_file(dst, ts, f.n, err, sizeof err), 0);
+    free(meta);
+    free(ts);
+    st_free(&f);
+}
+
+/* Checkpoints of versions 1 (no early-stop state) and 2 (no cycle-end accuracy) still
+ * load; a meta of any other length is refused. */
+static void older_checkpoints_load(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    c.sz = 8;
+    char err[256] = "", p3[512], p2[512], p1[512], pbad[512];
+    learner *l = make(&c, ds);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .schedule = SCHED_CONSTANT};
+    assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), 0);
+    snprintf(p3, sizeof p3, "%s/v3.safetensors", root);
+    snprintf(p2, sizeof p2, "%s/v2.safetensors", root);
+    snprintf(p1, sizeof p1, "%s/v1.safetensors", root);
+    snprintf(pbad, sizeof pbad, "%s/vbad.safetensors", root);
+    assert_int_equal(learner_save(l, p3, err, sizeof err), 0);
+    st_file f;
+    assert_int_equal(st_read_file(&f, p3, err, sizeof err), 0);
+    int n3 = (int)(st_find(&f, "learner.meta")->nbytes / sizeof(int64_t));
+    st_free(&f);
+    /* Version 2 lacked the last entry (the cycle end's accuracy); version 1 also the five
+     * before it (the early stops' state). */
+    rewrite_meta(p3, p2, n3 - 1, 2);
+    rewrite_meta(p3, p1, n3 - 6, 1);
+    rewrite_meta(p3, pbad, n3 - 2, 2);
+    learner *m = make(&c, ds);
+    assert_int_equal(learner_load(m, p3, err, sizeof err), 0);
+    assert_int_equal(learner_load(m, p2, err, sizeof err), 0);
+    assert_int_equal(learner_load(m, p1, err, sizeof err), 0);
+    assert_memory_equal(learner_net(m)->params, learner_net(l)->params,
+                        learner_net(l)->n_params * sizeof(float));
+    assert_int_equal(learner_load(m, pbad, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "learner.meta"));
+    learner_destroy(m);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 /* The cycle rule: worse only when the loss did not fall and the accuracy did not rise. */
 static void cycle_worse_needs_loss_and_accuracy(void **state)
 {
@@ -976,6 +1044,7 @@ int main(void)
         cmocka_unit_test(onecycle_moves_the_momentum),
         cmocka_unit_test(early_stop_survives_resume),
         cmocka_unit_test(cycle_worse_needs_loss_and_accuracy),
+        cmocka_unit_test(older_checkpoints_load),
         cmocka_unit_test(bad_requests_are_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
