@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "blas.h"
 #include "learner.h"
 #include "weights.h"
@@ -34,19 +34,6 @@ static int on_epoch(void *ctx, const ev_epoch *e)
     fprintf(stderr, "  epoch %d: train %.4f valid %.4f acc %.4f  %.2f s\n", e->epoch,
             e->train_loss, e->valid_loss, e->accuracy, e->seconds);
     return 0;
-}
-
-static void on_note(void *ctx, const char *what, const char *why)
-{
-    (void)ctx;
-    fprintf(stderr, "  [%s] %s\n", what, why);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 typedef struct bench_cfg {
@@ -82,7 +69,7 @@ static int head_epochs(learner *l, int n, epochs_seen *s)
 {
     fit_opts fo = {.n_lrs = 1, .lrs = {0.01}, .n_cycle = n, .wd = 1e-4,
                    .schedule = SCHED_CONSTANT};
-    ev_hooks h = {.ctx = s, .on_epoch = on_epoch, .on_note = on_note};
+    ev_hooks h = {.ctx = s, .on_epoch = on_epoch, .on_note = bench_on_note};
     char err[256];
     int rc = learner_fit(l, &fo, &h, err, sizeof err);
     if (rc)
@@ -121,13 +108,10 @@ int main(int argc, char **argv)
         }
     }
     blas_startup(argv, 2);
-    ds_options o = {.format = DS_IDX, .path = b.data, .valid_pct = -1, .seed = 1};
-    dataset *ds;
+    dataset *ds = bench_open_idx(b.data);
     char err[256];
-    if (dataset_open(&ds, &o, err, sizeof err) != 0) {
-        fprintf(stderr, "dataset: %s\n", err);
+    if (!ds)
         return 1;
-    }
     const ds_info *in = dataset_info(ds);
     double n_imgs = (double)in->count[0] + in->count[1];
 
@@ -153,9 +137,9 @@ int main(int argc, char **argv)
     if (cached && head_epochs(full, 1, &sf) == 0) {
         row("the frozen body run on every batch", sf.seconds / 60.0, n_imgs / sf.seconds);
         /* The first cached fit builds the cache (both splits, one forward pass each). */
-        double t0 = now_s();
+        double t0 = bench_now_s();
         if (head_epochs(cached, 1, &sc1) == 0) {
-            double first_s = now_s() - t0;
+            double first_s = bench_now_s() - t0;
             if (head_epochs(cached, b.epochs, &sc) == 0) {
                 double epoch_s = sc.seconds / sc.n, cache_s = first_s - sc1.seconds;
                 char name[64];

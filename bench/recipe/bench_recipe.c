@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "blas.h"
 #include "learner.h"
 
@@ -45,19 +45,6 @@ static int on_epoch(void *ctx, const ev_epoch *e)
             e->epoch, e->cycle, e->train_loss, e->valid_loss, e->accuracy, e->seconds,
             e->img_per_s);
     return 0;
-}
-
-static void on_note(void *ctx, const char *what, const char *why)
-{
-    (void)ctx;
-    fprintf(stderr, "  [%s] %s\n", what, why);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 typedef struct bench_cfg {
@@ -105,9 +92,10 @@ static int run_schedule(const bench_cfg *b, dataset *ds, const char *name, int k
     if (!l)
         return -1;
     run_stats s = {0};
-    ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch, .on_note = on_note};
+    ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
+                  .on_note = bench_on_note};
     char err[256];
-    double t0 = now_s();
+    double t0 = bench_now_s();
     int rc = 0;
     fit_opts o = {.n_lrs = 1, .lrs = {b->lr}, .wd = 1e-4};
     fprintf(stderr, "%s\n", name);
@@ -143,7 +131,7 @@ static int run_schedule(const bench_cfg *b, dataset *ds, const char *name, int k
         learner_destroy(l);
         return rc;
     }
-    double minutes = (now_s() - t0) / 60.0;
+    double minutes = (bench_now_s() - t0) / 60.0;
     row(name, minutes, s.train_s > 0 ? (double)s.imgs / s.train_s : 0.0, s.acc, "");
     if (keep)
         *keep = l;
@@ -193,13 +181,10 @@ int main(int argc, char **argv)
         }
     }
     blas_startup(argv, 2);
-    ds_options o = {.format = DS_IDX, .path = b.data, .valid_pct = -1, .seed = 1};
-    dataset *ds;
+    dataset *ds = bench_open_idx(b.data);
     char err[256];
-    if (dataset_open(&ds, &o, err, sizeof err) != 0) {
-        fprintf(stderr, "dataset: %s\n", err);
+    if (!ds)
         return 1;
-    }
     const ds_info *in = dataset_info(ds);
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
            "max_zoom %g, %d epochs, lr %g, recipe budget %g min, BLAS %s x%d\n\n",
@@ -217,23 +202,23 @@ int main(int argc, char **argv)
         if (!rc)
             rc = run_schedule(&b, ds, "SGDR (cycle_len 1, cycle_mult 2)", 2, &sgdr);
         if (!rc) {
-            double t0 = now_s();
+            double t0 = bench_now_s();
             tta_result t;
-            ev_hooks h = {.on_note = on_note};
+            ev_hooks h = {.on_note = bench_on_note};
             rc = learner_tta(sgdr, 4, &h, &t, err, sizeof err);
             if (!rc) {
                 char ex[96];
                 snprintf(ex, sizeof ex, "vs %.2f%% without TTA", 100.0 * t.accuracy);
-                row("SGDR + TTA (4 augmented passes)", (now_s() - t0) / 60.0, 0.0,
+                row("SGDR + TTA (4 augmented passes)", (bench_now_s() - t0) / 60.0, 0.0,
                     t.tta_accuracy, ex);
             }
             float el, ea;
-            t0 = now_s();
+            t0 = bench_now_s();
             if (!rc && (rc = learner_snapshot_ensemble(sgdr, &el, &ea, err, sizeof err)) == 0) {
                 char ex[96];
                 snprintf(ex, sizeof ex, "%d snapshots, vs %.2f%% last weights",
                          learner_n_snapshots(sgdr), 100.0 * t.accuracy);
-                row("SGDR snapshot ensemble", (now_s() - t0) / 60.0, 0.0, ea, ex);
+                row("SGDR snapshot ensemble", (bench_now_s() - t0) / 60.0, 0.0, ea, ex);
             }
             if (rc)
                 fprintf(stderr, "%s\n", err);
@@ -244,12 +229,12 @@ int main(int argc, char **argv)
         learner *l = make(&b, ds);
         run_stats s = {0};
         ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
-                      .on_note = on_note};
+                      .on_note = bench_on_note};
         recipe_opts ro = {.max_epochs = b.epochs, .n_aug = 4, .budget_minutes = b.budget};
         tta_result t;
-        double t0 = now_s();
+        double t0 = bench_now_s();
         rc = l ? learner_recipe(l, &ro, &h, &t, err, sizeof err) : -1;
-        double minutes = (now_s() - t0) / 60.0;
+        double minutes = (bench_now_s() - t0) / 60.0;
         if (!rc) {
             char ex[128];
             snprintf(ex, sizeof ex, "target >= 94.00%% in <= 20 min: %s",
