@@ -320,8 +320,6 @@ target:;
 static void transfer_beats_scratch(void **state)
 {
     (void)state;
-    if (!fashion || UNDER_ASAN)
-        skip(); /* the recipe's code paths run under ASan in test_learner already */
     uint64_t seeds[16] = {7};
     int n_seeds = 1;
     const char *env = getenv("SGDRD_TRANSFER_SEEDS");
@@ -357,8 +355,6 @@ static int setup(void **state)
     snprintf(root, sizeof root, "/tmp/sgdrd-transfer-XXXXXX");
     if (!mkdtemp(root))
         return -1;
-    if (access(FASHION, R_OK) != 0)
-        return 0;
     ds_options o = {.format = DS_IDX, .path = FASHION, .valid_pct = -1, .seed = 1};
     char err[256];
     if (dataset_open(&fashion, &o, err, sizeof err) != 0) {
@@ -379,6 +375,14 @@ static int teardown(void **state)
 
 int main(void)
 {
+    /* Exit status 77 is meson's "skipped": the test did not run, so it must not count as
+     * passed. Under ASan it would take hours; the recipe's code paths run under ASan in
+     * test_learner already. */
+    if (UNDER_ASAN || access(FASHION, R_OK) != 0) {
+        printf("skipped: %s\n", UNDER_ASAN ? "too slow under AddressSanitizer"
+                                           : FASHION " is absent");
+        return 77;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(transfer_beats_scratch),
     };
