@@ -336,8 +336,8 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         int next_len = 0;
         if (!stop && is_last && o->time_limit_s > 0)
             next_len = next_cycle_epochs(&plan, e, total_epochs);
-        double done_s = lrn_now_s() - t0,
-               next_end_s = done_s + next_len * epochs_s / (e + 1 - fp_first);
+        double done_s = lrn_now_s() - t0, mean_epoch_s = epochs_s / (e + 1 - fp_first),
+               next_end_s = done_s + next_len * mean_epoch_s;
         if (next_len > 0 && next_end_s > o->time_limit_s)
             stop = 3;
         if (take && (rc = best_take(l, &best, &have_best, err, errlen)))
@@ -372,7 +372,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
                      "stopped at the end of cycle %d after %.1f minutes: the next cycle's %d "
                      "epoch%s at %.1f minutes each would end at %.1f minutes, past the limit "
                      "of %.1f; kept this cycle end's weights", ee.cycle, done_s / 60.0,
-                     next_len, next_len == 1 ? "" : "s", epochs_s / (e + 1 - fp_first) / 60.0,
+                     next_len, next_len == 1 ? "" : "s", mean_epoch_s / 60.0,
                      next_end_s / 60.0, o->time_limit_s / 60.0);
             else
                 lrn_note(h, "stop",
