@@ -106,7 +106,7 @@ static int on_epoch(void *ctx, const ev_epoch *e)
     sink *k = ctx;
     jq_sweep_close(k);
     store_epoch se = {e->epoch, e->cycle, e->train_loss, e->valid_loss, e->accuracy, e->f2,
-                      e->seconds, e->img_per_s};
+                      e->seconds, e->img_per_s, e->step};
     int n = -1;
     if (store_epoch_add(k->jq->st, k->run_id, k->job_id, &se, &n))
         log_msg(LOG_ERROR, k->job_id, "cannot record epoch %d: %s", e->epoch, store_errmsg());

@@ -44,6 +44,8 @@ typedef struct ev_sweep_end {
 
 typedef struct ev_epoch {
     int epoch;         /* 0-based within the fit */
+    int64_t step;      /* ev_batch.step of the epoch's last batch: where its validation
+                        * point and end mark go on a chart over iterations */
     int cycle;         /* 0-based SGDR cycle */
     float train_loss, valid_loss;
     float accuracy;    /* single-label accuracy, or accuracy at 0.5 for multi-label */

@@ -288,7 +288,7 @@ static void bind_real_or_null(sqlite3_stmt *s, int i, double v)
 }
 
 #define EPOCH_COLS "epoch, fit_epoch, cycle, job_id AS job, train_loss, valid_loss, " \
-                   "accuracy, f2, seconds, img_per_s, time"
+                   "accuracy, f2, seconds, img_per_s, time, step"
 
 int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch *e,
                     int *epoch_out)
@@ -302,8 +302,9 @@ int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch
     int64_t row = 0;
     if (rc == 0)
         rc = prep(st->w, "INSERT INTO epochs(run_id, job_id, epoch, fit_epoch, cycle, "
-                         "train_loss, valid_loss, accuracy, f2, seconds, img_per_s, time) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", &s);
+                         "train_loss, valid_loss, accuracy, f2, seconds, img_per_s, time, step) "
+                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                  &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
         sqlite3_bind_int64(s, 2, job_id);
@@ -317,6 +318,8 @@ int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch
         bind_real_or_null(s, 10, e->seconds);
         bind_real_or_null(s, 11, e->img_per_s);
         sqlite3_bind_double(s, 12, store_now_s());
+        if (e->step > 0)
+            sqlite3_bind_int64(s, 13, e->step);
         rc = wrun_insert(st, s, &row);
         sqlite3_finalize(s);
     }

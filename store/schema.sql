@@ -148,3 +148,8 @@ CREATE TABLE predictions (
 );
 
 ALTER TABLE jobs ADD COLUMN resumed_from INTEGER REFERENCES jobs(id) ON DELETE SET NULL;
+
+-- version 3
+-- An epoch row remembers the global iteration of its last batch, so that charts place its
+-- validation point exactly instead of matching times. NULL in rows from before.
+ALTER TABLE epochs ADD COLUMN step INTEGER;

@@ -262,6 +262,7 @@ typedef struct store_epoch {
     int cycle;
     double train_loss, valid_loss, accuracy, f2;   /* f2 < 0: single-label (stored NULL) */
     double seconds, img_per_s;
+    int64_t step;         /* global iteration of the epoch's last batch; <= 0: NULL */
 } store_epoch;
 
 /* Committed at once (flushes buffered points first) with an "epoch" event; the run-wide
@@ -269,7 +270,7 @@ typedef struct store_epoch {
 int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch *e,
                     int *epoch_out);
 /* *out: [{"epoch","fit_epoch","cycle","job","train_loss","valid_loss","accuracy","f2"|null,
- *         "seconds","img_per_s","time"}] oldest first. */
+ *         "seconds","img_per_s","time","step"|null}] oldest first. */
 int store_epochs_get(store *st, int64_t run_id, json_t **out);
 
 /* ---- snapshots and checkpoints --------------------------------------------------------- */

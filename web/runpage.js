@@ -290,12 +290,11 @@ export function runPage(root, runId) {
     input.focus();
   }
 
-  // The iteration an epoch ended at: its `step` when the API gives one, else the last
-  // train_loss point recorded before the epoch's row (the row is written after the epoch's
-  // last batch and before the next epoch's first).
+  // The iteration an epoch ended at: its `step`, or for rows recorded before epochs had
+  // one (schema version 3), the last train_loss point recorded before the epoch's row (the
+  // row is written after the epoch's last batch and before the next epoch's first).
   function epochStep(e) {
-    const s = pick(e, 'step', 'end_step', 'last_step');
-    if (isNum(s)) return s;
+    if (isNum(e.step)) return e.step;
     const tl = st.series.get('train_loss') || [];
     if (!isNum(e.time) || !tl.length || !isNum(tl[0].time)) return undefined;
     let lo = 0;

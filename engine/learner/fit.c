@@ -288,7 +288,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
             goto out_stop;
         }
         double train_s = lrn_now_s() - te;
-        ev_epoch ee = {.epoch = e, .train_loss = (float)last_sl};
+        ev_epoch ee = {.epoch = e, .step = l->step, .train_loss = (float)last_sl};
         int is_last = 0;
         ee.cycle = sched_cycle_of_epoch(&plan, e, &is_last);
         rc = lrn_validate(l, &ee.valid_loss, &ee.accuracy, &ee.f2);

@@ -58,6 +58,7 @@ def test_fit_one_cycle(flow):
     m = d.get(API + "/runs/%d/metrics?key=train_loss" % run).json()
     steps = [p["step"] for p in m["points"]]
     assert len(steps) == 6 and steps == sorted(steps)   # 48 images / bs 8
+    assert e["step"] == steps[-1]   # the epoch's validation point sits on its last batch
     page = d.get(API + "/runs/%d/metrics?key=train_loss&limit=2&after_step=%d"
                  % (run, steps[1])).json()
     assert [p["step"] for p in page["points"]] == steps[2:4]

@@ -178,6 +178,7 @@ typedef struct rec {
     int64_t last_step;
     char last_note[32];
     int lr_mismatch, mom_mismatch;
+    int step_mismatch;        /* epochs whose step is not their last batch's */
     float mom_min;
     const sched_plan *plan;
     double lr0[4];
@@ -210,6 +211,8 @@ static int on_epoch(void *ctx, const ev_epoch *e)
     rec *r = ctx;
     r->n_epoch++;
     r->last_acc = e->accuracy;
+    if (e->step != r->last_step)
+        r->step_mismatch++;
     return r->cancel_after_epoch >= 0 && e->epoch >= r->cancel_after_epoch;
 }
 
@@ -275,6 +278,7 @@ static void fit_learns_the_shapes(void **state)
     assert_int_equal(r.n_cycle_end, 1);
     assert_int_equal(r.lr_mismatch, 0);
     assert_int_equal(r.mom_mismatch, 0);
+    assert_int_equal(r.step_mismatch, 0);
     learner_state st;
     learner_get_state(l, &st);
     assert_int_equal(st.step, 4 * (N_TRAIN / 16));

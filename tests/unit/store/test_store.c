@@ -155,7 +155,9 @@ static void migrates_from_version_1_keeping_rows(void **state)
     assert_int_equal(sqlite3_exec(db,
         "INSERT INTO datasets(name, path, format, created_at) VALUES ('old', '/d', 'idx', 1);"
         "INSERT INTO runs(dataset_id, arch, config, created_at) VALUES (1, 'resnet18', '{}', 1);"
-        "INSERT INTO jobs(run_id, kind, state, created_at) VALUES (1, 'fit', 'queued', 1);",
+        "INSERT INTO jobs(run_id, kind, state, created_at) VALUES (1, 'fit', 'queued', 1);"
+        "INSERT INTO epochs(run_id, job_id, epoch, fit_epoch, cycle, accuracy, time) "
+        "VALUES (1, 1, 0, 0, 0, 0.5, 1);",
         NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
@@ -169,6 +171,11 @@ static void migrates_from_version_1_keeping_rows(void **state)
     json_decref(j);
     assert_int_equal(store_run_get(st, 1, &j), 0);
     assert_string_equal(jstr(j, "arch"), "resnet18");
+    json_decref(j);
+    /* The v3 column: an epoch recorded before it has no step. */
+    assert_int_equal(store_epochs_get(st, 1, &j), 0);
+    assert_int_equal(json_array_size(j), 1);
+    assert_true(json_is_null(json_object_get(json_array_get(j, 0), "step")));
     json_decref(j);
     /* v2 tables work on the migrated file. */
     assert_int_equal(store_job_start(st, 1), 0);
@@ -377,7 +384,7 @@ static void runs_crud_and_cascade(void **state)
     assert_int_equal(jint(json_object_get(j, "current_job"), "id"), j1);
     json_decref(j);
     assert_int_equal(store_job_start(f->st, j1), 0);
-    store_epoch e = {0, 0, 0.9, 0.7, 0.75, -1, 10, 1000};
+    store_epoch e = {0, 0, 0.9, 0.7, 0.75, -1, 10, 1000, 0};
     assert_int_equal(store_epoch_add(f->st, run, j1, &e, NULL), 0);
     e.valid_loss = 0.5;
     e.accuracy = 0.8;
@@ -683,11 +690,13 @@ static void epochs_snapshots_predictions(void **state)
     int64_t j1 = make_job(f->st, run, "fit"), j2 = make_job(f->st, run, "predict_test");
     int ep = -1;
     for (int i = 0; i < 3; i++) {
-        store_epoch e = {i, i / 2, 1.0 - i * 0.1, 0.9 - i * 0.1, 0.5 + i * 0.1, -1, 12.5, 800};
+        /* The first epoch has no step (0): NULL. */
+        store_epoch e = {i, i / 2, 1.0 - i * 0.1, 0.9 - i * 0.1, 0.5 + i * 0.1, -1, 12.5, 800,
+                         100 * i};
         assert_int_equal(store_epoch_add(f->st, run, i < 2 ? j1 : j2, &e, &ep), 0);
         assert_int_equal(ep, i);
     }
-    store_epoch e = {0, 0, 1, 1, 1, 0.7, 1, 1};
+    store_epoch e = {0, 0, 1, 1, 1, 0.7, 1, 1, 0};
     assert_int_equal(store_epoch_add(f->st, run + 4, j1, &e, &ep), -ENOENT);
     json_t *j;
     assert_int_equal(store_epochs_get(f->st, run, &j), 0);
@@ -698,6 +707,8 @@ static void epochs_snapshots_predictions(void **state)
     assert_int_equal(jint(last, "job"), j2);
     assert_true(json_is_null(json_object_get(last, "f2")));
     assert_true(fabs(json_real_value(json_object_get(last, "accuracy")) - 0.7) < 1e-9);
+    assert_int_equal(jint(last, "step"), 200);
+    assert_true(json_is_null(json_object_get(json_array_get(j, 0), "step")));
     json_decref(j);
 
     int64_t s1, s2;
@@ -775,7 +786,7 @@ static void commits_notify_subscribers_and_events_resume(void **state)
     }
     assert_int_equal(store_note_push(f->st, run, job, "unfreeze", "the head has converged"),
                      0);
-    store_epoch e = {0, 0, 1, 1, 0.5, -1, 1, 1};
+    store_epoch e = {0, 0, 1, 1, 0.5, -1, 1, 1, 0};
     /* The epoch flushes the buffered points first: they come before it. */
     assert_int_equal(store_epoch_add(f->st, run, job, &e, NULL), 0);
     assert_int_equal(r.n, 9);
@@ -996,7 +1007,7 @@ static void failing_writes_leave_previous_data_intact(void **state)
 
     /* A failing epoch or transition changes nothing, and the store carries on. */
     store_test_fail_write(f->st, 2);
-    store_epoch e = {0, 0, 1, 1, 1, -1, 1, 1};
+    store_epoch e = {0, 0, 1, 1, 1, -1, 1, 1, 0};
     assert_int_equal(store_epoch_add(f->st, run, job, &e, NULL), -EIO);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM epochs"), 0);
     store_test_fail_write(f->st, 1);
