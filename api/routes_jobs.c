@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "jobs.h"
+#include "learner.h"
 #include "routes.h"
 #include "safetensors.h"
 #include "store.h"
@@ -189,6 +190,14 @@ void route_model_create(api_req *r)
     rc = st_read_file(&f, r->tmp_path, err, sizeof err);
     if (rc) {
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "not a usable safetensors file: %s", err);
+        return;
+    }
+    /* A file a run could not start from is refused now, not when its first job fails. */
+    rc = learner_check_pretrained(arch, &f, err, sizeof err);
+    if (rc) {
+        st_free(&f);
+        reply_problem(r, 400, PROBLEM_INVALID, NULL, "the uploaded file is not a %s body: %s",
+                      arch, err);
         return;
     }
     info = json_pack("{s:i}", "tensors", f.n);

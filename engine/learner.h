@@ -19,6 +19,7 @@
 #include "events.h"
 #include "lrfind.h"
 #include "models/models.h"
+#include "safetensors.h"
 #include "net.h"
 #include "lrsched.h"
 
@@ -44,6 +45,12 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
                    size_t errlen);
 void learner_destroy(learner *l);
 net *learner_net(learner *l);
+
+/* Whether f can be a pretrained body of arch, as learner_create will judge it: conv1.weight
+ * takes 1 or 3 channels and the body's tensors are all there with their shapes
+ * (weights_load_st's WEIGHTS_BODY rules). For refusing a file when it is imported rather
+ * than when a run first uses it. 0 or -EINVAL (or -ENOMEM) with err saying why. */
+int learner_check_pretrained(const char *arch, const st_file *f, char *err, size_t errlen);
 
 /* ---- state changes (cheap, synchronous) ------------------------------------------------- */
 

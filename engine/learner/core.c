@@ -345,10 +345,37 @@ void learner_destroy(learner *l)
 }
 
 /* c_in of a pretrained file: the second dimension of conv1.weight. */
-static int pretrained_c_in(const st_file *f)
+/* The input channels of a pretrained body, 1 or 3, from its conv1.weight; else -EINVAL with
+ * err naming what (the file's path, or "the file"). */
+static int pretrained_c_in(const st_file *f, const char *what, char *err, size_t errlen)
 {
     const st_tensor *t = st_find(f, "conv1.weight");
-    return t && t->ndim == 4 ? (int)t->shape[1] : -1;
+    int c_in = t && t->ndim == 4 ? (int)t->shape[1] : -1;
+    if (c_in != 1 && c_in != 3) {
+        lrn_set_err(err, errlen, "pretrained: %s has no conv1.weight of 1 or 3 input channels",
+                    what);
+        return -EINVAL;
+    }
+    return c_in;
+}
+
+int learner_check_pretrained(const char *arch, const st_file *f, char *err, size_t errlen)
+{
+    int c_in = pretrained_c_in(f, "the file", err, errlen);
+    if (c_in < 0)
+        return c_in;
+    model_spec ms;
+    model_spec_defaults(&ms);
+    ms.arch = arch;
+    ms.c_in = c_in;
+    ms.head = HEAD_PLAIN; /* WEIGHTS_BODY ignores a plain head's fc.* and checks the rest */
+    net *n;
+    int rc = model_create(&n, &ms, err, errlen);
+    if (rc)
+        return rc;
+    rc = weights_load_st(n, f, WEIGHTS_BODY, err, errlen);
+    net_destroy(n);
+    return rc;
 }
 
 int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *err,
@@ -410,11 +437,9 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
         rc = st_read_file(&pre, l->pretrained, err, errlen);
         if (rc)
             goto out_fail;
-        l->c_in = pretrained_c_in(&pre);
-        if (l->c_in != 1 && l->c_in != 3) {
-            lrn_set_err(err, errlen, "pretrained: %s has no conv1.weight of 1 or 3 input channels",
-                    l->pretrained);
-            rc = -EINVAL;
+        l->c_in = pretrained_c_in(&pre, l->pretrained, err, errlen);
+        if (l->c_in < 0) {
+            rc = l->c_in;
             goto out_fail;
         }
     }

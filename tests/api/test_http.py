@@ -10,7 +10,7 @@ import tarfile
 
 import pytest
 
-from conftest import API, SRC, assert_problem, make_image_dataset, png_bytes
+from conftest import API, SRC, assert_problem, make_image_dataset, png_bytes, wait_job
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -165,22 +165,56 @@ def test_job_queue_and_cancel(daemon, run):
     assert_problem(daemon.get(API + "/jobs/%d/predictions.csv" % job["id"]), 404)
 
 
-def test_models_import_list_delete(daemon):
-    header = json.dumps({"fc.weight": {"dtype": "F32", "shape": [2, 2],
-                                       "data_offsets": [0, 16]}}).encode()
-    blob = len(header).to_bytes(8, "little") + header + bytes(16)
-    r = daemon.post(API + "/models?name=tiny&arch=resnet18", blob,
+def body_weights(daemon):
+    """A resnet_small body with a plain head, as a run's weights after a short fit."""
+    r = daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
+                                    "bs": 4, "head": "plain"})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    r = daemon.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 1})
+    assert r.status == 202, r
+    assert wait_job(daemon, r.json()["id"])["state"] == "succeeded"
+    w = daemon.get(API + "/runs/%d/weights" % run)
+    assert w.status == 200, w
+    assert daemon.request("DELETE", API + "/runs/%d" % run).status == 204
+    return w.body
+
+
+def test_models_import_list_delete(daemon, dataset):
+    blob = body_weights(daemon)
+    r = daemon.post(API + "/models?name=small&arch=resnet_small", blob,
                     ctype="application/octet-stream")
     assert r.status == 201, r
     m = r.json()
-    assert m["name"] == "tiny" and m["arch"] == "resnet18" and m["bytes"] == len(blob)
+    assert m["name"] == "small" and m["arch"] == "resnet_small" and m["bytes"] == len(blob)
     assert r.headers["location"] == API + "/models/%d" % m["id"]
     assert m["id"] in [x["id"] for x in daemon.get(API + "/models").json()["items"]]
+    # A run starts from the imported body.
+    r = daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
+                                    "bs": 4, "pretrained": m["id"]})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    r = daemon.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 1})
+    assert wait_job(daemon, r.json()["id"])["state"] == "succeeded"
+    assert daemon.request("DELETE", API + "/runs/%d" % run).status == 204
+
     before = counts(daemon)
-    assert_problem(daemon.post(API + "/models?name=tiny&arch=resnet18", blob,
+    assert_problem(daemon.post(API + "/models?name=small&arch=resnet_small", blob,
                                ctype="application/octet-stream"), 409)
     assert_problem(daemon.post(API + "/models?name=bad&arch=resnet18", b"\x05" * 40,
                                ctype="application/octet-stream"), 400)
+    # Files a run could not start from are refused at import: another arch's body, a
+    # head alone, no tensors at all.
+    r = daemon.post(API + "/models?name=other&arch=resnet18", blob,
+                    ctype="application/octet-stream")
+    assert_problem(r, 400)
+    assert "not a resnet18 body" in r.json()["detail"], r
+    for tensors in ({"fc.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}},
+                    {}):
+        header = json.dumps(tensors).encode()
+        part = len(header).to_bytes(8, "little") + header + bytes(16 if tensors else 0)
+        assert_problem(daemon.post(API + "/models?name=part&arch=resnet_small", part,
+                                   ctype="application/octet-stream"), 400)
     assert_problem(daemon.post(API + "/models?name=x&arch=vgg", blob,
                                ctype="application/octet-stream"), 400, field="arch")
     assert_problem(daemon.post(API + "/models?arch=resnet18", blob,
