@@ -603,3 +603,18 @@ def test_concurrent_clients(daemon, run):
         results = list(ex.map(one, range(16 * 24)))
     assert all(results), results.count(False)
     assert counts(daemon) == before
+
+
+# ---- robustness (found by fuzzing the running daemon) -------------------------------------
+
+def test_upload_overlong_file_name_is_refused(daemon):
+    """A file name longer than the file system takes is the client's fault: a 400 that
+    names the entry, not a 500 from the extraction."""
+    members = dataset_members()
+    members.append(({"name": "train/cat/" + "a" * 300 + ".png"}, png_bytes()))
+    before = counts(daemon)
+    r = daemon.post(API + "/datasets?name=x_longname", tar_bytes(members),
+                    ctype="application/x-tar")
+    p = assert_problem(r, 400)
+    assert "train/cat/aaa" in p["detail"] and "too long" in p["detail"], p
+    assert counts(daemon) == before
