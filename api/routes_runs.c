@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "learner.h"
+#include "models/models.h"
 #include "routes.h"
 #include "sse.h"
 #include "store.h"
@@ -285,7 +287,7 @@ static const spec_field early_stop_spec[] = {
 
 static const spec_field fit_spec[] = {
     {.name = "lrs", .type = SPEC_NUMBERS, .required = 1, .min = 1e-12, .max = 100,
-     .min_n = 1, .max_n = 4, .offset = offsetof(fit_body, lrs)},
+     .min_n = 1, .max_n = MODEL_N_GROUPS, .offset = offsetof(fit_body, lrs)},
     {.name = "n_cycle", .type = SPEC_INT, .required = 1, .min = 1, .max = 1000,
      .offset = offsetof(fit_body, n_cycle)},
     {.name = "cycle_len", .type = SPEC_INT, .min = 1, .max = 1000,
@@ -309,10 +311,9 @@ void route_run_fit(api_req *r)
     fit_body b = {.cycle_len = 1, .cycle_mult = 1};
     if (req_need_backend(r) || req_parse(r, fit_spec, &b))
         return;
-    if (b.lrs.n == 2) {
-        /* One LR for all groups or one per group (3 for every model here): two is neither. */
+    if (b.lrs.n != 1 && b.lrs.n != MODEL_N_GROUPS) {
         reply_problem(r, 400, PROBLEM_INVALID, "lrs",
-                      "lrs must be one number or one per layer group");
+                      "lrs must be one number or one per layer group (%d)", MODEL_N_GROUPS);
         return;
     }
     submit(r, JOB_FIT);
@@ -341,7 +342,8 @@ static const spec_field resize_spec[] = {
     {0},
 };
 static const spec_field tta_spec[] = {
-    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = 16, .offset = offsetof(int_body, v)},
+    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG,
+     .offset = offsetof(int_body, v)},
     {0},
 };
 static const spec_field predict_test_spec[] = {
@@ -359,7 +361,7 @@ static const spec_field recipe_spec[] = {
      .offset = offsetof(recipe_body, max_epochs)},
     {.name = "close_to_imagenet", .type = SPEC_BOOL,
      .offset = offsetof(recipe_body, close_to_imagenet)},
-    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = 16,
+    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG,
      .offset = offsetof(recipe_body, n_aug)},
     {.name = "budget_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
      .offset = offsetof(recipe_body, budget_minutes)},

@@ -618,3 +618,27 @@ def test_upload_overlong_file_name_is_refused(daemon):
     p = assert_problem(r, 400)
     assert "train/cat/aaa" in p["detail"] and "too long" in p["detail"], p
     assert counts(daemon) == before
+
+
+def test_tta_n_aug_bound_is_the_engines(daemon, run):
+    """n_aug over what the engine takes is a 400 at the request, not a failed job, and
+    the OpenAPI document states the same maximum."""
+    before = counts(daemon)
+    for path in ("tta", "recipe"):
+        assert_problem(daemon.post(API + "/runs/%d/%s" % (run["id"], path), {"n_aug": 16}),
+                       400, field="n_aug")
+    assert counts(daemon) == before
+    doc = daemon.get(API + "/openapi.json").json()
+    for path in ("tta", "recipe"):
+        body = doc["paths"][API + "/runs/{id}/" + path]["post"]["requestBody"]
+        n_aug = body["content"]["application/json"]["schema"]["properties"]["n_aug"]
+        assert n_aug["maximum"] == 15, (path, n_aug)
+
+
+def test_fit_more_lrs_than_layer_groups(daemon, run):
+    before = counts(daemon)
+    assert_problem(daemon.post(API + "/runs/%d/fit" % run["id"],
+                               {"lrs": [1e-4, 1e-3, 1e-2, 1e-1], "n_cycle": 1}),
+                   400, field="lrs")
+    assert counts(daemon) == before
+
