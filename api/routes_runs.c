@@ -382,11 +382,47 @@ void route_run_unfreeze(api_req *r)
         submit(r, JOB_UNFREEZE);
 }
 
+/* Answers 409 when the body is not frozen, which precompute needs. The run's saved state
+ * is the learner's only while no job of the run is queued or running (a queued freeze or
+ * unfreeze would change it, a recipe in ways known only when it runs); then the job judges
+ * for itself. A run no job has finished yet has the state learner_create gives it: the
+ * body frozen only when pretrained. */
+static int precompute_conflict(api_req *r)
+{
+    json_t *run = NULL, *st;
+    char what[48];
+    int rc = store_run_get(r->srv->store, r->ids[0], &run);
+    if (rc) {
+        snprintf(what, sizeof what, "run %lld", (long long)r->ids[0]);
+        reply_store_error(r, rc, what);
+        return rc;
+    }
+    st = json_object_get(run, "state");
+    if (json_is_null(json_object_get(run, "current_job"))) {
+        json_t *ft = json_object_get(st, "freeze_to"), *ng = json_object_get(st, "n_groups");
+        int head = (json_is_integer(ng) ? (int)json_integer_value(ng) : MODEL_N_GROUPS) - 1;
+        int frozen = json_is_integer(ft) ? json_integer_value(ft) == head
+                                         : json_is_integer(json_object_get(run, "model"));
+        if (!frozen) {
+            reply_problem(r, 409, PROBLEM_CONFLICT, "on",
+                          "precompute needs the body frozen (freeze_to %d); run %lld has "
+                          "freeze_to %lld: freeze it first", head, (long long)r->ids[0],
+                          json_is_integer(ft) ? (long long)json_integer_value(ft) : 0ll);
+            rc = -EBUSY;
+        }
+    }
+    json_decref(run);
+    return rc;
+}
+
 void route_run_precompute(api_req *r)
 {
     bool_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, precompute_spec, &b))
-        submit(r, JOB_PRECOMPUTE);
+    if (req_need_backend(r) || req_parse(r, precompute_spec, &b))
+        return;
+    if (b.v && precompute_conflict(r))
+        return;
+    submit(r, JOB_PRECOMPUTE);
 }
 
 void route_run_resize(api_req *r)

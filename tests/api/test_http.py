@@ -642,3 +642,17 @@ def test_fit_more_lrs_than_layer_groups(daemon, run):
                    400, field="lrs")
     assert counts(daemon) == before
 
+
+def test_precompute_on_an_unfrozen_run_is_a_conflict(daemon, dataset):
+    """A run without a pretrained body trains every group: precompute needs the body
+    frozen, and the request says so instead of queueing a job that fails."""
+    r = daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
+                                    "bs": 4})
+    assert r.status == 201, r
+    rid = r.json()["id"]
+    before = counts(daemon)
+    p = assert_problem(daemon.post(API + "/runs/%d/precompute" % rid, {"on": True}), 409,
+                       field="on")
+    assert "frozen" in p["detail"], p
+    assert counts(daemon) == before
+    assert daemon.request("DELETE", API + "/runs/%d" % rid).status == 204
