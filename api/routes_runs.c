@@ -480,6 +480,11 @@ void route_run_predict(api_req *r)
                       (long long)r->ids[0]);
         return;
     }
+    if (rc == -ESTALE) {
+        reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "run %lld: %s", (long long)r->ids[0],
+                      err);
+        return;
+    }
     if (rc) {
         snprintf(what, sizeof what, "run %lld", (long long)r->ids[0]);
         if (rc == -ENOENT || !err[0])

@@ -656,3 +656,36 @@ def test_precompute_on_an_unfrozen_run_is_a_conflict(daemon, dataset):
     assert "frozen" in p["detail"], p
     assert counts(daemon) == before
     assert daemon.request("DELETE", API + "/runs/%d" % rid).status == 204
+
+
+def test_dataset_folder_gone_after_the_run(daemon):
+    """A run whose dataset folder was deleted, or changed into something unusable, after
+    the run was created still exists (200); predicting with it is a 409 naming the
+    dataset and its folder, and a job on it fails saying the same."""
+    import shutil
+    from conftest import wait_job
+    root = make_image_dataset(os.path.join(daemon.datasets, "gone"), per_class=3)
+    r = daemon.post(API + "/datasets", {"name": "gone", "path": root, "format": "folders"})
+    assert r.status == 201, r
+    r = daemon.post(API + "/runs", {"dataset": "gone", "arch": "resnet_small", "sz": 16,
+                                    "bs": 2})
+    assert r.status == 201, r
+    rid = r.json()["id"]
+    r = daemon.post(API + "/runs/%d/fit" % rid, {"lrs": 0.01, "n_cycle": 1})
+    assert r.status == 202, r
+    assert wait_job(daemon, r.json()["id"])["state"] == "succeeded"
+    shutil.rmtree(root)
+    for broken in ("deleted", "train is a file"):
+        if broken == "train is a file":
+            os.makedirs(root)
+            with open(os.path.join(root, "train"), "w") as f:
+                f.write("not a folder")
+        assert daemon.get(API + "/runs/%d" % rid).status == 200
+        r = daemon.post(API + "/runs/%d/predict" % rid, png_bytes(), ctype="image/png")
+        p = assert_problem(r, 409)
+        assert '"gone"' in p["detail"] and root in p["detail"], p
+    r = daemon.post(API + "/runs/%d/tta" % rid, {"n_aug": 1})
+    assert r.status == 202, r
+    j = wait_job(daemon, r.json()["id"])
+    assert j["state"] == "failed" and '"gone"' in j["error"] and root in j["error"], j
+    assert daemon.get(API + "/health").status == 200
