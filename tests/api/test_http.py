@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import tarfile
+import time
 
 import pytest
 
@@ -689,3 +690,27 @@ def test_dataset_folder_gone_after_the_run(daemon):
     j = wait_job(daemon, r.json()["id"])
     assert j["state"] == "failed" and '"gone"' in j["error"] and root in j["error"], j
     assert daemon.get(API + "/health").status == 200
+
+
+def test_event_streams_have_their_own_cap(daemon, run):
+    """Event streams hold their connections: past their cap (32) a new one is a 503
+    problem, and the rest of the API still answers."""
+    streams = []
+    try:
+        for _ in range(32):
+            s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+            s.sendall(("GET %s/runs/%d/events HTTP/1.1\r\nHost: x\r\n\r\n"
+                       % (API, run["id"])).encode())
+            assert s.recv(64).startswith(b"HTTP/1.1 200"), "stream %d" % len(streams)
+            streams.append(s)
+        r = daemon.get(API + "/runs/%d/events" % run["id"])
+        assert_problem(r, 503, code="REQUEST_LIMIT_EXCEEDED")
+        assert r.headers.get("retry-after")
+        assert daemon.get(API + "/health").status == 200
+    finally:
+        for s in streams:
+            s.close()
+    # the streams notice their clients gone within a second or two; later tests need room
+    deadline = time.monotonic() + 10
+    while daemon.get(API + "/health").json()["event_streams"] and time.monotonic() < deadline:
+        time.sleep(0.2)
