@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "jobs.h"
+#include "learner.h"
+#include "models/models.h"
 #include "routes.h"
 #include "sse.h"
 #include "store.h"
@@ -285,7 +287,7 @@ static const spec_field early_stop_spec[] = {
 
 static const spec_field fit_spec[] = {
     {.name = "lrs", .type = SPEC_NUMBERS, .required = 1, .min = 1e-12, .max = 100,
-     .min_n = 1, .max_n = 4, .offset = offsetof(fit_body, lrs)},
+     .min_n = 1, .max_n = MODEL_N_GROUPS, .offset = offsetof(fit_body, lrs)},
     {.name = "n_cycle", .type = SPEC_INT, .required = 1, .min = 1, .max = 1000,
      .offset = offsetof(fit_body, n_cycle)},
     {.name = "cycle_len", .type = SPEC_INT, .min = 1, .max = 1000,
@@ -309,10 +311,9 @@ void route_run_fit(api_req *r)
     fit_body b = {.cycle_len = 1, .cycle_mult = 1};
     if (req_need_backend(r) || req_parse(r, fit_spec, &b))
         return;
-    if (b.lrs.n == 2) {
-        /* One LR for all groups or one per group (3 for every model here): two is neither. */
+    if (b.lrs.n != 1 && b.lrs.n != MODEL_N_GROUPS) {
         reply_problem(r, 400, PROBLEM_INVALID, "lrs",
-                      "lrs must be one number or one per layer group");
+                      "lrs must be one number or one per layer group (%d)", MODEL_N_GROUPS);
         return;
     }
     submit(r, JOB_FIT);
@@ -341,7 +342,8 @@ static const spec_field resize_spec[] = {
     {0},
 };
 static const spec_field tta_spec[] = {
-    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = 16, .offset = offsetof(int_body, v)},
+    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG,
+     .offset = offsetof(int_body, v)},
     {0},
 };
 static const spec_field predict_test_spec[] = {
@@ -359,7 +361,7 @@ static const spec_field recipe_spec[] = {
      .offset = offsetof(recipe_body, max_epochs)},
     {.name = "close_to_imagenet", .type = SPEC_BOOL,
      .offset = offsetof(recipe_body, close_to_imagenet)},
-    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = 16,
+    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG,
      .offset = offsetof(recipe_body, n_aug)},
     {.name = "budget_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
      .offset = offsetof(recipe_body, budget_minutes)},
@@ -380,11 +382,47 @@ void route_run_unfreeze(api_req *r)
         submit(r, JOB_UNFREEZE);
 }
 
+/* Answers 409 when the body is not frozen, which precompute needs. The run's saved state
+ * is the learner's only while no job of the run is queued or running (a queued freeze or
+ * unfreeze would change it, a recipe in ways known only when it runs); then the job judges
+ * for itself. A run no job has finished yet has the state learner_create gives it: the
+ * body frozen only when pretrained. */
+static int precompute_conflict(api_req *r)
+{
+    json_t *run = NULL, *st;
+    char what[48];
+    int rc = store_run_get(r->srv->store, r->ids[0], &run);
+    if (rc) {
+        snprintf(what, sizeof what, "run %lld", (long long)r->ids[0]);
+        reply_store_error(r, rc, what);
+        return rc;
+    }
+    st = json_object_get(run, "state");
+    if (json_is_null(json_object_get(run, "current_job"))) {
+        json_t *ft = json_object_get(st, "freeze_to"), *ng = json_object_get(st, "n_groups");
+        int head = (json_is_integer(ng) ? (int)json_integer_value(ng) : MODEL_N_GROUPS) - 1;
+        int frozen = json_is_integer(ft) ? json_integer_value(ft) == head
+                                         : json_is_integer(json_object_get(run, "model"));
+        if (!frozen) {
+            reply_problem(r, 409, PROBLEM_CONFLICT, "on",
+                          "precompute needs the body frozen (freeze_to %d); run %lld has "
+                          "freeze_to %lld: freeze it first", head, (long long)r->ids[0],
+                          json_is_integer(ft) ? (long long)json_integer_value(ft) : 0ll);
+            rc = -EBUSY;
+        }
+    }
+    json_decref(run);
+    return rc;
+}
+
 void route_run_precompute(api_req *r)
 {
     bool_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, precompute_spec, &b))
-        submit(r, JOB_PRECOMPUTE);
+    if (req_need_backend(r) || req_parse(r, precompute_spec, &b))
+        return;
+    if (b.v && precompute_conflict(r))
+        return;
+    submit(r, JOB_PRECOMPUTE);
 }
 
 void route_run_resize(api_req *r)
@@ -440,6 +478,11 @@ void route_run_predict(api_req *r)
         reply_problem(r, 409, PROBLEM_CONFLICT, NULL,
                       "run %lld has no trained weights yet; run a job first",
                       (long long)r->ids[0]);
+        return;
+    }
+    if (rc == -ESTALE) {
+        reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "run %lld: %s", (long long)r->ids[0],
+                      err);
         return;
     }
     if (rc) {

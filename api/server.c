@@ -801,6 +801,11 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS))
         goto out_nomem;
 
+    /* The connection limits leave room for SSE_MAX_STREAMS event streams and the rest of
+     * the API beside them. MHD has no deadline for a request's headers or body, only the
+     * idle timeout below: a client that sends a byte now and then (slowloris) keeps its
+     * connection, and enough of them from one address fill the per-address limit. A
+     * daemon reachable by untrusted clients belongs behind a proxy that enforces one. */
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,

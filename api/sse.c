@@ -283,12 +283,17 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     }
 }
 
+static void sse_release(sse_hub *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->n_streams--;
+    pthread_mutex_unlock(&h->mu);
+}
+
 static void stream_free(void *cls)
 {
     sse_stream *s = cls;
-    pthread_mutex_lock(&s->h->mu);
-    s->h->n_streams--;
-    pthread_mutex_unlock(&s->h->mu);
+    sse_release(s->h);
     free(s->buf);
     free(s);
 }
@@ -296,9 +301,27 @@ static void stream_free(void *cls)
 void sse_start(api_req *r, sse_hub *h, int64_t run_id, int64_t last_id)
 {
     struct MHD_Response *resp;
-    sse_stream *s = calloc(1, sizeof *s);
+    sse_stream *s;
+    int full;
 
+    /* Counted before the stream exists, so two requests racing for the last place cannot
+     * both take it; stream_free, or the failures below, give it back. */
+    pthread_mutex_lock(&h->mu);
+    full = h->n_streams >= SSE_MAX_STREAMS;
+    if (!full)
+        h->n_streams++;
+    pthread_mutex_unlock(&h->mu);
+    if (full) {
+        reply_problem(r, 503, PROBLEM_LIMIT, NULL,
+                      "%d event streams are open, the most this server keeps; close one or "
+                      "retry later", SSE_MAX_STREAMS);
+        if (r->status == 503)
+            MHD_add_response_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+        return;
+    }
+    s = calloc(1, sizeof *s);
     if (!s) {
+        sse_release(h);
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         return;
     }
@@ -310,12 +333,10 @@ void sse_start(api_req *r, sse_hub *h, int64_t run_id, int64_t last_id)
                                              stream_free);
     if (!resp) {
         free(s);
+        sse_release(h);
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         return;
     }
-    pthread_mutex_lock(&h->mu);
-    h->n_streams++;
-    pthread_mutex_unlock(&h->mu);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");

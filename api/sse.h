@@ -12,6 +12,10 @@ struct api_req;
 
 #define SSE_HEARTBEAT_S 15
 #define SSE_BATCH 500     /* events read from the store per query */
+/* Streams open at once. Each holds a connection (and its thread) for as long as the client
+ * stays, so without a cap of their own they could take every connection MHD allows and
+ * leave no room for the rest of the API; past it a new stream gets a 503. */
+#define SSE_MAX_STREAMS 32
 
 typedef struct sse_hub sse_hub;
 
@@ -26,7 +30,8 @@ void sse_hub_destroy(sse_hub *h);
 /* Streams now open. */
 int sse_hub_streams(sse_hub *h);
 
-/* Answers r with an event stream of run_id's events with id > last_id. */
+/* Answers r with an event stream of run_id's events with id > last_id, or with a 503
+ * problem when SSE_MAX_STREAMS streams are open. */
 void sse_start(struct api_req *r, sse_hub *h, int64_t run_id, int64_t last_id);
 
 /* Writes one SSE message ("id: ..\nevent: ..\ndata: ..\n\n") into buf; data must not hold

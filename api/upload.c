@@ -63,6 +63,12 @@ static int entry_path_ok(const char *in, char *out, size_t outlen, char *err, si
             return -EINVAL;
         }
         if (len > 0 && !(len == 1 && seg[0] == '.')) {
+            /* Caught here, the file system's ENAMETOOLONG would read as our fault. */
+            if (len > NAME_MAX) {
+                snprintf(err, errlen, "entry \"%.64s...\" has too long a name (over %d "
+                         "bytes in one component)", in, NAME_MAX);
+                return -EINVAL;
+            }
             if (n + len + 2 > outlen) {
                 snprintf(err, errlen, "entry \"%.64s...\" has too long a path", in);
                 return -EINVAL;

@@ -111,7 +111,8 @@ int jobs_delete_run(jobs *jq, int64_t run_id);
  * caller's thread from the run's last saved weights (never the learner being trained).
  * *out: {"classes":[...], "probs":[...], "top":{"class","prob"}, "tta":bool}.
  * -ENOENT: no run; -EINVAL: undecodable image (err says why); -EAGAIN: the run has no
- * weights yet (no job has finished). */
+ * weights yet (no job has finished); -ESTALE: the run's dataset can no longer be opened
+ * from its folder (err names both). */
 int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, int tta,
                        json_t **out, char *err, size_t errlen);
 

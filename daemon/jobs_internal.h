@@ -4,8 +4,10 @@
 #ifndef SGDRD_JOBS_INTERNAL_H
 #define SGDRD_JOBS_INTERNAL_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "data/data.h"
@@ -23,6 +25,8 @@ typedef struct run_slot {
     dataset *ds;
     learner *l;
     uint64_t used;          /* LRU clock */
+    char ds_path[PATH_MAX]; /* the dataset's folder, and what stat said of it when opened */
+    struct stat ds_st;
 } run_slot;
 
 /* A learner for synchronous predictions (HTTP threads, under pmu), loaded from the run's

@@ -34,8 +34,10 @@ int jq_ds_format_of(const char *s, ds_format *f)
     return 0;
 }
 
-static int open_dataset_row(jobs *jq, int64_t dataset_id, dataset **out, char *err,
-                            size_t errlen)
+/* Opens a run's dataset from its row. path, when not NULL, receives its folder (PATH_MAX
+ * bytes) and st what stat said of it just before it was opened. */
+static int open_dataset_row(jobs *jq, int64_t dataset_id, dataset **out, char *path,
+                            struct stat *st, char *err, size_t errlen)
 {
     json_t *d = NULL;
     int rc = store_dataset_get(jq->st, dataset_id, &d);
@@ -51,8 +53,23 @@ static int open_dataset_row(jobs *jq, int64_t dataset_id, dataset **out, char *e
     opt.csv = json_string_value(json_object_get(o, "csv"));
     opt.seed = (uint64_t)jq_num(o, "seed", 42);
     rc = jq_ds_format_of(json_string_value(json_object_get(d, "format")), &opt.format);
+    if (rc == 0 && path) {
+        snprintf(path, PATH_MAX, "%s", opt.path ? opt.path : "");
+        if (stat(path, st) != 0)
+            memset(st, 0, sizeof *st);
+    }
     if (rc == 0)
         rc = dataset_open(out, &opt, err, errlen);
+    if (rc && rc != -ENOMEM) {
+        /* Its folder moved, vanished or changed since it was registered: the run stands,
+         * but nothing can use it until the folder is back; say which one. */
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen, "dataset \"%s\" cannot be opened from %s: %s",
+                 json_string_value(json_object_get(d, "name")), opt.path ? opt.path : "?",
+                 why);
+        rc = -ESTALE;
+    }
     json_decref(d);
     return rc;
 }
@@ -70,7 +87,8 @@ static tfm_set tfms_of(const char *s)
  * also its freeze point and precompute, and epoch checkpoints (the worker); else for
  * predictions only (serving). */
 static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset **ds_out,
-                            learner **out, char *err, size_t errlen)
+                            learner **out, char *ds_path, struct stat *ds_st, char *err,
+                            size_t errlen)
 {
     json_t *run = NULL, *model = NULL;
     dataset *ds = NULL;
@@ -83,8 +101,8 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
         return rc;
     }
     json_t *cfg = json_object_get(run, "config");
-    rc = open_dataset_row(jq, json_integer_value(json_object_get(run, "dataset")), &ds, err,
-                          errlen);
+    rc = open_dataset_row(jq, json_integer_value(json_object_get(run, "dataset")), &ds,
+                          ds_path, ds_st, err, errlen);
     if (rc)
         goto out_free;
 
@@ -185,6 +203,18 @@ void jq_slot_free(run_slot *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Whether the dataset's folder is still the one the slot opened. Its loaders read the
+ * images from disk, so a folder deleted, replaced or changed at its top since then would
+ * otherwise give jobs empty batches; reopening it either sees the change or fails saying
+ * why. Changes deeper down only make some images unreadable (listed as such). */
+static int slot_folder_same(const run_slot *s)
+{
+    struct stat st;
+    return stat(s->ds_path, &st) == 0 && st.st_dev == s->ds_st.st_dev &&
+           st.st_ino == s->ds_st.st_ino && st.st_mtim.tv_sec == s->ds_st.st_mtim.tv_sec &&
+           st.st_mtim.tv_nsec == s->ds_st.st_mtim.tv_nsec;
+}
+
 /* The worker's learner for a run, created on first use; the least recently used one is
  * dropped when every slot is taken (its state was saved when its last job ended). */
 learner *jq_slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen)
@@ -192,7 +222,9 @@ learner *jq_slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen)
     run_slot *victim = &jq->slots[0];
     for (int i = 0; i < MAX_LEARNERS; i++) {
         run_slot *s = &jq->slots[i];
-        if (s->l && s->run_id == run_id) {
+        if (s->l && s->run_id == run_id && !slot_folder_same(s)) {
+            jq_slot_free(s);
+        } else if (s->l && s->run_id == run_id) {
             s->used = ++jq->clock;
             return s->l;
         }
@@ -200,7 +232,8 @@ learner *jq_slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen)
             victim = s;
     }
     jq_slot_free(victim);
-    if (learner_from_run(jq, run_id, 1, &victim->ds, &victim->l, err, errlen))
+    if (learner_from_run(jq, run_id, 1, &victim->ds, &victim->l, victim->ds_path,
+                         &victim->ds_st, err, errlen))
         return NULL;
     victim->run_id = run_id;
     victim->used = ++jq->clock;
@@ -283,7 +316,7 @@ int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, in
         learner_destroy(s->l);
         dataset_destroy(s->ds);
         memset(s, 0, sizeof *s);
-        rc = learner_from_run(jq, run_id, 0, &s->ds, &s->l, err, errlen);
+        rc = learner_from_run(jq, run_id, 0, &s->ds, &s->l, NULL, NULL, err, errlen);
         if (rc == 0) {
             s->run_id = run_id;
             s->mtime = sb.st_mtim;

@@ -24,6 +24,9 @@
 #include "lrsched.h"
 
 #define LEARNER_MAX_GROUPS 4
+/* Augmented passes learner_tta (and the recipe's TTA) take at most, besides the centre
+ * crop; the API validates against it. */
+#define TTA_MAX_AUG 15
 
 typedef struct learner_config {
     model_spec model;          /* n_classes and c_in are taken from the dataset */

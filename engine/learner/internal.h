@@ -11,7 +11,6 @@
 
 #define CKPT_VERSION 3
 #define LOADER_CACHE_BYTES ((size_t)256 << 20)
-#define TTA_MAX_AUG 15
 
 /* The precompute cache of one split: pooled body activations by item index. */
 typedef struct pc_split {

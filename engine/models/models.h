@@ -15,6 +15,8 @@
 #include "../net.h"
 
 #define MODEL_MAX_XTRA_FC 4
+/* Layer groups of every model here (G0, G1, G2 above): what one LR per group counts. */
+#define MODEL_N_GROUPS 3
 
 typedef enum model_head { HEAD_FASTAI, HEAD_PLAIN } model_head;
 

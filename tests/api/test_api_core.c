@@ -361,6 +361,22 @@ static void extract_refuses_duplicates_and_bombs(void **state)
     assert_int_equal(upload_extract_tar(t->tar, t->dest, 1000, err, sizeof err), -EFBIG);
 }
 
+static void extract_refuses_overlong_names(void **state)
+{
+    tmpdirs *t = *state;
+    char name[400];
+    tar_entry es[] = {{name, AE_IFREG, "x", NULL, 0}};
+    char err[256] = "";
+    memset(name, 'a', sizeof name);
+    memcpy(name, "train/cat/", 10);
+    snprintf(name + 10 + 300, sizeof name - 10 - 300, ".png");
+    write_tar(t->tar, es, 1, 0);
+    /* The file system's own ENAMETOOLONG would read as the server's fault (500). */
+    assert_int_equal(upload_extract_tar(t->tar, t->dest, 1 << 20, err, sizeof err), -EINVAL);
+    if (!strstr(err, "too long a name") || !strstr(err, "train/cat/aaa"))
+        fail_msg("error \"%s\" does not name the entry and say why", err);
+}
+
 static void extract_refuses_garbage_and_truncation(void **state)
 {
     tmpdirs *t = *state;
@@ -394,6 +410,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(extract_refuses_duplicates_and_bombs, setup_dirs,
                                         teardown_dirs),
         cmocka_unit_test_setup_teardown(extract_refuses_garbage_and_truncation, setup_dirs,
+                                        teardown_dirs),
+        cmocka_unit_test_setup_teardown(extract_refuses_overlong_names, setup_dirs,
                                         teardown_dirs),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

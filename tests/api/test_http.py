@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import tarfile
+import time
 
 import pytest
 
@@ -637,3 +638,113 @@ def test_concurrent_clients(daemon, run):
         results = list(ex.map(one, range(16 * 24)))
     assert all(results), results.count(False)
     assert counts(daemon) == before
+
+
+# ---- robustness (found by fuzzing the running daemon) -------------------------------------
+
+def test_upload_overlong_file_name_is_refused(daemon):
+    """A file name longer than the file system takes is the client's fault: a 400 that
+    names the entry, not a 500 from the extraction."""
+    members = dataset_members()
+    members.append(({"name": "train/cat/" + "a" * 300 + ".png"}, png_bytes()))
+    before = counts(daemon)
+    r = daemon.post(API + "/datasets?name=x_longname", tar_bytes(members),
+                    ctype="application/x-tar")
+    p = assert_problem(r, 400)
+    assert "train/cat/aaa" in p["detail"] and "too long" in p["detail"], p
+    assert counts(daemon) == before
+
+
+def test_tta_n_aug_bound_is_the_engines(daemon, run):
+    """n_aug over what the engine takes is a 400 at the request, not a failed job, and
+    the OpenAPI document states the same maximum."""
+    before = counts(daemon)
+    for path in ("tta", "recipe"):
+        assert_problem(daemon.post(API + "/runs/%d/%s" % (run["id"], path), {"n_aug": 16}),
+                       400, field="n_aug")
+    assert counts(daemon) == before
+    doc = daemon.get(API + "/openapi.json").json()
+    for path in ("tta", "recipe"):
+        body = doc["paths"][API + "/runs/{id}/" + path]["post"]["requestBody"]
+        n_aug = body["content"]["application/json"]["schema"]["properties"]["n_aug"]
+        assert n_aug["maximum"] == 15, (path, n_aug)
+
+
+def test_fit_more_lrs_than_layer_groups(daemon, run):
+    before = counts(daemon)
+    assert_problem(daemon.post(API + "/runs/%d/fit" % run["id"],
+                               {"lrs": [1e-4, 1e-3, 1e-2, 1e-1], "n_cycle": 1}),
+                   400, field="lrs")
+    assert counts(daemon) == before
+
+
+def test_precompute_on_an_unfrozen_run_is_a_conflict(daemon, dataset):
+    """A run without a pretrained body trains every group: precompute needs the body
+    frozen, and the request says so instead of queueing a job that fails."""
+    r = daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
+                                    "bs": 4})
+    assert r.status == 201, r
+    rid = r.json()["id"]
+    before = counts(daemon)
+    p = assert_problem(daemon.post(API + "/runs/%d/precompute" % rid, {"on": True}), 409,
+                       field="on")
+    assert "frozen" in p["detail"], p
+    assert counts(daemon) == before
+    assert daemon.request("DELETE", API + "/runs/%d" % rid).status == 204
+
+
+def test_dataset_folder_gone_after_the_run(daemon):
+    """A run whose dataset folder was deleted, or changed into something unusable, after
+    the run was created still exists (200); predicting with it is a 409 naming the
+    dataset and its folder, and a job on it fails saying the same."""
+    import shutil
+    from conftest import wait_job
+    root = make_image_dataset(os.path.join(daemon.datasets, "gone"), per_class=3)
+    r = daemon.post(API + "/datasets", {"name": "gone", "path": root, "format": "folders"})
+    assert r.status == 201, r
+    r = daemon.post(API + "/runs", {"dataset": "gone", "arch": "resnet_small", "sz": 16,
+                                    "bs": 2})
+    assert r.status == 201, r
+    rid = r.json()["id"]
+    r = daemon.post(API + "/runs/%d/fit" % rid, {"lrs": 0.01, "n_cycle": 1})
+    assert r.status == 202, r
+    assert wait_job(daemon, r.json()["id"])["state"] == "succeeded"
+    shutil.rmtree(root)
+    for broken in ("deleted", "train is a file"):
+        if broken == "train is a file":
+            os.makedirs(root)
+            with open(os.path.join(root, "train"), "w") as f:
+                f.write("not a folder")
+        assert daemon.get(API + "/runs/%d" % rid).status == 200
+        r = daemon.post(API + "/runs/%d/predict" % rid, png_bytes(), ctype="image/png")
+        p = assert_problem(r, 409)
+        assert '"gone"' in p["detail"] and root in p["detail"], p
+    r = daemon.post(API + "/runs/%d/tta" % rid, {"n_aug": 1})
+    assert r.status == 202, r
+    j = wait_job(daemon, r.json()["id"])
+    assert j["state"] == "failed" and '"gone"' in j["error"] and root in j["error"], j
+    assert daemon.get(API + "/health").status == 200
+
+
+def test_event_streams_have_their_own_cap(daemon, run):
+    """Event streams hold their connections: past their cap (32) a new one is a 503
+    problem, and the rest of the API still answers."""
+    streams = []
+    try:
+        for _ in range(32):
+            s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+            s.sendall(("GET %s/runs/%d/events HTTP/1.1\r\nHost: x\r\n\r\n"
+                       % (API, run["id"])).encode())
+            assert s.recv(64).startswith(b"HTTP/1.1 200"), "stream %d" % len(streams)
+            streams.append(s)
+        r = daemon.get(API + "/runs/%d/events" % run["id"])
+        assert_problem(r, 503, code="REQUEST_LIMIT_EXCEEDED")
+        assert r.headers.get("retry-after")
+        assert daemon.get(API + "/health").status == 200
+    finally:
+        for s in streams:
+            s.close()
+    # the streams notice their clients gone within a second or two; later tests need room
+    deadline = time.monotonic() + 10
+    while daemon.get(API + "/health").json()["event_streams"] and time.monotonic() < deadline:
+        time.sleep(0.2)
