@@ -11,14 +11,6 @@
 
 #include "log.h"
 
-int jq_path_under(const char *path, const char *root)
-{
-    size_t n = strlen(root);
-    while (n > 1 && root[n - 1] == '/')
-        n--;
-    return !strncmp(path, root, n) && (path[n] == '/' || path[n] == 0);
-}
-
 /* At most this many unreadable files are listed in a dataset's row (all are counted). */
 #define INFO_MAX_UNREADABLE 1000
 
@@ -79,16 +71,33 @@ int jobs_register_dataset(jobs *jq, const char *name, const char *path, const ch
     int ok = 0;
     if (uploaded) {
         char *dd = realpath(jq->data_dir, NULL);
-        ok = dd && jq_path_under(real, dd);
+        ok = dd && path_is_under(real, dd);
         free(dd);
     } else {
         for (int i = 0; i < jq->n_roots && !ok; i++)
-            ok = jq_path_under(real, jq->roots[i]);
+            ok = path_is_under(real, jq->roots[i]);
     }
     if (!ok) {
         free(real);
         return refuse(-EACCES, field, "path", err, errlen,
                       "%s is not under a --dataset-root folder", path);
+    }
+    /* The labels file is read and quoted in errors like any other: a "../" or a link must
+     * not lead it out of the dataset folder. A missing default labels.csv is the scan's
+     * error to report. */
+    if (o.format == DS_CSV) {
+        char *cp = NULL, *creal = NULL;
+        if (asprintf(&cp, "%s/%s", real, csv ? csv : "labels.csv") >= 0)
+            creal = realpath(cp, NULL);
+        int e = errno, inside = creal ? path_is_under(creal, real) : !csv && e == ENOENT;
+        free(cp);
+        free(creal);
+        if (!inside) {
+            free(real);
+            return refuse(-EINVAL, field, csv ? "csv" : "path", err, errlen,
+                          "csv: %s is not a file inside the dataset folder",
+                          csv ? csv : "labels.csv");
+        }
     }
     o.path = real;
     o.valid_pct = valid_pct;

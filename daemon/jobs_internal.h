@@ -111,9 +111,4 @@ ev_hooks jq_sink_hooks(sink *k);
 /* Ends a sweep row the sink opened inside another job (the recipe). */
 void jq_sweep_close(sink *k);
 
-/* ---- datasets.c ----------------------------------------------------------------------- */
-
-/* Whether path is root or inside it (both real paths). */
-int jq_path_under(const char *path, const char *root);
-
 #endif

@@ -76,7 +76,9 @@ typedef struct ds_info {
 
 typedef struct dataset dataset;
 
-/* Scans and opens a dataset; on failure *out = NULL and err says why. */
+/* Scans and opens a dataset; on failure *out = NULL and err says why. Entries that are not
+ * regular files, and symlinks that are dangling, loop, or lead out of the dataset's folder
+ * (its real path), are never opened: they join the unreadable list with the reason. */
 int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen);
 void dataset_destroy(dataset *ds);
 const ds_info *dataset_info(const dataset *ds);
@@ -97,6 +99,8 @@ int dataset_item_image_min(dataset *ds, ds_split split, int i, int min_shorter, 
  * dataset's lock: *out (free with ds_unreadable_free) and *n. 0 or -ENOMEM. */
 int dataset_unreadable_copy(dataset *ds, ds_unreadable **out, int *n);
 void ds_unreadable_free(ds_unreadable *list, int n);
+/* Whether the real path `path` is root (a real path too) or inside it. */
+int path_is_under(const char *path, const char *root);
 
 /* ---- transforms (fast.ai 0.7) ------------------------------------------------------------- */
 

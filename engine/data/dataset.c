@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <zlib.h>
 
@@ -41,6 +42,7 @@ typedef struct item_vec {
 
 struct dataset {
     char *root;
+    char *real_root;        /* realpath of root: where symlinks may lead */
     int64_t max_pixels;
     ds_info info;
     int unreadable_cap;
@@ -147,16 +149,92 @@ static int add_unreadable_locked(dataset *ds, const char *file, const char *reas
 
 /* ---- listing folders ------------------------------------------------------------------ */
 
-/* Sorted names in dir (hidden ones skipped); want_dirs picks folders or regular files. */
-static int list_dir(const char *dir, int want_dirs, char ***out, int *n_out, char *err,
-                    size_t errlen)
+int path_is_under(const char *path, const char *root)
+{
+    size_t n = strlen(root);
+    while (n > 1 && root[n - 1] == '/')
+        n--;
+    return !strncmp(path, root, n) && (path[n] == '/' || path[n] == 0);
+}
+
+typedef enum entry_kind { ENTRY_BAD, ENTRY_FILE, ENTRY_DIR } entry_kind;
+
+static entry_kind kind_of(mode_t m, char *reason, size_t len)
+{
+    if (S_ISREG(m))
+        return ENTRY_FILE;
+    if (S_ISDIR(m))
+        return ENTRY_DIR;
+    set_err(reason, len, "not a regular file");
+    return ENTRY_BAD;
+}
+
+/* What root/rel is, found without opening it (a FIFO or device blocks an open or a read).
+ * A symlink, or any path when resolve is set (it may hold ".."), counts by what its real
+ * path is, and only if that stays inside the dataset root; plain entries cost one lstat
+ * and no realpath, which matters for folders of 70,000 images. ENTRY_BAD with the reason,
+ * or -ENOMEM. */
+static int entry_classify(const dataset *ds, const char *rel, int resolve, char *reason,
+                          size_t len)
+{
+    char *full = xasprintf("%s/%s", ds->root, rel);
+    if (!full)
+        return -ENOMEM;
+    struct stat st;
+    int rc = ENTRY_BAD;
+    if (lstat(full, &st) != 0) {
+        set_err(reason, len, "%s", strerror(errno));
+    } else if (S_ISLNK(st.st_mode) || resolve) {
+        int link = S_ISLNK(st.st_mode);
+        char *real = realpath(full, NULL);
+        if (!real) {
+            int e = errno;
+            if (e == ENOMEM)
+                rc = -ENOMEM;
+            else if (e == ELOOP)
+                set_err(reason, len, "symbolic link loop");
+            else if (e == ENOENT && link)
+                set_err(reason, len, "dangling symbolic link");
+            else
+                set_err(reason, len, "%s", strerror(e));
+        } else if (!path_is_under(real, ds->real_root)) {
+            set_err(reason, len, "outside the dataset root");
+        } else if (stat(real, &st) != 0) {
+            set_err(reason, len, "%s", strerror(errno));
+        } else {
+            rc = kind_of(st.st_mode, reason, len);
+        }
+        free(real);
+    } else {
+        rc = kind_of(st.st_mode, reason, len);
+    }
+    free(full);
+    return rc;
+}
+
+/* Sorted names in root/sub (hidden ones skipped); want picks folders or regular files.
+ * Entries that are neither, or that lead out of the root, join the unreadable list. */
+static int list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int *n_out,
+                    char *err, size_t errlen)
 {
     *out = NULL;
     *n_out = 0;
+    char reason[256];
+    int k = entry_classify(ds, sub, 0, reason, sizeof reason);
+    if (k < 0)
+        return k;
+    if (k != ENTRY_DIR) {
+        set_err(err, errlen, "%s: %s", sub, k == ENTRY_BAD ? reason : strerror(ENOTDIR));
+        return -EINVAL;
+    }
+    char *dir = xasprintf("%s/%s", ds->root, sub);
+    if (!dir)
+        return -ENOMEM;
     DIR *d = opendir(dir);
     if (!d) {
         int e = errno;
         set_err(err, errlen, "%s: %s", dir, strerror(e));
+        free(dir);
         return -e;
     }
     char **names = NULL;
@@ -165,15 +243,20 @@ static int list_dir(const char *dir, int want_dirs, char ***out, int *n_out, cha
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
-        char *full = xasprintf("%s/%s", dir, de->d_name);
-        if (!full) {
+        char *rel = xasprintf("%s/%s", sub, de->d_name);
+        if (!rel) {
             rc = -ENOMEM;
             break;
         }
-        struct stat st;
-        int ok = stat(full, &st) == 0 && (want_dirs ? S_ISDIR(st.st_mode) : !S_ISDIR(st.st_mode));
-        free(full);
-        if (!ok)
+        k = entry_classify(ds, rel, 0, reason, sizeof reason);
+        if (k == ENTRY_BAD)
+            k = add_unreadable_locked(ds, rel, reason);
+        free(rel);
+        if (k < 0) {
+            rc = k;
+            break;
+        }
+        if (k != (int)want)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
@@ -196,8 +279,10 @@ static int list_dir(const char *dir, int want_dirs, char ***out, int *n_out, cha
             free(names[i]);
         free(names);
         set_err(err, errlen, "out of memory listing %s", dir);
+        free(dir);
         return rc;
     }
+    free(dir);
     if (n)
         qsort(names, n, sizeof(char *), cmp_str);
     *out = names;
@@ -249,13 +334,9 @@ static int add_file(dataset *ds, item_vec *into, char *rel, int label, int *gray
 static int add_folder(dataset *ds, item_vec *into, const char *sub, int label, int *gray,
                       char *err, size_t errlen)
 {
-    char *dir = xasprintf("%s/%s", ds->root, sub);
-    if (!dir)
-        return -ENOMEM;
     char **files;
     int n;
-    int rc = list_dir(dir, 0, &files, &n, err, errlen);
-    free(dir);
+    int rc = list_dir(ds, sub, ENTRY_FILE, &files, &n, err, errlen);
     if (rc)
         return rc;
     for (int i = 0; i < n && rc == 0; i++) {
@@ -337,10 +418,10 @@ static int open_folders(dataset *ds, int *gray, char *err, size_t errlen)
     int ntc = 0, nvc = 0, rc = -ENOMEM;
     if (!train || !valid)
         goto out_free;
-    rc = list_dir(train, 1, &tc, &ntc, err, errlen);
+    rc = list_dir(ds, "train", ENTRY_DIR, &tc, &ntc, err, errlen);
     if (rc)
         goto out_free;
-    if (is_dir(valid) && (rc = list_dir(valid, 1, &vc, &nvc, err, errlen)))
+    if (is_dir(valid) && (rc = list_dir(ds, "valid", ENTRY_DIR, &vc, &nvc, err, errlen)))
         goto out_free;
     if (ntc == 0) {
         set_err(err, errlen, "%s has no class folders", train);
@@ -430,11 +511,14 @@ static void csv_rows_free(csv_row *rows, int n)
 /* Reads `file,labels` rows (after a header line); labels are separated by spaces. */
 static int csv_read(const char *path, csv_row **out, int *n_out, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "r");
+    int fd = data_open_regular(path, NULL, err, errlen);
+    if (fd < 0)
+        return fd;
+    FILE *fp = fdopen(fd, "r");
     if (!fp) {
-        int e = errno;
-        set_err(err, errlen, "%s: %s", path, strerror(e));
-        return -e;
+        close(fd);
+        set_err(err, errlen, "out of memory reading %s", path);
+        return -ENOMEM;
     }
     csv_row *rows = NULL;
     int n = 0, cap = 0, rc = 0, line_no = 0;
@@ -568,13 +652,36 @@ static int open_csv(dataset *ds, const ds_options *o, int *gray, char *err, size
             goto out_free;
     ds->info.multi_label = multi;
 
+    /* A row can name any path; only one with a "/" (it may climb out with "..") or below
+     * a folder that is not plainly root/dir (a link) needs a realpath. */
+    char *dir_full = xasprintf("%s/%s", ds->root, dir);
+    char *dir_want = xasprintf("%s/%s", ds->real_root, dir);
+    char *dir_real = dir_full ? realpath(dir_full, NULL) : NULL;
+    int dir_plain = dir_real && dir_want && strcmp(dir_real, dir_want) == 0;
+    free(dir_full);
+    free(dir_want);
+    free(dir_real);
     for (int i = 0; i < n; i++) {
         csv_row *r = &rows[i];
         char *rel = csv_resolve(ds, dir, r->file);
         if (!rel)
             goto out_free;
+        const char *why = NULL;
+        char reason[256];
         if (r->n_labels == 0 && !multi) {
-            rc = add_unreadable_locked(ds, rel, "no label in the csv");
+            why = "no label in the csv";
+        } else {
+            int k = entry_classify(ds, rel, !dir_plain || strchr(r->file, '/'), reason,
+                                   sizeof reason);
+            if (k < 0) {
+                free(rel);
+                goto out_free;
+            }
+            if (k != ENTRY_FILE)
+                why = k == ENTRY_BAD ? reason : "not a regular file";
+        }
+        if (why) {
+            rc = add_unreadable_locked(ds, rel, why);
             free(rel);
             if (rc)
                 goto out_free;
@@ -611,11 +718,14 @@ static int idx_read(const char *path, int want_dims, uint8_t **data, int64_t *n,
                     int *cols, int64_t max_pixels, char *err, size_t errlen)
 {
     *data = NULL;
-    gzFile gz = gzopen(path, "rb");
+    int fd = data_open_regular(path, NULL, err, errlen);
+    if (fd < 0)
+        return fd;
+    gzFile gz = gzdopen(fd, "rb");
     if (!gz) {
-        int e = errno ? errno : ENOMEM;
-        set_err(err, errlen, "%s: %s", path, strerror(e));
-        return -e;
+        close(fd);
+        set_err(err, errlen, "%s: out of memory", path);
+        return -ENOMEM;
     }
     int rc = -EINVAL;
     uint8_t hdr[16];
@@ -748,8 +858,11 @@ static int idx_classes(dataset *ds, int n_classes)
     char *path = xasprintf("%s/classes.txt", ds->root);
     if (!path)
         return -ENOMEM;
-    FILE *fp = fopen(path, "r");
+    int fd = data_open_regular(path, NULL, NULL, 0);
     free(path);
+    FILE *fp = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (fd >= 0 && !fp)
+        close(fd);
     if (fp) {
         char line[256];
         int i = 0;
@@ -916,8 +1029,9 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
     pthread_mutex_init(&ds->lock, NULL);
     ds->max_pixels = o->max_pixels > 0 ? o->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
     ds->root = strdup(o->path);
+    ds->real_root = realpath(o->path, NULL);
     int rc = -ENOMEM, gray = 1, has_valid = 0;
-    if (!ds->root)
+    if (!ds->root || !ds->real_root)
         goto out_fail;
     size_t rl = strlen(ds->root);
     while (rl > 1 && ds->root[rl - 1] == '/')
@@ -1003,6 +1117,7 @@ void dataset_destroy(dataset *ds)
     }
     free(ds->info.unreadable);
     free(ds->root);
+    free(ds->real_root);
     pthread_mutex_destroy(&ds->lock);
     free(ds);
 }

@@ -4,12 +4,14 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
@@ -335,21 +337,43 @@ int image_decode_mem(image *out, const void *buf, size_t len, int64_t max_pixels
     }
 }
 
-/* Opens path and sniffs its kind from the first bytes, leaving fp at offset 0. */
-static int open_sniff(const char *path, FILE **fpo, img_kind *kind, long long *size, char *err,
-                      size_t errlen)
+/* Internal (dataset.c too): O_NONBLOCK because opening a FIFO for reading blocks until a
+ * writer comes, which may be never; the type is checked on the open descriptor so that a
+ * file swapped after a scan cannot slip through. */
+int data_open_regular(const char *path, long long *size, char *err, size_t errlen)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
         int e = errno;
         set_err(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         set_err(err, errlen, "%s: not a regular file", path);
-        fclose(fp);
+        close(fd);
         return -EINVAL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (size)
+        *size = (long long)st.st_size;
+    return fd;
+}
+
+/* Opens path and sniffs its kind from the first bytes, leaving fp at offset 0. */
+static int open_sniff(const char *path, FILE **fpo, img_kind *kind, long long *size, char *err,
+                      size_t errlen)
+{
+    int fd = data_open_regular(path, size, err, errlen);
+    if (fd < 0)
+        return fd;
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        set_err(err, errlen, "out of memory opening %s", path);
+        return -ENOMEM;
     }
     uint8_t sig[8];
     size_t n = fread(sig, 1, sizeof sig, fp);
@@ -365,7 +389,6 @@ static int open_sniff(const char *path, FILE **fpo, img_kind *kind, long long *s
         return -EINVAL;
     }
     rewind(fp);
-    *size = (long long)st.st_size;
     *fpo = fp;
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <png.h>
 
@@ -460,6 +461,87 @@ static void test_open_errors(void **state)
     free(d);
 }
 
+/* A scan must not open what is not a regular file (a FIFO blocks open and read forever),
+ * must not follow links out of the dataset, and must say why it left any entry out. The
+ * alarm turns a hang into a failure. */
+static void test_unsafe_entries(void **state)
+{
+    (void)state;
+    alarm(30);
+    char *d = strdup(sub(root, "unsafe"));
+    char *out = strdup(sub(root, "outside/secretclass"));
+    assert_int_equal(tu_mkdirs(sub(d, "train/cat")), 0);
+    assert_int_equal(tu_mkdirs(sub(d, "train/dog")), 0);
+    assert_int_equal(tu_mkdirs(out), 0);
+    write_img(sub(out, "s0.png"), 8, 8, 1, 200, 0);
+    write_img(sub(d, "train/cat/c1.png"), 8, 8, 1, 10, 0);
+    write_img(sub(d, "train/dog/d1.png"), 8, 8, 1, 90, 0);
+    assert_int_equal(mkfifo(sub(d, "train/dog/fifo.png"), 0600), 0);
+    assert_int_equal(symlink(out, sub(d, "train/secret")), 0);
+    assert_int_equal(symlink(sub(out, "s0.png"), sub(d, "train/dog/leak.png")), 0);
+    assert_int_equal(symlink("loop.png", sub(d, "train/dog/loop.png")), 0);
+    assert_int_equal(symlink("gone.png", sub(d, "train/dog/dangling.png")), 0);
+    /* links that stay inside the dataset keep working */
+    assert_int_equal(symlink("cat", sub(d, "train/alias")), 0);
+    assert_int_equal(symlink(sub(d, "train/cat/c1.png"), sub(d, "train/cat/c2.png")), 0);
+
+    ds_options o = {.format = DS_FOLDERS, .path = d, .valid_pct = 0, .seed = 1};
+    dataset *ds;
+    char err[256] = "";
+    if (dataset_open(&ds, &o, err, sizeof err))
+        fail_msg("%s", err);
+    const ds_info *in = dataset_info(ds);
+    assert_int_equal(in->n_classes, 3);
+    assert_string_equal(in->classes[0], "alias");
+    assert_string_equal(in->classes[2], "dog");
+    assert_int_equal(in->count[SPLIT_TRAIN], 5);
+    assert_true(find_unreadable(in, "train/dog/fifo.png", "not a regular file"));
+    assert_true(find_unreadable(in, "train/secret", "outside the dataset root"));
+    assert_true(find_unreadable(in, "train/dog/leak.png", "outside the dataset root"));
+    assert_true(find_unreadable(in, "train/dog/loop.png", "symbolic link"));
+    assert_true(find_unreadable(in, "train/dog/dangling.png", "dangling symbolic link"));
+    assert_int_equal(in->n_unreadable, 5);
+
+    /* a file swapped for a FIFO after the scan fails to decode instead of blocking */
+    image im;
+    int i = 0;
+    while (strcmp(dataset_item_name(ds, SPLIT_TRAIN, i), "train/dog/d1.png") != 0)
+        i++;
+    assert_int_equal(remove(sub(d, "train/dog/d1.png")), 0);
+    assert_int_equal(mkfifo(sub(d, "train/dog/d1.png"), 0600), 0);
+    assert_true(dataset_item_image(ds, SPLIT_TRAIN, i, &im, err, sizeof err) < 0);
+    assert_non_null(strstr(err, "not a regular file"));
+    assert_true(find_unreadable(dataset_info(ds), "train/dog/d1.png", "not a regular file"));
+    dataset_destroy(ds);
+
+    /* csv: rows that lead out of the dataset are refused, a FIFO row is never opened */
+    const char *csv = "file,label\n"
+                      "cat/c1.png,cat\n"
+                      "../../outside/secretclass/s0.png,secret\n"
+                      "dog/leak.png,dog\n"
+                      "dog/fifo.png,dog\n";
+    assert_int_equal(tu_write_file(sub(d, "labels.csv"), csv, strlen(csv)), 0);
+    o.format = DS_CSV;
+    if (dataset_open(&ds, &o, err, sizeof err))
+        fail_msg("%s", err);
+    in = dataset_info(ds);
+    assert_int_equal(in->count[SPLIT_TRAIN], 1);
+    assert_true(find_unreadable(in, "train/../../outside/secretclass/s0.png",
+                                "outside the dataset root"));
+    assert_true(find_unreadable(in, "train/dog/leak.png", "outside the dataset root"));
+    assert_true(find_unreadable(in, "train/dog/fifo.png", "not a regular file"));
+    dataset_destroy(ds);
+
+    /* a labels file that is a FIFO is refused, not waited on */
+    assert_int_equal(mkfifo(sub(d, "fifo.csv"), 0600), 0);
+    o.csv = "fifo.csv";
+    assert_true(dataset_open(&ds, &o, err, sizeof err) < 0);
+    assert_non_null(strstr(err, "not a regular file"));
+    alarm(0);
+    free(out);
+    free(d);
+}
+
 static void test_fashion_mnist(void **state)
 {
     (void)state;
@@ -501,6 +583,7 @@ int main(void)
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_idx),
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test(test_unsafe_entries),
         cmocka_unit_test(test_fashion_mnist),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
