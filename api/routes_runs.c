@@ -136,10 +136,27 @@ void route_run_create(api_req *r)
             goto out;
         }
     }
+    /* What learner_create would refuse when the first job runs, refused now. */
+    if (b.precompute && !b.pretrained) {
+        reply_problem(r, 400, PROBLEM_INVALID, "precompute",
+                      "precompute needs a pretrained body: without one the body trains, and "
+                      "there are no fixed activations to cache");
+        goto out;
+    }
+    json_t *info = json_object_get(ds, "info");
+    json_t *ncl = json_object_get(info, "n_classes");
+    if (json_is_integer(ncl) && json_integer_value(ncl) < 2 &&
+        !json_is_true(json_object_get(info, "multi_label"))) {
+        reply_problem(r, 400, PROBLEM_INVALID, "dataset",
+                      "dataset %lld has %lld class%s; a classifier needs at least 2",
+                      (long long)ds_id, (long long)json_integer_value(ncl),
+                      json_integer_value(ncl) == 1 ? "" : "es");
+        goto out;
+    }
     if (!b.has_sz)
         b.sz = strcmp(arch_names[b.arch], "resnet_small") == 0 ? 28 : 224;
     if (!b.has_multi_label)
-        b.multi_label = json_is_true(json_object_get(json_object_get(ds, "info"), "multi_label"));
+        b.multi_label = json_is_true(json_object_get(info, "multi_label"));
     if (b.ps.n == 1) {
         b.ps.v[1] = b.ps.v[0];
         b.ps.n = 2;

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import API, SRC, assert_problem, make_image_dataset, png_bytes, wait_job
+from conftest import (API, SRC, assert_problem, make_image_dataset, make_png, png_bytes,
+                      wait_job)
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -238,6 +239,8 @@ BAD_BODIES = [
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "ps": [0.1, 1.5]}, 400, "ps[1]"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "precompute": "yes"}, 400,
      "precompute"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "precompute": True}, 400,
+     "precompute"),
     ("/runs", {"arch": "resnet_small"}, 400, "dataset"),
     ("/runs", {"dataset": "nope", "arch": "resnet_small"}, 404, "dataset"),
     ("/runs", {"dataset": "colors", "arch": "resnet18", "pretrained": 999}, 404, "pretrained"),
@@ -286,6 +289,22 @@ def test_bad_body_is_problem_and_changes_nothing(daemon, run, path, body, status
     r = daemon.post(API + path.replace("{run}", str(run["id"])), body)
     assert_problem(r, status, field=field)
     assert counts(daemon) == before
+
+
+def test_run_on_one_class_is_refused(daemon, dataset):
+    root = os.path.join(daemon.datasets, "one")
+    for split in ("train", "valid"):
+        for i in range(3):
+            make_png(os.path.join(root, split, "only", "%d.png" % i), 32, 32, (90, 90, 90), i)
+    r = daemon.post(API + "/datasets", {"name": "one", "path": root, "format": "folders"})
+    assert r.status == 201, r
+    ds_id = r.json()["id"]
+    before = counts(daemon)
+    r = daemon.post(API + "/runs", {"dataset": "one", "arch": "resnet_small"})
+    assert_problem(r, 400, field="dataset")
+    assert "1 class" in r.json()["detail"]
+    assert counts(daemon) == before
+    assert daemon.request("DELETE", API + "/datasets/%d" % ds_id).status == 204
 
 
 def test_dataset_refusals_name_the_field(daemon, dataset):
