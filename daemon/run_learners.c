@@ -305,11 +305,16 @@ int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, in
         snprintf(err, errlen, "run %lld has no trained weights yet", (long long)run_id);
         return -EAGAIN;
     }
+    /* Decoded under pmu like the prediction itself: an upload may hold up to the decoder's
+     * 64-Mpx limit (some 360 MB while it decodes), and however many clients post at once
+     * only one such image is in memory. */
     image im = {0};
-    rc = image_decode_mem(&im, buf, len, 0, err, errlen);
-    if (rc) /* whatever the decoder's code, the client sent a bad image */
-        return rc == -ENOMEM ? rc : -EINVAL;
     pthread_mutex_lock(&jq->pmu);
+    rc = image_decode_mem(&im, buf, len, 0, err, errlen);
+    if (rc) { /* whatever the decoder's code, the client sent a bad image */
+        pthread_mutex_unlock(&jq->pmu);
+        return rc == -ENOMEM ? rc : -EINVAL;
+    }
     serve_slot *s = &jq->serve;
     if (!s->l || s->run_id != run_id || s->mtime.tv_sec != sb.st_mtim.tv_sec ||
         s->mtime.tv_nsec != sb.st_mtim.tv_nsec) {
