@@ -65,6 +65,18 @@ void blas_startup(char **argv, int threads)
             setenv("OMP_WAIT_POLICY", "passive", 1);
             reexec = 1;
         }
+        /* omp_set_num_threads below holds for the calling thread only: every thread
+         * created later (the job worker, the HTTP threads that predict) starts from
+         * libgomp's initial value, the core count, and OpenBLAS's OpenMP build follows
+         * whichever thread calls it last. Only the environment read at load sets it for
+         * every thread. */
+        char want_threads[16];
+        snprintf(want_threads, sizeof want_threads, "%d", threads);
+        const char *omp_threads = getenv("OMP_NUM_THREADS");
+        if (threads > 0 && (!omp_threads || strcmp(omp_threads, want_threads) != 0)) {
+            setenv("OMP_NUM_THREADS", want_threads, 1);
+            reexec = 1;
+        }
         if (reexec) {
             setenv("SGDRD_BLAS_REEXEC", "1", 1); /* never loop */
             execv("/proc/self/exe", argv);

@@ -6,10 +6,11 @@
 
 /* Call first thing in main(). If OpenBLAS runs a generic core (Prescott, Core2, Katmai,
  * ...) on a CPU with AVX-512F or AVX2, and the user has not set OPENBLAS_CORETYPE, sets it
- * (SkylakeX or Haswell); if OMP_WAIT_POLICY is unset, sets it to passive (see blas.c); and
- * then re-executes the program once with the same argv. Returns only when no re-exec was
- * needed or it failed; with argv NULL it never re-executes. threads > 0 sets the thread count of both OpenBLAS
- * and the engine's OpenMP loops (0 keeps the core count). */
+ * (SkylakeX or Haswell); if OMP_WAIT_POLICY is unset, sets it to passive (see blas.c);
+ * with threads > 0, sets OMP_NUM_THREADS to it; and then re-executes the program once with
+ * the same argv. Returns only when no re-exec was needed or it failed; with argv NULL it
+ * never re-executes. threads > 0 sets the thread count of both OpenBLAS and the engine's
+ * OpenMP loops in every thread (0 keeps the core count). */
 void blas_startup(char **argv, int threads);
 
 /* The OpenBLAS core in use ("Zen", "Haswell", ...) and thread count, for logs and health. */

@@ -291,6 +291,18 @@ def test_bad_body_is_problem_and_changes_nothing(daemon, run, path, body, status
     assert counts(daemon) == before
 
 
+def test_threads_flag_holds_after_a_job(daemon, dataset):
+    """--threads 1 (the fixture's) still holds once a job's thread has run OpenMP loops."""
+    r = daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
+                                    "bs": 4})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    r = daemon.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 1})
+    assert wait_job(daemon, r.json()["id"])["state"] == "succeeded"
+    assert daemon.get(API + "/health").json()["blas"]["threads"] == 1
+    assert daemon.request("DELETE", API + "/runs/%d" % run).status == 204
+
+
 def test_run_on_one_class_is_refused(daemon, dataset):
     root = os.path.join(daemon.datasets, "one")
     for split in ("train", "valid"):
