@@ -1029,10 +1029,16 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
     pthread_mutex_init(&ds->lock, NULL);
     ds->max_pixels = o->max_pixels > 0 ? o->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
     ds->root = strdup(o->path);
-    ds->real_root = realpath(o->path, NULL);
     int rc = -ENOMEM, gray = 1, has_valid = 0;
-    if (!ds->root || !ds->real_root)
+    if (!ds->root)
         goto out_fail;
+    ds->real_root = realpath(o->path, NULL);
+    if (!ds->real_root) {
+        int e = errno;
+        set_err(err, errlen, "%s: %s", o->path, strerror(e));
+        rc = -e;
+        goto out_fail;
+    }
     size_t rl = strlen(ds->root);
     while (rl > 1 && ds->root[rl - 1] == '/')
         ds->root[--rl] = 0;

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -433,7 +434,8 @@ static void test_open_errors(void **state)
     dataset *ds = (dataset *)1;
     char err[256];
     ds_options o = {.format = DS_FOLDERS, .path = "/nonexistent/sgdrd", .valid_pct = -1};
-    assert_true(dataset_open(&ds, &o, err, sizeof err) < 0);
+    strcpy(err, "stale text from before");
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), -ENOENT);
     assert_null(ds);
     assert_non_null(strstr(err, "/nonexistent/sgdrd"));
     o.path = root; /* no train/ */
