@@ -233,6 +233,7 @@ void route_run_delete(api_req *r)
         reply_store_error(r, rc, what);
         return;
     }
+    sse_hub_wake(r->srv->hub);
     reply_response(r, 204, MHD_create_response_from_buffer(0, (void *)"",
                                                             MHD_RESPMEM_PERSISTENT));
 }

@@ -36,16 +36,19 @@ typedef struct sse_stream {
     size_t len, pos, cap;
 } sse_stream;
 
-static void on_commit(void *ctx, const store_event *evs, int n)
+void sse_hub_wake(sse_hub *h)
 {
-    sse_hub *h = ctx;
-    (void)evs;
-    if (n <= 0)
-        return;
     pthread_mutex_lock(&h->mu);
     h->gen++;
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
+}
+
+static void on_commit(void *ctx, const store_event *evs, int n)
+{
+    (void)evs;
+    if (n > 0)
+        sse_hub_wake(ctx);
 }
 
 int sse_hub_create(sse_hub **out, store *st)
@@ -186,6 +189,16 @@ static int stream_fetch(sse_stream *s)
     return rc;
 }
 
+/* Whether the stream's run was deleted since it opened: its events are gone with it and
+ * no new ones can come, so the stream ends (a reconnect then gets the route's 404). */
+static int run_deleted(sse_stream *s)
+{
+    json_t *run = NULL;
+    int rc = s->h->st ? store_run_get(s->h->st, s->run_id, &run) : 0;
+    json_decref(run);
+    return rc == -ENOENT;
+}
+
 static int client_gone(sse_stream *s)
 {
     const union MHD_ConnectionInfo *ci =
@@ -275,6 +288,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
             return MHD_CONTENT_READER_END_WITH_ERROR;
         if (rc > 0)
             continue;
+        if (run_deleted(s))
+            return MHD_CONTENT_READER_END_OF_STREAM;
         rc = stream_wait(s, gen);
         if (rc < 0)
             return MHD_CONTENT_READER_END_WITH_ERROR;

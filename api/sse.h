@@ -27,6 +27,10 @@ void sse_hub_shutdown(sse_hub *h);
 /* Unsubscribes from the store and frees the hub; every stream must be gone (the HTTP
  * daemon stopped). NULL is fine. */
 void sse_hub_destroy(sse_hub *h);
+/* Wakes every stream to look at the store again, for changes that add no events (a run
+ * deleted: its streams end). */
+void sse_hub_wake(sse_hub *h);
+
 /* Streams now open. */
 int sse_hub_streams(sse_hub *h);
 

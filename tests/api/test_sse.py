@@ -91,3 +91,17 @@ def test_heartbeat(daemon, sse_run):
         assert s.events == []
     finally:
         s.close()
+
+
+def test_stream_ends_when_its_run_is_deleted(daemon, sse_run):
+    r = daemon.post(API + "/runs", {"dataset": "sse", "arch": "resnet_small", "sz": 28})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    s = SSE(daemon, run)
+    try:
+        s.wait_for(lambda ev, c: s.retry is not None, timeout=10)
+        assert daemon.request("DELETE", API + "/runs/%d" % run).status == 204
+        s.thread.join(10)   # well before the next heartbeat (15 s)
+        assert not s.thread.is_alive(), "the stream of a deleted run stays open"
+    finally:
+        s.close()
