@@ -511,15 +511,10 @@ static void csv_rows_free(csv_row *rows, int n)
 /* Reads `file,labels` rows (after a header line); labels are separated by spaces. */
 static int csv_read(const char *path, csv_row **out, int *n_out, char *err, size_t errlen)
 {
-    int fd = data_open_regular(path, NULL, err, errlen);
-    if (fd < 0)
-        return fd;
-    FILE *fp = fdopen(fd, "r");
-    if (!fp) {
-        close(fd);
-        set_err(err, errlen, "out of memory reading %s", path);
-        return -ENOMEM;
-    }
+    FILE *fp;
+    int frc = data_fopen_regular(path, "r", &fp, NULL, err, errlen);
+    if (frc)
+        return frc;
     csv_row *rows = NULL;
     int n = 0, cap = 0, rc = 0, line_no = 0;
     char *line = NULL;
@@ -858,11 +853,9 @@ static int idx_classes(dataset *ds, int n_classes)
     char *path = xasprintf("%s/classes.txt", ds->root);
     if (!path)
         return -ENOMEM;
-    int fd = data_open_regular(path, NULL, NULL, 0);
+    FILE *fp;
+    data_fopen_regular(path, "r", &fp, NULL, NULL, 0);
     free(path);
-    FILE *fp = fd >= 0 ? fdopen(fd, "r") : NULL;
-    if (fd >= 0 && !fp)
-        close(fd);
     if (fp) {
         char line[256];
         int i = 0;

@@ -362,19 +362,29 @@ int data_open_regular(const char *path, long long *size, char *err, size_t errle
     return fd;
 }
 
-/* Opens path and sniffs its kind from the first bytes, leaving fp at offset 0. */
-static int open_sniff(const char *path, FILE **fpo, img_kind *kind, long long *size, char *err,
-                      size_t errlen)
+int data_fopen_regular(const char *path, const char *mode, FILE **out, long long *size,
+                       char *err, size_t errlen)
 {
+    *out = NULL;
     int fd = data_open_regular(path, size, err, errlen);
     if (fd < 0)
         return fd;
-    FILE *fp = fdopen(fd, "rb");
-    if (!fp) {
+    if (!(*out = fdopen(fd, mode))) {
         close(fd);
         set_err(err, errlen, "out of memory opening %s", path);
         return -ENOMEM;
     }
+    return 0;
+}
+
+/* Opens path and sniffs its kind from the first bytes, leaving fp at offset 0. */
+static int open_sniff(const char *path, FILE **fpo, img_kind *kind, long long *size, char *err,
+                      size_t errlen)
+{
+    FILE *fp;
+    int rc = data_fopen_regular(path, "rb", &fp, size, err, errlen);
+    if (rc)
+        return rc;
     uint8_t sig[8];
     size_t n = fread(sig, 1, sizeof sig, fp);
     if (n == 0) {
