@@ -60,6 +60,8 @@ typedef struct api_route {
     const char *pattern;       /* "/api/v1/runs/{id}/fit": {id} is a positive integer */
     api_handler fn;
     body_kind body;
+    const char *query;         /* the query parameters it takes, space-separated, or NULL;
+                                * any other, or one given twice, is a 400 naming it */
 } api_route;
 
 /* Every route the server answers, ending with a {NULL} entry (routes.c). */

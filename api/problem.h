@@ -18,7 +18,8 @@
 const char *problem_title(unsigned status);
 
 /* Builds {"type","title","status","detail","error_code"[,"field"]}. field may be NULL.
- * Returns a new reference, or NULL when out of memory. */
+ * Bytes of detail and field that are not UTF-8 become U+FFFD. Returns a new reference,
+ * or NULL when out of memory. */
 json_t *problem_new(unsigned status, const char *error_code, const char *field,
                     const char *detail);
 

@@ -318,6 +318,73 @@ static int route_find(api_req *r, char *allow, size_t allowlen)
     return path_matched ? 405 : 404;
 }
 
+/* ---- query parameters -------------------------------------------------------------------- */
+
+#define QUERY_MAX_SEEN 8
+
+typedef struct query_scan {
+    const char *allowed;       /* the route's list, space-separated */
+    const char *bad;           /* the first name refused */
+    int twice;                 /* refused because it repeats, not because it is unknown */
+    const char *seen[QUERY_MAX_SEEN];
+    int n_seen;
+} query_scan;
+
+static int word_in(const char *list, const char *w)
+{
+    size_t n = strlen(w);
+    while (list && *list) {
+        size_t len = strcspn(list, " ");
+        if (len == n && n > 0 && strncmp(list, w, n) == 0)
+            return 1;
+        list += len;
+        list += strspn(list, " ");
+    }
+    return 0;
+}
+
+static enum MHD_Result query_visit(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    query_scan *q = cls;
+    (void)kind;
+    (void)value;
+    if (!key[0])
+        return MHD_YES; /* "?&" or a trailing '&' names nothing */
+    if (!word_in(q->allowed, key)) {
+        q->bad = key;
+        return MHD_NO;
+    }
+    for (int i = 0; i < q->n_seen; i++)
+        if (strcmp(q->seen[i], key) == 0) {
+            q->bad = key;
+            q->twice = 1;
+            return MHD_NO;
+        }
+    if (q->n_seen < QUERY_MAX_SEEN)
+        q->seen[q->n_seen++] = key;
+    return MHD_YES;
+}
+
+/* DESIGN §4 refuses an unknown field; a query parameter is a field of its request, so a
+ * misspelt ?limt=5 is a 400 naming it rather than a silently ignored default. A repeated
+ * one is refused too: which copy wins would otherwise be libmicrohttpd's choice. */
+static int query_check(api_req *r)
+{
+    query_scan q = {.allowed = r->route->query};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_visit, &q);
+    if (!q.bad)
+        return 0;
+    if (q.twice)
+        reply_problem(r, 400, PROBLEM_INVALID, q.bad, "query parameter '%.64s' is given twice",
+                      q.bad);
+    else
+        reply_problem(r, 400, PROBLEM_INVALID, q.bad,
+                      "unknown query parameter '%.64s'; %s %s takes %s", q.bad, r->method,
+                      r->route->pattern, r->route->query ? r->route->query : "none");
+    return -EINVAL;
+}
+
 /* ---- bodies ------------------------------------------------------------------------------ */
 
 /* The media type of the request without parameters, lower-cased, in buf. */
@@ -570,6 +637,8 @@ static int req_begin(api_req *r)
                       r->url);
         return 1;
     }
+    if (query_check(r))
+        return 1;
     return body_begin(r);
 }
 

@@ -60,8 +60,11 @@ void log_msg(log_level l, int64_t job, const char *fmt, ...)
     n += m;
     if (n > (int)sizeof line - 2)
         n = (int)sizeof line - 2;
+    /* Messages quote clients' URLs: no control byte may break the line or steer a
+     * terminal (an escape sequence). */
     for (int i = start; i < n; i++) {
-        if (line[i] == '\n' || line[i] == '\r')
+        unsigned char c = (unsigned char)line[i];
+        if (c < 0x20 || c == 0x7f)
             line[i] = ' ';
     }
     line[n++] = '\n';

@@ -14,8 +14,8 @@ log_level log_get_level(void);
 int log_level_parse(const char *s, log_level *out);
 
 /* Writes "2026-11-28T16:20:01.123Z INFO  job=12 message\n" in one write(2), so lines from
- * different threads never interleave. job 0: no job ("job=-"). Newlines in the message are
- * replaced by spaces to keep one event per line. */
+ * different threads never interleave. job 0: no job ("job=-"). Newlines and other control
+ * bytes in the message are replaced by spaces to keep one event per line. */
 void log_msg(log_level l, int64_t job, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -95,7 +95,7 @@ class Daemon:
 
     def log_text(self):
         self.log.flush()
-        with open(self.log.name) as f:
+        with open(self.log.name, errors="replace") as f:
             return f.read()[-4000:]
 
     def connect(self, timeout=60):

@@ -177,6 +177,27 @@ static void problem_has_rfc9457_shape(void **state)
     json_decref(p);
 }
 
+/* A detail or field quoting the client's bytes (a URL, a query name, a file name) need not
+ * be UTF-8, and vsnprintf may cut a character in two; the problem must still be built. */
+static void problem_keeps_invalid_utf8_as_replacement(void **state)
+{
+    (void)state;
+    json_t *p = problem_new(404, PROBLEM_NOT_FOUND, "a\xff", "no such resource: /api/\xff\xc3");
+    assert_non_null(p);
+    assert_string_equal(json_string_value(json_object_get(p, "detail")),
+                        "no such resource: /api/\xef\xbf\xbd\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_object_get(p, "field")), "a\xef\xbf\xbd");
+    json_decref(p);
+    /* valid multi-byte text is kept; overlong forms and surrogates are not characters */
+    p = problem_new(400, PROBLEM_INVALID, NULL,
+                    "caf\xc3\xa9 \xc0\xaf \xed\xa0\x80 \xf0\x9f\x98\x80");
+    assert_non_null(p);
+    assert_string_equal(json_string_value(json_object_get(p, "detail")),
+                        "caf\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd "
+                        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \xf0\x9f\x98\x80");
+    json_decref(p);
+}
+
 /* ---- upload names and tar extraction ----------------------------------------------------- */
 
 static void upload_names(void **state)
@@ -401,6 +422,7 @@ int main(void)
         cmocka_unit_test(spec_names_the_bad_field),
         cmocka_unit_test(spec_refuses_non_objects),
         cmocka_unit_test(problem_has_rfc9457_shape),
+        cmocka_unit_test(problem_keeps_invalid_utf8_as_replacement),
         cmocka_unit_test(upload_names),
         cmocka_unit_test_setup_teardown(extract_good_plain_and_gzip, setup_dirs, teardown_dirs),
         cmocka_unit_test_setup_teardown(extract_refuses_absolute, setup_dirs, teardown_dirs),

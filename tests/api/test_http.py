@@ -427,6 +427,29 @@ def test_bad_query_parameters(daemon, run):
                    field="limit")
     assert_problem(daemon.get(API + "/runs/%d/events" % rid,
                               headers={"Last-Event-ID": "-3"}), 400, field="Last-Event-ID")
+    # A misspelt or repeated parameter is refused, not silently replaced by its default.
+    p = assert_problem(daemon.get(API + "/runs?limt=5"), 400, field="limt")
+    assert "limit page_token" in p["detail"], p
+    assert_problem(daemon.get(API + "/runs?limit=5&limit=6"), 400, field="limit")
+    assert_problem(daemon.get(API + "/health?verbose=1"), 400, field="verbose")
+    before = counts(daemon)
+    assert_problem(daemon.post(API + "/runs/%d/fit?lrs=0.1" % rid, {"lrs": 0.01, "n_cycle": 1}),
+                   400, field="lrs")
+    assert counts(daemon) == before
+    assert daemon.get(API + "/runs?limit=5&").status == 200
+
+
+def test_bytes_that_are_not_utf8_are_quoted_not_a_500(daemon, run):
+    assert_problem(daemon.get(API + "/runs/%ff"), 404)
+    p = assert_problem(daemon.get(API + "/runs?%ff%fe=1"), 400)
+    assert p["field"] == "\ufffd\ufffd", p
+    # A detail cut by its buffer in the middle of a character.
+    assert_problem(daemon.get(API + "/nothing/" + "%c3%a9" * 600), 404)
+    # The request line is logged, but no control byte of the URL reaches the log.
+    assert_problem(daemon.get(API + "/nothing/%1b[31m%0a2026-01-01T00:00:00Z%0dFORGED"), 404)
+    log = daemon.log_text()
+    assert "\x1b" not in log and "\r" not in log
+    assert not any(line.startswith("2026-01-01T00:00:00Z") for line in log.splitlines())
 
 
 def test_token_auth(token_daemon):
@@ -476,6 +499,34 @@ def test_openapi_matches_router(daemon):
             assert "no such resource" not in r.json()["detail"], (method, path, r)
     with open(os.path.join(SRC, "api", "openapi.json")) as f:
         assert json.load(f) == doc
+
+
+def documented_query(doc, path, method):
+    def resolve(x):
+        if "$ref" not in x:
+            return x
+        o = doc
+        for part in x["$ref"].lstrip("#/").split("/"):
+            o = o[part]
+        return o
+    ops = doc["paths"][path]
+    params = ops[method].get("parameters", []) + ops.get("parameters", [])
+    return [resolve(x)["name"] for x in params if resolve(x)["in"] == "query"]
+
+
+def test_openapi_query_parameters_match_router(daemon):
+    """Each operation's router takes exactly the query parameters openapi.json lists."""
+    doc = daemon.get(API + "/openapi.json").json()
+    for path, ops in doc["paths"].items():
+        for method in (m for m in ops if m in ("get", "post", "delete")):
+            url = path.replace("{id}", "987654")
+            for name in documented_query(doc, path, method):
+                r = daemon.request(method.upper(), url + "?" + name + "=x")
+                if r.status == 400:
+                    assert "unknown query parameter" not in r.json()["detail"], (path, name)
+            r = daemon.request(method.upper(), url + "?undocumented=1")
+            p = assert_problem(r, 400, field="undocumented")
+            assert "unknown query parameter" in p["detail"], (path, p)
 
 
 # ---- static files -------------------------------------------------------------------------
