@@ -140,15 +140,10 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         lrn_set_err(err, errlen, "early_stop.patience: must be positive");
         return -EINVAL;
     }
-    if (l->precompute) {
-        rc = lrn_pc_ensure(l, h, err, errlen);
-        if (rc)
-            return rc;
-    }
+    int64_t bpe;
+    if ((rc = lrn_train_batches(l, h, &bpe, err, errlen)))
+        return rc;
     int cached = l->precompute;
-    int64_t bpe = cached ? (l->pc_train.n >= l->bs ? l->pc_train.n / l->bs
-                                                    : (l->pc_train.n > 0))
-                         : loader_n_batches(l->train_dl);
     sched_plan plan;
     sched_plan_defaults(&plan, bpe);
     plan.kind = o->schedule;

@@ -141,6 +141,9 @@ void lrn_expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, dou
 int lrn_pc_setup(learner *l, char *err, size_t errlen);
 void lrn_pc_drop(learner *l);
 int lrn_pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen);
+/* The batches of a training epoch as a fit or sweep runs it: from the cache while
+ * precompute is on (building it first when it is stale), else from the loader. */
+int lrn_train_batches(learner *l, const ev_hooks *h, int64_t *bpe, char *err, size_t errlen);
 
 /* checkpoint.c */
 int lrn_ckpt_path(const learner *l, char *buf, size_t cap, const char *name);

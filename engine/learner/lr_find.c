@@ -47,16 +47,11 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
         lrn_set_err(err, errlen, "wd: must be a non-negative number");
         return -EINVAL;
     }
-    int rc = 0;
-    if (l->precompute) {
-        rc = lrn_pc_ensure(l, h, err, errlen);
-        if (rc)
-            return rc;
-    }
+    int64_t bpe;
+    int rc = lrn_train_batches(l, h, &bpe, err, errlen);
+    if (rc)
+        return rc;
     int cached = l->precompute;
-    int64_t bpe = cached ? (l->pc_train.n >= l->bs ? l->pc_train.n / l->bs
-                                                    : (l->pc_train.n > 0))
-                         : loader_n_batches(l->train_dl);
     if (bpe < 1) {
         lrn_set_err(err, errlen, "lr_find: the training split gives no batch");
         return -EINVAL;

@@ -133,3 +133,16 @@ int lrn_pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen)
          lrn_now_s() - t0);
     return 0;
 }
+
+int lrn_train_batches(learner *l, const ev_hooks *h, int64_t *bpe, char *err, size_t errlen)
+{
+    if (!l->precompute) {
+        *bpe = loader_n_batches(l->train_dl);
+        return 0;
+    }
+    int rc = lrn_pc_ensure(l, h, err, errlen);
+    if (rc)
+        return rc;
+    *bpe = l->pc_train.n >= l->bs ? l->pc_train.n / l->bs : (l->pc_train.n > 0);
+    return 0;
+}
