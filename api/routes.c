@@ -2,6 +2,7 @@
  * the handlers that need neither store nor queue: health and the OpenAPI document. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "api_internal.h"
@@ -133,6 +134,31 @@ void reply_store_row(api_req *r, store_get_fn get, const char *kind)
         return;
     }
     reply_json_caching(r, what, gen, out);
+}
+
+void reply_store_delete(api_req *r, store_delete_fn del, const char *kind,
+                        int (*remove_files)(const char *path))
+{
+    char *path = NULL, what[64];
+    int rc;
+    if (req_need_backend(r))
+        return;
+    snprintf(what, sizeof what, "%s %lld", kind, (long long)r->ids[0]);
+    rc = del(r->srv->store, r->ids[0], &path);
+    if (rc == -EBUSY) {
+        reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "%s is used by runs; delete them first",
+                      what);
+        return;
+    }
+    if (rc) {
+        reply_store_error(r, rc, what);
+        return;
+    }
+    if (path)
+        remove_files(path);
+    free(path);
+    reply_response(r, 204, MHD_create_response_from_buffer(0, (void *)"",
+                                                            MHD_RESPMEM_PERSISTENT));
 }
 
 void route_health(api_req *r)

@@ -21,6 +21,12 @@ typedef int (*store_get_fn)(store *st, int64_t id, json_t **out);
 void reply_store_page(api_req *r, store_list_fn list, const char *what);
 /* GET of one row by the path's id; kind names it in a 404 ("run" gives "run 3"). */
 void reply_store_row(api_req *r, store_get_fn get, const char *kind);
+typedef int (*store_delete_fn)(store *st, int64_t id, char **path_out);
+/* DELETE of a row that owns files on disk: the row goes first (its transaction), then
+ * remove_files on the path the store gave back, then 204. A row that runs still use is a
+ * 409 saying so; kind names it as above. */
+void reply_store_delete(api_req *r, store_delete_fn del, const char *kind,
+                        int (*remove_files)(const char *path));
 
 /* Handlers. Each reads r (ids from the path, parsed JSON body or streamed body, query) and
  * answers through reply_*: the resource (200/201/202 + Location), or a problem naming the

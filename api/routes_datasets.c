@@ -236,24 +236,5 @@ void route_dataset_get(api_req *r)
 
 void route_dataset_delete(api_req *r)
 {
-    char *path = NULL, what[48];
-    int rc;
-    if (req_need_backend(r))
-        return;
-    snprintf(what, sizeof what, "dataset %lld", (long long)r->ids[0]);
-    rc = store_dataset_delete(r->srv->store, r->ids[0], &path);
-    if (rc == -EBUSY) {
-        reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "%s is used by runs; delete them first",
-                      what);
-        return;
-    }
-    if (rc) {
-        reply_store_error(r, rc, what);
-        return;
-    }
-    if (path)
-        upload_remove_tree(path);
-    free(path);
-    reply_response(r, 204, MHD_create_response_from_buffer(0, (void *)"",
-                                                            MHD_RESPMEM_PERSISTENT));
+    reply_store_delete(r, store_dataset_delete, "dataset", upload_remove_tree);
 }

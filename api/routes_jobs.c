@@ -255,19 +255,5 @@ void route_model_get(api_req *r)
 
 void route_model_delete(api_req *r)
 {
-    char *path = NULL, what[48];
-    int rc;
-    if (req_need_backend(r))
-        return;
-    snprintf(what, sizeof what, "model %lld", (long long)r->ids[0]);
-    rc = store_model_delete(r->srv->store, r->ids[0], &path);
-    if (rc) {
-        reply_store_error(r, rc, what);
-        return;
-    }
-    if (path)
-        unlink(path);
-    free(path);
-    reply_response(r, 204, MHD_create_response_from_buffer(0, (void *)"",
-                                                            MHD_RESPMEM_PERSISTENT));
+    reply_store_delete(r, store_model_delete, "model", unlink);
 }

@@ -198,6 +198,10 @@ def test_models_import_list_delete(daemon, dataset):
     run = r.json()["id"]
     r = daemon.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 1})
     assert wait_job(daemon, r.json()["id"])["state"] == "succeeded"
+    # The model stays while a run starts from it.
+    p = assert_problem(daemon.request("DELETE", API + "/models/%d" % m["id"]), 409)
+    assert "used by runs" in p["detail"], p
+    assert daemon.get(API + "/models/%d" % m["id"]).status == 200
     assert daemon.request("DELETE", API + "/runs/%d" % run).status == 204
 
     before = counts(daemon)
