@@ -774,18 +774,28 @@ out_close:
     return rc;
 }
 
-/* Finds <prefix>-<kind>-idxN-ubyte[.gz] (or with a dot before idx); NULL if none. */
-static char *idx_find(const char *root, const char *prefix, const char *kind, int dims)
+/* Finds <prefix>-<kind>-idxN-ubyte[.gz] (or with a dot before idx); NULL if none. A
+ * candidate that is not a regular file inside the dataset's folder (entry_classify's rule
+ * for images) is passed over, and the first such one is put in why as "name: reason". */
+static char *idx_find(const dataset *ds, const char *prefix, const char *kind, int dims,
+                      char *why, size_t whylen)
 {
-    static const char *const forms[] = {"%s/%s-%s-idx%d-ubyte", "%s/%s-%s-idx%d-ubyte.gz",
-                                        "%s/%s-%s.idx%d-ubyte", "%s/%s-%s.idx%d-ubyte.gz"};
+    static const char *const forms[] = {"%s-%s-idx%d-ubyte", "%s-%s-idx%d-ubyte.gz",
+                                        "%s-%s.idx%d-ubyte", "%s-%s.idx%d-ubyte.gz"};
     for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
-        char *p = xasprintf(forms[i], root, prefix, kind, dims);
+        char rel[128], reason[256];
+        snprintf(rel, sizeof rel, forms[i], prefix, kind, dims);
+        char *p = xasprintf("%s/%s", ds->root, rel);
         if (!p)
             return NULL;
         struct stat st;
-        if (stat(p, &st) == 0 && S_ISREG(st.st_mode))
-            return p;
+        if (lstat(p, &st) == 0) {
+            int k = entry_classify(ds, rel, 0, reason, sizeof reason);
+            if (k == ENTRY_FILE)
+                return p;
+            if (why && !why[0])
+                set_err(why, whylen, "%s: %s", rel, k < 0 ? strerror(-k) : reason);
+        }
         free(p);
     }
     return NULL;
@@ -794,14 +804,18 @@ static char *idx_find(const char *root, const char *prefix, const char *kind, in
 static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_label,
                           char *err, size_t errlen)
 {
-    char *ip = idx_find(ds->root, prefix, "images", 3);
-    char *lp = idx_find(ds->root, prefix, "labels", 1);
+    char why[512] = "";
+    char *ip = idx_find(ds, prefix, "images", 3, why, sizeof why);
+    char *lp = idx_find(ds, prefix, "labels", 1, why, sizeof why);
     uint8_t *labels = NULL;
     int64_t n = 0, nl = 0;
     int rows, cols, one, rc;
     if (!ip || !lp) {
-        set_err(err, errlen, "%s: no %s-%s-idx%d-ubyte[.gz] file", ds->root, prefix,
-                ip ? "labels" : "images", ip ? 1 : 3);
+        if (why[0])
+            set_err(err, errlen, "%s/%s", ds->root, why);
+        else
+            set_err(err, errlen, "%s: no %s-%s-idx%d-ubyte[.gz] file", ds->root, prefix,
+                    ip ? "labels" : "images", ip ? 1 : 3);
         rc = -ENOENT;
         goto out_free;
     }
@@ -850,11 +864,20 @@ static int idx_classes(dataset *ds, int n_classes)
         return -ENOMEM;
     ds->info.classes = cl;
     ds->info.n_classes = n_classes;
-    char *path = xasprintf("%s/classes.txt", ds->root);
+    FILE *fp = NULL;
+    char reason[256], *path = xasprintf("%s/classes.txt", ds->root);
+    struct stat st;
     if (!path)
         return -ENOMEM;
-    FILE *fp;
-    data_fopen_regular(path, "r", &fp, NULL, NULL, 0);
+    if (lstat(path, &st) == 0) {
+        int k = entry_classify(ds, "classes.txt", 0, reason, sizeof reason);
+        if (k == ENTRY_FILE)
+            data_fopen_regular(path, "r", &fp, NULL, NULL, 0);
+        else if (k < 0 || add_unreadable_locked(ds, "classes.txt", reason)) {
+            free(path);
+            return -ENOMEM;
+        }
+    }
     free(path);
     if (fp) {
         char line[256];
@@ -889,13 +912,18 @@ static int open_idx(dataset *ds, int *has_valid, char *err, size_t errlen)
         return rc;
     /* The validation split: MNIST's t10k files, or test-* in some redistributions. */
     const char *vp = "t10k";
-    char *tp = idx_find(ds->root, vp, "images", 3);
-    if (!tp) {
+    char why[512] = "";
+    char *tp = idx_find(ds, vp, "images", 3, why, sizeof why);
+    if (!tp && !why[0]) {
         vp = "test";
-        tp = idx_find(ds->root, vp, "images", 3);
+        tp = idx_find(ds, vp, "images", 3, why, sizeof why);
     }
     *has_valid = tp != NULL;
     free(tp);
+    if (why[0] && !*has_valid) {
+        set_err(err, errlen, "%s/%s", ds->root, why);
+        return -EINVAL;
+    }
     if (*has_valid && (rc = idx_load_split(ds, vp, 1, &max_label, err, errlen)))
         return rc;
     rc = idx_classes(ds, max_label + 1);

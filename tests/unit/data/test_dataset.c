@@ -463,6 +463,45 @@ static void test_open_errors(void **state)
     free(d);
 }
 
+/* IDX files and classes.txt follow the image files' rule: a link that stays inside the
+ * dataset's folder is read, one that leads out of it is not (classes.txt would otherwise
+ * publish the first lines of any file as class names). */
+static void test_idx_links_stay_inside(void **state)
+{
+    (void)state;
+    char *d = strdup(sub(root, "idxlinks")), *out = strdup(sub(root, "idxlinks-outside"));
+    assert_int_equal(tu_mkdirs(sub(d, "real")), 0);
+    assert_int_equal(tu_mkdirs(out), 0);
+    write_idx_pair(sub(d, "real"), "train", 20, 2, 2, 2, 0);
+    write_idx_pair(out, "t10k", 6, 2, 2, 2, 0);
+    assert_int_equal(symlink("real/train-images-idx3-ubyte", sub(d, "train-images-idx3-ubyte")), 0);
+    assert_int_equal(symlink("real/train-labels-idx1-ubyte", sub(d, "train-labels-idx1-ubyte")), 0);
+    const char *secret = "first-secret-line\nsecond\n";
+    assert_int_equal(tu_write_file(sub(out, "secret.txt"), secret, strlen(secret)), 0);
+    assert_int_equal(symlink(sub(out, "secret.txt"), sub(d, "classes.txt")), 0);
+    ds_options o = {.format = DS_IDX, .path = d, .valid_pct = -1};
+    dataset *ds;
+    char err[256] = "";
+    if (dataset_open(&ds, &o, err, sizeof err))
+        fail_msg("%s", err);
+    const ds_info *in = dataset_info(ds);
+    assert_int_equal(in->count[SPLIT_TRAIN] + in->count[SPLIT_VALID], 20);
+    assert_string_equal(in->classes[0], "0");
+    assert_true(find_unreadable(in, "classes.txt", "outside"));
+    dataset_destroy(ds);
+    /* A validation split linked from outside stops the registration, naming the file. */
+    assert_int_equal(symlink(sub(out, "t10k-images-idx3-ubyte"), sub(d, "t10k-images-idx3-ubyte")),
+                     0);
+    assert_int_equal(symlink(sub(out, "t10k-labels-idx1-ubyte"), sub(d, "t10k-labels-idx1-ubyte")),
+                     0);
+    assert_true(dataset_open(&ds, &o, err, sizeof err) < 0);
+    assert_null(ds);
+    assert_non_null(strstr(err, "t10k-images-idx3-ubyte"));
+    assert_non_null(strstr(err, "outside the dataset root"));
+    free(out);
+    free(d);
+}
+
 /* A scan must not open what is not a regular file (a FIFO blocks open and read forever),
  * must not follow links out of the dataset, and must say why it left any entry out. The
  * alarm turns a hang into a failure. */
@@ -584,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_folders_valid_pct),
         cmocka_unit_test(test_csv),
         cmocka_unit_test(test_idx),
+        cmocka_unit_test(test_idx_links_stay_inside),
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_unsafe_entries),
         cmocka_unit_test(test_fashion_mnist),
