@@ -164,6 +164,14 @@ static int parse_one(const spec_field *f, json_t *v, void *out, const char *name
             ref->id = (int64_t)json_integer_value(v);
             return 0;
         }
+        /* An integral real, as SPEC_INT takes one (and as every number of a body holding
+         * an integer beyond int64 is read), up to 2^53 where reals stop being exact. */
+        double d = json_is_real(v) ? json_real_value(v) : 0;
+        if (d >= 1 && d <= 9007199254740991.0 && d == floor(d)) {
+            ref->name = NULL;
+            ref->id = (int64_t)d;
+            return 0;
+        }
         if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 256 &&
             strlen(json_string_value(v)) == json_string_length(v)) {
             ref->name = json_string_value(v);

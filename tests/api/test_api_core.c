@@ -108,6 +108,8 @@ static void spec_keeps_defaults_and_takes_integral_reals(void **state)
     assert_int_equal(b.lrs.was_array, 0);
     assert_null(b.ref.name);
     assert_int_equal(b.ref.id, 12);
+    assert_int_equal(parse("{\"n\": 7, \"ref\": 12.0}", &b, field), 0);
+    assert_int_equal(b.ref.id, 12);
 }
 
 static void spec_names_the_bad_field(void **state)
@@ -137,6 +139,8 @@ static void spec_names_the_bad_field(void **state)
         {"{\"n\": 1, \"stop\": 3}", "stop"},
         {"{\"n\": 1, \"ref\": 0}", "ref"},
         {"{\"n\": 1, \"ref\": true}", "ref"},
+        {"{\"n\": 1, \"ref\": 2.5}", "ref"},
+        {"{\"n\": 1, \"ref\": 1e20}", "ref"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         body b;

@@ -250,6 +250,10 @@ BAD_BODIES = [
     ("/runs", {"dataset": "colors", "arch": "resnet18", "pretrained": 999}, 404, "pretrained"),
     ("/runs/{run}/fit", {"lrs": 0.01}, 400, "n_cycle"),
     ("/runs/{run}/fit", {"lrs": -0.01, "n_cycle": 1}, 400, "lrs"),
+    # Integers beyond int64, which JSON allows and jansson cannot hold, still name the field.
+    ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 10 ** 20}, 400, "n_cycle"),
+    ("/runs/{run}/fit", {"lrs": [0.01, 0.02, -10 ** 30], "n_cycle": 1}, 400, "lrs[2]"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "seed": 2 ** 64}, 400, "seed"),
     ("/runs/{run}/fit", {"lrs": [0.01, "x", 0.1], "n_cycle": 1}, 400, "lrs[1]"),
     ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 1, "schedule": "step"}, 400, "schedule"),
     ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 1, "early_stop": {"patience": 0}}, 400,
