@@ -85,6 +85,10 @@ void reply_store_error(api_req *r, int rc, const char *what)
     case -ENOMEM:
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         return;
+    case -ENOSPC:
+        reply_problem(r, 507, PROBLEM_INTERNAL, NULL,
+                      "%s: the disk of the data folder is full; nothing was changed", what);
+        return;
     default:
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "%s: %s (%s)", what, strerror(-rc),
                       store_errmsg());

@@ -92,6 +92,8 @@ extern _Thread_local char errbuf[512];
 void store_set_err(const char *fmt, ...);
 double store_now_s(void);
 int db_fail(sqlite3 *db, int rc, const char *what);
+/* A failed SQLite call's code as ours: -ENOMEM, -ENOSPC for a full disk, else -EIO. */
+int sqlite_errno(int rc);
 char *xstrdup(const char *s);
 void *grow(void *p, int *cap, int need, size_t elem);
 sqlite3 *rget(store *st);

@@ -35,6 +35,15 @@ int db_fail(sqlite3 *db, int rc, const char *what)
         return -ENOMEM;
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return -EINVAL;
+    return sqlite_errno(rc);
+}
+
+int sqlite_errno(int rc)
+{
+    if (rc == SQLITE_NOMEM)
+        return -ENOMEM;
+    if (rc == SQLITE_FULL)
+        return -ENOSPC; /* the unix VFS's answer to ENOSPC */
     return -EIO;
 }
 

@@ -25,7 +25,7 @@ int wexec(store *st, const char *sql)
     if (rc != SQLITE_OK) {
         store_set_err("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
-        return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+        return sqlite_errno(rc);
     }
     return 0;
 }

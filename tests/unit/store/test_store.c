@@ -1033,6 +1033,7 @@ static sqlite3_vfs faulty_vfs;
 static sqlite3_io_methods faulty_io;
 static volatile int io_countdown; /* 0: off */
 static volatile int io_failures;
+static volatile int io_full;      /* writes fail as the unix VFS answers ENOSPC */
 
 static int io_fails(void)
 {
@@ -1055,6 +1056,8 @@ static int f_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o)
 }
 static int f_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o)
 {
+    if (io_full)
+        return SQLITE_FULL;
     if (io_fails())
         return SQLITE_IOERR_WRITE;
     return REAL(f)->pMethods->xWrite(REAL(f), b, n, o);
@@ -1208,6 +1211,32 @@ static void disk_errors_during_commits_lose_nothing_committed(void **state)
     assert_int_equal(store_open(&f->st, f->path, NULL, err, sizeof err), 0);
 }
 
+/* A full disk is told apart from a failing one (-ENOSPC, which the API answers as 507),
+ * loses nothing committed, and the store carries on once there is room again. */
+static void a_full_disk_is_enospc_and_recoverable(void **state)
+{
+    fixture *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    faulty_vfs_install();
+    char err[256];
+    assert_int_equal(store_open(&f->st, f->path, NULL, err, sizeof err), 0);
+    int64_t run = make_run(f->st, make_dataset(f->st, "d")), id;
+    assert_int_equal(store_job_create(f->st, run, "fit", NULL, 0, &id), 0);
+    io_full = 1;
+    int rc = store_job_create(f->st, run, "tta", NULL, 0, &id);
+    io_full = 0;
+    assert_int_equal(rc, -ENOSPC);
+    assert_non_null(strstr(store_errmsg(), "full"));
+    assert_int_equal(store_job_create(f->st, run, "tta", NULL, 0, &id), 0);
+    store_close(f->st);
+    f->st = NULL;
+    faulty_vfs_remove();
+    assert_true(integrity_ok(f->path));
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM jobs"), 2);
+    assert_int_equal(store_open(&f->st, f->path, NULL, err, sizeof err), 0);
+}
+
 /* ---- kill -9 ---------------------------------------------------------------------------- */
 
 /* The child creates jobs (each acknowledged through the pipe only after the call returned)
@@ -1313,6 +1342,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(metric_points_commit_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(readers_run_while_the_writer_commits, setup, teardown),
         cmocka_unit_test_setup_teardown(failing_writes_leave_previous_data_intact, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_full_disk_is_enospc_and_recoverable, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(disk_errors_during_commits_lose_nothing_committed,
                                         setup, teardown),
