@@ -23,6 +23,7 @@ static const char *const tfms_names[] = {"side_on", "top_down", "none", NULL};
 /* fastai: concat pooling, BatchNorm, dropout and xtra_fc layers (fast.ai's custom head for
  * a pretrained body); plain: the architecture's own average pool and linear layer. */
 static const char *const head_names[] = {"fastai", "plain", NULL};
+/* In sched_kind's order: the parsed index is the engine's schedule. */
 static const char *const schedule_names[] = {"sgdr", "constant", "1cycle", NULL};
 
 /* Answers 404 unless run r->ids[0] exists. */
@@ -306,7 +307,7 @@ static const spec_field early_stop_spec[] = {
 static const spec_field fit_spec[] = {
     {.name = "lrs", .type = SPEC_NUMBERS, .required = 1, .min = 1e-12, .max = 100,
      .min_n = 1, .max_n = MODEL_N_GROUPS, .offset = offsetof(fit_body, lrs)},
-    {.name = "n_cycle", .type = SPEC_INT, .required = 1, .min = 1, .max = 1000,
+    {.name = "n_cycle", .type = SPEC_INT, .required = 1, .min = 1, .max = 64,
      .offset = offsetof(fit_body, n_cycle)},
     {.name = "cycle_len", .type = SPEC_INT, .min = 1, .max = 1000,
      .offset = offsetof(fit_body, cycle_len)},
@@ -332,6 +333,25 @@ void route_run_fit(api_req *r)
     if (b.lrs.n != 1 && b.lrs.n != MODEL_N_GROUPS) {
         reply_problem(r, 400, PROBLEM_INVALID, "lrs",
                       "lrs must be one number or one per layer group (%d)", MODEL_N_GROUPS);
+        return;
+    }
+    if (b.wd >= 1) {
+        reply_problem(r, 400, PROBLEM_INVALID, "wd", "wd must be below 1, got %g", b.wd);
+        return;
+    }
+    /* The schedule's rules are the engine's (cycles, their lengths, the epochs they add up
+     * to): judged here by the same check, so that a plan the fit would refuse is a 400 and
+     * not a failed job. Its message starts with the field at fault. */
+    sched_plan plan;
+    char serr[160], field[32];
+    sched_plan_defaults(&plan, 1);
+    plan.kind = (sched_kind)b.schedule;
+    plan.n_cycle = (int)b.n_cycle;
+    plan.cycle_len = (int)b.cycle_len;
+    plan.cycle_mult = (int)b.cycle_mult;
+    if (sched_plan_check(&plan, serr, sizeof serr)) {
+        snprintf(field, sizeof field, "%.*s", (int)strcspn(serr, ":"), serr);
+        reply_problem(r, 400, PROBLEM_INVALID, field, "%s", serr);
         return;
     }
     submit(r, JOB_FIT);

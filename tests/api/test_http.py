@@ -250,6 +250,11 @@ BAD_BODIES = [
     ("/runs", {"dataset": "colors", "arch": "resnet18", "pretrained": 999}, 404, "pretrained"),
     ("/runs/{run}/fit", {"lrs": 0.01}, 400, "n_cycle"),
     ("/runs/{run}/fit", {"lrs": -0.01, "n_cycle": 1}, 400, "lrs"),
+    # The engine's own schedule rules, judged at the request rather than by a failing job.
+    ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 200}, 400, "n_cycle"),
+    ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 12, "cycle_len": 100, "cycle_mult": 4}, 400,
+     "n_cycle"),
+    ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 1, "wd": 1}, 400, "wd"),
     # Integers beyond int64, which JSON allows and jansson cannot hold, still name the field.
     ("/runs/{run}/fit", {"lrs": 0.01, "n_cycle": 10 ** 20}, 400, "n_cycle"),
     ("/runs/{run}/fit", {"lrs": [0.01, 0.02, -10 ** 30], "n_cycle": 1}, 400, "lrs[2]"),
