@@ -281,6 +281,28 @@ static int changes_weights(job_kind k)
            k == JOB_PRECOMPUTE || k == JOB_RESIZE;
 }
 
+/* A job's start or end that the store refused for a full disk is retried every second
+ * until there is room or the daemon stops, so that a row never stays "queued" or
+ * "running" for a job that is over. 0: try again; -ESHUTDOWN: give up (the next start
+ * marks the row interrupted). */
+static int wait_for_room(jobs *jq, int64_t job_id, const char *what, int *logged)
+{
+    if (!*logged)
+        log_msg(LOG_ERROR, job_id, "cannot record %s: %s; retrying every second until the "
+                "disk has room", what, store_errmsg());
+    *logged = 1;
+    pthread_mutex_lock(&jq->mu);
+    if (!jq->stopping) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 1;
+        pthread_cond_timedwait(&jq->cv, &jq->mu, &dl);
+    }
+    int stop = jq->stopping;
+    pthread_mutex_unlock(&jq->mu);
+    return stop ? -ESHUTDOWN : 0;
+}
+
 static void run_job(jobs *jq, int64_t job_id)
 {
     store_job_row row;
@@ -293,12 +315,16 @@ static void run_job(jobs *jq, int64_t job_id)
     }
     if (strcmp(row.state, "queued") != 0) /* cancelled while it waited */
         goto out_clear;
-    if (store_job_start(jq->st, job_id)) {
+    int full = 0, rc;
+    while ((rc = store_job_start(jq->st, job_id)) == -ENOSPC &&
+           wait_for_room(jq, job_id, "the start", &full) == 0)
+        ;
+    if (rc) {
         log_msg(LOG_ERROR, job_id, "cannot start: %s", store_errmsg());
         goto out_clear;
     }
     log_msg(LOG_INFO, job_id, "started %s on run %lld", row.kind, (long long)row.run_id);
-    int rc = job_kind_parse(row.kind, &kind);
+    rc = job_kind_parse(row.kind, &kind);
     learner *l = NULL;
     if (rc == 0) {
         l = jq_slot_get(jq, row.run_id, err, sizeof err);
@@ -346,7 +372,13 @@ static void run_job(jobs *jq, int64_t job_id)
             store_snapshot_add(jq->st, row.run_id, job_id, "checkpoint", k.last_cycle,
                                k.last_epoch, ck, NULL);
     }
-    if (store_job_finish(jq->st, job_id, final, rc ? err : NULL, result))
+    int frc;
+    full = 0;
+    while ((frc = store_job_finish(jq->st, job_id, final, rc ? err : NULL, result)) ==
+               -ENOSPC &&
+           wait_for_room(jq, job_id, "the end", &full) == 0)
+        ;
+    if (frc)
         log_msg(LOG_ERROR, job_id, "cannot record the end (%s): %s", final, store_errmsg());
     log_msg(rc && strcmp(final, "failed") == 0 ? LOG_WARN : LOG_INFO, job_id, "%s%s%s", final,
             rc ? ": " : "", rc ? err : "");

@@ -5,6 +5,7 @@ everything works. Needs root to mount the tmpfs (CI runs as root); skipped other
 import errno
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -12,12 +13,13 @@ from conftest import API, Daemon, assert_problem, make_image_dataset, wait_job
 
 
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(tmp_path, request):
+    size = getattr(request, "param", "4m")
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
     var = tmp_path / "var"
     var.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(var)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", str(var)],
                        capture_output=True, text=True)
     if r.returncode:
         pytest.skip("cannot mount a tmpfs here: " + r.stderr.strip())
@@ -84,4 +86,45 @@ def test_a_full_disk_is_507_and_nothing_is_lost(small_disk):
         assert wait_job(d, r.json()["id"])["state"] == "succeeded"
         assert d.post(API + "/runs", body).status == 201
     finally:
+        d.stop()
+
+
+@pytest.mark.parametrize("small_disk", ["16m"], indirect=True)
+def test_a_job_ending_on_a_full_disk_is_recorded_once_there_is_room(small_disk):
+    """The disk fills while a fit runs: its next checkpoint fails, and so would the row
+    saying so. The job stays "running" until the disk has room, then reads "failed"."""
+    d = Daemon(small_disk)
+    filler = None
+    try:
+        make_image_dataset(os.path.join(d.datasets, "colors"))
+        assert d.post(API + "/datasets", {"name": "colors", "format": "folders",
+                                          "path": os.path.join(d.datasets, "colors")}).status == 201
+        r = d.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
+                                   "bs": 8})
+        run = r.json()["id"]
+        r = d.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 64,
+                                                "schedule": "constant"})
+        job = r.json()["id"]
+        deadline = time.monotonic() + 120
+        while not d.get(API + "/runs/%d/epochs" % run).json()["items"]:
+            assert time.monotonic() < deadline, "no epoch recorded"
+            time.sleep(0.05)
+        filler = fill(d.data)
+        deadline = time.monotonic() + 120
+        while "cannot record the end" not in d.log_text():
+            assert time.monotonic() < deadline, d.log_text()
+            time.sleep(0.1)
+        j = d.get(API + "/jobs/%d" % job).json()
+        assert j["state"] == "running", j
+        assert d.get(API + "/health").status == 200
+        os.remove(filler)
+        filler = None
+        j = wait_job(d, job, timeout=30)
+        assert j["state"] == "failed", j
+        assert "No space left on device" in j["error"], j
+        r = d.post(API + "/runs/%d/tta" % run, {"n_aug": 1})
+        assert wait_job(d, r.json()["id"])["state"] == "succeeded"
+    finally:
+        if filler:
+            os.remove(filler)
         d.stop()
