@@ -22,6 +22,7 @@
 #include "safetensors.h"
 #include "net.h"
 #include "lrsched.h"
+#include "optim.h"
 
 #define LEARNER_MAX_GROUPS 4
 /* Augmented passes learner_tta (and the recipe's TTA) take at most, besides the centre
@@ -39,6 +40,11 @@ typedef struct learner_config {
     const char *checkpoint_dir;/* where epoch checkpoints and snapshots go, or NULL */
     int loader_threads;
     uint64_t seed;
+    optim_kind opt;            /* OPTIM_SGD (0): momentum 0.9 with L2 weight decay, fast.ai
+                                * 0.7's default. OPTIM_ADAM: AdamW, betas 0.9 and 0.99 with
+                                * decoupled weight decay, the later fast.ai's default; its wd
+                                * is a fraction of the weights per unit of LR (0.01 is
+                                * typical, against SGD's 1e-4) */
 } learner_config;
 
 typedef struct learner learner;

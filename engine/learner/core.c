@@ -404,6 +404,10 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
         lrn_set_err(err, errlen, "precompute: needs a pretrained body (set pretrained)");
         return -EINVAL;
     }
+    if (cfg->opt != OPTIM_SGD && cfg->opt != OPTIM_ADAM) {
+        lrn_set_err(err, errlen, "opt: unknown optimizer %d", (int)cfg->opt);
+        return -EINVAL;
+    }
     if (info->count[SPLIT_TRAIN] < 1 || info->count[SPLIT_VALID] < 1) {
         lrn_set_err(err, errlen, "dataset: needs training and validation images (has %d and %d)",
                 info->count[SPLIT_TRAIN], info->count[SPLIT_VALID]);
@@ -488,6 +492,11 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
 
     optim_config oc;
     optim_config_defaults(&oc);
+    if (cfg->opt == OPTIM_ADAM) {
+        oc.kind = OPTIM_ADAM;
+        oc.decoupled_wd = 1;
+        oc.beta2 = 0.99;
+    }
     rc = optim_create(&l->opt, l->net, &oc);
     if (rc)
         goto out_fail;

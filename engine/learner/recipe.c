@@ -75,9 +75,18 @@ static double unfrozen_lr(const lrfind_result *r, double head_lr, const ev_hooks
     return head_lr;
 }
 
-/* The SGDR fit the recipe ends with: cycle_mult 2 from cycle_len, wd 1e-4, stopping at a
- * cycle end whose validation loss is not better than the previous one's. */
-static void sgdr_opts(fit_opts *fo, int n_lrs, const double *lrs, int n_cycle, int cycle_len)
+/* The recipe's weight decay: fast.ai 0.7's 1e-4 as L2 for SGD; 0.01 for AdamW, whose
+ * decay is decoupled and scaled by the LR (later fast.ai's default), so 1e-4 would be
+ * next to none. */
+static double recipe_wd(const learner *l)
+{
+    return l->opt->cfg.kind == OPTIM_ADAM ? 1e-2 : 1e-4;
+}
+
+/* The SGDR fit the recipe ends with: cycle_mult 2 from cycle_len, the recipe's wd,
+ * stopping at a cycle end whose validation loss is not better than the previous one's. */
+static void sgdr_opts(fit_opts *fo, const learner *l, int n_lrs, const double *lrs,
+                      int n_cycle, int cycle_len)
 {
     memset(fo, 0, sizeof *fo);
     fo->n_lrs = n_lrs;
@@ -85,7 +94,7 @@ static void sgdr_opts(fit_opts *fo, int n_lrs, const double *lrs, int n_cycle, i
     fo->n_cycle = n_cycle;
     fo->cycle_len = cycle_len;
     fo->cycle_mult = 2;
-    fo->wd = 1e-4;
+    fo->wd = recipe_wd(l);
     fo->schedule = SCHED_SGDR;
     fo->stop_at_worse_cycle = 1;
 }
@@ -170,11 +179,12 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
              "epochs, then the most cycles) and TTA", cycle_len, n_cycle,
              n_cycle == 1 ? "" : "s", used, epochs);
     fit_opts fo;
-    sgdr_opts(&fo, 1, &lr, n_cycle, cycle_len);
+    sgdr_opts(&fo, l, 1, &lr, n_cycle, cycle_len);
     fo.time_limit_s = fit_limit_s;
-    lrn_note(h, "fit", "SGDR with cycle_len %d, cycle_mult 2, %d cycle%s at lr %.3g, wd 1e-4; "
-             "stop at a cycle end when validation loss stops improving", cycle_len, n_cycle,
-             n_cycle == 1 ? "" : "s", lr);
+    lrn_note(h, "fit", "SGDR with cycle_len %d, cycle_mult 2, %d cycle%s at lr %.3g, wd %g "
+             "(%s); stop at a cycle end when validation loss stops improving", cycle_len,
+             n_cycle, n_cycle == 1 ? "" : "s", lr, fo.wd,
+             l->opt->cfg.kind == OPTIM_ADAM ? "AdamW" : "SGD with momentum");
     rc = learner_fit(l, &fo, h, err, errlen);
     if (rc)
         return rc;
@@ -219,7 +229,7 @@ static int recipe_pretrained(learner *l, int max_epochs, int close, double budge
     fo.n_lrs = 1;
     fo.lrs[0] = lr;
     fo.n_cycle = 2;
-    fo.wd = 1e-4;
+    fo.wd = recipe_wd(l);
     fo.schedule = SCHED_CONSTANT;
     lrn_note(h, "recipe", "step 3: train the head from precomputed activations for 2 epochs at "
          "lr %.3g (the seed's 1-2; the cache makes them cheap)", lr);
@@ -260,7 +270,7 @@ static int recipe_pretrained(learner *l, int max_epochs, int close, double budge
     double lrs8[LEARNER_MAX_GROUPS];
     for (int g = 0; g < l->n_groups; g++)
         lrs8[g] = lr2 * lo.lrs[g];
-    sgdr_opts(&fo, l->n_groups, lrs8, n_cycle, 1);
+    sgdr_opts(&fo, l, l->n_groups, lrs8, n_cycle, 1);
     lrn_note(h, "recipe", "step 8: the whole network, SGDR cycle_len 1, cycle_mult 2, up to %d "
          "cycles (%d epochs), stopping at a cycle end when validation loss stops improving",
          n_cycle, used);

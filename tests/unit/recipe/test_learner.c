@@ -500,6 +500,63 @@ static void resume_equals_uninterrupted(void **state)
     dataset_destroy(ds);
 }
 
+/* An AdamW learner (opt = OPTIM_ADAM) learns the shapes, and its checkpoints (twice the
+ * optimizer state: m and v) resume bit for bit; an SGD learner refuses them. */
+static void adamw_learns_and_resumes(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(big);
+    learner_config c;
+    base_config(&c);
+    c.bs = 16;
+    c.opt = OPTIM_ADAM;
+    char dir_a[512], dir_b[512], err[256] = "";
+    snprintf(dir_a, sizeof dir_a, "%s/adam_a", root);
+    snprintf(dir_b, sizeof dir_b, "%s/adam_b", root);
+    mkdir(dir_a, 0755);
+    mkdir(dir_b, 0755);
+    fit_opts o = {.n_lrs = 1, .lrs = {3e-3}, .n_cycle = 1, .cycle_len = 3, .cycle_mult = 1,
+                  .wd = 1e-2, .schedule = SCHED_1CYCLE};
+    c.checkpoint_dir = dir_a;
+    learner *a = make(&c, ds);
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    int rc = learner_fit(a, &o, &h, err, sizeof err);
+    if (rc)
+        print_error("fit: %s\n", err);
+    assert_int_equal(rc, 0);
+    print_message("adamw: validation accuracy %.3f after 3 epochs\n", r.last_acc);
+    assert_true(r.last_acc >= 0.9f);
+
+    c.checkpoint_dir = dir_b;
+    learner *b = make(&c, ds);
+    rec rb = {0};
+    ev_hooks hb = hooks_for(&rb);
+    rb.cancel_after_epoch = 0;
+    assert_int_equal(learner_fit(b, &o, &hb, err, sizeof err), -ECANCELED);
+    learner_destroy(b);
+    fit_opts ro = o;
+    ro.resume = 1;
+    learner *b2 = make(&c, ds);
+    assert_int_equal(learner_fit(b2, &ro, NULL, err, sizeof err), 0);
+    net *na = learner_net(a), *nb = learner_net(b2);
+    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
+    assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+    learner_destroy(b2);
+
+    c.opt = OPTIM_SGD;
+    learner *s = make(&c, ds);
+    assert_int_equal(learner_fit(s, &ro, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "optim.state"));
+    learner_destroy(s);
+    c.opt = (optim_kind)7;
+    learner *bad;
+    assert_int_equal(learner_create(&bad, &c, ds, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "opt"));
+    learner_destroy(a);
+    dataset_destroy(ds);
+}
+
 typedef struct notes {
     int n;
     char what[64][32];
@@ -1039,6 +1096,7 @@ int main(void)
         cmocka_unit_test(lr_find_restores_everything),
         cmocka_unit_test(precompute_head_equals_full_head),
         cmocka_unit_test(resume_equals_uninterrupted),
+        cmocka_unit_test(adamw_learns_and_resumes),
         cmocka_unit_test(recipe_from_scratch),
         cmocka_unit_test(recipe_plans_cycles),
         cmocka_unit_test(recipe_budget_plans_the_epochs),
