@@ -23,6 +23,9 @@ static const char *const tfms_names[] = {"side_on", "top_down", "none", NULL};
 /* fastai: concat pooling, BatchNorm, dropout and xtra_fc layers (fast.ai's custom head for
  * a pretrained body); plain: the architecture's own average pool and linear layer. */
 static const char *const head_names[] = {"fastai", "plain", NULL};
+/* sgd: momentum 0.9 with L2 weight decay (fast.ai 0.7); adamw: Adam with decoupled weight
+ * decay, betas 0.9 and 0.99 (learner_config.opt). */
+static const char *const opt_names[] = {"sgd", "adamw", NULL};
 /* In sched_kind's order: the parsed index is the engine's schedule. */
 static const char *const schedule_names[] = {"sgdr", "constant", "1cycle", NULL};
 
@@ -51,7 +54,7 @@ typedef struct run_body {
     double max_zoom;
     int precompute;
     spec_numbers ps, xtra_fc;
-    int head;
+    int head, opt;
     int multi_label, has_multi_label, has_sz;
     int64_t seed;
 } run_body;
@@ -72,6 +75,7 @@ static const spec_field run_spec[] = {
     {.name = "precompute", .type = SPEC_BOOL, .offset = offsetof(run_body, precompute)},
     {.name = "head", .type = SPEC_ENUM, .values = head_names,
      .offset = offsetof(run_body, head)},
+    {.name = "opt", .type = SPEC_ENUM, .values = opt_names, .offset = offsetof(run_body, opt)},
     {.name = "ps", .type = SPEC_NUMBERS, .min = 0, .max = 0.99, .min_n = 1, .max_n = 2,
      .offset = offsetof(run_body, ps)},
     {.name = "xtra_fc", .type = SPEC_NUMBERS, .min = 1, .max = 8192, .min_n = 0,
@@ -177,8 +181,10 @@ void route_run_create(api_req *r)
                           : NULL;
     if (config && b.pretrained)
         json_object_set_new(config, "pretrained", json_integer((json_int_t)b.pretrained));
-    if (config)
+    if (config) {
         json_object_set_new(config, "head", json_string(head_names[b.head]));
+        json_object_set_new(config, "opt", json_string(opt_names[b.opt]));
+    }
     if (!config) {
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         goto out;

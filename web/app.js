@@ -301,6 +301,7 @@ function newRunPage(root, query) {
       field({ name: 'bs', label: 'Batch size', type: 'number', value: '64' }),
       field({ name: 'tfms', label: 'Augmentation', type: 'select', value: 'side_on', options: [['side_on', 'side_on (flips)'], ['top_down', 'top_down (flips + rotations)'], ['none', 'none']] }),
       field({ name: 'max_zoom', label: 'Max zoom', type: 'number', value: '1.1' }),
+      field({ name: 'opt', label: 'Optimizer', type: 'select', value: 'sgd', options: [['sgd', 'SGD with momentum (fast.ai 0.7)'], ['adamw', 'AdamW (wd around 0.01)']] }),
       field({ name: 'ps', label: 'Dropout (ps)', value: '0.25, 0.5', hint: 'One value, or one per head layer.' }),
       field({ name: 'xtra_fc', label: 'Extra FC layers', value: '512', hint: 'Sizes separated by commas; empty for none.' }),
       field({ name: 'seed', label: 'Seed', type: 'number', value: '42' }),
@@ -310,7 +311,7 @@ function newRunPage(root, query) {
     statusLine());
   onSubmit(form, async (f) => {
     const e = f.elements;
-    const body = { dataset: num(e.dataset.value) ?? e.dataset.value, arch: e.arch.value, tfms: e.tfms.value };
+    const body = { dataset: num(e.dataset.value) ?? e.dataset.value, arch: e.arch.value, tfms: e.tfms.value, opt: e.opt.value };
     if (e.pretrained.value) body.pretrained = num(e.pretrained.value);
     for (const k of ['sz', 'bs', 'max_zoom', 'seed']) setPath(body, k, num(e[k].value));
     setPath(body, 'ps', lrs(e.ps.value));
