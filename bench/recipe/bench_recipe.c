@@ -51,6 +51,7 @@ typedef struct bench_cfg {
     const char *data, *arch;
     int epochs, sz, bs, threads, recipe, only_recipe, plain_head;
     tfm_set tfms;
+    optim_kind opt;
     double lr, zoom, budget;
 } bench_cfg;
 
@@ -68,6 +69,7 @@ static learner *make(const bench_cfg *b, dataset *ds)
     c.max_zoom = (float)b->zoom;
     c.loader_threads = b->threads;
     c.seed = 42;
+    c.opt = b->opt;
     learner *l;
     char err[256];
     if (learner_create(&l, &c, ds, err, sizeof err) != 0) {
@@ -97,7 +99,8 @@ static int run_schedule(const bench_cfg *b, dataset *ds, const char *name, int k
     char err[256];
     double t0 = bench_now_s();
     int rc = 0;
-    fit_opts o = {.n_lrs = 1, .lrs = {b->lr}, .wd = 1e-4};
+    /* the recipe's weight decays: L2 1e-4 for SGD, decoupled 0.01 for AdamW */
+    fit_opts o = {.n_lrs = 1, .lrs = {b->lr}, .wd = b->opt == OPTIM_ADAM ? 1e-2 : 1e-4};
     fprintf(stderr, "%s\n", name);
     if (kind == 0) { /* constant */
         o.schedule = SCHED_CONSTANT;
@@ -173,10 +176,13 @@ int main(int argc, char **argv)
             b.plain_head = !strcmp(v, "plain");
         else if (v && !strcmp(a, "--tfms") && ++i && (!strcmp(v, "none") || !strcmp(v, "side_on")))
             b.tfms = !strcmp(v, "none") ? TFMS_NONE : TFMS_SIDE_ON;
+        else if (v && !strcmp(a, "--opt") && ++i && (!strcmp(v, "sgd") || !strcmp(v, "adamw")))
+            b.opt = !strcmp(v, "adamw") ? OPTIM_ADAM : OPTIM_SGD;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
                     "[--arch NAME] [--head fastai|plain] [--tfms side_on|none] [--zoom Z] "
-                    "[--threads N] [--budget MINUTES] [--recipe] [--only-recipe]\n", argv[0]);
+                    "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
+                    "[--only-recipe]\n", argv[0]);
             return 2;
         }
     }
@@ -187,10 +193,11 @@ int main(int argc, char **argv)
         return 1;
     const ds_info *in = dataset_info(ds);
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
-           "max_zoom %g, %d epochs, lr %g, recipe budget %g min, BLAS %s x%d\n\n",
+           "max_zoom %g, %s, %d epochs, lr %g, recipe budget %g min, BLAS %s x%d\n\n",
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
-           b.tfms == TFMS_NONE ? "none" : "side_on", b.zoom, b.epochs, b.lr, b.budget,
-           blas_core_name(), blas_threads());
+           b.tfms == TFMS_NONE ? "none" : "side_on", b.zoom,
+           b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.epochs, b.lr, b.budget, blas_core_name(),
+           blas_threads());
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
     int rc = 0;
