@@ -397,9 +397,11 @@ static const spec_field predict_test_spec[] = {
 
 typedef struct recipe_body {
     int64_t max_epochs, n_aug;
-    int close_to_imagenet;
+    int close_to_imagenet, schedule;
     double budget_minutes;
 } recipe_body;
+/* The from-scratch fit's schedule (recipe_opts.one_cycle). */
+static const char *const recipe_schedule_names[] = {"sgdr", "1cycle", NULL};
 static const spec_field recipe_spec[] = {
     {.name = "max_epochs", .type = SPEC_INT, .min = 1, .max = 1000,
      .offset = offsetof(recipe_body, max_epochs)},
@@ -409,6 +411,8 @@ static const spec_field recipe_spec[] = {
      .offset = offsetof(recipe_body, n_aug)},
     {.name = "budget_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
      .offset = offsetof(recipe_body, budget_minutes)},
+    {.name = "schedule", .type = SPEC_ENUM, .values = recipe_schedule_names,
+     .offset = offsetof(recipe_body, schedule)},
     {0},
 };
 

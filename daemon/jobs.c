@@ -244,8 +244,12 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
     }
     case JOB_RECIPE: {
         k->own_sweeps = 1;
-        recipe_opts o = {(int)jq_num(p, "max_epochs", 0), jq_bool(p, "close_to_imagenet", 0),
-                         (int)jq_num(p, "n_aug", 0), jq_num(p, "budget_minutes", 0)};
+        const char *sched = json_string_value(json_object_get(p, "schedule"));
+        recipe_opts o = {.max_epochs = (int)jq_num(p, "max_epochs", 0),
+                         .close_to_imagenet = jq_bool(p, "close_to_imagenet", 0),
+                         .n_aug = (int)jq_num(p, "n_aug", 0),
+                         .budget_minutes = jq_num(p, "budget_minutes", 0),
+                         .one_cycle = sched && strcmp(sched, "1cycle") == 0};
         tta_result r = {0};
         rc = learner_recipe(l, &o, &h, &r, err, errlen);
         if (rc == 0)

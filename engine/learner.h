@@ -163,6 +163,10 @@ typedef struct recipe_opts {
                                 * final fit stops at a cycle end whose next cycle would end
                                 * past the time left before TTA (fit_opts.time_limit_s); its
                                 * first cycle always runs */
+    int one_cycle;             /* from scratch only: the fit is one 1cycle over every epoch
+                                * planned instead of SGDR with cycle_mult 2 (with a budget the
+                                * plan keeps a 10% margin, since one cycle cannot stop early).
+                                * With a pretrained body the seed's steps keep SGDR */
 } recipe_opts;
 
 /* The recipe's SGDR plan for at most `epochs` epochs with cycle_mult 2: n_cycle cycles of

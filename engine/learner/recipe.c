@@ -127,9 +127,10 @@ static int budget_epochs(const learner *l, double left_s, double train_img_s, in
     return (int)floor((left_s - *tta_s) / *epoch_s);
 }
 
-/* Without a pretrained body: lr_find, SGDR with cycle_mult 2, TTA. */
+/* Without a pretrained body: lr_find, SGDR with cycle_mult 2 (or one 1cycle), TTA. */
 static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug,
-                          const ev_hooks *h, tta_result *out, char *err, size_t errlen)
+                          int one_cycle, const ev_hooks *h, tta_result *out, char *err,
+                          size_t errlen)
 {
     double t0 = lrn_now_s();
     int rc = learner_unfreeze(l);
@@ -154,7 +155,12 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
     int epochs = max_epochs;
     double fit_limit_s = 0.0;
     if (budget_s > 0) {
-        double train_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0, epoch_s = 0;
+        /* An SGDR fit checks its plan at every cycle end; one 1cycle cannot stop before its
+         * end without losing the annealing, so its plan allows for the fit running 10%
+         * slower than the sweep (it ran 7% slower on Fashion-MNIST). */
+        double margin = one_cycle ? 0.9 : 1.0;
+        double train_img_s = sweep_s > 0 ? margin * (double)swept * l->bs / sweep_s : 0;
+        double epoch_s = 0;
         double left_s = budget_s - (lrn_now_s() - t0), tta_s = 0;
         int fit = train_img_s > 0
                       ? budget_epochs(l, left_s, train_img_s, n_aug, &epoch_s, &tta_s)
@@ -171,6 +177,23 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
                  fit == 1 ? "" : "s", fit < 1 ? " (at least one runs, past the budget)" : "",
                  fit_limit_s / 60.0);
     }
+    fit_opts fo;
+    if (one_cycle) {
+        memset(&fo, 0, sizeof fo);
+        fo.n_lrs = 1;
+        fo.lrs[0] = lr;
+        fo.n_cycle = 1;
+        fo.cycle_len = epochs;
+        fo.cycle_mult = 1;
+        fo.wd = recipe_wd(l);
+        fo.schedule = SCHED_1CYCLE;
+        lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, one "
+                 "1cycle over all %d epochs (lr %.3g/10 up to %.3g and down, momentum against "
+                 "it, then annealing towards lr/1000), wd %g (%s), and TTA", epochs, lr, lr,
+                 fo.wd, l->opt->cfg.kind == OPTIM_ADAM ? "AdamW" : "SGD with momentum");
+        rc = learner_fit(l, &fo, h, err, errlen);
+        return rc ? rc : learner_tta(l, n_aug, h, out, err, errlen);
+    }
     int n_cycle, cycle_len;
     recipe_plan_cycles(epochs, &n_cycle, &cycle_len);
     int used = cycle_len * ((1 << n_cycle) - 1);
@@ -178,7 +201,6 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
              "(cycle_len %d, cycle_mult 2, %d cycle%s = %d of the %d epochs allowed: the most "
              "epochs, then the most cycles) and TTA", cycle_len, n_cycle,
              n_cycle == 1 ? "" : "s", used, epochs);
-    fit_opts fo;
     sgdr_opts(&fo, l, 1, &lr, n_cycle, cycle_len);
     fo.time_limit_s = fit_limit_s;
     lrn_note(h, "fit", "SGDR with cycle_len %d, cycle_mult 2, %d cycle%s at lr %.3g, wd %g "
@@ -306,6 +328,7 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
         return -EINVAL;
     }
     if (!l->pretrained)
-        return recipe_scratch(l, max_epochs, budget_s, n_aug, h, out, err, errlen);
+        return recipe_scratch(l, max_epochs, budget_s, n_aug, o && o->one_cycle, h, out, err,
+                              errlen);
     return recipe_pretrained(l, max_epochs, close, budget_s, n_aug, h, out, err, errlen);
 }

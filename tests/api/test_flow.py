@@ -131,6 +131,31 @@ def test_plain_head_recipe_within_a_budget(flow):
     assert p.status == 200 and p.json()["classes"] == ["blue", "red"]
 
 
+def test_adamw_recipe_with_one_cycle(flow):
+    """An AdamW run through the recipe with schedule 1cycle: one cycle over every epoch
+    allowed, from lr/10 up and down again, with Adam's beta1 moving against the LR."""
+    d, _, _ = flow
+    r = d.post(API + "/runs", {"dataset": "flow", "arch": "resnet_small", "sz": 28, "bs": 8,
+                               "tfms": "none", "head": "plain", "opt": "adamw", "seed": 4})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    r = d.post(API + "/runs/%d/recipe" % run, {"max_epochs": 2, "n_aug": 1,
+                                               "schedule": "1cycle"})
+    assert r.status == 202, r
+    job = wait_job(d, r.json()["id"])
+    assert job["state"] == "succeeded", (job, d.log_text())
+    assert len(d.get(API + "/runs/%d/epochs" % run).json()["items"]) == 2
+    lrs = [p["value"] for p in
+           d.get(API + "/runs/%d/metrics?key=lr_2" % run).json()["points"]]
+    assert len(lrs) == 12   # 2 epochs of 48 images / bs 8
+    peak = max(lrs)
+    assert abs(lrs[0] * 10 - peak) < 1e-6 * peak and lrs[-1] < lrs[0], lrs   # annealed
+    mom = [p["value"] for p in d.get(API + "/runs/%d/metrics?key=momentum" % run).json()["points"]]
+    assert max(mom) > 0.94 and min(mom) < 0.86, mom
+    assert_problem(d.post(API + "/runs/%d/recipe" % run, {"schedule": "cosine"}), 400,
+                   field="schedule")
+
+
 def test_fit_stops_at_its_time_limit(flow):
     """A fit whose time limit the first cycle already uses up stops at that cycle's end,
     keeps its weights and says why in a note."""

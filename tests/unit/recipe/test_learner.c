@@ -608,6 +608,62 @@ static void recipe_from_scratch(void **state)
     dataset_destroy(ds);
 }
 
+typedef struct lr_trace {
+    int n;
+    double first, peak, last;
+    int peak_at;
+} lr_trace;
+
+static int trace_lr(void *ctx, const ev_batch *e)
+{
+    lr_trace *t = ctx;
+    double lr = e->lrs[e->n_groups - 1];
+    if (t->n == 0)
+        t->first = lr;
+    if (lr > t->peak) {
+        t->peak = lr;
+        t->peak_at = t->n;
+    }
+    t->last = lr;
+    t->n++;
+    return 0;
+}
+
+/* recipe_opts.one_cycle: the from-scratch fit is one 1cycle over every planned epoch (from
+ * lr/10 up to the picked lr and down, then annealing), here with AdamW. */
+static void recipe_from_scratch_one_cycle(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(big);
+    learner_config c;
+    base_config(&c);
+    c.bs = 16;
+    c.opt = OPTIM_ADAM;
+    learner *l = make(&c, ds);
+    lr_trace tr = {0};
+    ev_hooks h = {.ctx = &tr, .on_batch = trace_lr};
+    recipe_opts o = {.max_epochs = 3, .n_aug = 2, .one_cycle = 1};
+    tta_result t;
+    char err[256] = "";
+    int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
+    if (rc)
+        print_error("recipe: %s\n", err);
+    assert_int_equal(rc, 0);
+    print_message("recipe from scratch, one 1cycle with AdamW: accuracy %.3f, with TTA %.3f\n",
+                  t.accuracy, t.tta_accuracy);
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_int_equal(st.epochs_done, 3);
+    int n_fit = 3 * (N_TRAIN / 16);
+    assert_int_equal(tr.n, n_fit); /* the sweep reports points, not batches */
+    /* lr/10 first; the last batch is most of the way from lr/10 down to lr/1000 */
+    assert_true(fabs(tr.first * 10 - tr.peak) < 1e-9 && tr.last < tr.peak / 20);
+    assert_true(tr.peak_at > n_fit / 3 && tr.peak_at < n_fit / 2);
+    assert_true(t.tta_accuracy >= 0.85f);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 /* The SGDR plan for an epoch allowance: the most epochs with cycle_mult 2, then the most
  * cycles. */
 static void recipe_plans_cycles(void **state)
@@ -1098,6 +1154,7 @@ int main(void)
         cmocka_unit_test(resume_equals_uninterrupted),
         cmocka_unit_test(adamw_learns_and_resumes),
         cmocka_unit_test(recipe_from_scratch),
+        cmocka_unit_test(recipe_from_scratch_one_cycle),
         cmocka_unit_test(recipe_plans_cycles),
         cmocka_unit_test(recipe_budget_plans_the_epochs),
         cmocka_unit_test(recipe_with_a_pretrained_body),
