@@ -49,7 +49,7 @@ static int on_epoch(void *ctx, const ev_epoch *e)
 
 typedef struct bench_cfg {
     const char *data, *arch;
-    int epochs, sz, bs, threads, recipe, only_recipe, plain_head;
+    int epochs, sz, bs, threads, recipe, only_recipe, plain_head, one_cycle;
     tfm_set tfms;
     optim_kind opt;
     double lr, zoom, budget;
@@ -178,11 +178,13 @@ int main(int argc, char **argv)
             b.tfms = !strcmp(v, "none") ? TFMS_NONE : TFMS_SIDE_ON;
         else if (v && !strcmp(a, "--opt") && ++i && (!strcmp(v, "sgd") || !strcmp(v, "adamw")))
             b.opt = !strcmp(v, "adamw") ? OPTIM_ADAM : OPTIM_SGD;
+        else if (!strcmp(a, "--one-cycle"))
+            b.one_cycle = 1;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
                     "[--arch NAME] [--head fastai|plain] [--tfms side_on|none] [--zoom Z] "
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
-                    "[--only-recipe]\n", argv[0]);
+                    "[--only-recipe] [--one-cycle]\n", argv[0]);
             return 2;
         }
     }
@@ -237,7 +239,8 @@ int main(int argc, char **argv)
         run_stats s = {0};
         ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
                       .on_note = bench_on_note};
-        recipe_opts ro = {.max_epochs = b.epochs, .n_aug = 4, .budget_minutes = b.budget};
+        recipe_opts ro = {.max_epochs = b.epochs, .n_aug = 4, .budget_minutes = b.budget,
+                          .one_cycle = b.one_cycle};
         tta_result t;
         double t0 = bench_now_s();
         rc = l ? learner_recipe(l, &ro, &h, &t, err, sizeof err) : -1;
@@ -246,8 +249,9 @@ int main(int argc, char **argv)
             char ex[128];
             snprintf(ex, sizeof ex, "target >= 94.00%% in <= 20 min: %s",
                      t.tta_accuracy >= 0.94f && minutes <= 20.0 ? "MET" : "NOT MET");
-            row("recipe from scratch, with TTA", minutes,
-                s.train_s > 0 ? (double)s.imgs / s.train_s : 0.0, t.tta_accuracy, ex);
+            row(b.one_cycle ? "recipe from scratch (1cycle), TTA"
+                            : "recipe from scratch, with TTA",
+                minutes, s.train_s > 0 ? (double)s.imgs / s.train_s : 0.0, t.tta_accuracy, ex);
         } else {
             fprintf(stderr, "recipe: %s\n", l ? err : "learner_create failed");
         }
