@@ -19,7 +19,7 @@
 #define MAX_SEED 9007199254740991.0 /* 2^53 - 1: exact in every JSON reader */
 
 static const char *const arch_names[] = {"resnet18", "resnet34", "resnet_small", NULL};
-static const char *const tfms_names[] = {"side_on", "top_down", "none", NULL};
+static const char *const tfms_names[] = {"side_on", "top_down", "none", "flip", NULL};
 /* fastai: concat pooling, BatchNorm, dropout and xtra_fc layers (fast.ai's custom head for
  * a pretrained body); plain: the architecture's own average pool and linear layer. */
 static const char *const head_names[] = {"fastai", "plain", NULL};

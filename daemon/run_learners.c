@@ -80,6 +80,8 @@ static tfm_set tfms_of(const char *s)
         return TFMS_SIDE_ON;
     if (s && !strcmp(s, "top_down"))
         return TFMS_TOP_DOWN;
+    if (s && !strcmp(s, "flip"))
+        return TFMS_FLIP;
     return TFMS_NONE;
 }
 

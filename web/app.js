@@ -299,7 +299,7 @@ function newRunPage(root, query) {
       modelSelect,
       field({ name: 'sz', label: 'Image size (px)', type: 'number', value: '28' }),
       field({ name: 'bs', label: 'Batch size', type: 'number', value: '64' }),
-      field({ name: 'tfms', label: 'Augmentation', type: 'select', value: 'side_on', options: [['side_on', 'side_on (flips)'], ['top_down', 'top_down (flips + rotations)'], ['none', 'none']] }),
+      field({ name: 'tfms', label: 'Augmentation', type: 'select', value: 'side_on', options: [['side_on', 'side_on (rotations, lighting, flips)'], ['top_down', 'top_down (rotations, lighting, dihedral turns)'], ['flip', 'flip (left-right flips only)'], ['none', 'none']] }),
       field({ name: 'max_zoom', label: 'Max zoom', type: 'number', value: '1.1' }),
       field({ name: 'opt', label: 'Optimizer', type: 'select', value: 'sgd', options: [['sgd', 'SGD with momentum (fast.ai 0.7)'], ['adamw', 'AdamW (wd around 0.01)']] }),
       field({ name: 'ps', label: 'Dropout (ps)', value: '0.25, 0.5', hint: 'One value, or one per head layer.' }),

@@ -6,7 +6,7 @@
  * epochs to fit them.
  *
  * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
- *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|none]
+ *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none]
  *                     [--zoom Z] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
  * A run takes long: start it by hand with `nice`, never from the test suites. */
 #include <errno.h>
@@ -174,15 +174,16 @@ int main(int argc, char **argv)
             b.budget = atof(v);
         else if (v && !strcmp(a, "--head") && ++i && (!strcmp(v, "plain") || !strcmp(v, "fastai")))
             b.plain_head = !strcmp(v, "plain");
-        else if (v && !strcmp(a, "--tfms") && ++i && (!strcmp(v, "none") || !strcmp(v, "side_on")))
-            b.tfms = !strcmp(v, "none") ? TFMS_NONE : TFMS_SIDE_ON;
+        else if (v && !strcmp(a, "--tfms") && ++i &&
+                 (!strcmp(v, "none") || !strcmp(v, "side_on") || !strcmp(v, "flip")))
+            b.tfms = !strcmp(v, "none") ? TFMS_NONE : !strcmp(v, "flip") ? TFMS_FLIP : TFMS_SIDE_ON;
         else if (v && !strcmp(a, "--opt") && ++i && (!strcmp(v, "sgd") || !strcmp(v, "adamw")))
             b.opt = !strcmp(v, "adamw") ? OPTIM_ADAM : OPTIM_SGD;
         else if (!strcmp(a, "--one-cycle"))
             b.one_cycle = 1;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
-                    "[--arch NAME] [--head fastai|plain] [--tfms side_on|none] [--zoom Z] "
+                    "[--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none] [--zoom Z] "
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
                     "[--only-recipe] [--one-cycle]\n", argv[0]);
             return 2;
@@ -197,7 +198,7 @@ int main(int argc, char **argv)
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
            "max_zoom %g, %s, %d epochs, lr %g, recipe budget %g min, BLAS %s x%d\n\n",
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
-           b.tfms == TFMS_NONE ? "none" : "side_on", b.zoom,
+           b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
            b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.epochs, b.lr, b.budget, blas_core_name(),
            blas_threads());
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");

@@ -104,7 +104,10 @@ int path_is_under(const char *path, const char *root);
 
 /* ---- transforms (fast.ai 0.7) ------------------------------------------------------------- */
 
-typedef enum tfm_set { TFMS_NONE, TFMS_SIDE_ON, TFMS_TOP_DOWN } tfm_set;
+/* side_on: rotate, lighting and left-right flips (fast.ai's transforms_side_on); top_down:
+ * the same with all eight dihedral turns; flip: left-right flips alone (RandomFlip), for
+ * objects photographed upright whose training is too short to profit from rotations. */
+typedef enum tfm_set { TFMS_NONE, TFMS_SIDE_ON, TFMS_TOP_DOWN, TFMS_FLIP } tfm_set;
 
 typedef struct tfm_config {
     int sz;           /* output is sz x sz */

@@ -279,7 +279,9 @@ void transform_draw(tfm_plan *p, const tfm_config *cfg, uint64_t *rng)
         return;
     if (cfg->max_zoom > 1 && rng_uniform(rng) < SCALE_P)
         p->zoom = 1 + rng_uniform(rng) * (cfg->max_zoom - 1);
-    if (cfg->tfms != TFMS_NONE) {
+    if (cfg->tfms == TFMS_FLIP) {
+        p->dihedral = rng_uniform(rng) < FLIP_P ? 4 : 0;
+    } else if (cfg->tfms != TFMS_NONE) {
         if (rng_uniform(rng) < ROTATE_P)
             p->rotate_deg = (2 * rng_uniform(rng) - 1) * ROTATE_DEG;
         p->brightness = (2 * rng_uniform(rng) - 1) * LIGHTING_B;

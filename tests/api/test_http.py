@@ -91,6 +91,10 @@ def test_run_create_get_list_paged(daemon, dataset, run):
     assert run["config"]["sz"] == 28 and run["config"]["bs"] == 4
     assert run["config"]["tfms"] == "side_on" and run["config"]["head"] == "fastai"
     assert run["config"]["opt"] == "sgd"
+    r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
+                                    "tfms": "flip"})
+    assert r.status == 201 and r.json()["config"]["tfms"] == "flip", r
+    assert daemon.request("DELETE", API + "/runs/%d" % r.json()["id"]).status == 204
     r = daemon.get(API + "/runs/%d" % run["id"])
     assert r.status == 200 and r.json()["id"] == run["id"]
     ids = {run["id"]}

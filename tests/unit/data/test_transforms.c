@@ -358,6 +358,18 @@ static void test_draw_distribution(void **state)
     }
     assert_true(flips > n * 0.45 && flips < n * 0.55);
 
+    /* flip: left-right flips half the time and nothing else but zoom and crop */
+    cfg.tfms = TFMS_FLIP;
+    flips = 0;
+    for (int i = 0; i < n; i++) {
+        tfm_plan p;
+        transform_draw(&p, &cfg, &rng);
+        assert_true(p.dihedral == 0 || p.dihedral == 4);
+        assert_true(p.rotate_deg == 0 && p.brightness == 0 && p.contrast == 0);
+        flips += p.dihedral == 4;
+    }
+    assert_true(flips > n * 0.45 && flips < n * 0.55);
+
     cfg.tfms = TFMS_NONE;
     for (int i = 0; i < 100; i++) {
         tfm_plan p;
