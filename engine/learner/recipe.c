@@ -158,8 +158,8 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
         /* An SGDR fit checks its plan at every cycle end; one 1cycle cannot stop before its
          * end without losing the annealing, so its plan allows for the fit running 10%
          * slower than the sweep (it ran 7% slower on Fashion-MNIST). */
-        double margin = one_cycle ? 0.9 : 1.0;
-        double train_img_s = sweep_s > 0 ? margin * (double)swept * l->bs / sweep_s : 0;
+        double sweep_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0;
+        double train_img_s = (one_cycle ? 0.9 : 1.0) * sweep_img_s;
         double epoch_s = 0;
         double left_s = budget_s - (lrn_now_s() - t0), tta_s = 0;
         int fit = train_img_s > 0
@@ -169,13 +169,18 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
         fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
         if (fit < epochs)
             epochs = fit < 1 ? 1 : fit;
+        char check[160];
+        if (one_cycle)
+            snprintf(check, sizeof check, "one 1cycle runs them all (planned at 90%% of the "
+                     "sweep's speed, since it cannot stop early)");
+        else
+            snprintf(check, sizeof check, "at every cycle end the fit checks that the next "
+                     "cycle ends within %.1f minutes at its measured speed", fit_limit_s / 60.0);
         lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
                  "img/s, so an epoch with validation takes about %.1f minutes and %d epoch%s "
-                 "fit%s before TTA; at every cycle end the fit checks that the next cycle "
-                 "ends within %.1f minutes at its measured speed", left_s / 60.0,
-                 budget_s / 60.0, train_img_s, epoch_s / 60.0, fit < 1 ? 1 : fit,
-                 fit == 1 ? "" : "s", fit < 1 ? " (at least one runs, past the budget)" : "",
-                 fit_limit_s / 60.0);
+                 "fit%s before TTA; %s", left_s / 60.0, budget_s / 60.0, sweep_img_s,
+                 epoch_s / 60.0, fit < 1 ? 1 : fit, fit == 1 ? "" : "s",
+                 fit < 1 ? " (at least one runs, past the budget)" : "", check);
     }
     fit_opts fo;
     if (one_cycle) {
