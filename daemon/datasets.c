@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_text.h"
 #include "log.h"
 
 /* At most this many unreadable files are listed in a dataset's row (all are counted). */
@@ -20,11 +21,11 @@ static json_t *info_json(const ds_info *in)
 {
     json_t *classes = json_array(), *unreadable = json_array();
     for (int i = 0; classes && i < in->n_classes; i++)
-        json_array_append_new(classes, json_string(in->classes[i]));
+        json_array_append_new(classes, json_text(in->classes[i]));
     for (int i = 0; unreadable && i < in->n_unreadable && i < INFO_MAX_UNREADABLE; i++)
         json_array_append_new(unreadable,
-                              json_pack("{s:s, s:s}", "file", in->unreadable[i].file, "reason",
-                                        in->unreadable[i].reason));
+                              json_pack("{s:o, s:o}", "file", json_text(in->unreadable[i].file),
+                                        "reason", json_text(in->unreadable[i].reason)));
     return json_pack("{s:o, s:i, s:b, s:{s:i, s:i, s:i}, s:i, s:{s:[i,i], s:[i,i], s:[i,i]}, "
                      "s:[f,f,f], s:[f,f,f], s:i, s:o}",
                      "classes", classes, "n_classes", in->n_classes, "multi_label",
@@ -116,7 +117,7 @@ int jobs_register_dataset(jobs *jq, const char *name, const char *path, const ch
     if (opts && valid_pct >= 0)
         json_object_set_new(opts, "valid_pct", json_real(valid_pct));
     if (opts && csv)
-        json_object_set_new(opts, "csv", json_string(csv));
+        json_object_set_new(opts, "csv", json_text(csv));
     if (!info || !opts) {
         rc = refuse(-ENOMEM, field, NULL, err, errlen, "out of memory");
         goto out_free;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "json_text.h"
 #include "log.h"
 #include "models/models.h"
 #include "weights.h"
@@ -339,13 +340,14 @@ int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, in
             json_t *cl = json_array(), *pr = json_array();
             int best = 0;
             for (int i = 0; i < in->n_classes; i++) {
-                json_array_append_new(cl, json_string(in->classes[i]));
+                json_array_append_new(cl, json_text(in->classes[i]));
                 json_array_append_new(pr, json_real(probs[i]));
                 if (probs[i] > probs[best])
                     best = i;
             }
-            *out = json_pack("{so so s{ss sf} sb}", "classes", cl, "probs", pr, "top",
-                             "class", in->classes[best], "prob", probs[best], "tta", tta);
+            *out = json_pack("{so so s{so sf} sb}", "classes", cl, "probs", pr, "top",
+                             "class", json_text(in->classes[best]), "prob", probs[best],
+                             "tta", tta);
             if (!*out)
                 rc = -ENOMEM;
         }

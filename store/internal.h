@@ -3,6 +3,7 @@
 #define SGDRD_STORE_INTERNAL_H
 
 #include "store.h"
+#include "json_text.h"
 
 #include <assert.h>
 #include <errno.h>

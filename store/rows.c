@@ -26,7 +26,7 @@ json_t *row_obj(sqlite3_stmt *s)
                 const char *t = (const char *)sqlite3_column_text(s, i);
                 v = json_loads(t, JSON_DECODE_ANY, NULL);
                 if (!v)
-                    v = json_string(t);
+                    v = json_text(t);
             }
         } else if (len > 5 && strcmp(name + len - 5, "_bool") == 0) {
             snprintf(key, sizeof key, "%.*s", (int)(len - 5), name);
@@ -36,7 +36,7 @@ json_t *row_obj(sqlite3_stmt *s)
             switch (type) {
             case SQLITE_INTEGER: v = json_integer(sqlite3_column_int64(s, i)); break;
             case SQLITE_FLOAT: v = json_real(sqlite3_column_double(s, i)); break;
-            case SQLITE_TEXT: v = json_string((const char *)sqlite3_column_text(s, i)); break;
+            case SQLITE_TEXT: v = json_text((const char *)sqlite3_column_text(s, i)); break;
             default: v = json_null(); break;
             }
         }

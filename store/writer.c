@@ -253,8 +253,8 @@ static int flush_item(store *st, pitem *p, sqlite3_stmt *ins_m, sqlite3_stmt *in
             return -ENOMEM;
         rc = ev_add(st, p->run, p->job, "sweep_point", data, p->t);
     } else {
-        data = json_pack("{sI ss ss}", "job", (json_int_t)p->job, "what", p->what, "why",
-                         p->why ? p->why : "");
+        data = json_pack("{sI so so}", "job", (json_int_t)p->job, "what", json_text(p->what),
+                         "why", json_text(p->why ? p->why : ""));
         if (!data)
             return -ENOMEM;
         rc = ev_add(st, p->run, p->job, "note", data, p->t);

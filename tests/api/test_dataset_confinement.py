@@ -3,7 +3,7 @@
 is listed among the dataset's unreadable files with the reason."""
 import os
 
-from conftest import API, assert_problem, make_image_dataset, make_png, wait_job
+from conftest import API, assert_problem, make_image_dataset, make_png, png_bytes, wait_job
 from test_http import counts, tar_bytes, dataset_members
 
 
@@ -90,3 +90,35 @@ def test_symlinks_out_of_the_root_are_refused(daemon):
     assert "symbolic link" in bad["train/red/loop.png"]
     assert "dangling" in bad["train/red/dangling.png"]
     assert info["n_unreadable"] == 4
+
+
+def test_names_that_are_not_utf8(daemon):
+    """File and folder names are bytes: the ones that are not UTF-8 reach every answer with
+    U+FFFD in place of each bad byte, instead of vanishing from it."""
+    root = make_image_dataset(os.path.join(daemon.datasets, "bytes"), per_class=6)
+    for split, n in (("train", 6), ("valid", 2)):
+        for i in range(n):
+            make_png(os.fsdecode(os.path.join(root, split).encode() + b"/r\xffd/%d.png" % i),
+                     32, 32, (40, 200, 40), noise_seed=i)
+    bad = os.fsdecode(os.path.join(root, "train", "red").encode() + b"/bad\xfe.png")
+    with open(bad, "wb") as f:
+        f.write(b"not an image")
+    r = daemon.post(API + "/datasets", {"name": "bytes", "path": root, "format": "folders"})
+    assert r.status == 201, r
+    for info in (r.json()["info"], daemon.get(API + "/datasets/%d" % r.json()["id"]).json()["info"]):
+        assert info["classes"] == ["blue", "red", "r\ufffdd"]
+        assert info["n_classes"] == 3
+        assert list(unreadable({"info": info})) == ["train/red/bad\ufffd.png"]
+        assert info["n_unreadable"] == 1
+
+    r = daemon.post(API + "/runs", {"dataset": "bytes", "arch": "resnet_small", "sz": 28,
+                                    "bs": 4})
+    assert r.status == 201, r
+    rid = r.json()["id"]
+    r = daemon.post(API + "/runs/%d/fit" % rid, {"lrs": 0.01, "n_cycle": 1, "cycle_len": 1})
+    assert r.status == 202, r
+    assert wait_job(daemon, r.json()["id"], timeout=120)["state"] == "succeeded"
+    r = daemon.post(API + "/runs/%d/predict" % rid, png_bytes(), ctype="image/png")
+    assert r.status == 200, r
+    assert r.json()["classes"] == ["blue", "red", "r\ufffdd"]
+    assert len(r.json()["probs"]) == 3

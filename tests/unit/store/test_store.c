@@ -813,6 +813,36 @@ static void commits_notify_subscribers_and_events_resume(void **state)
     assert_int_equal(r.n, 9);
 }
 
+/* A job's error and a note can quote file names, which are bytes: read back, each byte
+ * that is not UTF-8 is U+FFFD, instead of the whole row failing to become JSON. */
+static void text_that_is_not_utf8_reads_back_replaced(void **state)
+{
+    fixture *f = *state;
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t job = make_job(f->st, run, "fit");
+    assert_int_equal(store_job_start(f->st, job), 0);
+    assert_int_equal(store_note_push(f->st, run, job, "skip", "train/r\xff" "d/0.png is gone"), 0);
+    assert_int_equal(store_job_finish(f->st, job, "failed", "cannot read train/r\xff" "d/0.png",
+                                      NULL),
+                     0);
+    json_t *j;
+    assert_int_equal(store_job_get(f->st, job, &j), 0);
+    assert_string_equal(jstr(j, "error"), "cannot read train/r\xef\xbf\xbd" "d/0.png");
+    json_decref(j);
+    assert_int_equal(store_events_after(f->st, run, 0, 100, &j), 0);
+    int notes = 0;
+    for (size_t i = 0; i < json_array_size(j); i++) {
+        json_t *e = json_array_get(j, i);
+        if (strcmp(jstr(e, "kind"), "note") == 0) {
+            assert_string_equal(jstr(json_object_get(e, "data"), "why"),
+                                "train/r\xef\xbf\xbd" "d/0.png is gone");
+            notes++;
+        }
+    }
+    assert_int_equal(notes, 1);
+    json_decref(j);
+}
+
 static int wait_until_visible(store *st, int64_t run, int want)
 {
     /* Bounded poll: the flusher runs on its own thread. */
@@ -1338,6 +1368,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(metrics_by_key_and_step, setup, teardown),
         cmocka_unit_test_setup_teardown(epochs_snapshots_predictions, setup, teardown),
         cmocka_unit_test_setup_teardown(commits_notify_subscribers_and_events_resume, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(text_that_is_not_utf8_reads_back_replaced, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(metric_points_commit_in_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(readers_run_while_the_writer_commits, setup, teardown),
