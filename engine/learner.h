@@ -111,6 +111,10 @@ typedef struct fit_opts {
                                 * seconds after this call started (the recipe's budget);
                                 * the weights of that cycle end are kept */
     int resume;                /* continue from this learner's last epoch checkpoint */
+    double epoch_frac;         /* 0 or 1: whole epochs. In (0, 1): every epoch trains on this
+                                * share of its shuffled batches (rounded up, at least one),
+                                * then validates; the schedule spans those batches. How the
+                                * recipe fits one 1cycle to a budget between whole epochs */
 } fit_opts;
 
 /* With a checkpoint folder, the weights an early stop (patience or stop_at_worse_cycle)
@@ -165,7 +169,8 @@ typedef struct recipe_opts {
                                 * first cycle always runs */
     int one_cycle;             /* from scratch only: the fit is one 1cycle over every epoch
                                 * planned instead of SGDR with cycle_mult 2 (with a budget the
-                                * plan keeps a 10% margin, since one cycle cannot stop early).
+                                * plan keeps a 10% margin, since one cycle cannot stop early,
+                                * and fills the rest with part epochs: recipe_plan_budget).
                                 * With a pretrained body the seed's steps keep SGDR */
 } recipe_opts;
 
@@ -173,6 +178,15 @@ typedef struct recipe_opts {
  * cycle_len, cycle_len * (2^n_cycle - 1) epochs, the most epochs that fit and among
  * those the most cycles (3 -> 1+2, 4 -> one of 4, 6 -> 2+4, 7 -> 1+2+4, 8 -> one of 8). */
 void recipe_plan_cycles(int epochs, int *n_cycle, int *cycle_len);
+
+/* The fit a budget allows: avail_s seconds (TTA already taken off), an epoch's training
+ * taking train_s and its validation valid_s. Whole epochs (*frac 1): as many as fit, at
+ * least one, at most max_epochs. With part_epochs, what is left between whole epochs is
+ * spent too: the fewest epochs that hold the allowance (at most max_epochs), each training
+ * on the share *frac of its batches (fit_opts.epoch_frac; at least 0.05) and validating in
+ * full. Returns the epochs (max_epochs when the times are 0: nothing measured). */
+int recipe_plan_budget(double avail_s, double train_s, double valid_s, int max_epochs,
+                       int part_epochs, double *frac);
 
 int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_result *out,
                    char *err, size_t errlen);

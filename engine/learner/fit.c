@@ -136,6 +136,10 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         lrn_set_err(err, errlen, "time_limit_s: must be 0 (none) or positive");
         return -EINVAL;
     }
+    if (!(o->epoch_frac >= 0.0 && o->epoch_frac <= 1.0)) {
+        lrn_set_err(err, errlen, "epoch_frac: must be in (0, 1], or 0 for whole epochs");
+        return -EINVAL;
+    }
     if (o->early_stop_patience < 0) {
         lrn_set_err(err, errlen, "early_stop.patience: must be positive");
         return -EINVAL;
@@ -143,6 +147,10 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     int64_t bpe;
     if ((rc = lrn_train_batches(l, h, &bpe, err, errlen)))
         return rc;
+    if (o->epoch_frac > 0.0 && o->epoch_frac < 1.0) {
+        int64_t part = (int64_t)ceil(o->epoch_frac * (double)bpe);
+        bpe = part < 1 ? 1 : part;
+    }
     int cached = l->precompute;
     sched_plan plan;
     sched_plan_defaults(&plan, bpe);

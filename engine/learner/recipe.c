@@ -113,18 +113,33 @@ void recipe_plan_cycles(int epochs, int *n_cycle, int *cycle_len)
     }
 }
 
-/* Epochs of training that fit in the budget left, from the training speed the sweep
- * measured: each epoch trains once over the training split and validates once; TTA at
- * the end takes 1 + n_aug validation passes. A forward pass costs about a third of a
- * training step (backward computes two products per forward one). */
-static int budget_epochs(const learner *l, double left_s, double train_img_s, int n_aug,
-                         double *epoch_s, double *tta_s)
+int recipe_plan_budget(double avail_s, double train_s, double valid_s, int max_epochs,
+                       int part_epochs, double *frac)
+{
+    double epoch_s = train_s + valid_s, room = epoch_s > 0 ? avail_s / epoch_s : max_epochs;
+    int whole = room >= max_epochs ? max_epochs : room >= 1.0 ? (int)floor(room) : 1;
+    *frac = 1.0;
+    if (!part_epochs || room >= max_epochs || !(train_s > 0))
+        return whole;
+    int epochs = room > 1.0 ? (int)ceil(room) : 1;
+    if (epochs > max_epochs)
+        epochs = max_epochs;
+    double f = (avail_s / epochs - valid_s) / train_s;
+    *frac = f > 1.0 ? 1.0 : f < 0.05 ? 0.05 : f;
+    return epochs;
+}
+
+/* The seconds an epoch's training, its validation and the final TTA take at the training
+ * speed the sweep measured. A forward pass costs about a third of a training step
+ * (backward computes two products per forward one). */
+static void budget_costs(const learner *l, double train_img_s, int n_aug, double *train_s,
+                         double *valid_s, double *tta_s)
 {
     double n_train = l->info->count[SPLIT_TRAIN], n_valid = l->info->count[SPLIT_VALID];
     double eval_img_s = 3.0 * train_img_s;
-    *epoch_s = n_train / train_img_s + n_valid / eval_img_s;
-    *tta_s = (1 + n_aug) * n_valid / eval_img_s;
-    return (int)floor((left_s - *tta_s) / *epoch_s);
+    *train_s = n_train / train_img_s;
+    *valid_s = n_valid / eval_img_s;
+    *tta_s = (1 + n_aug) * *valid_s;
 }
 
 /* Without a pretrained body: lr_find, SGDR with cycle_mult 2 (or one 1cycle), TTA. */
@@ -153,34 +168,37 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
     int swept = r.n_points;
     lrfind_result_free(&r);
     int epochs = max_epochs;
-    double fit_limit_s = 0.0;
+    double fit_limit_s = 0.0, frac = 1.0;
     if (budget_s > 0) {
         /* An SGDR fit checks its plan at every cycle end; one 1cycle cannot stop before its
          * end without losing the annealing, so its plan allows for the fit running 10%
          * slower than the sweep (it ran 7% slower on Fashion-MNIST). */
         double sweep_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0;
         double train_img_s = (one_cycle ? 0.9 : 1.0) * sweep_img_s;
-        double epoch_s = 0;
-        double left_s = budget_s - (lrn_now_s() - t0), tta_s = 0;
-        int fit = train_img_s > 0
-                      ? budget_epochs(l, left_s, train_img_s, n_aug, &epoch_s, &tta_s)
-                      : 1;
+        double left_s = budget_s - (lrn_now_s() - t0), train_s = 0, valid_s = 0, tta_s = 0;
+        if (train_img_s > 0) {
+            budget_costs(l, train_img_s, n_aug, &train_s, &valid_s, &tta_s);
+            epochs = recipe_plan_budget(left_s - tta_s, train_s, valid_s, max_epochs,
+                                        one_cycle, &frac);
+        } else {
+            epochs = 1;
+        }
         /* The plan rests on the sweep's speed; the fit checks it at every cycle end. */
         fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
-        if (fit < epochs)
-            epochs = fit < 1 ? 1 : fit;
-        char check[160];
+        int over = epochs * (frac * train_s + valid_s) > left_s - tta_s;
+        char check[200];
         if (one_cycle)
             snprintf(check, sizeof check, "one 1cycle runs them all (planned at 90%% of the "
-                     "sweep's speed, since it cannot stop early)");
+                     "sweep's speed, since it cannot stop early), each epoch training on "
+                     "%.0f%% of its batches", 100.0 * frac);
         else
             snprintf(check, sizeof check, "at every cycle end the fit checks that the next "
                      "cycle ends within %.1f minutes at its measured speed", fit_limit_s / 60.0);
         lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
                  "img/s, so an epoch with validation takes about %.1f minutes and %d epoch%s "
                  "fit%s before TTA; %s", left_s / 60.0, budget_s / 60.0, sweep_img_s,
-                 epoch_s / 60.0, fit < 1 ? 1 : fit, fit == 1 ? "" : "s",
-                 fit < 1 ? " (at least one runs, past the budget)" : "", check);
+                 (train_s + valid_s) / 60.0, epochs, epochs == 1 ? "" : "s",
+                 over ? " (at least one runs, past the budget)" : "", check);
     }
     fit_opts fo;
     if (one_cycle) {
@@ -192,6 +210,7 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
         fo.cycle_mult = 1;
         fo.wd = recipe_wd(l);
         fo.schedule = SCHED_1CYCLE;
+        fo.epoch_frac = frac;
         lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, one "
                  "1cycle over all %d epochs (lr %.3g/10 up to %.3g and down, momentum against "
                  "it, then annealing towards lr/1000), wd %g (%s), and TTA", epochs, lr, lr,

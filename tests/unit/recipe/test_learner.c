@@ -679,6 +679,35 @@ static void recipe_plans_cycles(void **state)
     }
 }
 
+/* The fit a budget allows: whole epochs for SGDR; for one 1cycle, the fewest epochs that
+ * hold the time, each on a share of its batches (validation always runs in full). */
+static void recipe_plans_the_budget(void **state)
+{
+    (void)state;
+    /* avail, train, valid, max, part -> epochs, frac */
+    static const struct {
+        double avail, train, valid;
+        int max, part, epochs;
+        double frac;
+    } want[] = {
+        {100, 30, 5, 7, 0, 2, 1.0},           /* room for 2.86 epochs */
+        {100, 30, 5, 7, 1, 3, (100.0 / 3 - 5) / 30},
+        {100, 30, 5, 2, 1, 2, 1.0},           /* max_epochs first */
+        {70, 30, 5, 7, 1, 2, 1.0},            /* exactly two */
+        {20, 30, 5, 7, 0, 1, 1.0},            /* less than one: one runs */
+        {20, 30, 5, 7, 1, 1, 0.5},
+        {3, 30, 5, 7, 1, 1, 0.05},            /* not even the validation: the least share */
+        {100, 0, 0, 7, 1, 7, 1.0},            /* no speed measured */
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        double frac = -1;
+        int e = recipe_plan_budget(want[i].avail, want[i].train, want[i].valid, want[i].max,
+                                   want[i].part, &frac);
+        assert_int_equal(e, want[i].epochs);
+        assert_true(fabs(frac - want[i].frac) < 1e-12);
+    }
+}
+
 /* A budget too small for one epoch still trains one (and says so); a budget that is no
  * constraint leaves max_epochs to plan the fit. */
 static void recipe_budget_plans_the_epochs(void **state)
@@ -930,6 +959,47 @@ static void onecycle_moves_the_momentum(void **state)
     dataset_destroy(ds);
 }
 
+/* fit_opts.epoch_frac: every epoch trains on that share of its batches (rounded up) and
+ * validates; the 1cycle spans the batches that run. */
+static void fit_trains_part_epochs(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    learner *l = make(&c, ds);
+    char err[256] = "";
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    const int bpe = N_SMALL / BS, part = (bpe * 3 + 4) / 5;
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 2,
+                  .schedule = SCHED_1CYCLE, .epoch_frac = 0.6};
+    sched_plan plan;
+    sched_plan_defaults(&plan, part);
+    plan.kind = SCHED_1CYCLE;
+    plan.cycle_len = 2;
+    r.plan = &plan;
+    for (int g = 0; g < 4; g++)
+        r.lr0[g] = 0.05;
+    assert_true(part < bpe);
+    assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
+    assert_int_equal(r.n_batch, 2 * part);
+    assert_int_equal(r.n_epoch, 2);
+    assert_int_equal(r.step_mismatch, 0);
+    assert_int_equal(r.lr_mismatch, 0);
+    assert_int_equal(r.mom_mismatch, 0);
+    learner_state st;
+    learner_get_state(l, &st);
+    assert_int_equal(st.epochs_done, 2);
+    for (int i = 0; i < 3; i++) {
+        o.epoch_frac = (double[]){-0.5, 1.5, NAN}[i];
+        assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, "epoch_frac"));
+    }
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 static int count_best_files(const char *dir)
 {
     char cmd[700];
@@ -1156,11 +1226,13 @@ int main(void)
         cmocka_unit_test(recipe_from_scratch),
         cmocka_unit_test(recipe_from_scratch_one_cycle),
         cmocka_unit_test(recipe_plans_cycles),
+        cmocka_unit_test(recipe_plans_the_budget),
         cmocka_unit_test(recipe_budget_plans_the_epochs),
         cmocka_unit_test(recipe_with_a_pretrained_body),
         cmocka_unit_test(predict_test_writes_csv),
         cmocka_unit_test(early_stop_after_patience),
         cmocka_unit_test(onecycle_moves_the_momentum),
+        cmocka_unit_test(fit_trains_part_epochs),
         cmocka_unit_test(early_stop_survives_resume),
         cmocka_unit_test(cycle_worse_needs_loss_and_accuracy),
         cmocka_unit_test(older_checkpoints_load),
