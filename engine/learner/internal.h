@@ -129,6 +129,9 @@ double lrn_probs_loss(const float *p, const int32_t *y, const float *t, int n, i
                   int multi);
 int lrn_validate(learner *l, float *loss, float *accuracy, float *f2);
 void lrn_tfm_fill(const learner *l, tfm_config *t, int augment);
+/* 1 when an augmented pass can only draw the centre crop: no transforms, no zoom, and every
+ * image the same square, so there is no crop position to draw either. */
+int lrn_augment_is_identity(const learner *l);
 int lrn_make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
                 int augment, char *err, size_t errlen);
 float lrn_train_step(learner *l, int cached, const batch_view *v, const double *lrs,

@@ -87,7 +87,9 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
         goto out_free;
     }
     double t0 = lrn_now_s();
-    for (int pass = 0; pass <= n_aug; pass++) {
+    /* Passes that would repeat the centre crop are not run: they cannot change the mean. */
+    const int runs = lrn_augment_is_identity(l) ? 0 : n_aug;
+    for (int pass = 0; pass <= runs; pass++) {
         float ls;
         rc = predict_pass(l, l->valid_dl, pass > 0, p, &ls, err, errlen);
         if (rc)
@@ -99,24 +101,31 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
         if (pass == 0) {
             out->loss = ls / (float)n;
             out->accuracy = acc;
+            for (int k = runs; k < n_aug; k++)
+                out->pass_accuracy[k] = acc;
         } else {
             out->pass_accuracy[pass - 1] = acc;
         }
         for (size_t k = 0; k < (size_t)n * nc; k++)
             avg[k] += p[k];
-        lrn_progress(h, (double)(pass + 1) / (n_aug + 1), t0);
+        lrn_progress(h, (double)(pass + 1) / (runs + 1), t0);
     }
     for (size_t k = 0; k < (size_t)n * nc; k++)
-        avg[k] /= (float)(n_aug + 1);
+        avg[k] /= (float)(runs + 1);
     metric_acc a = {0};
     lrn_acc_add_probs(&a, avg, y, t, n, nc, multi);
     lrn_acc_result(&a, multi, NULL, &out->tta_accuracy, NULL);
     out->tta_loss = (float)(lrn_probs_loss(avg, y, t, n, nc, multi) / n);
     out->n_aug = n_aug;
-    lrn_note(h, "tta",
-         "centre crop: loss %.4f accuracy %.4f; mean of centre + %d augmented passes: loss "
-         "%.4f accuracy %.4f", out->loss, out->accuracy, n_aug, out->tta_loss,
-         out->tta_accuracy);
+    if (runs < n_aug)
+        lrn_note(h, "tta", "centre crop: loss %.4f accuracy %.4f; the %d augmented passes were "
+                 "not run: with no transforms, no zoom and every image %dx%d, each would "
+                 "repeat the centre crop", out->loss, out->accuracy, n_aug, l->info->min_w,
+                 l->info->min_h);
+    else
+        lrn_note(h, "tta", "centre crop: loss %.4f accuracy %.4f; mean of centre + %d augmented "
+                 "passes: loss %.4f accuracy %.4f", out->loss, out->accuracy, n_aug,
+                 out->tta_loss, out->tta_accuracy);
 out_free:
     free(p);
     free(avg);

@@ -1000,6 +1000,39 @@ static void fit_trains_part_epochs(void **state)
     dataset_destroy(ds);
 }
 
+static void count_progress(void *ctx, double fraction, double eta_s)
+{
+    (*(int *)ctx)++;
+}
+
+/* TTA's augmented passes run when they can differ from the centre crop (a zoom here), and
+ * are skipped when they cannot: no transforms, no zoom, every image the same square. */
+static void tta_skips_passes_that_repeat_the_centre(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    char err[256] = "";
+    for (int zoom = 0; zoom <= 1; zoom++) {
+        learner_config c;
+        base_config(&c);
+        c.max_zoom = zoom ? 1.3f : 1.0f;
+        learner *l = make(&c, ds);
+        int passes = 0;
+        ev_hooks h = {.ctx = &passes, .on_progress = count_progress};
+        tta_result t;
+        assert_int_equal(learner_tta(l, 3, &h, &t, err, sizeof err), 0);
+        assert_int_equal(t.n_aug, 3);
+        assert_int_equal(passes, zoom ? 4 : 1);
+        if (!zoom) {
+            assert_true(t.tta_accuracy == t.accuracy);
+            for (int k = 0; k < 3; k++)
+                assert_true(t.pass_accuracy[k] == t.accuracy);
+        }
+        learner_destroy(l);
+    }
+    dataset_destroy(ds);
+}
+
 static int count_best_files(const char *dir)
 {
     char cmd[700];
@@ -1233,6 +1266,7 @@ int main(void)
         cmocka_unit_test(early_stop_after_patience),
         cmocka_unit_test(onecycle_moves_the_momentum),
         cmocka_unit_test(fit_trains_part_epochs),
+        cmocka_unit_test(tta_skips_passes_that_repeat_the_centre),
         cmocka_unit_test(early_stop_survives_resume),
         cmocka_unit_test(cycle_worse_needs_loss_and_accuracy),
         cmocka_unit_test(older_checkpoints_load),
