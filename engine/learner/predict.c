@@ -143,14 +143,17 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
     }
     int nc = l->info->n_classes, passes = tta ? 5 : 1;
     size_t px = (size_t)l->sz * l->sz * l->c_in;
-    float *x = malloc(px * sizeof(float));
-    if (!x) {
+    float *x = malloc(px * sizeof(float)), *pv = malloc((size_t)nc * sizeof(float));
+    if (!x || !pv) {
+        free(x);
+        free(pv);
         lrn_set_err(err, errlen, "predict: out of memory");
         return -ENOMEM;
     }
     int rc = net_set_batch(l->net, 1, l->sz, l->sz);
     if (rc) {
         free(x);
+        free(pv);
         lrn_set_err(err, errlen, "predict: size %d does not fit the network", l->sz);
         return rc;
     }
@@ -162,46 +165,30 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
         lrn_tfm_fill(l, &tc, pass > 0);
         transform_apply(x, im, &tc, &r);
         const float *z = net_forward(l->net, x, 0);
-        float pp[1024];
-        float *pv = nc <= 1024 ? pp : NULL;
-        if (!pv)
-            break;
         lrn_logits_to_probs(pv, z, 1, nc, l->info->multi_label);
         for (int c = 0; c < nc; c++)
             probs[c] += pv[c] / (float)passes;
     }
     free(x);
+    free(pv);
     return 0;
 }
 
-static int write_all(int fd, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, s, n);
-        if (w < 0)
-            return -errno;
-        s += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static void csv_field(char *dst, size_t cap, const char *s)
+/* Writes s as one CSV field (RFC 4180: quoted when it holds a comma, quote or line break,
+ * quotes doubled). */
+static void csv_put(FILE *f, const char *s)
 {
     if (!strpbrk(s, ",\"\n\r")) {
-        snprintf(dst, cap, "%s", s);
+        fputs(s, f);
         return;
     }
-    size_t k = 0;
-    if (k + 1 < cap)
-        dst[k++] = '"';
-    for (; *s && k + 3 < cap; s++) {
+    putc('"', f);
+    for (; *s; s++) {
         if (*s == '"')
-            dst[k++] = '"';
-        dst[k++] = *s;
+            putc('"', f);
+        putc(*s, f);
     }
-    dst[k++] = '"';
-    dst[k] = '\0';
+    putc('"', f);
 }
 
 int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hooks *h,
@@ -216,10 +203,11 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
     int rc = lrn_make_loader(l, &dl, SPLIT_TEST, 0, 0, 0, err, errlen);
     if (rc)
         return rc;
-    int passes = tta ? 5 : 1, fd = -1;
+    int passes = tta ? 5 : 1;
+    FILE *f = NULL;
     float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
-    char tmp[4096], line[8192];
+    char tmp[4096];
     if (!p || !avg) {
         rc = -ENOMEM;
         lrn_set_err(err, errlen, "predict-test: out of memory");
@@ -239,37 +227,33 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
         lrn_set_err(err, errlen, "predict-test: path too long");
         goto out_free;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
+    f = fopen(tmp, "w");
+    if (!f) {
         rc = -errno;
         lrn_set_err(err, errlen, "predict-test: cannot create %s: %s", tmp, strerror(errno));
         goto out_free;
     }
-    size_t k = (size_t)snprintf(line, sizeof line, "file");
-    for (int c = 0; c < nc && k < sizeof line; c++) {
-        char f[512];
-        csv_field(f, sizeof f, l->info->classes[c]);
-        k += (size_t)snprintf(line + k, sizeof line - k, ",%s", f);
+    /* Rows of any width: a row holds one probability per class, and names can be long. */
+    fputs("file", f);
+    for (int c = 0; c < nc; c++) {
+        putc(',', f);
+        csv_put(f, l->info->classes[c]);
     }
-    if (k < sizeof line)
-        k += (size_t)snprintf(line + k, sizeof line - k, "\n");
-    rc = write_all(fd, line, k < sizeof line ? k : sizeof line - 1);
-    for (int i = 0; i < n && !rc; i++) {
-        char f[4096];
-        csv_field(f, sizeof f, dataset_item_name(l->ds, SPLIT_TEST, i));
-        k = (size_t)snprintf(line, sizeof line, "%s", f);
-        for (int c = 0; c < nc && k < sizeof line; c++)
-            k += (size_t)snprintf(line + k, sizeof line - k, ",%.6g",
-                                  avg[(size_t)i * nc + c]);
-        if (k < sizeof line)
-            k += (size_t)snprintf(line + k, sizeof line - k, "\n");
-        rc = write_all(fd, line, k < sizeof line ? k : sizeof line - 1);
+    putc('\n', f);
+    for (int i = 0; i < n; i++) {
+        csv_put(f, dataset_item_name(l->ds, SPLIT_TEST, i));
+        for (int c = 0; c < nc; c++)
+            fprintf(f, ",%.6g", avg[(size_t)i * nc + c]);
+        putc('\n', f);
     }
-    if (!rc && fsync(fd) != 0)
+    errno = 0;
+    if (fflush(f) != 0 || ferror(f))
+        rc = errno ? -errno : -EIO;
+    if (!rc && fsync(fileno(f)) != 0)
         rc = -errno;
-    if (close(fd) != 0 && !rc)
-        rc = -errno;
-    fd = -1;
+    if (fclose(f) != 0 && !rc)
+        rc = errno ? -errno : -EIO;
+    f = NULL;
     if (!rc && rename(tmp, csv_path) != 0)
         rc = -errno;
     if (rc) {
@@ -281,8 +265,10 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
          csv_path);
     lrn_progress(h, 1.0, t0);
 out_free:
-    if (fd >= 0)
-        close(fd);
+    if (f) {
+        fclose(f);
+        unlink(tmp);
+    }
     free(p);
     free(avg);
     loader_destroy(dl);

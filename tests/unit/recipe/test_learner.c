@@ -830,6 +830,91 @@ static void write_png(const char *path, const uint8_t *px)
     fclose(f);
 }
 
+/* More classes than fixed buffers hold: 1025 class folders, one of them with a 255-byte
+ * name. predict_image's probabilities still sum to 1, with and without TTA, and every row
+ * of predict_test's CSV is whole: a file name and one probability per class. */
+static void predict_with_many_classes(void **state)
+{
+    (void)state;
+    enum { NC = 1025 };
+    char dir[300], p[400];
+    snprintf(dir, sizeof dir, "%s/many", root);
+    uint64_t r = 9;
+    uint8_t px[SZ * SZ];
+    const char *top[] = {"", "/train", "/valid", "/test"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", dir, top[i]);
+        assert_int_equal(mkdir(p, 0755), 0);
+    }
+    char longname[251];
+    memset(longname, 'n', 250);
+    longname[250] = '\0';
+    for (int k = 0; k < NC; k++) {
+        for (int v = 0; v < (k < 2 ? 2 : 1); v++) {
+            char cls[310];
+            snprintf(cls, sizeof cls, "c%04d%s", k, k == 7 ? longname : "");
+            char d[700], f[720];
+            snprintf(d, sizeof d, "%s/%s/%s", dir, v ? "valid" : "train", cls);
+            assert_int_equal(mkdir(d, 0755), 0);
+            draw(px, k % 3, &r);
+            snprintf(f, sizeof f, "%s/0.png", d);
+            write_png(f, px);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        draw(px, i, &r);
+        snprintf(p, sizeof p, "%s/test/t,%d.png", dir, i);
+        write_png(p, px);
+    }
+    ds_options o = {.format = DS_FOLDERS, .path = dir, .valid_pct = -1, .seed = 1};
+    dataset *ds;
+    char err[256] = "";
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), 0);
+    assert_int_equal(dataset_info(ds)->n_classes, NC);
+    learner_config c;
+    base_config(&c);
+    learner *l = make(&c, ds);
+    float *probs = malloc(NC * sizeof *probs);
+    image im = {.w = SZ, .h = SZ, .c = 1, .px = px};
+    for (int tta = 0; tta <= 1; tta++) {
+        assert_int_equal(learner_predict_image(l, &im, tta, probs, err, sizeof err), 0);
+        double sum = 0;
+        for (int k = 0; k < NC; k++)
+            sum += probs[k];
+        assert_true(fabs(sum - 1.0) < 1e-3);
+    }
+    free(probs);
+
+    snprintf(p, sizeof p, "%s/preds.csv", root);
+    assert_int_equal(learner_predict_test(l, 0, p, NULL, err, sizeof err), 0);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    int rows = 0, ch, commas = 0, saw_long = 0;
+    char cell[400];
+    size_t k = 0;
+    while ((ch = fgetc(f)) != EOF) {
+        if (ch == '\n') {
+            assert_int_equal(commas, NC + (rows > 0)); /* "t,0.png" is quoted: one more */
+            rows++;
+            commas = 0;
+        } else {
+            commas += ch == ',';
+        }
+        if (ch == ',' || ch == '\n') {
+            cell[k < sizeof cell ? k : sizeof cell - 1] = '\0';
+            saw_long |= strlen(cell) == 255 && strncmp(cell, "c0007n", 6) == 0;
+            k = 0;
+        } else if (k < sizeof cell) {
+            cell[k++] = (char)ch;
+        }
+    }
+    fclose(f);
+    assert_int_equal(rows, 1 + 3);
+    assert_true(saw_long);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 static void predict_test_writes_csv(void **state)
 {
     (void)state;
@@ -1263,6 +1348,7 @@ int main(void)
         cmocka_unit_test(recipe_budget_plans_the_epochs),
         cmocka_unit_test(recipe_with_a_pretrained_body),
         cmocka_unit_test(predict_test_writes_csv),
+        cmocka_unit_test(predict_with_many_classes),
         cmocka_unit_test(early_stop_after_patience),
         cmocka_unit_test(onecycle_moves_the_momentum),
         cmocka_unit_test(fit_trains_part_epochs),
