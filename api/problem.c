@@ -3,7 +3,6 @@
 
 #include "json_text.h"
 
-
 const char *problem_title(unsigned status)
 {
     switch (status) {
