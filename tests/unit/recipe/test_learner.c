@@ -247,6 +247,19 @@ static ev_hooks hooks_for(rec *r)
     return h;
 }
 
+/* Makes r check every batch's LRs and momentum against a plan of one cycle of `kind`
+ * (cycle_len epochs of bpe batches) at lr0 for every group. */
+static void expect_schedule(rec *r, sched_plan *p, sched_kind kind, int64_t bpe, int cycle_len,
+                            double lr0)
+{
+    sched_plan_defaults(p, bpe);
+    p->kind = kind;
+    p->cycle_len = cycle_len;
+    r->plan = p;
+    for (int g = 0; g < 4; g++)
+        r->lr0[g] = lr0;
+}
+
 /* ---- tests ---------------------------------------------------------------------------------- */
 
 static void fit_learns_the_shapes(void **state)
@@ -262,12 +275,7 @@ static void fit_learns_the_shapes(void **state)
     fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 4, .cycle_mult = 1,
                   .wd = 1e-4, .schedule = SCHED_SGDR, .snapshots = 1};
     sched_plan plan;
-    sched_plan_defaults(&plan, N_TRAIN / 16);
-    plan.n_cycle = 1;
-    plan.cycle_len = 4;
-    r.plan = &plan;
-    for (int g = 0; g < 4; g++)
-        r.lr0[g] = 0.05;
+    expect_schedule(&r, &plan, SCHED_SGDR, N_TRAIN / 16, 4, 0.05);
     char err[256] = "";
     int rc = learner_fit(l, &o, &h, err, sizeof err);
     if (rc)
@@ -1016,12 +1024,7 @@ static void onecycle_moves_the_momentum(void **state)
     fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 2,
                   .schedule = SCHED_1CYCLE};
     sched_plan plan;
-    sched_plan_defaults(&plan, N_SMALL / BS);
-    plan.kind = SCHED_1CYCLE;
-    plan.cycle_len = 2;
-    r.plan = &plan;
-    for (int g = 0; g < 4; g++)
-        r.lr0[g] = 0.05;
+    expect_schedule(&r, &plan, SCHED_1CYCLE, N_SMALL / BS, 2, 0.05);
     assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
     assert_int_equal(r.n_batch, 2 * N_SMALL / BS);
     assert_int_equal(r.lr_mismatch, 0);
@@ -1032,10 +1035,7 @@ static void onecycle_moves_the_momentum(void **state)
     ev_hooks h2 = hooks_for(&r2);
     fit_opts oc = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .schedule = SCHED_CONSTANT};
     sched_plan pc;
-    sched_plan_defaults(&pc, N_SMALL / BS);
-    pc.kind = SCHED_CONSTANT;
-    r2.plan = &pc;
-    memcpy(r2.lr0, r.lr0, sizeof r2.lr0);
+    expect_schedule(&r2, &pc, SCHED_CONSTANT, N_SMALL / BS, 1, 0.05);
     r2.last_step = r.last_step;
     assert_int_equal(learner_fit(l, &oc, &h2, err, sizeof err), 0);
     assert_int_equal(r2.mom_mismatch, 0);
@@ -1060,12 +1060,7 @@ static void fit_trains_part_epochs(void **state)
     fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 2,
                   .schedule = SCHED_1CYCLE, .epoch_frac = 0.6};
     sched_plan plan;
-    sched_plan_defaults(&plan, part);
-    plan.kind = SCHED_1CYCLE;
-    plan.cycle_len = 2;
-    r.plan = &plan;
-    for (int g = 0; g < 4; g++)
-        r.lr0[g] = 0.05;
+    expect_schedule(&r, &plan, SCHED_1CYCLE, part, 2, 0.05);
     assert_true(part < bpe);
     assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
     assert_int_equal(r.n_batch, 2 * part);
