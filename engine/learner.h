@@ -115,6 +115,10 @@ typedef struct fit_opts {
                                 * share of its shuffled batches (rounded up, at least one),
                                 * then validates; the schedule spans those batches. How the
                                 * recipe fits one 1cycle to a budget between whole epochs */
+    int resize_epoch;          /* 0: off. Progressive resizing inside one schedule: from this
+                                * epoch of the fit on, images are resize_sz pixels for training
+                                * and validation (learner_resize); the learner keeps that size */
+    int resize_sz;
 } fit_opts;
 
 /* With a checkpoint folder, the weights an early stop (patience or stop_at_worse_cycle)

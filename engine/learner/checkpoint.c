@@ -31,6 +31,8 @@ enum {
     M_STOP_CYCLE = M_COUNT_V1, M_FIT_BEST_LOSS, M_SINCE_BEST, M_PREV_CYCLE_LOSS, M_BEST_STEP,
     M_COUNT_V2, /* version 2 ended here; a cycle end's accuracy then did not count */
     M_PREV_CYCLE_ACC = M_COUNT_V2,
+    M_COUNT_V3, /* version 3 ended here; a fit then kept one image size */
+    M_RESIZE_EPOCH = M_COUNT_V3, M_RESIZE_SZ,
     M_COUNT
 };
 
@@ -92,6 +94,8 @@ static void meta_fill(const learner *l, int64_t *m)
     m[M_PREV_CYCLE_LOSS] = dbits(f->prev_cycle_loss);
     m[M_BEST_STEP] = f->best_step;
     m[M_PREV_CYCLE_ACC] = dbits(f->prev_cycle_acc);
+    m[M_RESIZE_EPOCH] = f->resize_epoch;
+    m[M_RESIZE_SZ] = f->resize_sz;
 }
 
 int learner_save(learner *l, const char *path, char *err, size_t errlen)
@@ -154,6 +158,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     int version = !tm                                      ? 0
                   : tm->nbytes == M_COUNT_V1 * sizeof(int64_t) ? 1
                   : tm->nbytes == M_COUNT_V2 * sizeof(int64_t) ? 2
+                  : tm->nbytes == M_COUNT_V3 * sizeof(int64_t) ? 3
                   : tm->nbytes == sizeof m                     ? CKPT_VERSION
                                                                : 0;
     if (!version || tm->dtype != ST_I64 || !tst ||
@@ -175,6 +180,10 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     }
     if (version < 3) /* no accuracy is higher: the cycle rule compares losses alone */
         m[M_PREV_CYCLE_ACC] = dbits(INFINITY);
+    if (version < 4) {
+        m[M_RESIZE_EPOCH] = 0;
+        m[M_RESIZE_SZ] = 0;
+    }
     if (m[M_VERSION] != version || m[M_N_PARAMS] != (int64_t)l->net->n_params ||
         m[M_FREEZE_TO] < 0 || m[M_FREEZE_TO] > l->n_groups || m[M_SZ] < 8 ||
         m[M_SZ] > 1024) {
@@ -247,6 +256,8 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     fp->prev_cycle_loss = (float)bitsd(m[M_PREV_CYCLE_LOSS]);
     fp->prev_cycle_acc = (float)bitsd(m[M_PREV_CYCLE_ACC]);
     fp->best_step = m[M_BEST_STEP];
+    fp->resize_epoch = (int)m[M_RESIZE_EPOCH];
+    fp->resize_sz = (int)m[M_RESIZE_SZ];
 out_free:
     st_free(&f);
     return rc;

@@ -38,7 +38,8 @@ static int fit_same(const fit_pos *a, const fit_opts *o, const sched_plan *p)
         a->plan.cycle_len != p->cycle_len || a->plan.cycle_mult != p->cycle_mult ||
         a->plan.batches_per_epoch != p->batches_per_epoch || a->n_lrs != o->n_lrs ||
         a->wd != o->wd || a->snapshots != (o->snapshots != 0) ||
-        a->patience != o->early_stop_patience || a->stop_cycle != (o->stop_at_worse_cycle != 0))
+        a->patience != o->early_stop_patience || a->stop_cycle != (o->stop_at_worse_cycle != 0) ||
+        a->resize_epoch != o->resize_epoch || a->resize_sz != o->resize_sz)
         return 0;
     for (int g = 0; g < o->n_lrs; g++)
         if (a->lrs[g] != o->lrs[g])
@@ -140,6 +141,17 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         lrn_set_err(err, errlen, "epoch_frac: must be in (0, 1], or 0 for whole epochs");
         return -EINVAL;
     }
+    if (o->resize_epoch < 0 ||
+        (o->resize_epoch > 0 && (o->resize_sz < 8 || o->resize_sz > 1024))) {
+        lrn_set_err(err, errlen, "resize_epoch, resize_sz: an epoch of the fit (0: none) and a "
+                    "size between 8 and 1024 (got %d and %d)", o->resize_epoch, o->resize_sz);
+        return -EINVAL;
+    }
+    if (o->resize_epoch > 0 && l->precompute) {
+        lrn_set_err(err, errlen, "resize_epoch: the precompute cache holds one size; turn "
+                    "precompute off to resize inside a fit");
+        return -EINVAL;
+    }
     if (o->early_stop_patience < 0) {
         lrn_set_err(err, errlen, "early_stop.patience: must be positive");
         return -EINVAL;
@@ -216,6 +228,8 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         fp->snapshots = o->snapshots != 0;
         fp->patience = o->early_stop_patience;
         fp->stop_cycle = o->stop_at_worse_cycle != 0;
+        fp->resize_epoch = o->resize_epoch;
+        fp->resize_sz = o->resize_sz;
         fp->best_loss = INFINITY;
         fp->prev_cycle_loss = INFINITY;
         fp->prev_cycle_acc = -INFINITY;
@@ -236,6 +250,11 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     for (int e = fp->next_epoch; e < total_epochs; e++) {
         double te = lrn_now_s();
         l->epoch_id = fp->epoch_base + e;
+        if (o->resize_epoch > 0 && e >= o->resize_epoch && l->sz != o->resize_sz) {
+            lrn_note(h, "resize", "epoch %d: images are %d pixels from here on instead of %d "
+                     "(progressive resizing)", e, o->resize_sz, l->sz);
+            learner_resize(l, o->resize_sz, NULL, 0);
+        }
         batch_src s;
         rc = lrn_src_begin(&s, l, SPLIT_TRAIN, !cached, cached);
         if (rc) {

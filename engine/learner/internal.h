@@ -9,7 +9,7 @@
 #include "learner.h"
 #include "optim.h"
 
-#define CKPT_VERSION 3
+#define CKPT_VERSION 4
 #define LOADER_CACHE_BYTES ((size_t)256 << 20)
 
 /* The precompute cache of one split: pooled body activations by item index. */
@@ -47,6 +47,7 @@ typedef struct fit_pos {
     float prev_cycle_loss; /* validation loss at the last cycle end (stop_cycle) */
     float prev_cycle_acc;  /* and its accuracy */
     int64_t best_step;     /* learner step of the kept weights; 0: none */
+    int resize_epoch, resize_sz;
 } fit_pos;
 
 struct learner {

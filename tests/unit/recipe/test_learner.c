@@ -1080,6 +1080,80 @@ static void fit_trains_part_epochs(void **state)
     dataset_destroy(ds);
 }
 
+/* Progressive resizing inside one schedule: epoch 0 at 8 pixels, epoch 1 at SZ on the same
+ * 1cycle; the learner keeps the new size, and a fit cut at the old size resumes to the same
+ * weights. */
+static void fit_resizes_inside_one_schedule(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    c.sz = 8;
+    char dir_a[512], dir_b[512], err[256] = "";
+    snprintf(dir_a, sizeof dir_a, "%s/rs_a", root);
+    snprintf(dir_b, sizeof dir_b, "%s/rs_b", root);
+    mkdir(dir_a, 0755);
+    mkdir(dir_b, 0755);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 2,
+                  .schedule = SCHED_1CYCLE, .resize_epoch = 1, .resize_sz = SZ};
+    c.checkpoint_dir = dir_a;
+    learner *a = make(&c, ds);
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    sched_plan plan;
+    expect_schedule(&r, &plan, SCHED_1CYCLE, N_SMALL / BS, 2, 0.05);
+    assert_int_equal(learner_fit(a, &o, &h, err, sizeof err), 0);
+    assert_int_equal(r.n_epoch, 2);
+    assert_int_equal(r.lr_mismatch, 0);
+    assert_string_equal(r.last_note, "resize");
+    learner_state st;
+    learner_get_state(a, &st);
+    assert_int_equal(st.sz, SZ);
+
+    c.checkpoint_dir = dir_b;
+    learner *b = make(&c, ds);
+    rec rb = {0};
+    ev_hooks hb = hooks_for(&rb);
+    rb.cancel_after_epoch = 0;
+    assert_int_equal(learner_fit(b, &o, &hb, err, sizeof err), -ECANCELED);
+    learner_get_state(b, &st);
+    assert_int_equal(st.sz, 8);
+    learner_destroy(b);
+    learner *b2 = make(&c, ds);
+    fit_opts ro = o;
+    ro.resume = 1;
+    ro.resize_sz = 12; /* another resize plan is another fit */
+    assert_int_equal(learner_fit(b2, &ro, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "other settings"));
+    ro.resize_sz = SZ;
+    int rc = learner_fit(b2, &ro, NULL, err, sizeof err);
+    if (rc)
+        print_error("resume: %s\n", err);
+    assert_int_equal(rc, 0);
+    learner_get_state(b2, &st);
+    assert_int_equal(st.sz, SZ);
+    net *na = learner_net(a), *nb = learner_net(b2);
+    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
+    assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+    learner_destroy(b2);
+
+    o.resize_sz = 4;
+    assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "resize_sz"));
+    o.resize_sz = SZ;
+    o.resize_epoch = -1;
+    assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "resize_epoch"));
+    o.resize_epoch = 1;
+    assert_int_equal(learner_freeze_to(a, 2, err, sizeof err), 0);
+    assert_int_equal(learner_set_precompute(a, 1, err, sizeof err), 0);
+    assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "precompute"));
+    learner_destroy(a);
+    dataset_destroy(ds);
+}
+
 static void count_progress(void *ctx, double fraction, double eta_s)
 {
     (*(int *)ctx)++;
@@ -1232,8 +1306,8 @@ static void rewrite_meta(const char *src, const char *dst, int n_meta, int64_t v
     st_free(&f);
 }
 
-/* Checkpoints of versions 1 (no early-stop state) and 2 (no cycle-end accuracy) still
- * load; a meta of any other length is refused. */
+/* Checkpoints of versions 1 (no early-stop state), 2 (no cycle-end accuracy) and 3 (no
+ * resize inside a fit) still load; a meta of any other length is refused. */
 static void older_checkpoints_load(void **state)
 {
     (void)state;
@@ -1241,25 +1315,29 @@ static void older_checkpoints_load(void **state)
     learner_config c;
     base_config(&c);
     c.sz = 8;
-    char err[256] = "", p3[512], p2[512], p1[512], pbad[512];
+    char err[256] = "", p4[512], p3[512], p2[512], p1[512], pbad[512];
     learner *l = make(&c, ds);
     fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .schedule = SCHED_CONSTANT};
     assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), 0);
+    snprintf(p4, sizeof p4, "%s/v4.safetensors", root);
     snprintf(p3, sizeof p3, "%s/v3.safetensors", root);
     snprintf(p2, sizeof p2, "%s/v2.safetensors", root);
     snprintf(p1, sizeof p1, "%s/v1.safetensors", root);
     snprintf(pbad, sizeof pbad, "%s/vbad.safetensors", root);
-    assert_int_equal(learner_save(l, p3, err, sizeof err), 0);
+    assert_int_equal(learner_save(l, p4, err, sizeof err), 0);
     st_file f;
-    assert_int_equal(st_read_file(&f, p3, err, sizeof err), 0);
-    int n3 = (int)(st_find(&f, "learner.meta")->nbytes / sizeof(int64_t));
+    assert_int_equal(st_read_file(&f, p4, err, sizeof err), 0);
+    int n4 = (int)(st_find(&f, "learner.meta")->nbytes / sizeof(int64_t));
     st_free(&f);
-    /* Version 2 lacked the last entry (the cycle end's accuracy); version 1 also the five
-     * before it (the early stops' state). */
-    rewrite_meta(p3, p2, n3 - 1, 2);
-    rewrite_meta(p3, p1, n3 - 6, 1);
-    rewrite_meta(p3, pbad, n3 - 2, 2);
+    /* Version 3 lacked the last two entries (the resize plan); version 2 also the one
+     * before them (the cycle end's accuracy); version 1 also the five before that (the
+     * early stops' state). */
+    rewrite_meta(p4, p3, n4 - 2, 3);
+    rewrite_meta(p4, p2, n4 - 3, 2);
+    rewrite_meta(p4, p1, n4 - 8, 1);
+    rewrite_meta(p4, pbad, n4 - 4, 2);
     learner *m = make(&c, ds);
+    assert_int_equal(learner_load(m, p4, err, sizeof err), 0);
     assert_int_equal(learner_load(m, p3, err, sizeof err), 0);
     assert_int_equal(learner_load(m, p2, err, sizeof err), 0);
     assert_int_equal(learner_load(m, p1, err, sizeof err), 0);
@@ -1347,6 +1425,7 @@ int main(void)
         cmocka_unit_test(early_stop_after_patience),
         cmocka_unit_test(onecycle_moves_the_momentum),
         cmocka_unit_test(fit_trains_part_epochs),
+        cmocka_unit_test(fit_resizes_inside_one_schedule),
         cmocka_unit_test(tta_skips_passes_that_repeat_the_centre),
         cmocka_unit_test(early_stop_survives_resume),
         cmocka_unit_test(cycle_worse_needs_loss_and_accuracy),
