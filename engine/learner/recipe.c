@@ -22,6 +22,11 @@
 /* The sweep's length under a time budget: fast.ai 2's lr_find default, half of the
  * one-epoch (at most 200) default, leaving the time to training. */
 #define RECIPE_BUDGET_SWEEP 100
+/* Progressive resizing stops below this size: at 16 pixels resnet_small's last stage
+ * already sees 4x4 maps. */
+#define RECIPE_SMALLEST 16
+/* Batches of the short sweep at low rates that times the small size. */
+#define RECIPE_PROBE_IT 20
 
 /* ---- the recipe --------------------------------------------------------------------------- */
 
@@ -125,20 +130,54 @@ void recipe_plan_cycles(int epochs, int *n_cycle, int *cycle_len)
     }
 }
 
+int recipe_small_size(int sz)
+{
+    int small = (sz * 5 + 3) / 7;
+    return small >= RECIPE_SMALLEST ? small : 0;
+}
+
+int recipe_small_epochs(int epochs)
+{
+    if (epochs < 2)
+        return 0;
+    int k = (epochs * 3 + 4) / 5; /* ceil(0.6 * epochs) */
+    return k < epochs ? k : epochs - 1;
+}
+
+/* Seconds of e epochs, each training on the share f of its batches. */
+static double plan_cost(int e, double f, const double *train_s, const double *valid_s)
+{
+    int k = recipe_small_epochs(e);
+    return k * (f * train_s[0] + valid_s[0]) + (e - k) * (f * train_s[1] + valid_s[1]);
+}
+
+int recipe_plan_progressive(double avail_s, const double train_s[2], const double valid_s[2],
+                            int max_epochs, int part_epochs, double *frac)
+{
+    *frac = 1.0;
+    if (!(train_s[0] + valid_s[0] > 0) || !(train_s[1] + valid_s[1] > 0))
+        return max_epochs;
+    int e = 1;
+    while (e < max_epochs && plan_cost(e + 1, 1.0, train_s, valid_s) <= avail_s)
+        e++;
+    double whole = plan_cost(e, 1.0, train_s, valid_s);
+    if (!part_epochs || !(train_s[0] > 0 && train_s[1] > 0) ||
+        (whole <= avail_s && (e == max_epochs || whole == avail_s)))
+        return e;
+    if (whole <= avail_s)
+        e++;
+    int k = recipe_small_epochs(e);
+    double f = (avail_s - k * valid_s[0] - (e - k) * valid_s[1]) /
+               (k * train_s[0] + (e - k) * train_s[1]);
+    *frac = f > 1.0 ? 1.0 : f < 0.05 ? 0.05 : f;
+    return e;
+}
+
 int recipe_plan_budget(double avail_s, double train_s, double valid_s, int max_epochs,
                        int part_epochs, double *frac)
 {
-    double epoch_s = train_s + valid_s, room = epoch_s > 0 ? avail_s / epoch_s : max_epochs;
-    int whole = room >= max_epochs ? max_epochs : room >= 1.0 ? (int)floor(room) : 1;
-    *frac = 1.0;
-    if (!part_epochs || room >= max_epochs || !(train_s > 0))
-        return whole;
-    int epochs = room > 1.0 ? (int)ceil(room) : 1;
-    if (epochs > max_epochs)
-        epochs = max_epochs;
-    double f = (avail_s / epochs - valid_s) / train_s;
-    *frac = f > 1.0 ? 1.0 : f < 0.05 ? 0.05 : f;
-    return epochs;
+    const double t[2] = {train_s, train_s}, v[2] = {valid_s, valid_s};
+    return recipe_plan_progressive(avail_s, t, v, max_epochs, part_epochs, frac);
 }
 
 /* The seconds an epoch's training, its validation and the final TTA take at the training
@@ -181,25 +220,47 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
     double lr = pick_lr(&r, l->opt->cfg.kind == OPTIM_ADAM, 1e-2, h, "from scratch");
     int swept = r.n_points;
     lrfind_result_free(&r);
-    int epochs = max_epochs;
-    double fit_limit_s = 0.0, frac = 1.0;
+    int epochs = max_epochs, full = l->sz, small = one_cycle ? recipe_small_size(full) : 0;
+    double fit_limit_s = 0.0, frac = 1.0, small_img_s = 0.0;
+    if (small && budget_s > 0) {
+        /* The sweep timed the full size; a short sweep at rates too low to move anything
+         * times the small one (it puts back all it changes, like every sweep). */
+        lrfind_opts po = {.start_lr = 1e-7, .end_lr = 1e-6, .num_it = RECIPE_PROBE_IT};
+        lrfind_result pr;
+        double tp = lrn_now_s();
+        learner_resize(l, small, NULL, 0);
+        rc = learner_lr_find(l, &po, NULL, &pr, err, errlen);
+        learner_resize(l, full, NULL, 0);
+        if (rc)
+            return rc;
+        tp = lrn_now_s() - tp;
+        small_img_s = tp > 0 ? (double)pr.n_points * l->bs / tp : 0.0;
+        lrfind_result_free(&pr);
+        lrn_note(h, "budget", "%d batches at %d pixels, the progressive resizing's small size, "
+                 "trained at %.0f img/s", RECIPE_PROBE_IT, small, small_img_s);
+    }
     if (budget_s > 0) {
         /* An SGDR fit checks its plan at every cycle end; one 1cycle cannot stop before its
          * end without losing the annealing, so its plan allows for the fit running 10%
          * slower than the sweep (it ran 7% slower on Fashion-MNIST). */
         double sweep_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0;
         double train_img_s = (one_cycle ? 0.9 : 1.0) * sweep_img_s;
-        double left_s = budget_s - (lrn_now_s() - t0), train_s = 0, valid_s = 0, tta_s = 0;
+        double left_s = budget_s - (lrn_now_s() - t0), ts[2] = {0, 0}, vs[2] = {0, 0},
+               tta_s = 0, unused;
         if (train_img_s > 0) {
-            budget_costs(l, train_img_s, n_aug, &train_s, &valid_s, &tta_s);
-            epochs = recipe_plan_budget(left_s - tta_s, train_s, valid_s, max_epochs,
-                                        one_cycle, &frac);
+            budget_costs(l, train_img_s, n_aug, &ts[1], &vs[1], &tta_s);
+            ts[0] = ts[1];
+            vs[0] = vs[1];
+            if (small_img_s > 0)
+                budget_costs(l, 0.9 * small_img_s, n_aug, &ts[0], &vs[0], &unused);
+            epochs = recipe_plan_progressive(left_s - tta_s, ts, vs, max_epochs, one_cycle,
+                                             &frac);
         } else {
             epochs = 1;
         }
         /* The plan rests on the sweep's speed; the fit checks it at every cycle end. */
         fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
-        int over = epochs * (frac * train_s + valid_s) > left_s - tta_s;
+        int over = plan_cost(epochs, frac, ts, vs) > left_s - tta_s;
         char check[200];
         if (one_cycle)
             snprintf(check, sizeof check, "one 1cycle runs them all (planned at 90%% of the "
@@ -208,10 +269,14 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
         else
             snprintf(check, sizeof check, "at every cycle end the fit checks that the next "
                      "cycle ends within %.1f minutes at its measured speed", fit_limit_s / 60.0);
+        char at_small[64] = "";
+        if (small_img_s > 0)
+            snprintf(at_small, sizeof at_small, " (%.1f at %d pixels)", (ts[0] + vs[0]) / 60.0,
+                     small);
         lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
-                 "img/s, so an epoch with validation takes about %.1f minutes and %d epoch%s "
-                 "fit%s before TTA; %s", left_s / 60.0, budget_s / 60.0, sweep_img_s,
-                 (train_s + valid_s) / 60.0, epochs, epochs == 1 ? "" : "s",
+                 "img/s, so an epoch with validation takes about %.1f minutes%s and %d "
+                 "epoch%s fit%s before TTA; %s", left_s / 60.0, budget_s / 60.0, sweep_img_s,
+                 (ts[1] + vs[1]) / 60.0, at_small, epochs, epochs == 1 ? "" : "s",
                  over ? " (at least one runs, past the budget)" : "", check);
     }
     fit_opts fo;
@@ -225,12 +290,25 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
         fo.wd = recipe_wd(l);
         fo.schedule = SCHED_1CYCLE;
         fo.epoch_frac = frac;
+        int k = small ? recipe_small_epochs(epochs) : 0;
+        char grow[160] = "";
+        if (k > 0) {
+            fo.resize_epoch = k;
+            fo.resize_sz = full;
+            learner_resize(l, small, NULL, 0);
+            snprintf(grow, sizeof grow, "; progressive resizing: the first %d epoch%s at %d "
+                     "pixels, the rest at %d", k, k == 1 ? "" : "s", small, full);
+        }
         lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, one "
                  "1cycle over all %d epochs (lr %.3g/10 up to %.3g and down, momentum against "
-                 "it, then annealing towards lr/1000), wd %g (%s), and TTA", epochs, lr, lr,
-                 fo.wd, l->opt->cfg.kind == OPTIM_ADAM ? "AdamW" : "SGD with momentum");
+                 "it, then annealing towards lr/1000), wd %g (%s), and TTA%s", epochs, lr, lr,
+                 fo.wd, l->opt->cfg.kind == OPTIM_ADAM ? "AdamW" : "SGD with momentum", grow);
         rc = learner_fit(l, &fo, h, err, errlen);
-        return rc ? rc : learner_tta(l, n_aug, h, out, err, errlen);
+        if (rc) {
+            learner_resize(l, full, NULL, 0); /* a fit stopped at the small size */
+            return rc;
+        }
+        return learner_tta(l, n_aug, h, out, err, errlen);
     }
     int n_cycle, cycle_len;
     recipe_plan_cycles(epochs, &n_cycle, &cycle_len);

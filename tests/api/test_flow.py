@@ -133,17 +133,26 @@ def test_plain_head_recipe_within_a_budget(flow):
 
 def test_adamw_recipe_with_one_cycle(flow):
     """An AdamW run through the recipe with schedule 1cycle: one cycle over every epoch
-    allowed, from lr/10 up and down again, with Adam's beta1 moving against the LR."""
+    allowed, from lr/10 up and down again, with Adam's beta1 moving against the LR; its
+    first epoch at 20 pixels (progressive resizing), and the run ends at its sz."""
     d, _, _ = flow
     r = d.post(API + "/runs", {"dataset": "flow", "arch": "resnet_small", "sz": 28, "bs": 8,
                                "tfms": "none", "head": "plain", "opt": "adamw", "seed": 4})
     assert r.status == 201, r
     run = r.json()["id"]
-    r = d.post(API + "/runs/%d/recipe" % run, {"max_epochs": 2, "n_aug": 1,
-                                               "schedule": "1cycle"})
-    assert r.status == 202, r
-    job = wait_job(d, r.json()["id"])
-    assert job["state"] == "succeeded", (job, d.log_text())
+    s = SSE(d, run)
+    try:
+        r = d.post(API + "/runs/%d/recipe" % run, {"max_epochs": 2, "n_aug": 1,
+                                                   "schedule": "1cycle"})
+        assert r.status == 202, r
+        job = wait_job(d, r.json()["id"])
+        assert job["state"] == "succeeded", (job, d.log_text())
+        grew = "28 pixels from here on instead of 20"
+        s.wait_for(lambda ev, c: any(e["event"] == "note" and
+                                     e["data"]["data"]["what"] == "resize" and
+                                     grew in e["data"]["data"]["why"] for e in ev))
+    finally:
+        s.close()
     assert len(d.get(API + "/runs/%d/epochs" % run).json()["items"]) == 2
     lrs = [p["value"] for p in
            d.get(API + "/runs/%d/metrics?key=lr_2" % run).json()["points"]]
@@ -152,6 +161,7 @@ def test_adamw_recipe_with_one_cycle(flow):
     assert abs(lrs[0] * 10 - peak) < 1e-6 * peak and lrs[-1] < lrs[0], lrs   # annealed
     mom = [p["value"] for p in d.get(API + "/runs/%d/metrics?key=momentum" % run).json()["points"]]
     assert max(mom) > 0.94 and min(mom) < 0.86, mom
+    assert d.get(API + "/runs/%d" % run).json()["state"]["sz"] == 28
     assert_problem(d.post(API + "/runs/%d/recipe" % run, {"schedule": "cosine"}), 400,
                    field="schedule")
 

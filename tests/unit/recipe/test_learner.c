@@ -586,6 +586,16 @@ static int count_notes(const notes *n, const char *what)
     return k;
 }
 
+/* Runs the recipe, which must succeed. */
+static void recipe_ok(learner *l, const recipe_opts *o, const ev_hooks *h, tta_result *t)
+{
+    char err[256] = "";
+    int rc = learner_recipe(l, o, h, t, err, sizeof err);
+    if (rc)
+        print_error("recipe: %s\n", err);
+    assert_int_equal(rc, 0);
+}
+
 static void recipe_from_scratch(void **state)
 {
     (void)state;
@@ -598,11 +608,7 @@ static void recipe_from_scratch(void **state)
     ev_hooks h = {.ctx = &nt, .on_note = keep_note};
     recipe_opts o = {.max_epochs = 3, .n_aug = 2};
     tta_result t;
-    char err[256] = "";
-    int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
-    if (rc)
-        print_error("recipe: %s\n", err);
-    assert_int_equal(rc, 0);
+    recipe_ok(l, &o, &h, &t);
     print_message("recipe from scratch: accuracy %.3f, with TTA %.3f\n", t.accuracy,
                   t.tta_accuracy);
     assert_int_equal(count_notes(&nt, "pick_lr"), 1);
@@ -652,11 +658,7 @@ static void recipe_from_scratch_one_cycle(void **state)
     ev_hooks h = {.ctx = &tr, .on_batch = trace_lr};
     recipe_opts o = {.max_epochs = 3, .n_aug = 2, .one_cycle = 1};
     tta_result t;
-    char err[256] = "";
-    int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
-    if (rc)
-        print_error("recipe: %s\n", err);
-    assert_int_equal(rc, 0);
+    recipe_ok(l, &o, &h, &t);
     print_message("recipe from scratch, one 1cycle with AdamW: accuracy %.3f, with TTA %.3f\n",
                   t.accuracy, t.tta_accuracy);
     learner_state st;
@@ -716,6 +718,63 @@ static void recipe_plans_the_budget(void **state)
     }
 }
 
+/* Progressive resizing's plan: 5/7 of the size (none below 16 pixels), 60% of the epochs
+ * rounded up and never all of them; a budget counts small epochs at their own cost. */
+static void recipe_plans_progressive_resizing(void **state)
+{
+    (void)state;
+    assert_int_equal(recipe_small_size(28), 20);
+    assert_int_equal(recipe_small_size(22), 16);
+    assert_int_equal(recipe_small_size(21), 0);
+    assert_int_equal(recipe_small_size(64), 46);
+    static const int small_of[][2] = {{1, 0}, {2, 1}, {3, 2}, {4, 3}, {5, 3}, {6, 4}, {7, 5},
+                                      {10, 6}};
+    for (size_t i = 0; i < sizeof small_of / sizeof small_of[0]; i++)
+        assert_int_equal(recipe_small_epochs(small_of[i][0]), small_of[i][1]);
+    /* Small epochs 10 + 2, full ones 30 + 5: 5 epochs (3 small) take 36 + 70 = 106. */
+    const double ts[2] = {10, 30}, vs[2] = {2, 5};
+    double frac = -1;
+    assert_int_equal(recipe_plan_progressive(106, ts, vs, 7, 0, &frac), 5);
+    assert_true(frac == 1.0);
+    assert_int_equal(recipe_plan_progressive(106, ts, vs, 7, 1, &frac), 5);
+    assert_true(frac == 1.0);
+    assert_int_equal(recipe_plan_progressive(105, ts, vs, 7, 0, &frac), 4);
+    /* 4 epochs (3 small) take 71; 105 holds 5 at (105 - 6 - 10) / (30 + 60) of the batches */
+    assert_int_equal(recipe_plan_progressive(105, ts, vs, 7, 1, &frac), 5);
+    assert_true(fabs(frac - 89.0 / 90.0) < 1e-12);
+    assert_int_equal(recipe_plan_progressive(1000, ts, vs, 7, 1, &frac), 7);
+    assert_true(frac == 1.0);
+}
+
+/* The from-scratch 1cycle at a size with a small one trains its first epochs small and
+ * ends at the learner's size, also under a budget (which times the small size first). */
+static void recipe_resizes_progressively(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    c.sz = 24;
+    c.opt = OPTIM_ADAM;
+    tta_result t;
+    for (int budget = 0; budget <= 1; budget++) {
+        learner *l = make(&c, ds);
+        notes nt = {0};
+        ev_hooks h = {.ctx = &nt, .on_note = keep_note};
+        recipe_opts o = {.max_epochs = 3, .n_aug = 1, .one_cycle = 1,
+                         .budget_minutes = budget ? 1000.0 : 0.0};
+        recipe_ok(l, &o, &h, &t);
+        assert_int_equal(count_notes(&nt, "resize"), 1);
+        assert_int_equal(count_notes(&nt, "budget"), budget ? 2 : 0);
+        learner_state st;
+        learner_get_state(l, &st);
+        assert_int_equal(st.sz, 24);
+        assert_int_equal(st.epochs_done, 3);
+        learner_destroy(l);
+    }
+    dataset_destroy(ds);
+}
+
 /* A budget too small for one epoch still trains one (and says so); a budget that is no
  * constraint leaves max_epochs to plan the fit. */
 static void recipe_budget_plans_the_epochs(void **state)
@@ -732,10 +791,7 @@ static void recipe_budget_plans_the_epochs(void **state)
         ev_hooks h = {.ctx = &nt, .on_note = keep_note};
         recipe_opts o = {.max_epochs = 3, .n_aug = 1,
                          .budget_minutes = big_budget ? 1000.0 : 1e-4};
-        int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
-        if (rc)
-            print_error("recipe: %s\n", err);
-        assert_int_equal(rc, 0);
+        recipe_ok(l, &o, &h, &t);
         assert_true(count_notes(&nt, "budget") >= 1);
         learner_state st;
         learner_get_state(l, &st);
@@ -787,10 +843,7 @@ static void recipe_with_a_pretrained_body(void **state)
     ev_hooks h = {.ctx = &nt, .on_note = keep_note};
     recipe_opts o = {.max_epochs = 1, .n_aug = 1};
     tta_result t;
-    int rc = learner_recipe(l, &o, &h, &t, err, sizeof err);
-    if (rc)
-        print_error("recipe: %s\n", err);
-    assert_int_equal(rc, 0);
+    recipe_ok(l, &o, &h, &t);
     /* precompute, both sweeps, the head from the cache, then unfrozen with 3 groups' LRs. */
     assert_int_equal(count_notes(&nt, "lr_find"), 2);
     assert_int_equal(count_notes(&nt, "precompute"), 1);
@@ -808,10 +861,7 @@ static void recipe_with_a_pretrained_body(void **state)
     notes nb = {0};
     h.ctx = &nb;
     recipe_opts ob = {.max_epochs = 3, .n_aug = 1, .budget_minutes = 1e-4};
-    rc = learner_recipe(l, &ob, &h, &t, err, sizeof err);
-    if (rc)
-        print_error("recipe with a budget: %s\n", err);
-    assert_int_equal(rc, 0);
+    recipe_ok(l, &ob, &h, &t);
     assert_int_equal(count_notes(&nb, "budget"), 1);
     assert_int_equal(count_notes(&nb, "time_limit"), 1);
     learner_get_state(l, &st);
@@ -1418,6 +1468,8 @@ int main(void)
         cmocka_unit_test(recipe_from_scratch_one_cycle),
         cmocka_unit_test(recipe_plans_cycles),
         cmocka_unit_test(recipe_plans_the_budget),
+        cmocka_unit_test(recipe_plans_progressive_resizing),
+        cmocka_unit_test(recipe_resizes_progressively),
         cmocka_unit_test(recipe_budget_plans_the_epochs),
         cmocka_unit_test(recipe_with_a_pretrained_body),
         cmocka_unit_test(predict_test_writes_csv),
