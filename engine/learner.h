@@ -195,7 +195,7 @@ int recipe_plan_budget(double avail_s, double train_s, double valid_s, int max_e
 /* Progressive resizing in the from-scratch 1cycle (fast.ai's DAWNBench runs trained on
  * small images first): the first recipe_small_epochs(e) of e epochs, 60% rounded up and
  * at least one fewer than e, train at recipe_small_size(sz), 5/7 of the size (28 -> 20;
- * 0 below 16: no resizing), the rest at sz. On Fashion-MNIST resnet_small trains 2.6x
+ * 0 below 16: no resizing), the rest at sz. On Fashion-MNIST resnet_small trains 1.8-2.6x
  * faster at 20 pixels than at 28, and 3 + 2 epochs in one 1cycle reached 93.6% where 4
  * epochs at 28, which take longer, reached 93.4%. */
 int recipe_small_size(int sz);
