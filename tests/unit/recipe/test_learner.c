@@ -260,6 +260,26 @@ static void expect_schedule(rec *r, sched_plan *p, sched_kind kind, int64_t bpe,
         r->lr0[g] = lr0;
 }
 
+/* A learner on c (with its checkpoint folder) whose fit o is cancelled after `epoch`. */
+static learner *fit_cut(const learner_config *c, dataset *ds, const fit_opts *o, int epoch)
+{
+    char err[256] = "";
+    learner *l = make(c, ds);
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    r.cancel_after_epoch = epoch;
+    assert_int_equal(learner_fit(l, o, &h, err, sizeof err), -ECANCELED);
+    return l;
+}
+
+/* Bit for bit: parameters and BatchNorm buffers. */
+static void assert_same_weights(learner *a, learner *b)
+{
+    net *na = learner_net(a), *nb = learner_net(b);
+    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
+    assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+}
+
 /* ---- tests ---------------------------------------------------------------------------------- */
 
 static void fit_learns_the_shapes(void **state)
@@ -468,12 +488,7 @@ static void resume_equals_uninterrupted(void **state)
     assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), 0);
 
     c.checkpoint_dir = dir_b;
-    learner *b = make(&c, ds);
-    rec r = {0};
-    ev_hooks h = hooks_for(&r);
-    r.cancel_after_epoch = 0;
-    assert_int_equal(learner_fit(b, &o, &h, err, sizeof err), -ECANCELED);
-    learner_destroy(b);
+    learner_destroy(fit_cut(&c, ds, &o, 0));
 
     learner *b2 = make(&c, ds);
     fit_opts ro = o;
@@ -486,9 +501,7 @@ static void resume_equals_uninterrupted(void **state)
     assert_int_equal(rc, 0);
     assert_int_equal(r2.n_epoch, 1); /* epoch 1 only */
     assert_int_equal(learner_n_snapshots(b2), 2); /* cycle 0's reloaded from its file */
-    net *na = learner_net(a), *nb = learner_net(b2);
-    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
-    assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+    assert_same_weights(a, b2);
     learner_state sa, sb;
     learner_get_state(a, &sa);
     learner_get_state(b2, &sb);
@@ -497,7 +510,8 @@ static void resume_equals_uninterrupted(void **state)
     /* The checkpointed fit has finished: resuming it again does nothing. Without a
      * checkpoint folder there is nothing to resume. */
     assert_int_equal(learner_fit(b2, &ro, NULL, err, sizeof err), 0);
-    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
+    assert_memory_equal(learner_net(a)->params, learner_net(b2)->params,
+                        learner_net(a)->n_params * sizeof(float));
     learner_destroy(a);
     learner_destroy(b2);
     c.checkpoint_dir = NULL;
@@ -537,19 +551,12 @@ static void adamw_learns_and_resumes(void **state)
     assert_true(r.last_acc >= 0.9f);
 
     c.checkpoint_dir = dir_b;
-    learner *b = make(&c, ds);
-    rec rb = {0};
-    ev_hooks hb = hooks_for(&rb);
-    rb.cancel_after_epoch = 0;
-    assert_int_equal(learner_fit(b, &o, &hb, err, sizeof err), -ECANCELED);
-    learner_destroy(b);
+    learner_destroy(fit_cut(&c, ds, &o, 0));
     fit_opts ro = o;
     ro.resume = 1;
     learner *b2 = make(&c, ds);
     assert_int_equal(learner_fit(b2, &ro, NULL, err, sizeof err), 0);
-    net *na = learner_net(a), *nb = learner_net(b2);
-    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
-    assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+    assert_same_weights(a, b2);
     learner_destroy(b2);
 
     c.opt = OPTIM_SGD;
@@ -1162,11 +1169,7 @@ static void fit_resizes_inside_one_schedule(void **state)
     assert_int_equal(st.sz, SZ);
 
     c.checkpoint_dir = dir_b;
-    learner *b = make(&c, ds);
-    rec rb = {0};
-    ev_hooks hb = hooks_for(&rb);
-    rb.cancel_after_epoch = 0;
-    assert_int_equal(learner_fit(b, &o, &hb, err, sizeof err), -ECANCELED);
+    learner *b = fit_cut(&c, ds, &o, 0);
     learner_get_state(b, &st);
     assert_int_equal(st.sz, 8);
     learner_destroy(b);
@@ -1183,9 +1186,7 @@ static void fit_resizes_inside_one_schedule(void **state)
     assert_int_equal(rc, 0);
     learner_get_state(b2, &st);
     assert_int_equal(st.sz, SZ);
-    net *na = learner_net(a), *nb = learner_net(b2);
-    assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
-    assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+    assert_same_weights(a, b2);
     learner_destroy(b2);
 
     o.resize_sz = 4;
@@ -1289,11 +1290,7 @@ static void early_stop_survives_resume(void **state)
         assert_false(count_best_files(dir_a)); /* a finished fit leaves no best file */
 
         c.checkpoint_dir = dir_b;
-        learner *b = make(&c, ds);
-        rec rb = {0};
-        ev_hooks hb = hooks_for(&rb);
-        rb.cancel_after_epoch = cut;
-        assert_int_equal(learner_fit(b, &modes[m], &hb, err, sizeof err), -ECANCELED);
+        learner *b = fit_cut(&c, ds, &modes[m], cut);
         assert_true(count_best_files(dir_b));
         size_t np = learner_net(b)->n_params * sizeof(float);
         float *at_cut = malloc(np);
@@ -1312,16 +1309,14 @@ static void early_stop_survives_resume(void **state)
         assert_int_equal(rc, 0);
         assert_int_equal(r2.n_epoch, 1); /* the stop epoch only */
         assert_string_equal(r2.last_note, note[m]);
-        net *na = learner_net(a), *nb = learner_net(b2);
-        assert_memory_equal(na->params, nb->params, na->n_params * sizeof(float));
-        assert_memory_equal(na->buffers, nb->buffers, na->n_buffers * sizeof(float));
+        assert_same_weights(a, b2);
         assert_false(count_best_files(dir_b));
         /* Patience went back to the epoch before the cut, older than the checkpoint the
          * resume started from; the cycle rule to the previous cycle end, the cut itself. */
         if (m == 0)
-            assert_memory_not_equal(na->params, at_cut, np);
+            assert_memory_not_equal(learner_net(a)->params, at_cut, np);
         else
-            assert_memory_equal(na->params, at_cut, np);
+            assert_memory_equal(learner_net(a)->params, at_cut, np);
         free(at_cut);
         learner_destroy(a);
         learner_destroy(b2);
