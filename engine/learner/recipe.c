@@ -166,9 +166,8 @@ int recipe_plan_progressive(double avail_s, const double train_s[2], const doubl
         return e;
     if (whole <= avail_s)
         e++;
-    int k = recipe_small_epochs(e);
-    double f = (avail_s - k * valid_s[0] - (e - k) * valid_s[1]) /
-               (k * train_s[0] + (e - k) * train_s[1]);
+    double validating = plan_cost(e, 0.0, train_s, valid_s);
+    double f = (avail_s - validating) / (plan_cost(e, 1.0, train_s, valid_s) - validating);
     *frac = f > 1.0 ? 1.0 : f < 0.05 ? 0.05 : f;
     return e;
 }
