@@ -106,10 +106,19 @@ typedef struct fit_opts {
     int stop_at_worse_cycle;   /* the recipe's "until validation loss stops improving": stop
                                 * at a cycle end that is worse than the previous one (see
                                 * learner_cycle_worse) and go back to that one's weights */
-    double time_limit_s;       /* 0: none. Stop at a cycle end when the next cycle, at the
-                                * mean epoch time so far, would end more than this many
-                                * seconds after this call started (the recipe's budget);
-                                * the weights of that cycle end are kept */
+    double time_limit_s;       /* 0: none. Else the fit aims to end within this many seconds
+                                * after this call started (the recipe's budget). SGDR and
+                                * constant: stop at a cycle end when the next cycle, at the
+                                * mean epoch time so far, would end past it; the weights of
+                                * that cycle end are kept. 1cycle, which cannot stop early
+                                * without losing its annealing: every epoch after this call's
+                                * first trains on as many of its batches (at least 5%, at
+                                * most all) as let the epochs left end within the limit at
+                                * the last epoch's speed, scaled by pixels for a size not yet
+                                * run; an epoch keeps its slice of the schedule, so batch b
+                                * of n runs at the planned step b * P / n of the epoch's P
+                                * (epoch_frac's batches). A "time_limit" note gives each new
+                                * count */
     int resume;                /* continue from this learner's last epoch checkpoint */
     double epoch_frac;         /* 0 or 1: whole epochs. In (0, 1): every epoch trains on this
                                 * share of its shuffled batches (rounded up, at least one),
@@ -168,14 +177,14 @@ typedef struct recipe_opts {
                                 * finish within this many minutes. From scratch it plans its
                                 * epochs from the training speed its LR sweep measures; with
                                 * a pretrained body steps 1-7 run in full. Either way the
-                                * final fit stops at a cycle end whose next cycle would end
-                                * past the time left before TTA (fit_opts.time_limit_s); its
-                                * first cycle always runs */
+                                * final fit gets the time left before TTA as its
+                                * fit_opts.time_limit_s: SGDR stops at a cycle end whose next
+                                * cycle would end past it (its first cycle always runs) */
     int one_cycle;             /* from scratch only: the fit is one 1cycle over every epoch
                                 * planned instead of SGDR with cycle_mult 2 (with a budget the
-                                * plan keeps a 10% margin, since one cycle cannot stop early,
-                                * and fills the rest with part epochs: recipe_plan_budget).
-                                * With a pretrained body the seed's steps keep SGDR */
+                                * plan fills the time with part epochs, recipe_plan_budget,
+                                * and the fit paces every epoch after the first to the time
+                                * left). With a pretrained body the seed's steps keep SGDR */
 } recipe_opts;
 
 /* The recipe's SGDR plan for at most `epochs` epochs with cycle_mult 2: n_cycle cycles of

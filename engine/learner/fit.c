@@ -115,6 +115,33 @@ static int next_cycle_epochs(const sched_plan *p, int64_t e, int64_t total_epoch
     return n;
 }
 
+/* The last epoch's pace: seconds per training batch and for its validation, at its size. */
+typedef struct pace {
+    int sz;
+    double batch_s, valid_s;
+} pace;
+
+/* Batches for epoch e of a 1cycle under time_limit_s: as many as let epochs e..total-1
+ * train and validate within the time left at the last epoch's pace, scaled by pixels for
+ * an epoch at another size (progressive resizing; a conservative guess until that size
+ * has run once), with 3% to spare. Between 5% of the batches (at least one) and all. */
+static int64_t paced_batches(const learner *l, const fit_opts *o, const pace *pc, int64_t e,
+                             int64_t total_epochs, double left_s, int64_t all)
+{
+    double train_s = 0.0, valid_s = 0.0;
+    for (int64_t k = e; k < total_epochs; k++) {
+        int sz = o->resize_epoch > 0 && k >= o->resize_epoch ? o->resize_sz : l->sz;
+        double px = ((double)sz * sz) / ((double)pc->sz * pc->sz);
+        train_s += px * pc->batch_s;
+        valid_s += px * pc->valid_s;
+    }
+    int64_t least = (int64_t)ceil(0.05 * (double)all);
+    double n = train_s > 0 ? floor((0.97 * left_s - valid_s) / train_s) : (double)all;
+    if (!(n >= (double)least))
+        return least < 1 ? 1 : least;
+    return n > (double)all ? all : (int64_t)n;
+}
+
 int learner_cycle_worse(float loss, float accuracy, float prev_loss, float prev_accuracy)
 {
     return !(loss < prev_loss) && !(accuracy > prev_accuracy);
@@ -156,9 +183,10 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         lrn_set_err(err, errlen, "early_stop.patience: must be positive");
         return -EINVAL;
     }
-    int64_t bpe;
+    int64_t bpe, all_batches;
     if ((rc = lrn_train_batches(l, h, &bpe, err, errlen)))
         return rc;
+    all_batches = bpe;
     if (o->epoch_frac > 0.0 && o->epoch_frac < 1.0) {
         int64_t part = (int64_t)ceil(o->epoch_frac * (double)bpe);
         bpe = part < 1 ? 1 : part;
@@ -243,13 +271,30 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     optim_set_wds(l->opt, &o->wd, 1);
     int body_trains = l->net->freeze_to < l->head_group;
 
-    int64_t total_epochs = sched_total_epochs(&plan), total_it = total_epochs * bpe;
+    int64_t total_epochs = sched_total_epochs(&plan);
     double t0 = lrn_now_s(), epochs_s = 0.0; /* epochs_s: this call's epochs, for the limit */
-    int64_t it0 = (int64_t)fp->next_epoch * bpe;
     const int fp_first = fp->next_epoch;
+    /* A 1cycle cannot stop early without losing its annealing, so under a time limit it
+     * paces itself instead: each epoch keeps its slice of the schedule, and how many
+     * batches fill that slice follows the measured speed. */
+    const int paced = plan.kind == SCHED_1CYCLE && o->time_limit_s > 0;
+    pace pc = {0};
+    int64_t n_batches = bpe;
     for (int e = fp->next_epoch; e < total_epochs; e++) {
         double te = lrn_now_s();
         l->epoch_id = fp->epoch_base + e;
+        if (paced && pc.sz > 0) {
+            int64_t n = paced_batches(l, o, &pc, e, total_epochs,
+                                      o->time_limit_s - (te - t0), all_batches);
+            if (n != n_batches)
+                lrn_note(h, "time_limit", "epoch %d trains on %lld of its %lld batches, so that "
+                         "the %lld epoch%s left end within %.1f minutes at the last epoch's "
+                         "speed (%.0f img/s at %d pixels)", e, (long long)n,
+                         (long long)all_batches, (long long)(total_epochs - e),
+                         total_epochs - e == 1 ? "" : "s",
+                         (o->time_limit_s - (te - t0)) / 60.0, l->bs / pc.batch_s, pc.sz);
+            n_batches = n;
+        }
         if (o->resize_epoch > 0 && e >= o->resize_epoch && l->sz != o->resize_sz) {
             lrn_note(h, "resize", "epoch %d: images are %d pixels from here on instead of %d "
                      "(progressive resizing)", e, o->resize_sz, l->sz);
@@ -265,8 +310,8 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         int got = 0, b = 0;
         int64_t imgs = 0;
         double last_sl = NAN;
-        while (b < bpe && (got = lrn_src_next(&s, &v)) > 0) {
-            int64_t t = (int64_t)e * bpe + b;
+        while (b < n_batches && (got = lrn_src_next(&s, &v)) > 0) {
+            int64_t t = (int64_t)e * bpe + b * bpe / n_batches;
             double lrs[LEARNER_MAX_GROUPS];
             lrn_expand_lrs(lrs, l->n_groups, o->n_lrs, o->lrs, sched_factor(&plan, t));
             double mom;
@@ -289,7 +334,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
                 rc = -EDOM;
                 goto out_stop;
             }
-            ev_batch eb = {.step = l->step, .epoch = e, .batch = b, .n_batches = (int)bpe,
+            ev_batch eb = {.step = l->step, .epoch = e, .batch = b, .n_batches = (int)n_batches,
                            .loss = loss, .smooth_loss = (float)last_sl,
                            .n_groups = l->n_groups, .momentum = (float)l->opt->mom};
             for (int g = 0; g < l->n_groups && g < 4; g++)
@@ -302,7 +347,8 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
                 lrn_set_err(err, errlen, "fit: cancelled");
                 goto out_stop;
             }
-            lrn_progress(h, (double)(t + 1 - it0) / (double)(total_it - it0), t0);
+            lrn_progress(h, (e - fp_first + (double)b / (double)n_batches) /
+                                (double)(total_epochs - fp_first), t0);
         }
         if (got < 0) {
             rc = got;
@@ -320,6 +366,8 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         }
         ee.seconds = lrn_now_s() - te;
         ee.img_per_s = train_s > 0 ? (double)imgs / train_s : 0.0;
+        if (b > 0)
+            pc = (pace){.sz = l->sz, .batch_s = train_s / b, .valid_s = ee.seconds - train_s};
         l->epochs_done++;
         if (ee.valid_loss < l->best_valid_loss)
             l->best_valid_loss = ee.valid_loss;
@@ -356,7 +404,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         }
         epochs_s += ee.seconds;
         int next_len = 0;
-        if (!stop && is_last && o->time_limit_s > 0)
+        if (!stop && is_last && o->time_limit_s > 0 && !paced)
             next_len = next_cycle_epochs(&plan, e, total_epochs);
         double done_s = lrn_now_s() - t0, mean_epoch_s = epochs_s / (e + 1 - fp_first),
                next_end_s = done_s + next_len * mean_epoch_s;

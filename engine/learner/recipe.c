@@ -239,11 +239,11 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
                  "trained at %.0f img/s", RECIPE_PROBE_IT, small, small_img_s);
     }
     if (budget_s > 0) {
-        /* An SGDR fit checks its plan at every cycle end; one 1cycle cannot stop before its
-         * end without losing the annealing, so its plan allows for the fit running 10%
-         * slower than the sweep (it ran 7% slower on Fashion-MNIST). */
+        /* The plan rests on the speeds measured now; the fit then checks them: SGDR at
+         * every cycle end, the 1cycle by pacing every epoch after the first to the time
+         * left (fit_opts.time_limit_s). */
         double sweep_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0;
-        double train_img_s = (one_cycle ? 0.9 : 1.0) * sweep_img_s;
+        double train_img_s = sweep_img_s;
         double left_s = budget_s - (lrn_now_s() - t0), ts[2] = {0, 0}, vs[2] = {0, 0},
                tta_s = 0, unused;
         if (train_img_s > 0) {
@@ -251,20 +251,19 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
             ts[0] = ts[1];
             vs[0] = vs[1];
             if (small_img_s > 0)
-                budget_costs(l, 0.9 * small_img_s, n_aug, &ts[0], &vs[0], &unused);
+                budget_costs(l, small_img_s, n_aug, &ts[0], &vs[0], &unused);
             epochs = recipe_plan_progressive(left_s - tta_s, ts, vs, max_epochs, one_cycle,
                                              &frac);
         } else {
             epochs = 1;
         }
-        /* The plan rests on the sweep's speed; the fit checks it at every cycle end. */
         fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
         int over = plan_cost(epochs, frac, ts, vs) > left_s - tta_s;
-        char check[200];
+        char check[256];
         if (one_cycle)
-            snprintf(check, sizeof check, "one 1cycle runs them all (planned at 90%% of the "
-                     "sweep's speed, since it cannot stop early), each epoch training on "
-                     "%.0f%% of its batches", 100.0 * frac);
+            snprintf(check, sizeof check, "one 1cycle runs them all, the first epoch on "
+                     "%.0f%% of its batches; it cannot stop early, so every later epoch trains "
+                     "on as many as the time left allows at its measured speed", 100.0 * frac);
         else
             snprintf(check, sizeof check, "at every cycle end the fit checks that the next "
                      "cycle ends within %.1f minutes at its measured speed", fit_limit_s / 60.0);
@@ -289,6 +288,7 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
         fo.wd = recipe_wd(l);
         fo.schedule = SCHED_1CYCLE;
         fo.epoch_frac = frac;
+        fo.time_limit_s = fit_limit_s;
         int k = small ? recipe_small_epochs(epochs) : 0;
         char grow[160] = "";
         if (k > 0) {

@@ -183,6 +183,7 @@ typedef struct rec {
     const sched_plan *plan;
     double lr0[4];
     float last_acc;
+    int epoch_batches[8];     /* batches seen per epoch of the fit */
 } rec;
 
 static int on_batch(void *ctx, const ev_batch *e)
@@ -190,8 +191,13 @@ static int on_batch(void *ctx, const ev_batch *e)
     rec *r = ctx;
     if (e->step != r->last_step + 1)
         r->lr_mismatch++;
+    if (e->epoch >= 0 && e->epoch < 8)
+        r->epoch_batches[e->epoch]++;
     if (r->plan) {
-        int64_t t = (int64_t)e->epoch * e->n_batches + e->batch;
+        /* An epoch of n batches fills its slice of the plan's P per epoch (n == P but under
+         * a 1cycle's time limit). */
+        int64_t P = r->plan->batches_per_epoch,
+                t = (int64_t)e->epoch * P + (int64_t)e->batch * P / e->n_batches;
         for (int g = 0; g < e->n_groups; g++)
             if (e->lrs[g] != (float)(r->lr0[g] * sched_factor(r->plan, t)))
                 r->lr_mismatch++;
@@ -1137,6 +1143,42 @@ static void fit_trains_part_epochs(void **state)
     dataset_destroy(ds);
 }
 
+/* A 1cycle under a time limit paces itself: epochs after the first train on as many
+ * batches as the time left allows, between 5% (at least one) and all of them, and each
+ * fills its own slice of the schedule. */
+static void fit_paces_a_1cycle_to_its_time_limit(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(small);
+    learner_config c;
+    base_config(&c);
+    char err[256] = "";
+    const int bpe = N_SMALL / BS, half = bpe / 2;
+    for (int roomy = 0; roomy <= 1; roomy++) {
+        learner *l = make(&c, ds);
+        rec r = {0};
+        ev_hooks h = hooks_for(&r);
+        fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 3,
+                      .schedule = SCHED_1CYCLE, .epoch_frac = 0.5,
+                      .time_limit_s = roomy ? 1e6 : 1e-3};
+        sched_plan plan;
+        expect_schedule(&r, &plan, SCHED_1CYCLE, half, 3, 0.05);
+        assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
+        assert_int_equal(r.n_epoch, 3);
+        assert_int_equal(r.epoch_batches[0], half);
+        for (int e = 1; e < 3; e++)
+            assert_int_equal(r.epoch_batches[e], roomy ? bpe : 1);
+        assert_int_equal(r.lr_mismatch, 0);
+        assert_int_equal(r.mom_mismatch, 0);
+        assert_int_equal(r.step_mismatch, 0);
+        /* One note when the count changes at epoch 1; none when it stays. */
+        assert_int_equal(r.n_note, 1);
+        assert_string_equal(r.last_note, "time_limit");
+        learner_destroy(l);
+    }
+    dataset_destroy(ds);
+}
+
 /* Progressive resizing inside one schedule: epoch 0 at 8 pixels, epoch 1 at SZ on the same
  * 1cycle; the learner keeps the new size, and a fit cut at the old size resumes to the same
  * weights. */
@@ -1472,6 +1514,7 @@ int main(void)
         cmocka_unit_test(early_stop_after_patience),
         cmocka_unit_test(onecycle_moves_the_momentum),
         cmocka_unit_test(fit_trains_part_epochs),
+        cmocka_unit_test(fit_paces_a_1cycle_to_its_time_limit),
         cmocka_unit_test(fit_resizes_inside_one_schedule),
         cmocka_unit_test(tta_skips_passes_that_repeat_the_centre),
         cmocka_unit_test(early_stop_survives_resume),
