@@ -22,9 +22,9 @@
 /* The sweep's length under a time budget: fast.ai 2's lr_find default, half of the
  * one-epoch (at most 200) default, leaving the time to training. */
 #define RECIPE_BUDGET_SWEEP 100
-/* Progressive resizing stops below this size: at 16 pixels resnet_small's last stage
- * already sees 4x4 maps. */
-#define RECIPE_SMALLEST 16
+/* Progressive resizing stops below this size: at 12 pixels resnet_small's last stage
+ * already sees 3x3 maps. */
+#define RECIPE_SMALLEST 12
 /* Batches of the short sweep at low rates that times the small size. */
 #define RECIPE_PROBE_IT 20
 
@@ -132,7 +132,7 @@ void recipe_plan_cycles(int epochs, int *n_cycle, int *cycle_len)
 
 int recipe_small_size(int sz)
 {
-    int small = (sz * 5 + 3) / 7;
+    int small = (sz * 4 + 3) / 7;
     return small >= RECIPE_SMALLEST ? small : 0;
 }
 
@@ -140,7 +140,7 @@ int recipe_small_epochs(int epochs)
 {
     if (epochs < 2)
         return 0;
-    int k = (epochs * 3 + 4) / 5; /* ceil(0.6 * epochs) */
+    int k = (epochs + 1) / 2;
     return k < epochs ? k : epochs - 1;
 }
 

@@ -147,7 +147,7 @@ def test_adamw_recipe_with_one_cycle(flow):
         assert r.status == 202, r
         job = wait_job(d, r.json()["id"])
         assert job["state"] == "succeeded", (job, d.log_text())
-        grew = "28 pixels from here on instead of 20"
+        grew = "28 pixels from here on instead of 16"
         s.wait_for(lambda ev, c: any(e["event"] == "note" and
                                      e["data"]["data"]["what"] == "resize" and
                                      grew in e["data"]["data"]["why"] for e in ev))

@@ -731,17 +731,17 @@ static void recipe_plans_the_budget(void **state)
     }
 }
 
-/* Progressive resizing's plan: 5/7 of the size (none below 16 pixels), 60% of the epochs
+/* Progressive resizing's plan: 4/7 of the size (none below 12 pixels), half of the epochs
  * rounded up and never all of them; a budget counts small epochs at their own cost. */
 static void recipe_plans_progressive_resizing(void **state)
 {
     (void)state;
-    assert_int_equal(recipe_small_size(28), 20);
-    assert_int_equal(recipe_small_size(22), 16);
-    assert_int_equal(recipe_small_size(21), 0);
-    assert_int_equal(recipe_small_size(64), 46);
-    static const int small_of[][2] = {{1, 0}, {2, 1}, {3, 2}, {4, 3}, {5, 3}, {6, 4}, {7, 5},
-                                      {10, 6}};
+    assert_int_equal(recipe_small_size(28), 16);
+    assert_int_equal(recipe_small_size(21), 12);
+    assert_int_equal(recipe_small_size(20), 0);
+    assert_int_equal(recipe_small_size(224), 128);
+    static const int small_of[][2] = {{1, 0}, {2, 1}, {3, 2}, {4, 2}, {5, 3}, {6, 3}, {7, 4},
+                                      {10, 5}};
     for (size_t i = 0; i < sizeof small_of / sizeof small_of[0]; i++)
         assert_int_equal(recipe_small_epochs(small_of[i][0]), small_of[i][1]);
     /* Small epochs 10 + 2, full ones 30 + 5: 5 epochs (3 small) take 36 + 70 = 106. */
@@ -752,7 +752,7 @@ static void recipe_plans_progressive_resizing(void **state)
     assert_int_equal(recipe_plan_progressive(106, ts, vs, 7, 1, &frac), 5);
     assert_true(frac == 1.0);
     assert_int_equal(recipe_plan_progressive(105, ts, vs, 7, 0, &frac), 4);
-    /* 4 epochs (3 small) take 71; 105 holds 5 at (105 - 6 - 10) / (30 + 60) of the batches */
+    /* 4 epochs (2 small) take 94; 105 holds 5 at (105 - 6 - 10) / (30 + 60) of the batches */
     assert_int_equal(recipe_plan_progressive(105, ts, vs, 7, 1, &frac), 5);
     assert_true(fabs(frac - 89.0 / 90.0) < 1e-12);
     assert_int_equal(recipe_plan_progressive(1000, ts, vs, 7, 1, &frac), 7);
