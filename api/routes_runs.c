@@ -56,6 +56,7 @@ typedef struct run_body {
     spec_numbers ps, xtra_fc;
     int head, opt;
     int multi_label, has_multi_label, has_sz;
+    double label_smoothing;
     int64_t seed;
 } run_body;
 
@@ -82,6 +83,8 @@ static const spec_field run_spec[] = {
      .max_n = 4, .integral = 1, .offset = offsetof(run_body, xtra_fc)},
     {.name = "multi_label", .type = SPEC_BOOL, .offset = offsetof(run_body, multi_label),
      .present = SPEC_PRESENT(run_body, has_multi_label)},
+    {.name = "label_smoothing", .type = SPEC_NUMBER, .min = 0, .max = 0.99,
+     .offset = offsetof(run_body, label_smoothing)},
     {.name = "seed", .type = SPEC_INT, .min = 0, .max = MAX_SEED,
      .offset = offsetof(run_body, seed)},
     {0},
@@ -162,6 +165,11 @@ void route_run_create(api_req *r)
         b.sz = strcmp(arch_names[b.arch], "resnet_small") == 0 ? 28 : 224;
     if (!b.has_multi_label)
         b.multi_label = json_is_true(json_object_get(info, "multi_label"));
+    if (b.label_smoothing > 0 && b.multi_label) {
+        reply_problem(r, 400, PROBLEM_INVALID, "label_smoothing",
+                      "label_smoothing is for single-label data; this run is multi-label");
+        goto out;
+    }
     if (b.ps.n == 1) {
         b.ps.v[1] = b.ps.v[0];
         b.ps.n = 2;
@@ -184,6 +192,7 @@ void route_run_create(api_req *r)
     if (config) {
         json_object_set_new(config, "head", json_string(head_names[b.head]));
         json_object_set_new(config, "opt", json_string(opt_names[b.opt]));
+        json_object_set_new(config, "label_smoothing", json_real(b.label_smoothing));
     }
     if (!config) {
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");

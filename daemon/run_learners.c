@@ -114,6 +114,7 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
     lc.model.arch = json_string_value(json_object_get(run, "arch"));
     lc.model.multi_label = jq_bool(cfg, "multi_label", dataset_info(ds)->multi_label);
     lc.model.seed = (uint64_t)jq_num(cfg, "seed", 0);
+    lc.model.label_smoothing = (float)jq_num(cfg, "label_smoothing", 0.0);
     const char *head = json_string_value(json_object_get(cfg, "head"));
     if (head && strcmp(head, "plain") == 0)
         lc.model.head = HEAD_PLAIN;

@@ -610,7 +610,8 @@ float net_loss(net *n, const int32_t *labels, const float *targets)
     const float *logits = net_output(n);
     if (n->multi_label)
         return bce_logits_forward(n->probs, logits, targets, n->batch, n->n_out);
-    return softmax_xent_forward(n->probs, logits, labels, n->batch, n->n_out);
+    return softmax_xent_forward(n->probs, logits, labels, n->batch, n->n_out,
+                                n->label_smoothing);
 }
 
 /* ---- backward --------------------------------------------------------------------------- */
@@ -714,7 +715,7 @@ void net_backward(net *n, const int32_t *labels, const float *targets)
     if (n->multi_label)
         bce_logits_backward(g, n->probs, targets, n->batch, n->n_out);
     else
-        softmax_xent_backward(g, n->probs, labels, n->batch, n->n_out);
+        softmax_xent_backward(g, n->probs, labels, n->batch, n->n_out, n->label_smoothing);
     backward_nodes(n);
 }
 

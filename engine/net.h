@@ -117,6 +117,7 @@ typedef struct net {
 
     int start_node;      /* first node the last forward computed (backward stops there) */
     int multi_label;     /* loss is sigmoid BCE instead of softmax cross-entropy */
+    float label_smoothing; /* the softmax cross-entropy's eps (0: none) */
     uint64_t rng;        /* dropout stream */
     float bn_momentum, bn_eps;
 } net;
@@ -168,8 +169,9 @@ double net_memory_limit(void);
  * allocated. */
 const float *net_forward(net *n, const float *x, int training);
 
-/* Loss of the last forward: softmax cross-entropy with labels (batch) or, when
- * multi_label, BCE with targets (batch, n_out). Writes n->probs; returns the mean loss. */
+/* Loss of the last forward: softmax cross-entropy with labels (batch), label-smoothed by
+ * label_smoothing, or, when multi_label, BCE with targets (batch, n_out). Writes n->probs;
+ * returns the mean loss. */
 float net_loss(net *n, const int32_t *labels, const float *targets);
 
 /* Backward of net_loss through the whole net: parameter gradients accumulate into

@@ -8,6 +8,7 @@
  * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
  *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none]
  *                     [--zoom Z] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
+ *                     [--opt sgd|adamw] [--one-cycle] [--label-smoothing EPS]
  * A run takes long: start it by hand with `nice`, never from the test suites. */
 #include <errno.h>
 #include <stdio.h>
@@ -52,7 +53,7 @@ typedef struct bench_cfg {
     int epochs, sz, bs, threads, recipe, only_recipe, plain_head, one_cycle;
     tfm_set tfms;
     optim_kind opt;
-    double lr, zoom, budget;
+    double lr, zoom, budget, label_smoothing;
 } bench_cfg;
 
 static learner *make(const bench_cfg *b, dataset *ds)
@@ -70,6 +71,7 @@ static learner *make(const bench_cfg *b, dataset *ds)
     c.loader_threads = b->threads;
     c.seed = 42;
     c.opt = b->opt;
+    c.model.label_smoothing = (float)b->label_smoothing;
     learner *l;
     char err[256];
     if (learner_create(&l, &c, ds, err, sizeof err) != 0) {
@@ -172,6 +174,8 @@ int main(int argc, char **argv)
             b.zoom = atof(v);
         else if (v && !strcmp(a, "--budget") && ++i)
             b.budget = atof(v);
+        else if (v && !strcmp(a, "--label-smoothing") && ++i)
+            b.label_smoothing = atof(v);
         else if (v && !strcmp(a, "--head") && ++i && (!strcmp(v, "plain") || !strcmp(v, "fastai")))
             b.plain_head = !strcmp(v, "plain");
         else if (v && !strcmp(a, "--tfms") && ++i &&
@@ -185,7 +189,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
                     "[--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none] [--zoom Z] "
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
-                    "[--only-recipe] [--one-cycle]\n", argv[0]);
+                    "[--only-recipe] [--one-cycle] [--label-smoothing EPS]\n", argv[0]);
             return 2;
         }
     }
@@ -196,10 +200,11 @@ int main(int argc, char **argv)
         return 1;
     const ds_info *in = dataset_info(ds);
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
-           "max_zoom %g, %s, %d epochs, lr %g, recipe budget %g min, BLAS %s x%d\n\n",
+           "max_zoom %g, %s, label smoothing %g, %d epochs, lr %g, recipe budget %g min, "
+           "BLAS %s x%d\n\n",
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
            b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
-           b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.epochs, b.lr, b.budget, blas_core_name(),
+           b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr, b.budget, blas_core_name(),
            blas_threads());
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");

@@ -124,7 +124,8 @@ typedef struct pace {
 /* Batches for epoch e of a 1cycle under time_limit_s: as many as let epochs e..total-1
  * train and validate within the time left at the last epoch's pace, scaled by pixels for
  * an epoch at another size (progressive resizing; a conservative guess until that size
- * has run once), with 3% to spare. Between 5% of the batches (at least one) and all. */
+ * has run once), with 5% to spare (the host slows by a few percent from one epoch to the
+ * next). Between 5% of the batches (at least one) and all. */
 static int64_t paced_batches(const learner *l, const fit_opts *o, const pace *pc, int64_t e,
                              int64_t total_epochs, double left_s, int64_t all)
 {
@@ -136,7 +137,7 @@ static int64_t paced_batches(const learner *l, const fit_opts *o, const pace *pc
         valid_s += px * pc->valid_s;
     }
     int64_t least = (int64_t)ceil(0.05 * (double)all);
-    double n = train_s > 0 ? floor((0.97 * left_s - valid_s) / train_s) : (double)all;
+    double n = train_s > 0 ? floor((0.95 * left_s - valid_s) / train_s) : (double)all;
     if (!(n >= (double)least))
         return least < 1 ? 1 : least;
     return n > (double)all ? all : (int64_t)n;

@@ -128,6 +128,10 @@ void lrn_acc_result(const metric_acc *a, int multi, float *loss, float *accuracy
 void lrn_logits_to_probs(float *p, const float *z, int n, int nc, int multi);
 double lrn_probs_loss(const float *p, const int32_t *y, const float *t, int n, int nc,
                   int multi);
+/* The mean loss of the batch just forwarded, as validation and TTA report it: the plain
+ * cross-entropy even when training smooths the labels, so that runs with and without
+ * smoothing compare. Writes m->probs as net_loss does. */
+float lrn_eval_loss(net *m, const int32_t *y, const float *t, int nc, int multi);
 int lrn_validate(learner *l, float *loss, float *accuracy, float *f2);
 void lrn_tfm_fill(const learner *l, tfm_config *t, int augment);
 /* 1 when an augmented pass can only draw the centre crop: no transforms, no zoom, and every

@@ -258,7 +258,8 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
             epochs = 1;
         }
         fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
-        int over = plan_cost(epochs, frac, ts, vs) > left_s - tta_s;
+        /* frac fills the time exactly, give or take rounding */
+        int over = plan_cost(epochs, frac, ts, vs) > left_s - tta_s + 1e-3;
         char check[256];
         if (one_cycle)
             snprintf(check, sizeof check, "one 1cycle runs them all, the first epoch on "

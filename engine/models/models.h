@@ -29,6 +29,7 @@ typedef struct model_spec {
     int n_xtra_fc;    /* hidden linear layers of the fastai head (0..MODEL_MAX_XTRA_FC) */
     int xtra_fc[MODEL_MAX_XTRA_FC];
     int multi_label;  /* BCE loss instead of softmax cross-entropy */
+    float label_smoothing; /* single-label only: the cross-entropy's eps in [0, 1) */
     uint64_t seed;
 } model_spec;
 

@@ -116,6 +116,12 @@ int model_create(net **out, const model_spec *s, char *err, size_t errlen)
         snprintf(err, errlen, "c_in: %d channels; 1 or 3 are supported", s->c_in);
         return -EINVAL;
     }
+    if (!(s->label_smoothing >= 0.0f && s->label_smoothing < 1.0f) ||
+        (s->multi_label && s->label_smoothing != 0.0f)) {
+        snprintf(err, errlen, "label_smoothing: %g; must be in [0, 1), and 0 for multi-label "
+                 "data", s->label_smoothing);
+        return -EINVAL;
+    }
     if (s->n_classes < 1 || s->n_classes > 100000) {
         snprintf(err, errlen, "n_classes: %d is out of range", s->n_classes);
         return -EINVAL;
@@ -126,6 +132,7 @@ int model_create(net **out, const model_spec *s, char *err, size_t errlen)
         return -ENOMEM;
     }
     n->multi_label = s->multi_label;
+    n->label_smoothing = s->label_smoothing;
     int x = net_input(n, s->c_in);
     if (strcmp(s->arch, "resnet_small") == 0) {
         x = x < 0 ? x : resnet_small(n, x);

@@ -5,7 +5,7 @@
 #include <math.h>
 
 float softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int n,
-                           int c)
+                           int c, float eps)
 {
     double total = 0.0;
     for (int i = 0; i < n; i++) {
@@ -19,23 +19,25 @@ float softmax_xent_forward(float *probs, const float *logits, const int32_t *lab
         double sum = 0.0;
         for (int j = 0; j < c; j++)
             sum += exp((double)x[j] - mx);
-        double lse = log(sum);
-        for (int j = 0; j < c; j++)
+        double lse = log(sum), all = 0.0;
+        for (int j = 0; j < c; j++) {
             p[j] = (float)exp((double)x[j] - mx - lse);
-        total += lse - ((double)x[labels[i]] - mx);
+            all += lse - ((double)x[j] - mx);
+        }
+        total += (1.0 - eps) * (lse - ((double)x[labels[i]] - mx)) + eps * all / c;
     }
     return (float)(total / n);
 }
 
 void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int n,
-                           int c)
+                           int c, float eps)
 {
-    const float inv = 1.0f / (float)n;
+    const float inv = 1.0f / (float)n, off = eps / (float)c, on = 1.0f - eps + off;
     for (int i = 0; i < n; i++) {
         float *d = dlogits + (size_t)i * c;
         const float *p = probs + (size_t)i * c;
         for (int j = 0; j < c; j++)
-            d[j] += (p[j] - (j == labels[i] ? 1.0f : 0.0f)) * inv;
+            d[j] += (p[j] - (j == labels[i] ? on : off)) * inv;
     }
 }
 

@@ -135,13 +135,15 @@ void dropout_backward(float *din, const float *dout, const float *mask, size_t n
 
 /* ---- losses (mean over the batch) --------------------------------------------------- */
 
-/* Softmax cross-entropy over logits (N, C) with integer labels (N). Writes probs (N, C)
- * and returns the mean loss. Numerically stable (max-subtracted log-sum-exp). */
+/* Softmax cross-entropy over logits (N, C) with integer labels (N) and label smoothing
+ * eps in [0, 1) (torch.nn.CrossEntropyLoss(label_smoothing=eps): the target is
+ * (1 - eps) * onehot + eps / C). Writes probs (N, C) and returns the mean loss.
+ * Numerically stable (max-subtracted log-sum-exp). */
 float softmax_xent_forward(float *probs, const float *logits, const int32_t *labels, int n,
-                           int c);
-/* dlogits += (probs - onehot(labels)) / N. */
+                           int c, float eps);
+/* dlogits += (probs - (1 - eps) * onehot(labels) - eps / C) / N. */
 void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *labels, int n,
-                           int c);
+                           int c, float eps);
 /* Sigmoid binary cross-entropy with targets (N, C) in {0,1}, mean over all N*C elements
  * (torch.nn.BCEWithLogitsLoss). Writes probs = sigmoid(logits) and returns the loss. */
 float bce_logits_forward(float *probs, const float *logits, const float *targets, int n,

@@ -3,6 +3,7 @@ that need no training, every documented error as problem+json with nothing queue
 written, the OpenAPI document against the router, static files, uploads, auth."""
 import io
 import json
+import math
 import os
 import re
 import socket
@@ -91,6 +92,7 @@ def test_run_create_get_list_paged(daemon, dataset, run):
     assert run["config"]["sz"] == 28 and run["config"]["bs"] == 4
     assert run["config"]["tfms"] == "side_on" and run["config"]["head"] == "fastai"
     assert run["config"]["opt"] == "sgd"
+    assert run["config"]["label_smoothing"] == 0
     r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
                                     "tfms": "flip"})
     assert r.status == 201 and r.json()["config"]["tfms"] == "flip", r
@@ -116,6 +118,32 @@ def test_run_create_get_list_paged(daemon, dataset, run):
     for i in ids - {run["id"]}:
         assert daemon.request("DELETE", API + "/runs/%d" % i).status == 204
     assert_problem(daemon.get(API + "/runs?page_token=garbage!"), 400, field="page_token")
+
+
+def test_label_smoothing_run_trains_on_smoothed_targets(daemon, dataset):
+    """A run's label_smoothing reaches the loss it trains on: no batch's loss goes below
+    the entropy of the smoothed target, while the same run without it does."""
+    n = dataset["info"]["n_classes"]
+    eps = 0.5
+    on, off = 1 - eps + eps / n, eps / n
+    floor = -on * math.log(on) - (n - 1) * off * math.log(off)
+    lowest = {}
+    for ls in (0.0, eps):
+        r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
+                                        "sz": 28, "bs": 8, "head": "plain", "opt": "adamw",
+                                        "tfms": "none", "label_smoothing": ls})
+        assert r.status == 201, r
+        run = r.json()
+        assert run["config"]["label_smoothing"] == ls
+        r = daemon.post(API + "/runs/%d/fit" % run["id"],
+                        {"lrs": 1e-2, "n_cycle": 1, "cycle_len": 6, "schedule": "1cycle",
+                         "wd": 0.01})
+        assert wait_job(daemon, r.json()["id"])["state"] == "succeeded"
+        pts = daemon.get(API + "/runs/%d/metrics?key=train_loss&limit=1000" % run["id"]).json()
+        lowest[ls] = min(p["value"] for p in pts["points"])
+        assert daemon.request("DELETE", API + "/runs/%d" % run["id"]).status == 204
+    assert lowest[eps] >= floor - 1e-4, (lowest, floor)
+    assert lowest[0.0] < floor, (lowest, floor)
 
 
 def test_adamw_run_trains_with_adam_state(daemon, dataset):
@@ -273,6 +301,12 @@ BAD_BODIES = [
      "precompute"),
     ("/runs", {"arch": "resnet_small"}, 400, "dataset"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "opt": "lamb"}, 400, "opt"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "label_smoothing": 1}, 400,
+     "label_smoothing"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "label_smoothing": -0.1}, 400,
+     "label_smoothing"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "label_smoothing": 0.1,
+               "multi_label": True}, 400, "label_smoothing"),
     ("/runs", {"dataset": "nope", "arch": "resnet_small"}, 404, "dataset"),
     ("/runs", {"dataset": "colors", "arch": "resnet18", "pretrained": 999}, 404, "pretrained"),
     ("/runs/{run}/fit", {"lrs": 0.01}, 400, "n_cycle"),

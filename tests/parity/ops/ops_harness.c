@@ -19,7 +19,7 @@ enum {
     OP_GMAX = 6,    /* global max pool */
     OP_CONCAT = 7,  /* AdaptiveConcatPool2d: y (N, 2C) */
     OP_LINEAR = 8,  /* cfg: has_bias; x, w, [b], dy -> y, dx, dw, [db] */
-    OP_XENT = 9,    /* logits, labels (I64) -> loss, dlogits */
+    OP_XENT = 9,    /* logits, labels (I64), eps (1) -> loss, dlogits */
     OP_BCE = 10,    /* logits, targets -> loss, dlogits */
     OP_ADD = 11,    /* a, b, dy -> y, da, db */
 };
@@ -291,8 +291,10 @@ static void run_loss(harness *h, const char *cs, int op)
         int32_t *labels = malloc((size_t)n * sizeof(int32_t));
         for (int i = 0; i < n; i++)
             labels[i] = (int32_t)lf[i];
-        loss[0] = softmax_xent_forward(probs, x, labels, n, c);
-        softmax_xent_backward(dx, probs, labels, n, c);
+        float *eps = need(h, cs, "eps", NULL, NULL);
+        loss[0] = softmax_xent_forward(probs, x, labels, n, c, eps[0]);
+        softmax_xent_backward(dx, probs, labels, n, c, eps[0]);
+        free(eps);
         free(labels);
         free(lf);
     } else {

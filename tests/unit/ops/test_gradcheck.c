@@ -828,6 +828,7 @@ static void linear_gradients(void **state)
 
 typedef struct loss_op {
     int n, c, bce;
+    float eps;                /* label smoothing of the cross-entropy */
     int32_t *labels;
     float *targets, *probs;
 } loss_op;
@@ -838,7 +839,8 @@ static void loss_fwd(gc_case *gc)
     if (o->bce)
         gc->out[0] = bce_logits_forward(o->probs, gc->param[0], o->targets, o->n, o->c);
     else
-        gc->out[0] = softmax_xent_forward(o->probs, gc->param[0], o->labels, o->n, o->c);
+        gc->out[0] = softmax_xent_forward(o->probs, gc->param[0], o->labels, o->n, o->c,
+                                          o->eps);
 }
 
 static void loss_bwd(gc_case *gc, float **g)
@@ -849,12 +851,12 @@ static void loss_bwd(gc_case *gc, float **g)
     if (o->bce)
         bce_logits_backward(g[0], o->probs, o->targets, o->n, o->c);
     else
-        softmax_xent_backward(g[0], o->probs, o->labels, o->n, o->c);
+        softmax_xent_backward(g[0], o->probs, o->labels, o->n, o->c, o->eps);
 }
 
-static void run_loss(int bce, int n, int c, float scale)
+static void run_loss(int bce, int n, int c, float scale, float eps)
 {
-    loss_op o = {.n = n, .c = c, .bce = bce};
+    loss_op o = {.n = n, .c = c, .bce = bce, .eps = eps};
     size_t nn = (size_t)n * c;
     o.labels = malloc(n * sizeof(int32_t));
     o.targets = zero_buf(nn);
@@ -865,8 +867,8 @@ static void run_loss(int bce, int n, int c, float scale)
         o.targets[i] = rng_uniform(&test_rng) < 0.3f ? 1.0f : 0.0f;
     float one = 1.0f, out = 0.0f;
     char name[64];
-    snprintf(name, sizeof(name), "%s %dx%d scale %g", bce ? "bce_logits" : "softmax_xent", n,
-             c, scale);
+    snprintf(name, sizeof(name), "%s %dx%d scale %g eps %g", bce ? "bce_logits" : "softmax_xent",
+             n, c, scale, eps);
     gc_case gc = {.name = name, .nparam = 1, .pname = {"logits"}, .fwd = loss_fwd,
                   .bwd = loss_bwd, .op = &o, .out = &out, .nout = 1, .r = &one};
     gc.param[0] = rand_buf(nn, scale);
@@ -889,7 +891,10 @@ static void run_loss(int bce, int n, int c, float scale)
             double s = 0.0;
             for (int j = 0; j < c; j++)
                 s += exp((double)x[j]);
-            ref += log(s) - x[o.labels[i]];
+            double all = 0.0;
+            for (int j = 0; j < c; j++)
+                all += log(s) - x[j];
+            ref += (1.0 - eps) * (log(s) - x[o.labels[i]]) + eps * all / c;
         }
     }
     ref /= bce ? (double)nn : (double)n;
@@ -907,10 +912,12 @@ static void run_loss(int bce, int n, int c, float scale)
 static void loss_gradients(void **state)
 {
     (void)state;
-    run_loss(0, 5, 7, 2.0f);
-    run_loss(0, 3, 2, 5.0f);
-    run_loss(1, 4, 6, 3.0f);
-    run_loss(1, 2, 3, 0.5f);
+    run_loss(0, 5, 7, 2.0f, 0.0f);
+    run_loss(0, 3, 2, 5.0f, 0.0f);
+    run_loss(0, 5, 7, 2.0f, 0.1f);
+    run_loss(0, 4, 3, 4.0f, 0.3f);
+    run_loss(1, 4, 6, 3.0f, 0.0f);
+    run_loss(1, 2, 3, 0.5f, 0.0f);
 }
 
 static void losses_are_stable(void **state)
@@ -918,7 +925,7 @@ static void losses_are_stable(void **state)
     (void)state;
     float logits[4] = {1000.0f, -1000.0f, 0.0f, 500.0f}, probs[4];
     int32_t labels[2] = {0, 0};
-    float l = softmax_xent_forward(probs, logits, labels, 2, 2);
+    float l = softmax_xent_forward(probs, logits, labels, 2, 2, 0.0f);
     assert_true(isfinite(l));
     assert_float_equal(l, (0.0f + 500.0f) / 2.0f, 1e-3);
     float targets[4] = {1, 0, 1, 0};

@@ -182,7 +182,8 @@ typedef struct rec {
     float mom_min;
     const sched_plan *plan;
     double lr0[4];
-    float last_acc;
+    float last_acc, last_valid_loss;
+    float min_loss;           /* lowest raw training loss of a batch */
     int epoch_batches[8];     /* batches seen per epoch of the fit */
 } rec;
 
@@ -208,6 +209,7 @@ static int on_batch(void *ctx, const ev_batch *e)
         r->mom_min = r->n_batch == 0 || e->momentum < r->mom_min ? e->momentum : r->mom_min;
     }
     r->last_step = e->step;
+    r->min_loss = r->n_batch == 0 || e->loss < r->min_loss ? e->loss : r->min_loss;
     r->n_batch++;
     return 0;
 }
@@ -217,6 +219,7 @@ static int on_epoch(void *ctx, const ev_epoch *e)
     rec *r = ctx;
     r->n_epoch++;
     r->last_acc = e->accuracy;
+    r->last_valid_loss = e->valid_loss;
     if (e->step != r->last_step)
         r->step_mismatch++;
     return r->cancel_after_epoch >= 0 && e->epoch >= r->cancel_after_epoch;
@@ -1252,6 +1255,46 @@ static void count_progress(void *ctx, double fraction, double eta_s)
     (*(int *)ctx)++;
 }
 
+/* Label smoothing trains on the smoothed cross-entropy (its loss stays above the
+ * smoothing's floor) and still learns; validation reports the plain cross-entropy, the
+ * same as TTA's centre pass computes from the probabilities. */
+static void label_smoothing_trains_and_validates_plain(void **state)
+{
+    (void)state;
+    dataset *ds = open_ds(big);
+    learner_config c;
+    base_config(&c);
+    c.bs = 16;
+    c.model.label_smoothing = 0.2f;
+    learner *l = make(&c, ds);
+    rec r = {0};
+    ev_hooks h = hooks_for(&r);
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 3,
+                  .schedule = SCHED_1CYCLE};
+    char err[256] = "";
+    assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
+    print_message("label smoothing: validation accuracy %.3f, loss %.4f after 3 epochs\n",
+                  r.last_acc, r.last_valid_loss);
+    assert_true(r.last_acc >= 0.9f);
+    tta_result t;
+    assert_int_equal(learner_tta(l, 0, NULL, &t, err, sizeof err), 0);
+    assert_true(fabsf(t.loss - r.last_valid_loss) < 1e-4f * (1.0f + t.loss));
+    /* The smoothed objective of a batch cannot go below the entropy of its target; the
+     * plain one of a net this accurate would. */
+    const int nc = N_CLASSES;
+    double eps = 0.2, on = 1.0 - eps + eps / nc, off = eps / nc;
+    double floor_h = -on * log(on) - (nc - 1) * off * log(off);
+    print_message("label smoothing: lowest batch loss %.4f, floor %.4f\n", r.min_loss, floor_h);
+    assert_true(r.min_loss >= floor_h - 1e-4);
+    assert_true(r.last_valid_loss < floor_h);
+    learner_destroy(l);
+    c.model.label_smoothing = 1.0f;
+    learner *bad = NULL;
+    assert_int_not_equal(learner_create(&bad, &c, ds, err, sizeof err), 0);
+    assert_non_null(strstr(err, "label_smoothing"));
+    dataset_destroy(ds);
+}
+
 /* TTA's augmented passes run when they can differ from the centre crop (a zoom here), and
  * are skipped when they cannot: no transforms, no zoom, every image the same square. */
 static void tta_skips_passes_that_repeat_the_centre(void **state)
@@ -1515,6 +1558,7 @@ int main(void)
         cmocka_unit_test(onecycle_moves_the_momentum),
         cmocka_unit_test(fit_trains_part_epochs),
         cmocka_unit_test(fit_paces_a_1cycle_to_its_time_limit),
+        cmocka_unit_test(label_smoothing_trains_and_validates_plain),
         cmocka_unit_test(fit_resizes_inside_one_schedule),
         cmocka_unit_test(tta_skips_passes_that_repeat_the_centre),
         cmocka_unit_test(early_stop_survives_resume),
