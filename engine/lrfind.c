@@ -175,3 +175,30 @@ out_free:
     free(y);
     free(lr);
 }
+
+double lrfind_flat_start(const lrfind_result *r, double frac, double *at_loss)
+{
+    int lo = r->n_points / 10, hi = r->n_points - 5, n = 0;
+    double first = NAN, lowest = INFINITY;
+    for (int i = lo; i < hi; i++) {
+        double y = r->points[i].smooth_loss;
+        if (!isfinite(y) || !(r->points[i].lr > 0.0))
+            continue;
+        if (n++ == 0)
+            first = y;
+        if (y < lowest)
+            lowest = y;
+    }
+    if (n < 3)
+        return 0.0;
+    double within = lowest + frac * (first - lowest);
+    for (int i = lo; i < hi; i++) {
+        double y = r->points[i].smooth_loss;
+        if (isfinite(y) && r->points[i].lr > 0.0 && y <= within) {
+            if (at_loss)
+                *at_loss = y;
+            return r->points[i].lr;
+        }
+    }
+    return 0.0; /* not reached: the lowest point qualifies */
+}

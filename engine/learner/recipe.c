@@ -27,6 +27,9 @@
 #define RECIPE_SMALLEST 12
 /* Batches of the short sweep at low rates that times the small size. */
 #define RECIPE_PROBE_IT 20
+/* How close to its lowest the smoothed loss must come to count as the flat bottom, as a
+ * share of the sweep's drop (pick_lr). */
+#define RECIPE_FLAT_BAND 0.02
 
 /* ---- the recipe --------------------------------------------------------------------------- */
 
@@ -37,20 +40,28 @@
  * resnet_small trains best near 0.02-0.03, and for a head on 20 images a class 0.0025
  * where min_div10's 0.016 took the transfer test from 0.73 to 0.86 accuracy (the head gets
  * 14 batches from the cache and 14 augmented ones, too few at a low rate).
- * With AdamW training a whole net (from scratch) the pick is another tenth lower (the
- * minimum / 100). Adam moves every weight by about the LR whatever its gradient, and
- * BatchNorm makes a convolution's output blind to its weights' scale, so a sweep's loss
- * keeps falling long after the steps are too big: from scratch on Fashion-MNIST its
- * minimum sat at 0.63, and one 1cycle epoch at 0.06 (min_div10) reached 88.9% against
+ * With AdamW training a whole net (from scratch) the pick is a tenth of where the smoothed
+ * loss's flat bottom starts (lrfind_flat_start, within 2% of the sweep's drop of its
+ * lowest). Adam moves every weight by about the LR whatever its gradient, and BatchNorm
+ * makes a convolution's output blind to its weights' scale, so a sweep's loss stays near
+ * its lowest for a decade of rates whose steps are too big: from scratch on Fashion-MNIST
+ * the minimum sat at 0.63 with one sgemm kernel and at 0.079 with another (the bottom is
+ * flat within 0.04 from 0.04 to 0.7), so a tenth of min_div10 moved 8x, while the flat
+ * bottom started at 0.040-0.046 with both. One 1cycle epoch at 0.06 reached 88.9% against
  * 90.2% at 0.01. */
 static double pick_lr(const lrfind_result *r, int adamw_body, double fallback,
                       const ev_hooks *h, const char *when)
 {
-    if (r->min_div10.lr > 0.0 && adamw_body) {
-        lrn_note(h, "pick_lr", "%s: lr %.3g, a tenth of min_div10 for AdamW, whose sweep "
-                 "keeps improving past the rates it trains well at (%s); valley would give "
-                 "%.3g", when, r->min_div10.lr / 10.0, r->min_div10.reason, r->valley.lr);
-        return r->min_div10.lr / 10.0;
+    double flat_loss = 0.0, flat = adamw_body ? lrfind_flat_start(r, RECIPE_FLAT_BAND,
+                                                                  &flat_loss) : 0.0;
+    if (flat > 0.0) {
+        lrn_note(h, "pick_lr", "%s: lr %.3g, a tenth of where the smoothed loss's flat bottom "
+                 "starts (%.4g at lr %.3g, within %.0f%% of the sweep's drop of its lowest): "
+                 "AdamW's sweep stays near its lowest long past the rates it trains well at, "
+                 "and where along that bottom the minimum falls is noise (min_div10 %.3g: %s); "
+                 "valley would give %.3g", when, flat / 10.0, flat_loss, flat,
+                 100.0 * RECIPE_FLAT_BAND, r->min_div10.lr, r->min_div10.reason, r->valley.lr);
+        return flat / 10.0;
     }
     if (r->min_div10.lr > 0.0) {
         lrn_note(h, "pick_lr", "%s: lr %.3g from min_div10, an order of magnitude below the "
@@ -243,11 +254,10 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
          * every cycle end, the 1cycle by pacing every epoch after the first to the time
          * left (fit_opts.time_limit_s). */
         double sweep_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0;
-        double train_img_s = sweep_img_s;
         double left_s = budget_s - (lrn_now_s() - t0), ts[2] = {0, 0}, vs[2] = {0, 0},
                tta_s = 0, unused;
-        if (train_img_s > 0) {
-            budget_costs(l, train_img_s, n_aug, &ts[1], &vs[1], &tta_s);
+        if (sweep_img_s > 0) {
+            budget_costs(l, sweep_img_s, n_aug, &ts[1], &vs[1], &tta_s);
             ts[0] = ts[1];
             vs[0] = vs[1];
             if (small_img_s > 0)

@@ -120,6 +120,35 @@ static void slide_on_a_line_keeps_the_first_interval(void **state)
     lrfind_result_free(&r);
 }
 
+/* Down from 2 by 0.02 a point to 1.0 at w = 50, then a flat bottom with noise of +-0.004
+ * (its lowest, 0.996, at w = 80), up steeply from w = 90. Within 2% of the drop (1.004 of
+ * it) the bottom starts at w = 50, wherever the noise puts the minimum. */
+static double flat_bottom(int w)
+{
+    if (w <= 50)
+        return 2.0 - 0.02 * w;
+    if (w < 90)
+        return w == 80 ? 0.996 : 1.0 + ((w % 3) - 1) * 0.002;
+    return 1.0 + 0.3 * (w - 89);
+}
+
+static void flat_start_ignores_where_the_noise_puts_the_minimum(void **state)
+{
+    (void)state;
+    lrfind_result r;
+    make_sweep(&r, flat_bottom);
+    lrfind_suggest(&r);
+    assert_true(r.min_div10.lr == wlr(&r, 80) / 10.0);
+    double at = 0.0;
+    assert_true(lrfind_flat_start(&r, 0.02, &at) == wlr(&r, 50));
+    assert_true(fabs(at - 1.0) < 1e-6);
+    /* A tighter band waits for the noise's lowest points. */
+    assert_true(lrfind_flat_start(&r, 0.0, NULL) == wlr(&r, 80));
+    lrfind_result_free(&r);
+    memset(&r, 0, sizeof r);
+    assert_true(lrfind_flat_start(&r, 0.02, NULL) == 0.0);
+}
+
 static void too_few_points_gives_no_suggestion(void **state)
 {
     (void)state;
@@ -206,6 +235,7 @@ int main(void)
         cmocka_unit_test(suggestions_on_a_classic_curve),
         cmocka_unit_test(slide_finds_the_knee),
         cmocka_unit_test(slide_on_a_line_keeps_the_first_interval),
+        cmocka_unit_test(flat_start_ignores_where_the_noise_puts_the_minimum),
         cmocka_unit_test(too_few_points_gives_no_suggestion),
         cmocka_unit_test(non_finite_points_are_skipped),
         cmocka_unit_test(smoother_is_debiased_ema),
