@@ -4,8 +4,10 @@
  *
  * usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH train|eval|head ITERS
  *        bench_engine sgemm N
+ *        bench_engine sgemm-check COUNT
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,14 +87,79 @@ static int bench_sgemm(int n)
     return 0;
 }
 
+/* COUNT random products (sizes up to 2048 x 300 x 600, either operand transposed, beta 0
+ * or 0.5) against a double-precision reference: whether the OpenBLAS core in use computes
+ * right on this CPU before its speed is worth anything (OPENBLAS_CORETYPE picks the core).
+ * An element is wrong when it is off by more than 1e-5 sqrt(K); exits 1 on the first. */
+static int sgemm_check(int count)
+{
+    uint64_t r = 11;
+    double worst = 0.0;
+    for (int it = 0; it < count; it++) {
+        int m = 1 + (int)rng_below(&r, it % 3 == 0 ? 2048 : 300);
+        int n = 1 + (int)rng_below(&r, 300), k = 1 + (int)rng_below(&r, 600);
+        int ta = (int)rng_below(&r, 2), tb = (int)rng_below(&r, 2);
+        float beta = rng_below(&r, 2) ? 0.5f : 0.0f;
+        float *a = malloc(sizeof(float) * (size_t)m * k);
+        float *b = malloc(sizeof(float) * (size_t)k * n);
+        float *c = malloc(sizeof(float) * (size_t)m * n);
+        double *ref = malloc(sizeof(double) * (size_t)m * n);
+        if (!a || !b || !c || !ref) {
+            fprintf(stderr, "sgemm-check: out of memory\n");
+            return 1;
+        }
+        for (size_t i = 0; i < (size_t)m * k; i++)
+            a[i] = rng_normal(&r);
+        for (size_t i = 0; i < (size_t)k * n; i++)
+            b[i] = rng_normal(&r);
+        for (size_t i = 0; i < (size_t)m * n; i++) {
+            c[i] = rng_normal(&r);
+            ref[i] = (double)beta * c[i];
+        }
+        for (int i = 0; i < m; i++)
+            for (int p = 0; p < k; p++) {
+                double av = ta ? a[(size_t)p * m + i] : a[(size_t)i * k + p];
+                for (int j = 0; j < n; j++)
+                    ref[(size_t)i * n + j] +=
+                        av * (tb ? b[(size_t)j * k + p] : b[(size_t)p * n + j]);
+            }
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                    tb ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, ta ? m : k, b,
+                    tb ? k : n, beta, c, n);
+        int bad = -1;
+        for (size_t i = 0; i < (size_t)m * n && bad < 0; i++) {
+            double e = fabs(c[i] - ref[i]) / sqrt((double)k);
+            if (!(e <= 1e-5))
+                bad = (int)i;
+            else if (e > worst)
+                worst = e;
+        }
+        if (bad >= 0)
+            fprintf(stderr, "sgemm-check: %dx%dx%d (trans %d %d, beta %g): %g where %g is "
+                    "right\n", m, n, k, ta, tb, (double)beta, (double)c[bad], ref[bad]);
+        free(a);
+        free(b);
+        free(c);
+        free(ref);
+        if (bad >= 0)
+            return 1;
+    }
+    printf("{\"sgemm_check\": %d, \"worst_error_per_sqrt_k\": %.3g, \"blas_core\": \"%s\", "
+           "\"threads\": %d}\n", count, worst, blas_core_name(), blas_threads());
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     blas_startup(argv, 2);
     if (argc == 3 && strcmp(argv[1], "sgemm") == 0)
         return bench_sgemm(atoi(argv[2]));
+    if (argc == 3 && strcmp(argv[1], "sgemm-check") == 0)
+        return sgemm_check(atoi(argv[2]));
     if (argc != 8) {
         fprintf(stderr, "usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH "
-                        "train|eval|head ITERS | bench_engine sgemm N\n");
+                        "train|eval|head ITERS | bench_engine sgemm N | bench_engine "
+                        "sgemm-check COUNT\n");
         return 2;
     }
     model_spec s;
