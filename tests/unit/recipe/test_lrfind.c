@@ -120,9 +120,9 @@ static void slide_on_a_line_keeps_the_first_interval(void **state)
     lrfind_result_free(&r);
 }
 
-/* Down from 2 by 0.02 a point to 1.0 at w = 50, then a flat bottom with noise of +-0.004
- * (its lowest, 0.996, at w = 80), up steeply from w = 90. Within 2% of the drop (1.004 of
- * it) the bottom starts at w = 50, wherever the noise puts the minimum. */
+/* Down from 2 by 0.02 a point to 1.0 at w = 50, then a flat bottom with noise of +-0.002
+ * and its lowest, 0.996, at w = 80, up steeply from w = 90. Within 2% of the drop (2.0 to
+ * 0.996) the bottom starts at w = 50, wherever the noise puts the minimum. */
 static double flat_bottom(int w)
 {
     if (w <= 50)
