@@ -56,6 +56,19 @@ static void no_suggestion(lr_suggestion *s, const char *why)
     snprintf(s->reason, sizeof s->reason, "%s", why);
 }
 
+/* The points every suggestion looks at: [*lo, *hi) without the first 10% and the last 5,
+ * of which only those with a finite smoothed loss and a positive LR count. */
+static void window(const lrfind_result *r, int *lo, int *hi)
+{
+    *lo = r->n_points / 10;
+    *hi = r->n_points - 5;
+}
+
+static int counts(const ev_sweep_point *p)
+{
+    return isfinite(p->smooth_loss) && p->lr > 0.0;
+}
+
 /* np.gradient with unit spacing: one-sided at the ends, central inside. */
 static void gradient(double *g, const double *y, int n)
 {
@@ -71,7 +84,8 @@ static void gradient(double *g, const double *y, int n)
 
 void lrfind_suggest(lrfind_result *r)
 {
-    int lo = r->n_points / 10, hi = r->n_points - 5;
+    int lo, hi;
+    window(r, &lo, &hi);
     double *lr = NULL, *y = NULL, *g = NULL;
     int n = 0;
     if (hi - lo >= 3) {
@@ -79,7 +93,7 @@ void lrfind_suggest(lrfind_result *r)
         y = malloc(sizeof *y * (size_t)(hi - lo));
         g = malloc(sizeof *g * (size_t)(hi - lo));
         for (int i = lo; i < hi && lr && y && g; i++) {
-            if (!isfinite(r->points[i].smooth_loss) || !(r->points[i].lr > 0.0))
+            if (!counts(&r->points[i]))
                 continue;
             lr[n] = r->points[i].lr;
             y[n] = r->points[i].smooth_loss;
@@ -178,12 +192,13 @@ out_free:
 
 double lrfind_flat_start(const lrfind_result *r, double frac, double *at_loss)
 {
-    int lo = r->n_points / 10, hi = r->n_points - 5, n = 0;
+    int lo, hi, n = 0;
+    window(r, &lo, &hi);
     double first = NAN, lowest = INFINITY;
     for (int i = lo; i < hi; i++) {
-        double y = r->points[i].smooth_loss;
-        if (!isfinite(y) || !(r->points[i].lr > 0.0))
+        if (!counts(&r->points[i]))
             continue;
+        double y = r->points[i].smooth_loss;
         if (n++ == 0)
             first = y;
         if (y < lowest)
@@ -193,10 +208,9 @@ double lrfind_flat_start(const lrfind_result *r, double frac, double *at_loss)
         return 0.0;
     double within = lowest + frac * (first - lowest);
     for (int i = lo; i < hi; i++) {
-        double y = r->points[i].smooth_loss;
-        if (isfinite(y) && r->points[i].lr > 0.0 && y <= within) {
+        if (counts(&r->points[i]) && r->points[i].smooth_loss <= within) {
             if (at_loss)
-                *at_loss = y;
+                *at_loss = r->points[i].smooth_loss;
             return r->points[i].lr;
         }
     }
