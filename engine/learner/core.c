@@ -262,12 +262,12 @@ double lrn_probs_loss(const float *p, const int32_t *y, const float *t, int n, i
     return s;
 }
 
-float lrn_eval_loss(net *m, const int32_t *y, const float *t, int nc, int multi)
+float lrn_eval_loss(net *m, const int32_t *y, const float *t)
 {
-    float loss = net_loss(m, y, t);
     if (m->label_smoothing == 0.0f)
-        return loss;
-    return (float)(lrn_probs_loss(m->probs, y, t, m->batch, nc, multi) / m->batch);
+        return net_loss(m, y, t);
+    /* smoothing is single-label only (model_create) */
+    return softmax_xent_forward(m->probs, net_output(m), y, m->batch, m->n_out, 0.0f);
 }
 
 /* Validation over the valid split: loss, accuracy, F2. Uses the cache when it is on. */
@@ -288,7 +288,7 @@ int lrn_validate(learner *l, float *loss, float *accuracy, float *f2)
             return rc;
         if (!src_forward(l, cached, v.x, 0))
             return -ENOMEM;
-        float bl = lrn_eval_loss(m, v.y, v.t, nc, multi);
+        float bl = lrn_eval_loss(m, v.y, v.t);
         a.loss_sum += (double)bl * v.n;
         lrn_acc_add_probs(&a, m->probs, v.y, v.t, v.n, nc, multi);
     }

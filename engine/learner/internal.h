@@ -131,7 +131,7 @@ double lrn_probs_loss(const float *p, const int32_t *y, const float *t, int n, i
 /* The mean loss of the batch just forwarded, as validation and TTA report it: the plain
  * cross-entropy even when training smooths the labels, so that runs with and without
  * smoothing compare. Writes m->probs as net_loss does. */
-float lrn_eval_loss(net *m, const int32_t *y, const float *t, int nc, int multi);
+float lrn_eval_loss(net *m, const int32_t *y, const float *t);
 int lrn_validate(learner *l, float *loss, float *accuracy, float *f2);
 void lrn_tfm_fill(const learner *l, tfm_config *t, int augment);
 /* 1 when an augmented pass can only draw the centre crop: no transforms, no zoom, and every

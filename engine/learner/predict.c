@@ -36,7 +36,7 @@ static int predict_pass(learner *l, loader *dl, int augment, float *probs, float
         for (int i = 0; i < b->n; i++)
             lrn_logits_to_probs(probs + (size_t)b->index[i] * nc, z + (size_t)i * nc, 1, nc, multi);
         if (loss_sum)
-            ls += (double)lrn_eval_loss(l->net, b->y, b->targets, nc, multi) * b->n;
+            ls += (double)lrn_eval_loss(l->net, b->y, b->targets) * b->n;
         rc = 0;
     }
     if (rc < 0) {

@@ -47,8 +47,8 @@
  * its lowest for a decade of rates whose steps are too big: from scratch on Fashion-MNIST
  * the minimum sat at 0.63 with one sgemm kernel and at 0.069-0.079 with two others (the
  * bottom is flat within 0.04 from 0.04 to 0.7), so a tenth of min_div10 moved 8x, while the
- * flat bottom started at 0.040-0.046 with all three. One 1cycle epoch at 0.06 reached 88.9% against
- * 90.2% at 0.01. */
+ * flat bottom started at 0.040-0.046 with all three. One 1cycle epoch at 0.06 reached 88.9%
+ * against 90.2% at 0.01. */
 static double pick_lr(const lrfind_result *r, int adamw_body, double fallback,
                       const ev_hooks *h, const char *when)
 {
