@@ -106,6 +106,10 @@ static int sgemm_check(int count)
         double *ref = malloc(sizeof(double) * (size_t)m * n);
         if (!a || !b || !c || !ref) {
             fprintf(stderr, "sgemm-check: out of memory\n");
+            free(a);
+            free(b);
+            free(c);
+            free(ref);
             return 1;
         }
         for (size_t i = 0; i < (size_t)m * k; i++)
