@@ -25,29 +25,6 @@ int bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt)
     return 0;
 }
 
-/* Insert helper: binds nothing, runs, maps a UNIQUE violation to -EEXIST and an FK
- * violation to -ENOENT. */
-int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id)
-{
-    int rc = wstep(st, s);
-    if (rc == SQLITE_DONE) {
-        if (id)
-            *id = sqlite3_last_insert_rowid(st->w);
-        return 0;
-    }
-    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
-        store_set_err("name already taken");
-        return -EEXIST;
-    }
-    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        store_set_err("referenced row does not exist");
-        return -ENOENT;
-    }
-    if (rc == INJECTED_FAILURE)
-        return -EIO;
-    return db_fail(st->w, rc, "insert");
-}
-
 int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id)
 {
     if (!d->name || !d->path || !fmt_known(d->format)) {

@@ -18,9 +18,6 @@
 
 #include <sqlite3.h>
 
-/* A result code no SQLite call returns: the fault injection fired. */
-#define INJECTED_FAILURE 0x7ff00
-
 #define JOB_COLS "id, run_id AS run, kind, state, params AS params_json, progress, eta_s, " \
                  "error, result AS result_json, created_at, started_at, finished_at, " \
                  "resumed_from"
@@ -58,7 +55,9 @@ struct store {
     sqlite3 *w;                 /* the one writer connection, under wmu */
     sqlite3_stmt *ins_event;    /* prepared once: every commit adds events */
     pthread_mutex_t wmu;
+#ifdef STORE_TEST_HOOKS
     int fail_write;             /* fault injection countdown, under wmu */
+#endif
     evrec *tev;                 /* events of the open write transaction */
     int n_tev, cap_tev;
 
@@ -102,10 +101,10 @@ void rput(store *st, sqlite3 *db);
 void pitem_free(pitem *p);
 
 /* writer.c */
-int wstep(store *st, sqlite3_stmt *s);
 int wexec(store *st, const char *sql);
 int prep(sqlite3 *db, const char *sql, sqlite3_stmt **s);
 int wrun(store *st, sqlite3_stmt *s);
+int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id);
 void tev_clear(store *st);
 int ev_add(store *st, int64_t run, int64_t job, const char *kind, json_t *data,
            double t);
@@ -125,7 +124,6 @@ int page_query(store *st, const char *sql, const store_page *pg, int64_t p3,
 
 /* datasets.c */
 int bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt);
-int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id);
 int w_delete(store *st, const char *table, int64_t id);
 
 /* runs.c */

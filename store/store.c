@@ -169,6 +169,7 @@ static int open_conn(sqlite3 **db, const char *path, int flags, int busy_ms, cha
     return exec_simple(*db, "PRAGMA foreign_keys = ON", err, errlen);
 }
 
+#ifdef STORE_TEST_HOOKS
 int store_test_create_at_version(const char *path, int version, char *err, size_t errlen)
 {
     sqlite3 *db = NULL;
@@ -185,6 +186,7 @@ int store_test_create_at_version(const char *path, int version, char *err, size_
     sqlite3_close(db);
     return rc;
 }
+#endif
 
 int store_open(store **out, const char *path, const store_options *o, char *err,
                size_t errlen)
@@ -316,12 +318,14 @@ void store_close(store *st)
     free(st);
 }
 
+#ifdef STORE_TEST_HOOKS
 void store_test_fail_write(store *st, int n)
 {
     pthread_mutex_lock(&st->wmu);
     st->fail_write = n;
     pthread_mutex_unlock(&st->wmu);
 }
+#endif
 
 /* ---- subscribers ------------------------------------------------------------------------- */
 

@@ -294,10 +294,14 @@ int store_prediction_path(store *st, int64_t job_id, char **path);
 
 /* ---- tests ------------------------------------------------------------------------------ */
 
+/* Hooks for the store's own tests, compiled only into the store_test library (built with
+ * STORE_TEST_HOOKS); the daemon's store has none. */
+#ifdef STORE_TEST_HOOKS
 /* Makes the n-th SQLite write statement from now (1 = the next one) fail as if the disk
  * had failed; 0 disarms. For fault-injection tests. */
 void store_test_fail_write(store *st, int n);
 /* Creates a database at path migrated only up to `version` (for migration tests). */
 int store_test_create_at_version(const char *path, int version, char *err, size_t errlen);
+#endif
 
 #endif

@@ -4,22 +4,28 @@
 
 /* ---- writer: statements, transactions, events --------------------------------------------- */
 
-/* Steps a writer statement; the fault-injection countdown makes the n-th one fail. */
-int wstep(store *st, sqlite3_stmt *s)
+#ifdef STORE_TEST_HOOKS
+/* Whether the fault-injection countdown makes this write fail (wmu held). */
+static int fault_fires(store *st)
 {
     if (st->fail_write > 0 && --st->fail_write == 0) {
         store_set_err("injected write failure");
-        return INJECTED_FAILURE;
+        return 1;
     }
-    return sqlite3_step(s);
+    return 0;
 }
+#else
+static int fault_fires(store *st)
+{
+    (void)st;
+    return 0;
+}
+#endif
 
 int wexec(store *st, const char *sql)
 {
-    if (st->fail_write > 0 && --st->fail_write == 0) {
-        store_set_err("injected write failure");
+    if (fault_fires(st))
         return -EIO;
-    }
     char *msg = NULL;
     int rc = sqlite3_exec(st->w, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
@@ -43,12 +49,35 @@ int prep(sqlite3 *db, const char *sql, sqlite3_stmt **s)
 /* Runs a bound writer statement to completion. */
 int wrun(store *st, sqlite3_stmt *s)
 {
-    int rc = wstep(st, s);
-    if (rc == INJECTED_FAILURE)
+    if (fault_fires(st))
         return -EIO;
+    int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
         return db_fail(st->w, rc, "write");
     return 0;
+}
+
+/* Insert helper: binds nothing, runs, maps a UNIQUE violation to -EEXIST and an FK
+ * violation to -ENOENT. */
+int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id)
+{
+    if (fault_fires(st))
+        return -EIO;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        if (id)
+            *id = sqlite3_last_insert_rowid(st->w);
+        return 0;
+    }
+    if (rc == SQLITE_CONSTRAINT_UNIQUE) {
+        store_set_err("name already taken");
+        return -EEXIST;
+    }
+    if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        store_set_err("referenced row does not exist");
+        return -ENOENT;
+    }
+    return db_fail(st->w, rc, "insert");
 }
 
 void tev_clear(store *st)
