@@ -12,14 +12,14 @@ static int lr_find_event(store *st, int64_t id)
 {
     sqlite3_stmt *s;
     json_t *o = NULL;
-    int rc = prep(st->w, "SELECT " LRF_COLS " FROM lr_finds WHERE id = ?1", &s);
+    int rc = store_prep(st->w, "SELECT " LRF_COLS " FROM lr_finds WHERE id = ?1", &s);
     if (rc)
         return rc;
     sqlite3_bind_int64(s, 1, id);
-    rc = row_one(st->w, s, &o);
+    rc = store_row_one(st->w, s, &o);
     sqlite3_finalize(s);
     if (rc == 0)
-        rc = ev_add(st, json_integer_value(json_object_get(o, "run")),
+        rc = store_event_add(st, json_integer_value(json_object_get(o, "run")),
                     json_integer_value(json_object_get(o, "job")), "lr_find", o, store_now_s());
     json_decref(o);
     return rc;
@@ -28,11 +28,11 @@ static int lr_find_event(store *st, int64_t id)
 int store_lr_find_create(store *st, int64_t run_id, int64_t job_id, double start_lr,
                          double end_lr, int num_it, int64_t *id)
 {
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "INSERT INTO lr_finds(run_id, job_id, start_lr, end_lr, num_it, "
+    rc = store_prep(st->w, "INSERT INTO lr_finds(run_id, job_id, start_lr, end_lr, num_it, "
                      "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
@@ -41,18 +41,18 @@ int store_lr_find_create(store *st, int64_t run_id, int64_t job_id, double start
         sqlite3_bind_double(s, 4, end_lr);
         sqlite3_bind_int(s, 5, num_it);
         sqlite3_bind_double(s, 6, store_now_s());
-        rc = wrun_insert(st, s, id);
+        rc = store_winsert(st, s, id);
         sqlite3_finalize(s);
     }
     if (rc == 0)
         rc = lr_find_event(st, *id);
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 int store_lr_find_point_push(store *st, int64_t lr_find_id, int64_t run_id, int64_t job_id,
                              int iter, double lr, double loss, double smooth_loss)
 {
-    pitem p = {.kind = P_SWEEP, .run = run_id, .job = job_id, .step = lr_find_id,
+    store_point p = {.kind = STORE_POINT_SWEEP, .run = run_id, .job = job_id, .step = lr_find_id,
                .n = iter, .t = store_now_s()};
     p.vals = malloc(3 * sizeof *p.vals);
     if (!p.vals)
@@ -60,22 +60,22 @@ int store_lr_find_point_push(store *st, int64_t lr_find_id, int64_t run_id, int6
     p.vals[0] = lr;
     p.vals[1] = loss;
     p.vals[2] = smooth_loss;
-    return buf_add(st, &p, 1);
+    return store_buffer_add(st, &p, 1);
 }
 
 int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped_early,
                          double end_lr, int num_it)
 {
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "UPDATE lr_finds SET suggestions = ?2, stopped_early = ?3, "
+    rc = store_prep(st->w, "UPDATE lr_finds SET suggestions = ?2, stopped_early = ?3, "
                      "finished_at = ?4, end_lr = coalesce(?5, end_lr), "
                      "num_it = coalesce(?6, num_it) WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
-        rc = bind_json(s, 2, suggestions, NULL);
+        rc = store_bind_json(s, 2, suggestions, NULL);
         sqlite3_bind_int(s, 3, stopped_early != 0);
         sqlite3_bind_double(s, 4, store_now_s());
         if (end_lr > 0)
@@ -83,34 +83,34 @@ int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped
         if (num_it > 0)
             sqlite3_bind_int(s, 6, num_it);
         if (rc == 0)
-            rc = wrun(st, s);
+            rc = store_wrun(st, s);
         if (rc == 0 && sqlite3_changes(st->w) == 0)
             rc = -ENOENT;
         sqlite3_finalize(s);
     }
     if (rc == 0)
         rc = lr_find_event(st, id);
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 int store_lr_find_get(store *st, int64_t id, json_t **out)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
     json_t *o = NULL, *pts = NULL;
-    int rc = prep(db, "SELECT " LRF_COLS " FROM lr_finds WHERE id = ?1", &s);
+    int rc = store_prep(db, "SELECT " LRF_COLS " FROM lr_finds WHERE id = ?1", &s);
     if (rc)
         goto out_put;
     sqlite3_bind_int64(s, 1, id);
-    rc = row_one(db, s, &o);
+    rc = store_row_one(db, s, &o);
     sqlite3_finalize(s);
     if (rc)
         goto out_put;
-    rc = prep(db, "SELECT iter, lr, loss, smooth_loss FROM lr_find_points "
+    rc = store_prep(db, "SELECT iter, lr, loss, smooth_loss FROM lr_find_points "
                   "WHERE lr_find_id = ?1 ORDER BY iter", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
-        rc = rows_array(db, s, &pts);
+        rc = store_rows_array(db, s, &pts);
         sqlite3_finalize(s);
     }
     if (rc == 0) {
@@ -120,13 +120,13 @@ int store_lr_find_get(store *st, int64_t id, json_t **out)
         json_decref(o);
     }
 out_put:
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
 int store_lr_find_list(store *st, int64_t run_id, const store_page *pg, json_t **out)
 {
-    return page_query(st, "SELECT " LRF_COLS " FROM lr_finds WHERE (?1 = 0 OR id < ?1) "
+    return store_page_query(st, "SELECT " LRF_COLS " FROM lr_finds WHERE (?1 = 0 OR id < ?1) "
                           "AND run_id = ?3 ORDER BY id DESC LIMIT ?2", pg, run_id, NULL, out);
 }
 
@@ -137,27 +137,27 @@ int store_metrics_push(store *st, int64_t run_id, int64_t job_id, int64_t step, 
 {
     if (n <= 0)
         return -EINVAL;
-    pitem p = {.kind = P_METRIC, .run = run_id, .job = job_id, .step = step, .t = store_now_s()};
+    store_point p = {.kind = STORE_POINT_METRIC, .run = run_id, .job = job_id, .step = step, .t = store_now_s()};
     p.keys = calloc((size_t)n, sizeof *p.keys);
     p.vals = malloc((size_t)n * sizeof *p.vals);
     if (!p.keys || !p.vals) {
-        pitem_free(&p);
+        store_point_free(&p);
         return -ENOMEM;
     }
     p.n = n;
     for (int i = 0; i < n; i++) {
         p.keys[i] = strdup(keys[i]);
         if (!p.keys[i]) {
-            pitem_free(&p);
+            store_point_free(&p);
             return -ENOMEM;
         }
         p.vals[i] = values[i];
     }
-    return buf_add(st, &p, n);
+    return store_buffer_add(st, &p, n);
 }
 
 /* The rows of a metrics query (step, key, value, time) as objects. Built by hand rather
- * than with row_obj: a page has up to STORE_METRICS_MAX rows, and the key strings are
+ * than with the generic row reader: a page has up to STORE_METRICS_MAX rows, and the key strings are
  * shared between rows instead of copied. */
 static int metric_rows(sqlite3 *db, sqlite3_stmt *s, const char *key, json_t **out)
 {
@@ -188,7 +188,7 @@ static int metric_rows(sqlite3 *db, sqlite3_stmt *s, const char *key, json_t **o
     json_decref(kstr);
     if (rc != SQLITE_DONE) {
         json_decref(arr);
-        return db_fail(db, rc, "read");
+        return store_db_fail(db, rc, "read");
     }
     *out = arr;
     return 0;
@@ -203,18 +203,18 @@ int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_
         store_set_err("limit must be 1..%d", STORE_METRICS_MAX);
         return -EINVAL;
     }
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
     json_t *pts = NULL;
-    int rc = exists(db, "runs", run_id);
+    int rc = store_row_exists(db, "runs", run_id);
     if (rc)
         goto out_put;
     /* Two statements so each uses its index: (run, key, step) or (run, step). */
     if (key)
-        rc = prep(db, "SELECT step, key, value, time FROM metrics WHERE run_id = ?1 AND "
+        rc = store_prep(db, "SELECT step, key, value, time FROM metrics WHERE run_id = ?1 AND "
                       "key = ?4 AND step > ?2 ORDER BY step LIMIT ?3", &s);
     else
-        rc = prep(db, "SELECT step, key, value, time FROM metrics WHERE run_id = ?1 AND "
+        rc = store_prep(db, "SELECT step, key, value, time FROM metrics WHERE run_id = ?1 AND "
                       "step > ?2 ORDER BY step, key LIMIT ?3", &s);
     if (rc)
         goto out_put;
@@ -250,26 +250,26 @@ int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_
     if (!*out)
         rc = -ENOMEM;
 out_put:
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
 int store_metric_keys(store *st, int64_t run_id, json_t **out)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
     json_t *arr = json_array();
-    int rc = prep(db, "SELECT DISTINCT key FROM metrics WHERE run_id = ?1 ORDER BY key", &s);
+    int rc = store_prep(db, "SELECT DISTINCT key FROM metrics WHERE run_id = ?1 ORDER BY key", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
         int r;
         while ((r = sqlite3_step(s)) == SQLITE_ROW)
             json_array_append_new(arr, json_string((const char *)sqlite3_column_text(s, 0)));
         if (r != SQLITE_DONE)
-            rc = db_fail(db, r, "read");
+            rc = store_db_fail(db, r, "read");
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     if (rc)
         json_decref(arr);
     else
@@ -294,14 +294,14 @@ int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch
                     int *epoch_out)
 {
     int64_t n = 0;
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
-    rc = query_i64(st->w, "SELECT count(*) FROM epochs WHERE run_id = ?1", run_id, &n);
+    rc = store_query_i64(st->w, "SELECT count(*) FROM epochs WHERE run_id = ?1", run_id, &n);
     sqlite3_stmt *s = NULL;
     int64_t row = 0;
     if (rc == 0)
-        rc = prep(st->w, "INSERT INTO epochs(run_id, job_id, epoch, fit_epoch, cycle, "
+        rc = store_prep(st->w, "INSERT INTO epochs(run_id, job_id, epoch, fit_epoch, cycle, "
                          "train_loss, valid_loss, accuracy, f2, seconds, img_per_s, time, step) "
                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                   &s);
@@ -320,21 +320,21 @@ int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch
         sqlite3_bind_double(s, 12, store_now_s());
         if (e->step > 0)
             sqlite3_bind_int64(s, 13, e->step);
-        rc = wrun_insert(st, s, &row);
+        rc = store_winsert(st, s, &row);
         sqlite3_finalize(s);
     }
     json_t *o = NULL;
     if (rc == 0)
-        rc = prep(st->w, "SELECT " EPOCH_COLS " FROM epochs WHERE id = ?1", &s);
+        rc = store_prep(st->w, "SELECT " EPOCH_COLS " FROM epochs WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, row);
-        rc = row_one(st->w, s, &o);
+        rc = store_row_one(st->w, s, &o);
         sqlite3_finalize(s);
     }
     if (rc == 0)
-        rc = ev_add(st, run_id, job_id, "epoch", o, store_now_s());
+        rc = store_event_add(st, run_id, job_id, "epoch", o, store_now_s());
     json_decref(o);
-    rc = wend(st, rc);
+    rc = store_wend(st, rc);
     if (rc == 0 && epoch_out)
         *epoch_out = (int)n;
     return rc;
@@ -342,18 +342,18 @@ int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch
 
 int store_epochs_get(store *st, int64_t run_id, json_t **out)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = exists(db, "runs", run_id);
+    int rc = store_row_exists(db, "runs", run_id);
     if (rc == 0)
-        rc = prep(db, "SELECT " EPOCH_COLS " FROM epochs WHERE run_id = ?1 ORDER BY epoch",
+        rc = store_prep(db, "SELECT " EPOCH_COLS " FROM epochs WHERE run_id = ?1 ORDER BY epoch",
                   &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
-        rc = rows_array(db, s, out);
+        rc = store_rows_array(db, s, out);
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
@@ -367,11 +367,11 @@ int store_snapshot_add(store *st, int64_t run_id, int64_t job_id, const char *ki
         store_set_err("snapshot: unknown kind or no path");
         return -EINVAL;
     }
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "INSERT INTO snapshots(run_id, job_id, kind, cycle, epoch, path, "
+    rc = store_prep(st->w, "INSERT INTO snapshots(run_id, job_id, kind, cycle, epoch, path, "
                      "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
@@ -384,26 +384,26 @@ int store_snapshot_add(store *st, int64_t run_id, int64_t job_id, const char *ki
             sqlite3_bind_int(s, 5, epoch);
         sqlite3_bind_text(s, 6, path, -1, SQLITE_STATIC);
         sqlite3_bind_double(s, 7, store_now_s());
-        rc = wrun_insert(st, s, id);
+        rc = store_winsert(st, s, id);
         sqlite3_finalize(s);
     }
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 int store_snapshots_get(store *st, int64_t run_id, json_t **out)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = exists(db, "runs", run_id);
+    int rc = store_row_exists(db, "runs", run_id);
     if (rc == 0)
-        rc = prep(db, "SELECT id, job_id AS job, kind, cycle, epoch, path, created_at "
+        rc = store_prep(db, "SELECT id, job_id AS job, kind, cycle, epoch, path, created_at "
                       "FROM snapshots WHERE run_id = ?1 ORDER BY id", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
-        rc = rows_array(db, s, out);
+        rc = store_rows_array(db, s, out);
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
@@ -416,14 +416,14 @@ static int r_text(store *st, sqlite3_stmt *s, sqlite3 *db, char **out)
         return *out ? 0 : -ENOMEM;
     }
     (void)st;
-    return r == SQLITE_DONE ? -ENOENT : db_fail(db, r, "read");
+    return r == SQLITE_DONE ? -ENOENT : store_db_fail(db, r, "read");
 }
 
 int store_snapshot_latest(store *st, int64_t run_id, const char *kind, char **path)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT path FROM snapshots WHERE run_id = ?1 AND "
+    int rc = store_prep(db, "SELECT path FROM snapshots WHERE run_id = ?1 AND "
                       "(?2 IS NULL OR kind = ?2) ORDER BY id DESC LIMIT 1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
@@ -432,7 +432,7 @@ int store_snapshot_latest(store *st, int64_t run_id, const char *kind, char **pa
         rc = r_text(st, s, db, path);
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
@@ -441,11 +441,11 @@ int store_snapshot_latest(store *st, int64_t run_id, const char *kind, char **pa
 int store_prediction_add(store *st, int64_t run_id, int64_t job_id, const char *path,
                          int n_rows)
 {
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "INSERT OR REPLACE INTO predictions(run_id, job_id, path, n_rows, "
+    rc = store_prep(st->w, "INSERT OR REPLACE INTO predictions(run_id, job_id, path, n_rows, "
                      "created_at) VALUES (?1, ?2, ?3, ?4, ?5)", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
@@ -453,22 +453,22 @@ int store_prediction_add(store *st, int64_t run_id, int64_t job_id, const char *
         sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
         sqlite3_bind_int(s, 4, n_rows);
         sqlite3_bind_double(s, 5, store_now_s());
-        rc = wrun_insert(st, s, NULL);
+        rc = store_winsert(st, s, NULL);
         sqlite3_finalize(s);
     }
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 int store_prediction_path(store *st, int64_t job_id, char **path)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT path FROM predictions WHERE job_id = ?1", &s);
+    int rc = store_prep(db, "SELECT path FROM predictions WHERE job_id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, job_id);
         rc = r_text(st, s, db, path);
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }

@@ -9,7 +9,7 @@ static int fmt_known(const char *f)
     return f && (!strcmp(f, "folders") || !strcmp(f, "csv") || !strcmp(f, "idx"));
 }
 
-int bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt)
+int store_bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt)
 {
     if (!j) {
         if (dflt)
@@ -31,26 +31,26 @@ int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id)
         store_set_err("dataset: name, path and a known format are required");
         return -EINVAL;
     }
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "INSERT INTO datasets(name, path, format, options, info, uploaded, "
+    rc = store_prep(st->w, "INSERT INTO datasets(name, path, format, options, info, uploaded, "
                      "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &s);
     if (rc == 0) {
         sqlite3_bind_text(s, 1, d->name, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 2, d->path, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 3, d->format, -1, SQLITE_STATIC);
-        rc = bind_json(s, 4, d->options, "{}");
+        rc = store_bind_json(s, 4, d->options, "{}");
         if (rc == 0)
-            rc = bind_json(s, 5, d->info, "{}");
+            rc = store_bind_json(s, 5, d->info, "{}");
         sqlite3_bind_int(s, 6, d->uploaded != 0);
         sqlite3_bind_double(s, 7, store_now_s());
         if (rc == 0)
-            rc = wrun_insert(st, s, id);
+            rc = store_winsert(st, s, id);
         sqlite3_finalize(s);
     }
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 #define DATASET_COLS "id, name, path, format, options AS options_json, " \
@@ -59,16 +59,16 @@ int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id)
 
 int store_dataset_get(store *st, int64_t id, json_t **out)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT " DATASET_COLS ", info AS info_json FROM datasets WHERE id = ?1",
+    int rc = store_prep(db, "SELECT " DATASET_COLS ", info AS info_json FROM datasets WHERE id = ?1",
                   &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
-        rc = row_one(db, s, out);
+        rc = store_row_one(db, s, out);
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
@@ -76,9 +76,9 @@ int store_dataset_find(store *st, const char *name_or_id, int64_t *id)
 {
     if (!name_or_id || !*name_or_id)
         return -ENOENT;
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT id FROM datasets WHERE name = ?1 "
+    int rc = store_prep(db, "SELECT id FROM datasets WHERE name = ?1 "
                       "UNION ALL SELECT id FROM datasets WHERE CAST(id AS TEXT) = ?1 LIMIT 1",
                   &s);
     if (rc == 0) {
@@ -87,16 +87,16 @@ int store_dataset_find(store *st, const char *name_or_id, int64_t *id)
         if (r == SQLITE_ROW)
             *id = sqlite3_column_int64(s, 0);
         else
-            rc = r == SQLITE_DONE ? -ENOENT : db_fail(db, r, "read");
+            rc = r == SQLITE_DONE ? -ENOENT : store_db_fail(db, r, "read");
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
 int store_dataset_list(store *st, const store_page *pg, json_t **out)
 {
-    return page_query(st, "SELECT " DATASET_COLS " FROM datasets WHERE (?1 = 0 OR id < ?1) "
+    return store_page_query(st, "SELECT " DATASET_COLS " FROM datasets WHERE (?1 = 0 OR id < ?1) "
                           "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
 }
 
@@ -104,7 +104,7 @@ int store_dataset_list(store *st, const store_page *pg, json_t **out)
 static int w_text(store *st, const char *sql, int64_t id, char **out)
 {
     sqlite3_stmt *s;
-    int rc = prep(st->w, sql, &s);
+    int rc = store_prep(st->w, sql, &s);
     if (rc)
         return rc;
     sqlite3_bind_int64(s, 1, id);
@@ -114,22 +114,22 @@ static int w_text(store *st, const char *sql, int64_t id, char **out)
         *out = t ? strdup(t) : NULL;
         rc = (t && !*out) ? -ENOMEM : 0;
     } else {
-        rc = rc == SQLITE_DONE ? -ENOENT : db_fail(st->w, rc, "read");
+        rc = rc == SQLITE_DONE ? -ENOENT : store_db_fail(st->w, rc, "read");
     }
     sqlite3_finalize(s);
     return rc;
 }
 
-int w_delete(store *st, const char *table, int64_t id)
+int store_wdelete(store *st, const char *table, int64_t id)
 {
     char sql[64];
     snprintf(sql, sizeof sql, "DELETE FROM %s WHERE id = ?1", table);
     sqlite3_stmt *s;
-    int rc = prep(st->w, sql, &s);
+    int rc = store_prep(st->w, sql, &s);
     if (rc)
         return rc;
     sqlite3_bind_int64(s, 1, id);
-    rc = wrun(st, s);
+    rc = store_wrun(st, s);
     sqlite3_finalize(s);
     return rc;
 }
@@ -140,12 +140,12 @@ int store_dataset_delete(store *st, int64_t id, char **uploaded_path_out)
     int64_t n = 0, uploaded = 0;
     if (uploaded_path_out)
         *uploaded_path_out = NULL;
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
-    rc = query_i64(st->w, "SELECT uploaded FROM datasets WHERE id = ?1", id, &uploaded);
+    rc = store_query_i64(st->w, "SELECT uploaded FROM datasets WHERE id = ?1", id, &uploaded);
     if (rc == 0)
-        rc = query_i64(st->w, "SELECT count(*) FROM runs WHERE dataset_id = ?1", id, &n);
+        rc = store_query_i64(st->w, "SELECT count(*) FROM runs WHERE dataset_id = ?1", id, &n);
     if (rc == 0 && n > 0) {
         store_set_err("dataset %" PRId64 " is used by %" PRId64 " run(s)", id, n);
         rc = -EBUSY;
@@ -153,8 +153,8 @@ int store_dataset_delete(store *st, int64_t id, char **uploaded_path_out)
     if (rc == 0 && uploaded)
         rc = w_text(st, "SELECT path FROM datasets WHERE id = ?1", id, &path);
     if (rc == 0)
-        rc = w_delete(st, "datasets", id);
-    rc = wend(st, rc);
+        rc = store_wdelete(st, "datasets", id);
+    rc = store_wend(st, rc);
     if (rc == 0 && uploaded_path_out)
         *uploaded_path_out = path;
     else
@@ -171,45 +171,45 @@ int store_model_create(store *st, const char *name, const char *arch, const char
         store_set_err("model: name, arch and path are required");
         return -EINVAL;
     }
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "INSERT INTO models(name, arch, path, bytes, info, created_at) "
+    rc = store_prep(st->w, "INSERT INTO models(name, arch, path, bytes, info, created_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &s);
     if (rc == 0) {
         sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 2, arch, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 4, bytes);
-        rc = bind_json(s, 5, info, "{}");
+        rc = store_bind_json(s, 5, info, "{}");
         sqlite3_bind_double(s, 6, store_now_s());
         if (rc == 0)
-            rc = wrun_insert(st, s, id);
+            rc = store_winsert(st, s, id);
         sqlite3_finalize(s);
     }
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 #define MODEL_COLS "id, name, arch, path, bytes, info AS info_json, created_at"
 
 int store_model_get(store *st, int64_t id, json_t **out)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT " MODEL_COLS " FROM models WHERE id = ?1", &s);
+    int rc = store_prep(db, "SELECT " MODEL_COLS " FROM models WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
-        rc = row_one(db, s, out);
+        rc = store_row_one(db, s, out);
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
 int store_model_list(store *st, const store_page *pg, json_t **out)
 {
-    return page_query(st, "SELECT " MODEL_COLS " FROM models WHERE (?1 = 0 OR id < ?1) "
+    return store_page_query(st, "SELECT " MODEL_COLS " FROM models WHERE (?1 = 0 OR id < ?1) "
                           "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
 }
 
@@ -218,19 +218,19 @@ int store_model_delete(store *st, int64_t id, char **path_out)
     char *path = NULL;
     int64_t n = 0;
     *path_out = NULL;
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     rc = w_text(st, "SELECT path FROM models WHERE id = ?1", id, &path);
     if (rc == 0)
-        rc = query_i64(st->w, "SELECT count(*) FROM runs WHERE model_id = ?1", id, &n);
+        rc = store_query_i64(st->w, "SELECT count(*) FROM runs WHERE model_id = ?1", id, &n);
     if (rc == 0 && n > 0) {
         store_set_err("model %" PRId64 " is used by %" PRId64 " run(s)", id, n);
         rc = -EBUSY;
     }
     if (rc == 0)
-        rc = w_delete(st, "models", id);
-    rc = wend(st, rc);
+        rc = store_wdelete(st, "models", id);
+    rc = store_wend(st, rc);
     if (rc == 0)
         *path_out = path;
     else

@@ -18,14 +18,14 @@
 
 #include <sqlite3.h>
 
-#define JOB_COLS "id, run_id AS run, kind, state, params AS params_json, progress, eta_s, " \
+#define STORE_JOB_COLS "id, run_id AS run, kind, state, params AS params_json, progress, eta_s, " \
                  "error, result AS result_json, created_at, started_at, finished_at, " \
                  "resumed_from"
 
-typedef enum pkind { P_METRIC, P_SWEEP, P_NOTE } pkind;
+typedef enum store_point_kind { STORE_POINT_METRIC, STORE_POINT_SWEEP, STORE_POINT_NOTE } store_point_kind;
 
-typedef struct pitem {
-    pkind kind;
+typedef struct store_point {
+    store_point_kind kind;
     int64_t run, job;
     int64_t step;          /* metric: step; sweep: lr_find id */
     double t;
@@ -33,23 +33,23 @@ typedef struct pitem {
     char **keys;
     double *vals;          /* metric values; sweep: lr, loss, smooth_loss */
     char *what, *why;      /* note */
-} pitem;
+} store_point;
 
-typedef struct pprogress {
+typedef struct store_progress {
     int64_t job;
     double fraction, eta_s;
-} pprogress;
+} store_progress;
 
-typedef struct evrec {
+typedef struct store_tx_event {
     store_event ev;
     char *kind, *data;
-} evrec;
+} store_tx_event;
 
-typedef struct sub {
+typedef struct store_sub {
     int handle;
     store_listener fn;
     void *ctx;
-} sub;
+} store_sub;
 
 struct store {
     sqlite3 *w;                 /* the one writer connection, under wmu */
@@ -58,7 +58,7 @@ struct store {
 #ifdef STORE_TEST_HOOKS
     int fail_write;             /* fault injection countdown, under wmu */
 #endif
-    evrec *tev;                 /* events of the open write transaction */
+    store_tx_event *tev;                 /* events of the open write transaction */
     int n_tev, cap_tev;
 
     sqlite3 **rd;               /* read-only pool */
@@ -68,10 +68,10 @@ struct store {
     pthread_cond_t rcv;
 
     pthread_mutex_t bmu;        /* the point buffer */
-    pitem *buf;
+    store_point *buf;
     int n_buf, cap_buf;
     int buf_points;
-    pprogress *prog;
+    store_progress *prog;
     int n_prog, cap_prog;
 
     pthread_t flusher;
@@ -83,50 +83,47 @@ struct store {
     uint64_t generation;        /* committed write transactions (__atomic; store_generation) */
 
     pthread_mutex_t nmu;        /* subscribers; held while listeners run */
-    sub *subs;
+    store_sub *subs;
     int n_subs, cap_subs, next_handle;
 };
 
 /* store.c */
-extern _Thread_local char errbuf[512];
 void store_set_err(const char *fmt, ...);
 double store_now_s(void);
-int db_fail(sqlite3 *db, int rc, const char *what);
+int store_db_fail(sqlite3 *db, int rc, const char *what);
 /* A failed SQLite call's code as ours: -ENOMEM, -ENOSPC for a full disk, else -EIO. */
-int sqlite_errno(int rc);
-char *xstrdup(const char *s);
-void *grow(void *p, int *cap, int need, size_t elem);
-sqlite3 *rget(store *st);
-void rput(store *st, sqlite3 *db);
-void pitem_free(pitem *p);
+int store_sqlite_errno(int rc);
+void *store_grow(void *p, int *cap, int need, size_t elem);
+sqlite3 *store_reader_get(store *st);
+void store_reader_put(store *st, sqlite3 *db);
+void store_point_free(store_point *p);
 
 /* writer.c */
-int wexec(store *st, const char *sql);
-int prep(sqlite3 *db, const char *sql, sqlite3_stmt **s);
-int wrun(store *st, sqlite3_stmt *s);
-int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id);
-void tev_clear(store *st);
-int ev_add(store *st, int64_t run, int64_t job, const char *kind, json_t *data,
+int store_wexec(store *st, const char *sql);
+int store_prep(sqlite3 *db, const char *sql, sqlite3_stmt **s);
+int store_wrun(store *st, sqlite3_stmt *s);
+int store_winsert(store *st, sqlite3_stmt *s, int64_t *id);
+void store_tx_events_clear(store *st);
+int store_event_add(store *st, int64_t run, int64_t job, const char *kind, json_t *data,
            double t);
-int wbegin(store *st);
-int wend(store *st, int rc);
-int buf_add(store *st, pitem *p, int points);
-void *flusher_main(void *arg);
+int store_wbegin(store *st);
+int store_wend(store *st, int rc);
+int store_buffer_add(store *st, store_point *p, int points);
+void *store_flusher_main(void *arg);
 
 /* rows.c */
-json_t *row_obj(sqlite3_stmt *s);
-int rows_array(sqlite3 *db, sqlite3_stmt *s, json_t **out);
-int row_one(sqlite3 *db, sqlite3_stmt *s, json_t **out);
-int query_i64(sqlite3 *db, const char *sql, int64_t a, int64_t *out);
-int exists(sqlite3 *db, const char *table, int64_t id);
-int page_query(store *st, const char *sql, const store_page *pg, int64_t p3,
+int store_rows_array(sqlite3 *db, sqlite3_stmt *s, json_t **out);
+int store_row_one(sqlite3 *db, sqlite3_stmt *s, json_t **out);
+int store_query_i64(sqlite3 *db, const char *sql, int64_t a, int64_t *out);
+int store_row_exists(sqlite3 *db, const char *table, int64_t id);
+int store_page_query(store *st, const char *sql, const store_page *pg, int64_t p3,
                const char *p4, json_t **out);
 
 /* datasets.c */
-int bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt);
-int w_delete(store *st, const char *table, int64_t id);
+int store_bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt);
+int store_wdelete(store *st, const char *table, int64_t id);
 
 /* runs.c */
-json_t *job_json_db(sqlite3 *db, int64_t id);
+json_t *store_job_json(sqlite3 *db, int64_t id);
 
 #endif

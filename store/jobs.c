@@ -19,10 +19,10 @@ static int kind_known(const char *k)
 /* Adds a "job" event carrying the job's current row (inside the write transaction). */
 static int job_event(store *st, int64_t id)
 {
-    json_t *j = job_json_db(st->w, id);
+    json_t *j = store_job_json(st->w, id);
     if (!j)
         return -ENOMEM;
-    int rc = ev_add(st, json_integer_value(json_object_get(j, "run")), id, "job", j, store_now_s());
+    int rc = store_event_add(st, json_integer_value(json_object_get(j, "run")), id, "job", j, store_now_s());
     json_decref(j);
     return rc;
 }
@@ -34,26 +34,26 @@ int store_job_create(store *st, int64_t run_id, const char *kind, json_t *params
         store_set_err("unknown job kind '%s'", kind ? kind : "(null)");
         return -EINVAL;
     }
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "INSERT INTO jobs(run_id, kind, state, params, created_at, resumed_from) "
+    rc = store_prep(st->w, "INSERT INTO jobs(run_id, kind, state, params, created_at, resumed_from) "
                      "VALUES (?1, ?2, 'queued', ?3, ?4, ?5)", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
         sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
-        rc = bind_json(s, 3, params, "{}");
+        rc = store_bind_json(s, 3, params, "{}");
         sqlite3_bind_double(s, 4, store_now_s());
         if (resumed_from)
             sqlite3_bind_int64(s, 5, resumed_from);
         if (rc == 0)
-            rc = wrun_insert(st, s, id);
+            rc = store_winsert(st, s, id);
         sqlite3_finalize(s);
     }
     if (rc == 0)
         rc = job_event(st, *id);
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 /* Moves a job from one of the states in `from` (SQL list) to `to`. */
@@ -63,21 +63,21 @@ static int job_move(store *st, int64_t id, const char *from_sql, const char *set
     char sql[512];
     snprintf(sql, sizeof sql, "UPDATE jobs SET state = ?2, error = ?3, result = ?4%s "
                               "WHERE id = ?1 AND state IN (%s)", set_sql, from_sql);
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
-    rc = exists(st->w, "jobs", id);
+    rc = store_row_exists(st->w, "jobs", id);
     sqlite3_stmt *s = NULL;
     if (rc == 0)
-        rc = prep(st->w, sql, &s);
+        rc = store_prep(st->w, sql, &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
         sqlite3_bind_text(s, 2, to, -1, SQLITE_STATIC);
         if (error)
             sqlite3_bind_text(s, 3, error, -1, SQLITE_STATIC);
-        rc = bind_json(s, 4, result, NULL);
+        rc = store_bind_json(s, 4, result, NULL);
         if (rc == 0)
-            rc = wrun(st, s);
+            rc = store_wrun(st, s);
         if (rc == 0 && sqlite3_changes(st->w) == 0) {
             store_set_err("job %" PRId64 " cannot become %s from its state", id, to);
             rc = -EALREADY;
@@ -86,7 +86,7 @@ static int job_move(store *st, int64_t id, const char *from_sql, const char *set
     sqlite3_finalize(s);
     if (rc == 0)
         rc = job_event(st, id);
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 int store_job_start(store *st, int64_t id)
@@ -107,13 +107,13 @@ int store_job_progress(store *st, int64_t id, double fraction, double eta_s)
             return 0;
         }
     }
-    pprogress *np = grow(st->prog, &st->cap_prog, st->n_prog + 1, sizeof *np);
+    store_progress *np = store_grow(st->prog, &st->cap_prog, st->n_prog + 1, sizeof *np);
     if (!np) {
         pthread_mutex_unlock(&st->bmu);
         return -ENOMEM;
     }
     st->prog = np;
-    st->prog[st->n_prog++] = (pprogress){id, fraction, eta_s};
+    st->prog[st->n_prog++] = (store_progress){id, fraction, eta_s};
     pthread_mutex_unlock(&st->bmu);
     return 0;
 }
@@ -146,15 +146,15 @@ int store_jobs_interrupt_running(store *st, int *n)
 {
     int64_t *ids = NULL;
     int count = 0, cap = 0;
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "SELECT id FROM jobs WHERE state = 'running' ORDER BY id", &s);
+    rc = store_prep(st->w, "SELECT id FROM jobs WHERE state = 'running' ORDER BY id", &s);
     if (rc == 0) {
         int r;
         while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-            int64_t *ni = grow(ids, &cap, count + 1, sizeof *ni);
+            int64_t *ni = store_grow(ids, &cap, count + 1, sizeof *ni);
             if (!ni) {
                 rc = -ENOMEM;
                 break;
@@ -163,17 +163,17 @@ int store_jobs_interrupt_running(store *st, int *n)
             ids[count++] = sqlite3_column_int64(s, 0);
         }
         if (rc == 0 && r != SQLITE_DONE)
-            rc = db_fail(st->w, r, "read");
+            rc = store_db_fail(st->w, r, "read");
         sqlite3_finalize(s);
     }
     if (rc == 0)
-        rc = wexec(st, "UPDATE jobs SET state = 'interrupted', eta_s = NULL, "
+        rc = store_wexec(st, "UPDATE jobs SET state = 'interrupted', eta_s = NULL, "
                        "error = 'the daemon stopped while this job ran' "
                        "WHERE state = 'running'");
     for (int i = 0; rc == 0 && i < count; i++)
         rc = job_event(st, ids[i]);
     free(ids);
-    rc = wend(st, rc);
+    rc = store_wend(st, rc);
     if (rc == 0 && n)
         *n = count;
     return rc;
@@ -184,13 +184,13 @@ static int ids_query(store *st, const char *sql, int64_t **ids, int *n)
     *ids = NULL;
     *n = 0;
     int cap = 0;
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = prep(db, sql, &s);
+    int rc = store_prep(db, sql, &s);
     if (rc == 0) {
         int r;
         while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-            int64_t *ni = grow(*ids, &cap, *n + 1, sizeof *ni);
+            int64_t *ni = store_grow(*ids, &cap, *n + 1, sizeof *ni);
             if (!ni) {
                 rc = -ENOMEM;
                 break;
@@ -199,10 +199,10 @@ static int ids_query(store *st, const char *sql, int64_t **ids, int *n)
             (*ids)[(*n)++] = sqlite3_column_int64(s, 0);
         }
         if (rc == 0 && r != SQLITE_DONE)
-            rc = db_fail(db, r, "read");
+            rc = store_db_fail(db, r, "read");
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     if (rc) {
         free(*ids);
         *ids = NULL;
@@ -226,9 +226,9 @@ int store_jobs_resumable(store *st, int64_t **ids, int *n)
 int store_job_row_get(store *st, int64_t id, store_job_row *out)
 {
     memset(out, 0, sizeof *out);
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT id, run_id, coalesce(resumed_from, 0), kind, state, params "
+    int rc = store_prep(db, "SELECT id, run_id, coalesce(resumed_from, 0), kind, state, params "
                       "FROM jobs WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
@@ -243,11 +243,11 @@ int store_job_row_get(store *st, int64_t id, store_job_row *out)
             if (!out->params)
                 out->params = json_object();
         } else {
-            rc = r == SQLITE_DONE ? -ENOENT : db_fail(db, r, "read");
+            rc = r == SQLITE_DONE ? -ENOENT : store_db_fail(db, r, "read");
         }
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
@@ -261,21 +261,21 @@ void store_job_row_clear(store_job_row *r)
 
 int store_job_get(store *st, int64_t id, json_t **out)
 {
-    sqlite3 *db = rget(st);
-    int rc = exists(db, "jobs", id);
+    sqlite3 *db = store_reader_get(st);
+    int rc = store_row_exists(db, "jobs", id);
     if (rc == 0) {
-        *out = job_json_db(db, id);
+        *out = store_job_json(db, id);
         if (!*out)
             rc = -ENOMEM;
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
 int store_job_list(store *st, int64_t run_id, const char *state, const store_page *pg,
                    json_t **out)
 {
-    return page_query(st, "SELECT " JOB_COLS " FROM jobs WHERE (?1 = 0 OR id < ?1) "
+    return store_page_query(st, "SELECT " STORE_JOB_COLS " FROM jobs WHERE (?1 = 0 OR id < ?1) "
                           "AND (?3 = 0 OR run_id = ?3) AND (?4 IS NULL OR state = ?4) "
                           "ORDER BY id DESC LIMIT ?2", pg, run_id, state, out);
 }

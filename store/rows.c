@@ -6,7 +6,7 @@
 
 /* One result row as an object. Column names ending in _json hold JSON text (parsed; the
  * suffix dropped); names ending in _bool are integers shown as booleans. */
-json_t *row_obj(sqlite3_stmt *s)
+static json_t *row_object(sqlite3_stmt *s)
 {
     json_t *o = json_object();
     if (!o)
@@ -49,14 +49,14 @@ json_t *row_obj(sqlite3_stmt *s)
 }
 
 /* Runs a query and collects its rows as an array of objects. */
-int rows_array(sqlite3 *db, sqlite3_stmt *s, json_t **out)
+int store_rows_array(sqlite3 *db, sqlite3_stmt *s, json_t **out)
 {
     json_t *arr = json_array();
     if (!arr)
         return -ENOMEM;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        json_t *o = row_obj(s);
+        json_t *o = row_object(s);
         if (!o || json_array_append_new(arr, o)) {
             json_decref(arr);
             return -ENOMEM;
@@ -64,14 +64,14 @@ int rows_array(sqlite3 *db, sqlite3_stmt *s, json_t **out)
     }
     if (rc != SQLITE_DONE) {
         json_decref(arr);
-        return db_fail(db, rc, "read");
+        return store_db_fail(db, rc, "read");
     }
     *out = arr;
     return 0;
 }
 
 /* The single row of a query as an object, -ENOENT when none. */
-int row_one(sqlite3 *db, sqlite3_stmt *s, json_t **out)
+int store_row_one(sqlite3 *db, sqlite3_stmt *s, json_t **out)
 {
     int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) {
@@ -79,16 +79,16 @@ int row_one(sqlite3 *db, sqlite3_stmt *s, json_t **out)
         return -ENOENT;
     }
     if (rc != SQLITE_ROW)
-        return db_fail(db, rc, "read");
-    *out = row_obj(s);
+        return store_db_fail(db, rc, "read");
+    *out = row_object(s);
     return *out ? 0 : -ENOMEM;
 }
 
 /* An integer from the first column of a one-row query; -ENOENT when no row. */
-int query_i64(sqlite3 *db, const char *sql, int64_t a, int64_t *out)
+int store_query_i64(sqlite3 *db, const char *sql, int64_t a, int64_t *out)
 {
     sqlite3_stmt *s;
-    int rc = prep(db, sql, &s);
+    int rc = store_prep(db, sql, &s);
     if (rc)
         return rc;
     sqlite3_bind_int64(s, 1, a);
@@ -99,18 +99,18 @@ int query_i64(sqlite3 *db, const char *sql, int64_t a, int64_t *out)
     } else if (rc == SQLITE_DONE) {
         rc = -ENOENT;
     } else {
-        rc = db_fail(db, rc, "read");
+        rc = store_db_fail(db, rc, "read");
     }
     sqlite3_finalize(s);
     return rc;
 }
 
-int exists(sqlite3 *db, const char *table, int64_t id)
+int store_row_exists(sqlite3 *db, const char *table, int64_t id)
 {
     char sql[96];
     int64_t one;
     snprintf(sql, sizeof sql, "SELECT 1 FROM %s WHERE id = ?1", table);
-    return query_i64(db, sql, id, &one);
+    return store_query_i64(db, sql, id, &one);
 }
 
 /* ---- paging ------------------------------------------------------------------------------ */
@@ -143,7 +143,7 @@ static int page_parse(const store_page *pg, int64_t *cursor, int *limit)
 
 /* Runs a list query whose ?1 is the cursor (0: top), ?2 the limit + 1 and ?3/?4 optional
  * filters (an integer and a text), and wraps the page. */
-int page_query(store *st, const char *sql, const store_page *pg, int64_t p3,
+int store_page_query(store *st, const char *sql, const store_page *pg, int64_t p3,
                const char *p4, json_t **out)
 {
     int64_t cursor;
@@ -151,10 +151,10 @@ int page_query(store *st, const char *sql, const store_page *pg, int64_t p3,
     int rc = page_parse(pg, &cursor, &limit);
     if (rc)
         return rc;
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
     json_t *items = NULL;
-    rc = prep(db, sql, &s);
+    rc = store_prep(db, sql, &s);
     if (rc)
         goto out_put;
     sqlite3_bind_int64(s, 1, cursor);
@@ -167,7 +167,7 @@ int page_query(store *st, const char *sql, const store_page *pg, int64_t p3,
         else
             sqlite3_bind_null(s, 4);
     }
-    rc = rows_array(db, s, &items);
+    rc = store_rows_array(db, s, &items);
     sqlite3_finalize(s);
     if (rc)
         goto out_put;
@@ -186,6 +186,6 @@ int page_query(store *st, const char *sql, const store_page *pg, int64_t p3,
     }
     *out = page;
 out_put:
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }

@@ -11,39 +11,39 @@ int store_run_create(store *st, int64_t dataset_id, int64_t model_id, const char
         store_set_err("run: arch is required");
         return -EINVAL;
     }
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "INSERT INTO runs(dataset_id, model_id, arch, config, created_at) "
+    rc = store_prep(st->w, "INSERT INTO runs(dataset_id, model_id, arch, config, created_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?5)", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, dataset_id);
         if (model_id)
             sqlite3_bind_int64(s, 2, model_id);
         sqlite3_bind_text(s, 3, arch, -1, SQLITE_STATIC);
-        rc = bind_json(s, 4, config, "{}");
+        rc = store_bind_json(s, 4, config, "{}");
         sqlite3_bind_double(s, 5, store_now_s());
         if (rc == 0)
-            rc = wrun_insert(st, s, id);
+            rc = store_winsert(st, s, id);
         sqlite3_finalize(s);
     }
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 #define RUN_COLS "id, dataset_id AS dataset, model_id AS model, arch, config AS config_json, " \
                  "state AS state_json, created_at"
 
-json_t *job_json_db(sqlite3 *db, int64_t id)
+json_t *store_job_json(sqlite3 *db, int64_t id)
 {
     sqlite3_stmt *s;
     json_t *j = NULL;
-    if (prep(db, "SELECT " JOB_COLS ", (SELECT max(l.id) FROM lr_finds l WHERE l.job_id = jobs.id)"
+    if (store_prep(db, "SELECT " STORE_JOB_COLS ", (SELECT max(l.id) FROM lr_finds l WHERE l.job_id = jobs.id)"
                  " AS lr_find, EXISTS (SELECT 1 FROM predictions p WHERE p.job_id = jobs.id)"
                  " AS predictions_bool FROM jobs WHERE id = ?1", &s))
         return NULL;
     sqlite3_bind_int64(s, 1, id);
-    if (row_one(db, s, &j))
+    if (store_row_one(db, s, &j))
         j = NULL;
     sqlite3_finalize(s);
     if (j) {
@@ -61,11 +61,11 @@ static int add_row_or_null(sqlite3 *db, json_t *o, const char *name, const char 
 {
     sqlite3_stmt *s;
     json_t *v = NULL;
-    int rc = prep(db, sql, &s);
+    int rc = store_prep(db, sql, &s);
     if (rc)
         return rc;
     sqlite3_bind_int64(s, 1, id);
-    rc = row_one(db, s, &v);
+    rc = store_row_one(db, s, &v);
     sqlite3_finalize(s);
     if (rc == -ENOENT) {
         v = json_null();
@@ -78,22 +78,22 @@ static int add_row_or_null(sqlite3 *db, json_t *o, const char *name, const char 
 
 int store_run_get(store *st, int64_t id, json_t **out)
 {
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
     json_t *o = NULL;
     int64_t cur = 0, n_ep = 0;
-    int rc = prep(db, "SELECT " RUN_COLS " FROM runs WHERE id = ?1", &s);
+    int rc = store_prep(db, "SELECT " RUN_COLS " FROM runs WHERE id = ?1", &s);
     if (rc)
         goto out_put;
     sqlite3_bind_int64(s, 1, id);
-    rc = row_one(db, s, &o);
+    rc = store_row_one(db, s, &o);
     sqlite3_finalize(s);
     if (rc)
         goto out_put;
-    rc = query_i64(db, "SELECT id FROM jobs WHERE run_id = ?1 AND state IN ('running', "
+    rc = store_query_i64(db, "SELECT id FROM jobs WHERE run_id = ?1 AND state IN ('running', "
                        "'queued') ORDER BY state = 'running' DESC, id LIMIT 1", id, &cur);
     if (rc == 0) {
-        json_t *j = job_json_db(db, cur);
+        json_t *j = store_job_json(db, cur);
         json_object_set_new(o, "current_job", j ? j : json_null());
     } else if (rc == -ENOENT) {
         json_object_set_new(o, "current_job", json_null());
@@ -104,7 +104,7 @@ int store_run_get(store *st, int64_t id, json_t **out)
                              "FROM epochs WHERE run_id = ?1 AND valid_loss IS NOT NULL "
                              "ORDER BY valid_loss, epoch LIMIT 1", id);
     if (rc == 0)
-        rc = query_i64(db, "SELECT count(*) FROM epochs WHERE run_id = ?1", id, &n_ep);
+        rc = store_query_i64(db, "SELECT count(*) FROM epochs WHERE run_id = ?1", id, &n_ep);
     if (rc == 0)
         json_object_set_new(o, "epochs", json_integer(n_ep));
     if (rc == 0)
@@ -112,50 +112,50 @@ int store_run_get(store *st, int64_t id, json_t **out)
     else
         json_decref(o);
 out_put:
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
 int store_run_list(store *st, const store_page *pg, json_t **out)
 {
-    return page_query(st, "SELECT " RUN_COLS " FROM runs WHERE (?1 = 0 OR id < ?1) "
+    return store_page_query(st, "SELECT " RUN_COLS " FROM runs WHERE (?1 = 0 OR id < ?1) "
                           "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
 }
 
 int store_run_set_state(store *st, int64_t id, json_t *state)
 {
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
     sqlite3_stmt *s;
-    rc = prep(st->w, "UPDATE runs SET state = ?2 WHERE id = ?1", &s);
+    rc = store_prep(st->w, "UPDATE runs SET state = ?2 WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
-        rc = bind_json(s, 2, state, "{}");
+        rc = store_bind_json(s, 2, state, "{}");
         if (rc == 0)
-            rc = wrun(st, s);
+            rc = store_wrun(st, s);
         if (rc == 0 && sqlite3_changes(st->w) == 0)
             rc = -ENOENT;
         sqlite3_finalize(s);
     }
-    return wend(st, rc);
+    return store_wend(st, rc);
 }
 
 int store_run_delete(store *st, int64_t id)
 {
     int64_t n = 0;
-    int rc = wbegin(st);
+    int rc = store_wbegin(st);
     if (rc)
         return rc;
-    rc = exists(st->w, "runs", id);
+    rc = store_row_exists(st->w, "runs", id);
     if (rc == 0)
-        rc = query_i64(st->w, "SELECT count(*) FROM jobs WHERE run_id = ?1 AND state IN "
+        rc = store_query_i64(st->w, "SELECT count(*) FROM jobs WHERE run_id = ?1 AND state IN "
                               "('queued', 'running')", id, &n);
     if (rc == 0 && n > 0) {
         store_set_err("run %" PRId64 " has %" PRId64 " queued or running job(s)", id, n);
         rc = -EBUSY;
     }
     if (rc == 0)
-        rc = w_delete(st, "runs", id);
-    return wend(st, rc);
+        rc = store_wdelete(st, "runs", id);
+    return store_wend(st, rc);
 }

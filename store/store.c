@@ -5,7 +5,7 @@
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-_Thread_local char errbuf[512];
+static _Thread_local char errbuf[512];
 
 const char *store_errmsg(void)
 {
@@ -28,28 +28,23 @@ double store_now_s(void)
 }
 
 /* SQLite result code -> our error code; records the message for store_errmsg. */
-int db_fail(sqlite3 *db, int rc, const char *what)
+int store_db_fail(sqlite3 *db, int rc, const char *what)
 {
     store_set_err("%s: %s", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     if (rc == SQLITE_NOMEM)
         return -ENOMEM;
     if ((rc & 0xff) == SQLITE_CONSTRAINT)
         return -EINVAL;
-    return sqlite_errno(rc);
+    return store_sqlite_errno(rc);
 }
 
-int sqlite_errno(int rc)
+int store_sqlite_errno(int rc)
 {
     if (rc == SQLITE_NOMEM)
         return -ENOMEM;
     if (rc == SQLITE_FULL)
         return -ENOSPC; /* the unix VFS's answer to ENOSPC */
     return -EIO;
-}
-
-char *xstrdup(const char *s)
-{
-    return s ? strdup(s) : NULL;
 }
 
 /* ---- the store object ------------------------------------------------------------------- */
@@ -59,7 +54,7 @@ int store_schema_current(void)
     return store_schema_version;
 }
 
-void *grow(void *p, int *cap, int need, size_t elem)
+void *store_grow(void *p, int *cap, int need, size_t elem)
 {
     if (need <= *cap)
         return p;
@@ -74,7 +69,7 @@ void *grow(void *p, int *cap, int need, size_t elem)
 
 /* ---- readers ------------------------------------------------------------------------------ */
 
-sqlite3 *rget(store *st)
+sqlite3 *store_reader_get(store *st)
 {
     pthread_mutex_lock(&st->rmu);
     for (;;) {
@@ -91,7 +86,7 @@ sqlite3 *rget(store *st)
     }
 }
 
-void rput(store *st, sqlite3 *db)
+void store_reader_put(store *st, sqlite3 *db)
 {
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     pthread_mutex_lock(&st->rmu);
@@ -120,7 +115,7 @@ static int exec_simple(sqlite3 *db, const char *sql, char *err, size_t errlen)
 static int user_version(sqlite3 *db, int *v)
 {
     int64_t x = 0;
-    int rc = query_i64(db, "PRAGMA user_version", 0, &x);
+    int rc = store_query_i64(db, "PRAGMA user_version", 0, &x);
     *v = (int)x;
     return rc;
 }
@@ -254,7 +249,7 @@ int store_open(store **out, const char *path, const store_options *o, char *err,
         if (rc)
             goto out_close;
     }
-    if (pthread_create(&st->flusher, NULL, flusher_main, st)) {
+    if (pthread_create(&st->flusher, NULL, store_flusher_main, st)) {
         snprintf(err, errlen, "cannot start the store's flusher thread");
         rc = -EAGAIN;
         goto out_close;
@@ -268,7 +263,7 @@ out_close:
     return rc;
 }
 
-void pitem_free(pitem *p)
+void store_point_free(store_point *p)
 {
     if (p->keys) {
         for (int i = 0; i < p->n; i++)
@@ -303,10 +298,10 @@ void store_close(store *st)
         sqlite3_close(st->w);
     }
     for (int i = 0; i < st->n_buf; i++)
-        pitem_free(&st->buf[i]);
+        store_point_free(&st->buf[i]);
     free(st->buf);
     free(st->prog);
-    tev_clear(st);
+    store_tx_events_clear(st);
     free(st->tev);
     free(st->subs);
     pthread_mutex_destroy(&st->wmu);
@@ -332,13 +327,13 @@ void store_test_fail_write(store *st, int n)
 int store_subscribe(store *st, store_listener fn, void *ctx, int *handle)
 {
     pthread_mutex_lock(&st->nmu);
-    sub *ns = grow(st->subs, &st->cap_subs, st->n_subs + 1, sizeof *ns);
+    store_sub *ns = store_grow(st->subs, &st->cap_subs, st->n_subs + 1, sizeof *ns);
     if (!ns) {
         pthread_mutex_unlock(&st->nmu);
         return -ENOMEM;
     }
     st->subs = ns;
-    st->subs[st->n_subs] = (sub){st->next_handle++, fn, ctx};
+    st->subs[st->n_subs] = (store_sub){st->next_handle++, fn, ctx};
     *handle = st->subs[st->n_subs].handle;
     st->n_subs++;
     pthread_mutex_unlock(&st->nmu);
@@ -350,7 +345,7 @@ void store_unsubscribe(store *st, int handle)
     pthread_mutex_lock(&st->nmu);
     for (int i = 0; i < st->n_subs; i++) {
         if (st->subs[i].handle == handle) {
-            memmove(&st->subs[i], &st->subs[i + 1], (size_t)(st->n_subs - i - 1) * sizeof(sub));
+            memmove(&st->subs[i], &st->subs[i + 1], (size_t)(st->n_subs - i - 1) * sizeof(store_sub));
             st->n_subs--;
             break;
         }

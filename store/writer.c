@@ -22,7 +22,7 @@ static int fault_fires(store *st)
 }
 #endif
 
-int wexec(store *st, const char *sql)
+int store_wexec(store *st, const char *sql)
 {
     if (fault_fires(st))
         return -EIO;
@@ -31,35 +31,35 @@ int wexec(store *st, const char *sql)
     if (rc != SQLITE_OK) {
         store_set_err("%s: %s", sql, msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
-        return sqlite_errno(rc);
+        return store_sqlite_errno(rc);
     }
     return 0;
 }
 
-int prep(sqlite3 *db, const char *sql, sqlite3_stmt **s)
+int store_prep(sqlite3 *db, const char *sql, sqlite3_stmt **s)
 {
     int rc = sqlite3_prepare_v2(db, sql, -1, s, NULL);
     if (rc != SQLITE_OK) {
         *s = NULL;
-        return db_fail(db, rc, "prepare");
+        return store_db_fail(db, rc, "prepare");
     }
     return 0;
 }
 
 /* Runs a bound writer statement to completion. */
-int wrun(store *st, sqlite3_stmt *s)
+int store_wrun(store *st, sqlite3_stmt *s)
 {
     if (fault_fires(st))
         return -EIO;
     int rc = sqlite3_step(s);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        return db_fail(st->w, rc, "write");
+        return store_db_fail(st->w, rc, "write");
     return 0;
 }
 
 /* Insert helper: binds nothing, runs, maps a UNIQUE violation to -EEXIST and an FK
  * violation to -ENOENT. */
-int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id)
+int store_winsert(store *st, sqlite3_stmt *s, int64_t *id)
 {
     if (fault_fires(st))
         return -EIO;
@@ -77,10 +77,10 @@ int wrun_insert(store *st, sqlite3_stmt *s, int64_t *id)
         store_set_err("referenced row does not exist");
         return -ENOENT;
     }
-    return db_fail(st->w, rc, "insert");
+    return store_db_fail(st->w, rc, "insert");
 }
 
-void tev_clear(store *st)
+void store_tx_events_clear(store *st)
 {
     for (int i = 0; i < st->n_tev; i++) {
         free(st->tev[i].kind);
@@ -90,7 +90,7 @@ void tev_clear(store *st)
 }
 
 /* Inserts an event row in the open transaction and remembers it for the notification. */
-int ev_add(store *st, int64_t run, int64_t job, const char *kind, json_t *data,
+int store_event_add(store *st, int64_t run, int64_t job, const char *kind, json_t *data,
            double t)
 {
     char *text = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(9));
@@ -107,18 +107,18 @@ int ev_add(store *st, int64_t run, int64_t job, const char *kind, json_t *data,
     sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 4, text, -1, SQLITE_STATIC);
     sqlite3_bind_double(s, 5, t);
-    rc = wrun(st, s);
+    rc = store_wrun(st, s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (rc)
         goto out_free_text;
-    evrec *nt = grow(st->tev, &st->cap_tev, st->n_tev + 1, sizeof *nt);
+    store_tx_event *nt = store_grow(st->tev, &st->cap_tev, st->n_tev + 1, sizeof *nt);
     if (!nt) {
         rc = -ENOMEM;
         goto out_free_text;
     }
     st->tev = nt;
-    evrec *e = &st->tev[st->n_tev];
+    store_tx_event *e = &st->tev[st->n_tev];
     e->kind = strdup(kind);
     if (!e->kind) {
         rc = -ENOMEM;
@@ -145,7 +145,7 @@ static void wunlock_notify(store *st)
         pthread_mutex_unlock(&st->wmu);
         return;
     }
-    evrec *evs = st->tev;
+    store_tx_event *evs = st->tev;
     int n = st->n_tev;
     st->tev = NULL;
     st->n_tev = st->cap_tev = 0;
@@ -172,13 +172,26 @@ static void wunlock_notify(store *st)
 
 static int flush_locked(store *st);
 
+/* Rolls back the open write transaction, if any, and drops its events; the error message
+ * of the failure that caused it stays for store_errmsg. */
+static void store_wrollback(store *st)
+{
+    if (!sqlite3_get_autocommit(st->w)) {
+        char keep[512];
+        snprintf(keep, sizeof keep, "%s", store_errmsg());
+        sqlite3_exec(st->w, "ROLLBACK", NULL, NULL, NULL);
+        store_set_err("%s", keep);
+    }
+    store_tx_events_clear(st);
+}
+
 /* Takes the writer, commits buffered points (so rows keep their order), opens a write
  * transaction. On failure the writer is released. */
-int wbegin(store *st)
+int store_wbegin(store *st)
 {
     pthread_mutex_lock(&st->wmu);
     flush_locked(st);
-    int rc = wexec(st, "BEGIN IMMEDIATE");
+    int rc = store_wexec(st, "BEGIN IMMEDIATE");
     if (rc) {
         wunlock_notify(st);
         return rc;
@@ -188,20 +201,14 @@ int wbegin(store *st)
 
 /* Commits when rc == 0 (a failing commit turns into its error), else rolls back; then
  * releases the writer and notifies. Returns the final code. */
-int wend(store *st, int rc)
+int store_wend(store *st, int rc)
 {
     if (rc == 0)
-        rc = wexec(st, "COMMIT");
+        rc = store_wexec(st, "COMMIT");
     if (rc == 0)
         __atomic_add_fetch(&st->generation, 1, __ATOMIC_RELEASE);
     if (rc) {
-        if (!sqlite3_get_autocommit(st->w)) {
-            char keep[sizeof errbuf];
-            memcpy(keep, errbuf, sizeof keep);
-            sqlite3_exec(st->w, "ROLLBACK", NULL, NULL, NULL);
-            memcpy(errbuf, keep, sizeof keep);
-        }
-        tev_clear(st);
+        store_wrollback(st);
     }
     wunlock_notify(st);
     return rc;
@@ -209,13 +216,13 @@ int wend(store *st, int rc)
 
 /* ---- the point buffer and its flusher ------------------------------------------------------ */
 
-int buf_add(store *st, pitem *p, int points)
+int store_buffer_add(store *st, store_point *p, int points)
 {
     pthread_mutex_lock(&st->bmu);
-    pitem *nb = grow(st->buf, &st->cap_buf, st->n_buf + 1, sizeof *nb);
+    store_point *nb = store_grow(st->buf, &st->cap_buf, st->n_buf + 1, sizeof *nb);
     if (!nb) {
         pthread_mutex_unlock(&st->bmu);
-        pitem_free(p);
+        store_point_free(p);
         return -ENOMEM;
     }
     st->buf = nb;
@@ -227,11 +234,11 @@ int buf_add(store *st, pitem *p, int points)
     return 0;
 }
 
-static int flush_item(store *st, pitem *p, sqlite3_stmt *ins_m, sqlite3_stmt *ins_p)
+static int flush_item(store *st, store_point *p, sqlite3_stmt *ins_m, sqlite3_stmt *ins_p)
 {
     int rc = 0;
     json_t *data = NULL;
-    if (p->kind == P_METRIC) {
+    if (p->kind == STORE_POINT_METRIC) {
         json_t *vals = json_object();
         data = json_pack("{sI sI so}", "step", (json_int_t)p->step, "job", (json_int_t)p->job,
                          "values", vals);
@@ -254,12 +261,12 @@ static int flush_item(store *st, pitem *p, sqlite3_stmt *ins_m, sqlite3_stmt *in
                 json_object_set_new(vals, p->keys[i], json_null());
             }
             sqlite3_bind_double(ins_m, 6, p->t);
-            rc = wrun(st, ins_m);
+            rc = store_wrun(st, ins_m);
             if (rc)
                 goto out_free_data;
         }
-        rc = ev_add(st, p->run, p->job, "metric", data, p->t);
-    } else if (p->kind == P_SWEEP) {
+        rc = store_event_add(st, p->run, p->job, "metric", data, p->t);
+    } else if (p->kind == STORE_POINT_SWEEP) {
         sqlite3_reset(ins_p);
         sqlite3_bind_int64(ins_p, 1, p->step);
         sqlite3_bind_int(ins_p, 2, p->n);
@@ -270,7 +277,7 @@ static int flush_item(store *st, pitem *p, sqlite3_stmt *ins_m, sqlite3_stmt *in
             else
                 sqlite3_bind_null(ins_p, 3 + i);
         }
-        rc = wrun(st, ins_p);
+        rc = store_wrun(st, ins_p);
         if (rc)
             return rc;
         data = json_pack("{sI sI si sf so so}", "lr_find", (json_int_t)p->step, "job",
@@ -280,23 +287,23 @@ static int flush_item(store *st, pitem *p, sqlite3_stmt *ins_m, sqlite3_stmt *in
                          isfinite(p->vals[2]) ? json_real(p->vals[2]) : json_null());
         if (!data)
             return -ENOMEM;
-        rc = ev_add(st, p->run, p->job, "sweep_point", data, p->t);
+        rc = store_event_add(st, p->run, p->job, "sweep_point", data, p->t);
     } else {
         data = json_pack("{sI so so}", "job", (json_int_t)p->job, "what", json_text(p->what),
                          "why", json_text(p->why ? p->why : ""));
         if (!data)
             return -ENOMEM;
-        rc = ev_add(st, p->run, p->job, "note", data, p->t);
+        rc = store_event_add(st, p->run, p->job, "note", data, p->t);
     }
 out_free_data:
     json_decref(data);
     return rc;
 }
 
-static int flush_progress(store *st, pprogress *pr)
+static int flush_progress(store *st, store_progress *pr)
 {
     sqlite3_stmt *s;
-    int rc = prep(st->w, "UPDATE jobs SET progress = ?2, eta_s = ?3 "
+    int rc = store_prep(st->w, "UPDATE jobs SET progress = ?2, eta_s = ?3 "
                          "WHERE id = ?1 AND state = 'running'", &s);
     if (rc)
         return rc;
@@ -304,16 +311,16 @@ static int flush_progress(store *st, pprogress *pr)
     sqlite3_bind_double(s, 2, pr->fraction);
     if (pr->eta_s >= 0 && isfinite(pr->eta_s))
         sqlite3_bind_double(s, 3, pr->eta_s);
-    rc = wrun(st, s);
+    rc = store_wrun(st, s);
     int changed = sqlite3_changes(st->w);
     sqlite3_finalize(s);
     if (rc || !changed)
         return rc;
-    json_t *j = job_json_db(st->w, pr->job);
+    json_t *j = store_job_json(st->w, pr->job);
     if (!j)
         return -ENOMEM;
     int64_t run = json_integer_value(json_object_get(j, "run"));
-    rc = ev_add(st, run, pr->job, "job", j, store_now_s());
+    rc = store_event_add(st, run, pr->job, "job", j, store_now_s());
     json_decref(j);
     return rc;
 }
@@ -323,9 +330,9 @@ static int flush_progress(store *st, pprogress *pr)
 static int flush_locked(store *st)
 {
     pthread_mutex_lock(&st->bmu);
-    pitem *items = st->buf;
+    store_point *items = st->buf;
     int n = st->n_buf;
-    pprogress *prog = st->prog;
+    store_progress *prog = st->prog;
     int n_prog = st->n_prog;
     st->buf = NULL;
     st->n_buf = st->cap_buf = st->buf_points = 0;
@@ -336,13 +343,13 @@ static int flush_locked(store *st)
         return 0;
 
     sqlite3_stmt *ins_m = NULL, *ins_p = NULL;
-    int rc = wexec(st, "BEGIN IMMEDIATE");
+    int rc = store_wexec(st, "BEGIN IMMEDIATE");
     if (rc)
         goto out_free_items;
-    rc = prep(st->w, "INSERT OR REPLACE INTO metrics(run_id, key, step, job_id, value, time) "
+    rc = store_prep(st->w, "INSERT OR REPLACE INTO metrics(run_id, key, step, job_id, value, time) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &ins_m);
     if (rc == 0)
-        rc = prep(st->w, "INSERT OR REPLACE INTO lr_find_points(lr_find_id, iter, lr, loss, "
+        rc = store_prep(st->w, "INSERT OR REPLACE INTO lr_find_points(lr_find_id, iter, lr, loss, "
                          "smooth_loss) VALUES (?1, ?2, ?3, ?4, ?5)", &ins_p);
     for (int i = 0; rc == 0 && i < n; i++)
         rc = flush_item(st, &items[i], ins_m, ins_p);
@@ -351,20 +358,15 @@ static int flush_locked(store *st)
     sqlite3_finalize(ins_m);
     sqlite3_finalize(ins_p);
     if (rc == 0)
-        rc = wexec(st, "COMMIT");
+        rc = store_wexec(st, "COMMIT");
     if (rc == 0)
         __atomic_add_fetch(&st->generation, 1, __ATOMIC_RELEASE);
     if (rc) {
-        char keep[sizeof errbuf];
-        memcpy(keep, errbuf, sizeof keep);
-        if (!sqlite3_get_autocommit(st->w))
-            sqlite3_exec(st->w, "ROLLBACK", NULL, NULL, NULL);
-        memcpy(errbuf, keep, sizeof keep);
-        tev_clear(st);
+        store_wrollback(st);
     }
 out_free_items:
     for (int i = 0; i < n; i++)
-        pitem_free(&items[i]);
+        store_point_free(&items[i]);
     free(items);
     free(prog);
     return rc;
@@ -383,7 +385,7 @@ int store_flush(store *st)
     return rc;
 }
 
-void *flusher_main(void *arg)
+void *store_flusher_main(void *arg)
 {
     store *st = arg;
     pthread_mutex_lock(&st->bmu);
@@ -415,30 +417,30 @@ int store_events_after(store *st, int64_t run_id, int64_t after_id, int limit, j
 {
     if (limit <= 0 || limit > STORE_PAGE_MAX)
         return -EINVAL;
-    sqlite3 *db = rget(st);
+    sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = prep(db, "SELECT id, run_id AS run, job_id AS job, kind, data AS data_json, time "
+    int rc = store_prep(db, "SELECT id, run_id AS run, job_id AS job, kind, data AS data_json, time "
                       "FROM events WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, run_id);
         sqlite3_bind_int64(s, 2, after_id);
         sqlite3_bind_int(s, 3, limit);
-        rc = rows_array(db, s, out);
+        rc = store_rows_array(db, s, out);
         sqlite3_finalize(s);
     }
-    rput(st, db);
+    store_reader_put(st, db);
     return rc;
 }
 
 int store_note_push(store *st, int64_t run_id, int64_t job_id, const char *what,
                     const char *why)
 {
-    pitem p = {.kind = P_NOTE, .run = run_id, .job = job_id, .t = store_now_s()};
-    p.what = xstrdup(what ? what : "");
-    p.why = xstrdup(why ? why : "");
+    store_point p = {.kind = STORE_POINT_NOTE, .run = run_id, .job = job_id, .t = store_now_s()};
+    p.what = strdup(what ? what : "");
+    p.why = strdup(why ? why : "");
     if (!p.what || !p.why) {
-        pitem_free(&p);
+        store_point_free(&p);
         return -ENOMEM;
     }
-    return buf_add(st, &p, 1);
+    return store_buffer_add(st, &p, 1);
 }
