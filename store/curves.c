@@ -28,22 +28,16 @@ static int lr_find_event(store *st, int64_t id)
 int store_lr_find_create(store *st, int64_t run_id, int64_t job_id, double start_lr,
                          double end_lr, int num_it, int64_t *id)
 {
+    store_arg a[] = {
+        store_arg_int(run_id), store_arg_int(job_id), store_arg_real(start_lr),
+        store_arg_real(end_lr), store_arg_int(num_it), store_arg_real(store_now_s()),
+    };
     int rc = store_wbegin(st);
     if (rc)
         return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "INSERT INTO lr_finds(run_id, job_id, start_lr, end_lr, num_it, "
-                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, run_id);
-        sqlite3_bind_int64(s, 2, job_id);
-        sqlite3_bind_double(s, 3, start_lr);
-        sqlite3_bind_double(s, 4, end_lr);
-        sqlite3_bind_int(s, 5, num_it);
-        sqlite3_bind_double(s, 6, store_now_s());
-        rc = store_winsert(st, s, id);
-        sqlite3_finalize(s);
-    }
+    rc = store_wstatement(st, "INSERT INTO lr_finds(run_id, job_id, start_lr, end_lr, num_it, "
+                              "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                          a, STORE_NARGS(a), id);
     if (rc == 0)
         rc = lr_find_event(st, *id);
     return store_wend(st, rc);
@@ -66,28 +60,18 @@ int store_lr_find_point_push(store *st, int64_t lr_find_id, int64_t run_id, int6
 int store_lr_find_finish(store *st, int64_t id, json_t *suggestions, int stopped_early,
                          double end_lr, int num_it)
 {
+    store_arg a[] = {
+        store_arg_int(id), store_arg_json(suggestions, NULL), store_arg_int(stopped_early != 0),
+        store_arg_real(store_now_s()), end_lr > 0 ? store_arg_real(end_lr) : store_arg_null(),
+        num_it > 0 ? store_arg_int(num_it) : store_arg_null(),
+    };
     int rc = store_wbegin(st);
     if (rc)
         return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "UPDATE lr_finds SET suggestions = ?2, stopped_early = ?3, "
-                     "finished_at = ?4, end_lr = coalesce(?5, end_lr), "
-                     "num_it = coalesce(?6, num_it) WHERE id = ?1", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, id);
-        rc = store_bind_json(s, 2, suggestions, NULL);
-        sqlite3_bind_int(s, 3, stopped_early != 0);
-        sqlite3_bind_double(s, 4, store_now_s());
-        if (end_lr > 0)
-            sqlite3_bind_double(s, 5, end_lr);
-        if (num_it > 0)
-            sqlite3_bind_int(s, 6, num_it);
-        if (rc == 0)
-            rc = store_wrun(st, s);
-        if (rc == 0 && sqlite3_changes(st->w) == 0)
-            rc = -ENOENT;
-        sqlite3_finalize(s);
-    }
+    rc = store_wstatement(st, "UPDATE lr_finds SET suggestions = ?2, stopped_early = ?3, "
+                              "finished_at = ?4, end_lr = coalesce(?5, end_lr), "
+                              "num_it = coalesce(?6, num_it) WHERE id = ?1",
+                          a, STORE_NARGS(a), NULL);
     if (rc == 0)
         rc = lr_find_event(st, id);
     return store_wend(st, rc);
@@ -279,61 +263,52 @@ int store_metric_keys(store *st, int64_t run_id, json_t **out)
 
 /* ---- epochs ----------------------------------------------------------------------------- */
 
-static void bind_real_or_null(sqlite3_stmt *s, int i, double v)
-{
-    if (isfinite(v))
-        sqlite3_bind_double(s, i, v);
-    else
-        sqlite3_bind_null(s, i);
-}
-
 #define EPOCH_COLS "epoch, fit_epoch, cycle, job_id AS job, train_loss, valid_loss, " \
                    "accuracy, f2, seconds, img_per_s, time, step"
+
+/* Adds the "epoch" event carrying the new row (inside the write transaction). */
+static int epoch_event(store *st, int64_t run_id, int64_t job_id, int64_t row)
+{
+    sqlite3_stmt *s;
+    json_t *o = NULL;
+    int rc = store_prep(st->w, "SELECT " EPOCH_COLS " FROM epochs WHERE id = ?1", &s);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(s, 1, row);
+    rc = store_row_one(st->w, s, &o);
+    sqlite3_finalize(s);
+    if (rc == 0)
+        rc = store_event_add(st, run_id, job_id, "epoch", o, store_now_s());
+    json_decref(o);
+    return rc;
+}
 
 int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch *e,
                     int *epoch_out)
 {
-    int64_t n = 0;
+    int64_t n = 0, row = 0;
     int rc = store_wbegin(st);
     if (rc)
         return rc;
     rc = store_query_i64(st->w, "SELECT count(*) FROM epochs WHERE run_id = ?1", run_id, &n);
-    sqlite3_stmt *s = NULL;
-    int64_t row = 0;
-    if (rc == 0)
-        rc = store_prep(st->w, "INSERT INTO epochs(run_id, job_id, epoch, fit_epoch, cycle, "
-                         "train_loss, valid_loss, accuracy, f2, seconds, img_per_s, time, step) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                  &s);
     if (rc == 0) {
-        sqlite3_bind_int64(s, 1, run_id);
-        sqlite3_bind_int64(s, 2, job_id);
-        sqlite3_bind_int64(s, 3, n);
-        sqlite3_bind_int(s, 4, e->fit_epoch);
-        sqlite3_bind_int(s, 5, e->cycle);
-        bind_real_or_null(s, 6, e->train_loss);
-        bind_real_or_null(s, 7, e->valid_loss);
-        bind_real_or_null(s, 8, e->accuracy);
-        bind_real_or_null(s, 9, e->f2 < 0 ? NAN : e->f2);
-        bind_real_or_null(s, 10, e->seconds);
-        bind_real_or_null(s, 11, e->img_per_s);
-        sqlite3_bind_double(s, 12, store_now_s());
-        if (e->step > 0)
-            sqlite3_bind_int64(s, 13, e->step);
-        rc = store_winsert(st, s, &row);
-        sqlite3_finalize(s);
-    }
-    json_t *o = NULL;
-    if (rc == 0)
-        rc = store_prep(st->w, "SELECT " EPOCH_COLS " FROM epochs WHERE id = ?1", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, row);
-        rc = store_row_one(st->w, s, &o);
-        sqlite3_finalize(s);
+        store_arg a[] = {
+            store_arg_int(run_id), store_arg_int(job_id), store_arg_int(n),
+            store_arg_int(e->fit_epoch), store_arg_int(e->cycle),
+            store_arg_real_or_null(e->train_loss), store_arg_real_or_null(e->valid_loss),
+            store_arg_real_or_null(e->accuracy),
+            e->f2 < 0 ? store_arg_null() : store_arg_real_or_null(e->f2),
+            store_arg_real_or_null(e->seconds), store_arg_real_or_null(e->img_per_s),
+            store_arg_real(store_now_s()),
+            e->step > 0 ? store_arg_int(e->step) : store_arg_null(),
+        };
+        rc = store_wstatement(st, "INSERT INTO epochs(run_id, job_id, epoch, fit_epoch, cycle, "
+                                  "train_loss, valid_loss, accuracy, f2, seconds, img_per_s, "
+                                  "time, step) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                                  "?11, ?12, ?13)", a, STORE_NARGS(a), &row);
     }
     if (rc == 0)
-        rc = store_event_add(st, run_id, job_id, "epoch", o, store_now_s());
-    json_decref(o);
+        rc = epoch_event(st, run_id, job_id, row);
     rc = store_wend(st, rc);
     if (rc == 0 && epoch_out)
         *epoch_out = (int)n;
@@ -367,27 +342,15 @@ int store_snapshot_add(store *st, int64_t run_id, int64_t job_id, const char *ki
         store_set_err("snapshot: unknown kind or no path");
         return -EINVAL;
     }
-    int rc = store_wbegin(st);
-    if (rc)
-        return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "INSERT INTO snapshots(run_id, job_id, kind, cycle, epoch, path, "
-                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, run_id);
-        if (job_id)
-            sqlite3_bind_int64(s, 2, job_id);
-        sqlite3_bind_text(s, 3, kind, -1, SQLITE_STATIC);
-        if (cycle >= 0)
-            sqlite3_bind_int(s, 4, cycle);
-        if (epoch >= 0)
-            sqlite3_bind_int(s, 5, epoch);
-        sqlite3_bind_text(s, 6, path, -1, SQLITE_STATIC);
-        sqlite3_bind_double(s, 7, store_now_s());
-        rc = store_winsert(st, s, id);
-        sqlite3_finalize(s);
-    }
-    return store_wend(st, rc);
+    store_arg a[] = {
+        store_arg_int(run_id), store_arg_id(job_id), store_arg_text(kind),
+        cycle >= 0 ? store_arg_int(cycle) : store_arg_null(),
+        epoch >= 0 ? store_arg_int(epoch) : store_arg_null(),
+        store_arg_text(path), store_arg_real(store_now_s()),
+    };
+    return store_write(st, "INSERT INTO snapshots(run_id, job_id, kind, cycle, epoch, path, "
+                           "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                       a, STORE_NARGS(a), id);
 }
 
 int store_snapshots_get(store *st, int64_t run_id, json_t **out)
@@ -441,22 +404,12 @@ int store_snapshot_latest(store *st, int64_t run_id, const char *kind, char **pa
 int store_prediction_add(store *st, int64_t run_id, int64_t job_id, const char *path,
                          int n_rows)
 {
-    int rc = store_wbegin(st);
-    if (rc)
-        return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "INSERT OR REPLACE INTO predictions(run_id, job_id, path, n_rows, "
-                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5)", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, run_id);
-        sqlite3_bind_int64(s, 2, job_id);
-        sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
-        sqlite3_bind_int(s, 4, n_rows);
-        sqlite3_bind_double(s, 5, store_now_s());
-        rc = store_winsert(st, s, NULL);
-        sqlite3_finalize(s);
-    }
-    return store_wend(st, rc);
+    store_arg a[] = {
+        store_arg_int(run_id), store_arg_int(job_id), store_arg_text(path),
+        store_arg_int(n_rows), store_arg_real(store_now_s()),
+    };
+    return store_write(st, "INSERT OR REPLACE INTO predictions(run_id, job_id, path, n_rows, "
+                           "created_at) VALUES (?1, ?2, ?3, ?4, ?5)", a, STORE_NARGS(a), NULL);
 }
 
 int store_prediction_path(store *st, int64_t job_id, char **path)

@@ -9,48 +9,20 @@ static int fmt_known(const char *f)
     return f && (!strcmp(f, "folders") || !strcmp(f, "csv") || !strcmp(f, "idx"));
 }
 
-int store_bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt)
-{
-    if (!j) {
-        if (dflt)
-            sqlite3_bind_text(s, i, dflt, -1, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(s, i);
-        return 0;
-    }
-    char *t = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
-    if (!t)
-        return -ENOMEM;
-    sqlite3_bind_text(s, i, t, -1, free);
-    return 0;
-}
-
 int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id)
 {
     if (!d->name || !d->path || !fmt_known(d->format)) {
         store_set_err("dataset: name, path and a known format are required");
         return -EINVAL;
     }
-    int rc = store_wbegin(st);
-    if (rc)
-        return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "INSERT INTO datasets(name, path, format, options, info, uploaded, "
-                     "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", &s);
-    if (rc == 0) {
-        sqlite3_bind_text(s, 1, d->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, d->path, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, d->format, -1, SQLITE_STATIC);
-        rc = store_bind_json(s, 4, d->options, "{}");
-        if (rc == 0)
-            rc = store_bind_json(s, 5, d->info, "{}");
-        sqlite3_bind_int(s, 6, d->uploaded != 0);
-        sqlite3_bind_double(s, 7, store_now_s());
-        if (rc == 0)
-            rc = store_winsert(st, s, id);
-        sqlite3_finalize(s);
-    }
-    return store_wend(st, rc);
+    store_arg a[] = {
+        store_arg_text(d->name), store_arg_text(d->path), store_arg_text(d->format),
+        store_arg_json(d->options, "{}"), store_arg_json(d->info, "{}"),
+        store_arg_int(d->uploaded != 0), store_arg_real(store_now_s()),
+    };
+    return store_write(st, "INSERT INTO datasets(name, path, format, options, info, uploaded, "
+                           "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                       a, STORE_NARGS(a), id);
 }
 
 #define DATASET_COLS "id, name, path, format, options AS options_json, " \
@@ -171,24 +143,12 @@ int store_model_create(store *st, const char *name, const char *arch, const char
         store_set_err("model: name, arch and path are required");
         return -EINVAL;
     }
-    int rc = store_wbegin(st);
-    if (rc)
-        return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "INSERT INTO models(name, arch, path, bytes, info, created_at) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", &s);
-    if (rc == 0) {
-        sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, arch, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 3, path, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 4, bytes);
-        rc = store_bind_json(s, 5, info, "{}");
-        sqlite3_bind_double(s, 6, store_now_s());
-        if (rc == 0)
-            rc = store_winsert(st, s, id);
-        sqlite3_finalize(s);
-    }
-    return store_wend(st, rc);
+    store_arg a[] = {
+        store_arg_text(name), store_arg_text(arch), store_arg_text(path), store_arg_int(bytes),
+        store_arg_json(info, "{}"), store_arg_real(store_now_s()),
+    };
+    return store_write(st, "INSERT INTO models(name, arch, path, bytes, info, created_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", a, STORE_NARGS(a), id);
 }
 
 #define MODEL_COLS "id, name, arch, path, bytes, info AS info_json, created_at"

@@ -87,6 +87,62 @@ struct store {
     int n_subs, cap_subs, next_handle;
 };
 
+/* One value bound to a statement parameter by store_write. */
+typedef enum store_arg_type {
+    STORE_ARG_NULL,
+    STORE_ARG_INT,
+    STORE_ARG_REAL,
+    STORE_ARG_TEXT,
+    STORE_ARG_JSON,
+} store_arg_type;
+
+typedef struct store_arg {
+    store_arg_type type;
+    int64_t i;
+    double d;
+    const char *text;   /* TEXT: borrowed; JSON: what NULL json binds (NULL: SQL NULL) */
+    json_t *json;       /* borrowed; bound as its compact text */
+} store_arg;
+
+static inline store_arg store_arg_null(void)
+{
+    return (store_arg){.type = STORE_ARG_NULL};
+}
+
+static inline store_arg store_arg_int(int64_t v)
+{
+    return (store_arg){.type = STORE_ARG_INT, .i = v};
+}
+
+/* An id where 0 means none: SQL NULL. */
+static inline store_arg store_arg_id(int64_t v)
+{
+    return v ? store_arg_int(v) : store_arg_null();
+}
+
+static inline store_arg store_arg_real(double v)
+{
+    return (store_arg){.type = STORE_ARG_REAL, .d = v};
+}
+
+/* A measurement where a non-finite value means unknown: SQL NULL. */
+static inline store_arg store_arg_real_or_null(double v)
+{
+    return isfinite(v) ? store_arg_real(v) : store_arg_null();
+}
+
+static inline store_arg store_arg_text(const char *v)
+{
+    return (store_arg){.type = STORE_ARG_TEXT, .text = v};
+}
+
+static inline store_arg store_arg_json(json_t *j, const char *dflt)
+{
+    return (store_arg){.type = STORE_ARG_JSON, .json = j, .text = dflt};
+}
+
+#define STORE_NARGS(a) ((int)(sizeof(a) / sizeof *(a)))
+
 /* store.c */
 void store_set_err(const char *fmt, ...);
 double store_now_s(void);
@@ -102,7 +158,12 @@ void store_point_free(store_point *p);
 int store_wexec(store *st, const char *sql);
 int store_prep(sqlite3 *db, const char *sql, sqlite3_stmt **s);
 int store_wrun(store *st, sqlite3_stmt *s);
-int store_winsert(store *st, sqlite3_stmt *s, int64_t *id);
+/* Inside the open write transaction: prepares sql, binds args[0..n) to ?1..?n and runs it;
+ * *id (may be NULL) gets the new row's id. A UNIQUE violation is -EEXIST, an FK violation
+ * -ENOENT, and so is a statement that changed no row (an UPDATE of a missing id). */
+int store_wstatement(store *st, const char *sql, const store_arg *args, int n, int64_t *id);
+/* store_wstatement in a write transaction of its own, committed before it returns. */
+int store_write(store *st, const char *sql, const store_arg *args, int n, int64_t *id);
 void store_tx_events_clear(store *st);
 int store_event_add(store *st, int64_t run, int64_t job, const char *kind, json_t *data,
            double t);
@@ -120,7 +181,6 @@ int store_page_query(store *st, const char *sql, const store_page *pg, int64_t p
                const char *p4, json_t **out);
 
 /* datasets.c */
-int store_bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt);
 int store_wdelete(store *st, const char *table, int64_t id);
 
 /* runs.c */

@@ -34,23 +34,16 @@ int store_job_create(store *st, int64_t run_id, const char *kind, json_t *params
         store_set_err("unknown job kind '%s'", kind ? kind : "(null)");
         return -EINVAL;
     }
+    store_arg a[] = {
+        store_arg_int(run_id), store_arg_text(kind), store_arg_json(params, "{}"),
+        store_arg_real(store_now_s()), store_arg_id(resumed_from),
+    };
     int rc = store_wbegin(st);
     if (rc)
         return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "INSERT INTO jobs(run_id, kind, state, params, created_at, resumed_from) "
-                     "VALUES (?1, ?2, 'queued', ?3, ?4, ?5)", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, run_id);
-        sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
-        rc = store_bind_json(s, 3, params, "{}");
-        sqlite3_bind_double(s, 4, store_now_s());
-        if (resumed_from)
-            sqlite3_bind_int64(s, 5, resumed_from);
-        if (rc == 0)
-            rc = store_winsert(st, s, id);
-        sqlite3_finalize(s);
-    }
+    rc = store_wstatement(st, "INSERT INTO jobs(run_id, kind, state, params, created_at, "
+                              "resumed_from) VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
+                          a, STORE_NARGS(a), id);
     if (rc == 0)
         rc = job_event(st, *id);
     return store_wend(st, rc);
@@ -63,27 +56,22 @@ static int job_move(store *st, int64_t id, const char *from_sql, const char *set
     char sql[512];
     snprintf(sql, sizeof sql, "UPDATE jobs SET state = ?2, error = ?3, result = ?4%s "
                               "WHERE id = ?1 AND state IN (%s)", set_sql, from_sql);
+    store_arg a[] = {
+        store_arg_int(id), store_arg_text(to), store_arg_text(error),
+        store_arg_json(result, NULL),
+    };
     int rc = store_wbegin(st);
     if (rc)
         return rc;
     rc = store_row_exists(st->w, "jobs", id);
-    sqlite3_stmt *s = NULL;
-    if (rc == 0)
-        rc = store_prep(st->w, sql, &s);
     if (rc == 0) {
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_bind_text(s, 2, to, -1, SQLITE_STATIC);
-        if (error)
-            sqlite3_bind_text(s, 3, error, -1, SQLITE_STATIC);
-        rc = store_bind_json(s, 4, result, NULL);
-        if (rc == 0)
-            rc = store_wrun(st, s);
-        if (rc == 0 && sqlite3_changes(st->w) == 0) {
+        rc = store_wstatement(st, sql, a, STORE_NARGS(a), NULL);
+        if (rc == -ENOENT) {
+            /* The row exists: its state forbids the move. */
             store_set_err("job %" PRId64 " cannot become %s from its state", id, to);
             rc = -EALREADY;
         }
     }
-    sqlite3_finalize(s);
     if (rc == 0)
         rc = job_event(st, id);
     return store_wend(st, rc);

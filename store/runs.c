@@ -11,24 +11,12 @@ int store_run_create(store *st, int64_t dataset_id, int64_t model_id, const char
         store_set_err("run: arch is required");
         return -EINVAL;
     }
-    int rc = store_wbegin(st);
-    if (rc)
-        return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "INSERT INTO runs(dataset_id, model_id, arch, config, created_at) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5)", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, dataset_id);
-        if (model_id)
-            sqlite3_bind_int64(s, 2, model_id);
-        sqlite3_bind_text(s, 3, arch, -1, SQLITE_STATIC);
-        rc = store_bind_json(s, 4, config, "{}");
-        sqlite3_bind_double(s, 5, store_now_s());
-        if (rc == 0)
-            rc = store_winsert(st, s, id);
-        sqlite3_finalize(s);
-    }
-    return store_wend(st, rc);
+    store_arg a[] = {
+        store_arg_int(dataset_id), store_arg_id(model_id), store_arg_text(arch),
+        store_arg_json(config, "{}"), store_arg_real(store_now_s()),
+    };
+    return store_write(st, "INSERT INTO runs(dataset_id, model_id, arch, config, created_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5)", a, STORE_NARGS(a), id);
 }
 
 #define RUN_COLS "id, dataset_id AS dataset, model_id AS model, arch, config AS config_json, " \
@@ -124,21 +112,8 @@ int store_run_list(store *st, const store_page *pg, json_t **out)
 
 int store_run_set_state(store *st, int64_t id, json_t *state)
 {
-    int rc = store_wbegin(st);
-    if (rc)
-        return rc;
-    sqlite3_stmt *s;
-    rc = store_prep(st->w, "UPDATE runs SET state = ?2 WHERE id = ?1", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, id);
-        rc = store_bind_json(s, 2, state, "{}");
-        if (rc == 0)
-            rc = store_wrun(st, s);
-        if (rc == 0 && sqlite3_changes(st->w) == 0)
-            rc = -ENOENT;
-        sqlite3_finalize(s);
-    }
-    return store_wend(st, rc);
+    store_arg a[] = {store_arg_int(id), store_arg_json(state, "{}")};
+    return store_write(st, "UPDATE runs SET state = ?2 WHERE id = ?1", a, STORE_NARGS(a), NULL);
 }
 
 int store_run_delete(store *st, int64_t id)

@@ -57,18 +57,15 @@ int store_wrun(store *st, sqlite3_stmt *s)
     return 0;
 }
 
-/* Insert helper: binds nothing, runs, maps a UNIQUE violation to -EEXIST and an FK
- * violation to -ENOENT. */
-int store_winsert(store *st, sqlite3_stmt *s, int64_t *id)
+/* Steps a bound writer statement to completion, mapping a UNIQUE violation to -EEXIST and
+ * an FK violation to -ENOENT. */
+static int wstep_checked(store *st, sqlite3_stmt *s)
 {
     if (fault_fires(st))
         return -EIO;
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        if (id)
-            *id = sqlite3_last_insert_rowid(st->w);
+    if (rc == SQLITE_DONE)
         return 0;
-    }
     if (rc == SQLITE_CONSTRAINT_UNIQUE) {
         store_set_err("name already taken");
         return -EEXIST;
@@ -77,7 +74,63 @@ int store_winsert(store *st, sqlite3_stmt *s, int64_t *id)
         store_set_err("referenced row does not exist");
         return -ENOENT;
     }
-    return store_db_fail(st->w, rc, "insert");
+    return store_db_fail(st->w, rc, "write");
+}
+
+/* Binds a JSON value as its compact text; NULL binds dflt (NULL: SQL NULL). */
+static int bind_json(sqlite3_stmt *s, int i, json_t *j, const char *dflt)
+{
+    if (!j) {
+        if (dflt)
+            sqlite3_bind_text(s, i, dflt, -1, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(s, i);
+        return 0;
+    }
+    char *t = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(9));
+    if (!t)
+        return -ENOMEM;
+    sqlite3_bind_text(s, i, t, -1, free);
+    return 0;
+}
+
+static int bind_arg(sqlite3_stmt *s, int i, const store_arg *a)
+{
+    switch (a->type) {
+    case STORE_ARG_INT: sqlite3_bind_int64(s, i, a->i); return 0;
+    case STORE_ARG_REAL: sqlite3_bind_double(s, i, a->d); return 0;
+    case STORE_ARG_TEXT: sqlite3_bind_text(s, i, a->text, -1, SQLITE_STATIC); return 0;
+    case STORE_ARG_JSON: return bind_json(s, i, a->json, a->text);
+    default: sqlite3_bind_null(s, i); return 0;
+    }
+}
+
+int store_wstatement(store *st, const char *sql, const store_arg *args, int n, int64_t *id)
+{
+    sqlite3_stmt *s;
+    int rc = store_prep(st->w, sql, &s);
+    if (rc)
+        return rc;
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = bind_arg(s, i + 1, &args[i]);
+    if (rc == 0)
+        rc = wstep_checked(st, s);
+    if (rc == 0 && sqlite3_changes(st->w) == 0) {
+        store_set_err("no such row");
+        rc = -ENOENT;
+    }
+    if (rc == 0 && id)
+        *id = sqlite3_last_insert_rowid(st->w);
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_write(store *st, const char *sql, const store_arg *args, int n, int64_t *id)
+{
+    int rc = store_wbegin(st);
+    if (rc)
+        return rc;
+    return store_wend(st, store_wstatement(st, sql, args, n, id));
 }
 
 void store_tx_events_clear(store *st)
