@@ -1,8 +1,6 @@
-/* datasets.c: datasets and models (see store.h). */
+/* datasets.c: registered datasets (see store.h). */
 #define _GNU_SOURCE
 #include "internal.h"
-
-/* ---- datasets ------------------------------------------------------------------------------ */
 
 static int fmt_known(const char *f)
 {
@@ -33,8 +31,8 @@ int store_dataset_get(store *st, int64_t id, json_t **out)
 {
     sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = store_prep(db, "SELECT " DATASET_COLS ", info AS info_json FROM datasets WHERE id = ?1",
-                  &s);
+    int rc = store_prep(db, "SELECT " DATASET_COLS ", info AS info_json FROM datasets "
+                            "WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
         rc = store_row_one(db, s, out);
@@ -51,8 +49,8 @@ int store_dataset_find(store *st, const char *name_or_id, int64_t *id)
     sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
     int rc = store_prep(db, "SELECT id FROM datasets WHERE name = ?1 "
-                      "UNION ALL SELECT id FROM datasets WHERE CAST(id AS TEXT) = ?1 LIMIT 1",
-                  &s);
+                            "UNION ALL SELECT id FROM datasets WHERE CAST(id AS TEXT) = ?1 "
+                            "LIMIT 1", &s);
     if (rc == 0) {
         sqlite3_bind_text(s, 1, name_or_id, -1, SQLITE_STATIC);
         int r = sqlite3_step(s);
@@ -68,42 +66,9 @@ int store_dataset_find(store *st, const char *name_or_id, int64_t *id)
 
 int store_dataset_list(store *st, const store_page *pg, json_t **out)
 {
-    return store_page_query(st, "SELECT " DATASET_COLS " FROM datasets WHERE (?1 = 0 OR id < ?1) "
-                          "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
-}
-
-/* Reads a text column of one row into a malloc'd string (writer connection). */
-static int w_text(store *st, const char *sql, int64_t id, char **out)
-{
-    sqlite3_stmt *s;
-    int rc = store_prep(st->w, sql, &s);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(s, 1, id);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(s, 0);
-        *out = t ? strdup(t) : NULL;
-        rc = (t && !*out) ? -ENOMEM : 0;
-    } else {
-        rc = rc == SQLITE_DONE ? -ENOENT : store_db_fail(st->w, rc, "read");
-    }
-    sqlite3_finalize(s);
-    return rc;
-}
-
-int store_wdelete(store *st, const char *table, int64_t id)
-{
-    char sql[64];
-    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE id = ?1", table);
-    sqlite3_stmt *s;
-    int rc = store_prep(st->w, sql, &s);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(s, 1, id);
-    rc = store_wrun(st, s);
-    sqlite3_finalize(s);
-    return rc;
+    return store_page_query(st, "SELECT " DATASET_COLS " FROM datasets "
+                                "WHERE (?1 = 0 OR id < ?1) ORDER BY id DESC LIMIT ?2",
+                            pg, 0, NULL, out);
 }
 
 int store_dataset_delete(store *st, int64_t id, char **uploaded_path_out)
@@ -123,76 +88,12 @@ int store_dataset_delete(store *st, int64_t id, char **uploaded_path_out)
         rc = -EBUSY;
     }
     if (rc == 0 && uploaded)
-        rc = w_text(st, "SELECT path FROM datasets WHERE id = ?1", id, &path);
+        rc = store_query_text(st->w, "SELECT path FROM datasets WHERE id = ?1", id, &path);
     if (rc == 0)
         rc = store_wdelete(st, "datasets", id);
     rc = store_wend(st, rc);
     if (rc == 0 && uploaded_path_out)
         *uploaded_path_out = path;
-    else
-        free(path);
-    return rc;
-}
-
-/* ---- models ------------------------------------------------------------------------------- */
-
-int store_model_create(store *st, const char *name, const char *arch, const char *path,
-                       int64_t bytes, json_t *info, int64_t *id)
-{
-    if (!name || !arch || !path) {
-        store_set_err("model: name, arch and path are required");
-        return -EINVAL;
-    }
-    store_arg a[] = {
-        store_arg_text(name), store_arg_text(arch), store_arg_text(path), store_arg_int(bytes),
-        store_arg_json(info, "{}"), store_arg_real(store_now_s()),
-    };
-    return store_write(st, "INSERT INTO models(name, arch, path, bytes, info, created_at) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6)", a, STORE_NARGS(a), id);
-}
-
-#define MODEL_COLS "id, name, arch, path, bytes, info AS info_json, created_at"
-
-int store_model_get(store *st, int64_t id, json_t **out)
-{
-    sqlite3 *db = store_reader_get(st);
-    sqlite3_stmt *s;
-    int rc = store_prep(db, "SELECT " MODEL_COLS " FROM models WHERE id = ?1", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, id);
-        rc = store_row_one(db, s, out);
-        sqlite3_finalize(s);
-    }
-    store_reader_put(st, db);
-    return rc;
-}
-
-int store_model_list(store *st, const store_page *pg, json_t **out)
-{
-    return store_page_query(st, "SELECT " MODEL_COLS " FROM models WHERE (?1 = 0 OR id < ?1) "
-                          "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
-}
-
-int store_model_delete(store *st, int64_t id, char **path_out)
-{
-    char *path = NULL;
-    int64_t n = 0;
-    *path_out = NULL;
-    int rc = store_wbegin(st);
-    if (rc)
-        return rc;
-    rc = w_text(st, "SELECT path FROM models WHERE id = ?1", id, &path);
-    if (rc == 0)
-        rc = store_query_i64(st->w, "SELECT count(*) FROM runs WHERE model_id = ?1", id, &n);
-    if (rc == 0 && n > 0) {
-        store_set_err("model %" PRId64 " is used by %" PRId64 " run(s)", id, n);
-        rc = -EBUSY;
-    }
-    if (rc == 0)
-        rc = store_wdelete(st, "models", id);
-    rc = store_wend(st, rc);
-    if (rc == 0)
-        *path_out = path;
     else
         free(path);
     return rc;

@@ -1,8 +1,6 @@
-/* jobs.c: jobs (see store.h). */
+/* jobs.c: the jobs queued on runs and their state transitions (see store.h). */
 #define _GNU_SOURCE
 #include "internal.h"
-
-/* ---- jobs --------------------------------------------------------------------------------- */
 
 static const char *const job_kinds[] = {"lr_find", "fit", "freeze", "unfreeze", "precompute",
                                         "resize", "tta", "recipe", "predict_test"};
@@ -16,13 +14,36 @@ static int kind_known(const char *k)
     return 0;
 }
 
-/* Adds a "job" event carrying the job's current row (inside the write transaction). */
-static int job_event(store *st, int64_t id)
+json_t *store_job_json(sqlite3 *db, int64_t id)
+{
+    sqlite3_stmt *s;
+    json_t *j = NULL;
+    if (store_prep(db, "SELECT " STORE_JOB_COLS ", "
+                       "(SELECT max(l.id) FROM lr_finds l WHERE l.job_id = jobs.id) "
+                       "AS lr_find, "
+                       "EXISTS (SELECT 1 FROM predictions p WHERE p.job_id = jobs.id) "
+                       "AS predictions_bool FROM jobs WHERE id = ?1", &s))
+        return NULL;
+    sqlite3_bind_int64(s, 1, id);
+    if (store_row_one(db, s, &j))
+        j = NULL;
+    sqlite3_finalize(s);
+    if (j) {
+        if (json_is_null(json_object_get(j, "lr_find")))
+            json_object_del(j, "lr_find");
+        if (!json_is_true(json_object_get(j, "predictions")))
+            json_object_del(j, "predictions");
+    }
+    return j;
+}
+
+int store_job_event(store *st, int64_t id)
 {
     json_t *j = store_job_json(st->w, id);
     if (!j)
         return -ENOMEM;
-    int rc = store_event_add(st, json_integer_value(json_object_get(j, "run")), id, "job", j, store_now_s());
+    int64_t run = json_integer_value(json_object_get(j, "run"));
+    int rc = store_event_add(st, run, id, "job", j, store_now_s());
     json_decref(j);
     return rc;
 }
@@ -45,7 +66,7 @@ int store_job_create(store *st, int64_t run_id, const char *kind, json_t *params
                               "resumed_from) VALUES (?1, ?2, 'queued', ?3, ?4, ?5)",
                           a, STORE_NARGS(a), id);
     if (rc == 0)
-        rc = job_event(st, *id);
+        rc = store_job_event(st, *id);
     return store_wend(st, rc);
 }
 
@@ -73,7 +94,7 @@ static int job_move(store *st, int64_t id, const char *from_sql, const char *set
         }
     }
     if (rc == 0)
-        rc = job_event(st, id);
+        rc = store_job_event(st, id);
     return store_wend(st, rc);
 }
 
@@ -156,10 +177,10 @@ int store_jobs_interrupt_running(store *st, int *n)
     }
     if (rc == 0)
         rc = store_wexec(st, "UPDATE jobs SET state = 'interrupted', eta_s = NULL, "
-                       "error = 'the daemon stopped while this job ran' "
-                       "WHERE state = 'running'");
+                             "error = 'the daemon stopped while this job ran' "
+                             "WHERE state = 'running'");
     for (int i = 0; rc == 0 && i < count; i++)
-        rc = job_event(st, ids[i]);
+        rc = store_job_event(st, ids[i]);
     free(ids);
     rc = store_wend(st, rc);
     if (rc == 0 && n)
@@ -217,7 +238,7 @@ int store_job_row_get(store *st, int64_t id, store_job_row *out)
     sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
     int rc = store_prep(db, "SELECT id, run_id, coalesce(resumed_from, 0), kind, state, params "
-                      "FROM jobs WHERE id = ?1", &s);
+                            "FROM jobs WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
         int r = sqlite3_step(s);
@@ -264,6 +285,6 @@ int store_job_list(store *st, int64_t run_id, const char *state, const store_pag
                    json_t **out)
 {
     return store_page_query(st, "SELECT " STORE_JOB_COLS " FROM jobs WHERE (?1 = 0 OR id < ?1) "
-                          "AND (?3 = 0 OR run_id = ?3) AND (?4 IS NULL OR state = ?4) "
-                          "ORDER BY id DESC LIMIT ?2", pg, run_id, state, out);
+                                "AND (?3 = 0 OR run_id = ?3) AND (?4 IS NULL OR state = ?4) "
+                                "ORDER BY id DESC LIMIT ?2", pg, run_id, state, out);
 }

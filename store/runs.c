@@ -1,8 +1,6 @@
-/* runs.c: runs (see store.h). */
+/* runs.c: runs, each a learner on a dataset with its config and state (see store.h). */
 #define _GNU_SOURCE
 #include "internal.h"
-
-/* ---- runs --------------------------------------------------------------------------------- */
 
 int store_run_create(store *st, int64_t dataset_id, int64_t model_id, const char *arch,
                      json_t *config, int64_t *id)
@@ -21,27 +19,6 @@ int store_run_create(store *st, int64_t dataset_id, int64_t model_id, const char
 
 #define RUN_COLS "id, dataset_id AS dataset, model_id AS model, arch, config AS config_json, " \
                  "state AS state_json, created_at"
-
-json_t *store_job_json(sqlite3 *db, int64_t id)
-{
-    sqlite3_stmt *s;
-    json_t *j = NULL;
-    if (store_prep(db, "SELECT " STORE_JOB_COLS ", (SELECT max(l.id) FROM lr_finds l WHERE l.job_id = jobs.id)"
-                 " AS lr_find, EXISTS (SELECT 1 FROM predictions p WHERE p.job_id = jobs.id)"
-                 " AS predictions_bool FROM jobs WHERE id = ?1", &s))
-        return NULL;
-    sqlite3_bind_int64(s, 1, id);
-    if (store_row_one(db, s, &j))
-        j = NULL;
-    sqlite3_finalize(s);
-    if (j) {
-        if (json_is_null(json_object_get(j, "lr_find")))
-            json_object_del(j, "lr_find");
-        if (!json_is_true(json_object_get(j, "predictions")))
-            json_object_del(j, "predictions");
-    }
-    return j;
-}
 
 /* Adds (name: the single row of sql bound to id, or null) to o. */
 static int add_row_or_null(sqlite3 *db, json_t *o, const char *name, const char *sql,
@@ -79,7 +56,7 @@ int store_run_get(store *st, int64_t id, json_t **out)
     if (rc)
         goto out_put;
     rc = store_query_i64(db, "SELECT id FROM jobs WHERE run_id = ?1 AND state IN ('running', "
-                       "'queued') ORDER BY state = 'running' DESC, id LIMIT 1", id, &cur);
+                             "'queued') ORDER BY state = 'running' DESC, id LIMIT 1", id, &cur);
     if (rc == 0) {
         json_t *j = store_job_json(db, cur);
         json_object_set_new(o, "current_job", j ? j : json_null());
@@ -89,8 +66,9 @@ int store_run_get(store *st, int64_t id, json_t **out)
     }
     if (rc == 0)
         rc = add_row_or_null(db, o, "best", "SELECT epoch, valid_loss, accuracy, f2 "
-                             "FROM epochs WHERE run_id = ?1 AND valid_loss IS NOT NULL "
-                             "ORDER BY valid_loss, epoch LIMIT 1", id);
+                                            "FROM epochs WHERE run_id = ?1 AND "
+                                            "valid_loss IS NOT NULL "
+                                            "ORDER BY valid_loss, epoch LIMIT 1", id);
     if (rc == 0)
         rc = store_query_i64(db, "SELECT count(*) FROM epochs WHERE run_id = ?1", id, &n_ep);
     if (rc == 0)
@@ -107,7 +85,7 @@ out_put:
 int store_run_list(store *st, const store_page *pg, json_t **out)
 {
     return store_page_query(st, "SELECT " RUN_COLS " FROM runs WHERE (?1 = 0 OR id < ?1) "
-                          "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
+                                "ORDER BY id DESC LIMIT ?2", pg, 0, NULL, out);
 }
 
 int store_run_set_state(store *st, int64_t id, json_t *state)
@@ -125,7 +103,7 @@ int store_run_delete(store *st, int64_t id)
     rc = store_row_exists(st->w, "runs", id);
     if (rc == 0)
         rc = store_query_i64(st->w, "SELECT count(*) FROM jobs WHERE run_id = ?1 AND state IN "
-                              "('queued', 'running')", id, &n);
+                                    "('queued', 'running')", id, &n);
     if (rc == 0 && n > 0) {
         store_set_err("run %" PRId64 " has %" PRId64 " queued or running job(s)", id, n);
         rc = -EBUSY;
