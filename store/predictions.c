@@ -16,13 +16,8 @@ int store_prediction_add(store *st, int64_t run_id, int64_t job_id, const char *
 int store_prediction_path(store *st, int64_t job_id, char **path)
 {
     sqlite3 *db = store_reader_get(st);
-    sqlite3_stmt *s;
-    int rc = store_prep(db, "SELECT path FROM predictions WHERE job_id = ?1", &s);
-    if (rc == 0) {
-        sqlite3_bind_int64(s, 1, job_id);
-        rc = store_row_text(db, s, path);
-        sqlite3_finalize(s);
-    }
+    int rc = store_query_text(db, "SELECT path FROM predictions WHERE job_id = ?1", job_id,
+                              path);
     store_reader_put(st, db);
     return rc;
 }

@@ -20,9 +20,8 @@
  *   can resume from its Last-Event-ID (store_events_after).
  *
  * JSON: read functions return jansson objects (new references: the caller json_decref's
- * them) shaped as the REST API answers them (DESIGN.md §4), so the API can send them as
- * they are. Shapes are documented per function. Writes take plain C values; json_t
- * arguments are borrowed.
+ * them) shaped as the REST API answers them, so the API can send them as they are. Shapes
+ * are documented per function. Writes take plain C values; json_t arguments are borrowed.
  *
  * Errors: 0 on success or a negative errno-style code:
  *   -ENOENT   no such row (or a referenced row is missing)
