@@ -1,4 +1,4 @@
--- schema.sql: the sgdrd SQLite schema, as numbered migrations. store.c applies every
+-- schema.sql: the sgdrd SQLite schema, as numbered migrations. migrate.c applies every
 -- section whose number is above the database's PRAGMA user_version, each in one
 -- transaction, then sets user_version to that number. Never edit a released section;
 -- add a new one. Times are Unix seconds (REAL). JSON columns hold compact JSON text.
