@@ -117,6 +117,42 @@ static int exec_simple(sqlite3 *db, const char *sql, char *err, size_t errlen)
     return 0;
 }
 
+/* quick_check and foreign_key_check report what they find as rows, not as an error code:
+ * each row is read. A store that fails either is refused, naming the first finding. */
+static int check_pragmas(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK)
+        goto out_fail;
+    if (sqlite3_step(s) != SQLITE_ROW)
+        goto out_fail;
+    if (strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
+        snprintf(err, errlen, "quick_check: %s", sqlite3_column_text(s, 0));
+        rc = -EIO;
+        goto out;
+    }
+    sqlite3_finalize(s);
+    if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &s, NULL) != SQLITE_OK)
+        goto out_fail;
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        snprintf(err, errlen, "foreign_key_check: row %lld of %s refers to a missing row of %s",
+                 (long long)sqlite3_column_int64(s, 1), sqlite3_column_text(s, 0),
+                 sqlite3_column_text(s, 2));
+        rc = -EIO;
+    } else if (r != SQLITE_DONE) {
+        goto out_fail;
+    }
+    goto out;
+out_fail:
+    snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    rc = -EIO;
+out:
+    sqlite3_finalize(s);
+    return rc;
+}
+
 static int user_version(sqlite3 *db, int *v)
 {
     int64_t x = 0;
@@ -233,7 +269,7 @@ int store_open(store **out, const char *path, const store_options *o, char *err,
         goto out_close;
     }
     char e2[256] = "";
-    if (exec_simple(st->w, "PRAGMA foreign_key_check", e2, sizeof e2)) {
+    if (check_pragmas(st->w, e2, sizeof e2)) {
         snprintf(err, errlen, "%s: %s", path, e2);
         rc = -EIO;
         goto out_close;
