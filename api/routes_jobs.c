@@ -114,6 +114,11 @@ void route_job_resume(api_req *r)
                       "job %lld is not an interrupted fit or recipe", (long long)r->ids[0]);
         return;
     }
+    if (rc == -EALREADY) {
+        reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "job %lld was already resumed by job %lld",
+                      (long long)r->ids[0], (long long)new_id);
+        return;
+    }
     if (rc) {
         reply_store_error(r, rc, what);
         return;

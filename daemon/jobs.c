@@ -364,9 +364,17 @@ static void run_job(jobs *jq, int64_t job_id)
     if (l && (rc == 0 ? changes_weights(kind)
                       : (rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)))) {
         char serr[256] = "";
-        if (jq_save_run(jq, row.run_id, job_id, l, serr, sizeof serr))
+        if (jq_save_run(jq, row.run_id, job_id, l, serr, sizeof serr)) {
             log_msg(LOG_ERROR, job_id, "cannot save run %lld: %s", (long long)row.run_id,
                     serr);
+            /* Work whose result is not on disk has not succeeded: a later job or a
+             * restart would start from the weights before it. */
+            if (rc == 0) {
+                rc = -EIO;
+                final = "failed";
+                snprintf(err, sizeof err, "the job's weights could not be saved: %s", serr);
+            }
+        }
     }
     if (rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)) {
         /* The learner's last epoch checkpoint: where a resumed fit continues from. */
@@ -626,6 +634,12 @@ static int resume_locked(jobs *jq, int64_t job_id, int64_t *new_id)
     if (strcmp(row.state, "interrupted") != 0 || !strcmp(row.kind, "recipe")) {
         store_job_row_clear(&row);
         return -EINVAL;
+    }
+    /* Two resumes of one job would run its work twice, each from the same checkpoint. */
+    if (row.resumed_by) {
+        *new_id = row.resumed_by;
+        store_job_row_clear(&row);
+        return -EALREADY;
     }
     rc = store_job_create(jq->st, row.run_id, row.kind, row.params, job_id, new_id);
     if (rc == 0)

@@ -87,7 +87,8 @@ int jobs_cancel(jobs *jq, int64_t job_id);
  * from the run's last epoch checkpoint (or starts over when it had finished no epoch); an
  * lr_find, tta, predict_test or state change runs again. A recipe cannot resume (its steps
  * are not checkpointed): queue a new one. -ENOENT: no such job; -EINVAL: it is not
- * interrupted, or a recipe. */
+ * interrupted, or a recipe; -EALREADY: a job resumes it already (*new_job_id is that
+ * job). */
 int jobs_resume(jobs *jq, int64_t job_id, int64_t *new_job_id);
 
 /* Registers a dataset on the server's disk (POST /datasets and --demo): checks that path

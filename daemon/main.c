@@ -1,5 +1,5 @@
 /* main.c: sgdrd's entry point: flags, BLAS start-up, the store, the job queue, the HTTP
- * server, the --demo seeding, and an orderly stop on SIGTERM/SIGINT. */
+ * server, the --demo seeding, and an orderly stop on SIGTERM/SIGINT/SIGHUP. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +18,7 @@
 #include "config.h"
 #include "jobs.h"
 #include "log.h"
+#include "recover.h"
 #include "server.h"
 #include "store.h"
 
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP); /* a closed terminal stops the daemon as cleanly as SIGTERM */
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -143,6 +145,7 @@ int main(int argc, char **argv)
         log_msg(LOG_ERROR, 0, "cannot open the store: %s", err);
         goto out_free;
     }
+    recover_leftovers(cfg.data_dir, st);
     jobs_config jc = {.data_dir = cfg.data_dir, .roots = (const char *const *)cfg.roots,
                       .n_roots = cfg.n_roots, .resume = cfg.resume};
     if (jobs_create(&jq, st, &jc, err, sizeof err) || jobs_start(jq, err, sizeof err)) {
@@ -174,7 +177,8 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    log_msg(LOG_INFO, 0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    log_msg(LOG_INFO, 0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT"
+                                                                                 : "SIGHUP");
     /* The queue first, so no request can add a job, then the running job reaches a batch
      * boundary and is checkpointed, then HTTP closes and the store flushes. */
     int stuck = jobs_stop(jq, STOP_BUDGET_S) != 0;

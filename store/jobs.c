@@ -237,8 +237,9 @@ int store_job_row_get(store *st, int64_t id, store_job_row *out)
     memset(out, 0, sizeof *out);
     sqlite3 *db = store_reader_get(st);
     sqlite3_stmt *s;
-    int rc = store_prep(db, "SELECT id, run_id, coalesce(resumed_from, 0), kind, state, params "
-                            "FROM jobs WHERE id = ?1", &s);
+    int rc = store_prep(db, "SELECT id, run_id, coalesce(resumed_from, 0), kind, state, params, "
+                            "(SELECT coalesce(min(r.id), 0) FROM jobs r "
+                            "WHERE r.resumed_from = j.id) FROM jobs j WHERE id = ?1", &s);
     if (rc == 0) {
         sqlite3_bind_int64(s, 1, id);
         int r = sqlite3_step(s);
@@ -251,6 +252,7 @@ int store_job_row_get(store *st, int64_t id, store_job_row *out)
             out->params = json_loads((const char *)sqlite3_column_text(s, 5), 0, NULL);
             if (!out->params)
                 out->params = json_object();
+            out->resumed_by = sqlite3_column_int64(s, 6);
         } else {
             rc = r == SQLITE_DONE ? -ENOENT : store_db_fail(db, r, "read");
         }

@@ -20,8 +20,44 @@ static void init_store(store *st, const store_options *o)
     st->next_handle = 1;
 }
 
+/* quick_check and foreign_key_check report what they find as rows, not as an error code:
+ * each row is read. A store that fails either is refused, naming the first finding. */
+static int check_pragmas(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_ROW)
+        goto out_fail;
+    if (strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
+        snprintf(err, errlen, "quick_check: %s", sqlite3_column_text(s, 0));
+        rc = -EIO;
+        goto out;
+    }
+    sqlite3_finalize(s);
+    if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &s, NULL) != SQLITE_OK)
+        goto out_fail;
+    int r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        snprintf(err, errlen, "foreign_key_check: row %lld of %s refers to a missing row of %s",
+                 (long long)sqlite3_column_int64(s, 1), sqlite3_column_text(s, 0),
+                 sqlite3_column_text(s, 2));
+        rc = -EIO;
+    } else if (r != SQLITE_DONE) {
+        goto out_fail;
+    }
+    goto out;
+out_fail:
+    snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+    rc = -EIO;
+out:
+    sqlite3_finalize(s);
+    return rc;
+}
+
 /* The writer connection: WAL, the sync mode, the schema migrated to this binary's version,
- * the event insert prepared once, and a foreign-key check of what is on disk. */
+ * the event insert prepared once, and the integrity and foreign-key checks of what is on
+ * disk. */
 static int open_writer(store *st, const char *path, const store_options *o, int busy_ms,
                        char *err, size_t errlen)
 {
@@ -43,7 +79,7 @@ static int open_writer(store *st, const char *path, const store_options *o, int 
         return -EIO;
     }
     char e2[256] = "";
-    if (store_conn_exec(st->w, "PRAGMA foreign_key_check", e2, sizeof e2)) {
+    if (check_pragmas(st->w, e2, sizeof e2)) {
         snprintf(err, errlen, "%s: %s", path, e2);
         return -EIO;
     }

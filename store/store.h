@@ -201,6 +201,7 @@ int store_jobs_resumable(store *st, int64_t **ids, int *n);
 
 typedef struct store_job_row {
     int64_t id, run_id, resumed_from;
+    int64_t resumed_by; /* the first job that resumes this one, or 0 */
     char kind[16];
     char state[16];
     json_t *params;   /* new reference; store_job_row_clear drops it */
