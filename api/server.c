@@ -3,6 +3,9 @@
  * authentication, and the reply helpers. */
 #define _GNU_SOURCE
 #include "api_internal.h"
+#include "gate.h"
+#include "guard.h"
+#include "session.h"
 #include "sse.h"
 
 #include <ctype.h>
@@ -623,10 +626,14 @@ static int req_begin(api_req *r)
     char allow[64];
     int rc;
 
-    if (r->srv->token && strncmp(r->url, "/api/", 5) == 0 &&
-        !token_ok(r->srv, req_header(r, MHD_HTTP_HEADER_AUTHORIZATION))) {
+    if (gate_begin(r))
+        return 1;
+    if (r->srv->token && strncmp(r->url, "/api/", 5) == 0 && !gate_open_route(r) &&
+        !token_ok(r->srv, req_header(r, MHD_HTTP_HEADER_AUTHORIZATION)) &&
+        !gate_session_ok(r)) {
         reply_problem(r, 401, PROBLEM_UNAUTHENTICATED, NULL,
-                      "a valid \"Authorization: Bearer <token>\" header is required");
+                      "sign in (POST " API_PREFIX "/session) or send a valid "
+                      "\"Authorization: Bearer <token>\" header");
         return 1;
     }
     rc = route_find(r, allow, sizeof allow);
@@ -644,7 +651,7 @@ static int req_begin(api_req *r)
                       r->url);
         return 1;
     }
-    if (query_check(r))
+    if (query_check(r) || gate_media(r))
         return 1;
     return body_begin(r);
 }
@@ -656,6 +663,7 @@ static enum MHD_Result req_queue(api_req *r)
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "the handler gave no answer");
     if (!r->resp)
         return MHD_NO;
+    gate_decorate(r);
     api_log(r->srv, 3, "%s %s -> %u (%.1f ms)", r->method, r->url, r->status,
             (api_now_monotonic() - r->t0) * 1e3);
     ret = MHD_queue_response(r->conn, r->status, r->resp);
@@ -809,6 +817,8 @@ static void server_free(api_server *s)
         return;
     sse_hub_destroy(s->hub);
     page_cache_destroy(s->pages);
+    guard_destroy(s->guard);
+    session_table_destroy(s->sessions);
     for (int i = 0; i < s->n_dataset_roots; i++)
         free(s->dataset_roots[i]);
     free(s->dataset_roots);
@@ -817,6 +827,37 @@ static void server_free(api_server *s)
     free(s->web_dir);
     free(s->version);
     free(s);
+}
+
+/* The allow-lists and the session table; err says which entry is refused. */
+static int server_guard_create(api_server *s, const api_config *cfg, char *err, size_t errlen)
+{
+    char host[256] = "";
+    const char *l = cfg->listen ? cfg->listen : "127.0.0.1:8080";
+    const char *colon = l[0] == '[' ? strchr(l, ']') : strrchr(l, ':');
+    size_t n = colon ? (size_t)(colon - l) - (l[0] == '[') : 0;
+    guard_config gc = {
+        .listen_host = host,
+        .hosts = cfg->allowed_hosts, .n_hosts = cfg->n_allowed_hosts,
+        .origins = cfg->allowed_origins, .n_origins = cfg->n_allowed_origins,
+        .proxies = cfg->trusted_proxies, .n_proxies = cfg->n_trusted_proxies,
+    };
+    int rc;
+
+    if (n < sizeof host) {
+        memcpy(host, l + (l[0] == '['), n);
+        host[n] = '\0';
+    }
+    rc = guard_create(&s->guard, &gc, err, errlen);
+    if (rc)
+        return rc;
+    s->behind_tls = cfg->behind_tls;
+    rc = session_table_create(&s->sessions, 256,
+                              cfg->session_ttl_s > 0 ? cfg->session_ttl_s
+                                                     : SESSION_DEFAULT_TTL_S);
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    return rc;
 }
 
 int api_server_start(api_server **out, const api_config *cfg, char *err, size_t errlen)
@@ -873,6 +914,9 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
         snprintf(err, errlen, "cannot create %s: %s", tmpdir, strerror(-rc));
         goto out_free;
     }
+    rc = server_guard_create(s, cfg, err, errlen);
+    if (rc)
+        goto out_free;
     rc = sse_hub_create(&s->hub, s->store);
     if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS))
         goto out_nomem;
@@ -900,6 +944,7 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     }
     info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? (int)info->port : 0;
+    snprintf(s->cookie_name, sizeof s->cookie_name, "sgdrd_session_%d", s->port);
     *out = s;
     return 0;
 

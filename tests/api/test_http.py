@@ -632,7 +632,8 @@ def web_daemon(sgdrd_bin, tmp_path_factory):
 def raw_get(d, path):
     """GET with the path sent exactly as given (no client-side normalisation)."""
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Connection: close\r\n\r\n")
     data = b""
     while True:
         chunk = s.recv(65536)
@@ -889,7 +890,7 @@ def test_event_streams_have_their_own_cap(daemon, run):
     try:
         for _ in range(32):
             s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-            s.sendall(("GET %s/runs/%d/events HTTP/1.1\r\nHost: x\r\n\r\n"
+            s.sendall(("GET %s/runs/%d/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
                        % (API, run["id"])).encode())
             assert s.recv(64).startswith(b"HTTP/1.1 200"), "stream %d" % len(streams)
             streams.append(s)
