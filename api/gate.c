@@ -120,6 +120,27 @@ int gate_media(api_req *r)
     return 1;
 }
 
+/* Room for "{}" with a little whitespace around it. */
+#define GATE_EMPTY_JSON_MAX 16
+
+int gate_take_empty_json(api_req *r, const char *mt)
+{
+    if (!mt || strcmp(mt, "application/json") != 0)
+        return 0;
+    r->kind = BODY_JSON;
+    r->limit = GATE_EMPTY_JSON_MAX;
+    return 1;
+}
+
+int gate_body_not_empty(api_req *r)
+{
+    if (r->route->body != BODY_NONE || !r->json || json_object_size(r->json) == 0)
+        return 0;
+    reply_problem(r, 415, PROBLEM_INVALID, NULL, "%s %s takes no body (or {})", r->method,
+                  r->route->pattern);
+    return 1;
+}
+
 void gate_decorate(api_req *r)
 {
     const char *origin = req_header(r, "Origin");

@@ -20,6 +20,15 @@ int gate_open_route(api_req *r);
  * Content-Type is not one the route takes, even with an empty body. */
 int gate_media(api_req *r);
 
+/* A route that takes no body still accepts "{}" as application/json (what a client that
+ * always sends JSON sends): returns 1 and takes the body as JSON of at most a few bytes;
+ * 0 for any other type. mt: the lower-cased media type or NULL. */
+int gate_take_empty_json(api_req *r, const char *mt);
+
+/* After the body, for a route that takes none: 415 when the JSON taken by
+ * gate_take_empty_json is not an empty object. Returns 1 when it answered. */
+int gate_body_not_empty(api_req *r);
+
 /* 1 when the client reached the daemon over TLS: --behind-tls, or X-Forwarded-Proto:
  * https from a --trusted-proxy. */
 int gate_https(api_req *r);

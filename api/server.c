@@ -458,6 +458,8 @@ static int body_begin(api_req *r)
     }
     switch (r->kind) {
     case BODY_NONE:
+        if (gate_take_empty_json(r, mt))
+            break;
         reply_problem(r, 415, PROBLEM_INVALID, NULL, "%s %s takes no body", r->method,
                       r->route->pattern);
         return 1;
@@ -711,7 +713,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return req_queue(r);
     if (!r->route)
         static_serve(r);
-    else if (!body_end(r))
+    else if (!body_end(r) && !gate_body_not_empty(r))
         r->route->fn(r);
     /* Handlers have moved what they keep; drop the rest before the client hears back. */
     if (r->fd >= 0) {

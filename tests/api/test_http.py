@@ -486,7 +486,8 @@ def test_wrong_content_type(daemon, run):
     assert_problem(daemon.post(API + "/datasets", b"x", ctype="text/csv"), 415)
     assert_problem(daemon.post(API + "/models?name=a&arch=resnet18", b"{}",
                                ctype="application/json"), 415)
-    assert_problem(daemon.post(API + "/jobs/1/cancel", b"{}", ctype="application/json"), 415)
+    assert_problem(daemon.post(API + "/jobs/1/cancel", b'{"x": 1}', ctype="application/json"),
+                   415)
     assert counts(daemon) == before
 
 

@@ -194,6 +194,14 @@ def test_upload_types_keep_their_documented_types(plain, path, ctype, ok):
         assert_problem(r, 415, field="Content-Type", code="UNSUPPORTED_MEDIA_TYPE")
 
 
+@pytest.mark.parametrize("body,status", [(b"{}", 404), (b" { } ", 404), (b'{"x":1}', 415),
+                                         (b"[]", 400), (b"{" + b" " * 64 + b"}", 413)])
+def test_routes_without_body_take_an_empty_object(plain, body, status):
+    """The dashboard sends {} with every POST; a route that takes no body accepts it."""
+    for path in ("/jobs/999999/cancel", "/jobs/999999/resume"):
+        assert_problem(plain.post(API + path, body, ctype="application/json"), status)
+
+
 def test_empty_or_json_bodies_pass(plain):
     assert_problem(plain.post(API + "/runs/1/unfreeze", None), 404)
     assert_problem(plain.post(API + "/runs/1/unfreeze", b"", ctype="application/json"), 404)
