@@ -25,7 +25,7 @@ typedef struct api_config {
     struct store *store;         /* borrowed; must outlive the server. The server
                                   * subscribes to its commits to feed event streams. */
     struct jobs *jobs;           /* borrowed; must outlive the server */
-    /* Web safety (see the project's security notes): names the Host header may give beside
+    /* Web safety (docs/security.md): names the Host header may give beside
      * loopback names and the listen address ("*": any); origins allowed to make
      * state-changing and CORS requests; proxies whose X-Forwarded-Proto is believed. */
     const char *const *allowed_hosts;
