@@ -13,6 +13,47 @@
 #include "guard.h"
 #include "session.h"
 
+/* Sign-ins held at once; past it the one closest to expiry makes room. */
+#define GATE_SESSIONS 256
+
+int gate_create(api_server *s, const api_config *cfg, char *err, size_t errlen)
+{
+    char host[256] = "";
+    const char *l = cfg->listen ? cfg->listen : "127.0.0.1:8080";
+    const char *colon = l[0] == '[' ? strchr(l, ']') : strrchr(l, ':');
+    size_t n = colon ? (size_t)(colon - l) - (l[0] == '[') : 0;
+    guard_config gc = {
+        .listen_host = host,
+        .hosts = cfg->allowed_hosts, .n_hosts = cfg->n_allowed_hosts,
+        .origins = cfg->allowed_origins, .n_origins = cfg->n_allowed_origins,
+        .proxies = cfg->trusted_proxies, .n_proxies = cfg->n_trusted_proxies,
+    };
+    int rc;
+
+    if (n < sizeof host) {
+        memcpy(host, l + (l[0] == '['), n);
+        host[n] = '\0';
+    }
+    rc = guard_create(&s->guard, &gc, err, errlen);
+    if (rc)
+        return rc;
+    s->behind_tls = cfg->behind_tls;
+    rc = session_table_create(&s->sessions, GATE_SESSIONS,
+                              cfg->session_ttl_s > 0 ? cfg->session_ttl_s
+                                                     : SESSION_DEFAULT_TTL_S);
+    if (rc)
+        snprintf(err, errlen, "out of memory");
+    return rc;
+}
+
+void gate_destroy(api_server *s)
+{
+    guard_destroy(s->guard);
+    session_table_destroy(s->sessions);
+    s->guard = NULL;
+    s->sessions = NULL;
+}
+
 int gate_https(api_req *r)
 {
     const union MHD_ConnectionInfo *ci;

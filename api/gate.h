@@ -5,6 +5,12 @@
 
 #include "api_internal.h"
 
+/* Builds s's allow-lists (guard.h) from cfg's flags, with the listen address's host, and
+ * its session table. Returns 0, or a negative errno with err naming the refused entry. */
+int gate_create(api_server *s, const api_config *cfg, char *err, size_t errlen);
+/* Frees what gate_create built; fine on a server that has none. */
+void gate_destroy(api_server *s);
+
 /* First: the Host allow-list (every path, static files and streams too), an allowed
  * origin's CORS preflight, and the Origin / Sec-Fetch-Site check of a state-changing
  * request. 403 HOST_NOT_ALLOWED / ORIGIN_NOT_ALLOWED, or 204 for a preflight. */

@@ -4,8 +4,6 @@
 #define _GNU_SOURCE
 #include "api_internal.h"
 #include "gate.h"
-#include "guard.h"
-#include "session.h"
 #include "sse.h"
 
 #include <ctype.h>
@@ -819,8 +817,7 @@ static void server_free(api_server *s)
         return;
     sse_hub_destroy(s->hub);
     page_cache_destroy(s->pages);
-    guard_destroy(s->guard);
-    session_table_destroy(s->sessions);
+    gate_destroy(s);
     for (int i = 0; i < s->n_dataset_roots; i++)
         free(s->dataset_roots[i]);
     free(s->dataset_roots);
@@ -829,37 +826,6 @@ static void server_free(api_server *s)
     free(s->web_dir);
     free(s->version);
     free(s);
-}
-
-/* The allow-lists and the session table; err says which entry is refused. */
-static int server_guard_create(api_server *s, const api_config *cfg, char *err, size_t errlen)
-{
-    char host[256] = "";
-    const char *l = cfg->listen ? cfg->listen : "127.0.0.1:8080";
-    const char *colon = l[0] == '[' ? strchr(l, ']') : strrchr(l, ':');
-    size_t n = colon ? (size_t)(colon - l) - (l[0] == '[') : 0;
-    guard_config gc = {
-        .listen_host = host,
-        .hosts = cfg->allowed_hosts, .n_hosts = cfg->n_allowed_hosts,
-        .origins = cfg->allowed_origins, .n_origins = cfg->n_allowed_origins,
-        .proxies = cfg->trusted_proxies, .n_proxies = cfg->n_trusted_proxies,
-    };
-    int rc;
-
-    if (n < sizeof host) {
-        memcpy(host, l + (l[0] == '['), n);
-        host[n] = '\0';
-    }
-    rc = guard_create(&s->guard, &gc, err, errlen);
-    if (rc)
-        return rc;
-    s->behind_tls = cfg->behind_tls;
-    rc = session_table_create(&s->sessions, 256,
-                              cfg->session_ttl_s > 0 ? cfg->session_ttl_s
-                                                     : SESSION_DEFAULT_TTL_S);
-    if (rc)
-        snprintf(err, errlen, "out of memory");
-    return rc;
 }
 
 int api_server_start(api_server **out, const api_config *cfg, char *err, size_t errlen)
@@ -916,7 +882,7 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
         snprintf(err, errlen, "cannot create %s: %s", tmpdir, strerror(-rc));
         goto out_free;
     }
-    rc = server_guard_create(s, cfg, err, errlen);
+    rc = gate_create(s, cfg, err, errlen);
     if (rc)
         goto out_free;
     rc = sse_hub_create(&s->hub, s->store);
