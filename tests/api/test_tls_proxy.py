@@ -208,5 +208,9 @@ def test_event_stream_through_the_proxy_is_live(proxy):
         assert time.monotonic() - t0 < 10, seen
     finally:
         c.close()
+    # nginx logs the stream once it has seen the client go.
+    deadline = time.monotonic() + 10
+    while "/events" not in read(proxy["root"], "access.log") and time.monotonic() < deadline:
+        time.sleep(0.1)
     log = read(proxy["root"], "access.log")
     assert "/events" in log and TOKEN not in log and value not in log
