@@ -25,7 +25,8 @@ static const opt opts[] = {
                             CONFIG_DEFAULT_DATA_DIR ")"},
     {"dataset-root", OPT_VALUE, "folder datasets may be registered from (repeatable; "
                                 "default the data dir and " CONFIG_DEFAULT_DATASETS ")"},
-    {"token-file", OPT_VALUE, "file holding the bearer token every request must carry"},
+    {"token-file", OPT_VALUE, "file holding the token every API request needs (bearer "
+                              "header, or the dashboard's sign-in)"},
     {"allowed-host", OPT_VALUE, "a Host name to answer beside loopback names and the listen "
                                 "address (repeatable; * allows any)"},
     {"allowed-origin", OPT_VALUE, "an origin (https://host:port) whose pages may change "
