@@ -41,6 +41,10 @@ struct api_server {
     void (*log)(int level, const char *line);
     sse_hub *hub;
     page_cache *pages;         /* serialised read answers, valid per store generation */
+    struct guard *guard;       /* Host, Origin and CORS allow-lists (guard.h) */
+    struct session_table *sessions; /* the dashboard's sign-ins (session.h) */
+    char cookie_name[64];      /* "sgdrd_session_<port>": daemons on one host keep apart */
+    int behind_tls;            /* --behind-tls: Secure cookies, https origin */
 };
 
 /* How a route takes its body. */

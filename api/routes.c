@@ -19,6 +19,10 @@ const api_route api_routes[] = {
     {"GET", V "/health", route_health, BODY_NONE, NULL},
     {"GET", V "/openapi.json", route_openapi, BODY_NONE, NULL},
 
+    {"GET", V "/session", route_session_get, BODY_NONE, NULL},
+    {"POST", V "/session", route_session_create, BODY_JSON, NULL},
+    {"DELETE", V "/session", route_session_delete, BODY_NONE, NULL},
+
     {"POST", V "/datasets", route_dataset_create, BODY_DATASET, UPLOAD},
     {"GET", V "/datasets", route_dataset_list, BODY_NONE, PAGED},
     {"GET", V "/datasets/{id}", route_dataset_get, BODY_NONE, NULL},

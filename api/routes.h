@@ -49,6 +49,10 @@ void route_model_create(api_req *r);
 void route_model_delete(api_req *r);
 void route_model_get(api_req *r);
 void route_model_list(api_req *r);
+/* /session, the dashboard's sign-in (routes_session.c) */
+void route_session_create(api_req *r);
+void route_session_delete(api_req *r);
+void route_session_get(api_req *r);
 /* /runs and everything under a run (routes_runs.c) */
 void route_run_create(api_req *r);
 void route_run_delete(api_req *r);

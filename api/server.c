@@ -3,6 +3,7 @@
  * authentication, and the reply helpers. */
 #define _GNU_SOURCE
 #include "api_internal.h"
+#include "gate.h"
 #include "sse.h"
 
 #include <ctype.h>
@@ -455,6 +456,8 @@ static int body_begin(api_req *r)
     }
     switch (r->kind) {
     case BODY_NONE:
+        if (gate_take_empty_json(r, mt))
+            break;
         reply_problem(r, 415, PROBLEM_INVALID, NULL, "%s %s takes no body", r->method,
                       r->route->pattern);
         return 1;
@@ -623,10 +626,14 @@ static int req_begin(api_req *r)
     char allow[64];
     int rc;
 
-    if (r->srv->token && strncmp(r->url, "/api/", 5) == 0 &&
-        !token_ok(r->srv, req_header(r, MHD_HTTP_HEADER_AUTHORIZATION))) {
+    if (gate_begin(r))
+        return 1;
+    if (r->srv->token && strncmp(r->url, "/api/", 5) == 0 && !gate_open_route(r) &&
+        !token_ok(r->srv, req_header(r, MHD_HTTP_HEADER_AUTHORIZATION)) &&
+        !gate_session_ok(r)) {
         reply_problem(r, 401, PROBLEM_UNAUTHENTICATED, NULL,
-                      "a valid \"Authorization: Bearer <token>\" header is required");
+                      "sign in (POST " API_PREFIX "/session) or send a valid "
+                      "\"Authorization: Bearer <token>\" header");
         return 1;
     }
     rc = route_find(r, allow, sizeof allow);
@@ -644,7 +651,7 @@ static int req_begin(api_req *r)
                       r->url);
         return 1;
     }
-    if (query_check(r))
+    if (query_check(r) || gate_media(r))
         return 1;
     return body_begin(r);
 }
@@ -656,6 +663,7 @@ static enum MHD_Result req_queue(api_req *r)
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "the handler gave no answer");
     if (!r->resp)
         return MHD_NO;
+    gate_decorate(r);
     api_log(r->srv, 3, "%s %s -> %u (%.1f ms)", r->method, r->url, r->status,
             (api_now_monotonic() - r->t0) * 1e3);
     ret = MHD_queue_response(r->conn, r->status, r->resp);
@@ -703,7 +711,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return req_queue(r);
     if (!r->route)
         static_serve(r);
-    else if (!body_end(r))
+    else if (!body_end(r) && !gate_body_not_empty(r))
         r->route->fn(r);
     /* Handlers have moved what they keep; drop the rest before the client hears back. */
     if (r->fd >= 0) {
@@ -809,6 +817,7 @@ static void server_free(api_server *s)
         return;
     sse_hub_destroy(s->hub);
     page_cache_destroy(s->pages);
+    gate_destroy(s);
     for (int i = 0; i < s->n_dataset_roots; i++)
         free(s->dataset_roots[i]);
     free(s->dataset_roots);
@@ -873,6 +882,9 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
         snprintf(err, errlen, "cannot create %s: %s", tmpdir, strerror(-rc));
         goto out_free;
     }
+    rc = gate_create(s, cfg, err, errlen);
+    if (rc)
+        goto out_free;
     rc = sse_hub_create(&s->hub, s->store);
     if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS))
         goto out_nomem;
@@ -900,6 +912,7 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     }
     info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? (int)info->port : 0;
+    snprintf(s->cookie_name, sizeof s->cookie_name, "sgdrd_session_%d", s->port);
     *out = s;
     return 0;
 

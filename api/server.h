@@ -25,6 +25,17 @@ typedef struct api_config {
     struct store *store;         /* borrowed; must outlive the server. The server
                                   * subscribes to its commits to feed event streams. */
     struct jobs *jobs;           /* borrowed; must outlive the server */
+    /* Web safety (docs/security.md): names the Host header may give beside
+     * loopback names and the listen address ("*": any); origins allowed to make
+     * state-changing and CORS requests; proxies whose X-Forwarded-Proto is believed. */
+    const char *const *allowed_hosts;
+    int n_allowed_hosts;
+    const char *const *allowed_origins;
+    int n_allowed_origins;
+    const char *const *trusted_proxies;
+    int n_trusted_proxies;
+    int behind_tls;              /* reached through TLS: Secure cookies, https origin */
+    int64_t session_ttl_s;       /* sign-in lifetime; <= 0: 12 hours */
     /* Optional, NULL: silent. Gets one line per answered request (level 3, debug) and one
      * per server-side failure (level 0, error), levels as daemon/log.h's log_level; called
      * from connection threads. Lines never hold the token or a request body. */

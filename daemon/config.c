@@ -25,7 +25,17 @@ static const opt opts[] = {
                             CONFIG_DEFAULT_DATA_DIR ")"},
     {"dataset-root", OPT_VALUE, "folder datasets may be registered from (repeatable; "
                                 "default the data dir and " CONFIG_DEFAULT_DATASETS ")"},
-    {"token-file", OPT_VALUE, "file holding the bearer token every request must carry"},
+    {"token-file", OPT_VALUE, "file holding the token every API request needs (bearer "
+                              "header, or the dashboard's sign-in)"},
+    {"allowed-host", OPT_VALUE, "a Host name to answer beside loopback names and the listen "
+                                "address (repeatable; * allows any)"},
+    {"allowed-origin", OPT_VALUE, "an origin (https://host:port) whose pages may change "
+                                  "state and read answers over CORS (repeatable)"},
+    {"trusted-proxy", OPT_VALUE, "address of a reverse proxy whose X-Forwarded-Proto is "
+                                 "believed (repeatable)"},
+    {"behind-tls", OPT_FLAG, "clients reach the daemon through TLS: Secure cookies, https "
+                             "origin"},
+    {"session-ttl", OPT_VALUE, "seconds a dashboard sign-in lasts (default 43200)"},
     {"threads", OPT_VALUE, "compute threads (default: every core)"},
     {"max-upload", OPT_VALUE, "largest dataset or model upload, bytes or with K/M/G "
                               "(default 2G)"},
@@ -131,6 +141,32 @@ static int set_str(char **dst, const char *v)
     return 0;
 }
 
+static config_list *list_of(daemon_config *c, const char *key)
+{
+    if (!strcmp(key, "allowed-host"))
+        return &c->allowed_hosts;
+    return !strcmp(key, "allowed-origin") ? &c->allowed_origins : &c->trusted_proxies;
+}
+
+/* Appends v; the values are checked when the server starts, where their rules live. */
+static int list_add(config_list *l, const char *v, const char *where, char *err,
+                    size_t errlen)
+{
+    if (!*v || strchr(v, ' ')) {
+        snprintf(err, errlen, "%s: '%s' is empty or holds a space", where, v);
+        return -EINVAL;
+    }
+    if (l->n == CONFIG_MAX_LIST) {
+        snprintf(err, errlen, "%s: more than %d entries", where, CONFIG_MAX_LIST);
+        return -EINVAL;
+    }
+    l->v[l->n] = strdup(v);
+    if (!l->v[l->n])
+        return -ENOMEM;
+    l->n++;
+    return 0;
+}
+
 /* Applies one key. `where` names the source for errors ("--threads", "cfg:3"). */
 static int config_set(daemon_config *c, const char *key, const char *v, const char *where,
                       char *err, size_t errlen)
@@ -175,8 +211,18 @@ static int config_set(daemon_config *c, const char *key, const char *v, const ch
         if (log_level_parse(v, &c->log_level) == 0)
             return 0;
         snprintf(err, errlen, "%s: '%s' is not one of error, warn, info, debug", where, v);
-    } else if (!strcmp(key, "resume") || !strcmp(key, "demo")) {
-        int *flag = !strcmp(key, "resume") ? &c->resume : &c->demo;
+    } else if (!strcmp(key, "allowed-host") || !strcmp(key, "allowed-origin") ||
+               !strcmp(key, "trusted-proxy")) {
+        return list_add(list_of(c, key), v, where, err, errlen);
+    } else if (!strcmp(key, "session-ttl")) {
+        if (parse_int(v, 60, 365l * 86400, &x) == 0) {
+            c->session_ttl_s = x;
+            return 0;
+        }
+        snprintf(err, errlen, "%s: '%s' is not a number of seconds (60..31536000)", where, v);
+    } else if (!strcmp(key, "resume") || !strcmp(key, "demo") || !strcmp(key, "behind-tls")) {
+        int *flag = !strcmp(key, "resume") ? &c->resume
+                    : !strcmp(key, "demo") ? &c->demo : &c->behind_tls;
         if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) {
             *flag = 1;
             return 0;
@@ -310,6 +356,7 @@ int config_parse(daemon_config *c, int argc, char **argv, char *err, size_t errl
     memset(c, 0, sizeof *c);
     c->max_upload = CONFIG_DEFAULT_MAX_UPLOAD;
     c->log_level = LOG_INFO;
+    c->session_ttl_s = CONFIG_DEFAULT_SESSION_TTL;
     if (parse_listen(c, CONFIG_DEFAULT_LISTEN))
         return -EINVAL;
     int rc = walk_args(c, argc, argv, 0, err, errlen);
@@ -349,6 +396,12 @@ void config_free(daemon_config *c)
         free(c->roots[i]);
     free(c->token_file);
     free(c->config_file);
+    for (int i = 0; i < c->allowed_hosts.n; i++)
+        free(c->allowed_hosts.v[i]);
+    for (int i = 0; i < c->allowed_origins.n; i++)
+        free(c->allowed_origins.v[i]);
+    for (int i = 0; i < c->trusted_proxies.n; i++)
+        free(c->trusted_proxies.v[i]);
     memset(c, 0, sizeof *c);
 }
 

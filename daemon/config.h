@@ -10,6 +10,13 @@
 #include "log.h"
 
 #define CONFIG_MAX_ROOTS 16
+#define CONFIG_MAX_LIST 16     /* entries of --allowed-host, --allowed-origin, --trusted-proxy */
+
+/* A repeatable flag's values, in the order given. */
+typedef struct config_list {
+    char *v[CONFIG_MAX_LIST];
+    int n;
+} config_list;
 
 typedef struct daemon_config {
     char listen[280];          /* as given: "127.0.0.1:8080" */
@@ -25,6 +32,11 @@ typedef struct daemon_config {
     log_level log_level;
     int resume;                /* resume interrupted jobs at start */
     int demo;                  /* on a fresh data dir: Fashion-MNIST + the recipe */
+    config_list allowed_hosts; /* Host names served beside loopback and the listen address */
+    config_list allowed_origins; /* origins allowed to change state and to use CORS */
+    config_list trusted_proxies; /* addresses whose X-Forwarded-Proto is believed */
+    int behind_tls;            /* reached through a TLS proxy: Secure cookie, https origin */
+    int64_t session_ttl_s;     /* dashboard sign-in lifetime; default 12 hours */
     int help, version;         /* print and exit 0 */
     char *config_file;
 } daemon_config;
@@ -33,6 +45,7 @@ typedef struct daemon_config {
 #define CONFIG_DEFAULT_DATA_DIR "./var"
 #define CONFIG_DEFAULT_DATASETS "/usr/share/datasets"
 #define CONFIG_DEFAULT_MAX_UPLOAD (2ll << 30)
+#define CONFIG_DEFAULT_SESSION_TTL 43200
 
 /* Parses argv (argv[0] skipped) and, when --config is given, that file first. Fills c
  * (call config_free afterwards, also on failure). Returns 0, or -EINVAL with err naming

@@ -3,6 +3,13 @@
 
 export const BASE = '/api/v1';
 
+// A 401 means the daemon wants its token (or the session ended): the page listens for this
+// event and shows the sign-in. The sign-in's own refusal of a wrong token is not one.
+export const UNAUTHENTICATED = 'sgdrd:unauthenticated';
+function unauthenticated(status, path) {
+  if (status === 401 && path !== '/session') window.dispatchEvent(new Event(UNAUTHENTICATED));
+}
+
 // A refusal by the API (or a network failure, status 0). `problem` holds the RFC 9457 body:
 // title, detail, status, error_code and, for a bad field, field.
 export class ApiError extends Error {
@@ -44,6 +51,7 @@ export async function request(method, path, body, opts = {}) {
     throw new ApiError(0, { title: 'Network error', detail: `The daemon did not answer (${e.message}).` });
   }
   const data = await parseBody(res);
+  unauthenticated(res.status, path);
   if (!res.ok) {
     const problem = data && typeof data === 'object' ? data : { detail: String(data || res.statusText) };
     if (!problem.title) problem.title = res.statusText || `HTTP ${res.status}`;
@@ -93,6 +101,7 @@ export function upload(path, file, type, onProgress) {
     xhr.onload = () => {
       let data = null;
       try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { data = { detail: xhr.responseText }; }
+      unauthenticated(xhr.status, path);
       if (xhr.status >= 200 && xhr.status < 300) {
         resolve({ status: xhr.status, data, location: xhr.getResponseHeader('location') });
       } else {

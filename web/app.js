@@ -6,6 +6,8 @@ import { get, getAll, post, del, upload, idFrom, ApiError } from './api.js';
 import { field, num, lrs, setPath, statusLine, onSubmit, showProblem } from './forms.js';
 import { runPage } from './runpage.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
+import { sessionState, signInPage, signOut } from './signin.js';
+import { UNAUTHENTICATED } from './api.js';
 
 // Handles for the browser test and for anyone poking at the page from the console.
 window.sgdrd = { charts: {}, sse: null, page: null };
@@ -346,7 +348,30 @@ function focusHeading() {
   if (h1 && document.activeElement === document.body) h1.focus({ preventScroll: true });
 }
 
+// Set while the sign-in page is up: routing waits for it.
+let signingIn = null;
+
+function showSignOut(on) {
+  document.getElementById('signout').hidden = !on;
+}
+
+// Replaces the page with the sign-in until the daemon takes the token, then routes again.
+function needSignIn() {
+  if (signingIn) return;
+  if (cleanup) { cleanup(); cleanup = null; }
+  window.sgdrd.page = 'signin';
+  document.title = 'Sign in · sgdrd';
+  showSignOut(false);
+  signingIn = signInPage(main).then(() => {
+    signingIn = null;
+    showSignOut(true);
+    route();
+    health();
+  });
+}
+
 function route() {
+  if (signingIn) return;
   if (cleanup) { cleanup(); cleanup = null; }
   window.sgdrd.charts = {};
   const raw = location.hash.replace(/^#/, '') || '/runs';
@@ -373,8 +398,11 @@ function route() {
   window.scrollTo(0, 0);
 }
 
+let healthTimer = null;
+
 async function health() {
   const el = document.getElementById('health');
+  clearTimeout(healthTimer);
   try {
     const hl = await get('/health');
     const b = hl.blas && typeof hl.blas === 'object' ? hl.blas : {};
@@ -386,12 +414,25 @@ async function health() {
       h('span', { class: 'sep' }, ' · '), `BLAS ${blas}${isNum(threads) ? ' × ' + threads : ''}`,
       isNum(queue) ? [h('span', { class: 'sep' }, ' · '), `queue ${queue}`] : null);
     el.title = `up ${fmtDuration(pick(hl, 'uptime_s', 'uptime'))}`;
-  } catch {
-    mount(el, h('span', { class: 'dot bad', 'aria-hidden': 'true' }), 'daemon unreachable');
+  } catch (err) {
+    mount(el, h('span', { class: 'dot bad', 'aria-hidden': 'true' }),
+      err instanceof ApiError && err.status === 401 ? 'signed out' : 'daemon unreachable');
   }
-  setTimeout(health, 10000);
+  healthTimer = setTimeout(health, 10000);
 }
 
-window.addEventListener('hashchange', route);
-route();
-health();
+async function start() {
+  const s = await sessionState();
+  window.addEventListener(UNAUTHENTICATED, needSignIn);
+  window.addEventListener('hashchange', route);
+  document.getElementById('signout').addEventListener('click', async () => {
+    try { await signOut(); } catch { /* the cookie is gone either way once the daemon answers */ }
+    needSignIn();
+  });
+  if (s && s.token_required && !s.signed_in) needSignIn();
+  else route();
+  showSignOut(!!(s && s.token_required && s.signed_in));
+  health();
+}
+
+start();

@@ -195,7 +195,8 @@ def assert_problem(r, status, field=None, code=None):
     assert p["status"] == status
     assert p["error_code"] in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST",
                                "RESOURCE_CONFLICT", "REQUEST_LIMIT_EXCEEDED",
-                               "UNAUTHENTICATED", "INTERNAL_ERROR"), p
+                               "UNAUTHENTICATED", "INTERNAL_ERROR", "HOST_NOT_ALLOWED",
+                               "ORIGIN_NOT_ALLOWED", "UNSUPPORTED_MEDIA_TYPE"), p
     if 400 <= status < 500:
         assert p["error_code"] != "INTERNAL_ERROR", p
     if field is not None:

@@ -486,7 +486,8 @@ def test_wrong_content_type(daemon, run):
     assert_problem(daemon.post(API + "/datasets", b"x", ctype="text/csv"), 415)
     assert_problem(daemon.post(API + "/models?name=a&arch=resnet18", b"{}",
                                ctype="application/json"), 415)
-    assert_problem(daemon.post(API + "/jobs/1/cancel", b"{}", ctype="application/json"), 415)
+    assert_problem(daemon.post(API + "/jobs/1/cancel", b'{"x": 1}', ctype="application/json"),
+                   415)
     assert counts(daemon) == before
 
 
@@ -632,7 +633,8 @@ def web_daemon(sgdrd_bin, tmp_path_factory):
 def raw_get(d, path):
     """GET with the path sent exactly as given (no client-side normalisation)."""
     s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Connection: close\r\n\r\n")
     data = b""
     while True:
         chunk = s.recv(65536)
@@ -889,7 +891,7 @@ def test_event_streams_have_their_own_cap(daemon, run):
     try:
         for _ in range(32):
             s = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
-            s.sendall(("GET %s/runs/%d/events HTTP/1.1\r\nHost: x\r\n\r\n"
+            s.sendall(("GET %s/runs/%d/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
                        % (API, run["id"])).encode())
             assert s.recv(64).startswith(b"HTTP/1.1 200"), "stream %d" % len(streams)
             streams.append(s)

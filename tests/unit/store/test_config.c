@@ -118,6 +118,12 @@ static void bad_flags_name_the_flag(void **state)
         {"stray", NULL, "stray"},
         {"--resume=yes", NULL, "--resume"},
         {"--config", "/nonexistent/sgdrd.conf", "/nonexistent/sgdrd.conf"},
+        {"--allowed-host", "", "--allowed-host"},
+        {"--allowed-origin", "http://a b", "--allowed-origin"},
+        {"--trusted-proxy", "", "--trusted-proxy"},
+        {"--session-ttl", "10", "--session-ttl"},
+        {"--session-ttl", "1h", "--session-ttl"},
+        {"--behind-tls=yes", NULL, "--behind-tls"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         daemon_config c;
@@ -149,6 +155,56 @@ static void non_loopback_needs_a_token_file(void **state)
     assert_int_equal(parse(&c, 4, "--listen", "0.0.0.0:8080", "--token-file", "/t"), 0);
     assert_false(c.loopback);
     assert_string_equal(c.token_file, "/t");
+    config_free(&c);
+}
+
+static void web_safety_flags(void **state)
+{
+    (void)state;
+    daemon_config c;
+    assert_int_equal(parse(&c, 0), 0);
+    assert_int_equal(c.allowed_hosts.n, 0);
+    assert_int_equal(c.allowed_origins.n, 0);
+    assert_int_equal(c.trusted_proxies.n, 0);
+    assert_false(c.behind_tls);
+    assert_int_equal(c.session_ttl_s, 43200);
+    config_free(&c);
+    assert_int_equal(parse(&c, 10, "--allowed-host", "a.lan", "--allowed-host=b.lan",
+                           "--allowed-origin", "https://ui.example", "--trusted-proxy",
+                           "127.0.0.1", "--behind-tls", "--session-ttl", "600"), 0);
+    assert_int_equal(c.allowed_hosts.n, 2);
+    assert_string_equal(c.allowed_hosts.v[0], "a.lan");
+    assert_string_equal(c.allowed_hosts.v[1], "b.lan");
+    assert_int_equal(c.allowed_origins.n, 1);
+    assert_string_equal(c.allowed_origins.v[0], "https://ui.example");
+    assert_string_equal(c.trusted_proxies.v[0], "127.0.0.1");
+    assert_true(c.behind_tls);
+    assert_int_equal(c.session_ttl_s, 600);
+    config_free(&c);
+
+    /* The same keys in a config file; a flag adds to the file's list. */
+    char path[] = "/tmp/sgdrd-websafe-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_file(path, "allowed-host = c.lan\nbehind-tls = true\nsession-ttl = 120\n", 0600);
+    assert_int_equal(parse(&c, 4, "--config", path, "--allowed-host", "d.lan"), 0);
+    assert_int_equal(c.allowed_hosts.n, 2);
+    assert_string_equal(c.allowed_hosts.v[0], "c.lan");
+    assert_string_equal(c.allowed_hosts.v[1], "d.lan");
+    assert_true(c.behind_tls);
+    assert_int_equal(c.session_ttl_s, 120);
+    config_free(&c);
+    unlink(path);
+
+    char *many[2 * CONFIG_MAX_LIST + 3] = {"sgdrd"};
+    for (int i = 0; i <= CONFIG_MAX_LIST; i++) {
+        many[1 + 2 * i] = "--allowed-host";
+        many[2 + 2 * i] = "x.lan";
+    }
+    assert_int_equal(config_parse(&c, 2 * CONFIG_MAX_LIST + 3, many, err, sizeof err),
+                     -EINVAL);
+    assert_non_null(strstr(err, "more than"));
     config_free(&c);
 }
 
@@ -219,7 +275,9 @@ static void usage_lists_every_flag(void **state)
     fclose(f);
     const char *flags[] = {"--listen", "--data-dir", "--dataset-root", "--token-file",
                            "--threads", "--max-upload", "--log-level", "--resume", "--demo",
-                           "--help", "--version", "--config"};
+                           "--help", "--version", "--config", "--allowed-host",
+                           "--allowed-origin", "--trusted-proxy", "--behind-tls",
+                           "--session-ttl"};
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++)
         assert_non_null(strstr(buf, flags[i]));
     free(buf);
@@ -232,6 +290,7 @@ int main(void)
         cmocka_unit_test(every_flag),
         cmocka_unit_test(bad_flags_name_the_flag),
         cmocka_unit_test(non_loopback_needs_a_token_file),
+        cmocka_unit_test(web_safety_flags),
         cmocka_unit_test(config_file_and_flag_precedence),
         cmocka_unit_test(usage_lists_every_flag),
     };
