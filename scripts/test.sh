@@ -20,7 +20,8 @@ if scripts/build.sh build-asan -Db_sanitize=address,undefined -Dbuildtype=debugo
   asan_ok=1
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     meson test -C build-asan --print-errorlogs --num-processes 2 \
-      --suite engine --suite data --suite store --suite recipe || status=1
+      --suite engine --suite recipe --suite data --suite learner --suite store --suite daemon \
+      || status=1
 else
   status=1
 fi
