@@ -5,7 +5,7 @@
 # pytest test counts on its own (scripts/test_summary.py says how).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh ||
+scripts/install-deps.sh --test ||
   { echo "install-deps failed"; echo "0 passed, 1 failed, 0 skipped, 0 expected failures"; exit 1; }
 
 # Two suites run at once, each with two OpenMP threads: threads that spin while their
