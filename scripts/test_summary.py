@@ -52,7 +52,7 @@ def junit_counts(path):
 def count_test(entry, counts):
     """Adds one meson test's entry of testlog.json to counts."""
     result = entry.get("result", "")
-    xml = junit_path(entry.get("cmd"))
+    xml = junit_path(entry.get("command"))
     if xml is None:
         counts[MESON.get(result, "failed")] += 1
         return
