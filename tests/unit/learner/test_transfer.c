@@ -377,7 +377,7 @@ int main(void)
 {
     /* Exit status 77 is meson's "skipped": the test did not run, so it must not count as
      * passed. Under ASan it would take hours; the recipe's code paths run under ASan in
-     * test_learner already. */
+     * the learner suite already. */
     if (UNDER_ASAN || access(FASHION, R_OK) != 0) {
         printf("skipped: %s\n", UNDER_ASAN ? "too slow under AddressSanitizer"
                                            : FASHION " is absent");
