@@ -207,6 +207,7 @@ void dataset_destroy(dataset *ds)
         free(ds->info.unreadable[i].reason);
     }
     free(ds->info.unreadable);
+    free(ds->unreadable_set);
     free(ds->root);
     free(ds->real_root);
     pthread_mutex_destroy(&ds->lock);

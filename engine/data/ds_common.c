@@ -84,14 +84,54 @@ void ds_vec_free(item_vec *v)
     v->n = v->cap = 0;
 }
 
-/* Adds (file, reason) to the unreadable list unless the file is already there.
- * Caller holds ds->lock or is the only thread. */
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* The slot of file in the unreadable set: where it is, or the empty slot where it
+ * would go. The set holds indices + 1 into info.unreadable (0: empty). */
+static size_t unreadable_slot(const dataset *ds, const char *file)
+{
+    size_t mask = ds->unreadable_slots - 1, i = name_hash(file) & mask;
+    while (ds->unreadable_set[i] &&
+           strcmp(ds->info.unreadable[ds->unreadable_set[i] - 1].file, file) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Keeps the set at most half full, so that a lookup stays a few probes whatever the
+ * number of unreadable files (a csv may name hundreds of thousands of missing ones). */
+static int unreadable_set_grow(dataset *ds)
+{
+    if ((size_t)ds->info.n_unreadable * 2 < ds->unreadable_slots)
+        return 0;
+    size_t slots = ds->unreadable_slots ? ds->unreadable_slots * 2 : 64;
+    int *set = calloc(slots, sizeof(int));
+    if (!set)
+        return -ENOMEM;
+    free(ds->unreadable_set);
+    ds->unreadable_set = set;
+    ds->unreadable_slots = slots;
+    for (int k = 0; k < ds->info.n_unreadable; k++)
+        set[unreadable_slot(ds, ds->info.unreadable[k].file)] = k + 1;
+    return 0;
+}
+
+/* Adds (file, reason) to the unreadable list unless the file is already there, in
+ * constant time (a hash set beside the list). Caller holds ds->lock or is the only
+ * thread. */
 int ds_add_unreadable_locked(dataset *ds, const char *file, const char *reason)
 {
     ds_info *in = &ds->info;
-    for (int i = 0; i < in->n_unreadable; i++)
-        if (strcmp(in->unreadable[i].file, file) == 0)
-            return 0;
+    if (unreadable_set_grow(ds))
+        return -ENOMEM;
+    size_t slot = unreadable_slot(ds, file);
+    if (ds->unreadable_set[slot])
+        return 0;
     if (in->n_unreadable == ds->unreadable_cap) {
         int cap = ds->unreadable_cap ? ds->unreadable_cap * 2 : 16;
         ds_unreadable *nu = realloc(in->unreadable, sizeof(ds_unreadable) * cap);
@@ -109,6 +149,7 @@ int ds_add_unreadable_locked(dataset *ds, const char *file, const char *reason)
     in->unreadable[in->n_unreadable].file = f;
     in->unreadable[in->n_unreadable].reason = r;
     in->n_unreadable++;
+    ds->unreadable_set[slot] = in->n_unreadable;
     return 0;
 }
 

@@ -30,6 +30,8 @@ struct dataset {
     int64_t max_pixels;
     ds_info info;
     int unreadable_cap;
+    int *unreadable_set;    /* open-addressing hash set of unreadable files, by index + 1 */
+    size_t unreadable_slots;/* its size: 0 or a power of two */
     item_vec split[3];
     uint8_t *idx_blob[2];   /* idx: train and t10k pixels */
     pthread_mutex_t lock;   /* guards the unreadable list */
@@ -52,8 +54,8 @@ int ds_class_index(char **classes, int n, const char *name);
 /* Appends *it (the vector takes its name and targets). 0 or -ENOMEM. */
 int ds_vec_push(item_vec *v, const ds_item *it);
 void ds_vec_free(item_vec *v);
-/* Adds (file, reason) to the unreadable list unless the file is already there.
- * Caller holds ds->lock or is the only thread. */
+/* Adds (file, reason) to the unreadable list unless the file is already there (constant
+ * time). Caller holds ds->lock or is the only thread. 0 or -ENOMEM. */
 int ds_add_unreadable_locked(dataset *ds, const char *file, const char *reason);
 /* What root/rel is, found without opening it (a FIFO or device blocks an open or a read).
  * A symlink, or any path when resolve is set (it may hold ".."), counts by what its real
