@@ -16,7 +16,8 @@
 #define STREAM_SPLIT 0x73706c6974ull /* "split" */
 
 /* Moves round(n * pct) items of train, chosen by a seeded permutation, to valid; both keep
- * their original order so the split is stable for a seed. */
+ * their original order so the split is stable for a seed. Train is compacted in place:
+ * beside the items, the split needs only the valid share and a permutation. */
 static int split_valid(dataset *ds, double pct, uint64_t seed)
 {
     item_vec *tr = &ds->split[SPLIT_TRAIN], *va = &ds->split[SPLIT_VALID];
@@ -27,10 +28,9 @@ static int split_valid(dataset *ds, double pct, uint64_t seed)
         n_valid = n - 1;
     int *perm = malloc(sizeof(int) * n);
     uint8_t *is_valid = calloc(n, 1);
-    ds_item *keep = malloc(sizeof(ds_item) * n);
     ds_item *vv = malloc(sizeof(ds_item) * n_valid);
     int rc = -ENOMEM;
-    if (!perm || !is_valid || !keep || !vv)
+    if (!perm || !is_valid || !vv)
         goto out_free;
     uint64_t rng = rng_derive(seed, STREAM_SPLIT);
     for (int i = 0; i < n; i++)
@@ -48,12 +48,9 @@ static int split_valid(dataset *ds, double pct, uint64_t seed)
         if (is_valid[i])
             vv[nv++] = tr->v[i];
         else
-            keep[nk++] = tr->v[i];
+            tr->v[nk++] = tr->v[i];
     }
-    free(tr->v);
-    tr->v = keep;
-    tr->n = tr->cap = nk;
-    keep = NULL;
+    tr->n = nk;
     free(va->v);
     va->v = vv;
     va->n = va->cap = nv;
@@ -62,7 +59,6 @@ static int split_valid(dataset *ds, double pct, uint64_t seed)
 out_free:
     free(perm);
     free(is_valid);
-    free(keep);
     free(vv);
     return rc;
 }
@@ -77,6 +73,7 @@ static dataset *ds_create(const ds_options *o, int *rc, char *err, size_t errlen
         return NULL;
     pthread_mutex_init(&ds->lock, NULL);
     ds->max_pixels = o->max_pixels > 0 ? o->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
+    ds->max_items = o->max_items > 0 ? o->max_items : DS_DEFAULT_MAX_ITEMS;
     ds->root = strdup(o->path);
     if (!ds->root)
         goto out_fail;
@@ -200,6 +197,8 @@ void dataset_destroy(dataset *ds)
         ds_vec_free(&ds->split[s]);
     free(ds->idx_blob[0]);
     free(ds->idx_blob[1]);
+    free(ds->idx_names[0]);
+    free(ds->idx_names[1]);
     if (ds->info.classes)
         ds_free_names(ds->info.classes, ds->info.n_classes);
     for (int i = 0; i < ds->info.n_unreadable; i++) {

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,12 +74,32 @@ int ds_vec_push(item_vec *v, const ds_item *it)
     return 0;
 }
 
+int ds_vec_reserve(item_vec *v, int64_t more)
+{
+    if (more > INT32_MAX - v->n)
+        return -ENOMEM;
+    if (v->n + more <= v->cap)
+        return 0;
+    int cap = v->n + (int)more;
+    ds_item *nv = realloc(v->v, sizeof(ds_item) * cap);
+    if (!nv)
+        return -ENOMEM;
+    v->v = nv;
+    v->cap = cap;
+    return 0;
+}
+
+void ds_item_release(ds_item *it)
+{
+    if (!it->px)
+        free(it->name);
+    free(it->targets);
+}
+
 void ds_vec_free(item_vec *v)
 {
-    for (int i = 0; i < v->n; i++) {
-        free(v->v[i].name);
-        free(v->v[i].targets);
-    }
+    for (int i = 0; i < v->n; i++)
+        ds_item_release(&v->v[i]);
     free(v->v);
     v->v = NULL;
     v->n = v->cap = 0;
@@ -214,6 +235,23 @@ int ds_entry_classify(const dataset *ds, const char *rel, int resolve, char *rea
     return rc;
 }
 
+/* Appends a copy of name to names (n of cap). 0 or -ENOMEM. */
+static int names_push(char ***names, int *n, int *cap, const char *name)
+{
+    if (*n == *cap) {
+        int c = *cap ? *cap * 2 : 64;
+        char **nn = realloc(*names, sizeof(char *) * c);
+        if (!nn)
+            return -ENOMEM;
+        *names = nn;
+        *cap = c;
+    }
+    if (!((*names)[*n] = strdup(name)))
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
 /* Sorted names in root/sub (hidden ones skipped); want picks folders or regular files.
  * Entries that are neither, or that lead out of the root, join the unreadable list. */
 int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int *n_out,
@@ -241,10 +279,17 @@ int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int 
     }
     char **names = NULL;
     int n = 0, cap = 0, rc = 0;
+    int64_t entries = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
+        /* Every entry costs a name (here or in the unreadable list): a folder of more
+         * than a dataset may hold is refused before it takes the memory. */
+        if (++entries > ds->max_items) {
+            rc = -EFBIG;
+            break;
+        }
         char *rel = ds_asprintf("%s/%s", sub, de->d_name);
         if (!rel) {
             rc = -ENOMEM;
@@ -258,29 +303,19 @@ int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int 
             rc = k;
             break;
         }
-        if (k != (int)want)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **nn = realloc(names, sizeof(char *) * cap);
-            if (!nn) {
-                rc = -ENOMEM;
-                break;
-            }
-            names = nn;
-        }
-        if (!(names[n] = strdup(de->d_name))) {
-            rc = -ENOMEM;
+        if (k == (int)want && (rc = names_push(&names, &n, &cap, de->d_name)))
             break;
-        }
-        n++;
     }
     closedir(d);
     if (rc) {
         for (int i = 0; i < n; i++)
             free(names[i]);
         free(names);
-        ds_set_err(err, errlen, "out of memory listing %s", dir);
+        if (rc == -EFBIG)
+            ds_set_err(err, errlen, "%s: more than %lld entries, the most a dataset may hold",
+                       sub, (long long)ds->max_items);
+        else
+            ds_set_err(err, errlen, "out of memory listing %s", dir);
         free(dir);
         return rc;
     }
@@ -332,6 +367,22 @@ int ds_add_file(dataset *ds, item_vec *into, char *rel, int label, int *gray)
     return rc;
 }
 
+int64_t ds_n_items(const dataset *ds)
+{
+    return (int64_t)ds->split[0].n + ds->split[1].n + ds->split[2].n;
+}
+
+int ds_check_room(const dataset *ds, int64_t more, const char *what, char *err,
+                  size_t errlen)
+{
+    int64_t have = ds_n_items(ds);
+    if (more <= ds->max_items - have)
+        return 0;
+    ds_set_err(err, errlen, "%s: %lld more items would exceed the %lld a dataset may hold",
+               what, (long long)more, (long long)ds->max_items);
+    return -EFBIG;
+}
+
 /* Adds every file of root/sub (sorted) with this label. */
 int ds_add_folder(dataset *ds, item_vec *into, const char *sub, int label, int *gray,
                       char *err, size_t errlen)
@@ -341,6 +392,11 @@ int ds_add_folder(dataset *ds, item_vec *into, const char *sub, int label, int *
     int rc = ds_list_dir(ds, sub, ENTRY_FILE, &files, &n, err, errlen);
     if (rc)
         return rc;
+    rc = ds_check_room(ds, n, sub, err, errlen);
+    if (rc) {
+        ds_free_names(files, n);
+        return rc;
+    }
     for (int i = 0; i < n && rc == 0; i++) {
         char *rel = ds_asprintf("%s/%s", sub, files[i]);
         rc = rel ? ds_add_file(ds, into, rel, label, gray) : -ENOMEM;

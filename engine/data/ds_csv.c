@@ -9,6 +9,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Bounds on a labels file: its size, and one line (a file name and its labels). */
+#define CSV_MAX_BYTES (256ll << 20)
+#define CSV_MAX_LINE 65536
+
 typedef struct csv_row {
     char *file;
     char **labels;
@@ -24,63 +28,93 @@ static void csv_rows_free(csv_row *rows, int n)
     free(rows);
 }
 
-/* Reads `file,labels` rows (after a header line); labels are separated by spaces. */
-static int csv_read(const char *path, csv_row **out, int *n_out, char *err, size_t errlen)
+/* One row's fields, parsed from line (modified in place) into *r: 0, 1 for a blank line
+ * (r untouched), -EINVAL for a row without "file,", or -ENOMEM (r holds what it got). */
+static int csv_parse_row(char *line, csv_row *r)
+{
+    char *comma = strchr(line, ',');
+    char *file = ds_trim_field(comma ? (*comma = 0, line) : line);
+    if (*file == 0 && !comma)
+        return 1;
+    if (!comma || *file == 0)
+        return -EINVAL;
+    memset(r, 0, sizeof *r);
+    if (!(r->file = strdup(file)))
+        return -ENOMEM;
+    char *save = NULL;
+    for (char *tok = strtok_r(ds_trim_field(comma + 1), " \t", &save); tok;
+         tok = strtok_r(NULL, " \t", &save)) {
+        char **nl = realloc(r->labels, sizeof(char *) * (r->n_labels + 1));
+        if (!nl)
+            return -ENOMEM;
+        r->labels = nl;
+        if (!(r->labels[r->n_labels] = strdup(tok)))
+            return -ENOMEM;
+        r->n_labels++;
+    }
+    return 0;
+}
+
+/* Room for row n: 0, or -ENOMEM. */
+static int csv_rows_grow(csv_row **rows, int n, int *cap)
+{
+    if (n < *cap)
+        return 0;
+    int c = *cap ? *cap * 2 : 256;
+    csv_row *nr = realloc(*rows, sizeof(csv_row) * c);
+    if (!nr)
+        return -ENOMEM;
+    *rows = nr;
+    *cap = c;
+    return 0;
+}
+
+/* Reads `file,labels` rows (after a header line); labels are separated by spaces. The
+ * file, each line and the number of rows are bounded (CSV_MAX_BYTES, CSV_MAX_LINE,
+ * max_rows) so that what it costs to hold stays in proportion to a real labels file. */
+static int csv_read(const char *path, int64_t max_rows, csv_row **out, int *n_out,
+                    char *err, size_t errlen)
 {
     FILE *fp;
-    int frc = data_fopen_regular(path, "r", &fp, NULL, err, errlen);
-    if (frc)
-        return frc;
+    long long size = 0;
+    int rc = data_fopen_regular(path, "r", &fp, &size, err, errlen);
+    if (rc)
+        return rc;
+    if (size > CSV_MAX_BYTES) {
+        ds_set_err(err, errlen, "%s: %lld bytes, over the %lld a labels file may hold", path,
+                   size, (long long)CSV_MAX_BYTES);
+        fclose(fp);
+        return -EFBIG;
+    }
     csv_row *rows = NULL;
-    int n = 0, cap = 0, rc = 0, line_no = 0;
-    char *line = NULL;
-    size_t linecap = 0;
-    while (getline(&line, &linecap, fp) >= 0) {
+    int n = 0, cap = 0, line_no = 0;
+    char *line = malloc(CSV_MAX_LINE + 1);
+    if (!line)
+        rc = -ENOMEM;
+    while (rc == 0 && fgets(line, CSV_MAX_LINE + 1, fp)) {
         line_no++;
-        if (line_no == 1)
-            continue; /* header */
-        char *comma = strchr(line, ',');
-        char *file = ds_trim_field(comma ? (*comma = 0, line) : line);
-        if (*file == 0 && !comma)
-            continue; /* blank line */
-        if (!comma || *file == 0) {
-            ds_set_err(err, errlen, "%s line %d: expected file,labels", path, line_no);
+        size_t len = strlen(line);
+        if (len == CSV_MAX_LINE && line[len - 1] != '\n') {
+            ds_set_err(err, errlen, "%s line %d: longer than %d bytes", path, line_no,
+                       CSV_MAX_LINE - 1);
             rc = -EINVAL;
-            break;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 256;
-            csv_row *nr = realloc(rows, sizeof(csv_row) * cap);
-            if (!nr) {
-                rc = -ENOMEM;
-                break;
+        } else if (line_no == 1) {
+            continue; /* header */
+        } else if (n >= max_rows) {
+            ds_set_err(err, errlen, "%s line %d: more than %lld rows, the most a dataset may "
+                       "hold", path, line_no, (long long)max_rows);
+            rc = -EFBIG;
+        } else if ((rc = csv_rows_grow(&rows, n, &cap)) == 0) {
+            rc = csv_parse_row(line, &rows[n]);
+            if (rc == 1) {
+                rc = 0;
+                continue;
             }
-            rows = nr;
+            if (rc == -EINVAL)
+                ds_set_err(err, errlen, "%s line %d: expected file,labels", path, line_no);
+            else
+                n++; /* parsed, or partly: freed with the rest on failure */
         }
-        csv_row *r = &rows[n];
-        memset(r, 0, sizeof *r);
-        n++;
-        if (!(r->file = strdup(file))) {
-            rc = -ENOMEM;
-            break;
-        }
-        char *save = NULL;
-        for (char *tok = strtok_r(ds_trim_field(comma + 1), " \t", &save); tok;
-             tok = strtok_r(NULL, " \t", &save)) {
-            char **nl = realloc(r->labels, sizeof(char *) * (r->n_labels + 1));
-            if (!nl) {
-                rc = -ENOMEM;
-                break;
-            }
-            r->labels = nl;
-            if (!(r->labels[r->n_labels] = strdup(tok))) {
-                rc = -ENOMEM;
-                break;
-            }
-            r->n_labels++;
-        }
-        if (rc)
-            break;
     }
     free(line);
     fclose(fp);
@@ -226,7 +260,7 @@ int ds_open_csv(dataset *ds, const ds_options *o, int *gray, char *err, size_t e
         return -ENOMEM;
     csv_row *rows = NULL;
     int n = 0, multi = 0;
-    int rc = csv_read(csv_path, &rows, &n, err, errlen);
+    int rc = csv_read(csv_path, ds->max_items, &rows, &n, err, errlen);
     free(csv_path);
     if (rc)
         return rc;

@@ -20,52 +20,60 @@ static const char *const fashion_names[10] = {
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 };
 
-/* One IDX file (images idx3 or labels idx1), plain or gzip (zlib reads both). */
-static int idx_read(const char *path, int want_dims, uint8_t **data, int64_t *n, int *rows,
-                    int *cols, int64_t max_pixels, char *err, size_t errlen)
+/* Reads an IDX header of want_dims dimensions from gz into dim (n, rows, cols). */
+static int idx_header(gzFile gz, const char *path, int want_dims, uint32_t dim[3],
+                      int64_t max_pixels, char *err, size_t errlen)
 {
-    *data = NULL;
-    int fd = data_open_regular(path, NULL, err, errlen);
-    if (fd < 0)
-        return fd;
-    gzFile gz = gzdopen(fd, "rb");
-    if (!gz) {
-        close(fd);
-        ds_set_err(err, errlen, "%s: out of memory", path);
-        return -ENOMEM;
-    }
-    int rc = -EINVAL;
     uint8_t hdr[16];
     int hlen = 4 + 4 * want_dims;
     if (gzread(gz, hdr, hlen) != hlen) {
         ds_set_err(err, errlen, "%s: truncated IDX header", path);
-        goto out_close;
+        return -EINVAL;
     }
     if (hdr[0] != 0 || hdr[1] != 0 || hdr[2] != 0x08 || hdr[3] != want_dims) {
-        ds_set_err(err, errlen, "%s: not an IDX file of unsigned bytes with %d dimension(s)", path,
-                want_dims);
-        goto out_close;
+        ds_set_err(err, errlen, "%s: not an IDX file of unsigned bytes with %d dimension(s)",
+                   path, want_dims);
+        return -EINVAL;
     }
-    uint32_t dim[3] = {0, 1, 1};
+    dim[0] = 0;
+    dim[1] = dim[2] = 1;
     for (int d = 0; d < want_dims; d++)
         dim[d] = (uint32_t)hdr[4 + 4 * d] << 24 | (uint32_t)hdr[5 + 4 * d] << 16 |
                  (uint32_t)hdr[6 + 4 * d] << 8 | hdr[7 + 4 * d];
     if (dim[0] == 0 || dim[0] > IDX_MAX_ITEMS || dim[1] == 0 || dim[2] == 0 ||
         (int64_t)dim[1] * dim[2] > max_pixels) {
         ds_set_err(err, errlen, "%s: bad IDX dimensions %u x %u x %u", path, dim[0], dim[1],
-                dim[2]);
-        goto out_close;
+                   dim[2]);
+        return -EINVAL;
     }
-    size_t total = (size_t)dim[0] * dim[1] * dim[2];
-    uint8_t *buf = malloc(total);
-    if (!buf) {
-        ds_set_err(err, errlen, "%s: out of memory", path);
-        rc = -ENOMEM;
-        goto out_close;
-    }
-    size_t got = 0;
-    while (got < total) {
-        size_t chunk = total - got > (1u << 30) ? (1u << 30) : total - got;
+    return 0;
+}
+
+/* Reads total bytes of data from gz into a new *out. The buffer grows with the data
+ * that actually arrives, so a header declaring far more than the file holds (a gzip
+ * can say anything) costs only what the file holds before it is refused. */
+static int idx_read_data(gzFile gz, const char *path, size_t total, uint8_t **out,
+                         char *err, size_t errlen)
+{
+    size_t got = 0, cap = 0;
+    uint8_t *buf = NULL;
+    *out = NULL;
+    for (;;) {
+        if (got == cap) {
+            if (cap == total)
+                break;
+            size_t ncap = cap ? cap * 2 : (size_t)1 << 20;
+            ncap = ncap < total ? ncap : total;
+            uint8_t *nb = realloc(buf, ncap);
+            if (!nb) {
+                free(buf);
+                ds_set_err(err, errlen, "%s: out of memory", path);
+                return -ENOMEM;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t chunk = cap - got > (1u << 30) ? (1u << 30) : cap - got;
         int r = gzread(gz, buf + got, (unsigned)chunk);
         if (r <= 0)
             break;
@@ -74,13 +82,51 @@ static int idx_read(const char *path, int want_dims, uint8_t **data, int64_t *n,
     if (got != total) {
         ds_set_err(err, errlen, "%s: truncated IDX data (%zu of %zu bytes)", path, got, total);
         free(buf);
+        return -EINVAL;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* One IDX file (images idx3 or labels idx1), plain or gzip (zlib reads both). Items
+ * beyond what ds may still hold are -EFBIG, refused from the header before any data is
+ * read. */
+static int idx_read(const dataset *ds, const char *path, int want_dims, uint8_t **data,
+                    int64_t *n, int *rows, int *cols, int64_t max_pixels, char *err,
+                    size_t errlen)
+{
+    *data = NULL;
+    long long size = 0;
+    int fd = data_open_regular(path, &size, err, errlen);
+    if (fd < 0)
+        return fd;
+    gzFile gz = gzdopen(fd, "rb");
+    if (!gz) {
+        close(fd);
+        ds_set_err(err, errlen, "%s: out of memory", path);
+        return -ENOMEM;
+    }
+    uint32_t dim[3];
+    int rc = idx_header(gz, path, want_dims, dim, max_pixels, err, errlen);
+    if (rc)
+        goto out_close;
+    rc = ds_check_room(ds, dim[0], path, err, errlen);
+    if (rc)
+        goto out_close;
+    size_t total = (size_t)dim[0] * dim[1] * dim[2];
+    /* A plain file's size says at once whether it holds what its header declares. */
+    if (gzdirect(gz) && size - (4 + 4 * want_dims) < (long long)total) {
+        ds_set_err(err, errlen, "%s: truncated IDX data (%lld of %zu bytes)", path,
+                   size - (4 + 4 * want_dims), total);
+        rc = -EINVAL;
         goto out_close;
     }
-    *data = buf;
+    rc = idx_read_data(gz, path, total, data, err, errlen);
+    if (rc)
+        goto out_close;
     *n = dim[0];
     *rows = (int)dim[1];
     *cols = (int)dim[2];
-    rc = 0;
 out_close:
     gzclose(gz);
     return rc;
@@ -113,6 +159,48 @@ static char *idx_find(const dataset *ds, const char *prefix, const char *kind, i
     return NULL;
 }
 
+/* Names items "<base>#<i>" (base: the images file without ".gz") in one allocation,
+ * the dataset's idx_names[which]: n names of a few dozen bytes each cost no malloc
+ * overhead. */
+static int idx_name_items(dataset *ds, int which, item_vec *v, int first, const char *ip)
+{
+    const char *base = strrchr(ip, '/') + 1;
+    size_t blen = strlen(base);
+    if (blen > 3 && strcmp(base + blen - 3, ".gz") == 0)
+        blen -= 3;
+    int n = v->n - first;
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        bytes += blen + (size_t)snprintf(NULL, 0, "#%d", i) + 1;
+    char *arena = malloc(bytes ? bytes : 1), *p = arena;
+    if (!arena)
+        return -ENOMEM;
+    ds->idx_names[which] = arena;
+    for (int i = 0; i < n; i++) {
+        v->v[first + i].name = p;
+        p += sprintf(p, "%.*s#%d", (int)blen, base, i) + 1;
+    }
+    return 0;
+}
+
+/* The items of one split, their pixels views into ds->idx_blob[which]. */
+static int idx_add_items(dataset *ds, int which, const uint8_t *labels, int64_t n, int rows,
+                         int cols, int *max_label, const char *ip)
+{
+    item_vec *v = &ds->split[which == 0 ? SPLIT_TRAIN : SPLIT_VALID];
+    int first = v->n;
+    if (ds_vec_reserve(v, n))
+        return -ENOMEM;
+    for (int64_t i = 0; i < n; i++) {
+        ds_item it = {.label = labels[i], .w = cols, .h = rows,
+                      .px = ds->idx_blob[which] + (size_t)i * rows * cols};
+        v->v[v->n++] = it;
+        if (labels[i] > *max_label)
+            *max_label = labels[i];
+    }
+    return idx_name_items(ds, which, v, first, ip);
+}
+
 static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_label,
                           char *err, size_t errlen)
 {
@@ -127,39 +215,26 @@ static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_l
             ds_set_err(err, errlen, "%s/%s", ds->root, why);
         else
             ds_set_err(err, errlen, "%s: no %s-%s-idx%d-ubyte[.gz] file", ds->root, prefix,
-                    ip ? "labels" : "images", ip ? 1 : 3);
+                       ip ? "labels" : "images", ip ? 1 : 3);
         rc = -ENOENT;
         goto out_free;
     }
-    rc = idx_read(ip, 3, &ds->idx_blob[which], &n, &rows, &cols, ds->max_pixels, err, errlen);
+    rc = idx_read(ds, ip, 3, &ds->idx_blob[which], &n, &rows, &cols, ds->max_pixels, err,
+                  errlen);
     if (rc)
         goto out_free;
-    rc = idx_read(lp, 1, &labels, &nl, &one, &one, INT64_MAX, err, errlen);
+    rc = idx_read(ds, lp, 1, &labels, &nl, &one, &one, INT64_MAX, err, errlen);
     if (rc)
         goto out_free;
     if (nl != n) {
-        ds_set_err(err, errlen, "%s: %lld labels for %lld images", lp, (long long)nl, (long long)n);
+        ds_set_err(err, errlen, "%s: %lld labels for %lld images", lp, (long long)nl,
+                   (long long)n);
         rc = -EINVAL;
         goto out_free;
     }
-    const char *base = strrchr(ip, '/') + 1;
-    size_t blen = strlen(base);
-    if (blen > 3 && strcmp(base + blen - 3, ".gz") == 0)
-        blen -= 3;
-    item_vec *v = &ds->split[which == 0 ? SPLIT_TRAIN : SPLIT_VALID];
-    for (int64_t i = 0; i < n; i++) {
-        ds_item it = {.label = labels[i], .w = cols, .h = rows,
-                      .px = ds->idx_blob[which] + (size_t)i * rows * cols};
-        it.name = ds_asprintf("%.*s#%lld", (int)blen, base, (long long)i);
-        if (!it.name || ds_vec_push(v, &it)) {
-            free(it.name);
-            ds_set_err(err, errlen, "out of memory loading %s", ip);
-            rc = -ENOMEM;
-            goto out_free;
-        }
-        if (labels[i] > *max_label)
-            *max_label = labels[i];
-    }
+    rc = idx_add_items(ds, which, labels, n, rows, cols, max_label, ip);
+    if (rc)
+        ds_set_err(err, errlen, "out of memory loading %s", ip);
 out_free:
     free(labels);
     free(ip);

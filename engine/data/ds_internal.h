@@ -12,7 +12,8 @@
 #include "data.h"
 
 typedef struct ds_item {
-    char *name;           /* relative to the root */
+    char *name;           /* relative to the root; owned, except for an idx item (px set),
+                           * whose name lives in the dataset's idx_names */
     int label;            /* first label; -1 when unlabelled */
     int w, h;
     const uint8_t *px;    /* idx: the pixels inside the loaded blob; else NULL */
@@ -28,12 +29,14 @@ struct dataset {
     char *root;
     char *real_root;        /* realpath of root: where symlinks may lead */
     int64_t max_pixels;
+    int64_t max_items;      /* ds_options.max_items, default applied */
     ds_info info;
     int unreadable_cap;
     int *unreadable_set;    /* open-addressing hash set of unreadable files, by index + 1 */
     size_t unreadable_slots;/* its size: 0 or a power of two */
     item_vec split[3];
     uint8_t *idx_blob[2];   /* idx: train and t10k pixels */
+    char *idx_names[2];     /* idx: the item names of train and t10k, one after another */
     pthread_mutex_t lock;   /* guards the unreadable list */
 };
 
@@ -53,6 +56,10 @@ char *ds_trim_field(char *s);
 int ds_class_index(char **classes, int n, const char *name);
 /* Appends *it (the vector takes its name and targets). 0 or -ENOMEM. */
 int ds_vec_push(item_vec *v, const ds_item *it);
+/* Room for `more` items beyond v->n, allocated at once. 0 or -ENOMEM. */
+int ds_vec_reserve(item_vec *v, int64_t more);
+/* Frees what an item owns (its name unless idx, its targets). */
+void ds_item_release(ds_item *it);
 void ds_vec_free(item_vec *v);
 /* Adds (file, reason) to the unreadable list unless the file is already there (constant
  * time). Caller holds ds->lock or is the only thread. 0 or -ENOMEM. */
@@ -70,6 +77,12 @@ int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int 
 /* Probes root/rel; readable files join `into` (taking rel, freed on failure too), others
  * the unreadable list. *gray is cleared by any colour image. */
 int ds_add_file(dataset *ds, item_vec *into, char *rel, int label, int *gray);
+/* Items in every split so far. */
+int64_t ds_n_items(const dataset *ds);
+/* 0 when `more` items from `what` fit under ds->max_items beside those already held;
+ * else -EFBIG with the reason in err. */
+int ds_check_room(const dataset *ds, int64_t more, const char *what, char *err,
+                  size_t errlen);
 /* Adds every file of root/sub (sorted) with this label. */
 int ds_add_folder(dataset *ds, item_vec *into, const char *sub, int label, int *gray,
                   char *err, size_t errlen);

@@ -87,8 +87,7 @@ void ds_pixel_stats(dataset *ds)
     int k = 0;
     for (int i = 0; i < n; i++) {
         if (tr->v[i].w < 0) {
-            free(tr->v[i].name);
-            free(tr->v[i].targets);
+            ds_item_release(&tr->v[i]);
         } else {
             tr->v[k++] = tr->v[i];
         }

@@ -7,9 +7,12 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <png.h>
 
@@ -93,10 +96,171 @@ static void test_csv_many_missing(void **state)
     free(d);
 }
 
+/* An IDX header (images: n x rows x cols; labels: n) followed by `have` zero bytes. */
+static void write_idx_header(const char *path, int dims, uint32_t n, uint32_t rows,
+                             uint32_t cols, size_t have, int gz)
+{
+    size_t hlen = 4 + 4 * (size_t)dims, len = hlen + have;
+    uint8_t *b = calloc(1, len);
+    assert_non_null(b);
+    uint32_t d[3] = {n, rows, cols};
+    b[2] = 0x08;
+    b[3] = (uint8_t)dims;
+    for (int k = 0; k < dims; k++)
+        for (int j = 0; j < 4; j++)
+            b[4 + 4 * k + j] = (uint8_t)(d[k] >> (24 - 8 * j));
+    if (gz) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.raw", path);
+        assert_int_equal(tu_write_file(tmp, b, len), 0);
+        char cmd[8400];
+        snprintf(cmd, sizeof cmd, "gzip -c '%s' > '%s' && rm '%s'", tmp, path, tmp);
+        assert_int_equal(system(cmd), 0);
+    } else {
+        assert_int_equal(tu_write_file(path, b, len), 0);
+    }
+    free(b);
+}
+
+static int open_idx(const char *d, int64_t max_items, char *err, size_t errlen)
+{
+    ds_options o = {.format = DS_IDX, .path = d, .valid_pct = -1, .max_items = max_items};
+    dataset *ds = NULL;
+    int rc = dataset_open(&ds, &o, err, errlen);
+    if (rc == 0)
+        assert_non_null(ds);
+    else
+        assert_null(ds);
+    dataset_destroy(ds);
+    return rc;
+}
+
+/* Headers declaring 100,000,000 images of 28x28 (78 GB) in files that hold a few bytes,
+ * plain and gzip: refused for what the file holds, not for the memory the header asks. */
+static void test_idx_declares_more_than_held(void **state)
+{
+    (void)state;
+    char err[512];
+    for (int gz = 0; gz < 2; gz++) {
+        char *d = strdup(sub(root, gz ? "idx_liar_gz" : "idx_liar"));
+        assert_int_equal(tu_mkdirs(d), 0);
+        const char *ip = gz ? "train-images-idx3-ubyte.gz" : "train-images-idx3-ubyte";
+        const char *lp = gz ? "train-labels-idx1-ubyte.gz" : "train-labels-idx1-ubyte";
+        write_idx_header(sub(d, ip), 3, 100000000u, 28, 28, 784 * 3, gz);
+        write_idx_header(sub(d, lp), 1, 100000000u, 1, 1, 3, gz);
+        err[0] = 0;
+        assert_int_equal(open_idx(d, 200000000, err, sizeof err), -EINVAL);
+        assert_non_null(strstr(err, ip));
+        assert_non_null(strstr(err, "truncated"));
+        free(d);
+    }
+}
+
+/* max_items bounds the items over every split: over it, the header alone refuses the
+ * dataset, naming the file; the default bound refuses 10,000,001 declared images. */
+static void test_idx_max_items(void **state)
+{
+    (void)state;
+    char err[512];
+    char *d = strdup(sub(root, "idx_cap"));
+    assert_int_equal(tu_mkdirs(d), 0);
+    write_idx_header(sub(d, "train-images-idx3-ubyte"), 3, 15, 2, 2, 15 * 4, 0);
+    write_idx_header(sub(d, "train-labels-idx1-ubyte"), 1, 15, 1, 1, 15, 0);
+    write_idx_header(sub(d, "t10k-images-idx3-ubyte"), 3, 10, 2, 2, 10 * 4, 0);
+    write_idx_header(sub(d, "t10k-labels-idx1-ubyte"), 1, 10, 1, 1, 10, 0);
+    assert_int_equal(open_idx(d, 25, err, sizeof err), 0);
+    err[0] = 0;
+    assert_int_equal(open_idx(d, 24, err, sizeof err), -EFBIG);
+    assert_non_null(strstr(err, "t10k-images-idx3-ubyte"));
+    assert_non_null(strstr(err, "24"));
+    err[0] = 0;
+    assert_int_equal(open_idx(d, 14, err, sizeof err), -EFBIG);
+    assert_non_null(strstr(err, "train-images-idx3-ubyte"));
+
+    write_idx_header(sub(d, "train-images-idx3-ubyte"), 3, 10000001u, 1, 1, 0, 0);
+    err[0] = 0;
+    assert_int_equal(open_idx(d, 0, err, sizeof err), -EFBIG);
+    assert_non_null(strstr(err, "10000000"));
+    free(d);
+}
+
+/* The same bound for files: a csv with more rows, a folder with more images. */
+static void test_files_max_items(void **state)
+{
+    (void)state;
+    char *d = strdup(sub(root, "files_cap"));
+    assert_int_equal(tu_mkdirs(sub(d, "train/a")), 0);
+    for (int i = 0; i < 6; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "train/a/%d.png", i);
+        write_gray_png(sub(d, name));
+    }
+    const char *csv = "file,label\na/0.png,x\na/1.png,x\na/2.png,y\na/3.png,y\n";
+    assert_int_equal(tu_write_file(sub(d, "labels.csv"), csv, strlen(csv)), 0);
+    ds_options o = {.format = DS_CSV, .path = d, .valid_pct = 0, .max_items = 4};
+    dataset *ds = NULL;
+    char err[512] = "";
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), 0);
+    dataset_destroy(ds);
+    o.max_items = 3;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), -EFBIG);
+    assert_non_null(strstr(err, "labels.csv line 5"));
+    o.format = DS_FOLDERS;
+    o.max_items = 6;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), 0);
+    dataset_destroy(ds);
+    o.max_items = 5;
+    err[0] = 0;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), -EFBIG);
+    assert_null(ds);
+    assert_non_null(strstr(err, "train/a"));
+    free(d);
+}
+
+/* A labels.csv with a line longer than a labels file needs, or bigger than one can be,
+ * is refused naming it, before its lines are held in memory. */
+static void test_csv_bounds(void **state)
+{
+    (void)state;
+    char *d = strdup(sub(root, "csv_bounds"));
+    assert_int_equal(tu_mkdirs(sub(d, "train")), 0);
+    write_gray_png(sub(d, "train/real.png"));
+    size_t big = 100000;
+    char *csv = malloc(big + 64);
+    assert_non_null(csv);
+    int len = snprintf(csv, 64, "file,label\nreal.png,a\nx.png,");
+    memset(csv + len, 'b', big);
+    csv[len + big] = '\n';
+    assert_int_equal(tu_write_file(sub(d, "labels.csv"), csv, len + big + 1), 0);
+    free(csv);
+    ds_options o = {.format = DS_CSV, .path = d, .valid_pct = 0};
+    dataset *ds = NULL;
+    char err[512] = "";
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), -EINVAL);
+    assert_null(ds);
+    assert_non_null(strstr(err, "labels.csv line 3"));
+    assert_non_null(strstr(err, "longer than"));
+
+    /* 300 MiB that take no disk: a sparse file. */
+    const char *head = "file,label\nreal.png,a\n";
+    assert_int_equal(tu_write_file(sub(d, "labels.csv"), head, strlen(head)), 0);
+    assert_int_equal(truncate(sub(d, "labels.csv"), 300ll << 20), 0);
+    err[0] = 0;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), -EFBIG);
+    assert_null(ds);
+    assert_non_null(strstr(err, "labels.csv"));
+    assert_non_null(strstr(err, "bytes"));
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_csv_many_missing),
+        cmocka_unit_test(test_idx_declares_more_than_held),
+        cmocka_unit_test(test_idx_max_items),
+        cmocka_unit_test(test_files_max_items),
+        cmocka_unit_test(test_csv_bounds),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
