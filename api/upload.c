@@ -101,41 +101,72 @@ static int make_parents(int dirfd, char *rel)
     return 0;
 }
 
+static int write_all(int fd, const void *buf, size_t size, const char *name, char *err,
+                     size_t errlen)
+{
+    while (size > 0) {
+        ssize_t n = write(fd, buf, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(e));
+            return -e;
+        }
+        buf = (const char *)buf + n;
+        size -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Writes the entry's data blocks into fd at their offsets. A sparse member's blocks leave
+ * holes between them; what counts against max_bytes is the file's extent (its size once
+ * extracted, holes included), charged before anything is written there, so a few bytes
+ * of data cannot make a file of a terabyte. */
 static int copy_data(struct archive *a, int fd, int64_t *total, int64_t max_bytes,
                      const char *name, char *err, size_t errlen)
 {
     const void *buf;
     size_t size;
-    la_int64_t off;
+    la_int64_t off, extent = 0;
     for (;;) {
         int rc = archive_read_data_block(a, &buf, &size, &off);
         if (rc == ARCHIVE_EOF)
-            return 0;
+            break;
         if (rc != ARCHIVE_OK) {
             snprintf(err, errlen, "entry \"%s\": %s", name, archive_error_string(a));
             return -EINVAL;
         }
-        *total += (int64_t)size;
+        if (off < 0 || (la_int64_t)size > INT64_MAX - off) {
+            snprintf(err, errlen, "entry \"%s\" has a block at a bad offset", name);
+            return -EINVAL;
+        }
+        if (off + (la_int64_t)size > extent) {
+            *total += off + (la_int64_t)size - extent;
+            extent = off + (la_int64_t)size;
+        }
         if (*total > max_bytes) {
             snprintf(err, errlen, "the archive holds more than %lld bytes",
                      (long long)max_bytes);
             return -EFBIG;
         }
-        if (lseek(fd, (off_t)off, SEEK_SET) < 0)
-            return -errno;
-        while (size > 0) {
-            ssize_t n = write(fd, buf, size);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                int e = errno;
-                snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(e));
-                return -e;
-            }
-            buf = (const char *)buf + n;
-            size -= (size_t)n;
+        if (lseek(fd, (off_t)off, SEEK_SET) < 0) {
+            int e = errno;
+            snprintf(err, errlen, "cannot write \"%s\" at offset %lld: %s", name,
+                     (long long)off, strerror(e));
+            return e == EINVAL || e == EFBIG ? -EFBIG : -e;
         }
+        rc = write_all(fd, buf, size, name, err, errlen);
+        if (rc)
+            return rc;
     }
+    /* A trailing hole has no block to write: the size makes it. */
+    if (ftruncate(fd, (off_t)extent) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(e));
+        return -e;
+    }
+    return 0;
 }
 
 int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes, char *err,
@@ -148,6 +179,8 @@ int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes
     long entries = 0;
     int dirfd = -1, rc = 0;
 
+    if (errlen)
+        err[0] = '\0';
     if (!a) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
