@@ -198,7 +198,7 @@ static entry_kind kind_of(mode_t m, char *reason, size_t len)
  * and no realpath, which matters for folders of 70,000 images. ENTRY_BAD with the reason,
  * or -ENOMEM. */
 int ds_entry_classify(const dataset *ds, const char *rel, int resolve, char *reason,
-                          size_t len)
+                      size_t len)
 {
     char *full = ds_asprintf("%s/%s", ds->root, rel);
     if (!full)
@@ -255,7 +255,7 @@ static int names_push(char ***names, int *n, int *cap, const char *name)
 /* Sorted names in root/sub (hidden ones skipped); want picks folders or regular files.
  * Entries that are neither, or that lead out of the root, join the unreadable list. */
 int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int *n_out,
-                    char *err, size_t errlen)
+                char *err, size_t errlen)
 {
     *out = NULL;
     *n_out = 0;
@@ -385,7 +385,7 @@ int ds_check_room(const dataset *ds, int64_t more, const char *what, char *err,
 
 /* Adds every file of root/sub (sorted) with this label. */
 int ds_add_folder(dataset *ds, item_vec *into, const char *sub, int label, int *gray,
-                      char *err, size_t errlen)
+                  char *err, size_t errlen)
 {
     char **files;
     int n;

@@ -47,7 +47,7 @@ int ds_open_folders(dataset *ds, int *gray, char *err, size_t errlen)
         if (!sub)
             goto out_free;
         rc = ds_add_folder(ds, &ds->split[SPLIT_TRAIN], sub,
-                        ds_class_index(ds->info.classes, n, tc[i]), gray, err, errlen);
+                           ds_class_index(ds->info.classes, n, tc[i]), gray, err, errlen);
         free(sub);
         if (rc)
             goto out_free;
@@ -58,7 +58,7 @@ int ds_open_folders(dataset *ds, int *gray, char *err, size_t errlen)
         if (!sub)
             goto out_free;
         rc = ds_add_folder(ds, &ds->split[SPLIT_VALID], sub,
-                        ds_class_index(ds->info.classes, n, vc[i]), gray, err, errlen);
+                           ds_class_index(ds->info.classes, n, vc[i]), gray, err, errlen);
         free(sub);
         if (rc)
             goto out_free;
