@@ -195,10 +195,7 @@ void dataset_destroy(dataset *ds)
         return;
     for (int s = 0; s < 3; s++)
         ds_vec_free(&ds->split[s]);
-    free(ds->idx_blob[0]);
-    free(ds->idx_blob[1]);
-    free(ds->idx_names[0]);
-    free(ds->idx_names[1]);
+    ds_idx_free(ds);
     if (ds->info.classes)
         ds_free_names(ds->info.classes, ds->info.n_classes);
     for (int i = 0; i < ds->info.n_unreadable; i++) {
@@ -228,7 +225,9 @@ static const ds_item *item_at(const dataset *ds, ds_split split, int i)
 const char *dataset_item_name(const dataset *ds, ds_split split, int i)
 {
     const ds_item *it = item_at(ds, split, i);
-    return it ? it->name : NULL;
+    if (!it)
+        return NULL;
+    return it->px ? ds_idx_item_name(ds, it) : it->name;
 }
 
 int dataset_item_label(const dataset *ds, ds_split split, int i)

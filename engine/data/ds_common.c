@@ -91,8 +91,7 @@ int ds_vec_reserve(item_vec *v, int64_t more)
 
 void ds_item_release(ds_item *it)
 {
-    if (!it->px)
-        free(it->name);
+    free(it->name);
     free(it->targets);
 }
 

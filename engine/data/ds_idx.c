@@ -4,6 +4,8 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,46 +161,28 @@ static char *idx_find(const dataset *ds, const char *prefix, const char *kind, i
     return NULL;
 }
 
-/* Names items "<base>#<i>" (base: the images file without ".gz") in one allocation,
- * the dataset's idx_names[which]: n names of a few dozen bytes each cost no malloc
- * overhead. */
-static int idx_name_items(dataset *ds, int which, item_vec *v, int first, const char *ip)
+/* The items of one split, their pixels views into ds->idx[which]; their names come from
+ * ds_idx_item_name. */
+static int idx_add_items(dataset *ds, int which, const uint8_t *labels, int rows, int cols,
+                         int *max_label, const char *ip)
 {
+    idx_part *part = &ds->idx[which];
     const char *base = strrchr(ip, '/') + 1;
     size_t blen = strlen(base);
     if (blen > 3 && strcmp(base + blen - 3, ".gz") == 0)
         blen -= 3;
-    int n = v->n - first;
-    size_t bytes = 0;
-    for (int i = 0; i < n; i++)
-        bytes += blen + (size_t)snprintf(NULL, 0, "#%d", i) + 1;
-    char *arena = malloc(bytes ? bytes : 1), *p = arena;
-    if (!arena)
-        return -ENOMEM;
-    ds->idx_names[which] = arena;
-    for (int i = 0; i < n; i++) {
-        v->v[first + i].name = p;
-        p += sprintf(p, "%.*s#%d", (int)blen, base, i) + 1;
-    }
-    return 0;
-}
-
-/* The items of one split, their pixels views into ds->idx_blob[which]. */
-static int idx_add_items(dataset *ds, int which, const uint8_t *labels, int64_t n, int rows,
-                         int cols, int *max_label, const char *ip)
-{
+    part->base = strndup(base, blen);
     item_vec *v = &ds->split[which == 0 ? SPLIT_TRAIN : SPLIT_VALID];
-    int first = v->n;
-    if (ds_vec_reserve(v, n))
+    if (!part->base || ds_vec_reserve(v, part->n))
         return -ENOMEM;
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < part->n; i++) {
         ds_item it = {.label = labels[i], .w = cols, .h = rows,
-                      .px = ds->idx_blob[which] + (size_t)i * rows * cols};
+                      .px = part->blob + (size_t)i * part->item_px};
         v->v[v->n++] = it;
         if (labels[i] > *max_label)
             *max_label = labels[i];
     }
-    return idx_name_items(ds, which, v, first, ip);
+    return 0;
 }
 
 static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_label,
@@ -207,8 +191,9 @@ static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_l
     char why[512] = "";
     char *ip = idx_find(ds, prefix, "images", 3, why, sizeof why);
     char *lp = idx_find(ds, prefix, "labels", 1, why, sizeof why);
+    idx_part *part = &ds->idx[which];
     uint8_t *labels = NULL;
-    int64_t n = 0, nl = 0;
+    int64_t nl = 0;
     int rows, cols, one, rc;
     if (!ip || !lp) {
         if (why[0])
@@ -219,20 +204,21 @@ static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_l
         rc = -ENOENT;
         goto out_free;
     }
-    rc = idx_read(ds, ip, 3, &ds->idx_blob[which], &n, &rows, &cols, ds->max_pixels, err,
+    rc = idx_read(ds, ip, 3, &part->blob, &part->n, &rows, &cols, ds->max_pixels, err,
                   errlen);
     if (rc)
         goto out_free;
+    part->item_px = (size_t)rows * cols;
     rc = idx_read(ds, lp, 1, &labels, &nl, &one, &one, INT64_MAX, err, errlen);
     if (rc)
         goto out_free;
-    if (nl != n) {
+    if (nl != part->n) {
         ds_set_err(err, errlen, "%s: %lld labels for %lld images", lp, (long long)nl,
-                   (long long)n);
+                   (long long)part->n);
         rc = -EINVAL;
         goto out_free;
     }
-    rc = idx_add_items(ds, which, labels, n, rows, cols, max_label, ip);
+    rc = idx_add_items(ds, which, labels, rows, cols, max_label, ip);
     if (rc)
         ds_set_err(err, errlen, "out of memory loading %s", ip);
 out_free:
@@ -240,6 +226,48 @@ out_free:
     free(ip);
     free(lp);
     return rc;
+}
+
+/* Makes the names of every item of part, "<base>#<i>", each in name_stride bytes. */
+static int idx_make_names(idx_part *part)
+{
+    size_t stride = strlen(part->base) + (size_t)snprintf(NULL, 0, "#%lld",
+                                                          (long long)part->n - 1) + 1;
+    char *names = malloc(part->n * stride);
+    if (!names)
+        return -ENOMEM;
+    for (int64_t i = 0; i < part->n; i++)
+        snprintf(names + i * stride, stride, "%s#%lld", part->base, (long long)i);
+    part->names = names;
+    part->name_stride = stride;
+    return 0;
+}
+
+const char *ds_idx_item_name(const dataset *ds, const ds_item *it)
+{
+    dataset *mds = (dataset *)ds; /* the names are made once, under the lock */
+    const char *name = NULL;
+    pthread_mutex_lock(&mds->lock);
+    for (int k = 0; k < 2 && !name; k++) {
+        idx_part *part = &mds->idx[k];
+        uintptr_t p = (uintptr_t)it->px, b = (uintptr_t)part->blob;
+        if (!part->blob || p < b || p - b >= (size_t)part->n * part->item_px)
+            continue;
+        if (!part->names && idx_make_names(part))
+            break;
+        name = part->names + (p - b) / part->item_px * part->name_stride;
+    }
+    pthread_mutex_unlock(&mds->lock);
+    return name;
+}
+
+void ds_idx_free(dataset *ds)
+{
+    for (int k = 0; k < 2; k++) {
+        free(ds->idx[k].blob);
+        free(ds->idx[k].base);
+        free(ds->idx[k].names);
+    }
 }
 
 /* Class names of an idx set: classes.txt beside the files, the Fashion-MNIST names for a

@@ -12,8 +12,8 @@
 #include "data.h"
 
 typedef struct ds_item {
-    char *name;           /* relative to the root; owned, except for an idx item (px set),
-                           * whose name lives in the dataset's idx_names */
+    char *name;           /* relative to the root, owned; NULL for an idx item (px set),
+                           * whose name ds_idx_item_name makes when asked */
     int label;            /* first label; -1 when unlabelled */
     int w, h;
     const uint8_t *px;    /* idx: the pixels inside the loaded blob; else NULL */
@@ -25,6 +25,18 @@ typedef struct item_vec {
     int n, cap;
 } item_vec;
 
+/* One IDX pair held in memory. Item names ("<base>#<i>") are made for all n items the
+ * first time one is asked for, not at registration: at millions of items they would
+ * cost as much as the items themselves, and only some callers need them. */
+typedef struct idx_part {
+    uint8_t *blob;          /* (n, item_px) pixels */
+    size_t item_px;         /* rows * cols */
+    int64_t n;
+    char *base;             /* the images file's name, without ".gz" */
+    char *names;            /* NULL until asked; then n names, name_stride bytes apart */
+    size_t name_stride;
+} idx_part;
+
 struct dataset {
     char *root;
     char *real_root;        /* realpath of root: where symlinks may lead */
@@ -35,8 +47,7 @@ struct dataset {
     int *unreadable_set;    /* open-addressing hash set of unreadable files, by index + 1 */
     size_t unreadable_slots;/* its size: 0 or a power of two */
     item_vec split[3];
-    uint8_t *idx_blob[2];   /* idx: train and t10k pixels */
-    char *idx_names[2];     /* idx: the item names of train and t10k, one after another */
+    idx_part idx[2];        /* idx: the train and t10k (or test) files */
     pthread_mutex_t lock;   /* guards the unreadable list */
 };
 
@@ -58,7 +69,7 @@ int ds_class_index(char **classes, int n, const char *name);
 int ds_vec_push(item_vec *v, const ds_item *it);
 /* Room for `more` items beyond v->n, allocated at once. 0 or -ENOMEM. */
 int ds_vec_reserve(item_vec *v, int64_t more);
-/* Frees what an item owns (its name unless idx, its targets). */
+/* Frees what an item owns (its name and targets). */
 void ds_item_release(ds_item *it);
 void ds_vec_free(item_vec *v);
 /* Adds (file, reason) to the unreadable list unless the file is already there (constant
@@ -91,6 +102,11 @@ int ds_add_folder(dataset *ds, item_vec *into, const char *sub, int label, int *
 int ds_open_folders(dataset *ds, int *gray, char *err, size_t errlen);
 int ds_open_csv(dataset *ds, const ds_options *o, int *gray, char *err, size_t errlen);
 int ds_open_idx(dataset *ds, int *has_valid, char *err, size_t errlen);
+/* The name of an idx item ("train-images-idx3-ubyte#12"), valid until dataset_destroy;
+ * NULL if memory runs out. Takes ds->lock: not for a caller that holds it. */
+const char *ds_idx_item_name(const dataset *ds, const ds_item *it);
+/* Frees what the idx files hold. */
+void ds_idx_free(dataset *ds);
 
 /* ---- ds_stats.c ---- */
 /* Min, median and max width and height over every split. */

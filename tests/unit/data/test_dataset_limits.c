@@ -177,6 +177,28 @@ static void test_idx_max_items(void **state)
     assert_int_equal(open_idx(d, 14, err, sizeof err), -EFBIG);
     assert_non_null(strstr(err, "train-images-idx3-ubyte"));
 
+    /* Without t10k files the valid split comes from train; every item keeps its name. */
+    assert_int_equal(unlink(sub(d, "t10k-images-idx3-ubyte")), 0);
+    assert_int_equal(unlink(sub(d, "t10k-labels-idx1-ubyte")), 0);
+    ds_options o = {.format = DS_IDX, .path = d, .valid_pct = 0.2, .seed = 5};
+    dataset *ds = NULL;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), 0);
+    const ds_info *in = dataset_info(ds);
+    assert_int_equal(in->count[SPLIT_TRAIN], 12);
+    assert_int_equal(in->count[SPLIT_VALID], 3);
+    int seen[15] = {0};
+    for (int s = 0; s < 2; s++)
+        for (int i = 0; i < in->count[s]; i++) {
+            const char *name = dataset_item_name(ds, s, i);
+            int k = -1;
+            assert_int_equal(sscanf(name, "train-images-idx3-ubyte#%d", &k), 1);
+            assert_true(k >= 0 && k < 15);
+            seen[k]++;
+        }
+    for (int k = 0; k < 15; k++)
+        assert_int_equal(seen[k], 1);
+    dataset_destroy(ds);
+
     write_idx_header(sub(d, "train-images-idx3-ubyte"), 3, 10000001u, 1, 1, 0, 0);
     err[0] = 0;
     assert_int_equal(open_idx(d, 0, err, sizeof err), -EFBIG);
