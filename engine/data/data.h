@@ -49,6 +49,7 @@ typedef enum ds_format { DS_FOLDERS, DS_CSV, DS_IDX } ds_format;
  * as long as the dataset is open (its name, label and size; an IDX item its pixels too),
  * so a small archive declaring millions of tiny images must not register. */
 #define DS_DEFAULT_MAX_ITEMS 10000000ll
+
 typedef enum ds_split { SPLIT_TRAIN = 0, SPLIT_VALID = 1, SPLIT_TEST = 2 } ds_split;
 
 typedef struct ds_options {
