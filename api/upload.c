@@ -101,41 +101,130 @@ static int make_parents(int dirfd, char *rel)
     return 0;
 }
 
+static int write_all(int fd, const void *buf, size_t size, const char *name, char *err,
+                     size_t errlen)
+{
+    while (size > 0) {
+        ssize_t n = write(fd, buf, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(e));
+            return -e;
+        }
+        buf = (const char *)buf + n;
+        size -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Writes the entry's data blocks into fd at their offsets. A sparse member's blocks leave
+ * holes between them; what counts against max_bytes is the file's extent (its size once
+ * extracted, holes included), charged before anything is written there, so a few bytes
+ * of data cannot make a file of a terabyte. */
 static int copy_data(struct archive *a, int fd, int64_t *total, int64_t max_bytes,
                      const char *name, char *err, size_t errlen)
 {
     const void *buf;
     size_t size;
-    la_int64_t off;
+    la_int64_t off, extent = 0;
     for (;;) {
         int rc = archive_read_data_block(a, &buf, &size, &off);
         if (rc == ARCHIVE_EOF)
-            return 0;
+            break;
         if (rc != ARCHIVE_OK) {
             snprintf(err, errlen, "entry \"%s\": %s", name, archive_error_string(a));
             return -EINVAL;
         }
-        *total += (int64_t)size;
+        if (off < 0 || (la_int64_t)size > INT64_MAX - off) {
+            snprintf(err, errlen, "entry \"%s\" has a block at a bad offset", name);
+            return -EINVAL;
+        }
+        if (off + (la_int64_t)size > extent) {
+            *total += off + (la_int64_t)size - extent;
+            extent = off + (la_int64_t)size;
+        }
         if (*total > max_bytes) {
             snprintf(err, errlen, "the archive holds more than %lld bytes",
                      (long long)max_bytes);
             return -EFBIG;
         }
-        if (lseek(fd, (off_t)off, SEEK_SET) < 0)
-            return -errno;
-        while (size > 0) {
-            ssize_t n = write(fd, buf, size);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0) {
-                int e = errno;
-                snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(e));
-                return -e;
-            }
-            buf = (const char *)buf + n;
-            size -= (size_t)n;
+        if (lseek(fd, (off_t)off, SEEK_SET) < 0) {
+            int e = errno;
+            snprintf(err, errlen, "cannot write \"%s\" at offset %lld: %s", name,
+                     (long long)off, strerror(e));
+            return e == EINVAL || e == EFBIG ? -EFBIG : -e;
         }
+        rc = write_all(fd, buf, size, name, err, errlen);
+        if (rc)
+            return rc;
     }
+    /* A trailing hole has no block to write: the size makes it. */
+    if (ftruncate(fd, (off_t)extent) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+/* Refuses anything but a plain file or folder. */
+static int entry_type_ok(struct archive_entry *e, const char *name, char *err, size_t errlen)
+{
+    mode_t type = archive_entry_filetype(e);
+    if (archive_entry_hardlink(e) || type == AE_IFLNK || archive_entry_symlink(e)) {
+        snprintf(err, errlen, "entry \"%s\" is a link; only files and folders are allowed",
+                 name ? name : "?");
+        return -EINVAL;
+    }
+    if (type != AE_IFREG && type != AE_IFDIR) {
+        snprintf(err, errlen,
+                 "entry \"%s\" is a device, FIFO or socket; only files and folders are "
+                 "allowed",
+                 name ? name : "?");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Checks the entry just read and writes it below dirfd (a new file must not exist yet). */
+static int extract_entry(struct archive *a, struct archive_entry *e, int dirfd,
+                         int64_t *total, int64_t max_bytes, char *err, size_t errlen)
+{
+    char rel[PATH_MAX];
+    const char *name = archive_entry_pathname(e);
+    int rc = entry_type_ok(e, name, err, errlen);
+    if (rc || (rc = entry_path_ok(name, rel, sizeof rel, err, errlen)))
+        return rc;
+    if (rel[0] == '\0')
+        return 0; /* "./" itself */
+    rc = make_parents(dirfd, rel);
+    if (rc) {
+        snprintf(err, errlen, "cannot create the folders of \"%s\": %s", name,
+                 strerror(-rc));
+        return rc;
+    }
+    if (archive_entry_filetype(e) == AE_IFDIR) {
+        if (mkdirat(dirfd, rel, 0755) != 0 && errno != EEXIST) {
+            rc = -errno;
+            snprintf(err, errlen, "cannot create \"%s\": %s", name, strerror(errno));
+        }
+        return rc;
+    }
+    int fd = openat(dirfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = errno == EEXIST ? -EINVAL : -errno;
+        snprintf(err, errlen, "cannot create \"%s\": %s", name,
+                 errno == EEXIST ? "it appears twice" : strerror(errno));
+        return rc;
+    }
+    rc = copy_data(a, fd, total, max_bytes, name, err, errlen);
+    if (close(fd) != 0 && !rc) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(errno));
+    }
+    return rc;
 }
 
 int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes, char *err,
@@ -143,11 +232,12 @@ int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes
 {
     struct archive *a = archive_read_new();
     struct archive_entry *e;
-    char rel[PATH_MAX];
     int64_t total = 0;
     long entries = 0;
     int dirfd = -1, rc = 0;
 
+    if (errlen)
+        err[0] = '\0';
     if (!a) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
@@ -165,78 +255,22 @@ int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes
         snprintf(err, errlen, "cannot open %s: %s", dest, strerror(errno));
         goto out_archive;
     }
-    for (;;) {
+    while (rc == 0) {
         int r = archive_read_next_header(a, &e);
-        const char *name;
-        mode_t type;
         if (r == ARCHIVE_EOF)
             break;
         if (r != ARCHIVE_OK) {
             snprintf(err, errlen, "the archive is corrupt or truncated: %s",
                      archive_error_string(a));
             rc = -EINVAL;
-            goto out_dir;
-        }
-        if (++entries > UPLOAD_MAX_ENTRIES) {
+        } else if (++entries > UPLOAD_MAX_ENTRIES) {
             snprintf(err, errlen, "the archive holds more than %d entries",
                      UPLOAD_MAX_ENTRIES);
             rc = -EFBIG;
-            goto out_dir;
-        }
-        name = archive_entry_pathname(e);
-        type = archive_entry_filetype(e);
-        if (archive_entry_hardlink(e) || type == AE_IFLNK || archive_entry_symlink(e)) {
-            snprintf(err, errlen, "entry \"%s\" is a link; only files and folders are allowed",
-                     name ? name : "?");
-            rc = -EINVAL;
-            goto out_dir;
-        }
-        if (type != AE_IFREG && type != AE_IFDIR) {
-            snprintf(err, errlen,
-                     "entry \"%s\" is a device, FIFO or socket; only files and folders are "
-                     "allowed",
-                     name ? name : "?");
-            rc = -EINVAL;
-            goto out_dir;
-        }
-        rc = entry_path_ok(name, rel, sizeof rel, err, errlen);
-        if (rc)
-            goto out_dir;
-        if (rel[0] == '\0')
-            continue; /* "./" itself */
-        rc = make_parents(dirfd, rel);
-        if (rc) {
-            snprintf(err, errlen, "cannot create the folders of \"%s\": %s", name,
-                     strerror(-rc));
-            goto out_dir;
-        }
-        if (type == AE_IFDIR) {
-            if (mkdirat(dirfd, rel, 0755) != 0 && errno != EEXIST) {
-                rc = -errno;
-                snprintf(err, errlen, "cannot create \"%s\": %s", name, strerror(errno));
-                goto out_dir;
-            }
-            continue;
-        }
-        {
-            int fd = openat(dirfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                            0644);
-            if (fd < 0) {
-                rc = errno == EEXIST ? -EINVAL : -errno;
-                snprintf(err, errlen, "cannot create \"%s\": %s", name,
-                         errno == EEXIST ? "it appears twice" : strerror(errno));
-                goto out_dir;
-            }
-            rc = copy_data(a, fd, &total, max_bytes, name, err, errlen);
-            if (close(fd) != 0 && !rc) {
-                rc = -errno;
-                snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(errno));
-            }
-            if (rc)
-                goto out_dir;
+        } else {
+            rc = extract_entry(a, e, dirfd, &total, max_bytes, err, errlen);
         }
     }
-out_dir:
     close(dirfd);
 out_archive:
     archive_read_free(a);

@@ -15,9 +15,10 @@ int upload_name_check(const char *name, char *err, size_t errlen);
 /* Extracts the tar archive at tar_path (plain or gzip, recognised by its bytes) into dest,
  * an existing empty folder. Refuses, naming the entry: absolute paths, ".." segments,
  * a name component over NAME_MAX bytes, symbolic and hard links, devices, FIFOs, sockets,
- * duplicate files, more than max_bytes of extracted data or UPLOAD_MAX_ENTRIES entries,
- * and a corrupt or truncated archive. Returns 0 or a negative code with err set; on
- * failure dest may hold part of the files (the caller removes it). */
+ * duplicate files, more than max_bytes of extracted data (a sparse member counts by its
+ * size once extracted, holes included) or UPLOAD_MAX_ENTRIES entries, and a corrupt or
+ * truncated archive. Returns 0 or a negative code with err set (-EINVAL, -EFBIG: the
+ * archive's fault); on failure dest may hold part of the files (the caller removes it). */
 int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes, char *err,
                        size_t errlen);
 

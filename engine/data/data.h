@@ -44,6 +44,12 @@ void image_free(image *im);
 /* ---- datasets ----------------------------------------------------------------------------- */
 
 typedef enum ds_format { DS_FOLDERS, DS_CSV, DS_IDX } ds_format;
+
+/* Items a dataset may list when ds_options.max_items is 0: every item costs memory for
+ * as long as the dataset is open (its name, label and size; an IDX item its pixels too),
+ * so a small archive declaring millions of tiny images must not register. */
+#define DS_DEFAULT_MAX_ITEMS 10000000ll
+
 typedef enum ds_split { SPLIT_TRAIN = 0, SPLIT_VALID = 1, SPLIT_TEST = 2 } ds_split;
 
 typedef struct ds_options {
@@ -55,6 +61,9 @@ typedef struct ds_options {
     const char *csv_dir;  /* csv: folder of the images, relative to path (default "train") */
     uint64_t seed;        /* the valid_pct split */
     int64_t max_pixels;   /* 0 means IMAGE_DEFAULT_MAX_PIXELS */
+    int64_t max_items;    /* images over every split (and entries of one folder, rows of
+                           * the csv) a dataset may hold, else dataset_open refuses it
+                           * naming the file; 0 means DS_DEFAULT_MAX_ITEMS */
 } ds_options;
 
 typedef struct ds_unreadable {

@@ -418,6 +418,84 @@ static void extract_refuses_garbage_and_truncation(void **state)
     assert_int_not_equal(upload_extract_tar(t->tar, t->dest, 1 << 20, err, sizeof err), 0);
 }
 
+/* A tar of one sparse member, holes.bin: "abcd" at 0 and "efgh" at `far` (zeros when far
+ * is large), so that its size as extracted is far + 4 bytes although the archive holds 8
+ * bytes of data. */
+static void write_sparse_tar(const char *path, la_int64_t far)
+{
+    struct archive *a = archive_write_new();
+    struct archive_entry *e = archive_entry_new();
+    assert_non_null(a);
+    assert_non_null(e);
+    assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
+    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+    archive_entry_set_pathname(e, "holes.bin");
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, far + 4);
+    archive_entry_sparse_add_entry(e, 0, 4);
+    archive_entry_sparse_add_entry(e, far, 4);
+    assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
+    if (far < 4096) {
+        /* libarchive takes the whole file and stores only the sparse map's blocks. */
+        char whole[4100] = "abcd";
+        memcpy(whole + far, "efgh", 4);
+        assert_int_equal(archive_write_data(a, whole, (size_t)far + 4), far + 4);
+    } else {
+        /* Too big to hand over whole: the blocks past these bytes are stored as zeros. */
+        assert_int_equal(archive_write_data(a, "abcdefgh", 8), 8);
+    }
+    archive_entry_free(e);
+    assert_int_equal(archive_write_close(a), ARCHIVE_OK);
+    archive_write_free(a);
+}
+
+/* A sparse member counts by the size it has once extracted, holes included: 8 bytes of
+ * data cannot make a file of a terabyte. One that fits keeps its holes as zeros. */
+static void extract_counts_sparse_members_by_their_size(void **state)
+{
+    tmpdirs *t = *state;
+    char err[256] = "", p[192];
+    struct stat st;
+    write_sparse_tar(t->tar, (la_int64_t)1 << 40);
+    assert_int_equal(upload_extract_tar(t->tar, t->dest, 1 << 20, err, sizeof err), -EFBIG);
+    if (!strstr(err, "more than 1048576 bytes"))
+        fail_msg("error \"%s\" does not say the archive is too big", err);
+    snprintf(p, sizeof p, "%s/holes.bin", t->dest);
+    assert_true(stat(p, &st) != 0 || st.st_size <= 1 << 20);
+
+    char dest[160];
+    snprintf(dest, sizeof dest, "%s/small", t->root);
+    assert_int_equal(mkdir(dest, 0755), 0);
+    write_sparse_tar(t->tar, 100);
+    assert_int_equal(upload_extract_tar(t->tar, dest, 1 << 20, err, sizeof err), 0);
+    snprintf(p, sizeof p, "%s/holes.bin", dest);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_size, 104);
+    FILE *f = fopen(p, "rb");
+    char got[104];
+    assert_non_null(f);
+    assert_int_equal(fread(got, 1, sizeof got, f), sizeof got);
+    fclose(f);
+    assert_memory_equal(got, "abcd", 4);
+    assert_memory_equal(got + 100, "efgh", 4);
+    for (int i = 4; i < 100; i++)
+        assert_int_equal(got[i], 0);
+}
+
+/* A member the file system cannot place (an offset past the largest file it holds) is
+ * refused with a reason that names it, never with whatever the error buffer held. */
+static void extract_names_the_member_it_cannot_place(void **state)
+{
+    tmpdirs *t = *state;
+    char err[256];
+    strcpy(err, "SENTINEL");
+    write_sparse_tar(t->tar, (la_int64_t)1 << 62);
+    assert_true(upload_extract_tar(t->tar, t->dest, INT64_MAX, err, sizeof err) < 0);
+    if (!strstr(err, "holes.bin"))
+        fail_msg("error \"%s\" does not name the entry", err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +516,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(extract_refuses_garbage_and_truncation, setup_dirs,
                                         teardown_dirs),
         cmocka_unit_test_setup_teardown(extract_refuses_overlong_names, setup_dirs,
+                                        teardown_dirs),
+        cmocka_unit_test_setup_teardown(extract_counts_sparse_members_by_their_size, setup_dirs,
+                                        teardown_dirs),
+        cmocka_unit_test_setup_teardown(extract_names_the_member_it_cannot_place, setup_dirs,
                                         teardown_dirs),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
