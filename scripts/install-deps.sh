@@ -2,7 +2,7 @@
 # install-deps.sh [--test]: installs whatever sgdrd needs that this Debian 12 machine lacks.
 # With no flag: what building and running the daemon and its dashboard needs. With --test:
 # that, and what only the test suites use (PyTorch for the parity tests, pytest, Chromium
-# and its driver for the browser test).
+# and its driver for the browser tests, nginx and openssl for the TLS deployment test).
 # Idempotent: a machine that has everything runs no apt-get and no npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +32,7 @@ pkgs=(
   dataset-fashion-mnist
 )
 if [ $with_tests -eq 1 ]; then
-  pkgs+=(python3-torch python3-torchvision python3-pytest python3-numpy chromium)
+  pkgs+=(python3-torch python3-torchvision python3-pytest python3-numpy chromium nginx openssl)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
