@@ -24,7 +24,8 @@
 #include "lrsched.h"
 #include "optim.h"
 
-#define LEARNER_MAX_GROUPS 4
+/* The API's name for the layer groups a learner can have (one definition: net.h). */
+#define LEARNER_MAX_GROUPS NET_MAX_GROUPS
 /* Augmented passes learner_tta (and the recipe's TTA) take at most, besides the centre
  * crop; the API validates against it. */
 #define TTA_MAX_AUG 15

@@ -78,7 +78,7 @@ static void meta_fill(const learner *l, int64_t *m)
     m[M_DIV] = dbits(f->plan.div);
     m[M_PCT] = dbits(f->plan.pct);
     m[M_N_LRS] = f->n_lrs;
-    for (int g = 0; g < LEARNER_MAX_GROUPS; g++)
+    for (int g = 0; g < NET_MAX_GROUPS; g++)
         m[M_LR0 + g] = dbits(f->lrs[g]);
     m[M_WD] = dbits(f->wd);
     m[M_SNAPSHOTS] = f->snapshots;
@@ -242,7 +242,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     fp->plan.div = bitsd(m[M_DIV]);
     fp->plan.pct = bitsd(m[M_PCT]);
     fp->n_lrs = (int)m[M_N_LRS];
-    for (int g = 0; g < LEARNER_MAX_GROUPS; g++)
+    for (int g = 0; g < NET_MAX_GROUPS; g++)
         fp->lrs[g] = bitsd(m[M_LR0 + g]);
     fp->wd = bitsd(m[M_WD]);
     fp->snapshots = (int)m[M_SNAPSHOTS];

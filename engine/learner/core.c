@@ -478,9 +478,9 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
     st_free(&pre);
     l->n_groups = l->net->n_groups;
     l->head_group = l->n_groups - 1;
-    if (l->n_groups > LEARNER_MAX_GROUPS) {
+    if (l->n_groups > NET_MAX_GROUPS) {
         lrn_set_err(err, errlen, "arch: %d layer groups, at most %d supported", l->n_groups,
-                LEARNER_MAX_GROUPS);
+                NET_MAX_GROUPS);
         rc = -EINVAL;
         goto out_fail;
     }

@@ -313,7 +313,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         double last_sl = NAN;
         while (b < n_batches && (got = lrn_src_next(&s, &v)) > 0) {
             int64_t t = (int64_t)e * bpe + b * bpe / n_batches;
-            double lrs[LEARNER_MAX_GROUPS];
+            double lrs[NET_MAX_GROUPS];
             lrn_expand_lrs(lrs, l->n_groups, o->n_lrs, o->lrs, sched_factor(&plan, t));
             double mom;
             if (sched_momentum(&plan, t, &mom))
@@ -338,7 +338,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
             ev_batch eb = {.step = l->step, .epoch = e, .batch = b, .n_batches = (int)n_batches,
                            .loss = loss, .smooth_loss = (float)last_sl,
                            .n_groups = l->n_groups, .momentum = (float)l->opt->mom};
-            for (int g = 0; g < l->n_groups && g < 4; g++)
+            for (int g = 0; g < l->n_groups && g < NET_MAX_GROUPS; g++)
                 eb.lrs[g] = (float)lrs[g];
             double el = lrn_now_s() - te;
             eb.img_per_s = el > 0 ? (double)imgs / el : 0.0;

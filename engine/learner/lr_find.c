@@ -32,7 +32,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
                 end);
         return -EINVAL;
     }
-    double ratios[LEARNER_MAX_GROUPS];
+    double ratios[NET_MAX_GROUPS];
     for (int g = 0; g < l->n_groups; g++)
         ratios[g] = 1.0;
     if (o && o->n_lrs) {
@@ -93,7 +93,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
         batch_view v;
         int got = 0;
         while (it < num_it && (got = lrn_src_next(&s, &v)) > 0) {
-            double f = sched_exp_sweep(start, end, it, num_it), lrs[LEARNER_MAX_GROUPS];
+            double f = sched_exp_sweep(start, end, it, num_it), lrs[NET_MAX_GROUPS];
             for (int g = 0; g < l->n_groups; g++)
                 lrs[g] = ratios[g] * f;
             float loss = lrn_train_step(l, cached, &v, lrs, &rc);

@@ -415,7 +415,7 @@ static int recipe_pretrained(learner *l, int max_epochs, int close, double budge
     double lr2 = unfrozen_lr(&r, lr, h);
     lrfind_result_free(&r);
     /* 8. cycle_mult 2 until validation loss stops improving. */
-    double lrs8[LEARNER_MAX_GROUPS];
+    double lrs8[NET_MAX_GROUPS];
     for (int g = 0; g < l->n_groups; g++)
         lrs8[g] = lr2 * lo.lrs[g];
     sgdr_opts(&fo, l, l->n_groups, lrs8, n_cycle, 1);
