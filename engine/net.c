@@ -699,14 +699,6 @@ static void backward_nodes(net *n)
     }
 }
 
-void net_backward_from(net *n, const float *dout)
-{
-    int last = n->n_nodes - 1;
-    float *g = n->dvalues[n->nodes[last].value];
-    memcpy(g, dout, (size_t)n->batch * n->n_out * sizeof(float));
-    backward_nodes(n);
-}
-
 void net_backward(net *n, const int32_t *labels, const float *targets)
 {
     int last = n->n_nodes - 1;
