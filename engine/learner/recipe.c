@@ -35,20 +35,18 @@
 
 /* The seed's rule for a sweep: "the highest learning rate where the loss is still clearly
  * improving", which fast.ai's lessons read as an order of magnitude below the minimum:
- * min_div10, else valley, else the fallback. valley (fast.ai 2's default) lands 3-10x
- * lower on both of the recipe's sweeps: from scratch on Fashion-MNIST 0.004-0.012 where
- * resnet_small trains best near 0.02-0.03, and for a head on 20 images a class 0.0025
- * where min_div10's 0.016 took the transfer test from 0.73 to 0.86 accuracy (the head gets
- * 14 batches from the cache and 14 augmented ones, too few at a low rate).
+ * min_div10, else valley, else the fallback. valley (fast.ai 2's default) lands several
+ * times lower on both of the recipe's sweeps: below where a net from scratch trains best,
+ * and too low for a head that gets only a few batches from the cache and a few augmented
+ * ones (bench_recipe and the transfer test measure both; see bench/README.md).
  * With AdamW training a whole net (from scratch) the pick is a tenth of where the smoothed
- * loss's flat bottom starts (lrfind_flat_start, within 2% of the sweep's drop of its
- * lowest). Adam moves every weight by about the LR whatever its gradient, and BatchNorm
- * makes a convolution's output blind to its weights' scale, so a sweep's loss stays near
- * its lowest for a decade of rates whose steps are too big: from scratch on Fashion-MNIST
- * the minimum sat at 0.63 with one sgemm kernel and at 0.069-0.079 with two others (the
- * bottom is flat within 0.04 from 0.04 to 0.7), so a tenth of min_div10 moved 8x, while the
- * flat bottom started at 0.040-0.046 with all three. One 1cycle epoch at 0.06 reached 88.9%
- * against 90.2% at 0.01. */
+ * loss's flat bottom starts (lrfind_flat_start, within RECIPE_FLAT_BAND of the sweep's drop
+ * of its lowest). Adam moves every weight by about the LR whatever its gradient, and
+ * BatchNorm makes a convolution's output blind to its weights' scale, so a sweep's loss
+ * stays near its lowest for a decade of rates whose steps are too big: where along that
+ * bottom the minimum falls changes with the sgemm kernel, so a tenth of min_div10 moves
+ * with it, while where the bottom starts does not (bench_recipe --opt adamw, see
+ * bench/README.md). */
 static double pick_lr(const lrfind_result *r, int adamw_body, double fallback,
                       const ev_hooks *h, const char *when)
 {
@@ -83,10 +81,10 @@ static double pick_lr(const lrfind_result *r, int adamw_body, double fallback,
  * (lrs = [lr/9, lr/3, lr]), and so does this, with the second sweep as the check that the
  * unfrozen network still trains at it: only when the sweep diverged below that LR does the
  * pick drop to the sweep's min_div10. Its valley is no guide here: from a trained head the
- * curve is flat until it diverges, and on the transfer test valley landed 10-35x below
- * the head's LR, where the body's BatchNorm statistics move to the new data faster than
- * the weights can follow (a head at 0.896 accuracy fell to 0.863-0.870). A higher LR than
- * the head's would damage the pretrained body. */
+ * curve is flat until it diverges, and on the transfer test valley landed more than an
+ * order of magnitude below the head's LR, where the body's BatchNorm statistics move to
+ * the new data faster than the weights can follow and the trained head's accuracy fell. A
+ * higher LR than the head's would damage the pretrained body. */
 static double unfrozen_lr(const lrfind_result *r, double head_lr, const ev_hooks *h)
 {
     double reached = r->n_points > 0 ? r->points[r->n_points - 1].lr : 0.0;
