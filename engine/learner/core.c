@@ -1,19 +1,14 @@
 /* core: helpers, net copies, batches, metrics, creation, state changes and training steps. */
 #include "internal.h"
 
-#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "lrsched.h"
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -97,7 +92,6 @@ void lrn_net_copy_restore(const net_copy *c, learner *l)
     memcpy(l->opt->steps, c->opt_steps, (size_t)n->n_tensors * sizeof(int64_t));
     n->rng = c->rng;
 }
-
 
 /* ---- batches from the loaders or from the cache ------------------------------------------- */
 

@@ -1,23 +1,12 @@
 /* recipe: the whole recipe (LR sweeps, fits, resizes, TTA) as one operation. */
 #include "internal.h"
 
-#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "lrsched.h"
 #include "optim.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "weights.h"
 
 /* The sweep's length under a time budget: fast.ai 2's lr_find default, half of the
  * one-epoch (at most 200) default, leaving the time to training. */
