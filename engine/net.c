@@ -470,9 +470,9 @@ static int batch_shapes(net *n, int batch, int h, int w)
     return 0;
 }
 
-/* 1 when the memory plans of the new shapes fit net_memory_limit(), 0 when not, -ENOMEM
- * when a plan cannot be made. */
-static int batch_plan_fits(net *n)
+/* *fits: whether the memory plans of the new shapes fit net_memory_limit(). -ENOMEM when
+ * a plan cannot be made. */
+static int batch_plan_fits(net *n, int *fits)
 {
     int rc_t, rc_e;
     net_plan_reset(n);
@@ -480,7 +480,8 @@ static int batch_plan_fits(net *n)
     double e = (double)net_plan_size(n, 0, &rc_e);
     if (rc_t < 0 || rc_e < 0)
         return -ENOMEM;
-    return (e > need ? e : need) * sizeof(float) <= net_memory_limit();
+    *fits = (e > need ? e : need) * sizeof(float) <= net_memory_limit();
+    return 0;
 }
 
 /* The per-batch buffers of the nodes (pool indices, dropout masks) and of the loss. */
@@ -524,8 +525,8 @@ int net_set_batch(net *n, int batch, int h, int w)
     /* Refuse a batch shape whose memory plan cannot fit, before touching any memory:
      * with overcommit the allocations would succeed and the OOM killer end the process
      * on first use. */
-    int fits = batch_plan_fits(n);
-    if (fits < 0)
+    int fits;
+    if (batch_plan_fits(n, &fits) < 0)
         goto out_nomem;
     if (!fits) {
         net_plan_reset(n);
