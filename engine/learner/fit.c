@@ -162,7 +162,7 @@ typedef struct fit_run {
     int64_t total_epochs;
     int cached;           /* batches come from the precompute cache */
     int body_trains;      /* a step changes the body's weights (the cache goes stale) */
-    int paced;            /* a 1cycle under a time limit: paced_batches, never a stop */
+    int paced;            /* a 1cycle under a time limit: paced_batches, no time stop */
     int first_epoch;      /* the first epoch this call runs (after a resume: not 0) */
     double t0, epochs_s;  /* this call's start, and its epochs' seconds so far */
     pace pc;
@@ -172,9 +172,12 @@ typedef struct fit_run {
 
 /* One epoch as it runs: what its training leaves for its end. */
 typedef struct fit_epoch {
-    int e, b, is_last;
-    int64_t imgs;
-    double te, train_s, last_sl;
+    int e;                /* the epoch of the fit */
+    int b;                /* batches trained so far */
+    int is_last;          /* it ends a cycle */
+    int64_t imgs;         /* images trained so far */
+    double te, train_s;   /* its start, and the seconds its training took */
+    double last_sl;       /* the smoothed training loss after its last batch */
     ev_epoch ee;
 } fit_epoch;
 
