@@ -58,9 +58,10 @@ void blas_startup(char **argv, int threads)
         /* libgomp's default lets idle threads spin before sleeping. Training shares the
          * cores with the loader's threads and the HTTP threads, and a thread that spins
          * while its partner is descheduled turns every one of the hundreds of parallel
-         * regions of a step into a scheduler quantum: measured 40x slower forwards on a
-         * loaded 2-core machine. The policy is read when libgomp loads, hence the re-exec;
-         * a user's own setting wins. */
+         * regions of a step into a scheduler quantum: forwards many times slower on a
+         * loaded machine (bench_epoch trains beside the loader's threads; see
+         * bench/README.md). The policy is read when libgomp loads, hence the re-exec; a
+         * user's own setting wins. */
         if (!getenv("OMP_WAIT_POLICY")) {
             setenv("OMP_WAIT_POLICY", "passive", 1);
             reexec = 1;

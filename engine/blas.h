@@ -1,6 +1,7 @@
 /* blas.h: OpenBLAS start-up. Debian's OpenBLAS 0.3.21 does not know newer CPUs and falls
- * back to its Prescott (SSE3) kernels, about 5x slower; the core type is read when the
- * library loads, so the fix is to re-exec with OPENBLAS_CORETYPE set. */
+ * back to its Prescott (SSE3) kernels, several times slower (`bench_engine sgemm` measures
+ * it; see bench/README.md); the core type is read when the library loads, so the fix is to
+ * re-exec with OPENBLAS_CORETYPE set. */
 #ifndef SGDRD_BLAS_H
 #define SGDRD_BLAS_H
 

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "net.h"
+
 typedef struct ev_batch {
     int64_t step;      /* global iteration of this learner, monotonic across jobs */
     int epoch;         /* epoch within the current fit, 0-based */
@@ -15,7 +17,7 @@ typedef struct ev_batch {
     float loss;        /* raw training loss */
     float smooth_loss; /* debiased exponential average, beta 0.98 */
     int n_groups;
-    float lrs[4];      /* per layer group */
+    float lrs[NET_MAX_GROUPS]; /* per layer group */
     double img_per_s;
     float momentum;    /* SGD's momentum or Adam's beta1 of this batch (1cycle moves it) */
 } ev_batch;

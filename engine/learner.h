@@ -24,7 +24,8 @@
 #include "lrsched.h"
 #include "optim.h"
 
-#define LEARNER_MAX_GROUPS 4
+/* The API's name for the layer groups a learner can have (one definition: net.h). */
+#define LEARNER_MAX_GROUPS NET_MAX_GROUPS
 /* Augmented passes learner_tta (and the recipe's TTA) take at most, besides the centre
  * crop; the API validates against it. */
 #define TTA_MAX_AUG 15
@@ -204,10 +205,10 @@ int recipe_plan_budget(double avail_s, double train_s, double valid_s, int max_e
 /* Progressive resizing in the from-scratch 1cycle (fast.ai's DAWNBench runs trained on
  * small images first, at 128 of 224 pixels): the first recipe_small_epochs(e) of e
  * epochs, half rounded up and at least one fewer than e, train at recipe_small_size(sz),
- * 4/7 of the size (28 -> 16; 0 below 12: no resizing), the rest at sz. On Fashion-MNIST
- * resnet_small trains 3x faster at 16 pixels than at 28. In one 1cycle, 3 epochs at 16 and
- * 3 at 28 reached 93.99%, 4 at 20 and 2 at 28 (which cost more) 93.80%, 3 at 20 and 2 at
- * 28 93.60%, and 4 epochs at 28 93.37%. */
+ * 4/7 of the size (28 -> 16; 0 below 12: no resizing), the rest at sz. A small epoch
+ * costs a fraction of a full one, and this split was chosen over larger small sizes and
+ * other splits by validation accuracy at the same cost (bench_recipe --one-cycle measures
+ * it; see bench/README.md). */
 int recipe_small_size(int sz);
 int recipe_small_epochs(int epochs);
 /* recipe_plan_budget for such a fit: a small epoch trains in train_s[0] and validates in

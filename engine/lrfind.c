@@ -82,6 +82,93 @@ static void gradient(double *g, const double *y, int n)
         g[i] = (y[i + 1] - y[i - 1]) / 2.0;
 }
 
+static void no_suggestions(lrfind_result *r, const char *why)
+{
+    no_suggestion(&r->min_div10, why);
+    no_suggestion(&r->steep, why);
+    no_suggestion(&r->valley, why);
+    no_suggestion(&r->slide, why);
+}
+
+/* min_div10: the LR at the lowest smoothed loss, divided by 10. */
+static void suggest_min_div10(lr_suggestion *s, const double *lr, const double *y, int n)
+{
+    int imin = 0;
+    for (int i = 1; i < n; i++)
+        if (y[i] < y[imin])
+            imin = i;
+    s->lr = lr[imin] / 10.0;
+    snprintf(s->reason, sizeof s->reason,
+             "lowest smoothed loss %.4g at lr %.3g; a tenth of that lr", y[imin], lr[imin]);
+}
+
+/* steep: most negative d loss / d ln lr, at the left point of the pair. */
+static void suggest_steep(lr_suggestion *s, const double *lr, const double *y, int n)
+{
+    int isteep = 0;
+    double best = INFINITY;
+    for (int i = 0; i + 1 < n; i++) {
+        double d = (y[i + 1] - y[i]) / (log(lr[i + 1]) - log(lr[i]));
+        if (d < best) {
+            best = d;
+            isteep = i;
+        }
+    }
+    s->lr = lr[isteep];
+    snprintf(s->reason, sizeof s->reason,
+             "steepest descent of the smoothed loss (%.3g per unit of ln lr) at lr %.3g", best,
+             lr[isteep]);
+}
+
+/* valley: the middle of the longest strictly decreasing run (first one on ties). */
+static void suggest_valley(lr_suggestion *s, const double *lr, const double *y, int n)
+{
+    int run_a = 0, run_b = 0, a = 0;
+    for (int i = 1; i < n; i++) {
+        if (!(y[i] < y[i - 1]))
+            a = i;
+        if (i - a > run_b - run_a) {
+            run_a = a;
+            run_b = i;
+        }
+    }
+    int ival = (run_a + run_b) / 2;
+    s->lr = lr[ival];
+    if (run_b > run_a)
+        snprintf(s->reason, sizeof s->reason,
+                 "middle of the longest decreasing run of the smoothed loss (%d points, lr "
+                 "%.3g to %.3g)", run_b - run_a + 1, lr[run_a], lr[run_b]);
+    else
+        snprintf(s->reason, sizeof s->reason,
+                 "the smoothed loss never decreases; the smallest lr of the window");
+}
+
+/* slide (fast.ai 2): slide an interval of LRFIND_SLIDE_DIFF points leftwards from the
+ * right end until the loss gradients at its two ends agree within the threshold. g is
+ * scratch of n doubles. */
+static void suggest_slide(lr_suggestion *s, const double *lr, const double *y, double *g,
+                          int n)
+{
+    gradient(g, y, n);
+    int diff = n - 1 < LRFIND_SLIDE_DIFF ? n - 1 : LRFIND_SLIDE_DIFF;
+    int ri = n - 1, li = ri - diff;
+    double local = lr[li];
+    while (li >= 0 && fabs(g[ri] - g[li]) > LRFIND_SLIDE_THRESH) {
+        local = lr[li];
+        ri--;
+        li--;
+    }
+    s->lr = local;
+    if (li >= 0)
+        snprintf(s->reason, sizeof s->reason,
+                 "interval slide: loss gradients %d points apart agree within %.3g from lr "
+                 "%.3g", diff, LRFIND_SLIDE_THRESH, lr[li]);
+    else
+        snprintf(s->reason, sizeof s->reason,
+                 "interval slide: loss gradients %d points apart never agree within %.3g; "
+                 "the leftmost interval's lr", diff, LRFIND_SLIDE_THRESH);
+}
+
 void lrfind_suggest(lrfind_result *r)
 {
     int lo, hi;
@@ -101,90 +188,19 @@ void lrfind_suggest(lrfind_result *r)
         }
     }
     if (hi - lo >= 3 && (!lr || !y || !g)) {
-        no_suggestion(&r->min_div10, "out of memory");
-        no_suggestion(&r->steep, "out of memory");
-        no_suggestion(&r->valley, "out of memory");
-        no_suggestion(&r->slide, "out of memory");
-        goto out_free;
-    }
-    if (n < 3) {
+        no_suggestions(r, "out of memory");
+    } else if (n < 3) {
         char why[160];
         snprintf(why, sizeof why,
                  "too few points (%d of %d after dropping the first 10%% and the last 5)",
                  n, r->n_points);
-        no_suggestion(&r->min_div10, why);
-        no_suggestion(&r->steep, why);
-        no_suggestion(&r->valley, why);
-        no_suggestion(&r->slide, why);
-        goto out_free;
+        no_suggestions(r, why);
+    } else {
+        suggest_min_div10(&r->min_div10, lr, y, n);
+        suggest_steep(&r->steep, lr, y, n);
+        suggest_valley(&r->valley, lr, y, n);
+        suggest_slide(&r->slide, lr, y, g, n);
     }
-
-    /* min_div10: the LR at the lowest smoothed loss, divided by 10. */
-    int imin = 0;
-    for (int i = 1; i < n; i++)
-        if (y[i] < y[imin])
-            imin = i;
-    r->min_div10.lr = lr[imin] / 10.0;
-    snprintf(r->min_div10.reason, sizeof r->min_div10.reason,
-             "lowest smoothed loss %.4g at lr %.3g; a tenth of that lr", y[imin], lr[imin]);
-
-    /* steep: most negative d loss / d ln lr, at the left point of the pair. */
-    int isteep = 0;
-    double best = INFINITY;
-    for (int i = 0; i + 1 < n; i++) {
-        double d = (y[i + 1] - y[i]) / (log(lr[i + 1]) - log(lr[i]));
-        if (d < best) {
-            best = d;
-            isteep = i;
-        }
-    }
-    r->steep.lr = lr[isteep];
-    snprintf(r->steep.reason, sizeof r->steep.reason,
-             "steepest descent of the smoothed loss (%.3g per unit of ln lr) at lr %.3g", best,
-             lr[isteep]);
-
-    /* valley: the middle of the longest strictly decreasing run (first one on ties). */
-    int run_a = 0, run_b = 0, a = 0;
-    for (int i = 1; i < n; i++) {
-        if (!(y[i] < y[i - 1]))
-            a = i;
-        if (i - a > run_b - run_a) {
-            run_a = a;
-            run_b = i;
-        }
-    }
-    int ival = (run_a + run_b) / 2;
-    r->valley.lr = lr[ival];
-    if (run_b > run_a)
-        snprintf(r->valley.reason, sizeof r->valley.reason,
-                 "middle of the longest decreasing run of the smoothed loss (%d points, lr "
-                 "%.3g to %.3g)", run_b - run_a + 1, lr[run_a], lr[run_b]);
-    else
-        snprintf(r->valley.reason, sizeof r->valley.reason,
-                 "the smoothed loss never decreases; the smallest lr of the window");
-
-    /* slide (fast.ai 2): slide an interval of LRFIND_SLIDE_DIFF points leftwards from the
-     * right end until the loss gradients at its two ends agree within the threshold. */
-    gradient(g, y, n);
-    int diff = n - 1 < LRFIND_SLIDE_DIFF ? n - 1 : LRFIND_SLIDE_DIFF;
-    int ri = n - 1, li = ri - diff;
-    double local = lr[li];
-    while (li >= 0 && fabs(g[ri] - g[li]) > LRFIND_SLIDE_THRESH) {
-        local = lr[li];
-        ri--;
-        li--;
-    }
-    r->slide.lr = local;
-    if (li >= 0)
-        snprintf(r->slide.reason, sizeof r->slide.reason,
-                 "interval slide: loss gradients %d points apart agree within %.3g from lr "
-                 "%.3g", diff, LRFIND_SLIDE_THRESH, lr[li]);
-    else
-        snprintf(r->slide.reason, sizeof r->slide.reason,
-                 "interval slide: loss gradients %d points apart never agree within %.3g; "
-                 "the leftmost interval's lr", diff, LRFIND_SLIDE_THRESH);
-
-out_free:
     free(g);
     free(y);
     free(lr);

@@ -70,9 +70,9 @@ void lrfind_suggest(lrfind_result *r);
  * whose smoothed loss has come within frac of the window's drop (its first smoothed loss
  * minus its lowest) of the lowest; *at_loss gets that loss (may be NULL). A sweep with
  * AdamW often bottoms out over a decade of LRs within a few hundredths of a loss, and
- * where along it the minimum falls is numerical noise (on Fashion-MNIST, 0.069, 0.079 or
- * 0.63 from three sgemm kernels); where the bottom starts is not. 0 when the window has
- * fewer than 3 finite points. */
+ * where along it the minimum falls is numerical noise (it moves with the sgemm kernel;
+ * bench_recipe --opt adamw shows it, see bench/README.md); where the bottom starts is not.
+ * 0 when the window has fewer than 3 finite points. */
 double lrfind_flat_start(const lrfind_result *r, double frac, double *at_loss);
 
 #endif

@@ -391,91 +391,102 @@ static int plan_both(net *n)
     return 0;
 }
 
-int net_set_batch(net *n, int batch, int h, int w)
+/* The per-value arrays, allocated once for the net's values. */
+static int batch_arrays_alloc(net *n)
 {
-    if (!n->params || batch <= 0 || h <= 0 || w <= 0)
-        return -EINVAL;
-    if (n->batch == batch && n->in_h == h && n->in_w == w)
-        return 0;
     int nv = n->n_values;
-    if (!n->values) {
-        n->values = calloc((size_t)nv, sizeof(float *));
-        n->value_numel = calloc((size_t)nv, sizeof(size_t));
-        n->dvalues = calloc((size_t)nv, sizeof(float *));
-        if (!n->values || !n->value_numel || !n->dvalues)
-            goto out_nomem;
+    if (n->values)
+        return 0;
+    n->values = calloc((size_t)nv, sizeof(float *));
+    n->value_numel = calloc((size_t)nv, sizeof(size_t));
+    n->dvalues = calloc((size_t)nv, sizeof(float *));
+    return n->values && n->value_numel && n->dvalues ? 0 : -ENOMEM;
+}
+
+/* Node d's output size (and its conv or pool shape) for a batch of input h x w; -EINVAL
+ * when the size does not fit the network. */
+static int node_shape(const net *n, node *d, int batch, int h, int w)
+{
+    const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
+    switch (d->kind) {
+    case NODE_INPUT:
+        d->h = h;
+        d->w = w;
+        break;
+    case NODE_CONV:
+        conv2d_shape_init(&d->conv, batch, src->h, src->w, src->c, d->c, d->k, d->stride,
+                          d->pad);
+        d->h = d->conv.h_out;
+        d->w = d->conv.w_out;
+        break;
+    case NODE_MAXPOOL:
+        pool2d_shape_init(&d->pool, batch, src->h, src->w, src->c, d->k, d->stride, d->pad);
+        d->h = d->pool.h_out;
+        d->w = d->pool.w_out;
+        break;
+    case NODE_ADD:
+        if (n->nodes[d->in[1]].h != src->h || n->nodes[d->in[1]].w != src->w)
+            return -EINVAL;
+        d->h = src->h;
+        d->w = src->w;
+        break;
+    case NODE_AVGPOOL:
+    case NODE_CONCATPOOL:
+        d->h = d->w = 1;
+        break;
+    case NODE_LINEAR:
+        if (src->h != 1 || src->w != 1)
+            return -EINVAL;
+        d->h = d->w = 1;
+        break;
+    default:
+        d->h = src->h;
+        d->w = src->w;
+        break;
     }
+    return d->h <= 0 || d->w <= 0 ? -EINVAL : 0;
+}
+
+/* Every node's shape, and the floats of each value (the largest of the nodes writing it)
+ * into n->value_numel. */
+static int batch_shapes(net *n, int batch, int h, int w)
+{
+    int nv = n->n_values;
     size_t *numel = calloc((size_t)nv, sizeof(size_t));
     if (!numel)
-        goto out_nomem;
+        return -ENOMEM;
     for (int i = 0; i < n->n_nodes; i++) {
         node *d = &n->nodes[i];
-        const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
-        switch (d->kind) {
-        case NODE_INPUT:
-            d->h = h;
-            d->w = w;
-            break;
-        case NODE_CONV:
-            conv2d_shape_init(&d->conv, batch, src->h, src->w, src->c, d->c, d->k, d->stride,
-                              d->pad);
-            d->h = d->conv.h_out;
-            d->w = d->conv.w_out;
-            break;
-        case NODE_MAXPOOL:
-            pool2d_shape_init(&d->pool, batch, src->h, src->w, src->c, d->k, d->stride,
-                              d->pad);
-            d->h = d->pool.h_out;
-            d->w = d->pool.w_out;
-            break;
-        case NODE_ADD:
-            if (n->nodes[d->in[1]].h != src->h || n->nodes[d->in[1]].w != src->w) {
-                free(numel);
-                goto out_inval;
-            }
-            d->h = src->h;
-            d->w = src->w;
-            break;
-        case NODE_AVGPOOL:
-        case NODE_CONCATPOOL:
-            d->h = d->w = 1;
-            break;
-        case NODE_LINEAR:
-            if (src->h != 1 || src->w != 1) {
-                free(numel);
-                goto out_inval;
-            }
-            d->h = d->w = 1;
-            break;
-        default:
-            d->h = src->h;
-            d->w = src->w;
-            break;
-        }
-        if (d->h <= 0 || d->w <= 0) {
+        if (node_shape(n, d, batch, h, w) < 0) {
             free(numel);
-            goto out_inval;
+            return -EINVAL;
         }
         size_t cnt = (size_t)batch * d->h * d->w * d->c;
         if (cnt > numel[d->value])
             numel[d->value] = cnt;
     }
-    /* Refuse a batch shape whose memory plan cannot fit, before touching any memory:
-     * with overcommit the allocations would succeed and the OOM killer end the process
-     * on first use. */
     memcpy(n->value_numel, numel, (size_t)nv * sizeof(size_t));
     free(numel);
+    return 0;
+}
+
+/* *fits: whether the memory plans of the new shapes fit net_memory_limit(). -ENOMEM when
+ * a plan cannot be made. */
+static int batch_plan_fits(net *n, int *fits)
+{
     int rc_t, rc_e;
     net_plan_reset(n);
     double need = (double)net_plan_size(n, 1, &rc_t);
     double e = (double)net_plan_size(n, 0, &rc_e);
     if (rc_t < 0 || rc_e < 0)
-        goto out_nomem;
-    if ((e > need ? e : need) * sizeof(float) > net_memory_limit()) {
-        net_plan_reset(n);
-        n->batch = n->in_h = n->in_w = 0; /* node shapes now describe the refused one */
         return -ENOMEM;
-    }
+    *fits = (e > need ? e : need) * sizeof(float) <= net_memory_limit();
+    return 0;
+}
+
+/* The per-batch buffers of the nodes (pool indices, dropout masks) and of the loss. */
+static int batch_buffers_alloc(net *n, int batch)
+{
     for (int i = 0; i < n->n_nodes; i++) {
         node *d = &n->nodes[i];
         size_t cnt = (size_t)batch * d->h * d->w * d->c;
@@ -483,17 +494,46 @@ int net_set_batch(net *n, int batch, int h, int w)
             free(d->argmax);
             d->argmax = malloc((cnt ? cnt : 1) * sizeof(int32_t));
             if (!d->argmax)
-                goto out_nomem;
+                return -ENOMEM;
         } else if (d->kind == NODE_DROPOUT) {
             free(d->mask);
             d->mask = aligned_floats(cnt);
             if (!d->mask)
-                goto out_nomem;
+                return -ENOMEM;
         }
     }
     free(n->probs);
     n->probs = aligned_floats((size_t)batch * n->n_out);
-    if (!n->probs)
+    return n->probs ? 0 : -ENOMEM;
+}
+
+int net_set_batch(net *n, int batch, int h, int w)
+{
+    if (!n->params || batch <= 0 || h <= 0 || w <= 0)
+        return -EINVAL;
+    if (n->batch == batch && n->in_h == h && n->in_w == w)
+        return 0;
+    if (batch_arrays_alloc(n) < 0)
+        goto out_nomem;
+    int rc = batch_shapes(n, batch, h, w);
+    if (rc == -ENOMEM)
+        goto out_nomem;
+    if (rc < 0) {
+        n->batch = n->in_h = n->in_w = 0; /* node shapes now describe the refused one */
+        return -EINVAL;
+    }
+    /* Refuse a batch shape whose memory plan cannot fit, before touching any memory:
+     * with overcommit the allocations would succeed and the OOM killer end the process
+     * on first use. */
+    int fits;
+    if (batch_plan_fits(n, &fits) < 0)
+        goto out_nomem;
+    if (!fits) {
+        net_plan_reset(n);
+        n->batch = n->in_h = n->in_w = 0; /* node shapes now describe the refused one */
+        return -ENOMEM;
+    }
+    if (batch_buffers_alloc(n, batch) < 0)
         goto out_nomem;
     n->batch = batch;
     n->in_h = h;
@@ -505,9 +545,6 @@ int net_set_batch(net *n, int batch, int h, int w)
 out_nomem:
     free_batch_state(n);
     return -ENOMEM;
-out_inval:
-    n->batch = n->in_h = n->in_w = 0; /* node shapes now describe the refused one */
-    return -EINVAL;
 }
 
 /* ---- forward ---------------------------------------------------------------------------- */
@@ -697,14 +734,6 @@ static void backward_nodes(net *n)
             break;
         backward_node(n, i);
     }
-}
-
-void net_backward_from(net *n, const float *dout)
-{
-    int last = n->n_nodes - 1;
-    float *g = n->dvalues[n->nodes[last].value];
-    memcpy(g, dout, (size_t)n->batch * n->n_out * sizeof(float));
-    backward_nodes(n);
 }
 
 void net_backward(net *n, const int32_t *labels, const float *targets)

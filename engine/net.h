@@ -179,9 +179,6 @@ float net_loss(net *n, const int32_t *labels, const float *targets);
  * forward to be a training one, or net_keep_values on. */
 void net_backward(net *n, const int32_t *labels, const float *targets);
 
-/* Backward from a caller-supplied gradient of the output (batch, n_out). */
-void net_backward_from(net *n, const float *dout);
-
 /* Zeroes the parameter gradients of trainable groups. */
 void net_zero_grad(net *n);
 

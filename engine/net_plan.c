@@ -349,52 +349,89 @@ static int decide_rebuilds(rebuild_ctx *rc, struct net_plan *p, item *val, const
     return n_steps;
 }
 
-/* Fills p for (training, freeze, start, keep). Items: values [0, nv), gradients
- * [nv, 2nv), forward scratch [2nv, 2nv+N), backward scratch [2nv+N, 2nv+2N), rebuild
- * steps after. */
-static int plan_compute(net *n, struct net_plan *p, int training, int freeze, int start,
-                        int keep)
+/* One plan_compute: its key, its items and the scratch arrays of the lifetimes (owned,
+ * freed by plan_work_free). Items: values [0, nv), gradients [nv, 2nv), forward scratch
+ * [2nv, 2nv+N), backward scratch [2nv+N, 2nv+2N), rebuild steps after. */
+typedef struct plan_work {
+    const net *n;
+    int training, freeze, start, keep, backward;
+    int nn, nv, inf, max_steps, n_items, last;
+    item *it, *val, *grad, *wsf, *wsb, *step;
+    int *order;
+    size_t *lo, *hi;
+    int *ints;                      /* the per-value and per-step arrays below, in one block */
+    int *bfirst, *blast, *reader, *alias, *gstart, *dropped, *rec_t0, *rec_t1, *fwd_end;
+    int *relied;                    /* and its backup after it */
+    int *step_node, *step_t1;
+    long long *live;
+    int n_steps;
+} plan_work;
+
+static void plan_work_free(plan_work *w)
 {
-    const int nn = n->n_nodes, nv = n->n_values, inf = 2 * nn + 2;
-    const int max_steps = STEPS_PER_VALUE * nv;
-    const int n_items = 2 * nv + 2 * nn + max_steps, last = n->nodes[nn - 1].value;
-    const int backward = training || keep;
-    if (plan_alloc_arrays(p, nv, nn) < 0)
-        return -ENOMEM;
-    item *it = calloc((size_t)n_items, sizeof(item));
-    int *order = malloc((size_t)n_items * sizeof(int));
-    size_t *lo = malloc((size_t)n_items * sizeof(size_t));
-    size_t *hi = malloc((size_t)n_items * sizeof(size_t));
-    int *ints = malloc((11 * (size_t)nv + 2 * (size_t)max_steps) * sizeof(int));
-    long long *live = calloc((size_t)inf + 1, sizeof(long long));
-    if (!it || !order || !lo || !hi || !ints || !live) {
-        free(live);
-        free(it);
-        free(order);
-        free(lo);
-        free(hi);
-        free(ints);
+    free(w->it);
+    free(w->order);
+    free(w->lo);
+    free(w->hi);
+    free(w->ints);
+    free(w->live);
+}
+
+static int plan_work_init(plan_work *w, const net *n, int training, int freeze, int start,
+                          int keep)
+{
+    const int nn = n->n_nodes, nv = n->n_values;
+    *w = (plan_work){.n = n, .training = training, .freeze = freeze, .start = start,
+                     .keep = keep, .backward = training || keep, .nn = nn, .nv = nv,
+                     .inf = 2 * nn + 2, .max_steps = STEPS_PER_VALUE * nv,
+                     .last = n->nodes[nn - 1].value};
+    w->n_items = 2 * nv + 2 * nn + w->max_steps;
+    w->it = calloc((size_t)w->n_items, sizeof(item));
+    w->order = malloc((size_t)w->n_items * sizeof(int));
+    w->lo = malloc((size_t)w->n_items * sizeof(size_t));
+    w->hi = malloc((size_t)w->n_items * sizeof(size_t));
+    w->ints = malloc((11 * (size_t)nv + 2 * (size_t)w->max_steps) * sizeof(int));
+    w->live = calloc((size_t)w->inf + 1, sizeof(long long));
+    if (!w->it || !w->order || !w->lo || !w->hi || !w->ints || !w->live) {
+        plan_work_free(w);
         return -ENOMEM;
     }
-    int *bfirst = ints, *blast = ints + nv, *reader = ints + 2 * nv, *alias = ints + 3 * nv;
-    int *gstart = ints + 4 * nv, *dropped = ints + 5 * nv, *rec_t0 = ints + 6 * nv;
-    int *rec_t1 = ints + 7 * nv, *fwd_end = ints + 8 * nv;
-    int *relied = ints + 9 * nv; /* and its backup after it */
-    int *step_node = ints + 11 * nv, *step_t1 = step_node + max_steps;
-    item *val = it, *grad = it + nv;
-    item *wsf = it + 2 * nv, *wsb = it + 2 * nv + nn, *step = it + 2 * nv + 2 * nn;
+    int *ints = w->ints;
+    w->bfirst = ints;
+    w->blast = ints + nv;
+    w->reader = ints + 2 * nv;
+    w->alias = ints + 3 * nv;
+    w->gstart = ints + 4 * nv;
+    w->dropped = ints + 5 * nv;
+    w->rec_t0 = ints + 6 * nv;
+    w->rec_t1 = ints + 7 * nv;
+    w->fwd_end = ints + 8 * nv;
+    w->relied = ints + 9 * nv;
+    w->step_node = ints + 11 * nv;
+    w->step_t1 = w->step_node + w->max_steps;
+    w->val = w->it;
+    w->grad = w->it + nv;
+    w->wsf = w->it + 2 * nv;
+    w->wsb = w->it + 2 * nv + nn;
+    w->step = w->it + 2 * nv + 2 * nn;
+    return 0;
+}
 
-    /* Forward lifetimes: from the creator to the last node that reads or writes it. */
-    for (int v = 0; v < nv; v++) {
-        val[v].t0 = inf;
+/* Forward lifetimes: from the creator to the last node that reads or writes it. */
+static void plan_forward_lifetimes(plan_work *w, struct net_plan *p)
+{
+    const net *n = w->n;
+    item *val = w->val;
+    for (int v = 0; v < w->nv; v++) {
+        val[v].t0 = w->inf;
         val[v].t1 = -1;
         val[v].size = round_up(n->value_numel[v]);
-        bfirst[v] = inf;
-        blast[v] = reader[v] = gstart[v] = -1;
-        alias[v] = v;
-        dropped[v] = relied[v] = 0;
+        w->bfirst[v] = w->inf;
+        w->blast[v] = w->reader[v] = w->gstart[v] = -1;
+        w->alias[v] = v;
+        w->dropped[v] = w->relied[v] = 0;
     }
-    for (int i = 0; i < nn; i++) {
+    for (int i = 0; i < w->nn; i++) {
         const node *d = &n->nodes[i];
         int v = d->value;
         if (i < val[v].t0)
@@ -411,11 +448,17 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
         p->first_step[i] = -1;
         p->n_steps[i] = 0;
     }
-    val[last].t1 = inf; /* the caller reads the output after the forward */
+    val[w->last].t1 = w->inf; /* the caller reads the output after the forward */
+}
 
-    /* Backward readers of activations: conv, BatchNorm and linear read their input, ReLU
-     * its output. The backward of node i runs at step 2N - i. */
-    for (int i = nn - 1; backward && bwd_runs(n, i, start, freeze); i--) {
+/* Backward readers of activations: conv, BatchNorm and linear read their input, ReLU
+ * its output. The backward of node i runs at step 2N - i. An activation is kept until
+ * its last backward reader (unless a rebuild drops it later), or throughout with keep. */
+static void plan_backward_readers(plan_work *w)
+{
+    const net *n = w->n;
+    const int nn = w->nn;
+    for (int i = nn - 1; w->backward && bwd_runs(n, i, w->start, w->freeze); i--) {
         const node *d = &n->nodes[i];
         int u = -1;
         if (d->kind == NODE_CONV || d->kind == NODE_BN || d->kind == NODE_LINEAR)
@@ -425,117 +468,157 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
         if (u < 0)
             continue;
         int t = 2 * nn - i;
-        if (t > blast[u])
-            blast[u] = t;
-        if (t < bfirst[u]) {
-            bfirst[u] = t;
-            reader[u] = i;
+        if (t > w->blast[u])
+            w->blast[u] = t;
+        if (t < w->bfirst[u]) {
+            w->bfirst[u] = t;
+            w->reader[u] = i;
         }
     }
-    for (int v = 0; v < nv; v++) {
-        fwd_end[v] = val[v].t1;
-        if (keep) {
-            val[v].t0 = 0;
-            val[v].t1 = inf;
-        } else if (blast[v] > val[v].t1) {
-            val[v].t1 = blast[v]; /* kept until its last backward reader, unless dropped */
+    for (int v = 0; v < w->nv; v++) {
+        w->fwd_end[v] = w->val[v].t1;
+        if (w->keep) {
+            w->val[v].t0 = 0;
+            w->val[v].t1 = w->inf;
+        } else if (w->blast[v] > w->val[v].t1) {
+            w->val[v].t1 = w->blast[v];
         }
     }
-    /* Gradients: live from the first backward that writes one (the loss for the output)
-     * to its creator's backward. */
-    p->has_backward = backward;
-    for (int v = 0; v < nv; v++)
-        grad[v].size = 0;
-    if (backward) {
-        gstart[last] = nn;
-        for (int i = nn - 1; bwd_runs(n, i, start, freeze); i--) {
-            const node *d = &n->nodes[i];
-            for (int k = 0; k < 2; k++) {
-                if (!needs_grad_at(n, d->in[k], start, freeze))
-                    continue;
-                int u = n->nodes[d->in[k]].value;
-                if (gstart[u] < 0) {
-                    gstart[u] = 2 * nn - i;
-                    p->zero_dv[2 * i + k] = u;
-                }
+}
+
+/* Gradients: live from the first backward that writes one (the loss for the output)
+ * to its creator's backward. */
+static void plan_grad_lifetimes(plan_work *w, struct net_plan *p)
+{
+    const net *n = w->n;
+    const int nn = w->nn;
+    p->has_backward = w->backward;
+    for (int v = 0; v < w->nv; v++)
+        w->grad[v].size = 0;
+    if (!w->backward)
+        return;
+    w->gstart[w->last] = nn;
+    for (int i = nn - 1; bwd_runs(n, i, w->start, w->freeze); i--) {
+        const node *d = &n->nodes[i];
+        for (int k = 0; k < 2; k++) {
+            if (!needs_grad_at(n, d->in[k], w->start, w->freeze))
+                continue;
+            int u = n->nodes[d->in[k]].value;
+            if (w->gstart[u] < 0) {
+                w->gstart[u] = 2 * nn - i;
+                p->zero_dv[2 * i + k] = u;
             }
         }
-        for (int v = 0; v < nv; v++) {
-            if (gstart[v] < 0)
-                continue;
-            int c = n->value_creator[v];
-            grad[v].size = round_up(n->value_numel[v]);
-            grad[v].t0 = gstart[v];
-            grad[v].t1 = bwd_runs(n, c, start, freeze) ? 2 * nn - c : inf;
-        }
     }
+    for (int v = 0; v < w->nv; v++) {
+        if (w->gstart[v] < 0)
+            continue;
+        int c = n->value_creator[v];
+        w->grad[v].size = round_up(n->value_numel[v]);
+        w->grad[v].t0 = w->gstart[v];
+        w->grad[v].t1 = bwd_runs(n, c, w->start, w->freeze) ? 2 * nn - c : w->inf;
+    }
+}
 
-    /* Convolution scratch, live during the one step that uses it. */
-    for (int i = 0; i < nn; i++) {
+/* Convolution scratch, live during the one step that uses it. */
+static void plan_scratch(plan_work *w)
+{
+    const net *n = w->n;
+    for (int i = 0; i < w->nn; i++) {
         const node *d = &n->nodes[i];
         size_t ws = d->kind == NODE_CONV ? round_up(conv2d_workspace_floats(&d->conv)) : 0;
-        wsf[i].size = i > start ? ws : 0;
-        wsf[i].t0 = wsf[i].t1 = i;
-        wsb[i].size = backward && bwd_runs(n, i, start, freeze) ? ws : 0;
-        wsb[i].t0 = wsb[i].t1 = 2 * nn - i;
+        w->wsf[i].size = i > w->start ? ws : 0;
+        w->wsf[i].t0 = w->wsf[i].t1 = i;
+        w->wsb[i].size = w->backward && bwd_runs(n, i, w->start, w->freeze) ? ws : 0;
+        w->wsb[i].t0 = w->wsb[i].t1 = 2 * w->nn - i;
     }
+}
 
-    /* In training, some BatchNorm outputs are rebuilt for backward instead of kept. */
-    int n_steps = 0;
-    if (training && !keep) {
-        for (int q = 0; q < 2 * nv + 2 * nn; q++)
-            live_add(live, &it[q], 1);
-        rebuild_ctx rc = {.n = n, .start = start, .freeze = freeze, .val = val,
-                          .dropped = dropped, .rec_t0 = rec_t0, .rec_t1 = rec_t1,
-                          .relied = relied, .step_value = p->step_value,
-                          .step_t1 = step_t1};
-        n_steps = decide_rebuilds(&rc, p, val, fwd_end, bfirst, blast, reader, step_node,
-                                  max_steps, last, live, inf + 1, relied + nv);
+/* In training, some BatchNorm outputs are rebuilt for backward instead of kept; their
+ * rebuild steps become items. */
+static void plan_rebuilds(plan_work *w, struct net_plan *p)
+{
+    const net *n = w->n;
+    w->n_steps = 0;
+    if (w->training && !w->keep) {
+        for (int q = 0; q < 2 * w->nv + 2 * w->nn; q++)
+            live_add(w->live, &w->it[q], 1);
+        rebuild_ctx rc = {.n = n, .start = w->start, .freeze = w->freeze, .val = w->val,
+                          .dropped = w->dropped, .rec_t0 = w->rec_t0, .rec_t1 = w->rec_t1,
+                          .relied = w->relied, .step_value = p->step_value,
+                          .step_t1 = w->step_t1};
+        w->n_steps = decide_rebuilds(&rc, p, w->val, w->fwd_end, w->bfirst, w->blast,
+                                     w->reader, w->step_node, w->max_steps, w->last, w->live,
+                                     w->inf + 1, w->relied + w->nv);
     }
-    for (int k = 0; k < max_steps; k++) {
-        step[k].size = k < n_steps && step_t1[k] >= 0
-                           ? round_up(n->value_numel[p->step_value[k]]) : 0;
-        step[k].t0 = k < n_steps ? 2 * nn - step_node[k] : 0;
-        step[k].t1 = k < n_steps ? step_t1[k] : 0;
+    for (int k = 0; k < w->max_steps; k++) {
+        int used = k < w->n_steps;
+        w->step[k].size = used && w->step_t1[k] >= 0
+                              ? round_up(n->value_numel[p->step_value[k]]) : 0;
+        w->step[k].t0 = used ? 2 * w->nn - w->step_node[k] : 0;
+        w->step[k].t1 = used ? w->step_t1[k] : 0;
     }
-    /* BatchNorm in place on an input nothing reads afterwards (eval, frozen groups). */
-    for (int i = 0; i < nn && !keep; i++) {
+}
+
+/* BatchNorm in place on an input nothing reads afterwards (eval, frozen groups). */
+static void plan_bn_in_place(plan_work *w)
+{
+    const net *n = w->n;
+    item *val = w->val;
+    for (int i = 0; i < w->nn && !w->keep; i++) {
         const node *d = &n->nodes[i];
         if (d->kind != NODE_BN || n->value_creator[d->value] != i)
             continue;
         int u = n->nodes[d->in[0]].value, v = d->value;
-        if (u == last || val[u].t1 != i || blast[u] >= 0 ||
+        if (u == w->last || val[u].t1 != i || w->blast[u] >= 0 ||
             n->value_numel[u] != n->value_numel[v])
             continue;
-        int r = find_root(alias, u);
-        alias[v] = r;
+        int r = find_root(w->alias, u);
+        w->alias[v] = r;
         if (val[v].t1 > val[r].t1)
             val[r].t1 = val[v].t1;
         val[v].size = 0;
     }
+}
 
-    p->floats = place(it, n_items, order, lo, hi);
-    for (int v = 0; v < nv; v++) {
-        p->val_off[v] = val[find_root(alias, v)].off;
-        p->grad_off[v] = grad[v].off;
+/* Places every item and copies the offsets into p. */
+static void plan_place_items(plan_work *w, struct net_plan *p)
+{
+    p->floats = place(w->it, w->n_items, w->order, w->lo, w->hi);
+    for (int v = 0; v < w->nv; v++) {
+        p->val_off[v] = w->val[find_root(w->alias, v)].off;
+        p->grad_off[v] = w->grad[v].off;
     }
-    for (int i = 0; i < nn; i++) {
-        p->ws_fwd[i] = wsf[i].off;
-        p->ws_bwd[i] = wsb[i].off;
+    for (int i = 0; i < w->nn; i++) {
+        p->ws_fwd[i] = w->wsf[i].off;
+        p->ws_bwd[i] = w->wsb[i].off;
     }
-    for (int k = 0; k < n_steps; k++)
-        p->step_off[k] = step[k].off;
+    for (int k = 0; k < w->n_steps; k++)
+        p->step_off[k] = w->step[k].off;
+}
+
+/* Fills p for (training, freeze, start, keep). */
+static int plan_compute(net *n, struct net_plan *p, int training, int freeze, int start,
+                        int keep)
+{
+    if (plan_alloc_arrays(p, n->n_values, n->n_nodes) < 0)
+        return -ENOMEM;
+    plan_work w;
+    if (plan_work_init(&w, n, training, freeze, start, keep) < 0)
+        return -ENOMEM;
+    plan_forward_lifetimes(&w, p);
+    plan_backward_readers(&w);
+    plan_grad_lifetimes(&w, p);
+    plan_scratch(&w);
+    plan_rebuilds(&w, p);
+    plan_bn_in_place(&w);
+    plan_place_items(&w, p);
     p->training = training;
     p->freeze_to = freeze;
     p->start_node = start;
     p->keep = keep;
     p->valid = 1;
-    free(it);
-    free(order);
-    free(lo);
-    free(hi);
-    free(ints);
-    free(live);
+    plan_work_free(&w);
     return 0;
 }
 

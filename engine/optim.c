@@ -176,12 +176,6 @@ void optim_step(optim *o)
     }
 }
 
-void optim_reset(optim *o)
-{
-    memset(o->state, 0, o->n_state * sizeof *o->state);
-    memset(o->steps, 0, (size_t)o->net->n_tensors * sizeof *o->steps);
-}
-
 int optim_copy_state(optim *dst, const optim *src)
 {
     if (dst->n_state != src->n_state || dst->net->n_tensors != src->net->n_tensors ||

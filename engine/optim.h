@@ -81,9 +81,6 @@ void optim_reset_momentum(optim *o);
  * never touched; frozen groups keep their state unchanged. */
 void optim_step(optim *o);
 
-/* Zeroes all state (fresh optimizer). */
-void optim_reset(optim *o);
-
 /* Copies the whole state (buffers and step counts) to or from another optimizer over a
  * net with the same parameters (learner snapshots, LR-finder restore). -EINVAL when the
  * shapes differ. */

@@ -193,115 +193,127 @@ static int check_coverage(const st_file *f, span *sp, size_t data_len, char *err
     return 0;
 }
 
-/* Parses blob (ownership taken, freed on failure) into out. */
-static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t errlen)
+/* Checks the header length of f's blob, and moves the data section of a header that
+ * leaves it unaligned to an 8-byte boundary (f->blob and blob_len change then; *pad gets
+ * the bytes added). The format does not pad its header, but tensor data is read as float
+ * and int64: after the move every tensor whose offsets are multiples of its element size
+ * is aligned. */
+static int blob_header(st_file *f, uint64_t *hlen, size_t *pad, char *err, size_t errlen)
 {
-    int rc = -EINVAL;
-    json_t *root = NULL;
-    span *sp = NULL;
-    st_file f = {0};
-    f.blob = blob;
-    f.blob_len = len;
-
+    size_t len = f->blob_len;
+    *pad = 0;
     if (len < 8) {
         set_err(err, errlen, "file of %zu bytes is too short for the 8-byte header length",
                 len);
-        goto out_free;
+        return -EINVAL;
     }
-    uint64_t hlen;
-    size_t hlen_pad = 0;
-    memcpy(&hlen, blob, 8);
-    if (hlen > len - 8) {
+    memcpy(hlen, f->blob, 8);
+    if (*hlen > len - 8) {
         set_err(err, errlen, "header length %llu is beyond the file size of %zu bytes",
-                (unsigned long long)hlen, len);
-        goto out_free;
+                (unsigned long long)*hlen, len);
+        return -EINVAL;
     }
-    if (hlen > ST_MAX_HEADER) {
+    if (*hlen > ST_MAX_HEADER) {
         set_err(err, errlen, "header length %llu exceeds the %u-byte limit",
-                (unsigned long long)hlen, ST_MAX_HEADER);
-        goto out_free;
+                (unsigned long long)*hlen, ST_MAX_HEADER);
+        return -EINVAL;
     }
-    if ((8 + hlen) % 8 != 0) {
-        /* The format does not pad its header, but tensor data is read as float and
-         * int64: move the data section to an 8-byte boundary so that every tensor whose
-         * offsets are multiples of its element size is aligned. */
-        size_t pad = 8 - (size_t)((8 + hlen) % 8);
-        void *moved = malloc(len + pad);
-        if (!moved) {
-            set_err(err, errlen, "out of memory reading %zu bytes", len);
-            rc = -ENOMEM;
-            goto out_free;
-        }
-        memcpy(moved, blob, 8 + (size_t)hlen);
-        memcpy((char *)moved + 8 + hlen + pad, (char *)blob + 8 + hlen,
-               len - 8 - (size_t)hlen);
-        free(blob);
-        blob = f.blob = moved;
-        f.blob_len = len + pad;
-        hlen_pad = pad;
+    if ((8 + *hlen) % 8 == 0)
+        return 0;
+    size_t add = 8 - (size_t)((8 + *hlen) % 8);
+    void *moved = malloc(len + add);
+    if (!moved) {
+        set_err(err, errlen, "out of memory reading %zu bytes", len);
+        return -ENOMEM;
     }
-    const char *hdr = (const char *)blob + 8;
-    const unsigned char *data = (const unsigned char *)blob + 8 + hlen + hlen_pad;
-    size_t data_len = len - 8 - (size_t)hlen;
-    json_error_t jerr;
-    root = json_loadb(hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        set_err(err, errlen, "header is not valid JSON: %s (at byte %d)", jerr.text,
-                jerr.position);
-        goto out_free;
-    }
-    if (!json_is_object(root)) {
-        set_err(err, errlen, "header is not a JSON object");
-        goto out_free;
-    }
+    memcpy(moved, f->blob, 8 + (size_t)*hlen);
+    memcpy((char *)moved + 8 + *hlen + add, (char *)f->blob + 8 + *hlen,
+           len - 8 - (size_t)*hlen);
+    free(f->blob);
+    f->blob = moved;
+    f->blob_len = len + add;
+    *pad = add;
+    return 0;
+}
+
+/* The tensor entries of header root into f, their data in data (data_len bytes), which
+ * they must tile exactly. */
+static int parse_entries(st_file *f, json_t *root, const unsigned char *data,
+                         size_t data_len, char *err, size_t errlen)
+{
     size_t nkeys = json_object_size(root);
     if (json_object_get(root, "__metadata__"))
         nkeys--;
     if (nkeys > INT_MAX / 2) {
         set_err(err, errlen, "header lists too many tensors (%zu)", nkeys);
-        goto out_free;
+        return -EINVAL;
     }
-    f.tensors = calloc(nkeys ? nkeys : 1, sizeof(*f.tensors));
-    sp = calloc(nkeys ? nkeys : 1, sizeof(*sp));
-    if (!f.tensors || !sp) {
+    f->tensors = calloc(nkeys ? nkeys : 1, sizeof(*f->tensors));
+    span *sp = calloc(nkeys ? nkeys : 1, sizeof(*sp));
+    if (!f->tensors || !sp) {
         set_err(err, errlen, "out of memory for %zu tensor entries", nkeys);
-        rc = -ENOMEM;
-        goto out_free;
+        free(sp);
+        return -ENOMEM;
     }
+    int rc = 0;
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val)
     {
         if (strcmp(key, "__metadata__") == 0)
             continue;
-        st_tensor *t = &f.tensors[f.n];
+        st_tensor *t = &f->tensors[f->n];
         t->name = strdup(key);
         if (!t->name) {
             set_err(err, errlen, "out of memory for tensor name '%s'", key);
             rc = -ENOMEM;
-            goto out_free;
+            break;
         }
-        f.n++;
+        f->n++;
         size_t b, e;
         rc = parse_entry(t, &b, &e, key, val, data_len, err, errlen);
         if (rc < 0)
-            goto out_free;
-        rc = -EINVAL;
+            break;
         t->data = data + b;
-        sp[f.n - 1] = (span){b, e, f.n - 1};
+        sp[f->n - 1] = (span){b, e, f->n - 1};
     }
-    if (check_coverage(&f, sp, data_len, err, errlen) < 0)
-        goto out_free;
+    if (rc >= 0 && check_coverage(f, sp, data_len, err, errlen) < 0)
+        rc = -EINVAL;
     free(sp);
+    return rc < 0 ? rc : 0;
+}
+
+/* Parses blob (ownership taken, freed on failure) into out. */
+static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t errlen)
+{
+    st_file f = {.blob = blob, .blob_len = len};
+    uint64_t hlen;
+    size_t hlen_pad;
+    int rc = blob_header(&f, &hlen, &hlen_pad, err, errlen);
+    if (rc < 0) {
+        st_free(&f);
+        return rc;
+    }
+    const char *hdr = (const char *)f.blob + 8;
+    const unsigned char *data = (const unsigned char *)f.blob + 8 + hlen + hlen_pad;
+    size_t data_len = len - 8 - (size_t)hlen;
+    json_error_t jerr;
+    json_t *root = json_loadb(hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
+    rc = -EINVAL;
+    if (!root)
+        set_err(err, errlen, "header is not valid JSON: %s (at byte %d)", jerr.text,
+                jerr.position);
+    else if (!json_is_object(root))
+        set_err(err, errlen, "header is not a JSON object");
+    else
+        rc = parse_entries(&f, root, data, data_len, err, errlen);
     json_decref(root);
+    if (rc < 0) {
+        st_free(&f);
+        return rc;
+    }
     *out = f;
     return 0;
-
-out_free:
-    free(sp);
-    json_decref(root);
-    st_free(&f);
-    return rc;
 }
 
 int st_read_mem(st_file *out, const void *buf, size_t len, char *err, size_t errlen)

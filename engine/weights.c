@@ -50,6 +50,34 @@ static int in_scope(const net *n, const net_tensor *t, weights_scope scope)
     return scope == WEIGHTS_ALL || t->group < head_group(n);
 }
 
+/* 1 when the file's tensor s can be loaded into t (F32, the same shape); else 0, and the
+ * reason goes into first_bad unless it already holds one. */
+static int tensor_fits(const st_tensor *s, const net_tensor *t, char *first_bad, size_t cap)
+{
+    int shape_ok = s->ndim == t->ndim;
+    for (int d = 0; shape_ok && d < t->ndim; d++)
+        shape_ok = s->shape[d] == t->shape[d];
+    if (s->dtype != ST_F32) {
+        if (!first_bad[0])
+            snprintf(first_bad, cap, "%s: dtype must be F32", s->name);
+        return 0;
+    }
+    if (!shape_ok) {
+        if (!first_bad[0]) {
+            char fs[96], ms[96];
+            int64_t ts[4];
+            for (int d = 0; d < t->ndim; d++)
+                ts[d] = t->shape[d];
+            shape_str(fs, sizeof(fs), s->ndim, s->shape);
+            shape_str(ms, sizeof(ms), t->ndim, ts);
+            snprintf(first_bad, cap, "%s: shape %s in the file, %s in the model", s->name, fs,
+                     ms);
+        }
+        return 0;
+    }
+    return 1;
+}
+
 int weights_load_st(net *n, const st_file *f, weights_scope scope, char *err, size_t errlen)
 {
     char *seen = calloc((size_t)n->n_tensors + 1, 1);
@@ -83,28 +111,9 @@ int weights_load_st(net *n, const st_file *f, weights_scope scope, char *err, si
                    n_unexpected++ ? ", %s" : "%s", s->name);
             continue;
         }
-        const net_tensor *t = &n->tensors[idx];
         seen[idx] = 1;
-        int shape_ok = s->ndim == t->ndim;
-        for (int d = 0; shape_ok && d < t->ndim; d++)
-            shape_ok = s->shape[d] == t->shape[d];
-        if (s->dtype != ST_F32) {
-            if (!first_bad[0])
-                snprintf(first_bad, sizeof(first_bad), "%s: dtype must be F32", s->name);
-        } else if (!shape_ok) {
-            if (!first_bad[0]) {
-                char fs[96], ms[96];
-                int64_t ts[4];
-                for (int d = 0; d < t->ndim; d++)
-                    ts[d] = t->shape[d];
-                shape_str(fs, sizeof(fs), s->ndim, s->shape);
-                shape_str(ms, sizeof(ms), t->ndim, ts);
-                snprintf(first_bad, sizeof(first_bad), "%s: shape %s in the file, %s in the "
-                         "model", s->name, fs, ms);
-            }
-        } else {
+        if (tensor_fits(s, &n->tensors[idx], first_bad, sizeof(first_bad)))
             map[i] = idx;
-        }
     }
     for (int t = 0; t < n->n_tensors; t++)
         if (!seen[t] && in_scope(n, &n->tensors[t], scope))

@@ -1,21 +1,15 @@
 /* checkpoint: epoch checkpoints with exact resume, and snapshots. */
 #include "internal.h"
 
-#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lrsched.h"
 #include "optim.h"
-#include "rng.h"
 #include "safetensors.h"
 #include "weights.h"
 
@@ -78,7 +72,7 @@ static void meta_fill(const learner *l, int64_t *m)
     m[M_DIV] = dbits(f->plan.div);
     m[M_PCT] = dbits(f->plan.pct);
     m[M_N_LRS] = f->n_lrs;
-    for (int g = 0; g < LEARNER_MAX_GROUPS; g++)
+    for (int g = 0; g < NET_MAX_GROUPS; g++)
         m[M_LR0 + g] = dbits(f->lrs[g]);
     m[M_WD] = dbits(f->wd);
     m[M_SNAPSHOTS] = f->snapshots;
@@ -140,35 +134,30 @@ int learner_save(learner *l, const char *path, char *err, size_t errlen)
     return rc;
 }
 
-static int is_extra(const char *name)
+/* The learner's entries of checkpoint f: its meta in m (an older version's brought up to
+ * date), and the optimizer's state and steps. -EINVAL with err naming path when f is no
+ * checkpoint of this learner. */
+static int ckpt_read_meta(const learner *l, const st_file *f, const char *path, int64_t *m,
+                          const st_tensor **tst, const st_tensor **tsp, char *err,
+                          size_t errlen)
 {
-    return strncmp(name, "learner.", 8) == 0 || strncmp(name, "optim.", 6) == 0;
-}
-
-int learner_load(learner *l, const char *path, char *err, size_t errlen)
-{
-    st_file f = {0};
-    int rc = st_read_file(&f, path, err, errlen);
-    if (rc)
-        return rc;
-    const st_tensor *tm = st_find(&f, "learner.meta");
-    const st_tensor *tst = st_find(&f, "optim.state");
-    const st_tensor *tsp = st_find(&f, "optim.steps");
-    int64_t m[M_COUNT];
+    const st_tensor *tm = st_find(f, "learner.meta");
+    *tst = st_find(f, "optim.state");
+    *tsp = st_find(f, "optim.steps");
     int version = !tm                                      ? 0
                   : tm->nbytes == M_COUNT_V1 * sizeof(int64_t) ? 1
                   : tm->nbytes == M_COUNT_V2 * sizeof(int64_t) ? 2
                   : tm->nbytes == M_COUNT_V3 * sizeof(int64_t) ? 3
-                  : tm->nbytes == sizeof m                     ? CKPT_VERSION
+                  : tm->nbytes == M_COUNT * sizeof(int64_t)    ? CKPT_VERSION
                                                                : 0;
-    if (!version || tm->dtype != ST_I64 || !tst ||
-        tst->dtype != ST_F32 ||
-        tst->nbytes != l->opt->n_state * sizeof(float) || !tsp || tsp->dtype != ST_I64 ||
-        tsp->nbytes != (size_t)l->net->n_tensors * sizeof(int64_t)) {
+    if (!version || tm->dtype != ST_I64 || !*tst ||
+        (*tst)->dtype != ST_F32 ||
+        (*tst)->nbytes != l->opt->n_state * sizeof(float) || !*tsp ||
+        (*tsp)->dtype != ST_I64 ||
+        (*tsp)->nbytes != (size_t)l->net->n_tensors * sizeof(int64_t)) {
         lrn_set_err(err, errlen, "checkpoint %s: not a checkpoint of this learner (learner.meta, "
                 "optim.state or optim.steps missing or of another size)", path);
-        rc = -EINVAL;
-        goto out_free;
+        return -EINVAL;
     }
     memcpy(m, tm->data, tm->nbytes);
     if (version == 1) {
@@ -189,27 +178,37 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
         m[M_SZ] > 1024) {
         lrn_set_err(err, errlen, "checkpoint %s: learner.meta is of another version or model",
                 path);
-        rc = -EINVAL;
-        goto out_free;
+        return -EINVAL;
     }
-    /* The weights without the learner's own entries. */
-    st_file wf = f;
-    wf.tensors = calloc((size_t)(f.n ? f.n : 1), sizeof *wf.tensors);
+    return 0;
+}
+
+static int is_extra(const char *name)
+{
+    return strncmp(name, "learner.", 8) == 0 || strncmp(name, "optim.", 6) == 0;
+}
+
+/* The weights of checkpoint f, without the learner's own entries. */
+static int ckpt_load_weights(learner *l, const st_file *f, char *err, size_t errlen)
+{
+    st_file wf = *f;
+    wf.tensors = calloc((size_t)(f->n ? f->n : 1), sizeof *wf.tensors);
     if (!wf.tensors) {
-        rc = -ENOMEM;
         lrn_set_err(err, errlen, "checkpoint: out of memory");
-        goto out_free;
+        return -ENOMEM;
     }
     wf.n = 0;
-    for (int i = 0; i < f.n; i++)
-        if (!is_extra(f.tensors[i].name))
-            wf.tensors[wf.n++] = f.tensors[i];
-    rc = weights_load_st(l->net, &wf, WEIGHTS_ALL, err, errlen);
+    for (int i = 0; i < f->n; i++)
+        if (!is_extra(f->tensors[i].name))
+            wf.tensors[wf.n++] = f->tensors[i];
+    int rc = weights_load_st(l->net, &wf, WEIGHTS_ALL, err, errlen);
     free(wf.tensors);
-    if (rc)
-        goto out_free;
-    memcpy(l->opt->state, tst->data, tst->nbytes);
-    memcpy(l->opt->steps, tsp->data, tsp->nbytes);
+    return rc;
+}
+
+/* The learner's counters, size, freezing and precompute from the meta. */
+static void meta_read_learner(learner *l, const int64_t *m)
+{
     l->step = m[M_STEP];
     l->epochs_done = (int)m[M_EPOCHS_DONE];
     l->net->rng = (uint64_t)m[M_RNG];
@@ -226,7 +225,11 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     net_freeze_to(l->net, (int)m[M_FREEZE_TO]);
     if (want_pc && learner_set_precompute(l, 1, NULL, 0) != 0)
         l->precompute = 0;
-    fit_pos *fp = &l->fit;
+}
+
+/* The fit's position from the meta (meta_fill's inverse). */
+static void meta_read_fit(fit_pos *fp, const int64_t *m)
+{
     memset(fp, 0, sizeof *fp);
     sched_plan_defaults(&fp->plan, m[M_BPE]); /* what the meta does not hold */
     fp->active = (int)m[M_FIT_ACTIVE];
@@ -242,7 +245,7 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     fp->plan.div = bitsd(m[M_DIV]);
     fp->plan.pct = bitsd(m[M_PCT]);
     fp->n_lrs = (int)m[M_N_LRS];
-    for (int g = 0; g < LEARNER_MAX_GROUPS; g++)
+    for (int g = 0; g < NET_MAX_GROUPS; g++)
         fp->lrs[g] = bitsd(m[M_LR0 + g]);
     fp->wd = bitsd(m[M_WD]);
     fp->snapshots = (int)m[M_SNAPSHOTS];
@@ -258,7 +261,25 @@ int learner_load(learner *l, const char *path, char *err, size_t errlen)
     fp->best_step = m[M_BEST_STEP];
     fp->resize_epoch = (int)m[M_RESIZE_EPOCH];
     fp->resize_sz = (int)m[M_RESIZE_SZ];
-out_free:
+}
+
+int learner_load(learner *l, const char *path, char *err, size_t errlen)
+{
+    st_file f = {0};
+    int rc = st_read_file(&f, path, err, errlen);
+    if (rc)
+        return rc;
+    int64_t m[M_COUNT];
+    const st_tensor *tst, *tsp;
+    rc = ckpt_read_meta(l, &f, path, m, &tst, &tsp, err, errlen);
+    if (!rc)
+        rc = ckpt_load_weights(l, &f, err, errlen);
+    if (!rc) {
+        memcpy(l->opt->state, tst->data, tst->nbytes);
+        memcpy(l->opt->steps, tsp->data, tsp->nbytes);
+        meta_read_learner(l, m);
+        meta_read_fit(&l->fit, m);
+    }
     st_free(&f);
     return rc;
 }

@@ -1,19 +1,14 @@
 /* core: helpers, net copies, batches, metrics, creation, state changes and training steps. */
 #include "internal.h"
 
-#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "lrsched.h"
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -97,7 +92,6 @@ void lrn_net_copy_restore(const net_copy *c, learner *l)
     memcpy(l->opt->steps, c->opt_steps, (size_t)n->n_tensors * sizeof(int64_t));
     n->rng = c->rng;
 }
-
 
 /* ---- batches from the loaders or from the cache ------------------------------------------- */
 
@@ -359,7 +353,6 @@ void learner_destroy(learner *l)
     free(l);
 }
 
-/* c_in of a pretrained file: the second dimension of conv1.weight. */
 /* The input channels of a pretrained body, 1 or 3, from its conv1.weight; else -EINVAL with
  * err naming what (the file's path, or "the file"). */
 static int pretrained_c_in(const st_file *f, const char *what, char *err, size_t errlen)
@@ -393,15 +386,9 @@ int learner_check_pretrained(const char *arch, const st_file *f, char *err, size
     return rc;
 }
 
-int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *err,
-                   size_t errlen)
+static int create_check_config(const learner_config *cfg, const ds_info *info, char *err,
+                               size_t errlen)
 {
-    *out = NULL;
-    if (!cfg || !ds) {
-        lrn_set_err(err, errlen, "learner: no configuration or dataset");
-        return -EINVAL;
-    }
-    const ds_info *info = dataset_info(ds);
     if (cfg->sz < 8 || cfg->sz > 1024) {
         lrn_set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", cfg->sz);
         return -EINVAL;
@@ -432,61 +419,55 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
         lrn_set_err(err, errlen, "dataset: needs at least 2 classes (has %d)", info->n_classes);
         return -EINVAL;
     }
+    return 0;
+}
 
-    int rc = -ENOMEM;
+/* The network: the model of cfg for the dataset's classes, with the pretrained body's
+ * weights (whose conv1 sets the input channels) when there is one. */
+static int create_net(learner *l, char *err, size_t errlen)
+{
     st_file pre = {0};
-    learner *l = calloc(1, sizeof *l);
-    if (!l)
-        goto out_nomem;
-    l->cfg = *cfg;
-    l->ds = ds;
-    l->info = info;
-    l->sz = cfg->sz;
-    l->bs = cfg->bs;
-    l->best_valid_loss = INFINITY;
-    if (cfg->pretrained && !(l->pretrained = strdup(cfg->pretrained)))
-        goto out_nomem;
-    if (cfg->checkpoint_dir && !(l->ckpt_dir = strdup(cfg->checkpoint_dir)))
-        goto out_nomem;
-    l->cfg.pretrained = l->pretrained;
-    l->cfg.checkpoint_dir = l->ckpt_dir;
-
-    l->c_in = info->channels;
+    int rc = 0;
+    l->c_in = l->info->channels;
     if (l->pretrained) {
         rc = st_read_file(&pre, l->pretrained, err, errlen);
         if (rc)
-            goto out_fail;
+            return rc;
         l->c_in = pretrained_c_in(&pre, l->pretrained, err, errlen);
         if (l->c_in < 0) {
-            rc = l->c_in;
-            goto out_fail;
+            st_free(&pre);
+            return l->c_in;
         }
     }
-    model_spec ms = cfg->model;
+    model_spec ms = l->cfg.model;
     ms.c_in = l->c_in;
-    ms.n_classes = info->n_classes;
-    ms.multi_label = info->multi_label;
-    ms.seed = cfg->seed;
+    ms.n_classes = l->info->n_classes;
+    ms.multi_label = l->info->multi_label;
+    ms.seed = l->cfg.seed;
     rc = model_create(&l->net, &ms, err, errlen);
-    if (rc)
-        goto out_fail;
-    if (l->pretrained) {
+    if (!rc && l->pretrained)
         rc = weights_load_st(l->net, &pre, WEIGHTS_BODY, err, errlen);
-        if (rc)
-            goto out_fail;
-    }
     st_free(&pre);
+    if (rc)
+        return rc;
     l->n_groups = l->net->n_groups;
     l->head_group = l->n_groups - 1;
-    if (l->n_groups > LEARNER_MAX_GROUPS) {
+    if (l->n_groups > NET_MAX_GROUPS) {
         lrn_set_err(err, errlen, "arch: %d layer groups, at most %d supported", l->n_groups,
-                LEARNER_MAX_GROUPS);
-        rc = -EINVAL;
-        goto out_fail;
+                NET_MAX_GROUPS);
+        return -EINVAL;
     }
+    return 0;
+}
+
+/* The normalisation per input channel: ImageNet's for a pretrained body, else the
+ * dataset's, averaged over the colours when a gray model reads them. */
+static void create_stats(learner *l)
+{
+    const ds_info *info = l->info;
     for (int c = 0; c < 3; c++) {
         int src = l->c_in == 1 ? 0 : c;
-        if (cfg->imagenet_stats) {
+        if (l->cfg.imagenet_stats) {
             /* A gray model on ImageNet statistics: the mean of the three channels. */
             l->mean[c] = l->c_in == 1 ? (imagenet_mean[0] + imagenet_mean[1] +
                                          imagenet_mean[2]) / 3.0f : imagenet_mean[c];
@@ -504,43 +485,77 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
             }
         }
     }
+}
 
+/* The optimizer, the loaders, and the starting freeze (and precompute) state. */
+static int create_training(learner *l, char *err, size_t errlen)
+{
     optim_config oc;
     optim_config_defaults(&oc);
-    if (cfg->opt == OPTIM_ADAM) {
+    if (l->cfg.opt == OPTIM_ADAM) {
         oc.kind = OPTIM_ADAM;
         oc.decoupled_wd = 1;
         oc.beta2 = 0.99;
     }
-    rc = optim_create(&l->opt, l->net, &oc);
+    int rc = optim_create(&l->opt, l->net, &oc);
     if (rc)
-        goto out_fail;
-    int n_train = info->count[SPLIT_TRAIN];
+        return rc;
+    int n_train = l->info->count[SPLIT_TRAIN];
     rc = lrn_make_loader(l, &l->train_dl, SPLIT_TRAIN, 1, n_train >= l->bs, 1, err, errlen);
     if (!rc)
         rc = lrn_make_loader(l, &l->valid_dl, SPLIT_VALID, 0, 0, 0, err, errlen);
     if (rc)
-        goto out_fail;
-
-    if (l->pretrained) {
-        net_freeze_to(l->net, l->head_group);
-        if (cfg->precompute) {
-            rc = learner_set_precompute(l, 1, err, errlen);
-            if (rc)
-                goto out_fail;
-        }
-    } else {
+        return rc;
+    if (!l->pretrained) {
         net_freeze_to(l->net, 0);
+        return 0;
+    }
+    net_freeze_to(l->net, l->head_group);
+    return l->cfg.precompute ? learner_set_precompute(l, 1, err, errlen) : 0;
+}
+
+int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *err,
+                   size_t errlen)
+{
+    *out = NULL;
+    if (!cfg || !ds) {
+        lrn_set_err(err, errlen, "learner: no configuration or dataset");
+        return -EINVAL;
+    }
+    const ds_info *info = dataset_info(ds);
+    int rc = create_check_config(cfg, info, err, errlen);
+    if (rc)
+        return rc;
+    learner *l = calloc(1, sizeof *l);
+    if (!l)
+        goto out_nomem;
+    l->cfg = *cfg;
+    l->ds = ds;
+    l->info = info;
+    l->sz = cfg->sz;
+    l->bs = cfg->bs;
+    l->best_valid_loss = INFINITY;
+    if (cfg->pretrained && !(l->pretrained = strdup(cfg->pretrained)))
+        goto out_nomem;
+    if (cfg->checkpoint_dir && !(l->ckpt_dir = strdup(cfg->checkpoint_dir)))
+        goto out_nomem;
+    l->cfg.pretrained = l->pretrained;
+    l->cfg.checkpoint_dir = l->ckpt_dir;
+    rc = create_net(l, err, errlen);
+    if (!rc) {
+        create_stats(l);
+        rc = create_training(l, err, errlen);
+    }
+    if (rc) {
+        learner_destroy(l);
+        return rc;
     }
     *out = l;
     return 0;
 out_nomem:
-    rc = -ENOMEM;
     lrn_set_err(err, errlen, "learner: out of memory");
-out_fail:
-    st_free(&pre);
     learner_destroy(l);
-    return rc;
+    return -ENOMEM;
 }
 
 net *learner_net(learner *l)

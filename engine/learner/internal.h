@@ -35,7 +35,7 @@ typedef struct fit_pos {
     int64_t step_base;     /* learner step at the fit's start */
     sched_plan plan;
     int n_lrs;
-    double lrs[LEARNER_MAX_GROUPS];
+    double lrs[NET_MAX_GROUPS];
     double wd;
     int snapshots, patience;
     loss_smoother smooth;

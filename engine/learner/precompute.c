@@ -1,23 +1,10 @@
 /* precompute: the cache of pooled body activations for head-only training. */
 #include "internal.h"
 
-#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "lrsched.h"
-#include "optim.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "weights.h"
 
 /* ---- precompute set-up -------------------------------------------------------------------- */
 

@@ -1,22 +1,13 @@
 /* predict: validation passes, TTA, prediction and the snapshot ensemble. */
 #include "internal.h"
 
-#include <assert.h>
 #include <errno.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "lrsched.h"
-#include "optim.h"
 #include "rng.h"
-#include "safetensors.h"
-#include "weights.h"
 
 /* ---- prediction ----------------------------------------------------------------------------- */
 

@@ -1,23 +1,12 @@
 /* recipe: the whole recipe (LR sweeps, fits, resizes, TTA) as one operation. */
 #include "internal.h"
 
-#include <assert.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "lrsched.h"
 #include "optim.h"
-#include "rng.h"
-#include "safetensors.h"
-#include "weights.h"
 
 /* The sweep's length under a time budget: fast.ai 2's lr_find default, half of the
  * one-epoch (at most 200) default, leaving the time to training. */
@@ -35,20 +24,18 @@
 
 /* The seed's rule for a sweep: "the highest learning rate where the loss is still clearly
  * improving", which fast.ai's lessons read as an order of magnitude below the minimum:
- * min_div10, else valley, else the fallback. valley (fast.ai 2's default) lands 3-10x
- * lower on both of the recipe's sweeps: from scratch on Fashion-MNIST 0.004-0.012 where
- * resnet_small trains best near 0.02-0.03, and for a head on 20 images a class 0.0025
- * where min_div10's 0.016 took the transfer test from 0.73 to 0.86 accuracy (the head gets
- * 14 batches from the cache and 14 augmented ones, too few at a low rate).
+ * min_div10, else valley, else the fallback. valley (fast.ai 2's default) lands several
+ * times lower on both of the recipe's sweeps: below where a net from scratch trains best,
+ * and too low for a head that gets only a few batches from the cache and a few augmented
+ * ones (bench_recipe and the transfer test measure both; see bench/README.md).
  * With AdamW training a whole net (from scratch) the pick is a tenth of where the smoothed
- * loss's flat bottom starts (lrfind_flat_start, within 2% of the sweep's drop of its
- * lowest). Adam moves every weight by about the LR whatever its gradient, and BatchNorm
- * makes a convolution's output blind to its weights' scale, so a sweep's loss stays near
- * its lowest for a decade of rates whose steps are too big: from scratch on Fashion-MNIST
- * the minimum sat at 0.63 with one sgemm kernel and at 0.069-0.079 with two others (the
- * bottom is flat within 0.04 from 0.04 to 0.7), so a tenth of min_div10 moved 8x, while the
- * flat bottom started at 0.040-0.046 with all three. One 1cycle epoch at 0.06 reached 88.9%
- * against 90.2% at 0.01. */
+ * loss's flat bottom starts (lrfind_flat_start, within RECIPE_FLAT_BAND of the sweep's drop
+ * of its lowest). Adam moves every weight by about the LR whatever its gradient, and
+ * BatchNorm makes a convolution's output blind to its weights' scale, so a sweep's loss
+ * stays near its lowest for a decade of rates whose steps are too big: where along that
+ * bottom the minimum falls changes with the sgemm kernel, so a tenth of min_div10 moves
+ * with it, while where the bottom starts does not (bench_recipe --opt adamw, see
+ * bench/README.md). */
 static double pick_lr(const lrfind_result *r, int adamw_body, double fallback,
                       const ev_hooks *h, const char *when)
 {
@@ -83,10 +70,10 @@ static double pick_lr(const lrfind_result *r, int adamw_body, double fallback,
  * (lrs = [lr/9, lr/3, lr]), and so does this, with the second sweep as the check that the
  * unfrozen network still trains at it: only when the sweep diverged below that LR does the
  * pick drop to the sweep's min_div10. Its valley is no guide here: from a trained head the
- * curve is flat until it diverges, and on the transfer test valley landed 10-35x below
- * the head's LR, where the body's BatchNorm statistics move to the new data faster than
- * the weights can follow (a head at 0.896 accuracy fell to 0.863-0.870). A higher LR than
- * the head's would damage the pretrained body. */
+ * curve is flat until it diverges, and on the transfer test valley landed more than an
+ * order of magnitude below the head's LR, where the body's BatchNorm statistics move to
+ * the new data faster than the weights can follow and the trained head's accuracy fell. A
+ * higher LR than the head's would damage the pretrained body. */
 static double unfrozen_lr(const lrfind_result *r, double head_lr, const ev_hooks *h)
 {
     double reached = r->n_points > 0 ? r->points[r->n_points - 1].lr : 0.0;
@@ -205,160 +192,202 @@ static void budget_costs(const learner *l, double train_img_s, int n_aug, double
     *tta_s = (1 + n_aug) * *valid_s;
 }
 
-/* Without a pretrained body: lr_find, SGDR with cycle_mult 2 (or one 1cycle), TTA. */
-static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug,
-                          int one_cycle, const ev_hooks *h, tta_result *out, char *err,
-                          size_t errlen)
+/* The from-scratch recipe's plan as it is made: what it was given, what the sweeps
+ * measured, and the fit it settles on. */
+typedef struct scratch_plan {
+    double t0, budget_s;       /* the recipe's start and budget (0: none) */
+    int max_epochs, n_aug, one_cycle;
+    double lr, sweep_s, small_img_s;
+    int swept;                 /* the sweep's points */
+    int full, small;           /* image sizes; small 0: no progressive resizing */
+    int epochs;
+    double frac, fit_limit_s;  /* fit_opts.epoch_frac and time_limit_s */
+} scratch_plan;
+
+/* The LR sweep over the whole net, and the LR picked from it. */
+static int scratch_sweep(learner *l, scratch_plan *sp, const ev_hooks *h, char *err,
+                         size_t errlen)
 {
-    double t0 = lrn_now_s();
-    int rc = learner_unfreeze(l);
-    if (rc)
-        return rc;
     lrfind_opts lo = {.start_lr = 1e-5, .end_lr = 10.0};
     int default_it = lrfind_default_iters(
         ((int64_t)l->info->count[SPLIT_TRAIN] + l->bs - 1) / l->bs);
-    if (budget_s > 0 && default_it > RECIPE_BUDGET_SWEEP) {
+    if (sp->budget_s > 0 && default_it > RECIPE_BUDGET_SWEEP) {
         lo.num_it = RECIPE_BUDGET_SWEEP;
         lrn_note(h, "budget", "a budget is set: the sweep takes %d iterations (fast.ai 2's "
                  "default) instead of up to an epoch's %d", RECIPE_BUDGET_SWEEP, default_it);
     }
     lrfind_result r;
-    rc = learner_lr_find(l, &lo, h, &r, err, errlen);
+    int rc = learner_lr_find(l, &lo, h, &r, err, errlen);
     if (rc)
         return rc;
-    double sweep_s = lrn_now_s() - t0;
-    double lr = pick_lr(&r, l->opt->cfg.kind == OPTIM_ADAM, 1e-2, h, "from scratch");
-    int swept = r.n_points;
+    sp->sweep_s = lrn_now_s() - sp->t0;
+    sp->lr = pick_lr(&r, l->opt->cfg.kind == OPTIM_ADAM, 1e-2, h, "from scratch");
+    sp->swept = r.n_points;
     lrfind_result_free(&r);
-    int epochs = max_epochs, full = l->sz, small = one_cycle ? recipe_small_size(full) : 0;
-    double fit_limit_s = 0.0, frac = 1.0, small_img_s = 0.0;
-    if (small && budget_s > 0) {
-        /* The sweep timed the full size; a short sweep at rates too low to move anything
-         * times the small one (it puts back all it changes, like every sweep). */
-        lrfind_opts po = {.start_lr = 1e-7, .end_lr = 1e-6, .num_it = RECIPE_PROBE_IT};
-        lrfind_result pr;
-        double tp = lrn_now_s();
-        learner_resize(l, small, NULL, 0);
-        rc = learner_lr_find(l, &po, NULL, &pr, err, errlen);
-        learner_resize(l, full, NULL, 0);
-        if (rc)
-            return rc;
-        tp = lrn_now_s() - tp;
-        small_img_s = tp > 0 ? (double)pr.n_points * l->bs / tp : 0.0;
-        lrfind_result_free(&pr);
-        lrn_note(h, "budget", "%d batches at %d pixels, the progressive resizing's small size, "
-                 "trained at %.0f img/s", RECIPE_PROBE_IT, small, small_img_s);
+    return 0;
+}
+
+/* The sweep timed the full size; a short sweep at rates too low to move anything times
+ * the small one (it puts back all it changes, like every sweep). */
+static int scratch_time_small(learner *l, scratch_plan *sp, const ev_hooks *h, char *err,
+                              size_t errlen)
+{
+    lrfind_opts po = {.start_lr = 1e-7, .end_lr = 1e-6, .num_it = RECIPE_PROBE_IT};
+    lrfind_result pr;
+    double tp = lrn_now_s();
+    learner_resize(l, sp->small, NULL, 0);
+    int rc = learner_lr_find(l, &po, NULL, &pr, err, errlen);
+    learner_resize(l, sp->full, NULL, 0);
+    if (rc)
+        return rc;
+    tp = lrn_now_s() - tp;
+    sp->small_img_s = tp > 0 ? (double)pr.n_points * l->bs / tp : 0.0;
+    lrfind_result_free(&pr);
+    lrn_note(h, "budget", "%d batches at %d pixels, the progressive resizing's small size, "
+             "trained at %.0f img/s", RECIPE_PROBE_IT, sp->small, sp->small_img_s);
+    return 0;
+}
+
+/* The epochs (and part epoch) the budget allows at the measured speeds. The plan rests on
+ * the speeds measured now; the fit then checks them: SGDR at every cycle end, the 1cycle
+ * by pacing every epoch after the first to the time left (fit_opts.time_limit_s). */
+static void scratch_plan_budget(const learner *l, scratch_plan *sp, const ev_hooks *h)
+{
+    double sweep_img_s = sp->sweep_s > 0 ? (double)sp->swept * l->bs / sp->sweep_s : 0;
+    double left_s = sp->budget_s - (lrn_now_s() - sp->t0), ts[2] = {0, 0}, vs[2] = {0, 0},
+           tta_s = 0, unused;
+    if (sweep_img_s > 0) {
+        budget_costs(l, sweep_img_s, sp->n_aug, &ts[1], &vs[1], &tta_s);
+        ts[0] = ts[1];
+        vs[0] = vs[1];
+        if (sp->small_img_s > 0)
+            budget_costs(l, sp->small_img_s, sp->n_aug, &ts[0], &vs[0], &unused);
+        sp->epochs = recipe_plan_progressive(left_s - tta_s, ts, vs, sp->max_epochs,
+                                             sp->one_cycle, &sp->frac);
+    } else {
+        sp->epochs = 1;
     }
-    if (budget_s > 0) {
-        /* The plan rests on the speeds measured now; the fit then checks them: SGDR at
-         * every cycle end, the 1cycle by pacing every epoch after the first to the time
-         * left (fit_opts.time_limit_s). */
-        double sweep_img_s = sweep_s > 0 ? (double)swept * l->bs / sweep_s : 0;
-        double left_s = budget_s - (lrn_now_s() - t0), ts[2] = {0, 0}, vs[2] = {0, 0},
-               tta_s = 0, unused;
-        if (sweep_img_s > 0) {
-            budget_costs(l, sweep_img_s, n_aug, &ts[1], &vs[1], &tta_s);
-            ts[0] = ts[1];
-            vs[0] = vs[1];
-            if (small_img_s > 0)
-                budget_costs(l, small_img_s, n_aug, &ts[0], &vs[0], &unused);
-            epochs = recipe_plan_progressive(left_s - tta_s, ts, vs, max_epochs, one_cycle,
-                                             &frac);
-        } else {
-            epochs = 1;
-        }
-        fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
-        /* frac fills the time exactly, give or take rounding */
-        int over = plan_cost(epochs, frac, ts, vs) > left_s - tta_s + 1e-3;
-        char check[256];
-        if (one_cycle)
-            snprintf(check, sizeof check, "one 1cycle runs them all, the first epoch on "
-                     "%.0f%% of its batches; it cannot stop early, so every later epoch trains "
-                     "on as many as the time left allows at its measured speed", 100.0 * frac);
-        else
-            snprintf(check, sizeof check, "at every cycle end the fit checks that the next "
-                     "cycle ends within %.1f minutes at its measured speed", fit_limit_s / 60.0);
-        char at_small[64] = "";
-        if (small_img_s > 0)
-            snprintf(at_small, sizeof at_small, " (%.1f at %d pixels)", (ts[0] + vs[0]) / 60.0,
-                     small);
-        lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
-                 "img/s, so an epoch with validation takes about %.1f minutes%s and %d "
-                 "epoch%s fit%s before TTA; %s", left_s / 60.0, budget_s / 60.0, sweep_img_s,
-                 (ts[1] + vs[1]) / 60.0, at_small, epochs, epochs == 1 ? "" : "s",
-                 over ? " (at least one runs, past the budget)" : "", check);
-    }
+    sp->fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
+    /* frac fills the time exactly, give or take rounding */
+    int over = plan_cost(sp->epochs, sp->frac, ts, vs) > left_s - tta_s + 1e-3;
+    char check[256];
+    if (sp->one_cycle)
+        snprintf(check, sizeof check, "one 1cycle runs them all, the first epoch on "
+                 "%.0f%% of its batches; it cannot stop early, so every later epoch trains "
+                 "on as many as the time left allows at its measured speed", 100.0 * sp->frac);
+    else
+        snprintf(check, sizeof check, "at every cycle end the fit checks that the next "
+                 "cycle ends within %.1f minutes at its measured speed",
+                 sp->fit_limit_s / 60.0);
+    char at_small[64] = "";
+    if (sp->small_img_s > 0)
+        snprintf(at_small, sizeof at_small, " (%.1f at %d pixels)", (ts[0] + vs[0]) / 60.0,
+                 sp->small);
+    lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
+             "img/s, so an epoch with validation takes about %.1f minutes%s and %d "
+             "epoch%s fit%s before TTA; %s", left_s / 60.0, sp->budget_s / 60.0, sweep_img_s,
+             (ts[1] + vs[1]) / 60.0, at_small, sp->epochs, sp->epochs == 1 ? "" : "s",
+             over ? " (at least one runs, past the budget)" : "", check);
+}
+
+/* One 1cycle over every planned epoch (the first ones small with progressive resizing),
+ * then TTA. */
+static int scratch_one_cycle(learner *l, const scratch_plan *sp, const ev_hooks *h,
+                             tta_result *out, char *err, size_t errlen)
+{
     fit_opts fo;
-    if (one_cycle) {
-        memset(&fo, 0, sizeof fo);
-        fo.n_lrs = 1;
-        fo.lrs[0] = lr;
-        fo.n_cycle = 1;
-        fo.cycle_len = epochs;
-        fo.cycle_mult = 1;
-        fo.wd = recipe_wd(l);
-        fo.schedule = SCHED_1CYCLE;
-        fo.epoch_frac = frac;
-        fo.time_limit_s = fit_limit_s;
-        int k = small ? recipe_small_epochs(epochs) : 0;
-        char grow[160] = "";
-        if (k > 0) {
-            fo.resize_epoch = k;
-            fo.resize_sz = full;
-            learner_resize(l, small, NULL, 0);
-            snprintf(grow, sizeof grow, "; progressive resizing: the first %d epoch%s at %d "
-                     "pixels, the rest at %d", k, k == 1 ? "" : "s", small, full);
-        }
-        lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, one "
-                 "1cycle over all %d epochs (lr %.3g/10 up to %.3g and down, momentum against "
-                 "it, then annealing towards lr/1000), wd %g (%s), and TTA%s", epochs, lr, lr,
-                 fo.wd, l->opt->cfg.kind == OPTIM_ADAM ? "AdamW" : "SGD with momentum", grow);
-        rc = learner_fit(l, &fo, h, err, errlen);
-        if (rc) {
-            learner_resize(l, full, NULL, 0); /* a fit stopped at the small size */
-            return rc;
-        }
-        return learner_tta(l, n_aug, h, out, err, errlen);
+    memset(&fo, 0, sizeof fo);
+    fo.n_lrs = 1;
+    fo.lrs[0] = sp->lr;
+    fo.n_cycle = 1;
+    fo.cycle_len = sp->epochs;
+    fo.cycle_mult = 1;
+    fo.wd = recipe_wd(l);
+    fo.schedule = SCHED_1CYCLE;
+    fo.epoch_frac = sp->frac;
+    fo.time_limit_s = sp->fit_limit_s;
+    int k = sp->small ? recipe_small_epochs(sp->epochs) : 0;
+    char grow[160] = "";
+    if (k > 0) {
+        fo.resize_epoch = k;
+        fo.resize_sz = sp->full;
+        learner_resize(l, sp->small, NULL, 0);
+        snprintf(grow, sizeof grow, "; progressive resizing: the first %d epoch%s at %d "
+                 "pixels, the rest at %d", k, k == 1 ? "" : "s", sp->small, sp->full);
     }
+    lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, one "
+             "1cycle over all %d epochs (lr %.3g/10 up to %.3g and down, momentum against "
+             "it, then annealing towards lr/1000), wd %g (%s), and TTA%s", sp->epochs, sp->lr,
+             sp->lr, fo.wd, l->opt->cfg.kind == OPTIM_ADAM ? "AdamW" : "SGD with momentum",
+             grow);
+    int rc = learner_fit(l, &fo, h, err, errlen);
+    if (rc) {
+        learner_resize(l, sp->full, NULL, 0); /* a fit stopped at the small size */
+        return rc;
+    }
+    return learner_tta(l, sp->n_aug, h, out, err, errlen);
+}
+
+/* SGDR with cycle_mult 2 over the most planned epochs that whole cycles fill, then TTA. */
+static int scratch_sgdr(learner *l, const scratch_plan *sp, const ev_hooks *h,
+                        tta_result *out, char *err, size_t errlen)
+{
     int n_cycle, cycle_len;
-    recipe_plan_cycles(epochs, &n_cycle, &cycle_len);
+    recipe_plan_cycles(sp->epochs, &n_cycle, &cycle_len);
     int used = cycle_len * ((1 << n_cycle) - 1);
     lrn_note(h, "recipe", "no pretrained body: train from scratch with lr_find, SGDR "
              "(cycle_len %d, cycle_mult 2, %d cycle%s = %d of the %d epochs allowed: the most "
              "epochs, then the most cycles) and TTA", cycle_len, n_cycle,
-             n_cycle == 1 ? "" : "s", used, epochs);
-    sgdr_opts(&fo, l, 1, &lr, n_cycle, cycle_len);
-    fo.time_limit_s = fit_limit_s;
+             n_cycle == 1 ? "" : "s", used, sp->epochs);
+    fit_opts fo;
+    sgdr_opts(&fo, l, 1, &sp->lr, n_cycle, cycle_len);
+    fo.time_limit_s = sp->fit_limit_s;
     lrn_note(h, "fit", "SGDR with cycle_len %d, cycle_mult 2, %d cycle%s at lr %.3g, wd %g "
              "(%s); stop at a cycle end when validation loss stops improving", cycle_len,
-             n_cycle, n_cycle == 1 ? "" : "s", lr, fo.wd,
+             n_cycle, n_cycle == 1 ? "" : "s", sp->lr, fo.wd,
              l->opt->cfg.kind == OPTIM_ADAM ? "AdamW" : "SGD with momentum");
-    rc = learner_fit(l, &fo, h, err, errlen);
+    int rc = learner_fit(l, &fo, h, err, errlen);
     if (rc)
         return rc;
-    return learner_tta(l, n_aug, h, out, err, errlen);
+    return learner_tta(l, sp->n_aug, h, out, err, errlen);
+}
+
+/* Without a pretrained body: lr_find, SGDR with cycle_mult 2 (or one 1cycle), TTA. */
+static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug,
+                          int one_cycle, const ev_hooks *h, tta_result *out, char *err,
+                          size_t errlen)
+{
+    scratch_plan sp = {.t0 = lrn_now_s(), .budget_s = budget_s, .max_epochs = max_epochs,
+                       .n_aug = n_aug, .one_cycle = one_cycle, .epochs = max_epochs,
+                       .full = l->sz, .frac = 1.0};
+    int rc = learner_unfreeze(l);
+    if (!rc)
+        rc = scratch_sweep(l, &sp, h, err, errlen);
+    if (rc)
+        return rc;
+    sp.small = one_cycle ? recipe_small_size(sp.full) : 0;
+    if (sp.small && budget_s > 0 && (rc = scratch_time_small(l, &sp, h, err, errlen)))
+        return rc;
+    if (budget_s > 0)
+        scratch_plan_budget(l, &sp, h);
+    if (one_cycle)
+        return scratch_one_cycle(l, &sp, h, out, err, errlen);
+    return scratch_sgdr(l, &sp, h, out, err, errlen);
 }
 
 /* With a pretrained body: the seed's eight steps. Under a budget, steps 1-7 run in full
  * and step 8 gets the time left before TTA as its time limit; TTA's time is estimated from
  * step 4, whose two epochs run the frozen body forward over both splits (the head's
  * backward pass is negligible next to it). */
-static int recipe_pretrained(learner *l, int max_epochs, int close, double budget_s, int n_aug,
-                             const ev_hooks *h, tta_result *out, char *err, size_t errlen)
+/* Steps 1-4: the head, from the cache and then with augmentation. *lr gets the head's LR,
+ * *step4_s the seconds of step 4. */
+static int pretrained_head(learner *l, const ev_hooks *h, double *lr, double *step4_s,
+                           char *err, size_t errlen)
 {
-    double t0 = lrn_now_s();
-    /* SGDR cycles of 1, 2, 4, ... epochs that fit max_epochs. */
-    int n_cycle = 0, used = 0;
-    while (used + (1 << n_cycle) <= max_epochs && n_cycle < 10)
-        used += 1 << n_cycle++;
-    if (n_cycle < 1)
-        n_cycle = 1;
     lrfind_opts lo = {.start_lr = 1e-5, .end_lr = 10.0};
     lrfind_result r;
     fit_opts fo;
     int rc;
-    double lr;
-
     /* 1. precompute on (the body is frozen since creation). */
     if ((rc = learner_freeze_to(l, l->head_group, err, errlen)))
         return rc;
@@ -370,17 +399,17 @@ static int recipe_pretrained(learner *l, int max_epochs, int close, double budge
     rc = learner_lr_find(l, &lo, h, &r, err, errlen);
     if (rc)
         return rc;
-    lr = pick_lr(&r, 0, 1e-2, h, "step 2 (head)");
+    *lr = pick_lr(&r, 0, 1e-2, h, "step 2 (head)");
     lrfind_result_free(&r);
     /* 3. the head from the cache, 2 epochs at a constant LR (fast.ai's learn.fit(lr, 2)). */
     memset(&fo, 0, sizeof fo);
     fo.n_lrs = 1;
-    fo.lrs[0] = lr;
+    fo.lrs[0] = *lr;
     fo.n_cycle = 2;
     fo.wd = recipe_wd(l);
     fo.schedule = SCHED_CONSTANT;
     lrn_note(h, "recipe", "step 3: train the head from precomputed activations for 2 epochs at "
-         "lr %.3g (the seed's 1-2; the cache makes them cheap)", lr);
+         "lr %.3g (the seed's 1-2; the cache makes them cheap)", *lr);
     if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
     /* 4. augmentation on: precompute off, 2 cycles of cycle_len 1. */
@@ -396,43 +425,81 @@ static int recipe_pretrained(learner *l, int max_epochs, int close, double budge
     double t4 = lrn_now_s();
     if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
-    double step4_s = lrn_now_s() - t4;
+    *step4_s = lrn_now_s() - t4;
+    return 0;
+}
+
+/* Steps 5-7: unfreeze, differential LRs, and the second sweep at their ratios. lrs gets
+ * step 8's LR per layer group. */
+static int pretrained_unfreeze(learner *l, int close, double lr, const ev_hooks *h,
+                               double *lrs, char *err, size_t errlen)
+{
     /* 5. unfreeze. 6. differential LRs. */
-    if ((rc = learner_unfreeze(l)))
+    int rc = learner_unfreeze(l);
+    if (rc)
         return rc;
     double div_lo = close ? 100.0 : 9.0, div_mid = close ? 10.0 : 3.0;
     lrn_note(h, "recipe", "step 5-6: unfreeze; lrs = [lr/%g, lr/%g, lr] (%s)", div_lo, div_mid,
          close ? "the data is close to ImageNet: 10x steps"
                : "the data differs from ImageNet: 3x steps");
     /* 7. lr_find again with those ratios. */
+    lrfind_opts lo = {.start_lr = 1e-5, .end_lr = 10.0};
     lo.n_lrs = l->n_groups;
     for (int g = 0; g < l->n_groups; g++)
         lo.lrs[g] = g == l->n_groups - 1 ? 1.0
                     : g == l->n_groups - 2 ? 1.0 / div_mid : 1.0 / div_lo;
+    lrfind_result r;
     rc = learner_lr_find(l, &lo, h, &r, err, errlen);
     if (rc)
         return rc;
     double lr2 = unfrozen_lr(&r, lr, h);
     lrfind_result_free(&r);
-    /* 8. cycle_mult 2 until validation loss stops improving. */
-    double lrs8[LEARNER_MAX_GROUPS];
     for (int g = 0; g < l->n_groups; g++)
-        lrs8[g] = lr2 * lo.lrs[g];
+        lrs[g] = lr2 * lo.lrs[g];
+    return 0;
+}
+
+/* Step 8's time limit under a budget: the time left since t0 less TTA's, which is
+ * estimated from step 4 (its two epochs ran the frozen body forward over both splits; the
+ * head's backward pass is negligible next to it). */
+static void pretrained_budget(const learner *l, fit_opts *fo, double budget_s, double t0,
+                              double step4_s, int n_aug, const ev_hooks *h)
+{
+    double n_seen = 2.0 * (l->info->count[SPLIT_TRAIN] + l->info->count[SPLIT_VALID]);
+    double tta_s = step4_s > 0 ? (1 + n_aug) * l->info->count[SPLIT_VALID] * step4_s / n_seen
+                               : 0.0;
+    double left_s = budget_s - (lrn_now_s() - t0);
+    fo->time_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
+    lrn_note(h, "budget", "%.1f of %.1f minutes left before step 8; TTA takes about %.1f "
+             "(from step 4's speed), so step 8 stops at a cycle end whose next cycle "
+             "would end past %.1f minutes (its first cycle always runs)", left_s / 60.0,
+             budget_s / 60.0, tta_s / 60.0, fo->time_limit_s / 60.0);
+}
+
+static int recipe_pretrained(learner *l, int max_epochs, int close, double budget_s, int n_aug,
+                             const ev_hooks *h, tta_result *out, char *err, size_t errlen)
+{
+    double t0 = lrn_now_s();
+    /* SGDR cycles of 1, 2, 4, ... epochs that fit max_epochs. */
+    int n_cycle = 0, used = 0;
+    while (used + (1 << n_cycle) <= max_epochs && n_cycle < 10)
+        used += 1 << n_cycle++;
+    if (n_cycle < 1)
+        n_cycle = 1;
+    double lr, step4_s, lrs8[NET_MAX_GROUPS];
+    int rc = pretrained_head(l, h, &lr, &step4_s, err, errlen);
+    if (!rc)
+        rc = pretrained_unfreeze(l, close, lr, h, lrs8, err, errlen);
+    if (rc)
+        return rc;
+    /* 8. cycle_mult 2 until validation loss stops improving. */
+    fit_opts fo;
     sgdr_opts(&fo, l, l->n_groups, lrs8, n_cycle, 1);
     lrn_note(h, "recipe", "step 8: the whole network, SGDR cycle_len 1, cycle_mult 2, up to %d "
          "cycles (%d epochs), stopping at a cycle end when validation loss stops improving",
          n_cycle, used);
-    if (budget_s > 0) {
-        double n_seen = 2.0 * (l->info->count[SPLIT_TRAIN] + l->info->count[SPLIT_VALID]);
-        double tta_s = step4_s > 0 ? (1 + n_aug) * l->info->count[SPLIT_VALID] * step4_s / n_seen
-                                   : 0.0;
-        double left_s = budget_s - (lrn_now_s() - t0);
-        fo.time_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
-        lrn_note(h, "budget", "%.1f of %.1f minutes left before step 8; TTA takes about %.1f "
-                 "(from step 4's speed), so step 8 stops at a cycle end whose next cycle "
-                 "would end past %.1f minutes (its first cycle always runs)", left_s / 60.0,
-                 budget_s / 60.0, tta_s / 60.0, fo.time_limit_s / 60.0);
-    }
+    if (budget_s > 0)
+        pretrained_budget(l, &fo, budget_s, t0, step4_s, n_aug, h);
     if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
     return learner_tta(l, n_aug, h, out, err, errlen);
