@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "clock_mono.h"
 #include "page_cache.h"
 #include "problem.h"
 #include "server.h"
@@ -152,7 +153,6 @@ const char *static_content_type(const char *path);
 extern const char api_openapi_json[];
 extern const size_t api_openapi_json_len;
 
-double api_now_monotonic(void);
 
 /* Logs a line through the daemon's logger when it gave one (server.h). */
 void api_log(const api_server *s, int level, const char *fmt, ...)

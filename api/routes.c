@@ -169,7 +169,7 @@ void route_health(api_req *r)
 {
     json_t *body = json_pack("{s:s, s:s, s:f, s:{s:s, s:i}, s:i, s:I, s:i}", "status", "ok",
                              "version", r->srv->version, "uptime_s",
-                             api_now_monotonic() - r->srv->started, "blas", "core",
+                             clock_mono_s() - r->srv->started, "blas", "core",
                              blas_core_name() ? blas_core_name() : "unknown", "threads",
                              blas_threads(), "queue_length",
                              r->srv->jobs ? jobs_queue_length(r->srv->jobs) : 0,

@@ -3,6 +3,8 @@
  * authentication, and the reply helpers. */
 #define _GNU_SOURCE
 #include "api_internal.h"
+#include "buf.h"
+#include "fs_path.h"
 #include "sse.h"
 
 #include <ctype.h>
@@ -28,13 +30,6 @@
 /* A body refused at the first callback is still read and dropped up to this size, so that
  * the client, which is still sending, reads the answer instead of a reset connection. */
 #define DISCARD_MAX (64ll * 1024 * 1024)
-
-double api_now_monotonic(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 void api_log(const api_server *s, int level, const char *fmt, ...)
 {
@@ -532,21 +527,12 @@ static void body_append(api_req *r, const char *data, size_t size)
         }
         return;
     }
-    if (r->len + size > r->cap) {
-        size_t cap = r->cap ? r->cap : 4096;
-        char *nb;
-        while (cap < r->len + size)
-            cap *= 2;
-        if (cap > r->limit)
-            cap = r->limit;
-        nb = realloc(r->buf, cap);
-        if (!nb) {
-            r->write_errno = ENOMEM;
-            return;
-        }
-        r->buf = nb;
-        r->cap = cap;
+    char *nb = buf_grow_bytes(r->buf, &r->cap, r->len + size, 4096, r->limit);
+    if (!nb) {
+        r->write_errno = ENOMEM;
+        return;
     }
+    r->buf = nb;
     memcpy(r->buf + r->len, data, size);
     r->len += size;
 }
@@ -657,7 +643,7 @@ static enum MHD_Result req_queue(api_req *r)
     if (!r->resp)
         return MHD_NO;
     api_log(r->srv, 3, "%s %s -> %u (%.1f ms)", r->method, r->url, r->status,
-            (api_now_monotonic() - r->t0) * 1e3);
+            (clock_mono_s() - r->t0) * 1e3);
     ret = MHD_queue_response(r->conn, r->status, r->resp);
     MHD_destroy_response(r->resp);
     r->resp = NULL;
@@ -681,7 +667,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->url = url;
         r->method = method;
         r->fd = -1;
-        r->t0 = api_now_monotonic();
+        r->t0 = clock_mono_s();
         *con_cls = r;
         if (!req_begin(r))
             return MHD_YES;
@@ -783,26 +769,6 @@ static char *xstrdup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static int mkdir_p(const char *dir)
-{
-    char path[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof path)
-        return -ENAMETOOLONG;
-    memcpy(path, dir, n + 1);
-    for (char *p = path + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(path, 0755) != 0 && errno != EEXIST)
-            return -errno;
-        *p = '/';
-    }
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 static void server_free(api_server *s)
 {
     if (!s)
@@ -850,7 +816,7 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     s->store = cfg->store;
     s->jobs = cfg->jobs;
     s->log = cfg->log;
-    s->started = api_now_monotonic();
+    s->started = clock_mono_s();
     if (!s->data_dir || !s->version || (cfg->token && cfg->token[0] && !s->token))
         goto out_nomem;
     {
@@ -868,7 +834,7 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
             s->dataset_roots[s->n_dataset_roots++] = p;
     }
     snprintf(tmpdir, sizeof tmpdir, "%s/tmp", s->data_dir);
-    rc = mkdir_p(tmpdir);
+    rc = fs_mkdir_p(tmpdir);
     if (rc) {
         snprintf(err, errlen, "cannot create %s: %s", tmpdir, strerror(-rc));
         goto out_free;

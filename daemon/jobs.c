@@ -43,36 +43,6 @@ int job_kind_parse(const char *name, job_kind *k)
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static void *grow(void *p, int *cap, int need, size_t elem)
-{
-    if (need <= *cap)
-        return p;
-    int nc = *cap ? *cap * 2 : 16;
-    while (nc < need)
-        nc *= 2;
-    void *q = realloc(p, (size_t)nc * elem);
-    if (q)
-        *cap = nc;
-    return q;
-}
-
-int jq_mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -107,13 +77,6 @@ int jq_bool(json_t *o, const char *k, int dflt)
 {
     json_t *v = json_object_get(o, k);
     return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
-
-double jq_mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---- running one job ---------------------------------------------------------------------- */
@@ -336,7 +299,7 @@ static void run_job(jobs *jq, int64_t job_id)
             rc = -EINVAL;
     }
     sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .last_epoch = -1,
-              .t0 = jq_mono_s()};
+              .t0 = clock_mono_s()};
     if (rc == 0)
         rc = run_kind(jq, &k, kind, l, row.params, row.resumed_from != 0, &result, err,
                       sizeof err);
@@ -471,7 +434,7 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
     pthread_mutex_init(&jq->pmu, NULL);
     char runs[PATH_MAX];
     snprintf(runs, sizeof runs, "%s/runs", jq->data_dir);
-    int rc = jq_mkdir_p(runs);
+    int rc = fs_mkdir_p(runs);
     if (rc) {
         snprintf(err, errlen, "%s: %s", runs, strerror(-rc));
         jobs_destroy(jq);
@@ -500,7 +463,7 @@ out_nomem:
 /* Appends to the in-memory queue (mu held). */
 static int enqueue_locked(jobs *jq, int64_t id)
 {
-    int64_t *nq = grow(jq->q, &jq->qcap, jq->qn + 1, sizeof *nq);
+    int64_t *nq = buf_grow(jq->q, &jq->qcap, jq->qn + 1, sizeof *nq);
     if (!nq)
         return -ENOMEM;
     jq->q = nq;
@@ -647,7 +610,7 @@ int jobs_delete_run(jobs *jq, int64_t run_id)
     pthread_mutex_lock(&jq->mu);
     int rc = store_run_delete(jq->st, run_id);
     if (rc == 0) {
-        int64_t *nd = grow(jq->dropped, &jq->cap_dropped, jq->n_dropped + 1, sizeof *nd);
+        int64_t *nd = buf_grow(jq->dropped, &jq->cap_dropped, jq->n_dropped + 1, sizeof *nd);
         if (nd) {
             jq->dropped = nd;
             jq->dropped[jq->n_dropped++] = run_id;

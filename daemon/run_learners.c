@@ -153,13 +153,13 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
         lc.imagenet_stats = 1;
     }
     jq_run_dir(jq, run_id, ckdir, sizeof ckdir);
-    rc = jq_mkdir_p(ckdir);
+    rc = fs_mkdir_p(ckdir);
     if (rc) {
         snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
         goto out_free;
     }
     strncat(ckdir, "/ckpt", sizeof ckdir - strlen(ckdir) - 1);
-    if (for_training && (rc = jq_mkdir_p(ckdir)) != 0) {
+    if (for_training && (rc = fs_mkdir_p(ckdir)) != 0) {
         snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
         goto out_free;
     }

@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "rng.h"
+#include "errmsg.h"
 
 /* Training images decoded for the mean/std statistics of a file dataset: enough for
  * three decimals, few enough that registering a large set stays quick. IDX datasets
@@ -55,16 +56,6 @@ static const char *const fashion_names[10] = {
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *xasprintf(const char *fmt, ...)
 {
@@ -165,7 +156,7 @@ static entry_kind kind_of(mode_t m, char *reason, size_t len)
         return ENTRY_FILE;
     if (S_ISDIR(m))
         return ENTRY_DIR;
-    set_err(reason, len, "not a regular file");
+    err_set(reason, len, "not a regular file");
     return ENTRY_BAD;
 }
 
@@ -183,7 +174,7 @@ static int entry_classify(const dataset *ds, const char *rel, int resolve, char 
     struct stat st;
     int rc = ENTRY_BAD;
     if (lstat(full, &st) != 0) {
-        set_err(reason, len, "%s", strerror(errno));
+        err_set(reason, len, "%s", strerror(errno));
     } else if (S_ISLNK(st.st_mode) || resolve) {
         int link = S_ISLNK(st.st_mode);
         char *real = realpath(full, NULL);
@@ -192,15 +183,15 @@ static int entry_classify(const dataset *ds, const char *rel, int resolve, char 
             if (e == ENOMEM)
                 rc = -ENOMEM;
             else if (e == ELOOP)
-                set_err(reason, len, "symbolic link loop");
+                err_set(reason, len, "symbolic link loop");
             else if (e == ENOENT && link)
-                set_err(reason, len, "dangling symbolic link");
+                err_set(reason, len, "dangling symbolic link");
             else
-                set_err(reason, len, "%s", strerror(e));
+                err_set(reason, len, "%s", strerror(e));
         } else if (!path_is_under(real, ds->real_root)) {
-            set_err(reason, len, "outside the dataset root");
+            err_set(reason, len, "outside the dataset root");
         } else if (stat(real, &st) != 0) {
-            set_err(reason, len, "%s", strerror(errno));
+            err_set(reason, len, "%s", strerror(errno));
         } else {
             rc = kind_of(st.st_mode, reason, len);
         }
@@ -224,7 +215,7 @@ static int list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, 
     if (k < 0)
         return k;
     if (k != ENTRY_DIR) {
-        set_err(err, errlen, "%s: %s", sub, k == ENTRY_BAD ? reason : strerror(ENOTDIR));
+        err_set(err, errlen, "%s: %s", sub, k == ENTRY_BAD ? reason : strerror(ENOTDIR));
         return -EINVAL;
     }
     char *dir = xasprintf("%s/%s", ds->root, sub);
@@ -233,7 +224,7 @@ static int list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, 
     DIR *d = opendir(dir);
     if (!d) {
         int e = errno;
-        set_err(err, errlen, "%s: %s", dir, strerror(e));
+        err_set(err, errlen, "%s: %s", dir, strerror(e));
         free(dir);
         return -e;
     }
@@ -278,7 +269,7 @@ static int list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, 
         for (int i = 0; i < n; i++)
             free(names[i]);
         free(names);
-        set_err(err, errlen, "out of memory listing %s", dir);
+        err_set(err, errlen, "out of memory listing %s", dir);
         free(dir);
         return rc;
     }
@@ -345,7 +336,7 @@ static int add_folder(dataset *ds, item_vec *into, const char *sub, int label, i
     }
     free_names(files, n);
     if (rc)
-        set_err(err, errlen, "out of memory scanning %s", sub);
+        err_set(err, errlen, "out of memory scanning %s", sub);
     return rc;
 }
 
@@ -424,7 +415,7 @@ static int open_folders(dataset *ds, int *gray, char *err, size_t errlen)
     if (is_dir(valid) && (rc = list_dir(ds, "valid", ENTRY_DIR, &vc, &nvc, err, errlen)))
         goto out_free;
     if (ntc == 0) {
-        set_err(err, errlen, "%s has no class folders", train);
+        err_set(err, errlen, "%s has no class folders", train);
         rc = -EINVAL;
         goto out_free;
     }
@@ -528,7 +519,7 @@ static int csv_read(const char *path, csv_row **out, int *n_out, char *err, size
         if (*file == 0 && !comma)
             continue; /* blank line */
         if (!comma || *file == 0) {
-            set_err(err, errlen, "%s line %d: expected file,labels", path, line_no);
+            err_set(err, errlen, "%s line %d: expected file,labels", path, line_no);
             rc = -EINVAL;
             break;
         }
@@ -570,7 +561,7 @@ static int csv_read(const char *path, csv_row **out, int *n_out, char *err, size
     fclose(fp);
     if (rc) {
         if (rc == -ENOMEM)
-            set_err(err, errlen, "out of memory reading %s", path);
+            err_set(err, errlen, "out of memory reading %s", path);
         csv_rows_free(rows, n);
         return rc;
     }
@@ -611,7 +602,7 @@ static int open_csv(dataset *ds, const ds_options *o, int *gray, char *err, size
     if (rc)
         return rc;
     if (n == 0) {
-        set_err(err, errlen, "%s: no rows after the header", csv_name);
+        err_set(err, errlen, "%s: no rows after the header", csv_name);
         rc = -EINVAL;
         goto out_free;
     }
@@ -635,7 +626,7 @@ static int open_csv(dataset *ds, const ds_options *o, int *gray, char *err, size
         if (nc == 0 || strcmp(uniq[nc - 1], uniq[i]) != 0)
             uniq[nc++] = uniq[i];
     if (nc == 0) {
-        set_err(err, errlen, "%s: no labels", csv_name);
+        err_set(err, errlen, "%s: no labels", csv_name);
         rc = -EINVAL;
         goto out_free;
     }
@@ -719,18 +710,18 @@ static int idx_read(const char *path, int want_dims, uint8_t **data, int64_t *n,
     gzFile gz = gzdopen(fd, "rb");
     if (!gz) {
         close(fd);
-        set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     int rc = -EINVAL;
     uint8_t hdr[16];
     int hlen = 4 + 4 * want_dims;
     if (gzread(gz, hdr, hlen) != hlen) {
-        set_err(err, errlen, "%s: truncated IDX header", path);
+        err_set(err, errlen, "%s: truncated IDX header", path);
         goto out_close;
     }
     if (hdr[0] != 0 || hdr[1] != 0 || hdr[2] != 0x08 || hdr[3] != want_dims) {
-        set_err(err, errlen, "%s: not an IDX file of unsigned bytes with %d dimension(s)", path,
+        err_set(err, errlen, "%s: not an IDX file of unsigned bytes with %d dimension(s)", path,
                 want_dims);
         goto out_close;
     }
@@ -740,14 +731,14 @@ static int idx_read(const char *path, int want_dims, uint8_t **data, int64_t *n,
                  (uint32_t)hdr[6 + 4 * d] << 8 | hdr[7 + 4 * d];
     if (dim[0] == 0 || dim[0] > IDX_MAX_ITEMS || dim[1] == 0 || dim[2] == 0 ||
         (int64_t)dim[1] * dim[2] > max_pixels) {
-        set_err(err, errlen, "%s: bad IDX dimensions %u x %u x %u", path, dim[0], dim[1],
+        err_set(err, errlen, "%s: bad IDX dimensions %u x %u x %u", path, dim[0], dim[1],
                 dim[2]);
         goto out_close;
     }
     size_t total = (size_t)dim[0] * dim[1] * dim[2];
     uint8_t *buf = malloc(total);
     if (!buf) {
-        set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         rc = -ENOMEM;
         goto out_close;
     }
@@ -760,7 +751,7 @@ static int idx_read(const char *path, int want_dims, uint8_t **data, int64_t *n,
         got += (size_t)r;
     }
     if (got != total) {
-        set_err(err, errlen, "%s: truncated IDX data (%zu of %zu bytes)", path, got, total);
+        err_set(err, errlen, "%s: truncated IDX data (%zu of %zu bytes)", path, got, total);
         free(buf);
         goto out_close;
     }
@@ -794,7 +785,7 @@ static char *idx_find(const dataset *ds, const char *prefix, const char *kind, i
             if (k == ENTRY_FILE)
                 return p;
             if (why && !why[0])
-                set_err(why, whylen, "%s: %s", rel, k < 0 ? strerror(-k) : reason);
+                err_set(why, whylen, "%s: %s", rel, k < 0 ? strerror(-k) : reason);
         }
         free(p);
     }
@@ -812,9 +803,9 @@ static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_l
     int rows, cols, one, rc;
     if (!ip || !lp) {
         if (why[0])
-            set_err(err, errlen, "%s/%s", ds->root, why);
+            err_set(err, errlen, "%s/%s", ds->root, why);
         else
-            set_err(err, errlen, "%s: no %s-%s-idx%d-ubyte[.gz] file", ds->root, prefix,
+            err_set(err, errlen, "%s: no %s-%s-idx%d-ubyte[.gz] file", ds->root, prefix,
                     ip ? "labels" : "images", ip ? 1 : 3);
         rc = -ENOENT;
         goto out_free;
@@ -826,7 +817,7 @@ static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_l
     if (rc)
         goto out_free;
     if (nl != n) {
-        set_err(err, errlen, "%s: %lld labels for %lld images", lp, (long long)nl, (long long)n);
+        err_set(err, errlen, "%s: %lld labels for %lld images", lp, (long long)nl, (long long)n);
         rc = -EINVAL;
         goto out_free;
     }
@@ -841,7 +832,7 @@ static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_l
         it.name = xasprintf("%.*s#%lld", (int)blen, base, (long long)i);
         if (!it.name || vec_push(v, &it)) {
             free(it.name);
-            set_err(err, errlen, "out of memory loading %s", ip);
+            err_set(err, errlen, "out of memory loading %s", ip);
             rc = -ENOMEM;
             goto out_free;
         }
@@ -921,14 +912,14 @@ static int open_idx(dataset *ds, int *has_valid, char *err, size_t errlen)
     *has_valid = tp != NULL;
     free(tp);
     if (why[0] && !*has_valid) {
-        set_err(err, errlen, "%s/%s", ds->root, why);
+        err_set(err, errlen, "%s/%s", ds->root, why);
         return -EINVAL;
     }
     if (*has_valid && (rc = idx_load_split(ds, vp, 1, &max_label, err, errlen)))
         return rc;
     rc = idx_classes(ds, max_label + 1);
     if (rc)
-        set_err(err, errlen, "out of memory naming classes");
+        err_set(err, errlen, "out of memory naming classes");
     return rc;
 }
 
@@ -1030,21 +1021,21 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
 {
     *out = NULL;
     if (!o || !o->path || !*o->path) {
-        set_err(err, errlen, "path: missing");
+        err_set(err, errlen, "path: missing");
         return -EINVAL;
     }
     double pct = o->valid_pct < 0 ? 0.2 : o->valid_pct;
     if (pct >= 1) {
-        set_err(err, errlen, "valid_pct: %g is not below 1", o->valid_pct);
+        err_set(err, errlen, "valid_pct: %g is not below 1", o->valid_pct);
         return -EINVAL;
     }
     if (!is_dir(o->path)) {
-        set_err(err, errlen, "path: %s is not a folder", o->path);
+        err_set(err, errlen, "path: %s is not a folder", o->path);
         return -ENOENT;
     }
     dataset *ds = calloc(1, sizeof *ds);
     if (!ds) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
     pthread_mutex_init(&ds->lock, NULL);
@@ -1056,7 +1047,7 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
     ds->real_root = realpath(o->path, NULL);
     if (!ds->real_root) {
         int e = errno;
-        set_err(err, errlen, "%s: %s", o->path, strerror(e));
+        err_set(err, errlen, "%s: %s", o->path, strerror(e));
         rc = -e;
         goto out_fail;
     }
@@ -1083,7 +1074,7 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
         rc = open_idx(ds, &has_valid, err, errlen);
         break;
     default:
-        set_err(err, errlen, "format: unknown (%d)", (int)o->format);
+        err_set(err, errlen, "format: unknown (%d)", (int)o->format);
         rc = -EINVAL;
     }
     if (rc)
@@ -1102,7 +1093,7 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
             goto out_fail;
     }
     if (ds->split[SPLIT_TRAIN].n == 0) {
-        set_err(err, errlen, "%s: no readable training images (%d unreadable%s%s)", ds->root,
+        err_set(err, errlen, "%s: no readable training images (%d unreadable%s%s)", ds->root,
                 ds->info.n_unreadable, ds->info.n_unreadable ? ", first: " : "",
                 ds->info.n_unreadable ? ds->info.unreadable[0].reason : "");
         rc = -EINVAL;
@@ -1114,7 +1105,7 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
     for (int s = 0; s < 3; s++)
         ds->info.count[s] = ds->split[s].n;
     if (ds->split[SPLIT_TRAIN].n == 0) {
-        set_err(err, errlen, "%s: no decodable training images", ds->root);
+        err_set(err, errlen, "%s: no decodable training images", ds->root);
         rc = -EINVAL;
         goto out_fail;
     }
@@ -1123,7 +1114,7 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
 
 out_fail:
     if (rc == -ENOMEM && err && errlen && !err[0])
-        set_err(err, errlen, "out of memory opening %s", o->path);
+        err_set(err, errlen, "out of memory opening %s", o->path);
     dataset_destroy(ds);
     return rc;
 }
@@ -1250,14 +1241,14 @@ int dataset_item_image_min(dataset *ds, ds_split split, int i, int min_shorter, 
     memset(out, 0, sizeof *out);
     const ds_item *it = item_at(ds, split, i);
     if (!it) {
-        set_err(err, errlen, "item %d of split %d: out of range", i, (int)split);
+        err_set(err, errlen, "item %d of split %d: out of range", i, (int)split);
         return -EINVAL;
     }
     if (it->px) {
         size_t n = (size_t)it->w * it->h;
         out->px = malloc(n);
         if (!out->px) {
-            set_err(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             return -ENOMEM;
         }
         memcpy(out->px, it->px, n);
@@ -1269,13 +1260,13 @@ int dataset_item_image_min(dataset *ds, ds_split split, int i, int min_shorter, 
     char reason[256];
     char *full = xasprintf("%s/%s", ds->root, it->name);
     if (!full) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
     int rc = image_decode_file_min(out, full, min_shorter, ds->max_pixels, reason, sizeof reason);
     free(full);
     if (rc) {
-        set_err(err, errlen, "%s: %s", it->name, reason);
+        err_set(err, errlen, "%s: %s", it->name, reason);
         if (rc != -ENOMEM) {
             pthread_mutex_lock(&ds->lock);
             (void)add_unreadable_locked(ds, it->name, reason);

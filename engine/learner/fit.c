@@ -95,7 +95,7 @@ static int best_take(learner *l, net_copy *best, int *have_best, char *err, size
     *have_best = 0;
     int rc = lrn_net_copy_save(best, l);
     if (rc) {
-        lrn_set_err(err, errlen, "fit: out of memory keeping the best weights");
+        err_set(err, errlen, "fit: out of memory keeping the best weights");
         return rc;
     }
     *have_best = 1;
@@ -151,37 +151,37 @@ int learner_cycle_worse(float loss, float accuracy, float prev_loss, float prev_
 int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, size_t errlen)
 {
     if (!o) {
-        lrn_set_err(err, errlen, "fit: no options");
+        err_set(err, errlen, "fit: no options");
         return -EINVAL;
     }
     int rc = lrn_check_lrs(l, o->n_lrs, o->lrs, "lrs", err, errlen);
     if (rc)
         return rc;
     if (!(o->wd >= 0.0 && o->wd < 1.0)) {
-        lrn_set_err(err, errlen, "wd: must be in [0, 1) (got %g)", o->wd);
+        err_set(err, errlen, "wd: must be in [0, 1) (got %g)", o->wd);
         return -EINVAL;
     }
     if (!(o->time_limit_s >= 0.0)) {
-        lrn_set_err(err, errlen, "time_limit_s: must be 0 (none) or positive");
+        err_set(err, errlen, "time_limit_s: must be 0 (none) or positive");
         return -EINVAL;
     }
     if (!(o->epoch_frac >= 0.0 && o->epoch_frac <= 1.0)) {
-        lrn_set_err(err, errlen, "epoch_frac: must be in (0, 1], or 0 for whole epochs");
+        err_set(err, errlen, "epoch_frac: must be in (0, 1], or 0 for whole epochs");
         return -EINVAL;
     }
     if (o->resize_epoch < 0 ||
         (o->resize_epoch > 0 && (o->resize_sz < 8 || o->resize_sz > 1024))) {
-        lrn_set_err(err, errlen, "resize_epoch, resize_sz: an epoch of the fit (0: none) and a "
+        err_set(err, errlen, "resize_epoch, resize_sz: an epoch of the fit (0: none) and a "
                     "size between 8 and 1024 (got %d and %d)", o->resize_epoch, o->resize_sz);
         return -EINVAL;
     }
     if (o->resize_epoch > 0 && l->precompute) {
-        lrn_set_err(err, errlen, "resize_epoch: the precompute cache holds one size; turn "
+        err_set(err, errlen, "resize_epoch: the precompute cache holds one size; turn "
                     "precompute off to resize inside a fit");
         return -EINVAL;
     }
     if (o->early_stop_patience < 0) {
-        lrn_set_err(err, errlen, "early_stop.patience: must be positive");
+        err_set(err, errlen, "early_stop.patience: must be positive");
         return -EINVAL;
     }
     int64_t bpe, all_batches;
@@ -201,7 +201,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     plan.cycle_mult = o->cycle_mult > 0 ? o->cycle_mult : 1;
     char serr[160];
     if ((rc = sched_plan_check(&plan, serr, sizeof serr))) {
-        lrn_set_err(err, errlen, "%s", serr);
+        err_set(err, errlen, "%s", serr);
         return rc;
     }
 
@@ -210,13 +210,13 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     int have_best = 0;
     if (o->resume) {
         if (!l->ckpt_dir) {
-            lrn_set_err(err, errlen, "resume: the learner has no checkpoint folder");
+            err_set(err, errlen, "resume: the learner has no checkpoint folder");
             return -EINVAL;
         }
         char path[4096];
         rc = lrn_ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
         if (!rc && access(path, R_OK) != 0) {
-            lrn_set_err(err, errlen, "resume: no checkpoint at %s", path);
+            err_set(err, errlen, "resume: no checkpoint at %s", path);
             return -ENOENT;
         }
         if (!rc)
@@ -231,7 +231,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         if (cached && (rc = lrn_pc_ensure(l, h, err, errlen)))
             return rc;
         if (!fit_same(fp, o, &plan)) {
-            lrn_set_err(err, errlen, "resume: the checkpoint belongs to a fit with other settings");
+            err_set(err, errlen, "resume: the checkpoint belongs to a fit with other settings");
             return -EINVAL;
         }
         rc = snapshots_reload(l, fp->n_snapshots, err, errlen);
@@ -273,7 +273,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     int body_trains = l->net->freeze_to < l->head_group;
 
     int64_t total_epochs = sched_total_epochs(&plan);
-    double t0 = lrn_now_s(), epochs_s = 0.0; /* epochs_s: this call's epochs, for the limit */
+    double t0 = clock_mono_s(), epochs_s = 0.0; /* epochs_s: this call's epochs, for the limit */
     const int fp_first = fp->next_epoch;
     /* A 1cycle cannot stop early without losing its annealing, so under a time limit it
      * paces itself instead: each epoch keeps its slice of the schedule, and how many
@@ -282,7 +282,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     pace pc = {0};
     int64_t n_batches = bpe;
     for (int e = fp->next_epoch; e < total_epochs; e++) {
-        double te = lrn_now_s();
+        double te = clock_mono_s();
         l->epoch_id = fp->epoch_base + e;
         if (paced && pc.sz > 0) {
             int64_t n = paced_batches(l, o, &pc, e, total_epochs,
@@ -304,7 +304,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         batch_src s;
         rc = lrn_src_begin(&s, l, SPLIT_TRAIN, !cached, cached);
         if (rc) {
-            lrn_set_err(err, errlen, "fit: the loader failed (%d)", rc);
+            err_set(err, errlen, "fit: the loader failed (%d)", rc);
             goto out_stop;
         }
         batch_view v;
@@ -320,7 +320,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
                 optim_set_momentum(l->opt, mom);
             float loss = lrn_train_step(l, cached, &v, lrs, &rc);
             if (rc) {
-                lrn_set_err(err, errlen, "fit: the batch does not fit the network (%d)", rc);
+                err_set(err, errlen, "fit: the batch does not fit the network (%d)", rc);
                 goto out_stop;
             }
             l->step++;
@@ -329,7 +329,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
                 l->weights_version++;
             last_sl = smoother_add(&fp->smooth, loss);
             if (!isfinite(loss)) {
-                lrn_set_err(err, errlen,
+                err_set(err, errlen,
                         "fit: the training loss is not finite at epoch %d batch %d: the "
                         "learning rate is too high", e, b);
                 rc = -EDOM;
@@ -340,12 +340,12 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
                            .n_groups = l->n_groups, .momentum = (float)l->opt->mom};
             for (int g = 0; g < l->n_groups && g < 4; g++)
                 eb.lrs[g] = (float)lrs[g];
-            double el = lrn_now_s() - te;
+            double el = clock_mono_s() - te;
             eb.img_per_s = el > 0 ? (double)imgs / el : 0.0;
             b++;
             if (h && h->on_batch && h->on_batch(h->ctx, &eb)) {
                 rc = -ECANCELED;
-                lrn_set_err(err, errlen, "fit: cancelled");
+                err_set(err, errlen, "fit: cancelled");
                 goto out_stop;
             }
             lrn_progress(h, (e - fp_first + (double)b / (double)n_batches) /
@@ -353,19 +353,19 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         }
         if (got < 0) {
             rc = got;
-            lrn_set_err(err, errlen, "fit: the loader failed (%d)", rc);
+            err_set(err, errlen, "fit: the loader failed (%d)", rc);
             goto out_stop;
         }
-        double train_s = lrn_now_s() - te;
+        double train_s = clock_mono_s() - te;
         ev_epoch ee = {.epoch = e, .step = l->step, .train_loss = (float)last_sl};
         int is_last = 0;
         ee.cycle = sched_cycle_of_epoch(&plan, e, &is_last);
         rc = lrn_validate(l, &ee.valid_loss, &ee.accuracy, &ee.f2);
         if (rc) {
-            lrn_set_err(err, errlen, "fit: validation failed (%d)", rc);
+            err_set(err, errlen, "fit: validation failed (%d)", rc);
             goto out_stop;
         }
-        ee.seconds = lrn_now_s() - te;
+        ee.seconds = clock_mono_s() - te;
         ee.img_per_s = train_s > 0 ? (double)imgs / train_s : 0.0;
         if (b > 0)
             pc = (pace){.sz = l->sz, .batch_s = train_s / b, .valid_s = ee.seconds - train_s};
@@ -407,7 +407,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         int next_len = 0;
         if (!stop && is_last && o->time_limit_s > 0 && !paced)
             next_len = next_cycle_epochs(&plan, e, total_epochs);
-        double done_s = lrn_now_s() - t0, mean_epoch_s = epochs_s / (e + 1 - fp_first),
+        double done_s = clock_mono_s() - t0, mean_epoch_s = epochs_s / (e + 1 - fp_first),
                next_end_s = done_s + next_len * mean_epoch_s;
         if (next_len > 0 && next_end_s > o->time_limit_s)
             stop = 3;
@@ -455,7 +455,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
         }
         if (cancel && e + 1 < total_epochs) {
             rc = -ECANCELED;
-            lrn_set_err(err, errlen, "fit: cancelled");
+            err_set(err, errlen, "fit: cancelled");
             goto out_stop;
         }
     }

@@ -28,7 +28,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     double start = o && o->start_lr > 0 ? o->start_lr : 1e-5;
     double end = o && o->end_lr > 0 ? o->end_lr : 10.0;
     if (!(start < end) || !isfinite(end) || end > 1e3) {
-        lrn_set_err(err, errlen, "end_lr: must be above start_lr and at most 1000 (%g, %g)", start,
+        err_set(err, errlen, "end_lr: must be above start_lr and at most 1000 (%g, %g)", start,
                 end);
         return -EINVAL;
     }
@@ -44,7 +44,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
             ratios[g] = o->lrs[o->n_lrs == 1 ? 0 : g] / last;
     }
     if (o && (o->wd < 0.0 || !isfinite(o->wd))) {
-        lrn_set_err(err, errlen, "wd: must be a non-negative number");
+        err_set(err, errlen, "wd: must be a non-negative number");
         return -EINVAL;
     }
     int64_t bpe;
@@ -53,12 +53,12 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
         return rc;
     int cached = l->precompute;
     if (bpe < 1) {
-        lrn_set_err(err, errlen, "lr_find: the training split gives no batch");
+        err_set(err, errlen, "lr_find: the training split gives no batch");
         return -EINVAL;
     }
     int num_it = o && o->num_it > 0 ? o->num_it : lrfind_default_iters(bpe);
     if (num_it > 100000) {
-        lrn_set_err(err, errlen, "num_it: at most 100000 (got %d)", num_it);
+        err_set(err, errlen, "num_it: at most 100000 (got %d)", num_it);
         return -EINVAL;
     }
 
@@ -66,7 +66,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     net_copy saved;
     rc = lrn_net_copy_save(&saved, l);
     if (rc) {
-        lrn_set_err(err, errlen, "lr_find: out of memory saving the weights");
+        err_set(err, errlen, "lr_find: out of memory saving the weights");
         return rc;
     }
     double wd = o ? o->wd : 0.0;
@@ -74,20 +74,20 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     out->points = calloc((size_t)num_it, sizeof *out->points);
     if (!out->points) {
         rc = -ENOMEM;
-        lrn_set_err(err, errlen, "lr_find: out of memory");
+        err_set(err, errlen, "lr_find: out of memory");
         goto out_restore;
     }
     loss_smoother sm;
     smoother_reset(&sm);
     lrfind_stop stop;
     lrfind_stop_reset(&stop);
-    double t0 = lrn_now_s();
+    double t0 = clock_mono_s();
     int it = 0;
     while (it < num_it && rc == 0) {
         batch_src s;
         rc = lrn_src_begin(&s, l, SPLIT_TRAIN, !cached, cached);
         if (rc) {
-            lrn_set_err(err, errlen, "lr_find: the loader failed (%d)", rc);
+            err_set(err, errlen, "lr_find: the loader failed (%d)", rc);
             break;
         }
         batch_view v;
@@ -98,7 +98,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
                 lrs[g] = ratios[g] * f;
             float loss = lrn_train_step(l, cached, &v, lrs, &rc);
             if (rc) {
-                lrn_set_err(err, errlen, "lr_find: the batch does not fit the network (%d)", rc);
+                err_set(err, errlen, "lr_find: the batch does not fit the network (%d)", rc);
                 break;
             }
             double sl = smoother_add(&sm, loss);
@@ -113,7 +113,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
             out->n_points = ++it;
             if (h && h->on_sweep_point && h->on_sweep_point(h->ctx, p)) {
                 rc = -ECANCELED;
-                lrn_set_err(err, errlen, "lr_find: cancelled");
+                err_set(err, errlen, "lr_find: cancelled");
                 break;
             }
             lrn_progress(h, (double)it / num_it, t0);
@@ -125,11 +125,11 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
         }
         if (!rc && it < num_it && got < 0) {
             rc = got;
-            lrn_set_err(err, errlen, "lr_find: the loader failed (%d)", rc);
+            err_set(err, errlen, "lr_find: the loader failed (%d)", rc);
         }
         if (!rc && it < num_it && s.batch_i == 0) {
             rc = -EIO;
-            lrn_set_err(err, errlen, "lr_find: the training split gave no batch");
+            err_set(err, errlen, "lr_find: the training split gave no batch");
         }
     }
     if (!rc)
