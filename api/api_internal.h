@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "api_backend.h"
 #include "clock_mono.h"
 #include "page_cache.h"
 #include "problem.h"
@@ -37,7 +38,7 @@ struct api_server {
     char *web_dir;             /* realpath'd */
     char *version;
     struct store *store;
-    struct jobs *jobs;
+    api_backend backend;       /* copied from api_config; all NULL when none was given */
     double started;            /* CLOCK_MONOTONIC seconds */
     void (*log)(int level, const char *line);
     sse_hub *hub;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs.h"
+#include "api_backend.h"
 #include "learner.h"
 #include "models/models.h"
 #include "routes.h"
@@ -237,7 +237,7 @@ void route_run_delete(api_req *r)
     int rc;
     if (req_need_backend(r))
         return;
-    rc = jobs_delete_run(r->srv->jobs, r->ids[0]);
+    rc = r->srv->backend.delete_run(r->srv->backend.ctx, r->ids[0]);
     if (rc == -EBUSY) {
         reply_problem(r, 409, PROBLEM_CONFLICT, NULL,
                       "run %lld has a queued or running job; cancel it first",
@@ -264,7 +264,7 @@ static void submit(api_req *r, job_kind kind)
     int rc;
 
     snprintf(what, sizeof what, "run %lld", (long long)r->ids[0]);
-    rc = jobs_submit(r->srv->jobs, r->ids[0], kind, r->json, &job_id);
+    rc = r->srv->backend.submit(r->srv->backend.ctx, r->ids[0], kind, r->json, &job_id);
     if (rc) {
         reply_store_error(r, rc, what);
         return;
@@ -525,8 +525,8 @@ void route_run_predict(api_req *r)
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "the body must hold a PNG or JPEG image");
         return;
     }
-    rc = jobs_predict_image(r->srv->jobs, r->ids[0], r->buf, r->len, (int)tta, &out, err,
-                            sizeof err);
+    rc = r->srv->backend.predict_image(r->srv->backend.ctx, r->ids[0], r->buf, r->len,
+                                       (int)tta, &out, err, sizeof err);
     if (rc == -EINVAL) {
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "the image cannot be used: %s", err);
         return;
@@ -643,7 +643,7 @@ void route_run_weights(api_req *r)
     int rc;
     if (req_need_backend(r) || run_exists(r))
         return;
-    rc = jobs_weights_path(r->srv->jobs, r->ids[0], &path);
+    rc = r->srv->backend.weights_path(r->srv->backend.ctx, r->ids[0], &path);
     if (rc == -ENOENT) {
         reply_problem(r, 404, PROBLEM_NOT_FOUND, NULL, "run %lld has no weights yet",
                       (long long)r->ids[0]);

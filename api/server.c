@@ -814,7 +814,8 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     s->version = xstrdup(cfg->version ? cfg->version : SGDRD_VERSION);
     s->max_upload = cfg->max_upload > 0 ? cfg->max_upload : 2ll * 1024 * 1024 * 1024;
     s->store = cfg->store;
-    s->jobs = cfg->jobs;
+    if (cfg->backend)
+        s->backend = *cfg->backend;
     s->log = cfg->log;
     s->started = clock_mono_s();
     if (!s->data_dir || !s->version || (cfg->token && cfg->token[0] && !s->token))

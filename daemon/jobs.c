@@ -21,26 +21,6 @@
 #include "models/models.h"
 #include "weights.h"
 
-static const char *const kind_names[JOB_KIND_COUNT] = {
-    "lr_find", "fit", "freeze", "unfreeze", "precompute", "resize", "tta", "recipe",
-    "predict_test"};
-
-const char *job_kind_name(job_kind k)
-{
-    return (k >= 0 && k < JOB_KIND_COUNT) ? kind_names[k] : "?";
-}
-
-int job_kind_parse(const char *name, job_kind *k)
-{
-    for (int i = 0; name && i < JOB_KIND_COUNT; i++) {
-        if (!strcmp(name, kind_names[i])) {
-            *k = (job_kind)i;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
-
 /* ---- small helpers ------------------------------------------------------------------------ */
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)

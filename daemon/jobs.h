@@ -35,27 +35,11 @@
 
 #include <jansson.h>
 
+#include "api_backend.h"
+#include "job_kind.h"
 #include "store.h"
 
 typedef struct jobs jobs;
-
-typedef enum job_kind {
-    JOB_LR_FIND,
-    JOB_FIT,
-    JOB_FREEZE,
-    JOB_UNFREEZE,
-    JOB_PRECOMPUTE,
-    JOB_RESIZE,
-    JOB_TTA,
-    JOB_RECIPE,
-    JOB_PREDICT_TEST,
-    JOB_KIND_COUNT
-} job_kind;
-
-/* "lr_find", "fit", ... (the store's and the API's spelling). */
-const char *job_kind_name(job_kind k);
-/* 0 and *k set, or -EINVAL for an unknown name. */
-int job_kind_parse(const char *name, job_kind *k);
 
 typedef struct jobs_config {
     const char *data_dir;   /* checkpoints go to <data_dir>/runs/<id>/ */
@@ -130,6 +114,10 @@ int64_t jobs_running(jobs *jq);
  * jobs queued for the next start, flush the store and join the worker. Waits at most
  * timeout_s seconds for the worker (returns -ETIMEDOUT after that). Idempotent. */
 int jobs_stop(jobs *jq, double timeout_s);
+
+/* The queue as the API's backend (api_backend.h): every entry calls the jobs_ function of
+ * the same name with jq as its context. jq must outlive every server given it. */
+void jobs_backend(jobs *jq, api_backend *out);
 
 /* Stops (as jobs_stop with 8 s) if needed and frees everything. NULL is fine. */
 void jobs_destroy(jobs *jq);

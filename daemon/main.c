@@ -152,6 +152,8 @@ int main(int argc, char **argv)
     if (cfg.demo)
         seed_demo(st, jq);
 
+    api_backend be;
+    jobs_backend(jq, &be);
     api_config ac = {
         .listen = cfg.listen,
         .token = token,
@@ -161,7 +163,7 @@ int main(int argc, char **argv)
         .max_upload = cfg.max_upload,
         .version = SGDRD_VERSION,
         .store = st,
-        .jobs = jq,
+        .backend = &be,
         .log = api_log_line,
     };
     if (api_server_start(&srv, &ac, err, sizeof err)) {
