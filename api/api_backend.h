@@ -13,14 +13,15 @@
 
 #include <jansson.h>
 
-#include "job_kind.h"
+#include "job_params.h"
 
 typedef struct api_backend {
     void *ctx;
 
-    /* Queues a job of kind on run run_id with params (the checked body; borrowed): the
-     * job's row is committed as `queued` before it returns. -ENOENT: no such run. */
-    int (*submit)(void *ctx, int64_t run_id, job_kind kind, json_t *params, int64_t *job_id);
+    /* Queues a job of params->kind on run run_id (params checked by job_params_parse;
+     * borrowed): the job's row, with the canonical params, is committed as `queued` before
+     * it returns. -ENOENT: no such run. */
+    int (*submit)(void *ctx, int64_t run_id, const job_params *params, int64_t *job_id);
     /* Cancels a queued or running job. -ENOENT: no such job; -EALREADY: it has ended. */
     int (*cancel)(void *ctx, int64_t job_id);
     /* Queues a job that takes over an `interrupted` one. -ENOENT: no such job; -EINVAL:

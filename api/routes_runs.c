@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api_backend.h"
+#include "job_params.h"
 #include "learner.h"
 #include "models/models.h"
 #include "routes.h"
@@ -26,8 +27,6 @@ static const char *const head_names[] = {"fastai", "plain", NULL};
 /* sgd: momentum 0.9 with L2 weight decay (fast.ai 0.7); adamw: Adam with decoupled weight
  * decay, betas 0.9 and 0.99 (learner_config.opt). */
 static const char *const opt_names[] = {"sgd", "adamw", NULL};
-/* In sched_kind's order: the parsed index is the engine's schedule. */
-static const char *const schedule_names[] = {"sgdr", "constant", "1cycle", NULL};
 
 /* Answers 404 unless run r->ids[0] exists. */
 static int run_exists(api_req *r)
@@ -256,7 +255,21 @@ void route_run_delete(api_req *r)
 
 /* ---- operations queued as jobs --------------------------------------------------------- */
 
-static void submit(api_req *r, job_kind kind)
+/* Parses the body as kind's parameters into p; answers 400 naming the field (or 503 with
+ * no backend) and returns nonzero on failure. */
+static int parse_job(api_req *r, job_kind kind, job_params *p)
+{
+    char field[128], detail[512];
+    if (req_need_backend(r))
+        return -ENODEV;
+    if (job_params_parse(kind, r->json, p, field, sizeof field, detail, sizeof detail) == 0)
+        return 0;
+    reply_problem(r, 400, PROBLEM_INVALID, field[0] ? field : NULL, "%s", detail);
+    return -EINVAL;
+}
+
+/* Queues p on the run and answers 202 with the job's row. */
+static void submit(api_req *r, const job_params *p)
 {
     int64_t job_id;
     json_t *job = NULL;
@@ -264,7 +277,7 @@ static void submit(api_req *r, job_kind kind)
     int rc;
 
     snprintf(what, sizeof what, "run %lld", (long long)r->ids[0]);
-    rc = r->srv->backend.submit(r->srv->backend.ctx, r->ids[0], kind, r->json, &job_id);
+    rc = r->srv->backend.submit(r->srv->backend.ctx, r->ids[0], p, &job_id);
     if (rc) {
         reply_store_error(r, rc, what);
         return;
@@ -278,165 +291,31 @@ static void submit(api_req *r, job_kind kind)
     reply_created(r, 202, loc, job);
 }
 
-typedef struct lr_find_body {
-    double start_lr, end_lr;
-    int64_t num_it;
-} lr_find_body;
-
-static const spec_field lr_find_spec[] = {
-    {.name = "start_lr", .type = SPEC_NUMBER, .min = 1e-12, .max = 100,
-     .offset = offsetof(lr_find_body, start_lr)},
-    {.name = "end_lr", .type = SPEC_NUMBER, .min = 1e-12, .max = 1000,
-     .offset = offsetof(lr_find_body, end_lr)},
-    {.name = "num_it", .type = SPEC_INT, .min = 0, .max = 100000,
-     .offset = offsetof(lr_find_body, num_it)},
-    {0},
-};
+static void submit_body(api_req *r, job_kind kind)
+{
+    job_params p;
+    if (parse_job(r, kind, &p) == 0)
+        submit(r, &p);
+}
 
 void route_run_lr_find(api_req *r)
 {
-    lr_find_body b = {.start_lr = 1e-5, .end_lr = 10};
-    if (req_need_backend(r) || req_parse(r, lr_find_spec, &b))
-        return;
-    if (b.end_lr <= b.start_lr) {
-        reply_problem(r, 400, PROBLEM_INVALID, "end_lr",
-                      "end_lr (%g) must be above start_lr (%g)", b.end_lr, b.start_lr);
-        return;
-    }
-    submit(r, JOB_LR_FIND);
+    submit_body(r, JOB_LR_FIND);
 }
-
-typedef struct fit_body {
-    spec_numbers lrs;
-    int64_t n_cycle, cycle_len, cycle_mult, patience;
-    double wd, time_limit_minutes;
-    int schedule, snapshots, stop_at_worse_cycle;
-} fit_body;
-
-static const spec_field early_stop_spec[] = {
-    {.name = "patience", .type = SPEC_INT, .required = 1, .min = 1, .max = 1000,
-     .offset = offsetof(fit_body, patience)},
-    {0},
-};
-
-static const spec_field fit_spec[] = {
-    {.name = "lrs", .type = SPEC_NUMBERS, .required = 1, .min = 1e-12, .max = 100,
-     .min_n = 1, .max_n = MODEL_N_GROUPS, .offset = offsetof(fit_body, lrs)},
-    {.name = "n_cycle", .type = SPEC_INT, .required = 1, .min = 1, .max = 64,
-     .offset = offsetof(fit_body, n_cycle)},
-    {.name = "cycle_len", .type = SPEC_INT, .min = 1, .max = 1000,
-     .offset = offsetof(fit_body, cycle_len)},
-    {.name = "cycle_mult", .type = SPEC_INT, .min = 1, .max = 16,
-     .offset = offsetof(fit_body, cycle_mult)},
-    {.name = "wd", .type = SPEC_NUMBER, .min = 0, .max = 1, .offset = offsetof(fit_body, wd)},
-    {.name = "schedule", .type = SPEC_ENUM, .values = schedule_names,
-     .offset = offsetof(fit_body, schedule)},
-    {.name = "snapshots", .type = SPEC_BOOL, .offset = offsetof(fit_body, snapshots)},
-    {.name = "early_stop", .type = SPEC_OBJECT, .fields = early_stop_spec},
-    {.name = "stop_at_worse_cycle", .type = SPEC_BOOL,
-     .offset = offsetof(fit_body, stop_at_worse_cycle)},
-    {.name = "time_limit_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
-     .offset = offsetof(fit_body, time_limit_minutes)},
-    {0},
-};
 
 void route_run_fit(api_req *r)
 {
-    fit_body b = {.cycle_len = 1, .cycle_mult = 1};
-    if (req_need_backend(r) || req_parse(r, fit_spec, &b))
-        return;
-    if (b.lrs.n != 1 && b.lrs.n != MODEL_N_GROUPS) {
-        reply_problem(r, 400, PROBLEM_INVALID, "lrs",
-                      "lrs must be one number or one per layer group (%d)", MODEL_N_GROUPS);
-        return;
-    }
-    if (b.wd >= 1) {
-        reply_problem(r, 400, PROBLEM_INVALID, "wd", "wd must be below 1, got %g", b.wd);
-        return;
-    }
-    /* The schedule's rules are the engine's (cycles, their lengths, the epochs they add up
-     * to): judged here by the same check, so that a plan the fit would refuse is a 400 and
-     * not a failed job. Its message starts with the field at fault. */
-    sched_plan plan;
-    char serr[160], field[32];
-    sched_plan_defaults(&plan, 1);
-    plan.kind = (sched_kind)b.schedule;
-    plan.n_cycle = (int)b.n_cycle;
-    plan.cycle_len = (int)b.cycle_len;
-    plan.cycle_mult = (int)b.cycle_mult;
-    if (sched_plan_check(&plan, serr, sizeof serr)) {
-        snprintf(field, sizeof field, "%.*s", (int)strcspn(serr, ":"), serr);
-        reply_problem(r, 400, PROBLEM_INVALID, field, "%s", serr);
-        return;
-    }
-    submit(r, JOB_FIT);
+    submit_body(r, JOB_FIT);
 }
-
-typedef struct int_body {
-    int64_t v;
-} int_body;
-typedef struct bool_body {
-    int v;
-} bool_body;
-
-static const spec_field freeze_spec[] = {
-    {.name = "to", .type = SPEC_INT, .required = 1, .min = 0, .max = 3,
-     .offset = offsetof(int_body, v)},
-    {0},
-};
-static const spec_field empty_spec[] = {{0}};
-static const spec_field precompute_spec[] = {
-    {.name = "on", .type = SPEC_BOOL, .required = 1, .offset = offsetof(bool_body, v)},
-    {0},
-};
-static const spec_field resize_spec[] = {
-    {.name = "sz", .type = SPEC_INT, .required = 1, .min = 8, .max = 1024,
-     .offset = offsetof(int_body, v)},
-    {0},
-};
-static const spec_field tta_spec[] = {
-    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG,
-     .offset = offsetof(int_body, v)},
-    {0},
-};
-static const spec_field predict_test_spec[] = {
-    {.name = "tta", .type = SPEC_BOOL, .offset = offsetof(bool_body, v)},
-    {0},
-};
-
-typedef struct recipe_body {
-    int64_t max_epochs, n_aug;
-    int close_to_imagenet, schedule;
-    double budget_minutes;
-} recipe_body;
-/* The from-scratch fit's schedule (recipe_opts.one_cycle). */
-static const char *const recipe_schedule_names[] = {"sgdr", "1cycle", NULL};
-static const spec_field recipe_spec[] = {
-    {.name = "max_epochs", .type = SPEC_INT, .min = 1, .max = 1000,
-     .offset = offsetof(recipe_body, max_epochs)},
-    {.name = "close_to_imagenet", .type = SPEC_BOOL,
-     .offset = offsetof(recipe_body, close_to_imagenet)},
-    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG,
-     .offset = offsetof(recipe_body, n_aug)},
-    {.name = "budget_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
-     .offset = offsetof(recipe_body, budget_minutes)},
-    {.name = "schedule", .type = SPEC_ENUM, .values = recipe_schedule_names,
-     .offset = offsetof(recipe_body, schedule)},
-    {0},
-};
 
 void route_run_freeze(api_req *r)
 {
-    int_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, freeze_spec, &b))
-        submit(r, JOB_FREEZE);
+    submit_body(r, JOB_FREEZE);
 }
 
 void route_run_unfreeze(api_req *r)
 {
-    int_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, empty_spec, &b))
-        submit(r, JOB_UNFREEZE);
+    submit_body(r, JOB_UNFREEZE);
 }
 
 /* Answers 409 when the body is not frozen, which precompute needs. The run's saved state
@@ -474,40 +353,32 @@ static int precompute_conflict(api_req *r)
 
 void route_run_precompute(api_req *r)
 {
-    bool_body b = {0};
-    if (req_need_backend(r) || req_parse(r, precompute_spec, &b))
+    job_params p;
+    if (parse_job(r, JOB_PRECOMPUTE, &p))
         return;
-    if (b.v && precompute_conflict(r))
+    if (p.precompute_on && precompute_conflict(r))
         return;
-    submit(r, JOB_PRECOMPUTE);
+    submit(r, &p);
 }
 
 void route_run_resize(api_req *r)
 {
-    int_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, resize_spec, &b))
-        submit(r, JOB_RESIZE);
+    submit_body(r, JOB_RESIZE);
 }
 
 void route_run_tta(api_req *r)
 {
-    int_body b = {4};
-    if (!req_need_backend(r) && !req_parse(r, tta_spec, &b))
-        submit(r, JOB_TTA);
+    submit_body(r, JOB_TTA);
 }
 
 void route_run_recipe(api_req *r)
 {
-    recipe_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, recipe_spec, &b))
-        submit(r, JOB_RECIPE);
+    submit_body(r, JOB_RECIPE);
 }
 
 void route_run_predict_test(api_req *r)
 {
-    bool_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, predict_test_spec, &b))
-        submit(r, JOB_PREDICT_TEST);
+    submit_body(r, JOB_PREDICT_TEST);
 }
 
 /* ---- POST /runs/{id}/predict ----------------------------------------------------------- */

@@ -1,10 +1,9 @@
 /* backend.c: the job queue seen through the API's backend interface (api_backend.h). */
 #include "jobs.h"
 
-static int be_submit(void *ctx, int64_t run_id, job_kind kind, json_t *params,
-                     int64_t *job_id)
+static int be_submit(void *ctx, int64_t run_id, const job_params *params, int64_t *job_id)
 {
-    return jobs_submit(ctx, run_id, kind, params, job_id);
+    return jobs_submit(ctx, run_id, params, job_id);
 }
 
 static int be_cancel(void *ctx, int64_t job_id)

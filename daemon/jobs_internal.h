@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "errmsg.h"
 #include "clock_mono.h"
 #include "data/data.h"
 #include "fs_path.h"

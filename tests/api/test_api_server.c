@@ -45,10 +45,9 @@ static int64_t fake_running(void *ctx)
     return 3;
 }
 
-static int fake_submit(void *ctx, int64_t run_id, job_kind kind, json_t *params,
-                       int64_t *job_id)
+static int fake_submit(void *ctx, int64_t run_id, const job_params *params, int64_t *job_id)
 {
-    (void)ctx, (void)run_id, (void)kind, (void)params, (void)job_id;
+    (void)ctx, (void)run_id, (void)params, (void)job_id;
     return -ENOENT;
 }
 
