@@ -89,67 +89,75 @@ static const spec_field run_spec[] = {
     {0},
 };
 
-void route_run_create(api_req *r)
+/* The body's dataset (a name or an id) as its row in *ds; answers 404 (or the store's
+ * error) and returns nonzero when there is none. */
+static int run_dataset(api_req *r, const run_body *b, int64_t *ds_id, json_t **ds)
 {
-    run_body b = {.bs = 64, .tfms = 0, .max_zoom = 1.1, .ps = {.n = 2, .v = {0.25, 0.5}},
-                  .xtra_fc = {.n = 1, .v = {512}}, .seed = 42};
-    json_t *ds = NULL, *model = NULL, *config = NULL, *ps = NULL, *xtra = NULL, *run = NULL;
-    int64_t ds_id, run_id;
-    char loc[96];
     int rc;
-
-    if (req_need_backend(r) || req_parse(r, run_spec, &b))
-        return;
-    ds_id = b.dataset.id;
-    if (b.dataset.name) {
-        rc = store_dataset_find(r->srv->store, b.dataset.name, &ds_id);
+    *ds_id = b->dataset.id;
+    if (b->dataset.name) {
+        rc = store_dataset_find(r->srv->store, b->dataset.name, ds_id);
         if (rc == -ENOENT) {
             reply_problem(r, 404, PROBLEM_NOT_FOUND, "dataset", "dataset \"%s\" does not exist",
-                          b.dataset.name);
-            goto out;
+                          b->dataset.name);
+            return rc;
         }
         if (rc) {
             reply_store_error(r, rc, "dataset");
-            goto out;
+            return rc;
         }
     }
-    rc = store_dataset_get(r->srv->store, ds_id, &ds);
-    if (rc == -ENOENT) {
+    rc = store_dataset_get(r->srv->store, *ds_id, ds);
+    if (rc == -ENOENT)
         reply_problem(r, 404, PROBLEM_NOT_FOUND, "dataset", "dataset %lld does not exist",
-                      (long long)ds_id);
-        goto out;
-    }
-    if (rc) {
+                      (long long)*ds_id);
+    else if (rc)
         reply_store_error(r, rc, "dataset");
-        goto out;
-    }
-    if (b.pretrained) {
-        const char *march;
-        rc = store_model_get(r->srv->store, b.pretrained, &model);
-        if (rc == -ENOENT) {
-            reply_problem(r, 404, PROBLEM_NOT_FOUND, "pretrained", "model %lld does not exist",
-                          (long long)b.pretrained);
-            goto out;
-        }
-        if (rc) {
-            reply_store_error(r, rc, "model");
-            goto out;
-        }
-        march = json_string_value(json_object_get(model, "arch"));
-        if (!march || strcmp(march, arch_names[b.arch]) != 0) {
-            reply_problem(r, 400, PROBLEM_INVALID, "pretrained",
-                          "model %lld holds %s weights, not %s", (long long)b.pretrained,
-                          march ? march : "unknown", arch_names[b.arch]);
-            goto out;
-        }
-    }
-    /* What learner_create would refuse when the first job runs, refused now. */
-    if (b.precompute && !b.pretrained) {
+    return rc;
+}
+
+/* The pretrained model, when the body names one: it must exist and hold weights of the
+ * run's architecture. And what learner_create would refuse when the first job runs,
+ * refused now: precompute without a pretrained body. Answers and returns nonzero. */
+static int run_pretrained_ok(api_req *r, const run_body *b)
+{
+    json_t *model = NULL;
+    const char *march;
+    int rc = 0;
+    if (b->precompute && !b->pretrained) {
         reply_problem(r, 400, PROBLEM_INVALID, "precompute",
                       "precompute needs a pretrained body: without one the body trains, and "
                       "there are no fixed activations to cache");
-        goto out;
+        return -EINVAL;
     }
+    if (!b->pretrained)
+        return 0;
+    rc = store_model_get(r->srv->store, b->pretrained, &model);
+    if (rc == -ENOENT) {
+        reply_problem(r, 404, PROBLEM_NOT_FOUND, "pretrained", "model %lld does not exist",
+                      (long long)b->pretrained);
+        return rc;
+    }
+    if (rc) {
+        reply_store_error(r, rc, "model");
+        return rc;
+    }
+    march = json_string_value(json_object_get(model, "arch"));
+    if (!march || strcmp(march, arch_names[b->arch]) != 0) {
+        reply_problem(r, 400, PROBLEM_INVALID, "pretrained",
+                      "model %lld holds %s weights, not %s", (long long)b->pretrained,
+                      march ? march : "unknown", arch_names[b->arch]);
+        rc = -EINVAL;
+    }
+    json_decref(model);
+    return rc;
+}
+
+/* Fills the defaults that depend on the architecture and the dataset (sz, multi_label,
+ * both dropout values) and checks the body against the dataset. Answers and returns
+ * nonzero when the run could not train. */
+static int run_fit_dataset(api_req *r, run_body *b, int64_t ds_id, json_t *ds)
+{
     json_t *info = json_object_get(ds, "info");
     json_t *ncl = json_object_get(info, "n_classes");
     if (json_is_integer(ncl) && json_integer_value(ncl) < 2 &&
@@ -158,52 +166,77 @@ void route_run_create(api_req *r)
                       "dataset %lld has %lld class%s; a classifier needs at least 2",
                       (long long)ds_id, (long long)json_integer_value(ncl),
                       json_integer_value(ncl) == 1 ? "" : "es");
-        goto out;
+        return -EINVAL;
     }
-    if (!b.has_sz)
-        b.sz = strcmp(arch_names[b.arch], "resnet_small") == 0 ? 28 : 224;
-    if (!b.has_multi_label)
-        b.multi_label = json_is_true(json_object_get(info, "multi_label"));
-    if (b.label_smoothing > 0 && b.multi_label) {
+    if (!b->has_sz)
+        b->sz = strcmp(arch_names[b->arch], "resnet_small") == 0 ? 28 : 224;
+    if (!b->has_multi_label)
+        b->multi_label = json_is_true(json_object_get(info, "multi_label"));
+    if (b->label_smoothing > 0 && b->multi_label) {
         reply_problem(r, 400, PROBLEM_INVALID, "label_smoothing",
                       "label_smoothing is for single-label data; this run is multi-label");
+        return -EINVAL;
+    }
+    if (b->ps.n == 1) {
+        b->ps.v[1] = b->ps.v[0];
+        b->ps.n = 2;
+    }
+    return 0;
+}
+
+/* The run's config with every default filled in, so that it says exactly what the run
+ * trains with. A new object, NULL when out of memory. */
+static json_t *run_config_json(const run_body *b, int64_t ds_id)
+{
+    json_t *ps = json_pack("[f, f]", b->ps.v[0], b->ps.v[1]);
+    json_t *xtra = json_array();
+    json_t *config = NULL;
+    for (int i = 0; xtra && i < b->xtra_fc.n; i++)
+        json_array_append_new(xtra, json_integer((json_int_t)b->xtra_fc.v[i]));
+    if (ps && xtra)
+        config = json_pack("{s:I, s:s, s:I, s:I, s:s, s:f, s:b, s:O, s:O, s:b, s:I}",
+                           "dataset", (json_int_t)ds_id, "arch", arch_names[b->arch], "sz",
+                           (json_int_t)b->sz, "bs", (json_int_t)b->bs, "tfms",
+                           tfms_names[b->tfms], "max_zoom", b->max_zoom, "precompute",
+                           b->precompute, "ps", ps, "xtra_fc", xtra, "multi_label",
+                           b->multi_label, "seed", (json_int_t)b->seed);
+    if (config && ((b->pretrained && json_object_set_new(config, "pretrained",
+                                                         json_integer(b->pretrained))) ||
+                   json_object_set_new(config, "head", json_string(head_names[b->head])) ||
+                   json_object_set_new(config, "opt", json_string(opt_names[b->opt])) ||
+                   json_object_set_new(config, "label_smoothing",
+                                       json_real(b->label_smoothing)))) {
+        json_decref(config);
+        config = NULL;
+    }
+    json_decref(ps);
+    json_decref(xtra);
+    return config;
+}
+
+void route_run_create(api_req *r)
+{
+    run_body b = {.bs = 64, .tfms = 0, .max_zoom = 1.1, .ps = {.n = 2, .v = {0.25, 0.5}},
+                  .xtra_fc = {.n = 1, .v = {512}}, .seed = 42};
+    json_t *ds = NULL, *config = NULL, *run = NULL;
+    int64_t ds_id, run_id;
+    char loc[96];
+    int rc;
+
+    if (req_need_backend(r) || req_parse(r, run_spec, &b))
+        return;
+    if (run_dataset(r, &b, &ds_id, &ds) || run_pretrained_ok(r, &b) ||
+        run_fit_dataset(r, &b, ds_id, ds))
         goto out;
-    }
-    if (b.ps.n == 1) {
-        b.ps.v[1] = b.ps.v[0];
-        b.ps.n = 2;
-    }
-    ps = json_pack("[f, f]", b.ps.v[0], b.ps.v[1]);
-    xtra = json_array();
-    for (int i = 0; xtra && i < b.xtra_fc.n; i++)
-        json_array_append_new(xtra, json_integer((json_int_t)b.xtra_fc.v[i]));
-    /* Every default filled in, so the run's config says exactly what it trains with. */
-    config = (ps && xtra) ? json_pack("{s:I, s:s, s:I, s:I, s:s, s:f, s:b, s:O, s:O, s:b, s:I}",
-                                      "dataset", (json_int_t)ds_id, "arch",
-                                      arch_names[b.arch], "sz", (json_int_t)b.sz, "bs",
-                                      (json_int_t)b.bs, "tfms", tfms_names[b.tfms],
-                                      "max_zoom", b.max_zoom, "precompute", b.precompute,
-                                      "ps", ps, "xtra_fc", xtra, "multi_label",
-                                      b.multi_label, "seed", (json_int_t)b.seed)
-                          : NULL;
-    if (config && b.pretrained)
-        json_object_set_new(config, "pretrained", json_integer((json_int_t)b.pretrained));
-    if (config) {
-        json_object_set_new(config, "head", json_string(head_names[b.head]));
-        json_object_set_new(config, "opt", json_string(opt_names[b.opt]));
-        json_object_set_new(config, "label_smoothing", json_real(b.label_smoothing));
-    }
+    config = run_config_json(&b, ds_id);
     if (!config) {
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         goto out;
     }
     rc = store_run_create(r->srv->store, ds_id, b.pretrained, arch_names[b.arch], config,
                           &run_id);
-    if (rc) {
-        reply_store_error(r, rc, "run");
-        goto out;
-    }
-    rc = store_run_get(r->srv->store, run_id, &run);
+    if (rc == 0)
+        rc = store_run_get(r->srv->store, run_id, &run);
     if (rc) {
         reply_store_error(r, rc, "run");
         goto out;
@@ -214,9 +247,6 @@ void route_run_create(api_req *r)
 out:
     json_decref(run);
     json_decref(config);
-    json_decref(ps);
-    json_decref(xtra);
-    json_decref(model);
     json_decref(ds);
 }
 
