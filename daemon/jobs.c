@@ -570,7 +570,15 @@ static int resume_locked(jobs *jq, int64_t job_id, int64_t *new_id)
         store_job_row_clear(&row);
         return -EINVAL;
     }
-    rc = store_job_create(jq->st, row.run_id, row.kind, row.params, job_id, new_id);
+    /* The same parser as every run of a job: the new row holds the canonical params (a row
+     * of an older version gains its defaults). Params it refuses are copied as they are,
+     * and the resumed job fails naming the field, as the original would have. */
+    job_params p;
+    char perr[256];
+    json_t *canon = job_params_of(&row, &p, perr, sizeof perr) == 0 ? job_params_json(&p) : NULL;
+    rc = store_job_create(jq->st, row.run_id, row.kind, canon ? canon : row.params, job_id,
+                          new_id);
+    json_decref(canon);
     if (rc == 0)
         rc = enqueue_locked(jq, *new_id);
     store_job_row_clear(&row);

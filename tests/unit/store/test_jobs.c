@@ -474,6 +474,15 @@ static void stop_interrupts_and_resume_continues(void **state)
     int64_t resumed = json_integer_value(json_object_get(newest, "id"));
     assert_int_equal(json_integer_value(json_object_get(newest, "resumed_from")), fit);
     json_decref(j);
+    /* It runs with the interrupted job's params, defaults filled in. */
+    json_t *was, *now;
+    assert_int_equal(store_job_get(e.st, fit, &was), 0);
+    assert_int_equal(store_job_get(e.st, resumed, &now), 0);
+    assert_true(json_equal(json_object_get(was, "params"), json_object_get(now, "params")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(now, "params"),
+                                                          "schedule")), "sgdr");
+    json_decref(was);
+    json_decref(now);
     wait_training(e.st, run, resumed, 0);
     assert_int_equal(jobs_cancel(e.jq, resumed), 0);
     assert_string_equal(wait_final(e.st, resumed), "cancelled");
