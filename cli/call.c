@@ -1,0 +1,92 @@
+/* call.c: one API call with a JSON body and a JSON answer, its failures reported. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static int is_json(const http_reply *r)
+{
+    return strncmp(r->ctype, "application/json", 16) == 0;
+}
+
+int cli_take_reply(cli_ctx *c, int rc, http_reply *raw, json_t **out)
+{
+    if (out)
+        *out = NULL;
+    if (rc)
+        return cli_report_network(c);
+    if (raw->status < 200 || raw->status > 299) {
+        rc = cli_report_reply(raw);
+        http_reply_clear(raw);
+        return rc;
+    }
+    if (out && raw->len && is_json(raw)) {
+        json_error_t err;
+        *out = json_loadb(raw->body, raw->len, 0, &err);
+        if (!*out) {
+            fprintf(stderr, "sgdr: the daemon's answer is not JSON: %s\n", err.text);
+            http_reply_clear(raw);
+            return CLI_ESERVER;
+        }
+    }
+    return CLI_OK;
+}
+
+int cli_call(cli_ctx *c, const char *method, const char *path, json_t *body, http_reply *raw,
+             json_t **out)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (out)
+        *out = NULL;
+    if (body && !text)
+        return cli_usage_error("out of memory");
+    int rc = http_request(c->http, method, path, body ? "application/json" : NULL, text,
+                          text ? strlen(text) : 0, raw);
+    free(text);
+    return cli_take_reply(c, rc, raw, out);
+}
+
+int cli_get(cli_ctx *c, const char *path, http_reply *raw, json_t **out)
+{
+    return cli_call(c, "GET", path, NULL, raw, out);
+}
+
+void cli_print_raw(const http_reply *raw)
+{
+    if (!raw->len)
+        return;
+    fwrite(raw->body, 1, raw->len, stdout);
+    if (raw->body[raw->len - 1] != '\n')
+        putchar('\n');
+}
+
+const args_opt cli_page_opts[] = {
+    {"--limit", NULL, ARGS_INT, NULL, "at most this many (1..1000)"},
+    {"--page-token", NULL, ARGS_STR, NULL, "the page after the one that named this token"},
+    {NULL, NULL, 0, NULL, NULL},
+};
+
+int cli_query_add(cli_ctx *c, char *path, size_t len, const char *key, const char *value)
+{
+    char *v = http_escape(c->http, value);
+    size_t n = strlen(path);
+    if (!v)
+        return cli_usage_error("out of memory");
+    int w = snprintf(path + n, len - n, "%c%s=%s", strchr(path, '?') ? '&' : '?', key, v);
+    free(v);
+    if (w < 0 || (size_t)w >= len - n)
+        return cli_usage_error("the query of %.*s is too long", (int)strcspn(path, "?"), path);
+    return CLI_OK;
+}
+
+int cli_page_path(cli_ctx *c, const args *a, char *path, size_t len)
+{
+    const char *limit = args_get(a, "--limit"), *token = args_get(a, "--page-token");
+    int st = CLI_OK;
+    if (limit)
+        st = cli_query_add(c, path, len, "limit", limit);
+    if (!st && token)
+        st = cli_query_add(c, path, len, "page_token", token);
+    return st;
+}

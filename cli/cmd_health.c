@@ -1,0 +1,33 @@
+/* cmd_health.c: `sgdr health`: whether the daemon answers, and how it runs. */
+#include <stdio.h>
+
+#include "cli.h"
+#include "out.h"
+
+int cmd_health(cli_ctx *c, int argc, char **argv)
+{
+    args a;
+    char up[32];
+    http_reply raw = {0};
+    json_t *h = NULL;
+    int st;
+    if (cli_args(&a, "health", NULL, argc, argv, 0, 0, &st) ||
+        (st = cli_get(c, HTTP_API_PREFIX "/health", &raw, &h)))
+        return st;
+    if (c->json) {
+        cli_print_raw(&raw);
+    } else {
+        out_format(up, sizeof up, json_object_get(h, "uptime_s"), OUT_ETA);
+        printf("sgdrd %s at %s: %s, up %s, BLAS core %s with %lld threads, %lld queued, "
+               "running job %lld\n",
+               json_string_value(json_object_get(h, "version")), http_base(c->http),
+               json_string_value(json_object_get(h, "status")), up,
+               json_string_value(out_path(h, "blas.core")),
+               (long long)json_integer_value(out_path(h, "blas.threads")),
+               (long long)json_integer_value(json_object_get(h, "queue_length")),
+               (long long)json_integer_value(json_object_get(h, "running_job")));
+    }
+    json_decref(h);
+    http_reply_clear(&raw);
+    return CLI_OK;
+}

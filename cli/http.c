@@ -1,0 +1,251 @@
+/* http.c: requests to the daemon through one libcurl easy handle (its connection is kept
+ * between requests, so following a job polls over one socket). */
+#include "http.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef SGDR_VERSION
+#define SGDR_VERSION "dev"
+#endif
+
+/* An answer held in memory beyond this is cut off: no API answer comes near it. */
+#define HTTP_MEMORY_MAX (256u << 20)
+
+struct http_client {
+    CURL *curl;
+    char *base;        /* owned */
+    char *auth_header; /* owned; NULL without a token */
+    int global;        /* curl_global_init succeeded: cleaned up with the client */
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* Where one answer's body goes: into a file (a download's 2xx body) or into reply. */
+typedef struct {
+    http_client *c;
+    http_reply *reply;
+    const char *dest; /* NULL: keep every body in memory */
+    FILE *fp;         /* dest, opened at the first byte of a 2xx body */
+    int err;          /* negative errno of opening or writing dest */
+} http_sink;
+
+int http_client_create(const char *base_url, const char *token, http_client **out)
+{
+    http_client *c = calloc(1, sizeof *c);
+    *out = NULL;
+    if (!c)
+        return -ENOMEM;
+    c->global = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+    c->curl = curl_easy_init();
+    c->base = strdup(base_url);
+    if (token) {
+        size_t n = strlen(token) + 32;
+        c->auth_header = malloc(n);
+        if (c->auth_header)
+            snprintf(c->auth_header, n, "Authorization: Bearer %s", token);
+    }
+    if (!c->global || !c->curl || !c->base || (token && !c->auth_header)) {
+        http_client_destroy(c);
+        return -ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+void http_client_destroy(http_client *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    if (c->global)
+        curl_global_cleanup();
+    free(c->base);
+    free(c->auth_header);
+    free(c);
+}
+
+const char *http_base(const http_client *c)
+{
+    return c->base;
+}
+
+const char *http_error(const http_client *c)
+{
+    return c->errbuf;
+}
+
+void http_reply_clear(http_reply *r)
+{
+    if (!r)
+        return;
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+char *http_escape(http_client *c, const char *s)
+{
+    char *e = curl_easy_escape(c->curl, s, 0);
+    char *copy = e ? strdup(e) : NULL;
+    curl_free(e);
+    return copy;
+}
+
+static int keep(http_reply *r, const char *p, size_t n)
+{
+    if (r->len + n > HTTP_MEMORY_MAX)
+        return -EFBIG;
+    char *b = realloc(r->body, r->len + n + 1);
+    if (!b)
+        return -ENOMEM;
+    memcpy(b + r->len, p, n);
+    r->body = b;
+    r->len += n;
+    b[r->len] = '\0';
+    return 0;
+}
+
+static int sink_open(http_sink *s)
+{
+    if (s->fp)
+        return 0;
+    s->fp = strcmp(s->dest, "-") == 0 ? stdout : fopen(s->dest, "wb");
+    if (!s->fp) {
+        s->err = -errno;
+        snprintf(s->c->errbuf, sizeof s->c->errbuf, "cannot create %s: %s", s->dest,
+                 strerror(errno));
+    }
+    return s->err;
+}
+
+/* libcurl's write callback: returns n to go on, anything else to stop the transfer. */
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    http_sink *s = ud;
+    size_t n = size * nmemb;
+    long status = 0;
+    curl_easy_getinfo(s->c->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (!s->dest || status < 200 || status > 299)
+        return keep(s->reply, p, n) ? 0 : n;
+    if (sink_open(s))
+        return 0;
+    if (fwrite(p, 1, n, s->fp) != n) {
+        s->err = -errno;
+        snprintf(s->c->errbuf, sizeof s->c->errbuf, "cannot write %s: %s", s->dest,
+                 strerror(errno));
+        return 0;
+    }
+    return n;
+}
+
+/* Resets the handle to the options every request shares. */
+static void begin(http_client *c)
+{
+    CURL *h = c->curl;
+    curl_easy_reset(h);
+    c->errbuf[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->errbuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "sgdr/" SGDR_VERSION);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+}
+
+/* Closes a download's file: removed when the transfer broke off, created (empty) for a 2xx
+ * answer that had no body. */
+static int sink_close(http_sink *s, int failed)
+{
+    if (!s->dest)
+        return s->err;
+    long st = s->reply->status;
+    if (!failed && !s->fp && st >= 200 && st <= 299)
+        sink_open(s);
+    if (s->fp && s->fp != stdout && fclose(s->fp) && !s->err)
+        s->err = -errno;
+    else if (s->fp == stdout && fflush(stdout) && !s->err)
+        s->err = -errno;
+    if ((failed || s->err) && s->fp && s->fp != stdout)
+        unlink(s->dest);
+    s->fp = NULL;
+    return s->err;
+}
+
+/* Sends the request the handle is set up for to base + path and collects the answer. */
+static int finish(http_client *c, const char *path, const char *ctype, http_sink *s)
+{
+    CURL *h = c->curl;
+    struct curl_slist *hdrs = NULL, *t;
+    char ct[160], *url = malloc(strlen(c->base) + strlen(path) + 1);
+    int rc = -ENOMEM;
+    memset(s->reply, 0, sizeof *s->reply);
+    snprintf(ct, sizeof ct, "Content-Type:%s%s", ctype ? " " : "", ctype ? ctype : "");
+    if (!url || !(hdrs = curl_slist_append(NULL, ct)))
+        goto out;
+    if (c->auth_header && !(t = curl_slist_append(hdrs, c->auth_header)))
+        goto out;
+    strcpy(url, c->base);
+    strcat(url, path);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+    CURLcode cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &s->reply->status);
+    char *got = NULL;
+    if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &got) == CURLE_OK && got)
+        snprintf(s->reply->ctype, sizeof s->reply->ctype, "%s", got);
+    rc = sink_close(s, cc != CURLE_OK);
+    if (!rc && cc != CURLE_OK) {
+        if (!c->errbuf[0])
+            snprintf(c->errbuf, sizeof c->errbuf, "%s", curl_easy_strerror(cc));
+        rc = -EIO;
+    }
+out:
+    curl_slist_free_all(hdrs);
+    free(url);
+    if (rc)
+        http_reply_clear(s->reply);
+    return rc;
+}
+
+int http_request(http_client *c, const char *method, const char *path, const char *ctype,
+                 const void *body, size_t len, http_reply *out)
+{
+    http_sink s = {.c = c, .reply = out};
+    begin(c);
+    if (body || strcmp(method, "POST") == 0) {
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body ? body : "");
+    }
+    if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+        curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+    return finish(c, path, ctype, &s);
+}
+
+static size_t on_read(char *p, size_t size, size_t nmemb, void *ud)
+{
+    FILE *in = ud;
+    size_t n = fread(p, size, nmemb, in);
+    return n == 0 && ferror(in) ? CURL_READFUNC_ABORT : n;
+}
+
+int http_upload(http_client *c, const char *path, const char *ctype, FILE *in, long long size,
+                http_reply *out)
+{
+    http_sink s = {.c = c, .reply = out};
+    begin(c);
+    curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(c->curl, CURLOPT_READDATA, in);
+    curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
+    return finish(c, path, ctype, &s);
+}
+
+int http_download(http_client *c, const char *path, const char *dest, http_reply *out)
+{
+    http_sink s = {.c = c, .reply = out, .dest = dest};
+    begin(c);
+    return finish(c, path, NULL, &s);
+}
