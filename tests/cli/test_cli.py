@@ -1,0 +1,200 @@
+"""test_cli.py: the built sgdr against the real daemon: register and upload datasets, create
+a run, LR sweep, fit, TTA, the recipe, predict, predictions of test/, downloads; --json
+output parsed; the daemon's errors on one readable line with exit 2 (1 when it cannot be
+reached); the exit status of followed jobs (0 succeeded, 3 failed, 4 cancelled)."""
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from api_conftest import API, make_image_dataset, make_png, wait_job
+
+
+def ok(r):
+    assert r.rc == 0, r
+    return r
+
+
+def js(r):
+    """The JSON a --json command printed."""
+    ok(r)
+    return json.loads(r.out)
+
+
+@pytest.fixture(scope="module")
+def flow(daemon, sgdr):
+    """A registered two-class dataset (with an unlabelled test/ folder) and a run on it."""
+    root = make_image_dataset(os.path.join(daemon.datasets, "cliflow"), per_class=8)
+    for i in range(3):
+        make_png(os.path.join(root, "test", "t%d.png" % i), 32, 32, (200, 40, 40), i)
+    ds = js(sgdr(daemon, "--json", "datasets", "add", "cliflow", root))
+    assert ds["name"] == "cliflow" and ds["info"]["classes"] == ["blue", "red"]
+    run = js(sgdr(daemon, "runs", "create", "--dataset", "cliflow", "--arch", "resnet_small",
+                  "--sz", 28, "--bs", 8, "--tfms", "none", "--seed", 1, "--json"))
+    assert run["dataset"] == ds["id"] and run["config"]["bs"] == 8
+    return daemon, ds, run["id"], root
+
+
+def test_health(daemon, sgdr):
+    r = ok(sgdr(daemon, "health"))
+    assert "sgdrd" in r.out and ": ok," in r.out, r
+    assert js(sgdr(daemon, "health", "--json"))["status"] == "ok"
+
+
+def test_datasets_list_and_show(flow, sgdr):
+    d, ds, _, root = flow
+    r = ok(sgdr(d, "datasets", "show", ds["id"]))
+    assert "2 classes: blue, red" in r.out and "train 16, valid 4, test 3" in r.out, r
+    page = js(sgdr(d, "--json", "datasets"))
+    assert ds["id"] in [x["id"] for x in page["items"]]
+    r = ok(sgdr(d, "datasets", "ls"))
+    assert r.out.split("\n")[0].split()[:3] == ["ID", "NAME", "FORMAT"], r
+    assert "cliflow" in r.out and root in r.out
+
+
+def test_upload_gzip_and_tar_then_delete(flow, sgdr, tmp_path):
+    d, _, _, root = flow
+    for name, mode in (("up-gz", "w:gz"), ("up-tar", "w")):
+        archive = str(tmp_path / (name + ".archive"))
+        with tarfile.open(archive, mode) as t:
+            for part in ("train", "valid"):
+                t.add(os.path.join(root, part), arcname=part)
+        up = js(sgdr(d, "--json", "datasets", "upload", name, archive))
+        assert up["uploaded"] is True and up["info"]["counts"]["train"] == 16, up
+        r = ok(sgdr(d, "datasets", "rm", up["id"]))
+        assert "deleted" in r.out
+        r = sgdr(d, "datasets", "show", up["id"])
+        assert r.rc == 2 and "404 RESOURCE_DOES_NOT_EXIST" in r.err, r
+
+
+def test_the_flow(flow, sgdr, tmp_path):
+    d, _, run, _ = flow
+    r = ok(sgdr(d, "lr-find", run, "--start-lr", "1e-5", "--end-lr", 10, "--num-it", 10,
+                "--wait"))
+    assert "queued: lr_find on run %d" % run in r.out and "succeeded" in r.out, r
+    assert "100%  succeeded" in r.err, r    # plain progress lines off a terminal
+    r = ok(sgdr(d, "fit", run, "--lrs", 0.01, "--cycles", 1, "--cycle-len", 1,
+                "--cycle-mult", 1, "--wait"))
+    assert "fit succeeded in" in r.out, r
+    assert js(sgdr(d, "runs", "show", run, "--json"))["epochs"] == 1
+    r = ok(sgdr(d, "tta", run, "--n-aug", 1, "--wait"))
+    assert "result: {" in r.out and "tta_accuracy" in r.out, r
+    job = js(sgdr(d, "--json", "recipe", run, "--max-epochs", 1, "--n-aug", 1, "--wait"))
+    assert job["kind"] == "recipe" and job["state"] == "succeeded", job
+    assert 0 <= job["result"]["tta_accuracy"] <= 1
+    r = ok(sgdr(d, "runs", "show", run))
+    assert "arch          resnet_small" in r.out, r
+
+
+def test_predict(flow, sgdr, tmp_path):
+    d, _, run, _ = flow
+    img = str(tmp_path / "red.png")
+    make_png(img, 32, 32, (200, 40, 40))
+    r = ok(sgdr(d, "predict", run, img))
+    assert r.out.split()[0] in ("blue", "red") and "  red " in r.out, r
+    p = js(sgdr(d, "--json", "predict", run, img, "--tta"))
+    assert p["classes"] == ["blue", "red"] and p["tta"] is True
+    assert abs(sum(p["probs"]) - 1) < 1e-3
+    junk = str(tmp_path / "junk.png")
+    with open(junk, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n broken")
+    r = sgdr(d, "predict", run, junk)
+    assert r.rc == 2 and r.err.startswith("sgdr: 400 INVALID_PARAMETER_VALUE"), r
+
+
+def test_downloads(flow, sgdr, tmp_path):
+    d, _, run, _ = flow
+    w = str(tmp_path / "w.safetensors")
+    r = ok(sgdr(d, "weights", run, "-o", w))
+    assert "wrote " + w in r.out
+    with open(w, "rb") as f:
+        data = f.read()
+    n = int.from_bytes(data[:8], "little")
+    assert 8 + n < len(data) and data[8:9] == b"{", data[:64]
+    header = json.loads(data[8:8 + n])
+    tensors = [v for k, v in header.items() if k != "__metadata__"]
+    assert tensors and all({"dtype", "shape", "data_offsets"} <= set(t) for t in tensors)
+    job = js(sgdr(d, "--json", "predict-test", run, "--wait"))
+    assert job["state"] == "succeeded" and job["kind"] == "predict_test", job
+    csv = str(tmp_path / "p.csv")
+    ok(sgdr(d, "predictions", job["id"], "--output", csv))
+    with open(csv) as f:
+        lines = f.read().splitlines()
+    assert len(lines) == 4 and "blue" in lines[0] and "red" in lines[0], lines
+    r = ok(sgdr(d, "predictions", job["id"], "-o", "-"))
+    assert r.out.splitlines() == lines
+
+
+def test_refusals_are_readable_and_exit_2(flow, sgdr, tmp_path):
+    d, _, run, _ = flow
+    before = len(js(sgdr(d, "--json", "jobs", "ls", "--run", run, "--limit", 1000))["items"])
+    r = sgdr(d, "fit", run, "--lrs", "0.01,0.02", "--cycles", 1)
+    assert r.rc == 2, r
+    assert r.err.startswith("sgdr: 400 INVALID_PARAMETER_VALUE (field lrs): "), r
+    assert r.out == ""
+    after = len(js(sgdr(d, "--json", "jobs", "ls", "--run", run, "--limit", 1000))["items"])
+    assert after == before    # nothing was queued
+    r = sgdr(d, "runs", "show", 999999)
+    assert r.rc == 2 and r.err == "sgdr: 404 RESOURCE_DOES_NOT_EXIST: run 999999 does not exist\n", r
+    r = sgdr(d, "jobs", "ls", "--state", "sleeping")
+    assert r.rc == 2 and "(field state)" in r.err, r
+    missing = str(tmp_path / "never.safetensors")
+    r = sgdr(d, "weights", 999999, "-o", missing)
+    assert r.rc == 2 and "404" in r.err and not os.path.exists(missing), r
+
+
+def test_bad_command_lines_exit_2_before_any_request(sgdr):
+    for args, says in ((["fit", "1", "--lrs", "abc"], "--lrs: 'abc' is not a number"),
+                       (["fit", "x", "--lrs", "1"], "run: 'x' is not an id"),
+                       (["runs", "create", "--sz", "big"], "--sz: 'big' is not an integer"),
+                       (["fit", "1", "--bogus"], "unknown option '--bogus'"),
+                       (["nosuch"], "unknown command 'nosuch'"),
+                       (["jobs", "wait"], "missing arguments"),
+                       (["--url", "localhost:8080", "health"], "not an http:// or https://")):
+        r = sgdr(None, *args, env={"SGDR_URL": "http://127.0.0.1:9"})
+        assert r.rc == 2 and says in r.err, (args, r)
+    r = ok(sgdr(None, "fit", "--help"))
+    assert r.out.startswith("usage: sgdr fit RUN") and "--cycle-len" in r.out
+
+
+def test_unreachable_daemon_exits_1(sgdr):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = sgdr(None, "--url", "http://127.0.0.1:%d" % port, "health")
+    assert r.rc == 1 and r.err.startswith("sgdr: cannot reach http://127.0.0.1:%d" % port), r
+
+
+def test_jobs_wait_exit_status(flow, sgdr):
+    """wait on a succeeded job: 0; a cancelled one: 4 (its JSON under --json); a failed one
+    (its dataset's folder is gone): 3, with the job's error."""
+    d, _, run, _ = flow
+    done = js(sgdr(d, "--json", "jobs", "ls", "--run", run, "--state", "succeeded"))["items"]
+    assert ok(sgdr(d, "jobs", "wait", done[0]["id"])).out.startswith("job %d " % done[0]["id"])
+    long_fit = js(sgdr(d, "--json", "fit", run, "--lrs", 0.01, "--cycles", 8, "--cycle-len",
+                       20))
+    assert long_fit["state"] in ("queued", "running")
+    r = ok(sgdr(d, "jobs", "cancel", long_fit["id"]))
+    assert "state" in r.out
+    r = sgdr(d, "--json", "jobs", "wait", long_fit["id"])
+    assert r.rc == 4, r
+    assert json.loads(r.out)["state"] == "cancelled"
+    r = sgdr(d, "jobs", "cancel", long_fit["id"])
+    assert r.rc == 2 and "409 RESOURCE_CONFLICT" in r.err, r
+
+    root = make_image_dataset(os.path.join(d.datasets, "cligone"), per_class=3)
+    ok(sgdr(d, "datasets", "add", "cligone", root))
+    gone = js(sgdr(d, "--json", "runs", "create", "--dataset", "cligone", "--arch",
+                   "resnet_small", "--sz", 16, "--bs", 2))
+    shutil.rmtree(root)
+    r = sgdr(d, "tta", gone["id"], "--n-aug", 1, "--wait")
+    assert r.rc == 3, r
+    assert "tta failed" in r.out and "error: " in r.out and "cligone" in r.out, r
+    jobs = js(sgdr(d, "--json", "jobs", "--run", gone["id"]))["items"]
+    assert [j["state"] for j in jobs] == ["failed"]
+    assert sgdr(d, "jobs", "wait", jobs[0]["id"]).rc == 3
+    ok(sgdr(d, "runs", "rm", gone["id"]))
