@@ -31,14 +31,12 @@ static void describe(json_t *ds)
     size_t i;
     json_array_foreach(json_object_get(info, "classes"), i, v) {
         size_t n = strlen(cls);
-        snprintf(cls + n, sizeof cls - n, "%s%s", i ? ", " : "", json_string_value(v));
+        snprintf(cls + n, sizeof cls - n, "%s%s", i ? ", " : "", out_str(v, ""));
     }
     printf("dataset %lld \"%s\" (%s%s) at %s\n",
            (long long)json_integer_value(json_object_get(ds, "id")),
-           json_string_value(json_object_get(ds, "name")),
-           json_string_value(json_object_get(ds, "format")),
-           json_is_true(json_object_get(ds, "uploaded")) ? ", uploaded" : "",
-           json_string_value(json_object_get(ds, "path")));
+           out_str(ds, "name"), out_str(ds, "format"),
+           json_is_true(json_object_get(ds, "uploaded")) ? ", uploaded" : "", out_str(ds, "path"));
     printf("  %lld classes: %s\n",
            (long long)json_integer_value(json_object_get(info, "n_classes")), cls);
     printf("  images: train %lld, valid %lld, test %lld; unreadable %lld\n",
@@ -47,8 +45,7 @@ static void describe(json_t *ds)
            (long long)json_integer_value(out_path(info, "counts.test")),
            (long long)json_integer_value(json_object_get(info, "n_unreadable")));
     json_array_foreach(json_object_get(info, "unreadable"), i, v) {
-        printf("    %s: %s\n", json_string_value(json_object_get(v, "file")),
-               json_string_value(json_object_get(v, "reason")));
+        printf("    %s: %s\n", out_str(v, "file"), out_str(v, "reason"));
     }
     out_format(buf, sizeof buf, json_object_get(ds, "created_at"), OUT_TIME);
     printf("  created %s, used by %lld runs\n", buf,

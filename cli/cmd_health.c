@@ -20,9 +20,8 @@ int cmd_health(cli_ctx *c, int argc, char **argv)
         out_format(up, sizeof up, json_object_get(h, "uptime_s"), OUT_ETA);
         printf("sgdrd %s at %s: %s, up %s, BLAS core %s with %lld threads, %lld queued, "
                "running job %lld\n",
-               json_string_value(json_object_get(h, "version")), http_base(c->http),
-               json_string_value(json_object_get(h, "status")), up,
-               json_string_value(out_path(h, "blas.core")),
+               out_str(h, "version"), http_base(c->http), out_str(h, "status"), up,
+               out_str(h, "blas.core"),
                (long long)json_integer_value(out_path(h, "blas.threads")),
                (long long)json_integer_value(json_object_get(h, "queue_length")),
                (long long)json_integer_value(json_object_get(h, "running_job")));

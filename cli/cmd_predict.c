@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "out.h"
 
 /* Bigger than any image the daemon takes: it answers for itself past its own limit. */
 #define PREDICT_FILE_MAX (256L << 20)
@@ -44,11 +45,10 @@ static const char *image_type(const unsigned char *b, size_t n)
 static void print_prediction(json_t *p)
 {
     json_t *classes = json_object_get(p, "classes"), *probs = json_object_get(p, "probs");
-    printf("%s %.4f%s\n", json_string_value(json_object_get(json_object_get(p, "top"), "class")),
-           json_number_value(json_object_get(json_object_get(p, "top"), "prob")),
+    printf("%s %.4f%s\n", out_str(p, "top.class"), json_number_value(out_path(p, "top.prob")),
            json_is_true(json_object_get(p, "tta")) ? " (tta)" : "");
     for (size_t i = 0; i < json_array_size(classes); i++)
-        printf("  %-20s %.4f\n", json_string_value(json_array_get(classes, i)),
+        printf("  %-20s %.4f\n", out_str(json_array_get(classes, i), ""),
                json_number_value(json_array_get(probs, i)));
 }
 

@@ -122,7 +122,7 @@ static int runs_create(cli_ctx *c, int argc, char **argv)
     else
         printf("run %lld created: %s on dataset %lld, sz %lld, bs %lld\n",
                (long long)json_integer_value(json_object_get(run, "id")),
-               json_string_value(json_object_get(run, "arch")),
+               out_str(run, "arch"),
                (long long)json_integer_value(json_object_get(run, "dataset")),
                (long long)json_integer_value(out_path(run, "config.sz")),
                (long long)json_integer_value(out_path(run, "config.bs")));

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "out.h"
 #include "progress.h"
 
 #define FOLLOW_POLL_NS 500000000L
@@ -41,10 +42,8 @@ static int finished(const char *state)
 static void read_job(json_t *job, follow_seen *s)
 {
     json_t *eta = json_object_get(job, "eta_s");
-    snprintf(s->state, sizeof s->state, "%s",
-             json_string_value(json_object_get(job, "state")) ?: "unknown");
-    snprintf(s->kind, sizeof s->kind, "%s",
-             json_string_value(json_object_get(job, "kind")) ?: "job");
+    snprintf(s->state, sizeof s->state, "%s", out_str(job, "state"));
+    snprintf(s->kind, sizeof s->kind, "%s", out_str(job, "kind"));
     s->progress = json_number_value(json_object_get(job, "progress"));
     s->eta_s = json_is_number(eta) ? json_number_value(eta) : -1;
 }
@@ -85,6 +84,17 @@ static int poll_job(cli_ctx *c, const char *path, http_reply *raw, json_t **job)
     return cli_take_reply(c, rc, raw, job);
 }
 
+/* An LR sweep's suggested learning rates, one a line with the reason. */
+static void print_suggestions(json_t *sug)
+{
+    const char *name;
+    json_t *v;
+    json_object_foreach(sug, name, v) {
+        printf("suggested lr %-10s %-10.3g %s\n", name,
+               json_number_value(json_object_get(v, "lr")), out_str(v, "reason"));
+    }
+}
+
 /* The final word on the job: the server's JSON under --json, else a summary. */
 static void summary(cli_ctx *c, long long id, json_t *job, const http_reply *raw)
 {
@@ -95,14 +105,15 @@ static void summary(cli_ctx *c, long long id, json_t *job, const http_reply *raw
     json_t *start = json_object_get(job, "started_at"), *end = json_object_get(job, "finished_at");
     const char *err = json_string_value(json_object_get(job, "error"));
     json_t *result = json_object_get(job, "result");
-    printf("job %lld %s %s", id, json_string_value(json_object_get(job, "kind")) ?: "",
-           json_string_value(json_object_get(job, "state")) ?: "");
+    printf("job %lld %s %s", id, out_str(job, "kind"), out_str(job, "state"));
     if (json_is_number(start) && json_is_number(end))
         printf(" in %.1f s", json_number_value(end) - json_number_value(start));
     printf("\n");
     if (err)
         printf("error: %s\n", err);
-    if (result && !json_is_null(result)) {
+    if (json_is_object(json_object_get(result, "suggestions"))) {
+        print_suggestions(json_object_get(result, "suggestions"));
+    } else if (result && !json_is_null(result)) {
         char *text = json_dumps(result, JSON_COMPACT | JSON_REAL_PRECISION(6));
         printf("result: %s\n", text ? text : "?");
         free(text);
@@ -150,7 +161,7 @@ int cli_job_queued(cli_ctx *c, http_reply *raw, json_t *job, int wait)
     }
     if (!c->json) {
         printf("job %lld queued: %s on run %lld\n", id,
-               json_string_value(json_object_get(job, "kind")) ?: "?",
+               out_str(job, "kind"),
                (long long)json_integer_value(json_object_get(job, "run")));
         fflush(stdout);
     }

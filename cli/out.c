@@ -22,6 +22,12 @@ json_t *out_path(json_t *v, const char *path)
     return v;
 }
 
+const char *out_str(json_t *v, const char *path)
+{
+    const char *s = json_string_value(out_path(v, path));
+    return s ? s : "?";
+}
+
 static void format_time(char *buf, size_t len, double t)
 {
     time_t s = (time_t)t;

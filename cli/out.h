@@ -23,6 +23,9 @@ typedef struct {
 /* The value at path ("a.b": key b of object a) in v, or NULL. */
 json_t *out_path(json_t *v, const char *path);
 
+/* The string at path in v, or "?" when there is none (never NULL, for printf). */
+const char *out_str(json_t *v, const char *path);
+
 /* Writes v as kind into buf; "-" for null or missing. */
 void out_format(char *buf, size_t len, json_t *v, out_kind kind);
 

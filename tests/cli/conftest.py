@@ -62,6 +62,9 @@ def sgdr(home):
         e.update(env or {})
         p = subprocess.run([SGDR] + [str(a) for a in args], env=e, capture_output=True,
                            text=True, timeout=timeout)
-        return Result(p)
+        r = Result(p)
+        # a build with -Db_sanitize=address,undefined reports here
+        assert "Sanitizer" not in r.err and "runtime error" not in r.err, r
+        return r
 
     return run

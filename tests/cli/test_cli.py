@@ -1,16 +1,17 @@
 """test_cli.py: the built sgdr against the real daemon: register and upload datasets, create
 a run, LR sweep, fit, TTA, the recipe, predict, predictions of test/, downloads; --json
 output parsed; the daemon's errors on one readable line with exit 2 (1 when it cannot be
-reached); the exit status of followed jobs (0 succeeded, 3 failed, 4 cancelled)."""
+reached); the exit status of followed jobs (0 succeeded, 3 failed, 4 cancelled,
+5 interrupted); the progress bar on a terminal."""
 import json
 import os
 import shutil
-import subprocess
 import tarfile
+import time
 
 import pytest
 
-from api_conftest import API, make_image_dataset, make_png, wait_job
+from api_conftest import API, make_image_dataset, make_png
 
 
 def ok(r):
@@ -76,6 +77,7 @@ def test_the_flow(flow, sgdr, tmp_path):
                 "--wait"))
     assert "queued: lr_find on run %d" % run in r.out and "succeeded" in r.out, r
     assert "100%  succeeded" in r.err, r    # plain progress lines off a terminal
+    assert "suggested lr valley " in r.out, r
     r = ok(sgdr(d, "fit", run, "--lrs", 0.01, "--cycles", 1, "--cycle-len", 1,
                 "--cycle-mult", 1, "--wait"))
     assert "fit succeeded in" in r.out, r
@@ -198,3 +200,73 @@ def test_jobs_wait_exit_status(flow, sgdr):
     assert [j["state"] for j in jobs] == ["failed"]
     assert sgdr(d, "jobs", "wait", jobs[0]["id"]).rc == 3
     ok(sgdr(d, "runs", "rm", gone["id"]))
+
+
+def test_a_terminal_gets_a_bar(flow, sgdr):
+    """With standard error on a terminal, --wait redraws one line: a bar, the percentage,
+    the ETA while running."""
+    import pty
+    import subprocess
+    d, _, run, _ = flow
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([os.environ["SGDR_BIN"], "fit", str(run), "--lrs", "0.01",
+                            "--cycles", "2", "--wait"],
+                           env={"SGDR_URL": "http://127.0.0.1:%d" % d.port,
+                                "HOME": "/nonexistent"},
+                           stdout=subprocess.PIPE, stderr=slave, timeout=300)
+        os.close(slave)
+        slave = None
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0, (p.stdout, seen)
+    text = seen.decode()
+    assert "\r" in text and "\033[K" in text, text
+    assert "[##############################] 100%  succeeded" in text, text
+    assert b"fit succeeded in" in p.stdout
+
+
+def test_an_interrupted_job_exits_5_and_resumes(sgdr, tmp_path):
+    """A job whose daemon was killed under it reads interrupted after the restart: jobs
+    wait exits 5; jobs resume queues its continuation, which a cancel ends (exit 4)."""
+    from api_conftest import Daemon
+    root = str(tmp_path / "daemon")
+    d = Daemon(root)
+    try:
+        path = make_image_dataset(os.path.join(d.datasets, "intr"), per_class=8)
+        ok(sgdr(d, "datasets", "add", "intr", path))
+        run = js(sgdr(d, "--json", "runs", "create", "--dataset", "intr", "--arch",
+                      "resnet_small", "--sz", 16, "--bs", 4, "--tfms", "none"))["id"]
+        job = js(sgdr(d, "--json", "fit", run, "--lrs", 0.01, "--cycles", 8, "--cycle-len",
+                      20))["id"]
+        for _ in range(600):
+            if d.get(API + "/runs/%d/epochs" % run).json()["items"]:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("no epoch within 60 s")
+    finally:
+        d.proc.kill()
+        d.proc.wait()
+        d.log.close()
+    d = Daemon(root)
+    try:
+        r = sgdr(d, "jobs", "wait", job)
+        assert r.rc == 5 and "interrupted" in r.out, r
+        again = js(sgdr(d, "--json", "jobs", "resume", job))
+        assert again["resumed_from"] == job, again
+        ok(sgdr(d, "jobs", "cancel", again["id"]))
+        assert sgdr(d, "jobs", "wait", again["id"]).rc == 4
+    finally:
+        d.stop()
