@@ -235,6 +235,12 @@ int cfg_resolve(const cfg_flags *flags, cfg_getenv_fn env, cfg *out, char *err, 
         rc = pick_url(url ? url : CFG_DEFAULT_URL, from, &out->url, err, errlen);
     if (!rc)
         rc = pick_token(flags, env, &f, &out->token, err, errlen);
+    for (const char *t = out->token; !rc && t && *t; t++) {
+        if ((unsigned char)*t < 0x20 || *t == 0x7f) {
+            snprintf(err, errlen, "the token holds a control character");
+            rc = -EINVAL;
+        }
+    }
     file_clear(&f);
     if (rc)
         cfg_clear(out);

@@ -57,21 +57,31 @@ typedef struct {
     int json, help, version;
 } main_flags;
 
+/* Which of the valued global flags w is (-1: none); *inline_val is its `=value` part. */
+static int valued_flag(const char *w, const char **inline_val)
+{
+    static const char *names[] = {"--url", "--token-file", "--config"};
+    for (int j = 0; j < 3; j++) {
+        size_t n = strlen(names[j]);
+        if (strncmp(w, names[j], n) == 0 && (w[n] == '\0' || w[n] == '=')) {
+            *inline_val = w[n] == '=' ? w + n + 1 : NULL;
+            return j;
+        }
+    }
+    return -1;
+}
+
 static int take_globals(int *argc, char **argv, main_flags *f)
 {
-    static const char *valued[] = {"--url", "--token-file", "--config"};
     const char **slots[] = {&f->cfg.url, &f->cfg.token_file, &f->cfg.config};
     int out = 1, seen_cmd = 0, rest = 0;
     for (int i = 1; i < *argc; i++) {
-        const char *w = argv[i];
-        int k = -1;
-        for (int j = 0; j < 3 && !rest; j++)
-            if (strcmp(w, valued[j]) == 0)
-                k = j;
-        if (k >= 0 && i + 1 >= *argc)
+        const char *w = argv[i], *val = NULL;
+        int k = rest ? -1 : valued_flag(w, &val);
+        if (k >= 0 && !val && i + 1 >= *argc)
             return cli_usage_error("%s needs a value", w);
         if (k >= 0)
-            *slots[k] = argv[++i];
+            *slots[k] = val ? val : argv[++i];
         else if (!rest && strcmp(w, "--json") == 0)
             f->json = 1;
         else if (!rest && !seen_cmd && (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0))

@@ -29,6 +29,7 @@ def test_token_from_env_and_files(tok, sgdr):
     for env, args in (({"SGDR_TOKEN": d.token}, []),
                       ({"SGDR_TOKEN_FILE": good}, []),
                       ({}, ["--token-file", good]),
+                      ({}, ["--token-file=" + good]),
                       ({"SGDR_TOKEN": "wrong"}, ["--token-file", good]),     # flag over env
                       ({"SGDR_TOKEN": d.token, "SGDR_TOKEN_FILE": bad}, [])):
         r = sgdr(d, *args, "--json", "runs", "ls", env=env)

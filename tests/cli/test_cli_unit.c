@@ -161,6 +161,11 @@ static void bad_sources_are_named(void **state)
     fl.token_file = put(1, "empty.tok", "\n");
     assert_int_equal(resolve(&fl, &c), -EINVAL);
     assert_non_null(strstr(err, "is empty"));
+    fl.token_file = NULL;
+    set_env(1, "SGDR_TOKEN", "tok\r\nX-Evil: 1");
+    assert_int_equal(resolve(&fl, &c), -EINVAL);
+    assert_non_null(strstr(err, "control character"));
+    set_env(0);
     fl.token_file = missing;
     assert_int_equal(resolve(&fl, &c), -ENOENT);
     assert_non_null(strstr(err, "token file"));
