@@ -47,9 +47,21 @@ int cli_call(cli_ctx *c, const char *method, const char *path, json_t *body, htt
     return cli_take_reply(c, rc, raw, out);
 }
 
-int cli_get(cli_ctx *c, const char *path, http_reply *raw, json_t **out)
+int cli_show(cli_ctx *c, const char *method, const char *path,
+             void (*print)(cli_ctx *c, json_t *v))
 {
-    return cli_call(c, "GET", path, NULL, raw, out);
+    http_reply raw = {0};
+    json_t *v = NULL;
+    int st = cli_call(c, method, path, NULL, &raw, &v);
+    if (st)
+        return st;
+    if (c->json)
+        cli_print_raw(&raw);
+    else
+        print(c, v);
+    json_decref(v);
+    http_reply_clear(&raw);
+    return CLI_OK;
 }
 
 void cli_print_raw(const http_reply *raw)

@@ -66,8 +66,10 @@ int cli_call(cli_ctx *c, const char *method, const char *path, json_t *body, htt
 /* Turns the outcome of an http_* call (its return rc and *raw) into cli_call's. */
 int cli_take_reply(cli_ctx *c, int rc, http_reply *raw, json_t **out);
 
-/* GETs path and parses the answer into *out (owned by the caller); as cli_call. */
-int cli_get(cli_ctx *c, const char *path, http_reply *raw, json_t **out);
+/* Sends method path (no body) and prints the JSON answer: as it came under --json, else
+ * through print. Returns the exit status. */
+int cli_show(cli_ctx *c, const char *method, const char *path,
+             void (*print)(cli_ctx *c, json_t *v));
 
 /* Prints the reply's body to standard output as it came, ending the line. */
 void cli_print_raw(const http_reply *raw);

@@ -24,7 +24,7 @@ static const out_col ds_cols[] = {
 };
 
 /* A dataset in a few lines: what it is, its classes and counts, unreadable files. */
-static void describe(json_t *ds)
+static void describe(cli_ctx *c, json_t *ds)
 {
     char cls[4096] = "", buf[64];
     json_t *info = json_object_get(ds, "info"), *v;
@@ -58,30 +58,25 @@ static int print_dataset(cli_ctx *c, http_reply *raw, json_t *ds)
     if (c->json)
         cli_print_raw(raw);
     else
-        describe(ds);
+        describe(c, ds);
     return CLI_OK;
+}
+
+static void ds_table(cli_ctx *c, json_t *page)
+{
+    out_table(page, ds_cols);
 }
 
 static int ds_ls(cli_ctx *c, int argc, char **argv)
 {
     args a;
     char path[512] = DS_PATH;
-    http_reply raw = {0};
-    json_t *page = NULL;
     int st;
     if (cli_args(&a, "datasets ls [--limit N] [--page-token T]", cli_page_opts, argc, argv, 0, 0,
-                 &st))
+                 &st) ||
+        (st = cli_page_path(c, &a, path, sizeof path)))
         return st;
-    if ((st = cli_page_path(c, &a, path, sizeof path)) ||
-        (st = cli_get(c, path, &raw, &page)))
-        return st;
-    if (c->json)
-        cli_print_raw(&raw);
-    else
-        out_table(page, ds_cols);
-    json_decref(page);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_show(c, "GET", path, ds_table);
 }
 
 static int ds_show(cli_ctx *c, int argc, char **argv)
@@ -89,19 +84,12 @@ static int ds_show(cli_ctx *c, int argc, char **argv)
     args a;
     long long id;
     char path[96];
-    http_reply raw = {0};
-    json_t *ds = NULL;
     int st;
     if (cli_args(&a, "datasets show ID", NULL, argc, argv, 1, 1, &st) ||
         cli_pos_id(&a, 0, "dataset", &id, &st))
         return st;
     snprintf(path, sizeof path, DS_PATH "/%lld", id);
-    if ((st = cli_get(c, path, &raw, &ds)))
-        return st;
-    st = print_dataset(c, &raw, ds);
-    json_decref(ds);
-    http_reply_clear(&raw);
-    return st;
+    return cli_show(c, "GET", path, describe);
 }
 
 static int ds_rm(cli_ctx *c, int argc, char **argv)

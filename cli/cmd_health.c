@@ -4,29 +4,23 @@
 #include "cli.h"
 #include "out.h"
 
+static void health_line(cli_ctx *c, json_t *h)
+{
+    char up[32];
+    out_format(up, sizeof up, json_object_get(h, "uptime_s"), OUT_ETA);
+    printf("sgdrd %s at %s: %s, up %s, BLAS core %s with %lld threads, %lld queued, "
+           "running job %lld\n",
+           out_str(h, "version"), http_base(c->http), out_str(h, "status"), up,
+           out_str(h, "blas.core"), (long long)json_integer_value(out_path(h, "blas.threads")),
+           (long long)json_integer_value(json_object_get(h, "queue_length")),
+           (long long)json_integer_value(json_object_get(h, "running_job")));
+}
+
 int cmd_health(cli_ctx *c, int argc, char **argv)
 {
     args a;
-    char up[32];
-    http_reply raw = {0};
-    json_t *h = NULL;
     int st;
-    if (cli_args(&a, "health", NULL, argc, argv, 0, 0, &st) ||
-        (st = cli_get(c, HTTP_API_PREFIX "/health", &raw, &h)))
+    if (cli_args(&a, "health", NULL, argc, argv, 0, 0, &st))
         return st;
-    if (c->json) {
-        cli_print_raw(&raw);
-    } else {
-        out_format(up, sizeof up, json_object_get(h, "uptime_s"), OUT_ETA);
-        printf("sgdrd %s at %s: %s, up %s, BLAS core %s with %lld threads, %lld queued, "
-               "running job %lld\n",
-               out_str(h, "version"), http_base(c->http), out_str(h, "status"), up,
-               out_str(h, "blas.core"),
-               (long long)json_integer_value(out_path(h, "blas.threads")),
-               (long long)json_integer_value(json_object_get(h, "queue_length")),
-               (long long)json_integer_value(json_object_get(h, "running_job")));
-    }
-    json_decref(h);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_show(c, "GET", HTTP_API_PREFIX "/health", health_line);
 }

@@ -27,13 +27,21 @@ static const args_opt ls_opts[] = {
     {NULL, NULL, 0, NULL, NULL},
 };
 
+static void jobs_table(cli_ctx *c, json_t *page)
+{
+    out_table(page, job_cols);
+}
+
+static void job_lines(cli_ctx *c, json_t *job)
+{
+    out_object(job);
+}
+
 static int jobs_ls(cli_ctx *c, int argc, char **argv)
 {
     args a;
     char path[512] = JOBS_PATH;
     const char *run, *state;
-    http_reply raw = {0};
-    json_t *page = NULL;
     int st;
     if (cli_args(&a, "jobs ls [--run ID] [--state STATE] [--limit N] [--page-token T]",
                  ls_opts, argc, argv, 0, 0, &st))
@@ -42,15 +50,9 @@ static int jobs_ls(cli_ctx *c, int argc, char **argv)
     state = args_get(&a, "--state");
     if ((run && (st = cli_query_add(c, path, sizeof path, "run", run))) ||
         (state && (st = cli_query_add(c, path, sizeof path, "state", state))) ||
-        (st = cli_page_path(c, &a, path, sizeof path)) || (st = cli_get(c, path, &raw, &page)))
+        (st = cli_page_path(c, &a, path, sizeof path)))
         return st;
-    if (c->json)
-        cli_print_raw(&raw);
-    else
-        out_table(page, job_cols);
-    json_decref(page);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_show(c, "GET", path, jobs_table);
 }
 
 /* GET or POST /jobs/ID[/action] for `jobs show|cancel ID`; prints the job that comes back. */
@@ -60,22 +62,12 @@ static int job_one(cli_ctx *c, int argc, char **argv, const char *synopsis, cons
     args a;
     long long id;
     char path[128];
-    http_reply raw = {0};
-    json_t *job = NULL;
     int st;
     if (cli_args(&a, synopsis, NULL, argc, argv, 1, 1, &st) ||
         cli_pos_id(&a, 0, "job", &id, &st))
         return st;
     snprintf(path, sizeof path, JOBS_PATH "/%lld%s", id, action);
-    if ((st = cli_call(c, method, path, NULL, &raw, &job)))
-        return st;
-    if (c->json)
-        cli_print_raw(&raw);
-    else
-        out_object(job);
-    json_decref(job);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_show(c, method, path, job_lines);
 }
 
 static int jobs_show(cli_ctx *c, int argc, char **argv)

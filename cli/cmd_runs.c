@@ -38,25 +38,26 @@ static const args_opt create_opts[] = {
     {NULL, NULL, 0, NULL, NULL},
 };
 
+static void runs_table(cli_ctx *c, json_t *page)
+{
+    out_table(page, run_cols);
+}
+
+static void run_lines(cli_ctx *c, json_t *run)
+{
+    out_object(run);
+}
+
 static int runs_ls(cli_ctx *c, int argc, char **argv)
 {
     args a;
     char path[512] = RUNS_PATH;
-    http_reply raw = {0};
-    json_t *page = NULL;
     int st;
-    if (cli_args(&a, "runs ls [--limit N] [--page-token T]", cli_page_opts, argc, argv, 0, 0, &st))
+    if (cli_args(&a, "runs ls [--limit N] [--page-token T]", cli_page_opts, argc, argv, 0, 0,
+                 &st) ||
+        (st = cli_page_path(c, &a, path, sizeof path)))
         return st;
-    if ((st = cli_page_path(c, &a, path, sizeof path)) ||
-        (st = cli_get(c, path, &raw, &page)))
-        return st;
-    if (c->json)
-        cli_print_raw(&raw);
-    else
-        out_table(page, run_cols);
-    json_decref(page);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_show(c, "GET", path, runs_table);
 }
 
 static int runs_show(cli_ctx *c, int argc, char **argv)
@@ -64,22 +65,12 @@ static int runs_show(cli_ctx *c, int argc, char **argv)
     args a;
     long long id;
     char path[96];
-    http_reply raw = {0};
-    json_t *run = NULL;
     int st;
     if (cli_args(&a, "runs show ID", NULL, argc, argv, 1, 1, &st) ||
         cli_pos_id(&a, 0, "run", &id, &st))
         return st;
     snprintf(path, sizeof path, RUNS_PATH "/%lld", id);
-    if ((st = cli_get(c, path, &raw, &run)))
-        return st;
-    if (c->json)
-        cli_print_raw(&raw);
-    else
-        out_object(run);
-    json_decref(run);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_show(c, "GET", path, run_lines);
 }
 
 static int runs_rm(cli_ctx *c, int argc, char **argv)
