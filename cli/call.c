@@ -1,7 +1,10 @@
-/* call.c: one API call with a JSON body and a JSON answer, its failures reported. */
+/* call.c: calling the API: a request with a JSON body and a JSON answer, its failures
+ * reported; the query of a list; a file to upload. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -101,4 +104,22 @@ int cli_page_path(cli_ctx *c, const args *a, char *path, size_t len)
     if (!st && token)
         st = cli_query_add(c, path, len, "page_token", token);
     return st;
+}
+
+int cli_open_upload(const char *p, FILE **f, long long *size)
+{
+    struct stat sb;
+    *f = fopen(p, "rb");
+    if (!*f)
+        return cli_usage_error("cannot read %s: %s", p, strerror(errno));
+    const char *why = fstat(fileno(*f), &sb) ? strerror(errno)
+                      : !S_ISREG(sb.st_mode) ? "not a regular file"
+                                             : NULL;
+    if (why) {
+        fclose(*f);
+        *f = NULL;
+        return cli_usage_error("cannot read %s: %s", p, why);
+    }
+    *size = (long long)sb.st_size;
+    return CLI_OK;
 }

@@ -71,6 +71,10 @@ int cli_take_reply(cli_ctx *c, int rc, http_reply *raw, json_t **out);
 int cli_show(cli_ctx *c, const char *method, const char *path,
              void (*print)(cli_ctx *c, json_t *v));
 
+/* Opens the regular file at p for an upload into *f, its size in *size. Returns CLI_OK or
+ * the exit status after reporting why not. */
+int cli_open_upload(const char *p, FILE **f, long long *size);
+
 /* Prints the reply's body to standard output as it came, ending the line. */
 void cli_print_raw(const http_reply *raw);
 
@@ -97,6 +101,7 @@ int cmd_health(cli_ctx *c, int argc, char **argv);
 int cmd_datasets(cli_ctx *c, int argc, char **argv);
 int cmd_runs(cli_ctx *c, int argc, char **argv);
 int cmd_jobs(cli_ctx *c, int argc, char **argv);
+int cmd_models(cli_ctx *c, int argc, char **argv);
 int cmd_lr_find(cli_ctx *c, int argc, char **argv);
 int cmd_fit(cli_ctx *c, int argc, char **argv);
 int cmd_recipe(cli_ctx *c, int argc, char **argv);

@@ -1,11 +1,9 @@
 /* cmd_datasets.c: `sgdr datasets ls|show|add|upload|rm`: datasets registered on the
  * daemon's disk or uploaded as a tar archive. */
-#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "out.h"
@@ -176,25 +174,6 @@ static const char *archive_type(FILE *f)
                                                             : "application/x-tar";
 }
 
-/* Opens the archive at p into *f with its size in *size; the exit status on failure. */
-static int open_archive(const char *p, FILE **f, long long *size)
-{
-    struct stat sb;
-    *f = fopen(p, "rb");
-    if (!*f)
-        return cli_usage_error("cannot read %s: %s", p, strerror(errno));
-    const char *why = fstat(fileno(*f), &sb) ? strerror(errno)
-                      : !S_ISREG(sb.st_mode) ? "not a regular file"
-                                             : NULL;
-    if (why) {
-        fclose(*f);
-        *f = NULL;
-        return cli_usage_error("cannot read %s: %s", p, why);
-    }
-    *size = (long long)sb.st_size;
-    return 0;
-}
-
 static int ds_upload(cli_ctx *c, int argc, char **argv)
 {
     args a;
@@ -206,7 +185,7 @@ static int ds_upload(cli_ctx *c, int argc, char **argv)
     int st;
     if (cli_args(&a, "datasets upload NAME FILE.tar[.gz] [--format folders|csv|idx] [options]",
                  add_opts, argc, argv, 2, 2, &st) ||
-        (st = upload_path(c, &a, path, sizeof path)) || (st = open_archive(a.pos[1], &f, &size)))
+        (st = upload_path(c, &a, path, sizeof path)) || (st = cli_open_upload(a.pos[1], &f, &size)))
         return st;
     int rc = http_upload(c->http, path, archive_type(f), f, size, &raw);
     fclose(f);

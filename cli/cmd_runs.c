@@ -38,6 +38,24 @@ static const args_opt create_opts[] = {
     {NULL, NULL, 0, NULL, NULL},
 };
 
+static const out_col epoch_cols[] = {
+    {"EPOCH", "epoch", OUT_TEXT},
+    {"CYCLE", "cycle", OUT_TEXT},
+    {"JOB", "job", OUT_TEXT},
+    {"TRAIN_LOSS", "train_loss", OUT_TEXT},
+    {"VALID_LOSS", "valid_loss", OUT_TEXT},
+    {"ACCURACY", "accuracy", OUT_TEXT},
+    {"F2", "f2", OUT_TEXT},
+    {"SECONDS", "seconds", OUT_TEXT},
+    {"IMG/S", "img_per_s", OUT_TEXT},
+    {NULL, NULL, 0},
+};
+
+static void epochs_table(cli_ctx *c, json_t *page)
+{
+    out_table(page, epoch_cols);
+}
+
 static void runs_table(cli_ctx *c, json_t *page)
 {
     out_table(page, run_cols);
@@ -71,6 +89,19 @@ static int runs_show(cli_ctx *c, int argc, char **argv)
         return st;
     snprintf(path, sizeof path, RUNS_PATH "/%lld", id);
     return cli_show(c, "GET", path, run_lines);
+}
+
+static int runs_epochs(cli_ctx *c, int argc, char **argv)
+{
+    args a;
+    long long id;
+    char path[96];
+    int st;
+    if (cli_args(&a, "runs epochs ID", NULL, argc, argv, 1, 1, &st) ||
+        cli_pos_id(&a, 0, "run", &id, &st))
+        return st;
+    snprintf(path, sizeof path, RUNS_PATH "/%lld/epochs", id);
+    return cli_show(c, "GET", path, epochs_table);
 }
 
 static int runs_rm(cli_ctx *c, int argc, char **argv)
@@ -129,6 +160,7 @@ int cmd_runs(cli_ctx *c, int argc, char **argv)
     static const cli_cmd table[] = {
         {"ls", runs_ls, "list runs (the default)"},
         {"show", runs_show, "one run: config, state, current job, best metrics"},
+        {"epochs", runs_epochs, "a run's per-epoch losses, accuracy and speed"},
         {"create", runs_create, "create a run (a learner) on a dataset"},
         {"rm", runs_rm, "delete a run and everything it recorded"},
         {NULL, NULL, NULL},

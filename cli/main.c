@@ -17,6 +17,7 @@ static const cli_cmd commands[] = {
     {"datasets", cmd_datasets, "ls | show ID | add NAME PATH | upload NAME FILE | rm ID"},
     {"runs", cmd_runs, "ls | show ID | create --dataset D --arch A ... | rm ID"},
     {"jobs", cmd_jobs, "ls | show ID | cancel ID | resume ID | wait ID"},
+    {"models", cmd_models, "ls | show ID | import NAME FILE --arch A | rm ID"},
     {"lr-find", cmd_lr_find, "RUN: queue an LR sweep"},
     {"fit", cmd_fit, "RUN --lrs ... --cycles N: queue training with SGDR"},
     {"recipe", cmd_recipe, "RUN: queue the whole recipe in one job"},

@@ -82,6 +82,9 @@ def test_the_flow(flow, sgdr, tmp_path):
                 "--cycle-mult", 1, "--wait"))
     assert "fit succeeded in" in r.out, r
     assert js(sgdr(d, "runs", "show", run, "--json"))["epochs"] == 1
+    r = ok(sgdr(d, "runs", "epochs", run))
+    assert r.out.split()[:6] == ["EPOCH", "CYCLE", "JOB", "TRAIN_LOSS", "VALID_LOSS",
+                                 "ACCURACY"] and len(r.out.splitlines()) == 2, r
     r = ok(sgdr(d, "tta", run, "--n-aug", 1, "--wait"))
     assert "result: {" in r.out and "tta_accuracy" in r.out, r
     job = js(sgdr(d, "--json", "recipe", run, "--max-epochs", 1, "--n-aug", 1, "--wait"))
@@ -119,6 +122,17 @@ def test_downloads(flow, sgdr, tmp_path):
     header = json.loads(data[8:8 + n])
     tensors = [v for k, v in header.items() if k != "__metadata__"]
     assert tensors and all({"dtype", "shape", "data_offsets"} <= set(t) for t in tensors)
+    # the weights back in as a pretrained model, a run on it, and its delete refused
+    m = js(sgdr(d, "--json", "models", "import", "cli-small", w, "--arch", "resnet_small"))
+    assert m["arch"] == "resnet_small" and m["bytes"] == len(data), m
+    assert "cli-small" in ok(sgdr(d, "models")).out
+    r2 = js(sgdr(d, "--json", "runs", "create", "--dataset", "cliflow", "--arch",
+                 "resnet_small", "--pretrained", m["id"], "--sz", 28, "--bs", 8))
+    assert r2["model"] == m["id"], r2
+    r = sgdr(d, "models", "rm", m["id"])
+    assert r.rc == 2 and "409 RESOURCE_CONFLICT" in r.err, r
+    ok(sgdr(d, "runs", "rm", r2["id"]))
+    assert "deleted" in ok(sgdr(d, "models", "rm", m["id"])).out
     job = js(sgdr(d, "--json", "predict-test", run, "--wait"))
     assert job["state"] == "succeeded" and job["kind"] == "predict_test", job
     csv = str(tmp_path / "p.csv")
