@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "progress.h"
 
 static int is_json(const http_reply *r)
 {
@@ -122,4 +123,22 @@ int cli_open_upload(const char *p, FILE **f, long long *size)
     }
     *size = (long long)sb.st_size;
     return CLI_OK;
+}
+
+/* Redraws the upload's bar on standard error. */
+static void upload_bar(void *ud, long long sent, long long total)
+{
+    char line[160];
+    progress_bytes(line, sizeof line, "upload", sent, total, 30);
+    fprintf(stderr, "\r%s\033[K", line);
+}
+
+int cli_upload(cli_ctx *c, const char *path, const char *ctype, FILE *f, long long size,
+               http_reply *raw, json_t **out)
+{
+    int bar = c->tty && !c->json;
+    int rc = http_upload(c->http, path, ctype, f, size, bar ? upload_bar : NULL, NULL, raw);
+    if (bar)
+        fputc('\n', stderr);
+    return cli_take_reply(c, rc, raw, out);
 }

@@ -75,6 +75,11 @@ int cli_show(cli_ctx *c, const char *method, const char *path,
  * the exit status after reporting why not. */
 int cli_open_upload(const char *p, FILE **f, long long *size);
 
+/* POSTs the open file f (size bytes) to path as ctype, with a bar on a terminal; then as
+ * cli_call. */
+int cli_upload(cli_ctx *c, const char *path, const char *ctype, FILE *f, long long size,
+               http_reply *raw, json_t **out);
+
 /* Prints the reply's body to standard output as it came, ending the line. */
 void cli_print_raw(const http_reply *raw);
 

@@ -187,9 +187,9 @@ static int ds_upload(cli_ctx *c, int argc, char **argv)
                  add_opts, argc, argv, 2, 2, &st) ||
         (st = upload_path(c, &a, path, sizeof path)) || (st = cli_open_upload(a.pos[1], &f, &size)))
         return st;
-    int rc = http_upload(c->http, path, archive_type(f), f, size, &raw);
+    st = cli_upload(c, path, archive_type(f), f, size, &raw, &ds);
     fclose(f);
-    if (!(st = cli_take_reply(c, rc, &raw, &ds)))
+    if (!st)
         st = print_dataset(c, &raw, ds);
     json_decref(ds);
     http_reply_clear(&raw);

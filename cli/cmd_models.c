@@ -93,9 +93,9 @@ static int models_import(cli_ctx *c, int argc, char **argv)
         (st = cli_query_add(c, path, sizeof path, "arch", args_get(&a, "--arch"))) ||
         (st = cli_open_upload(a.pos[1], &f, &size)))
         return st;
-    int rc = http_upload(c->http, path, "application/octet-stream", f, size, &raw);
+    st = cli_upload(c, path, "application/octet-stream", f, size, &raw, &m);
     fclose(f);
-    if ((st = cli_take_reply(c, rc, &raw, &m)))
+    if (st)
         return st;
     if (c->json)
         cli_print_raw(&raw);

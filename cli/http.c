@@ -231,11 +231,32 @@ static size_t on_read(char *p, size_t size, size_t nmemb, void *ud)
     return n == 0 && ferror(in) ? CURL_READFUNC_ABORT : n;
 }
 
+/* The caller's progress function and its data, for libcurl's transfer callback. */
+typedef struct {
+    http_progress_fn fn;
+    void *ud;
+} http_progress;
+
+static int on_transfer(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    http_progress *p = ud;
+    if (ultotal > 0)
+        p->fn(p->ud, (long long)ulnow, (long long)ultotal);
+    return 0;
+}
+
 int http_upload(http_client *c, const char *path, const char *ctype, FILE *in, long long size,
-                http_reply *out)
+                http_progress_fn progress, void *ud, http_reply *out)
 {
     http_sink s = {.c = c, .reply = out};
+    http_progress p = {progress, ud};
     begin(c);
+    if (progress) {
+        curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, on_transfer);
+        curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &p);
+        curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+    }
     curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
     curl_easy_setopt(c->curl, CURLOPT_READFUNCTION, on_read);
     curl_easy_setopt(c->curl, CURLOPT_READDATA, in);

@@ -35,9 +35,13 @@ const char *http_error(const http_client *c);
 int http_request(http_client *c, const char *method, const char *path, const char *ctype,
                  const void *body, size_t len, http_reply *out);
 
-/* POSTs size bytes read from in, as ctype, streamed; answers as http_request. */
+/* Told how many bytes of an upload have gone out of how many; ud is the caller's. */
+typedef void (*http_progress_fn)(void *ud, long long sent, long long total);
+
+/* POSTs size bytes read from in, as ctype, streamed; answers as http_request. progress
+ * (NULL: none) hears of the bytes sent, a few times a second. */
 int http_upload(http_client *c, const char *path, const char *ctype, FILE *in, long long size,
-                http_reply *out);
+                http_progress_fn progress, void *ud, http_reply *out);
 
 /* GETs path; a 2xx body is streamed into the file dest ("-": standard output), any other
  * answer's body is kept in *out. A transfer that breaks off removes dest. Returns 0 when an

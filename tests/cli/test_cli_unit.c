@@ -246,6 +246,10 @@ static void eta_and_progress_line(void **state)
     assert_string_equal(b, "job 3 fit [#####-----]  50%  running  ETA 12s");
     progress_line(b, sizeof b, 3, "fit", "succeeded", 1, -1, 0);
     assert_string_equal(b, "job 3 fit 100%  succeeded");
+    progress_bytes(b, sizeof b, "upload", 12500000, 25000000, 10);
+    assert_string_equal(b, "upload [#####-----]  50%  12.5 of 25.0 MB");
+    progress_bytes(b, sizeof b, "upload", 0, 0, 0);
+    assert_string_equal(b, "upload   0%  0.0 of 0.0 MB");
 }
 
 static int setup(void **state)
