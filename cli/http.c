@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,16 +21,20 @@ struct http_client {
     char *base;        /* owned */
     char *auth_header; /* owned; NULL without a token */
     int global;        /* curl_global_init succeeded: cleaned up with the client */
-    char errbuf[CURL_ERROR_SIZE];
+    char errbuf[CURL_ERROR_SIZE + PATH_MAX]; /* libcurl's (at least CURL_ERROR_SIZE) or ours */
 };
 
-/* Where one answer's body goes: into a file (a download's 2xx body) or into reply. */
+/* Where one answer's body goes: into a file (a download's 2xx body) or into reply. The
+ * file is written as DEST.part and renamed to DEST at the end, so that a broken transfer
+ * leaves an older DEST as it was. */
 typedef struct {
     http_client *c;
     http_reply *reply;
-    const char *dest; /* NULL: keep every body in memory */
-    FILE *fp;         /* dest, opened at the first byte of a 2xx body */
-    int err;          /* negative errno of opening or writing dest */
+    const char *dest; /* NULL: keep every body in memory; "-": standard output */
+    char part[PATH_MAX + 8];
+    FILE *fp;      /* part (or stdout), opened at the first byte of a 2xx body */
+    int err;       /* negative errno of writing the file */
+    char msg[CURL_ERROR_SIZE + PATH_MAX]; /* what err was about */
 } http_sink;
 
 int http_client_create(const char *base_url, const char *token, http_client **out)
@@ -108,17 +113,28 @@ static int keep(http_reply *r, const char *p, size_t n)
     return 0;
 }
 
+/* Records the failure of what (on path) with errno's code. */
+static int sink_fail(http_sink *s, const char *what, const char *path)
+{
+    s->err = errno ? -errno : -EIO;
+    snprintf(s->msg, sizeof s->msg, "cannot %s %s: %s", what, path, strerror(-s->err));
+    return s->err;
+}
+
 static int sink_open(http_sink *s)
 {
-    if (s->fp)
+    if (s->fp || s->err)
+        return s->err;
+    if (strcmp(s->dest, "-") == 0) {
+        s->fp = stdout;
         return 0;
-    s->fp = strcmp(s->dest, "-") == 0 ? stdout : fopen(s->dest, "wb");
-    if (!s->fp) {
-        s->err = -errno;
-        snprintf(s->c->errbuf, sizeof s->c->errbuf, "cannot create %s: %s", s->dest,
-                 strerror(errno));
     }
-    return s->err;
+    if (snprintf(s->part, sizeof s->part, "%s.part", s->dest) >= (int)sizeof s->part) {
+        errno = ENAMETOOLONG;
+        return sink_fail(s, "create", s->dest);
+    }
+    s->fp = fopen(s->part, "wb");
+    return s->fp ? 0 : sink_fail(s, "create", s->part);
 }
 
 /* libcurl's write callback: returns n to go on, anything else to stop the transfer. */
@@ -133,9 +149,7 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
     if (sink_open(s))
         return 0;
     if (fwrite(p, 1, n, s->fp) != n) {
-        s->err = -errno;
-        snprintf(s->c->errbuf, sizeof s->c->errbuf, "cannot write %s: %s", s->dest,
-                 strerror(errno));
+        sink_fail(s, "write", s->fp == stdout ? "standard output" : s->part);
         return 0;
     }
     return n;
@@ -154,22 +168,29 @@ static void begin(http_client *c)
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 }
 
-/* Closes a download's file: removed when the transfer broke off, created (empty) for a 2xx
- * answer that had no body. */
+/* Closes a download's file: renamed into place after a whole 2xx answer (an empty one
+ * too), removed when the transfer broke off. The reason of a failure goes to errbuf. */
 static int sink_close(http_sink *s, int failed)
 {
-    if (!s->dest)
-        return s->err;
     long st = s->reply->status;
+    if (!s->dest)
+        return 0;
     if (!failed && !s->fp && st >= 200 && st <= 299)
         sink_open(s);
-    if (s->fp && s->fp != stdout && fclose(s->fp) && !s->err)
-        s->err = -errno;
-    else if (s->fp == stdout && fflush(stdout) && !s->err)
-        s->err = -errno;
-    if ((failed || s->err) && s->fp && s->fp != stdout)
-        unlink(s->dest);
+    if (s->fp == stdout) {
+        if (fflush(stdout) && !s->err)
+            sink_fail(s, "write", "standard output");
+    } else if (s->fp) {
+        if (fclose(s->fp) && !s->err)
+            sink_fail(s, "write", s->part);
+        if (!failed && !s->err && rename(s->part, s->dest))
+            sink_fail(s, "rename into place", s->dest);
+        if (failed || s->err)
+            unlink(s->part);
+    }
     s->fp = NULL;
+    if (s->err)
+        snprintf(s->c->errbuf, sizeof s->c->errbuf, "%s", s->msg);
     return s->err;
 }
 

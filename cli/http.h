@@ -43,10 +43,11 @@ typedef void (*http_progress_fn)(void *ud, long long sent, long long total);
 int http_upload(http_client *c, const char *path, const char *ctype, FILE *in, long long size,
                 http_progress_fn progress, void *ud, http_reply *out);
 
-/* GETs path; a 2xx body is streamed into the file dest ("-": standard output), any other
- * answer's body is kept in *out. A transfer that breaks off removes dest. Returns 0 when an
- * answer came (then *out->status tells), -EIO as http_request, or the negative errno code of
- * creating or writing dest (the reason in http_error). */
+/* GETs path; a 2xx body is streamed into the file dest ("-": standard output) through
+ * DEST.part, renamed to dest when whole; any other answer's body is kept in *out and dest
+ * is left alone, as it is when the transfer breaks off. Returns 0 when an answer came (then
+ * out->status tells), -EIO as http_request, or the negative errno code of writing dest
+ * (the reason in http_error). */
 int http_download(http_client *c, const char *path, const char *dest, http_reply *out);
 
 /* A new string: s escaped for a URL's query (owned by the caller, free()), NULL on ENOMEM. */

@@ -160,6 +160,12 @@ def test_refusals_are_readable_and_exit_2(flow, sgdr, tmp_path):
     missing = str(tmp_path / "never.safetensors")
     r = sgdr(d, "weights", 999999, "-o", missing)
     assert r.rc == 2 and "404" in r.err and not os.path.exists(missing), r
+    older = tmp_path / "older.safetensors"
+    older.write_bytes(b"older")
+    assert sgdr(d, "weights", 999999, "-o", str(older)).rc == 2
+    assert older.read_bytes() == b"older" and os.listdir(tmp_path) == ["older.safetensors"]
+    r = sgdr(d, "weights", run, "-o", str(tmp_path / "no" / "such" / "folder.st"))
+    assert r.rc == 2 and "cannot create" in r.err and "folder.st.part" in r.err, r
 
 
 def test_bad_command_lines_exit_2_before_any_request(sgdr):
