@@ -71,13 +71,14 @@ static void show(cli_ctx *c, long long id, const follow_seen *s, follow_seen *la
     *last = *s;
 }
 
-/* GETs the job into *raw and *job, allowing the daemon a few polls' time to come back. */
-static int poll_job(cli_ctx *c, const char *path, http_reply *raw, json_t **job)
+/* GETs the job into *raw and *job, trying again up to retries times while the daemon
+ * cannot be reached. */
+static int poll_job(cli_ctx *c, const char *path, int retries, http_reply *raw, json_t **job)
 {
     int rc;
     for (int tries = 0;; tries++) {
         rc = http_request(c->http, "GET", path, NULL, NULL, 0, raw);
-        if (rc == 0 || tries >= FOLLOW_NET_RETRIES)
+        if (rc == 0 || tries >= retries)
             break;
         nanosleep(&(struct timespec){0, FOLLOW_POLL_NS}, NULL);
     }
@@ -128,9 +129,13 @@ int cli_follow_job(cli_ctx *c, long long id)
     json_t *job = NULL;
     int rc;
     snprintf(path, sizeof path, HTTP_API_PREFIX "/jobs/%lld", id);
-    for (;;) {
-        if ((rc = poll_job(c, path, &raw, &job)))
+    for (int polls = 0;; polls++) {
+        /* a daemon that answered once may be restarting; one that never did is not there */
+        if ((rc = poll_job(c, path, polls ? FOLLOW_NET_RETRIES : 0, &raw, &job))) {
+            if (polls && c->tty && !c->json)
+                fputc('\n', stderr);
             return rc;
+        }
         read_job(job, &seen);
         show(c, id, &seen, &last);
         if (finished(seen.state))

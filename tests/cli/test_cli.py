@@ -6,6 +6,7 @@ reached); the exit status of followed jobs (0 succeeded, 3 failed, 4 cancelled,
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 import time
 
@@ -226,7 +227,6 @@ def test_a_terminal_gets_a_bar(flow, sgdr):
     """With standard error on a terminal, --wait redraws one line: a bar, the percentage,
     the ETA while running."""
     import pty
-    import subprocess
     d, _, run, _ = flow
     master, slave = pty.openpty()
     try:
@@ -257,9 +257,11 @@ def test_a_terminal_gets_a_bar(flow, sgdr):
     assert b"fit succeeded in" in p.stdout
 
 
-def test_an_interrupted_job_exits_5_and_resumes(sgdr, tmp_path):
-    """A job whose daemon was killed under it reads interrupted after the restart: jobs
-    wait exits 5; jobs resume queues its continuation, which a cancel ends (exit 4)."""
+def test_an_interrupted_job_exits_5_and_resumes(sgdr, tmp_path, monkeypatch):
+    """A job whose daemon is killed under it reads interrupted after the restart: jobs wait,
+    already following it, rides out the restart (same port) and exits 5; jobs resume
+    queues its continuation, which a cancel ends (exit 4)."""
+    import api_conftest
     from api_conftest import Daemon
     root = str(tmp_path / "daemon")
     d = Daemon(root)
@@ -270,6 +272,10 @@ def test_an_interrupted_job_exits_5_and_resumes(sgdr, tmp_path):
                       "resnet_small", "--sz", 16, "--bs", 4, "--tfms", "none"))["id"]
         job = js(sgdr(d, "--json", "fit", run, "--lrs", 0.01, "--cycles", 8, "--cycle-len",
                       20))["id"]
+        follower = subprocess.Popen([os.environ["SGDR_BIN"], "jobs", "wait", str(job)],
+                                    env={"SGDR_URL": "http://127.0.0.1:%d" % d.port,
+                                         "HOME": "/nonexistent"},
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(600):
             if d.get(API + "/runs/%d/epochs" % run).json()["items"]:
                 break
@@ -280,13 +286,19 @@ def test_an_interrupted_job_exits_5_and_resumes(sgdr, tmp_path):
         d.proc.kill()
         d.proc.wait()
         d.log.close()
+    monkeypatch.setattr(api_conftest, "free_port", lambda: d.port)
     d = Daemon(root)
     try:
-        r = sgdr(d, "jobs", "wait", job)
-        assert r.rc == 5 and "interrupted" in r.out, r
+        out, err = follower.communicate(timeout=60)
+        assert follower.returncode == 5, (out, err)
+        assert "job %d fit interrupted" % job in out, (out, err)
+        assert "running" in err and "interrupted" in err, err
         again = js(sgdr(d, "--json", "jobs", "resume", job))
         assert again["resumed_from"] == job, again
         ok(sgdr(d, "jobs", "cancel", again["id"]))
         assert sgdr(d, "jobs", "wait", again["id"]).rc == 4
     finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.wait()
         d.stop()
