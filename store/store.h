@@ -270,6 +270,28 @@ int store_metrics_downsample(store *st, int64_t run_id, const char *key, int64_t
 /* Distinct keys of a run: ["lr_0","smooth_loss","train_loss"] */
 int store_metric_keys(store *st, int64_t run_id, json_t **out);
 
+/* ---- operator statistics --------------------------------------------------------------- */
+
+#define STORE_JOB_STATES 6
+#define STORE_STATS_BUCKETS 16
+/* "queued", "running", "succeeded", "failed", "cancelled", "interrupted": the order of
+ * store_stats.jobs. */
+extern const char *const store_job_states[STORE_JOB_STATES];
+
+typedef struct store_stats {
+    int64_t jobs[STORE_JOB_STATES];   /* jobs by state */
+    int64_t running_job;              /* 0: none */
+    double img_per_s;                 /* of the running job's latest epoch; 0: none yet */
+    int64_t epochs;                   /* epochs with a time, of every run */
+    double epoch_seconds_sum;
+    int64_t epoch_le[STORE_STATS_BUCKETS]; /* epochs that took <= le[i] seconds */
+    int64_t db_bytes;                 /* pages of the database file (WAL aside) */
+} store_stats;
+
+/* Read in one transaction. le: n_le (0..STORE_STATS_BUCKETS) ascending bounds of the epoch
+ * time histogram. */
+int store_stats_get(store *st, const double *le, int n_le, store_stats *out);
+
 /* ---- epochs ---------------------------------------------------------------------------- */
 
 typedef struct store_epoch {

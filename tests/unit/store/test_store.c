@@ -800,6 +800,42 @@ static void metrics_downsample_keeps_first_last_extremes(void **state)
     assert_int_equal(store_metrics_downsample(f->st, run + 1, NULL, -1, -1, 10, &j), -ENOENT);
 }
 
+static void stats_count_jobs_epochs_and_size(void **state)
+{
+    fixture *f = *state;
+    const double le[] = {1, 10, 100};
+    store_stats ss;
+    assert_int_equal(store_stats_get(f->st, le, 3, &ss), 0);
+    assert_int_equal(ss.running_job, 0);
+    assert_int_equal(ss.epochs, 0);
+    assert_true(ss.db_bytes > 0);
+
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t a = make_job(f->st, run, "fit"), b = make_job(f->st, run, "fit");
+    make_job(f->st, run, "tta");
+    assert_int_equal(store_job_start(f->st, a), 0);
+    int ep;
+    store_epoch e1 = {0, 0, 1, 1, 0.5, -1, 5.0, 300, 10};
+    store_epoch e2 = {1, 1, 1, 1, 0.6, -1, 50.0, 700, 20};
+    assert_int_equal(store_epoch_add(f->st, run, a, &e1, &ep), 0);
+    assert_int_equal(store_epoch_add(f->st, run, a, &e2, &ep), 0);
+    assert_int_equal(store_job_start(f->st, b), 0);
+    assert_int_equal(store_job_finish(f->st, b, "failed", "boom", NULL), 0);
+
+    assert_int_equal(store_stats_get(f->st, le, 3, &ss), 0);
+    assert_int_equal(ss.jobs[0], 1); /* queued */
+    assert_int_equal(ss.jobs[1], 1); /* running */
+    assert_int_equal(ss.jobs[3], 1); /* failed */
+    assert_int_equal(ss.running_job, a);
+    assert_true(fabs(ss.img_per_s - 700) < 1e-9);
+    assert_int_equal(ss.epochs, 2);
+    assert_true(fabs(ss.epoch_seconds_sum - 55) < 1e-9);
+    assert_int_equal(ss.epoch_le[0], 0);
+    assert_int_equal(ss.epoch_le[1], 1);
+    assert_int_equal(ss.epoch_le[2], 2);
+    assert_int_equal(store_stats_get(f->st, le, STORE_STATS_BUCKETS + 1, &ss), -EINVAL);
+}
+
 static void epochs_snapshots_predictions(void **state)
 {
     fixture *f = *state;
@@ -1485,6 +1521,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(metrics_by_key_and_step, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_downsample_keeps_first_last_extremes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(stats_count_jobs_epochs_and_size, setup, teardown),
         cmocka_unit_test_setup_teardown(epochs_snapshots_predictions, setup, teardown),
         cmocka_unit_test_setup_teardown(commits_notify_subscribers_and_events_resume, setup,
                                         teardown),
