@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "api_internal.h"
 #include "gate.h"
+#include "prom.h"
 #include "sse.h"
 
 #include <ctype.h>
@@ -628,7 +629,9 @@ static int req_begin(api_req *r)
 
     if (gate_begin(r))
         return 1;
-    if (r->srv->token && strncmp(r->url, "/api/", 5) == 0 && !gate_open_route(r) &&
+    if (r->srv->token &&
+        (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/metrics") == 0) &&
+        !gate_open_route(r) &&
         !token_ok(r->srv, req_header(r, MHD_HTTP_HEADER_AUTHORIZATION)) &&
         !gate_session_ok(r)) {
         reply_problem(r, 401, PROBLEM_UNAUTHENTICATED, NULL,
@@ -664,6 +667,11 @@ static enum MHD_Result req_queue(api_req *r)
     if (!r->resp)
         return MHD_NO;
     gate_decorate(r);
+    /* By route pattern, never the raw URL: the series stay few whatever clients ask. */
+    prom_http_observe(r->srv->prom, r->route                          ? r->route->pattern
+                                    : strncmp(r->url, "/api/", 5) != 0 ? "static"
+                                                                       : "unrouted",
+                      r->method, r->status, api_now_monotonic() - r->t0);
     api_log(r->srv, 3, "%s %s -> %u (%.1f ms)", r->method, r->url, r->status,
             (api_now_monotonic() - r->t0) * 1e3);
     ret = MHD_queue_response(r->conn, r->status, r->resp);
@@ -817,6 +825,7 @@ static void server_free(api_server *s)
         return;
     sse_hub_destroy(s->hub);
     page_cache_destroy(s->pages);
+    prom_destroy(s->prom);
     gate_destroy(s);
     for (int i = 0; i < s->n_dataset_roots; i++)
         free(s->dataset_roots[i]);
@@ -886,7 +895,7 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     if (rc)
         goto out_free;
     rc = sse_hub_create(&s->hub, s->store);
-    if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS))
+    if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS) || prom_create(&s->prom))
         goto out_nomem;
 
     /* The connection limits leave room for SSE_MAX_STREAMS event streams and the rest of
