@@ -174,12 +174,14 @@ static int ds_bound(sqlite3 *db, int64_t run, const char *key, int64_t after, in
     return rc;
 }
 
+/* Feeds the points of key with after < step < before to the scan, at most limit of them
+ * (-1: all). */
 static int ds_scan_rows(sqlite3 *db, ds_scan *sc, int64_t run, const char *key, int64_t after,
-                        int64_t before)
+                        int64_t before, int64_t limit)
 {
     sqlite3_stmt *s;
     int rc = store_prep(db, "SELECT step, value, time FROM metrics WHERE run_id = ?1 AND "
-                            "key = ?2 AND step > ?3 AND step < ?4 ORDER BY step",
+                            "key = ?2 AND step > ?3 AND step < ?4 ORDER BY step LIMIT ?5",
                         &s);
     if (rc)
         return rc;
@@ -187,6 +189,7 @@ static int ds_scan_rows(sqlite3 *db, ds_scan *sc, int64_t run, const char *key, 
     sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, after);
     sqlite3_bind_int64(s, 4, before);
+    sqlite3_bind_int64(s, 5, limit);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int null = sqlite3_column_type(s, 1) == SQLITE_NULL;
         ds_point p = {.step = sqlite3_column_int64(s, 0),
@@ -197,6 +200,22 @@ static int ds_scan_rows(sqlite3 *db, ds_scan *sc, int64_t run, const char *key, 
     }
     rc = rc == SQLITE_DONE ? 0 : store_db_fail(db, rc, "read");
     sqlite3_finalize(s);
+    return rc;
+}
+
+/* Fills the scan without reading the whole window when it keeps only the first and last
+ * points (no buckets): the first max_points + 1 points, then the last one. */
+static int ds_scan_window(sqlite3 *db, ds_scan *sc, int64_t run, const char *key,
+                          int64_t after, int64_t before, int64_t last)
+{
+    if (sc->nb > 0)
+        return ds_scan_rows(db, sc, run, key, after, before, -1);
+    int rc = ds_scan_rows(db, sc, run, key, after, before, sc->max_points + 1);
+    if (rc || sc->n <= sc->max_points || sc->last.step == last)
+        return rc;
+    ds_scan tail = {.max_points = 0};   /* keeps nothing but its first and last */
+    rc = ds_scan_rows(db, &tail, run, key, last - 1, before, 1);
+    sc->last = tail.last;
     return rc;
 }
 
@@ -213,7 +232,7 @@ static int ds_key_view(sqlite3 *db, int64_t run, const char *key, int64_t after,
         return 0;
     if (rc || (rc = ds_scan_init(&sc, max_points, s0, s1)))
         return rc;
-    rc = ds_scan_rows(db, &sc, run, key, after, before);
+    rc = ds_scan_window(db, &sc, run, key, after, before, s1);
     json_t *kstr = rc ? NULL : json_string(key);
     if (rc == 0)
         rc = kstr ? ds_scan_emit(&sc, arr, kstr, lost) : -ENOMEM;

@@ -10,13 +10,14 @@ import { rowsOf, isNum } from './util.js';
 export const VIEW_POINTS = 4000;   // per key: about twice the pixels of a wide chart
 const PAGE = 50000;                // points per page when paging at full resolution
 
-// Points of the API grouped by key, each list in step order.
+// Points of the API grouped by key, each list in step order; a point at or before the last
+// one held of its key is one already there.
 function groupByKey(points, into = new Map()) {
   for (const p of points) {
     if (!isNum(p.step) || !p.key) continue;
     let rows = into.get(p.key);
     if (!rows) into.set(p.key, rows = []);
-    rows.push(p);
+    if (!rows.length || p.step > rows[rows.length - 1].step) rows.push(p);
   }
   return into;
 }
@@ -47,7 +48,8 @@ export class RunSeries {
     return after;
   }
 
-  // The first call reads the overview; later calls append what is new.
+  // The first call reads the overview of every key, in one read of the store; later calls
+  // append what is new.
   async load() {
     if (this.lastStep !== null) {
       this.lastStep = await this.pages(this.series, this.lastStep);
