@@ -49,6 +49,8 @@ export function runPage(root, runId) {
 
   const betaOut = h('output', { for: 'beta' }, st.beta.toFixed(3));
   const betaInput = h('input', { id: 'beta', type: 'range', min: 0, max: 0.999, step: 0.001, value: st.beta, 'aria-describedby': 'beta-hint' });
+  const BETA_HINT = 'debiased exponential average of the raw loss';
+  const betaHint = h('small', { id: 'beta-hint', class: 'hint' }, BETA_HINT);
   const lrLogBox = h('input', { id: 'lrlog', type: 'checkbox' });
   const lossLogBox = h('input', { id: 'losslog', type: 'checkbox' });
   const lossEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Training loss per iteration, smoothed, with validation loss per epoch' });
@@ -88,7 +90,7 @@ export function runPage(root, runId) {
           h('div', { class: 'card-head' }, h('h2', { id: 'training-h' }, 'Training'), exportButtons('training', exportTraining)),
           h('div', { class: 'toolbar' },
             h('label', { for: 'beta' }, 'Smoothing β'), betaInput, betaOut,
-            h('small', { id: 'beta-hint', class: 'hint' }, 'debiased exponential average of the raw loss'),
+            betaHint,
             h('span', { class: 'spacer' }),
             h('span', { class: 'field-check' }, lossLogBox, h('label', { for: 'losslog' }, 'log loss axis')),
             h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
@@ -321,6 +323,8 @@ export function runPage(root, runId) {
     const validRows = withStep.filter((x) => isNum(x.e.valid_loss));
     // A downsampled run draws the API's smooth_loss: the beta slider needs every point.
     const sl = source.coarse && view.get('smooth_loss');
+    betaInput.disabled = Boolean(sl);
+    betaHint.textContent = sl ? 'a long run is drawn downsampled: the smoothed curve is the daemon\'s; drag to zoom in' : BETA_HINT;
     charts.update({
       steps, raw, smooth: sl ? sl.map((r) => (isNum(r.value) ? r.value : null)) : debiasedEma(raw, st.beta),
       smoothSteps: sl ? sl.map((r) => r.step) : undefined,
