@@ -144,6 +144,8 @@ int req_parse(api_req *r, const spec_field *fields, void *out);
 void route_health(api_req *r);
 void route_openapi(api_req *r);
 void route_prom_metrics(api_req *r);
+/* The route label of r in the request metrics (routes_metrics.c). */
+const char *route_prom_label(const api_req *r);
 
 /* ---- static files (static.c) ------------------------------------------------------------- */
 

@@ -47,6 +47,18 @@ static void write_epochs(prom_text *t, const store_stats *ss)
                 (long long)ss->epochs);
 }
 
+/* By route pattern, never the raw URL, so that the series stay few whatever clients ask:
+ * "unrouted" for API paths that matched no route or were refused before routing (a 401, a
+ * refused Host), "static" for the dashboard's files and other paths. */
+const char *route_prom_label(const api_req *r)
+{
+    if (r->route)
+        return r->route->pattern;
+    if (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/metrics") == 0)
+        return "unrouted";
+    return "static";
+}
+
 void route_prom_metrics(api_req *r)
 {
     store_stats ss;

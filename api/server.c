@@ -667,11 +667,8 @@ static enum MHD_Result req_queue(api_req *r)
     if (!r->resp)
         return MHD_NO;
     gate_decorate(r);
-    /* By route pattern, never the raw URL: the series stay few whatever clients ask. */
-    prom_http_observe(r->srv->prom, r->route                          ? r->route->pattern
-                                    : strncmp(r->url, "/api/", 5) != 0 ? "static"
-                                                                       : "unrouted",
-                      r->method, r->status, api_now_monotonic() - r->t0);
+    prom_http_observe(r->srv->prom, route_prom_label(r), r->method, r->status,
+                      api_now_monotonic() - r->t0);
     api_log(r->srv, 3, "%s %s -> %u (%.1f ms)", r->method, r->url, r->status,
             (api_now_monotonic() - r->t0) * 1e3);
     ret = MHD_queue_response(r->conn, r->status, r->resp);

@@ -157,7 +157,11 @@ def test_requests_are_labelled_by_route_pattern(daemon, long_run):
     for _ in range(3):
         daemon.get(API + "/runs/%d/metrics?key=lr_0&max_points=10" % long_run)
     daemon.get(API + "/runs/424242")
+    daemon.get("/no/such/page-%d.js" % long_run)
+    daemon.get(API + "/no/such/route")
     text = scrape(daemon)
+    assert 'route="static",method="GET",code="404"' in text
+    assert 'route="unrouted",method="GET",code="404"' in text
     counts = dict(re.findall(r'^sgdrd_http_requests_total\{(route="[^"]*",method="GET",'
                              r'code="200")\} (\d+)$', text, re.M))
     assert int(counts['route="/api/v1/runs/{id}/metrics",method="GET",code="200"']) >= 3
@@ -178,3 +182,6 @@ def test_metrics_takes_the_token(token_daemon):
     assert_problem(token_daemon.get("/metrics", auth=False), 401)
     text = scrape(token_daemon)
     assert "sgdrd_queue_length 0" in text
+    # The refusal is counted, under no route of its own.
+    assert re.search(r'^sgdrd_http_requests_total\{route="unrouted",method="GET",code="401"\} '
+                     r'[1-9]', text, re.M), text
