@@ -43,6 +43,7 @@ struct api_server {
     void (*log)(int level, const char *line);
     sse_hub *hub;
     page_cache *pages;         /* serialised read answers, valid per store generation */
+    struct prom *prom;         /* request counters and latency histograms (prom.h) */
     struct guard *guard;       /* Host, Origin and CORS allow-lists (guard.h) */
     struct session_table *sessions; /* the dashboard's sign-ins (session.h) */
     char cookie_name[64];      /* "sgdrd_session_<port>": daemons on one host keep apart */
@@ -165,6 +166,9 @@ int body_end(api_req *r);
 
 void route_health(api_req *r);
 void route_openapi(api_req *r);
+void route_prom_metrics(api_req *r);
+/* The route label of r in the request metrics (routes_metrics.c). */
+const char *route_prom_label(const api_req *r);
 
 /* ---- static files (static.c) ------------------------------------------------------------- */
 

@@ -43,7 +43,8 @@ const api_route api_routes[] = {
     {"POST", V "/runs/{id}/predict", route_run_predict, BODY_IMAGE, "tta"},
     {"POST", V "/runs/{id}/predict-test", route_run_predict_test, BODY_JSON, NULL},
     {"GET", V "/runs/{id}/lr-finds", route_run_lr_finds, BODY_NONE, PAGED},
-    {"GET", V "/runs/{id}/metrics", route_run_metrics, BODY_NONE, "key after_step limit"},
+    {"GET", V "/runs/{id}/metrics", route_run_metrics, BODY_NONE,
+     "key after_step before_step limit max_points"},
     {"GET", V "/runs/{id}/epochs", route_run_epochs, BODY_NONE, NULL},
     {"GET", V "/runs/{id}/snapshots", route_run_snapshots, BODY_NONE, NULL},
     {"GET", V "/runs/{id}/weights", route_run_weights, BODY_NONE, NULL},
@@ -61,6 +62,8 @@ const api_route api_routes[] = {
     {"GET", V "/models", route_model_list, BODY_NONE, PAGED},
     {"GET", V "/models/{id}", route_model_get, BODY_NONE, NULL},
     {"DELETE", V "/models/{id}", route_model_delete, BODY_NONE, NULL},
+
+    {"GET", "/metrics", route_prom_metrics, BODY_NONE, NULL},
 
     {NULL, NULL, NULL, BODY_NONE, NULL},
 };

@@ -481,28 +481,39 @@ void route_run_lr_finds(api_req *r)
 
 void route_run_metrics(api_req *r)
 {
-    int64_t after, limit;
+    int64_t after, before, limit, max_points;
     const char *key = req_query(r, "key");
     json_t *out = NULL;
     int rc;
     if (req_need_backend(r) ||
         req_query_int(r, "after_step", -1, INT64_MAX / 2, -1, &after) ||
-        req_query_int(r, "limit", 1, STORE_METRICS_MAX, 1000, &limit))
+        req_query_int(r, "before_step", 0, INT64_MAX / 2, -1, &before) ||
+        req_query_int(r, "limit", 1, STORE_METRICS_MAX, 1000, &limit) ||
+        req_query_int(r, "max_points", 2, STORE_METRICS_MAX, 0, &max_points))
         return;
     if (key && (!key[0] || strlen(key) > 64)) {
         reply_problem(r, 400, PROBLEM_INVALID, "key", "key must be 1 to 64 characters");
         return;
     }
+    if (max_points && req_query(r, "limit")) {
+        reply_problem(r, 400, PROBLEM_INVALID, "max_points",
+                      "max_points answers the whole window; it does not take limit");
+        return;
+    }
     /* Pages are cached per store generation: while a fit runs, every client polling
      * the same page between two commits gets one serialisation. A hit also proves the
      * run exists (deleting it is a commit). */
-    char ckey[160];
+    char ckey[192];
     uint64_t gen = store_generation(r->srv->store);
-    snprintf(ckey, sizeof ckey, "metrics %lld %lld %lld %s", (long long)r->ids[0],
-             (long long)after, (long long)limit, key ? key : "");
+    snprintf(ckey, sizeof ckey, "metrics %lld %lld %lld %lld %lld %s", (long long)r->ids[0],
+             (long long)after, (long long)before, (long long)limit, (long long)max_points,
+             key ? key : "");
     if (reply_cached(r, ckey, gen) || run_exists(r))
         return;
-    rc = store_metrics_get(r->srv->store, r->ids[0], key, after, (int)limit, &out);
+    rc = max_points ? store_metrics_downsample(r->srv->store, r->ids[0], key, after, before,
+                                               (int)max_points, &out)
+                    : store_metrics_range(r->srv->store, r->ids[0], key, after, before,
+                                          (int)limit, &out);
     if (rc) {
         reply_store_error(r, rc, "metrics");
         return;

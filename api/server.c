@@ -5,6 +5,7 @@
 #include "api_internal.h"
 #include "gate.h"
 #include "fs_path.h"
+#include "prom.h"
 #include "sse.h"
 
 #include <errno.h>
@@ -68,7 +69,9 @@ static int req_begin(api_req *r)
 
     if (gate_begin(r))
         return 1;
-    if (r->srv->token && strncmp(r->url, "/api/", 5) == 0 && !gate_open_route(r) &&
+    if (r->srv->token &&
+        (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/metrics") == 0) &&
+        !gate_open_route(r) &&
         !token_ok(r->srv, req_header(r, MHD_HTTP_HEADER_AUTHORIZATION)) &&
         !gate_session_ok(r)) {
         reply_problem(r, 401, PROBLEM_UNAUTHENTICATED, NULL,
@@ -104,6 +107,8 @@ static enum MHD_Result req_queue(api_req *r)
     if (!r->resp)
         return MHD_NO;
     gate_decorate(r);
+    prom_http_observe(r->srv->prom, route_prom_label(r), r->method, r->status,
+                      clock_mono_s() - r->t0);
     api_log(r->srv, 3, "%s %s -> %u (%.1f ms)", r->method, r->url, r->status,
             (clock_mono_s() - r->t0) * 1e3);
     ret = MHD_queue_response(r->conn, r->status, r->resp);
@@ -237,6 +242,7 @@ static void server_free(api_server *s)
         return;
     sse_hub_destroy(s->hub);
     page_cache_destroy(s->pages);
+    prom_destroy(s->prom);
     gate_destroy(s);
     for (int i = 0; i < s->n_dataset_roots; i++)
         free(s->dataset_roots[i]);
@@ -307,7 +313,7 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     if (rc)
         goto out_free;
     rc = sse_hub_create(&s->hub, s->store);
-    if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS))
+    if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS) || prom_create(&s->prom))
         goto out_nomem;
 
     /* The connection limits leave room for SSE_MAX_STREAMS event streams and the rest of
