@@ -744,16 +744,24 @@ static int idx_read(const char *path, int want_dims, uint8_t **data, int64_t *n,
                 dim[2]);
         goto out_close;
     }
-    size_t total = (size_t)dim[0] * dim[1] * dim[2];
-    uint8_t *buf = malloc(total);
-    if (!buf) {
-        set_err(err, errlen, "%s: out of memory", path);
-        rc = -ENOMEM;
-        goto out_close;
-    }
-    size_t got = 0;
+    size_t total = (size_t)dim[0] * dim[1] * dim[2], got = 0, cap = 0;
+    /* The buffer grows with the data rather than trusting the header: a file of a few bytes
+     * that claims terabytes is truncated, not a reason to allocate them. */
+    uint8_t *buf = NULL;
     while (got < total) {
-        size_t chunk = total - got > (1u << 30) ? (1u << 30) : total - got;
+        if (got == cap) {
+            size_t grow = cap ? cap : (size_t)1 << 20;
+            cap = total - cap > grow ? cap + grow : total;
+            uint8_t *nb = realloc(buf, cap);
+            if (!nb) {
+                set_err(err, errlen, "%s: out of memory", path);
+                free(buf);
+                rc = -ENOMEM;
+                goto out_close;
+            }
+            buf = nb;
+        }
+        size_t chunk = cap - got > (1u << 30) ? (1u << 30) : cap - got;
         int r = gzread(gz, buf + got, (unsigned)chunk);
         if (r <= 0)
             break;
