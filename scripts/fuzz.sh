@@ -36,9 +36,19 @@ fail_all() {
   finish
 }
 
-if ! command -v clang >/dev/null 2>&1; then
-  skip_all "clang is not installed"
+# Debian: clang, libclang-rt-14-dev (libFuzzer; only recommended by clang) and libomp-dev
+# (the engine's OpenMP under clang).
+probe=$(mktemp -d)
+printf '#include <omp.h>\n#include <stddef.h>\n#include <stdint.h>\n%s\n' \
+  'int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return omp_get_max_threads() < 0; }' \
+  >"$probe/probe.c"
+if ! command -v clang >/dev/null 2>&1 ||
+   ! clang -fsanitize=fuzzer,address,undefined -fopenmp "$probe/probe.c" -o "$probe/probe" \
+     >/dev/null 2>&1; then
+  rm -rf "$probe"
+  skip_all "needs clang with libFuzzer and OpenMP: clang libclang-rt-14-dev libomp-dev"
 fi
+rm -rf "$probe"
 if [ ! -f "$dir/build.ninja" ]; then
   # The libraries get coverage instrumentation (fuzzer-no-link); only the harnesses link
   # libFuzzer. Warnings stay warnings here: this build checks inputs, not style.
