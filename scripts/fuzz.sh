@@ -72,17 +72,17 @@ fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 
-# stat NAME LOG: the value of libFuzzer's final "stat::NAME: value" line (0 if absent).
-stat() {
+# final_stat NAME LOG: the value of libFuzzer's final "stat::NAME: value" line (0 if absent).
+final_stat() {
   local v
-  v=$(grep -a "^stat::$1:" "$2" | tail -1 | awk '{print $2}')
+  v=$(grep -a "^stat::$1:" "$2" 2>/dev/null | tail -1 | awk '{print $2}')
   echo "${v:-0}"
 }
 
 # field NAME LOG: the number after "NAME:" on libFuzzer's last status line.
 field() {
   local v
-  v=$(grep -a -E "^#[0-9]+.*cov: " "$2" | tail -1 | sed -E "s/.* $1: ([0-9]+).*/\\1/")
+  v=$(grep -a -E "^#[0-9]+.*cov: " "$2" 2>/dev/null | tail -1 | sed -E "s/.* $1: ([0-9]+).*/\\1/")
   case "$v" in ''|*[!0-9]*) echo 0 ;; *) echo "$v" ;; esac
 }
 
@@ -93,6 +93,7 @@ for h in "${harnesses[@]}"; do
   regs="tests/fuzz/regressions/$h"
   mkdir -p "$work/corpus" "$work/artifacts"
   log="$work/fuzz.log"
+  rm -f "$log"
   reason=""
   opts=(-timeout=10 -rss_limit_mb=2048 -artifact_prefix="$work/artifacts/")
   [ -f "tests/fuzz/$h.dict" ] && opts+=(-dict="tests/fuzz/$h.dict")
@@ -114,9 +115,10 @@ for h in "${harnesses[@]}"; do
     artifact=$(ls -t "$work/artifacts" 2>/dev/null | head -1)
     reason="crash: ${artifact:+$work/artifacts/$artifact}"
   fi
-  execs=$(stat number_of_executed_units "$log")
-  rate=$(stat average_exec_per_sec "$log")
-  line="execs $execs (${rate}/s) cov $(field cov "$log") ft $(field ft "$log") corpus $(field corp "$log")"
+  execs=$(final_stat number_of_executed_units "$log")
+  rate=$(final_stat average_exec_per_sec "$log")
+  line="execs $execs (${rate}/s) cov $(field cov "$log") ft $(field ft "$log")"
+  line="$line corpus $(field corp "$log")"
   if [ -z "$reason" ]; then
     echo "fuzz $h: PASS $line"
     passed=$((passed + 1))

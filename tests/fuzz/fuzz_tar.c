@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <ftw.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -17,6 +16,8 @@
 static int64_t written;
 static int bad_entries;
 
+/* Sums the bytes the regular files below dest hold on disk (a sparse entry's apparent size
+ * may exceed what was written) and counts entries that are neither files nor folders. */
 static int visit(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)path;
