@@ -221,6 +221,8 @@ int interp_compute(interp_result *out, const float *probs, const int32_t *y, con
                    const uint8_t *seen, int n, int nc, int multi, float threshold);
 void interp_result_free(interp_result *r);
 
+/* The dataset's description (class names and counts) as the learner sees it. */
+const ds_info *learner_info(const learner *l);
 /* The interpretation of the current weights on the validation split, centre crop (the
  * pass validation runs). -ENOENT without validation images. */
 int learner_interpret(learner *l, interp_result *out, char *err, size_t errlen);

@@ -169,6 +169,11 @@ out_oom:
     return -ENOMEM;
 }
 
+const ds_info *learner_info(const learner *l)
+{
+    return l->info;
+}
+
 /* The centre-crop probabilities of every validation item, by item index; seen[i] is 1 for
  * the items the loader could read. */
 static int valid_probs(learner *l, float *probs, uint8_t *seen, char *err, size_t errlen)
