@@ -223,3 +223,68 @@ def test_kept_until_the_weights_change_and_across_a_restart(setup):
     assert second["weights"] != first["weights"]
     assert second["created_at"] > first["created_at"]
     assert second["job"] != first["job"]
+
+
+def test_multi_label_per_class_at_the_threshold(setup):
+    """A multi-label run: per-class precision / recall / F2 at the threshold, from
+    /predict's probabilities of each validation file; no confusion matrix to filter by."""
+    d = setup["d"]
+    root = os.path.join(d.datasets, "multi")
+    rnd = random.Random(11)
+    tags = {}
+    rows = ["file,tags"]
+    for i in range(48):
+        red, blue = i % 3 != 1, i % 3 != 0
+        col = (200 if red else 40, 40, 200 if blue else 40)
+        img = Image.new("RGB", (32, 32), col)
+        px = img.load()
+        for _ in range(256):
+            x, y = rnd.randrange(32), rnd.randrange(32)
+            px[x, y] = tuple(max(0, min(255, c + rnd.randint(-60, 60))) for c in col)
+        os.makedirs(os.path.join(root, "train"), exist_ok=True)
+        img.save(os.path.join(root, "train", "m%d.png" % i), "PNG")
+        t = [n for n, on in (("blue", blue), ("red", red)) if on]
+        tags[os.path.join(root, "train", "m%d.png" % i)] = t
+        rows.append("m%d.png,%s" % (i, " ".join(t)))
+    with open(os.path.join(root, "labels.csv"), "w") as f:
+        f.write("\n".join(rows) + "\n")
+    r = d.post(API + "/datasets", {"name": "multi", "path": root, "format": "csv",
+                                   "valid_pct": 0.25, "seed": 1})
+    assert r.status == 201, r
+    r = d.post(API + "/runs", {"dataset": "multi", "arch": "resnet_small", "sz": 32, "bs": 8,
+                               "tfms": "none", "seed": 2})
+    assert r.status == 201, r
+    run = r.json()["id"]
+    fit(d, run)
+    s = interp(d, run)["summary"]
+    assert s["multi_label"] and s["confusion"] is None and s["most_confused"] == []
+    assert s["threshold"] == pytest.approx(0.2)
+    classes = s["classes"]
+    assert classes == ["blue", "red"]
+    by_px = {}
+    for path in tags:
+        with open(path, "rb") as f:
+            by_px[png_pixels(f.read())[1]] = path
+    tp, pred, sup = [0, 0], [0, 0], [0, 0]
+    for i in range(s["n"]):
+        r = d.get(API + "/runs/%d/thumbnail?item=%d&size=512" % (run, i))
+        path = by_px[png_pixels(r.body)[1]]
+        with open(path, "rb") as f:
+            p = d.post(API + "/runs/%d/predict" % run, f.read(), ctype="image/png").json()["probs"]
+        for c, name in enumerate(classes):
+            truth, guess = name in tags[path], p[c] > 0.2
+            sup[c] += truth
+            pred[c] += guess
+            tp[c] += truth and guess
+    for c, row in enumerate(s["per_class"]):
+        assert (row["support"], row["predicted"], row["tp"]) == (sup[c], pred[c], tp[c])
+        pr = tp[c] / pred[c] if pred[c] else 0.0
+        rc = tp[c] / sup[c] if sup[c] else 0.0
+        assert row["precision"] == pytest.approx(pr, abs=1e-6)
+        assert row["recall"] == pytest.approx(rc, abs=1e-6)
+        assert row["f2"] == pytest.approx(5 * pr * rc / (4 * pr + rc) if pr + rc else 0.0,
+                                          abs=1e-6)
+    url = API + "/runs/%d/interpretation/top-losses" % run
+    page = d.get(url).json()
+    assert page["total"] == s["n"] and "actual" not in page["items"][0]
+    assert_problem(d.get(url + "?actual=0"), 400, "actual")
