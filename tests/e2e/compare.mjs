@@ -4,8 +4,8 @@
 // chromium through playwright-core: the comparison opened from a shared link draws every
 // run in each chart, the x axis switches between iterations, epochs and wall time (and the
 // link follows), the parameters that differ are highlighted and the equal ones are not, the
-// runs list's checkboxes lead to the same page, a bad link gets a clear error, and a
-// screenshot lands in tests/e2e/artifacts/.
+// runs list's checkboxes lead to the same page, a bad link gets a clear error, a run not
+// trained yet sits beside a trained one, and screenshots land in tests/e2e/artifacts/.
 //
 // Usage: node compare.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
 import { spawn } from 'node:child_process';
@@ -25,6 +25,7 @@ const N_TRAIN = 24;   // images per class: 6 batches of 8 per epoch keep three r
 const N_VALID = 8;
 const SIZE = 32;
 const EPOCHS = 2;     // each run: SGDR, two cycles of one epoch
+const X_LABELS = { step: 'iteration', epoch: 'epoch', time: 'wall time' };
 
 let failures = 0;
 const log = (...a) => console.log('[compare]', ...a);
@@ -345,7 +346,20 @@ async function main() {
   check(/#99999/.test(missing) && /no such run/.test(missing), 'a missing run is named', missing);
   await checkCharts([ids[1]], 'iteration');
 
-  // 5. A phone-sized screen: nothing spills out of the page sideways.
+  // 5. A run not trained yet sits beside a trained one: its column is there, its curves are
+  //    empty, and nothing breaks.
+  const fresh = await api('POST', '/runs', { dataset: 'shapes', arch: 'resnet_small', sz: SIZE, xtra_fc: [], seed: 42, bs: 8, opt: 'sgd' });
+  must(fresh.status === 201, 'an untrained run is created', fresh);
+  const freshId = idOf(fresh);
+  for (const x of ['step', 'epoch', 'time']) {
+    await openCompare(`#/compare?runs=${ids[0]},${freshId}&x=${x}`);
+    await checkCharts([ids[0]], X_LABELS[x]);
+  }
+  const epochsRow = await page.locator('table.compare-table tr[data-key="epochs"] td').allInnerTexts();
+  check(epochsRow.join(',') === `${EPOCHS},0`, 'the untrained run\'s column shows no epochs, marked as a difference', epochsRow);
+  check(await page.locator('table.compare-table tr[data-key="epochs"] td.differs').count() === 2, 'and the difference is highlighted');
+
+  // 6. A phone-sized screen: nothing spills out of the page sideways.
   await page.setViewportSize({ width: 390, height: 844 });
   await openCompare(`#/compare?runs=${ids.join(',')}&x=epoch`);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
