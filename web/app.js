@@ -6,7 +6,7 @@ import { h, mount, fmtPct, fmtDuration, fmtTime, toMs, pick, isNum, rowsOf } fro
 import { get, getAll, post, del, upload, idFrom, ApiError } from './api.js';
 import { field, num, lrs, setPath, statusLine, onSubmit, showProblem } from './forms.js';
 import { runPage } from './runpage.js';
-import { comparePage, compareHash, MAX_RUNS } from './compare.js';
+import { comparePage, compareHash, parseSelection, MAX_RUNS } from './compare.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 import { sessionState, signInPage, signOut } from './signin.js';
 import { UNAUTHENTICATED } from './api.js';
@@ -25,7 +25,8 @@ function pageHeader(title, ...extra) {
 }
 
 // The runs chosen for comparison, in the order they were ticked; kept across the list's
-// refreshes and visits to other pages.
+// refreshes and visits to other pages, and set by a compare link (so that the list shows
+// what was compared, to change it).
 const chosen = new Set();
 
 // The Compare button of the runs list; sync() follows the selection (and, at the most runs
@@ -54,6 +55,13 @@ function chooseBox(v, compare) {
     compare.sync();
   });
   return box;
+}
+
+function chooseFrom(query) {
+  const sel = parseSelection(query);
+  if (sel.error) return;
+  chosen.clear();
+  for (const id of sel.ids) chosen.add(id);
 }
 
 function runsPage(root) {
@@ -426,7 +434,7 @@ function route() {
   else if (parts[0] === 'new') { m = 'new'; cleanup = newRunPage(main, query); }
   else if (parts[0] === 'datasets' && parts[1]) { m = 'datasets'; cleanup = datasetPage(main, parts[1]); }
   else if (parts[0] === 'datasets') { m = 'datasets'; cleanup = datasetsPage(main); }
-  else if (parts[0] === 'compare') { m = 'compare'; cleanup = comparePage(main, query); }
+  else if (parts[0] === 'compare') { m = 'compare'; cleanup = comparePage(main, query); chooseFrom(query); }
   else cleanup = runsPage(main);
   window.sgdrd.page = m;
   const h1 = main.querySelector('h1');

@@ -297,7 +297,8 @@ export function comparePage(root, query) {
   };
   window.sgdrd.charts = charts;
   mount(root,
-    h('div', { class: 'page-head' }, title, xSwitch(mode, (m) => { mode = m; history.replaceState(null, '', compareHash(sel.ids, mode)); draw(); })),
+    h('div', { class: 'page-head' }, title, h('a', { href: '#/runs', class: 'button', title: 'The runs list, with these runs ticked' }, 'Change runs'),
+      xSwitch(mode, (m) => { mode = m; history.replaceState(null, '', compareHash(sel.ids, mode)); draw(); })),
     status,
     chartCard('cmp-loss', 'Loss', lossEl, 'lines: training loss, smoothed; points: validation loss at the end of each epoch',
       h('span', { class: 'field-check' }, logBox, h('label', { for: 'cmp-losslog' }, 'log loss axis'))),

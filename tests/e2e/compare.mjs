@@ -320,13 +320,19 @@ async function main() {
   check(await page.locator('#x-time').isChecked() && (await chartState()).loss.axis === 'wall time', 'reloading the link keeps the wall-time axis');
   await page.screenshot({ path: path.join(artifacts, 'compare-time.png'), fullPage: true });
 
-  // 3. From the runs list: tick two runs, Compare.
-  await page.goto(`${base}/#/runs`);
+  // 3. The runs list holds the comparison's runs ticked: untick one, Compare.
+  await page.locator('a:text("Change runs")').click();
   await page.locator(`tr[data-run-id="${ids[0]}"]`).waitFor({ timeout: 15000 });
+  const box = (id) => page.locator(`input.choose[data-run="${id}"]`);
+  const ticked = [];
+  for (const id of ids) ticked.push(await box(id).isChecked());
+  check(ticked.every(Boolean), 'the runs list arrives with the compared runs ticked', ticked);
   const button = page.locator('button.compare-button');
-  check(await button.isDisabled(), 'Compare is disabled until two runs are ticked');
-  await page.locator(`input.choose[data-run="${ids[0]}"]`).check();
-  await page.locator(`input.choose[data-run="${ids[2]}"]`).check();
+  await box(ids[1]).uncheck();
+  await box(ids[2]).uncheck();
+  check(await button.isDisabled(), 'Compare is disabled with fewer than two runs ticked');
+  await box(ids[2]).check();
+  check(!(await button.isDisabled()), 'two ticked runs enable it');
   await sleep(3500);   // past one refresh of the list: the ticks survive it
   check(await page.locator(`input.choose[data-run="${ids[2]}"]`).isChecked(), 'a tick survives the list\'s refresh');
   await button.click();
