@@ -335,6 +335,7 @@ export function comparePage(root, query) {
     accEl.setAttribute('aria-label', `Validation ${multi ? 'F2' : 'accuracy'} of each run per epoch`);
     charts.accuracy.opts.yLabel = multi ? 'F2' : 'accuracy';
     charts.accuracy.opts.yFmt = multi ? fmtNum : fmtPct;
+    charts.accuracy.opts.yTicks = multi ? null : (u, splits) => splits.map((v) => (isNum(v) ? `${Number((100 * v).toFixed(1))}%` : ''));
     title.textContent = `Compare runs ${runs.map((d) => `#${d.id}`).join(', ')}`;
     document.title = `${title.textContent} · sgdrd`;
     mount(tableWrap, runs.length ? paramTable(runs, dsNames) : h('p', { class: 'empty' }, 'None of these runs can be read.'));
