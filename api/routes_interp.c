@@ -141,7 +141,8 @@ static void reply_png(api_req *r, const api_png_req *q)
     } else if (rc == -ENOENT) {
         reply_problem(r, 404, PROBLEM_NOT_FOUND, NULL, "run %lld does not exist",
                       (long long)r->ids[0]);
-    } else if (rc == -ESTALE) {
+    } else if (rc == -ESTALE || (rc && rc != -ENOMEM && err[0])) {
+        /* the dataset is gone, or its file changed since it was registered */
         reply_problem(r, 409, PROBLEM_CONFLICT, NULL, "run %lld: %s", (long long)r->ids[0],
                       err);
     } else if (rc) {

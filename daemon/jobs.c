@@ -314,9 +314,11 @@ static void run_job(jobs *jq, int64_t job_id)
             }
         }
     }
-    if (rc == 0 && (p.kind == JOB_FIT || p.kind == JOB_RECIPE || p.kind == JOB_TTA)) {
+    if (rc == 0 && !shutting &&
+        (p.kind == JOB_FIT || p.kind == JOB_RECIPE || p.kind == JOB_TTA)) {
         /* Before the job ends, so that a client seeing it succeed finds the interpretation;
-         * a failure to compute it does not undo the job's work. */
+         * a failure to compute it does not undo the job's work. Not while the daemon stops:
+         * a validation pass must not hold up its exit (the next fit or TTA computes it). */
         char ierr[256] = "";
         if (jq_interpret(jq, row.run_id, job_id, l, ierr, sizeof ierr))
             log_msg(LOG_WARN, job_id, "no interpretation of run %lld: %s",
