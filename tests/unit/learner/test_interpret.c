@@ -118,6 +118,33 @@ static void test_learner(void **state)
     dataset_destroy(ds);
 }
 
+/* Interpreting between two fits changes nothing the second fit does: it draws no random
+ * numbers and uses up no loader epoch. */
+static void test_fit_unchanged_by_interpreting(void **state)
+{
+    (void)state;
+    learner_config c;
+    fx_base_config(&c);
+    c.tfms = TFMS_SIDE_ON;
+    dataset *ds = fx_open_ds(fx_small);
+    learner *a = fx_make(&c, ds), *b = fx_make(&c, ds);
+    char err[256] = "";
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 1, .cycle_mult = 1,
+                  .schedule = SCHED_SGDR};
+    interp_result r;
+    assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), 0);
+    assert_int_equal(learner_fit(b, &o, NULL, err, sizeof err), 0);
+    assert_int_equal(learner_interpret(a, &r, err, sizeof err), 0);
+    interp_result_free(&r);
+    assert_int_equal(learner_fit(a, &o, NULL, err, sizeof err), 0);
+    assert_int_equal(learner_fit(b, &o, NULL, err, sizeof err), 0);
+    assert_memory_equal(learner_net(a)->params, learner_net(b)->params,
+                        learner_net(a)->n_params * sizeof(float));
+    learner_destroy(a);
+    learner_destroy(b);
+    dataset_destroy(ds);
+}
+
 static void test_pngs(void **state)
 {
     (void)state;
@@ -178,6 +205,7 @@ int main(void)
         cmocka_unit_test(test_compute_single),
         cmocka_unit_test(test_compute_multi),
         cmocka_unit_test(test_learner),
+        cmocka_unit_test(test_fit_unchanged_by_interpreting),
         cmocka_unit_test(test_pngs),
     };
     return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
