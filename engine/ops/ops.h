@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "precision.h"
+
 /* ---- conv2d: im2col + cblas_sgemm; 1x1 stride-1 pad-0 skips im2col ---------------- */
 
 typedef struct conv2d_shape {
@@ -31,6 +33,7 @@ typedef struct conv2d_shape {
     int c_out, k, stride, pad;
     int h_out, w_out;    /* filled by conv2d_shape_init */
     int parts;           /* filled by conv2d_shape_init: image blocks run in parallel */
+    precision precision; /* PRECISION_FP32 after conv2d_shape_init; set before use */
 } conv2d_shape;
 
 /* Fills h_out, w_out: floor((h + 2*pad - k) / stride) + 1, and parts from the OpenMP
