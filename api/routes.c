@@ -8,6 +8,7 @@
 #include "api_internal.h"
 #include "blas.h"
 #include "jobs.h"
+#include "ops/precision.h"
 #include "routes.h"
 #include "sse.h"
 
@@ -180,6 +181,10 @@ void route_health(api_req *r)
                              "running_job",
                              (json_int_t)(r->srv->jobs ? jobs_running(r->srv->jobs) : 0),
                              "event_streams", sse_hub_streams(r->srv->hub));
+    if (body)
+        json_object_set_new(body, "bf16", json_pack("{s:b, s:s}", "supported",
+                                                    precision_bf16_supported(), "onednn_isa",
+                                                    precision_onednn_isa()));
     reply_json(r, 200, body);
 }
 

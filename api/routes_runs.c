@@ -26,6 +26,8 @@ static const char *const head_names[] = {"fastai", "plain", NULL};
 /* sgd: momentum 0.9 with L2 weight decay (fast.ai 0.7); adamw: Adam with decoupled weight
  * decay, betas 0.9 and 0.99 (learner_config.opt). */
 static const char *const opt_names[] = {"sgd", "adamw", NULL};
+/* "auto": bf16 where this CPU runs it natively, else fp32; the run's config keeps which. */
+static const char *const precision_names[] = {"fp32", "bf16", "auto", NULL};
 /* In sched_kind's order: the parsed index is the engine's schedule. */
 static const char *const schedule_names[] = {"sgdr", "constant", "1cycle", NULL};
 
@@ -58,6 +60,7 @@ typedef struct run_body {
     int multi_label, has_multi_label, has_sz;
     double label_smoothing;
     int64_t seed;
+    int precision;
 } run_body;
 
 static const spec_field run_spec[] = {
@@ -87,6 +90,8 @@ static const spec_field run_spec[] = {
      .offset = offsetof(run_body, label_smoothing)},
     {.name = "seed", .type = SPEC_INT, .min = 0, .max = MAX_SEED,
      .offset = offsetof(run_body, seed)},
+    {.name = "precision", .type = SPEC_ENUM, .values = precision_names,
+     .offset = offsetof(run_body, precision)},
     {0},
 };
 
@@ -170,6 +175,14 @@ void route_run_create(api_req *r)
                       "label_smoothing is for single-label data; this run is multi-label");
         goto out;
     }
+    precision prec;
+    if (precision_parse(precision_names[b.precision], &prec) == -ENOTSUP) {
+        reply_problem(r, 400, PROBLEM_INVALID, "precision",
+                      "precision bf16 needs a CPU with AVX512_BF16; oneDNN runs %s here "
+                      "(use fp32, or auto to take bf16 only where it is native)",
+                      precision_onednn_isa());
+        goto out;
+    }
     if (b.ps.n == 1) {
         b.ps.v[1] = b.ps.v[0];
         b.ps.n = 2;
@@ -193,6 +206,7 @@ void route_run_create(api_req *r)
         json_object_set_new(config, "head", json_string(head_names[b.head]));
         json_object_set_new(config, "opt", json_string(opt_names[b.opt]));
         json_object_set_new(config, "label_smoothing", json_real(b.label_smoothing));
+        json_object_set_new(config, "precision", json_string(precision_name(prec)));
     }
     if (!config) {
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");

@@ -141,6 +141,8 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
     lc.seed = lc.model.seed;
     const char *opt = json_string_value(json_object_get(cfg, "opt"));
     lc.opt = opt && strcmp(opt, "adamw") == 0 ? OPTIM_ADAM : OPTIM_SGD; /* runs before it: sgd */
+    const char *prec = json_string_value(json_object_get(cfg, "precision"));
+    lc.precision = prec && strcmp(prec, "bf16") == 0 ? PRECISION_BF16 : PRECISION_FP32;
     json_t *mid = json_object_get(run, "model");
     if (json_is_integer(mid)) {
         rc = store_model_get(jq->st, json_integer_value(mid), &model);
