@@ -2,7 +2,7 @@
  * peak resident memory and achieved GFLOP/s, and a cblas_sgemm peak for comparison.
  * Prints one JSON object; bench/engine/run_bench.py runs every case and PyTorch beside it.
  *
- * usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH train|eval|head ITERS
+ * usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH train|eval|head ITERS [fp32|bf16]
  *        bench_engine sgemm N
  *        bench_engine sgemm-check COUNT
  */
@@ -160,9 +160,10 @@ int main(int argc, char **argv)
         return bench_sgemm(atoi(argv[2]));
     if (argc == 3 && strcmp(argv[1], "sgemm-check") == 0)
         return sgemm_check(atoi(argv[2]));
-    if (argc != 8) {
+    if (argc != 8 && argc != 9) {
         fprintf(stderr, "usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH "
-                        "train|eval|head ITERS | bench_engine sgemm N | bench_engine "
+                        "train|eval|head ITERS [fp32|bf16] | bench_engine sgemm N | "
+                        "bench_engine "
                         "sgemm-check COUNT\n");
         return 2;
     }
@@ -181,8 +182,14 @@ int main(int argc, char **argv)
     optim *opt = NULL;
     optim_config oc;
     optim_config_defaults(&oc);
-    if (model_create(&n, &s, err, sizeof(err)) < 0 || net_set_batch(n, bs, size, size) < 0 ||
-        optim_create(&opt, n, &oc) < 0) {
+    precision prec = PRECISION_FP32;
+    if (argc == 9 && precision_parse(argv[8], &prec) < 0) {
+        fprintf(stderr, "bench_engine: precision '%s' is not fp32 or bf16 on this CPU\n",
+                argv[8]);
+        return 2;
+    }
+    if (model_create(&n, &s, err, sizeof(err)) < 0 || net_set_precision(n, prec) < 0 ||
+        net_set_batch(n, bs, size, size) < 0 || optim_create(&opt, n, &oc) < 0) {
         fprintf(stderr, "bench_engine: cannot build %s: %s\n", s.arch, err);
         return 1;
     }
@@ -217,10 +224,11 @@ int main(int argc, char **argv)
     }
     double dt = now() - t0;
     double flops = step_flops(n, training) * iters;
-    printf("{\"arch\": \"%s\", \"mode\": \"%s\", \"img_per_s\": %.1f, \"gflops\": %.1f, "
-           "\"peak_rss_mb\": %.1f, \"loss\": %.4f, \"params\": %zu}\n",
-           s.arch, mode, bs * iters / dt, flops / dt * 1e-9, peak_rss_mb(), loss,
-           n->n_params);
+    printf("{\"arch\": \"%s\", \"mode\": \"%s\", \"precision\": \"%s\", \"img_per_s\": %.1f, "
+           "\"gflops\": %.1f, \"peak_rss_mb\": %.1f, \"loss\": %.4f, \"params\": %zu, "
+           "\"onednn_isa\": \"%s\"}\n",
+           s.arch, mode, precision_name(prec), bs * iters / dt, flops / dt * 1e-9,
+           peak_rss_mb(), loss, n->n_params, precision_onednn_isa());
     free(x);
     free(y);
     optim_destroy(opt);
