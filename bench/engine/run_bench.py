@@ -12,7 +12,10 @@ peak resident memory of both, the engine's GFLOP/s against the peak of that prec
 measured in the same run (cblas_sgemm for fp32, oneDNN's bf16 matmul for bf16), which
 oneDNN ISA each side dispatched to and whether bf16 kernels ran (oneDNN's verbose output
 of one warm-up step), and MET / NOT MET per case: speed >= 1.0x and memory <= 1/3 of
-PyTorch's. A case is never MET when a side was capped: OPENBLAS_CORETYPE or
+PyTorch's. Speed is images per second of wall-clock time; images per CPU-second (all
+threads of the process) are printed beside it, as the steadier figure on a loaded host, and
+both sides run with OMP_WAIT_POLICY=passive (the engine sets it for itself; PyTorch gets it
+unless the environment says otherwise) so that no spinning thread counts as work. A case is never MET when a side was capped: OPENBLAS_CORETYPE or
 ONEDNN_MAX_CPU_ISA / DNNL_MAX_CPU_ISA set in the environment, or, in bf16, a side that ran
 no bf16 kernels. PyTorch gets the OpenBLAS core the engine chose (OPENBLAS_CORETYPE), so
 that both sides' BLAS calls run the same kernels.
@@ -78,11 +81,11 @@ with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
     step()
 sys.stdout.flush()
 step()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 for _ in range(iters):
     step()
-dt = time.perf_counter() - t0
-print(json.dumps({{"img_per_s": bs * iters / dt,
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({{"img_per_s": bs * iters / dt, "img_per_cpu_s": bs * iters / cpu,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
 
@@ -133,7 +136,9 @@ def main():
     sg, peak = peaks(exe, quick)
     env = dict(os.environ)
     env.setdefault("OPENBLAS_CORETYPE", sg["blas_core"])
-    print(f"PyTorch: torch.set_num_threads(2), OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}; "
+    env.setdefault("OMP_WAIT_POLICY", "passive")
+    print(f"PyTorch: torch.set_num_threads(2), OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}, "
+          f"OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}; "
           "the faster of its default (NCHW) and channels_last layouts counts; bf16 is "
           "torch.autocast('cpu', dtype=torch.bfloat16).")
     if capped:
@@ -141,7 +146,8 @@ def main():
     print()
     hdr = (f"{'case':34s} {'prec':4s} {'engine img/s':>12s} {'torch img/s':>11s} "
            f"{'(NCHW/CL)':>13s} {'ratio':>6s} {'engine MB':>9s} {'torch MB':>8s} "
-           f"{'mem ratio':>9s} {'GFLOP/s':>8s} {'% peak':>6s} {'bf16 ran e/t':>12s}")
+           f"{'mem ratio':>9s} {'GFLOP/s':>8s} {'% peak':>6s} {'bf16 ran e/t':>12s} "
+           f"{'img/cpu-s e/t':>13s} {'cpu ratio':>9s}")
     print(hdr)
     print("-" * len(hdr))
     rows, isas = [], {}
@@ -153,6 +159,7 @@ def main():
             t_nchw, tv = torch_case(targs, False, prec == "bf16", env)
             t_cl, tv_cl = torch_case(targs, True, prec == "bf16", env)
             t_best = max(t_nchw["img_per_s"], t_cl["img_per_s"])
+            t_cpu = max(t_nchw["img_per_cpu_s"], t_cl["img_per_cpu_s"])
             t_mem = max(t_nchw["peak_rss_mb"], t_cl["peak_rss_mb"])
             ratio = e["img_per_s"] / t_best
             mem_ratio = e["peak_rss_mb"] / t_mem
@@ -169,7 +176,8 @@ def main():
             print(f"{name:34s} {prec:4s} {e['img_per_s']:12.1f} {t_best:11.1f} "
                   f"{t_nchw['img_per_s']:6.0f}/{t_cl['img_per_s']:<6.0f} {ratio:5.2f}x "
                   f"{e['peak_rss_mb']:9.0f} {t_mem:8.0f} {mem_ratio:8.2f}x "
-                  f"{e['gflops']:8.1f} {100 * e['gflops'] / peak[prec]:5.0f}% {ran:>12s}",
+                  f"{e['gflops']:8.1f} {100 * e['gflops'] / peak[prec]:5.0f}% {ran:>12s} "
+                  f"{e['img_per_cpu_s']:6.0f}/{t_cpu:<6.0f} {e['img_per_cpu_s'] / t_cpu:8.2f}x",
                   flush=True)
     print("\noneDNN ISA dispatched to:")
     for k, v in isas.items():
