@@ -9,7 +9,7 @@
  * over chunks of whole images whose bf16 im2col columns fit COL_BYTES, accumulated in
  * float32 in scratch and then added to dw (OIHW): oneDNN 2.6's own bf16 backward-weights
  * convolution (jit_bf16) runs several times slower than its matmul on the ResNets' shapes,
- * late stages on small images worst (bench/README.md).
+ * late stages on small images worst (docs/performance.md).
  *
  * Primitive descriptors and primitives are made once per shape and kept in a process-wide
  * table (a mutex guards lookups; executing a primitive is thread-safe). Every buffer,

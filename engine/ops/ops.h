@@ -17,6 +17,9 @@
  *   and dropout give the same bits for any thread count.
  * - 3x3 stride-1 convolutions with at least 16 channels in and out use Winograd's
  *   F(2x2, 3x3) (2.25x fewer multiplications; accuracy as im2col to ~1e-6 relative).
+ * - A convolution's precision (conv2d_shape.precision, see precision.h) picks its backend
+ *   (backend.h): fp32 as above; bf16 on oneDNN, whose results depend on the thread count
+ *   through oneDNN's own blocking and are bit-identical from run to run at a given one.
  */
 #ifndef SGDRD_OPS_H
 #define SGDRD_OPS_H
