@@ -6,14 +6,16 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import tarfile
+import tempfile
 import time
 
 import pytest
 
-from conftest import (API, SRC, assert_problem, make_image_dataset, make_png, png_bytes,
-                      wait_job)
+from conftest import (API, SRC, Daemon, assert_problem, make_image_dataset, make_png,
+                      png_bytes, wait_job)
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -174,6 +176,30 @@ def test_precision_run_trains_in_the_precision_health_allows(daemon, dataset):
     pts = daemon.get(API + "/runs/%d/metrics?key=train_loss&limit=1000" % run["id"]).json()
     assert pts["points"] and all(math.isfinite(p["value"]) for p in pts["points"])
     assert daemon.request("DELETE", API + "/runs/%d" % run["id"]).status == 204
+
+
+def test_precision_bf16_refused_where_onednn_is_capped_below_it(sgdrd_bin, monkeypatch):
+    """A daemon whose oneDNN is capped below AVX512_BF16 (as on a CPU without it) says so
+    in health, refuses a bf16 run naming the field, and resolves auto to fp32."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    root = tempfile.mkdtemp(prefix="sgdrd-api-isa-")
+    d = Daemon(root)
+    try:
+        h = d.get(API + "/health").json()
+        assert h["bf16"]["supported"] is False and h["bf16"]["onednn_isa"], h
+        path = make_image_dataset(os.path.join(d.datasets, "colors"), per_class=6)
+        r = d.post(API + "/datasets", {"name": "colors", "path": path, "format": "folders"})
+        assert r.status == 201, r
+        r = d.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small",
+                                   "precision": "bf16"})
+        assert_problem(r, 400, field="precision")
+        assert "AVX512_BF16" in r.json()["detail"]
+        r = d.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small",
+                                   "precision": "auto"})
+        assert r.status == 201 and r.json()["config"]["precision"] == "fp32", r
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_adamw_run_trains_with_adam_state(daemon, dataset):
