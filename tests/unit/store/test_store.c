@@ -134,7 +134,7 @@ static void fresh_database_has_current_schema(void **state)
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                       "('datasets','runs','jobs','lr_finds','lr_find_points',"
                                       "'metrics','epochs','snapshots','models','events',"
-                                      "'predictions')"), 11);
+                                      "'predictions','interpretations')"), 12);
     store_close(f->st);
     f->st = NULL;
     char err[256];
@@ -541,6 +541,43 @@ static void startup_recovery_queries(void **state)
     assert_int_equal(jint(json_array_get(json_object_get(j, "items"), 0), "id"), r);
     assert_non_null(json_object_get(j, "next_page_token"));
     json_decref(j);
+}
+
+static void interpretations_replace_and_cascade(void **state)
+{
+    fixture *f = *state;
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t job = make_job(f->st, run, "fit");
+    json_t *j = NULL;
+    char *w = NULL;
+    assert_int_equal(store_interpretation_get(f->st, run, 1, &j), -ENOENT);
+    assert_int_equal(store_interpretation_weights(f->st, run, &w), -ENOENT);
+    json_t *sum = json_pack("{si}", "n", 2), *items = json_pack("[{si}{si}]", "index", 1,
+                                                                 "index", 0);
+    assert_int_equal(store_interpretation_put(f->st, run, job, "w1", sum, items), 0);
+    assert_int_equal(store_interpretation_put(f->st, run + 9, job, "w1", sum, items),
+                     -ENOENT);
+    assert_int_equal(store_interpretation_weights(f->st, run, &w), 0);
+    assert_string_equal(w, "w1");
+    free(w);
+    assert_int_equal(store_interpretation_get(f->st, run, 0, &j), 0);
+    assert_null(json_object_get(j, "items"));
+    assert_int_equal(jint(json_object_get(j, "summary"), "n"), 2);
+    assert_int_equal(jint(j, "job"), job);
+    json_decref(j);
+    /* new weights replace the row */
+    assert_int_equal(store_interpretation_put(f->st, run, 0, "w2", sum, items), 0);
+    assert_int_equal(store_interpretation_get(f->st, run, 1, &j), 0);
+    assert_string_equal(json_string_value(json_object_get(j, "weights")), "w2");
+    assert_true(json_is_null(json_object_get(j, "job")));
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 2);
+    json_decref(j);
+    json_decref(sum);
+    json_decref(items);
+    assert_int_equal(store_job_start(f->st, job), 0);
+    assert_int_equal(store_job_finish(f->st, job, "succeeded", NULL, NULL), 0);
+    assert_int_equal(store_run_delete(f->st, run), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM interpretations"), 0);
 }
 
 /* ---- lr finds, metrics, epochs, snapshots, predictions ------------------------------------ */
@@ -1563,6 +1600,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(stats_count_jobs_epochs_and_size, setup, teardown),
         cmocka_unit_test_setup_teardown(epochs_snapshots_predictions, setup, teardown),
+        cmocka_unit_test_setup_teardown(interpretations_replace_and_cascade, setup, teardown),
         cmocka_unit_test_setup_teardown(commits_notify_subscribers_and_events_resume, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(text_that_is_not_utf8_reads_back_replaced, setup,
