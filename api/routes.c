@@ -8,6 +8,7 @@
 #include "api_internal.h"
 #include "blas.h"
 #include "api_backend.h"
+#include "ops/precision.h"
 #include "routes.h"
 #include "sse.h"
 
@@ -188,6 +189,10 @@ void route_health(api_req *r)
                              be->queue_length ? be->queue_length(be->ctx) : 0,
                              "running_job", (json_int_t)(be->running ? be->running(be->ctx) : 0),
                              "event_streams", sse_hub_streams(r->srv->hub));
+    if (body)
+        json_object_set_new(body, "bf16", json_pack("{s:b, s:s}", "supported",
+                                                    precision_bf16_supported(), "onednn_isa",
+                                                    precision_onednn_isa()));
     reply_json(r, 200, body);
 }
 

@@ -27,6 +27,8 @@ static const char *const head_names[] = {"fastai", "plain", NULL};
 /* sgd: momentum 0.9 with L2 weight decay (fast.ai 0.7); adamw: Adam with decoupled weight
  * decay, betas 0.9 and 0.99 (learner_config.opt). */
 static const char *const opt_names[] = {"sgd", "adamw", NULL};
+/* "auto": bf16 where this CPU runs it natively, else fp32; the run's config keeps which. */
+static const char *const precision_names[] = {"fp32", "bf16", "auto", NULL};
 
 /* Answers 404 unless run r->ids[0] exists. */
 static int run_exists(api_req *r)
@@ -57,6 +59,8 @@ typedef struct run_body {
     int multi_label, has_multi_label, has_sz;
     double label_smoothing;
     int64_t seed;
+    int precision;  /* index into precision_names */
+    precision prec; /* what it resolves to on this CPU (run_fit_dataset) */
 } run_body;
 
 static const spec_field run_spec[] = {
@@ -86,6 +90,8 @@ static const spec_field run_spec[] = {
      .offset = offsetof(run_body, label_smoothing)},
     {.name = "seed", .type = SPEC_INT, .min = 0, .max = MAX_SEED,
      .offset = offsetof(run_body, seed)},
+    {.name = "precision", .type = SPEC_ENUM, .values = precision_names,
+     .offset = offsetof(run_body, precision)},
     {0},
 };
 
@@ -177,6 +183,13 @@ static int run_fit_dataset(api_req *r, run_body *b, int64_t ds_id, json_t *ds)
                       "label_smoothing is for single-label data; this run is multi-label");
         return -EINVAL;
     }
+    if (precision_parse(precision_names[b->precision], &b->prec) == -ENOTSUP) {
+        reply_problem(r, 400, PROBLEM_INVALID, "precision",
+                      "precision bf16 needs a CPU with AVX512_BF16; oneDNN runs %s here "
+                      "(use fp32, or auto to take bf16 only where it is native)",
+                      precision_onednn_isa());
+        return -ENOTSUP;
+    }
     if (b->ps.n == 1) {
         b->ps.v[1] = b->ps.v[0];
         b->ps.n = 2;
@@ -205,7 +218,9 @@ static json_t *run_config_json(const run_body *b, int64_t ds_id)
                    json_object_set_new(config, "head", json_string(head_names[b->head])) ||
                    json_object_set_new(config, "opt", json_string(opt_names[b->opt])) ||
                    json_object_set_new(config, "label_smoothing",
-                                       json_real(b->label_smoothing)))) {
+                                       json_real(b->label_smoothing)) ||
+                   json_object_set_new(config, "precision",
+                                       json_string(precision_name(b->prec))))) {
         json_decref(config);
         config = NULL;
     }

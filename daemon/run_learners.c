@@ -127,6 +127,8 @@ static void config_of_run(const jobs *jq, json_t *run, const dataset *ds, int fo
     lc->seed = lc->model.seed;
     const char *opt = json_string_value(json_object_get(cfg, "opt"));
     lc->opt = opt && strcmp(opt, "adamw") == 0 ? OPTIM_ADAM : OPTIM_SGD; /* runs before it: sgd */
+    const char *prec = json_string_value(json_object_get(cfg, "precision"));
+    lc->precision = prec && strcmp(prec, "bf16") == 0 ? PRECISION_BF16 : PRECISION_FP32;
 }
 
 /* The run's pretrained model, when it has one: *model gets its row (the caller frees it;

@@ -46,6 +46,9 @@ typedef struct learner_config {
                                 * decoupled weight decay, the later fast.ai's default; its wd
                                 * is a fraction of the weights per unit of LR (0.01 is
                                 * typical, against SGD's 1e-4) */
+    precision precision;       /* of the convolutions and linear layers (ops/precision.h);
+                                * PRECISION_FP32 (0) or PRECISION_BF16, which needs a CPU
+                                * with native bf16 (learner_create refuses it elsewhere) */
 } learner_config;
 
 typedef struct learner learner;

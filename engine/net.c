@@ -416,6 +416,7 @@ static int node_shape(const net *n, node *d, int batch, int h, int w)
     case NODE_CONV:
         conv2d_shape_init(&d->conv, batch, src->h, src->w, src->c, d->c, d->k, d->stride,
                           d->pad);
+        d->conv.precision = n->precision;
         d->h = d->conv.h_out;
         d->w = d->conv.w_out;
         break;
@@ -437,6 +438,10 @@ static int node_shape(const net *n, node *d, int batch, int h, int w)
     case NODE_LINEAR:
         if (src->h != 1 || src->w != 1)
             return -EINVAL;
+        /* Outside fp32 a linear layer runs as a 1x1 convolution on 1x1 images: the
+         * same product with (out, in) weights, on the precision's backend. */
+        conv2d_shape_init(&d->conv, batch, 1, 1, src->c, d->c, 1, 1, 0);
+        d->conv.precision = n->precision;
         d->h = d->w = 1;
         break;
     default:
@@ -505,6 +510,20 @@ static int batch_buffers_alloc(net *n, int batch)
     free(n->probs);
     n->probs = aligned_floats((size_t)batch * n->n_out);
     return n->probs ? 0 : -ENOMEM;
+}
+
+int net_set_precision(net *n, precision p)
+{
+    if (p == PRECISION_BF16 && !precision_bf16_supported())
+        return -ENOTSUP;
+    if (p == n->precision)
+        return 0;
+    n->precision = p;
+    int batch = n->batch, h = n->in_h, w = n->in_w;
+    if (batch <= 0)
+        return 0;
+    n->batch = 0; /* the same shape again: redo the shapes and plans */
+    return net_set_batch(n, batch, h, w);
 }
 
 int net_set_batch(net *n, int batch, int h, int w)
@@ -604,7 +623,12 @@ static void forward_node(net *n, int i, int training)
             memcpy(out, in, node_numel(n, d) * sizeof(float));
         break;
     case NODE_LINEAR:
-        linear_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), n->batch, src->c, d->c);
+        if (d->conv.precision != PRECISION_FP32)
+            conv2d_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), d->scratch_fwd,
+                           &d->conv);
+        else
+            linear_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), n->batch, src->c,
+                           d->c);
         break;
     }
     d->bn_training = d->kind == NODE_BN ? d->bn_training : training;
@@ -719,8 +743,12 @@ static void backward_node(net *n, int i)
         }
         break;
     case NODE_LINEAR:
-        linear_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in, pdata(n, d->p_w),
-                        n->batch, src->c, d->c);
+        if (d->conv.precision != PRECISION_FP32)
+            conv2d_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in,
+                            pdata(n, d->p_w), d->scratch_bwd, &d->conv);
+        else
+            linear_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in,
+                            pdata(n, d->p_w), n->batch, src->c, d->c);
         break;
     }
 }

@@ -120,6 +120,7 @@ typedef struct net {
     float label_smoothing; /* the softmax cross-entropy's eps (0: none) */
     uint64_t rng;        /* dropout stream */
     float bn_momentum, bn_eps;
+    precision precision; /* of the convolutions and linear layers (net_set_precision) */
 } net;
 
 /* ---- building (used by models/) ------------------------------------------------------ */
@@ -160,6 +161,11 @@ int net_finalize(net *n, uint64_t seed);
 int net_set_batch(net *n, int batch, int h, int w);
 /* Bytes of activations a net may plan for: three quarters of physical memory. */
 double net_memory_limit(void);
+
+/* The arithmetic of the convolutions and linear layers (see ops/precision.h); a new net
+ * is PRECISION_FP32. Returns 0, -ENOTSUP for bf16 on a CPU without it, or what
+ * net_set_batch returns when the batch shape is set already (scratch sizes change). */
+int net_set_precision(net *n, precision p);
 
 /* Runs the network on x (batch, h, w, C_in) as set by net_set_batch. training != 0 uses
  * batch statistics in BatchNorm (except in frozen groups, which always run in eval mode)

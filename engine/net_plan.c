@@ -526,7 +526,9 @@ static void plan_scratch(plan_work *w)
     const net *n = w->n;
     for (int i = 0; i < w->nn; i++) {
         const node *d = &n->nodes[i];
-        size_t ws = d->kind == NODE_CONV ? round_up(conv2d_workspace_floats(&d->conv)) : 0;
+        int conv = d->kind == NODE_CONV ||
+                   (d->kind == NODE_LINEAR && d->conv.precision != PRECISION_FP32);
+        size_t ws = conv ? round_up(conv2d_workspace_floats(&d->conv)) : 0;
         w->wsf[i].size = i > w->start ? ws : 0;
         w->wsf[i].t0 = w->wsf[i].t1 = i;
         w->wsb[i].size = w->backward && bwd_runs(n, i, w->start, w->freeze) ? ws : 0;

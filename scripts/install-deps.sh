@@ -30,7 +30,7 @@ pkgs=(
   build-essential meson ninja-build pkg-config
   libmicrohttpd-dev libjansson-dev libopenblas-openmp-dev libopenblas0-openmp
   libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libarchive-dev libcmocka-dev
-  libcurl4-openssl-dev
+  libcurl4-openssl-dev libdnnl-dev
   dataset-fashion-mnist
 )
 if [ $with_tests -eq 1 ]; then

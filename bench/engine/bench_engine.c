@@ -1,9 +1,12 @@
 /* bench_engine.c: training and evaluation throughput of the engine on one model case, with
  * peak resident memory and achieved GFLOP/s, and a cblas_sgemm peak for comparison.
  * Prints one JSON object; bench/engine/run_bench.py runs every case and PyTorch beside it.
+ * The first warm-up step runs with oneDNN's verbose output on (lines before the JSON), so
+ * the script can tell which kernels ran.
  *
- * usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH train|eval|head ITERS
+ * usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH train|eval|head ITERS [fp32|bf16]
  *        bench_engine sgemm N
+ *        bench_engine gemm-bf16 N   (oneDNN's bf16 matmul with fp32 output: the bf16 peak)
  *        bench_engine sgemm-check COUNT
  */
 #include <errno.h>
@@ -15,6 +18,7 @@
 #include <time.h>
 
 #include <cblas.h>
+#include <dnnl.h>
 
 #include "blas.h"
 #include "models/models.h"
@@ -26,6 +30,15 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds of the whole process (all threads): on a shared host wall-clock speed moves
+ * with the load, CPU time much less. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -84,6 +97,66 @@ static int bench_sgemm(int n)
     free(a);
     free(b);
     free(c);
+    return 0;
+}
+
+static void dnnl_ok(dnnl_status_t st, const char *what)
+{
+    if (st != dnnl_success) {
+        fprintf(stderr, "bench_engine: oneDNN %s failed (%d)\n", what, (int)st);
+        exit(1);
+    }
+}
+
+static dnnl_memory_t dnnl_mem(dnnl_engine_t eng, const dnnl_memory_desc_t *md)
+{
+    dnnl_memory_t m;
+    dnnl_ok(dnnl_memory_create(&m, md, eng, DNNL_MEMORY_ALLOCATE), "memory_create");
+    return m;
+}
+
+/* C (N x N, fp32) = A (N x N, bf16) * B (N x N, bf16) on oneDNN's matmul: the bf16 peak,
+ * as cblas_sgemm's is the fp32 one. The operands hold zeros (speed does not depend on
+ * values). */
+static int bench_gemm_bf16(int n)
+{
+    dnnl_engine_t eng;
+    dnnl_stream_t st;
+    dnnl_ok(dnnl_engine_create(&eng, dnnl_cpu, 0), "engine_create");
+    dnnl_ok(dnnl_stream_create(&st, eng, dnnl_stream_default_flags), "stream_create");
+    dnnl_dims_t d = {n, n};
+    dnnl_memory_desc_t a, c;
+    dnnl_ok(dnnl_memory_desc_init_by_tag(&a, 2, d, dnnl_bf16, dnnl_ab), "md");
+    dnnl_ok(dnnl_memory_desc_init_by_tag(&c, 2, d, dnnl_f32, dnnl_ab), "md");
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t p;
+    dnnl_ok(dnnl_matmul_desc_init(&md, &a, &a, NULL, &c), "matmul_desc");
+    dnnl_ok(dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL), "matmul_pd");
+    dnnl_ok(dnnl_primitive_create(&p, pd), "matmul");
+    const char *impl = "";
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, dnnl_mem(eng, &a)},
+                               {DNNL_ARG_WEIGHTS, dnnl_mem(eng, &a)},
+                               {DNNL_ARG_DST, dnnl_mem(eng, &c)}};
+    int reps = 3;
+    double t0 = 0;
+    for (int i = -1; i < reps; i++) {
+        if (i == 0)
+            t0 = now();
+        dnnl_ok(dnnl_primitive_execute(p, st, 3, args), "execute");
+    }
+    dnnl_ok(dnnl_stream_wait(st), "stream_wait");
+    double dt = now() - t0;
+    printf("{\"gemm_bf16_n\": %d, \"gflops\": %.1f, \"impl\": \"%s\", \"onednn_isa\": "
+           "\"%s\", \"threads\": %d}\n", n, 2.0 * n * n * (double)n * reps / dt * 1e-9, impl,
+           precision_onednn_isa(), blas_threads());
+    for (int i = 0; i < 3; i++)
+        dnnl_memory_destroy(args[i].memory);
+    dnnl_primitive_destroy(p);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_stream_destroy(st);
+    dnnl_engine_destroy(eng);
     return 0;
 }
 
@@ -158,11 +231,14 @@ int main(int argc, char **argv)
     blas_startup(argv, 2);
     if (argc == 3 && strcmp(argv[1], "sgemm") == 0)
         return bench_sgemm(atoi(argv[2]));
+    if (argc == 3 && strcmp(argv[1], "gemm-bf16") == 0)
+        return bench_gemm_bf16(atoi(argv[2]));
     if (argc == 3 && strcmp(argv[1], "sgemm-check") == 0)
         return sgemm_check(atoi(argv[2]));
-    if (argc != 8) {
+    if (argc != 8 && argc != 9) {
         fprintf(stderr, "usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH "
-                        "train|eval|head ITERS | bench_engine sgemm N | bench_engine "
+                        "train|eval|head ITERS [fp32|bf16] | bench_engine sgemm|gemm-bf16 N | "
+                        "bench_engine "
                         "sgemm-check COUNT\n");
         return 2;
     }
@@ -181,8 +257,14 @@ int main(int argc, char **argv)
     optim *opt = NULL;
     optim_config oc;
     optim_config_defaults(&oc);
-    if (model_create(&n, &s, err, sizeof(err)) < 0 || net_set_batch(n, bs, size, size) < 0 ||
-        optim_create(&opt, n, &oc) < 0) {
+    precision prec = PRECISION_FP32;
+    if (argc == 9 && precision_parse(argv[8], &prec) < 0) {
+        fprintf(stderr, "bench_engine: precision '%s' is not fp32 or bf16 on this CPU\n",
+                argv[8]);
+        return 2;
+    }
+    if (model_create(&n, &s, err, sizeof(err)) < 0 || net_set_precision(n, prec) < 0 ||
+        net_set_batch(n, bs, size, size) < 0 || optim_create(&opt, n, &oc) < 0) {
         fprintf(stderr, "bench_engine: cannot build %s: %s\n", s.arch, err);
         return 1;
     }
@@ -200,10 +282,13 @@ int main(int argc, char **argv)
     for (int i = 0; i < bs; i++)
         y[i] = (int32_t)rng_below(&r, 10);
 
-    double t0 = 0, loss = 0;
+    double t0 = 0, c0 = 0, loss = 0;
     for (int it = -2; it < iters; it++) { /* two warm-up steps */
-        if (it == 0)
+        if (it == 0) {
             t0 = now();
+            c0 = cpu_now();
+        }
+        dnnl_set_verbose(it == -2 ? 1 : 0);
         if (training) {
             net_zero_grad(n);
             net_forward(n, x, 1);
@@ -215,12 +300,14 @@ int main(int argc, char **argv)
             loss = net_loss(n, y, NULL);
         }
     }
-    double dt = now() - t0;
+    double dt = now() - t0, cpu = cpu_now() - c0;
     double flops = step_flops(n, training) * iters;
-    printf("{\"arch\": \"%s\", \"mode\": \"%s\", \"img_per_s\": %.1f, \"gflops\": %.1f, "
-           "\"peak_rss_mb\": %.1f, \"loss\": %.4f, \"params\": %zu}\n",
-           s.arch, mode, bs * iters / dt, flops / dt * 1e-9, peak_rss_mb(), loss,
-           n->n_params);
+    printf("{\"arch\": \"%s\", \"mode\": \"%s\", \"precision\": \"%s\", \"img_per_s\": %.1f, "
+           "\"img_per_cpu_s\": %.1f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, \"loss\": %.4f, \"params\": %zu, "
+           "\"onednn_isa\": \"%s\"}\n",
+           s.arch, mode, precision_name(prec), bs * iters / dt, bs * iters / cpu,
+           flops / dt * 1e-9,
+           peak_rss_mb(), loss, n->n_params, precision_onednn_isa());
     free(x);
     free(y);
     optim_destroy(opt);

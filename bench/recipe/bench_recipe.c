@@ -9,6 +9,7 @@
  *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none]
  *                     [--zoom Z] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
  *                     [--opt sgd|adamw] [--one-cycle] [--label-smoothing EPS]
+ *                     [--precision fp32|bf16]
  * A run takes long: start it by hand with `nice`, never from the test suites. */
 #include <errno.h>
 #include <stdio.h>
@@ -54,6 +55,7 @@ typedef struct bench_cfg {
     tfm_set tfms;
     optim_kind opt;
     double lr, zoom, budget, label_smoothing;
+    precision prec;
 } bench_cfg;
 
 static learner *make(const bench_cfg *b, dataset *ds)
@@ -72,6 +74,7 @@ static learner *make(const bench_cfg *b, dataset *ds)
     c.seed = 42;
     c.opt = b->opt;
     c.model.label_smoothing = (float)b->label_smoothing;
+    c.precision = b->prec;
     learner *l;
     char err[256];
     if (learner_create(&l, &c, ds, err, sizeof err) != 0) {
@@ -185,11 +188,14 @@ int main(int argc, char **argv)
             b.opt = !strcmp(v, "adamw") ? OPTIM_ADAM : OPTIM_SGD;
         else if (!strcmp(a, "--one-cycle"))
             b.one_cycle = 1;
+        else if (v && !strcmp(a, "--precision") && ++i && precision_parse(v, &b.prec) == 0)
+            continue;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
                     "[--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none] [--zoom Z] "
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
-                    "[--only-recipe] [--one-cycle] [--label-smoothing EPS]\n", argv[0]);
+                    "[--only-recipe] [--one-cycle] [--label-smoothing EPS] "
+                    "[--precision fp32|bf16 (bf16 needs AVX512_BF16)]\n", argv[0]);
             return 2;
         }
     }
@@ -201,11 +207,11 @@ int main(int argc, char **argv)
     const ds_info *in = dataset_info(ds);
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
            "max_zoom %g, %s, label smoothing %g, %d epochs, lr %g, recipe budget %g min, "
-           "BLAS %s x%d\n\n",
+           "BLAS %s x%d, precision %s\n\n",
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
            b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
            b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr, b.budget,
-           blas_core_name(), blas_threads());
+           blas_core_name(), blas_threads(), precision_name(b.prec));
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
     int rc = 0;

@@ -389,6 +389,15 @@ static int create_check_config(const learner_config *cfg, const ds_info *info, c
         err_set(err, errlen, "precompute: needs a pretrained body (set pretrained)");
         return -EINVAL;
     }
+    if (cfg->precision != PRECISION_FP32 && cfg->precision != PRECISION_BF16) {
+        err_set(err, errlen, "precision: unknown precision %d", (int)cfg->precision);
+        return -EINVAL;
+    }
+    if (cfg->precision == PRECISION_BF16 && !precision_bf16_supported()) {
+        err_set(err, errlen, "precision: bf16 needs a CPU with AVX512_BF16; oneDNN "
+                "runs %s here (use fp32)", precision_onednn_isa());
+        return -ENOTSUP;
+    }
     if (cfg->opt != OPTIM_SGD && cfg->opt != OPTIM_ADAM) {
         err_set(err, errlen, "opt: unknown optimizer %d", (int)cfg->opt);
         return -EINVAL;
@@ -428,6 +437,8 @@ static int create_net(learner *l, char *err, size_t errlen)
     ms.multi_label = l->info->multi_label;
     ms.seed = l->cfg.seed;
     rc = model_create(&l->net, &ms, err, errlen);
+    if (!rc)
+        rc = net_set_precision(l->net, l->cfg.precision);
     if (!rc && l->pretrained)
         rc = weights_load_st(l->net, &pre, WEIGHTS_BODY, err, errlen);
     st_free(&pre);

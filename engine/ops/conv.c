@@ -14,6 +14,7 @@
  * runs as one part and lays its columns out channel-major, (ci, ky, kx) like OIHW, so the
  * GEMMs use the weights and weight gradient in place and the scratch is one column chunk. */
 #include "ops.h"
+#include "backend.h"
 #include "winograd.h"
 
 #include <assert.h>
@@ -48,6 +49,12 @@ void conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int c_in, int c_out
     s->parts = t < n ? t : n;
     if (s->parts < 1)
         s->parts = 1;
+    s->precision = PRECISION_FP32;
+}
+
+static const conv_backend *backend_for(const conv2d_shape *s)
+{
+    return s->precision == PRECISION_BF16 ? &conv_backend_onednn_bf16 : &conv_backend_openblas;
 }
 
 static int is_direct(const conv2d_shape *s)
@@ -106,6 +113,11 @@ static size_t col_floats(const conv2d_shape *s)
 }
 
 size_t conv2d_workspace_floats(const conv2d_shape *s)
+{
+    return backend_for(s)->workspace_floats(s);
+}
+
+static size_t openblas_workspace_floats(const conv2d_shape *s)
 {
     if (is_direct(s))
         return 0;
@@ -345,6 +357,12 @@ static void forward_rows(float *out, const float *in, const float *wk, float bet
 void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *ws,
                     const conv2d_shape *s)
 {
+    backend_for(s)->forward(out, in, w, b, ws, s);
+}
+
+static void openblas_forward(float *out, const float *in, const float *w, const float *b,
+                             float *ws, const conv2d_shape *s)
+{
     const int cout = s->c_out;
     const size_t total_p = (size_t)s->n * s->h_out * s->w_out;
     const float beta = b ? 1.0f : 0.0f;
@@ -405,12 +423,17 @@ static void backward_rows(float *din, float *dwk, const float *dout, const float
 void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                      const float *w, float *ws, const conv2d_shape *s)
 {
+    if (db)
+        bias_grad(db, dout, (size_t)s->n * s->h_out * s->w_out, s->c_out);
+    if (din || dw)
+        backend_for(s)->backward(din, dw, dout, in, w, ws, s);
+}
+
+static void openblas_backward(float *din, float *dw, const float *dout, const float *in,
+                              const float *w, float *ws, const conv2d_shape *s)
+{
     const int cout = s->c_out;
     const size_t total_p = (size_t)s->n * s->h_out * s->w_out;
-    if (db)
-        bias_grad(db, dout, total_p, cout);
-    if (!din && !dw)
-        return;
     if (wino_applies(s)) {
         wino_backward(din, dw, dout, in, w, ws, s);
         return;
@@ -471,3 +494,10 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
     if (dw && dwk != dw)
         permute_ohwi_to_oihw(dw, dwk, s);
 }
+
+const conv_backend conv_backend_openblas = {
+    .name = "openblas-fp32",
+    .workspace_floats = openblas_workspace_floats,
+    .forward = openblas_forward,
+    .backward = openblas_backward,
+};

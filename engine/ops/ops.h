@@ -17,12 +17,17 @@
  *   and dropout give the same bits for any thread count.
  * - 3x3 stride-1 convolutions with at least 16 channels in and out use Winograd's
  *   F(2x2, 3x3) (2.25x fewer multiplications; accuracy as im2col to ~1e-6 relative).
+ * - A convolution's precision (conv2d_shape.precision, see precision.h) picks its backend
+ *   (backend.h): fp32 as above; bf16 on oneDNN, whose results depend on the thread count
+ *   through oneDNN's own blocking and are bit-identical from run to run at a given one.
  */
 #ifndef SGDRD_OPS_H
 #define SGDRD_OPS_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "precision.h"
 
 /* ---- conv2d: im2col + cblas_sgemm; 1x1 stride-1 pad-0 skips im2col ---------------- */
 
@@ -31,6 +36,7 @@ typedef struct conv2d_shape {
     int c_out, k, stride, pad;
     int h_out, w_out;    /* filled by conv2d_shape_init */
     int parts;           /* filled by conv2d_shape_init: image blocks run in parallel */
+    precision precision; /* PRECISION_FP32 after conv2d_shape_init; set before use */
 } conv2d_shape;
 
 /* Fills h_out, w_out: floor((h + 2*pad - k) / stride) + 1, and parts from the OpenMP

@@ -47,21 +47,26 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const pool2
             size_t o = (((size_t)n * ho + oy) * wo + ox) * c;
             float *dst = out + o;
             int32_t *am = argmax + o;
+            /* The window's first element starts the maximum; a later one replaces it
+             * only when strictly greater (the first maximum wins), or when it is NaN and
+             * the maximum is not (NaN wins, as in PyTorch, so divergence stays visible).
+             * Written without branches so that the compiler vectorises it. */
+            size_t first = (((size_t)n * s->h + y0) * s->w + x0) * c;
             for (int j = 0; j < c; j++) {
-                dst[j] = -INFINITY;
-                am[j] = -1;
+                dst[j] = in[first + j];
+                am[j] = (int32_t)(first + j);
             }
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++) {
                     size_t base = (((size_t)n * s->h + y) * s->w + x) * c;
+                    if (base == first)
+                        continue;
                     const float *src = in + base;
                     for (int j = 0; j < c; j++) {
-                        float v = src[j];
-                        /* NaN wins, as in PyTorch, so divergence stays visible. */
-                        if (v > dst[j] || am[j] < 0 || (isnan(v) && !isnan(dst[j]))) {
-                            dst[j] = v;
-                            am[j] = (int32_t)(base + j);
-                        }
+                        float v = src[j], d = dst[j];
+                        int take = (v > d) | ((v != v) & (d == d));
+                        dst[j] = take ? v : d;
+                        am[j] = take ? (int32_t)(base + j) : am[j];
                     }
                 }
         }

@@ -94,56 +94,75 @@ size_t wino_workspace_floats(const conv2d_shape *s)
     return uf + extra + zero_floats(s) + (size_t)s->parts * chunk_floats(s);
 }
 
+/* Weight transforms work on blocks of WINO_WBLOCK input channels, so that the arithmetic
+ * runs along the block (vectorised) rather than along a 3x3 kernel. */
+#define WINO_WBLOCK 16
+
 /* U = G g G^T for every (c_out, c_in). */
-static void transform_weights(float *u, const float *w, const conv2d_shape *s)
+WINO_KERNEL static void transform_weights(float *restrict u, const float *restrict w,
+                                          const conv2d_shape *s)
 {
     const int co_n = s->c_out, ci_n = s->c_in;
     const size_t plane = (size_t)co_n * ci_n;
 #pragma omp parallel for schedule(static) if (plane * 16 >= WINO_PAR_MIN)
     for (int co = 0; co < co_n; co++)
-        for (int ci = 0; ci < ci_n; ci++) {
-            const float *g = w + ((size_t)co * ci_n + ci) * 9;
-            float t[4][3];
-            for (int j = 0; j < 3; j++) {
-                t[0][j] = g[j];
-                t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-                t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-                t[3][j] = g[6 + j];
-            }
-            size_t o = (size_t)co * ci_n + ci;
+        for (int c0 = 0; c0 < ci_n; c0 += WINO_WBLOCK) {
+            const int cn = ci_n - c0 < WINO_WBLOCK ? ci_n - c0 : WINO_WBLOCK;
+            const float *src = w + ((size_t)co * ci_n + c0) * 9;
+            float g[9][WINO_WBLOCK], t[4][3][WINO_WBLOCK];
+            for (int c = 0; c < cn; c++)
+                for (int q = 0; q < 9; q++)
+                    g[q][c] = src[c * 9 + q];
+            for (int j = 0; j < 3; j++)
+                for (int c = 0; c < cn; c++) {
+                    t[0][j][c] = g[j][c];
+                    t[1][j][c] = 0.5f * (g[j][c] + g[3 + j][c] + g[6 + j][c]);
+                    t[2][j][c] = 0.5f * (g[j][c] - g[3 + j][c] + g[6 + j][c]);
+                    t[3][j][c] = g[6 + j][c];
+                }
             for (int i = 0; i < 4; i++) {
-                u[(size_t)(i * 4 + 0) * plane + o] = t[i][0];
-                u[(size_t)(i * 4 + 1) * plane + o] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-                u[(size_t)(i * 4 + 2) * plane + o] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-                u[(size_t)(i * 4 + 3) * plane + o] = t[i][2];
+                float *u0 = u + (size_t)(i * 4) * plane + (size_t)co * ci_n + c0;
+                for (int c = 0; c < cn; c++) {
+                    u0[c] = t[i][0][c];
+                    u0[plane + c] = 0.5f * (t[i][0][c] + t[i][1][c] + t[i][2][c]);
+                    u0[2 * plane + c] = 0.5f * (t[i][0][c] - t[i][1][c] + t[i][2][c]);
+                    u0[3 * plane + c] = t[i][2][c];
+                }
             }
         }
 }
 
 /* dw += G^T dU G for every (c_out, c_in). */
-static void add_weight_grad(float *dw, const float *du, const conv2d_shape *s)
+WINO_KERNEL static void add_weight_grad(float *restrict dw, const float *restrict du,
+                                        const conv2d_shape *s)
 {
     const int co_n = s->c_out, ci_n = s->c_in;
     const size_t plane = (size_t)co_n * ci_n;
 #pragma omp parallel for schedule(static) if (plane * 16 >= WINO_PAR_MIN)
     for (int co = 0; co < co_n; co++)
-        for (int ci = 0; ci < ci_n; ci++) {
-            size_t o = (size_t)co * ci_n + ci;
-            float x[4][4], h[3][4];
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++)
-                    x[i][j] = du[(size_t)(i * 4 + j) * plane + o];
+        for (int c0 = 0; c0 < ci_n; c0 += WINO_WBLOCK) {
+            const int cn = ci_n - c0 < WINO_WBLOCK ? ci_n - c0 : WINO_WBLOCK;
+            const size_t o = (size_t)co * ci_n + c0;
+            float h[3][4][WINO_WBLOCK], g[9][WINO_WBLOCK];
             for (int j = 0; j < 4; j++) {
-                h[0][j] = x[0][j] + 0.5f * (x[1][j] + x[2][j]);
-                h[1][j] = 0.5f * (x[1][j] - x[2][j]);
-                h[2][j] = 0.5f * (x[1][j] + x[2][j]) + x[3][j];
+                const float *x0 = du + (size_t)j * plane + o, *x1 = x0 + 4 * plane;
+                const float *x2 = x0 + 8 * plane, *x3 = x0 + 12 * plane;
+                for (int c = 0; c < cn; c++) {
+                    h[0][j][c] = x0[c] + 0.5f * (x1[c] + x2[c]);
+                    h[1][j][c] = 0.5f * (x1[c] - x2[c]);
+                    h[2][j][c] = 0.5f * (x1[c] + x2[c]) + x3[c];
+                }
             }
-            float *g = dw + o * 9;
-            for (int k = 0; k < 3; k++) {
-                g[k * 3 + 0] += h[k][0] + 0.5f * (h[k][1] + h[k][2]);
-                g[k * 3 + 1] += 0.5f * (h[k][1] - h[k][2]);
-                g[k * 3 + 2] += 0.5f * (h[k][1] + h[k][2]) + h[k][3];
-            }
+            for (int k = 0; k < 3; k++)
+                for (int c = 0; c < cn; c++) {
+                    g[k * 3 + 0][c] = h[k][0][c] + 0.5f * (h[k][1][c] + h[k][2][c]);
+                    g[k * 3 + 1][c] = 0.5f * (h[k][1][c] - h[k][2][c]);
+                    g[k * 3 + 2][c] = 0.5f * (h[k][1][c] + h[k][2][c]) + h[k][3][c];
+                }
+            float *dst = dw + o * 9;
+            for (int c = 0; c < cn; c++)
+                for (int q = 0; q < 9; q++)
+                    dst[c * 9 + q] += g[q][c];
         }
 }
 

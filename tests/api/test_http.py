@@ -6,14 +6,16 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import tarfile
+import tempfile
 import time
 
 import pytest
 
-from conftest import (API, SRC, assert_problem, make_image_dataset, make_png, png_bytes,
-                      wait_job)
+from conftest import (API, SRC, Daemon, assert_problem, make_image_dataset, make_png,
+                      png_bytes, wait_job)
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -61,6 +63,8 @@ def test_health(daemon):
     assert isinstance(h["blas"]["core"], str) and h["blas"]["core"]
     assert h["blas"]["threads"] >= 1
     assert h["queue_length"] >= 0
+    assert isinstance(h["bf16"]["supported"], bool)
+    assert isinstance(h["bf16"]["onednn_isa"], str) and h["bf16"]["onednn_isa"]
 
 
 def test_dataset_register_get_list(daemon, dataset):
@@ -144,6 +148,58 @@ def test_label_smoothing_run_trains_on_smoothed_targets(daemon, dataset):
         assert daemon.request("DELETE", API + "/runs/%d" % run["id"]).status == 204
     assert lowest[eps] >= floor - 1e-4, (lowest, floor)
     assert lowest[0.0] < floor, (lowest, floor)
+
+
+def test_precision_run_trains_in_the_precision_health_allows(daemon, dataset):
+    """precision reaches the run's config as fp32 or bf16 (auto resolved as health says the
+    CPU allows); a bf16 run trains where the CPU has bf16, and is refused naming the field
+    where it does not."""
+    bf16 = daemon.get(API + "/health").json()["bf16"]["supported"]
+    r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small"})
+    assert r.status == 201 and r.json()["config"]["precision"] == "fp32", r
+    assert daemon.request("DELETE", API + "/runs/%d" % r.json()["id"]).status == 204
+    r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
+                                    "precision": "auto"})
+    assert r.status == 201, r
+    assert r.json()["config"]["precision"] == ("bf16" if bf16 else "fp32")
+    assert daemon.request("DELETE", API + "/runs/%d" % r.json()["id"]).status == 204
+    r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
+                                    "sz": 28, "bs": 8, "head": "plain", "precision": "bf16"})
+    if not bf16:
+        assert_problem(r, 400, field="precision")
+        return
+    assert r.status == 201 and r.json()["config"]["precision"] == "bf16", r
+    run = r.json()
+    r = daemon.post(API + "/runs/%d/fit" % run["id"],
+                    {"lrs": 3e-3, "n_cycle": 1, "schedule": "1cycle", "wd": 0.01})
+    assert wait_job(daemon, r.json()["id"])["state"] == "succeeded"
+    pts = daemon.get(API + "/runs/%d/metrics?key=train_loss&limit=1000" % run["id"]).json()
+    assert pts["points"] and all(math.isfinite(p["value"]) for p in pts["points"])
+    assert daemon.request("DELETE", API + "/runs/%d" % run["id"]).status == 204
+
+
+def test_precision_bf16_refused_where_onednn_is_capped_below_it(sgdrd_bin, monkeypatch):
+    """A daemon whose oneDNN is capped below AVX512_BF16 (as on a CPU without it) says so
+    in health, refuses a bf16 run naming the field, and resolves auto to fp32."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    root = tempfile.mkdtemp(prefix="sgdrd-api-isa-")
+    d = Daemon(root)
+    try:
+        h = d.get(API + "/health").json()
+        assert h["bf16"]["supported"] is False and h["bf16"]["onednn_isa"], h
+        path = make_image_dataset(os.path.join(d.datasets, "colors"), per_class=6)
+        r = d.post(API + "/datasets", {"name": "colors", "path": path, "format": "folders"})
+        assert r.status == 201, r
+        r = d.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small",
+                                   "precision": "bf16"})
+        assert_problem(r, 400, field="precision")
+        assert "AVX512_BF16" in r.json()["detail"]
+        r = d.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small",
+                                   "precision": "auto"})
+        assert r.status == 201 and r.json()["config"]["precision"] == "fp32", r
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_adamw_run_trains_with_adam_state(daemon, dataset):
@@ -328,6 +384,8 @@ BAD_BODIES = [
      "precompute"),
     ("/runs", {"arch": "resnet_small"}, 400, "dataset"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "opt": "lamb"}, 400, "opt"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "precision": "fp16"}, 400,
+     "precision"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "label_smoothing": 1}, 400,
      "label_smoothing"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "label_smoothing": -0.1}, 400,

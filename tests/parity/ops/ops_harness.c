@@ -1,6 +1,8 @@
 /* ops_harness.c: runs every op of ops.h forward and backward on the cases of a
  * safetensors file and writes outputs and gradients to another, for test_ops_parity.py.
  *
+ * `ops_harness --bf16-supported` exits 0 when the CPU runs bf16 natively, 1 otherwise.
+ *
  * Each case is a group of tensors "<case>.<field>"; "<case>.cfg" (I64) holds the opcode
  * and its settings. Activations are NHWC, weights OIHW, as in ops.h. */
 #include <stdio.h>
@@ -22,6 +24,10 @@ enum {
     OP_XENT = 9,    /* logits, labels (I64), eps (1) -> loss, dlogits */
     OP_BCE = 10,    /* logits, targets -> loss, dlogits */
     OP_ADD = 11,    /* a, b, dy -> y, da, db */
+    /* bf16 mixed precision (the net's path: linear as a 1x1 convolution); backward runs
+     * twice, so the gradients written are twice one backward's: proof that it adds. */
+    OP_CONV_BF16 = 12,   /* as OP_CONV */
+    OP_LINEAR_BF16 = 13, /* as OP_LINEAR */
 };
 
 typedef struct outputs {
@@ -110,25 +116,35 @@ static void put(harness *h, const char *cs, const char *field, float *data, int 
     t->data = data;
 }
 
-static void run_conv(harness *h, const char *cs, const float *cfg)
+/* A linear layer (x (N, I), w (O, I)) is the 1x1 convolution of N 1x1 images. */
+static void run_conv(harness *h, const char *cs, const float *cfg, int op)
 {
     int64_t xs[ST_MAX_DIMS], ws[ST_MAX_DIMS];
-    float *x = need(h, cs, "x", xs, NULL), *w = need(h, cs, "w", ws, NULL);
-    float *b = cfg[3] != 0 ? need(h, cs, "b", NULL, NULL) : NULL;
+    int xd, wd;
+    float *x = need(h, cs, "x", xs, &xd), *w = need(h, cs, "w", ws, &wd);
+    int linear = op == OP_LINEAR_BF16, bf16 = op != OP_CONV;
+    float *b = cfg[linear ? 1 : 3] != 0 ? need(h, cs, "b", NULL, NULL) : NULL;
     float *dy = need(h, cs, "dy", NULL, NULL);
     conv2d_shape s;
-    conv2d_shape_init(&s, (int)xs[0], (int)xs[1], (int)xs[2], (int)xs[3], (int)ws[0],
-                      (int)ws[2], (int)cfg[1], (int)cfg[2]);
+    if (linear)
+        conv2d_shape_init(&s, (int)xs[0], 1, 1, (int)xs[1], (int)ws[0], 1, 1, 0);
+    else
+        conv2d_shape_init(&s, (int)xs[0], (int)xs[1], (int)xs[2], (int)xs[3], (int)ws[0],
+                          (int)ws[2], (int)cfg[1], (int)cfg[2]);
+    if (bf16)
+        s.precision = PRECISION_BF16;
     size_t nout = (size_t)s.n * s.h_out * s.w_out * s.c_out;
     float *ws_buf = zeros(conv2d_workspace_floats(&s));
     float *y = zeros(nout), *dx = zeros((size_t)s.n * s.h * s.w * s.c_in);
     float *dw = zeros((size_t)s.c_out * s.c_in * s.k * s.k), *db = zeros(s.c_out);
     conv2d_forward(y, x, w, b, ws_buf, &s);
-    conv2d_backward(dx, dw, b ? db : NULL, dy, x, w, ws_buf, &s);
-    int64_t ys[4] = {s.n, s.h_out, s.w_out, s.c_out}, bs[1] = {s.c_out};
-    put(h, cs, "y", y, 4, ys);
-    put(h, cs, "dx", dx, 4, xs);
-    put(h, cs, "dw", dw, 4, ws);
+    for (int pass = 0; pass < (bf16 ? 2 : 1); pass++)
+        conv2d_backward(dx, dw, b ? db : NULL, dy, x, w, ws_buf, &s);
+    int64_t ys[4] = {s.n, s.h_out, s.w_out, s.c_out}, ls[2] = {s.n, s.c_out};
+    int64_t bs[1] = {s.c_out};
+    put(h, cs, "y", y, linear ? 2 : 4, linear ? ls : ys);
+    put(h, cs, "dx", dx, xd, xs);
+    put(h, cs, "dw", dw, wd, ws);
     if (b)
         put(h, cs, "db", db, 1, bs);
     else
@@ -311,6 +327,8 @@ static void run_loss(harness *h, const char *cs, int op)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--bf16-supported") == 0)
+        return precision_bf16_supported() ? 0 : 1;
     if (argc != 3) {
         fprintf(stderr, "usage: %s IN.safetensors OUT.safetensors\n", argv[0]);
         return 2;
@@ -330,7 +348,9 @@ int main(int argc, char **argv)
         snprintf(cs, sizeof(cs), "%.*s", (int)(len - 4), name);
         float *cfg = need(&h, cs, "cfg", NULL, NULL);
         switch ((int)cfg[0]) {
-        case OP_CONV: run_conv(&h, cs, cfg); break;
+        case OP_CONV:
+        case OP_CONV_BF16:
+        case OP_LINEAR_BF16: run_conv(&h, cs, cfg, (int)cfg[0]); break;
         case OP_BN: run_bn(&h, cs, cfg); break;
         case OP_RELU: run_relu(&h, cs); break;
         case OP_MAXPOOL: run_maxpool(&h, cs, cfg); break;

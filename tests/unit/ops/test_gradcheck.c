@@ -743,6 +743,22 @@ static void pool_gradients(void **state)
     }
 }
 
+/* Ties go to the window's first maximum (row-major), and a NaN wins over numbers. */
+static void maxpool_ties_and_nan(void **state)
+{
+    (void)state;
+    pool2d_shape s;
+    pool2d_shape_init(&s, 1, 2, 2, 2, 2, 2, 0); /* one 2x2 window, two channels */
+    float in[8] = {1, 3, /* (0,0) */ 2, NAN, /* (0,1) */ 2, 3, /* (1,0) */ 0, 1 /* (1,1) */};
+    float out[2];
+    int32_t am[2];
+    maxpool2d_forward(out, am, in, &s);
+    assert_float_equal(out[0], 2, 0);
+    assert_int_equal(am[0], 2); /* (0,1) before the equal (1,0) */
+    assert_true(isnan(out[1]));
+    assert_int_equal(am[1], 3);
+}
+
 static void concatpool_layout(void **state)
 {
     (void)state;
@@ -993,6 +1009,7 @@ int main(void)
         cmocka_unit_test(relu_in_place),
         cmocka_unit_test(dropout_mask),
         cmocka_unit_test(pool_gradients),
+        cmocka_unit_test(maxpool_ties_and_nan),
         cmocka_unit_test(concatpool_layout),
         cmocka_unit_test(linear_gradients),
         cmocka_unit_test(loss_gradients),

@@ -1,0 +1,29 @@
+/* backend.h: the seam between the ops and the libraries that run their GEMMs (internal to
+ * ops/). A backend runs the convolutions of one precision; conv2d_* pick the backend by the
+ * shape's precision, once per call, and the linear layers go through conv2d_* as 1x1
+ * convolutions when not in fp32. A new backend (a GPU one) is a new file filling this
+ * table and a case in backend_for. */
+#ifndef SGDRD_BACKEND_H
+#define SGDRD_BACKEND_H
+
+#include <stddef.h>
+
+#include "ops.h"
+
+typedef struct conv_backend {
+    const char *name;
+    /* Floats of scratch forward and backward need (the larger of the two). */
+    size_t (*workspace_floats)(const conv2d_shape *s);
+    /* As conv2d_forward / conv2d_backward (backward leaves the bias gradient to conv.c). */
+    void (*forward)(float *out, const float *in, const float *w, const float *b, float *ws,
+                    const conv2d_shape *s);
+    void (*backward)(float *din, float *dw, const float *dout, const float *in,
+                     const float *w, float *ws, const conv2d_shape *s);
+} conv_backend;
+
+/* fp32: im2col or Winograd with OpenBLAS's sgemm (conv.c, winograd.c). */
+extern const conv_backend conv_backend_openblas;
+/* bf16 inputs, fp32 accumulation and outputs: oneDNN's convolutions (backend_onednn.c). */
+extern const conv_backend conv_backend_onednn_bf16;
+
+#endif

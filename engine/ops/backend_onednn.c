@@ -1,0 +1,510 @@
+/* backend_onednn.c: bf16 mixed-precision convolutions on oneDNN.
+ *
+ * Forward: the NHWC float32 input is rounded to bfloat16 (round to nearest even, as
+ * PyTorch's .to(torch.bfloat16)), the OIHW weights are reordered to bf16 in the layout the
+ * primitive asks for, and the output comes back in float32 NHWC with the bias added, the
+ * products accumulated in float32. Backward: the output gradient is rounded to bf16; the
+ * input gradient comes back in float32 into scratch and is added to din. The weight
+ * gradient is a matmul, dW (C_out, K*K*C_in) += dY^T (C_out, P) * columns (P, K*K*C_in),
+ * over chunks of whole images whose bf16 im2col columns fit COL_BYTES, accumulated in
+ * float32 in scratch and then added to dw (OIHW): oneDNN 2.6's own bf16 backward-weights
+ * convolution (jit_bf16) runs several times slower than its matmul on the ResNets' shapes,
+ * late stages on small images worst (docs/performance.md).
+ *
+ * Primitive descriptors and primitives are made once per shape and kept in a process-wide
+ * table (a mutex guards lookups; executing a primitive is thread-safe). Every buffer,
+ * oneDNN's own scratchpad included, lives in the caller's workspace, so a net's memory plan
+ * accounts for all of it. oneDNN failures here mean a shape or build it cannot handle:
+ * they end the process with a message rather than compute garbage. */
+#include "backend.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <dnnl.h>
+
+#define ONEDNN_CACHE_MAX 256
+#define ONEDNN_ALIGN 64
+#define ONEDNN_PAR_MIN 32768
+/* bf16 im2col columns per chunk of the weight gradient (at least one image). */
+#define COL_BYTES (8u << 20)
+
+/* The weight-gradient matmul of a chunk of `imgs` images. */
+typedef struct onednn_mm {
+    int imgs;
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t a, b, c; /* dY^T (C_out, P) bf16, columns (P, KKC) bf16, dW f32 */
+} onednn_mm;
+
+typedef struct onednn_conv {
+    int n, h, w, c_in, c_out, k, stride, pad; /* the key */
+    int h_out, w_out;
+    dnnl_primitive_desc_t fwd_pd, bwdd_pd;
+    dnnl_primitive_t fwd, bwdd;
+    dnnl_primitive_t w_to_fwd, w_to_bwdd; /* f32 OIHW weights -> bf16, each primitive's layout */
+    onednn_mm mm_full, mm_tail;           /* tail: the last, smaller chunk (imgs 0: none) */
+    dnnl_memory_desc_t src_f32, src_bf16, dst_f32, dst_bf16, w_oihw, bias;
+    size_t src_bytes, dst_bytes, wf_bytes, wb_bytes, dw_bytes, din_bytes, col_bytes;
+    size_t scratch_fwd, scratch_bwd;
+} onednn_conv;
+
+static pthread_once_t onednn_once = PTHREAD_ONCE_INIT;
+static dnnl_engine_t onednn_engine;
+static pthread_mutex_t onednn_lock = PTHREAD_MUTEX_INITIALIZER;
+static onednn_conv *onednn_cache[ONEDNN_CACHE_MAX];
+static int onednn_cached;
+
+static void onednn_check(dnnl_status_t st, const char *what)
+{
+    if (st != dnnl_success) {
+        fprintf(stderr, "sgdrd: oneDNN %s failed (status %d)\n", what, (int)st);
+        abort();
+    }
+}
+
+static void onednn_init(void)
+{
+    onednn_check(dnnl_engine_create(&onednn_engine, dnnl_cpu, 0), "engine_create");
+}
+
+static size_t align_up(size_t b)
+{
+    return (b + ONEDNN_ALIGN - 1) / ONEDNN_ALIGN * ONEDNN_ALIGN;
+}
+
+static dnnl_memory_desc_t md_of(int nd, const dnnl_dims_t dims, dnnl_data_type_t dt,
+                                dnnl_format_tag_t tag)
+{
+    dnnl_memory_desc_t md;
+    onednn_check(dnnl_memory_desc_init_by_tag(&md, nd, dims, dt, tag), "memory_desc");
+    return md;
+}
+
+static const dnnl_memory_desc_t *pd_md(const_dnnl_primitive_desc_t pd, dnnl_query_t q)
+{
+    return dnnl_primitive_desc_query_md(pd, q, 0);
+}
+
+static size_t pd_scratch(const_dnnl_primitive_desc_t pd)
+{
+    const dnnl_memory_desc_t *md = pd_md(pd, dnnl_query_scratchpad_md);
+    return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
+static dnnl_primitive_t make_prim(const_dnnl_primitive_desc_t pd, const char *what)
+{
+    dnnl_primitive_t p;
+    onednn_check(dnnl_primitive_create(&p, pd), what);
+    return p;
+}
+
+/* A reorder from src to dst; with sum != 0 it adds into dst (dst = dst + src). */
+static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
+                                     int sum)
+{
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    if (sum) {
+        onednn_check(dnnl_primitive_attr_create(&attr), "attr_create");
+        onednn_check(dnnl_post_ops_create(&po), "post_ops_create");
+        onednn_check(dnnl_post_ops_append_sum(po, 1.0f), "post_ops_append_sum");
+        onednn_check(dnnl_primitive_attr_set_post_ops(attr, po), "set_post_ops");
+    }
+    dnnl_primitive_desc_t pd;
+    onednn_check(dnnl_reorder_primitive_desc_create(&pd, src, onednn_engine, dst,
+                                                    onednn_engine, attr), "reorder_pd");
+    dnnl_primitive_t p = make_prim(pd, "reorder");
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    return p;
+}
+
+static dnnl_primitive_attr_t user_scratch_attr(void)
+{
+    dnnl_primitive_attr_t attr;
+    onednn_check(dnnl_primitive_attr_create(&attr), "attr_create");
+    onednn_check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+                 "set_scratchpad_mode");
+    return attr;
+}
+
+/* The three convolution primitive descriptors: bf16 activations and weights in, float32
+ * out, NHWC activations, weights in whatever layout each kernel prefers. */
+static void make_pds(onednn_conv *c)
+{
+    dnnl_dims_t st = {c->stride, c->stride}, pl = {c->pad, c->pad};
+    int ho = c->h_out, wo = c->w_out;
+    /* oneDNN wants the right padding that makes the output size exact. */
+    dnnl_dims_t pr = {(ho - 1) * c->stride + c->k - c->h - c->pad,
+                      (wo - 1) * c->stride + c->k - c->w - c->pad};
+    dnnl_dims_t sd = {c->n, c->c_in, c->h, c->w}, dd = {c->n, c->c_out, ho, wo};
+    dnnl_dims_t wd = {c->c_out, c->c_in, c->k, c->k}, bd = {c->c_out};
+    c->src_f32 = md_of(4, sd, dnnl_f32, dnnl_nhwc);
+    c->src_bf16 = md_of(4, sd, dnnl_bf16, dnnl_nhwc);
+    c->dst_f32 = md_of(4, dd, dnnl_f32, dnnl_nhwc);
+    c->dst_bf16 = md_of(4, dd, dnnl_bf16, dnnl_nhwc);
+    c->w_oihw = md_of(4, wd, dnnl_f32, dnnl_oihw);
+    c->bias = md_of(1, bd, dnnl_f32, dnnl_a);
+    dnnl_memory_desc_t w_any = md_of(4, wd, dnnl_bf16, dnnl_format_tag_any);
+    dnnl_primitive_attr_t attr = user_scratch_attr();
+    dnnl_convolution_desc_t fd, bdd;
+    onednn_check(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training,
+                                                    dnnl_convolution_direct, &c->src_bf16,
+                                                    &w_any, &c->bias, &c->dst_f32, st, pl, pr),
+                 "conv_fwd_desc");
+    onednn_check(dnnl_primitive_desc_create(&c->fwd_pd, &fd, attr, onednn_engine, NULL),
+                 "conv_fwd_pd");
+    onednn_check(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
+                                                          &c->src_f32, &w_any, &c->dst_bf16,
+                                                          st, pl, pr),
+                 "conv_bwd_data_desc");
+    onednn_check(dnnl_primitive_desc_create(&c->bwdd_pd, &bdd, attr, onednn_engine,
+                                            c->fwd_pd), "conv_bwd_data_pd");
+    dnnl_primitive_attr_destroy(attr);
+}
+
+static int is_direct(const onednn_conv *c)
+{
+    return c->k == 1 && c->stride == 1 && c->pad == 0;
+}
+
+static size_t kkc(const onednn_conv *c)
+{
+    return (size_t)c->k * c->k * c->c_in;
+}
+
+/* dW (C_out, KKC) += dY^T * columns over `imgs` images: the sum post-op accumulates. */
+static void make_mm(onednn_mm *m, const onednn_conv *c, int imgs)
+{
+    m->imgs = imgs;
+    if (imgs == 0)
+        return;
+    dnnl_dims_t ad = {c->c_out, (dnnl_dim_t)imgs * c->h_out * c->w_out};
+    dnnl_dims_t bd = {ad[1], (dnnl_dim_t)kkc(c)}, cd = {c->c_out, bd[1]};
+    m->a = md_of(2, ad, dnnl_bf16, dnnl_ba); /* dY is (P, C_out) row-major */
+    m->b = md_of(2, bd, dnnl_bf16, dnnl_ab);
+    m->c = md_of(2, cd, dnnl_f32, dnnl_ab);
+    dnnl_primitive_attr_t attr = user_scratch_attr();
+    dnnl_post_ops_t po;
+    onednn_check(dnnl_post_ops_create(&po), "post_ops_create");
+    onednn_check(dnnl_post_ops_append_sum(po, 1.0f), "post_ops_append_sum");
+    onednn_check(dnnl_primitive_attr_set_post_ops(attr, po), "set_post_ops");
+    dnnl_matmul_desc_t md;
+    onednn_check(dnnl_matmul_desc_init(&md, &m->a, &m->b, NULL, &m->c), "matmul_desc");
+    onednn_check(dnnl_primitive_desc_create(&m->pd, &md, attr, onednn_engine, NULL),
+                 "matmul_pd");
+    m->prim = make_prim(m->pd, "matmul");
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+}
+
+static void free_mm(onednn_mm *m)
+{
+    if (m->imgs == 0)
+        return;
+    dnnl_primitive_destroy(m->prim);
+    dnnl_primitive_desc_destroy(m->pd);
+}
+
+static onednn_conv *conv_make(const conv2d_shape *s)
+{
+    onednn_conv *c = calloc(1, sizeof(*c));
+    if (!c) {
+        fprintf(stderr, "sgdrd: out of memory for a oneDNN convolution\n");
+        abort();
+    }
+    c->n = s->n, c->h = s->h, c->w = s->w, c->c_in = s->c_in;
+    c->c_out = s->c_out, c->k = s->k, c->stride = s->stride, c->pad = s->pad;
+    c->h_out = s->h_out, c->w_out = s->w_out;
+    make_pds(c);
+    c->fwd = make_prim(c->fwd_pd, "conv_fwd");
+    c->bwdd = make_prim(c->bwdd_pd, "conv_bwd_data");
+    const dnnl_memory_desc_t *wf = pd_md(c->fwd_pd, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *wb = pd_md(c->bwdd_pd, dnnl_query_weights_md);
+    c->w_to_fwd = make_reorder(&c->w_oihw, wf, 0);
+    c->w_to_bwdd = make_reorder(&c->w_oihw, wb, 0);
+    size_t img_col = (size_t)c->h_out * c->w_out * kkc(c) * 2;
+    int imgs = is_direct(c) ? c->n : (int)(COL_BYTES / img_col);
+    if (imgs < 1)
+        imgs = 1;
+    if (imgs > c->n)
+        imgs = c->n;
+    make_mm(&c->mm_full, c, imgs);
+    make_mm(&c->mm_tail, c, c->n % imgs);
+    c->src_bytes = align_up(dnnl_memory_desc_get_size(&c->src_bf16));
+    c->dst_bytes = align_up(dnnl_memory_desc_get_size(&c->dst_bf16));
+    c->din_bytes = align_up(dnnl_memory_desc_get_size(&c->src_f32));
+    c->wf_bytes = align_up(dnnl_memory_desc_get_size(wf));
+    c->wb_bytes = align_up(dnnl_memory_desc_get_size(wb));
+    c->dw_bytes = align_up((size_t)c->c_out * kkc(c) * sizeof(float));
+    c->col_bytes = is_direct(c) ? c->src_bytes : align_up((size_t)imgs * img_col);
+    c->scratch_fwd = align_up(pd_scratch(c->fwd_pd));
+    size_t sd = pd_scratch(c->bwdd_pd), sm = pd_scratch(c->mm_full.pd);
+    if (c->mm_tail.imgs && pd_scratch(c->mm_tail.pd) > sm)
+        sm = pd_scratch(c->mm_tail.pd);
+    c->scratch_bwd = align_up(sd > sm ? sd : sm);
+    return c;
+}
+
+static int same_shape(const onednn_conv *c, const conv2d_shape *s)
+{
+    return c->n == s->n && c->h == s->h && c->w == s->w && c->c_in == s->c_in &&
+           c->c_out == s->c_out && c->k == s->k && c->stride == s->stride && c->pad == s->pad;
+}
+
+/* The cached primitives of shape s, made on first use. Entries live as long as the
+ * process; past ONEDNN_CACHE_MAX shapes the table stops growing and *owned is set: the
+ * caller then destroys the entry after use. */
+static onednn_conv *conv_get(const conv2d_shape *s, int *owned)
+{
+    pthread_once(&onednn_once, onednn_init);
+    *owned = 0;
+    pthread_mutex_lock(&onednn_lock);
+    for (int i = 0; i < onednn_cached; i++) {
+        if (same_shape(onednn_cache[i], s)) {
+            onednn_conv *c = onednn_cache[i];
+            pthread_mutex_unlock(&onednn_lock);
+            return c;
+        }
+    }
+    onednn_conv *c = conv_make(s);
+    if (onednn_cached < ONEDNN_CACHE_MAX)
+        onednn_cache[onednn_cached++] = c;
+    else
+        *owned = 1;
+    pthread_mutex_unlock(&onednn_lock);
+    return c;
+}
+
+static void conv_free(onednn_conv *c)
+{
+    dnnl_primitive_destroy(c->fwd);
+    dnnl_primitive_destroy(c->bwdd);
+    dnnl_primitive_destroy(c->w_to_fwd);
+    dnnl_primitive_destroy(c->w_to_bwdd);
+    dnnl_primitive_desc_destroy(c->fwd_pd);
+    dnnl_primitive_desc_destroy(c->bwdd_pd);
+    free_mm(&c->mm_full);
+    free_mm(&c->mm_tail);
+    free(c);
+}
+
+/* ---- execution ------------------------------------------------------------------------ */
+
+typedef struct exec_args {
+    int n;
+    dnnl_exec_arg_t a[8];
+} exec_args;
+
+static void arg_add(exec_args *e, int kind, const dnnl_memory_desc_t *md, const void *p)
+{
+    dnnl_memory_t m;
+    onednn_check(dnnl_memory_create(&m, md, onednn_engine, (void *)p), "memory_create");
+    e->a[e->n].arg = kind;
+    e->a[e->n].memory = m;
+    e->n++;
+}
+
+static void run(dnnl_primitive_t p, exec_args *e, const char *what)
+{
+    dnnl_stream_t st;
+    onednn_check(dnnl_stream_create(&st, onednn_engine, dnnl_stream_default_flags),
+                 "stream_create");
+    onednn_check(dnnl_primitive_execute(p, st, e->n, e->a), what);
+    onednn_check(dnnl_stream_wait(st), "stream_wait");
+    dnnl_stream_destroy(st);
+    for (int i = 0; i < e->n; i++)
+        dnnl_memory_destroy(e->a[i].memory);
+    e->n = 0;
+}
+
+static void reorder(dnnl_primitive_t p, const dnnl_memory_desc_t *src_md, const void *src,
+                    const dnnl_memory_desc_t *dst_md, void *dst)
+{
+    exec_args e = {0};
+    arg_add(&e, DNNL_ARG_FROM, src_md, src);
+    arg_add(&e, DNNL_ARG_TO, dst_md, dst);
+    run(p, &e, "reorder");
+}
+
+
+static uint16_t bf16_of(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* dst (bf16 bits) <- src rounded to nearest even; NaNs stay NaNs. */
+static void to_bf16(uint16_t *dst, const float *src, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= ONEDNN_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        dst[i] = bf16_of(src[i]);
+}
+
+/* bf16 columns of images [n0, n0 + imgs): row (n, oy, ox), columns (ky, kx, ci), zero
+ * where the kernel overhangs the padding. */
+static void im2col_bf16(uint16_t *col, const float *in, int n0, int imgs, const onednn_conv *c)
+{
+    const int k = c->k, cin = c->c_in, ho = c->h_out, wo = c->w_out;
+    const size_t q = kkc(c);
+    const int rows = imgs * ho;
+#pragma omp parallel for schedule(static) if ((size_t)rows * wo * q >= ONEDNN_PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        int n = n0 + r / ho, oy = r % ho;
+        for (int ox = 0; ox < wo; ox++) {
+            uint16_t *d = col + ((size_t)r * wo + ox) * q;
+            for (int ky = 0; ky < k; ky++) {
+                int iy = oy * c->stride - c->pad + ky;
+                for (int kx = 0; kx < k; kx++, d += cin) {
+                    int ix = ox * c->stride - c->pad + kx;
+                    if (iy < 0 || iy >= c->h || ix < 0 || ix >= c->w) {
+                        memset(d, 0, (size_t)cin * sizeof(uint16_t));
+                        continue;
+                    }
+                    const float *s = in + (((size_t)n * c->h + iy) * c->w + ix) * cin;
+                    for (int ci = 0; ci < cin; ci++)
+                        d[ci] = bf16_of(s[ci]);
+                }
+            }
+        }
+    }
+}
+
+/* dw (C_out, C_in, K, K) += g (C_out, K, K, C_in). */
+static void add_ohwi_to_oihw(float *dw, const float *g, const onednn_conv *c)
+{
+    const int kk = c->k * c->k, cin = c->c_in;
+#pragma omp parallel for schedule(static) if ((size_t)c->c_out * kk * cin >= ONEDNN_PAR_MIN)
+    for (int o = 0; o < c->c_out; o++) {
+        const float *go = g + (size_t)o * kk * cin;
+        float *d = dw + (size_t)o * kk * cin;
+        for (int ci = 0; ci < cin; ci++)
+            for (int q = 0; q < kk; q++)
+                d[(size_t)ci * kk + q] += go[(size_t)q * cin + ci];
+    }
+}
+
+static void add_into(float *dst, const float *src, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= ONEDNN_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+static size_t numel(const dnnl_memory_desc_t *md, size_t elem)
+{
+    return dnnl_memory_desc_get_size(md) / elem;
+}
+
+static size_t onednn_workspace_floats(const conv2d_shape *s)
+{
+    int owned;
+    onednn_conv *c = conv_get(s, &owned);
+    size_t fwd = c->src_bytes + c->wf_bytes + align_up((size_t)c->c_out * sizeof(float)) +
+                 c->scratch_fwd;
+    size_t bwd = c->dst_bytes + c->wb_bytes + c->din_bytes + c->dw_bytes + c->col_bytes +
+                 c->scratch_bwd;
+    if (owned)
+        conv_free(c);
+    return ((fwd > bwd ? fwd : bwd) + sizeof(float) - 1) / sizeof(float);
+}
+
+static void onednn_forward(float *out, const float *in, const float *w, const float *b,
+                           float *ws, const conv2d_shape *s)
+{
+    int owned;
+    onednn_conv *c = conv_get(s, &owned);
+    char *p = (char *)ws;
+    uint16_t *src = (uint16_t *)p;
+    char *wk = p + c->src_bytes;
+    float *zero_bias = (float *)(wk + c->wf_bytes);
+    char *scratch = (char *)zero_bias + align_up((size_t)c->c_out * sizeof(float));
+    const dnnl_memory_desc_t *wf = pd_md(c->fwd_pd, dnnl_query_weights_md);
+    to_bf16(src, in, numel(&c->src_f32, sizeof(float)));
+    reorder(c->w_to_fwd, &c->w_oihw, w, wf, wk);
+    if (!b) {
+        memset(zero_bias, 0, (size_t)c->c_out * sizeof(float));
+        b = zero_bias;
+    }
+    exec_args e = {0};
+    arg_add(&e, DNNL_ARG_SRC, &c->src_bf16, src);
+    arg_add(&e, DNNL_ARG_WEIGHTS, wf, wk);
+    arg_add(&e, DNNL_ARG_BIAS, &c->bias, b);
+    arg_add(&e, DNNL_ARG_DST, &c->dst_f32, out);
+    arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->fwd_pd, dnnl_query_scratchpad_md), scratch);
+    run(c->fwd, &e, "conv_fwd");
+    if (owned)
+        conv_free(c);
+}
+
+/* dw += the weight gradient, chunk by chunk of images (dst: dY in bf16). */
+static void weight_grad(float *dw, const uint16_t *dst, const float *in, char *p,
+                        const onednn_conv *c)
+{
+    float *g = (float *)p;
+    uint16_t *col = (uint16_t *)(p + c->dw_bytes);
+    char *scratch = (char *)col + c->col_bytes;
+    const size_t img_p = (size_t)c->h_out * c->w_out;
+    memset(g, 0, (size_t)c->c_out * kkc(c) * sizeof(float));
+    for (int n0 = 0; n0 < c->n; n0 += c->mm_full.imgs) {
+        const onednn_mm *m = c->n - n0 >= c->mm_full.imgs ? &c->mm_full : &c->mm_tail;
+        if (is_direct(c))
+            to_bf16(col, in + (size_t)n0 * img_p * c->c_in, (size_t)m->imgs * img_p * c->c_in);
+        else
+            im2col_bf16(col, in, n0, m->imgs, c);
+        exec_args e = {0};
+        arg_add(&e, DNNL_ARG_SRC, &m->a, dst + (size_t)n0 * img_p * c->c_out);
+        arg_add(&e, DNNL_ARG_WEIGHTS, &m->b, col);
+        arg_add(&e, DNNL_ARG_DST, &m->c, g);
+        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(m->pd, dnnl_query_scratchpad_md), scratch);
+        run(m->prim, &e, "matmul");
+    }
+    if (c->k == 1)
+        add_into(dw, g, (size_t)c->c_out * c->c_in);
+    else
+        add_ohwi_to_oihw(dw, g, c);
+}
+
+static void onednn_backward(float *din, float *dw, const float *dout, const float *in,
+                            const float *w, float *ws, const conv2d_shape *s)
+{
+    int owned;
+    onednn_conv *c = conv_get(s, &owned);
+    char *p = (char *)ws;
+    uint16_t *dst = (uint16_t *)p;
+    char *wk = p + c->dst_bytes;
+    float *dtmp = (float *)(wk + c->wb_bytes);
+    char *rest = (char *)dtmp + c->din_bytes; /* weight_grad's, or bwd data's scratchpad */
+    to_bf16(dst, dout, numel(&c->dst_f32, sizeof(float)));
+    if (dw)
+        weight_grad(dw, dst, in, rest, c);
+    if (din) {
+        const dnnl_memory_desc_t *wb = pd_md(c->bwdd_pd, dnnl_query_weights_md);
+        reorder(c->w_to_bwdd, &c->w_oihw, w, wb, wk);
+        exec_args e = {0};
+        arg_add(&e, DNNL_ARG_DIFF_DST, &c->dst_bf16, dst);
+        arg_add(&e, DNNL_ARG_WEIGHTS, wb, wk);
+        arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, dtmp);
+        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md), rest);
+        run(c->bwdd, &e, "conv_bwd_data");
+        add_into(din, dtmp, numel(&c->src_f32, sizeof(float)));
+    }
+    if (owned)
+        conv_free(c);
+}
+
+const conv_backend conv_backend_onednn_bf16 = {
+    .name = "onednn-bf16",
+    .workspace_floats = onednn_workspace_floats,
+    .forward = onednn_forward,
+    .backward = onednn_backward,
+};
