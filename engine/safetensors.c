@@ -263,7 +263,7 @@ static int parse_entries(st_file *f, json_t *root, const unsigned char *data,
         rc = parse_entry(t, &b, &e, key, val, data_len, err, errlen);
         if (rc < 0)
             break;
-        t->data = data + b;
+        t->data = data ? data + b : NULL;
         sp[f->n - 1] = (span){b, e, f->n - 1};
     }
     if (rc >= 0 && check_coverage(f, sp, data_len, err, errlen) < 0)
@@ -303,6 +303,104 @@ static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t er
     }
     *out = f;
     return 0;
+}
+
+int st_parse_header(st_file *out, const void *head, size_t head_len, uint64_t file_len,
+                    char *err, size_t errlen)
+{
+    uint64_t hlen;
+    memset(out, 0, sizeof(*out));
+    if (file_len < 8) {
+        err_set(err, errlen, "file of %llu bytes is too short for the 8-byte header length",
+                (unsigned long long)file_len);
+        return -EINVAL;
+    }
+    if (head_len < 8)
+        return -EAGAIN;
+    memcpy(&hlen, head, 8);
+    if (hlen > file_len - 8) {
+        err_set(err, errlen, "header length %llu is beyond the file size of %llu bytes",
+                (unsigned long long)hlen, (unsigned long long)file_len);
+        return -EINVAL;
+    }
+    if (hlen > ST_MAX_HEADER) {
+        err_set(err, errlen, "header length %llu exceeds the %u-byte limit",
+                (unsigned long long)hlen, ST_MAX_HEADER);
+        return -EINVAL;
+    }
+    if (head_len - 8 < hlen)
+        return -EAGAIN;
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)head + 8, (size_t)hlen, JSON_REJECT_DUPLICATES,
+                              &jerr);
+    int rc = -EINVAL;
+    if (!root)
+        err_set(err, errlen, "header is not valid JSON: %s (at byte %d)", jerr.text,
+                jerr.position);
+    else if (!json_is_object(root))
+        err_set(err, errlen, "header is not a JSON object");
+    else
+        rc = parse_entries(out, root, NULL, (size_t)(file_len - 8 - hlen), err, errlen);
+    json_decref(root);
+    if (rc < 0)
+        st_free(out);
+    return rc;
+}
+
+int st_read_header_file(st_file *out, const char *path, char *err, size_t errlen)
+{
+    unsigned char len8[8];
+    uint64_t hlen;
+    char *head = NULL;
+    struct stat stt;
+    int rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    memset(out, 0, sizeof(*out));
+    if (fd < 0 || fstat(fd, &stt) < 0) {
+        rc = -errno;
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
+        goto out_close;
+    }
+    if (!S_ISREG(stt.st_mode)) {
+        rc = -EINVAL;
+        err_set(err, errlen, "%s: not a regular file", path);
+        goto out_close;
+    }
+    /* The length is checked against the file before anything of that size is allocated. */
+    if (stt.st_size < 8) {
+        rc = st_parse_header(out, len8, 0, (uint64_t)stt.st_size, err, errlen);
+        goto out_close;
+    }
+    if (pread(fd, len8, 8, 0) != 8) {
+        rc = -EIO;
+        err_set(err, errlen, "%s: cannot read its header length", path);
+        goto out_close;
+    }
+    memcpy(&hlen, len8, 8);
+    if (hlen > (uint64_t)stt.st_size - 8 || hlen > ST_MAX_HEADER) {
+        rc = st_parse_header(out, len8, 8, (uint64_t)stt.st_size, err, errlen);
+        goto out_close;
+    }
+    head = malloc(8 + (size_t)hlen);
+    if (!head) {
+        rc = -ENOMEM;
+        err_set(err, errlen, "%s: out of memory for a header of %llu bytes", path,
+                (unsigned long long)hlen);
+        goto out_close;
+    }
+    if (pread(fd, head, 8 + (size_t)hlen, 0) != (ssize_t)(8 + hlen)) {
+        rc = -EIO;
+        err_set(err, errlen, "%s: cannot read its header", path);
+        goto out_free_head;
+    }
+    rc = st_parse_header(out, head, 8 + (size_t)hlen, (uint64_t)stt.st_size, err, errlen);
+out_free_head:
+    free(head);
+out_close:
+    if (fd >= 0)
+        close(fd);
+    return rc;
 }
 
 int st_read_mem(st_file *out, const void *buf, size_t len, char *err, size_t errlen)
