@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "learner.h"
 #include "models/models.h"
 #include "optim.h"
 
@@ -21,6 +22,9 @@ typedef struct lmem_run {
     int n_train, n_valid; /* images per split */
     int64_t image_bytes;  /* one decoded image of median size (w * h * channels) */
 } lmem_run;
+
+/* The run a learner_create(lc, a dataset described by in) would build. */
+void lmem_run_of(lmem_run *r, const learner_config *lc, const ds_info *in);
 
 /* Bytes of each part, and their sum. */
 typedef struct lmem_parts {

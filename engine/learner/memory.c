@@ -16,6 +16,22 @@
 /* Loaders a learner keeps: training, validation, and the plain one of a precompute. */
 #define LMEM_LOADERS 3
 
+void lmem_run_of(lmem_run *r, const learner_config *lc, const ds_info *in)
+{
+    memset(r, 0, sizeof *r);
+    r->model = lc->model;
+    r->model.c_in = in->channels == 1 ? 1 : 3;
+    r->model.n_classes = in->n_classes;
+    r->sz = lc->sz;
+    r->bs = lc->bs;
+    r->opt = lc->opt;
+    r->pretrained = lc->pretrained != NULL;
+    r->loader_threads = lc->loader_threads;
+    r->n_train = in->count[SPLIT_TRAIN];
+    r->n_valid = in->count[SPLIT_VALID];
+    r->image_bytes = (int64_t)in->median_w * in->median_h * r->model.c_in;
+}
+
 static double min_d(double a, double b) { return a < b ? a : b; }
 
 /* What does not depend on the net's plan: loaders and caches. */
