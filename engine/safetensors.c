@@ -187,9 +187,10 @@ static int check_coverage(const st_file *f, span *sp, size_t data_len, char *err
  * the bytes added). The format does not pad its header, but tensor data is read as float
  * and int64: after the move every tensor whose offsets are multiples of its element size
  * is aligned. */
-static int blob_header(st_file *f, uint64_t *hlen, size_t *pad, char *err, size_t errlen)
+static int blob_header(st_file *f, size_t placed, uint64_t *hlen, size_t *pad, char *err,
+                       size_t errlen)
 {
-    size_t len = f->blob_len;
+    size_t len = f->blob_len - placed;
     *pad = 0;
     if (len < 8) {
         err_set(err, errlen, "file of %zu bytes is too short for the 8-byte header length",
@@ -206,6 +207,15 @@ static int blob_header(st_file *f, uint64_t *hlen, size_t *pad, char *err, size_
         err_set(err, errlen, "header length %llu exceeds the %u-byte limit",
                 (unsigned long long)*hlen, ST_MAX_HEADER);
         return -EINVAL;
+    }
+    if (placed) {
+        /* st_read_file put the data on its boundary already, from the same length. */
+        if ((8 + *hlen + placed) % 8 != 0 || placed >= 8) {
+            err_set(err, errlen, "the file changed while it was read");
+            return -EINVAL;
+        }
+        *pad = placed;
+        return 0;
     }
     if ((8 + *hlen) % 8 == 0)
         return 0;
@@ -272,13 +282,15 @@ static int parse_entries(st_file *f, json_t *root, const unsigned char *data,
     return rc < 0 ? rc : 0;
 }
 
-/* Parses blob (ownership taken, freed on failure) into out. */
-static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t errlen)
+/* Parses blob (ownership taken, freed on failure) into out: a file of len bytes, whose
+ * data section the caller may have placed `placed` bytes further already (0: not). */
+static int parse_blob(st_file *out, void *blob, size_t len, size_t placed, char *err,
+                      size_t errlen)
 {
-    st_file f = {.blob = blob, .blob_len = len};
+    st_file f = {.blob = blob, .blob_len = len + placed};
     uint64_t hlen;
     size_t hlen_pad;
-    int rc = blob_header(&f, &hlen, &hlen_pad, err, errlen);
+    int rc = blob_header(&f, placed, &hlen, &hlen_pad, err, errlen);
     if (rc < 0) {
         st_free(&f);
         return rc;
@@ -413,7 +425,7 @@ int st_read_mem(st_file *out, const void *buf, size_t len, char *err, size_t err
     }
     if (len)
         memcpy(blob, buf, len);
-    return parse_blob(out, blob, len, err, errlen);
+    return parse_blob(out, blob, len, 0, err, errlen);
 }
 
 int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
@@ -438,16 +450,24 @@ int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
         err_set(err, errlen, "%s: not a regular file", path);
         goto out_close;
     }
-    size_t len = (size_t)stt.st_size;
-    blob = malloc(len ? len : 1);
+    size_t len = (size_t)stt.st_size, pad = 0, split = len, got = 0;
+    uint64_t hlen;
+    /* The data section is read straight to its 8-byte boundary: one copy of the file in
+     * memory, never a second for the move. */
+    if (len >= 8 && pread(fd, &hlen, 8, 0) == 8 && hlen <= len - 8 && hlen <= ST_MAX_HEADER &&
+        (8 + hlen) % 8 != 0) {
+        split = 8 + (size_t)hlen;
+        pad = 8 - split % 8;
+    }
+    blob = malloc(len + pad ? len + pad : 1);
     if (!blob) {
         rc = -ENOMEM;
         err_set(err, errlen, "%s: out of memory for %zu bytes", path, len);
         goto out_close;
     }
-    size_t got = 0;
     while (got < len) {
-        ssize_t r = read(fd, (char *)blob + got, len - got);
+        size_t at = got < split ? got : got + pad, want = got < split ? split - got : len - got;
+        ssize_t r = pread(fd, (char *)blob + at, want, (off_t)got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -461,7 +481,7 @@ int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
     }
     close(fd);
     fd = -1;
-    rc = parse_blob(out, blob, got, err, errlen);
+    rc = parse_blob(out, blob, got, got > split ? pad : 0, err, errlen);
     if (rc < 0 && err && errlen) {
         char tmp[512];
         snprintf(tmp, sizeof(tmp), "%s: %s", path, err);
