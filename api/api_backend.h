@@ -63,6 +63,9 @@ typedef struct api_backend {
                             const char *format, double valid_pct, const char *csv,
                             uint64_t seed, int uploaded, int64_t *id, const char **field,
                             char *err, size_t errlen);
+    /* Bytes a new run may take (--memory-limit, else MemAvailable; 0: not known), and in
+     * *source where the figure comes from. */
+    double (*memory_available)(void *ctx, const char **source);
 } api_backend;
 
 #endif

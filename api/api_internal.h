@@ -93,6 +93,8 @@ struct api_req {
     int64_t written;
     int too_big;
     int write_errno;
+    size_t head_len;           /* POST /models: header bytes kept in buf so far */
+    int head_done;             /* POST /models: the header was checked (or cannot be yet) */
     json_t *json;              /* parsed JSON body (BODY_JSON, BODY_DATASET json) */
 
     double t0;                 /* when the request arrived (monotonic seconds) */

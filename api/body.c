@@ -4,6 +4,7 @@
 #include "api_internal.h"
 #include "gate.h"
 #include "buf.h"
+#include "model_upload.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -141,6 +142,16 @@ void body_append(api_req *r, const char *data, size_t size)
         return;
     if (r->len + size > r->limit) {
         r->too_big = 1;
+        return;
+    }
+    /* A model's header is checked as it arrives; a refusal drops the rest unstored. */
+    if (r->route->body == BODY_FILE && model_upload_feed(r, data, size)) {
+        if (r->fd >= 0)
+            close(r->fd);
+        r->fd = -1;
+        if (r->tmp_path[0])
+            unlink(r->tmp_path);
+        r->tmp_path[0] = '\0';
         return;
     }
     if (r->kind == BODY_FILE) {

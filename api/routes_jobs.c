@@ -11,6 +11,7 @@
 
 #include "api_backend.h"
 #include "learner.h"
+#include "model_upload.h"
 #include "routes.h"
 #include "safetensors.h"
 #include "store.h"
@@ -171,38 +172,24 @@ void route_lr_find_get(api_req *r)
 
 void route_model_create(api_req *r)
 {
-    static const char *const archs[] = {"resnet18", "resnet34", "resnet_small"};
     const char *name = req_query(r, "name"), *arch = req_query(r, "arch");
     char dir[PATH_MAX], dest[PATH_MAX], err[256], loc[96];
     st_file f = {0};
     json_t *info = NULL, *model = NULL;
     int64_t id;
-    int rc, ok = 0;
+    int rc;
 
-    if (req_need_backend(r))
+    if (req_need_backend(r) || model_upload_query(r))
         return;
-    if (upload_name_check(name, err, sizeof err)) {
-        reply_problem(r, 400, PROBLEM_INVALID, "name", "%s", err);
-        return;
-    }
-    for (size_t i = 0; arch && i < sizeof archs / sizeof archs[0]; i++)
-        ok |= strcmp(arch, archs[i]) == 0;
-    if (!ok) {
-        reply_problem(r, 400, PROBLEM_INVALID, "arch",
-                      "arch must be resnet18, resnet34 or resnet_small");
-        return;
-    }
-    rc = st_read_file(&f, r->tmp_path, err, sizeof err);
+    /* The header again, now against the file's real size; the tensors are read only when
+     * a run loads them. */
+    rc = st_read_header_file(&f, r->tmp_path, err, sizeof err);
     if (rc) {
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "not a usable safetensors file: %s", err);
         return;
     }
-    /* A file a run could not start from is refused now, not when its first job fails. */
-    rc = learner_check_pretrained(arch, &f, err, sizeof err);
-    if (rc) {
+    if (model_upload_check(r, &f)) {
         st_free(&f);
-        reply_problem(r, 400, PROBLEM_INVALID, NULL, "the uploaded file is not a %s body: %s",
-                      arch, err);
         return;
     }
     info = json_pack("{s:i}", "tensors", f.n);

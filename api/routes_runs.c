@@ -12,6 +12,7 @@
 #include "api_backend.h"
 #include "job_params.h"
 #include "learner.h"
+#include "learner_memory.h"
 #include "models/models.h"
 #include "routes.h"
 #include "sse.h"
@@ -197,6 +198,65 @@ static int run_fit_dataset(api_req *r, run_body *b, int64_t ds_id, json_t *ds)
     return 0;
 }
 
+/* An integer of the dataset row's info, at path a.b ("counts.train"); def when absent. */
+static int info_int(json_t *info, const char *a, const char *b, int def)
+{
+    json_t *v = json_object_get(info, a);
+    if (b)
+        v = json_object_get(v, b);
+    return json_is_integer(v) ? (int)json_integer_value(v) : def;
+}
+
+/* Refuses a run whose learner would not fit in the memory there is now, before anything
+ * of it is allocated (learner_memory.h): 422 naming bs (or sz) with what it needs, what
+ * is available and what fits. Answers and returns nonzero. */
+static int run_memory_ok(api_req *r, const run_body *b, json_t *ds)
+{
+    json_t *info = json_object_get(ds, "info");
+    json_t *median = json_object_get(json_object_get(info, "image_size"), "median");
+    const char *source = "MemAvailable", *field = NULL;
+    char err[1024];
+    lmem_run m;
+    double avail;
+    int rc;
+
+    if (!r->srv->backend.memory_available)
+        return 0;
+    avail = r->srv->backend.memory_available(r->srv->backend.ctx, &source);
+    memset(&m, 0, sizeof m);
+    model_spec_defaults(&m.model);
+    m.model.arch = arch_names[b->arch];
+    m.model.c_in = info_int(info, "channels", NULL, 3) == 1 ? 1 : 3;
+    m.model.n_classes = info_int(info, "n_classes", NULL, 2);
+    if (m.model.n_classes < 2)
+        m.model.n_classes = 2;
+    m.model.head = b->head == 1 ? HEAD_PLAIN : HEAD_FASTAI;
+    m.model.multi_label = b->multi_label;
+    m.model.ps[0] = (float)b->ps.v[0];
+    m.model.ps[1] = (float)b->ps.v[1];
+    m.model.n_xtra_fc = b->xtra_fc.n;
+    for (int i = 0; i < b->xtra_fc.n && i < MODEL_MAX_XTRA_FC; i++)
+        m.model.xtra_fc[i] = (int)b->xtra_fc.v[i];
+    m.sz = (int)b->sz;
+    m.bs = (int)b->bs;
+    m.opt = b->opt == 1 ? OPTIM_ADAM : OPTIM_SGD;
+    m.pretrained = b->pretrained != 0;
+    m.n_train = info_int(info, "counts", "train", 0);
+    m.n_valid = info_int(info, "counts", "valid", 0);
+    if (json_is_array(median))
+        m.image_bytes = (int64_t)json_integer_value(json_array_get(median, 0)) *
+                        json_integer_value(json_array_get(median, 1)) * m.model.c_in;
+    rc = lmem_admit(&m, avail, source, &field, err, sizeof err);
+    /* A model that cannot be built is the first job's error to report, as before. */
+    if (rc == -EINVAL)
+        return 0;
+    if (rc == -ENOMEM && field)
+        reply_problem(r, 422, PROBLEM_INVALID, field, "%s", err);
+    else if (rc)
+        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "%s", err);
+    return rc;
+}
+
 /* The run's config with every default filled in, so that it says exactly what the run
  * trains with. A new object, NULL when out of memory. */
 static json_t *run_config_json(const run_body *b, int64_t ds_id)
@@ -241,7 +301,7 @@ void route_run_create(api_req *r)
     if (req_need_backend(r) || req_parse(r, run_spec, &b))
         return;
     if (run_dataset(r, &b, &ds_id, &ds) || run_pretrained_ok(r, &b) ||
-        run_fit_dataset(r, &b, ds_id, ds))
+        run_fit_dataset(r, &b, ds_id, ds) || run_memory_ok(r, &b, ds))
         goto out;
     config = run_config_json(&b, ds_id);
     if (!config) {

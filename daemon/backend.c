@@ -57,6 +57,11 @@ static int be_register_dataset(void *ctx, const char *name, const char *path,
                                  field, err, errlen);
 }
 
+static double be_memory_available(void *ctx, const char **source)
+{
+    return jobs_memory_available(ctx, source);
+}
+
 void jobs_backend(jobs *jq, api_backend *out)
 {
     *out = (api_backend){
@@ -64,6 +69,7 @@ void jobs_backend(jobs *jq, api_backend *out)
         .submit = be_submit,
         .cancel = be_cancel,
         .resume = be_resume,
+        .memory_available = be_memory_available,
         .delete_run = be_delete_run,
         .predict_image = be_predict_image,
         .weights_path = be_weights_path,

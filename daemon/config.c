@@ -39,6 +39,8 @@ static const opt opts[] = {
     {"threads", OPT_VALUE, "compute threads (default: every core)"},
     {"max-upload", OPT_VALUE, "largest dataset or model upload, bytes or with K/M/G "
                               "(default 2G)"},
+    {"memory-limit", OPT_VALUE, "memory runs may take, bytes or with K/M/G (default: "
+                                "MemAvailable when the run is admitted)"},
     {"log-level", OPT_VALUE, "error, warn, info or debug (default info)"},
     {"config", OPT_VALUE, "file with the same keys, one \"key = value\" per line"},
     {"resume", OPT_FLAG, "resume interrupted jobs at start (a fit continues from its last "
@@ -204,6 +206,11 @@ static int config_set(daemon_config *c, const char *key, const char *v, const ch
         snprintf(err, errlen, "%s: '%s' is not a thread count (0..1024)", where, v);
     } else if (!strcmp(key, "max-upload")) {
         if (parse_size(v, &c->max_upload) == 0)
+            return 0;
+        snprintf(err, errlen, "%s: '%s' is not a size (bytes, or a number with K, M or G)",
+                 where, v);
+    } else if (!strcmp(key, "memory-limit")) {
+        if (parse_size(v, &c->memory_limit) == 0)
             return 0;
         snprintf(err, errlen, "%s: '%s' is not a size (bytes, or a number with K, M or G)",
                  where, v);

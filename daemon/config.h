@@ -29,6 +29,7 @@ typedef struct daemon_config {
     char *token_file;          /* NULL: no authentication (loopback only) */
     int threads;               /* 0: every core */
     int64_t max_upload;        /* bytes; default 2 GiB; accepts K/M/G suffixes */
+    int64_t memory_limit;      /* bytes runs may take (admission); 0: MemAvailable */
     log_level log_level;
     int resume;                /* resume interrupted jobs at start */
     int demo;                  /* on a fresh data dir: Fashion-MNIST + the recipe */

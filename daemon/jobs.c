@@ -406,6 +406,7 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
     jq->st = st;
     jq->data_dir = strdup(cfg->data_dir ? cfg->data_dir : ".");
     jq->loader_threads = cfg->loader_threads;
+    jq->memory_limit = cfg->memory_limit;
     jq->resume = cfg->resume;
     if (cfg->n_roots > 0) {
         jq->roots = calloc((size_t)cfg->n_roots, sizeof *jq->roots);

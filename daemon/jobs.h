@@ -36,6 +36,7 @@ typedef struct jobs_config {
     int n_roots;
     int loader_threads;     /* decode/augment workers per learner; 0: engine default */
     int resume;             /* on start, resume every interrupted job that can (--resume) */
+    int64_t memory_limit;   /* bytes a run may take (--memory-limit); 0: MemAvailable */
 } jobs_config;
 
 /* Creates the queue (no thread yet). st is borrowed and must outlive the queue. */
@@ -50,6 +51,9 @@ int jobs_start(jobs *jq, char *err, size_t errlen);
  * canonical JSON, is committed as `queued` before this returns (so the caller may answer
  * 202), then the worker is woken. -ENOENT: no such run; -ESHUTDOWN: stopping. */
 int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id);
+
+/* Bytes a run may take now: --memory-limit, else MemAvailable (lmem_available). */
+double jobs_memory_available(jobs *jq, const char **source);
 
 /* Cancels a job: a queued one becomes `cancelled` at once; a running one stops at its
  * next batch boundary and then becomes `cancelled`. -ENOENT: no such job; -EALREADY: it

@@ -48,6 +48,7 @@ struct jobs {
     char **roots;
     int n_roots;
     int loader_threads;
+    int64_t memory_limit;   /* jobs_config.memory_limit */
     int resume;
 
     pthread_mutex_t mu;     /* queue, running, stopping, dropped runs */

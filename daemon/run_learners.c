@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "json_text.h"
+#include "learner_memory.h"
 #include "log.h"
 #include "models/models.h"
 #include "weights.h"
@@ -192,6 +193,27 @@ static int restore_run_state(jobs *jq, int64_t run_id, json_t *run, learner *l, 
     return rc;
 }
 
+double jobs_memory_available(jobs *jq, const char **source)
+{
+    return lmem_available((double)jq->memory_limit, source);
+}
+
+/* A training learner is admitted again when it is built: memory may have gone to others
+ * since its run was created. -ENOMEM with err saying what it needs and what fits. */
+static int admit_learner(jobs *jq, const learner_config *lc, const dataset *ds, char *err,
+                         size_t errlen)
+{
+    lmem_run r;
+    const char *source, *field;
+    char why[768];
+    double avail = jobs_memory_available(jq, &source);
+    lmem_run_of(&r, lc, dataset_info(ds));
+    int rc = lmem_admit(&r, avail, source, &field, why, sizeof why);
+    if (rc)
+        snprintf(err, errlen, "%s%s", rc == -ENOMEM ? "not enough memory: " : "", why);
+    return rc;
+}
+
 static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset **ds_out,
                             learner **out, char *ds_path, struct stat *ds_st, char *err,
                             size_t errlen)
@@ -218,7 +240,9 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
     if (rc)
         goto out_free;
     lc.checkpoint_dir = for_training ? ckdir : NULL;
-    rc = learner_create(&l, &lc, ds, err, errlen);
+    rc = for_training ? admit_learner(jq, &lc, ds, err, errlen) : 0;
+    if (rc == 0)
+        rc = learner_create(&l, &lc, ds, err, errlen);
     if (rc == 0)
         rc = restore_run_state(jq, run_id, run, l, lc.sz, for_training, err, errlen);
     if (rc)

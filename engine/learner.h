@@ -62,7 +62,8 @@ net *learner_net(learner *l);
 /* Whether f can be a pretrained body of arch, as learner_create will judge it: conv1.weight
  * takes 1 or 3 channels and the body's tensors are all there with their shapes
  * (weights_load_st's WEIGHTS_BODY rules). For refusing a file when it is imported rather
- * than when a run first uses it. 0 or -EINVAL (or -ENOMEM) with err saying why. */
+ * than when a run first uses it; f may be a header alone (st_parse_header), as nothing is
+ * copied. 0 or -EINVAL (or -ENOMEM) with err saying why. */
 int learner_check_pretrained(const char *arch, const st_file *f, char *err, size_t errlen);
 
 /* ---- state changes (cheap, synchronous) ------------------------------------------------- */

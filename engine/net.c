@@ -489,6 +489,41 @@ static int batch_plan_fits(net *n, int *fits)
     return 0;
 }
 
+int net_memory_need(net *n, int batch, int h, int w, int training, double *bytes)
+{
+    int rc, rc_p = 0, saved = n->freeze_to;
+    double extra = 0;
+    size_t plan = 0;
+
+    *bytes = 0;
+    if (n->batch || batch <= 0 || h <= 0 || w <= 0)
+        return -EINVAL;
+    rc = batch_arrays_alloc(n);
+    if (rc == 0)
+        rc = batch_shapes(n, batch, h, w);
+    if (rc == 0) {
+        /* Training is planned with every group trainable: an unfreeze may come later. */
+        n->freeze_to = training ? 0 : saved;
+        net_plan_reset(n);
+        plan = net_plan_size(n, training, &rc_p);
+        n->freeze_to = saved;
+        rc = rc_p < 0 ? -ENOMEM : 0;
+    }
+    for (int i = 0; rc == 0 && i < n->n_nodes; i++) {
+        const node *d = &n->nodes[i];
+        double cnt = (double)batch * d->h * d->w * d->c;
+        if (d->kind == NODE_MAXPOOL || d->kind == NODE_CONCATPOOL)
+            extra += cnt * sizeof(int32_t);
+        else if (d->kind == NODE_DROPOUT)
+            extra += cnt * sizeof(float);
+    }
+    extra += (double)batch * n->n_out * sizeof(float);
+    free_batch_state(n);
+    if (rc == 0)
+        *bytes = (double)plan * sizeof(float) + extra;
+    return rc;
+}
+
 /* The per-batch buffers of the nodes (pool indices, dropout masks) and of the loss. */
 static int batch_buffers_alloc(net *n, int batch)
 {

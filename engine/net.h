@@ -159,6 +159,12 @@ int net_finalize(net *n, uint64_t seed);
  * the activations alone would pass net_memory_limit(). After -ENOMEM the net keeps its
  * parameters; the next successful net_set_batch makes it usable again. */
 int net_set_batch(net *n, int batch, int h, int w);
+/* Bytes net_set_batch(n, batch, h, w) would allocate for activations, their gradients,
+ * scratch and per-batch buffers: the training plan with every group trainable when
+ * training, else the eval plan. Allocates only the planner's arrays, for a net that has
+ * no batch set yet (fresh from model_create), and leaves it so. 0; -EINVAL when the size
+ * does not fit the network (or the net has a batch); -ENOMEM. */
+int net_memory_need(net *n, int batch, int h, int w, int training, double *bytes);
 /* Bytes of activations a net may plan for: three quarters of physical memory. */
 double net_memory_limit(void);
 

@@ -187,9 +187,10 @@ static int check_coverage(const st_file *f, span *sp, size_t data_len, char *err
  * the bytes added). The format does not pad its header, but tensor data is read as float
  * and int64: after the move every tensor whose offsets are multiples of its element size
  * is aligned. */
-static int blob_header(st_file *f, uint64_t *hlen, size_t *pad, char *err, size_t errlen)
+static int blob_header(st_file *f, size_t placed, uint64_t *hlen, size_t *pad, char *err,
+                       size_t errlen)
 {
-    size_t len = f->blob_len;
+    size_t len = f->blob_len - placed;
     *pad = 0;
     if (len < 8) {
         err_set(err, errlen, "file of %zu bytes is too short for the 8-byte header length",
@@ -206,6 +207,15 @@ static int blob_header(st_file *f, uint64_t *hlen, size_t *pad, char *err, size_
         err_set(err, errlen, "header length %llu exceeds the %u-byte limit",
                 (unsigned long long)*hlen, ST_MAX_HEADER);
         return -EINVAL;
+    }
+    if (placed) {
+        /* st_read_file put the data on its boundary already, from the same length. */
+        if ((8 + *hlen + placed) % 8 != 0 || placed >= 8) {
+            err_set(err, errlen, "the file changed while it was read");
+            return -EINVAL;
+        }
+        *pad = placed;
+        return 0;
     }
     if ((8 + *hlen) % 8 == 0)
         return 0;
@@ -263,7 +273,7 @@ static int parse_entries(st_file *f, json_t *root, const unsigned char *data,
         rc = parse_entry(t, &b, &e, key, val, data_len, err, errlen);
         if (rc < 0)
             break;
-        t->data = data + b;
+        t->data = data ? data + b : NULL;
         sp[f->n - 1] = (span){b, e, f->n - 1};
     }
     if (rc >= 0 && check_coverage(f, sp, data_len, err, errlen) < 0)
@@ -272,13 +282,15 @@ static int parse_entries(st_file *f, json_t *root, const unsigned char *data,
     return rc < 0 ? rc : 0;
 }
 
-/* Parses blob (ownership taken, freed on failure) into out. */
-static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t errlen)
+/* Parses blob (ownership taken, freed on failure) into out: a file of len bytes, whose
+ * data section the caller may have placed `placed` bytes further already (0: not). */
+static int parse_blob(st_file *out, void *blob, size_t len, size_t placed, char *err,
+                      size_t errlen)
 {
-    st_file f = {.blob = blob, .blob_len = len};
+    st_file f = {.blob = blob, .blob_len = len + placed};
     uint64_t hlen;
     size_t hlen_pad;
-    int rc = blob_header(&f, &hlen, &hlen_pad, err, errlen);
+    int rc = blob_header(&f, placed, &hlen, &hlen_pad, err, errlen);
     if (rc < 0) {
         st_free(&f);
         return rc;
@@ -305,6 +317,104 @@ static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t er
     return 0;
 }
 
+int st_parse_header(st_file *out, const void *head, size_t head_len, uint64_t file_len,
+                    char *err, size_t errlen)
+{
+    uint64_t hlen;
+    memset(out, 0, sizeof(*out));
+    if (file_len < 8) {
+        err_set(err, errlen, "file of %llu bytes is too short for the 8-byte header length",
+                (unsigned long long)file_len);
+        return -EINVAL;
+    }
+    if (head_len < 8)
+        return -EAGAIN;
+    memcpy(&hlen, head, 8);
+    if (hlen > file_len - 8) {
+        err_set(err, errlen, "header length %llu is beyond the file size of %llu bytes",
+                (unsigned long long)hlen, (unsigned long long)file_len);
+        return -EINVAL;
+    }
+    if (hlen > ST_MAX_HEADER) {
+        err_set(err, errlen, "header length %llu exceeds the %u-byte limit",
+                (unsigned long long)hlen, ST_MAX_HEADER);
+        return -EINVAL;
+    }
+    if (head_len - 8 < hlen)
+        return -EAGAIN;
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)head + 8, (size_t)hlen, JSON_REJECT_DUPLICATES,
+                              &jerr);
+    int rc = -EINVAL;
+    if (!root)
+        err_set(err, errlen, "header is not valid JSON: %s (at byte %d)", jerr.text,
+                jerr.position);
+    else if (!json_is_object(root))
+        err_set(err, errlen, "header is not a JSON object");
+    else
+        rc = parse_entries(out, root, NULL, (size_t)(file_len - 8 - hlen), err, errlen);
+    json_decref(root);
+    if (rc < 0)
+        st_free(out);
+    return rc;
+}
+
+int st_read_header_file(st_file *out, const char *path, char *err, size_t errlen)
+{
+    unsigned char len8[8];
+    uint64_t hlen;
+    char *head = NULL;
+    struct stat stt;
+    int rc;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    memset(out, 0, sizeof(*out));
+    if (fd < 0 || fstat(fd, &stt) < 0) {
+        rc = -errno;
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
+        goto out_close;
+    }
+    if (!S_ISREG(stt.st_mode)) {
+        rc = -EINVAL;
+        err_set(err, errlen, "%s: not a regular file", path);
+        goto out_close;
+    }
+    /* The length is checked against the file before anything of that size is allocated. */
+    if (stt.st_size < 8) {
+        rc = st_parse_header(out, len8, 0, (uint64_t)stt.st_size, err, errlen);
+        goto out_close;
+    }
+    if (pread(fd, len8, 8, 0) != 8) {
+        rc = -EIO;
+        err_set(err, errlen, "%s: cannot read its header length", path);
+        goto out_close;
+    }
+    memcpy(&hlen, len8, 8);
+    if (hlen > (uint64_t)stt.st_size - 8 || hlen > ST_MAX_HEADER) {
+        rc = st_parse_header(out, len8, 8, (uint64_t)stt.st_size, err, errlen);
+        goto out_close;
+    }
+    head = malloc(8 + (size_t)hlen);
+    if (!head) {
+        rc = -ENOMEM;
+        err_set(err, errlen, "%s: out of memory for a header of %llu bytes", path,
+                (unsigned long long)hlen);
+        goto out_close;
+    }
+    if (pread(fd, head, 8 + (size_t)hlen, 0) != (ssize_t)(8 + hlen)) {
+        rc = -EIO;
+        err_set(err, errlen, "%s: cannot read its header", path);
+        goto out_free_head;
+    }
+    rc = st_parse_header(out, head, 8 + (size_t)hlen, (uint64_t)stt.st_size, err, errlen);
+out_free_head:
+    free(head);
+out_close:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 int st_read_mem(st_file *out, const void *buf, size_t len, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
@@ -315,7 +425,7 @@ int st_read_mem(st_file *out, const void *buf, size_t len, char *err, size_t err
     }
     if (len)
         memcpy(blob, buf, len);
-    return parse_blob(out, blob, len, err, errlen);
+    return parse_blob(out, blob, len, 0, err, errlen);
 }
 
 int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
@@ -340,16 +450,24 @@ int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
         err_set(err, errlen, "%s: not a regular file", path);
         goto out_close;
     }
-    size_t len = (size_t)stt.st_size;
-    blob = malloc(len ? len : 1);
+    size_t len = (size_t)stt.st_size, pad = 0, split = len, got = 0;
+    uint64_t hlen;
+    /* The data section is read straight to its 8-byte boundary: one copy of the file in
+     * memory, never a second for the move. */
+    if (len >= 8 && pread(fd, &hlen, 8, 0) == 8 && hlen <= len - 8 && hlen <= ST_MAX_HEADER &&
+        (8 + hlen) % 8 != 0) {
+        split = 8 + (size_t)hlen;
+        pad = 8 - split % 8;
+    }
+    blob = malloc(len + pad ? len + pad : 1);
     if (!blob) {
         rc = -ENOMEM;
         err_set(err, errlen, "%s: out of memory for %zu bytes", path, len);
         goto out_close;
     }
-    size_t got = 0;
     while (got < len) {
-        ssize_t r = read(fd, (char *)blob + got, len - got);
+        size_t at = got < split ? got : got + pad, want = got < split ? split - got : len - got;
+        ssize_t r = pread(fd, (char *)blob + at, want, (off_t)got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -363,7 +481,7 @@ int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
     }
     close(fd);
     fd = -1;
-    rc = parse_blob(out, blob, got, err, errlen);
+    rc = parse_blob(out, blob, got, got > split ? pad : 0, err, errlen);
     if (rc < 0 && err && errlen) {
         char tmp[512];
         snprintf(tmp, sizeof(tmp), "%s: %s", path, err);

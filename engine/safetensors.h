@@ -37,6 +37,16 @@ typedef struct st_file {
  * refused: negative return, *out left empty, err names the first bad tensor. */
 int st_read_mem(st_file *out, const void *buf, size_t len, char *err, size_t errlen);
 int st_read_file(st_file *out, const char *path, char *err, size_t errlen);
+/* The header alone, for checking a file before its tensors are read: head holds the
+ * file's first head_len bytes and file_len is its whole size. Checks what st_read_* check
+ * (offsets tile exactly the file_len - 8 - header bytes after the header) and fills out
+ * with every tensor's name, dtype and shape; data pointers are NULL and blob is empty.
+ * -EAGAIN while head_len is too short for the header (8 bytes, then 8 + its length);
+ * -EINVAL with err on a bad header; nothing is left to free on failure. */
+int st_parse_header(st_file *out, const void *head, size_t head_len, uint64_t file_len,
+                    char *err, size_t errlen);
+/* st_parse_header on the file at path, reading only its header. */
+int st_read_header_file(st_file *out, const char *path, char *err, size_t errlen);
 /* Frees what st_read_* allocated; an empty or NULL file is fine. */
 void st_free(st_file *f);
 const st_tensor *st_find(const st_file *f, const char *name);

@@ -78,13 +78,13 @@ static int tensor_fits(const st_tensor *s, const net_tensor *t, char *first_bad,
     return 1;
 }
 
-int weights_load_st(net *n, const st_file *f, weights_scope scope, char *err, size_t errlen)
+/* Matches f's tensors to n's: map[i] gets the net tensor of file tensor i, or -1 for one
+ * skipped. 0, or -EINVAL with err naming the first bad tensor, missing and unexpected keys. */
+static int weights_match(const net *n, const st_file *f, weights_scope scope, int *map,
+                         char *err, size_t errlen)
 {
     char *seen = calloc((size_t)n->n_tensors + 1, 1);
-    int *map = malloc(((size_t)f->n + 1) * sizeof(int));
-    if (!seen || !map) {
-        free(seen);
-        free(map);
+    if (!seen) {
         snprintf(err, errlen, "out of memory loading weights");
         return -ENOMEM;
     }
@@ -132,13 +132,35 @@ int weights_load_st(net *n, const st_file *f, weights_scope scope, char *err, si
         if (n_unexpected)
             append(err, errlen, &len, "; %d unexpected keys: %s", n_unexpected, unexpected);
         rc = -EINVAL;
-    } else {
-        for (int i = 0; i < f->n; i++)
-            if (map[i] >= 0)
-                memcpy(net_tensor_data(n, map[i]), f->tensors[i].data,
-                       f->tensors[i].nbytes);
     }
     free(seen);
+    return rc;
+}
+
+int weights_check_st(const net *n, const st_file *f, weights_scope scope, char *err,
+                     size_t errlen)
+{
+    int *map = malloc(((size_t)f->n + 1) * sizeof(int));
+    if (!map) {
+        snprintf(err, errlen, "out of memory checking weights");
+        return -ENOMEM;
+    }
+    int rc = weights_match(n, f, scope, map, err, errlen);
+    free(map);
+    return rc;
+}
+
+int weights_load_st(net *n, const st_file *f, weights_scope scope, char *err, size_t errlen)
+{
+    int *map = malloc(((size_t)f->n + 1) * sizeof(int));
+    if (!map) {
+        snprintf(err, errlen, "out of memory loading weights");
+        return -ENOMEM;
+    }
+    int rc = weights_match(n, f, scope, map, err, errlen);
+    for (int i = 0; rc == 0 && i < f->n; i++)
+        if (map[i] >= 0)
+            memcpy(net_tensor_data(n, map[i]), f->tensors[i].data, f->tensors[i].nbytes);
     free(map);
     return rc;
 }

@@ -20,6 +20,9 @@ typedef enum weights_scope {
  * (shape or dtype) and listing missing and unexpected keys; n is unchanged.
  * num_batches_tracked (I64) entries are accepted and ignored. */
 int weights_load_st(net *n, const st_file *f, weights_scope scope, char *err, size_t errlen);
+/* The same checks without copying anything: f may be a header alone (st_parse_header). */
+int weights_check_st(const net *n, const st_file *f, weights_scope scope, char *err,
+                     size_t errlen);
 int weights_load_file(net *n, const char *path, weights_scope scope, char *err,
                       size_t errlen);
 

@@ -364,7 +364,7 @@ int learner_check_pretrained(const char *arch, const st_file *f, char *err, size
     int rc = model_create(&n, &ms, err, errlen);
     if (rc)
         return rc;
-    rc = weights_load_st(n, f, WEIGHTS_BODY, err, errlen);
+    rc = weights_check_st(n, f, WEIGHTS_BODY, err, errlen);
     net_destroy(n);
     return rc;
 }

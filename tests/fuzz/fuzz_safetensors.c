@@ -1,6 +1,9 @@
 /* fuzz_safetensors.c: the safetensors reader (engine/safetensors.c) on arbitrary bytes. A
  * file it accepts must keep every tensor inside its blob with nbytes matching the shape,
- * find each tensor by name, and survive a round trip through the writer unchanged. */
+ * find each tensor by name, and survive a round trip through the writer unchanged. The
+ * header-only parser (st_parse_header, which checks model uploads as they stream) must
+ * agree with it on every input, and never read past the bytes it is given. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,12 +59,38 @@ static void check_round_trip(const st_file *f)
     free(buf);
 }
 
+/* st_parse_header on data as a stream that has brought `have` of its size bytes so far:
+ * -EAGAIN or the same verdict as the whole file; tensors without data. */
+static void check_header(const uint8_t *data, size_t size, int whole_rc)
+{
+    size_t cuts[3] = {size < 8 ? size : 8, size / 2, size};
+    for (int i = 0; i < 3; i++) {
+        st_file h;
+        char err[256];
+        uint8_t *part = malloc(cuts[i] ? cuts[i] : 1);
+        FUZZ_CHECK(part != NULL);
+        memcpy(part, data, cuts[i]);
+        int rc = st_parse_header(&h, part, cuts[i], size, err, sizeof err);
+        free(part);
+        if (rc == -EAGAIN) {
+            FUZZ_CHECK(cuts[i] < size);
+            continue;
+        }
+        FUZZ_CHECK((rc == 0) == (whole_rc == 0));
+        FUZZ_CHECK(rc != 0 || h.blob == NULL);
+        for (int t = 0; rc == 0 && t < h.n; t++)
+            FUZZ_CHECK(h.tensors[t].data == NULL);
+        st_free(&h);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     st_file f;
     char err[256];
     memset(err, 'x', sizeof err);
     int rc = st_read_mem(&f, data, size, err, sizeof err);
+    check_header(data, size, rc);
     if (rc != 0) {
         FUZZ_CHECK(rc < 0 && memchr(err, 0, sizeof err) != NULL && err[0] != '\0');
         FUZZ_CHECK(f.n == 0 && f.tensors == NULL && f.blob == NULL);

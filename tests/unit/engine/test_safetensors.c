@@ -5,6 +5,8 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,6 +416,84 @@ static void write_refusals_keep_old_file(void **state)
     st_free(&f);
 }
 
+/* The header alone: -EAGAIN until it is complete, its tensors without data, the same
+ * refusals as a whole file, and a file's header read without its data. */
+static void header_only(void **state)
+{
+    (void)state;
+    st_tensor ts[4];
+    int n = sample_tensors(ts);
+    char path[128], err[256] = "";
+    void *mem;
+    size_t mlen;
+    uint64_t hlen;
+    st_file f;
+    assert_int_equal(st_write_mem(&mem, &mlen, ts, n, err, sizeof(err)), 0);
+    memcpy(&hlen, mem, 8);
+    assert_int_equal(st_parse_header(&f, mem, 5, mlen, err, sizeof(err)), -EAGAIN);
+    assert_int_equal(st_parse_header(&f, mem, 8 + hlen - 1, mlen, err, sizeof(err)), -EAGAIN);
+    assert_int_equal(st_parse_header(&f, mem, 8 + hlen, mlen, err, sizeof(err)), 0);
+    assert_int_equal(f.n, n);
+    for (int i = 0; i < n; i++) {
+        const st_tensor *t = st_find(&f, ts[i].name);
+        assert_non_null(t);
+        assert_null(t->data);
+        assert_int_equal(t->nbytes, ts[i].nbytes);
+        assert_int_equal(t->ndim, ts[i].ndim);
+    }
+    st_free(&f);
+    /* Offsets that do not tile the declared size are refused from the header alone. */
+    assert_true(st_parse_header(&f, mem, 8 + hlen, mlen + 4, err, sizeof(err)) == -EINVAL);
+    assert_non_null(strstr(err, "unreferenced bytes"));
+    assert_int_equal(f.n, 0);
+    /* A length beyond the declared size is refused from the first 8 bytes. */
+    assert_true(st_parse_header(&f, mem, 8, 8 + hlen - 1, err, sizeof(err)) == -EINVAL);
+    assert_non_null(strstr(err, "beyond the file size"));
+
+    snprintf(path, sizeof(path), "%s/hdr.safetensors", tmpdir);
+    assert_int_equal(st_write_file(path, ts, n, err, sizeof(err)), 0);
+    assert_int_equal(st_read_header_file(&f, path, err, sizeof(err)), 0);
+    assert_int_equal(f.n, n);
+    assert_null(f.blob);
+    st_free(&f);
+    assert_int_equal(truncate(path, (off_t)mlen - 1), 0);
+    assert_true(st_read_header_file(&f, path, err, sizeof(err)) == -EINVAL);
+    assert_int_equal(truncate(path, 3), 0);
+    assert_true(st_read_header_file(&f, path, err, sizeof(err)) == -EINVAL);
+    assert_non_null(strstr(err, "too short"));
+    free(mem);
+}
+
+/* A file whose header leaves the data unaligned is read with its data moved to an 8-byte
+ * boundary, the values intact; a truncated one is still refused. */
+static void unaligned_file_read(void **state)
+{
+    (void)state;
+    const char *hdr = "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}";
+    float vals[3] = {1.5f, -2.0f, 3.25f};
+    size_t len;
+    unsigned char *b = make_file(hdr, vals, sizeof vals, &len);
+    assert_int_not_equal((8 + strlen(hdr)) % 8, 0);
+    char path[128], err[256] = "";
+    snprintf(path, sizeof(path), "%s/unaligned.safetensors", tmpdir);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b, 1, len, fp), len);
+    fclose(fp);
+    st_file f;
+    assert_int_equal(st_read_file(&f, path, err, sizeof(err)), 0);
+    const st_tensor *t = st_find(&f, "a");
+    assert_non_null(t);
+    assert_int_equal((uintptr_t)t->data % 8, 0);
+    assert_memory_equal(t->data, vals, sizeof vals);
+    st_free(&f);
+    assert_int_equal(truncate(path, (off_t)len - 2), 0);
+    assert_true(st_read_file(&f, path, err, sizeof(err)) < 0);
+    assert_int_equal(truncate(path, (off_t)(8 + strlen(hdr) - 3)), 0);
+    assert_true(st_read_file(&f, path, err, sizeof(err)) < 0);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +503,8 @@ int main(void)
         cmocka_unit_test(lying_headers),
         cmocka_unit_test(bad_dtypes_and_shapes),
         cmocka_unit_test(file_errors),
+        cmocka_unit_test(header_only),
+        cmocka_unit_test(unaligned_file_read),
         cmocka_unit_test(write_refusals_keep_old_file),
     };
     return cmocka_run_group_tests(tests, setup_dir, remove_dir);
