@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "conn.h"
 #include "blas.h"
 #include "api_backend.h"
 #include "routes.h"
@@ -183,6 +184,13 @@ void route_health(api_req *r)
                              be->queue_length ? be->queue_length(be->ctx) : 0,
                              "running_job", (json_int_t)(be->running ? be->running(be->ctx) : 0),
                              "event_streams", sse_hub_streams(r->srv->hub));
+    conn_stats cs;
+    conn_table_stats(r->srv->conns, &cs);
+    json_object_set_new(body, "connections",
+                        json_pack("{s:i, s:i, s:I, s:I, s:I}", "open", cs.open, "waiting",
+                                  cs.waiting, "timed_out", (json_int_t)cs.timed_out,
+                                  "evicted", (json_int_t)cs.evicted, "refused",
+                                  (json_int_t)cs.refused));
     reply_json(r, 200, body);
 }
 
