@@ -207,7 +207,7 @@ def rate(pts, t0, t1):
     return (len(inside) - 1) * BS, inside[-1] - inside[0]
 
 
-def report(args, health, res, rss, windows, pts):
+def report(args, health, res, mem, windows, pts):
     def phase(p):
         imgs = secs = 0.0
         for w in windows[p]:
@@ -215,6 +215,7 @@ def report(args, health, res, rss, windows, pts):
             imgs, secs = imgs + i, secs + t
         return imgs / secs if secs > 0 else float("nan")
 
+    rss, load_growth = mem
     ips_a, ips_b = phase("A"), phase("B")
     ratio = ips_b / ips_a
     lat = res["lat"]
@@ -237,8 +238,9 @@ def report(args, health, res, rss, windows, pts):
         ("p99 < %g ms" % P99_TARGET_MS, bool(lat) and p99 < P99_TARGET_MS,
          "p50 %.2f ms, p99 %.2f ms, max %.2f ms" % (p50, p99, max(lat) if lat else 0)),
         ("RSS flat (last repeat within %d%% of the first)" % (RSS_TOL * 100),
-         growth <= RSS_TOL, "RSS after each repeat: %s MiB (%+.1f%%)"
-         % (", ".join("%.1f" % x for x in rss), growth * 100)),
+         growth <= RSS_TOL, "RSS after each repeat: %s MiB (%+.1f%%); change during each "
+         "load window: %s MiB" % (", ".join("%.1f" % x for x in rss), growth * 100,
+                                  ", ".join("%+.1f" % x for x in load_growth))),
         ("training within %d%% of no load" % (THROUGHPUT_TOL * 100),
          ratio >= 1 - THROUGHPUT_TOL, "%.0f img/s without load, %.0f with it, ratio %.3f"
          % (ips_a, ips_b, ratio)),
@@ -287,15 +289,17 @@ def main():
                    {"lrs": 0.05, "n_cycle": 1, "cycle_len": 8}, want=(202,))["id"]
         wait_training(port, run, job, -1)
         windows = {"A": [], "B": []}
-        res, rss = None, []
+        res, rss, load_growth = None, [], []
         for _ in range(args.repeats):
             t0 = time.time()
             time.sleep(args.seconds)
             windows["A"].append((t0, time.time()))
+            before = rss_mib(proc.pid)
             t0 = time.time()
             part = run_load(args, port, job, run)
             windows["B"].append((t0, time.time()))
             rss.append(rss_mib(proc.pid))
+            load_growth.append(rss[-1] - before)
             if res is None:
                 res = part
             else:
@@ -304,7 +308,7 @@ def main():
                 for k in ("sse_bad", "sse_events", "cpu_s"):
                     res[k] += part[k]
         stop_job(port, job)
-        report(args, health, res, rss, windows, train_points(port, run, -1))
+        report(args, health, res, (rss, load_growth), windows, train_points(port, run, -1))
         return 0
     except Exception:
         if log is not None:
