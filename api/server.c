@@ -29,7 +29,9 @@
 /* A body refused at the first callback is still read and dropped up to this size, so that
  * the client, which is still sending, reads the answer instead of a reset connection. */
 #define DISCARD_MAX (64ll * 1024 * 1024)
-#define API_IDLE_TIMEOUT_S 30
+/* Longer than the slowest synchronous handler: libmicrohttpd measures idleness by bytes
+ * moved, so the time a handler works may count too. */
+#define API_IDLE_TIMEOUT_S 60
 
 void api_log(const api_server *s, int level, const char *fmt, ...)
 {

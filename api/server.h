@@ -26,7 +26,7 @@ typedef struct api_config {
     unsigned header_timeout_s;   /* a connection without a request in progress is closed
                                   * after this; 0: 10 */
     unsigned idle_timeout_s;     /* a request whose client sends or reads nothing for this
-                                  * long (a stalled body) is closed; 0: 30 */
+                                  * long (a stalled body) is closed; 0: 60 */
     unsigned max_streams;        /* event streams open at once; 0: 64 */
     unsigned max_streams_per_client; /* for one client (see api/client.h); 0: 8 */
     struct store *store;         /* borrowed; must outlive the server. The server

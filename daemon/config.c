@@ -46,7 +46,7 @@ static const opt opts[] = {
     {"header-timeout", OPT_VALUE, "seconds a connection may wait without sending a "
                                   "complete request (default 10)"},
     {"idle-timeout", OPT_VALUE, "seconds a request may stall (nothing sent or read) before "
-                                "it is closed (default 30)"},
+                                "it is closed (default 60)"},
     {"max-streams", OPT_VALUE, "event streams open at once (default 64)"},
     {"max-streams-per-client", OPT_VALUE, "event streams one client may hold (default 8)"},
     {"log-level", OPT_VALUE, "error, warn, info or debug (default info)"},
