@@ -903,6 +903,44 @@ typedef struct rec {
     char kinds[64][16];
 } rec;
 
+/* A resumed fit repeats the epochs its checkpoint did not hold: the repeat replaces what
+ * the interrupted job (or one it resumed) reported from that fit epoch on; another fit's
+ * epochs stay. */
+static void a_resumed_fit_replaces_the_epochs_it_repeats(void **state)
+{
+    fixture *f = *state;
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t a = make_job(f->st, run, "fit"), b, c, other;
+    int ep = -1;
+    for (int i = 0; i < 3; i++) {
+        store_epoch e = {i, 0, 1, 1, 0.5, -1, 1, 1, 10 * (i + 1)};
+        assert_int_equal(store_epoch_add(f->st, run, a, &e, &ep), 0);
+    }
+    /* a's checkpoint held fit epoch 1: b resumes at 2, c (resuming b) at 2 again. */
+    assert_int_equal(store_job_create(f->st, run, "fit", NULL, a, &b), 0);
+    store_epoch e2 = {2, 0, 1, 1, 0.6, -1, 1, 1, 30};
+    assert_int_equal(store_epoch_add(f->st, run, b, &e2, &ep), 0);
+    assert_int_equal(ep, 2);
+    assert_int_equal(store_job_create(f->st, run, "fit", NULL, b, &c), 0);
+    store_epoch e3 = {2, 0, 1, 1, 0.7, -1, 1, 1, 30};
+    assert_int_equal(store_epoch_add(f->st, run, c, &e3, &ep), 0);
+    assert_int_equal(ep, 2);
+    /* A new fit of the run starts at fit epoch 0 and removes nothing. */
+    other = make_job(f->st, run, "fit");
+    store_epoch e0 = {0, 0, 1, 1, 0.8, -1, 1, 1, 40};
+    assert_int_equal(store_epoch_add(f->st, run, other, &e0, &ep), 0);
+    assert_int_equal(ep, 3);
+    json_t *j;
+    assert_int_equal(store_epochs_get(f->st, run, &j), 0);
+    assert_int_equal(json_array_size(j), 4);
+    int64_t jobs[] = {a, a, c, other};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jint(json_array_get(j, (size_t)i), "epoch"), i);
+        assert_int_equal(jint(json_array_get(j, (size_t)i), "job"), jobs[i]);
+    }
+    json_decref(j);
+}
+
 static void on_events(void *ctx, const store_event *evs, int n)
 {
     rec *r = ctx;
@@ -1515,6 +1553,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(models_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(lists_page_through_everything_once, setup, teardown),
         cmocka_unit_test_setup_teardown(runs_crud_and_cascade, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_resumed_fit_replaces_the_epochs_it_repeats, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(job_state_machine, setup, teardown),
         cmocka_unit_test_setup_teardown(startup_recovery_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(lr_find_with_points, setup, teardown),
