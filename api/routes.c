@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "conn.h"
 #include "blas.h"
 #include "api_backend.h"
 #include "ops/precision.h"
@@ -193,6 +194,14 @@ void route_health(api_req *r)
         json_object_set_new(body, "bf16", json_pack("{s:b, s:s}", "supported",
                                                     precision_bf16_supported(), "onednn_isa",
                                                     precision_onednn_isa()));
+    conn_stats cs;
+    conn_table_stats(r->srv->conns, &cs);
+    if (body)
+        json_object_set_new(body, "connections",
+                            json_pack("{s:i, s:i, s:I, s:I, s:I}", "open", cs.open, "waiting",
+                                      cs.waiting, "timed_out", (json_int_t)cs.timed_out,
+                                      "evicted", (json_int_t)cs.evicted, "refused",
+                                      (json_int_t)cs.refused));
     reply_json(r, 200, body);
 }
 

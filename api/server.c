@@ -3,6 +3,7 @@
  * collected on the next ones, answered on the last (reply.c). */
 #define _GNU_SOURCE
 #include "api_internal.h"
+#include "conn.h"
 #include "gate.h"
 #include "fs_path.h"
 #include "prom.h"
@@ -28,6 +29,9 @@
 /* A body refused at the first callback is still read and dropped up to this size, so that
  * the client, which is still sending, reads the answer instead of a reset connection. */
 #define DISCARD_MAX (64ll * 1024 * 1024)
+/* Longer than the slowest synchronous handler: libmicrohttpd measures idleness by bytes
+ * moved, so the time a handler works may count too. */
+#define API_IDLE_TIMEOUT_S 60
 
 void api_log(const api_server *s, int level, const char *fmt, ...)
 {
@@ -136,6 +140,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->fd = -1;
         r->t0 = clock_mono_s();
         *con_cls = r;
+        conn_set_busy(r->srv->conns, conn, 1);
         if (!req_begin(r))
             return MHD_YES;
         /* Refused before the body: drop a small one and answer at its end. */
@@ -170,10 +175,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return req_queue(r);
 }
 
+/* cls is the server's connection table. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     api_req *r = *con_cls;
+    (void)toe;
+    conn_set_busy(cls, conn, 0);
     if (!r)
         return;
     if (r->fd >= 0)
@@ -186,6 +194,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->buf);
     free(r);
     *con_cls = NULL;
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    return conn_accept(cls, addr, len) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        conn_opened(cls, conn, socket_context);
+    else
+        conn_closed(cls, socket_context);
 }
 
 /* ---- start and stop ---------------------------------------------------------------------- */
@@ -231,6 +253,18 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
     return 0;
 }
 
+static int conn_create(api_server *s, const api_config *cfg)
+{
+    conn_limits lim = {
+        .max_conns = cfg->max_conns,
+        .per_client = cfg->max_conns_per_client,
+        .header_timeout_s = cfg->header_timeout_s,
+        .proxies = cfg->trusted_proxies,
+        .n_proxies = cfg->n_trusted_proxies,
+    };
+    return conn_table_create(&s->conns, &lim);
+}
+
 static char *xstrdup(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -241,6 +275,7 @@ static void server_free(api_server *s)
     if (!s)
         return;
     sse_hub_destroy(s->hub);
+    conn_table_destroy(s->conns);
     page_cache_destroy(s->pages);
     prom_destroy(s->prom);
     gate_destroy(s);
@@ -312,24 +347,24 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     rc = gate_create(s, cfg, err, errlen);
     if (rc)
         goto out_free;
-    rc = sse_hub_create(&s->hub, s->store);
+    rc = sse_hub_create(&s->hub, s->store, cfg->max_streams, cfg->max_streams_per_client);
     if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS) || prom_create(&s->prom))
         goto out_nomem;
+    rc = conn_create(s, cfg);
+    if (rc)
+        goto out_nomem;
 
-    /* The connection limits leave room for SSE_MAX_STREAMS event streams and the rest of
-     * the API beside them. MHD has no deadline for a request's headers or body, only the
-     * idle timeout below: a client that sends a byte now and then (slowloris) keeps its
-     * connection, and enough of them from one address fill the per-address limit. A
-     * daemon reachable by untrusted clients belongs behind a proxy that enforces one. */
+    /* MHD's own per-address limit is left off: on loopback and behind a proxy every client
+     * shares one address. conn.c counts remote peers itself and keeps the slots of
+     * connections that hold one without a request in progress short-lived. */
     s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s,
+        flags, 0, on_accept, s->conns, on_request, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->conn_limit ? cfg->conn_limit : 256),
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)(cfg->per_ip_limit ? cfg->per_ip_limit : 64),
+        MHD_OPTION_CONNECTION_LIMIT, conn_table_hard_limit(s->conns),
         MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(cfg->conn_timeout_s ? cfg->conn_timeout_s : 60),
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        (unsigned)(cfg->idle_timeout_s ? cfg->idle_timeout_s : API_IDLE_TIMEOUT_S),
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s->conns,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s->conns,
         MHD_OPTION_END);
     if (!s->mhd) {
         rc = -EADDRINUSE;

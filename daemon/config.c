@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -41,6 +42,15 @@ static const opt opts[] = {
                               "(default 2G)"},
     {"memory-limit", OPT_VALUE, "memory runs may take, bytes or with K/M/G (default: "
                                 "MemAvailable when the run is admitted)"},
+    {"max-connections", OPT_VALUE, "open connections in all (default 512)"},
+    {"max-connections-per-client", OPT_VALUE, "open connections from one remote address; "
+                                              "loopback and proxies excepted (default 64)"},
+    {"header-timeout", OPT_VALUE, "seconds a connection may wait without sending a "
+                                  "complete request (default 10)"},
+    {"idle-timeout", OPT_VALUE, "seconds a request may stall (nothing sent or read) before "
+                                "it is closed (default 60)"},
+    {"max-streams", OPT_VALUE, "event streams open at once (default 64)"},
+    {"max-streams-per-client", OPT_VALUE, "event streams one client may hold (default 8)"},
     {"log-level", OPT_VALUE, "error, warn, info or debug (default info)"},
     {"config", OPT_VALUE, "file with the same keys, one \"key = value\" per line"},
     {"resume", OPT_FLAG, "resume interrupted jobs at start (a fit continues from its last "
@@ -101,6 +111,34 @@ static int parse_size(const char *v, int64_t *out)
         return -EINVAL;
     *out = (int64_t)(x * mul);
     return 0;
+}
+
+/* The connection and event-stream limits: unsigned fields of daemon_config. */
+typedef struct conn_key {
+    const char *name, *what;
+    size_t offset;
+    long lo, hi;
+} conn_key;
+
+static const conn_key conn_keys[] = {
+    {"max-connections", "a connection count", offsetof(daemon_config, max_conns), 16, 65536},
+    {"max-connections-per-client", "a connection count",
+     offsetof(daemon_config, max_conns_per_client), 1, 65536},
+    {"header-timeout", "a number of seconds", offsetof(daemon_config, header_timeout_s), 1,
+     3600},
+    {"idle-timeout", "a number of seconds", offsetof(daemon_config, idle_timeout_s), 1, 3600},
+    {"max-streams", "a stream count", offsetof(daemon_config, max_streams), 1, 4096},
+    {"max-streams-per-client", "a stream count",
+     offsetof(daemon_config, max_streams_per_client), 1, 4096},
+};
+
+static const conn_key *conn_limit_of(const daemon_config *c, const char *key)
+{
+    (void)c;
+    for (size_t i = 0; i < sizeof conn_keys / sizeof *conn_keys; i++)
+        if (!strcmp(key, conn_keys[i].name))
+            return &conn_keys[i];
+    return NULL;
 }
 
 static int parse_listen(daemon_config *c, const char *v)
@@ -221,6 +259,14 @@ static int config_set(daemon_config *c, const char *key, const char *v, const ch
     } else if (!strcmp(key, "allowed-host") || !strcmp(key, "allowed-origin") ||
                !strcmp(key, "trusted-proxy")) {
         return list_add(list_of(c, key), v, where, err, errlen);
+    } else if (conn_limit_of(c, key)) {
+        const conn_key *k = conn_limit_of(c, key);
+        if (parse_int(v, k->lo, k->hi, &x) == 0) {
+            *(unsigned *)((char *)c + k->offset) = (unsigned)x;
+            return 0;
+        }
+        snprintf(err, errlen, "%s: '%s' is not %s (%ld..%ld)", where, v, k->what, k->lo,
+                 k->hi);
     } else if (!strcmp(key, "session-ttl")) {
         if (parse_int(v, 60, 365l * 86400, &x) == 0) {
             c->session_ttl_s = x;

@@ -38,6 +38,9 @@ typedef struct daemon_config {
     config_list trusted_proxies; /* addresses whose X-Forwarded-Proto is believed */
     int behind_tls;            /* reached through a TLS proxy: Secure cookie, https origin */
     int64_t session_ttl_s;     /* dashboard sign-in lifetime; default 12 hours */
+    /* Connections and event streams; 0: the server's defaults (api/server.h). */
+    unsigned max_conns, max_conns_per_client, header_timeout_s, idle_timeout_s;
+    unsigned max_streams, max_streams_per_client;
     int help, version;         /* print and exit 0 */
     char *config_file;
 } daemon_config;
