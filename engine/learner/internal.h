@@ -144,6 +144,9 @@ int lrn_check_lrs(const learner *l, int n_lrs, const double *lrs, const char *fi
               char *err, size_t errlen);
 void lrn_expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, double f);
 
+/* tta_plans.c: what the plans do, in words, for notes. */
+void lrn_tta_describe(const learner *l, const tfm_plan *plans, int n, char *buf, size_t cap);
+
 /* precompute.c */
 int lrn_pc_setup(learner *l, char *err, size_t errlen);
 void lrn_pc_drop(learner *l);
