@@ -4,9 +4,9 @@
  * - flips and dihedral turns exactly as the run's tfms drew them (side_on and flip: the
  *   left-right mirror; top_down: the eight turns; none: no flip);
  * - shifts only where training's random crop had room to move: at a zoom of half of
- *   training's range (at least one pixel of room, never beyond max_zoom), the crop at each
- *   corner of that room; without a zoom, the two ends of the longer side of images that
- *   are not square.
+ *   training's range (the mean of the zooms it drew; none when that leaves less than a
+ *   pixel of room), the crop at each corner of that room; without a zoom, the two ends of
+ *   the longer side of images that are not square.
  *
  * No random zoom, rotation or lighting: a zoomed crop cuts content off, which on images
  * whose content fills the frame (digits, clothing) can change what the image shows. The
@@ -18,17 +18,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The shorter side the corner crops are taken from: sz + room, or sz when training never
- * zoomed by a whole pixel. */
+/* The shorter side the corner crops are taken from: the image scaled by half of training's
+ * zoom range, or sz (no zoom passes) when that is less than a whole pixel of room. */
 static int pass_side(int sz, float max_zoom)
 {
     if (!(max_zoom > 1))
         return sz;
-    int most = (int)floor(max_zoom * sz);
     int side = (int)floor((1 + (max_zoom - 1) / 2) * sz);
-    if (side < sz + 1)
-        side = sz + 1;
-    return side <= most ? side : sz;
+    return side > sz ? side : sz;
 }
 
 /* The flips training drew, the identity first; returns how many. */
