@@ -317,6 +317,16 @@ static void run_job(jobs *jq, int64_t job_id)
             }
         }
     }
+    if (rc == 0 && !shutting &&
+        (p.kind == JOB_FIT || p.kind == JOB_RECIPE || p.kind == JOB_TTA)) {
+        /* Before the job ends, so that a client seeing it succeed finds the interpretation;
+         * a failure to compute it does not undo the job's work. Not while the daemon stops:
+         * a validation pass must not hold up its exit (the next fit or TTA computes it). */
+        char ierr[256] = "";
+        if (jq_interpret(jq, row.run_id, job_id, l, ierr, sizeof ierr))
+            log_msg(LOG_WARN, job_id, "no interpretation of run %lld: %s",
+                    (long long)row.run_id, ierr);
+    }
     if (rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) {
         /* The learner's last epoch checkpoint: where a resumed fit continues from. */
         char ck[PATH_MAX];
