@@ -70,9 +70,10 @@ static void tta_report(const learner *l, const tfm_plan *plans, tta_result *out,
     lrn_tta_describe(l, plans, out->n_run, what, sizeof what);
     if (out->n_run == 0) {
         lrn_note(h, "tta", "centre crop: loss %.4f accuracy %.4f; no augmented pass was run: "
-                 "training drew no flip, no zoom and no crop position (every image %dx%d), "
-                 "so each would repeat the centre crop", out->loss, out->accuracy,
-                 l->info->min_w, l->info->min_h);
+                 "%s", out->loss, out->accuracy, out->n_aug == 0 ? "n_aug is 0" :
+                 "the run was trained without flips, half of its zoom range (max_zoom) is "
+                 "less than a pixel at its size, and its images are square, so no view "
+                 "besides the centre crop follows from its training");
         return;
     }
     lrn_note(h, "tta", "centre crop: loss %.4f accuracy %.4f; mean of centre + %d augmented "
