@@ -66,9 +66,12 @@ static json_t *tta_json(const tta_result *r)
     json_t *pa = json_array();
     for (int i = 0; i < r->n_aug && i < 16; i++)
         json_array_append_new(pa, json_real(r->pass_accuracy[i]));
-    return json_pack("{sf sf sf sf si so}", "loss", r->loss, "accuracy", r->accuracy,
-                     "tta_loss", r->tta_loss, "tta_accuracy", r->tta_accuracy, "n_aug",
-                     r->n_aug, "pass_accuracy", pa);
+    /* accuracy is the centre crop's; centre_accuracy says so by name, and tta_worse flags
+     * a mean below it (the job's notes explain). */
+    return json_pack("{sf sf sf sf si so sf si sb}", "loss", r->loss, "accuracy",
+                     r->accuracy, "tta_loss", r->tta_loss, "tta_accuracy", r->tta_accuracy,
+                     "n_aug", r->n_aug, "pass_accuracy", pa, "centre_accuracy", r->accuracy,
+                     "passes_run", r->n_run, "tta_worse", r->tta_worse);
 }
 
 static json_t *suggestion_json(const lr_suggestion *s)

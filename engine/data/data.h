@@ -194,6 +194,9 @@ void loader_destroy(loader *l);
 /* Starts epoch `epoch` at size sz (progressive resizing: sz may change between epochs),
  * with augmentation on or off. Abandons whatever the previous epoch had left. */
 int loader_begin_epoch(loader *l, int epoch, int sz, int augment);
+/* Starts epoch `epoch` with every item transformed by the same plan (test-time
+ * augmentation's fixed passes) instead of random draws. 0 or -EINVAL. */
+int loader_begin_epoch_plan(loader *l, int epoch, int sz, const tfm_plan *plan);
 /* The next batch of the epoch: 1 with *out set (owned by the loader, valid until the next
  * call, loader_begin_epoch or loader_destroy), 0 at the end of the epoch, negative on
  * error (-EINVAL before any loader_begin_epoch). Batches come in a fixed order and their

@@ -183,8 +183,9 @@ int recipe_plan_budget(double avail_s, double train_s, double valid_s, int max_e
 static void budget_costs(const learner *l, double train_img_s, int n_aug, double *train_s,
                          double *valid_s, double *tta_s)
 {
-    if (lrn_augment_is_identity(l))
-        n_aug = 0; /* learner_tta runs the centre pass only */
+    tfm_plan plans[TTA_MAX_AUG];
+    /* the passes learner_tta will run */
+    n_aug = learner_tta_plans(l, plans, n_aug < TTA_MAX_AUG ? n_aug : TTA_MAX_AUG);
     double n_train = l->info->count[SPLIT_TRAIN], n_valid = l->info->count[SPLIT_VALID];
     double eval_img_s = 3.0 * train_img_s;
     *train_s = n_train / train_img_s;
