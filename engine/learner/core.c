@@ -292,13 +292,6 @@ void lrn_tfm_fill(const learner *l, tfm_config *t, int augment)
     memcpy(t->std, l->std, sizeof t->std);
 }
 
-int lrn_augment_is_identity(const learner *l)
-{
-    const ds_info *in = l->info;
-    return l->cfg.tfms == TFMS_NONE && !(l->cfg.max_zoom > 1) && in->min_w == in->max_w &&
-           in->min_h == in->max_h && in->min_w == in->min_h;
-}
-
 int lrn_make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
                 int augment, char *err, size_t errlen)
 {
