@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
+#include "dist.h"
 #include "events.h"
 #include "lrfind.h"
 #include "models/models.h"
@@ -46,6 +47,12 @@ typedef struct learner_config {
                                 * decoupled weight decay, the later fast.ai's default; its wd
                                 * is a fraction of the weights per unit of LR (0.01 is
                                 * typical, against SGD's 1e-4) */
+    struct dist *dist;         /* data parallelism (dist.h): not owned, outlives the
+                                * learner; NULL is a world of one. Every rank creates its
+                                * learner with the same config and makes the same calls:
+                                * batches are sharded (bs stays the global batch), SyncBN,
+                                * gradients and metrics are summed, and only rank 0 writes
+                                * checkpoints, snapshots and prediction files */
 } learner_config;
 
 typedef struct learner learner;

@@ -19,6 +19,11 @@ static int predict_pass(learner *l, loader *dl, int augment, float *probs, float
     int rc = loader_begin_epoch(dl, (int)l->epoch_id++, l->sz, augment);
     const batch *b;
     double ls = 0.0;
+    dist *d = l->cfg.dist;
+    size_t n_probs = (size_t)loader_n_items(dl) * nc;
+    /* Data parallelism: each rank fills its shard's rows; the sum gathers them. */
+    if (dist_active(d))
+        memset(probs, 0, n_probs * sizeof(float));
     while (rc == 0 && (rc = loader_next(dl, &b)) > 0) {
         rc = net_set_batch(l->net, b->n, l->sz, l->sz);
         if (rc)
@@ -32,6 +37,11 @@ static int predict_pass(learner *l, loader *dl, int augment, float *probs, float
     }
     if (rc < 0) {
         lrn_set_err(err, errlen, "predict: reading images failed (%d)", rc);
+        return rc;
+    }
+    if (dist_active(d) &&
+        ((rc = dist_sum_f32(d, probs, n_probs)) || (rc = dist_sum_f64(d, &ls, 1)))) {
+        lrn_set_err(err, errlen, "predict: gathering the workers' predictions failed (%d)", rc);
         return rc;
     }
     if (loss_sum)
@@ -211,6 +221,10 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
         for (size_t k = 0; k < (size_t)n * nc; k++)
             avg[k] += p[k] / (float)passes;
         lrn_progress(h, (double)(pass + 1) / passes * 0.95, t0);
+    }
+    if (!lrn_writes_files(l)) {
+        lrn_progress(h, 1.0, t0);
+        goto out_free;
     }
     if (snprintf(tmp, sizeof tmp, "%s.tmp", csv_path) >= (int)sizeof tmp) {
         rc = -ENAMETOOLONG;
