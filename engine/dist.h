@@ -49,9 +49,9 @@ typedef struct dist {
     dist_stats stats;
 } dist;
 
-/* 4 MiB of floats: large enough that per-message latency is small, small enough that the
+/* 1 MiB of floats: large enough that per-message latency is small, small enough that the
  * first buckets start early in backward. */
-#define DIST_BUCKET_FLOATS ((size_t)1 << 20)
+#define DIST_BUCKET_FLOATS ((size_t)1 << 18)
 
 /* Ranks in the world of d (1 for NULL). */
 int dist_size(const dist *d);
