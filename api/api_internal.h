@@ -12,6 +12,8 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "api_backend.h"
+#include "clock_mono.h"
 #include "page_cache.h"
 #include "problem.h"
 #include "server.h"
@@ -36,11 +38,12 @@ struct api_server {
     char *web_dir;             /* realpath'd */
     char *version;
     struct store *store;
-    struct jobs *jobs;
+    api_backend backend;       /* copied from api_config; all NULL when none was given */
     double started;            /* CLOCK_MONOTONIC seconds */
     void (*log)(int level, const char *line);
     sse_hub *hub;
     page_cache *pages;         /* serialised read answers, valid per store generation */
+    struct prom *prom;         /* request counters and latency histograms (prom.h) */
     struct guard *guard;       /* Host, Origin and CORS allow-lists (guard.h) */
     struct session_table *sessions; /* the dashboard's sign-ins (session.h) */
     char cookie_name[64];      /* "sgdrd_session_<port>": daemons on one host keep apart */
@@ -99,7 +102,7 @@ struct api_req {
     struct MHD_Response *resp;
 };
 
-/* ---- replies (server.c): each sets r->status and r->resp; the last one wins ---------- */
+/* ---- replies (reply.c): each sets r->status and r->resp; the last one wins ----------- */
 
 /* Answers body (a stolen reference) as application/json. */
 void reply_json(api_req *r, unsigned status, json_t *body);
@@ -124,7 +127,7 @@ void reply_file(api_req *r, const char *path, const char *ctype, const char *dis
 /* Takes an MHD response built elsewhere (SSE). */
 void reply_response(api_req *r, unsigned status, struct MHD_Response *resp);
 
-/* ---- request helpers (server.c) ---------------------------------------------------------- */
+/* ---- request helpers (request.c) --------------------------------------------------------- */
 
 /* A query argument or NULL. */
 const char *req_query(api_req *r, const char *key);
@@ -137,11 +140,35 @@ int req_query_int(api_req *r, const char *key, int64_t min, int64_t max, int64_t
 /* Parses r->json against fields into out; answers 400 naming the field on failure and
  * returns -EINVAL. */
 int req_parse(api_req *r, const spec_field *fields, void *out);
+/* Finds the route of (method, url). Returns 0 with r->route set; 404 when no pattern
+ * matches; 405 when patterns match but not the method (allow lists the methods). */
+int req_route(api_req *r, char *allow, size_t allowlen);
+/* Checks the query against the route's list of parameters; answers 400 naming an unknown
+ * or repeated one and returns nonzero. */
+int req_check_query(api_req *r);
+
+/* ---- bodies (body.c) --------------------------------------------------------------------- */
+
+/* Whether the request announces a body: a nonzero Content-Length or chunked encoding;
+ * *declared is the Content-Length, or -1 when none was given. */
+int body_announced(api_req *r, int64_t *declared);
+/* Chooses how to take the body from the route and the Content-Type; on a refusal answers
+ * (415, 413, 500) and returns nonzero. */
+int body_begin(api_req *r);
+/* Takes the next bytes of the body: kept in memory or written to the temporary file; past
+ * the limit or after a write error they are dropped and body_end answers. */
+void body_append(api_req *r, const char *data, size_t size);
+/* After the last byte: answers 413 / 500 / 400 (bad JSON) and returns nonzero, or leaves
+ * r->json ready and returns 0. */
+int body_end(api_req *r);
 
 /* ---- handlers (routes_*.c) --------------------------------------------------------------- */
 
 void route_health(api_req *r);
 void route_openapi(api_req *r);
+void route_prom_metrics(api_req *r);
+/* The route label of r in the request metrics (routes_metrics.c). */
+const char *route_prom_label(const api_req *r);
 
 /* ---- static files (static.c) ------------------------------------------------------------- */
 
@@ -156,7 +183,6 @@ const char *static_content_type(const char *path);
 extern const char api_openapi_json[];
 extern const size_t api_openapi_json_len;
 
-double api_now_monotonic(void);
 
 /* Logs a line through the daemon's logger when it gave one (server.h). */
 void api_log(const api_server *s, int level, const char *fmt, ...)

@@ -126,7 +126,7 @@ int gate_session_ok(api_req *r)
     const char *cookie = req_header(r, MHD_HTTP_HEADER_COOKIE);
     if (!cookie || session_cookie_find(cookie, r->srv->cookie_name, id, sizeof id))
         return 0;
-    return session_check(r->srv->sessions, id, api_now_monotonic()) == 0;
+    return session_check(r->srv->sessions, id, clock_mono_s()) == 0;
 }
 
 int gate_open_route(api_req *r)

@@ -7,7 +7,7 @@
 
 #include "api_internal.h"
 #include "blas.h"
-#include "jobs.h"
+#include "api_backend.h"
 #include "routes.h"
 #include "sse.h"
 
@@ -43,7 +43,8 @@ const api_route api_routes[] = {
     {"POST", V "/runs/{id}/predict", route_run_predict, BODY_IMAGE, "tta"},
     {"POST", V "/runs/{id}/predict-test", route_run_predict_test, BODY_JSON, NULL},
     {"GET", V "/runs/{id}/lr-finds", route_run_lr_finds, BODY_NONE, PAGED},
-    {"GET", V "/runs/{id}/metrics", route_run_metrics, BODY_NONE, "key after_step limit"},
+    {"GET", V "/runs/{id}/metrics", route_run_metrics, BODY_NONE,
+     "key after_step before_step limit max_points"},
     {"GET", V "/runs/{id}/epochs", route_run_epochs, BODY_NONE, NULL},
     {"GET", V "/runs/{id}/snapshots", route_run_snapshots, BODY_NONE, NULL},
     {"GET", V "/runs/{id}/weights", route_run_weights, BODY_NONE, NULL},
@@ -61,6 +62,8 @@ const api_route api_routes[] = {
     {"GET", V "/models", route_model_list, BODY_NONE, PAGED},
     {"GET", V "/models/{id}", route_model_get, BODY_NONE, NULL},
     {"DELETE", V "/models/{id}", route_model_delete, BODY_NONE, NULL},
+
+    {"GET", "/metrics", route_prom_metrics, BODY_NONE, NULL},
 
     {NULL, NULL, NULL, BODY_NONE, NULL},
 };
@@ -101,7 +104,7 @@ void reply_store_error(api_req *r, int rc, const char *what)
 
 int req_need_backend(api_req *r)
 {
-    if (r->srv->store && r->srv->jobs)
+    if (r->srv->store && r->srv->backend.submit)
         return 0;
     reply_problem(r, 503, PROBLEM_INTERNAL, NULL, "the daemon has no store or job queue");
     return -ENODEV;
@@ -171,14 +174,14 @@ void reply_store_delete(api_req *r, store_delete_fn del, const char *kind,
 
 void route_health(api_req *r)
 {
+    const api_backend *be = &r->srv->backend;
     json_t *body = json_pack("{s:s, s:s, s:f, s:{s:s, s:i}, s:i, s:I, s:i}", "status", "ok",
                              "version", r->srv->version, "uptime_s",
-                             api_now_monotonic() - r->srv->started, "blas", "core",
+                             clock_mono_s() - r->srv->started, "blas", "core",
                              blas_core_name() ? blas_core_name() : "unknown", "threads",
                              blas_threads(), "queue_length",
-                             r->srv->jobs ? jobs_queue_length(r->srv->jobs) : 0,
-                             "running_job",
-                             (json_int_t)(r->srv->jobs ? jobs_running(r->srv->jobs) : 0),
+                             be->queue_length ? be->queue_length(be->ctx) : 0,
+                             "running_job", (json_int_t)(be->running ? be->running(be->ctx) : 0),
                              "event_streams", sse_hub_streams(r->srv->hub));
     reply_json(r, 200, body);
 }

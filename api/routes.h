@@ -6,7 +6,7 @@
 #include "api_internal.h"
 #include "store.h"
 
-/* Answers the problem that matches a store.h / jobs.h error code; what names the
+/* Answers the problem that matches a store.h / api_backend.h error code; what names the
  * resource ("run 3"). */
 void reply_store_error(api_req *r, int rc, const char *what);
 /* 0 when the server has a store and a job queue; else answers 503 and returns nonzero. */

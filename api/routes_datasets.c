@@ -1,5 +1,5 @@
 /* routes_datasets.c: /datasets: register a folder on the server's disk (under a dataset
- * root) or an uploaded tar, scanned synchronously (jobs_register_dataset, the daemon's one
+ * root) or an uploaded tar, scanned synchronously (the backend's register_dataset, the one
  * registration) so that a dataset that cannot train is refused at once; list, read,
  * delete. */
 #define _GNU_SOURCE
@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "jobs.h"
+#include "api_backend.h"
 #include "routes.h"
 #include "store.h"
 #include "upload.h"
@@ -53,9 +53,10 @@ static int register_folder(api_req *r, const dataset_body *b, const char *path, 
     char err[768] = "", loc[96];
     json_t *out = NULL;
     int64_t id;
-    int rc = jobs_register_dataset(r->srv->jobs, b->name, path, format_names[b->format],
-                                   b->has_valid_pct ? b->valid_pct : -1, b->csv,
-                                   (uint64_t)b->seed, uploaded, &id, &field, err, sizeof err);
+    const api_backend *be = &r->srv->backend;
+    int rc = be->register_dataset(be->ctx, b->name, path, format_names[b->format],
+                                  b->has_valid_pct ? b->valid_pct : -1, b->csv,
+                                  (uint64_t)b->seed, uploaded, &id, &field, err, sizeof err);
     if (rc == -EEXIST) {
         reply_problem(r, 409, PROBLEM_CONFLICT, "name", "%s", err);
         return rc;

@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "jobs.h"
+#include "api_backend.h"
 #include "learner.h"
 #include "routes.h"
 #include "safetensors.h"
@@ -86,7 +86,7 @@ void route_job_cancel(api_req *r)
     if (req_need_backend(r))
         return;
     what_job(what, sizeof what, r->ids[0]);
-    rc = jobs_cancel(r->srv->jobs, r->ids[0]);
+    rc = r->srv->backend.cancel(r->srv->backend.ctx, r->ids[0]);
     if (rc) {
         reply_store_error(r, rc, what);
         return;
@@ -108,7 +108,7 @@ void route_job_resume(api_req *r)
     if (req_need_backend(r))
         return;
     what_job(what, sizeof what, r->ids[0]);
-    rc = jobs_resume(r->srv->jobs, r->ids[0], &new_id);
+    rc = r->srv->backend.resume(r->srv->backend.ctx, r->ids[0], &new_id);
     if (rc == -EINVAL) {
         reply_problem(r, 409, PROBLEM_CONFLICT, NULL,
                       "job %lld is not an interrupted fit or recipe", (long long)r->ids[0]);

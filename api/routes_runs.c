@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobs.h"
+#include "api_backend.h"
+#include "job_params.h"
 #include "learner.h"
 #include "models/models.h"
 #include "routes.h"
@@ -26,8 +27,6 @@ static const char *const head_names[] = {"fastai", "plain", NULL};
 /* sgd: momentum 0.9 with L2 weight decay (fast.ai 0.7); adamw: Adam with decoupled weight
  * decay, betas 0.9 and 0.99 (learner_config.opt). */
 static const char *const opt_names[] = {"sgd", "adamw", NULL};
-/* In sched_kind's order: the parsed index is the engine's schedule. */
-static const char *const schedule_names[] = {"sgdr", "constant", "1cycle", NULL};
 
 /* Answers 404 unless run r->ids[0] exists. */
 static int run_exists(api_req *r)
@@ -90,67 +89,75 @@ static const spec_field run_spec[] = {
     {0},
 };
 
-void route_run_create(api_req *r)
+/* The body's dataset (a name or an id) as its row in *ds; answers 404 (or the store's
+ * error) and returns nonzero when there is none. */
+static int run_dataset(api_req *r, const run_body *b, int64_t *ds_id, json_t **ds)
 {
-    run_body b = {.bs = 64, .tfms = 0, .max_zoom = 1.1, .ps = {.n = 2, .v = {0.25, 0.5}},
-                  .xtra_fc = {.n = 1, .v = {512}}, .seed = 42};
-    json_t *ds = NULL, *model = NULL, *config = NULL, *ps = NULL, *xtra = NULL, *run = NULL;
-    int64_t ds_id, run_id;
-    char loc[96];
     int rc;
-
-    if (req_need_backend(r) || req_parse(r, run_spec, &b))
-        return;
-    ds_id = b.dataset.id;
-    if (b.dataset.name) {
-        rc = store_dataset_find(r->srv->store, b.dataset.name, &ds_id);
+    *ds_id = b->dataset.id;
+    if (b->dataset.name) {
+        rc = store_dataset_find(r->srv->store, b->dataset.name, ds_id);
         if (rc == -ENOENT) {
             reply_problem(r, 404, PROBLEM_NOT_FOUND, "dataset", "dataset \"%s\" does not exist",
-                          b.dataset.name);
-            goto out;
+                          b->dataset.name);
+            return rc;
         }
         if (rc) {
             reply_store_error(r, rc, "dataset");
-            goto out;
+            return rc;
         }
     }
-    rc = store_dataset_get(r->srv->store, ds_id, &ds);
-    if (rc == -ENOENT) {
+    rc = store_dataset_get(r->srv->store, *ds_id, ds);
+    if (rc == -ENOENT)
         reply_problem(r, 404, PROBLEM_NOT_FOUND, "dataset", "dataset %lld does not exist",
-                      (long long)ds_id);
-        goto out;
-    }
-    if (rc) {
+                      (long long)*ds_id);
+    else if (rc)
         reply_store_error(r, rc, "dataset");
-        goto out;
-    }
-    if (b.pretrained) {
-        const char *march;
-        rc = store_model_get(r->srv->store, b.pretrained, &model);
-        if (rc == -ENOENT) {
-            reply_problem(r, 404, PROBLEM_NOT_FOUND, "pretrained", "model %lld does not exist",
-                          (long long)b.pretrained);
-            goto out;
-        }
-        if (rc) {
-            reply_store_error(r, rc, "model");
-            goto out;
-        }
-        march = json_string_value(json_object_get(model, "arch"));
-        if (!march || strcmp(march, arch_names[b.arch]) != 0) {
-            reply_problem(r, 400, PROBLEM_INVALID, "pretrained",
-                          "model %lld holds %s weights, not %s", (long long)b.pretrained,
-                          march ? march : "unknown", arch_names[b.arch]);
-            goto out;
-        }
-    }
-    /* What learner_create would refuse when the first job runs, refused now. */
-    if (b.precompute && !b.pretrained) {
+    return rc;
+}
+
+/* The pretrained model, when the body names one: it must exist and hold weights of the
+ * run's architecture. And what learner_create would refuse when the first job runs,
+ * refused now: precompute without a pretrained body. Answers and returns nonzero. */
+static int run_pretrained_ok(api_req *r, const run_body *b)
+{
+    json_t *model = NULL;
+    const char *march;
+    int rc = 0;
+    if (b->precompute && !b->pretrained) {
         reply_problem(r, 400, PROBLEM_INVALID, "precompute",
                       "precompute needs a pretrained body: without one the body trains, and "
                       "there are no fixed activations to cache");
-        goto out;
+        return -EINVAL;
     }
+    if (!b->pretrained)
+        return 0;
+    rc = store_model_get(r->srv->store, b->pretrained, &model);
+    if (rc == -ENOENT) {
+        reply_problem(r, 404, PROBLEM_NOT_FOUND, "pretrained", "model %lld does not exist",
+                      (long long)b->pretrained);
+        return rc;
+    }
+    if (rc) {
+        reply_store_error(r, rc, "model");
+        return rc;
+    }
+    march = json_string_value(json_object_get(model, "arch"));
+    if (!march || strcmp(march, arch_names[b->arch]) != 0) {
+        reply_problem(r, 400, PROBLEM_INVALID, "pretrained",
+                      "model %lld holds %s weights, not %s", (long long)b->pretrained,
+                      march ? march : "unknown", arch_names[b->arch]);
+        rc = -EINVAL;
+    }
+    json_decref(model);
+    return rc;
+}
+
+/* Fills the defaults that depend on the architecture and the dataset (sz, multi_label,
+ * both dropout values) and checks the body against the dataset. Answers and returns
+ * nonzero when the run could not train. */
+static int run_fit_dataset(api_req *r, run_body *b, int64_t ds_id, json_t *ds)
+{
     json_t *info = json_object_get(ds, "info");
     json_t *ncl = json_object_get(info, "n_classes");
     if (json_is_integer(ncl) && json_integer_value(ncl) < 2 &&
@@ -159,52 +166,77 @@ void route_run_create(api_req *r)
                       "dataset %lld has %lld class%s; a classifier needs at least 2",
                       (long long)ds_id, (long long)json_integer_value(ncl),
                       json_integer_value(ncl) == 1 ? "" : "es");
-        goto out;
+        return -EINVAL;
     }
-    if (!b.has_sz)
-        b.sz = strcmp(arch_names[b.arch], "resnet_small") == 0 ? 28 : 224;
-    if (!b.has_multi_label)
-        b.multi_label = json_is_true(json_object_get(info, "multi_label"));
-    if (b.label_smoothing > 0 && b.multi_label) {
+    if (!b->has_sz)
+        b->sz = strcmp(arch_names[b->arch], "resnet_small") == 0 ? 28 : 224;
+    if (!b->has_multi_label)
+        b->multi_label = json_is_true(json_object_get(info, "multi_label"));
+    if (b->label_smoothing > 0 && b->multi_label) {
         reply_problem(r, 400, PROBLEM_INVALID, "label_smoothing",
                       "label_smoothing is for single-label data; this run is multi-label");
+        return -EINVAL;
+    }
+    if (b->ps.n == 1) {
+        b->ps.v[1] = b->ps.v[0];
+        b->ps.n = 2;
+    }
+    return 0;
+}
+
+/* The run's config with every default filled in, so that it says exactly what the run
+ * trains with. A new object, NULL when out of memory. */
+static json_t *run_config_json(const run_body *b, int64_t ds_id)
+{
+    json_t *ps = json_pack("[f, f]", b->ps.v[0], b->ps.v[1]);
+    json_t *xtra = json_array();
+    json_t *config = NULL;
+    for (int i = 0; xtra && i < b->xtra_fc.n; i++)
+        json_array_append_new(xtra, json_integer((json_int_t)b->xtra_fc.v[i]));
+    if (ps && xtra)
+        config = json_pack("{s:I, s:s, s:I, s:I, s:s, s:f, s:b, s:O, s:O, s:b, s:I}",
+                           "dataset", (json_int_t)ds_id, "arch", arch_names[b->arch], "sz",
+                           (json_int_t)b->sz, "bs", (json_int_t)b->bs, "tfms",
+                           tfms_names[b->tfms], "max_zoom", b->max_zoom, "precompute",
+                           b->precompute, "ps", ps, "xtra_fc", xtra, "multi_label",
+                           b->multi_label, "seed", (json_int_t)b->seed);
+    if (config && ((b->pretrained && json_object_set_new(config, "pretrained",
+                                                         json_integer(b->pretrained))) ||
+                   json_object_set_new(config, "head", json_string(head_names[b->head])) ||
+                   json_object_set_new(config, "opt", json_string(opt_names[b->opt])) ||
+                   json_object_set_new(config, "label_smoothing",
+                                       json_real(b->label_smoothing)))) {
+        json_decref(config);
+        config = NULL;
+    }
+    json_decref(ps);
+    json_decref(xtra);
+    return config;
+}
+
+void route_run_create(api_req *r)
+{
+    run_body b = {.bs = 64, .tfms = 0, .max_zoom = 1.1, .ps = {.n = 2, .v = {0.25, 0.5}},
+                  .xtra_fc = {.n = 1, .v = {512}}, .seed = 42};
+    json_t *ds = NULL, *config = NULL, *run = NULL;
+    int64_t ds_id, run_id;
+    char loc[96];
+    int rc;
+
+    if (req_need_backend(r) || req_parse(r, run_spec, &b))
+        return;
+    if (run_dataset(r, &b, &ds_id, &ds) || run_pretrained_ok(r, &b) ||
+        run_fit_dataset(r, &b, ds_id, ds))
         goto out;
-    }
-    if (b.ps.n == 1) {
-        b.ps.v[1] = b.ps.v[0];
-        b.ps.n = 2;
-    }
-    ps = json_pack("[f, f]", b.ps.v[0], b.ps.v[1]);
-    xtra = json_array();
-    for (int i = 0; xtra && i < b.xtra_fc.n; i++)
-        json_array_append_new(xtra, json_integer((json_int_t)b.xtra_fc.v[i]));
-    /* Every default filled in, so the run's config says exactly what it trains with. */
-    config = (ps && xtra) ? json_pack("{s:I, s:s, s:I, s:I, s:s, s:f, s:b, s:O, s:O, s:b, s:I}",
-                                      "dataset", (json_int_t)ds_id, "arch",
-                                      arch_names[b.arch], "sz", (json_int_t)b.sz, "bs",
-                                      (json_int_t)b.bs, "tfms", tfms_names[b.tfms],
-                                      "max_zoom", b.max_zoom, "precompute", b.precompute,
-                                      "ps", ps, "xtra_fc", xtra, "multi_label",
-                                      b.multi_label, "seed", (json_int_t)b.seed)
-                          : NULL;
-    if (config && b.pretrained)
-        json_object_set_new(config, "pretrained", json_integer((json_int_t)b.pretrained));
-    if (config) {
-        json_object_set_new(config, "head", json_string(head_names[b.head]));
-        json_object_set_new(config, "opt", json_string(opt_names[b.opt]));
-        json_object_set_new(config, "label_smoothing", json_real(b.label_smoothing));
-    }
+    config = run_config_json(&b, ds_id);
     if (!config) {
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         goto out;
     }
     rc = store_run_create(r->srv->store, ds_id, b.pretrained, arch_names[b.arch], config,
                           &run_id);
-    if (rc) {
-        reply_store_error(r, rc, "run");
-        goto out;
-    }
-    rc = store_run_get(r->srv->store, run_id, &run);
+    if (rc == 0)
+        rc = store_run_get(r->srv->store, run_id, &run);
     if (rc) {
         reply_store_error(r, rc, "run");
         goto out;
@@ -215,9 +247,6 @@ void route_run_create(api_req *r)
 out:
     json_decref(run);
     json_decref(config);
-    json_decref(ps);
-    json_decref(xtra);
-    json_decref(model);
     json_decref(ds);
 }
 
@@ -237,7 +266,7 @@ void route_run_delete(api_req *r)
     int rc;
     if (req_need_backend(r))
         return;
-    rc = jobs_delete_run(r->srv->jobs, r->ids[0]);
+    rc = r->srv->backend.delete_run(r->srv->backend.ctx, r->ids[0]);
     if (rc == -EBUSY) {
         reply_problem(r, 409, PROBLEM_CONFLICT, NULL,
                       "run %lld has a queued or running job; cancel it first",
@@ -256,7 +285,21 @@ void route_run_delete(api_req *r)
 
 /* ---- operations queued as jobs --------------------------------------------------------- */
 
-static void submit(api_req *r, job_kind kind)
+/* Parses the body as kind's parameters into p; answers 400 naming the field (or 503 with
+ * no backend) and returns nonzero on failure. */
+static int parse_job(api_req *r, job_kind kind, job_params *p)
+{
+    char field[128], detail[512];
+    if (req_need_backend(r))
+        return -ENODEV;
+    if (job_params_parse(kind, r->json, p, field, sizeof field, detail, sizeof detail) == 0)
+        return 0;
+    reply_problem(r, 400, PROBLEM_INVALID, field[0] ? field : NULL, "%s", detail);
+    return -EINVAL;
+}
+
+/* Queues p on the run and answers 202 with the job's row. */
+static void submit(api_req *r, const job_params *p)
 {
     int64_t job_id;
     json_t *job = NULL;
@@ -264,7 +307,7 @@ static void submit(api_req *r, job_kind kind)
     int rc;
 
     snprintf(what, sizeof what, "run %lld", (long long)r->ids[0]);
-    rc = jobs_submit(r->srv->jobs, r->ids[0], kind, r->json, &job_id);
+    rc = r->srv->backend.submit(r->srv->backend.ctx, r->ids[0], p, &job_id);
     if (rc) {
         reply_store_error(r, rc, what);
         return;
@@ -278,165 +321,31 @@ static void submit(api_req *r, job_kind kind)
     reply_created(r, 202, loc, job);
 }
 
-typedef struct lr_find_body {
-    double start_lr, end_lr;
-    int64_t num_it;
-} lr_find_body;
-
-static const spec_field lr_find_spec[] = {
-    {.name = "start_lr", .type = SPEC_NUMBER, .min = 1e-12, .max = 100,
-     .offset = offsetof(lr_find_body, start_lr)},
-    {.name = "end_lr", .type = SPEC_NUMBER, .min = 1e-12, .max = 1000,
-     .offset = offsetof(lr_find_body, end_lr)},
-    {.name = "num_it", .type = SPEC_INT, .min = 0, .max = 100000,
-     .offset = offsetof(lr_find_body, num_it)},
-    {0},
-};
+static void submit_body(api_req *r, job_kind kind)
+{
+    job_params p;
+    if (parse_job(r, kind, &p) == 0)
+        submit(r, &p);
+}
 
 void route_run_lr_find(api_req *r)
 {
-    lr_find_body b = {.start_lr = 1e-5, .end_lr = 10};
-    if (req_need_backend(r) || req_parse(r, lr_find_spec, &b))
-        return;
-    if (b.end_lr <= b.start_lr) {
-        reply_problem(r, 400, PROBLEM_INVALID, "end_lr",
-                      "end_lr (%g) must be above start_lr (%g)", b.end_lr, b.start_lr);
-        return;
-    }
-    submit(r, JOB_LR_FIND);
+    submit_body(r, JOB_LR_FIND);
 }
-
-typedef struct fit_body {
-    spec_numbers lrs;
-    int64_t n_cycle, cycle_len, cycle_mult, patience;
-    double wd, time_limit_minutes;
-    int schedule, snapshots, stop_at_worse_cycle;
-} fit_body;
-
-static const spec_field early_stop_spec[] = {
-    {.name = "patience", .type = SPEC_INT, .required = 1, .min = 1, .max = 1000,
-     .offset = offsetof(fit_body, patience)},
-    {0},
-};
-
-static const spec_field fit_spec[] = {
-    {.name = "lrs", .type = SPEC_NUMBERS, .required = 1, .min = 1e-12, .max = 100,
-     .min_n = 1, .max_n = MODEL_N_GROUPS, .offset = offsetof(fit_body, lrs)},
-    {.name = "n_cycle", .type = SPEC_INT, .required = 1, .min = 1, .max = 64,
-     .offset = offsetof(fit_body, n_cycle)},
-    {.name = "cycle_len", .type = SPEC_INT, .min = 1, .max = 1000,
-     .offset = offsetof(fit_body, cycle_len)},
-    {.name = "cycle_mult", .type = SPEC_INT, .min = 1, .max = 16,
-     .offset = offsetof(fit_body, cycle_mult)},
-    {.name = "wd", .type = SPEC_NUMBER, .min = 0, .max = 1, .offset = offsetof(fit_body, wd)},
-    {.name = "schedule", .type = SPEC_ENUM, .values = schedule_names,
-     .offset = offsetof(fit_body, schedule)},
-    {.name = "snapshots", .type = SPEC_BOOL, .offset = offsetof(fit_body, snapshots)},
-    {.name = "early_stop", .type = SPEC_OBJECT, .fields = early_stop_spec},
-    {.name = "stop_at_worse_cycle", .type = SPEC_BOOL,
-     .offset = offsetof(fit_body, stop_at_worse_cycle)},
-    {.name = "time_limit_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
-     .offset = offsetof(fit_body, time_limit_minutes)},
-    {0},
-};
 
 void route_run_fit(api_req *r)
 {
-    fit_body b = {.cycle_len = 1, .cycle_mult = 1};
-    if (req_need_backend(r) || req_parse(r, fit_spec, &b))
-        return;
-    if (b.lrs.n != 1 && b.lrs.n != MODEL_N_GROUPS) {
-        reply_problem(r, 400, PROBLEM_INVALID, "lrs",
-                      "lrs must be one number or one per layer group (%d)", MODEL_N_GROUPS);
-        return;
-    }
-    if (b.wd >= 1) {
-        reply_problem(r, 400, PROBLEM_INVALID, "wd", "wd must be below 1, got %g", b.wd);
-        return;
-    }
-    /* The schedule's rules are the engine's (cycles, their lengths, the epochs they add up
-     * to): judged here by the same check, so that a plan the fit would refuse is a 400 and
-     * not a failed job. Its message starts with the field at fault. */
-    sched_plan plan;
-    char serr[160], field[32];
-    sched_plan_defaults(&plan, 1);
-    plan.kind = (sched_kind)b.schedule;
-    plan.n_cycle = (int)b.n_cycle;
-    plan.cycle_len = (int)b.cycle_len;
-    plan.cycle_mult = (int)b.cycle_mult;
-    if (sched_plan_check(&plan, serr, sizeof serr)) {
-        snprintf(field, sizeof field, "%.*s", (int)strcspn(serr, ":"), serr);
-        reply_problem(r, 400, PROBLEM_INVALID, field, "%s", serr);
-        return;
-    }
-    submit(r, JOB_FIT);
+    submit_body(r, JOB_FIT);
 }
-
-typedef struct int_body {
-    int64_t v;
-} int_body;
-typedef struct bool_body {
-    int v;
-} bool_body;
-
-static const spec_field freeze_spec[] = {
-    {.name = "to", .type = SPEC_INT, .required = 1, .min = 0, .max = 3,
-     .offset = offsetof(int_body, v)},
-    {0},
-};
-static const spec_field empty_spec[] = {{0}};
-static const spec_field precompute_spec[] = {
-    {.name = "on", .type = SPEC_BOOL, .required = 1, .offset = offsetof(bool_body, v)},
-    {0},
-};
-static const spec_field resize_spec[] = {
-    {.name = "sz", .type = SPEC_INT, .required = 1, .min = 8, .max = 1024,
-     .offset = offsetof(int_body, v)},
-    {0},
-};
-static const spec_field tta_spec[] = {
-    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG,
-     .offset = offsetof(int_body, v)},
-    {0},
-};
-static const spec_field predict_test_spec[] = {
-    {.name = "tta", .type = SPEC_BOOL, .offset = offsetof(bool_body, v)},
-    {0},
-};
-
-typedef struct recipe_body {
-    int64_t max_epochs, n_aug;
-    int close_to_imagenet, schedule;
-    double budget_minutes;
-} recipe_body;
-/* The from-scratch fit's schedule (recipe_opts.one_cycle). */
-static const char *const recipe_schedule_names[] = {"sgdr", "1cycle", NULL};
-static const spec_field recipe_spec[] = {
-    {.name = "max_epochs", .type = SPEC_INT, .min = 1, .max = 1000,
-     .offset = offsetof(recipe_body, max_epochs)},
-    {.name = "close_to_imagenet", .type = SPEC_BOOL,
-     .offset = offsetof(recipe_body, close_to_imagenet)},
-    {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG,
-     .offset = offsetof(recipe_body, n_aug)},
-    {.name = "budget_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
-     .offset = offsetof(recipe_body, budget_minutes)},
-    {.name = "schedule", .type = SPEC_ENUM, .values = recipe_schedule_names,
-     .offset = offsetof(recipe_body, schedule)},
-    {0},
-};
 
 void route_run_freeze(api_req *r)
 {
-    int_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, freeze_spec, &b))
-        submit(r, JOB_FREEZE);
+    submit_body(r, JOB_FREEZE);
 }
 
 void route_run_unfreeze(api_req *r)
 {
-    int_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, empty_spec, &b))
-        submit(r, JOB_UNFREEZE);
+    submit_body(r, JOB_UNFREEZE);
 }
 
 /* Answers 409 when the body is not frozen, which precompute needs. The run's saved state
@@ -474,40 +383,32 @@ static int precompute_conflict(api_req *r)
 
 void route_run_precompute(api_req *r)
 {
-    bool_body b = {0};
-    if (req_need_backend(r) || req_parse(r, precompute_spec, &b))
+    job_params p;
+    if (parse_job(r, JOB_PRECOMPUTE, &p))
         return;
-    if (b.v && precompute_conflict(r))
+    if (p.precompute_on && precompute_conflict(r))
         return;
-    submit(r, JOB_PRECOMPUTE);
+    submit(r, &p);
 }
 
 void route_run_resize(api_req *r)
 {
-    int_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, resize_spec, &b))
-        submit(r, JOB_RESIZE);
+    submit_body(r, JOB_RESIZE);
 }
 
 void route_run_tta(api_req *r)
 {
-    int_body b = {4};
-    if (!req_need_backend(r) && !req_parse(r, tta_spec, &b))
-        submit(r, JOB_TTA);
+    submit_body(r, JOB_TTA);
 }
 
 void route_run_recipe(api_req *r)
 {
-    recipe_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, recipe_spec, &b))
-        submit(r, JOB_RECIPE);
+    submit_body(r, JOB_RECIPE);
 }
 
 void route_run_predict_test(api_req *r)
 {
-    bool_body b = {0};
-    if (!req_need_backend(r) && !req_parse(r, predict_test_spec, &b))
-        submit(r, JOB_PREDICT_TEST);
+    submit_body(r, JOB_PREDICT_TEST);
 }
 
 /* ---- POST /runs/{id}/predict ----------------------------------------------------------- */
@@ -525,8 +426,8 @@ void route_run_predict(api_req *r)
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "the body must hold a PNG or JPEG image");
         return;
     }
-    rc = jobs_predict_image(r->srv->jobs, r->ids[0], r->buf, r->len, (int)tta, &out, err,
-                            sizeof err);
+    rc = r->srv->backend.predict_image(r->srv->backend.ctx, r->ids[0], r->buf, r->len,
+                                       (int)tta, &out, err, sizeof err);
     if (rc == -EINVAL) {
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "the image cannot be used: %s", err);
         return;
@@ -580,28 +481,39 @@ void route_run_lr_finds(api_req *r)
 
 void route_run_metrics(api_req *r)
 {
-    int64_t after, limit;
+    int64_t after, before, limit, max_points;
     const char *key = req_query(r, "key");
     json_t *out = NULL;
     int rc;
     if (req_need_backend(r) ||
         req_query_int(r, "after_step", -1, INT64_MAX / 2, -1, &after) ||
-        req_query_int(r, "limit", 1, STORE_METRICS_MAX, 1000, &limit))
+        req_query_int(r, "before_step", 0, INT64_MAX / 2, -1, &before) ||
+        req_query_int(r, "limit", 1, STORE_METRICS_MAX, 1000, &limit) ||
+        req_query_int(r, "max_points", 2, STORE_METRICS_MAX, 0, &max_points))
         return;
     if (key && (!key[0] || strlen(key) > 64)) {
         reply_problem(r, 400, PROBLEM_INVALID, "key", "key must be 1 to 64 characters");
         return;
     }
+    if (max_points && req_query(r, "limit")) {
+        reply_problem(r, 400, PROBLEM_INVALID, "max_points",
+                      "max_points answers the whole window; it does not take limit");
+        return;
+    }
     /* Pages are cached per store generation: while a fit runs, every client polling
      * the same page between two commits gets one serialisation. A hit also proves the
      * run exists (deleting it is a commit). */
-    char ckey[160];
+    char ckey[192];
     uint64_t gen = store_generation(r->srv->store);
-    snprintf(ckey, sizeof ckey, "metrics %lld %lld %lld %s", (long long)r->ids[0],
-             (long long)after, (long long)limit, key ? key : "");
+    snprintf(ckey, sizeof ckey, "metrics %lld %lld %lld %lld %lld %s", (long long)r->ids[0],
+             (long long)after, (long long)before, (long long)limit, (long long)max_points,
+             key ? key : "");
     if (reply_cached(r, ckey, gen) || run_exists(r))
         return;
-    rc = store_metrics_get(r->srv->store, r->ids[0], key, after, (int)limit, &out);
+    rc = max_points ? store_metrics_downsample(r->srv->store, r->ids[0], key, after, before,
+                                               (int)max_points, &out)
+                    : store_metrics_range(r->srv->store, r->ids[0], key, after, before,
+                                          (int)limit, &out);
     if (rc) {
         reply_store_error(r, rc, "metrics");
         return;
@@ -643,7 +555,7 @@ void route_run_weights(api_req *r)
     int rc;
     if (req_need_backend(r) || run_exists(r))
         return;
-    rc = jobs_weights_path(r->srv->jobs, r->ids[0], &path);
+    rc = r->srv->backend.weights_path(r->srv->backend.ctx, r->ids[0], &path);
     if (rc == -ENOENT) {
         reply_problem(r, 404, PROBLEM_NOT_FOUND, NULL, "run %lld has no weights yet",
                       (long long)r->ids[0]);

@@ -74,7 +74,7 @@ void route_session_create(api_req *r)
         reply_problem(r, 401, PROBLEM_UNAUTHENTICATED, "token", "the token is not valid");
         return;
     }
-    if (session_open(r->srv->sessions, api_now_monotonic(), id)) {
+    if (session_open(r->srv->sessions, clock_mono_s(), id)) {
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "no randomness for a session id");
         return;
     }

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 struct store;
-struct jobs;
+struct api_backend;
 
 typedef struct api_config {
     const char *listen;          /* "host:port" or "[v6]:port"; port 0 picks a free one */
@@ -24,7 +24,8 @@ typedef struct api_config {
     unsigned conn_timeout_s;     /* idle connection timeout; 0: 60 */
     struct store *store;         /* borrowed; must outlive the server. The server
                                   * subscribes to its commits to feed event streams. */
-    struct jobs *jobs;           /* borrowed; must outlive the server */
+    const struct api_backend *backend; /* copied; its ctx must outlive the server. NULL:
+                                  * routes that queue or run anything answer 503 */
     /* Web safety (docs/security.md): names the Host header may give beside
      * loopback names and the listen address ("*": any); origins allowed to make
      * state-changing and CORS requests; proxies whose X-Forwarded-Proto is believed. */
@@ -45,9 +46,9 @@ typedef struct api_config {
 typedef struct api_server api_server;
 
 /* Starts listening on cfg->listen with libmicrohttpd's own threads (one per connection)
- * and serves until api_server_stop. cfg's strings are copied; store and jobs are borrowed.
- * On failure returns a negative errno-style code, *out = NULL, and err says why (bad
- * address, port in use, missing web dir, ...). */
+ * and serves until api_server_stop. cfg's strings and backend are copied; store and the
+ * backend's ctx are borrowed. On failure returns a negative errno-style code, *out = NULL,
+ * and err says why (bad address, port in use, missing web dir, ...). */
 int api_server_start(api_server **out, const api_config *cfg, char *err, size_t errlen);
 
 /* The port actually bound (useful when cfg->listen asked for port 0). */

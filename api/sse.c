@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "api_internal.h"
+#include "buf.h"
 #include "store.h"
 
 struct sse_hub {
@@ -125,17 +126,10 @@ int sse_format(char *buf, size_t len, int64_t id, const char *event, const char 
 
 static int stream_reserve(sse_stream *s, size_t more)
 {
-    char *nb;
-    size_t cap = s->cap ? s->cap : 8192;
-    if (s->len + more <= s->cap)
-        return 0;
-    while (cap < s->len + more)
-        cap *= 2;
-    nb = realloc(s->buf, cap);
+    char *nb = buf_grow_bytes(s->buf, &s->cap, s->len + more, 8192, 0);
     if (!nb)
         return -ENOMEM;
     s->buf = nb;
-    s->cap = cap;
     return 0;
 }
 
@@ -217,7 +211,7 @@ static int client_gone(sse_stream *s)
 static int stream_wait(sse_stream *s, uint64_t seen_gen)
 {
     sse_hub *h = s->h;
-    double deadline = api_now_monotonic() + SSE_HEARTBEAT_S;
+    double deadline = clock_mono_s() + SSE_HEARTBEAT_S;
     int ret = 0;
 
     pthread_mutex_lock(&h->mu);
@@ -232,7 +226,7 @@ static int stream_wait(sse_stream *s, uint64_t seen_gen)
             ret = 1;
             break;
         }
-        now = api_now_monotonic();
+        now = clock_mono_s();
         if (now >= deadline)
             break;
         pthread_mutex_unlock(&h->mu);

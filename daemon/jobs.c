@@ -21,57 +21,7 @@
 #include "models/models.h"
 #include "weights.h"
 
-static const char *const kind_names[JOB_KIND_COUNT] = {
-    "lr_find", "fit", "freeze", "unfreeze", "precompute", "resize", "tta", "recipe",
-    "predict_test"};
-
-const char *job_kind_name(job_kind k)
-{
-    return (k >= 0 && k < JOB_KIND_COUNT) ? kind_names[k] : "?";
-}
-
-int job_kind_parse(const char *name, job_kind *k)
-{
-    for (int i = 0; name && i < JOB_KIND_COUNT; i++) {
-        if (!strcmp(name, kind_names[i])) {
-            *k = (job_kind)i;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
-
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static void *grow(void *p, int *cap, int need, size_t elem)
-{
-    if (need <= *cap)
-        return p;
-    int nc = *cap ? *cap * 2 : 16;
-    while (nc < need)
-        nc *= 2;
-    void *q = realloc(p, (size_t)nc * elem);
-    if (q)
-        *cap = nc;
-    return q;
-}
-
-int jq_mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST)
-        return -errno;
-    return 0;
-}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -109,13 +59,6 @@ int jq_bool(json_t *o, const char *k, int dflt)
     return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
-double jq_mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* ---- running one job ---------------------------------------------------------------------- */
 
 static json_t *tta_json(const tta_result *r)
@@ -133,13 +76,10 @@ static json_t *suggestion_json(const lr_suggestion *s)
     return json_pack("{sf ss}", "lr", s->lr, "reason", s->reason);
 }
 
-static int do_lr_find(jobs *jq, sink *k, learner *l, json_t *p, json_t **result, char *err,
-                      size_t errlen)
+static int do_lr_find(jobs *jq, sink *k, learner *l, const job_lr_find *p, json_t **result,
+                      char *err, size_t errlen)
 {
-    lrfind_opts o = {0};
-    o.start_lr = jq_num(p, "start_lr", 1e-5);
-    o.end_lr = jq_num(p, "end_lr", 10);
-    o.num_it = (int)jq_num(p, "num_it", 0);
+    lrfind_opts o = {.start_lr = p->start_lr, .end_lr = p->end_lr, .num_it = (int)p->num_it};
     int rc = store_lr_find_create(jq->st, k->run_id, k->job_id, o.start_lr, o.end_lr,
                                   o.num_it, &k->lr_find_id);
     if (rc) {
@@ -166,50 +106,34 @@ static int do_lr_find(jobs *jq, sink *k, learner *l, json_t *p, json_t **result,
     return rc;
 }
 
-static int fit_opts_of(json_t *p, fit_opts *o, char *err, size_t errlen)
+static void fit_opts_of(const job_fit *p, fit_opts *o)
 {
     memset(o, 0, sizeof *o);
-    json_t *lrs = json_object_get(p, "lrs");
-    if (json_is_number(lrs)) {
-        o->n_lrs = 1;
-        o->lrs[0] = json_number_value(lrs);
-    } else if (json_is_array(lrs) && json_array_size(lrs) >= 1 &&
-               json_array_size(lrs) <= LEARNER_MAX_GROUPS) {
-        o->n_lrs = (int)json_array_size(lrs);
-        for (int i = 0; i < o->n_lrs; i++)
-            o->lrs[i] = json_number_value(json_array_get(lrs, (size_t)i));
-    } else {
-        snprintf(err, errlen, "lrs: a number or 1..%d numbers", LEARNER_MAX_GROUPS);
-        return -EINVAL;
-    }
-    o->n_cycle = (int)jq_num(p, "n_cycle", 1);
-    o->cycle_len = (int)jq_num(p, "cycle_len", 1);
-    o->cycle_mult = (int)jq_num(p, "cycle_mult", 1);
-    o->wd = jq_num(p, "wd", 0);
-    const char *sched = json_string_value(json_object_get(p, "schedule"));
-    o->schedule = !sched || !strcmp(sched, "sgdr") ? SCHED_SGDR
-                  : !strcmp(sched, "constant")     ? SCHED_CONSTANT
-                                                   : SCHED_1CYCLE;
-    o->snapshots = jq_bool(p, "snapshots", 0);
-    o->early_stop_patience = (int)jq_num(json_object_get(p, "early_stop"), "patience", 0);
-    o->stop_at_worse_cycle = jq_bool(p, "stop_at_worse_cycle", 0);
-    o->time_limit_s = jq_num(p, "time_limit_minutes", 0) * 60.0;
-    return 0;
+    o->n_lrs = p->lrs.n;
+    for (int i = 0; i < p->lrs.n && i < LEARNER_MAX_GROUPS; i++)
+        o->lrs[i] = p->lrs.v[i];
+    o->n_cycle = (int)p->n_cycle;
+    o->cycle_len = (int)p->cycle_len;
+    o->cycle_mult = (int)p->cycle_mult;
+    o->wd = p->wd;
+    o->schedule = (sched_kind)p->schedule;
+    o->snapshots = p->snapshots;
+    o->early_stop_patience = (int)p->patience;
+    o->stop_at_worse_cycle = p->stop_at_worse_cycle;
+    o->time_limit_s = p->time_limit_minutes * 60.0;
 }
 
-static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int resume,
+static int run_kind(jobs *jq, sink *k, const job_params *p, learner *l, int resume,
                     json_t **result, char *err, size_t errlen)
 {
     ev_hooks h = jq_sink_hooks(k);
     int rc;
-    switch (kind) {
+    switch (p->kind) {
     case JOB_LR_FIND:
-        return do_lr_find(jq, k, l, p, result, err, errlen);
+        return do_lr_find(jq, k, l, &p->lr_find, result, err, errlen);
     case JOB_FIT: {
         fit_opts o;
-        rc = fit_opts_of(p, &o, err, errlen);
-        if (rc)
-            return rc;
+        fit_opts_of(&p->fit, &o);
         /* A fresh fit must not find an earlier fit's epoch checkpoint; a resumed one whose
          * interruption came before its first epoch ended has none and starts over from the
          * weights saved at the interruption. */
@@ -228,28 +152,27 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         return learner_fit(l, &o, &h, err, errlen);
     }
     case JOB_FREEZE:
-        return learner_freeze_to(l, (int)jq_num(p, "to", 0), err, errlen);
+        return learner_freeze_to(l, (int)p->freeze_to, err, errlen);
     case JOB_UNFREEZE:
         return learner_unfreeze(l);
     case JOB_PRECOMPUTE:
-        return learner_set_precompute(l, jq_bool(p, "on", 1), err, errlen);
+        return learner_set_precompute(l, p->precompute_on, err, errlen);
     case JOB_RESIZE:
-        return learner_resize(l, (int)jq_num(p, "sz", 0), err, errlen);
+        return learner_resize(l, (int)p->resize_sz, err, errlen);
     case JOB_TTA: {
         tta_result r = {0};
-        rc = learner_tta(l, (int)jq_num(p, "n_aug", 4), &h, &r, err, errlen);
+        rc = learner_tta(l, (int)p->tta_n_aug, &h, &r, err, errlen);
         if (rc == 0)
             *result = tta_json(&r);
         return rc;
     }
     case JOB_RECIPE: {
         k->own_sweeps = 1;
-        const char *sched = json_string_value(json_object_get(p, "schedule"));
-        recipe_opts o = {.max_epochs = (int)jq_num(p, "max_epochs", 0),
-                         .close_to_imagenet = jq_bool(p, "close_to_imagenet", 0),
-                         .n_aug = (int)jq_num(p, "n_aug", 0),
-                         .budget_minutes = jq_num(p, "budget_minutes", 0),
-                         .one_cycle = sched && strcmp(sched, "1cycle") == 0};
+        recipe_opts o = {.max_epochs = (int)p->recipe.max_epochs,
+                         .close_to_imagenet = p->recipe.close_to_imagenet,
+                         .n_aug = (int)p->recipe.n_aug,
+                         .budget_minutes = p->recipe.budget_minutes,
+                         .one_cycle = p->recipe.one_cycle};
         tta_result r = {0};
         rc = learner_recipe(l, &o, &h, &r, err, errlen);
         if (rc == 0)
@@ -260,7 +183,7 @@ static int run_kind(jobs *jq, sink *k, job_kind kind, learner *l, json_t *p, int
         char csv[PATH_MAX];
         snprintf(csv, sizeof csv, "%s/runs/%lld/predictions-%lld.csv", jq->data_dir,
                  (long long)k->run_id, (long long)k->job_id);
-        rc = learner_predict_test(l, jq_bool(p, "tta", 0), csv, &h, err, errlen);
+        rc = learner_predict_test(l, p->predict_tta, csv, &h, err, errlen);
         if (rc == 0) {
             int rows = -1; /* the header line is not a row */
             FILE *f = fopen(csv, "r");
@@ -307,12 +230,28 @@ static int wait_for_room(jobs *jq, int64_t job_id, const char *what, int *logged
     return stop ? -ESHUTDOWN : 0;
 }
 
+/* The job's kind and params as stored, read with the parser that checked them at submit:
+ * a value it refuses (a row from an older version, an edited database) fails the job. */
+static int job_params_of(const store_job_row *row, job_params *p, char *err, size_t errlen)
+{
+    job_kind kind;
+    char field[128], detail[384];
+    if (job_kind_parse(row->kind, &kind)) {
+        snprintf(err, errlen, "unknown job kind \"%s\"", row->kind);
+        return -EINVAL;
+    }
+    if (job_params_parse(kind, row->params, p, field, sizeof field, detail, sizeof detail) == 0)
+        return 0;
+    err_set(err, errlen, "params%s%s: %s", field[0] ? "." : "", field, detail);
+    return -EINVAL;
+}
+
 static void run_job(jobs *jq, int64_t job_id)
 {
     store_job_row row;
     char err[512] = "";
     json_t *result = NULL;
-    job_kind kind;
+    job_params p = {.kind = JOB_KIND_COUNT};
     if (store_job_row_get(jq->st, job_id, &row)) {
         log_msg(LOG_ERROR, job_id, "cannot read the job: %s", store_errmsg());
         return;
@@ -328,7 +267,7 @@ static void run_job(jobs *jq, int64_t job_id)
         goto out_clear;
     }
     log_msg(LOG_INFO, job_id, "started %s on run %lld", row.kind, (long long)row.run_id);
-    rc = job_kind_parse(row.kind, &kind);
+    rc = job_params_of(&row, &p, err, sizeof err);
     learner *l = NULL;
     if (rc == 0) {
         l = jq_slot_get(jq, row.run_id, err, sizeof err);
@@ -336,10 +275,9 @@ static void run_job(jobs *jq, int64_t job_id)
             rc = -EINVAL;
     }
     sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .last_epoch = -1,
-              .t0 = jq_mono_s()};
+              .t0 = clock_mono_s()};
     if (rc == 0)
-        rc = run_kind(jq, &k, kind, l, row.params, row.resumed_from != 0, &result, err,
-                      sizeof err);
+        rc = run_kind(jq, &k, &p, l, row.resumed_from != 0, &result, err, sizeof err);
     jq_sweep_close(&k);
     store_flush(jq->st);
 
@@ -361,8 +299,8 @@ static void run_job(jobs *jq, int64_t job_id)
     }
     /* A failed job may have left diverged weights: the saved ones stay. A cancelled or
      * interrupted fit keeps what it trained up to the batch boundary. */
-    if (l && (rc == 0 ? changes_weights(kind)
-                      : (rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)))) {
+    if (l && (rc == 0 ? changes_weights(p.kind)
+                      : (rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)))) {
         char serr[256] = "";
         if (jq_save_run(jq, row.run_id, job_id, l, serr, sizeof serr)) {
             log_msg(LOG_ERROR, job_id, "cannot save run %lld: %s", (long long)row.run_id,
@@ -376,7 +314,7 @@ static void run_job(jobs *jq, int64_t job_id)
             }
         }
     }
-    if (rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)) {
+    if (rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) {
         /* The learner's last epoch checkpoint: where a resumed fit continues from. */
         char ck[PATH_MAX];
         jq_run_file(jq, row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
@@ -479,7 +417,7 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
     pthread_mutex_init(&jq->pmu, NULL);
     char runs[PATH_MAX];
     snprintf(runs, sizeof runs, "%s/runs", jq->data_dir);
-    int rc = jq_mkdir_p(runs);
+    int rc = fs_mkdir_p(runs);
     if (rc) {
         snprintf(err, errlen, "%s: %s", runs, strerror(-rc));
         jobs_destroy(jq);
@@ -508,7 +446,7 @@ out_nomem:
 /* Appends to the in-memory queue (mu held). */
 static int enqueue_locked(jobs *jq, int64_t id)
 {
-    int64_t *nq = grow(jq->q, &jq->qcap, jq->qn + 1, sizeof *nq);
+    int64_t *nq = buf_grow(jq->q, &jq->qcap, jq->qn + 1, sizeof *nq);
     if (!nq)
         return -ENOMEM;
     jq->q = nq;
@@ -580,10 +518,14 @@ int jobs_start(jobs *jq, char *err, size_t errlen)
     return rc;
 }
 
-int jobs_submit(jobs *jq, int64_t run_id, job_kind kind, json_t *params, int64_t *job_id)
+int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id)
 {
+    job_kind kind = p->kind;
     if (kind < 0 || kind >= JOB_KIND_COUNT)
         return -EINVAL;
+    json_t *params = job_params_json(p);
+    if (!params)
+        return -ENOMEM;
     pthread_mutex_lock(&jq->mu);
     int rc = jq->stopping ? -ESHUTDOWN : 0;
     if (rc == 0)
@@ -597,6 +539,7 @@ int jobs_submit(jobs *jq, int64_t run_id, job_kind kind, json_t *params, int64_t
                 (long long)run_id);
     }
     pthread_mutex_unlock(&jq->mu);
+    json_decref(params);
     return rc;
 }
 
@@ -641,7 +584,15 @@ static int resume_locked(jobs *jq, int64_t job_id, int64_t *new_id)
         store_job_row_clear(&row);
         return -EALREADY;
     }
-    rc = store_job_create(jq->st, row.run_id, row.kind, row.params, job_id, new_id);
+    /* The same parser as every run of a job: the new row holds the canonical params (a row
+     * of an older version gains its defaults). Params it refuses are copied as they are,
+     * and the resumed job fails naming the field, as the original would have. */
+    job_params p;
+    char perr[256];
+    json_t *canon = job_params_of(&row, &p, perr, sizeof perr) == 0 ? job_params_json(&p) : NULL;
+    rc = store_job_create(jq->st, row.run_id, row.kind, canon ? canon : row.params, job_id,
+                          new_id);
+    json_decref(canon);
     if (rc == 0)
         rc = enqueue_locked(jq, *new_id);
     store_job_row_clear(&row);
@@ -661,7 +612,7 @@ int jobs_delete_run(jobs *jq, int64_t run_id)
     pthread_mutex_lock(&jq->mu);
     int rc = store_run_delete(jq->st, run_id);
     if (rc == 0) {
-        int64_t *nd = grow(jq->dropped, &jq->cap_dropped, jq->n_dropped + 1, sizeof *nd);
+        int64_t *nd = buf_grow(jq->dropped, &jq->cap_dropped, jq->n_dropped + 1, sizeof *nd);
         if (nd) {
             jq->dropped = nd;
             jq->dropped[jq->n_dropped++] = run_id;

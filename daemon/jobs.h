@@ -6,21 +6,10 @@
  * alone touches learners. Cancellation and shutdown take effect at the next batch boundary
  * (the engine's ev_hooks return nonzero).
  *
- * Job params (the JSON stored with the job; the API validates the request body and passes
- * it on as is; absent keys take the defaults shown):
- *   lr_find      {"start_lr":1e-5, "end_lr":10, "num_it":0}
- *   fit          {"lrs": x | [x,...], "n_cycle":1, "cycle_len":1, "cycle_mult":1, "wd":0,
- *                 "schedule":"sgdr"|"constant"|"1cycle", "snapshots":false,
- *                 "early_stop":{"patience":n}, "stop_at_worse_cycle":false,
- *                 "time_limit_minutes":0}
- *   freeze       {"to": n}
- *   unfreeze     {}
- *   precompute   {"on": bool}
- *   resize       {"sz": n}
- *   tta          {"n_aug": 4}
- *   recipe       {"max_epochs":7, "close_to_imagenet":false, "n_aug":4,
- *                 "budget_minutes":0}
- *   predict_test {"tta": bool}
+ * Job params: one model, api/job_params.h. A job is submitted as a checked job_params and
+ * stored as its canonical JSON (every default filled in); the worker reads that JSON back
+ * with the same parser when it runs the job, after a restart and on resume, so a stored
+ * value the parser refuses fails the job (naming the field), never runs as a default.
  * A finished job's "result" (store_job_get) holds what it produced: tta metrics, lr-find
  * id and suggestions, the run state after a freeze/resize, ...
  *
@@ -35,27 +24,11 @@
 
 #include <jansson.h>
 
+#include "api_backend.h"
+#include "job_params.h"
 #include "store.h"
 
 typedef struct jobs jobs;
-
-typedef enum job_kind {
-    JOB_LR_FIND,
-    JOB_FIT,
-    JOB_FREEZE,
-    JOB_UNFREEZE,
-    JOB_PRECOMPUTE,
-    JOB_RESIZE,
-    JOB_TTA,
-    JOB_RECIPE,
-    JOB_PREDICT_TEST,
-    JOB_KIND_COUNT
-} job_kind;
-
-/* "lr_find", "fit", ... (the store's and the API's spelling). */
-const char *job_kind_name(job_kind k);
-/* 0 and *k set, or -EINVAL for an unknown name. */
-int job_kind_parse(const char *name, job_kind *k);
 
 typedef struct jobs_config {
     const char *data_dir;   /* checkpoints go to <data_dir>/runs/<id>/ */
@@ -73,10 +46,10 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
  * queued again in their original order. Then starts the worker thread. */
 int jobs_start(jobs *jq, char *err, size_t errlen);
 
-/* Queues a job: the row is committed as `queued` before this returns (so the caller may
- * answer 202), then the worker is woken. params is borrowed (NULL: {}).
- * -ENOENT: no such run; -ESHUTDOWN: stopping. */
-int jobs_submit(jobs *jq, int64_t run_id, job_kind kind, json_t *params, int64_t *job_id);
+/* Queues a job of p->kind (p as job_params_parse filled it; borrowed): the row, with p's
+ * canonical JSON, is committed as `queued` before this returns (so the caller may answer
+ * 202), then the worker is woken. -ENOENT: no such run; -ESHUTDOWN: stopping. */
+int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id);
 
 /* Cancels a job: a queued one becomes `cancelled` at once; a running one stops at its
  * next batch boundary and then becomes `cancelled`. -ENOENT: no such job; -EALREADY: it
@@ -131,6 +104,10 @@ int64_t jobs_running(jobs *jq);
  * jobs queued for the next start, flush the store and join the worker. Waits at most
  * timeout_s seconds for the worker (returns -ETIMEDOUT after that). Idempotent. */
 int jobs_stop(jobs *jq, double timeout_s);
+
+/* The queue as the API's backend (api_backend.h): every entry calls the jobs_ function of
+ * the same name with jq as its context. jq must outlive every server given it. */
+void jobs_backend(jobs *jq, api_backend *out);
 
 /* Stops (as jobs_stop with 8 s) if needed and frees everything. NULL is fine. */
 void jobs_destroy(jobs *jq);

@@ -10,7 +10,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "buf.h"
+#include "errmsg.h"
+#include "clock_mono.h"
 #include "data/data.h"
+#include "fs_path.h"
 #include "events.h"
 #include "jobs.h"
 #include "learner.h"
@@ -81,16 +85,12 @@ typedef struct sink {
 
 /* ---- jobs.c: small helpers ------------------------------------------------------------- */
 
-/* mkdir -p; 0 or -errno. */
-int jq_mkdir_p(const char *path);
 /* data_dir/runs/<id> and a file in it. */
 void jq_run_dir(const jobs *jq, int64_t run_id, char *out, size_t len);
 void jq_run_file(const jobs *jq, int64_t run_id, const char *name, char *out, size_t len);
 /* A number or boolean member of a JSON object, or dflt. */
 double jq_num(json_t *o, const char *k, double dflt);
 int jq_bool(json_t *o, const char *k, int dflt);
-/* CLOCK_MONOTONIC seconds. */
-double jq_mono_s(void);
 
 /* ---- run_learners.c ------------------------------------------------------------------- */
 

@@ -16,11 +16,6 @@ void log_set_level(log_level l)
     atomic_store(&level, (int)l);
 }
 
-log_level log_get_level(void)
-{
-    return (log_level)atomic_load(&level);
-}
-
 int log_level_parse(const char *s, log_level *out)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};

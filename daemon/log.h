@@ -9,7 +9,6 @@ typedef enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG } log_level;
 
 /* Lines above this level are dropped. Default LOG_INFO. */
 void log_set_level(log_level l);
-log_level log_get_level(void);
 /* "error", "warn", "info", "debug" -> 0 and *out; -EINVAL otherwise. */
 int log_level_parse(const char *s, log_level *out);
 

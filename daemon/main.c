@@ -77,9 +77,10 @@ static void seed_demo(store *st, jobs *jq)
     rc = store_run_create(st, ds, 0, "resnet_small", cfg, &run);
     json_decref(cfg);
     if (rc == 0) {
-        json_t *params = json_pack("{si}", "max_epochs", 3);
-        rc = jobs_submit(jq, run, JOB_RECIPE, params, &job);
-        json_decref(params);
+        job_params p;
+        job_params_defaults(JOB_RECIPE, &p);
+        p.recipe.max_epochs = 3;
+        rc = jobs_submit(jq, run, &p, &job);
     }
     if (rc)
         log_msg(LOG_ERROR, 0, "--demo: cannot queue the demo run: %s", store_errmsg());
@@ -155,6 +156,8 @@ int main(int argc, char **argv)
     if (cfg.demo)
         seed_demo(st, jq);
 
+    api_backend be;
+    jobs_backend(jq, &be);
     api_config ac = {
         .listen = cfg.listen,
         .token = token,
@@ -172,7 +175,7 @@ int main(int argc, char **argv)
         .session_ttl_s = cfg.session_ttl_s,
         .version = SGDRD_VERSION,
         .store = st,
-        .jobs = jq,
+        .backend = &be,
         .log = api_log_line,
     };
     if (api_server_start(&srv, &ac, err, sizeof err)) {

@@ -89,6 +89,107 @@ static tfm_set tfms_of(const char *s)
 /* Builds a learner for a run from its row with its saved weights and size. for_training:
  * also its freeze point and precompute, and epoch checkpoints (the worker); else for
  * predictions only (serving). */
+/* The learner's configuration from the run's config (every key has had its default
+ * filled in since runs were created; the fallbacks serve older rows). */
+static void config_of_run(const jobs *jq, json_t *run, const dataset *ds, int for_training,
+                          learner_config *lc)
+{
+    json_t *cfg = json_object_get(run, "config");
+    *lc = (learner_config){0};
+    model_spec_defaults(&lc->model);
+    lc->model.arch = json_string_value(json_object_get(run, "arch"));
+    lc->model.multi_label = jq_bool(cfg, "multi_label", dataset_info(ds)->multi_label);
+    lc->model.seed = (uint64_t)jq_num(cfg, "seed", 0);
+    lc->model.label_smoothing = (float)jq_num(cfg, "label_smoothing", 0.0);
+    const char *head = json_string_value(json_object_get(cfg, "head"));
+    if (head && strcmp(head, "plain") == 0)
+        lc->model.head = HEAD_PLAIN;
+    json_t *ps = json_object_get(cfg, "ps");
+    if (json_is_number(ps)) {
+        lc->model.ps[0] = lc->model.ps[1] = (float)json_number_value(ps);
+    } else if (json_is_array(ps) && json_array_size(ps) == 2) {
+        lc->model.ps[0] = (float)json_number_value(json_array_get(ps, 0));
+        lc->model.ps[1] = (float)json_number_value(json_array_get(ps, 1));
+    }
+    json_t *xf = json_object_get(cfg, "xtra_fc");
+    if (json_is_array(xf)) {
+        lc->model.n_xtra_fc = 0;
+        for (size_t i = 0; i < json_array_size(xf) && i < MODEL_MAX_XTRA_FC; i++)
+            lc->model.xtra_fc[lc->model.n_xtra_fc++] = (int)json_integer_value(
+                json_array_get(xf, i));
+    }
+    lc->sz = (int)jq_num(cfg, "sz", 224);
+    lc->bs = (int)jq_num(cfg, "bs", 64);
+    lc->tfms = tfms_of(json_string_value(json_object_get(cfg, "tfms")));
+    lc->max_zoom = (float)jq_num(cfg, "max_zoom", 1.1);
+    lc->precompute = for_training ? jq_bool(cfg, "precompute", 0) : 0;
+    lc->loader_threads = jq->loader_threads;
+    lc->seed = lc->model.seed;
+    const char *opt = json_string_value(json_object_get(cfg, "opt"));
+    lc->opt = opt && strcmp(opt, "adamw") == 0 ? OPTIM_ADAM : OPTIM_SGD; /* runs before it: sgd */
+}
+
+/* The run's pretrained model, when it has one: *model gets its row (the caller frees it;
+ * lc->pretrained points into it). */
+static int pretrained_of_run(jobs *jq, json_t *run, json_t **model, learner_config *lc,
+                             char *err, size_t errlen)
+{
+    json_t *mid = json_object_get(run, "model");
+    if (!json_is_integer(mid))
+        return 0;
+    int rc = store_model_get(jq->st, json_integer_value(mid), model);
+    if (rc) {
+        snprintf(err, errlen, "pretrained model %lld: %s", (long long)json_integer_value(mid),
+                 store_errmsg());
+        return rc;
+    }
+    lc->pretrained = json_string_value(json_object_get(*model, "path"));
+    lc->imagenet_stats = 1;
+    return 0;
+}
+
+/* Creates the run's folder and, for training, its ckpt/ folder, whose path goes to ckdir. */
+static int checkpoint_dir_of(jobs *jq, int64_t run_id, int for_training, char *ckdir,
+                             size_t len, char *err, size_t errlen)
+{
+    jq_run_dir(jq, run_id, ckdir, len);
+    int rc = fs_mkdir_p(ckdir);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
+        return rc;
+    }
+    strncat(ckdir, "/ckpt", len - strlen(ckdir) - 1);
+    if (for_training && (rc = fs_mkdir_p(ckdir)) != 0)
+        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
+    return rc;
+}
+
+/* The weights, size, freeze point and precompute the run had when it was saved
+ * (predictions need only the weights and the size). */
+static int restore_run_state(jobs *jq, int64_t run_id, json_t *run, learner *l, int cfg_sz,
+                             int for_training, char *err, size_t errlen)
+{
+    char cur[PATH_MAX];
+    int rc = 0;
+    jq_run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
+    if (access(cur, R_OK) == 0) {
+        rc = learner_load(l, cur, err, errlen);
+        if (rc)
+            return rc;
+    }
+    json_t *s = json_object_get(run, "state");
+    int sz = (int)jq_num(s, "sz", 0);
+    if (sz > 0 && sz != cfg_sz)
+        rc = learner_resize(l, sz, err, errlen);
+    if (rc || !for_training)
+        return rc;
+    if (json_is_integer(json_object_get(s, "freeze_to")))
+        rc = learner_freeze_to(l, (int)jq_num(s, "freeze_to", 0), err, errlen);
+    if (rc == 0 && json_is_boolean(json_object_get(s, "precompute")))
+        rc = learner_set_precompute(l, jq_bool(s, "precompute", 0), err, errlen);
+    return rc;
+}
+
 static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset **ds_out,
                             learner **out, char *ds_path, struct stat *ds_st, char *err,
                             size_t errlen)
@@ -96,100 +197,30 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
     json_t *run = NULL, *model = NULL;
     dataset *ds = NULL;
     learner *l = NULL;
-    char ckdir[PATH_MAX], cur[PATH_MAX];
+    learner_config lc;
+    char ckdir[PATH_MAX];
     int rc = store_run_get(jq->st, run_id, &run);
     if (rc) {
         snprintf(err, errlen, "run %lld: %s", (long long)run_id,
                  rc == -ENOENT ? "no such run" : store_errmsg());
         return rc;
     }
-    json_t *cfg = json_object_get(run, "config");
     rc = open_dataset_row(jq, json_integer_value(json_object_get(run, "dataset")), &ds,
                           ds_path, ds_st, err, errlen);
     if (rc)
         goto out_free;
-
-    learner_config lc = {0};
-    model_spec_defaults(&lc.model);
-    lc.model.arch = json_string_value(json_object_get(run, "arch"));
-    lc.model.multi_label = jq_bool(cfg, "multi_label", dataset_info(ds)->multi_label);
-    lc.model.seed = (uint64_t)jq_num(cfg, "seed", 0);
-    lc.model.label_smoothing = (float)jq_num(cfg, "label_smoothing", 0.0);
-    const char *head = json_string_value(json_object_get(cfg, "head"));
-    if (head && strcmp(head, "plain") == 0)
-        lc.model.head = HEAD_PLAIN;
-    json_t *ps = json_object_get(cfg, "ps");
-    if (json_is_number(ps)) {
-        lc.model.ps[0] = lc.model.ps[1] = (float)json_number_value(ps);
-    } else if (json_is_array(ps) && json_array_size(ps) == 2) {
-        lc.model.ps[0] = (float)json_number_value(json_array_get(ps, 0));
-        lc.model.ps[1] = (float)json_number_value(json_array_get(ps, 1));
-    }
-    json_t *xf = json_object_get(cfg, "xtra_fc");
-    if (json_is_array(xf)) {
-        lc.model.n_xtra_fc = 0;
-        for (size_t i = 0; i < json_array_size(xf) && i < MODEL_MAX_XTRA_FC; i++)
-            lc.model.xtra_fc[lc.model.n_xtra_fc++] = (int)json_integer_value(
-                json_array_get(xf, i));
-    }
-    lc.sz = (int)jq_num(cfg, "sz", 224);
-    lc.bs = (int)jq_num(cfg, "bs", 64);
-    lc.tfms = tfms_of(json_string_value(json_object_get(cfg, "tfms")));
-    lc.max_zoom = (float)jq_num(cfg, "max_zoom", 1.1);
-    lc.precompute = for_training ? jq_bool(cfg, "precompute", 0) : 0;
-    lc.loader_threads = jq->loader_threads;
-    lc.seed = lc.model.seed;
-    const char *opt = json_string_value(json_object_get(cfg, "opt"));
-    lc.opt = opt && strcmp(opt, "adamw") == 0 ? OPTIM_ADAM : OPTIM_SGD; /* runs before it: sgd */
-    json_t *mid = json_object_get(run, "model");
-    if (json_is_integer(mid)) {
-        rc = store_model_get(jq->st, json_integer_value(mid), &model);
-        if (rc) {
-            snprintf(err, errlen, "pretrained model %lld: %s",
-                     (long long)json_integer_value(mid), store_errmsg());
-            goto out_free;
-        }
-        lc.pretrained = json_string_value(json_object_get(model, "path"));
-        lc.imagenet_stats = 1;
-    }
-    jq_run_dir(jq, run_id, ckdir, sizeof ckdir);
-    rc = jq_mkdir_p(ckdir);
-    if (rc) {
-        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
+    config_of_run(jq, run, ds, for_training, &lc);
+    rc = pretrained_of_run(jq, run, &model, &lc, err, errlen);
+    if (rc == 0)
+        rc = checkpoint_dir_of(jq, run_id, for_training, ckdir, sizeof ckdir, err, errlen);
+    if (rc)
         goto out_free;
-    }
-    strncat(ckdir, "/ckpt", sizeof ckdir - strlen(ckdir) - 1);
-    if (for_training && (rc = jq_mkdir_p(ckdir)) != 0) {
-        snprintf(err, errlen, "%s: %s", ckdir, strerror(-rc));
-        goto out_free;
-    }
     lc.checkpoint_dir = for_training ? ckdir : NULL;
     rc = learner_create(&l, &lc, ds, err, errlen);
+    if (rc == 0)
+        rc = restore_run_state(jq, run_id, run, l, lc.sz, for_training, err, errlen);
     if (rc)
         goto out_free;
-
-    jq_run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
-    if (access(cur, R_OK) == 0) {
-        rc = learner_load(l, cur, err, errlen);
-        if (rc)
-            goto out_free;
-    }
-    /* The size, freeze point and precompute the run had when it was saved (predictions
-     * need only the size). */
-    json_t *s = json_object_get(run, "state");
-    int sz = (int)jq_num(s, "sz", 0);
-    if (sz > 0 && sz != lc.sz)
-        rc = learner_resize(l, sz, err, errlen);
-    if (rc)
-        goto out_free;
-    if (for_training) {
-        if (rc == 0 && json_is_integer(json_object_get(s, "freeze_to")))
-            rc = learner_freeze_to(l, (int)jq_num(s, "freeze_to", 0), err, errlen);
-        if (rc == 0 && json_is_boolean(json_object_get(s, "precompute")))
-            rc = learner_set_precompute(l, jq_bool(s, "precompute", 0), err, errlen);
-        if (rc)
-            goto out_free;
-    }
     *ds_out = ds;
     *out = l;
     ds = NULL;

@@ -74,7 +74,7 @@ static int on_batch(void *ctx, const ev_batch *e)
         /* Progress from the batch position when the learner does not report it. */
         double total = (double)k->total_epochs * e->n_batches;
         double done = (double)e->epoch * e->n_batches + e->batch + 1;
-        double frac = done / total, el = jq_mono_s() - k->t0;
+        double frac = done / total, el = clock_mono_s() - k->t0;
         store_job_progress(k->jq->st, k->job_id, frac > 1 ? 1 : frac,
                            done > 0 && frac < 1 ? el * (total - done) / done : -1);
     }

@@ -12,25 +12,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errmsg.h"
+
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
 #endif
 
 /* The reference implementation refuses headers above 100 MB; so do we, before parsing. */
 #define ST_MAX_HEADER (100u * 1000 * 1000)
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static size_t dtype_size(st_dtype d)
 {
@@ -69,14 +58,14 @@ static int parse_entry(st_tensor *t, size_t *begin, size_t *end, const char *nam
                        json_t *e, size_t data_len, char *err, size_t errlen)
 {
     if (!json_is_object(e)) {
-        set_err(err, errlen, "tensor '%s': header entry is not a JSON object", name);
+        err_set(err, errlen, "tensor '%s': header entry is not a JSON object", name);
         return -EINVAL;
     }
     json_t *jd = json_object_get(e, "dtype");
     json_t *js = json_object_get(e, "shape");
     json_t *jo = json_object_get(e, "data_offsets");
     if (!json_is_string(jd)) {
-        set_err(err, errlen, "tensor '%s': missing or non-string dtype", name);
+        err_set(err, errlen, "tensor '%s': missing or non-string dtype", name);
         return -EINVAL;
     }
     const char *ds = json_string_value(jd);
@@ -85,17 +74,17 @@ static int parse_entry(st_tensor *t, size_t *begin, size_t *end, const char *nam
     } else if (strcmp(ds, "I64") == 0) {
         t->dtype = ST_I64;
     } else {
-        set_err(err, errlen, "tensor '%s': dtype %s not supported (only F32 and I64)", name,
+        err_set(err, errlen, "tensor '%s': dtype %s not supported (only F32 and I64)", name,
                 ds);
         return -EINVAL;
     }
     if (!json_is_array(js)) {
-        set_err(err, errlen, "tensor '%s': missing or non-array shape", name);
+        err_set(err, errlen, "tensor '%s': missing or non-array shape", name);
         return -EINVAL;
     }
     size_t nd = json_array_size(js);
     if (nd > ST_MAX_DIMS) {
-        set_err(err, errlen, "tensor '%s': %zu dimensions (at most %d)", name, nd,
+        err_set(err, errlen, "tensor '%s': %zu dimensions (at most %d)", name, nd,
                 ST_MAX_DIMS);
         return -EINVAL;
     }
@@ -105,7 +94,7 @@ static int parse_entry(st_tensor *t, size_t *begin, size_t *end, const char *nam
     for (size_t i = 0; i < nd; i++) {
         json_t *v = json_array_get(js, i);
         if (!json_is_integer(v) || json_integer_value(v) < 0) {
-            set_err(err, errlen, "tensor '%s': shape[%zu] is not a non-negative integer",
+            err_set(err, errlen, "tensor '%s': shape[%zu] is not a non-negative integer",
                     name, i);
             return -EINVAL;
         }
@@ -117,26 +106,26 @@ static int parse_entry(st_tensor *t, size_t *begin, size_t *end, const char *nam
         overflow = 1;
     if (!json_is_array(jo) || json_array_size(jo) != 2 ||
         !json_is_integer(json_array_get(jo, 0)) || !json_is_integer(json_array_get(jo, 1))) {
-        set_err(err, errlen, "tensor '%s': data_offsets is not a pair of integers", name);
+        err_set(err, errlen, "tensor '%s': data_offsets is not a pair of integers", name);
         return -EINVAL;
     }
     json_int_t b = json_integer_value(json_array_get(jo, 0));
     json_int_t en = json_integer_value(json_array_get(jo, 1));
     if (b < 0 || en < b || (uint64_t)en > data_len) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "tensor '%s': data_offsets [%lld, %lld] outside the data section of %zu "
                 "bytes",
                 name, (long long)b, (long long)en, data_len);
         return -EINVAL;
     }
     if (overflow) {
-        set_err(err, errlen,
+        err_set(err, errlen,
                 "tensor '%s': shape holds too many bytes of %s (data_offsets span %lld)",
                 name, ds, (long long)(en - b));
         return -EINVAL;
     }
     if (count != (uint64_t)(en - b)) {
-        set_err(err, errlen, "tensor '%s': shape needs %llu bytes of %s but data_offsets span "
+        err_set(err, errlen, "tensor '%s': shape needs %llu bytes of %s but data_offsets span "
                 "%lld bytes", name, (unsigned long long)count, ds, (long long)(en - b));
         return -EINVAL;
     }
@@ -170,12 +159,12 @@ static int check_coverage(const st_file *f, span *sp, size_t data_len, char *err
     for (int i = 0; i < f->n; i++) {
         const char *name = f->tensors[sp[i].idx].name;
         if (sp[i].begin < pos) {
-            set_err(err, errlen, "tensor '%s': data_offsets overlap tensor '%s'", name,
+            err_set(err, errlen, "tensor '%s': data_offsets overlap tensor '%s'", name,
                     f->tensors[sp[i - 1].idx].name);
             return -EINVAL;
         }
         if (sp[i].begin > pos) {
-            set_err(err, errlen,
+            err_set(err, errlen,
                     "tensor '%s': gap of %zu unreferenced bytes before its data_offsets",
                     name, sp[i].begin - pos);
             return -EINVAL;
@@ -184,10 +173,10 @@ static int check_coverage(const st_file *f, span *sp, size_t data_len, char *err
     }
     if (pos != data_len) {
         if (f->n > 0)
-            set_err(err, errlen, "%zu unreferenced bytes after tensor '%s'", data_len - pos,
+            err_set(err, errlen, "%zu unreferenced bytes after tensor '%s'", data_len - pos,
                     f->tensors[sp[f->n - 1].idx].name);
         else
-            set_err(err, errlen, "%zu data bytes but no tensors", data_len);
+            err_set(err, errlen, "%zu data bytes but no tensors", data_len);
         return -EINVAL;
     }
     return 0;
@@ -203,18 +192,18 @@ static int blob_header(st_file *f, uint64_t *hlen, size_t *pad, char *err, size_
     size_t len = f->blob_len;
     *pad = 0;
     if (len < 8) {
-        set_err(err, errlen, "file of %zu bytes is too short for the 8-byte header length",
+        err_set(err, errlen, "file of %zu bytes is too short for the 8-byte header length",
                 len);
         return -EINVAL;
     }
     memcpy(hlen, f->blob, 8);
     if (*hlen > len - 8) {
-        set_err(err, errlen, "header length %llu is beyond the file size of %zu bytes",
+        err_set(err, errlen, "header length %llu is beyond the file size of %zu bytes",
                 (unsigned long long)*hlen, len);
         return -EINVAL;
     }
     if (*hlen > ST_MAX_HEADER) {
-        set_err(err, errlen, "header length %llu exceeds the %u-byte limit",
+        err_set(err, errlen, "header length %llu exceeds the %u-byte limit",
                 (unsigned long long)*hlen, ST_MAX_HEADER);
         return -EINVAL;
     }
@@ -223,7 +212,7 @@ static int blob_header(st_file *f, uint64_t *hlen, size_t *pad, char *err, size_
     size_t add = 8 - (size_t)((8 + *hlen) % 8);
     void *moved = malloc(len + add);
     if (!moved) {
-        set_err(err, errlen, "out of memory reading %zu bytes", len);
+        err_set(err, errlen, "out of memory reading %zu bytes", len);
         return -ENOMEM;
     }
     memcpy(moved, f->blob, 8 + (size_t)*hlen);
@@ -245,13 +234,13 @@ static int parse_entries(st_file *f, json_t *root, const unsigned char *data,
     if (json_object_get(root, "__metadata__"))
         nkeys--;
     if (nkeys > INT_MAX / 2) {
-        set_err(err, errlen, "header lists too many tensors (%zu)", nkeys);
+        err_set(err, errlen, "header lists too many tensors (%zu)", nkeys);
         return -EINVAL;
     }
     f->tensors = calloc(nkeys ? nkeys : 1, sizeof(*f->tensors));
     span *sp = calloc(nkeys ? nkeys : 1, sizeof(*sp));
     if (!f->tensors || !sp) {
-        set_err(err, errlen, "out of memory for %zu tensor entries", nkeys);
+        err_set(err, errlen, "out of memory for %zu tensor entries", nkeys);
         free(sp);
         return -ENOMEM;
     }
@@ -265,7 +254,7 @@ static int parse_entries(st_file *f, json_t *root, const unsigned char *data,
         st_tensor *t = &f->tensors[f->n];
         t->name = strdup(key);
         if (!t->name) {
-            set_err(err, errlen, "out of memory for tensor name '%s'", key);
+            err_set(err, errlen, "out of memory for tensor name '%s'", key);
             rc = -ENOMEM;
             break;
         }
@@ -301,10 +290,10 @@ static int parse_blob(st_file *out, void *blob, size_t len, char *err, size_t er
     json_t *root = json_loadb(hdr, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
     rc = -EINVAL;
     if (!root)
-        set_err(err, errlen, "header is not valid JSON: %s (at byte %d)", jerr.text,
+        err_set(err, errlen, "header is not valid JSON: %s (at byte %d)", jerr.text,
                 jerr.position);
     else if (!json_is_object(root))
-        set_err(err, errlen, "header is not a JSON object");
+        err_set(err, errlen, "header is not a JSON object");
     else
         rc = parse_entries(&f, root, data, data_len, err, errlen);
     json_decref(root);
@@ -321,7 +310,7 @@ int st_read_mem(st_file *out, const void *buf, size_t len, char *err, size_t err
     memset(out, 0, sizeof(*out));
     void *blob = malloc(len ? len : 1);
     if (!blob) {
-        set_err(err, errlen, "out of memory for %zu bytes", len);
+        err_set(err, errlen, "out of memory for %zu bytes", len);
         return -ENOMEM;
     }
     if (len)
@@ -337,25 +326,25 @@ int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = -errno;
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         return rc;
     }
     struct stat stt;
     if (fstat(fd, &stt) < 0) {
         rc = -errno;
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
+        err_set(err, errlen, "%s: %s", path, strerror(errno));
         goto out_close;
     }
     if (!S_ISREG(stt.st_mode)) {
         rc = -EINVAL;
-        set_err(err, errlen, "%s: not a regular file", path);
+        err_set(err, errlen, "%s: not a regular file", path);
         goto out_close;
     }
     size_t len = (size_t)stt.st_size;
     blob = malloc(len ? len : 1);
     if (!blob) {
         rc = -ENOMEM;
-        set_err(err, errlen, "%s: out of memory for %zu bytes", path, len);
+        err_set(err, errlen, "%s: out of memory for %zu bytes", path, len);
         goto out_close;
     }
     size_t got = 0;
@@ -365,7 +354,7 @@ int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
             continue;
         if (r < 0) {
             rc = -errno;
-            set_err(err, errlen, "%s: %s", path, strerror(errno));
+            err_set(err, errlen, "%s: %s", path, strerror(errno));
             goto out_free_blob;
         }
         if (r == 0)
@@ -378,7 +367,7 @@ int st_read_file(st_file *out, const char *path, char *err, size_t errlen)
     if (rc < 0 && err && errlen) {
         char tmp[512];
         snprintf(tmp, sizeof(tmp), "%s: %s", path, err);
-        set_err(err, errlen, "%s", tmp);
+        err_set(err, errlen, "%s", tmp);
     }
     return rc;
 
@@ -399,7 +388,7 @@ static int build_header(char **hdr, size_t *hlen, size_t *data_len, const st_ten
     json_t *root = json_object();
     char *text = NULL;
     if (!root) {
-        set_err(err, errlen, "out of memory building the header");
+        err_set(err, errlen, "out of memory building the header");
         return -ENOMEM;
     }
     size_t off = 0;
@@ -407,16 +396,16 @@ static int build_header(char **hdr, size_t *hlen, size_t *data_len, const st_ten
         const st_tensor *t = &ts[i];
         const char *name = t->name ? t->name : "(null)";
         if (!t->name || strcmp(t->name, "__metadata__") == 0) {
-            set_err(err, errlen, "tensor %d: invalid name '%s'", i, name);
+            err_set(err, errlen, "tensor %d: invalid name '%s'", i, name);
             goto out_free_root;
         }
         if (json_object_get(root, t->name)) {
-            set_err(err, errlen, "tensor '%s': name appears twice", name);
+            err_set(err, errlen, "tensor '%s': name appears twice", name);
             goto out_free_root;
         }
         if ((t->dtype != ST_F32 && t->dtype != ST_I64) || t->ndim < 0 ||
             t->ndim > ST_MAX_DIMS) {
-            set_err(err, errlen, "tensor '%s': invalid dtype or dimension count", name);
+            err_set(err, errlen, "tensor '%s': invalid dtype or dimension count", name);
             goto out_free_root;
         }
         uint64_t count = dtype_size(t->dtype);
@@ -425,14 +414,14 @@ static int build_header(char **hdr, size_t *hlen, size_t *data_len, const st_ten
             if (t->shape[d] < 0 ||
                 __builtin_mul_overflow(count, (uint64_t)t->shape[d], &count)) {
                 json_decref(shape);
-                set_err(err, errlen, "tensor '%s': invalid shape[%d]", name, d);
+                err_set(err, errlen, "tensor '%s': invalid shape[%d]", name, d);
                 goto out_free_root;
             }
             json_array_append_new(shape, json_integer(t->shape[d]));
         }
         if (count != t->nbytes || (t->nbytes && !t->data)) {
             json_decref(shape);
-            set_err(err, errlen, "tensor '%s': nbytes %zu does not match its shape", name,
+            err_set(err, errlen, "tensor '%s': nbytes %zu does not match its shape", name,
                     t->nbytes);
             goto out_free_root;
         }
@@ -440,7 +429,7 @@ static int build_header(char **hdr, size_t *hlen, size_t *data_len, const st_ten
                               shape, "data_offsets", (json_int_t)off,
                               (json_int_t)(off + t->nbytes));
         if (!e || json_object_set_new(root, t->name, e) < 0) {
-            set_err(err, errlen, "tensor '%s': out of memory building the header", name);
+            err_set(err, errlen, "tensor '%s': out of memory building the header", name);
             rc = -ENOMEM;
             goto out_free_root;
         }
@@ -448,14 +437,14 @@ static int build_header(char **hdr, size_t *hlen, size_t *data_len, const st_ten
     }
     text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!text) {
-        set_err(err, errlen, "out of memory building the header");
+        err_set(err, errlen, "out of memory building the header");
         rc = -ENOMEM;
         goto out_free_root;
     }
     size_t len = strlen(text), padded = (len + 7) / 8 * 8;
     char *h = realloc(text, padded + 1);
     if (!h) {
-        set_err(err, errlen, "out of memory building the header");
+        err_set(err, errlen, "out of memory building the header");
         rc = -ENOMEM;
         free(text);
         goto out_free_root;
@@ -485,7 +474,7 @@ int st_write_mem(void **out, size_t *out_len, const st_tensor *ts, int n, char *
     unsigned char *buf = malloc(total);
     if (!buf) {
         free(hdr);
-        set_err(err, errlen, "out of memory for %zu bytes", total);
+        err_set(err, errlen, "out of memory for %zu bytes", total);
         return -ENOMEM;
     }
     uint64_t h64 = hlen;
@@ -529,7 +518,7 @@ int st_write_file(const char *path, const st_tensor *ts, int n, char *err, size_
     char *tmp = malloc(plen + 5);
     if (!tmp) {
         rc = -ENOMEM;
-        set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         goto out_free_hdr;
     }
     memcpy(tmp, path, plen);
@@ -537,7 +526,7 @@ int st_write_file(const char *path, const st_tensor *ts, int n, char *err, size_
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = -errno;
-        set_err(err, errlen, "%s: %s", tmp, strerror(errno));
+        err_set(err, errlen, "%s: %s", tmp, strerror(errno));
         goto out_free_tmp;
     }
     uint64_t h64 = hlen;
@@ -554,7 +543,7 @@ int st_write_file(const char *path, const st_tensor *ts, int n, char *err, size_
     if (rc == 0 && rename(tmp, path) < 0)
         rc = -errno;
     if (rc < 0) {
-        set_err(err, errlen, "%s: %s", path, strerror(-rc));
+        err_set(err, errlen, "%s: %s", path, strerror(-rc));
         unlink(tmp);
         goto out_free_tmp;
     }

@@ -23,7 +23,8 @@ fi
 if scripts/build.sh build-asan -Db_sanitize=address,undefined -Dbuildtype=debugoptimized; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     meson test -C build-asan --print-errorlogs --num-processes 2 \
-      --suite engine --suite recipe --suite data --suite learner --suite store --suite daemon \
+      --suite common --suite engine --suite recipe --suite data --suite learner \
+      --suite store --suite daemon \
       || status=1
 else
   status=1

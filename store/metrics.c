@@ -107,6 +107,12 @@ static json_t *page_next_step(json_t *pts, const char *key, int limit)
 int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_step,
                       int limit, json_t **out)
 {
+    return store_metrics_range(st, run_id, key, after_step, -1, limit, out);
+}
+
+int store_metrics_range(store *st, int64_t run_id, const char *key, int64_t after_step,
+                        int64_t before_step, int limit, json_t **out)
+{
     if (limit == 0)
         limit = 1000;
     if (limit < 0 || limit > STORE_METRICS_MAX) {
@@ -122,15 +128,16 @@ int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_
     /* Two statements so each uses its index: (run, key, step) or (run, step). */
     if (key)
         rc = store_prep(db, "SELECT step, key, value, time FROM metrics WHERE run_id = ?1 AND "
-                            "key = ?4 AND step > ?2 ORDER BY step LIMIT ?3", &s);
+                            "key = ?4 AND step > ?2 AND step < ?5 ORDER BY step LIMIT ?3", &s);
     else
         rc = store_prep(db, "SELECT step, key, value, time FROM metrics WHERE run_id = ?1 AND "
-                            "step > ?2 ORDER BY step, key LIMIT ?3", &s);
+                            "step > ?2 AND step < ?5 ORDER BY step, key LIMIT ?3", &s);
     if (rc)
         goto out_put;
     sqlite3_bind_int64(s, 1, run_id);
     sqlite3_bind_int64(s, 2, after_step < 0 ? INT64_MIN : after_step);
     sqlite3_bind_int(s, 3, limit);
+    sqlite3_bind_int64(s, 5, before_step < 0 ? INT64_MAX : before_step);
     if (key)
         sqlite3_bind_text(s, 4, key, -1, SQLITE_STATIC);
     rc = metric_rows(db, s, key, &pts);

@@ -252,8 +252,45 @@ int store_metrics_push(store *st, int64_t run_id, int64_t job_id, int64_t step, 
  *        "next_after_step":n|null}   (null when the page is not full) */
 int store_metrics_get(store *st, int64_t run_id, const char *key, int64_t after_step,
                       int limit, json_t **out);
+/* store_metrics_get limited to step < before_step as well (before_step < 0: no bound), so a
+ * chart can page through a zoomed window at full resolution. */
+int store_metrics_range(store *st, int64_t run_id, const char *key, int64_t after_step,
+                        int64_t before_step, int limit, json_t **out);
+/* The points of key (NULL: every key) with after_step < step < before_step (either bound
+ * < 0: none), at most max_points (2..STORE_METRICS_MAX) per key, for a chart that can draw
+ * no more. A key with no more points in the window answers all of them; otherwise the
+ * window's step range is cut into (max_points - 2) / 2 equal buckets, each keeping its
+ * lowest and highest value (a bucket of non-finite values only keeps its first point),
+ * and the window's first and last points are always kept: so are its extremes.
+ * *out: {"run","key"|null,"points":[{"step","key","value","time"}] (by key, then step),
+ *        "next_after_step":null,"max_points":n,"downsampled":bool}  (true when a key lost
+ * points) */
+int store_metrics_downsample(store *st, int64_t run_id, const char *key, int64_t after_step,
+                             int64_t before_step, int max_points, json_t **out);
 /* Distinct keys of a run: ["lr_0","smooth_loss","train_loss"] */
 int store_metric_keys(store *st, int64_t run_id, json_t **out);
+
+/* ---- operator statistics --------------------------------------------------------------- */
+
+#define STORE_JOB_STATES 6
+#define STORE_STATS_BUCKETS 16
+/* "queued", "running", "succeeded", "failed", "cancelled", "interrupted": the order of
+ * store_stats.jobs. */
+extern const char *const store_job_states[STORE_JOB_STATES];
+
+typedef struct store_stats {
+    int64_t jobs[STORE_JOB_STATES];   /* jobs by state */
+    int64_t running_job;              /* 0: none */
+    double img_per_s;                 /* of the running job's latest epoch; 0: none yet */
+    int64_t epochs;                   /* epochs with a time, of every run */
+    double epoch_seconds_sum;
+    int64_t epoch_le[STORE_STATS_BUCKETS]; /* epochs that took <= le[i] seconds */
+    int64_t db_bytes;                 /* pages of the database file (WAL aside) */
+} store_stats;
+
+/* Read in one transaction. le: n_le (0..STORE_STATS_BUCKETS) ascending bounds of the epoch
+ * time histogram. */
+int store_stats_get(store *st, const double *le, int n_le, store_stats *out);
 
 /* ---- epochs ---------------------------------------------------------------------------- */
 

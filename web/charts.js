@@ -266,6 +266,15 @@ export class TrainingCharts {
     this.zoomed = false;
     this.syncing = false;
     this.stops = [];
+    this.onZoom = null;        // (range {min, max} | null) after the user zooms or resets
+    this.zoomTimer = null;
+  }
+
+  // Tells onZoom the x range the user settled on (drags and resets come in bursts).
+  zoomChanged(range) {
+    if (!this.onZoom) return;
+    clearTimeout(this.zoomTimer);
+    this.zoomTimer = setTimeout(() => this.onZoom(range), 120);
   }
 
   baseOpts(height) {
@@ -288,6 +297,7 @@ export class TrainingCharts {
     if (!other) return;
     const { min, max } = u.scales.x;
     if (!isNum(min) || !isNum(max)) return;
+    if (this.zoomed) this.zoomChanged({ min, max });
     if (other.scales.x.min === min && other.scales.x.max === max) return;
     this.syncing = true;
     other.setScale('x', { min, max });
@@ -330,7 +340,7 @@ export class TrainingCharts {
     this.loss = new uPlot(lossOpts, this.emptyData(3), this.lossEl);
     this.lr = new uPlot(lrOpts, this.emptyData(nGroups), this.lrEl);
     for (const u of [this.loss, this.lr]) {
-      u.over.addEventListener('dblclick', () => { this.zoomed = false; });
+      u.over.addEventListener('dblclick', () => { this.zoomed = false; this.zoomChanged(null); });
     }
     this.stops.push(fitWidth(this.loss, this.lossEl, 280), fitWidth(this.lr, this.lrEl, 200));
   }
@@ -350,7 +360,9 @@ export class TrainingCharts {
     this.nGroups = -1;
   }
 
-  // d: {steps, raw, smooth, validSteps, valid, lr: [{steps, values}], epochMarks, cycleMarks}
+  // d: {steps, raw, smooth, validSteps, valid, lr: [{steps, values}], epochMarks, cycleMarks};
+  // smoothSteps when smooth has steps of its own (a downsampled run draws the API's
+  // smooth_loss: an average of downsampled points would not be one of the run).
   update(d) {
     if (this.lossLogAuto && d.steps.length) {
       // A loss range over 8x (an early diverged batch, a wild validation loss) reads
@@ -372,7 +384,9 @@ export class TrainingCharts {
       ...d.cycleMarks.map((m) => ({ x: m.step, color: '#64748b', width: 1.25, label: m.label, title: `${m.label} ends at iteration ${m.step}` })),
     ];
     const pos = (v) => (this.lossLog && !(v > 0) ? null : v);
-    const lossData = uPlot.join([[d.steps, d.raw.map(pos), d.smooth.map(pos)], [d.validSteps, d.valid.map(pos)]]);
+    const lossData = d.smoothSteps
+      ? uPlot.join([[d.steps, d.raw.map(pos)], [d.smoothSteps, d.smooth.map(pos)], [d.validSteps, d.valid.map(pos)]])
+      : uPlot.join([[d.steps, d.raw.map(pos), d.smooth.map(pos)], [d.validSteps, d.valid.map(pos)]]);
     const lrTables = d.lr.length ? d.lr.map((g) => [g.steps, g.values.map((v) => (this.lrLog && !(v > 0) ? null : v))]) : [[[], []]];
     const lrData = lrTables.length === 1 ? lrTables[0] : uPlot.join(lrTables);
     this.syncing = true;
@@ -395,6 +409,7 @@ export class TrainingCharts {
   }
 
   destroy() {
+    clearTimeout(this.zoomTimer);
     for (const s of this.stops) s();
     this.stops = [];
     if (this.loss) this.loss.destroy();

@@ -5,10 +5,10 @@ import { h, mount, fmtNum, fmtLr, fmtPct, fmtTime, fmtDuration, debiasedEma, toC
 import { get, post, del, getAll, idFrom, ApiError } from './api.js';
 import { field, num, lrs, setPath, statusLine, onSubmit } from './forms.js';
 import { LrFindChart, TrainingCharts } from './charts.js';
+import { RunSeries } from './series.js';
 import { subscribe } from './live.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 
-const PAGE = 50000;         // metric points asked for per request (every key of a step)
 const REDRAW_MS = 300;      // at most ~3 redraws per second while live
 const POLL_MS = 5000;       // job progress and ETA refresh while a job runs
 
@@ -23,7 +23,6 @@ export function runPage(root, runId) {
     selected: new Set(),
     userPicked: false,
     series: new Map(),      // metric key -> [{step, value, time}] in step order
-    lastStep: null,         // the highest step fetched (every key of it)
     dsNames: null,          // dataset id -> name
     notes: [],              // the run's decisions with their reasons, from SSE "note" events
     snapshots: [],
@@ -50,12 +49,18 @@ export function runPage(root, runId) {
 
   const betaOut = h('output', { for: 'beta' }, st.beta.toFixed(3));
   const betaInput = h('input', { id: 'beta', type: 'range', min: 0, max: 0.999, step: 0.001, value: st.beta, 'aria-describedby': 'beta-hint' });
+  const BETA_HINT = 'debiased exponential average of the raw loss';
+  const betaHint = h('small', { id: 'beta-hint', class: 'hint' }, BETA_HINT);
   const lrLogBox = h('input', { id: 'lrlog', type: 'checkbox' });
   const lossLogBox = h('input', { id: 'losslog', type: 'checkbox' });
   const lossEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Training loss per iteration, smoothed, with validation loss per epoch' });
   const lrEl = h('div', { class: 'chart', role: 'img', 'aria-label': 'Learning rate of each layer group per iteration' });
   const trainEmpty = h('p', { class: 'empty' }, 'No training yet. Queue a fit or the recipe from the controls.');
   const charts = new TrainingCharts(lossEl, lrEl, `run-${runId}`);
+  const source = new RunSeries(rid);
+  charts.onZoom = (range) => {
+    source.zoom(range).then((changed) => { if (changed && st.alive) drawTraining(); }, () => {});
+  };
   let chartNote = null;
 
   const epochsWrap = h('div', { class: 'table-wrap' });
@@ -85,7 +90,7 @@ export function runPage(root, runId) {
           h('div', { class: 'card-head' }, h('h2', { id: 'training-h' }, 'Training'), exportButtons('training', exportTraining)),
           h('div', { class: 'toolbar' },
             h('label', { for: 'beta' }, 'Smoothing β'), betaInput, betaOut,
-            h('small', { id: 'beta-hint', class: 'hint' }, 'debiased exponential average of the raw loss'),
+            betaHint,
             h('span', { class: 'spacer' }),
             h('span', { class: 'field-check' }, lossLogBox, h('label', { for: 'losslog' }, 'log loss axis')),
             h('span', { class: 'field-check' }, lrLogBox, h('label', { for: 'lrlog' }, 'log LR axis'))),
@@ -154,23 +159,11 @@ export function runPage(root, runId) {
     }));
   }
 
-  // Every key's new points in one request per page: the API pages by whole steps, and
-  // next_after_step is null once the page was not full.
+  // The whole run downsampled by the API on the first load, new points appended after
+  // (series.js); a zoom into a downsampled run fetches its window.
   async function loadMetrics() {
-    for (let i = 0; i < 1000; i++) {
-      const after = st.lastStep !== null ? `&after_step=${st.lastStep}` : '';
-      const resp = await get(`/runs/${rid}/metrics?limit=${PAGE}${after}`);
-      const pts = rowsOf(resp, ['points']).filter((p) => isNum(p.step) && p.key);
-      for (const p of pts) {
-        let rows = st.series.get(p.key);
-        if (!rows) st.series.set(p.key, rows = []);
-        rows.push(p);
-      }
-      if (pts.length) st.lastStep = pts[pts.length - 1].step;
-      const next = resp && resp.next_after_step;
-      if (!pts.length || next === null || next === undefined) break;
-      st.lastStep = next;
-    }
+    await source.load();
+    st.series = source.series;
   }
 
   // The LR of each layer group: keys lr_0, lr_1, ... in group order.
@@ -308,7 +301,8 @@ export function runPage(root, runId) {
   }
 
   function drawTraining() {
-    const tl = st.series.get('train_loss') || [];
+    const view = source.view();
+    const tl = view.get('train_loss') || [];
     const has = tl.length > 0;
     trainEmpty.hidden = has;
     lossEl.hidden = !has;
@@ -327,10 +321,15 @@ export function runPage(root, runId) {
       if (ended) cycleMarks.push({ step: withStep[i].step, label: `cycle ${a.cycle}` });
     }
     const validRows = withStep.filter((x) => isNum(x.e.valid_loss));
+    // A downsampled run draws the API's smooth_loss: the beta slider needs every point.
+    const sl = source.coarse && view.get('smooth_loss');
+    betaInput.disabled = Boolean(sl);
+    betaHint.textContent = sl ? 'a long run is drawn downsampled: the smoothed curve is the daemon\'s; drag to zoom in' : BETA_HINT;
     charts.update({
-      steps, raw, smooth: debiasedEma(raw, st.beta),
+      steps, raw, smooth: sl ? sl.map((r) => (isNum(r.value) ? r.value : null)) : debiasedEma(raw, st.beta),
+      smoothSteps: sl ? sl.map((r) => r.step) : undefined,
       validSteps: validRows.map((x) => x.step), valid: validRows.map((x) => x.e.valid_loss),
-      lr: lrKeys().map((k) => st.series.get(k)).map((rows) => ({ steps: rows.map((r) => r.step), values: rows.map((r) => r.value) })),
+      lr: lrKeys().map((k) => view.get(k) || []).map((rows) => ({ steps: rows.map((r) => r.step), values: rows.map((r) => r.value) })),
       epochMarks: withStep.map((x) => x.step), cycleMarks,
     });
     lossEl.dataset.points = String(steps.length);
@@ -662,17 +661,18 @@ export function runPage(root, runId) {
 
   // JSON: the API's own metric points (every key) and epoch rows; CSV: one row per step,
   // one column per key, validation loss on the step its epoch ended at.
-  function exportTraining(fmt) {
+  async function exportTraining(fmt) {
     const name = `run${runId}-training`;
-    const keys = [...st.series.keys()].sort((a, b) => (a === 'train_loss' ? -1 : b === 'train_loss' ? 1 : a.localeCompare(b)));
+    const series = await source.all();
+    const keys = [...series.keys()].sort((a, b) => (a === 'train_loss' ? -1 : b === 'train_loss' ? 1 : a.localeCompare(b)));
     if (fmt === 'json') {
-      const points = keys.flatMap((k) => st.series.get(k)).sort((a, b) => a.step - b.step || a.key.localeCompare(b.key));
+      const points = keys.flatMap((k) => series.get(k)).sort((a, b) => a.step - b.step || a.key.localeCompare(b.key));
       download(`${name}.json`, JSON.stringify({ run: st.run ? st.run.id : runId, points, epochs: st.epochs }, null, 1), 'application/json');
       return;
     }
     const byStep = new Map();
     for (const k of keys) {
-      for (const p of st.series.get(k)) {
+      for (const p of series.get(k)) {
         const row = byStep.get(p.step) || { step: p.step };
         row[k] = p.value;
         byStep.set(p.step, row);

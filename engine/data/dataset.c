@@ -80,7 +80,7 @@ static dataset *ds_create(const ds_options *o, int *rc, char *err, size_t errlen
     ds->real_root = realpath(o->path, NULL);
     if (!ds->real_root) {
         int e = errno;
-        ds_set_err(err, errlen, "%s: %s", o->path, strerror(e));
+        err_set(err, errlen, "%s: %s", o->path, strerror(e));
         *rc = -e;
         goto out_fail;
     }
@@ -113,7 +113,7 @@ static int ds_scan(dataset *ds, const ds_options *o, int *gray, int *has_valid, 
     case DS_IDX:
         return ds_open_idx(ds, has_valid, err, errlen);
     default:
-        ds_set_err(err, errlen, "format: unknown (%d)", (int)o->format);
+        err_set(err, errlen, "format: unknown (%d)", (int)o->format);
         return -EINVAL;
     }
 }
@@ -135,23 +135,23 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
 {
     *out = NULL;
     if (!o || !o->path || !*o->path) {
-        ds_set_err(err, errlen, "path: missing");
+        err_set(err, errlen, "path: missing");
         return -EINVAL;
     }
     double pct = o->valid_pct < 0 ? 0.2 : o->valid_pct;
     if (pct >= 1) {
-        ds_set_err(err, errlen, "valid_pct: %g is not below 1", o->valid_pct);
+        err_set(err, errlen, "valid_pct: %g is not below 1", o->valid_pct);
         return -EINVAL;
     }
     if (!ds_is_dir(o->path)) {
-        ds_set_err(err, errlen, "path: %s is not a folder", o->path);
+        err_set(err, errlen, "path: %s is not a folder", o->path);
         return -ENOENT;
     }
     int rc, gray = 1, has_valid = 0;
     dataset *ds = ds_create(o, &rc, err, errlen);
     if (!ds) {
         if (rc == -ENOMEM)
-            ds_set_err(err, errlen, "out of memory opening %s", o->path);
+            err_set(err, errlen, "out of memory opening %s", o->path);
         return rc;
     }
     if (err && errlen)
@@ -163,9 +163,9 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
     if (o->format != DS_IDX && (rc = ds_scan_test(ds, &gray, err, errlen)))
         goto out_fail;
     if (ds->split[SPLIT_TRAIN].n == 0) {
-        ds_set_err(err, errlen, "%s: no readable training images (%d unreadable%s%s)",
-                   ds->root, ds->info.n_unreadable, ds->info.n_unreadable ? ", first: " : "",
-                   ds->info.n_unreadable ? ds->info.unreadable[0].reason : "");
+        err_set(err, errlen, "%s: no readable training images (%d unreadable%s%s)",
+                ds->root, ds->info.n_unreadable, ds->info.n_unreadable ? ", first: " : "",
+                ds->info.n_unreadable ? ds->info.unreadable[0].reason : "");
         rc = -EINVAL;
         goto out_fail;
     }
@@ -175,7 +175,7 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
     for (int s = 0; s < 3; s++)
         ds->info.count[s] = ds->split[s].n;
     if (ds->split[SPLIT_TRAIN].n == 0) {
-        ds_set_err(err, errlen, "%s: no decodable training images", ds->root);
+        err_set(err, errlen, "%s: no decodable training images", ds->root);
         rc = -EINVAL;
         goto out_fail;
     }
@@ -184,7 +184,7 @@ int dataset_open(dataset **out, const ds_options *o, char *err, size_t errlen)
 
 out_fail:
     if (rc == -ENOMEM && err && errlen && !err[0])
-        ds_set_err(err, errlen, "out of memory opening %s", o->path);
+        err_set(err, errlen, "out of memory opening %s", o->path);
     dataset_destroy(ds);
     return rc;
 }
@@ -313,14 +313,14 @@ int dataset_item_image_min(dataset *ds, ds_split split, int i, int min_shorter, 
     memset(out, 0, sizeof *out);
     const ds_item *it = item_at(ds, split, i);
     if (!it) {
-        ds_set_err(err, errlen, "item %d of split %d: out of range", i, (int)split);
+        err_set(err, errlen, "item %d of split %d: out of range", i, (int)split);
         return -EINVAL;
     }
     if (it->px) {
         size_t n = (size_t)it->w * it->h;
         out->px = malloc(n);
         if (!out->px) {
-            ds_set_err(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
             return -ENOMEM;
         }
         memcpy(out->px, it->px, n);
@@ -332,13 +332,13 @@ int dataset_item_image_min(dataset *ds, ds_split split, int i, int min_shorter, 
     char reason[256];
     char *full = ds_asprintf("%s/%s", ds->root, it->name);
     if (!full) {
-        ds_set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
     int rc = image_decode_file_min(out, full, min_shorter, ds->max_pixels, reason, sizeof reason);
     free(full);
     if (rc) {
-        ds_set_err(err, errlen, "%s: %s", it->name, reason);
+        err_set(err, errlen, "%s: %s", it->name, reason);
         if (rc != -ENOMEM) {
             pthread_mutex_lock(&ds->lock);
             (void)ds_add_unreadable_locked(ds, it->name, reason);

@@ -13,16 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-void ds_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 char *ds_asprintf(const char *fmt, ...)
 {
     va_list ap;
@@ -187,7 +177,7 @@ static entry_kind kind_of(mode_t m, char *reason, size_t len)
         return ENTRY_FILE;
     if (S_ISDIR(m))
         return ENTRY_DIR;
-    ds_set_err(reason, len, "not a regular file");
+    err_set(reason, len, "not a regular file");
     return ENTRY_BAD;
 }
 
@@ -205,7 +195,7 @@ int ds_entry_classify(const dataset *ds, const char *rel, int resolve, char *rea
     struct stat st;
     int rc = ENTRY_BAD;
     if (lstat(full, &st) != 0) {
-        ds_set_err(reason, len, "%s", strerror(errno));
+        err_set(reason, len, "%s", strerror(errno));
     } else if (S_ISLNK(st.st_mode) || resolve) {
         int link = S_ISLNK(st.st_mode);
         char *real = realpath(full, NULL);
@@ -214,15 +204,15 @@ int ds_entry_classify(const dataset *ds, const char *rel, int resolve, char *rea
             if (e == ENOMEM)
                 rc = -ENOMEM;
             else if (e == ELOOP)
-                ds_set_err(reason, len, "symbolic link loop");
+                err_set(reason, len, "symbolic link loop");
             else if (e == ENOENT && link)
-                ds_set_err(reason, len, "dangling symbolic link");
+                err_set(reason, len, "dangling symbolic link");
             else
-                ds_set_err(reason, len, "%s", strerror(e));
+                err_set(reason, len, "%s", strerror(e));
         } else if (!path_is_under(real, ds->real_root)) {
-            ds_set_err(reason, len, "outside the dataset root");
+            err_set(reason, len, "outside the dataset root");
         } else if (stat(real, &st) != 0) {
-            ds_set_err(reason, len, "%s", strerror(errno));
+            err_set(reason, len, "%s", strerror(errno));
         } else {
             rc = kind_of(st.st_mode, reason, len);
         }
@@ -263,7 +253,7 @@ int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int 
     if (k < 0)
         return k;
     if (k != ENTRY_DIR) {
-        ds_set_err(err, errlen, "%s: %s", sub, k == ENTRY_BAD ? reason : strerror(ENOTDIR));
+        err_set(err, errlen, "%s: %s", sub, k == ENTRY_BAD ? reason : strerror(ENOTDIR));
         return -EINVAL;
     }
     char *dir = ds_asprintf("%s/%s", ds->root, sub);
@@ -272,7 +262,7 @@ int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int 
     DIR *d = opendir(dir);
     if (!d) {
         int e = errno;
-        ds_set_err(err, errlen, "%s: %s", dir, strerror(e));
+        err_set(err, errlen, "%s: %s", dir, strerror(e));
         free(dir);
         return -e;
     }
@@ -311,10 +301,10 @@ int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int 
             free(names[i]);
         free(names);
         if (rc == -EFBIG)
-            ds_set_err(err, errlen, "%s: more than %lld entries, the most a dataset may hold",
-                       sub, (long long)ds->max_items);
+            err_set(err, errlen, "%s: more than %lld entries, the most a dataset may hold",
+                    sub, (long long)ds->max_items);
         else
-            ds_set_err(err, errlen, "out of memory listing %s", dir);
+            err_set(err, errlen, "out of memory listing %s", dir);
         free(dir);
         return rc;
     }
@@ -377,8 +367,8 @@ int ds_check_room(const dataset *ds, int64_t more, const char *what, char *err,
     int64_t have = ds_n_items(ds);
     if (more <= ds->max_items - have)
         return 0;
-    ds_set_err(err, errlen, "%s: %lld more items would exceed the %lld a dataset may hold",
-               what, (long long)more, (long long)ds->max_items);
+    err_set(err, errlen, "%s: %lld more items would exceed the %lld a dataset may hold",
+            what, (long long)more, (long long)ds->max_items);
     return -EFBIG;
 }
 
@@ -402,7 +392,7 @@ int ds_add_folder(dataset *ds, item_vec *into, const char *sub, int label, int *
     }
     ds_free_names(files, n);
     if (rc)
-        ds_set_err(err, errlen, "out of memory scanning %s", sub);
+        err_set(err, errlen, "out of memory scanning %s", sub);
     return rc;
 }
 

@@ -81,8 +81,8 @@ static int csv_read(const char *path, int64_t max_rows, csv_row **out, int *n_ou
     if (rc)
         return rc;
     if (size > CSV_MAX_BYTES) {
-        ds_set_err(err, errlen, "%s: %lld bytes, over the %lld a labels file may hold", path,
-                   size, (long long)CSV_MAX_BYTES);
+        err_set(err, errlen, "%s: %lld bytes, over the %lld a labels file may hold", path,
+                size, (long long)CSV_MAX_BYTES);
         fclose(fp);
         return -EFBIG;
     }
@@ -95,14 +95,14 @@ static int csv_read(const char *path, int64_t max_rows, csv_row **out, int *n_ou
         line_no++;
         size_t len = strlen(line);
         if (len == CSV_MAX_LINE && line[len - 1] != '\n') {
-            ds_set_err(err, errlen, "%s line %d: longer than %d bytes", path, line_no,
-                       CSV_MAX_LINE - 1);
+            err_set(err, errlen, "%s line %d: longer than %d bytes", path, line_no,
+                    CSV_MAX_LINE - 1);
             rc = -EINVAL;
         } else if (line_no == 1) {
             continue; /* header */
         } else if (n >= max_rows) {
-            ds_set_err(err, errlen, "%s line %d: more than %lld rows, the most a dataset may "
-                       "hold", path, line_no, (long long)max_rows);
+            err_set(err, errlen, "%s line %d: more than %lld rows, the most a dataset may "
+                    "hold", path, line_no, (long long)max_rows);
             rc = -EFBIG;
         } else if ((rc = csv_rows_grow(&rows, n, &cap)) == 0) {
             rc = csv_parse_row(line, &rows[n]);
@@ -111,7 +111,7 @@ static int csv_read(const char *path, int64_t max_rows, csv_row **out, int *n_ou
                 continue;
             }
             if (rc == -EINVAL)
-                ds_set_err(err, errlen, "%s line %d: expected file,labels", path, line_no);
+                err_set(err, errlen, "%s line %d: expected file,labels", path, line_no);
             else
                 n++; /* parsed, or partly: freed with the rest on failure */
         }
@@ -120,7 +120,7 @@ static int csv_read(const char *path, int64_t max_rows, csv_row **out, int *n_ou
     fclose(fp);
     if (rc) {
         if (rc == -ENOMEM)
-            ds_set_err(err, errlen, "out of memory reading %s", path);
+            err_set(err, errlen, "out of memory reading %s", path);
         csv_rows_free(rows, n);
         return rc;
     }
@@ -172,7 +172,7 @@ static int csv_classes(dataset *ds, const csv_row *rows, int n, const char *csv_
         if (nc == 0 || strcmp(uniq[nc - 1], uniq[i]) != 0)
             uniq[nc++] = uniq[i];
     if (nc == 0) {
-        ds_set_err(err, errlen, "%s: no labels", csv_name);
+        err_set(err, errlen, "%s: no labels", csv_name);
         rc = -EINVAL;
         goto out_free;
     }
@@ -265,7 +265,7 @@ int ds_open_csv(dataset *ds, const ds_options *o, int *gray, char *err, size_t e
     if (rc)
         return rc;
     if (n == 0) {
-        ds_set_err(err, errlen, "%s: no rows after the header", csv_name);
+        err_set(err, errlen, "%s: no rows after the header", csv_name);
         rc = -EINVAL;
         goto out_free;
     }

@@ -19,7 +19,7 @@ int ds_open_folders(dataset *ds, int *gray, char *err, size_t errlen)
     if (ds_is_dir(valid) && (rc = ds_list_dir(ds, "valid", ENTRY_DIR, &vc, &nvc, err, errlen)))
         goto out_free;
     if (ntc == 0) {
-        ds_set_err(err, errlen, "%s has no class folders", train);
+        err_set(err, errlen, "%s has no class folders", train);
         rc = -EINVAL;
         goto out_free;
     }

@@ -29,12 +29,12 @@ static int idx_header(gzFile gz, const char *path, int want_dims, uint32_t dim[3
     uint8_t hdr[16];
     int hlen = 4 + 4 * want_dims;
     if (gzread(gz, hdr, hlen) != hlen) {
-        ds_set_err(err, errlen, "%s: truncated IDX header", path);
+        err_set(err, errlen, "%s: truncated IDX header", path);
         return -EINVAL;
     }
     if (hdr[0] != 0 || hdr[1] != 0 || hdr[2] != 0x08 || hdr[3] != want_dims) {
-        ds_set_err(err, errlen, "%s: not an IDX file of unsigned bytes with %d dimension(s)",
-                   path, want_dims);
+        err_set(err, errlen, "%s: not an IDX file of unsigned bytes with %d dimension(s)",
+                path, want_dims);
         return -EINVAL;
     }
     dim[0] = 0;
@@ -44,8 +44,8 @@ static int idx_header(gzFile gz, const char *path, int want_dims, uint32_t dim[3
                  (uint32_t)hdr[6 + 4 * d] << 8 | hdr[7 + 4 * d];
     if (dim[0] == 0 || dim[0] > IDX_MAX_ITEMS || dim[1] == 0 || dim[2] == 0 ||
         (int64_t)dim[1] * dim[2] > max_pixels) {
-        ds_set_err(err, errlen, "%s: bad IDX dimensions %u x %u x %u", path, dim[0], dim[1],
-                   dim[2]);
+        err_set(err, errlen, "%s: bad IDX dimensions %u x %u x %u", path, dim[0], dim[1],
+                dim[2]);
         return -EINVAL;
     }
     return 0;
@@ -69,7 +69,7 @@ static int idx_read_data(gzFile gz, const char *path, size_t total, uint8_t **ou
             uint8_t *nb = realloc(buf, ncap);
             if (!nb) {
                 free(buf);
-                ds_set_err(err, errlen, "%s: out of memory", path);
+                err_set(err, errlen, "%s: out of memory", path);
                 return -ENOMEM;
             }
             buf = nb;
@@ -82,7 +82,7 @@ static int idx_read_data(gzFile gz, const char *path, size_t total, uint8_t **ou
         got += (size_t)r;
     }
     if (got != total) {
-        ds_set_err(err, errlen, "%s: truncated IDX data (%zu of %zu bytes)", path, got, total);
+        err_set(err, errlen, "%s: truncated IDX data (%zu of %zu bytes)", path, got, total);
         free(buf);
         return -EINVAL;
     }
@@ -105,7 +105,7 @@ static int idx_read(const dataset *ds, const char *path, int want_dims, uint8_t 
     gzFile gz = gzdopen(fd, "rb");
     if (!gz) {
         close(fd);
-        ds_set_err(err, errlen, "%s: out of memory", path);
+        err_set(err, errlen, "%s: out of memory", path);
         return -ENOMEM;
     }
     uint32_t dim[3];
@@ -118,8 +118,8 @@ static int idx_read(const dataset *ds, const char *path, int want_dims, uint8_t 
     size_t total = (size_t)dim[0] * dim[1] * dim[2];
     /* A plain file's size says at once whether it holds what its header declares. */
     if (gzdirect(gz) && size - (4 + 4 * want_dims) < (long long)total) {
-        ds_set_err(err, errlen, "%s: truncated IDX data (%lld of %zu bytes)", path,
-                   size - (4 + 4 * want_dims), total);
+        err_set(err, errlen, "%s: truncated IDX data (%lld of %zu bytes)", path,
+                size - (4 + 4 * want_dims), total);
         rc = -EINVAL;
         goto out_close;
     }
@@ -154,7 +154,7 @@ static char *idx_find(const dataset *ds, const char *prefix, const char *kind, i
             if (k == ENTRY_FILE)
                 return p;
             if (why && !why[0])
-                ds_set_err(why, whylen, "%s: %s", rel, k < 0 ? strerror(-k) : reason);
+                err_set(why, whylen, "%s: %s", rel, k < 0 ? strerror(-k) : reason);
         }
         free(p);
     }
@@ -197,10 +197,10 @@ static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_l
     int rows, cols, one, rc;
     if (!ip || !lp) {
         if (why[0])
-            ds_set_err(err, errlen, "%s/%s", ds->root, why);
+            err_set(err, errlen, "%s/%s", ds->root, why);
         else
-            ds_set_err(err, errlen, "%s: no %s-%s-idx%d-ubyte[.gz] file", ds->root, prefix,
-                       ip ? "labels" : "images", ip ? 1 : 3);
+            err_set(err, errlen, "%s: no %s-%s-idx%d-ubyte[.gz] file", ds->root, prefix,
+                    ip ? "labels" : "images", ip ? 1 : 3);
         rc = -ENOENT;
         goto out_free;
     }
@@ -213,14 +213,14 @@ static int idx_load_split(dataset *ds, const char *prefix, int which, int *max_l
     if (rc)
         goto out_free;
     if (nl != part->n) {
-        ds_set_err(err, errlen, "%s: %lld labels for %lld images", lp, (long long)nl,
-                   (long long)part->n);
+        err_set(err, errlen, "%s: %lld labels for %lld images", lp, (long long)nl,
+                (long long)part->n);
         rc = -EINVAL;
         goto out_free;
     }
     rc = idx_add_items(ds, which, labels, rows, cols, max_label, ip);
     if (rc)
-        ds_set_err(err, errlen, "out of memory loading %s", ip);
+        err_set(err, errlen, "out of memory loading %s", ip);
 out_free:
     free(labels);
     free(ip);
@@ -336,13 +336,13 @@ int ds_open_idx(dataset *ds, int *has_valid, char *err, size_t errlen)
     *has_valid = tp != NULL;
     free(tp);
     if (why[0] && !*has_valid) {
-        ds_set_err(err, errlen, "%s/%s", ds->root, why);
+        err_set(err, errlen, "%s/%s", ds->root, why);
         return -EINVAL;
     }
     if (*has_valid && (rc = idx_load_split(ds, vp, 1, &max_label, err, errlen)))
         return rc;
     rc = idx_classes(ds, max_label + 1);
     if (rc)
-        ds_set_err(err, errlen, "out of memory naming classes");
+        err_set(err, errlen, "out of memory naming classes");
     return rc;
 }

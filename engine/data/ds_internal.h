@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "data.h"
+#include "errmsg.h"
 
 typedef struct ds_item {
     char *name;           /* relative to the root, owned; NULL for an idx item (px set),
@@ -54,8 +55,6 @@ struct dataset {
 typedef enum entry_kind { ENTRY_BAD, ENTRY_FILE, ENTRY_DIR } entry_kind;
 
 /* ---- ds_common.c ---- */
-void ds_set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* A malloc'd formatted string, or NULL when memory runs out. */
 char *ds_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ds_cmp_str(const void *a, const void *b);

@@ -16,21 +16,12 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include "errmsg.h"
 
 /* Anything bigger than this on disk is no image we want to hold in memory at once. */
 #define IMAGE_MAX_FILE_BYTES (1ll << 30)
 
 typedef enum img_kind { KIND_UNKNOWN, KIND_PNG, KIND_JPEG } img_kind;
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static img_kind sniff(const uint8_t *b, size_t n)
 {
@@ -47,11 +38,11 @@ static int check_size(int64_t w, int64_t h, int64_t max_pixels, char *err, size_
     if (max_pixels <= 0)
         max_pixels = IMAGE_DEFAULT_MAX_PIXELS;
     if (w <= 0 || h <= 0) {
-        set_err(err, errlen, "zero-sized image (%lldx%lld)", (long long)w, (long long)h);
+        err_set(err, errlen, "zero-sized image (%lldx%lld)", (long long)w, (long long)h);
         return -EINVAL;
     }
     if (w * h > max_pixels) {
-        set_err(err, errlen, "image too large: %lldx%lld is over %lld pixels", (long long)w,
+        err_set(err, errlen, "image too large: %lldx%lld is over %lld pixels", (long long)w,
                 (long long)h, (long long)max_pixels);
         return -EFBIG;
     }
@@ -110,17 +101,17 @@ static int png_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int 
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_err_fn,
                                              png_warn_fn);
     if (!png) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
     info = png_create_info_struct(png);
     if (!info) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto out_destroy;
     }
     if (setjmp(png_jmpbuf(png))) {
-        set_err(err, errlen, "corrupt PNG: %s", ctx.msg);
+        err_set(err, errlen, "corrupt PNG: %s", ctx.msg);
         rc = -EINVAL;
         goto out_free_px;
     }
@@ -156,7 +147,7 @@ static int png_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int 
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     if ((int)png_get_channels(png, info) != c || png_get_bit_depth(png, info) != 8) {
-        set_err(err, errlen, "unsupported PNG layout (colour type %d, depth %d)", color, depth);
+        err_set(err, errlen, "unsupported PNG layout (colour type %d, depth %d)", color, depth);
         rc = -EINVAL;
         goto out_free_px;
     }
@@ -165,7 +156,7 @@ static int png_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int 
     px = malloc(stride * h);
     rows = malloc(sizeof(png_bytep) * h);
     if (!px || !rows) {
-        set_err(err, errlen, "out of memory for a %ux%u image", (unsigned)w, (unsigned)h);
+        err_set(err, errlen, "out of memory for a %ux%u image", (unsigned)w, (unsigned)h);
         rc = -ENOMEM;
         goto out_free_px;
     }
@@ -229,7 +220,7 @@ static int jpeg_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int
     ctx.mgr.error_exit = jpeg_error_exit_fn;
     ctx.mgr.emit_message = jpeg_emit_fn;
     if (setjmp(ctx.jmp)) {
-        set_err(err, errlen, "corrupt JPEG: %s", ctx.msg);
+        err_set(err, errlen, "corrupt JPEG: %s", ctx.msg);
         rc = -EINVAL;
         goto out_destroy;
     }
@@ -240,12 +231,12 @@ static int jpeg_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int
         jpeg_mem_src(&cinfo, buf, (unsigned long)len);
     jpeg_read_header(&cinfo, TRUE);
     if (ctx.truncated) {
-        set_err(err, errlen, "truncated JPEG (premature end of file)");
+        err_set(err, errlen, "truncated JPEG (premature end of file)");
         rc = -EINVAL;
         goto out_destroy;
     }
     if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
-        set_err(err, errlen, "CMYK JPEG is not supported (convert it to RGB)");
+        err_set(err, errlen, "CMYK JPEG is not supported (convert it to RGB)");
         rc = -ENOTSUP;
         goto out_destroy;
     }
@@ -274,14 +265,14 @@ static int jpeg_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int
     }
     jpeg_start_decompress(&cinfo);
     if ((int)cinfo.output_components != c) {
-        set_err(err, errlen, "unsupported JPEG layout (%d components)", cinfo.output_components);
+        err_set(err, errlen, "unsupported JPEG layout (%d components)", cinfo.output_components);
         rc = -EINVAL;
         goto out_destroy;
     }
     size_t stride = (size_t)cinfo.output_width * c;
     px = malloc(stride * cinfo.output_height);
     if (!px) {
-        set_err(err, errlen, "out of memory for a %ux%u image", cinfo.output_width,
+        err_set(err, errlen, "out of memory for a %ux%u image", cinfo.output_width,
                 cinfo.output_height);
         rc = -ENOMEM;
         goto out_destroy;
@@ -293,13 +284,13 @@ static int jpeg_decode(image *out, const uint8_t *buf, size_t len, FILE *fp, int
             break;
     }
     if (ctx.truncated) {
-        set_err(err, errlen, "truncated JPEG (premature end of file)");
+        err_set(err, errlen, "truncated JPEG (premature end of file)");
         rc = -EINVAL;
         goto out_destroy;
     }
     jpeg_finish_decompress(&cinfo);
     if (ctx.truncated) {
-        set_err(err, errlen, "truncated JPEG (premature end of file)");
+        err_set(err, errlen, "truncated JPEG (premature end of file)");
         rc = -EINVAL;
         goto out_destroy;
     }
@@ -323,7 +314,7 @@ int image_decode_mem(image *out, const void *buf, size_t len, int64_t max_pixels
 {
     memset(out, 0, sizeof *out);
     if (!buf || len == 0) {
-        set_err(err, errlen, "empty file");
+        err_set(err, errlen, "empty file");
         return -EINVAL;
     }
     switch (sniff(buf, len)) {
@@ -332,7 +323,7 @@ int image_decode_mem(image *out, const void *buf, size_t len, int64_t max_pixels
     case KIND_JPEG:
         return jpeg_decode(out, buf, len, NULL, 0, 0, max_pixels, err, errlen);
     default:
-        set_err(err, errlen, "not a PNG or JPEG image (unrecognised signature)");
+        err_set(err, errlen, "not a PNG or JPEG image (unrecognised signature)");
         return -EINVAL;
     }
 }
@@ -345,12 +336,12 @@ int data_open_regular(const char *path, long long *size, char *err, size_t errle
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        set_err(err, errlen, "%s: %s", path, strerror(e));
+        err_set(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        err_set(err, errlen, "%s: not a regular file", path);
         close(fd);
         return -EINVAL;
     }
@@ -371,7 +362,7 @@ int data_fopen_regular(const char *path, const char *mode, FILE **out, long long
         return fd;
     if (!(*out = fdopen(fd, mode))) {
         close(fd);
-        set_err(err, errlen, "out of memory opening %s", path);
+        err_set(err, errlen, "out of memory opening %s", path);
         return -ENOMEM;
     }
     return 0;
@@ -388,13 +379,13 @@ static int open_sniff(const char *path, FILE **fpo, img_kind *kind, long long *s
     uint8_t sig[8];
     size_t n = fread(sig, 1, sizeof sig, fp);
     if (n == 0) {
-        set_err(err, errlen, "empty file");
+        err_set(err, errlen, "empty file");
         fclose(fp);
         return -EINVAL;
     }
     *kind = sniff(sig, n);
     if (*kind == KIND_UNKNOWN) {
-        set_err(err, errlen, "not a PNG or JPEG image (unrecognised signature)");
+        err_set(err, errlen, "not a PNG or JPEG image (unrecognised signature)");
         fclose(fp);
         return -EINVAL;
     }
@@ -420,7 +411,7 @@ int image_decode_file_min(image *out, const char *path, int min_shorter, int64_t
     if (rc)
         return rc;
     if (size > IMAGE_MAX_FILE_BYTES) {
-        set_err(err, errlen, "file too large (%lld bytes)", size);
+        err_set(err, errlen, "file too large (%lld bytes)", size);
         fclose(fp);
         return -EFBIG;
     }
@@ -428,7 +419,7 @@ int image_decode_file_min(image *out, const char *path, int min_shorter, int64_t
      * than stdio callbacks and keeps one decode path per format. */
     uint8_t *buf = malloc((size_t)size);
     if (!buf) {
-        set_err(err, errlen, "out of memory reading %s", path);
+        err_set(err, errlen, "out of memory reading %s", path);
         fclose(fp);
         return -ENOMEM;
     }

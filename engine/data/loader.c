@@ -12,6 +12,7 @@
 #include "dist.h"
 #include "internal.h"
 #include "rng.h"
+#include "errmsg.h"
 
 #define STREAM_SHUFFLE 0x73687566ull /* "shuf" */
 #define STREAM_AUGMENT 0x61756700ull /* "aug" */
@@ -51,12 +52,6 @@ struct loader {
     size_t cache_used;
     int prescale;            /* shorter side the cached images were shrunk to */
 };
-
-static void set_err(char *err, size_t errlen, const char *msg)
-{
-    if (err && errlen)
-        snprintf(err, errlen, "%s", msg);
-}
 
 /* The shorter side a decoded image is shrunk to before its transforms: as large as the
  * biggest random zoom needs. fast.ai 0.7 did the same on disk with resize(). */
@@ -252,25 +247,26 @@ int loader_create(loader **out, dataset *ds, ds_split split, const loader_config
     *out = NULL;
     const ds_info *info = dataset_info(ds);
     if (cfg->bs <= 0) {
-        set_err(err, errlen, "bs: must be positive");
+        err_set(err, errlen, "%s", "bs: must be positive");
         return -EINVAL;
     }
     if (cfg->shard_size < 0 || cfg->shard_rank < 0 ||
         (cfg->shard_size > 0 && cfg->shard_rank >= cfg->shard_size)) {
-        set_err(err, errlen, "loader: shard_rank must be below shard_size");
+        err_set(err, errlen, "loader: shard %d of %d does not exist", cfg->shard_rank,
+                cfg->shard_size);
         return -EINVAL;
     }
     if (cfg->tfm.c_out != 1 && cfg->tfm.c_out != 3) {
-        set_err(err, errlen, "c_out: must be 1 or 3");
+        err_set(err, errlen, "%s", "c_out: must be 1 or 3");
         return -EINVAL;
     }
     if ((unsigned)split > SPLIT_TEST || info->count[split] == 0) {
-        set_err(err, errlen, "split: has no images");
+        err_set(err, errlen, "%s", "split: has no images");
         return -EINVAL;
     }
     loader *l = calloc(1, sizeof *l);
     if (!l) {
-        set_err(err, errlen, "out of memory");
+        err_set(err, errlen, "%s", "out of memory");
         return -ENOMEM;
     }
     l->ds = ds;
@@ -318,7 +314,7 @@ int loader_create(loader **out, dataset *ds, ds_split split, const loader_config
     return 0;
 
 out_fail:
-    set_err(err, errlen, rc == -ENOMEM ? "out of memory" : "cannot start loader threads");
+    err_set(err, errlen, "%s", rc == -ENOMEM ? "out of memory" : "cannot start loader threads");
     loader_destroy(l);
     return rc;
 }

@@ -97,13 +97,13 @@ int learner_save(learner *l, const char *path, char *err, size_t errlen)
     int cap = l->net->n_tensors + 4;
     st_tensor *ts = calloc((size_t)cap, sizeof *ts);
     if (!ts) {
-        lrn_set_err(err, errlen, "checkpoint: out of memory");
+        err_set(err, errlen, "checkpoint: out of memory");
         return -ENOMEM;
     }
     int n = weights_views(l->net, ts, cap - 3);
     if (n < 0) {
         free(ts);
-        lrn_set_err(err, errlen, "checkpoint: cannot list the weights (%d)", n);
+        err_set(err, errlen, "checkpoint: cannot list the weights (%d)", n);
         return n;
     }
     int64_t meta[M_COUNT];
@@ -155,7 +155,7 @@ static int ckpt_read_meta(const learner *l, const st_file *f, const char *path, 
         (*tst)->nbytes != l->opt->n_state * sizeof(float) || !*tsp ||
         (*tsp)->dtype != ST_I64 ||
         (*tsp)->nbytes != (size_t)l->net->n_tensors * sizeof(int64_t)) {
-        lrn_set_err(err, errlen, "checkpoint %s: not a checkpoint of this learner (learner.meta, "
+        err_set(err, errlen, "checkpoint %s: not a checkpoint of this learner (learner.meta, "
                 "optim.state or optim.steps missing or of another size)", path);
         return -EINVAL;
     }
@@ -176,7 +176,7 @@ static int ckpt_read_meta(const learner *l, const st_file *f, const char *path, 
     if (m[M_VERSION] != version || m[M_N_PARAMS] != (int64_t)l->net->n_params ||
         m[M_FREEZE_TO] < 0 || m[M_FREEZE_TO] > l->n_groups || m[M_SZ] < 8 ||
         m[M_SZ] > 1024) {
-        lrn_set_err(err, errlen, "checkpoint %s: learner.meta is of another version or model",
+        err_set(err, errlen, "checkpoint %s: learner.meta is of another version or model",
                 path);
         return -EINVAL;
     }
@@ -194,7 +194,7 @@ static int ckpt_load_weights(learner *l, const st_file *f, char *err, size_t err
     st_file wf = *f;
     wf.tensors = calloc((size_t)(f->n ? f->n : 1), sizeof *wf.tensors);
     if (!wf.tensors) {
-        lrn_set_err(err, errlen, "checkpoint: out of memory");
+        err_set(err, errlen, "checkpoint: out of memory");
         return -ENOMEM;
     }
     wf.n = 0;
@@ -317,7 +317,7 @@ int lrn_best_save(const learner *l, const net_copy *c, int64_t step, char *err,
     char path[4096];
     int rc = best_path(l, step, path, sizeof path);
     if (rc) {
-        lrn_set_err(err, errlen, "checkpoint: the folder's path is too long");
+        err_set(err, errlen, "checkpoint: the folder's path is too long");
         return rc;
     }
     int64_t rng = (int64_t)c->rng;
@@ -336,7 +336,7 @@ int lrn_best_load(const learner *l, net_copy *c, int64_t step, char *err, size_t
     char path[4096];
     int rc = best_path(l, step, path, sizeof path);
     if (rc) {
-        lrn_set_err(err, errlen, "checkpoint: the folder's path is too long");
+        err_set(err, errlen, "checkpoint: the folder's path is too long");
         return rc;
     }
     st_file f = {0};
@@ -352,14 +352,14 @@ int lrn_best_load(const learner *l, net_copy *c, int64_t step, char *err, size_t
         t[i] = st_find(&f, names[i]);
         if (!t[i] || t[i]->nbytes != bytes[i] ||
             t[i]->dtype != (i >= 3 ? ST_I64 : ST_F32)) {
-            lrn_set_err(err, errlen, "checkpoint %s: %s missing or of another size (not this "
-                        "learner's best weights)", path, names[i]);
+            err_set(err, errlen, "checkpoint %s: %s missing or of another size (not this "
+                    "learner's best weights)", path, names[i]);
             st_free(&f);
             return -EINVAL;
         }
     }
     if ((rc = lrn_net_copy_save(c, l))) { /* allocates; the contents are replaced below */
-        lrn_set_err(err, errlen, "checkpoint: out of memory");
+        err_set(err, errlen, "checkpoint: out of memory");
         st_free(&f);
         return rc;
     }
@@ -392,7 +392,7 @@ int lrn_snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_
         free(s);
         if (grown)
             l->snapshots = grown;
-        lrn_set_err(err, errlen, "snapshot: out of memory");
+        err_set(err, errlen, "snapshot: out of memory");
         return -ENOMEM;
     }
     l->snapshots = grown;

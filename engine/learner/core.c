@@ -25,23 +25,6 @@ double lrn_agree(const learner *l, double v)
     return dist_sum_f64(l->cfg.dist, &x, 1) ? v : x;
 }
 
-void lrn_set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-double lrn_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void lrn_note(const ev_hooks *h, const char *what, const char *fmt, ...)
 {
     if (!h || !h->on_note)
@@ -58,7 +41,7 @@ void lrn_progress(const ev_hooks *h, double frac, double t0)
 {
     if (!h || !h->on_progress)
         return;
-    double el = lrn_now_s() - t0;
+    double el = clock_mono_s() - t0;
     double eta = frac > 1e-6 ? el * (1.0 - frac) / frac : -1.0;
     h->on_progress(h->ctx, frac > 1.0 ? 1.0 : frac, eta);
 }
@@ -392,8 +375,8 @@ static int pretrained_c_in(const st_file *f, const char *what, char *err, size_t
     const st_tensor *t = st_find(f, "conv1.weight");
     int c_in = t && t->ndim == 4 ? (int)t->shape[1] : -1;
     if (c_in != 1 && c_in != 3) {
-        lrn_set_err(err, errlen, "pretrained: %s has no conv1.weight of 1 or 3 input channels",
-                    what);
+        err_set(err, errlen, "pretrained: %s has no conv1.weight of 1 or 3 input channels",
+                what);
         return -EINVAL;
     }
     return c_in;
@@ -422,38 +405,38 @@ static int create_check_config(const learner_config *cfg, const ds_info *info, c
                                size_t errlen)
 {
     if (cfg->sz < 8 || cfg->sz > 1024) {
-        lrn_set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", cfg->sz);
+        err_set(err, errlen, "sz: must be between 8 and 1024 (got %d)", cfg->sz);
         return -EINVAL;
     }
     if (cfg->bs < 1 || cfg->bs > 4096) {
-        lrn_set_err(err, errlen, "bs: must be between 1 and 4096 (got %d)", cfg->bs);
+        err_set(err, errlen, "bs: must be between 1 and 4096 (got %d)", cfg->bs);
         return -EINVAL;
     }
     if (cfg->bs < dist_size(cfg->dist)) {
-        lrn_set_err(err, errlen, "bs: the global batch (%d) must be at least the number of "
+        err_set(err, errlen, "bs: the global batch (%d) must be at least the number of "
                     "workers (%d)", cfg->bs, dist_size(cfg->dist));
         return -EINVAL;
     }
     if (!cfg->model.arch || !model_arch_known(cfg->model.arch)) {
-        lrn_set_err(err, errlen, "arch: unknown architecture '%s'",
+        err_set(err, errlen, "arch: unknown architecture '%s'",
                 cfg->model.arch ? cfg->model.arch : "(null)");
         return -EINVAL;
     }
     if (cfg->precompute && !cfg->pretrained) {
-        lrn_set_err(err, errlen, "precompute: needs a pretrained body (set pretrained)");
+        err_set(err, errlen, "precompute: needs a pretrained body (set pretrained)");
         return -EINVAL;
     }
     if (cfg->opt != OPTIM_SGD && cfg->opt != OPTIM_ADAM) {
-        lrn_set_err(err, errlen, "opt: unknown optimizer %d", (int)cfg->opt);
+        err_set(err, errlen, "opt: unknown optimizer %d", (int)cfg->opt);
         return -EINVAL;
     }
     if (info->count[SPLIT_TRAIN] < 1 || info->count[SPLIT_VALID] < 1) {
-        lrn_set_err(err, errlen, "dataset: needs training and validation images (has %d and %d)",
+        err_set(err, errlen, "dataset: needs training and validation images (has %d and %d)",
                 info->count[SPLIT_TRAIN], info->count[SPLIT_VALID]);
         return -EINVAL;
     }
     if (info->n_classes < 2 && !info->multi_label) {
-        lrn_set_err(err, errlen, "dataset: needs at least 2 classes (has %d)", info->n_classes);
+        err_set(err, errlen, "dataset: needs at least 2 classes (has %d)", info->n_classes);
         return -EINVAL;
     }
     return 0;
@@ -492,7 +475,7 @@ static int create_net(learner *l, char *err, size_t errlen)
     l->n_groups = l->net->n_groups;
     l->head_group = l->n_groups - 1;
     if (l->n_groups > NET_MAX_GROUPS) {
-        lrn_set_err(err, errlen, "arch: %d layer groups, at most %d supported", l->n_groups,
+        err_set(err, errlen, "arch: %d layer groups, at most %d supported", l->n_groups,
                 NET_MAX_GROUPS);
         return -EINVAL;
     }
@@ -558,7 +541,7 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
 {
     *out = NULL;
     if (!cfg || !ds) {
-        lrn_set_err(err, errlen, "learner: no configuration or dataset");
+        err_set(err, errlen, "learner: no configuration or dataset");
         return -EINVAL;
     }
     const ds_info *info = dataset_info(ds);
@@ -592,7 +575,7 @@ int learner_create(learner **out, const learner_config *cfg, dataset *ds, char *
     *out = l;
     return 0;
 out_nomem:
-    lrn_set_err(err, errlen, "learner: out of memory");
+    err_set(err, errlen, "learner: out of memory");
     learner_destroy(l);
     return -ENOMEM;
 }
@@ -607,14 +590,14 @@ net *learner_net(learner *l)
 int learner_freeze_to(learner *l, int group, char *err, size_t errlen)
 {
     if (group < 0 || group > l->n_groups) {
-        lrn_set_err(err, errlen, "to: must be between 0 and %d (got %d)", l->n_groups, group);
+        err_set(err, errlen, "to: must be between 0 and %d (got %d)", l->n_groups, group);
         return -EINVAL;
     }
     if (group < l->head_group)
         l->precompute = 0; /* the cache holds a frozen body's output only */
     int rc = net_freeze_to(l->net, group);
     if (rc)
-        lrn_set_err(err, errlen, "freeze: out of memory for the gradient buffers");
+        err_set(err, errlen, "freeze: out of memory for the gradient buffers");
     return rc;
 }
 
@@ -630,7 +613,7 @@ int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
         return 0;
     }
     if (l->net->freeze_to != l->head_group) {
-        lrn_set_err(err, errlen,
+        err_set(err, errlen,
                 "precompute: needs the body frozen (freeze_to %d, now %d)", l->head_group,
                 l->net->freeze_to);
         return -EINVAL;
@@ -648,7 +631,7 @@ int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
         if (!l->pc_xbuf || !l->pc_ybuf || !l->pc_tbuf || !l->pc_perm) {
             free(l->pc_perm);
             l->pc_perm = NULL;
-            lrn_set_err(err, errlen, "precompute: out of memory");
+            err_set(err, errlen, "precompute: out of memory");
             return -ENOMEM;
         }
     }
@@ -659,7 +642,7 @@ int learner_set_precompute(learner *l, int on, char *err, size_t errlen)
 int learner_resize(learner *l, int sz, char *err, size_t errlen)
 {
     if (sz < 8 || sz > 1024) {
-        lrn_set_err(err, errlen, "sz: must be between 8 and 1024 (got %d)", sz);
+        err_set(err, errlen, "sz: must be between 8 and 1024 (got %d)", sz);
         return -EINVAL;
     }
     if (sz != l->sz) {
@@ -720,13 +703,13 @@ int lrn_check_lrs(const learner *l, int n_lrs, const double *lrs, const char *fi
               char *err, size_t errlen)
 {
     if (n_lrs != 1 && n_lrs != l->n_groups) {
-        lrn_set_err(err, errlen, "%s: give one value or one per layer group (%d), got %d", field,
+        err_set(err, errlen, "%s: give one value or one per layer group (%d), got %d", field,
                 l->n_groups, n_lrs);
         return -EINVAL;
     }
     for (int g = 0; g < n_lrs; g++)
         if (!isfinite(lrs[g]) || lrs[g] <= 0.0 || lrs[g] > 100.0) {
-            lrn_set_err(err, errlen, "%s: must be positive and at most 100 (got %g)", field,
+            err_set(err, errlen, "%s: must be positive and at most 100 (got %g)", field,
                     lrs[g]);
             return -EINVAL;
         }

@@ -88,7 +88,7 @@ static int best_take(learner *l, net_copy *best, int *have_best, char *err, size
     *have_best = 0;
     int rc = lrn_net_copy_save(best, l);
     if (rc) {
-        lrn_set_err(err, errlen, "fit: out of memory keeping the best weights");
+        err_set(err, errlen, "fit: out of memory keeping the best weights");
         return rc;
     }
     *have_best = 1;
@@ -195,37 +195,37 @@ typedef struct fit_verdict {
 static int fit_check_opts(const learner *l, const fit_opts *o, char *err, size_t errlen)
 {
     if (!o) {
-        lrn_set_err(err, errlen, "fit: no options");
+        err_set(err, errlen, "fit: no options");
         return -EINVAL;
     }
     int rc = lrn_check_lrs(l, o->n_lrs, o->lrs, "lrs", err, errlen);
     if (rc)
         return rc;
     if (!(o->wd >= 0.0 && o->wd < 1.0)) {
-        lrn_set_err(err, errlen, "wd: must be in [0, 1) (got %g)", o->wd);
+        err_set(err, errlen, "wd: must be in [0, 1) (got %g)", o->wd);
         return -EINVAL;
     }
     if (!(o->time_limit_s >= 0.0)) {
-        lrn_set_err(err, errlen, "time_limit_s: must be 0 (none) or positive");
+        err_set(err, errlen, "time_limit_s: must be 0 (none) or positive");
         return -EINVAL;
     }
     if (!(o->epoch_frac >= 0.0 && o->epoch_frac <= 1.0)) {
-        lrn_set_err(err, errlen, "epoch_frac: must be in (0, 1], or 0 for whole epochs");
+        err_set(err, errlen, "epoch_frac: must be in (0, 1], or 0 for whole epochs");
         return -EINVAL;
     }
     if (o->resize_epoch < 0 ||
         (o->resize_epoch > 0 && (o->resize_sz < 8 || o->resize_sz > 1024))) {
-        lrn_set_err(err, errlen, "resize_epoch, resize_sz: an epoch of the fit (0: none) and a "
-                    "size between 8 and 1024 (got %d and %d)", o->resize_epoch, o->resize_sz);
+        err_set(err, errlen, "resize_epoch, resize_sz: an epoch of the fit (0: none) and a "
+                "size between 8 and 1024 (got %d and %d)", o->resize_epoch, o->resize_sz);
         return -EINVAL;
     }
     if (o->resize_epoch > 0 && l->precompute) {
-        lrn_set_err(err, errlen, "resize_epoch: the precompute cache holds one size; turn "
-                    "precompute off to resize inside a fit");
+        err_set(err, errlen, "resize_epoch: the precompute cache holds one size; turn "
+                "precompute off to resize inside a fit");
         return -EINVAL;
     }
     if (o->early_stop_patience < 0) {
-        lrn_set_err(err, errlen, "early_stop.patience: must be positive");
+        err_set(err, errlen, "early_stop.patience: must be positive");
         return -EINVAL;
     }
     return 0;
@@ -251,7 +251,7 @@ static int fit_plan(fit_run *r, char *err, size_t errlen)
     r->plan.cycle_mult = o->cycle_mult > 0 ? o->cycle_mult : 1;
     char serr[160];
     if ((rc = sched_plan_check(&r->plan, serr, sizeof serr)))
-        lrn_set_err(err, errlen, "%s", serr);
+        err_set(err, errlen, "%s", serr);
     return rc;
 }
 
@@ -261,13 +261,13 @@ static int fit_resume(fit_run *r, int *done, char *err, size_t errlen)
     learner *l = r->l;
     fit_pos *fp = &l->fit;
     if (!l->ckpt_dir) {
-        lrn_set_err(err, errlen, "resume: the learner has no checkpoint folder");
+        err_set(err, errlen, "resume: the learner has no checkpoint folder");
         return -EINVAL;
     }
     char path[4096];
     int rc = lrn_ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
     if (!rc && access(path, R_OK) != 0) {
-        lrn_set_err(err, errlen, "resume: no checkpoint at %s", path);
+        err_set(err, errlen, "resume: no checkpoint at %s", path);
         return -ENOENT;
     }
     if (!rc)
@@ -283,7 +283,7 @@ static int fit_resume(fit_run *r, int *done, char *err, size_t errlen)
     if (r->cached && (rc = lrn_pc_ensure(l, r->h, err, errlen)))
         return rc;
     if (!fit_same(fp, r->o, &r->plan)) {
-        lrn_set_err(err, errlen, "resume: the checkpoint belongs to a fit with other settings");
+        err_set(err, errlen, "resume: the checkpoint belongs to a fit with other settings");
         return -EINVAL;
     }
     rc = snapshots_reload(l, fp->n_snapshots, err, errlen);
@@ -367,7 +367,7 @@ static int fit_batch(fit_run *r, fit_epoch *fe, const batch_view *v, char *err, 
         optim_set_momentum(l->opt, mom);
     float loss = lrn_train_step(l, r->cached, v, lrs, &rc);
     if (rc) {
-        lrn_set_err(err, errlen, "fit: the batch does not fit the network (%d)", rc);
+        err_set(err, errlen, "fit: the batch does not fit the network (%d)", rc);
         return rc;
     }
     l->step++;
@@ -376,7 +376,7 @@ static int fit_batch(fit_run *r, fit_epoch *fe, const batch_view *v, char *err, 
         l->weights_version++;
     fe->last_sl = smoother_add(&l->fit.smooth, loss);
     if (!isfinite(loss)) {
-        lrn_set_err(err, errlen,
+        err_set(err, errlen,
                 "fit: the training loss is not finite at epoch %d batch %d: the "
                 "learning rate is too high", e, b);
         return -EDOM;
@@ -386,11 +386,11 @@ static int fit_batch(fit_run *r, fit_epoch *fe, const batch_view *v, char *err, 
                    .n_groups = l->n_groups, .momentum = (float)l->opt->mom};
     for (int g = 0; g < l->n_groups && g < NET_MAX_GROUPS; g++)
         eb.lrs[g] = (float)lrs[g];
-    double el = lrn_now_s() - fe->te;
+    double el = clock_mono_s() - fe->te;
     eb.img_per_s = el > 0 ? (double)fe->imgs / el : 0.0;
     fe->b++;
     if (r->h && r->h->on_batch && r->h->on_batch(r->h->ctx, &eb)) {
-        lrn_set_err(err, errlen, "fit: cancelled");
+        err_set(err, errlen, "fit: cancelled");
         return -ECANCELED;
     }
     lrn_progress(r->h, (e - r->first_epoch + (double)fe->b / (double)r->n_batches) /
@@ -404,7 +404,7 @@ static int fit_train(fit_run *r, fit_epoch *fe, char *err, size_t errlen)
     batch_src s;
     int rc = lrn_src_begin(&s, r->l, SPLIT_TRAIN, !r->cached, r->cached);
     if (rc) {
-        lrn_set_err(err, errlen, "fit: the loader failed (%d)", rc);
+        err_set(err, errlen, "fit: the loader failed (%d)", rc);
         return rc;
     }
     batch_view v;
@@ -413,7 +413,7 @@ static int fit_train(fit_run *r, fit_epoch *fe, char *err, size_t errlen)
         if ((rc = fit_batch(r, fe, &v, err, errlen)))
             return rc;
     if (got < 0) {
-        lrn_set_err(err, errlen, "fit: the loader failed (%d)", got);
+        err_set(err, errlen, "fit: the loader failed (%d)", got);
         return got;
     }
     return 0;
@@ -426,16 +426,16 @@ static int fit_epoch_end(fit_run *r, fit_epoch *fe, char *err, size_t errlen)
     learner *l = r->l;
     fit_pos *fp = &l->fit;
     int e = fe->e;
-    fe->train_s = lrn_now_s() - fe->te;
+    fe->train_s = clock_mono_s() - fe->te;
     ev_epoch *ee = &fe->ee;
     *ee = (ev_epoch){.epoch = e, .step = l->step, .train_loss = (float)fe->last_sl};
     ee->cycle = sched_cycle_of_epoch(&r->plan, e, &fe->is_last);
     int rc = lrn_validate(l, &ee->valid_loss, &ee->accuracy, &ee->f2);
     if (rc) {
-        lrn_set_err(err, errlen, "fit: validation failed (%d)", rc);
+        err_set(err, errlen, "fit: validation failed (%d)", rc);
         return rc;
     }
-    ee->seconds = lrn_now_s() - fe->te;
+    ee->seconds = clock_mono_s() - fe->te;
     ee->img_per_s = fe->train_s > 0 ? (double)fe->imgs / fe->train_s : 0.0;
     if (fe->b > 0)
         r->pc = (pace){.sz = l->sz, .batch_s = lrn_agree(l, fe->train_s / fe->b),
@@ -487,7 +487,7 @@ static void fit_decide(fit_run *r, const fit_epoch *fe, fit_verdict *v)
     r->epochs_s += ee->seconds;
     if (!v->stop && fe->is_last && o->time_limit_s > 0 && !r->paced)
         v->next_len = next_cycle_epochs(&r->plan, fe->e, r->total_epochs);
-    v->done_s = lrn_agree(r->l, lrn_now_s() - r->t0);
+    v->done_s = lrn_agree(r->l, clock_mono_s() - r->t0);
     v->mean_epoch_s = lrn_agree(r->l, r->epochs_s / (fe->e + 1 - r->first_epoch));
     v->next_end_s = v->done_s + v->next_len * v->mean_epoch_s;
     if (v->next_len > 0 && v->next_end_s > o->time_limit_s)
@@ -567,7 +567,7 @@ static void fit_report_stop(const fit_run *r, const fit_epoch *fe, const fit_ver
  * ends here (a verdict's stop, reported). */
 static int fit_epoch_run(fit_run *r, int e, int *stop, char *err, size_t errlen)
 {
-    fit_epoch fe = {.e = e, .te = lrn_now_s(), .last_sl = NAN};
+    fit_epoch fe = {.e = e, .te = clock_mono_s(), .last_sl = NAN};
     r->l->epoch_id = r->l->fit.epoch_base + e;
     fit_epoch_begin(r, e, fe.te);
     int rc = fit_train(r, &fe, err, errlen);
@@ -586,7 +586,7 @@ static int fit_epoch_run(fit_run *r, int e, int *stop, char *err, size_t errlen)
         return 0;
     }
     if (cancel && e + 1 < r->total_epochs) {
-        lrn_set_err(err, errlen, "fit: cancelled");
+        err_set(err, errlen, "fit: cancelled");
         return -ECANCELED;
     }
     return 0;
@@ -613,7 +613,7 @@ int learner_fit(learner *l, const fit_opts *o, const ev_hooks *h, char *err, siz
     optim_set_wds(l->opt, &o->wd, 1);
     r.body_trains = l->net->freeze_to < l->head_group;
     r.total_epochs = sched_total_epochs(&r.plan);
-    r.t0 = lrn_now_s();
+    r.t0 = clock_mono_s();
     r.first_epoch = l->fit.next_epoch;
     /* A 1cycle cannot stop early without losing its annealing, so under a time limit it
      * paces itself instead: each epoch keeps its slice of the schedule, and how many

@@ -8,6 +8,8 @@
 
 #include "learner.h"
 #include "optim.h"
+#include "clock_mono.h"
+#include "errmsg.h"
 
 #define CKPT_VERSION 4
 #define LOADER_CACHE_BYTES ((size_t)256 << 20)
@@ -118,9 +120,6 @@ int lrn_writes_files(const learner *l);
  * measured time uses, so that every rank takes it the same way. A collective: every rank
  * calls it at the same point. */
 double lrn_agree(const learner *l, double v);
-void lrn_set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-double lrn_now_s(void);
 void lrn_note(const ev_hooks *h, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void lrn_progress(const ev_hooks *h, double frac, double t0);

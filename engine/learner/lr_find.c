@@ -31,8 +31,8 @@ static int sweep_check_opts(sweep *sw, const lrfind_opts *o, char *err, size_t e
     sw->start = o && o->start_lr > 0 ? o->start_lr : 1e-5;
     sw->end = o && o->end_lr > 0 ? o->end_lr : 10.0;
     if (!(sw->start < sw->end) || !isfinite(sw->end) || sw->end > 1e3) {
-        lrn_set_err(err, errlen, "end_lr: must be above start_lr and at most 1000 (%g, %g)",
-                    sw->start, sw->end);
+        err_set(err, errlen, "end_lr: must be above start_lr and at most 1000 (%g, %g)",
+                sw->start, sw->end);
         return -EINVAL;
     }
     for (int g = 0; g < l->n_groups; g++)
@@ -46,7 +46,7 @@ static int sweep_check_opts(sweep *sw, const lrfind_opts *o, char *err, size_t e
             sw->ratios[g] = o->lrs[o->n_lrs == 1 ? 0 : g] / last;
     }
     if (o && (o->wd < 0.0 || !isfinite(o->wd))) {
-        lrn_set_err(err, errlen, "wd: must be a non-negative number");
+        err_set(err, errlen, "wd: must be a non-negative number");
         return -EINVAL;
     }
     return 0;
@@ -61,12 +61,12 @@ static int sweep_length(sweep *sw, const lrfind_opts *o, char *err, size_t errle
         return rc;
     sw->cached = sw->l->precompute;
     if (bpe < 1) {
-        lrn_set_err(err, errlen, "lr_find: the training split gives no batch");
+        err_set(err, errlen, "lr_find: the training split gives no batch");
         return -EINVAL;
     }
     sw->num_it = o && o->num_it > 0 ? o->num_it : lrfind_default_iters(bpe);
     if (sw->num_it > 100000) {
-        lrn_set_err(err, errlen, "num_it: at most 100000 (got %d)", sw->num_it);
+        err_set(err, errlen, "num_it: at most 100000 (got %d)", sw->num_it);
         return -EINVAL;
     }
     return 0;
@@ -83,7 +83,7 @@ static int sweep_point(sweep *sw, const batch_view *v, char *err, size_t errlen)
         lrs[g] = sw->ratios[g] * f;
     float loss = lrn_train_step(l, sw->cached, v, lrs, &rc);
     if (rc) {
-        lrn_set_err(err, errlen, "lr_find: the batch does not fit the network (%d)", rc);
+        err_set(err, errlen, "lr_find: the batch does not fit the network (%d)", rc);
         return rc;
     }
     double sl = smoother_add(&sw->sm, loss);
@@ -98,7 +98,7 @@ static int sweep_point(sweep *sw, const batch_view *v, char *err, size_t errlen)
     sw->out->n_points = sw->it = ++it;
     const ev_hooks *h = sw->h;
     if (h && h->on_sweep_point && h->on_sweep_point(h->ctx, p)) {
-        lrn_set_err(err, errlen, "lr_find: cancelled");
+        err_set(err, errlen, "lr_find: cancelled");
         return -ECANCELED;
     }
     lrn_progress(h, (double)it / sw->num_it, sw->t0);
@@ -115,7 +115,7 @@ static int sweep_pass(sweep *sw, char *err, size_t errlen)
     batch_src s;
     int rc = lrn_src_begin(&s, sw->l, SPLIT_TRAIN, !sw->cached, sw->cached);
     if (rc) {
-        lrn_set_err(err, errlen, "lr_find: the loader failed (%d)", rc);
+        err_set(err, errlen, "lr_find: the loader failed (%d)", rc);
         return rc;
     }
     batch_view v;
@@ -124,11 +124,11 @@ static int sweep_pass(sweep *sw, char *err, size_t errlen)
         if ((rc = sweep_point(sw, &v, err, errlen)))
             return rc;
     if (sw->it < sw->num_it && got < 0) {
-        lrn_set_err(err, errlen, "lr_find: the loader failed (%d)", got);
+        err_set(err, errlen, "lr_find: the loader failed (%d)", got);
         return got;
     }
     if (sw->it < sw->num_it && s.batch_i == 0) {
-        lrn_set_err(err, errlen, "lr_find: the training split gave no batch");
+        err_set(err, errlen, "lr_find: the training split gave no batch");
         return -EIO;
     }
     return 0;
@@ -167,7 +167,7 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     net_copy saved;
     rc = lrn_net_copy_save(&saved, l);
     if (rc) {
-        lrn_set_err(err, errlen, "lr_find: out of memory saving the weights");
+        err_set(err, errlen, "lr_find: out of memory saving the weights");
         return rc;
     }
     double wd = o ? o->wd : 0.0;
@@ -175,11 +175,11 @@ int learner_lr_find(learner *l, const lrfind_opts *o, const ev_hooks *h, lrfind_
     out->points = calloc((size_t)sw.num_it, sizeof *out->points);
     if (!out->points) {
         rc = -ENOMEM;
-        lrn_set_err(err, errlen, "lr_find: out of memory");
+        err_set(err, errlen, "lr_find: out of memory");
     }
     smoother_reset(&sw.sm);
     lrfind_stop_reset(&sw.stop);
-    sw.t0 = lrn_now_s();
+    sw.t0 = clock_mono_s();
     while (!rc && sw.it < sw.num_it)
         rc = sweep_pass(&sw, err, errlen);
     if (!rc)

@@ -13,13 +13,13 @@ int lrn_pc_setup(learner *l, char *err, size_t errlen)
 {
     int pid = net_pool_node(l->net);
     if (pid < 0) {
-        lrn_set_err(err, errlen, "precompute: the model has no pooling between body and head");
+        err_set(err, errlen, "precompute: the model has no pooling between body and head");
         return -EINVAL;
     }
     /* Node shapes are known once a batch shape is set. */
     int rc = net_set_batch(l->net, l->bs, l->sz, l->sz);
     if (rc) {
-        lrn_set_err(err, errlen, "precompute: size %d does not fit the network", l->sz);
+        err_set(err, errlen, "precompute: size %d does not fit the network", l->sz);
         return rc;
     }
     l->pool_node = pid;
@@ -57,7 +57,7 @@ static int pc_fill(learner *l, ds_split split, loader *dl, pc_split *out, const 
         out->y = malloc((size_t)(n_items ? n_items : 1) * sizeof(int32_t));
     if (!out->x || (!out->t && !out->y)) {
         pc_split_free(out);
-        lrn_set_err(err, errlen, "precompute: out of memory for %d cached activations", n_items);
+        err_set(err, errlen, "precompute: out of memory for %d cached activations", n_items);
         return -ENOMEM;
     }
     /* Data parallelism: each rank computes its shard's rows, zeros elsewhere, and the sum
@@ -100,7 +100,7 @@ static int pc_fill(learner *l, ds_split split, loader *dl, pc_split *out, const 
     }
     if (rc < 0) {
         pc_split_free(out);
-        lrn_set_err(err, errlen, "precompute: reading the %s split failed (%d)",
+        err_set(err, errlen, "precompute: reading the %s split failed (%d)",
                 split == SPLIT_TRAIN ? "training" : "validation", rc);
         return rc;
     }
@@ -113,7 +113,7 @@ int lrn_pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen)
     if (l->pc_valid && l->pc_sz == l->sz && l->pc_version == l->weights_version)
         return 0;
     lrn_pc_drop(l);
-    double t0 = lrn_now_s();
+    double t0 = clock_mono_s();
     if (!l->plain_dl) {
         int rc = lrn_make_loader(l, &l->plain_dl, SPLIT_TRAIN, 0, 0, 0, err, errlen);
         if (rc)
@@ -133,7 +133,7 @@ int lrn_pc_ensure(learner *l, const ev_hooks *h, char *err, size_t errlen)
          "cached the frozen body's pooled activations (%d floats each) of %d training and %d "
          "validation images at size %d in %.1f s; the head trains from them without "
          "augmentation", l->pc_dim, l->pc_train.n, l->pc_valid_split.n, l->sz,
-         lrn_now_s() - t0);
+         clock_mono_s() - t0);
     return 0;
 }
 

@@ -36,12 +36,12 @@ static int predict_pass(learner *l, loader *dl, int augment, float *probs, float
         rc = 0;
     }
     if (rc < 0) {
-        lrn_set_err(err, errlen, "predict: reading images failed (%d)", rc);
+        err_set(err, errlen, "predict: reading images failed (%d)", rc);
         return rc;
     }
     if (dist_active(d) &&
         ((rc = dist_sum_f32(d, probs, n_probs)) || (rc = dist_sum_f64(d, &ls, 1)))) {
-        lrn_set_err(err, errlen, "predict: gathering the workers' predictions failed (%d)", rc);
+        err_set(err, errlen, "predict: gathering the workers' predictions failed (%d)", rc);
         return rc;
     }
     if (loss_sum)
@@ -72,7 +72,7 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
 {
     memset(out, 0, sizeof *out);
     if (n_aug < 0 || n_aug > TTA_MAX_AUG) {
-        lrn_set_err(err, errlen, "n_aug: must be between 0 and %d (got %d)", TTA_MAX_AUG, n_aug);
+        err_set(err, errlen, "n_aug: must be between 0 and %d (got %d)", TTA_MAX_AUG, n_aug);
         return -EINVAL;
     }
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
@@ -83,10 +83,10 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
     int rc = 0;
     if (!p || !avg || valid_truth(l, &y, &t)) {
         rc = -ENOMEM;
-        lrn_set_err(err, errlen, "tta: out of memory");
+        err_set(err, errlen, "tta: out of memory");
         goto out_free;
     }
-    double t0 = lrn_now_s();
+    double t0 = clock_mono_s();
     /* Passes that would repeat the centre crop are not run: they cannot change the mean. */
     const int runs = lrn_augment_is_identity(l) ? 0 : n_aug;
     for (int pass = 0; pass <= runs; pass++) {
@@ -138,7 +138,7 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
                           size_t errlen)
 {
     if (!im || !im->px || im->w < 1 || im->h < 1) {
-        lrn_set_err(err, errlen, "image: empty");
+        err_set(err, errlen, "image: empty");
         return -EINVAL;
     }
     int nc = l->info->n_classes, passes = tta ? 5 : 1;
@@ -147,14 +147,14 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
     if (!x || !pv) {
         free(x);
         free(pv);
-        lrn_set_err(err, errlen, "predict: out of memory");
+        err_set(err, errlen, "predict: out of memory");
         return -ENOMEM;
     }
     int rc = net_set_batch(l->net, 1, l->sz, l->sz);
     if (rc) {
         free(x);
         free(pv);
-        lrn_set_err(err, errlen, "predict: size %d does not fit the network", l->sz);
+        err_set(err, errlen, "predict: size %d does not fit the network", l->sz);
         return rc;
     }
     for (int c = 0; c < nc; c++)
@@ -196,7 +196,7 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
 {
     int n = l->info->count[SPLIT_TEST], nc = l->info->n_classes;
     if (n < 1) {
-        lrn_set_err(err, errlen, "predict-test: the dataset has no test images");
+        err_set(err, errlen, "predict-test: the dataset has no test images");
         return -ENOENT;
     }
     loader *dl = NULL;
@@ -210,10 +210,10 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
     char tmp[4096];
     if (!p || !avg) {
         rc = -ENOMEM;
-        lrn_set_err(err, errlen, "predict-test: out of memory");
+        err_set(err, errlen, "predict-test: out of memory");
         goto out_free;
     }
-    double t0 = lrn_now_s();
+    double t0 = clock_mono_s();
     for (int pass = 0; pass < passes; pass++) {
         rc = predict_pass(l, dl, pass > 0, p, NULL, err, errlen);
         if (rc)
@@ -228,13 +228,13 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
     }
     if (snprintf(tmp, sizeof tmp, "%s.tmp", csv_path) >= (int)sizeof tmp) {
         rc = -ENAMETOOLONG;
-        lrn_set_err(err, errlen, "predict-test: path too long");
+        err_set(err, errlen, "predict-test: path too long");
         goto out_free;
     }
     f = fopen(tmp, "w");
     if (!f) {
         rc = -errno;
-        lrn_set_err(err, errlen, "predict-test: cannot create %s: %s", tmp, strerror(errno));
+        err_set(err, errlen, "predict-test: cannot create %s: %s", tmp, strerror(errno));
         goto out_free;
     }
     /* Rows of any width: a row holds one probability per class, and names can be long. */
@@ -262,7 +262,7 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
         rc = -errno;
     if (rc) {
         unlink(tmp);
-        lrn_set_err(err, errlen, "predict-test: writing %s failed: %s", csv_path, strerror(-rc));
+        err_set(err, errlen, "predict-test: writing %s failed: %s", csv_path, strerror(-rc));
         goto out_free;
     }
     lrn_note(h, "predict_test", "wrote %d predictions%s to %s", n, tta ? " with TTA" : "",
@@ -284,7 +284,7 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
                               size_t errlen)
 {
     if (l->n_snapshots < 1) {
-        lrn_set_err(err, errlen, "ensemble: no snapshots (fit with snapshots on)");
+        err_set(err, errlen, "ensemble: no snapshots (fit with snapshots on)");
         return -ENOENT;
     }
     int n = l->info->count[SPLIT_VALID], nc = l->info->n_classes, multi = l->info->multi_label;
@@ -298,7 +298,7 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
     float *t = NULL;
     if (!p || !avg || valid_truth(l, &y, &t)) {
         rc = -ENOMEM;
-        lrn_set_err(err, errlen, "ensemble: out of memory");
+        err_set(err, errlen, "ensemble: out of memory");
         goto out_free;
     }
     for (int s = 0; s < l->n_snapshots && !rc; s++) {

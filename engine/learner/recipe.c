@@ -220,7 +220,7 @@ static int scratch_sweep(learner *l, scratch_plan *sp, const ev_hooks *h, char *
     int rc = learner_lr_find(l, &lo, h, &r, err, errlen);
     if (rc)
         return rc;
-    sp->sweep_s = lrn_agree(l, lrn_now_s() - sp->t0);
+    sp->sweep_s = lrn_agree(l, clock_mono_s() - sp->t0);
     sp->lr = pick_lr(&r, l->opt->cfg.kind == OPTIM_ADAM, 1e-2, h, "from scratch");
     sp->swept = r.n_points;
     lrfind_result_free(&r);
@@ -234,13 +234,13 @@ static int scratch_time_small(learner *l, scratch_plan *sp, const ev_hooks *h, c
 {
     lrfind_opts po = {.start_lr = 1e-7, .end_lr = 1e-6, .num_it = RECIPE_PROBE_IT};
     lrfind_result pr;
-    double tp = lrn_now_s();
+    double tp = clock_mono_s();
     learner_resize(l, sp->small, NULL, 0);
     int rc = learner_lr_find(l, &po, NULL, &pr, err, errlen);
     learner_resize(l, sp->full, NULL, 0);
     if (rc)
         return rc;
-    tp = lrn_agree(l, lrn_now_s() - tp);
+    tp = lrn_agree(l, clock_mono_s() - tp);
     sp->small_img_s = tp > 0 ? (double)pr.n_points * l->bs / tp : 0.0;
     lrfind_result_free(&pr);
     lrn_note(h, "budget", "%d batches at %d pixels, the progressive resizing's small size, "
@@ -254,7 +254,7 @@ static int scratch_time_small(learner *l, scratch_plan *sp, const ev_hooks *h, c
 static void scratch_plan_budget(const learner *l, scratch_plan *sp, const ev_hooks *h)
 {
     double sweep_img_s = sp->sweep_s > 0 ? (double)sp->swept * l->bs / sp->sweep_s : 0;
-    double left_s = lrn_agree(l, sp->budget_s - (lrn_now_s() - sp->t0)), ts[2] = {0, 0},
+    double left_s = lrn_agree(l, sp->budget_s - (clock_mono_s() - sp->t0)), ts[2] = {0, 0},
            vs[2] = {0, 0},
            tta_s = 0, unused;
     if (sweep_img_s > 0) {
@@ -358,7 +358,7 @@ static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug
                           int one_cycle, const ev_hooks *h, tta_result *out, char *err,
                           size_t errlen)
 {
-    scratch_plan sp = {.t0 = lrn_now_s(), .budget_s = budget_s, .max_epochs = max_epochs,
+    scratch_plan sp = {.t0 = clock_mono_s(), .budget_s = budget_s, .max_epochs = max_epochs,
                        .n_aug = n_aug, .one_cycle = one_cycle, .epochs = max_epochs,
                        .full = l->sz, .frac = 1.0};
     int rc = learner_unfreeze(l);
@@ -423,10 +423,10 @@ static int pretrained_head(learner *l, const ev_hooks *h, double *lr, double *st
     lrn_note(h, "recipe", "step 4: precompute off so augmentation applies; 2 SGDR cycles of "
          "cycle_len 1 on the head (the seed's 2-3, the lower end to keep the budget for "
          "the unfrozen phase)");
-    double t4 = lrn_now_s();
+    double t4 = clock_mono_s();
     if ((rc = learner_fit(l, &fo, h, err, errlen)))
         return rc;
-    *step4_s = lrn_now_s() - t4;
+    *step4_s = clock_mono_s() - t4;
     return 0;
 }
 
@@ -469,7 +469,7 @@ static void pretrained_budget(const learner *l, fit_opts *fo, double budget_s, d
     double n_seen = 2.0 * (l->info->count[SPLIT_TRAIN] + l->info->count[SPLIT_VALID]);
     double tta_s = step4_s > 0 ? (1 + n_aug) * l->info->count[SPLIT_VALID] * step4_s / n_seen
                                : 0.0;
-    double left_s = budget_s - (lrn_now_s() - t0);
+    double left_s = budget_s - (clock_mono_s() - t0);
     fo->time_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
     lrn_note(h, "budget", "%.1f of %.1f minutes left before step 8; TTA takes about %.1f "
              "(from step 4's speed), so step 8 stops at a cycle end whose next cycle "
@@ -480,7 +480,7 @@ static void pretrained_budget(const learner *l, fit_opts *fo, double budget_s, d
 static int recipe_pretrained(learner *l, int max_epochs, int close, double budget_s, int n_aug,
                              const ev_hooks *h, tta_result *out, char *err, size_t errlen)
 {
-    double t0 = lrn_now_s();
+    double t0 = clock_mono_s();
     /* SGDR cycles of 1, 2, 4, ... epochs that fit max_epochs. */
     int n_cycle = 0, used = 0;
     while (used + (1 << n_cycle) <= max_epochs && n_cycle < 10)
@@ -514,11 +514,11 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
     int close = o && o->close_to_imagenet;
     double budget_s = o && o->budget_minutes > 0 ? o->budget_minutes * 60.0 : 0.0;
     if (max_epochs > 1000 || n_aug > TTA_MAX_AUG) {
-        lrn_set_err(err, errlen, "recipe: max_epochs at most 1000, n_aug at most %d", TTA_MAX_AUG);
+        err_set(err, errlen, "recipe: max_epochs at most 1000, n_aug at most %d", TTA_MAX_AUG);
         return -EINVAL;
     }
     if (o && !(o->budget_minutes >= 0 && o->budget_minutes <= 1e6)) {
-        lrn_set_err(err, errlen, "budget_minutes: must be between 0 (none) and 1e6");
+        err_set(err, errlen, "budget_minutes: must be between 0 (none) and 1e6");
         return -EINVAL;
     }
     if (!l->pretrained)

@@ -221,6 +221,33 @@ def test_job_queue_and_cancel(daemon, run):
     assert_problem(daemon.get(API + "/jobs/%d/predictions.csv" % job["id"]), 404)
 
 
+def test_job_params_show_the_defaults_it_runs_with(daemon, run):
+    """A job's params are what it runs with, every default filled in, not the body as
+    sent: in the 202 and in GET /jobs/{id}."""
+    fit = {"lrs": 0.01, "n_cycle": 1, "cycle_len": 1, "cycle_mult": 1, "wd": 0,
+           "schedule": "sgdr", "snapshots": False, "stop_at_worse_cycle": False,
+           "time_limit_minutes": 0}
+    recipe = {"max_epochs": 7, "close_to_imagenet": False, "n_aug": 4, "budget_minutes": 0,
+              "schedule": "sgdr"}
+    ids = []
+    for path, body, want in (("fit", {"lrs": 0.01, "n_cycle": 1}, fit),
+                             ("recipe", {}, recipe)):
+        r = daemon.post(API + "/runs/%d/%s" % (run["id"], path), body)
+        assert r.status == 202, r
+        assert r.json()["params"] == want
+        ids.append(r.json()["id"])
+        assert daemon.get(API + "/jobs/%d" % ids[-1]).json()["params"] == want
+    for i in ids:
+        c = daemon.post(API + "/jobs/%d/cancel" % i)
+        assert c.status in (202, 409)
+    for i in ids:
+        for _ in range(600):
+            if daemon.get(API + "/jobs/%d" % i).json()["state"] not in ("queued", "running"):
+                break
+            import time
+            time.sleep(0.05)
+
+
 def body_weights(daemon):
     """A resnet_small body with a plain head, as a run's weights after a short fit."""
     r = daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
@@ -344,6 +371,7 @@ BAD_BODIES = [
     ("/runs/{run}/tta", {"n_aug": 0}, 400, "n_aug"),
     ("/runs/{run}/recipe", {"max_epochs": 0}, 400, "max_epochs"),
     ("/runs/{run}/recipe", {"budget_minutes": -1}, 400, "budget_minutes"),
+    ("/runs/{run}/recipe", {"schedule": "constant"}, 400, "schedule"),
     ("/runs/{run}/predict-test", {"tta": "no"}, 400, "tta"),
     ("/runs/99999/fit", {"lrs": 0.01, "n_cycle": 1}, 404, None),
     ("/datasets", {"name": "x", "path": "/etc", "format": "folders"}, 400, "path"),
@@ -549,9 +577,9 @@ def router_table():
         text = f.read()
     table = text[text.index("const api_route api_routes[]"):]
     table = table[:table.index("};")]
-    routes = re.findall(r'\{"(GET|POST|PUT|DELETE|PATCH)", V "([^"]+)"', table)
+    routes = re.findall(r'\{"(GET|POST|PUT|DELETE|PATCH)", (V )?"([^"]+)"', table)
     assert len(routes) > 20
-    return {(m, "/api/v1" + p) for m, p in routes}
+    return {(m, ("/api/v1" if v else "") + p) for m, v, p in routes}
 
 
 def test_openapi_matches_router(daemon):

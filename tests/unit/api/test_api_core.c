@@ -1,5 +1,6 @@
-/* test_api_core.c: the API's request validation (field specs), problem bodies, upload
- * names and tar extraction refusals, without HTTP. Archives are written with libarchive. */
+/* test_api_core.c: the API's request validation (field specs), job parameters (defaults,
+ * canonical JSON, refusals), problem bodies, upload names and tar extraction refusals,
+ * without HTTP. Archives are written with libarchive. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "job_params.h"
 #include "problem.h"
 #include "spec.h"
 #include "upload.h"
@@ -162,6 +164,110 @@ static void spec_refuses_non_objects(void **state)
 }
 
 /* ---- problems ---------------------------------------------------------------------------- */
+
+/* ---- job parameters ----------------------------------------------------------------------- */
+
+static int parse_job(job_kind kind, const char *text, job_params *p, char *field,
+                     size_t fieldlen)
+{
+    char detail[256];
+    json_t *body = json_loads(text, 0, NULL);
+    assert_non_null(body);
+    int rc = job_params_parse(kind, body, p, field, fieldlen, detail, sizeof detail);
+    json_decref(body);
+    return rc;
+}
+
+static void job_params_fill_every_default(void **state)
+{
+    job_params p;
+    char field[64];
+    (void)state;
+    assert_int_equal(parse_job(JOB_FIT, "{\"lrs\":0.01,\"n_cycle\":2}", &p, field,
+                               sizeof field), 0);
+    json_t *j = job_params_json(&p);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "schedule")), "sgdr");
+    assert_int_equal(json_integer_value(json_object_get(j, "cycle_len")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "cycle_mult")), 1);
+    assert_true(json_is_false(json_object_get(j, "snapshots")));
+    assert_true(json_is_number(json_object_get(j, "wd")));
+    assert_true(json_is_number(json_object_get(j, "time_limit_minutes")));
+    assert_null(json_object_get(j, "early_stop"));
+    json_decref(j);
+
+    assert_int_equal(parse_job(JOB_RECIPE, "{}", &p, field, sizeof field), 0);
+    j = job_params_json(&p);
+    assert_int_equal(json_integer_value(json_object_get(j, "max_epochs")), 7);
+    assert_int_equal(json_integer_value(json_object_get(j, "n_aug")), 4);
+    assert_string_equal(json_string_value(json_object_get(j, "schedule")), "sgdr");
+    json_decref(j);
+
+    assert_int_equal(parse_job(JOB_LR_FIND, "{}", &p, field, sizeof field), 0);
+    assert_true(p.lr_find.start_lr == 1e-5 && p.lr_find.end_lr == 10);
+    assert_int_equal(parse_job(JOB_TTA, "{}", &p, field, sizeof field), 0);
+    assert_int_equal(p.tta_n_aug, 4);
+}
+
+/* The canonical JSON reads back to the same parameters: what the daemon runs after a
+ * restart or on resume is what was submitted. */
+static void job_params_round_trip(void **state)
+{
+    static const struct {
+        job_kind kind;
+        const char *body;
+    } cases[] = {
+        {JOB_LR_FIND, "{\"start_lr\":1e-4,\"end_lr\":1,\"num_it\":6}"},
+        {JOB_FIT, "{\"lrs\":[0.001,0.003,0.01],\"n_cycle\":3,\"cycle_mult\":2,"
+                  "\"schedule\":\"1cycle\",\"early_stop\":{\"patience\":2},\"wd\":0.0001}"},
+        {JOB_FIT, "{\"lrs\":0.01,\"n_cycle\":4,\"schedule\":\"constant\"}"},
+        {JOB_FREEZE, "{\"to\":1}"},
+        {JOB_UNFREEZE, "{}"},
+        {JOB_PRECOMPUTE, "{\"on\":true}"},
+        {JOB_RESIZE, "{\"sz\":64}"},
+        {JOB_TTA, "{\"n_aug\":2}"},
+        {JOB_RECIPE, "{\"max_epochs\":3,\"schedule\":\"1cycle\",\"budget_minutes\":5}"},
+        {JOB_PREDICT_TEST, "{\"tta\":true}"},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        job_params a, b;
+        char field[64], detail[256];
+        assert_int_equal(parse_job(cases[i].kind, cases[i].body, &a, field, sizeof field), 0);
+        json_t *j = job_params_json(&a);
+        assert_non_null(j);
+        assert_int_equal(job_params_parse(cases[i].kind, j, &b, field, sizeof field, detail,
+                                          sizeof detail), 0);
+        json_t *k = job_params_json(&b);
+        assert_true(json_equal(j, k));
+        json_decref(j);
+        json_decref(k);
+    }
+}
+
+/* An unknown value is an error naming the field, never a default. */
+static void job_params_refuse_unknown_values(void **state)
+{
+    job_params p;
+    char field[64];
+    (void)state;
+    assert_int_equal(parse_job(JOB_FIT, "{\"lrs\":0.01,\"n_cycle\":1,\"schedule\":\"cosine\"}",
+                               &p, field, sizeof field), -EINVAL);
+    assert_string_equal(field, "schedule");
+    assert_int_equal(parse_job(JOB_RECIPE, "{\"schedule\":\"constant\"}", &p, field,
+                               sizeof field), -EINVAL);
+    assert_string_equal(field, "schedule");
+    assert_int_equal(parse_job(JOB_TTA, "{\"naug\":2}", &p, field, sizeof field), -EINVAL);
+    assert_string_equal(field, "naug");
+    assert_int_equal(parse_job(JOB_FIT, "{\"lrs\":[0.1,0.2],\"n_cycle\":1}", &p, field,
+                               sizeof field), -EINVAL);
+    assert_string_equal(field, "lrs");
+    assert_int_equal(parse_job(JOB_LR_FIND, "{\"start_lr\":1,\"end_lr\":0.5}", &p, field,
+                               sizeof field), -EINVAL);
+    assert_string_equal(field, "end_lr");
+    assert_int_equal(parse_job(JOB_FREEZE, "{}", &p, field, sizeof field), -EINVAL);
+    assert_string_equal(field, "to");
+}
 
 static void problem_has_rfc9457_shape(void **state)
 {
@@ -503,6 +609,9 @@ int main(void)
         cmocka_unit_test(spec_keeps_defaults_and_takes_integral_reals),
         cmocka_unit_test(spec_names_the_bad_field),
         cmocka_unit_test(spec_refuses_non_objects),
+        cmocka_unit_test(job_params_fill_every_default),
+        cmocka_unit_test(job_params_round_trip),
+        cmocka_unit_test(job_params_refuse_unknown_values),
         cmocka_unit_test(problem_has_rfc9457_shape),
         cmocka_unit_test(problem_keeps_invalid_utf8_as_replacement),
         cmocka_unit_test(upload_names),

@@ -1,6 +1,7 @@
 /* test_jobs.c: the daemon's job queue on the real engine and store: every job kind on a
  * tiny PNG dataset, cancellation (queued and running), stop with a checkpointed
- * interrupted fit and its resume, synchronous prediction, run deletion. */
+ * interrupted fit and its resume, synchronous prediction, run deletion, and a stored job
+ * whose params are wrong failing after a restart instead of running something else. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -175,13 +176,18 @@ static void wait_training(store *st, int64_t run, int64_t job, int min_epochs)
     fail_msg("job %lld did not start training", (long long)job);
 }
 
+/* Submits params (JSON text) as the API does: parsed by job_params_parse first. */
 static int64_t submit(jobs *jq, int64_t run, job_kind k, const char *params)
 {
-    json_t *p = json_loads(params, 0, NULL);
-    assert_non_null(p);
+    json_t *body = json_loads(params, 0, NULL);
+    job_params p;
+    char field[64], detail[256];
+    assert_non_null(body);
+    if (job_params_parse(k, body, &p, field, sizeof field, detail, sizeof detail))
+        fail_msg("%s: %s", field, detail);
+    json_decref(body);
     int64_t id = 0;
-    assert_int_equal(jobs_submit(jq, run, k, p, &id), 0);
-    json_decref(p);
+    assert_int_equal(jobs_submit(jq, run, &p, &id), 0);
     return id;
 }
 
@@ -381,14 +387,18 @@ static void every_kind_runs_and_records(void **state)
     assert_int_equal(jobs_predict_image(e.jq, run + 9, buf, n, 0, &j, err, sizeof err), -ENOENT);
 
     /* A failing job reports why and the queue carries on. */
-    int64_t bad = submit(e.jq, run, JOB_FREEZE, "{\"to\":99}");
+    /* (A body the parser refuses never reaches the queue: this one is refused by the
+     * engine, as the run has no pretrained body to precompute.) */
+    int64_t bad = submit(e.jq, run, JOB_PRECOMPUTE, "{\"on\":true}");
     assert_string_equal(wait_final(e.st, bad), "failed");
     state_of(e.st, bad, &j);
     assert_true(strlen(json_string_value(json_object_get(j, "error"))) > 0);
     json_decref(j);
     int64_t after = submit(e.jq, run, JOB_UNFREEZE, "{}");
     assert_string_equal(wait_final(e.st, after), "succeeded");
-    assert_int_equal(jobs_submit(e.jq, run + 50, JOB_TTA, NULL, &after), -ENOENT);
+    job_params tp;
+    job_params_defaults(JOB_TTA, &tp);
+    assert_int_equal(jobs_submit(e.jq, run + 50, &tp, &after), -ENOENT);
     env_close(&e);
 }
 
@@ -450,7 +460,9 @@ static void stop_interrupts_and_resume_continues(void **state)
     assert_true(has_ckpt);
     assert_string_equal(state_of(e.st, waiting, NULL), "queued");
     int64_t id;
-    assert_int_equal(jobs_submit(e.jq, run, JOB_TTA, NULL, &id), -ESHUTDOWN);
+    job_params tta;
+    job_params_defaults(JOB_TTA, &tta);
+    assert_int_equal(jobs_submit(e.jq, run, &tta, &id), -ESHUTDOWN);
     assert_int_equal(jobs_stop(e.jq, 8), 0); /* idempotent */
     env_close(&e);
 
@@ -462,6 +474,15 @@ static void stop_interrupts_and_resume_continues(void **state)
     int64_t resumed = json_integer_value(json_object_get(newest, "id"));
     assert_int_equal(json_integer_value(json_object_get(newest, "resumed_from")), fit);
     json_decref(j);
+    /* It runs with the interrupted job's params, defaults filled in. */
+    json_t *was, *now;
+    assert_int_equal(store_job_get(e.st, fit, &was), 0);
+    assert_int_equal(store_job_get(e.st, resumed, &now), 0);
+    assert_true(json_equal(json_object_get(was, "params"), json_object_get(now, "params")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(now, "params"),
+                                                          "schedule")), "sgdr");
+    json_decref(was);
+    json_decref(now);
     wait_training(e.st, run, resumed, 0);
     assert_int_equal(jobs_cancel(e.jq, resumed), 0);
     assert_string_equal(wait_final(e.st, resumed), "cancelled");
@@ -498,8 +519,12 @@ static void kill_9_mid_fit_then_resume(void **state)
     if (pid == 0) {
         env_open(&e, 0);
         int64_t id;
-        json_t *p = json_pack("{sf si si}", "lrs", 0.01, "n_cycle", 50, "cycle_len", 4);
-        if (jobs_submit(e.jq, run, JOB_FIT, p, &id))
+        job_params p;
+        job_params_defaults(JOB_FIT, &p);
+        p.fit.lrs = (spec_numbers){.n = 1, .v = {0.01}};
+        p.fit.n_cycle = 50;
+        p.fit.cycle_len = 4;
+        if (jobs_submit(e.jq, run, &p, &id))
             _exit(3);
         for (;;)
             pause();
@@ -548,6 +573,36 @@ static void kill_9_mid_fit_then_resume(void **state)
     env_close(&e);
 }
 
+/* A job's stored params are read back with the parser that checked them at submit: a
+ * queued row whose schedule is unknown (here written straight to the store, as an older
+ * version or a hand-edited database could leave it) fails when the restarted queue runs
+ * it, naming the field, instead of running another schedule. */
+static void stored_params_are_checked_after_restart(void **state)
+{
+    (void)state;
+    env e;
+    char err[256];
+    env_open(&e, 0);
+    int64_t run = make_run(&e, NULL);
+    env_close(&e);
+
+    store *st;
+    int64_t id = 0;
+    assert_int_equal(store_open(&st, dbpath, NULL, err, sizeof err), 0);
+    json_t *p = json_pack("{sf si ss}", "lrs", 0.01, "n_cycle", 1, "schedule", "cosine");
+    assert_int_equal(store_job_create(st, run, "fit", p, 0, &id), 0);
+    json_decref(p);
+    store_close(st);
+
+    json_t *j;
+    env_open(&e, 0);
+    assert_string_equal(wait_final(e.st, id), "failed");
+    state_of(e.st, id, &j);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "schedule"));
+    json_decref(j);
+    env_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,6 +612,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(cancel_queued_and_running, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_interrupts_and_resume_continues, setup, teardown),
         cmocka_unit_test_setup_teardown(kill_9_mid_fit_then_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(stored_params_are_checked_after_restart, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

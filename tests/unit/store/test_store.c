@@ -683,6 +683,159 @@ static void metrics_by_key_and_step(void **state)
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM metrics"), 300);
 }
 
+/* The steps of a metrics answer's points, checking they rise strictly and are of key. */
+static int view_steps(json_t *j, const char *key, int64_t *steps, int cap)
+{
+    json_t *pts = json_object_get(j, "points");
+    int n = 0;
+    for (size_t i = 0; i < json_array_size(pts); i++) {
+        json_t *p = json_array_get(pts, i);
+        if (strcmp(jstr(p, "key"), key) != 0)
+            continue;
+        assert_true(n < cap);
+        steps[n] = jint(p, "step");
+        if (n > 0)
+            assert_true(steps[n] > steps[n - 1]);
+        n++;
+    }
+    return n;
+}
+
+static int has_step(const int64_t *steps, int n, int64_t step)
+{
+    for (int i = 0; i < n; i++)
+        if (steps[i] == step)
+            return 1;
+    return 0;
+}
+
+static void metrics_downsample_keeps_first_last_extremes(void **state)
+{
+    fixture *f = *state;
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t job = make_job(f->st, run, "fit");
+    const char *ka[] = {"a", "c"}, *kb[] = {"b"};
+    for (int s = 0; s < 10000; s++) {
+        double v[] = {sin(s * 0.01), NAN};
+        if (s == 4321)
+            v[0] = 100;
+        if (s == 777)
+            v[0] = -100;
+        if (s == 5000)
+            v[0] = INFINITY;
+        assert_int_equal(store_metrics_push(f->st, run, job, s, 2, ka, v), 0);
+        if (s < 50) {
+            double b = s;
+            assert_int_equal(store_metrics_push(f->st, run, job, s, 1, kb, &b), 0);
+        }
+    }
+    assert_int_equal(store_flush(f->st), 0);
+
+    static int64_t steps[20000];
+    json_t *j;
+    assert_int_equal(store_metrics_downsample(f->st, run, "a", -1, -1, 100, &j), 0);
+    int n = view_steps(j, "a", steps, 20000);
+    assert_true(n <= 100 && n > 50);
+    assert_int_equal(steps[0], 0);
+    assert_int_equal(steps[n - 1], 9999);
+    assert_true(has_step(steps, n, 4321) && has_step(steps, n, 777));
+    assert_true(json_is_true(json_object_get(j, "downsampled")));
+    assert_int_equal(jint(j, "max_points"), 100);
+    assert_true(json_is_null(json_object_get(j, "next_after_step")));
+    json_decref(j);
+
+    /* Every key: each at most max_points, a key that fits answered whole. */
+    assert_int_equal(store_metrics_downsample(f->st, run, NULL, -1, -1, 60, &j), 0);
+    assert_true(view_steps(j, "a", steps, 20000) <= 60);
+    assert_int_equal(view_steps(j, "b", steps, 20000), 50);
+    n = view_steps(j, "c", steps, 20000);
+    assert_true(n >= 2 && n <= 60);
+    assert_int_equal(steps[0], 0);
+    assert_int_equal(steps[n - 1], 9999);
+    json_decref(j);
+
+    /* Only the first and last. */
+    assert_int_equal(store_metrics_downsample(f->st, run, "a", -1, -1, 2, &j), 0);
+    n = view_steps(j, "a", steps, 20000);
+    assert_int_equal(n, 2);
+    assert_int_equal(steps[0], 0);
+    assert_int_equal(steps[1], 9999);
+    json_decref(j);
+
+    /* A zoomed window that fits is exact: every step strictly inside the bounds. */
+    assert_int_equal(store_metrics_downsample(f->st, run, "a", 4300, 4400, 1000, &j), 0);
+    n = view_steps(j, "a", steps, 20000);
+    assert_int_equal(n, 99);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(steps[i], 4301 + i);
+    assert_true(json_is_false(json_object_get(j, "downsampled")));
+    json_decref(j);
+    /* A window that does not fit still keeps its bounds' points and its extremes. */
+    assert_int_equal(store_metrics_downsample(f->st, run, "a", 700, 4400, 20, &j), 0);
+    n = view_steps(j, "a", steps, 20000);
+    assert_true(n <= 20);
+    assert_int_equal(steps[0], 701);
+    assert_int_equal(steps[n - 1], 4399);
+    assert_true(has_step(steps, n, 4321) && has_step(steps, n, 777));
+    json_decref(j);
+
+    /* The same window paged at full resolution. */
+    assert_int_equal(store_metrics_range(f->st, run, "a", 4300, 4400, 1000, &j), 0);
+    n = view_steps(j, "a", steps, 20000);
+    assert_int_equal(n, 99);
+    assert_int_equal(steps[0], 4301);
+    assert_true(json_is_null(json_object_get(j, "next_after_step")));
+    json_decref(j);
+    assert_int_equal(store_metrics_range(f->st, run, NULL, 10, 20, 1000, &j), 0);
+    assert_int_equal(json_array_size(json_object_get(j, "points")), 9 * 3);
+    json_decref(j);
+
+    assert_int_equal(store_metrics_downsample(f->st, run, "a", 20000, -1, 10, &j), 0);
+    assert_int_equal(json_array_size(json_object_get(j, "points")), 0);
+    json_decref(j);
+    assert_int_equal(store_metrics_downsample(f->st, run, "a", -1, -1, 1, &j), -EINVAL);
+    assert_int_equal(store_metrics_downsample(f->st, run, "a", -1, -1, STORE_METRICS_MAX + 1,
+                                              &j),
+                     -EINVAL);
+    assert_int_equal(store_metrics_downsample(f->st, run + 1, NULL, -1, -1, 10, &j), -ENOENT);
+}
+
+static void stats_count_jobs_epochs_and_size(void **state)
+{
+    fixture *f = *state;
+    const double le[] = {1, 10, 100};
+    store_stats ss;
+    assert_int_equal(store_stats_get(f->st, le, 3, &ss), 0);
+    assert_int_equal(ss.running_job, 0);
+    assert_int_equal(ss.epochs, 0);
+    assert_true(ss.db_bytes > 0);
+
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t a = make_job(f->st, run, "fit"), b = make_job(f->st, run, "fit");
+    make_job(f->st, run, "tta");
+    assert_int_equal(store_job_start(f->st, a), 0);
+    int ep;
+    store_epoch e1 = {0, 0, 1, 1, 0.5, -1, 5.0, 300, 10};
+    store_epoch e2 = {1, 1, 1, 1, 0.6, -1, 50.0, 700, 20};
+    assert_int_equal(store_epoch_add(f->st, run, a, &e1, &ep), 0);
+    assert_int_equal(store_epoch_add(f->st, run, a, &e2, &ep), 0);
+    assert_int_equal(store_job_start(f->st, b), 0);
+    assert_int_equal(store_job_finish(f->st, b, "failed", "boom", NULL), 0);
+
+    assert_int_equal(store_stats_get(f->st, le, 3, &ss), 0);
+    assert_int_equal(ss.jobs[0], 1); /* queued */
+    assert_int_equal(ss.jobs[1], 1); /* running */
+    assert_int_equal(ss.jobs[3], 1); /* failed */
+    assert_int_equal(ss.running_job, a);
+    assert_true(fabs(ss.img_per_s - 700) < 1e-9);
+    assert_int_equal(ss.epochs, 2);
+    assert_true(fabs(ss.epoch_seconds_sum - 55) < 1e-9);
+    assert_int_equal(ss.epoch_le[0], 0);
+    assert_int_equal(ss.epoch_le[1], 1);
+    assert_int_equal(ss.epoch_le[2], 2);
+    assert_int_equal(store_stats_get(f->st, le, STORE_STATS_BUCKETS + 1, &ss), -EINVAL);
+}
+
 static void epochs_snapshots_predictions(void **state)
 {
     fixture *f = *state;
@@ -1366,6 +1519,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(startup_recovery_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(lr_find_with_points, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_by_key_and_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(metrics_downsample_keeps_first_last_extremes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(stats_count_jobs_epochs_and_size, setup, teardown),
         cmocka_unit_test_setup_teardown(epochs_snapshots_predictions, setup, teardown),
         cmocka_unit_test_setup_teardown(commits_notify_subscribers_and_events_resume, setup,
                                         teardown),

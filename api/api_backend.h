@@ -1,0 +1,54 @@
+/* api_backend.h: what the API asks of whoever runs the jobs. The daemon hands the server one
+ * api_backend at start (api_config.backend); the API never links against the daemon, so
+ * it can be built and tested alone with a backend of the test's own.
+ *
+ * Every function takes ctx first and returns 0 or a negative errno-style code, as
+ * store.h's functions do, plus -ESHUTDOWN when the backend is stopping. Each may be called
+ * from any connection thread at once and must not wait on training. */
+#ifndef SGDRD_API_API_BACKEND_H
+#define SGDRD_API_API_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "job_params.h"
+
+typedef struct api_backend {
+    void *ctx;
+
+    /* Queues a job of params->kind on run run_id (params checked by job_params_parse;
+     * borrowed): the job's row, with the canonical params, is committed as `queued` before
+     * it returns. -ENOENT: no such run. */
+    int (*submit)(void *ctx, int64_t run_id, const job_params *params, int64_t *job_id);
+    /* Cancels a queued or running job. -ENOENT: no such job; -EALREADY: it has ended. */
+    int (*cancel)(void *ctx, int64_t job_id);
+    /* Queues a job that takes over an `interrupted` one. -ENOENT: no such job; -EINVAL:
+     * it is not interrupted, or cannot resume; -EALREADY: a job resumes it already
+     * (*new_job_id is that job). */
+    int (*resume)(void *ctx, int64_t job_id, int64_t *new_job_id);
+    /* Deletes a run with its files. -EBUSY: it has a queued or running job. */
+    int (*delete_run)(void *ctx, int64_t run_id);
+    /* Class probabilities of one image for a run (*out: a new object). -ENOENT: no run;
+     * -EINVAL: undecodable image; -EAGAIN: no weights yet; -ESTALE: the dataset is gone.
+     * err says why. */
+    int (*predict_image)(void *ctx, int64_t run_id, const void *buf, size_t len, int tta,
+                         json_t **out, char *err, size_t errlen);
+    /* The run's current weights file (*path malloc'd). -ENOENT: none yet. */
+    int (*weights_path)(void *ctx, int64_t run_id, char **path);
+    /* Jobs waiting, and the running job's id (0: none). */
+    int (*queue_length)(void *ctx);
+    int64_t (*running)(void *ctx);
+    /* Registers a dataset on the server's disk: path must lie under a dataset root (or,
+     * when uploaded, under the data dir); -EACCES otherwise, -EINVAL when it cannot be
+     * used, -EEXIST when the name is taken. On failure *field names the input to blame
+     * ("name", "format", "path") or is NULL, and err says why. valid_pct < 0 and csv NULL
+     * take the defaults. */
+    int (*register_dataset)(void *ctx, const char *name, const char *path,
+                            const char *format, double valid_pct, const char *csv,
+                            uint64_t seed, int uploaded, int64_t *id, const char **field,
+                            char *err, size_t errlen);
+} api_backend;
+
+#endif

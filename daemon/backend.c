@@ -1,0 +1,68 @@
+/* backend.c: the job queue seen through the API's backend interface (api_backend.h). */
+#include "jobs.h"
+
+static int be_submit(void *ctx, int64_t run_id, const job_params *params, int64_t *job_id)
+{
+    return jobs_submit(ctx, run_id, params, job_id);
+}
+
+static int be_cancel(void *ctx, int64_t job_id)
+{
+    return jobs_cancel(ctx, job_id);
+}
+
+static int be_resume(void *ctx, int64_t job_id, int64_t *new_job_id)
+{
+    return jobs_resume(ctx, job_id, new_job_id);
+}
+
+static int be_delete_run(void *ctx, int64_t run_id)
+{
+    return jobs_delete_run(ctx, run_id);
+}
+
+static int be_predict_image(void *ctx, int64_t run_id, const void *buf, size_t len, int tta,
+                            json_t **out, char *err, size_t errlen)
+{
+    return jobs_predict_image(ctx, run_id, buf, len, tta, out, err, errlen);
+}
+
+static int be_weights_path(void *ctx, int64_t run_id, char **path)
+{
+    return jobs_weights_path(ctx, run_id, path);
+}
+
+static int be_queue_length(void *ctx)
+{
+    return jobs_queue_length(ctx);
+}
+
+static int64_t be_running(void *ctx)
+{
+    return jobs_running(ctx);
+}
+
+static int be_register_dataset(void *ctx, const char *name, const char *path,
+                               const char *format, double valid_pct, const char *csv,
+                               uint64_t seed, int uploaded, int64_t *id, const char **field,
+                               char *err, size_t errlen)
+{
+    return jobs_register_dataset(ctx, name, path, format, valid_pct, csv, seed, uploaded, id,
+                                 field, err, errlen);
+}
+
+void jobs_backend(jobs *jq, api_backend *out)
+{
+    *out = (api_backend){
+        .ctx = jq,
+        .submit = be_submit,
+        .cancel = be_cancel,
+        .resume = be_resume,
+        .delete_run = be_delete_run,
+        .predict_image = be_predict_image,
+        .weights_path = be_weights_path,
+        .queue_length = be_queue_length,
+        .running = be_running,
+        .register_dataset = be_register_dataset,
+    };
+}
