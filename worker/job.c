@@ -6,7 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "spec.h"
+#include "job_params.h"
+#include "job_spec.h"
 
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
@@ -22,13 +23,10 @@ static json_t *suggestion_json(const lr_suggestion *s)
     return json_pack("{so}", "lr", num(s->lr));
 }
 
-static int do_lr_find(learner *l, json_t *p, const ev_hooks *h, json_t **result, char *err,
-                      size_t errlen)
+static int do_lr_find(learner *l, const job_lr_find *p, const ev_hooks *h, json_t **result,
+                      char *err, size_t errlen)
 {
-    lrfind_opts o = {0};
-    o.start_lr = spec_num(p, "start_lr", 1e-5);
-    o.end_lr = spec_num(p, "end_lr", 10);
-    o.num_it = (int)spec_num(p, "num_it", 0);
+    lrfind_opts o = {.start_lr = p->start_lr, .end_lr = p->end_lr, .num_it = (int)p->num_it};
     lrfind_result r = {0};
     int rc = learner_lr_find(l, &o, h, &r, err, errlen);
     if (rc == 0)
@@ -41,91 +39,90 @@ static int do_lr_find(learner *l, json_t *p, const ev_hooks *h, json_t **result,
     return rc;
 }
 
-static int fit_opts_of(json_t *p, fit_opts *o, char *err, size_t errlen)
+/* As the daemon's job runner maps a fit's parameters. */
+static void fit_opts_of(const job_fit *p, int resume, fit_opts *o)
 {
     memset(o, 0, sizeof *o);
-    json_t *lrs = json_object_get(p, "lrs");
-    if (json_is_number(lrs)) {
-        o->n_lrs = 1;
-        o->lrs[0] = json_number_value(lrs);
-    } else if (json_is_array(lrs) && json_array_size(lrs) >= 1 &&
-               json_array_size(lrs) <= LEARNER_MAX_GROUPS) {
-        o->n_lrs = (int)json_array_size(lrs);
-        for (int i = 0; i < o->n_lrs; i++)
-            o->lrs[i] = json_number_value(json_array_get(lrs, (size_t)i));
-    } else {
-        snprintf(err, errlen, "lrs: a number or 1..%d numbers", LEARNER_MAX_GROUPS);
-        return -EINVAL;
-    }
-    o->n_cycle = (int)spec_num(p, "n_cycle", 1);
-    o->cycle_len = (int)spec_num(p, "cycle_len", 1);
-    o->cycle_mult = (int)spec_num(p, "cycle_mult", 1);
-    o->wd = spec_num(p, "wd", 0);
-    const char *sched = json_string_value(json_object_get(p, "schedule"));
-    o->schedule = !sched || !strcmp(sched, "sgdr") ? SCHED_SGDR
-                  : !strcmp(sched, "constant")     ? SCHED_CONSTANT
-                                                   : SCHED_1CYCLE;
-    o->snapshots = spec_bool(p, "snapshots", 0);
-    o->early_stop_patience = (int)spec_num(json_object_get(p, "early_stop"), "patience", 0);
-    o->stop_at_worse_cycle = spec_bool(p, "stop_at_worse_cycle", 0);
-    o->time_limit_s = spec_num(p, "time_limit_minutes", 0) * 60.0;
-    return 0;
+    o->n_lrs = p->lrs.n;
+    for (int i = 0; i < p->lrs.n && i < LEARNER_MAX_GROUPS; i++)
+        o->lrs[i] = p->lrs.v[i];
+    o->n_cycle = (int)p->n_cycle;
+    o->cycle_len = (int)p->cycle_len;
+    o->cycle_mult = (int)p->cycle_mult;
+    o->wd = p->wd;
+    o->schedule = (sched_kind)p->schedule;
+    o->snapshots = p->snapshots;
+    o->early_stop_patience = (int)p->patience;
+    o->stop_at_worse_cycle = p->stop_at_worse_cycle;
+    o->time_limit_s = p->time_limit_minutes * 60.0;
+    o->resume = resume;
 }
 
-static int do_recipe(learner *l, json_t *p, const ev_hooks *h, json_t **result, char *err,
-                     size_t errlen)
+static int run_params(learner *l, const job_params *p, json_t *spec, int resume,
+                      const ev_hooks *h, json_t **result, char *err, size_t errlen)
 {
-    const char *sched = json_string_value(json_object_get(p, "schedule"));
-    recipe_opts o = {.max_epochs = (int)spec_num(p, "max_epochs", 0),
-                     .close_to_imagenet = spec_bool(p, "close_to_imagenet", 0),
-                     .n_aug = (int)spec_num(p, "n_aug", 0),
-                     .budget_minutes = spec_num(p, "budget_minutes", 0),
-                     .one_cycle = sched && !strcmp(sched, "1cycle")};
     tta_result r = {0};
-    int rc = learner_recipe(l, &o, h, &r, err, errlen);
-    if (rc == 0)
-        *result = tta_json(&r);
-    return rc;
-}
-
-int job_run(learner *l, json_t *spec, const ev_hooks *h, json_t **result, char *err,
-            size_t errlen)
-{
-    json_t *job = json_object_get(spec, "job");
-    json_t *p = json_object_get(job, "params");
-    const char *kind = json_string_value(json_object_get(job, "kind"));
-    *result = NULL;
-    if (!strcmp(kind, "lr_find"))
-        return do_lr_find(l, p, h, result, err, errlen);
-    if (!strcmp(kind, "fit")) {
+    int rc;
+    switch (p->kind) {
+    case JOB_LR_FIND:
+        return do_lr_find(l, &p->lr_find, h, result, err, errlen);
+    case JOB_FIT: {
         fit_opts o;
-        int rc = fit_opts_of(p, &o, err, errlen);
-        o.resume = spec_bool(job, "resume", 0);
-        return rc ? rc : learner_fit(l, &o, h, err, errlen);
+        fit_opts_of(&p->fit, resume, &o);
+        return learner_fit(l, &o, h, err, errlen);
     }
-    if (!strcmp(kind, "recipe"))
-        return do_recipe(l, p, h, result, err, errlen);
-    if (!strcmp(kind, "tta")) {
-        tta_result r = {0};
-        int rc = learner_tta(l, (int)spec_num(p, "n_aug", 4), h, &r, err, errlen);
-        if (rc == 0)
-            *result = tta_json(&r);
-        return rc;
+    case JOB_TTA:
+        rc = learner_tta(l, (int)p->tta_n_aug, h, &r, err, errlen);
+        break;
+    case JOB_RECIPE: {
+        recipe_opts o = {.max_epochs = (int)p->recipe.max_epochs,
+                         .close_to_imagenet = p->recipe.close_to_imagenet,
+                         .n_aug = (int)p->recipe.n_aug,
+                         .budget_minutes = p->recipe.budget_minutes,
+                         .one_cycle = p->recipe.one_cycle};
+        rc = learner_recipe(l, &o, h, &r, err, errlen);
+        break;
     }
-    if (!strcmp(kind, "predict_test")) {
+    case JOB_PREDICT_TEST: {
         const char *csv = json_string_value(json_object_get(spec, "predictions_csv"));
         if (!csv) {
             snprintf(err, errlen, "spec: predict_test needs predictions_csv");
             return -EINVAL;
         }
-        return learner_predict_test(l, spec_bool(p, "tta", 0), csv, h, err, errlen);
+        return learner_predict_test(l, p->predict_tta, csv, h, err, errlen);
     }
-    snprintf(err, errlen, "spec: job.kind must be lr_find, fit, recipe, tta or predict_test "
-             "(got %s)", kind);
-    return -EINVAL;
+    default:
+        snprintf(err, errlen, "spec: job.kind %s does not run on workers (lr_find, fit, "
+                 "recipe, tta or predict_test do)", job_kind_name(p->kind));
+        return -EINVAL;
+    }
+    if (rc == 0)
+        *result = tta_json(&r);
+    return rc;
 }
 
-json_t *job_state_json(learner *l)
+int worker_run_job(learner *l, json_t *spec, const ev_hooks *h, json_t **result, char *err,
+                   size_t errlen)
+{
+    json_t *job = json_object_get(spec, "job");
+    const char *kind_name = json_string_value(json_object_get(job, "kind"));
+    *result = NULL;
+    job_kind kind;
+    if (job_kind_parse(kind_name, &kind)) {
+        snprintf(err, errlen, "spec: job.kind: unknown kind %s", kind_name);
+        return -EINVAL;
+    }
+    job_params p;
+    char field[64], detail[256];
+    if (job_params_parse(kind, json_object_get(job, "params"), &p, field, sizeof field, detail,
+                         sizeof detail)) {
+        snprintf(err, errlen, "params%s%s: %s", field[0] ? "." : "", field, detail);
+        return -EINVAL;
+    }
+    return run_params(l, &p, spec, jspec_bool(job, "resume", 0), h, result, err, errlen);
+}
+
+json_t *worker_state_json(learner *l)
 {
     learner_state s;
     learner_get_state(l, &s);

@@ -17,7 +17,7 @@
 #include "dist/dist_mpi.h"
 #include "emit.h"
 #include "job.h"
-#include "spec.h"
+#include "job_spec.h"
 #include "weights.h"
 
 #define MSG_MAX 512
@@ -53,7 +53,7 @@ static int any_failed(emitter *e, int rc, const char *why, const char *stage)
 /* Whether every rank sees the dataset rank 0 sees (the same index hash). */
 static int dataset_differs(emitter *e, const dataset *ds, json_t *spec)
 {
-    unsigned long long h = spec_dataset_hash(ds), h0 = h;
+    unsigned long long h = jspec_dataset_hash(ds), h0 = h;
     MPI_Bcast(&h0, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
     char why[MSG_MAX] = "";
     if (h != h0)
@@ -81,7 +81,7 @@ static int run(emitter *e, json_t *spec)
     char err[MSG_MAX] = "";
     dataset *ds = NULL;
     learner *l = NULL;
-    int rc = spec_learner(spec, e->d, &ds, &l, err, sizeof err);
+    int rc = jspec_learner(spec, e->d, &ds, &l, err, sizeof err);
     if (any_failed(e, rc, err, "setup"))
         goto out;
     if (dataset_differs(e, ds, spec)) {
@@ -91,7 +91,7 @@ static int run(emitter *e, json_t *spec)
     emit_world(e, 0.0);
     ev_hooks h = emit_hooks(e);
     json_t *result = NULL;
-    rc = job_run(l, spec, &h, &result, err, sizeof err);
+    rc = worker_run_job(l, spec, &h, &result, err, sizeof err);
     if (any_failed(e, rc, err, "job")) {
         json_decref(result);
         goto out;
@@ -103,7 +103,7 @@ static int run(emitter *e, json_t *spec)
         goto out;
     }
     emit(e, "done", json_pack("{so so}", "result", result ? result : json_null(), "state",
-                              job_state_json(l)));
+                              worker_state_json(l)));
 out:
     learner_destroy(l);
     dataset_destroy(ds);
@@ -128,7 +128,7 @@ int main(int argc, char **argv)
     }
     int rank = dist_rank(d);
     emitter e = {.out = rank == 0 ? stdout : NULL, .d = d};
-    json_t *spec = spec_read(argv[1], err, sizeof err);
+    json_t *spec = jspec_read(argv[1], err, sizeof err);
     int status = 1;
     if (!any_failed(&e, spec ? 0 : -EINVAL, err, "spec"))
         status = run(&e, spec);

@@ -1,5 +1,5 @@
-/* spec.c: a worker's job spec (spec.h): reading it, and the dataset and learner it names. */
-#include "spec.h"
+/* job_spec.c: a worker's job spec (job_spec.h): reading it, its dataset and learner. */
+#include "job_spec.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -7,19 +7,19 @@
 
 #include "models/models.h"
 
-double spec_num(json_t *o, const char *k, double dflt)
+double jspec_num(json_t *o, const char *k, double dflt)
 {
     json_t *v = json_object_get(o, k);
     return json_is_number(v) ? json_number_value(v) : dflt;
 }
 
-int spec_bool(json_t *o, const char *k, int dflt)
+int jspec_bool(json_t *o, const char *k, int dflt)
 {
     json_t *v = json_object_get(o, k);
     return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
-json_t *spec_read(const char *path, char *err, size_t errlen)
+json_t *jspec_read(const char *path, char *err, size_t errlen)
 {
     json_error_t je;
     json_t *s = json_load_file(path, 0, &je);
@@ -66,9 +66,9 @@ static void model_of(json_t *c, model_spec *m, int multi_label)
 {
     model_spec_defaults(m);
     m->arch = json_string_value(json_object_get(c, "arch"));
-    m->multi_label = spec_bool(c, "multi_label", multi_label);
-    m->seed = (uint64_t)spec_num(c, "seed", 0);
-    m->label_smoothing = (float)spec_num(c, "label_smoothing", 0.0);
+    m->multi_label = jspec_bool(c, "multi_label", multi_label);
+    m->seed = (uint64_t)jspec_num(c, "seed", 0);
+    m->label_smoothing = (float)jspec_num(c, "label_smoothing", 0.0);
     const char *head = json_string_value(json_object_get(c, "head"));
     if (head && !strcmp(head, "plain"))
         m->head = HEAD_PLAIN;
@@ -91,9 +91,9 @@ static int open_dataset(json_t *d, dataset **out, char *err, size_t errlen)
 {
     ds_options o = {0};
     o.path = json_string_value(json_object_get(d, "path"));
-    o.valid_pct = spec_num(d, "valid_pct", -1);
+    o.valid_pct = jspec_num(d, "valid_pct", -1);
     o.csv = json_string_value(json_object_get(d, "csv"));
-    o.seed = (uint64_t)spec_num(d, "seed", 42);
+    o.seed = (uint64_t)jspec_num(d, "seed", 42);
     if (format_of(json_string_value(json_object_get(d, "format")), &o.format)) {
         snprintf(err, errlen, "spec: dataset.format must be folders, csv or idx");
         return -EINVAL;
@@ -107,17 +107,17 @@ static int apply_state(learner *l, json_t *s, int base_sz, char *err, size_t err
 {
     const char *load = json_string_value(json_object_get(s, "load"));
     int rc = load ? learner_load(l, load, err, errlen) : 0;
-    int sz = (int)spec_num(s, "sz", 0);
+    int sz = (int)jspec_num(s, "sz", 0);
     if (!rc && sz > 0 && sz != base_sz)
         rc = learner_resize(l, sz, err, errlen);
     if (!rc && json_is_integer(json_object_get(s, "freeze_to")))
-        rc = learner_freeze_to(l, (int)spec_num(s, "freeze_to", 0), err, errlen);
+        rc = learner_freeze_to(l, (int)jspec_num(s, "freeze_to", 0), err, errlen);
     if (!rc && json_is_boolean(json_object_get(s, "precompute")))
-        rc = learner_set_precompute(l, spec_bool(s, "precompute", 0), err, errlen);
+        rc = learner_set_precompute(l, jspec_bool(s, "precompute", 0), err, errlen);
     return rc;
 }
 
-int spec_learner(json_t *spec, dist *d, dataset **ds_out, learner **out, char *err,
+int jspec_learner(json_t *spec, dist *d, dataset **ds_out, learner **out, char *err,
                  size_t errlen)
 {
     dataset *ds = NULL;
@@ -130,12 +130,12 @@ int spec_learner(json_t *spec, dist *d, dataset **ds_out, learner **out, char *e
     json_t *c = json_object_get(spec, "learner");
     learner_config lc = {0};
     model_of(c, &lc.model, dataset_info(ds)->multi_label);
-    lc.sz = (int)spec_num(c, "sz", 224);
-    lc.bs = (int)spec_num(c, "bs", 64);
+    lc.sz = (int)jspec_num(c, "sz", 224);
+    lc.bs = (int)jspec_num(c, "bs", 64);
     lc.tfms = tfms_of(json_string_value(json_object_get(c, "tfms")));
-    lc.max_zoom = (float)spec_num(c, "max_zoom", 1.1);
-    lc.precompute = spec_bool(c, "precompute", 0);
-    lc.loader_threads = (int)spec_num(c, "loader_threads", 0);
+    lc.max_zoom = (float)jspec_num(c, "max_zoom", 1.1);
+    lc.precompute = jspec_bool(c, "precompute", 0);
+    lc.loader_threads = (int)jspec_num(c, "loader_threads", 0);
     lc.seed = lc.model.seed;
     const char *opt = json_string_value(json_object_get(c, "opt"));
     lc.opt = opt && !strcmp(opt, "adamw") ? OPTIM_ADAM : OPTIM_SGD;
@@ -167,7 +167,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-uint64_t spec_dataset_hash(const dataset *ds)
+uint64_t jspec_dataset_hash(const dataset *ds)
 {
     const ds_info *in = dataset_info(ds);
     uint64_t h = 0xcbf29ce484222325ull;
