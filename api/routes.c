@@ -86,6 +86,10 @@ void reply_store_error(api_req *r, int rc, const char *what)
     case -EINVAL:
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "invalid argument for %s", what);
         return;
+    case -E2BIG:
+        reply_problem(r, 400, PROBLEM_INVALID, "workers",
+                      "workers is above the daemon's --max-workers");
+        return;
     case -ESHUTDOWN:
         reply_problem(r, 503, PROBLEM_LIMIT, NULL, "the daemon is stopping");
         return;
