@@ -269,14 +269,16 @@ static void run_job(jobs *jq, int64_t job_id)
     log_msg(LOG_INFO, job_id, "started %s on run %lld", row.kind, (long long)row.run_id);
     rc = job_params_of(&row, &p, err, sizeof err);
     learner *l = NULL;
-    if (rc == 0) {
+    if (rc == 0 && p.workers <= 1) {
         l = jq_slot_get(jq, row.run_id, err, sizeof err);
         if (!l)
             rc = -EINVAL;
     }
     sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .last_epoch = -1,
               .t0 = clock_mono_s()};
-    if (rc == 0)
+    if (rc == 0 && p.workers > 1)
+        rc = jq_run_world(jq, &k, &p, row.resumed_from != 0, &result, err, sizeof err);
+    else if (rc == 0)
         rc = run_kind(jq, &k, &p, l, row.resumed_from != 0, &result, err, sizeof err);
     jq_sweep_close(&k);
     store_flush(jq->st);
@@ -387,6 +389,24 @@ static void *worker_main(void *arg)
 
 /* ---- the public side ---------------------------------------------------------------------- */
 
+/* sgdrd-worker as the build places it (worker/ beside daemon/), else from PATH. */
+static char *worker_beside_daemon(void)
+{
+    char self[PATH_MAX], path[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/../worker/sgdrd-worker", self);
+            if (access(path, X_OK) == 0)
+                return strdup(path);
+        }
+    }
+    return strdup("sgdrd-worker");
+}
+
 int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t errlen)
 {
     *out = NULL;
@@ -397,6 +417,13 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
     jq->data_dir = strdup(cfg->data_dir ? cfg->data_dir : ".");
     jq->loader_threads = cfg->loader_threads;
     jq->resume = cfg->resume;
+    jq->threads = cfg->threads;
+    jq->max_workers = cfg->max_workers > 1 ? cfg->max_workers : 1;
+    jq->worker_timeout_s = cfg->worker_timeout_s > 0 ? cfg->worker_timeout_s : 300;
+    jq->hostfile = cfg->hostfile ? strdup(cfg->hostfile) : NULL;
+    jq->worker_exe = cfg->worker ? strdup(cfg->worker) : worker_beside_daemon();
+    if (!jq->worker_exe || (cfg->hostfile && !jq->hostfile))
+        goto out_nomem;
     if (cfg->n_roots > 0) {
         jq->roots = calloc((size_t)cfg->n_roots, sizeof *jq->roots);
         if (!jq->roots)
@@ -434,6 +461,8 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
 out_nomem:
     snprintf(err, errlen, "out of memory");
     if (jq) {
+        free(jq->hostfile);
+        free(jq->worker_exe);
         free(jq->data_dir);
         for (int i = 0; i < jq->n_roots; i++)
             free(jq->roots[i]);
@@ -523,6 +552,8 @@ int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id)
     job_kind kind = p->kind;
     if (kind < 0 || kind >= JOB_KIND_COUNT)
         return -EINVAL;
+    if (p->workers > jq->max_workers)
+        return -E2BIG;
     json_t *params = job_params_json(p);
     if (!params)
         return -ENOMEM;
@@ -712,5 +743,7 @@ void jobs_destroy(jobs *jq)
         free(jq->roots[i]);
     free(jq->roots);
     free(jq->data_dir);
+    free(jq->hostfile);
+    free(jq->worker_exe);
     free(jq);
 }

@@ -36,6 +36,11 @@ typedef struct jobs_config {
     int n_roots;
     int loader_threads;     /* decode/augment workers per learner; 0: engine default */
     int resume;             /* on start, resume every interrupted job that can (--resume) */
+    int threads;            /* compute threads of this machine (0: every core) */
+    int max_workers;        /* most ranks a job may ask for (0 or 1: none beyond the daemon) */
+    const char *hostfile;   /* Open MPI hostfile of the workers' machines; NULL: this one */
+    const char *worker;     /* sgdrd-worker; NULL: the one built beside the daemon */
+    int worker_timeout_s;   /* a silent world counts as hung after this (0: 300) */
 } jobs_config;
 
 /* Creates the queue (no thread yet). st is borrowed and must outlive the queue. */
@@ -48,7 +53,8 @@ int jobs_start(jobs *jq, char *err, size_t errlen);
 
 /* Queues a job of p->kind (p as job_params_parse filled it; borrowed): the row, with p's
  * canonical JSON, is committed as `queued` before this returns (so the caller may answer
- * 202), then the worker is woken. -ENOENT: no such run; -ESHUTDOWN: stopping. */
+ * 202), then the worker is woken. -ENOENT: no such run; -ESHUTDOWN: stopping; -E2BIG:
+ * p->workers is above max_workers (nothing queued). */
 int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id);
 
 /* Cancels a job: a queued one becomes `cancelled` at once; a running one stops at its
