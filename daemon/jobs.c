@@ -294,6 +294,9 @@ static void run_job(jobs *jq, int64_t job_id)
         final = shutting ? "interrupted" : "cancelled";
         snprintf(err, sizeof err, "%s", shutting ? "the daemon stopped during this job"
                                                  : "cancelled at a batch boundary");
+    } else if (rc == -EPIPE && p.kind == JOB_FIT) {
+        /* A world that lost a rank: the fit resumes from its last epoch checkpoint. */
+        final = "interrupted";
     } else {
         final = "failed";
         if (!err[0])
@@ -316,7 +319,8 @@ static void run_job(jobs *jq, int64_t job_id)
             }
         }
     }
-    if (rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) {
+    if ((rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) ||
+        (rc == -EPIPE && p.kind == JOB_FIT)) {
         /* The learner's last epoch checkpoint: where a resumed fit continues from. */
         char ck[PATH_MAX];
         jq_run_file(jq, row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);

@@ -111,8 +111,9 @@ int jq_save_run(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *err,
 /* ---- world.c -------------------------------------------------------------------------- */
 
 /* Runs a job with p->workers > 1 as an mpirun world of sgdrd-worker ranks, its events into
- * k's hooks; *result as run_kind's. 0, -ECANCELED, or a negative code with err saying why
- * (a rank that died, a hang past the timeout, mpirun that could not start). */
+ * k's hooks; *result as run_kind's. 0, -ECANCELED, -EPIPE when the world itself failed (a
+ * rank died, or hung past the timeout), or another negative code (the job's own error,
+ * mpirun that could not start); err says why. */
 int jq_run_world(jobs *jq, sink *k, const job_params *p, int resume, json_t **result,
                  char *err, size_t errlen);
 

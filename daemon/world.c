@@ -393,8 +393,10 @@ int jq_run_world(jobs *jq, sink *k, const job_params *p, int resume, json_t **re
     } else if (st == -ETIMEDOUT) {
         err_set(err, errlen, "the workers sent no event for %d s (a rank hung?); the world "
                 "was stopped", jq->worker_timeout_s);
-        rc = -ETIMEDOUT;
+        rc = -EPIPE;
     } else if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0 && we.done)) {
+        /* The job's own failure (an error event), or the world's (-EPIPE). */
+        rc = we.error[0] ? -EIO : -EPIPE;
         if (we.error[0])
             err_set(err, errlen, "workers: %s", we.error);
         else if (WIFEXITED(st))
@@ -403,7 +405,6 @@ int jq_run_world(jobs *jq, sink *k, const job_params *p, int resume, json_t **re
         else
             err_set(err, errlen, "the workers' mpirun was killed by signal %d (see %s)",
                     WIFSIGNALED(st) ? WTERMSIG(st) : 0, log);
-        rc = -EIO;
     } else {
         json_t *res = json_object_get(we.done, "result");
         *result = json_is_object(res) ? json_deep_copy(res) : json_object();
