@@ -187,6 +187,8 @@ void route_health(api_req *r)
                              be->queue_length ? be->queue_length(be->ctx) : 0,
                              "running_job", (json_int_t)(be->running ? be->running(be->ctx) : 0),
                              "event_streams", sse_hub_streams(r->srv->hub));
+    if (body && be->world)
+        json_object_set_new(body, "world", be->world(be->ctx));
     reply_json(r, 200, body);
 }
 

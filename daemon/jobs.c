@@ -682,6 +682,15 @@ int jobs_queue_length(jobs *jq)
     return n;
 }
 
+json_t *jobs_world(jobs *jq)
+{
+    pthread_mutex_lock(&jq->mu);
+    json_t *w = jq->world ? json_deep_copy(jq->world) : json_null();
+    pthread_mutex_unlock(&jq->mu);
+    return json_pack("{si sb so}", "max_workers", jq->max_workers, "hostfile",
+                     jq->hostfile != NULL, "running", w);
+}
+
 int64_t jobs_running(jobs *jq)
 {
     pthread_mutex_lock(&jq->mu);
@@ -749,5 +758,6 @@ void jobs_destroy(jobs *jq)
     free(jq->data_dir);
     free(jq->hostfile);
     free(jq->worker_exe);
+    json_decref(jq->world);
     free(jq);
 }

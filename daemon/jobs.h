@@ -104,6 +104,9 @@ int jobs_weights_path(jobs *jq, int64_t run_id, char **path);
 int jobs_queue_length(jobs *jq);
 /* The running job's id, or 0. */
 int64_t jobs_running(jobs *jq);
+/* The data-parallel settings and the running world's last report (see api_backend.h's
+ * world); a new object. */
+json_t *jobs_world(jobs *jq);
 
 /* Shutdown: refuse new jobs, ask the running job to stop at the next batch boundary,
  * checkpoint its learner, mark it `interrupted` (a fit) so it can resume, leave queued

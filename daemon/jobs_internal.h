@@ -72,6 +72,7 @@ struct jobs {
     /* data-parallel jobs (world.c) */
     int threads, max_workers, worker_timeout_s;
     char *hostfile, *worker_exe; /* worker_exe: sgdrd-worker */
+    json_t *world;          /* the running world's last report, under mu; NULL: none */
 };
 
 typedef struct sink {

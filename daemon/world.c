@@ -242,6 +242,12 @@ static void dispatch(sink *k, const ev_hooks *h, json_t *e, world_end *we)
         char *s = json_dumps(e, JSON_COMPACT);
         log_msg(LOG_INFO, k->job_id, "world: %s", s ? s : "?");
         free(s);
+        json_object_del(e, "ev");
+        json_object_set_new(e, "job", json_integer(k->job_id));
+        pthread_mutex_lock(&k->jq->mu);
+        json_decref(k->jq->world);
+        k->jq->world = json_incref(e);
+        pthread_mutex_unlock(&k->jq->mu);
     } else if (!strcmp(ev, "error")) {
         snprintf(we->error, sizeof we->error, "%s",
                  json_string_value(json_object_get(e, "message")));
@@ -387,6 +393,10 @@ int jq_run_world(jobs *jq, sink *k, const job_params *p, int resume, json_t **re
     world_end we = {0};
     int st = follow(jq, k, pid, fd, &we);
     close(fd);
+    pthread_mutex_lock(&jq->mu);
+    json_decref(jq->world);
+    jq->world = NULL;
+    pthread_mutex_unlock(&jq->mu);
     store_flush(jq->st);
     if (st == -ECANCELED) {
         rc = -ECANCELED;
