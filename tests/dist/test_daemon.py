@@ -4,7 +4,8 @@ recorded and an accuracy close to the same fit in the daemon (workers 1, on a se
 with the same seed); an LR sweep with workers 2 records its points and suggestions;
 workers above --max-workers is a 400 naming the field; killing one rank mid-fit stops the
 job (interrupted, with the reason) while the daemon keeps serving; the fit resumes from
-its epoch checkpoint to its end, and the next job on the run runs.
+its epoch checkpoint to its end, and the next job on the run runs. /health shows the
+running world (its ranks, hosts, img/s, gradient-sum time); cancel stops every rank.
 
 usage: /usr/bin/python3 test_daemon.py SGDRD_BIN
 """
@@ -97,6 +98,12 @@ def main():
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline and last_accuracy(d, runs[1])[1] <= before:
             time.sleep(0.5)
+        world = d.get(API + "/health").json().get("world", {})
+        running = world.get("running") or {}
+        ok &= check(world.get("max_workers") == 2 and running.get("size") == 2
+                    and len(running.get("ranks", [])) == 2
+                    and all(r.get("host") for r in running["ranks"]),
+                    f"health shows the running world: {running}")
         pids = worker_pids(job_id)
         if pids:
             os.kill(pids[-1], signal.SIGKILL)
@@ -118,6 +125,18 @@ def main():
         job = wait_job(d, r.json()["id"], timeout=600)
         ok &= check(job["state"] == "succeeded", f"the next job (tta, 2 workers): "
                     f"{job['state']} {job.get('result')}")
+        r = d.post(API + "/runs/%d/fit" % runs[0], dict(fit, workers=2))
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and len(worker_pids(job_id)) < 2:
+            time.sleep(0.5)
+        c = d.post(API + "/jobs/%d/cancel" % job_id)
+        job = wait_job(d, job_id, timeout=60)
+        time.sleep(1)
+        ok &= check(c.status == 202 and job["state"] == "cancelled"
+                    and not worker_pids(job_id),
+                    f"cancel stops the whole world: {job['state']}, "
+                    f"{len(worker_pids(job_id))} ranks left")
     finally:
         d.stop()
         if not ok:
