@@ -15,6 +15,15 @@
 
 #include "job_params.h"
 
+/* What run_png renders: a validation item's thumbnail (its longer side at most max_side),
+ * or (augment) n draws of the run's training transforms on training item `item`, as one
+ * strip of n tiles, the same for the same seed. */
+typedef struct api_png_req {
+    int augment;
+    int item, n, max_side;
+    uint64_t seed;
+} api_png_req;
+
 typedef struct api_backend {
     void *ctx;
 
@@ -35,6 +44,11 @@ typedef struct api_backend {
      * err says why. */
     int (*predict_image)(void *ctx, int64_t run_id, const void *buf, size_t len, int tta,
                          json_t **out, char *err, size_t errlen);
+    /* A PNG of a run's data (*png malloc'd, *len bytes), items addressed by index in their
+     * split, never by path; before any training too. -ENOENT: no run; -ERANGE: item or n
+     * out of range; -ESTALE: the dataset is gone; err says why. */
+    int (*run_png)(void *ctx, int64_t run_id, const api_png_req *q, uint8_t **png,
+                   size_t *len, char *err, size_t errlen);
     /* The run's current weights file (*path malloc'd). -ENOENT: none yet. */
     int (*weights_path)(void *ctx, int64_t run_id, char **path);
     /* Jobs waiting, and the running job's id (0: none). */

@@ -1,5 +1,5 @@
 /* problem.h: RFC 9457 application/problem+json bodies with sgdrd's error codes
- * (DESIGN.md §4). One shape for every error the API answers. */
+ * (docs/architecture.md, openapi.json). One shape for every error the API answers. */
 #ifndef SGDRD_API_PROBLEM_H
 #define SGDRD_API_PROBLEM_H
 

@@ -49,6 +49,11 @@ const api_route api_routes[] = {
     {"GET", V "/runs/{id}/snapshots", route_run_snapshots, BODY_NONE, NULL},
     {"GET", V "/runs/{id}/weights", route_run_weights, BODY_NONE, NULL},
     {"GET", V "/runs/{id}/events", route_run_events, BODY_NONE, "last_event_id"},
+    {"GET", V "/runs/{id}/interpretation", route_run_interpretation, BODY_NONE, NULL},
+    {"GET", V "/runs/{id}/interpretation/top-losses", route_run_top_losses, BODY_NONE,
+     "limit page_token actual predicted"},
+    {"GET", V "/runs/{id}/thumbnail", route_run_thumbnail, BODY_NONE, "item size"},
+    {"GET", V "/runs/{id}/augmentations", route_run_augmentations, BODY_NONE, "item n seed"},
 
     {"GET", V "/jobs", route_job_list, BODY_NONE, "limit page_token state run"},
     {"GET", V "/jobs/{id}", route_job_get, BODY_NONE, NULL},

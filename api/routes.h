@@ -74,5 +74,10 @@ void route_run_snapshots(api_req *r);
 void route_run_tta(api_req *r);
 void route_run_unfreeze(api_req *r);
 void route_run_weights(api_req *r);
+/* /runs/{id}/interpretation, thumbnails and the augmentation preview (routes_interp.c) */
+void route_run_augmentations(api_req *r);
+void route_run_interpretation(api_req *r);
+void route_run_thumbnail(api_req *r);
+void route_run_top_losses(api_req *r);
 
 #endif

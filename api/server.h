@@ -1,4 +1,4 @@
-/* server.h: the HTTP front of sgdrd: libmicrohttpd, the /api/v1 routes of DESIGN.md §4,
+/* server.h: the HTTP front of sgdrd: libmicrohttpd, the /api/v1 routes (api/openapi.json),
  * Server-Sent Events, the static dashboard of web/ and /openapi.json. */
 #ifndef SGDRD_API_SERVER_H
 #define SGDRD_API_SERVER_H

@@ -27,6 +27,12 @@ static int be_predict_image(void *ctx, int64_t run_id, const void *buf, size_t l
     return jobs_predict_image(ctx, run_id, buf, len, tta, out, err, errlen);
 }
 
+static int be_run_png(void *ctx, int64_t run_id, const api_png_req *q, uint8_t **png,
+                      size_t *len, char *err, size_t errlen)
+{
+    return jobs_run_png(ctx, run_id, q, png, len, err, errlen);
+}
+
 static int be_weights_path(void *ctx, int64_t run_id, char **path)
 {
     return jobs_weights_path(ctx, run_id, path);
@@ -66,6 +72,7 @@ void jobs_backend(jobs *jq, api_backend *out)
         .delete_run = be_delete_run,
         .predict_image = be_predict_image,
         .weights_path = be_weights_path,
+        .run_png = be_run_png,
         .queue_length = be_queue_length,
         .running = be_running,
         .world = be_world,

@@ -15,7 +15,7 @@
 /* At most this many unreadable files are listed in a dataset's row (all are counted). */
 #define INFO_MAX_UNREADABLE 1000
 
-/* The scan as the API shows it (DESIGN.md §4, GET /datasets/{id} "info"); NULL when out of
+/* The scan as the API shows it (GET /datasets/{id} "info" in api/openapi.json); NULL when out of
  * memory. */
 static json_t *info_json(const ds_info *in)
 {

@@ -319,6 +319,18 @@ static void run_job(jobs *jq, int64_t job_id)
             }
         }
     }
+    if (rc == 0 && !shutting &&
+        (p.kind == JOB_FIT || p.kind == JOB_RECIPE || p.kind == JOB_TTA)) {
+        /* Before the job ends, so that a client seeing it succeed finds the interpretation;
+         * a failure to compute it does not undo the job's work. Not while the daemon stops:
+         * a validation pass must not hold up its exit (the next fit or TTA computes it). A
+         * world's job computes it in the daemon, from the weights rank 0 saved. */
+        char ierr[256] = "";
+        learner *il = l ? l : jq_slot_get(jq, row.run_id, ierr, sizeof ierr);
+        if (!il || jq_interpret(jq, row.run_id, job_id, il, ierr, sizeof ierr))
+            log_msg(LOG_WARN, job_id, "no interpretation of run %lld: %s",
+                    (long long)row.run_id, ierr);
+    }
     if ((rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) ||
         (rc == -EPIPE && p.kind == JOB_FIT)) {
         /* The learner's last epoch checkpoint: where a resumed fit continues from. */

@@ -96,6 +96,11 @@ int jobs_delete_run(jobs *jq, int64_t run_id);
 int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, int tta,
                        json_t **out, char *err, size_t errlen);
 
+/* A PNG of a run's data (*png malloc'd): items are addressed by index in their split, never
+ * by path. Works before any training (the run's settings, initial weights). -ENOENT: no
+ * such run; -ERANGE: item or n out of range; -ESTALE: the dataset is gone; err says why. */
+int jobs_run_png(jobs *jq, int64_t run_id, const api_png_req *q, uint8_t **png, size_t *len,
+                 char *err, size_t errlen);
 /* Path of the run's current weights as a safetensors file (malloc'd), written after every
  * job that changed them; -ENOENT when there is none yet. */
 int jobs_weights_path(jobs *jq, int64_t run_id, char **path);

@@ -125,4 +125,11 @@ ev_hooks jq_sink_hooks(sink *k);
 /* Ends a sweep row the sink opened inside another job (the recipe). */
 void jq_sweep_close(sink *k);
 
+/* ---- interp.c ------------------------------------------------------------------------- */
+
+/* Computes and stores the interpretation of l (run_id's learner, just saved) unless the
+ * stored one is of the same weights. job_id: the job it follows. 0 or an error with err. */
+int jq_interpret(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *err,
+                 size_t errlen);
+
 #endif

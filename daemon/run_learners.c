@@ -325,6 +325,51 @@ int jq_save_run(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *err,
 
 /* ---- prediction, weights, status ----------------------------------------------------------- */
 
+/* Makes jq->serve the learner of run_id with the weights of the checkpoint last modified
+ * at *mtime (zero: a run not trained yet); pmu held. */
+static int serve_load(jobs *jq, int64_t run_id, const struct timespec *mtime, char *err,
+                      size_t errlen)
+{
+    serve_slot *s = &jq->serve;
+    if (s->l && s->run_id == run_id && s->mtime.tv_sec == mtime->tv_sec &&
+        s->mtime.tv_nsec == mtime->tv_nsec)
+        return 0;
+    learner_destroy(s->l);
+    dataset_destroy(s->ds);
+    memset(s, 0, sizeof *s);
+    int rc = learner_from_run(jq, run_id, 0, &s->ds, &s->l, NULL, NULL, err, errlen);
+    if (rc == 0) {
+        s->run_id = run_id;
+        s->mtime = *mtime;
+    }
+    return rc;
+}
+
+int jobs_run_png(jobs *jq, int64_t run_id, const api_png_req *q, uint8_t **png, size_t *len,
+                 char *err, size_t errlen)
+{
+    char cur[PATH_MAX];
+    struct stat sb;
+    struct timespec none = {0};
+    json_t *run = NULL;
+    int rc = store_run_get(jq->st, run_id, &run);
+    json_decref(run);
+    if (rc) {
+        snprintf(err, errlen, "run %lld: no such run", (long long)run_id);
+        return rc;
+    }
+    jq_run_file(jq, run_id, "current.ckpt", cur, sizeof cur);
+    pthread_mutex_lock(&jq->pmu);
+    rc = serve_load(jq, run_id, stat(cur, &sb) == 0 ? &sb.st_mtim : &none, err, errlen);
+    if (rc == 0 && q->augment)
+        rc = learner_augment_png(jq->serve.l, q->item, q->n, q->seed, png, len, err, errlen);
+    else if (rc == 0)
+        rc = learner_item_png(jq->serve.l, SPLIT_VALID, q->item, q->max_side, png, len, err,
+                              errlen);
+    pthread_mutex_unlock(&jq->pmu);
+    return rc;
+}
+
 int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, int tta,
                        json_t **out, char *err, size_t errlen)
 {
@@ -353,17 +398,7 @@ int jobs_predict_image(jobs *jq, int64_t run_id, const void *buf, size_t len, in
         return rc == -ENOMEM ? rc : -EINVAL;
     }
     serve_slot *s = &jq->serve;
-    if (!s->l || s->run_id != run_id || s->mtime.tv_sec != sb.st_mtim.tv_sec ||
-        s->mtime.tv_nsec != sb.st_mtim.tv_nsec) {
-        learner_destroy(s->l);
-        dataset_destroy(s->ds);
-        memset(s, 0, sizeof *s);
-        rc = learner_from_run(jq, run_id, 0, &s->ds, &s->l, NULL, NULL, err, errlen);
-        if (rc == 0) {
-            s->run_id = run_id;
-            s->mtime = sb.st_mtim;
-        }
-    }
+    rc = serve_load(jq, run_id, &sb.st_mtim, err, errlen);
     if (rc == 0) {
         const ds_info *in = dataset_info(s->ds);
         float *probs = calloc((size_t)in->n_classes, sizeof *probs);

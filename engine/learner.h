@@ -175,6 +175,76 @@ int learner_n_snapshots(const learner *l);
 int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *err,
                               size_t errlen);
 
+/* ---- interpretation --------------------------------------------------------------------- */
+
+/* Multi-label: a class is predicted when its probability is above this, the threshold of
+ * the F2 every epoch reports (fast.ai's planet metric). */
+#define INTERP_ML_THRESHOLD 0.2f
+/* Tiles an augmentation preview may ask for. */
+#define LEARNER_AUG_PREVIEW_MAX 32
+
+typedef struct interp_item {
+    int index;          /* item of the validation split */
+    int actual;         /* true class; -1 multi-label */
+    int predicted;      /* arg max (lowest class on ties); -1 multi-label */
+    float p_predicted;  /* probability of the predicted class (single-label) */
+    float p_actual;     /* probability given to the true class (single-label) */
+    float loss;         /* as validation computes it: cross-entropy, or the mean binary
+                         * cross-entropy over classes (multi-label) */
+} interp_item;
+
+typedef struct interp_class {
+    int64_t support;    /* items of the class (multi-label: items with it among targets) */
+    int64_t predicted;  /* items predicted to be of it */
+    int64_t tp;         /* both */
+    float precision, recall;
+    float accuracy;     /* one against the rest: (tp + tn) / n */
+    float f2;           /* F-beta with beta 2 of precision and recall */
+} interp_class;
+
+typedef struct interp_pair {
+    int actual, predicted;
+    int64_t count;
+} interp_pair;
+
+typedef struct interp_result {
+    int n;                  /* items judged (unreadable ones are left out) */
+    int n_classes, multi_label;
+    float threshold;        /* multi-label: INTERP_ML_THRESHOLD; else 0 */
+    float loss, accuracy;   /* mean loss; accuracy single-label only */
+    int64_t *confusion;     /* (n_classes, n_classes): rows actual, columns predicted;
+                             * NULL multi-label */
+    interp_class *classes;  /* (n_classes) */
+    interp_pair *pairs;     /* the nonzero off-diagonal cells, most first; none multi-label */
+    int n_pairs;
+    interp_item *items;     /* (n) highest loss first, equal losses in item order */
+} interp_result;
+
+/* The interpretation of given probabilities: probs (n, nc) by item; y (n) labels
+ * (single-label) or t (n, nc) targets (multi-label); seen (n) marks the items to judge
+ * (NULL: all). Owns what it fills (interp_result_free, also safe on a zeroed result).
+ * 0, -EINVAL (a label out of range, missing truth) or -ENOMEM. */
+int interp_compute(interp_result *out, const float *probs, const int32_t *y, const float *t,
+                   const uint8_t *seen, int n, int nc, int multi, float threshold);
+void interp_result_free(interp_result *r);
+
+/* The dataset's description (class names and counts) as the learner sees it. */
+const ds_info *learner_info(const learner *l);
+/* The interpretation of the current weights on the validation split, centre crop (the
+ * pass validation runs). -ENOENT without validation images. */
+int learner_interpret(learner *l, interp_result *out, char *err, size_t errlen);
+/* Item i of a split as a PNG, scaled down so that its longer side is at most max_side (0:
+ * as stored); *png malloc'd. -ERANGE when i is not an item of the split; decoding errors
+ * as dataset_item_image. IDX items are rendered from their decoded pixels. */
+int learner_item_png(learner *l, ds_split split, int i, int max_side, uint8_t **png,
+                     size_t *len, char *err, size_t errlen);
+/* n (1..LEARNER_AUG_PREVIEW_MAX) draws of the run's training transforms (size, tfms,
+ * max_zoom) on training item `item`, as one PNG strip of n tiles of sz x sz side by side,
+ * left to right; the same seed gives the same strip. -ERANGE for an item or n out of
+ * range. */
+int learner_augment_png(learner *l, int item, int n, uint64_t seed, uint8_t **png,
+                        size_t *len, char *err, size_t errlen);
+
 /* ---- the recipe ----------------------------------------------------------------------- */
 
 typedef struct recipe_opts {

@@ -2,7 +2,8 @@
 # install-deps.sh [--test]: installs whatever sgdrd needs that this Debian 12 machine lacks.
 # With no flag: what building and running the daemon and its dashboard needs. With --test:
 # that, and what only the test suites use (PyTorch for the parity tests, pytest, Chromium
-# and its driver for the browser tests, nginx and openssl for the TLS deployment test).
+# and its driver for the browser tests, nginx and openssl for the TLS deployment test,
+# promtool for the /metrics test, clang with libFuzzer for the fuzz harnesses).
 # Idempotent: a machine that has everything runs no apt-get and no npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,18 +24,20 @@ if [ $# -gt 1 ]; then
   exit 2
 fi
 
-# The build: compiler, meson, and the libraries the daemon links. meson configures the test
+# The build: compiler, meson, and the libraries the daemon and the sgdr client link. meson configures the test
 # suites with the build, so cmocka's headers are needed to build at all; node too (below).
 # Open MPI: the data-parallel worker links it and the daemon starts jobs with its mpirun.
 pkgs=(
   build-essential meson ninja-build pkg-config
   libmicrohttpd-dev libjansson-dev libopenblas-openmp-dev libopenblas0-openmp
   libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libarchive-dev libcmocka-dev
+  libcurl4-openssl-dev
   dataset-fashion-mnist
   libopenmpi-dev openmpi-bin
 )
 if [ $with_tests -eq 1 ]; then
-  pkgs+=(python3-torch python3-torchvision python3-pytest python3-numpy chromium nginx openssl)
+  pkgs+=(python3-torch python3-torchvision python3-pytest python3-numpy chromium nginx openssl
+    prometheus clang libclang-rt-14-dev libomp-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

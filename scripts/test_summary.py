@@ -1,6 +1,6 @@
 """test_summary.py: the closing line of scripts/test.sh, counted per test.
 
-usage: test_summary.py TESTLOG [TESTLOG...]
+usage: test_summary.py [--fuzz FUZZLOG] TESTLOG [TESTLOG...]
 
 Each TESTLOG is the testlog.json of one `meson test` run. Prints "N expected failures"
 on a line of its own, then the closing line "N passed, N failed, N skipped" (the form CI
@@ -20,8 +20,13 @@ counting it as a failure would make the line disagree with the status test.sh re
 
 A missing or unreadable TESTLOG (the build failed, the run never started) counts as one
 failure.
+
+FUZZLOG is what scripts/fuzz.sh printed: each harness's line "fuzz NAME: PASS|FAIL|SKIP ..."
+counts as passed, failed or skipped; a missing FUZZLOG, or one with no harness line, counts
+as one failure.
 """
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 
@@ -71,8 +76,31 @@ def count_test(entry, counts):
         counts["failed"] += 1
 
 
-def main(logs):
+FUZZ_LINE = re.compile(r"^fuzz \S+: (PASS|FAIL|SKIP)\b")
+FUZZ = {"PASS": "passed", "FAIL": "failed", "SKIP": "skipped"}
+
+
+def count_fuzz(path, counts):
+    """Adds the harness lines of scripts/fuzz.sh's output to counts."""
+    try:
+        with open(path) as f:
+            results = [m.group(1) for m in map(FUZZ_LINE.match, f) if m]
+    except OSError as e:
+        print(f"test_summary: {path}: {e}", file=sys.stderr)
+        results = []
+    if not results:
+        print(f"test_summary: {path}: no fuzz harness line", file=sys.stderr)
+        counts["failed"] += 1
+    for r in results:
+        counts[FUZZ[r]] += 1
+
+
+def main(args):
     counts = {"passed": 0, "failed": 0, "skipped": 0, "expected": 0}
+    logs = list(args)
+    if len(logs) >= 2 and logs[0] == "--fuzz":
+        count_fuzz(logs[1], counts)
+        logs = logs[2:]
     for log in logs:
         try:
             with open(log) as f:

@@ -42,6 +42,20 @@ static int insert_epoch(store *st, int64_t run_id, int64_t job_id, int64_t n,
                                 "?10, ?11, ?12, ?13)", a, STORE_NARGS(a), row);
 }
 
+/* Removes the epochs of the fit that an earlier job of the fit (one this job resumes,
+ * transitively) reported at or after this fit epoch: a resumed fit repeats the epochs its
+ * checkpoint did not hold, and the repeat replaces them. */
+static int rewind_epochs(store *st, int64_t run_id, int64_t job_id, int64_t fit_epoch)
+{
+    store_arg a[] = {store_arg_int(run_id), store_arg_int(fit_epoch), store_arg_int(job_id)};
+    int rc = store_wstatement(st, "WITH RECURSIVE chain(id) AS (SELECT resumed_from FROM jobs "
+                                  "WHERE id = ?3 UNION ALL SELECT j.resumed_from FROM jobs j "
+                                  "JOIN chain c ON j.id = c.id) "
+                                  "DELETE FROM epochs WHERE run_id = ?1 AND fit_epoch >= ?2 AND "
+                                  "job_id IN (SELECT id FROM chain)", a, STORE_NARGS(a), NULL);
+    return rc == -ENOENT ? 0 : rc; /* nothing to remove */
+}
+
 int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch *e,
                     int *epoch_out)
 {
@@ -49,7 +63,10 @@ int store_epoch_add(store *st, int64_t run_id, int64_t job_id, const store_epoch
     int rc = store_wbegin(st);
     if (rc)
         return rc;
-    rc = store_query_i64(st->w, "SELECT count(*) FROM epochs WHERE run_id = ?1", run_id, &n);
+    rc = rewind_epochs(st, run_id, job_id, e->fit_epoch);
+    if (rc == 0)
+        rc = store_query_i64(st->w, "SELECT count(*) FROM epochs WHERE run_id = ?1", run_id,
+                             &n);
     if (rc == 0)
         rc = insert_epoch(st, run_id, job_id, n, e, &row);
     if (rc == 0)

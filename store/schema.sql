@@ -153,3 +153,17 @@ ALTER TABLE jobs ADD COLUMN resumed_from INTEGER REFERENCES jobs(id) ON DELETE S
 -- An epoch row remembers the global iteration of its last batch, so that charts place its
 -- validation point exactly instead of matching times. NULL in rows from before.
 ALTER TABLE epochs ADD COLUMN step INTEGER;
+
+-- version 4
+-- The interpretation of a run's weights on its validation split (confusion matrix,
+-- per-class metrics, confused pairs: summary; every judged item, highest loss first:
+-- items), one per run, with the identity of the weights it was computed from so that it
+-- is computed again only when they change.
+CREATE TABLE interpretations (
+    run_id      INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    job_id      INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+    weights     TEXT NOT NULL,
+    summary     TEXT NOT NULL,
+    items       TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);

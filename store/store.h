@@ -329,6 +329,19 @@ int store_prediction_add(store *st, int64_t run_id, int64_t job_id, const char *
 /* The CSV file of a job; -ENOENT when it has none. *path is malloc'd. */
 int store_prediction_path(store *st, int64_t job_id, char **path);
 
+/* ---- interpretations ------------------------------------------------------------------ */
+
+/* Stores the interpretation of run_id's weights (identified by the string `weights`),
+ * replacing the run's previous one: summary (an object) and items (an array; both
+ * borrowed). job_id: the job that computed it (0: none). -ENOENT: no such run. */
+int store_interpretation_put(store *st, int64_t run_id, int64_t job_id, const char *weights,
+                             json_t *summary, json_t *items);
+/* The weights identity of the stored interpretation (*weights malloc'd); -ENOENT: none. */
+int store_interpretation_weights(store *st, int64_t run_id, char **weights);
+/* {"run","job"|null,"weights","created_at","summary":{...}} and, with_items, "items":[...];
+ * -ENOENT when the run has none. */
+int store_interpretation_get(store *st, int64_t run_id, int with_items, json_t **out);
+
 /* ---- tests ------------------------------------------------------------------------------ */
 
 /* Hooks for the store's own tests, compiled only into the store_test library (built with

@@ -1,5 +1,5 @@
 // api.js: the dashboard's only way to reach the daemon: JSON requests to /api/v1, the
-// problem+json error shape of DESIGN.md section 4, paging, and uploads with progress.
+// problem+json error shape (api/openapi.json), paging, and uploads with progress.
 
 export const BASE = '/api/v1';
 

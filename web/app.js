@@ -1,10 +1,12 @@
 // app.js: the dashboard's entry point: hash routing (#/runs, #/runs/3, #/new, #/datasets,
-// #/datasets/2), the header's health line, the runs list, the datasets pages and the new-run
-// form. The run page lives in runpage.js.
+// #/datasets/2, #/compare?runs=3,5), the header's health line, the runs list (with its
+// selection for the compare page), the datasets pages and the new-run form. The run page
+// lives in runpage.js, the compare page in compare.js.
 import { h, mount, fmtPct, fmtDuration, fmtTime, toMs, pick, isNum, rowsOf } from './util.js';
 import { get, getAll, post, del, upload, idFrom, ApiError } from './api.js';
 import { field, num, lrs, setPath, statusLine, onSubmit, showProblem } from './forms.js';
 import { runPage } from './runpage.js';
+import { comparePage, compareHash, parseSelection, MAX_RUNS } from './compare.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 import { sessionState, signInPage, signOut } from './signin.js';
 import { UNAUTHENTICATED } from './api.js';
@@ -22,16 +24,58 @@ function pageHeader(title, ...extra) {
   return h('div', { class: 'page-head' }, h('h1', { tabindex: -1 }, title), ...extra);
 }
 
+// The runs chosen for comparison, in the order they were ticked; kept across the list's
+// refreshes and visits to other pages, and set by a compare link (so that the list shows
+// what was compared, to change it).
+const chosen = new Set();
+
+// The Compare button of the runs list; sync() follows the selection (and, at the most runs
+// a comparison takes, disables the boxes not ticked).
+function compareButton(body) {
+  const button = h('button', { type: 'button', class: 'compare-button' });
+  const sync = () => {
+    button.textContent = chosen.size ? `Compare (${chosen.size})` : 'Compare';
+    button.disabled = chosen.size < 2;
+    button.title = chosen.size < 2 ? 'Tick two runs or more to compare them' : `Compare runs ${[...chosen].map((id) => '#' + id).join(', ')}`;
+    for (const box of body.querySelectorAll('input.choose')) {
+      box.disabled = !box.checked && chosen.size >= MAX_RUNS;
+      box.title = box.disabled ? `At most ${MAX_RUNS} runs can be compared at once` : '';
+    }
+  };
+  button.addEventListener('click', () => { if (chosen.size >= 2) location.hash = compareHash([...chosen], 'step'); });
+  sync();
+  return { button, sync };
+}
+
+function chooseBox(v, compare) {
+  const id = String(v.id);
+  const box = h('input', { type: 'checkbox', class: 'choose', 'aria-label': `Compare run #${id}`, checked: chosen.has(id), dataset: { run: id } });
+  box.addEventListener('change', () => {
+    if (box.checked) chosen.add(id); else chosen.delete(id);
+    compare.sync();
+  });
+  return box;
+}
+
+function chooseFrom(query) {
+  const sel = parseSelection(query);
+  if (sel.error) return;
+  chosen.clear();
+  for (const id of sel.ids) chosen.add(id);
+}
+
 function runsPage(root) {
   const body = h('tbody');
+  const compare = compareButton(body);
   const table = h('table', { class: 'table runs' },
     h('caption', { class: 'sr-only' }, 'Runs, newest first'),
-    h('thead', {}, h('tr', {}, ['Run', 'Dataset', 'Arch', 'Size', 'State', 'Current job', 'Best accuracy', 'Created']
-      .map((t, i) => h('th', { scope: 'col', class: i === 3 || i === 6 ? 'num' : null }, t)))),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'pick' }, h('span', { class: 'sr-only' }, 'Compare')),
+      ['Run', 'Dataset', 'Arch', 'Size', 'State', 'Current job', 'Best accuracy', 'Created']
+        .map((t, i) => h('th', { scope: 'col', class: i === 3 || i === 6 ? 'num' : null }, t)))),
     body);
   const status = h('div', { class: 'list-status', 'aria-live': 'polite' });
   mount(root,
-    pageHeader('Runs', h('a', { class: 'button primary', href: '#/new' }, 'New run')),
+    pageHeader('Runs', compare.button, h('a', { class: 'button primary', href: '#/new' }, 'New run')),
     h('section', { class: 'card' }, h('div', { class: 'table-wrap' }, table), status));
   let timer = null;
   let alive = true;
@@ -64,11 +108,16 @@ function runsPage(root) {
       if (!alive) return;
       const views = runs.map((r) => runView({ ...r, ...(details.get(String(r.id)) || {}).run }));
       views.sort((a, b) => toMs(b.createdAt) - toMs(a.createdAt) || Number(b.id) - Number(a.id));
+      const ids = new Set(views.map((v) => String(v.id)));
+      for (const id of [...chosen]) if (!ids.has(id)) chosen.delete(id);
+      // The rows are rebuilt on each refresh: a focused checkbox keeps the focus.
+      const focused = document.activeElement && document.activeElement.classList.contains('choose') ? document.activeElement.dataset.run : null;
       mount(body, views.map((v) => {
         const job = active.get(String(v.id)) || v.currentJob;
         const href = `#/runs/${encodeURIComponent(v.id)}`;
         const ds = dsName.get(String(v.dataset));
         return h('tr', { dataset: { runId: v.id } },
+          h('td', { class: 'pick' }, chooseBox(v, compare)),
           h('td', {}, h('a', { href }, `Run #${v.id}`, v.name ? ` ${v.name}` : '')),
           h('td', {}, ds ? `${ds}` : v.dataset !== undefined ? `#${v.dataset}` : '—'),
           h('td', {}, v.arch ?? '—'),
@@ -78,6 +127,8 @@ function runsPage(root) {
           h('td', { class: 'num' }, fmtPct(pick(v.best, 'accuracy', 'f2'))),
           h('td', {}, fmtTime(v.createdAt)));
       }));
+      compare.sync();
+      if (focused) { const box = body.querySelector(`input.choose[data-run="${focused}"]`); if (box) box.focus(); }
       mount(status, runs.length ? '' : h('p', { class: 'empty' }, 'No runs yet. ', h('a', { href: '#/new' }, 'Create one'), ' from a registered dataset.'));
     } catch (err) {
       if (alive) mount(status, errorBox(err));
@@ -383,12 +434,13 @@ function route() {
   else if (parts[0] === 'new') { m = 'new'; cleanup = newRunPage(main, query); }
   else if (parts[0] === 'datasets' && parts[1]) { m = 'datasets'; cleanup = datasetPage(main, parts[1]); }
   else if (parts[0] === 'datasets') { m = 'datasets'; cleanup = datasetsPage(main); }
+  else if (parts[0] === 'compare') { m = 'compare'; cleanup = comparePage(main, query); chooseFrom(query); }
   else cleanup = runsPage(main);
   window.sgdrd.page = m;
   const h1 = main.querySelector('h1');
   document.title = `${h1 ? h1.textContent : 'Runs'} · sgdrd`;
   for (const a of document.querySelectorAll('.nav a')) {
-    if (a.dataset.nav === m || (m === 'run' && a.dataset.nav === 'runs')) a.setAttribute('aria-current', 'page');
+    if (a.dataset.nav === m || ((m === 'run' || m === 'compare') && a.dataset.nav === 'runs')) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   // After a navigation, focus moves to the new page's heading (screen readers announce it);

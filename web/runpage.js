@@ -8,6 +8,7 @@ import { LrFindChart, TrainingCharts } from './charts.js';
 import { RunSeries } from './series.js';
 import { subscribe } from './live.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
+import { interpCard } from './interp.js';
 
 const REDRAW_MS = 300;      // at most ~3 redraws per second while live
 const POLL_MS = 5000;       // job progress and ETA refresh while a job runs
@@ -69,6 +70,7 @@ export function runPage(root, runId) {
   const notesWrap = h('div', { class: 'notes' }, h('p', { class: 'empty' }, 'No decisions logged yet.'));
   const weightsWrap = h('div', { class: 'weights' });
   const predictCard = buildPredict();
+  const interp = interpCard(rid);
 
   const exportButtons = (name, fn) => h('div', { class: 'export', role: 'group', 'aria-label': `Export ${name}` },
     h('button', { type: 'button', class: 'small', onclick: () => fn('csv'), 'data-export': `${name}-csv` }, 'CSV'),
@@ -102,7 +104,8 @@ export function runPage(root, runId) {
             h('span', {}, 'drag to zoom, double-click to reset'))),
         h('section', { class: 'card', id: 'epochs', 'aria-labelledby': 'epochs-h' },
           h('div', { class: 'card-head' }, h('h2', { id: 'epochs-h' }, 'Epochs'), exportButtons('epochs', exportEpochs)),
-          epochsWrap, ttaWrap)),
+          epochsWrap, ttaWrap),
+        interp.el),
       h('aside', { class: 'run-side' },
         h('section', { class: 'card', id: 'controls', 'aria-labelledby': 'controls-h' }, h('h2', { id: 'controls-h' }, 'Controls'), controls),
         h('section', { class: 'card', id: 'jobs', 'aria-labelledby': 'jobs-h' }, h('h2', { id: 'jobs-h' }, 'Jobs'), jobsWrap),
@@ -495,6 +498,7 @@ export function runPage(root, runId) {
       if (t.has('metrics') || t.has('epochs')) drawTraining();
       if (t.has('epochs') || t.has('jobs')) drawEpochs();
       if (t.has('notes')) drawNotes();
+      if (t.has('jobs')) await interp.refresh(st.jobs);
       mount(banner);
     } catch (err) {
       if (!st.alive) return;

@@ -40,6 +40,9 @@ int image_decode_file_min(image *out, const char *path, int min_shorter, int64_t
 /* Reads only the header: width and height. */
 int image_probe_file(const char *path, int *w, int *h, char *err, size_t errlen);
 void image_free(image *im);
+/* Encodes im (1 or 3 channels) as a PNG: *out malloc'd (the caller frees it), *len its
+ * bytes. 0, -EINVAL (no pixels, other channel counts), -ENOMEM or -EIO (libpng failed). */
+int image_encode_png(const image *im, uint8_t **out, size_t *len);
 
 /* ---- datasets ----------------------------------------------------------------------------- */
 

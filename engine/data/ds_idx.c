@@ -43,7 +43,7 @@ static int idx_header(gzFile gz, const char *path, int want_dims, uint32_t dim[3
         dim[d] = (uint32_t)hdr[4 + 4 * d] << 24 | (uint32_t)hdr[5 + 4 * d] << 16 |
                  (uint32_t)hdr[6 + 4 * d] << 8 | hdr[7 + 4 * d];
     if (dim[0] == 0 || dim[0] > IDX_MAX_ITEMS || dim[1] == 0 || dim[2] == 0 ||
-        (int64_t)dim[1] * dim[2] > max_pixels) {
+        (uint64_t)dim[1] * dim[2] > (uint64_t)max_pixels) {
         err_set(err, errlen, "%s: bad IDX dimensions %u x %u x %u", path, dim[0], dim[1],
                 dim[2]);
         return -EINVAL;

@@ -521,16 +521,19 @@ static int fit_settle(fit_run *r, const fit_verdict *v, char *err, size_t errlen
     return 0;
 }
 
-/* The epoch and cycle-end hooks; 1 when one asks to stop. */
-static int fit_epoch_hooks(const fit_run *r, const fit_epoch *fe)
+/* The epoch hook; 1 when it asks to stop. */
+static int fit_epoch_hook(const fit_run *r, const fit_epoch *fe)
 {
     const ev_hooks *h = r->h;
-    int cancel = 0;
-    if (h && h->on_epoch && h->on_epoch(h->ctx, &fe->ee))
-        cancel = 1;
-    if (fe->is_last && h && h->on_cycle_end && h->on_cycle_end(h->ctx, fe->ee.cycle, fe->e))
-        cancel = 1;
-    return cancel;
+    return h && h->on_epoch && h->on_epoch(h->ctx, &fe->ee);
+}
+
+/* The cycle-end hook, once the cycle's snapshot and checkpoint are on disk; 1 when it asks
+ * to stop. */
+static int fit_cycle_hook(const fit_run *r, const fit_epoch *fe)
+{
+    const ev_hooks *h = r->h;
+    return fe->is_last && h && h->on_cycle_end && h->on_cycle_end(h->ctx, fe->ee.cycle, fe->e);
 }
 
 static void fit_report_stop(const fit_run *r, const fit_epoch *fe, const fit_verdict *v)
@@ -577,9 +580,13 @@ static int fit_epoch_run(fit_run *r, int e, int *stop, char *err, size_t errlen)
         return rc;
     fit_verdict v;
     fit_decide(r, &fe, &v);
+    /* The epoch is reported before its checkpoint is written: a stop between the two
+     * repeats the epoch on resume, and the report of the repeat replaces this one, where
+     * the other order would lose the report of an epoch the checkpoint holds. */
+    int cancel = fit_epoch_hook(r, &fe);
     if ((rc = fit_settle(r, &v, err, errlen)))
         return rc;
-    int cancel = fit_epoch_hooks(r, &fe);
+    cancel |= fit_cycle_hook(r, &fe);
     if (v.stop) {
         fit_report_stop(r, &fe, &v);
         *stop = 1;

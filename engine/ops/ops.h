@@ -1,6 +1,6 @@
 /* ops.h: the engine's layer operations, each a forward and a backward function.
  *
- * Conventions (llm.c style, see DESIGN.md §5):
+ * Conventions (in the style of llm.c):
  * - Activations are float32 in NHWC order: element (n, y, x, c) of a (N, H, W, C) tensor
  *   lives at ((n*H + y)*W + x)*C + c. A 2-D tensor (N, C) is the 1x1 case of that.
  * - Parameters keep PyTorch's layout: conv weights (C_out, C_in, K, K) (OIHW), linear

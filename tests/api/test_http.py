@@ -1,4 +1,4 @@
-"""test_http.py: the REST contract of DESIGN.md §4 against the real daemon: success paths
+"""test_http.py: the REST contract (api/openapi.json) against the real daemon: success paths
 that need no training, every documented error as problem+json with nothing queued or
 written, the OpenAPI document against the router, static files, uploads, auth."""
 import io

@@ -80,3 +80,20 @@ def test_missing_log_is_a_failure(tmp_path):
     log = write_log(tmp_path / "testlog.json", ("ok", "OK", None))
     assert summary(log, tmp_path / "none.json") == \
         ("1 passed, 1 failed, 0 skipped, 0 expected failures", 1)
+
+
+def test_fuzz_lines_count_per_harness(tmp_path):
+    fz = tmp_path / "fuzz.txt"
+    fz.write_text("building...\n"
+                  "fuzz spec: PASS execs 10 (1/s) cov 1 ft 1 corpus 1\n"
+                  "fuzz idx: FAIL execs 3 (1/s) cov 1 ft 1 corpus 1 [crash]\n"
+                  "fuzz tar: SKIP execs 0 (0/s) cov 0 ft 0 corpus 0 [no clang]\n"
+                  "fuzz: 1 passed, 1 failed, 1 skipped\n")
+    log = write_log(tmp_path / "t.json", ("a", "OK", None))
+    assert summary("--fuzz", fz, log) == ("2 passed, 1 failed, 1 skipped, 0 expected failures", 1)
+
+
+def test_missing_fuzz_log_is_a_failure(tmp_path):
+    log = write_log(tmp_path / "t.json", ("a", "OK", None))
+    assert summary("--fuzz", tmp_path / "none.txt", log) == \
+        ("1 passed, 1 failed, 0 skipped, 0 expected failures", 1)

@@ -1,4 +1,4 @@
-/* test_blas.c: the OpenBLAS core-type choice of DESIGN.md §2. */
+/* test_blas.c: the OpenBLAS core-type choice (docs/architecture.md). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

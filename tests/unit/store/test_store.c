@@ -134,7 +134,7 @@ static void fresh_database_has_current_schema(void **state)
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                       "('datasets','runs','jobs','lr_finds','lr_find_points',"
                                       "'metrics','epochs','snapshots','models','events',"
-                                      "'predictions')"), 11);
+                                      "'predictions','interpretations')"), 12);
     store_close(f->st);
     f->st = NULL;
     char err[256];
@@ -543,6 +543,43 @@ static void startup_recovery_queries(void **state)
     json_decref(j);
 }
 
+static void interpretations_replace_and_cascade(void **state)
+{
+    fixture *f = *state;
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t job = make_job(f->st, run, "fit");
+    json_t *j = NULL;
+    char *w = NULL;
+    assert_int_equal(store_interpretation_get(f->st, run, 1, &j), -ENOENT);
+    assert_int_equal(store_interpretation_weights(f->st, run, &w), -ENOENT);
+    json_t *sum = json_pack("{si}", "n", 2), *items = json_pack("[{si}{si}]", "index", 1,
+                                                                 "index", 0);
+    assert_int_equal(store_interpretation_put(f->st, run, job, "w1", sum, items), 0);
+    assert_int_equal(store_interpretation_put(f->st, run + 9, job, "w1", sum, items),
+                     -ENOENT);
+    assert_int_equal(store_interpretation_weights(f->st, run, &w), 0);
+    assert_string_equal(w, "w1");
+    free(w);
+    assert_int_equal(store_interpretation_get(f->st, run, 0, &j), 0);
+    assert_null(json_object_get(j, "items"));
+    assert_int_equal(jint(json_object_get(j, "summary"), "n"), 2);
+    assert_int_equal(jint(j, "job"), job);
+    json_decref(j);
+    /* new weights replace the row */
+    assert_int_equal(store_interpretation_put(f->st, run, 0, "w2", sum, items), 0);
+    assert_int_equal(store_interpretation_get(f->st, run, 1, &j), 0);
+    assert_string_equal(json_string_value(json_object_get(j, "weights")), "w2");
+    assert_true(json_is_null(json_object_get(j, "job")));
+    assert_int_equal(json_array_size(json_object_get(j, "items")), 2);
+    json_decref(j);
+    json_decref(sum);
+    json_decref(items);
+    assert_int_equal(store_job_start(f->st, job), 0);
+    assert_int_equal(store_job_finish(f->st, job, "succeeded", NULL, NULL), 0);
+    assert_int_equal(store_run_delete(f->st, run), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM interpretations"), 0);
+}
+
 /* ---- lr finds, metrics, epochs, snapshots, predictions ------------------------------------ */
 
 static void lr_find_with_points(void **state)
@@ -902,6 +939,44 @@ typedef struct rec {
     int out_of_order;
     char kinds[64][16];
 } rec;
+
+/* A resumed fit repeats the epochs its checkpoint did not hold: the repeat replaces what
+ * the interrupted job (or one it resumed) reported from that fit epoch on; another fit's
+ * epochs stay. */
+static void a_resumed_fit_replaces_the_epochs_it_repeats(void **state)
+{
+    fixture *f = *state;
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t a = make_job(f->st, run, "fit"), b, c, other;
+    int ep = -1;
+    for (int i = 0; i < 3; i++) {
+        store_epoch e = {i, 0, 1, 1, 0.5, -1, 1, 1, 10 * (i + 1)};
+        assert_int_equal(store_epoch_add(f->st, run, a, &e, &ep), 0);
+    }
+    /* a's checkpoint held fit epoch 1: b resumes at 2, c (resuming b) at 2 again. */
+    assert_int_equal(store_job_create(f->st, run, "fit", NULL, a, &b), 0);
+    store_epoch e2 = {2, 0, 1, 1, 0.6, -1, 1, 1, 30};
+    assert_int_equal(store_epoch_add(f->st, run, b, &e2, &ep), 0);
+    assert_int_equal(ep, 2);
+    assert_int_equal(store_job_create(f->st, run, "fit", NULL, b, &c), 0);
+    store_epoch e3 = {2, 0, 1, 1, 0.7, -1, 1, 1, 30};
+    assert_int_equal(store_epoch_add(f->st, run, c, &e3, &ep), 0);
+    assert_int_equal(ep, 2);
+    /* A new fit of the run starts at fit epoch 0 and removes nothing. */
+    other = make_job(f->st, run, "fit");
+    store_epoch e0 = {0, 0, 1, 1, 0.8, -1, 1, 1, 40};
+    assert_int_equal(store_epoch_add(f->st, run, other, &e0, &ep), 0);
+    assert_int_equal(ep, 3);
+    json_t *j;
+    assert_int_equal(store_epochs_get(f->st, run, &j), 0);
+    assert_int_equal(json_array_size(j), 4);
+    int64_t jobs[] = {a, a, c, other};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jint(json_array_get(j, (size_t)i), "epoch"), i);
+        assert_int_equal(jint(json_array_get(j, (size_t)i), "job"), jobs[i]);
+    }
+    json_decref(j);
+}
 
 static void on_events(void *ctx, const store_event *evs, int n)
 {
@@ -1515,6 +1590,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(models_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(lists_page_through_everything_once, setup, teardown),
         cmocka_unit_test_setup_teardown(runs_crud_and_cascade, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_resumed_fit_replaces_the_epochs_it_repeats, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(job_state_machine, setup, teardown),
         cmocka_unit_test_setup_teardown(startup_recovery_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(lr_find_with_points, setup, teardown),
@@ -1523,6 +1600,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(stats_count_jobs_epochs_and_size, setup, teardown),
         cmocka_unit_test_setup_teardown(epochs_snapshots_predictions, setup, teardown),
+        cmocka_unit_test_setup_teardown(interpretations_replace_and_cascade, setup, teardown),
         cmocka_unit_test_setup_teardown(commits_notify_subscribers_and_events_resume, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(text_that_is_not_utf8_reads_back_replaced, setup,

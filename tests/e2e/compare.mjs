@@ -1,0 +1,401 @@
+// compare.mjs: the browser test of the compare page (meson suite e2e). Starts the real
+// daemon on a free loopback port with a fresh data folder and a small generated image set,
+// trains three short runs with different settings through the API, then drives Debian's
+// chromium through playwright-core: the comparison opened from a shared link draws every
+// run in each chart, the x axis switches between iterations, epochs and wall time (and the
+// link follows), the parameters that differ are highlighted and the equal ones are not, the
+// runs list's checkboxes lead to the same page, a bad link gets a clear error, a run not
+// trained yet sits beside a trained one, and screenshots land in tests/e2e/artifacts/.
+//
+// Usage: node compare.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const SKIP = 77;
+const srcRoot = path.resolve(process.argv[2] || path.join(import.meta.dirname, '../..'));
+const buildRoot = path.resolve(process.argv[3] || path.join(srcRoot, 'build'));
+const daemonBin = path.join(buildRoot, 'daemon', 'sgdrd');
+const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
+const artifacts = path.join(srcRoot, 'tests', 'e2e', 'artifacts');
+const N_TRAIN = 24;   // images per class: 6 batches of 8 per epoch keep three runs short
+const N_VALID = 8;
+const SIZE = 32;
+const EPOCHS = 2;     // each run: SGDR, two cycles of one epoch
+const X_LABELS = { step: 'iteration', epoch: 'epoch', time: 'wall time' };
+
+let failures = 0;
+const log = (...a) => console.log('[compare]', ...a);
+function check(cond, what, extra) {
+  if (cond) log('ok  ', what);
+  else { failures++; log('FAIL', what, extra !== undefined ? JSON.stringify(extra).slice(0, 800) : ''); }
+  return cond;
+}
+class Fatal extends Error {}
+function must(cond, what, extra) {
+  if (!check(cond, what, extra)) throw new Fatal(what);
+}
+
+const require = createRequire(import.meta.url);
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch {
+  console.error('playwright-core is not installed in tests/e2e/node_modules: run scripts/install-deps.sh (npm ci there)');
+  process.exit(1);
+}
+if (!fs.existsSync(chromiumBin)) {
+  console.error(`${chromiumBin} is missing: run scripts/install-deps.sh (apt-get install chromium)`);
+  process.exit(1);
+}
+if (!fs.existsSync(path.join(srcRoot, 'web', 'node_modules', 'uplot', 'dist', 'uPlot.iife.min.js'))) {
+  console.error('web/node_modules/uplot is missing: run scripts/install-deps.sh (npm ci in web/)');
+  process.exit(1);
+}
+if (!fs.existsSync(daemonBin)) {
+  console.log(`SKIP: the daemon ${daemonBin} is not built`);
+  process.exit(SKIP);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(fn, what, timeoutMs = 30000, everyMs = 100) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) { last = e.message; }
+    await sleep(everyMs);
+  }
+  throw new Fatal(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sgdrd-compare-'));
+const dataDir = path.join(tmp, 'var');
+const dsRoot = path.join(tmp, 'datasets');
+const dsPath = path.join(dsRoot, 'shapes');
+let daemon = null;
+let daemonOut = '';
+let browser = null;
+let page = null;
+let base = '';
+const consoleErrors = [];
+
+async function api(method, p, body) {
+  const res = await fetch(`${base}/api/v1${p}`, {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  return { status: res.status, data, location: res.headers.get('location') };
+}
+const items = (d) => (Array.isArray(d) ? d : (d && d.items) || []);
+const idOf = (r) => String(r.data && r.data.id !== undefined ? r.data.id : /\/(\d+)$/.exec(r.location || '')[1]);
+
+async function waitJob(id, timeoutMs) {
+  return waitFor(async () => {
+    const j = (await api('GET', `/jobs/${id}`)).data;
+    if (['failed', 'cancelled', 'interrupted'].includes(j.state)) throw new Fatal(`job ${id} ended ${j.state}: ${j.error}`);
+    return j.state === 'succeeded' ? j : null;
+  }, `job ${id} to succeed`, timeoutMs, 250);
+}
+
+async function startDaemon(port) {
+  daemon = spawn(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  daemon.stdout.on('data', (d) => { daemonOut += d; });
+  daemon.stderr.on('data', (d) => { daemonOut += d; });
+  let exited = null;
+  daemon.on('exit', (code, sig) => { exited = `${code ?? sig}`; });
+  await waitFor(async () => {
+    if (exited !== null) throw new Fatal(`the daemon exited (${exited}) before answering:\n${daemonOut}`);
+    return (await fetch(`${base}/api/v1/health`)).ok;
+  }, 'the daemon to answer /api/v1/health', 60000, 200);
+}
+
+async function stopDaemon() {
+  if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
+  const gone = new Promise((r) => daemon.once('exit', r));
+  daemon.kill('SIGTERM');
+  const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
+  await gone;
+  clearTimeout(t);
+}
+
+// Circles and squares on noise, encoded by the browser's own PNG encoder.
+async function makeImages() {
+  const gen = await browser.newPage();
+  const imgs = await gen.evaluate(({ nTrain, nValid, size }) => {
+    let seed = 777;
+    const rnd = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+    const c = document.createElement('canvas');
+    c.width = c.height = size;
+    const ctx = c.getContext('2d');
+    const out = [];
+    for (const split of ['train', 'valid']) {
+      for (const cls of ['circle', 'square']) {
+        for (let i = 0; i < (split === 'train' ? nTrain : nValid); i++) {
+          const g = 40 + Math.floor(rnd() * 80);
+          ctx.fillStyle = `rgb(${g},${g},${g})`;
+          ctx.fillRect(0, 0, size, size);
+          const r = size * (0.18 + rnd() * 0.14);
+          const x = r + rnd() * (size - 2 * r);
+          const y = r + rnd() * (size - 2 * r);
+          ctx.fillStyle = `hsl(${Math.floor(rnd() * 360)},80%,65%)`;
+          ctx.beginPath();
+          if (cls === 'circle') ctx.arc(x, y, r, 0, 2 * Math.PI);
+          else ctx.rect(x - r, y - r, 2 * r, 2 * r);
+          ctx.fill();
+          out.push({ split, cls, i, b64: c.toDataURL('image/png').split(',')[1] });
+        }
+      }
+    }
+    return out;
+  }, { nTrain: N_TRAIN, nValid: N_VALID, size: SIZE });
+  for (const im of imgs) {
+    const dir = path.join(dsPath, im.split, im.cls);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, `${im.i}.png`), Buffer.from(im.b64, 'base64'));
+  }
+  await gen.close();
+}
+
+// Three runs that differ in batch size, optimizer and the fit's LR; equal otherwise.
+const RUNS = [
+  { cfg: { bs: 8, opt: 'sgd' }, lrs: 0.01 },
+  { cfg: { bs: 16, opt: 'sgd' }, lrs: 0.01 },
+  { cfg: { bs: 8, opt: 'adamw' }, lrs: 0.003 },
+];
+
+async function trainRuns(dsId) {
+  const ids = [];
+  const jobs = [];
+  for (const r of RUNS) {
+    const made = await api('POST', '/runs', { dataset: Number(dsId), arch: 'resnet_small', sz: SIZE, xtra_fc: [], seed: 42, ...r.cfg });
+    must(made.status === 201, 'a run is created', made);
+    const id = idOf(made);
+    const fit = await api('POST', `/runs/${id}/fit`, { lrs: r.lrs, n_cycle: EPOCHS, cycle_len: 1, schedule: 'sgdr' });
+    must(fit.status === 202 || fit.status === 201, 'its fit is queued', fit);
+    ids.push(id);
+    jobs.push(idOf(fit));
+  }
+  for (const j of jobs) await waitJob(j, 300000);
+  return ids;
+}
+
+// What the three charts hold: for each chart, each series' label and how many of its points
+// are drawn, plus the x axis label and range.
+function chartState() {
+  return page.evaluate(() => {
+    const out = {};
+    for (const [name, c] of Object.entries(window.sgdrd.charts)) {
+      const u = c.u;
+      if (!u) { out[name] = null; continue; }
+      const xs = u.data[0];
+      out[name] = {
+        axis: u.axes[0].label,
+        series: u.series.slice(1).map((s, i) => ({ label: s.label, drawn: u.data[i + 1].filter((v) => v !== null && v !== undefined).length })),
+        xmin: xs[0], xmax: xs[xs.length - 1],
+      };
+    }
+    return out;
+  });
+}
+
+async function openCompare(hash) {
+  await page.goto(`${base}/${hash}`);
+  await page.waitForSelector('main[data-ready="true"]', { timeout: 30000 });
+}
+
+async function checkCharts(ids, expectAxis) {
+  const st = await chartState();
+  for (const name of ['loss', 'accuracy', 'lr']) {
+    const c = st[name];
+    if (!check(c, `the ${name} chart is drawn`, st)) continue;
+    check(c.axis === expectAxis, `the ${name} chart's x axis is ${expectAxis}`, c.axis);
+    for (const id of ids) {
+      const mine = c.series.filter((s) => s.label.startsWith(`#${id} `));
+      check(mine.length >= 1 && mine.every((s) => s.drawn > 0), `run #${id} has a drawn series in the ${name} chart`, c.series);
+    }
+  }
+  return st;
+}
+
+async function checkTable(ids) {
+  const rowOf = (key) => page.locator(`table.compare-table tr[data-key="${key}"]`);
+  for (const key of ['bs', 'opt', 'fit 1 · lrs']) {
+    const diff = await rowOf(key).locator('td.differs').count();
+    check(diff === ids.length, `the differing parameter "${key}" is highlighted in every run's column`, diff);
+  }
+  for (const key of ['arch', 'sz', 'seed', 'fit 1 · n_cycle', 'epochs']) {
+    const row = rowOf(key);
+    const n = await row.count();
+    const diff = n ? await row.locator('td.differs').count() : -1;
+    check(n === 1 && diff === 0, `the equal parameter "${key}" is not highlighted`, { rows: n, diff });
+  }
+  const bs = await rowOf('bs').locator('td').allInnerTexts();
+  check(bs.join(',') === RUNS.map((r) => String(r.cfg.bs)).join(','), 'the bs row shows each run\'s batch size in column order', bs);
+  const bg = await rowOf('bs').locator('td').first().evaluate((td) => getComputedStyle(td).backgroundColor);
+  const plain = await rowOf('arch').locator('td').first().evaluate((td) => getComputedStyle(td).backgroundColor);
+  check(bg !== plain, 'a highlighted cell looks different from an equal one', { bg, plain });
+  await page.locator('label[for="only-diff"]').click();
+  check(!(await rowOf('arch').isVisible()) && (await rowOf('bs').isVisible()), '"only differences" hides the equal rows');
+  await page.locator('label[for="only-diff"]').click();
+  check(await rowOf('arch').isVisible(), 'unticking it shows them again');
+}
+
+async function main() {
+  fs.mkdirSync(artifacts, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: chromiumBin,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  await makeImages();
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  fs.mkdirSync(dataDir, { recursive: true });
+  await startDaemon(port);
+
+  const ds = await api('POST', '/datasets', { name: 'shapes', path: dsPath, format: 'folders' });
+  must(ds.status === 201, 'the dataset is registered', ds);
+  const t0 = Date.now();
+  const ids = await trainRuns(idOf(ds));
+  const trainedS = (Date.now() - t0) / 1000;
+  log(`runs ${ids.join(', ')} trained`);
+
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await ctx.newPage();
+  let allowed404 = 0;   // the missing run of the bad-link step
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    if (allowed404 > 0 && /status of 404/.test(m.text())) { allowed404--; return; }
+    consoleErrors.push(m.text());
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+
+  // 1. The shared link, opened directly.
+  await openCompare(`#/compare?runs=${ids.join(',')}&x=step`);
+  const byStep = await checkCharts(ids, 'iteration');
+  const tl = (await api('GET', `/runs/${ids[0]}/metrics?key=train_loss&limit=10000`)).data.points;
+  const first = byStep.loss && byStep.loss.series.find((s) => s.label === `#${ids[0]} train`);
+  check(first && first.drawn === tl.length, 'the loss curve of a short run holds each of its iterations', { chart: first, api: tl.length });
+  await checkTable(ids);
+  await page.screenshot({ path: path.join(artifacts, 'compare.png'), fullPage: true });
+
+  // 2. The x axis switch: by epoch the accuracy points sit at 1..EPOCHS; by wall time x
+  //    starts near 0 and stays within the training time. The link follows each switch.
+  await page.locator('label[for="x-epoch"]').click();
+  await waitFor(() => page.evaluate(() => document.querySelector('main').dataset.x === 'epoch'), 'the x axis to switch to epochs');
+  check(/[?&]x=epoch\b/.test(page.url()) && page.url().includes(`runs=${ids.join(',')}`), 'the link holds the x axis and the runs', page.url());
+  const byEpoch = await checkCharts(ids, 'epoch');
+  check(byEpoch.accuracy && byEpoch.accuracy.xmin === 1 && byEpoch.accuracy.xmax === EPOCHS, `by epoch, the accuracy points lie at epochs 1 to ${EPOCHS}`, byEpoch.accuracy);
+  check(byEpoch.loss && byEpoch.loss.xmin > 0 && byEpoch.loss.xmax <= EPOCHS + 1e-9, 'by epoch, the loss curve spans the epochs', byEpoch.loss);
+  await page.locator('label[for="x-time"]').click();
+  await waitFor(() => page.evaluate(() => document.querySelector('main').dataset.x === 'time'), 'the x axis to switch to wall time');
+  const byTime = await checkCharts(ids, 'wall time');
+  check(byTime.loss && byTime.loss.xmin >= 0 && byTime.loss.xmin < 5 && byTime.loss.xmax <= trainedS + 5, 'by wall time, x counts seconds from each run\'s start', { chart: byTime.loss, trainedS });
+  await page.reload();
+  await page.waitForSelector('main[data-ready="true"]');
+  check(await page.locator('#x-time').isChecked() && (await chartState()).loss.axis === 'wall time', 'reloading the link keeps the wall-time axis');
+  await page.screenshot({ path: path.join(artifacts, 'compare-time.png'), fullPage: true });
+
+  // 3. The runs list holds the comparison's runs ticked: untick one, Compare.
+  await page.locator('a:text("Change runs")').click();
+  await page.locator(`tr[data-run-id="${ids[0]}"]`).waitFor({ timeout: 15000 });
+  const box = (id) => page.locator(`input.choose[data-run="${id}"]`);
+  const ticked = [];
+  for (const id of ids) ticked.push(await box(id).isChecked());
+  check(ticked.every(Boolean), 'the runs list arrives with the compared runs ticked', ticked);
+  const button = page.locator('button.compare-button');
+  await box(ids[1]).uncheck();
+  await box(ids[2]).uncheck();
+  check(await button.isDisabled(), 'Compare is disabled with fewer than two runs ticked');
+  await box(ids[2]).check();
+  check(!(await button.isDisabled()), 'two ticked runs enable it');
+  await sleep(3500);   // past one refresh of the list: the ticks survive it
+  check(await page.locator(`input.choose[data-run="${ids[2]}"]`).isChecked(), 'a tick survives the list\'s refresh');
+  await button.click();
+  await page.waitForSelector('main[data-ready="true"]');
+  check(new URL(page.url()).hash === `#/compare?runs=${ids[0]},${ids[2]}&x=step`, 'Compare opens the link of the ticked runs', page.url());
+  await checkCharts([ids[0], ids[2]], 'iteration');
+  check(await page.locator('table.compare-table thead th[data-run]').count() === 2, 'the table has one column per ticked run');
+
+  // 4. Bad links: a clear error naming the field; a missing run is named, the rest compared.
+  await page.goto(`${base}/#/compare?runs=3,abc`);
+  await page.locator('main .notice.error').waitFor({ timeout: 10000 });
+  const bad = await page.locator('main .notice.error').innerText();
+  check(/runs/.test(bad) && /"abc"/.test(bad), 'a link with a bad run id says which part is wrong', bad);
+  allowed404 = 4;
+  await openCompare(`#/compare?runs=${ids[1]},99999`);
+  const missing = await page.locator('main .notice.error').innerText();
+  check(/#99999/.test(missing) && /no such run/.test(missing), 'a missing run is named', missing);
+  await checkCharts([ids[1]], 'iteration');
+
+  // 5. A run not trained yet sits beside a trained one: its column is there, its curves are
+  //    empty, and nothing breaks.
+  const fresh = await api('POST', '/runs', { dataset: 'shapes', arch: 'resnet_small', sz: SIZE, xtra_fc: [], seed: 42, bs: 8, opt: 'sgd' });
+  must(fresh.status === 201, 'an untrained run is created', fresh);
+  const freshId = idOf(fresh);
+  for (const x of ['step', 'epoch', 'time']) {
+    await openCompare(`#/compare?runs=${ids[0]},${freshId}&x=${x}`);
+    await checkCharts([ids[0]], X_LABELS[x]);
+  }
+  const epochsRow = await page.locator('table.compare-table tr[data-key="epochs"] td').allInnerTexts();
+  check(epochsRow.join(',') === `${EPOCHS},0`, 'the untrained run\'s column shows no epochs, marked as a difference', epochsRow);
+  check(await page.locator('table.compare-table tr[data-key="epochs"] td.differs').count() === 2, 'and the difference is highlighted');
+
+  // 6. A phone-sized screen: nothing spills out of the page sideways.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await openCompare(`#/compare?runs=${ids.join(',')}&x=epoch`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(overflow <= 390, 'the compare page fits a 390 px wide screen', overflow);
+  await page.screenshot({ path: path.join(artifacts, 'compare-390.png'), fullPage: true });
+  log(`screenshots in ${artifacts}`);
+
+  check(consoleErrors.length === 0, 'no console errors during the whole test', consoleErrors);
+  await ctx.close();
+}
+
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  await stopDaemon();
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+try {
+  await main();
+} catch (e) {
+  failures++;
+  log('FAIL', e instanceof Fatal ? e.message : e.stack);
+  if (page) {
+    await page.screenshot({ path: path.join(artifacts, 'compare-failure.png'), fullPage: true }).catch(() => {});
+    log(`page at failure: ${page.url()}`);
+    if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
+  }
+  if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
+} finally {
+  await cleanup();
+}
+log(failures ? `${failures} check(s) failed` : 'all checks passed');
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,241 @@
+// interp.mjs: the browser test of a run's interpretation card (meson suite e2e). Starts the
+// real daemon on a free loopback port with a small generated IDX dataset (no image files:
+// thumbnails are rendered from the decoded pixels), fits one epoch through the API, and
+// checks in Debian's chromium that the confusion-matrix heat map shows the API's counts, a
+// click on a cell shows that cell's validation images (every thumbnail loaded), and the
+// augmentation preview renders; no console error. Screenshot in tests/e2e/artifacts/.
+//
+// Usage: node interp.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const SKIP = 77;
+const srcRoot = path.resolve(process.argv[2] || path.join(import.meta.dirname, '../..'));
+const buildRoot = path.resolve(process.argv[3] || path.join(srcRoot, 'build'));
+const daemonBin = path.join(buildRoot, 'daemon', 'sgdrd');
+const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
+const artifacts = path.join(srcRoot, 'tests', 'e2e', 'artifacts');
+const SIZE = 16;
+const CLASSES = ['hbar', 'vbar', 'blob'];
+
+let failures = 0;
+const log = (...a) => console.log('[e2e interp]', ...a);
+function check(cond, what, extra) {
+  if (cond) log('ok  ', what);
+  else { failures++; log('FAIL', what, extra !== undefined ? JSON.stringify(extra).slice(0, 600) : ''); }
+  return cond;
+}
+class Fatal extends Error {}
+function must(cond, what, extra) {
+  if (!check(cond, what, extra)) throw new Fatal(what);
+}
+
+const require = createRequire(import.meta.url);
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch {
+  console.error('playwright-core is not installed in tests/e2e/node_modules: run scripts/install-deps.sh (npm ci there)');
+  process.exit(1);
+}
+if (!fs.existsSync(chromiumBin)) {
+  console.error(`${chromiumBin} is missing: run scripts/install-deps.sh (apt-get install chromium)`);
+  process.exit(1);
+}
+if (!fs.existsSync(daemonBin)) {
+  console.log(`SKIP: the daemon ${daemonBin} is not built`);
+  process.exit(SKIP);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(fn, what, timeoutMs = 30000, everyMs = 100) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) { last = e.message; }
+    await sleep(everyMs);
+  }
+  throw new Fatal(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+// An IDX pair (images, labels) of n images per class: a horizontal bar, a vertical bar or a
+// blob, at random places over noise; seeded, so every run of the test sees the same data.
+function writeIdx(dir, prefix, perClass, seed) {
+  let s = seed;
+  const rnd = () => { s = (s * 1103515245 + 12345) % 2147483648; return s / 2147483648; };
+  const n = perClass * CLASSES.length;
+  const img = Buffer.alloc(16 + n * SIZE * SIZE);
+  const lab = Buffer.alloc(8 + n);
+  img.writeUInt32BE(0x803, 0); img.writeUInt32BE(n, 4); img.writeUInt32BE(SIZE, 8); img.writeUInt32BE(SIZE, 12);
+  lab.writeUInt32BE(0x801, 0); lab.writeUInt32BE(n, 4);
+  for (let k = 0; k < n; k++) {
+    const cls = k % CLASSES.length;
+    const px = img.subarray(16 + k * SIZE * SIZE, 16 + (k + 1) * SIZE * SIZE);
+    for (let p = 0; p < px.length; p++) px[p] = Math.floor(rnd() * 90);
+    const a = 2 + Math.floor(rnd() * (SIZE - 6)), b = 2 + Math.floor(rnd() * (SIZE - 6));
+    for (let i = 0; i < SIZE; i++) {
+      for (let t = 0; t < 3; t++) {
+        if (cls === 0) px[(a + t) * SIZE + i] = 230;
+        else if (cls === 1) px[i * SIZE + a + t] = 230;
+      }
+    }
+    if (cls === 2) for (let y = 0; y < 5; y++) for (let x = 0; x < 5; x++) px[(a + y) * SIZE + b + x] = 200;
+    lab[8 + k] = cls;
+  }
+  fs.writeFileSync(path.join(dir, `${prefix}-images-idx3-ubyte`), img);
+  fs.writeFileSync(path.join(dir, `${prefix}-labels-idx1-ubyte`), lab);
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sgdrd-e2e-interp-'));
+const dataDir = path.join(tmp, 'var');
+const dsRoot = path.join(tmp, 'datasets');
+const dsPath = path.join(dsRoot, 'bars');
+let daemon = null;
+let daemonOut = '';
+let browser = null;
+let page = null;
+let base = '';
+const consoleErrors = [];
+
+async function api(method, p, body) {
+  const res = await fetch(`${base}/api/v1${p}`, {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  return { status: res.status, data };
+}
+
+async function main() {
+  fs.mkdirSync(artifacts, { recursive: true });
+  fs.mkdirSync(dsPath, { recursive: true });
+  writeIdx(dsPath, 'train', 40, 7);
+  writeIdx(dsPath, 't10k', 8, 99);
+  fs.writeFileSync(path.join(dsPath, 'classes.txt'), CLASSES.join('\n') + '\n');
+
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  fs.mkdirSync(dataDir, { recursive: true });
+  daemon = spawn(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot, '--threads', '1'],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  daemon.stdout.on('data', (d) => { daemonOut += d; });
+  daemon.stderr.on('data', (d) => { daemonOut += d; });
+  await waitFor(async () => (await fetch(`${base}/api/v1/health`)).ok, 'the daemon to answer', 60000, 200);
+
+  let r = await api('POST', '/datasets', { name: 'bars', path: dsPath, format: 'idx' });
+  must(r.status === 201, 'the IDX dataset registers', r);
+  r = await api('POST', '/runs', { dataset: 'bars', arch: 'resnet_small', sz: SIZE, bs: 8, tfms: 'side_on', max_zoom: 1.2 });
+  must(r.status === 201, 'a run is created', r);
+  const runId = r.data.id;
+  r = await api('POST', `/runs/${runId}/fit`, { lrs: 0.02, n_cycle: 1, cycle_len: 1 });
+  must(r.status === 202, 'a fit is queued', r);
+  const jobId = r.data.id;
+  await waitFor(async () => {
+    const j = (await api('GET', `/jobs/${jobId}`)).data;
+    if (['failed', 'cancelled', 'interrupted'].includes(j.state)) throw new Fatal(`fit ended ${j.state}: ${j.error}`);
+    return j.state === 'succeeded';
+  }, 'the fit', 240000, 250);
+  const interp = (await api('GET', `/runs/${runId}/interpretation`)).data;
+  must(interp && interp.summary && interp.summary.confusion, 'the API has the interpretation', interp);
+  const cm = interp.summary.confusion;
+
+  browser = await chromium.launch({
+    executablePath: chromiumBin,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+
+  await page.goto(`${base}/#/runs/${runId}`);
+  const cells = page.locator('#interpretation table.heatmap button.heat');
+  await waitFor(async () => (await cells.count()) === CLASSES.length ** 2, 'the heat map', 30000);
+  const shown = await cells.evaluateAll((bs) => bs.map((b) => [Number(b.dataset.actual), Number(b.dataset.predicted), Number(b.textContent)]));
+  check(shown.every(([a, p, n]) => cm[a][p] === n), 'the heat map shows the API\'s confusion counts', { shown, cm });
+  const heads = await page.locator('#interpretation table.heatmap thead th').allTextContents();
+  check(CLASSES.every((c) => heads.includes(c)), 'the heat map names the classes', heads);
+  check(await page.locator('#interpretation table.per-class tbody tr').count() === CLASSES.length, 'the per-class table has a row per class');
+
+  // The cell with the most errors (or the fullest one when there are none) is clicked.
+  let pickCell = null;
+  for (const [a, p, n] of shown) {
+    if (n === 0) continue;
+    const score = (a !== p ? 1e6 : 0) + n;
+    if (!pickCell || score > pickCell.score) pickCell = { a, p, n, score };
+  }
+  must(pickCell, 'the matrix has a nonempty cell');
+  await page.locator(`button.heat[data-actual="${pickCell.a}"][data-predicted="${pickCell.p}"]`).click();
+  const want = (await api('GET', `/runs/${runId}/interpretation/top-losses?actual=${pickCell.a}&predicted=${pickCell.p}&limit=24`)).data;
+  const figs = page.locator('#interpretation .thumbs figure.thumb');
+  await waitFor(async () => {
+    const items = await figs.evaluateAll((fs) => fs.map((f) => Number(f.dataset.item)));
+    return items.length === want.items.length && items.every((x, i) => x === want.items[i].item);
+  }, 'the cell\'s images in the grid', 15000);
+  check(await page.locator('#toplosses-h').textContent() === `${CLASSES[pickCell.a]} predicted as ${CLASSES[pickCell.p]}`,
+    'the grid is titled by the cell clicked');
+  const loaded = await waitFor(async () => {
+    const ws = await figs.locator('img').evaluateAll((is) => is.map((i) => i.complete && i.naturalWidth));
+    return ws.length && ws.every((w) => w === SIZE) ? ws : null;
+  }, 'every thumbnail to load', 15000);
+  check(loaded.length === Math.min(pickCell.n, 24), 'a thumbnail per image of the cell', loaded.length);
+  check(await page.locator('button.heat[aria-pressed="true"]').count() === 1, 'the clicked cell is marked pressed');
+
+  await page.locator('#interpretation button:text("Preview augmentations")').click();
+  const strip = await waitFor(async () => page.locator('#interpretation img.aug-strip').evaluate((i) => i.complete && i.naturalWidth), 'the augmentation strip', 15000);
+  check(strip === 8 * SIZE, 'the augmentation preview shows 8 tiles', strip);
+
+  await page.locator('#interpretation').screenshot({ path: path.join(artifacts, 'interpretation.png') });
+  check(consoleErrors.length === 0, 'no console errors', consoleErrors);
+  await ctx.close();
+}
+
+async function cleanup() {
+  if (browser) await browser.close().catch(() => {});
+  if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
+    const gone = new Promise((r) => daemon.once('exit', r));
+    daemon.kill('SIGTERM');
+    const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
+    await gone;
+    clearTimeout(t);
+  }
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+
+try {
+  await main();
+} catch (e) {
+  failures++;
+  log('FAIL', e instanceof Fatal ? e.message : e.stack);
+  if (page) await page.screenshot({ path: path.join(artifacts, 'interp-failure.png'), fullPage: true }).catch(() => {});
+  if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
+  if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
+} finally {
+  await cleanup();
+}
+log(failures ? `${failures} check(s) failed` : 'all checks passed');
+process.exit(failures ? 1 : 0);
