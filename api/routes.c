@@ -93,6 +93,10 @@ void reply_store_error(api_req *r, int rc, const char *what)
     case -EINVAL:
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "invalid argument for %s", what);
         return;
+    case -E2BIG:
+        reply_problem(r, 400, PROBLEM_INVALID, "workers",
+                      "workers is above the daemon's --max-workers");
+        return;
     case -ESHUTDOWN:
         reply_problem(r, 503, PROBLEM_LIMIT, NULL, "the daemon is stopping");
         return;
@@ -202,6 +206,8 @@ void route_health(api_req *r)
                                       cs.waiting, "timed_out", (json_int_t)cs.timed_out,
                                       "evicted", (json_int_t)cs.evicted, "refused",
                                       (json_int_t)cs.refused));
+    if (body && be->world)
+        json_object_set_new(body, "world", be->world(be->ctx));
     reply_json(r, 200, body);
 }
 

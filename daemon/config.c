@@ -38,6 +38,13 @@ static const opt opts[] = {
                              "origin"},
     {"session-ttl", OPT_VALUE, "seconds a dashboard sign-in lasts (default 43200)"},
     {"threads", OPT_VALUE, "compute threads (default: every core)"},
+    {"max-workers", OPT_VALUE, "most processes a job may run on data-parallel (its "
+                               "\"workers\"; default 1: in the daemon only)"},
+    {"hostfile", OPT_VALUE, "Open MPI hostfile of the machines data-parallel jobs run on "
+                            "(default: this machine)"},
+    {"worker", OPT_VALUE, "the sgdrd-worker program (default: the one built beside sgdrd)"},
+    {"worker-timeout", OPT_VALUE, "seconds a data-parallel job may go without an event "
+                                  "before it counts as hung (default 300)"},
     {"max-upload", OPT_VALUE, "largest dataset or model upload, bytes or with K/M/G "
                               "(default 2G)"},
     {"memory-limit", OPT_VALUE, "memory runs may take, bytes or with K/M/G (default: "
@@ -242,6 +249,18 @@ static int config_set(daemon_config *c, const char *key, const char *v, const ch
             return 0;
         }
         snprintf(err, errlen, "%s: '%s' is not a thread count (0..1024)", where, v);
+    } else if (!strcmp(key, "max-workers") || !strcmp(key, "worker-timeout")) {
+        int workers = !strcmp(key, "max-workers");
+        if (parse_int(v, 1, workers ? 1024 : 86400, &x) == 0) {
+            *(workers ? &c->max_workers : &c->worker_timeout_s) = (int)x;
+            return 0;
+        }
+        snprintf(err, errlen, "%s: '%s' is not a %s", where, v,
+                 workers ? "number of workers (1..1024)" : "number of seconds (1..86400)");
+    } else if (!strcmp(key, "hostfile") || !strcmp(key, "worker")) {
+        if (*v)
+            return set_str(!strcmp(key, "hostfile") ? &c->hostfile : &c->worker, v);
+        snprintf(err, errlen, "%s: empty path", where);
     } else if (!strcmp(key, "max-upload")) {
         if (parse_size(v, &c->max_upload) == 0)
             return 0;
@@ -410,6 +429,8 @@ int config_parse(daemon_config *c, int argc, char **argv, char *err, size_t errl
     c->max_upload = CONFIG_DEFAULT_MAX_UPLOAD;
     c->log_level = LOG_INFO;
     c->session_ttl_s = CONFIG_DEFAULT_SESSION_TTL;
+    c->max_workers = 1;
+    c->worker_timeout_s = CONFIG_DEFAULT_WORKER_TIMEOUT;
     if (parse_listen(c, CONFIG_DEFAULT_LISTEN))
         return -EINVAL;
     int rc = walk_args(c, argc, argv, 0, err, errlen);
@@ -449,6 +470,8 @@ void config_free(daemon_config *c)
         free(c->roots[i]);
     free(c->token_file);
     free(c->config_file);
+    free(c->hostfile);
+    free(c->worker);
     for (int i = 0; i < c->allowed_hosts.n; i++)
         free(c->allowed_hosts.v[i]);
     for (int i = 0; i < c->allowed_origins.n; i++)

@@ -272,14 +272,16 @@ static void run_job(jobs *jq, int64_t job_id)
     log_msg(LOG_INFO, job_id, "started %s on run %lld", row.kind, (long long)row.run_id);
     rc = job_params_of(&row, &p, err, sizeof err);
     learner *l = NULL;
-    if (rc == 0) {
+    if (rc == 0 && p.workers <= 1) {
         l = jq_slot_get(jq, row.run_id, err, sizeof err);
         if (!l)
             rc = -EINVAL;
     }
     sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .last_epoch = -1,
               .t0 = clock_mono_s()};
-    if (rc == 0)
+    if (rc == 0 && p.workers > 1)
+        rc = jq_run_world(jq, &k, &p, row.resumed_from != 0, &result, err, sizeof err);
+    else if (rc == 0)
         rc = run_kind(jq, &k, &p, l, row.resumed_from != 0, &result, err, sizeof err);
     jq_sweep_close(&k);
     store_flush(jq->st);
@@ -295,6 +297,9 @@ static void run_job(jobs *jq, int64_t job_id)
         final = shutting ? "interrupted" : "cancelled";
         snprintf(err, sizeof err, "%s", shutting ? "the daemon stopped during this job"
                                                  : "cancelled at a batch boundary");
+    } else if (rc == -EPIPE && p.kind == JOB_FIT) {
+        /* A world that lost a rank: the fit resumes from its last epoch checkpoint. */
+        final = "interrupted";
     } else {
         final = "failed";
         if (!err[0])
@@ -321,13 +326,16 @@ static void run_job(jobs *jq, int64_t job_id)
         (p.kind == JOB_FIT || p.kind == JOB_RECIPE || p.kind == JOB_TTA)) {
         /* Before the job ends, so that a client seeing it succeed finds the interpretation;
          * a failure to compute it does not undo the job's work. Not while the daemon stops:
-         * a validation pass must not hold up its exit (the next fit or TTA computes it). */
+         * a validation pass must not hold up its exit (the next fit or TTA computes it). A
+         * world's job computes it in the daemon, from the weights rank 0 saved. */
         char ierr[256] = "";
-        if (jq_interpret(jq, row.run_id, job_id, l, ierr, sizeof ierr))
+        learner *il = l ? l : jq_slot_get(jq, row.run_id, ierr, sizeof ierr);
+        if (!il || jq_interpret(jq, row.run_id, job_id, il, ierr, sizeof ierr))
             log_msg(LOG_WARN, job_id, "no interpretation of run %lld: %s",
                     (long long)row.run_id, ierr);
     }
-    if (rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) {
+    if ((rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) ||
+        (rc == -EPIPE && p.kind == JOB_FIT)) {
         /* The learner's last epoch checkpoint: where a resumed fit continues from. */
         char ck[PATH_MAX];
         jq_run_file(jq, row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
@@ -400,6 +408,24 @@ static void *worker_main(void *arg)
 
 /* ---- the public side ---------------------------------------------------------------------- */
 
+/* sgdrd-worker as the build places it (worker/ beside daemon/), else from PATH. */
+static char *worker_beside_daemon(void)
+{
+    char self[PATH_MAX], path[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/../worker/sgdrd-worker", self);
+            if (access(path, X_OK) == 0)
+                return strdup(path);
+        }
+    }
+    return strdup("sgdrd-worker");
+}
+
 int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t errlen)
 {
     *out = NULL;
@@ -411,6 +437,13 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
     jq->loader_threads = cfg->loader_threads;
     jq->memory_limit = cfg->memory_limit;
     jq->resume = cfg->resume;
+    jq->threads = cfg->threads;
+    jq->max_workers = cfg->max_workers > 1 ? cfg->max_workers : 1;
+    jq->worker_timeout_s = cfg->worker_timeout_s > 0 ? cfg->worker_timeout_s : 300;
+    jq->hostfile = cfg->hostfile ? strdup(cfg->hostfile) : NULL;
+    jq->worker_exe = cfg->worker ? strdup(cfg->worker) : worker_beside_daemon();
+    if (!jq->worker_exe || (cfg->hostfile && !jq->hostfile))
+        goto out_nomem;
     if (cfg->n_roots > 0) {
         jq->roots = calloc((size_t)cfg->n_roots, sizeof *jq->roots);
         if (!jq->roots)
@@ -448,6 +481,8 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
 out_nomem:
     snprintf(err, errlen, "out of memory");
     if (jq) {
+        free(jq->hostfile);
+        free(jq->worker_exe);
         free(jq->data_dir);
         for (int i = 0; i < jq->n_roots; i++)
             free(jq->roots[i]);
@@ -537,6 +572,8 @@ int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id)
     job_kind kind = p->kind;
     if (kind < 0 || kind >= JOB_KIND_COUNT)
         return -EINVAL;
+    if (p->workers > jq->max_workers)
+        return -E2BIG;
     json_t *params = job_params_json(p);
     if (!params)
         return -ENOMEM;
@@ -661,6 +698,15 @@ int jobs_queue_length(jobs *jq)
     return n;
 }
 
+json_t *jobs_world(jobs *jq)
+{
+    pthread_mutex_lock(&jq->mu);
+    json_t *w = jq->world ? json_deep_copy(jq->world) : json_null();
+    pthread_mutex_unlock(&jq->mu);
+    return json_pack("{si sb so}", "max_workers", jq->max_workers, "hostfile",
+                     jq->hostfile != NULL, "running", w);
+}
+
 int64_t jobs_running(jobs *jq)
 {
     pthread_mutex_lock(&jq->mu);
@@ -726,5 +772,8 @@ void jobs_destroy(jobs *jq)
         free(jq->roots[i]);
     free(jq->roots);
     free(jq->data_dir);
+    free(jq->hostfile);
+    free(jq->worker_exe);
+    json_decref(jq->world);
     free(jq);
 }

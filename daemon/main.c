@@ -148,8 +148,10 @@ int main(int argc, char **argv)
     }
     recover_leftovers(cfg.data_dir, st);
     jobs_config jc = {.data_dir = cfg.data_dir, .roots = (const char *const *)cfg.roots,
-                      .n_roots = cfg.n_roots, .resume = cfg.resume,
-                      .memory_limit = cfg.memory_limit};
+                      .n_roots = cfg.n_roots, .resume = cfg.resume, .threads = cfg.threads,
+                      .memory_limit = cfg.memory_limit, .max_workers = cfg.max_workers,
+                      .hostfile = cfg.hostfile, .worker = cfg.worker,
+                      .worker_timeout_s = cfg.worker_timeout_s};
     if (jobs_create(&jq, st, &jc, err, sizeof err) || jobs_start(jq, err, sizeof err)) {
         log_msg(LOG_ERROR, 0, "cannot start the job queue: %s", err);
         goto out_free;

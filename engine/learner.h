@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
+#include "dist.h"
 #include "events.h"
 #include "lrfind.h"
 #include "models/models.h"
@@ -49,6 +50,12 @@ typedef struct learner_config {
     precision precision;       /* of the convolutions and linear layers (ops/precision.h);
                                 * PRECISION_FP32 (0) or PRECISION_BF16, which needs a CPU
                                 * with native bf16 (learner_create refuses it elsewhere) */
+    struct dist *dist;         /* data parallelism (dist.h): not owned, outlives the
+                                * learner; NULL is a world of one. Every rank creates its
+                                * learner with the same config and makes the same calls:
+                                * batches are sharded (bs stays the global batch), SyncBN,
+                                * gradients and metrics are summed, and only rank 0 writes
+                                * checkpoints, snapshots and prediction files */
 } learner_config;
 
 typedef struct learner learner;

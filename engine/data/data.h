@@ -183,6 +183,10 @@ typedef struct loader_config {
     int queue_depth;      /* ready batches held; 0 means 4 */
     uint64_t seed;
     size_t cache_bytes;   /* cache decoded images in memory under this cap; 0 = off */
+    /* Data parallelism: with shard_size > 1, every batch holds only shard shard_rank of
+     * the items the whole batch would hold (dist_shard's split, in order); the epoch's
+     * order and the batches are those of one process. 0 and 0: the whole batch. */
+    int shard_rank, shard_size;
 } loader_config;
 
 typedef struct loader loader;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "internal.h"
 #include "rng.h"
 #include "errmsg.h"
@@ -146,6 +147,12 @@ static int fill_batch(loader *l, int b, int g, slot *s, const tfm_config *tfm,
     int start = b * bs, end = start + bs;
     if (end > l->n_items)
         end = l->n_items;
+    if (l->cfg.shard_size > 1) {
+        int64_t lo, hi;
+        dist_shard(start, end, l->cfg.shard_rank, l->cfg.shard_size, &lo, &hi);
+        start = (int)lo;
+        end = (int)hi;
+    }
     const size_t per = (size_t)tfm->sz * tfm->sz * s->b.c;
     uint64_t epoch_seed = rng_derive(l->cfg.seed ^ STREAM_AUGMENT, (uint64_t)epoch);
     int n = 0;
@@ -247,6 +254,12 @@ int loader_create(loader **out, dataset *ds, ds_split split, const loader_config
     const ds_info *info = dataset_info(ds);
     if (cfg->bs <= 0) {
         err_set(err, errlen, "%s", "bs: must be positive");
+        return -EINVAL;
+    }
+    if (cfg->shard_size < 0 || cfg->shard_rank < 0 ||
+        (cfg->shard_size > 0 && cfg->shard_rank >= cfg->shard_size)) {
+        err_set(err, errlen, "loader: shard %d of %d does not exist", cfg->shard_rank,
+                cfg->shard_size);
         return -EINVAL;
     }
     if (cfg->tfm.c_out != 1 && cfg->tfm.c_out != 3) {

@@ -113,6 +113,13 @@ typedef struct metric_acc {
 } metric_acc;
 
 /* core.c */
+/* Whether this process writes the learner's files: rank 0 of a world (every process of a
+ * world of one). */
+int lrn_writes_files(const learner *l);
+/* Rank 0's value of v on every rank (v in a world of one): what a decision that rests on
+ * measured time uses, so that every rank takes it the same way. A collective: every rank
+ * calls it at the same point. */
+double lrn_agree(const learner *l, double v);
 void lrn_note(const ev_hooks *h, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void lrn_progress(const ev_hooks *h, double frac, double t0);

@@ -24,6 +24,11 @@ static int predict_pass(learner *l, loader *dl, const tfm_plan *plan, float *pro
                   : loader_begin_epoch(dl, eid, l->sz, 0);
     const batch *b;
     double ls = 0.0;
+    dist *d = l->cfg.dist;
+    size_t n_probs = (size_t)loader_n_items(dl) * nc;
+    /* Data parallelism: each rank fills its shard's rows; the sum gathers them. */
+    if (dist_active(d))
+        memset(probs, 0, n_probs * sizeof(float));
     while (rc == 0 && (rc = loader_next(dl, &b)) > 0) {
         rc = net_set_batch(l->net, b->n, l->sz, l->sz);
         if (rc)
@@ -37,6 +42,11 @@ static int predict_pass(learner *l, loader *dl, const tfm_plan *plan, float *pro
     }
     if (rc < 0) {
         err_set(err, errlen, "predict: reading images failed (%d)", rc);
+        return rc;
+    }
+    if (dist_active(d) &&
+        ((rc = dist_sum_f32(d, probs, n_probs)) || (rc = dist_sum_f64(d, &ls, 1)))) {
+        err_set(err, errlen, "predict: gathering the workers' predictions failed (%d)", rc);
         return rc;
     }
     if (loss_sum)
@@ -244,6 +254,10 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
         for (size_t k = 0; k < (size_t)n * nc; k++)
             avg[k] += p[k] / (float)passes;
         lrn_progress(h, (double)(pass + 1) / passes * 0.95, t0);
+    }
+    if (!lrn_writes_files(l)) {
+        lrn_progress(h, 1.0, t0);
+        goto out_free;
     }
     if (snprintf(tmp, sizeof tmp, "%s.tmp", csv_path) >= (int)sizeof tmp) {
         rc = -ENAMETOOLONG;
