@@ -289,30 +289,10 @@ static void server_free(api_server *s)
     free(s);
 }
 
-int api_server_start(api_server **out, const api_config *cfg, char *err, size_t errlen)
+/* The settings the server keeps a copy of: token, folders, limits, the web folder and the
+ * dataset roots (resolved; a missing web/ only costs the dashboard). -ENOMEM. */
+static int server_settings(api_server *s, const api_config *cfg)
 {
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    api_server *s;
-    char tmpdir[PATH_MAX];
-    const union MHD_DaemonInfo *info;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG;
-    int rc;
-
-    *out = NULL;
-    rc = parse_listen(cfg->listen ? cfg->listen : "127.0.0.1:8080", &ss, &sslen, err, errlen);
-    if (rc)
-        return rc;
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    if (!cfg->data_dir) {
-        snprintf(err, errlen, "no data dir");
-        return -EINVAL;
-    }
-    s = calloc(1, sizeof *s);
-    if (!s)
-        goto out_nomem;
     s->token = xstrdup(cfg->token && cfg->token[0] ? cfg->token : NULL);
     s->data_dir = xstrdup(cfg->data_dir);
     s->version = xstrdup(cfg->version ? cfg->version : SGDRD_VERSION);
@@ -323,43 +303,56 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     s->log = cfg->log;
     s->started = clock_mono_s();
     if (!s->data_dir || !s->version || (cfg->token && cfg->token[0] && !s->token))
-        goto out_nomem;
-    {
-        /* SGDRD_WEB_DIR in the environment serves another dashboard without a rebuild. */
-        const char *web = cfg->web_dir ? cfg->web_dir : getenv("SGDRD_WEB_DIR");
-        s->web_dir = realpath(web && *web ? web : SGDRD_WEB_DIR, NULL);
-    }
-    /* A missing web/ only costs the dashboard; the API still serves. */
+        return -ENOMEM;
+    /* SGDRD_WEB_DIR in the environment serves another dashboard without a rebuild. */
+    const char *web = cfg->web_dir ? cfg->web_dir : getenv("SGDRD_WEB_DIR");
+    s->web_dir = realpath(web && *web ? web : SGDRD_WEB_DIR, NULL);
     s->dataset_roots = calloc((size_t)(cfg->n_dataset_roots + 1), sizeof *s->dataset_roots);
     if (!s->dataset_roots)
-        goto out_nomem;
+        return -ENOMEM;
     for (int i = 0; i < cfg->n_dataset_roots; i++) {
         char *p = realpath(cfg->dataset_roots[i], NULL);
         if (p)
             s->dataset_roots[s->n_dataset_roots++] = p;
     }
+    return 0;
+}
+
+/* The uploads' tmp/ folder, the request gate, event streams, page cache, counters and the
+ * connection records. */
+static int server_parts(api_server *s, const api_config *cfg, char *err, size_t errlen)
+{
+    char tmpdir[PATH_MAX];
     snprintf(tmpdir, sizeof tmpdir, "%s/tmp", s->data_dir);
-    rc = fs_mkdir_p(tmpdir);
+    int rc = fs_mkdir_p(tmpdir);
     if (rc) {
         snprintf(err, errlen, "cannot create %s: %s", tmpdir, strerror(-rc));
-        goto out_free;
+        return rc;
     }
-    rc = gate_create(s, cfg, err, errlen);
-    if (rc)
-        goto out_free;
-    rc = sse_hub_create(&s->hub, s->store, cfg->max_streams, cfg->max_streams_per_client);
-    if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS) || prom_create(&s->prom))
-        goto out_nomem;
-    rc = conn_create(s, cfg);
-    if (rc)
-        goto out_nomem;
+    if ((rc = gate_create(s, cfg, err, errlen)) != 0)
+        return rc;
+    if (sse_hub_create(&s->hub, s->store, cfg->max_streams, cfg->max_streams_per_client) ||
+        page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS) || prom_create(&s->prom) ||
+        conn_create(s, cfg)) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
 
-    /* MHD's own per-address limit is left off: on loopback and behind a proxy every client
-     * shares one address. conn.c counts remote peers itself and keeps the slots of
-     * connections that hold one without a request in progress short-lived. */
+/* Starts libmicrohttpd on ss. MHD's own per-address limit is left off: on loopback and
+ * behind a proxy every client shares one address. conn.c counts remote peers itself and
+ * keeps the slots of connections that hold one without a request in progress short-lived. */
+static int server_listen(api_server *s, const api_config *cfg, struct sockaddr_storage *ss,
+                         char *err, size_t errlen)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG;
+    if (ss->ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
     s->mhd = MHD_start_daemon(
         flags, 0, on_accept, s->conns, on_request, s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
         MHD_OPTION_CONNECTION_LIMIT, conn_table_hard_limit(s->conns),
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(cfg->idle_timeout_s ? cfg->idle_timeout_s : API_IDLE_TIMEOUT_S),
@@ -367,23 +360,44 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s->conns,
         MHD_OPTION_END);
     if (!s->mhd) {
-        rc = -EADDRINUSE;
         snprintf(err, errlen, "cannot listen on %s (address in use or not available)",
                  cfg->listen ? cfg->listen : "127.0.0.1:8080");
-        goto out_free;
+        return -EADDRINUSE;
     }
-    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? (int)info->port : 0;
     snprintf(s->cookie_name, sizeof s->cookie_name, "sgdrd_session_%d", s->port);
+    return 0;
+}
+
+int api_server_start(api_server **out, const api_config *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    *out = NULL;
+    int rc = parse_listen(cfg->listen ? cfg->listen : "127.0.0.1:8080", &ss, &sslen, err,
+                          errlen);
+    if (rc)
+        return rc;
+    if (!cfg->data_dir) {
+        snprintf(err, errlen, "no data dir");
+        return -EINVAL;
+    }
+    api_server *s = calloc(1, sizeof *s);
+    if (!s || server_settings(s, cfg) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    } else {
+        rc = server_parts(s, cfg, err, errlen);
+    }
+    if (rc == 0)
+        rc = server_listen(s, cfg, &ss, err, errlen);
+    if (rc) {
+        server_free(s);
+        return rc;
+    }
     *out = s;
     return 0;
-
-out_nomem:
-    rc = -ENOMEM;
-    snprintf(err, errlen, "out of memory");
-out_free:
-    server_free(s);
-    return rc;
 }
 
 int api_server_port(const api_server *s)
