@@ -249,113 +249,162 @@ static int job_params_of(const store_job_row *row, job_params *p, char *err, siz
     return -EINVAL;
 }
 
+/* One job as the worker runs it. */
+typedef struct job_run {
+    jobs *jq;
+    int64_t id;
+    store_job_row row;
+    job_params p;
+    learner *l;          /* the run's in-process learner (NULL for a world, or when none) */
+    sink k;
+    json_t *result;
+    int rc, shutting;
+    const char *final;   /* the state it ends in */
+    char err[512];
+} job_run;
+
+/* Marks the job running, waiting while the disk is full. -1 when it is not to run. */
+static int job_begin(job_run *j)
+{
+    int full = 0, rc;
+    if (strcmp(j->row.state, "queued") != 0) /* cancelled while it waited */
+        return -1;
+    while ((rc = store_job_start(j->jq->st, j->id)) == -ENOSPC &&
+           wait_for_room(j->jq, j->id, "the start", &full) == 0)
+        ;
+    if (rc) {
+        log_msg(LOG_ERROR, j->id, "cannot start: %s", store_errmsg());
+        return -1;
+    }
+    log_msg(LOG_INFO, j->id, "started %s on run %lld", j->row.kind, (long long)j->row.run_id);
+    return 0;
+}
+
+/* Runs the job's work in process, or as a world of workers. */
+static void job_execute(job_run *j)
+{
+    jobs *jq = j->jq;
+    int resumed = j->row.resumed_from != 0;
+    j->rc = job_params_of(&j->row, &j->p, j->err, sizeof j->err);
+    if (j->rc == 0 && j->p.workers <= 1) {
+        j->l = jq_slot_get(jq, j->row.run_id, j->err, sizeof j->err);
+        if (!j->l)
+            j->rc = -EINVAL;
+    }
+    j->k = (sink){.jq = jq, .job_id = j->id, .run_id = j->row.run_id, .last_epoch = -1,
+                  .t0 = clock_mono_s()};
+    if (j->rc == 0 && j->p.workers > 1)
+        j->rc = jq_run_world(jq, &j->k, &j->p, resumed, &j->result, j->err, sizeof j->err);
+    else if (j->rc == 0)
+        j->rc = run_kind(jq, &j->k, &j->p, j->l, resumed, &j->result, j->err, sizeof j->err);
+    jq_sweep_close(&j->k);
+    store_flush(jq->st);
+    pthread_mutex_lock(&jq->mu);
+    j->shutting = jq->stopping;
+    pthread_mutex_unlock(&jq->mu);
+}
+
+/* The state the job ends in, from how its work returned. */
+static void job_verdict(job_run *j)
+{
+    if (j->rc == 0) {
+        j->final = "succeeded";
+    } else if (j->rc == -ECANCELED) {
+        j->final = j->shutting ? "interrupted" : "cancelled";
+        snprintf(j->err, sizeof j->err, "%s", j->shutting ? "the daemon stopped during this job"
+                                                          : "cancelled at a batch boundary");
+    } else if (j->rc == -EPIPE && j->p.kind == JOB_FIT) {
+        /* A world that lost a rank: the fit resumes from its last epoch checkpoint. */
+        j->final = "interrupted";
+    } else {
+        j->final = "failed";
+        if (!j->err[0])
+            snprintf(j->err, sizeof j->err, "%s", strerror(j->rc < 0 ? -j->rc : j->rc));
+    }
+}
+
+/* Saves the weights the job leaves. A failed job may have left diverged weights: the saved
+ * ones stay. A cancelled or interrupted fit keeps what it trained up to the batch boundary.
+ * Work whose result is not on disk has not succeeded: a later job or a restart would start
+ * from the weights before it. */
+static void job_save(job_run *j)
+{
+    job_kind kind = j->p.kind;
+    if (!j->l || !(j->rc == 0 ? changes_weights(kind)
+                              : (j->rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE))))
+        return;
+    char serr[256] = "";
+    if (jq_save_run(j->jq, j->row.run_id, j->id, j->l, serr, sizeof serr) == 0)
+        return;
+    log_msg(LOG_ERROR, j->id, "cannot save run %lld: %s", (long long)j->row.run_id, serr);
+    if (j->rc == 0) {
+        j->rc = -EIO;
+        j->final = "failed";
+        snprintf(j->err, sizeof j->err, "the job's weights could not be saved: %s", serr);
+    }
+}
+
+/* Before the job ends, so that a client seeing it succeed finds the interpretation; a
+ * failure to compute it does not undo the job's work. Not while the daemon stops: a
+ * validation pass must not hold up its exit (the next fit or TTA computes it). A world's
+ * job computes it in the daemon, from the weights rank 0 saved. */
+static void job_interpret(job_run *j)
+{
+    job_kind kind = j->p.kind;
+    if (j->rc != 0 || j->shutting || !(kind == JOB_FIT || kind == JOB_RECIPE || kind == JOB_TTA))
+        return;
+    char ierr[256] = "";
+    learner *il = j->l ? j->l : jq_slot_get(j->jq, j->row.run_id, ierr, sizeof ierr);
+    if (!il || jq_interpret(j->jq, j->row.run_id, j->id, il, ierr, sizeof ierr))
+        log_msg(LOG_WARN, j->id, "no interpretation of run %lld: %s", (long long)j->row.run_id,
+                ierr);
+}
+
+/* A fit that stopped early names its last epoch checkpoint: where a resumed fit continues. */
+static void job_keep_checkpoint(job_run *j)
+{
+    job_kind kind = j->p.kind;
+    if (!((j->rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)) ||
+          (j->rc == -EPIPE && kind == JOB_FIT)))
+        return;
+    char ck[PATH_MAX];
+    jq_run_file(j->jq, j->row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+    if (access(ck, R_OK) == 0)
+        store_snapshot_add(j->jq->st, j->row.run_id, j->id, "checkpoint", j->k.last_cycle,
+                           j->k.last_epoch, ck, NULL);
+}
+
+/* Records the end, waiting while the disk is full, and logs it. */
+static void job_finish(job_run *j)
+{
+    int frc, full = 0;
+    while ((frc = store_job_finish(j->jq->st, j->id, j->final, j->rc ? j->err : NULL,
+                                   j->result)) == -ENOSPC &&
+           wait_for_room(j->jq, j->id, "the end", &full) == 0)
+        ;
+    if (frc)
+        log_msg(LOG_ERROR, j->id, "cannot record the end (%s): %s", j->final, store_errmsg());
+    log_msg(j->rc && strcmp(j->final, "failed") == 0 ? LOG_WARN : LOG_INFO, j->id, "%s%s%s",
+            j->final, j->rc ? ": " : "", j->rc ? j->err : "");
+}
+
 static void run_job(jobs *jq, int64_t job_id)
 {
-    store_job_row row;
-    char err[512] = "";
-    json_t *result = NULL;
-    job_params p = {.kind = JOB_KIND_COUNT};
-    if (store_job_row_get(jq->st, job_id, &row)) {
+    job_run j = {.jq = jq, .id = job_id, .p = {.kind = JOB_KIND_COUNT}};
+    if (store_job_row_get(jq->st, job_id, &j.row)) {
         log_msg(LOG_ERROR, job_id, "cannot read the job: %s", store_errmsg());
         return;
     }
-    if (strcmp(row.state, "queued") != 0) /* cancelled while it waited */
-        goto out_clear;
-    int full = 0, rc;
-    while ((rc = store_job_start(jq->st, job_id)) == -ENOSPC &&
-           wait_for_room(jq, job_id, "the start", &full) == 0)
-        ;
-    if (rc) {
-        log_msg(LOG_ERROR, job_id, "cannot start: %s", store_errmsg());
-        goto out_clear;
+    if (job_begin(&j) == 0) {
+        job_execute(&j);
+        job_verdict(&j);
+        job_save(&j);
+        job_interpret(&j);
+        job_keep_checkpoint(&j);
+        job_finish(&j);
     }
-    log_msg(LOG_INFO, job_id, "started %s on run %lld", row.kind, (long long)row.run_id);
-    rc = job_params_of(&row, &p, err, sizeof err);
-    learner *l = NULL;
-    if (rc == 0 && p.workers <= 1) {
-        l = jq_slot_get(jq, row.run_id, err, sizeof err);
-        if (!l)
-            rc = -EINVAL;
-    }
-    sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .last_epoch = -1,
-              .t0 = clock_mono_s()};
-    if (rc == 0 && p.workers > 1)
-        rc = jq_run_world(jq, &k, &p, row.resumed_from != 0, &result, err, sizeof err);
-    else if (rc == 0)
-        rc = run_kind(jq, &k, &p, l, row.resumed_from != 0, &result, err, sizeof err);
-    jq_sweep_close(&k);
-    store_flush(jq->st);
-
-    int shutting = 0;
-    pthread_mutex_lock(&jq->mu);
-    shutting = jq->stopping;
-    pthread_mutex_unlock(&jq->mu);
-    const char *final;
-    if (rc == 0) {
-        final = "succeeded";
-    } else if (rc == -ECANCELED) {
-        final = shutting ? "interrupted" : "cancelled";
-        snprintf(err, sizeof err, "%s", shutting ? "the daemon stopped during this job"
-                                                 : "cancelled at a batch boundary");
-    } else if (rc == -EPIPE && p.kind == JOB_FIT) {
-        /* A world that lost a rank: the fit resumes from its last epoch checkpoint. */
-        final = "interrupted";
-    } else {
-        final = "failed";
-        if (!err[0])
-            snprintf(err, sizeof err, "%s", strerror(rc < 0 ? -rc : rc));
-    }
-    /* A failed job may have left diverged weights: the saved ones stay. A cancelled or
-     * interrupted fit keeps what it trained up to the batch boundary. */
-    if (l && (rc == 0 ? changes_weights(p.kind)
-                      : (rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)))) {
-        char serr[256] = "";
-        if (jq_save_run(jq, row.run_id, job_id, l, serr, sizeof serr)) {
-            log_msg(LOG_ERROR, job_id, "cannot save run %lld: %s", (long long)row.run_id,
-                    serr);
-            /* Work whose result is not on disk has not succeeded: a later job or a
-             * restart would start from the weights before it. */
-            if (rc == 0) {
-                rc = -EIO;
-                final = "failed";
-                snprintf(err, sizeof err, "the job's weights could not be saved: %s", serr);
-            }
-        }
-    }
-    if (rc == 0 && !shutting &&
-        (p.kind == JOB_FIT || p.kind == JOB_RECIPE || p.kind == JOB_TTA)) {
-        /* Before the job ends, so that a client seeing it succeed finds the interpretation;
-         * a failure to compute it does not undo the job's work. Not while the daemon stops:
-         * a validation pass must not hold up its exit (the next fit or TTA computes it). A
-         * world's job computes it in the daemon, from the weights rank 0 saved. */
-        char ierr[256] = "";
-        learner *il = l ? l : jq_slot_get(jq, row.run_id, ierr, sizeof ierr);
-        if (!il || jq_interpret(jq, row.run_id, job_id, il, ierr, sizeof ierr))
-            log_msg(LOG_WARN, job_id, "no interpretation of run %lld: %s",
-                    (long long)row.run_id, ierr);
-    }
-    if ((rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) ||
-        (rc == -EPIPE && p.kind == JOB_FIT)) {
-        /* The learner's last epoch checkpoint: where a resumed fit continues from. */
-        char ck[PATH_MAX];
-        jq_run_file(jq, row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
-        if (access(ck, R_OK) == 0)
-            store_snapshot_add(jq->st, row.run_id, job_id, "checkpoint", k.last_cycle,
-                               k.last_epoch, ck, NULL);
-    }
-    int frc;
-    full = 0;
-    while ((frc = store_job_finish(jq->st, job_id, final, rc ? err : NULL, result)) ==
-               -ENOSPC &&
-           wait_for_room(jq, job_id, "the end", &full) == 0)
-        ;
-    if (frc)
-        log_msg(LOG_ERROR, job_id, "cannot record the end (%s): %s", final, store_errmsg());
-    log_msg(rc && strcmp(final, "failed") == 0 ? LOG_WARN : LOG_INFO, job_id, "%s%s%s", final,
-            rc ? ": " : "", rc ? err : "");
-    json_decref(result);
-out_clear:
-    store_job_row_clear(&row);
+    json_decref(j.result);
+    store_job_row_clear(&j.row);
 }
 
 /* Training runs 5 nice levels below the HTTP threads so a request waits less for a core
