@@ -56,7 +56,8 @@ static const spec_field fit_spec[] = {
 };
 
 static const spec_field freeze_spec[] = {
-    {.name = "to", .type = SPEC_INT, .required = 1, .min = 0, .max = 3, .offset = P(freeze_to)},
+    {.name = "to", .type = SPEC_INT, .required = 1, .min = 0, .max = MODEL_N_GROUPS,
+     .offset = P(freeze_to)},
     {0},
 };
 static const spec_field empty_spec[] = {{0}};
