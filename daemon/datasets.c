@@ -122,7 +122,7 @@ int jobs_register_dataset(jobs *jq, const char *name, const char *path, const ch
         rc = refuse(-ENOMEM, field, NULL, err, errlen, "out of memory");
         goto out_free;
     }
-    store_dataset_new d = {name, real, format, opts, info, uploaded};
+    store_dataset_new d = {name, real, format, opts, info, uploaded, 0};
     rc = store_dataset_create(jq->st, &d, id);
     if (rc == -EEXIST)
         refuse(rc, field, "name", err, errlen, "a dataset named \"%s\" exists", name);
