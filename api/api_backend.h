@@ -54,6 +54,10 @@ typedef struct api_backend {
     /* Jobs waiting, and the running job's id (0: none). */
     int (*queue_length)(void *ctx);
     int64_t (*running)(void *ctx);
+    /* The data-parallel side, for /health (a new object; NULL when out of memory):
+     * {"max_workers", "hostfile", "running": the running world's last report (size, ranks
+     * with host, pid, img/s and gradient-sum seconds per step, bytes summed) or null}. */
+    json_t *(*world)(void *ctx);
     /* Registers a dataset on the server's disk: path must lie under a dataset root (or,
      * when uploaded, under the data dir); -EACCES otherwise, -EEXIST when the name is
      * taken. The row is stored "scanning" and scanned off this thread; the call waits a

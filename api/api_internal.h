@@ -42,6 +42,7 @@ struct api_server {
     double started;            /* CLOCK_MONOTONIC seconds */
     void (*log)(int level, const char *line);
     sse_hub *hub;
+    struct conn_table *conns;  /* open connections and their deadlines (conn.h) */
     page_cache *pages;         /* serialised read answers, valid per store generation */
     struct prom *prom;         /* request counters and latency histograms (prom.h) */
     struct guard *guard;       /* Host, Origin and CORS allow-lists (guard.h) */

@@ -12,6 +12,8 @@
 #include "models/models.h"
 
 #define P(member) offsetof(job_params, member)
+/* The most ranks a job may ask for; the daemon's --max-workers caps it further. */
+#define JOB_MAX_WORKERS 1024
 
 /* In sched_kind's order: the parsed index is the engine's schedule. */
 static const char *const schedule_names[] = {"sgdr", "constant", "1cycle", NULL};
@@ -24,6 +26,7 @@ static const spec_field lr_find_spec[] = {
     {.name = "end_lr", .type = SPEC_NUMBER, .min = 1e-12, .max = 1000,
      .offset = P(lr_find.end_lr)},
     {.name = "num_it", .type = SPEC_INT, .min = 0, .max = 100000, .offset = P(lr_find.num_it)},
+    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
     {0},
 };
 
@@ -48,6 +51,7 @@ static const spec_field fit_spec[] = {
     {.name = "stop_at_worse_cycle", .type = SPEC_BOOL, .offset = P(fit.stop_at_worse_cycle)},
     {.name = "time_limit_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
      .offset = P(fit.time_limit_minutes)},
+    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
     {0},
 };
 
@@ -67,6 +71,7 @@ static const spec_field resize_spec[] = {
 };
 static const spec_field tta_spec[] = {
     {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG, .offset = P(tta_n_aug)},
+    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
     {0},
 };
 static const spec_field recipe_spec[] = {
@@ -79,10 +84,12 @@ static const spec_field recipe_spec[] = {
      .offset = P(recipe.budget_minutes)},
     {.name = "schedule", .type = SPEC_ENUM, .values = recipe_schedule_names,
      .offset = P(recipe.one_cycle)},
+    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
     {0},
 };
 static const spec_field predict_test_spec[] = {
     {.name = "tta", .type = SPEC_BOOL, .offset = P(predict_tta)},
+    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
     {0},
 };
 
@@ -102,6 +109,7 @@ void job_params_defaults(job_kind kind, job_params *out)
         .fit = {.cycle_len = 1, .cycle_mult = 1, .schedule = SCHED_SGDR},
         .tta_n_aug = 4,
         .recipe = {.max_epochs = 7, .n_aug = 4},
+        .workers = 1,
     };
 }
 
@@ -196,7 +204,7 @@ static json_t *fit_json(const job_fit *f)
     return o;
 }
 
-json_t *job_params_json(const job_params *p)
+static json_t *kind_json(const job_params *p)
 {
     const job_recipe *rc = &p->recipe;
     switch (p->kind) {
@@ -226,4 +234,15 @@ json_t *job_params_json(const job_params *p)
         break;
     }
     return NULL;
+}
+
+json_t *job_params_json(const job_params *p)
+{
+    json_t *o = kind_json(p);
+    if (o && p->workers > 1 &&
+        json_object_set_new(o, "workers", json_integer((json_int_t)p->workers))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }

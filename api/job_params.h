@@ -20,6 +20,9 @@
  *   recipe       {"max_epochs":7, "close_to_imagenet":false, "n_aug":4, "budget_minutes":0,
  *                 "schedule":"sgdr"|"1cycle" ("sgdr")}
  *   predict_test {"tta":false}
+ * lr_find, fit, tta, recipe and predict_test also take "workers":1, the processes that run
+ * the job data-parallel (1: in the daemon; more: ranks of an mpirun world, capped by the
+ * daemon's --max-workers); the canonical JSON names it only when it is above 1.
  */
 #ifndef SGDRD_API_JOB_PARAMS_H
 #define SGDRD_API_JOB_PARAMS_H
@@ -65,6 +68,7 @@ typedef struct job_params {
     int64_t tta_n_aug;
     job_recipe recipe;
     int predict_tta;
+    int64_t workers;           /* data-parallel ranks; 1: in the daemon */
 } job_params;
 
 /* Fills out with kind's defaults (required values left 0). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "conn.h"
 #include "blas.h"
 #include "api_backend.h"
 #include "ops/precision.h"
@@ -91,6 +92,10 @@ void reply_store_error(api_req *r, int rc, const char *what)
         return;
     case -EINVAL:
         reply_problem(r, 400, PROBLEM_INVALID, NULL, "invalid argument for %s", what);
+        return;
+    case -E2BIG:
+        reply_problem(r, 400, PROBLEM_INVALID, "workers",
+                      "workers is above the daemon's --max-workers");
         return;
     case -ESHUTDOWN:
         reply_problem(r, 503, PROBLEM_LIMIT, NULL, "the daemon is stopping");
@@ -193,6 +198,16 @@ void route_health(api_req *r)
         json_object_set_new(body, "bf16", json_pack("{s:b, s:s}", "supported",
                                                     precision_bf16_supported(), "onednn_isa",
                                                     precision_onednn_isa()));
+    conn_stats cs;
+    conn_table_stats(r->srv->conns, &cs);
+    if (body)
+        json_object_set_new(body, "connections",
+                            json_pack("{s:i, s:i, s:I, s:I, s:I}", "open", cs.open, "waiting",
+                                      cs.waiting, "timed_out", (json_int_t)cs.timed_out,
+                                      "evicted", (json_int_t)cs.evicted, "refused",
+                                      (json_int_t)cs.refused));
+    if (body && be->world)
+        json_object_set_new(body, "world", be->world(be->ctx));
     reply_json(r, 200, body);
 }
 

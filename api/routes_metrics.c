@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api_internal.h"
+#include "conn.h"
 #include "prom.h"
 #include "routes.h"
 #include "sse.h"
@@ -59,6 +60,25 @@ const char *route_prom_label(const api_req *r)
     return "static";
 }
 
+static void write_connections(prom_text *t, struct conn_table *conns)
+{
+    conn_stats cs;
+    conn_table_stats(conns, &cs);
+    prom_family(t, "sgdrd_http_connections", "gauge",
+                "Open HTTP connections, and those without a request in progress.");
+    prom_sample(t, "sgdrd_http_connections", "state=\"open\"", cs.open);
+    prom_sample(t, "sgdrd_http_connections", "state=\"waiting\"", cs.waiting);
+    prom_family(t, "sgdrd_http_connections_dropped_total", "counter",
+                "Connections closed by the header deadline, evicted to make room, or "
+                "refused at accept.");
+    prom_sample(t, "sgdrd_http_connections_dropped_total", "reason=\"deadline\"",
+                (double)cs.timed_out);
+    prom_sample(t, "sgdrd_http_connections_dropped_total", "reason=\"evicted\"",
+                (double)cs.evicted);
+    prom_sample(t, "sgdrd_http_connections_dropped_total", "reason=\"refused\"",
+                (double)cs.refused);
+}
+
 void route_prom_metrics(api_req *r)
 {
     store_stats ss;
@@ -76,6 +96,7 @@ void route_prom_metrics(api_req *r)
     write_epochs(&t, &ss);
     prom_family(&t, "sgdrd_event_stream_subscribers", "gauge", "Open event streams (SSE).");
     prom_sample(&t, "sgdrd_event_stream_subscribers", NULL, sse_hub_streams(r->srv->hub));
+    write_connections(&t, r->srv->conns);
     prom_family(&t, "sgdrd_store_bytes", "gauge",
                 "Size of the SQLite database (its pages; the write-ahead log aside).");
     prom_sample(&t, "sgdrd_store_bytes", NULL, (double)ss.db_bytes);

@@ -3,6 +3,7 @@
  * collected on the next ones, answered on the last (reply.c). */
 #define _GNU_SOURCE
 #include "api_internal.h"
+#include "conn.h"
 #include "gate.h"
 #include "fs_path.h"
 #include "prom.h"
@@ -28,6 +29,9 @@
 /* A body refused at the first callback is still read and dropped up to this size, so that
  * the client, which is still sending, reads the answer instead of a reset connection. */
 #define DISCARD_MAX (64ll * 1024 * 1024)
+/* Longer than the slowest synchronous handler: libmicrohttpd measures idleness by bytes
+ * moved, so the time a handler works may count too. */
+#define API_IDLE_TIMEOUT_S 60
 
 void api_log(const api_server *s, int level, const char *fmt, ...)
 {
@@ -136,6 +140,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->fd = -1;
         r->t0 = clock_mono_s();
         *con_cls = r;
+        conn_set_busy(r->srv->conns, conn, 1);
         if (!req_begin(r))
             return MHD_YES;
         /* Refused before the body: drop a small one and answer at its end. */
@@ -170,10 +175,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return req_queue(r);
 }
 
+/* cls is the server's connection table. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     api_req *r = *con_cls;
+    (void)toe;
+    conn_set_busy(cls, conn, 0);
     if (!r)
         return;
     if (r->fd >= 0)
@@ -186,6 +194,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(r->buf);
     free(r);
     *con_cls = NULL;
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    return conn_accept(cls, addr, len) ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        conn_opened(cls, conn, socket_context);
+    else
+        conn_closed(cls, socket_context);
 }
 
 /* ---- start and stop ---------------------------------------------------------------------- */
@@ -231,6 +253,18 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
     return 0;
 }
 
+static int conn_create(api_server *s, const api_config *cfg)
+{
+    conn_limits lim = {
+        .max_conns = cfg->max_conns,
+        .per_client = cfg->max_conns_per_client,
+        .header_timeout_s = cfg->header_timeout_s,
+        .proxies = cfg->trusted_proxies,
+        .n_proxies = cfg->n_trusted_proxies,
+    };
+    return conn_table_create(&s->conns, &lim);
+}
+
 static char *xstrdup(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -241,6 +275,7 @@ static void server_free(api_server *s)
     if (!s)
         return;
     sse_hub_destroy(s->hub);
+    conn_table_destroy(s->conns);
     page_cache_destroy(s->pages);
     prom_destroy(s->prom);
     gate_destroy(s);
@@ -254,30 +289,10 @@ static void server_free(api_server *s)
     free(s);
 }
 
-int api_server_start(api_server **out, const api_config *cfg, char *err, size_t errlen)
+/* The settings the server keeps a copy of: token, folders, limits, the web folder and the
+ * dataset roots (resolved; a missing web/ only costs the dashboard). -ENOMEM. */
+static int server_settings(api_server *s, const api_config *cfg)
 {
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    api_server *s;
-    char tmpdir[PATH_MAX];
-    const union MHD_DaemonInfo *info;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_ERROR_LOG;
-    int rc;
-
-    *out = NULL;
-    rc = parse_listen(cfg->listen ? cfg->listen : "127.0.0.1:8080", &ss, &sslen, err, errlen);
-    if (rc)
-        return rc;
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    if (!cfg->data_dir) {
-        snprintf(err, errlen, "no data dir");
-        return -EINVAL;
-    }
-    s = calloc(1, sizeof *s);
-    if (!s)
-        goto out_nomem;
     s->token = xstrdup(cfg->token && cfg->token[0] ? cfg->token : NULL);
     s->data_dir = xstrdup(cfg->data_dir);
     s->version = xstrdup(cfg->version ? cfg->version : SGDRD_VERSION);
@@ -288,67 +303,101 @@ int api_server_start(api_server **out, const api_config *cfg, char *err, size_t 
     s->log = cfg->log;
     s->started = clock_mono_s();
     if (!s->data_dir || !s->version || (cfg->token && cfg->token[0] && !s->token))
-        goto out_nomem;
-    {
-        /* SGDRD_WEB_DIR in the environment serves another dashboard without a rebuild. */
-        const char *web = cfg->web_dir ? cfg->web_dir : getenv("SGDRD_WEB_DIR");
-        s->web_dir = realpath(web && *web ? web : SGDRD_WEB_DIR, NULL);
-    }
-    /* A missing web/ only costs the dashboard; the API still serves. */
+        return -ENOMEM;
+    /* SGDRD_WEB_DIR in the environment serves another dashboard without a rebuild. */
+    const char *web = cfg->web_dir ? cfg->web_dir : getenv("SGDRD_WEB_DIR");
+    s->web_dir = realpath(web && *web ? web : SGDRD_WEB_DIR, NULL);
     s->dataset_roots = calloc((size_t)(cfg->n_dataset_roots + 1), sizeof *s->dataset_roots);
     if (!s->dataset_roots)
-        goto out_nomem;
+        return -ENOMEM;
     for (int i = 0; i < cfg->n_dataset_roots; i++) {
         char *p = realpath(cfg->dataset_roots[i], NULL);
         if (p)
             s->dataset_roots[s->n_dataset_roots++] = p;
     }
+    return 0;
+}
+
+/* The uploads' tmp/ folder, the request gate, event streams, page cache, counters and the
+ * connection records. */
+static int server_parts(api_server *s, const api_config *cfg, char *err, size_t errlen)
+{
+    char tmpdir[PATH_MAX];
     snprintf(tmpdir, sizeof tmpdir, "%s/tmp", s->data_dir);
-    rc = fs_mkdir_p(tmpdir);
+    int rc = fs_mkdir_p(tmpdir);
     if (rc) {
         snprintf(err, errlen, "cannot create %s: %s", tmpdir, strerror(-rc));
-        goto out_free;
+        return rc;
     }
-    rc = gate_create(s, cfg, err, errlen);
-    if (rc)
-        goto out_free;
-    rc = sse_hub_create(&s->hub, s->store);
-    if (rc || page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS) || prom_create(&s->prom))
-        goto out_nomem;
+    if ((rc = gate_create(s, cfg, err, errlen)) != 0)
+        return rc;
+    if (sse_hub_create(&s->hub, s->store, cfg->max_streams, cfg->max_streams_per_client) ||
+        page_cache_create(&s->pages, API_PAGE_CACHE_SLOTS) || prom_create(&s->prom) ||
+        conn_create(s, cfg)) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
 
-    /* The connection limits leave room for SSE_MAX_STREAMS event streams and the rest of
-     * the API beside them. MHD has no deadline for a request's headers or body, only the
-     * idle timeout below: a client that sends a byte now and then (slowloris) keeps its
-     * connection, and enough of them from one address fill the per-address limit. A
-     * daemon reachable by untrusted clients belongs behind a proxy that enforces one. */
+/* Starts libmicrohttpd on ss. MHD's own per-address limit is left off: on loopback and
+ * behind a proxy every client shares one address. conn.c counts remote peers itself and
+ * keeps the slots of connections that hold one without a request in progress short-lived. */
+static int server_listen(api_server *s, const api_config *cfg, struct sockaddr_storage *ss,
+                         char *err, size_t errlen)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG;
+    if (ss->ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
     s->mhd = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->conn_limit ? cfg->conn_limit : 256),
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)(cfg->per_ip_limit ? cfg->per_ip_limit : 64),
+        flags, 0, on_accept, s->conns, on_request, s,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
+        MHD_OPTION_CONNECTION_LIMIT, conn_table_hard_limit(s->conns),
         MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)(cfg->conn_timeout_s ? cfg->conn_timeout_s : 60),
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        (unsigned)(cfg->idle_timeout_s ? cfg->idle_timeout_s : API_IDLE_TIMEOUT_S),
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s->conns,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s->conns,
         MHD_OPTION_END);
     if (!s->mhd) {
-        rc = -EADDRINUSE;
         snprintf(err, errlen, "cannot listen on %s (address in use or not available)",
                  cfg->listen ? cfg->listen : "127.0.0.1:8080");
-        goto out_free;
+        return -EADDRINUSE;
     }
-    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? (int)info->port : 0;
     snprintf(s->cookie_name, sizeof s->cookie_name, "sgdrd_session_%d", s->port);
+    return 0;
+}
+
+int api_server_start(api_server **out, const api_config *cfg, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    *out = NULL;
+    int rc = parse_listen(cfg->listen ? cfg->listen : "127.0.0.1:8080", &ss, &sslen, err,
+                          errlen);
+    if (rc)
+        return rc;
+    if (!cfg->data_dir) {
+        snprintf(err, errlen, "no data dir");
+        return -EINVAL;
+    }
+    api_server *s = calloc(1, sizeof *s);
+    if (!s || server_settings(s, cfg) != 0) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+    } else {
+        rc = server_parts(s, cfg, err, errlen);
+    }
+    if (rc == 0)
+        rc = server_listen(s, cfg, &ss, err, errlen);
+    if (rc) {
+        server_free(s);
+        return rc;
+    }
     *out = s;
     return 0;
-
-out_nomem:
-    rc = -ENOMEM;
-    snprintf(err, errlen, "out of memory");
-out_free:
-    server_free(s);
-    return rc;
 }
 
 int api_server_port(const api_server *s)

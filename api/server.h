@@ -19,9 +19,16 @@ typedef struct api_config {
     const char *web_dir;         /* served at /; NULL: $SGDRD_WEB_DIR, else the source
                                   * tree's web/ */
     const char *version;         /* reported by /health; NULL: the project version */
-    unsigned conn_limit;         /* 0: 256 */
-    unsigned per_ip_limit;       /* 0: 64 */
-    unsigned conn_timeout_s;     /* idle connection timeout; 0: 60 */
+    /* Connections and event streams (docs/reliability.md); 0 takes the default. */
+    unsigned max_conns;          /* open connections; 0: 512 */
+    unsigned max_conns_per_client; /* from one remote address, except loopback and
+                                  * trusted proxies; 0: 64 */
+    unsigned header_timeout_s;   /* a connection without a request in progress is closed
+                                  * after this; 0: 10 */
+    unsigned idle_timeout_s;     /* a request whose client sends or reads nothing for this
+                                  * long (a stalled body) is closed; 0: 60 */
+    unsigned max_streams;        /* event streams open at once; 0: 64 */
+    unsigned max_streams_per_client; /* for one client (see api/client.h); 0: 8 */
     struct store *store;         /* borrowed; must outlive the server. The server
                                   * subscribes to its commits to feed event streams. */
     const struct api_backend *backend; /* copied; its ctx must outlive the server. NULL:

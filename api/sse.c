@@ -15,7 +15,14 @@
 
 #include "api_internal.h"
 #include "buf.h"
+#include "client.h"
 #include "store.h"
+
+/* A client holding streams; a free slot has n == 0. */
+typedef struct sse_client {
+    char key[CLIENT_KEY_MAX];
+    int n;
+} sse_client;
 
 struct sse_hub {
     pthread_mutex_t mu;
@@ -23,6 +30,8 @@ struct sse_hub {
     uint64_t gen;          /* bumped by every commit that added events */
     int shutdown;
     int n_streams;
+    int max_streams, per_client;
+    sse_client *clients;   /* max_streams slots: never more clients than streams */
     store *st;
     int handle;
     int subscribed;
@@ -30,6 +39,7 @@ struct sse_hub {
 
 typedef struct sse_stream {
     sse_hub *h;
+    char client[CLIENT_KEY_MAX];
     struct MHD_Connection *conn;
     int64_t run_id, last_id;
     int said_hello;
@@ -52,7 +62,7 @@ static void on_commit(void *ctx, const store_event *evs, int n)
         sse_hub_wake(ctx);
 }
 
-int sse_hub_create(sse_hub **out, store *st)
+int sse_hub_create(sse_hub **out, store *st, unsigned max_streams, unsigned per_client)
 {
     pthread_condattr_t ca;
     sse_hub *h = calloc(1, sizeof *h);
@@ -61,6 +71,15 @@ int sse_hub_create(sse_hub **out, store *st)
     *out = NULL;
     if (!h)
         return -ENOMEM;
+    h->max_streams = (int)(max_streams ? max_streams : SSE_DEFAULT_MAX_STREAMS);
+    h->per_client = (int)(per_client ? per_client : SSE_DEFAULT_PER_CLIENT);
+    if (h->per_client > h->max_streams)
+        h->per_client = h->max_streams;
+    h->clients = calloc((size_t)h->max_streams, sizeof *h->clients);
+    if (!h->clients) {
+        free(h);
+        return -ENOMEM;
+    }
     pthread_mutex_init(&h->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -97,6 +116,7 @@ void sse_hub_destroy(sse_hub *h)
         store_unsubscribe(h->st, h->handle);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
+    free(h->clients);
     free(h);
 }
 
@@ -292,48 +312,102 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
     }
 }
 
-static void sse_release(sse_hub *h)
+/* The slot of client key, or with make, a free one for it; NULL when there is none. */
+static sse_client *client_slot(sse_hub *h, const char *key, int make)
 {
+    sse_client *free_slot = NULL;
+    for (int i = 0; i < h->max_streams; i++) {
+        if (h->clients[i].n > 0 && !strcmp(h->clients[i].key, key))
+            return &h->clients[i];
+        if (h->clients[i].n == 0 && !free_slot)
+            free_slot = &h->clients[i];
+    }
+    if (!make || !free_slot)
+        return NULL;
+    snprintf(free_slot->key, sizeof free_slot->key, "%s", key);
+    return free_slot;
+}
+
+static void sse_release(sse_hub *h, const char *key)
+{
+    sse_client *c;
     pthread_mutex_lock(&h->mu);
     h->n_streams--;
+    c = client_slot(h, key, 0);
+    if (c)
+        c->n--;
     pthread_mutex_unlock(&h->mu);
 }
 
 static void stream_free(void *cls)
 {
     sse_stream *s = cls;
-    sse_release(s->h);
+    sse_release(s->h, s->client);
     free(s->buf);
     free(s);
+}
+
+/* Counts a stream for client key before it exists, so two requests racing for the last
+ * place cannot both take it; sse_release gives it back. 0, or the status that refuses it:
+ * 429 past the client's share, 503 when the hub is full for this client. */
+static unsigned sse_take(sse_hub *h, const char *key, int dashboard)
+{
+    sse_client *c;
+    int room = dashboard ? h->max_streams : h->max_streams - h->per_client;
+    unsigned status = 0;
+
+    pthread_mutex_lock(&h->mu);
+    c = client_slot(h, key, 0);
+    if (c && c->n >= h->per_client)
+        status = 429;
+    else if (h->n_streams >= room)
+        status = 503;
+    else if (!c)
+        c = client_slot(h, key, 1);
+    if (!status && c) {
+        c->n++;
+        h->n_streams++;
+    } else if (!status) {
+        status = 503;
+    }
+    pthread_mutex_unlock(&h->mu);
+    return status;
+}
+
+static void refuse(api_req *r, sse_hub *h, unsigned status)
+{
+    if (status == 429)
+        reply_problem(r, 429, PROBLEM_LIMIT, NULL,
+                      "this client already has %d event streams open, the most one client "
+                      "may keep; close one or retry later", h->per_client);
+    else
+        reply_problem(r, 503, PROBLEM_LIMIT, NULL,
+                      "every event stream this server keeps for such clients is open (%d in "
+                      "all, %d of them for the dashboard); close one or retry later",
+                      h->max_streams, h->per_client);
+    if (r->status == status)
+        MHD_add_response_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, "5");
 }
 
 void sse_start(api_req *r, sse_hub *h, int64_t run_id, int64_t last_id)
 {
     struct MHD_Response *resp;
+    char key[CLIENT_KEY_MAX];
+    int dashboard = client_key(r, key);
+    unsigned status = sse_take(h, key, dashboard);
     sse_stream *s;
-    int full;
 
-    /* Counted before the stream exists, so two requests racing for the last place cannot
-     * both take it; stream_free, or the failures below, give it back. */
-    pthread_mutex_lock(&h->mu);
-    full = h->n_streams >= SSE_MAX_STREAMS;
-    if (!full)
-        h->n_streams++;
-    pthread_mutex_unlock(&h->mu);
-    if (full) {
-        reply_problem(r, 503, PROBLEM_LIMIT, NULL,
-                      "%d event streams are open, the most this server keeps; close one or "
-                      "retry later", SSE_MAX_STREAMS);
-        if (r->status == 503)
-            MHD_add_response_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+    if (status) {
+        refuse(r, h, status);
         return;
     }
     s = calloc(1, sizeof *s);
     if (!s) {
-        sse_release(h);
+        sse_release(h, key);
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         return;
     }
+    memcpy(s->client, key, sizeof key);
     s->h = h;
     s->conn = r->conn;
     s->run_id = run_id;
@@ -342,10 +416,13 @@ void sse_start(api_req *r, sse_hub *h, int64_t run_id, int64_t last_id)
                                              stream_free);
     if (!resp) {
         free(s);
-        sse_release(h);
+        sse_release(h, key);
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "out of memory");
         return;
     }
+    /* An open stream is quiet between heartbeats: the server's idle timeout, meant for
+     * requests that stall, must not close it. */
+    MHD_set_connection_option(r->conn, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned)SSE_STALL_S);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");

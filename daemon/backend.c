@@ -47,6 +47,11 @@ static int be_queue_length(void *ctx)
     return jobs_queue_length(ctx);
 }
 
+static json_t *be_world(void *ctx)
+{
+    return jobs_world(ctx);
+}
+
 static int64_t be_running(void *ctx)
 {
     return jobs_running(ctx);
@@ -80,6 +85,7 @@ void jobs_backend(jobs *jq, api_backend *out)
         .run_png = be_run_png,
         .queue_length = be_queue_length,
         .running = be_running,
+        .world = be_world,
         .register_dataset = be_register_dataset,
     };
 }

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -37,10 +38,26 @@ static const opt opts[] = {
                              "origin"},
     {"session-ttl", OPT_VALUE, "seconds a dashboard sign-in lasts (default 43200)"},
     {"threads", OPT_VALUE, "compute threads (default: every core)"},
+    {"max-workers", OPT_VALUE, "most processes a job may run on data-parallel (its "
+                               "\"workers\"; default 1: in the daemon only)"},
+    {"hostfile", OPT_VALUE, "Open MPI hostfile of the machines data-parallel jobs run on "
+                            "(default: this machine)"},
+    {"worker", OPT_VALUE, "the sgdrd-worker program (default: the one built beside sgdrd)"},
+    {"worker-timeout", OPT_VALUE, "seconds a data-parallel job may go without an event "
+                                  "before it counts as hung (default 300)"},
     {"max-upload", OPT_VALUE, "largest dataset or model upload, bytes or with K/M/G "
                               "(default 2G)"},
     {"memory-limit", OPT_VALUE, "memory runs may take, bytes or with K/M/G (default: "
                                 "MemAvailable when the run is admitted)"},
+    {"max-connections", OPT_VALUE, "open connections in all (default 512)"},
+    {"max-connections-per-client", OPT_VALUE, "open connections from one remote address; "
+                                              "loopback and proxies excepted (default 64)"},
+    {"header-timeout", OPT_VALUE, "seconds a connection may wait without sending a "
+                                  "complete request (default 10)"},
+    {"idle-timeout", OPT_VALUE, "seconds a request may stall (nothing sent or read) before "
+                                "it is closed (default 60)"},
+    {"max-streams", OPT_VALUE, "event streams open at once (default 64)"},
+    {"max-streams-per-client", OPT_VALUE, "event streams one client may hold (default 8)"},
     {"log-level", OPT_VALUE, "error, warn, info or debug (default info)"},
     {"config", OPT_VALUE, "file with the same keys, one \"key = value\" per line"},
     {"resume", OPT_FLAG, "resume interrupted jobs at start (a fit continues from its last "
@@ -101,6 +118,34 @@ static int parse_size(const char *v, int64_t *out)
         return -EINVAL;
     *out = (int64_t)(x * mul);
     return 0;
+}
+
+/* The connection and event-stream limits: unsigned fields of daemon_config. */
+typedef struct conn_key {
+    const char *name, *what;
+    size_t offset;
+    long lo, hi;
+} conn_key;
+
+static const conn_key conn_keys[] = {
+    {"max-connections", "a connection count", offsetof(daemon_config, max_conns), 16, 65536},
+    {"max-connections-per-client", "a connection count",
+     offsetof(daemon_config, max_conns_per_client), 1, 65536},
+    {"header-timeout", "a number of seconds", offsetof(daemon_config, header_timeout_s), 1,
+     3600},
+    {"idle-timeout", "a number of seconds", offsetof(daemon_config, idle_timeout_s), 1, 3600},
+    {"max-streams", "a stream count", offsetof(daemon_config, max_streams), 1, 4096},
+    {"max-streams-per-client", "a stream count",
+     offsetof(daemon_config, max_streams_per_client), 1, 4096},
+};
+
+static const conn_key *conn_limit_of(const daemon_config *c, const char *key)
+{
+    (void)c;
+    for (size_t i = 0; i < sizeof conn_keys / sizeof *conn_keys; i++)
+        if (!strcmp(key, conn_keys[i].name))
+            return &conn_keys[i];
+    return NULL;
 }
 
 static int parse_listen(daemon_config *c, const char *v)
@@ -204,6 +249,18 @@ static int config_set(daemon_config *c, const char *key, const char *v, const ch
             return 0;
         }
         snprintf(err, errlen, "%s: '%s' is not a thread count (0..1024)", where, v);
+    } else if (!strcmp(key, "max-workers") || !strcmp(key, "worker-timeout")) {
+        int workers = !strcmp(key, "max-workers");
+        if (parse_int(v, 1, workers ? 1024 : 86400, &x) == 0) {
+            *(workers ? &c->max_workers : &c->worker_timeout_s) = (int)x;
+            return 0;
+        }
+        snprintf(err, errlen, "%s: '%s' is not a %s", where, v,
+                 workers ? "number of workers (1..1024)" : "number of seconds (1..86400)");
+    } else if (!strcmp(key, "hostfile") || !strcmp(key, "worker")) {
+        if (*v)
+            return set_str(!strcmp(key, "hostfile") ? &c->hostfile : &c->worker, v);
+        snprintf(err, errlen, "%s: empty path", where);
     } else if (!strcmp(key, "max-upload")) {
         if (parse_size(v, &c->max_upload) == 0)
             return 0;
@@ -221,6 +278,14 @@ static int config_set(daemon_config *c, const char *key, const char *v, const ch
     } else if (!strcmp(key, "allowed-host") || !strcmp(key, "allowed-origin") ||
                !strcmp(key, "trusted-proxy")) {
         return list_add(list_of(c, key), v, where, err, errlen);
+    } else if (conn_limit_of(c, key)) {
+        const conn_key *k = conn_limit_of(c, key);
+        if (parse_int(v, k->lo, k->hi, &x) == 0) {
+            *(unsigned *)((char *)c + k->offset) = (unsigned)x;
+            return 0;
+        }
+        snprintf(err, errlen, "%s: '%s' is not %s (%ld..%ld)", where, v, k->what, k->lo,
+                 k->hi);
     } else if (!strcmp(key, "session-ttl")) {
         if (parse_int(v, 60, 365l * 86400, &x) == 0) {
             c->session_ttl_s = x;
@@ -364,6 +429,8 @@ int config_parse(daemon_config *c, int argc, char **argv, char *err, size_t errl
     c->max_upload = CONFIG_DEFAULT_MAX_UPLOAD;
     c->log_level = LOG_INFO;
     c->session_ttl_s = CONFIG_DEFAULT_SESSION_TTL;
+    c->max_workers = 1;
+    c->worker_timeout_s = CONFIG_DEFAULT_WORKER_TIMEOUT;
     if (parse_listen(c, CONFIG_DEFAULT_LISTEN))
         return -EINVAL;
     int rc = walk_args(c, argc, argv, 0, err, errlen);
@@ -403,6 +470,8 @@ void config_free(daemon_config *c)
         free(c->roots[i]);
     free(c->token_file);
     free(c->config_file);
+    free(c->hostfile);
+    free(c->worker);
     for (int i = 0; i < c->allowed_hosts.n; i++)
         free(c->allowed_hosts.v[i]);
     for (int i = 0; i < c->allowed_origins.n; i++)

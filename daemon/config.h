@@ -38,6 +38,13 @@ typedef struct daemon_config {
     config_list trusted_proxies; /* addresses whose X-Forwarded-Proto is believed */
     int behind_tls;            /* reached through a TLS proxy: Secure cookie, https origin */
     int64_t session_ttl_s;     /* dashboard sign-in lifetime; default 12 hours */
+    /* Connections and event streams; 0: the server's defaults (api/server.h). */
+    unsigned max_conns, max_conns_per_client, header_timeout_s, idle_timeout_s;
+    unsigned max_streams, max_streams_per_client;
+    int max_workers;           /* most ranks a job may ask for (workers); default 1 */
+    char *hostfile;            /* Open MPI hostfile for data-parallel jobs; NULL: this host */
+    char *worker;              /* sgdrd-worker; NULL: the one built beside the daemon */
+    int worker_timeout_s;      /* a world silent this long has hung: it is stopped */
     int help, version;         /* print and exit 0 */
     char *config_file;
 } daemon_config;
@@ -47,6 +54,7 @@ typedef struct daemon_config {
 #define CONFIG_DEFAULT_DATASETS "/usr/share/datasets"
 #define CONFIG_DEFAULT_MAX_UPLOAD (2ll << 30)
 #define CONFIG_DEFAULT_SESSION_TTL 43200
+#define CONFIG_DEFAULT_WORKER_TIMEOUT 300
 
 /* Parses argv (argv[0] skipped) and, when --config is given, that file first. Fills c
  * (call config_free afterwards, also on failure). Returns 0, or -EINVAL with err naming

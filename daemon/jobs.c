@@ -66,9 +66,12 @@ static json_t *tta_json(const tta_result *r)
     json_t *pa = json_array();
     for (int i = 0; i < r->n_aug && i < 16; i++)
         json_array_append_new(pa, json_real(r->pass_accuracy[i]));
-    return json_pack("{sf sf sf sf si so}", "loss", r->loss, "accuracy", r->accuracy,
-                     "tta_loss", r->tta_loss, "tta_accuracy", r->tta_accuracy, "n_aug",
-                     r->n_aug, "pass_accuracy", pa);
+    /* accuracy is the centre crop's; centre_accuracy says so by name, and tta_worse flags
+     * a mean below it (the job's notes explain). */
+    return json_pack("{sf sf sf sf si so sf si sb}", "loss", r->loss, "accuracy",
+                     r->accuracy, "tta_loss", r->tta_loss, "tta_accuracy", r->tta_accuracy,
+                     "n_aug", r->n_aug, "pass_accuracy", pa, "centre_accuracy", r->accuracy,
+                     "passes_run", r->n_run, "tta_worse", r->tta_worse);
 }
 
 static json_t *suggestion_json(const lr_suggestion *s)
@@ -246,105 +249,162 @@ static int job_params_of(const store_job_row *row, job_params *p, char *err, siz
     return -EINVAL;
 }
 
+/* One job as the worker runs it. */
+typedef struct job_run {
+    jobs *jq;
+    int64_t id;
+    store_job_row row;
+    job_params p;
+    learner *l;          /* the run's in-process learner (NULL for a world, or when none) */
+    sink k;
+    json_t *result;
+    int rc, shutting;
+    const char *final;   /* the state it ends in */
+    char err[512];
+} job_run;
+
+/* Marks the job running, waiting while the disk is full. -1 when it is not to run. */
+static int job_begin(job_run *j)
+{
+    int full = 0, rc;
+    if (strcmp(j->row.state, "queued") != 0) /* cancelled while it waited */
+        return -1;
+    while ((rc = store_job_start(j->jq->st, j->id)) == -ENOSPC &&
+           wait_for_room(j->jq, j->id, "the start", &full) == 0)
+        ;
+    if (rc) {
+        log_msg(LOG_ERROR, j->id, "cannot start: %s", store_errmsg());
+        return -1;
+    }
+    log_msg(LOG_INFO, j->id, "started %s on run %lld", j->row.kind, (long long)j->row.run_id);
+    return 0;
+}
+
+/* Runs the job's work in process, or as a world of workers. */
+static void job_execute(job_run *j)
+{
+    jobs *jq = j->jq;
+    int resumed = j->row.resumed_from != 0;
+    j->rc = job_params_of(&j->row, &j->p, j->err, sizeof j->err);
+    if (j->rc == 0 && j->p.workers <= 1) {
+        j->l = jq_slot_get(jq, j->row.run_id, j->err, sizeof j->err);
+        if (!j->l)
+            j->rc = -EINVAL;
+    }
+    j->k = (sink){.jq = jq, .job_id = j->id, .run_id = j->row.run_id, .last_epoch = -1,
+                  .t0 = clock_mono_s()};
+    if (j->rc == 0 && j->p.workers > 1)
+        j->rc = jq_run_world(jq, &j->k, &j->p, resumed, &j->result, j->err, sizeof j->err);
+    else if (j->rc == 0)
+        j->rc = run_kind(jq, &j->k, &j->p, j->l, resumed, &j->result, j->err, sizeof j->err);
+    jq_sweep_close(&j->k);
+    store_flush(jq->st);
+    pthread_mutex_lock(&jq->mu);
+    j->shutting = jq->stopping;
+    pthread_mutex_unlock(&jq->mu);
+}
+
+/* The state the job ends in, from how its work returned. */
+static void job_verdict(job_run *j)
+{
+    if (j->rc == 0) {
+        j->final = "succeeded";
+    } else if (j->rc == -ECANCELED) {
+        j->final = j->shutting ? "interrupted" : "cancelled";
+        snprintf(j->err, sizeof j->err, "%s", j->shutting ? "the daemon stopped during this job"
+                                                          : "cancelled at a batch boundary");
+    } else if (j->rc == -EPIPE && j->p.kind == JOB_FIT) {
+        /* A world that lost a rank: the fit resumes from its last epoch checkpoint. */
+        j->final = "interrupted";
+    } else {
+        j->final = "failed";
+        if (!j->err[0])
+            snprintf(j->err, sizeof j->err, "%s", strerror(j->rc < 0 ? -j->rc : j->rc));
+    }
+}
+
+/* Saves the weights the job leaves. A failed job may have left diverged weights: the saved
+ * ones stay. A cancelled or interrupted fit keeps what it trained up to the batch boundary.
+ * Work whose result is not on disk has not succeeded: a later job or a restart would start
+ * from the weights before it. */
+static void job_save(job_run *j)
+{
+    job_kind kind = j->p.kind;
+    if (!j->l || !(j->rc == 0 ? changes_weights(kind)
+                              : (j->rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE))))
+        return;
+    char serr[256] = "";
+    if (jq_save_run(j->jq, j->row.run_id, j->id, j->l, serr, sizeof serr) == 0)
+        return;
+    log_msg(LOG_ERROR, j->id, "cannot save run %lld: %s", (long long)j->row.run_id, serr);
+    if (j->rc == 0) {
+        j->rc = -EIO;
+        j->final = "failed";
+        snprintf(j->err, sizeof j->err, "the job's weights could not be saved: %s", serr);
+    }
+}
+
+/* Before the job ends, so that a client seeing it succeed finds the interpretation; a
+ * failure to compute it does not undo the job's work. Not while the daemon stops: a
+ * validation pass must not hold up its exit (the next fit or TTA computes it). A world's
+ * job computes it in the daemon, from the weights rank 0 saved. */
+static void job_interpret(job_run *j)
+{
+    job_kind kind = j->p.kind;
+    if (j->rc != 0 || j->shutting || !(kind == JOB_FIT || kind == JOB_RECIPE || kind == JOB_TTA))
+        return;
+    char ierr[256] = "";
+    learner *il = j->l ? j->l : jq_slot_get(j->jq, j->row.run_id, ierr, sizeof ierr);
+    if (!il || jq_interpret(j->jq, j->row.run_id, j->id, il, ierr, sizeof ierr))
+        log_msg(LOG_WARN, j->id, "no interpretation of run %lld: %s", (long long)j->row.run_id,
+                ierr);
+}
+
+/* A fit that stopped early names its last epoch checkpoint: where a resumed fit continues. */
+static void job_keep_checkpoint(job_run *j)
+{
+    job_kind kind = j->p.kind;
+    if (!((j->rc == -ECANCELED && (kind == JOB_FIT || kind == JOB_RECIPE)) ||
+          (j->rc == -EPIPE && kind == JOB_FIT)))
+        return;
+    char ck[PATH_MAX];
+    jq_run_file(j->jq, j->row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
+    if (access(ck, R_OK) == 0)
+        store_snapshot_add(j->jq->st, j->row.run_id, j->id, "checkpoint", j->k.last_cycle,
+                           j->k.last_epoch, ck, NULL);
+}
+
+/* Records the end, waiting while the disk is full, and logs it. */
+static void job_finish(job_run *j)
+{
+    int frc, full = 0;
+    while ((frc = store_job_finish(j->jq->st, j->id, j->final, j->rc ? j->err : NULL,
+                                   j->result)) == -ENOSPC &&
+           wait_for_room(j->jq, j->id, "the end", &full) == 0)
+        ;
+    if (frc)
+        log_msg(LOG_ERROR, j->id, "cannot record the end (%s): %s", j->final, store_errmsg());
+    log_msg(j->rc && strcmp(j->final, "failed") == 0 ? LOG_WARN : LOG_INFO, j->id, "%s%s%s",
+            j->final, j->rc ? ": " : "", j->rc ? j->err : "");
+}
+
 static void run_job(jobs *jq, int64_t job_id)
 {
-    store_job_row row;
-    char err[512] = "";
-    json_t *result = NULL;
-    job_params p = {.kind = JOB_KIND_COUNT};
-    if (store_job_row_get(jq->st, job_id, &row)) {
+    job_run j = {.jq = jq, .id = job_id, .p = {.kind = JOB_KIND_COUNT}};
+    if (store_job_row_get(jq->st, job_id, &j.row)) {
         log_msg(LOG_ERROR, job_id, "cannot read the job: %s", store_errmsg());
         return;
     }
-    if (strcmp(row.state, "queued") != 0) /* cancelled while it waited */
-        goto out_clear;
-    int full = 0, rc;
-    while ((rc = store_job_start(jq->st, job_id)) == -ENOSPC &&
-           wait_for_room(jq, job_id, "the start", &full) == 0)
-        ;
-    if (rc) {
-        log_msg(LOG_ERROR, job_id, "cannot start: %s", store_errmsg());
-        goto out_clear;
+    if (job_begin(&j) == 0) {
+        job_execute(&j);
+        job_verdict(&j);
+        job_save(&j);
+        job_interpret(&j);
+        job_keep_checkpoint(&j);
+        job_finish(&j);
     }
-    log_msg(LOG_INFO, job_id, "started %s on run %lld", row.kind, (long long)row.run_id);
-    rc = job_params_of(&row, &p, err, sizeof err);
-    learner *l = NULL;
-    if (rc == 0) {
-        l = jq_slot_get(jq, row.run_id, err, sizeof err);
-        if (!l)
-            rc = -EINVAL;
-    }
-    sink k = {.jq = jq, .job_id = job_id, .run_id = row.run_id, .last_epoch = -1,
-              .t0 = clock_mono_s()};
-    if (rc == 0)
-        rc = run_kind(jq, &k, &p, l, row.resumed_from != 0, &result, err, sizeof err);
-    jq_sweep_close(&k);
-    store_flush(jq->st);
-
-    int shutting = 0;
-    pthread_mutex_lock(&jq->mu);
-    shutting = jq->stopping;
-    pthread_mutex_unlock(&jq->mu);
-    const char *final;
-    if (rc == 0) {
-        final = "succeeded";
-    } else if (rc == -ECANCELED) {
-        final = shutting ? "interrupted" : "cancelled";
-        snprintf(err, sizeof err, "%s", shutting ? "the daemon stopped during this job"
-                                                 : "cancelled at a batch boundary");
-    } else {
-        final = "failed";
-        if (!err[0])
-            snprintf(err, sizeof err, "%s", strerror(rc < 0 ? -rc : rc));
-    }
-    /* A failed job may have left diverged weights: the saved ones stay. A cancelled or
-     * interrupted fit keeps what it trained up to the batch boundary. */
-    if (l && (rc == 0 ? changes_weights(p.kind)
-                      : (rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)))) {
-        char serr[256] = "";
-        if (jq_save_run(jq, row.run_id, job_id, l, serr, sizeof serr)) {
-            log_msg(LOG_ERROR, job_id, "cannot save run %lld: %s", (long long)row.run_id,
-                    serr);
-            /* Work whose result is not on disk has not succeeded: a later job or a
-             * restart would start from the weights before it. */
-            if (rc == 0) {
-                rc = -EIO;
-                final = "failed";
-                snprintf(err, sizeof err, "the job's weights could not be saved: %s", serr);
-            }
-        }
-    }
-    if (rc == 0 && !shutting &&
-        (p.kind == JOB_FIT || p.kind == JOB_RECIPE || p.kind == JOB_TTA)) {
-        /* Before the job ends, so that a client seeing it succeed finds the interpretation;
-         * a failure to compute it does not undo the job's work. Not while the daemon stops:
-         * a validation pass must not hold up its exit (the next fit or TTA computes it). */
-        char ierr[256] = "";
-        if (jq_interpret(jq, row.run_id, job_id, l, ierr, sizeof ierr))
-            log_msg(LOG_WARN, job_id, "no interpretation of run %lld: %s",
-                    (long long)row.run_id, ierr);
-    }
-    if (rc == -ECANCELED && (p.kind == JOB_FIT || p.kind == JOB_RECIPE)) {
-        /* The learner's last epoch checkpoint: where a resumed fit continues from. */
-        char ck[PATH_MAX];
-        jq_run_file(jq, row.run_id, "ckpt/" LEARNER_LAST_CKPT, ck, sizeof ck);
-        if (access(ck, R_OK) == 0)
-            store_snapshot_add(jq->st, row.run_id, job_id, "checkpoint", k.last_cycle,
-                               k.last_epoch, ck, NULL);
-    }
-    int frc;
-    full = 0;
-    while ((frc = store_job_finish(jq->st, job_id, final, rc ? err : NULL, result)) ==
-               -ENOSPC &&
-           wait_for_room(jq, job_id, "the end", &full) == 0)
-        ;
-    if (frc)
-        log_msg(LOG_ERROR, job_id, "cannot record the end (%s): %s", final, store_errmsg());
-    log_msg(rc && strcmp(final, "failed") == 0 ? LOG_WARN : LOG_INFO, job_id, "%s%s%s", final,
-            rc ? ": " : "", rc ? err : "");
-    json_decref(result);
-out_clear:
-    store_job_row_clear(&row);
+    json_decref(j.result);
+    store_job_row_clear(&j.row);
 }
 
 /* Training runs 5 nice levels below the HTTP threads so a request waits less for a core
@@ -397,6 +457,24 @@ static void *worker_main(void *arg)
 
 /* ---- the public side ---------------------------------------------------------------------- */
 
+/* sgdrd-worker as the build places it (worker/ beside daemon/), else from PATH. */
+static char *worker_beside_daemon(void)
+{
+    char self[PATH_MAX], path[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(path, sizeof path, "%s/../worker/sgdrd-worker", self);
+            if (access(path, X_OK) == 0)
+                return strdup(path);
+        }
+    }
+    return strdup("sgdrd-worker");
+}
+
 int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t errlen)
 {
     *out = NULL;
@@ -408,6 +486,13 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
     jq->loader_threads = cfg->loader_threads;
     jq->memory_limit = cfg->memory_limit;
     jq->resume = cfg->resume;
+    jq->threads = cfg->threads;
+    jq->max_workers = cfg->max_workers > 1 ? cfg->max_workers : 1;
+    jq->worker_timeout_s = cfg->worker_timeout_s > 0 ? cfg->worker_timeout_s : 300;
+    jq->hostfile = cfg->hostfile ? strdup(cfg->hostfile) : NULL;
+    jq->worker_exe = cfg->worker ? strdup(cfg->worker) : worker_beside_daemon();
+    if (!jq->worker_exe || (cfg->hostfile && !jq->hostfile))
+        goto out_nomem;
     if (cfg->n_roots > 0) {
         jq->roots = calloc((size_t)cfg->n_roots, sizeof *jq->roots);
         if (!jq->roots)
@@ -445,6 +530,8 @@ int jobs_create(jobs **out, store *st, const jobs_config *cfg, char *err, size_t
 out_nomem:
     snprintf(err, errlen, "out of memory");
     if (jq) {
+        free(jq->hostfile);
+        free(jq->worker_exe);
         free(jq->data_dir);
         for (int i = 0; i < jq->n_roots; i++)
             free(jq->roots[i]);
@@ -536,6 +623,8 @@ int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id)
     job_kind kind = p->kind;
     if (kind < 0 || kind >= JOB_KIND_COUNT)
         return -EINVAL;
+    if (p->workers > jq->max_workers)
+        return -E2BIG;
     json_t *params = job_params_json(p);
     if (!params)
         return -ENOMEM;
@@ -660,6 +749,15 @@ int jobs_queue_length(jobs *jq)
     return n;
 }
 
+json_t *jobs_world(jobs *jq)
+{
+    pthread_mutex_lock(&jq->mu);
+    json_t *w = jq->world ? json_deep_copy(jq->world) : json_null();
+    pthread_mutex_unlock(&jq->mu);
+    return json_pack("{si sb so}", "max_workers", jq->max_workers, "hostfile",
+                     jq->hostfile != NULL, "running", w);
+}
+
 int64_t jobs_running(jobs *jq)
 {
     pthread_mutex_lock(&jq->mu);
@@ -729,5 +827,8 @@ void jobs_destroy(jobs *jq)
         free(jq->roots[i]);
     free(jq->roots);
     free(jq->data_dir);
+    free(jq->hostfile);
+    free(jq->worker_exe);
+    json_decref(jq->world);
     free(jq);
 }

@@ -37,6 +37,11 @@ typedef struct jobs_config {
     int loader_threads;     /* decode/augment workers per learner; 0: engine default */
     int resume;             /* on start, resume every interrupted job that can (--resume) */
     int64_t memory_limit;   /* bytes a run may take (--memory-limit); 0: MemAvailable */
+    int threads;            /* compute threads of this machine (0: every core) */
+    int max_workers;        /* most ranks a job may ask for (0 or 1: none beyond the daemon) */
+    const char *hostfile;   /* Open MPI hostfile of the workers' machines; NULL: this one */
+    const char *worker;     /* sgdrd-worker; NULL: the one built beside the daemon */
+    int worker_timeout_s;   /* a silent world counts as hung after this (0: 300) */
 } jobs_config;
 
 /* Creates the queue (no thread yet). st is borrowed and must outlive the queue. */
@@ -49,7 +54,8 @@ int jobs_start(jobs *jq, char *err, size_t errlen);
 
 /* Queues a job of p->kind (p as job_params_parse filled it; borrowed): the row, with p's
  * canonical JSON, is committed as `queued` before this returns (so the caller may answer
- * 202), then the worker is woken. -ENOENT: no such run; -ESHUTDOWN: stopping. */
+ * 202), then the worker is woken. -ENOENT: no such run; -ESHUTDOWN: stopping; -E2BIG:
+ * p->workers is above max_workers (nothing queued). */
 int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id);
 
 /* Bytes a run may take now: --memory-limit, else MemAvailable (lmem_available). */
@@ -114,6 +120,9 @@ int jobs_weights_path(jobs *jq, int64_t run_id, char **path);
 int jobs_queue_length(jobs *jq);
 /* The running job's id, or 0. */
 int64_t jobs_running(jobs *jq);
+/* The data-parallel settings and the running world's last report (see api_backend.h's
+ * world); a new object. */
+json_t *jobs_world(jobs *jq);
 
 /* Shutdown: refuse new jobs, ask the running job to stop at the next batch boundary,
  * checkpoint its learner, mark it `interrupted` (a fit) so it can resume, leave queued

@@ -71,6 +71,11 @@ struct jobs {
     pthread_mutex_t pmu;
     serve_slot serve;
 
+    /* data-parallel jobs (world.c) */
+    int threads, max_workers, worker_timeout_s;
+    char *hostfile, *worker_exe; /* worker_exe: sgdrd-worker */
+    json_t *world;          /* the running world's last report, under mu; NULL: none */
+
     registrar *reg;         /* scans registered datasets; NULL until jobs_start */
 };
 
@@ -111,6 +116,15 @@ void jq_slot_drop(jobs *jq, int64_t run_id);
 /* Saves a run's weights and learner state after a job that changed them. */
 int jq_save_run(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *err,
                 size_t errlen);
+
+/* ---- world.c -------------------------------------------------------------------------- */
+
+/* Runs a job with p->workers > 1 as an mpirun world of sgdrd-worker ranks, its events into
+ * k's hooks; *result as run_kind's. 0, -ECANCELED, -EPIPE when the world itself failed (a
+ * rank died, or hung past the timeout), or another negative code (the job's own error,
+ * mpirun that could not start); err says why. */
+int jq_run_world(jobs *jq, sink *k, const job_params *p, int resume, json_t **result,
+                 char *err, size_t errlen);
 
 /* ---- sink.c --------------------------------------------------------------------------- */
 

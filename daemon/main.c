@@ -1,21 +1,19 @@
 /* main.c: sgdrd's entry point: flags, BLAS start-up, the store, the job queue, the HTTP
  * server, the --demo seeding, and an orderly stop on SIGTERM/SIGINT/SIGHUP. */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
 
 #include "blas.h"
 #include "config.h"
+#include "fs_path.h"
 #include "jobs.h"
 #include "log.h"
 #include "recover.h"
@@ -28,27 +26,6 @@
 
 #define DEMO_DATASET "/usr/share/datasets/fashion-mnist"
 #define STOP_BUDGET_S 7.0   /* of the 10 s a stop may take; the rest stops HTTP and flushes */
-
-static int ensure_dir(const char *path, char *err, size_t errlen)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(tmp, 0755) && errno != EEXIST) {
-                snprintf(err, errlen, "--data-dir: cannot create %.900s: %s", tmp,
-                         strerror(errno));
-                return -errno;
-            }
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    return 0;
-}
 
 /* On a fresh data dir: Fashion-MNIST and a queued recipe run, so the dashboard has live
  * curves within a minute. A data dir that has any dataset is left alone. */
@@ -95,107 +72,106 @@ static void api_log_line(int level, const char *line)
     log_msg((log_level)level, 0, "%s", line);
 }
 
-int main(int argc, char **argv)
+/* The flags; 1 when main is to return *status at once (--help, --version, a bad flag). */
+static int parse_flags(daemon_config *cfg, int argc, char **argv, int *status)
 {
-    daemon_config cfg;
     char err[1024] = "";
-    if (config_parse(&cfg, argc, argv, err, sizeof err)) {
+    *status = 0;
+    if (config_parse(cfg, argc, argv, err, sizeof err)) {
         fprintf(stderr, "sgdrd: %s\n", err);
-        config_free(&cfg);
-        return 2;
-    }
-    if (cfg.help) {
+        *status = 2;
+    } else if (cfg->help) {
         config_usage(stdout, argv[0]);
-        config_free(&cfg);
-        return 0;
-    }
-    if (cfg.version) {
+    } else if (cfg->version) {
         printf("sgdrd %s\n", SGDRD_VERSION);
-        config_free(&cfg);
+    } else {
         return 0;
     }
-    blas_startup(argv, cfg.threads);
-    log_set_level(cfg.log_level);
+    config_free(cfg);
+    return 1;
+}
 
-    /* Every thread started from here on inherits this mask; main takes the signals with
-     * sigwait, so no handler runs in the middle of a training step. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP); /* a closed terminal stops the daemon as cleanly as SIGTERM */
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+/* Every thread started from here on inherits this mask; main takes the signals with
+ * sigwait, so no handler runs in the middle of a training step. A closed terminal
+ * (SIGHUP) stops the daemon as cleanly as SIGTERM. */
+static void block_stop_signals(sigset_t *sigs)
+{
+    sigemptyset(sigs);
+    sigaddset(sigs, SIGTERM);
+    sigaddset(sigs, SIGINT);
+    sigaddset(sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
 
-    int status = 1;
-    char *token = NULL;
-    store *st = NULL;
-    jobs *jq = NULL;
-    api_server *srv = NULL;
-    if (cfg.token_file && config_read_token(cfg.token_file, &token, err, sizeof err)) {
-        log_msg(LOG_ERROR, 0, "%s", err);
-        goto out_free;
-    }
-    if (ensure_dir(cfg.data_dir, err, sizeof err)) {
-        log_msg(LOG_ERROR, 0, "%s", err);
-        goto out_free;
-    }
+/* The data folder, the store (with what a crash left removed) and the running queue. */
+static int open_store_and_queue(const daemon_config *cfg, store **st, jobs **jq, char *err,
+                                size_t errlen)
+{
     char dbpath[PATH_MAX];
-    snprintf(dbpath, sizeof dbpath, "%s/sgdrd.db", cfg.data_dir);
-    if (store_open(&st, dbpath, NULL, err, sizeof err)) {
-        log_msg(LOG_ERROR, 0, "cannot open the store: %s", err);
-        goto out_free;
+    int rc = fs_mkdir_p(cfg->data_dir);
+    if (rc) {
+        snprintf(err, errlen, "--data-dir: cannot create %.900s: %s", cfg->data_dir,
+                 strerror(-rc));
+        return rc;
     }
-    recover_leftovers(cfg.data_dir, st);
-    jobs_config jc = {.data_dir = cfg.data_dir, .roots = (const char *const *)cfg.roots,
-                      .n_roots = cfg.n_roots, .resume = cfg.resume,
-                      .memory_limit = cfg.memory_limit};
-    if (jobs_create(&jq, st, &jc, err, sizeof err) || jobs_start(jq, err, sizeof err)) {
-        log_msg(LOG_ERROR, 0, "cannot start the job queue: %s", err);
-        goto out_free;
-    }
-    if (cfg.demo)
-        seed_demo(st, jq);
+    snprintf(dbpath, sizeof dbpath, "%s/sgdrd.db", cfg->data_dir);
+    if ((rc = store_open(st, dbpath, NULL, err, errlen)) != 0)
+        return rc;
+    recover_leftovers(cfg->data_dir, *st);
+    jobs_config jc = {.data_dir = cfg->data_dir, .roots = (const char *const *)cfg->roots,
+                      .n_roots = cfg->n_roots, .resume = cfg->resume, .threads = cfg->threads,
+                      .memory_limit = cfg->memory_limit, .max_workers = cfg->max_workers,
+                      .hostfile = cfg->hostfile, .worker = cfg->worker,
+                      .worker_timeout_s = cfg->worker_timeout_s};
+    if ((rc = jobs_create(jq, *st, &jc, err, errlen)) == 0)
+        rc = jobs_start(*jq, err, errlen);
+    return rc;
+}
 
-    api_backend be;
-    jobs_backend(jq, &be);
-    api_config ac = {
-        .listen = cfg.listen,
+/* The HTTP server's settings from the flags (borrowing from cfg, token, st and be). */
+static void api_config_of(const daemon_config *cfg, const char *token, store *st,
+                          const api_backend *be, api_config *ac)
+{
+    *ac = (api_config){
+        .listen = cfg->listen,
         .token = token,
-        .data_dir = cfg.data_dir,
-        .dataset_roots = (const char *const *)cfg.roots,
-        .n_dataset_roots = cfg.n_roots,
-        .max_upload = cfg.max_upload,
-        .allowed_hosts = (const char *const *)cfg.allowed_hosts.v,
-        .n_allowed_hosts = cfg.allowed_hosts.n,
-        .allowed_origins = (const char *const *)cfg.allowed_origins.v,
-        .n_allowed_origins = cfg.allowed_origins.n,
-        .trusted_proxies = (const char *const *)cfg.trusted_proxies.v,
-        .n_trusted_proxies = cfg.trusted_proxies.n,
-        .behind_tls = cfg.behind_tls,
-        .session_ttl_s = cfg.session_ttl_s,
+        .data_dir = cfg->data_dir,
+        .dataset_roots = (const char *const *)cfg->roots,
+        .n_dataset_roots = cfg->n_roots,
+        .max_upload = cfg->max_upload,
+        .allowed_hosts = (const char *const *)cfg->allowed_hosts.v,
+        .n_allowed_hosts = cfg->allowed_hosts.n,
+        .allowed_origins = (const char *const *)cfg->allowed_origins.v,
+        .n_allowed_origins = cfg->allowed_origins.n,
+        .trusted_proxies = (const char *const *)cfg->trusted_proxies.v,
+        .n_trusted_proxies = cfg->trusted_proxies.n,
+        .behind_tls = cfg->behind_tls,
+        .session_ttl_s = cfg->session_ttl_s,
+        .max_conns = cfg->max_conns,
+        .max_conns_per_client = cfg->max_conns_per_client,
+        .header_timeout_s = cfg->header_timeout_s,
+        .idle_timeout_s = cfg->idle_timeout_s,
+        .max_streams = cfg->max_streams,
+        .max_streams_per_client = cfg->max_streams_per_client,
         .version = SGDRD_VERSION,
         .store = st,
-        .backend = &be,
+        .backend = be,
         .log = api_log_line,
     };
-    if (api_server_start(&srv, &ac, err, sizeof err)) {
-        log_msg(LOG_ERROR, 0, "cannot serve on %s: %s", cfg.listen, err);
-        goto out_free;
-    }
-    log_msg(LOG_INFO, 0, "sgdrd %s listening on %s:%d (data in %s, BLAS core %s, %d "
-            "threads%s)", SGDRD_VERSION, cfg.host, api_server_port(srv), cfg.data_dir,
-            blas_core_name(), blas_threads(), token ? ", bearer token required" : "");
+}
 
+/* Waits for a stop signal, then stops: the queue first, so no request can add a job, then
+ * the running job reaches a batch boundary and is checkpointed, then HTTP closes and the
+ * store flushes. Does not return when the running job does not stop in time. */
+static void serve_until_stopped(sigset_t *sigs, jobs *jq, api_server *srv, store *st)
+{
     int sig = 0;
-    sigwait(&sigs, &sig);
+    sigwait(sigs, &sig);
     log_msg(LOG_INFO, 0, "%s: stopping", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT"
                                                                                  : "SIGHUP");
-    /* The queue first, so no request can add a job, then the running job reaches a batch
-     * boundary and is checkpointed, then HTTP closes and the store flushes. */
     int stuck = jobs_stop(jq, STOP_BUDGET_S) != 0;
     api_server_stop(srv);
-    srv = NULL;
     if (stuck) {
         /* The worker is inside the engine and still uses the learner and the store: keep
          * both, make what is buffered durable, and leave. */
@@ -204,6 +180,48 @@ int main(int argc, char **argv)
         store_flush(st);
         _exit(0); /* not exit(): its clean-up would race the still-running worker */
     }
+}
+
+int main(int argc, char **argv)
+{
+    daemon_config cfg;
+    char err[1024] = "";
+    int status;
+    if (parse_flags(&cfg, argc, argv, &status))
+        return status;
+    blas_startup(argv, cfg.threads);
+    log_set_level(cfg.log_level);
+    sigset_t sigs;
+    block_stop_signals(&sigs);
+
+    status = 1;
+    char *token = NULL;
+    store *st = NULL;
+    jobs *jq = NULL;
+    api_server *srv = NULL;
+    if (cfg.token_file && config_read_token(cfg.token_file, &token, err, sizeof err)) {
+        log_msg(LOG_ERROR, 0, "%s", err);
+        goto out_free;
+    }
+    if (open_store_and_queue(&cfg, &st, &jq, err, sizeof err)) {
+        log_msg(LOG_ERROR, 0, "cannot start: %s", err);
+        goto out_free;
+    }
+    if (cfg.demo)
+        seed_demo(st, jq);
+    api_backend be;
+    api_config ac;
+    jobs_backend(jq, &be);
+    api_config_of(&cfg, token, st, &be, &ac);
+    if (api_server_start(&srv, &ac, err, sizeof err)) {
+        log_msg(LOG_ERROR, 0, "cannot serve on %s: %s", cfg.listen, err);
+        goto out_free;
+    }
+    log_msg(LOG_INFO, 0, "sgdrd %s listening on %s:%d (data in %s, BLAS core %s, %d "
+            "threads%s)", SGDRD_VERSION, cfg.host, api_server_port(srv), cfg.data_dir,
+            blas_core_name(), blas_threads(), token ? ", bearer token required" : "");
+    serve_until_stopped(&sigs, jq, srv, st);
+    srv = NULL;
     status = 0;
 out_free:
     api_server_stop(srv);

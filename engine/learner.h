@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "data/data.h"
+#include "dist.h"
 #include "events.h"
 #include "lrfind.h"
 #include "models/models.h"
@@ -49,6 +50,12 @@ typedef struct learner_config {
     precision precision;       /* of the convolutions and linear layers (ops/precision.h);
                                 * PRECISION_FP32 (0) or PRECISION_BF16, which needs a CPU
                                 * with native bf16 (learner_create refuses it elsewhere) */
+    struct dist *dist;         /* data parallelism (dist.h): not owned, outlives the
+                                * learner; NULL is a world of one. Every rank creates its
+                                * learner with the same config and makes the same calls:
+                                * batches are sharded (bs stays the global batch), SyncBN,
+                                * gradients and metrics are summed, and only rank 0 writes
+                                * checkpoints, snapshots and prediction files */
 } learner_config;
 
 typedef struct learner learner;
@@ -151,10 +158,21 @@ int learner_cycle_worse(float loss, float accuracy, float prev_loss, float prev_
 
 typedef struct tta_result {
     float loss, accuracy;          /* centre crop only */
-    float tta_loss, tta_accuracy;  /* averaged probabilities of centre + n_aug passes */
-    int n_aug;
-    float pass_accuracy[16];       /* per augmented pass */
+    float tta_loss, tta_accuracy;  /* averaged probabilities of centre + n_run passes */
+    int n_aug;                     /* passes asked for */
+    float pass_accuracy[16];       /* per augmented pass; a pass not run (see n_run) holds
+                                    * the centre crop's */
+    int n_run;                     /* augmented passes run: at most the distinct passes
+                                    * learner_tta_plans offers */
+    int tta_worse;                 /* 1 when the averaged prediction's accuracy is below
+                                    * the centre crop's (a note says so too) */
 } tta_result;
+
+/* The augmented passes TTA takes for l at its current size, besides the centre crop: up to
+ * max fixed plans, each a view training drew (its flips, and crops shifted within the room
+ * its random zoom and crop had, at half its zoom), none repeating another or the centre
+ * crop. Returns how many (0 when training drew nothing but the centre crop). */
+int learner_tta_plans(const learner *l, tfm_plan *plans, int max);
 
 int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char *err,
                 size_t errlen);

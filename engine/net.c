@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net_dist.h"
 #include "net_plan.h"
 #include "rng.h"
 
@@ -631,10 +632,11 @@ static void forward_node(net *n, int i, int training)
         break;
     case NODE_BN:
         d->bn_training = training && d->group >= n->freeze_to;
-        batchnorm_forward(out, d->save_mean, d->save_rstd, bdata(n, d->b_mean),
-                          bdata(n, d->b_var), in, pdata(n, d->p_w), pdata(n, d->p_b),
-                          n->batch * d->h * d->w, d->c, d->bn_training, n->bn_momentum,
-                          n->bn_eps);
+        batchnorm_forward_sync(out, d->save_mean, d->save_rstd, bdata(n, d->b_mean),
+                               bdata(n, d->b_var), in, pdata(n, d->p_w), pdata(n, d->p_b),
+                               n->batch * d->h * d->w, d->c, d->bn_training,
+                               n->bn_momentum, n->bn_eps,
+                               net_dist_bn_sync(n, d->bn_training));
         break;
     case NODE_RELU:
         relu_forward(out, in, node_numel(n, d));
@@ -653,7 +655,7 @@ static void forward_node(net *n, int i, int training)
         break;
     case NODE_DROPOUT:
         if (training && d->p > 0.0f)
-            dropout_forward(out, d->mask, in, node_numel(n, d), d->p, &n->rng);
+            net_dist_dropout(n, d, out, in, (size_t)d->h * d->w * d->c);
         else if (out != in)
             memcpy(out, in, node_numel(n, d) * sizeof(float));
         break;
@@ -675,6 +677,8 @@ const float *net_forward_to(net *n, const float *x, int training, int last)
     n->start_node = 0;
     if (net_plan_use(n, training) < 0)
         return NULL;
+    if (training && net_dist_forward_begin(n) < 0)
+        return NULL;
     memcpy(n->values[n->nodes[0].value], x, node_numel(n, &n->nodes[0]) * sizeof(float));
     for (int i = 1; i <= last; i++)
         forward_node(n, i, training);
@@ -691,6 +695,8 @@ const float *net_forward_from(net *n, int first, const float *act, int training)
     assert(n->batch > 0 && first >= 0 && first < n->n_nodes);
     n->start_node = first;
     if (net_plan_use(n, training) < 0)
+        return NULL;
+    if (training && net_dist_forward_begin(n) < 0)
         return NULL;
     node *d = &n->nodes[first];
     memcpy(n->values[d->value], act, node_numel(n, d) * sizeof(float));
@@ -734,9 +740,10 @@ static void backward_node(net *n, int i)
                         d->scratch_bwd, &d->conv);
         break;
     case NODE_BN:
-        batchnorm_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in, d->save_mean,
-                           d->save_rstd, pdata(n, d->p_w), n->batch * d->h * d->w, d->c,
-                           d->bn_training);
+        batchnorm_backward_sync(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in,
+                                d->save_mean, d->save_rstd, pdata(n, d->p_w),
+                                n->batch * d->h * d->w, d->c, d->bn_training,
+                                net_dist_bn_sync(n, d->bn_training));
         break;
     case NODE_RELU:
         if (din)
@@ -792,11 +799,15 @@ static void backward_node(net *n, int i)
 static void backward_nodes(net *n)
 {
     assert(n->plan_backward); /* a training forward (or keep_values) came first */
+    net_dist_bwd b;
+    net_dist_bwd_begin(n, &b);
     for (int i = n->n_nodes - 1; i > n->start_node; i--) {
         if (n->nodes[i].group < n->freeze_to)
             break;
         backward_node(n, i);
+        net_dist_bwd_node(n, &b, i);
     }
+    net_dist_bwd_end(n, &b);
 }
 
 void net_backward(net *n, const int32_t *labels, const float *targets)
@@ -808,6 +819,7 @@ void net_backward(net *n, const int32_t *labels, const float *targets)
         bce_logits_backward(g, n->probs, targets, n->batch, n->n_out);
     else
         softmax_xent_backward(g, n->probs, labels, n->batch, n->n_out, n->label_smoothing);
+    net_dist_loss_grad(n, g);
     backward_nodes(n);
 }
 

@@ -121,6 +121,12 @@ typedef struct net {
     uint64_t rng;        /* dropout stream */
     float bn_momentum, bn_eps;
     precision precision; /* of the convolutions and linear layers (net_set_precision) */
+
+    /* Data parallelism (dist.h, net_dist.c): not owned; NULL for a world of one. */
+    struct dist *dist;
+    int64_t dist_total;  /* the global batch of the last training forward */
+    int64_t dist_before; /* rows of lower ranks in it */
+    bn_sync dist_bn;     /* SyncBN over dist */
 } net;
 
 /* ---- building (used by models/) ------------------------------------------------------ */
@@ -207,6 +213,13 @@ int net_freeze_to(net *n, int g);
  * the larger slab cannot be allocated (the net is then unusable until the next
  * successful net_set_batch). */
 int net_keep_values(net *n, int keep);
+
+/* Makes n one rank of the data-parallel world d (not owned, must outlive its use; NULL:
+ * a world of one, exactly as without). Every rank then runs the same calls on its shard
+ * of each batch: a training forward uses SyncBN and the rank's part of the dropout
+ * stream, and net_backward leaves in n->grads the gradient of the mean loss over the
+ * global batch, summed over the ranks (dist.h). */
+void net_set_dist(net *n, struct dist *d);
 
 /* Finds a parameter or buffer by name; -1 if absent. */
 int net_find(const net *n, const char *name);

@@ -15,6 +15,13 @@ static inline uint64_t rng_next(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* Advances *s past k draws of rng_next (splitmix64's state moves by a constant per draw):
+ * a data-parallel rank draws its shard's part of a stream the whole batch would draw. */
+static inline void rng_skip(uint64_t *s, uint64_t k)
+{
+    *s += k * 0x9E3779B97F4A7C15ull;
+}
+
 /* Uniform in [0, 1) with 24 bits of precision. */
 static inline float rng_uniform(uint64_t *s)
 {

@@ -26,12 +26,14 @@ fi
 
 # The build: compiler, meson, and the libraries the daemon and the sgdr client link. meson configures the test
 # suites with the build, so cmocka's headers are needed to build at all; node too (below).
+# Open MPI: the data-parallel worker links it and the daemon starts jobs with its mpirun.
 pkgs=(
   build-essential meson ninja-build pkg-config
   libmicrohttpd-dev libjansson-dev libopenblas-openmp-dev libopenblas0-openmp
   libpng-dev libjpeg62-turbo-dev zlib1g-dev libsqlite3-dev libarchive-dev libcmocka-dev
   libcurl4-openssl-dev libdnnl-dev
   dataset-fashion-mnist
+  libopenmpi-dev openmpi-bin
 )
 if [ $with_tests -eq 1 ]; then
   pkgs+=(python3-torch python3-torchvision python3-pytest python3-numpy chromium nginx openssl

@@ -191,6 +191,10 @@ typedef struct loader_config {
     int queue_depth;      /* ready batches held; 0 means 4 */
     uint64_t seed;
     size_t cache_bytes;   /* cache decoded images in memory under this cap; 0 = off */
+    /* Data parallelism: with shard_size > 1, every batch holds only shard shard_rank of
+     * the items the whole batch would hold (dist_shard's split, in order); the epoch's
+     * order and the batches are those of one process. 0 and 0: the whole batch. */
+    int shard_rank, shard_size;
 } loader_config;
 
 typedef struct loader loader;
@@ -202,6 +206,9 @@ void loader_destroy(loader *l);
 /* Starts epoch `epoch` at size sz (progressive resizing: sz may change between epochs),
  * with augmentation on or off. Abandons whatever the previous epoch had left. */
 int loader_begin_epoch(loader *l, int epoch, int sz, int augment);
+/* Starts epoch `epoch` with every item transformed by the same plan (test-time
+ * augmentation's fixed passes) instead of random draws. 0 or -EINVAL. */
+int loader_begin_epoch_plan(loader *l, int epoch, int sz, const tfm_plan *plan);
 /* The next batch of the epoch: 1 with *out set (owned by the loader, valid until the next
  * call, loader_begin_epoch or loader_destroy), 0 at the end of the epoch, negative on
  * error (-EINVAL before any loader_begin_epoch). Batches come in a fixed order and their

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "internal.h"
 #include "rng.h"
 #include "errmsg.h"
@@ -42,6 +43,8 @@ struct loader {
     atomic_int gen;          /* bumped to abandon an epoch; workers poll it per item */
     int sz, c;
     tfm_config tfm;
+    tfm_plan plan;           /* the epoch's one plan for every item, when fixed */
+    int fixed;
     int *order;              /* (n_items) item index at each position of the epoch */
     slot *slots;             /* (n_slots) */
 
@@ -137,13 +140,19 @@ static int load_item(loader *l, int item, int prescale, image *im, int *borrowed
 
 /* Fills slot s with batch b of generation g; items that fail to decode are left out (the
  * dataset lists them as unreadable). Returns 0, 1 when the epoch was abandoned, or < 0. */
-static int fill_batch(loader *l, int b, int g, slot *s, const tfm_config *tfm, int epoch,
-                      int prescale)
+static int fill_batch(loader *l, int b, int g, slot *s, const tfm_config *tfm,
+                      const tfm_plan *fixed, int epoch, int prescale)
 {
     const int bs = l->cfg.bs;
     int start = b * bs, end = start + bs;
     if (end > l->n_items)
         end = l->n_items;
+    if (l->cfg.shard_size > 1) {
+        int64_t lo, hi;
+        dist_shard(start, end, l->cfg.shard_rank, l->cfg.shard_size, &lo, &hi);
+        start = (int)lo;
+        end = (int)hi;
+    }
     const size_t per = (size_t)tfm->sz * tfm->sz * s->b.c;
     uint64_t epoch_seed = rng_derive(l->cfg.seed ^ STREAM_AUGMENT, (uint64_t)epoch);
     int n = 0;
@@ -160,7 +169,10 @@ static int fill_batch(loader *l, int b, int g, slot *s, const tfm_config *tfm, i
             continue;
         uint64_t rng = rng_derive(epoch_seed, (uint64_t)item);
         tfm_plan plan;
-        transform_draw(&plan, tfm, &rng);
+        if (fixed)
+            plan = *fixed;
+        else
+            transform_draw(&plan, tfm, &rng);
         rc = transform_apply_plan(s->b.x + n * per, &im, tfm, &plan);
         if (!borrowed)
             image_free(&im);
@@ -188,10 +200,11 @@ static void *worker_main(void *arg)
             int g = atomic_load(&l->gen);
             slot *s = &l->slots[b % l->n_slots];
             tfm_config tfm = l->tfm;
-            int epoch = l->epoch, prescale = l->prescale;
+            tfm_plan plan = l->plan;
+            int fixed = l->fixed, epoch = l->epoch, prescale = l->prescale;
             l->busy++;
             pthread_mutex_unlock(&l->mu);
-            int rc = fill_batch(l, b, g, s, &tfm, epoch, prescale);
+            int rc = fill_batch(l, b, g, s, &tfm, fixed ? &plan : NULL, epoch, prescale);
             pthread_mutex_lock(&l->mu);
             l->busy--;
             if (rc < 0)
@@ -241,6 +254,12 @@ int loader_create(loader **out, dataset *ds, ds_split split, const loader_config
     const ds_info *info = dataset_info(ds);
     if (cfg->bs <= 0) {
         err_set(err, errlen, "%s", "bs: must be positive");
+        return -EINVAL;
+    }
+    if (cfg->shard_size < 0 || cfg->shard_rank < 0 ||
+        (cfg->shard_size > 0 && cfg->shard_rank >= cfg->shard_size)) {
+        err_set(err, errlen, "loader: shard %d of %d does not exist", cfg->shard_rank,
+                cfg->shard_size);
         return -EINVAL;
     }
     if (cfg->tfm.c_out != 1 && cfg->tfm.c_out != 3) {
@@ -332,7 +351,9 @@ void loader_destroy(loader *l)
     free(l);
 }
 
-int loader_begin_epoch(loader *l, int epoch, int sz, int augment)
+/* loader_begin_epoch and loader_begin_epoch_plan: plan, when not NULL, replaces the
+ * random draws. */
+static int begin_epoch(loader *l, int epoch, int sz, int augment, const tfm_plan *plan)
 {
     if (sz <= 0)
         return -EINVAL;
@@ -363,6 +384,9 @@ int loader_begin_epoch(loader *l, int epoch, int sz, int augment)
     l->tfm = l->cfg.tfm;
     l->tfm.sz = sz;
     l->tfm.augment = augment;
+    l->fixed = plan != NULL;
+    if (plan)
+        l->plan = *plan;
     l->epoch = epoch;
     for (int i = 0; i < l->n_items; i++)
         l->order[i] = i;
@@ -384,6 +408,18 @@ int loader_begin_epoch(loader *l, int epoch, int sz, int augment)
 out_unlock:
     pthread_mutex_unlock(&l->mu);
     return rc;
+}
+
+int loader_begin_epoch(loader *l, int epoch, int sz, int augment)
+{
+    return begin_epoch(l, epoch, sz, augment, NULL);
+}
+
+int loader_begin_epoch_plan(loader *l, int epoch, int sz, const tfm_plan *plan)
+{
+    if (!plan)
+        return -EINVAL;
+    return begin_epoch(l, epoch, sz, 1, plan);
 }
 
 int loader_next(loader *l, const batch **out)

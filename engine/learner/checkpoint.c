@@ -377,7 +377,7 @@ int lrn_best_load(const learner *l, net_copy *c, int64_t step, char *err, size_t
 void lrn_best_remove(const learner *l, int64_t step)
 {
     char path[4096];
-    if (best_path(l, step, path, sizeof path) == 0)
+    if (lrn_writes_files(l) && best_path(l, step, path, sizeof path) == 0)
         unlink(path);
 }
 
@@ -400,7 +400,7 @@ int lrn_snapshot_take(learner *l, int cycle, const ev_hooks *h, char *err, size_
     memcpy(s + n->n_params, n->buffers, n->n_buffers * sizeof(float));
     l->snapshots[l->n_snapshots++] = s;
     char path[4096] = "";
-    if (l->ckpt_dir) {
+    if (l->ckpt_dir && lrn_writes_files(l)) {
         char name[64];
         snprintf(name, sizeof name, "snapshot_%d.safetensors", l->n_snapshots - 1);
         int rc = lrn_ckpt_path(l, path, sizeof path, name);

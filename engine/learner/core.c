@@ -9,10 +9,21 @@
 #include <string.h>
 #include <time.h>
 
+#include "dist.h"
 #include "optim.h"
 #include "rng.h"
 #include "safetensors.h"
 #include "weights.h"
+
+int lrn_writes_files(const learner *l) { return dist_rank(l->cfg.dist) == 0; }
+
+double lrn_agree(const learner *l, double v)
+{
+    if (!dist_active(l->cfg.dist))
+        return v;
+    double x = dist_rank(l->cfg.dist) == 0 ? v : 0.0;
+    return dist_sum_f64(l->cfg.dist, &x, 1) ? v : x;
+}
 
 void lrn_note(const ev_hooks *h, const char *what, const char *fmt, ...)
 {
@@ -126,17 +137,22 @@ int lrn_src_next(batch_src *s, batch_view *v)
     }
     if (s->batch_i >= s->n_batches)
         return 0;
-    int n = s->cs->n - s->pos < l->bs ? s->cs->n - s->pos : l->bs;
+    int n_all = s->cs->n - s->pos < l->bs ? s->cs->n - s->pos : l->bs;
     int nc = l->info->n_classes, dim = l->pc_dim;
+    /* Data parallelism: this rank's shard of the batch the whole world draws. */
+    int64_t lo, hi;
+    dist_shard(0, n_all, dist_rank(l->cfg.dist), dist_size(l->cfg.dist), &lo, &hi);
+    int n = (int)(hi - lo);
     for (int i = 0; i < n; i++) {
-        int k = s->shuffle ? l->pc_perm[s->pos + i] : s->pos + i;
+        int at = s->pos + (int)lo + i;
+        int k = s->shuffle ? l->pc_perm[at] : at;
         memcpy(l->pc_xbuf + (size_t)i * dim, s->cs->x + (size_t)k * dim, dim * sizeof(float));
         if (s->cs->y)
             l->pc_ybuf[i] = s->cs->y[k];
         if (s->cs->t)
             memcpy(l->pc_tbuf + (size_t)i * nc, s->cs->t + (size_t)k * nc, nc * sizeof(float));
     }
-    s->pos += n;
+    s->pos += n_all;
     s->batch_i++;
     v->n = n;
     v->x = l->pc_xbuf;
@@ -260,6 +276,8 @@ int lrn_validate(learner *l, float *loss, float *accuracy, float *f2)
     int nc = l->info->n_classes, multi = l->info->multi_label;
     net *m = l->net;
     while ((rc = lrn_src_next(&s, &v)) > 0) {
+        if (v.n == 0)
+            continue; /* a shard of a short last batch */
         rc = net_set_batch(m, v.n, l->sz, l->sz);
         if (rc)
             return rc;
@@ -271,6 +289,18 @@ int lrn_validate(learner *l, float *loss, float *accuracy, float *f2)
     }
     if (rc < 0)
         return rc;
+    if (dist_active(l->cfg.dist)) {
+        /* Every rank saw its shard: the split's metrics are the sums of all. */
+        double sums[5] = {a.loss_sum, (double)a.n, (double)a.correct, a.cell_correct,
+                          a.f2_sum};
+        if ((rc = dist_sum_f64(l->cfg.dist, sums, 5)))
+            return rc;
+        a.loss_sum = sums[0];
+        a.n = (int64_t)sums[1];
+        a.correct = (int64_t)sums[2];
+        a.cell_correct = sums[3];
+        a.f2_sum = sums[4];
+    }
     lrn_acc_result(&a, multi, loss, accuracy, f2);
     return 0;
 }
@@ -292,13 +322,6 @@ void lrn_tfm_fill(const learner *l, tfm_config *t, int augment)
     memcpy(t->std, l->std, sizeof t->std);
 }
 
-int lrn_augment_is_identity(const learner *l)
-{
-    const ds_info *in = l->info;
-    return l->cfg.tfms == TFMS_NONE && !(l->cfg.max_zoom > 1) && in->min_w == in->max_w &&
-           in->min_h == in->max_h && in->min_w == in->min_h;
-}
-
 int lrn_make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
                 int augment, char *err, size_t errlen)
 {
@@ -311,6 +334,8 @@ int lrn_make_loader(learner *l, loader **out, ds_split split, int shuffle, int d
     lc.threads = l->cfg.loader_threads;
     lc.seed = l->cfg.seed;
     lc.cache_bytes = LOADER_CACHE_BYTES;
+    lc.shard_rank = dist_rank(l->cfg.dist);
+    lc.shard_size = dist_size(l->cfg.dist);
     return loader_create(out, l->ds, split, &lc, err, errlen);
 }
 
@@ -380,6 +405,11 @@ static int create_check_config(const learner_config *cfg, const ds_info *info, c
         err_set(err, errlen, "bs: must be between 1 and 4096 (got %d)", cfg->bs);
         return -EINVAL;
     }
+    if (cfg->bs < dist_size(cfg->dist)) {
+        err_set(err, errlen, "bs: the global batch (%d) must be at least the number of "
+                    "workers (%d)", cfg->bs, dist_size(cfg->dist));
+        return -EINVAL;
+    }
     if (!cfg->model.arch || !model_arch_known(cfg->model.arch)) {
         err_set(err, errlen, "arch: unknown architecture '%s'",
                 cfg->model.arch ? cfg->model.arch : "(null)");
@@ -439,6 +469,8 @@ static int create_net(learner *l, char *err, size_t errlen)
     rc = model_create(&l->net, &ms, err, errlen);
     if (!rc)
         rc = net_set_precision(l->net, l->cfg.precision);
+    if (!rc)
+        net_set_dist(l->net, l->cfg.dist);
     if (!rc && l->pretrained)
         rc = weights_load_st(l->net, &pre, WEIGHTS_BODY, err, errlen);
     st_free(&pre);
@@ -661,6 +693,13 @@ float lrn_train_step(learner *l, int cached, const batch_view *v, const double *
     net_backward(m, v->y, v->t);
     optim_set_lrs(o, lrs, n_groups);
     optim_step(o);
+    if (dist_active(l->cfg.dist)) {
+        /* The mean over the global batch, as one process would report it. */
+        double sum = (double)loss * v->n;
+        if ((*rc = dist_sum_f64(l->cfg.dist, &sum, 1)))
+            return NAN;
+        loss = (float)(sum / (double)m->dist_total);
+    }
     return loss;
 }
 

@@ -16,7 +16,7 @@
 
 static int fit_checkpoint(learner *l, char *err, size_t errlen)
 {
-    if (!l->ckpt_dir)
+    if (!l->ckpt_dir || !lrn_writes_files(l))
         return 0;
     char path[4096];
     int rc = lrn_ckpt_path(l, path, sizeof path, "last.ckpt.safetensors");
@@ -92,7 +92,8 @@ static int best_take(learner *l, net_copy *best, int *have_best, char *err, size
         return rc;
     }
     *have_best = 1;
-    if (l->ckpt_dir && (rc = lrn_best_save(l, best, l->step, err, errlen)))
+    if (l->ckpt_dir && lrn_writes_files(l) &&
+        (rc = lrn_best_save(l, best, l->step, err, errlen)))
         return rc;
     l->fit.best_step = l->step;
     return 0;
@@ -335,7 +336,7 @@ static void fit_epoch_begin(fit_run *r, int e, double te)
     learner *l = r->l;
     const fit_opts *o = r->o;
     if (r->paced && r->pc.sz > 0) {
-        double left_s = o->time_limit_s - (te - r->t0);
+        double left_s = lrn_agree(l, o->time_limit_s - (te - r->t0));
         int64_t n = paced_batches(l, o, &r->pc, e, r->total_epochs, left_s, r->all_batches);
         if (n != r->n_batches)
             lrn_note(r->h, "time_limit", "epoch %d trains on %lld of its %lld batches, so that "
@@ -437,8 +438,8 @@ static int fit_epoch_end(fit_run *r, fit_epoch *fe, char *err, size_t errlen)
     ee->seconds = clock_mono_s() - fe->te;
     ee->img_per_s = fe->train_s > 0 ? (double)fe->imgs / fe->train_s : 0.0;
     if (fe->b > 0)
-        r->pc = (pace){.sz = l->sz, .batch_s = fe->train_s / fe->b,
-                       .valid_s = ee->seconds - fe->train_s};
+        r->pc = (pace){.sz = l->sz, .batch_s = lrn_agree(l, fe->train_s / fe->b),
+                       .valid_s = lrn_agree(l, ee->seconds - fe->train_s)};
     l->epochs_done++;
     if (ee->valid_loss < l->best_valid_loss)
         l->best_valid_loss = ee->valid_loss;
@@ -486,8 +487,8 @@ static void fit_decide(fit_run *r, const fit_epoch *fe, fit_verdict *v)
     r->epochs_s += ee->seconds;
     if (!v->stop && fe->is_last && o->time_limit_s > 0 && !r->paced)
         v->next_len = next_cycle_epochs(&r->plan, fe->e, r->total_epochs);
-    v->done_s = clock_mono_s() - r->t0;
-    v->mean_epoch_s = r->epochs_s / (fe->e + 1 - r->first_epoch);
+    v->done_s = lrn_agree(r->l, clock_mono_s() - r->t0);
+    v->mean_epoch_s = lrn_agree(r->l, r->epochs_s / (fe->e + 1 - r->first_epoch));
     v->next_end_s = v->done_s + v->next_len * v->mean_epoch_s;
     if (v->next_len > 0 && v->next_end_s > o->time_limit_s)
         v->stop = FIT_STOP_TIME;

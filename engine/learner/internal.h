@@ -113,6 +113,13 @@ typedef struct metric_acc {
 } metric_acc;
 
 /* core.c */
+/* Whether this process writes the learner's files: rank 0 of a world (every process of a
+ * world of one). */
+int lrn_writes_files(const learner *l);
+/* Rank 0's value of v on every rank (v in a world of one): what a decision that rests on
+ * measured time uses, so that every rank takes it the same way. A collective: every rank
+ * calls it at the same point. */
+double lrn_agree(const learner *l, double v);
 void lrn_note(const ev_hooks *h, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void lrn_progress(const ev_hooks *h, double frac, double t0);
@@ -133,9 +140,6 @@ double lrn_probs_loss(const float *p, const int32_t *y, const float *t, int n, i
 float lrn_eval_loss(net *m, const int32_t *y, const float *t);
 int lrn_validate(learner *l, float *loss, float *accuracy, float *f2);
 void lrn_tfm_fill(const learner *l, tfm_config *t, int augment);
-/* 1 when an augmented pass can only draw the centre crop: no transforms, no zoom, and every
- * image the same square, so there is no crop position to draw either. */
-int lrn_augment_is_identity(const learner *l);
 int lrn_make_loader(learner *l, loader **out, ds_split split, int shuffle, int drop_last,
                 int augment, char *err, size_t errlen);
 float lrn_train_step(learner *l, int cached, const batch_view *v, const double *lrs,
@@ -143,6 +147,9 @@ float lrn_train_step(learner *l, int cached, const batch_view *v, const double *
 int lrn_check_lrs(const learner *l, int n_lrs, const double *lrs, const char *field,
               char *err, size_t errlen);
 void lrn_expand_lrs(double *dst, int n_groups, int n_lrs, const double *lrs, double f);
+
+/* tta_plans.c: what the plans do, in words, for notes. */
+void lrn_tta_describe(const learner *l, const tfm_plan *plans, int n, char *buf, size_t cap);
 
 /* precompute.c */
 int lrn_pc_setup(learner *l, char *err, size_t errlen);

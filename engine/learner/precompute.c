@@ -60,6 +60,16 @@ static int pc_fill(learner *l, ds_split split, loader *dl, pc_split *out, const 
         err_set(err, errlen, "precompute: out of memory for %d cached activations", n_items);
         return -ENOMEM;
     }
+    /* Data parallelism: each rank computes its shard's rows, zeros elsewhere, and the sum
+     * gathers them. */
+    dist *d = l->cfg.dist;
+    if (dist_active(d)) {
+        memset(out->x, 0, (size_t)n_items * dim * sizeof(float));
+        if (out->t)
+            memset(out->t, 0, (size_t)n_items * nc * sizeof(float));
+        else
+            memset(out->y, 0, (size_t)n_items * sizeof(int32_t));
+    }
     int rc = loader_begin_epoch(dl, (int)l->epoch_id++, l->sz, 0);
     const batch *b;
     while (rc == 0 && (rc = loader_next(dl, &b)) > 0) {
@@ -81,6 +91,12 @@ static int pc_fill(learner *l, ds_split split, loader *dl, pc_split *out, const 
                        nc * sizeof(float));
         }
         rc = 0;
+    }
+    if (rc == 0 && dist_active(d)) {
+        rc = dist_sum_f32(d, out->x, (size_t)n_items * dim);
+        if (!rc)
+            rc = out->t ? dist_sum_f32(d, out->t, (size_t)n_items * nc)
+                        : dist_sum_i32(d, out->y, (size_t)n_items);
     }
     if (rc < 0) {
         pc_split_free(out);

@@ -7,18 +7,28 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rng.h"
+/* Augmented passes of a prediction with TTA (an image, the test split), as the recipe's
+ * default n_aug. */
+#define TTA_PREDICT_AUG 4
 
 /* ---- prediction ----------------------------------------------------------------------------- */
 
-/* Probabilities of every item of a split for one pass, placed by item index. */
-static int predict_pass(learner *l, loader *dl, int augment, float *probs, float *loss_sum,
-                        char *err, size_t errlen)
+/* Probabilities of every item of a split for one pass (the centre crop when plan is NULL),
+ * placed by item index. */
+static int predict_pass(learner *l, loader *dl, const tfm_plan *plan, float *probs,
+                        float *loss_sum, char *err, size_t errlen)
 {
     int nc = l->info->n_classes, multi = l->info->multi_label;
-    int rc = loader_begin_epoch(dl, (int)l->epoch_id++, l->sz, augment);
+    int eid = (int)l->epoch_id++;
+    int rc = plan ? loader_begin_epoch_plan(dl, eid, l->sz, plan)
+                  : loader_begin_epoch(dl, eid, l->sz, 0);
     const batch *b;
     double ls = 0.0;
+    dist *d = l->cfg.dist;
+    size_t n_probs = (size_t)loader_n_items(dl) * nc;
+    /* Data parallelism: each rank fills its shard's rows; the sum gathers them. */
+    if (dist_active(d))
+        memset(probs, 0, n_probs * sizeof(float));
     while (rc == 0 && (rc = loader_next(dl, &b)) > 0) {
         rc = net_set_batch(l->net, b->n, l->sz, l->sz);
         if (rc)
@@ -32,6 +42,11 @@ static int predict_pass(learner *l, loader *dl, int augment, float *probs, float
     }
     if (rc < 0) {
         err_set(err, errlen, "predict: reading images failed (%d)", rc);
+        return rc;
+    }
+    if (dist_active(d) &&
+        ((rc = dist_sum_f32(d, probs, n_probs)) || (rc = dist_sum_f64(d, &ls, 1)))) {
+        err_set(err, errlen, "predict: gathering the workers' predictions failed (%d)", rc);
         return rc;
     }
     if (loss_sum)
@@ -57,6 +72,31 @@ static int valid_truth(const learner *l, int32_t **y, float **t)
     return 0;
 }
 
+/* The note of a finished TTA; flags out->tta_worse. */
+static void tta_report(const learner *l, const tfm_plan *plans, tta_result *out,
+                       const ev_hooks *h)
+{
+    char what[256];
+    lrn_tta_describe(l, plans, out->n_run, what, sizeof what);
+    if (out->n_run == 0) {
+        lrn_note(h, "tta", "centre crop: loss %.4f accuracy %.4f; no augmented pass was run: "
+                 "%s", out->loss, out->accuracy, out->n_aug == 0 ? "n_aug is 0" :
+                 "the run was trained without flips, half of its zoom range (max_zoom) is "
+                 "less than a pixel at its size, and its images are square, so no view "
+                 "besides the centre crop follows from its training");
+        return;
+    }
+    lrn_note(h, "tta", "centre crop: loss %.4f accuracy %.4f; mean of centre + %d augmented "
+             "passes (%s; %d of the %d asked for): loss %.4f accuracy %.4f", out->loss,
+             out->accuracy, out->n_run, what, out->n_run, out->n_aug, out->tta_loss,
+             out->tta_accuracy);
+    out->tta_worse = out->tta_accuracy < out->accuracy;
+    if (out->tta_worse)
+        lrn_note(h, "tta_worse", "TTA lowered accuracy: %.4f averaged against %.4f for the "
+                 "centre crop alone; for this run the centre crop is the better prediction",
+                 out->tta_accuracy, out->accuracy);
+}
+
 int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char *err,
                 size_t errlen)
 {
@@ -77,11 +117,11 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
         goto out_free;
     }
     double t0 = clock_mono_s();
-    /* Passes that would repeat the centre crop are not run: they cannot change the mean. */
-    const int runs = lrn_augment_is_identity(l) ? 0 : n_aug;
+    tfm_plan plans[TTA_MAX_AUG];
+    const int runs = learner_tta_plans(l, plans, n_aug);
     for (int pass = 0; pass <= runs; pass++) {
         float ls;
-        rc = predict_pass(l, l->valid_dl, pass > 0, p, &ls, err, errlen);
+        rc = predict_pass(l, l->valid_dl, pass ? &plans[pass - 1] : NULL, p, &ls, err, errlen);
         if (rc)
             goto out_free;
         metric_acc a = {0};
@@ -107,15 +147,8 @@ int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char 
     lrn_acc_result(&a, multi, NULL, &out->tta_accuracy, NULL);
     out->tta_loss = (float)(lrn_probs_loss(avg, y, t, n, nc, multi) / n);
     out->n_aug = n_aug;
-    if (runs < n_aug)
-        lrn_note(h, "tta", "centre crop: loss %.4f accuracy %.4f; the %d augmented passes were "
-                 "not run: with no transforms, no zoom and every image %dx%d, each would "
-                 "repeat the centre crop", out->loss, out->accuracy, n_aug, l->info->min_w,
-                 l->info->min_h);
-    else
-        lrn_note(h, "tta", "centre crop: loss %.4f accuracy %.4f; mean of centre + %d augmented "
-                 "passes: loss %.4f accuracy %.4f", out->loss, out->accuracy, n_aug,
-                 out->tta_loss, out->tta_accuracy);
+    out->n_run = runs;
+    tta_report(l, plans, out, h);
 out_free:
     free(p);
     free(avg);
@@ -131,7 +164,9 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
         err_set(err, errlen, "image: empty");
         return -EINVAL;
     }
-    int nc = l->info->n_classes, passes = tta ? 5 : 1;
+    tfm_plan plans[TTA_PREDICT_AUG];
+    int nc = l->info->n_classes;
+    int passes = 1 + (tta ? learner_tta_plans(l, plans, TTA_PREDICT_AUG) : 0);
     size_t px = (size_t)l->sz * l->sz * l->c_in;
     float *x = malloc(px * sizeof(float)), *pv = malloc((size_t)nc * sizeof(float));
     if (!x || !pv) {
@@ -149,11 +184,18 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
     }
     for (int c = 0; c < nc; c++)
         probs[c] = 0.0f;
-    uint64_t r = rng_derive(l->cfg.seed, 0x545441ull);
-    for (int pass = 0; pass < passes; pass++) {
-        tfm_config tc;
-        lrn_tfm_fill(l, &tc, pass > 0);
-        transform_apply(x, im, &tc, &r);
+    tfm_config tc;
+    lrn_tfm_fill(l, &tc, 0);
+    for (int pass = 0; pass < passes && !rc; pass++) {
+        tfm_plan centre;
+        transform_plan_identity(&centre);
+        rc = transform_apply_plan(x, im, &tc, pass ? &plans[pass - 1] : &centre);
+        if (rc == -ENOMEM)
+            err_set(err, errlen, "predict: out of memory");
+        else if (rc)
+            err_set(err, errlen, "image: %d channels (1 or 3 expected)", im->c);
+        if (rc)
+            break;
         const float *z = net_forward(l->net, x, 0);
         lrn_logits_to_probs(pv, z, 1, nc, l->info->multi_label);
         for (int c = 0; c < nc; c++)
@@ -161,7 +203,7 @@ int learner_predict_image(learner *l, const image *im, int tta, float *probs, ch
     }
     free(x);
     free(pv);
-    return 0;
+    return rc;
 }
 
 /* Writes s as one CSV field (RFC 4180: quoted when it holds a comma, quote or line break,
@@ -193,7 +235,8 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
     int rc = lrn_make_loader(l, &dl, SPLIT_TEST, 0, 0, 0, err, errlen);
     if (rc)
         return rc;
-    int passes = tta ? 5 : 1;
+    tfm_plan plans[TTA_PREDICT_AUG];
+    int passes = 1 + (tta ? learner_tta_plans(l, plans, TTA_PREDICT_AUG) : 0);
     FILE *f = NULL;
     float *p = calloc((size_t)n * nc, sizeof(float)); /* unreadable items stay 0 */
     float *avg = calloc((size_t)n * nc, sizeof(float));
@@ -205,12 +248,16 @@ int learner_predict_test(learner *l, int tta, const char *csv_path, const ev_hoo
     }
     double t0 = clock_mono_s();
     for (int pass = 0; pass < passes; pass++) {
-        rc = predict_pass(l, dl, pass > 0, p, NULL, err, errlen);
+        rc = predict_pass(l, dl, pass ? &plans[pass - 1] : NULL, p, NULL, err, errlen);
         if (rc)
             goto out_free;
         for (size_t k = 0; k < (size_t)n * nc; k++)
             avg[k] += p[k] / (float)passes;
         lrn_progress(h, (double)(pass + 1) / passes * 0.95, t0);
+    }
+    if (!lrn_writes_files(l)) {
+        lrn_progress(h, 1.0, t0);
+        goto out_free;
     }
     if (snprintf(tmp, sizeof tmp, "%s.tmp", csv_path) >= (int)sizeof tmp) {
         rc = -ENAMETOOLONG;
@@ -291,7 +338,7 @@ int learner_snapshot_ensemble(learner *l, float *loss, float *accuracy, char *er
         memcpy(l->net->params, l->snapshots[s], l->net->n_params * sizeof(float));
         memcpy(l->net->buffers, l->snapshots[s] + l->net->n_params,
                l->net->n_buffers * sizeof(float));
-        rc = predict_pass(l, l->valid_dl, 0, p, NULL, err, errlen);
+        rc = predict_pass(l, l->valid_dl, NULL, p, NULL, err, errlen);
         for (size_t k = 0; k < (size_t)n * nc && !rc; k++)
             avg[k] += p[k] / (float)l->n_snapshots;
     }

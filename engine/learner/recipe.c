@@ -183,8 +183,9 @@ int recipe_plan_budget(double avail_s, double train_s, double valid_s, int max_e
 static void budget_costs(const learner *l, double train_img_s, int n_aug, double *train_s,
                          double *valid_s, double *tta_s)
 {
-    if (lrn_augment_is_identity(l))
-        n_aug = 0; /* learner_tta runs the centre pass only */
+    tfm_plan plans[TTA_MAX_AUG];
+    /* the passes learner_tta will run */
+    n_aug = learner_tta_plans(l, plans, n_aug < TTA_MAX_AUG ? n_aug : TTA_MAX_AUG);
     double n_train = l->info->count[SPLIT_TRAIN], n_valid = l->info->count[SPLIT_VALID];
     double eval_img_s = 3.0 * train_img_s;
     *train_s = n_train / train_img_s;
@@ -220,7 +221,7 @@ static int scratch_sweep(learner *l, scratch_plan *sp, const ev_hooks *h, char *
     int rc = learner_lr_find(l, &lo, h, &r, err, errlen);
     if (rc)
         return rc;
-    sp->sweep_s = clock_mono_s() - sp->t0;
+    sp->sweep_s = lrn_agree(l, clock_mono_s() - sp->t0);
     sp->lr = pick_lr(&r, l->opt->cfg.kind == OPTIM_ADAM, 1e-2, h, "from scratch");
     sp->swept = r.n_points;
     lrfind_result_free(&r);
@@ -240,7 +241,7 @@ static int scratch_time_small(learner *l, scratch_plan *sp, const ev_hooks *h, c
     learner_resize(l, sp->full, NULL, 0);
     if (rc)
         return rc;
-    tp = clock_mono_s() - tp;
+    tp = lrn_agree(l, clock_mono_s() - tp);
     sp->small_img_s = tp > 0 ? (double)pr.n_points * l->bs / tp : 0.0;
     lrfind_result_free(&pr);
     lrn_note(h, "budget", "%d batches at %d pixels, the progressive resizing's small size, "
@@ -254,7 +255,8 @@ static int scratch_time_small(learner *l, scratch_plan *sp, const ev_hooks *h, c
 static void scratch_plan_budget(const learner *l, scratch_plan *sp, const ev_hooks *h)
 {
     double sweep_img_s = sp->sweep_s > 0 ? (double)sp->swept * l->bs / sp->sweep_s : 0;
-    double left_s = sp->budget_s - (clock_mono_s() - sp->t0), ts[2] = {0, 0}, vs[2] = {0, 0},
+    double left_s = lrn_agree(l, sp->budget_s - (clock_mono_s() - sp->t0)), ts[2] = {0, 0},
+           vs[2] = {0, 0},
            tta_s = 0, unused;
     if (sweep_img_s > 0) {
         budget_costs(l, sweep_img_s, sp->n_aug, &ts[1], &vs[1], &tta_s);

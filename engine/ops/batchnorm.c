@@ -90,10 +90,35 @@ static void column_sums(double *t1, double *t2, const float *a, const float *b,
     }
 }
 
+/* Adds the other ranks' sums of a channel chunk to s1, s2 (cn each) and returns the rows
+ * of all ranks; without sync, m. */
+static double sync_sums(const bn_sync *sync, double *s1, double *s2, int cn, int m)
+{
+    if (!sync)
+        return m;
+    double buf[2 * BN_CHUNK_C + 1];
+    memcpy(buf, s1, (size_t)cn * sizeof(double));
+    memcpy(buf + cn, s2, (size_t)cn * sizeof(double));
+    buf[2 * cn] = m;
+    sync->sum(sync->ctx, buf, 2 * (size_t)cn + 1);
+    memcpy(s1, buf, (size_t)cn * sizeof(double));
+    memcpy(s2, buf + cn, (size_t)cn * sizeof(double));
+    return buf[2 * cn];
+}
+
 void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean,
                        float *running_var, const float *in, const float *gamma,
                        const float *beta, int m, int c, int training, float momentum,
                        float eps)
+{
+    batchnorm_forward_sync(out, mean, rstd, running_mean, running_var, in, gamma, beta, m, c,
+                           training, momentum, eps, NULL);
+}
+
+void batchnorm_forward_sync(float *out, float *mean, float *rstd, float *running_mean,
+                            float *running_var, const float *in, const float *gamma,
+                            const float *beta, int m, int c, int training, float momentum,
+                            float eps, const bn_sync *sync)
 {
     const size_t work = (size_t)m * c;
     if (training) {
@@ -114,15 +139,16 @@ void batchnorm_forward(float *out, float *mean, float *rstd, float *running_mean
                                  c);
                 }
             }
+            const double mg = sync_sums(sync, s1, s2, cn, m);
             for (int j = 0; j < cn; j++) {
-                double mu = s1[j] / m;
-                double var = s2[j] / m - mu * mu;
+                double mu = s1[j] / mg;
+                double var = s2[j] / mg - mu * mu;
                 if (var < 0)
                     var = 0;
                 mean[c0 + j] = (float)mu;
                 rstd[c0 + j] = (float)(1.0 / sqrt(var + eps));
                 /* PyTorch refuses M == 1; keep the biased value (0) rather than divide. */
-                double unbiased = m > 1 ? var * m / (m - 1) : var;
+                double unbiased = mg > 1 ? var * mg / (mg - 1) : var;
                 if (!running_mean || !running_var)
                     continue;
                 running_mean[c0 + j] =
@@ -186,6 +212,15 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *in, const float *mean, const float *rstd,
                         const float *gamma, int m, int c, int training)
 {
+    batchnorm_backward_sync(din, dgamma, dbeta, dout, in, mean, rstd, gamma, m, c, training,
+                            NULL);
+}
+
+void batchnorm_backward_sync(float *din, float *dgamma, float *dbeta, const float *dout,
+                             const float *in, const float *mean, const float *rstd,
+                             const float *gamma, int m, int c, int training,
+                             const bn_sync *sync)
+{
     const size_t work = (size_t)m * c;
     const int need_sums = dgamma || dbeta || (din && training);
     for (int c0 = 0; c0 < c; c0 += BN_CHUNK_C) {
@@ -211,13 +246,16 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
         }
         if (!din)
             continue;
+        /* SyncBN: din's means run over the rows of every rank; dgamma and dbeta above kept
+         * this rank's part. */
+        const double mg = training ? sync_sums(sync, sdy, sdyx, cn, m) : m;
         /* Training: din = gamma*rstd * (dy - mean(dy) - xhat*mean(dy*xhat)), written as
          * din += a*dy + b*(x - mean) + k with per-channel a, b, k. Eval: din += a*dy. */
         float a[BN_CHUNK_C], b[BN_CHUNK_C], k[BN_CHUNK_C];
         for (int j = 0; j < cn; j++) {
             float sc = gamma[c0 + j] * rstd[c0 + j];
             if (training) {
-                float k1 = (float)(sdy[j] / m), k2 = (float)(sdyx[j] / m);
+                float k1 = (float)(sdy[j] / mg), k2 = (float)(sdyx[j] / mg);
                 float r = rstd[c0 + j];
                 a[j] = sc;
                 b[j] = -sc * k2 * r;

@@ -82,6 +82,25 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *in, const float *mean, const float *rstd,
                         const float *gamma, int m, int c, int training);
 
+/* SyncBN: data-parallel ranks each hold M_r rows of one batch; sum adds v (n doubles) over
+ * every rank in place (the same call on each rank). With it, a training forward computes
+ * the statistics of all M = sum M_r rows and the backward's din uses the sums of all
+ * ranks, while dgamma and dbeta stay this rank's part (the gradient sum adds them). */
+typedef struct bn_sync {
+    int (*sum)(void *ctx, double *v, size_t n);
+    void *ctx;
+} bn_sync;
+/* batchnorm_forward and batchnorm_backward over the rows of every rank; sync NULL is the
+ * plain call (bit for bit). */
+void batchnorm_forward_sync(float *out, float *mean, float *rstd, float *running_mean,
+                            float *running_var, const float *in, const float *gamma,
+                            const float *beta, int m, int c, int training, float momentum,
+                            float eps, const bn_sync *sync);
+void batchnorm_backward_sync(float *din, float *dgamma, float *dbeta, const float *dout,
+                             const float *in, const float *mean, const float *rstd,
+                             const float *gamma, int m, int c, int training,
+                             const bn_sync *sync);
+
 /* ---- ReLU: out may alias in (in-place); backward reads the output ---------------------- */
 
 void relu_forward(float *out, const float *in, size_t n);

@@ -312,6 +312,13 @@ static void every_kind_runs_and_records(void **state)
     json_t *res = json_object_get(j, "result");
     double acc = json_number_value(json_object_get(res, "tta_accuracy"));
     assert_true(acc >= 0 && acc <= 1);
+    /* The centre crop's accuracy by name, the passes run and whether TTA did worse. */
+    assert_true(json_number_value(json_object_get(res, "centre_accuracy")) ==
+                json_number_value(json_object_get(res, "accuracy")));
+    assert_true(json_is_integer(json_object_get(res, "passes_run")));
+    assert_true(json_is_boolean(json_object_get(res, "tta_worse")));
+    assert_true(json_is_true(json_object_get(res, "tta_worse")) ==
+                (acc < json_number_value(json_object_get(res, "accuracy"))));
     json_decref(j);
 
     /* The recipe's own sweeps are recorded as sweeps of its job, each closed and with

@@ -1,11 +1,13 @@
 /* test_loader.c: the prefetching loader: every item once per epoch, seeded shuffles,
  * thread-count independence, stopping mid-epoch, progressive resizing, the cache, the
- * orientation dataset (side_on flips, none does not), and unreadable items. */
+ * orientation dataset (side_on flips, none does not), epochs of one fixed plan (TTA), and
+ * unreadable items. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +228,48 @@ static void test_batch_contents(void **state)
     }
     assert_int_equal(k, 12);
     free(want);
+    loader_destroy(l);
+}
+
+/* loader_begin_epoch_plan: every item transformed by the one plan given (TTA's fixed
+ * passes), exactly as transform_apply_plan does it; the next plain epoch draws again. */
+static void test_fixed_plan(void **state)
+{
+    (void)state;
+    loader_config cfg = base_cfg(3, 16, 1);
+    cfg.tfm.max_zoom = 1.3f;
+    cfg.tfm.tfms = TFMS_FLIP;
+    loader *l = make(orient_ds, &cfg);
+    assert_int_equal(loader_begin_epoch_plan(l, 0, 16, NULL), -EINVAL);
+    tfm_plan plans[2];
+    transform_plan_identity(&plans[0]);
+    plans[0].dihedral = 4;
+    transform_plan_identity(&plans[1]);
+    plans[1].zoom = 18.5f / 16;
+    plans[1].crop_x = 1;
+    plans[1].crop_y = 0;
+    float want[16 * 16];
+    for (int pass = 0; pass < 3; pass++) {
+        tfm_plan centre;
+        transform_plan_identity(&centre);
+        const tfm_plan *p = pass < 2 ? &plans[pass] : &centre;
+        if (pass < 2)
+            assert_int_equal(loader_begin_epoch_plan(l, pass, 16, p), 0);
+        else
+            assert_int_equal(loader_begin_epoch(l, pass, 16, 0), 0);
+        const batch *b;
+        int k = 0;
+        while (loader_next(l, &b) == 1)
+            for (int i = 0; i < b->n; i++, k++) {
+                image im;
+                assert_int_equal(dataset_item_image(orient_ds, SPLIT_TRAIN, b->index[i], &im,
+                                                    NULL, 0), 0);
+                assert_int_equal(transform_apply_plan(want, &im, &cfg.tfm, p), 0);
+                assert_memory_equal(b->x + (size_t)i * 16 * 16, want, sizeof want);
+                image_free(&im);
+            }
+        assert_int_equal(k, loader_n_items(l));
+    }
     loader_destroy(l);
 }
 
@@ -563,6 +607,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_item_once),
         cmocka_unit_test(test_batch_contents),
+        cmocka_unit_test(test_fixed_plan),
         cmocka_unit_test(test_shuffle_seeded),
         cmocka_unit_test(test_deterministic_across_threads),
         cmocka_unit_test(test_stop_mid_epoch),

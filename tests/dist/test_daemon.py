@@ -1,0 +1,150 @@
+"""test_daemon.py: data-parallel jobs through the real daemon (started with --max-workers 2)
+over HTTP. On a small Fashion-MNIST subset: a fit with workers 2 succeeds with its epochs
+recorded and an accuracy close to the same fit in the daemon (workers 1, on a second run
+with the same seed); an LR sweep with workers 2 records its points and suggestions;
+workers above --max-workers is a 400 naming the field; killing one rank mid-fit stops the
+job (interrupted, with the reason) while the daemon keeps serving; the fit resumes from
+its epoch checkpoint to its end, and the next job on the run runs. /health shows the
+running world (its ranks, hosts, img/s, gradient-sum time); cancel stops every rank.
+
+usage: /usr/bin/python3 test_daemon.py SGDRD_BIN
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ["SGDRD_BIN"] = os.path.abspath(sys.argv[1])
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "api"))
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import API, Daemon, wait_job  # noqa: E402
+from mpirun import ENV  # noqa: E402
+from test_worker import write_subset  # noqa: E402
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    return bool(cond)
+
+
+def new_run(d, seed):
+    r = d.post(API + "/runs", {"dataset": "fm", "arch": "resnet_small", "sz": 28, "bs": 32,
+                               "tfms": "none", "seed": seed})
+    assert r.status == 201, r
+    return r.json()["id"]
+
+
+def last_accuracy(d, run):
+    rows = d.get(API + "/runs/%d/epochs" % run).json()
+    rows = rows.get("items", rows) if isinstance(rows, dict) else rows
+    return rows[-1]["accuracy"] if rows else None, len(rows)
+
+
+def worker_pids(job_id):
+    out = subprocess.run(["pgrep", "-f", "sgdrd-worker .*world-%d.json" % job_id],
+                         capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def main():
+    root = tempfile.mkdtemp(prefix="sgdrd-dist-")
+    os.environ.update({k: v for k, v in ENV.items() if k.startswith("OMPI_")})
+    ok = True
+    d = Daemon(root, extra_args=["--max-workers", "2", "--worker-timeout", "120"])
+    try:
+        ds = os.path.join(d.datasets, "fm")
+        os.mkdir(ds)
+        write_subset(ds)
+        r = d.post(API + "/datasets", {"name": "fm", "path": ds, "format": "idx"})
+        assert r.status == 201, r
+
+        fit = {"lrs": 0.05, "n_cycle": 1, "cycle_len": 2}
+        r = d.post(API + "/runs/%d/fit" % new_run(d, 3), dict(fit, workers=3))
+        ok &= check(r.status == 400 and r.json().get("field") == "workers",
+                    "workers above --max-workers: 400 naming workers")
+
+        runs = [new_run(d, 5), new_run(d, 5)]
+        jobs = []
+        for run, workers in zip(runs, (1, 2)):
+            r = d.post(API + "/runs/%d/fit" % run, dict(fit, workers=workers))
+            ok &= check(r.status == 202, f"fit with workers {workers} queued")
+            jobs.append(wait_job(d, r.json()["id"], timeout=600))
+        acc = [last_accuracy(d, run) for run in runs]
+        ok &= check(all(j["state"] == "succeeded" for j in jobs),
+                    f"both fits succeeded: {[j['state'] for j in jobs]} "
+                    f"{[j.get('error') for j in jobs]}")
+        ok &= check(acc[0][1] == 2 and acc[1][1] == 2, f"2 epochs recorded each: {acc}")
+        if acc[0][0] is not None and acc[1][0] is not None:
+            ok &= check(abs(acc[0][0] - acc[1][0]) <= 0.08,
+                        f"accuracy on 1 and 2 workers within 0.08: {acc[0][0]} {acc[1][0]}")
+
+        r = d.post(API + "/runs/%d/lr-find" % runs[1], {"num_it": 12, "workers": 2})
+        job = wait_job(d, r.json()["id"], timeout=600)
+        sweeps = d.get(API + "/runs/%d/lr-finds" % runs[1]).json()
+        sweeps = sweeps.get("items", sweeps) if isinstance(sweeps, dict) else sweeps
+        one = d.get(API + "/lr-finds/%d" % sweeps[-1]["id"]).json() if sweeps else {}
+        ok &= check(job["state"] == "succeeded" and len(one.get("points", [])) >= 5
+                    and one.get("suggestions"),
+                    f"LR sweep on 2 workers: {job['state']}, "
+                    f"{len(one.get('points', []))} points")
+
+        _, before = last_accuracy(d, runs[1])
+        r = d.post(API + "/runs/%d/fit" % runs[1], {"lrs": 0.05, "n_cycle": 1, "cycle_len": 3,
+                                                    "workers": 2})
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and last_accuracy(d, runs[1])[1] <= before:
+            time.sleep(0.5)
+        world = d.get(API + "/health").json().get("world", {})
+        running = world.get("running") or {}
+        ok &= check(world.get("max_workers") == 2 and running.get("size") == 2
+                    and len(running.get("ranks", [])) == 2
+                    and all(r.get("host") for r in running["ranks"]),
+                    f"health shows the running world: {running}")
+        pids = worker_pids(job_id)
+        if pids:
+            os.kill(pids[-1], signal.SIGKILL)
+        t0 = time.monotonic()
+        job = wait_job(d, job_id, timeout=200)
+        ok &= check(pids and job["state"] == "interrupted" and job.get("error"),
+                    f"a killed rank stops the fit in {time.monotonic() - t0:.1f} s: "
+                    f"{job['state']}: {job.get('error')}")
+        r = d.post(API + "/jobs/%d/resume" % job_id)
+        ok &= check(r.status == 202, f"the fit resumes: {r.status}")
+        if r.status == 202:
+            job = wait_job(d, r.json()["id"], timeout=600)
+            _, after = last_accuracy(d, runs[1])
+            ok &= check(job["state"] == "succeeded" and after == before + 3,
+                        f"from its checkpoint to the end: {job['state']}, epochs "
+                        f"{before} -> {after}")
+        ok &= check(d.get(API + "/health").status == 200, "the daemon keeps serving")
+        r = d.post(API + "/runs/%d/tta" % runs[1], {"n_aug": 1, "workers": 2})
+        job = wait_job(d, r.json()["id"], timeout=600)
+        ok &= check(job["state"] == "succeeded", f"the next job (tta, 2 workers): "
+                    f"{job['state']} {job.get('result')}")
+        r = d.post(API + "/runs/%d/fit" % runs[0], dict(fit, workers=2))
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and len(worker_pids(job_id)) < 2:
+            time.sleep(0.5)
+        c = d.post(API + "/jobs/%d/cancel" % job_id)
+        job = wait_job(d, job_id, timeout=60)
+        time.sleep(1)
+        ok &= check(c.status == 202 and job["state"] == "cancelled"
+                    and not worker_pids(job_id),
+                    f"cancel stops the whole world: {job['state']}, "
+                    f"{len(worker_pids(job_id))} ranks left")
+    finally:
+        d.stop()
+        if not ok:
+            print(d.log_text())
+        shutil.rmtree(root, ignore_errors=True)
+    print("daemon ok" if ok else "daemon FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
