@@ -59,10 +59,13 @@ typedef struct api_backend {
      * with host, pid, img/s and gradient-sum seconds per step, bytes summed) or null}. */
     json_t *(*world)(void *ctx);
     /* Registers a dataset on the server's disk: path must lie under a dataset root (or,
-     * when uploaded, under the data dir); -EACCES otherwise, -EINVAL when it cannot be
-     * used, -EEXIST when the name is taken. On failure *field names the input to blame
-     * ("name", "format", "path") or is NULL, and err says why. valid_pct < 0 and csv NULL
-     * take the defaults. */
+     * when uploaded, under the data dir); -EACCES otherwise, -EEXIST when the name is
+     * taken. The row is stored "scanning" and scanned off this thread; the call waits a
+     * short while for the scan: -EINVAL when it failed (the row is gone), 0 when it is
+     * ready, or 0 with the row still "scanning" (it ends "ready" or "failed" later, an
+     * uploaded folder that cannot be used then removed). On failure *field names the
+     * input to blame ("name", "format", "path") or is NULL, and err says why.
+     * valid_pct < 0 and csv NULL take the defaults. */
     int (*register_dataset)(void *ctx, const char *name, const char *path,
                             const char *format, double valid_pct, const char *csv,
                             uint64_t seed, int uploaded, int64_t *id, const char **field,

@@ -1,7 +1,8 @@
 /* routes_datasets.c: /datasets: register a folder on the server's disk (under a dataset
- * root) or an uploaded tar, scanned synchronously (the backend's register_dataset, the one
- * registration) so that a dataset that cannot train is refused at once; list, read,
- * delete. */
+ * root) or an uploaded tar through the backend's register_dataset (the one registration):
+ * a scan that ends within its short wait answers 201 with the ready row, or the 400 of a
+ * dataset that cannot train; a longer one answers 202 with the row "scanning" and goes
+ * on off the request thread; list, read, delete. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
@@ -45,8 +46,9 @@ static const spec_field dataset_spec[] = {
 };
 
 /* Registers the folder at path through the job queue's registration (the one --demo uses
- * too: root check, scan, row) and answers 201 with the row, or the problem. An upload's
- * scan failure blames no field (the archive is the body). Returns 0 when registered. */
+ * too: root check, row, scan) and answers 201 with the ready row, 202 with one still
+ * scanning, or the problem. An upload's scan failure blames no field (the archive is the
+ * body). Returns 0 when registered. */
 static int register_folder(api_req *r, const dataset_body *b, const char *path, int uploaded)
 {
     const char *field = NULL;
@@ -66,6 +68,10 @@ static int register_folder(api_req *r, const dataset_body *b, const char *path, 
                       uploaded && field && !strcmp(field, "path") ? NULL : field, "%s", err);
         return rc;
     }
+    if (rc == -ESHUTDOWN) {
+        reply_store_error(r, rc, "dataset");
+        return rc;
+    }
     if (rc) {
         reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "%s", err);
         return rc;
@@ -76,7 +82,9 @@ static int register_folder(api_req *r, const dataset_body *b, const char *path, 
         return rc;
     }
     snprintf(loc, sizeof loc, API_PREFIX "/datasets/%lld", (long long)id);
-    reply_created(r, 201, loc, out);
+    reply_created(r, strcmp(json_string_value(json_object_get(out, "state")), "scanning") ? 201
+                                                                                         : 202,
+                  loc, out);
     return 0;
 }
 

@@ -120,6 +120,12 @@ static int run_dataset(api_req *r, const run_body *b, int64_t *ds_id, json_t **d
                       (long long)*ds_id);
     else if (rc)
         reply_store_error(r, rc, "dataset");
+    if (rc == 0 && strcmp(json_string_value(json_object_get(*ds, "state")), "ready") != 0) {
+        /* Its scan has not ended, or failed: nothing to train on yet. */
+        reply_problem(r, 409, PROBLEM_CONFLICT, "dataset", "dataset %lld is %s, not ready",
+                      (long long)*ds_id, json_string_value(json_object_get(*ds, "state")));
+        return -EBUSY;
+    }
     return rc;
 }
 

@@ -35,6 +35,13 @@ static void describe(cli_ctx *c, json_t *ds)
            (long long)json_integer_value(json_object_get(ds, "id")),
            out_str(ds, "name"), out_str(ds, "format"),
            json_is_true(json_object_get(ds, "uploaded")) ? ", uploaded" : "", out_str(ds, "path"));
+    /* A registration answered before its scan ended: `datasets show` tells how it ends. */
+    if (!strcmp(out_str(ds, "state"), "scanning"))
+        printf("  scanning: %lld files seen so far (see `sgdr datasets show %lld`)\n",
+               (long long)json_integer_value(json_object_get(ds, "progress")),
+               (long long)json_integer_value(json_object_get(ds, "id")));
+    else if (!strcmp(out_str(ds, "state"), "failed"))
+        printf("  failed: %s\n", out_str(ds, "error"));
     printf("  %lld classes: %s\n",
            (long long)json_integer_value(json_object_get(info, "n_classes")), cls);
     printf("  images: train %lld, valid %lld, test %lld; unreadable %lld\n",

@@ -1,6 +1,10 @@
 /* backend.c: the job queue seen through the API's backend interface (api_backend.h). */
 #include "jobs.h"
 
+/* How long a registration request waits for its scan: most datasets are ready by then and
+ * answer 201 as before; a longer scan goes on after the 202. */
+#define REGISTER_WAIT_S 1.5
+
 static int be_submit(void *ctx, int64_t run_id, const job_params *params, int64_t *job_id)
 {
     return jobs_submit(ctx, run_id, params, job_id);
@@ -58,8 +62,8 @@ static int be_register_dataset(void *ctx, const char *name, const char *path,
                                uint64_t seed, int uploaded, int64_t *id, const char **field,
                                char *err, size_t errlen)
 {
-    return jobs_register_dataset(ctx, name, path, format, valid_pct, csv, seed, uploaded, id,
-                                 field, err, errlen);
+    return jobs_register_dataset_wait(ctx, name, path, format, valid_pct, csv, seed, uploaded,
+                                      REGISTER_WAIT_S, id, field, err, errlen);
 }
 
 static double be_memory_available(void *ctx, const char **source)

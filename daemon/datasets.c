@@ -1,4 +1,5 @@
-/* datasets.c: registering a dataset folder from the daemon itself (the --demo seeding). */
+/* datasets.c: registering a dataset folder: the checks made at once, the row, and the wait
+ * for the registrar's scan. */
 #define _GNU_SOURCE
 #include "jobs_internal.h"
 
@@ -14,10 +15,10 @@
 
 /* At most this many unreadable files are listed in a dataset's row (all are counted). */
 #define INFO_MAX_UNREADABLE 1000
+/* jobs_register_dataset's wait: as long as the scan takes (a year, in effect). */
+#define REGISTER_WAIT_ALL_S (365.0 * 86400)
 
-/* The scan as the API shows it (GET /datasets/{id} "info" in api/openapi.json); NULL when out of
- * memory. */
-static json_t *info_json(const ds_info *in)
+json_t *jq_dataset_info_json(const ds_info *in)
 {
     json_t *classes = json_array(), *unreadable = json_array();
     for (int i = 0; classes && i < in->n_classes; i++)
@@ -53,88 +54,131 @@ static int refuse(int rc, const char **field, const char *which, char *err, size
     return rc;
 }
 
-int jobs_register_dataset(jobs *jq, const char *name, const char *path, const char *format,
-                          double valid_pct, const char *csv, uint64_t seed, int uploaded,
-                          int64_t *id, const char **field, char *err, size_t errlen)
+/* A scan that ended within the wait: a failed one is the registration's error (its row
+ * is removed, so that the name can be used again); a ready one is 0. */
+static int scan_outcome(jobs *jq, int64_t id, const char **field, char *err, size_t errlen)
 {
-    ds_options o = {0};
-    if (field)
-        *field = NULL;
+    json_t *row = NULL;
+    int rc = store_dataset_get(jq->st, id, &row);
+    if (rc)
+        return refuse(rc, field, NULL, err, errlen, "cannot read the dataset: %s",
+                      store_errmsg());
+    const char *state = json_string_value(json_object_get(row, "state"));
+    if (state && !strcmp(state, "failed")) {
+        refuse(-EINVAL, field, "path", err, errlen, "%s",
+               json_string_value(json_object_get(row, "error")));
+        rc = -EINVAL;
+        store_dataset_delete(jq->st, id, NULL);
+    }
+    json_decref(row);
+    return rc;
+}
+
+/* The checks made before the row exists: name, format, path under a root, labels file
+ * inside the folder. *real (malloc'd) is the resolved path. */
+static int check_input(jobs *jq, const char *name, const char *path, const char *format,
+                       const char *csv, int uploaded, char **real, const char **field,
+                       char *err, size_t errlen)
+{
+    ds_format f;
+    *real = NULL;
     if (!name || !*name)
         return refuse(-EINVAL, field, "name", err, errlen, "name is required");
-    if (jq_ds_format_of(format, &o.format))
+    if (jq_ds_format_of(format, &f))
         return refuse(-EINVAL, field, "format", err, errlen,
                       "format must be folders, csv or idx (got '%s')", format ? format : "");
-    char *real = path ? realpath(path, NULL) : NULL;
-    if (!real)
+    char *r = path ? realpath(path, NULL) : NULL;
+    if (!r)
         return refuse(-EINVAL, field, "path", err, errlen, "%s: %s", path ? path : "(none)",
                       strerror(errno));
     int ok = 0;
     if (uploaded) {
         char *dd = realpath(jq->data_dir, NULL);
-        ok = dd && path_is_under(real, dd);
+        ok = dd && path_is_under(r, dd);
         free(dd);
     } else {
         for (int i = 0; i < jq->n_roots && !ok; i++)
-            ok = path_is_under(real, jq->roots[i]);
+            ok = path_is_under(r, jq->roots[i]);
     }
     if (!ok) {
-        free(real);
+        free(r);
         return refuse(-EACCES, field, "path", err, errlen,
                       "%s is not under a --dataset-root folder", path);
     }
     /* The labels file is read and quoted in errors like any other: a "../" or a link must
      * not lead it out of the dataset folder. A missing default labels.csv is the scan's
      * error to report. */
-    if (o.format == DS_CSV) {
+    if (f == DS_CSV) {
         char *cp = NULL, *creal = NULL;
-        if (asprintf(&cp, "%s/%s", real, csv ? csv : "labels.csv") >= 0)
+        if (asprintf(&cp, "%s/%s", r, csv ? csv : "labels.csv") >= 0)
             creal = realpath(cp, NULL);
-        int e = errno, inside = creal ? path_is_under(creal, real) : !csv && e == ENOENT;
+        int e = errno, inside = creal ? path_is_under(creal, r) : !csv && e == ENOENT;
         free(cp);
         free(creal);
         if (!inside) {
-            free(real);
+            free(r);
             return refuse(-EINVAL, field, csv ? "csv" : "path", err, errlen,
                           "csv: %s is not a file inside the dataset folder",
                           csv ? csv : "labels.csv");
         }
     }
-    o.path = real;
-    o.valid_pct = valid_pct;
-    o.csv = csv;
-    o.seed = seed;
-    dataset *ds = NULL;
-    char why[512] = "";
-    int rc = dataset_open(&ds, &o, why, sizeof why);
-    if (rc) {
-        free(real);
-        return refuse(rc == -ENOMEM ? rc : -EINVAL, field, "path", err, errlen,
-                      "the dataset cannot be used: %s", why[0] ? why : strerror(-rc));
-    }
-    json_t *info = info_json(dataset_info(ds));
+    *real = r;
+    return 0;
+}
+
+int jobs_register_dataset_wait(jobs *jq, const char *name, const char *path,
+                               const char *format, double valid_pct, const char *csv,
+                               uint64_t seed, int uploaded, double wait_s, int64_t *id,
+                               const char **field, char *err, size_t errlen)
+{
+    char *real = NULL;
+    if (field)
+        *field = NULL;
+    if (!jq->reg)
+        return refuse(-ESHUTDOWN, field, NULL, err, errlen, "the daemon is not running");
+    int rc = check_input(jq, name, path, format, csv, uploaded, &real, field, err, errlen);
+    if (rc)
+        return rc;
     json_t *opts = json_pack("{sI}", "seed", (json_int_t)seed);
     if (opts && valid_pct >= 0)
         json_object_set_new(opts, "valid_pct", json_real(valid_pct));
     if (opts && csv)
         json_object_set_new(opts, "csv", json_text(csv));
-    if (!info || !opts) {
-        rc = refuse(-ENOMEM, field, NULL, err, errlen, "out of memory");
-        goto out_free;
+    if (!opts) {
+        free(real);
+        return refuse(-ENOMEM, field, NULL, err, errlen, "out of memory");
     }
-    store_dataset_new d = {name, real, format, opts, info, uploaded};
+    store_dataset_new d = {name, real, format, opts, NULL, uploaded, 1};
     rc = store_dataset_create(jq->st, &d, id);
-    if (rc == -EEXIST)
-        refuse(rc, field, "name", err, errlen, "a dataset named \"%s\" exists", name);
-    else if (rc)
-        refuse(rc, field, NULL, err, errlen, "cannot store the dataset: %s", store_errmsg());
-    else
-        log_msg(LOG_INFO, 0, "registered dataset %lld '%s' (%s, %d classes)", (long long)*id,
-                name, format, dataset_info(ds)->n_classes);
-out_free:
-    json_decref(info);
     json_decref(opts);
-    dataset_destroy(ds);
     free(real);
+    if (rc == -EEXIST)
+        return refuse(rc, field, "name", err, errlen, "a dataset named \"%s\" exists", name);
+    if (rc)
+        return refuse(rc, field, NULL, err, errlen, "cannot store the dataset: %s",
+                      store_errmsg());
+    rc = registrar_add(jq->reg, *id);
+    if (rc) {
+        store_dataset_delete(jq->st, *id, NULL);
+        return refuse(rc, field, NULL, err, errlen, "cannot queue the scan: %s",
+                      strerror(-rc));
+    }
+    log_msg(LOG_INFO, 0, "dataset %lld '%s' (%s): scanning %s", (long long)*id, name, format,
+            path);
+    rc = registrar_wait(jq->reg, *id, wait_s);
+    if (rc == -ETIMEDOUT)
+        return 0;
+    return scan_outcome(jq, *id, field, err, errlen);
+}
+
+int jobs_register_dataset(jobs *jq, const char *name, const char *path, const char *format,
+                          double valid_pct, const char *csv, uint64_t seed, int uploaded,
+                          int64_t *id, const char **field, char *err, size_t errlen)
+{
+    int rc = jobs_register_dataset_wait(jq, name, path, format, valid_pct, csv, seed, uploaded,
+                                        REGISTER_WAIT_ALL_S, id, field, err, errlen);
+    if (rc == 0 && registrar_wait(jq->reg, *id, 0) == -ETIMEDOUT)
+        return refuse(-ESHUTDOWN, field, NULL, err, errlen,
+                      "the daemon stopped before the scan ended");
     return rc;
 }

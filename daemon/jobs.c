@@ -32,7 +32,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
     return 0;
 }
 
-static void rm_tree(const char *path)
+void jq_rm_tree(const char *path)
 {
     nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -611,9 +611,11 @@ int jobs_start(jobs *jq, char *err, size_t errlen)
     if (rc == 0)
         jq->started = 1;
     pthread_mutex_unlock(&jq->mu);
-    if (rc)
+    if (rc) {
         snprintf(err, errlen, "cannot start the worker");
-    return rc;
+        return rc;
+    }
+    return registrar_create(&jq->reg, jq->st, err, errlen);
 }
 
 int jobs_submit(jobs *jq, int64_t run_id, const job_params *p, int64_t *job_id)
@@ -733,7 +735,7 @@ int jobs_delete_run(jobs *jq, int64_t run_id)
         /* Without a worker, nothing else can hold the learner: free it here. */
         if (!jq->started)
             jq_slot_drop(jq, run_id);
-        rm_tree(dir);
+        jq_rm_tree(dir);
         log_msg(LOG_INFO, 0, "deleted run %lld", (long long)run_id);
     }
     return rc;
@@ -773,6 +775,9 @@ int jobs_stop(jobs *jq, double timeout_s)
     jq->stopping = 1;
     atomic_store(&jq->cancel, 1);
     pthread_cond_broadcast(&jq->cv);
+    pthread_mutex_unlock(&jq->mu);
+    registrar_stop(jq->reg);
+    pthread_mutex_lock(&jq->mu);
     int rc = 0;
     if (jq->started && !jq->joined) {
         struct timespec dl;
@@ -808,6 +813,7 @@ void jobs_destroy(jobs *jq)
         log_msg(LOG_ERROR, 0, "the worker did not stop in time");
         return;
     }
+    registrar_destroy(jq->reg);
     for (int i = 0; i < MAX_LEARNERS; i++)
         jq_slot_free(&jq->slots[i]);
     learner_destroy(jq->serve.l);

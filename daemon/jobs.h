@@ -76,15 +76,22 @@ int jobs_resume(jobs *jq, int64_t job_id, int64_t *new_job_id);
 
 /* Registers a dataset on the server's disk (POST /datasets and --demo): checks that path
  * (after resolving links) lies under a dataset root (-EACCES otherwise) or, when uploaded,
- * under the data dir; scans it with the engine (classes, counts per split, image sizes,
- * statistics, unreadable files; -EINVAL with err naming the file when it cannot be used);
- * and commits the row (-EEXIST when the name is taken). format: "folders", "csv" or "idx";
- * valid_pct < 0 and csv NULL take the engine's defaults. On failure *field (when field is
- * not NULL) names the input to blame ("name", "format", "path") or is NULL, and err says
- * why. Runs on the caller's thread (the scan reads every image header). */
+ * under the data dir, and commits the row as "scanning" (-EEXIST when the name is taken).
+ * The registrar thread then scans it with the engine (classes, counts per split, image
+ * sizes, statistics, unreadable files) and ends the row "ready" or "failed".
+ * jobs_register_dataset waits for the scan: a dataset that cannot be used is -EINVAL with
+ * err naming the file, and its row is gone. jobs_register_dataset_wait waits at most
+ * wait_s: a scan still running then is 0 with the row "scanning" (GET shows its end).
+ * format: "folders", "csv" or "idx"; valid_pct < 0 and csv NULL take the engine's
+ * defaults. On failure *field (when field is not NULL) names the input to blame ("name",
+ * "format", "path") or is NULL, and err says why. -ESHUTDOWN when stopping. */
 int jobs_register_dataset(jobs *jq, const char *name, const char *path, const char *format,
                           double valid_pct, const char *csv, uint64_t seed, int uploaded,
                           int64_t *id, const char **field, char *err, size_t errlen);
+int jobs_register_dataset_wait(jobs *jq, const char *name, const char *path,
+                               const char *format, double valid_pct, const char *csv,
+                               uint64_t seed, int uploaded, double wait_s, int64_t *id,
+                               const char **field, char *err, size_t errlen);
 
 /* Before a run is deleted: drops its in-memory learner. -EBUSY when it has a queued or
  * running job (nothing changes), -ENOENT when there is no such run. Deletes the run's row

@@ -18,6 +18,7 @@
 #include "events.h"
 #include "jobs.h"
 #include "learner.h"
+#include "registrar.h"
 
 /* The file the learner keeps its last epoch checkpoint in, under checkpoint_dir. */
 #define LEARNER_LAST_CKPT "last.ckpt.safetensors"
@@ -74,6 +75,8 @@ struct jobs {
     int threads, max_workers, worker_timeout_s;
     char *hostfile, *worker_exe; /* worker_exe: sgdrd-worker */
     json_t *world;          /* the running world's last report, under mu; NULL: none */
+
+    registrar *reg;         /* scans registered datasets; NULL until jobs_start */
 };
 
 typedef struct sink {
@@ -102,6 +105,10 @@ int jq_bool(json_t *o, const char *k, int dflt);
 
 /* "folders" | "csv" | "idx"; -EINVAL otherwise. */
 int jq_ds_format_of(const char *s, ds_format *f);
+/* Removes a folder with everything under it (links are removed, not followed). */
+void jq_rm_tree(const char *path);
+/* A scan as the API shows it (GET /datasets/{id} "info"); NULL when out of memory. */
+json_t *jq_dataset_info_json(const ds_info *in);
 /* The worker's learner for a run (see run_learners.c); NULL with err on failure. */
 learner *jq_slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen);
 void jq_slot_free(run_slot *s);

@@ -17,14 +17,15 @@ int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id)
         store_arg_text(d->name), store_arg_text(d->path), store_arg_text(d->format),
         store_arg_json(d->options, "{}"), store_arg_json(d->info, "{}"),
         store_arg_int(d->uploaded != 0), store_arg_real(store_now_s()),
+        store_arg_text(d->scanning ? "scanning" : "ready"),
     };
     return store_write(st, "INSERT INTO datasets(name, path, format, options, info, uploaded, "
-                           "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           "created_at, state) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                        a, STORE_NARGS(a), id);
 }
 
 #define DATASET_COLS "id, name, path, format, options AS options_json, " \
-                     "uploaded AS uploaded_bool, created_at, " \
+                     "uploaded AS uploaded_bool, created_at, state, progress, error, " \
                      "(SELECT count(*) FROM runs r WHERE r.dataset_id = datasets.id) AS runs"
 
 int store_dataset_get(store *st, int64_t id, json_t **out)
@@ -96,5 +97,60 @@ int store_dataset_delete(store *st, int64_t id, char **uploaded_path_out)
         *uploaded_path_out = path;
     else
         free(path);
+    return rc;
+}
+
+int store_dataset_progress(store *st, int64_t id, int64_t files_seen)
+{
+    store_arg a[] = {store_arg_int(id), store_arg_int(files_seen)};
+    return store_write(st, "UPDATE datasets SET progress = ?2 WHERE id = ?1 AND state = 'scanning'",
+                       a, STORE_NARGS(a), NULL);
+}
+
+int store_dataset_finish(store *st, int64_t id, json_t *info, const char *error)
+{
+    if (!info == !error) {
+        store_set_err("dataset: a scan ends with info or with an error, not both");
+        return -EINVAL;
+    }
+    store_arg a[] = {store_arg_int(id), store_arg_text(info ? "ready" : "failed"),
+                     store_arg_json(info, "{}"), error ? store_arg_text(error) : store_arg_null()};
+    return store_write(st, "UPDATE datasets SET state = ?2, info = ?3, error = ?4 "
+                           "WHERE id = ?1 AND state = 'scanning'",
+                       a, STORE_NARGS(a), NULL);
+}
+
+int store_dataset_scanning(store *st, int64_t **ids, int *n)
+{
+    sqlite3 *db = store_reader_get(st);
+    sqlite3_stmt *s;
+    int cap = 0, rc;
+    *ids = NULL;
+    *n = 0;
+    rc = store_prep(db, "SELECT id FROM datasets WHERE state = 'scanning' ORDER BY id", &s);
+    while (rc == 0) {
+        int r = sqlite3_step(s);
+        if (r == SQLITE_DONE)
+            break;
+        if (r != SQLITE_ROW) {
+            rc = store_db_fail(db, r, "read");
+            break;
+        }
+        int64_t *p = store_grow(*ids, &cap, *n + 1, sizeof **ids);
+        if (!p) {
+            rc = -ENOMEM;
+            break;
+        }
+        *ids = p;
+        (*ids)[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    if (s)
+        sqlite3_finalize(s);
+    store_reader_put(st, db);
+    if (rc) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
     return rc;
 }

@@ -167,3 +167,12 @@ CREATE TABLE interpretations (
     items       TEXT NOT NULL,
     created_at  REAL NOT NULL
 );
+
+-- version 5
+-- A dataset's folder is scanned after its row exists: "scanning" (progress: files seen so
+-- far), then "ready" with the scan in info, or "failed" with the reason in error. Rows from
+-- before were scanned before they were stored: ready.
+ALTER TABLE datasets ADD COLUMN state TEXT NOT NULL DEFAULT 'ready'
+    CHECK (state IN ('scanning', 'ready', 'failed'));
+ALTER TABLE datasets ADD COLUMN progress INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE datasets ADD COLUMN error TEXT;

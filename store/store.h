@@ -127,12 +127,14 @@ typedef struct store_dataset_new {
     json_t *options;        /* {"valid_pct","csv","seed"} as registered, or NULL */
     json_t *info;           /* the scan: classes, counts, sizes, unreadable; or NULL */
     int uploaded;           /* the files live under the data dir (deleted with it) */
+    int scanning;           /* stored as "scanning" (info comes with store_dataset_finish),
+                             * else "ready" */
 } store_dataset_new;
 
 /* -EEXIST when the name is taken, -EINVAL for an unknown format. */
 int store_dataset_create(store *st, const store_dataset_new *d, int64_t *id);
 /* *out: {"id","name","path","format","options":{...},"info":{...},"uploaded",
- *        "created_at","runs":n} */
+ *        "created_at","state","progress","error","runs":n} */
 int store_dataset_get(store *st, int64_t id, json_t **out);
 /* A dataset by name or by decimal id ("12"); -ENOENT if neither matches. */
 int store_dataset_find(store *st, const char *name_or_id, int64_t *id);
@@ -141,6 +143,13 @@ int store_dataset_list(store *st, const store_page *pg, json_t **out);
 /* -EBUSY while runs use it. *path_out (malloc'd, may be NULL) gets the path if it was
  * uploaded, so the caller can remove the files after the row is gone. */
 int store_dataset_delete(store *st, int64_t id, char **uploaded_path_out);
+/* A scanning dataset's files seen so far; -ENOENT (row untouched) when it is not scanning. */
+int store_dataset_progress(store *st, int64_t id, int64_t files_seen);
+/* Ends a scan: "ready" with info, or "failed" with error (exactly one of the two; both
+ * borrowed); -ENOENT (row untouched) when it is not scanning. */
+int store_dataset_finish(store *st, int64_t id, json_t *info, const char *error);
+/* The ids of the rows left "scanning" (*ids malloc'd, *n of them), oldest first. */
+int store_dataset_scanning(store *st, int64_t **ids, int *n);
 
 /* ---- models (imported pretrained weights) ------------------------------------------------ */
 

@@ -67,7 +67,15 @@ typedef struct ds_options {
     int64_t max_items;    /* images over every split (and entries of one folder, rows of
                            * the csv) a dataset may hold, else dataset_open refuses it
                            * naming the file; 0 means DS_DEFAULT_MAX_ITEMS */
+    /* Every DS_SCAN_EVERY files probed: progress (when set) is told how many so far, and
+     * a set *stop (when given) ends dataset_open with -ECANCELED. Both borrowed. */
+    const volatile int *stop;
+    void (*progress)(void *ctx, int64_t files_seen);
+    void *progress_ctx;
 } ds_options;
+
+/* How many files a scan probes between looks at ds_options.stop and progress. */
+#define DS_SCAN_EVERY 256
 
 typedef struct ds_unreadable {
     char *file;   /* path relative to the dataset root */

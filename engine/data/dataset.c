@@ -74,6 +74,9 @@ static dataset *ds_create(const ds_options *o, int *rc, char *err, size_t errlen
     pthread_mutex_init(&ds->lock, NULL);
     ds->max_pixels = o->max_pixels > 0 ? o->max_pixels : IMAGE_DEFAULT_MAX_PIXELS;
     ds->max_items = o->max_items > 0 ? o->max_items : DS_DEFAULT_MAX_ITEMS;
+    ds->stop = o->stop;
+    ds->progress = o->progress;
+    ds->progress_ctx = o->progress_ctx;
     ds->root = strdup(o->path);
     if (!ds->root)
         goto out_fail;

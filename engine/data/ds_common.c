@@ -329,6 +329,15 @@ int ds_is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+int ds_scan_tick(dataset *ds)
+{
+    if (++ds->files_seen % DS_SCAN_EVERY)
+        return 0;
+    if (ds->progress)
+        ds->progress(ds->progress_ctx, ds->files_seen);
+    return ds->stop && *ds->stop ? -ECANCELED : 0;
+}
+
 /* Probes root/rel; readable files join `into` (taking rel), others the unreadable list.
  * *gray is cleared by any colour image. */
 int ds_add_file(dataset *ds, item_vec *into, char *rel, int label, int *gray)
@@ -386,12 +395,14 @@ int ds_add_folder(dataset *ds, item_vec *into, const char *sub, int label, int *
         ds_free_names(files, n);
         return rc;
     }
-    for (int i = 0; i < n && rc == 0; i++) {
+    for (int i = 0; i < n && rc == 0 && (rc = ds_scan_tick(ds)) == 0; i++) {
         char *rel = ds_asprintf("%s/%s", sub, files[i]);
         rc = rel ? ds_add_file(ds, into, rel, label, gray) : -ENOMEM;
     }
     ds_free_names(files, n);
-    if (rc)
+    if (rc == -ECANCELED)
+        err_set(err, errlen, "the scan of %s was stopped", sub);
+    else if (rc)
         err_set(err, errlen, "out of memory scanning %s", sub);
     return rc;
 }

@@ -273,8 +273,10 @@ int ds_open_csv(dataset *ds, const ds_options *o, int *gray, char *err, size_t e
     if (rc)
         goto out_free;
     int dir_plain = csv_dir_plain(ds, dir);
-    for (int i = 0; i < n && rc == 0; i++)
+    for (int i = 0; i < n && rc == 0 && (rc = ds_scan_tick(ds)) == 0; i++)
         rc = csv_add_row(ds, &rows[i], dir, dir_plain, multi, gray);
+    if (rc == -ECANCELED)
+        err_set(err, errlen, "the scan of %s was stopped", csv_name);
 out_free:
     csv_rows_free(rows, n);
     return rc;

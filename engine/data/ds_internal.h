@@ -50,6 +50,10 @@ struct dataset {
     item_vec split[3];
     idx_part idx[2];        /* idx: the train and t10k (or test) files */
     pthread_mutex_t lock;   /* guards the unreadable list */
+    const volatile int *stop;                    /* ds_options.stop */
+    void (*progress)(void *ctx, int64_t seen);   /* ds_options.progress */
+    void *progress_ctx;
+    int64_t files_seen;     /* probed so far by the scan (one thread) */
 };
 
 typedef enum entry_kind { ENTRY_BAD, ENTRY_FILE, ENTRY_DIR } entry_kind;
@@ -84,6 +88,9 @@ int ds_entry_classify(const dataset *ds, const char *rel, int resolve, char *rea
  * Entries that are neither, or that lead out of the root, join the unreadable list. */
 int ds_list_dir(dataset *ds, const char *sub, entry_kind want, char ***out, int *n_out,
                 char *err, size_t errlen);
+/* Counts one file of the scan; every DS_SCAN_EVERY files reports progress and looks at
+ * the stop flag (ds_options). -ECANCELED when asked to stop. */
+int ds_scan_tick(dataset *ds);
 /* Probes root/rel; readable files join `into` (taking rel, freed on failure too), others
  * the unreadable list. *gray is cleared by any colour image. */
 int ds_add_file(dataset *ds, item_vec *into, char *rel, int label, int *gray);

@@ -275,6 +275,58 @@ static void test_csv_bounds(void **state)
     free(d);
 }
 
+/* Counts progress calls; asks the scan to stop once it has seen `stop_at` files. */
+typedef struct scan_watch {
+    int calls, stop;
+    int64_t last, stop_at;
+} scan_watch;
+
+static void on_progress(void *ctx, int64_t seen)
+{
+    scan_watch *w = ctx;
+    assert_true(seen > w->last);
+    w->calls++;
+    w->last = seen;
+    if (w->stop_at && seen >= w->stop_at)
+        w->stop = 1;
+}
+
+/* A scan reports the files it has probed every DS_SCAN_EVERY files, and one asked to stop
+ * ends soon after with -ECANCELED, saying so; one never asked finishes. */
+static void test_scan_progress_and_stop(void **state)
+{
+    (void)state;
+    enum { N = 20 * DS_SCAN_EVERY };
+    char *d = strdup(sub(root, "watched"));
+    assert_int_equal(tu_mkdirs(sub(d, "train")), 0);
+    write_gray_png(sub(d, "train/real.png"));
+    FILE *fp = fopen(sub(d, "labels.csv"), "w");
+    assert_non_null(fp);
+    fprintf(fp, "file,label\nreal.png,a\n");
+    for (int i = 1; i < N; i++)
+        fprintf(fp, "m%d.png,%c\n", i, i % 2 ? 'a' : 'b');
+    fclose(fp);
+
+    scan_watch w = {0};
+    ds_options o = {.format = DS_CSV, .path = d, .valid_pct = 0, .progress = on_progress,
+                    .progress_ctx = &w, .stop = &w.stop};
+    dataset *ds = NULL;
+    char err[256] = "";
+    if (dataset_open(&ds, &o, err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(w.calls, N / DS_SCAN_EVERY);
+    assert_int_equal(w.last, N);
+    dataset_destroy(ds);
+
+    w = (scan_watch){.stop_at = 3 * DS_SCAN_EVERY};
+    ds = NULL;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), -ECANCELED);
+    assert_null(ds);
+    assert_int_equal(w.last, 3 * DS_SCAN_EVERY);
+    assert_non_null(strstr(err, "stopped"));
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +335,7 @@ int main(void)
         cmocka_unit_test(test_idx_max_items),
         cmocka_unit_test(test_files_max_items),
         cmocka_unit_test(test_csv_bounds),
+        cmocka_unit_test(test_scan_progress_and_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

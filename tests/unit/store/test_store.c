@@ -172,6 +172,11 @@ static void migrates_from_version_1_keeping_rows(void **state)
     assert_int_equal(store_run_get(st, 1, &j), 0);
     assert_string_equal(jstr(j, "arch"), "resnet18");
     json_decref(j);
+    /* The v5 columns: a dataset stored before them was scanned already. */
+    assert_int_equal(store_dataset_get(st, 1, &j), 0);
+    assert_string_equal(jstr(j, "state"), "ready");
+    assert_int_equal(jint(j, "progress"), 0);
+    json_decref(j);
     /* The v3 column: an epoch recorded before it has no step. */
     assert_int_equal(store_epochs_get(st, 1, &j), 0);
     assert_int_equal(json_array_size(j), 1);
@@ -213,6 +218,52 @@ static void unopenable_path_is_an_error(void **state)
 }
 
 /* ---- datasets and models ------------------------------------------------------------------ */
+
+/* A dataset stored as scanning shows its progress, then ends ready with the scan's info or
+ * failed with the reason; an ended row is left alone; rows still scanning are listed. */
+static void dataset_scan_states(void **state)
+{
+    fixture *f = *state;
+    int64_t a, b, *ids = NULL;
+    int n = 0;
+    json_t *j, *info = json_pack("{s[s]}", "classes", "x");
+    store_dataset_new d = {.name = "big", .path = "/d/big", .format = "csv", .scanning = 1};
+    assert_int_equal(store_dataset_create(f->st, &d, &a), 0);
+    d.name = "bad";
+    assert_int_equal(store_dataset_create(f->st, &d, &b), 0);
+    assert_int_equal(store_dataset_get(f->st, a, &j), 0);
+    assert_string_equal(jstr(j, "state"), "scanning");
+    assert_int_equal(jint(j, "progress"), 0);
+    json_decref(j);
+    assert_int_equal(store_dataset_scanning(f->st, &ids, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], a);
+    assert_int_equal(ids[1], b);
+    free(ids);
+
+    assert_int_equal(store_dataset_progress(f->st, a, 1234), 0);
+    assert_int_equal(store_dataset_finish(f->st, a, info, NULL), 0);
+    assert_int_equal(store_dataset_finish(f->st, b, NULL, "labels.csv: line 3: no file"), 0);
+    assert_int_equal(store_dataset_finish(f->st, b, info, "both"), -EINVAL);
+    assert_int_equal(store_dataset_finish(f->st, b, info, NULL), -ENOENT); /* ended */
+    assert_int_equal(store_dataset_progress(f->st, a, 99), -ENOENT);
+
+    assert_int_equal(store_dataset_get(f->st, a, &j), 0);
+    assert_string_equal(jstr(j, "state"), "ready");
+    assert_int_equal(jint(j, "progress"), 1234);
+    assert_true(json_is_null(json_object_get(j, "error")));
+    assert_int_equal(json_array_size(json_object_get(json_object_get(j, "info"), "classes")),
+                     1);
+    json_decref(j);
+    assert_int_equal(store_dataset_get(f->st, b, &j), 0);
+    assert_string_equal(jstr(j, "state"), "failed");
+    assert_string_equal(jstr(j, "error"), "labels.csv: line 3: no file");
+    json_decref(j);
+    assert_int_equal(store_dataset_scanning(f->st, &ids, &n), 0);
+    assert_int_equal(n, 0);
+    free(ids);
+    json_decref(info);
+}
 
 static void datasets_crud(void **state)
 {
@@ -1586,6 +1637,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(migrates_from_version_1_keeping_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_refused, setup, teardown),
         cmocka_unit_test(unopenable_path_is_an_error),
+        cmocka_unit_test_setup_teardown(dataset_scan_states, setup, teardown),
         cmocka_unit_test_setup_teardown(datasets_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(models_crud, setup, teardown),
         cmocka_unit_test_setup_teardown(lists_page_through_everything_once, setup, teardown),
