@@ -10,82 +10,19 @@
 // Usage: node compare.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
+import { CHROMIUM_ARGS, Fatal, checker, freePort, preconditions, sleep, testPaths, waitFor } from './harness.mjs';
 
-const SKIP = 77;
-const srcRoot = path.resolve(process.argv[2] || path.join(import.meta.dirname, '../..'));
-const buildRoot = path.resolve(process.argv[3] || path.join(srcRoot, 'build'));
-const daemonBin = path.join(buildRoot, 'daemon', 'sgdrd');
-const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
-const artifacts = path.join(srcRoot, 'tests', 'e2e', 'artifacts');
+const { srcRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
 const N_TRAIN = 24;   // images per class: 6 batches of 8 per epoch keep three runs short
 const N_VALID = 8;
 const SIZE = 32;
 const EPOCHS = 2;     // each run: SGDR, two cycles of one epoch
 const X_LABELS = { step: 'iteration', epoch: 'epoch', time: 'wall time' };
 
-let failures = 0;
-const log = (...a) => console.log('[compare]', ...a);
-function check(cond, what, extra) {
-  if (cond) log('ok  ', what);
-  else { failures++; log('FAIL', what, extra !== undefined ? JSON.stringify(extra).slice(0, 800) : ''); }
-  return cond;
-}
-class Fatal extends Error {}
-function must(cond, what, extra) {
-  if (!check(cond, what, extra)) throw new Fatal(what);
-}
-
-const require = createRequire(import.meta.url);
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch {
-  console.error('playwright-core is not installed in tests/e2e/node_modules: run scripts/install-deps.sh (npm ci there)');
-  process.exit(1);
-}
-if (!fs.existsSync(chromiumBin)) {
-  console.error(`${chromiumBin} is missing: run scripts/install-deps.sh (apt-get install chromium)`);
-  process.exit(1);
-}
-if (!fs.existsSync(path.join(srcRoot, 'web', 'node_modules', 'uplot', 'dist', 'uPlot.iife.min.js'))) {
-  console.error('web/node_modules/uplot is missing: run scripts/install-deps.sh (npm ci in web/)');
-  process.exit(1);
-}
-if (!fs.existsSync(daemonBin)) {
-  console.log(`SKIP: the daemon ${daemonBin} is not built`);
-  process.exit(SKIP);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(fn, what, timeoutMs = 30000, everyMs = 100) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) { last = e.message; }
-    await sleep(everyMs);
-  }
-  throw new Fatal(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
+const { log, check, must, failures, fail } = checker('[compare]', 800);
+const chromium = preconditions({ srcRoot, daemonBin, chromiumBin }, { needUplot: true });
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sgdrd-compare-'));
 const dataDir = path.join(tmp, 'var');
@@ -268,8 +205,7 @@ async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
   browser = await chromium.launch({
     executablePath: chromiumBin,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: CHROMIUM_ARGS,
   });
   await makeImages();
   const port = await freePort();
@@ -386,7 +322,7 @@ async function cleanup() {
 try {
   await main();
 } catch (e) {
-  failures++;
+  fail();
   log('FAIL', e instanceof Fatal ? e.message : e.stack);
   if (page) {
     await page.screenshot({ path: path.join(artifacts, 'compare-failure.png'), fullPage: true }).catch(() => {});
@@ -397,5 +333,5 @@ try {
 } finally {
   await cleanup();
 }
-log(failures ? `${failures} check(s) failed` : 'all checks passed');
-process.exit(failures ? 1 : 0);
+log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
+process.exit(failures() ? 1 : 0);

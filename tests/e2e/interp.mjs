@@ -8,75 +8,16 @@
 // Usage: node interp.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
+import { CHROMIUM_ARGS, Fatal, checker, freePort, preconditions, testPaths, waitFor } from './harness.mjs';
 
-const SKIP = 77;
-const srcRoot = path.resolve(process.argv[2] || path.join(import.meta.dirname, '../..'));
-const buildRoot = path.resolve(process.argv[3] || path.join(srcRoot, 'build'));
-const daemonBin = path.join(buildRoot, 'daemon', 'sgdrd');
-const chromiumBin = process.env.CHROMIUM || '/usr/bin/chromium';
-const artifacts = path.join(srcRoot, 'tests', 'e2e', 'artifacts');
+const { srcRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
 const SIZE = 16;
 const CLASSES = ['hbar', 'vbar', 'blob'];
 
-let failures = 0;
-const log = (...a) => console.log('[e2e interp]', ...a);
-function check(cond, what, extra) {
-  if (cond) log('ok  ', what);
-  else { failures++; log('FAIL', what, extra !== undefined ? JSON.stringify(extra).slice(0, 600) : ''); }
-  return cond;
-}
-class Fatal extends Error {}
-function must(cond, what, extra) {
-  if (!check(cond, what, extra)) throw new Fatal(what);
-}
-
-const require = createRequire(import.meta.url);
-let chromium;
-try {
-  ({ chromium } = require('playwright-core'));
-} catch {
-  console.error('playwright-core is not installed in tests/e2e/node_modules: run scripts/install-deps.sh (npm ci there)');
-  process.exit(1);
-}
-if (!fs.existsSync(chromiumBin)) {
-  console.error(`${chromiumBin} is missing: run scripts/install-deps.sh (apt-get install chromium)`);
-  process.exit(1);
-}
-if (!fs.existsSync(daemonBin)) {
-  console.log(`SKIP: the daemon ${daemonBin} is not built`);
-  process.exit(SKIP);
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(fn, what, timeoutMs = 30000, everyMs = 100) {
-  const end = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) { last = e.message; }
-    await sleep(everyMs);
-  }
-  throw new Fatal(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
+const { log, check, must, failures, fail } = checker('[e2e interp]');
+const chromium = preconditions({ srcRoot, daemonBin, chromiumBin });
 
 // An IDX pair (images, labels) of n images per class: a horizontal bar, a vertical bar or a
 // blob, at random places over noise; seeded, so every run of the test sees the same data.
@@ -164,8 +105,7 @@ async function main() {
 
   browser = await chromium.launch({
     executablePath: chromiumBin,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: CHROMIUM_ARGS,
   });
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   page = await ctx.newPage();
@@ -229,7 +169,7 @@ async function cleanup() {
 try {
   await main();
 } catch (e) {
-  failures++;
+  fail();
   log('FAIL', e instanceof Fatal ? e.message : e.stack);
   if (page) await page.screenshot({ path: path.join(artifacts, 'interp-failure.png'), fullPage: true }).catch(() => {});
   if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
@@ -237,5 +177,5 @@ try {
 } finally {
   await cleanup();
 }
-log(failures ? `${failures} check(s) failed` : 'all checks passed');
-process.exit(failures ? 1 : 0);
+log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
+process.exit(failures() ? 1 : 0);
