@@ -94,6 +94,26 @@ int cli_query_add(cli_ctx *c, char *path, size_t len, const char *key, const cha
  * cli_query_add. */
 int cli_page_path(cli_ctx *c, const args *a, char *path, size_t len);
 
+/* One collection of the API: what its items are called ("run") and its path. */
+typedef struct {
+    const char *what;
+    const char *base;
+} cli_item;
+
+/* `X ls [--limit N] [--page-token T]`: GETs one page of base and prints it through print
+ * (as cli_show). Returns the exit status. */
+int cli_ls_page(cli_ctx *c, int argc, char **argv, const char *synopsis, const char *base,
+                void (*print)(cli_ctx *c, json_t *v));
+
+/* `X show ID` and the like: sends method to item's base/ID followed by suffix ("" for none)
+ * and prints the answer (as cli_show). Returns the exit status. */
+int cli_show_id(cli_ctx *c, int argc, char **argv, const cli_item *item, const char *synopsis,
+                const char *method, const char *suffix, void (*print)(cli_ctx *c, json_t *v));
+
+/* `X rm ID`: DELETEs item's base/ID and says so ("run 3 deleted") unless --json. Returns the
+ * exit status. */
+int cli_rm_id(cli_ctx *c, int argc, char **argv, const cli_item *item, const char *synopsis);
+
 /* After a 2xx answer that queued a job (*raw, *job): prints it (the server's JSON under
  * --json), then with wait follows it. Returns the exit status. */
 int cli_job_queued(cli_ctx *c, http_reply *raw, json_t *job, int wait);

@@ -10,6 +10,8 @@
 
 #define DS_PATH HTTP_API_PREFIX "/datasets"
 
+static const cli_item ds_item = {"dataset", DS_PATH};
+
 static const out_col ds_cols[] = {
     {"ID", "id", OUT_TEXT},
     {"NAME", "name", OUT_TEXT},
@@ -74,46 +76,18 @@ static void ds_table(cli_ctx *c, json_t *page)
 
 static int ds_ls(cli_ctx *c, int argc, char **argv)
 {
-    args a;
-    char path[512] = DS_PATH;
-    int st;
-    if (cli_args(&a, "datasets ls [--limit N] [--page-token T]", cli_page_opts, argc, argv, 0, 0,
-                 &st) ||
-        (st = cli_page_path(c, &a, path, sizeof path)))
-        return st;
-    return cli_show(c, "GET", path, ds_table);
+    return cli_ls_page(c, argc, argv, "datasets ls [--limit N] [--page-token T]", DS_PATH,
+                       ds_table);
 }
 
 static int ds_show(cli_ctx *c, int argc, char **argv)
 {
-    args a;
-    long long id;
-    char path[96];
-    int st;
-    if (cli_args(&a, "datasets show ID", NULL, argc, argv, 1, 1, &st) ||
-        cli_pos_id(&a, 0, "dataset", &id, &st))
-        return st;
-    snprintf(path, sizeof path, DS_PATH "/%lld", id);
-    return cli_show(c, "GET", path, describe);
+    return cli_show_id(c, argc, argv, &ds_item, "datasets show ID", "GET", "", describe);
 }
 
 static int ds_rm(cli_ctx *c, int argc, char **argv)
 {
-    args a;
-    long long id;
-    char path[96];
-    http_reply raw = {0};
-    int st;
-    if (cli_args(&a, "datasets rm ID", NULL, argc, argv, 1, 1, &st) ||
-        cli_pos_id(&a, 0, "dataset", &id, &st))
-        return st;
-    snprintf(path, sizeof path, DS_PATH "/%lld", id);
-    if ((st = cli_call(c, "DELETE", path, NULL, &raw, NULL)))
-        return st;
-    if (!c->json)
-        printf("dataset %lld deleted\n", id);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_rm_id(c, argc, argv, &ds_item, "datasets rm ID");
 }
 
 static const args_opt add_opts[] = {

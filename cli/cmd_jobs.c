@@ -7,6 +7,8 @@
 
 #define JOBS_PATH HTTP_API_PREFIX "/jobs"
 
+static const cli_item job_item = {"job", JOBS_PATH};
+
 static const out_col job_cols[] = {
     {"ID", "id", OUT_TEXT},
     {"RUN", "run", OUT_TEXT},
@@ -55,29 +57,14 @@ static int jobs_ls(cli_ctx *c, int argc, char **argv)
     return cli_show(c, "GET", path, jobs_table);
 }
 
-/* GET or POST /jobs/ID[/action] for `jobs show|cancel ID`; prints the job that comes back. */
-static int job_one(cli_ctx *c, int argc, char **argv, const char *synopsis, const char *method,
-                   const char *action)
-{
-    args a;
-    long long id;
-    char path[128];
-    int st;
-    if (cli_args(&a, synopsis, NULL, argc, argv, 1, 1, &st) ||
-        cli_pos_id(&a, 0, "job", &id, &st))
-        return st;
-    snprintf(path, sizeof path, JOBS_PATH "/%lld%s", id, action);
-    return cli_show(c, method, path, job_lines);
-}
-
 static int jobs_show(cli_ctx *c, int argc, char **argv)
 {
-    return job_one(c, argc, argv, "jobs show ID", "GET", "");
+    return cli_show_id(c, argc, argv, &job_item, "jobs show ID", "GET", "", job_lines);
 }
 
 static int jobs_cancel(cli_ctx *c, int argc, char **argv)
 {
-    return job_one(c, argc, argv, "jobs cancel ID", "POST", "/cancel");
+    return cli_show_id(c, argc, argv, &job_item, "jobs cancel ID", "POST", "/cancel", job_lines);
 }
 
 static const args_opt wait_opts[] = {

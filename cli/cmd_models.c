@@ -7,6 +7,8 @@
 
 #define MODELS_PATH HTTP_API_PREFIX "/models"
 
+static const cli_item model_item = {"model", MODELS_PATH};
+
 static const out_col model_cols[] = {
     {"ID", "id", OUT_TEXT},
     {"NAME", "name", OUT_TEXT},
@@ -28,47 +30,18 @@ static void model_lines(cli_ctx *c, json_t *m)
 
 static int models_ls(cli_ctx *c, int argc, char **argv)
 {
-    args a;
-    char path[512] = MODELS_PATH;
-    int st;
-    if (cli_args(&a, "models ls [--limit N] [--page-token T]", cli_page_opts, argc, argv, 0, 0,
-                 &st) ||
-        (st = cli_page_path(c, &a, path, sizeof path)))
-        return st;
-    return cli_show(c, "GET", path, models_table);
-}
-
-/* `models show|rm ID`: GET or DELETE /models/ID. */
-static int model_one(cli_ctx *c, int argc, char **argv, const char *synopsis,
-                     const char *method)
-{
-    args a;
-    long long id;
-    char path[96];
-    http_reply raw = {0};
-    int st;
-    if (cli_args(&a, synopsis, NULL, argc, argv, 1, 1, &st) ||
-        cli_pos_id(&a, 0, "model", &id, &st))
-        return st;
-    snprintf(path, sizeof path, MODELS_PATH "/%lld", id);
-    if (method[0] == 'G')
-        return cli_show(c, method, path, model_lines);
-    if ((st = cli_call(c, method, path, NULL, &raw, NULL)))
-        return st;
-    if (!c->json)
-        printf("model %lld deleted\n", id);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_ls_page(c, argc, argv, "models ls [--limit N] [--page-token T]", MODELS_PATH,
+                       models_table);
 }
 
 static int models_show(cli_ctx *c, int argc, char **argv)
 {
-    return model_one(c, argc, argv, "models show ID", "GET");
+    return cli_show_id(c, argc, argv, &model_item, "models show ID", "GET", "", model_lines);
 }
 
 static int models_rm(cli_ctx *c, int argc, char **argv)
 {
-    return model_one(c, argc, argv, "models rm ID", "DELETE");
+    return cli_rm_id(c, argc, argv, &model_item, "models rm ID");
 }
 
 static int models_import(cli_ctx *c, int argc, char **argv)

@@ -6,6 +6,8 @@
 
 #define RUNS_PATH HTTP_API_PREFIX "/runs"
 
+static const cli_item run_item = {"run", RUNS_PATH};
+
 static const out_col run_cols[] = {
     {"ID", "id", OUT_TEXT},
     {"DATASET", "dataset", OUT_TEXT},
@@ -68,59 +70,24 @@ static void run_lines(cli_ctx *c, json_t *run)
 
 static int runs_ls(cli_ctx *c, int argc, char **argv)
 {
-    args a;
-    char path[512] = RUNS_PATH;
-    int st;
-    if (cli_args(&a, "runs ls [--limit N] [--page-token T]", cli_page_opts, argc, argv, 0, 0,
-                 &st) ||
-        (st = cli_page_path(c, &a, path, sizeof path)))
-        return st;
-    return cli_show(c, "GET", path, runs_table);
+    return cli_ls_page(c, argc, argv, "runs ls [--limit N] [--page-token T]", RUNS_PATH,
+                       runs_table);
 }
 
 static int runs_show(cli_ctx *c, int argc, char **argv)
 {
-    args a;
-    long long id;
-    char path[96];
-    int st;
-    if (cli_args(&a, "runs show ID", NULL, argc, argv, 1, 1, &st) ||
-        cli_pos_id(&a, 0, "run", &id, &st))
-        return st;
-    snprintf(path, sizeof path, RUNS_PATH "/%lld", id);
-    return cli_show(c, "GET", path, run_lines);
+    return cli_show_id(c, argc, argv, &run_item, "runs show ID", "GET", "", run_lines);
 }
 
 static int runs_epochs(cli_ctx *c, int argc, char **argv)
 {
-    args a;
-    long long id;
-    char path[96];
-    int st;
-    if (cli_args(&a, "runs epochs ID", NULL, argc, argv, 1, 1, &st) ||
-        cli_pos_id(&a, 0, "run", &id, &st))
-        return st;
-    snprintf(path, sizeof path, RUNS_PATH "/%lld/epochs", id);
-    return cli_show(c, "GET", path, epochs_table);
+    return cli_show_id(c, argc, argv, &run_item, "runs epochs ID", "GET", "/epochs",
+                       epochs_table);
 }
 
 static int runs_rm(cli_ctx *c, int argc, char **argv)
 {
-    args a;
-    long long id;
-    char path[96];
-    http_reply raw = {0};
-    int st;
-    if (cli_args(&a, "runs rm ID", NULL, argc, argv, 1, 1, &st) ||
-        cli_pos_id(&a, 0, "run", &id, &st))
-        return st;
-    snprintf(path, sizeof path, RUNS_PATH "/%lld", id);
-    if ((st = cli_call(c, "DELETE", path, NULL, &raw, NULL)))
-        return st;
-    if (!c->json)
-        printf("run %lld deleted\n", id);
-    http_reply_clear(&raw);
-    return CLI_OK;
+    return cli_rm_id(c, argc, argv, &run_item, "runs rm ID");
 }
 
 static int runs_create(cli_ctx *c, int argc, char **argv)
