@@ -208,6 +208,41 @@ static int64_t make_run(env *e, int64_t *ds_out)
     return run;
 }
 
+/* Whether run has a checkpoint snapshot written by job. */
+static int has_checkpoint(store *st, int64_t run, int64_t job)
+{
+    json_t *snaps;
+    int found = 0;
+    assert_int_equal(store_snapshots_get(st, run, &snaps), 0);
+    for (size_t i = 0; i < json_array_size(snaps); i++) {
+        json_t *sn = json_array_get(snaps, i);
+        found |= json_integer_value(json_object_get(sn, "job")) == job &&
+                 !strcmp(json_string_value(json_object_get(sn, "kind")), "checkpoint");
+    }
+    json_decref(snaps);
+    return found;
+}
+
+/* The id of run's newest job (the one a --resume start queued); *from: the job it resumes. */
+static int64_t newest_job(store *st, int64_t run, int64_t *from)
+{
+    json_t *j;
+    assert_int_equal(store_job_list(st, run, NULL, NULL, &j), 0);
+    json_t *newest = json_array_get(json_object_get(j, "items"), 0);
+    int64_t id = json_integer_value(json_object_get(newest, "id"));
+    *from = json_integer_value(json_object_get(newest, "resumed_from"));
+    json_decref(j);
+    return id;
+}
+
+/* Waits until job trains (min_epochs finished), cancels it, and waits until it is cancelled. */
+static void cancel_training(env *e, int64_t run, int64_t job, int min_epochs)
+{
+    wait_training(e->st, run, job, min_epochs);
+    assert_int_equal(jobs_cancel(e->jq, job), 0);
+    assert_string_equal(wait_final(e->st, job), "cancelled");
+}
+
 static void job_kind_names_round_trip(void **state)
 {
     (void)state;
@@ -455,16 +490,7 @@ static void stop_interrupts_and_resume_continues(void **state)
     wait_training(e.st, run, fit, 1);
     assert_int_equal(jobs_stop(e.jq, 8), 0);
     assert_string_equal(state_of(e.st, fit, NULL), "interrupted");
-    json_t *snaps;
-    assert_int_equal(store_snapshots_get(e.st, run, &snaps), 0);
-    int has_ckpt = 0;
-    for (size_t i = 0; i < json_array_size(snaps); i++) {
-        json_t *sn = json_array_get(snaps, i);
-        has_ckpt |= !strcmp(json_string_value(json_object_get(sn, "kind")), "checkpoint") &&
-                    json_integer_value(json_object_get(sn, "job")) == fit;
-    }
-    json_decref(snaps);
-    assert_true(has_ckpt);
+    assert_true(has_checkpoint(e.st, run, fit));
     assert_string_equal(state_of(e.st, waiting, NULL), "queued");
     int64_t id;
     job_params tta;
@@ -475,12 +501,9 @@ static void stop_interrupts_and_resume_continues(void **state)
 
     /* The next start with --resume: the fit continues first, then the queued job. */
     env_open(&e, 1);
-    json_t *j;
-    assert_int_equal(store_job_list(e.st, run, NULL, NULL, &j), 0);
-    json_t *newest = json_array_get(json_object_get(j, "items"), 0);
-    int64_t resumed = json_integer_value(json_object_get(newest, "id"));
-    assert_int_equal(json_integer_value(json_object_get(newest, "resumed_from")), fit);
-    json_decref(j);
+    int64_t from;
+    int64_t resumed = newest_job(e.st, run, &from);
+    assert_int_equal(from, fit);
     /* It runs with the interrupted job's params, defaults filled in. */
     json_t *was, *now;
     assert_int_equal(store_job_get(e.st, fit, &was), 0);
@@ -490,9 +513,7 @@ static void stop_interrupts_and_resume_continues(void **state)
                                                           "schedule")), "sgdr");
     json_decref(was);
     json_decref(now);
-    wait_training(e.st, run, resumed, 0);
-    assert_int_equal(jobs_cancel(e.jq, resumed), 0);
-    assert_string_equal(wait_final(e.st, resumed), "cancelled");
+    cancel_training(&e, run, resumed, 0);
     assert_string_equal(wait_final(e.st, waiting), "succeeded");
 
     /* A fit stopped before its first epoch ended resumes too: it starts over. */
@@ -501,13 +522,8 @@ static void stop_interrupts_and_resume_continues(void **state)
     assert_int_equal(jobs_stop(e.jq, 8), 0);
     env_close(&e);
     env_open(&e, 1);
-    assert_int_equal(store_job_list(e.st, run, NULL, NULL, &j), 0);
-    resumed = json_integer_value(json_object_get(json_array_get(json_object_get(j, "items"), 0),
-                                                 "id"));
-    json_decref(j);
-    wait_training(e.st, run, resumed, 1);
-    assert_int_equal(jobs_cancel(e.jq, resumed), 0);
-    assert_string_equal(wait_final(e.st, resumed), "cancelled");
+    resumed = newest_job(e.st, run, &from);
+    cancel_training(&e, run, resumed, 1);
     /* Only interrupted jobs resume, each once. */
     assert_int_equal(jobs_resume(e.jq, waiting, &id), -EINVAL);
     assert_int_equal(jobs_resume(e.jq, fit + 100, &id), -ENOENT);
@@ -561,24 +577,11 @@ static void kill_9_mid_fit_then_resume(void **state)
 
     env_open(&e, 1);
     assert_string_equal(state_of(e.st, fit, NULL), "interrupted");
-    json_t *snaps;
-    assert_int_equal(store_snapshots_get(e.st, run, &snaps), 0);
-    int has_ckpt = 0;
-    for (size_t i = 0; i < json_array_size(snaps); i++)
-        has_ckpt |= json_integer_value(json_object_get(json_array_get(snaps, i), "job")) == fit &&
-                    !strcmp(json_string_value(json_object_get(json_array_get(snaps, i), "kind")),
-                            "checkpoint");
-    json_decref(snaps);
-    assert_true(has_ckpt);
-    json_t *j;
-    assert_int_equal(store_job_list(e.st, run, NULL, NULL, &j), 0);
-    json_t *newest = json_array_get(json_object_get(j, "items"), 0);
-    int64_t resumed = json_integer_value(json_object_get(newest, "id"));
-    assert_int_equal(json_integer_value(json_object_get(newest, "resumed_from")), fit);
-    json_decref(j);
-    wait_training(e.st, run, resumed, 1);
-    assert_int_equal(jobs_cancel(e.jq, resumed), 0);
-    assert_string_equal(wait_final(e.st, resumed), "cancelled");
+    assert_true(has_checkpoint(e.st, run, fit));
+    int64_t from;
+    int64_t resumed = newest_job(e.st, run, &from);
+    assert_int_equal(from, fit);
+    cancel_training(&e, run, resumed, 1);
     env_close(&e);
 }
 
