@@ -8,11 +8,13 @@
 // trained yet sits beside a trained one, and screenshots land in tests/e2e/artifacts/.
 //
 // Usage: node compare.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CHROMIUM_ARGS, Fatal, checker, freePort, preconditions, sleep, testPaths, waitFor } from './harness.mjs';
+import {
+  CHROMIUM_ARGS, Fatal, apiCall, awaitJob, checker, freePort, launchDaemon, preconditions, sleep, stopProcess,
+  testPaths, waitFor,
+} from './harness.mjs';
 
 const { srcRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
 const N_TRAIN = 24;   // images per class: 6 batches of 8 per epoch keep three runs short
@@ -35,49 +37,18 @@ let page = null;
 let base = '';
 const consoleErrors = [];
 
-async function api(method, p, body) {
-  const res = await fetch(`${base}/api/v1${p}`, {
-    method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  return { status: res.status, data, location: res.headers.get('location') };
-}
+const api = (method, p, body) => apiCall(base, method, p, body);
 const items = (d) => (Array.isArray(d) ? d : (d && d.items) || []);
 const idOf = (r) => String(r.data && r.data.id !== undefined ? r.data.id : /\/(\d+)$/.exec(r.location || '')[1]);
 
-async function waitJob(id, timeoutMs) {
-  return waitFor(async () => {
-    const j = (await api('GET', `/jobs/${id}`)).data;
-    if (['failed', 'cancelled', 'interrupted'].includes(j.state)) throw new Fatal(`job ${id} ended ${j.state}: ${j.error}`);
-    return j.state === 'succeeded' ? j : null;
-  }, `job ${id} to succeed`, timeoutMs, 250);
-}
+const waitJob = (id, timeoutMs) => awaitJob(api, id, timeoutMs);
 
 async function startDaemon(port) {
-  daemon = spawn(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-  daemon.stdout.on('data', (d) => { daemonOut += d; });
-  daemon.stderr.on('data', (d) => { daemonOut += d; });
-  let exited = null;
-  daemon.on('exit', (code, sig) => { exited = `${code ?? sig}`; });
-  await waitFor(async () => {
-    if (exited !== null) throw new Fatal(`the daemon exited (${exited}) before answering:\n${daemonOut}`);
-    return (await fetch(`${base}/api/v1/health`)).ok;
-  }, 'the daemon to answer /api/v1/health', 60000, 200);
+  daemon = await launchDaemon(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot],
+    base, (d) => { daemonOut += d; });
 }
 
-async function stopDaemon() {
-  if (!daemon || daemon.exitCode !== null || daemon.signalCode !== null) return;
-  const gone = new Promise((r) => daemon.once('exit', r));
-  daemon.kill('SIGTERM');
-  const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
-  await gone;
-  clearTimeout(t);
-}
+const stopDaemon = () => stopProcess(daemon);
 
 // Circles and squares on noise, encoded by the browser's own PNG encoder.
 async function makeImages() {

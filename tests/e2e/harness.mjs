@@ -1,6 +1,8 @@
 // harness.mjs: what every browser test here shares: the paths from its command line, the
 // check/must reporting, the preconditions (playwright-core, chromium, the built daemon), a
-// free loopback port, polling with a deadline, and chromium's launch flags.
+// free loopback port, polling with a deadline, chromium's launch flags, and starting,
+// calling and stopping the daemon.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -96,4 +98,61 @@ export async function waitFor(fn, what, timeoutMs = 30000, everyMs = 100) {
     await sleep(everyMs);
   }
   throw new Fatal(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+// Starts the daemon (args after the binary) and waits for /health at base; every byte it
+// writes goes to onOutput. Returns the child process; no answer in time is Fatal (and the
+// process is stopped, since the caller never gets it to stop).
+export async function launchDaemon(daemonBin, args, base, onOutput) {
+  const proc = spawn(daemonBin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  let out = '';
+  const take = (d) => { out += d; onOutput(d); };
+  proc.stdout.on('data', take);
+  proc.stderr.on('data', take);
+  let exited = null;
+  proc.on('exit', (code, sig) => { exited = `${code ?? sig}`; });
+  try {
+    await waitFor(async () => {
+      if (exited !== null) throw new Fatal(`the daemon exited (${exited}) before answering:\n${out}`);
+      return (await fetch(`${base}/api/v1/health`)).ok;
+    }, 'the daemon to answer /api/v1/health', 60000, 200);
+  } catch (e) {
+    await stopProcess(proc);
+    throw e;
+  }
+  return proc;
+}
+
+// SIGTERM, then SIGKILL after 10 s; resolves once proc has exited (at once if it has).
+export async function stopProcess(proc) {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const gone = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 10000);
+  await gone;
+  clearTimeout(t);
+}
+
+// method p (under /api/v1) at base, body sent as JSON; headers: extra ones. The answer's
+// status, its body (parsed when it is JSON, else the text) and its Location header.
+export async function apiCall(base, method, p, body, headers = {}) {
+  const res = await fetch(`${base}/api/v1${p}`, {
+    method,
+    headers: body === undefined ? { ...headers } : { ...headers, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  return { status: res.status, data, location: res.headers.get('location') };
+}
+
+// Polls job id through api (as apiCall, bound to a daemon) until it succeeds and returns
+// it; a job that fails, is cancelled or interrupted is Fatal.
+export function awaitJob(api, id, timeoutMs) {
+  return waitFor(async () => {
+    const j = (await api('GET', `/jobs/${id}`)).data;
+    if (['failed', 'cancelled', 'interrupted'].includes(j.state)) throw new Fatal(`job ${id} ended ${j.state}: ${j.error}`);
+    return j.state === 'succeeded' ? j : null;
+  }, `job ${id} to succeed`, timeoutMs, 250);
 }

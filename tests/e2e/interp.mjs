@@ -6,11 +6,12 @@
 // augmentation preview renders; no console error. Screenshot in tests/e2e/artifacts/.
 //
 // Usage: node interp.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CHROMIUM_ARGS, Fatal, checker, freePort, preconditions, testPaths, waitFor } from './harness.mjs';
+import {
+  CHROMIUM_ARGS, Fatal, apiCall, awaitJob, checker, freePort, launchDaemon, preconditions, stopProcess, testPaths, waitFor,
+} from './harness.mjs';
 
 const { srcRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
 const SIZE = 16;
@@ -58,17 +59,7 @@ let page = null;
 let base = '';
 const consoleErrors = [];
 
-async function api(method, p, body) {
-  const res = await fetch(`${base}/api/v1${p}`, {
-    method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  return { status: res.status, data };
-}
+const api = (method, p, body) => apiCall(base, method, p, body);
 
 async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
@@ -80,11 +71,8 @@ async function main() {
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   fs.mkdirSync(dataDir, { recursive: true });
-  daemon = spawn(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot, '--threads', '1'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-  daemon.stdout.on('data', (d) => { daemonOut += d; });
-  daemon.stderr.on('data', (d) => { daemonOut += d; });
-  await waitFor(async () => (await fetch(`${base}/api/v1/health`)).ok, 'the daemon to answer', 60000, 200);
+  daemon = await launchDaemon(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot, '--threads', '1'],
+    base, (d) => { daemonOut += d; });
 
   let r = await api('POST', '/datasets', { name: 'bars', path: dsPath, format: 'idx' });
   must(r.status === 201, 'the IDX dataset registers', r);
@@ -94,11 +82,7 @@ async function main() {
   r = await api('POST', `/runs/${runId}/fit`, { lrs: 0.02, n_cycle: 1, cycle_len: 1 });
   must(r.status === 202, 'a fit is queued', r);
   const jobId = r.data.id;
-  await waitFor(async () => {
-    const j = (await api('GET', `/jobs/${jobId}`)).data;
-    if (['failed', 'cancelled', 'interrupted'].includes(j.state)) throw new Fatal(`fit ended ${j.state}: ${j.error}`);
-    return j.state === 'succeeded';
-  }, 'the fit', 240000, 250);
+  await awaitJob(api, jobId, 240000);
   const interp = (await api('GET', `/runs/${runId}/interpretation`)).data;
   must(interp && interp.summary && interp.summary.confusion, 'the API has the interpretation', interp);
   const cm = interp.summary.confusion;
@@ -156,13 +140,7 @@ async function main() {
 
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
-  if (daemon && daemon.exitCode === null && daemon.signalCode === null) {
-    const gone = new Promise((r) => daemon.once('exit', r));
-    daemon.kill('SIGTERM');
-    const t = setTimeout(() => daemon.kill('SIGKILL'), 10000);
-    await gone;
-    clearTimeout(t);
-  }
+  await stopProcess(daemon);
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 

@@ -15,7 +15,9 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { CHROMIUM_ARGS, Fatal, checker, freePort, preconditions, sleep, testPaths, waitFor } from './harness.mjs';
+import {
+  CHROMIUM_ARGS, Fatal, apiCall, checker, freePort, preconditions, sleep, stopProcess, testPaths, waitFor,
+} from './harness.mjs';
 
 const { srcRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
 const TOKEN = 'e2e-token-0123456789';
@@ -60,16 +62,8 @@ class Daemon {
     }, `${this.name} to answer`, 60000, 200);
   }
 
-  async api(method, p, body) {
-    const headers = body === undefined ? {} : { 'Content-Type': 'application/json' };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    const res = await fetch(`${this.base}/api/v1${p}`, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    let data = null;
-    try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-    return { status: res.status, data };
+  api(method, p, body) {
+    return apiCall(this.base, method, p, body, this.token ? { Authorization: `Bearer ${this.token}` } : {});
   }
 
   async seedRun() {
@@ -92,13 +86,8 @@ class Daemon {
     return j.data.items.length;
   }
 
-  async stop() {
-    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    const gone = new Promise((r) => this.proc.once('exit', r));
-    this.proc.kill('SIGTERM');
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 10000);
-    await gone;
-    clearTimeout(t);
+  stop() {
+    return stopProcess(this.proc);
   }
 }
 
