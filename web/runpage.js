@@ -549,7 +549,8 @@ export function runPage(root, runId) {
   // Deleting needs the run idle (the API answers 409 otherwise, shown in the banner).
   async function deleteRun() {
     if (!window.confirm(`Delete run #${runId} with its curves, snapshots and weights?`)) return;
-    st.deleting = true;   // no refresh may ask for the run while it goes
+    st.deleting = true;   // no refresh may ask for the run while it goes,
+    while (flushing) await new Promise((r) => setTimeout(r, 50));   // nor one under way
     try {
       await del(`/runs/${rid}`);
       stop();
