@@ -282,6 +282,9 @@ def test_an_interrupted_job_exits_5_and_resumes(sgdr, tmp_path, monkeypatch):
             time.sleep(0.1)
         else:
             pytest.fail("no epoch within 60 s")
+        # Three of the follower's half-second polls, so that it has seen the job running (an
+        # epoch of this tiny set can be over before its next poll).
+        time.sleep(1.5)
     finally:
         d.proc.kill()
         d.proc.wait()
