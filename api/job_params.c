@@ -247,3 +247,20 @@ json_t *job_params_json(const job_params *p)
     }
     return o;
 }
+
+void job_fit_opts(const job_fit *p, fit_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->n_lrs = p->lrs.n;
+    for (int i = 0; i < p->lrs.n && i < LEARNER_MAX_GROUPS; i++)
+        o->lrs[i] = p->lrs.v[i];
+    o->n_cycle = (int)p->n_cycle;
+    o->cycle_len = (int)p->cycle_len;
+    o->cycle_mult = (int)p->cycle_mult;
+    o->wd = p->wd;
+    o->schedule = (sched_kind)p->schedule;
+    o->snapshots = p->snapshots;
+    o->early_stop_patience = (int)p->patience;
+    o->stop_at_worse_cycle = p->stop_at_worse_cycle;
+    o->time_limit_s = p->time_limit_minutes * 60.0;
+}

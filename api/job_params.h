@@ -84,4 +84,9 @@ int job_params_parse(job_kind kind, json_t *body, job_params *out, char *field,
  * job_params_parse reads back to the same p. A new object, NULL when out of memory. */
 json_t *job_params_json(const job_params *p);
 
+struct fit_opts;
+/* The engine's fit options of a fit's parameters (resume off): the one mapping the daemon
+ * and the worker ranks share. */
+void job_fit_opts(const job_fit *p, struct fit_opts *o);
+
 #endif

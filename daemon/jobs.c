@@ -109,23 +109,6 @@ static int do_lr_find(jobs *jq, sink *k, learner *l, const job_lr_find *p, json_
     return rc;
 }
 
-static void fit_opts_of(const job_fit *p, fit_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->n_lrs = p->lrs.n;
-    for (int i = 0; i < p->lrs.n && i < LEARNER_MAX_GROUPS; i++)
-        o->lrs[i] = p->lrs.v[i];
-    o->n_cycle = (int)p->n_cycle;
-    o->cycle_len = (int)p->cycle_len;
-    o->cycle_mult = (int)p->cycle_mult;
-    o->wd = p->wd;
-    o->schedule = (sched_kind)p->schedule;
-    o->snapshots = p->snapshots;
-    o->early_stop_patience = (int)p->patience;
-    o->stop_at_worse_cycle = p->stop_at_worse_cycle;
-    o->time_limit_s = p->time_limit_minutes * 60.0;
-}
-
 static int run_kind(jobs *jq, sink *k, const job_params *p, learner *l, int resume,
                     json_t **result, char *err, size_t errlen)
 {
@@ -136,7 +119,7 @@ static int run_kind(jobs *jq, sink *k, const job_params *p, learner *l, int resu
         return do_lr_find(jq, k, l, &p->lr_find, result, err, errlen);
     case JOB_FIT: {
         fit_opts o;
-        fit_opts_of(&p->fit, &o);
+        job_fit_opts(&p->fit, &o);
         /* A fresh fit must not find an earlier fit's epoch checkpoint; a resumed one whose
          * interruption came before its first epoch ended has none and starts over from the
          * weights saved at the interruption. */

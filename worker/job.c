@@ -39,25 +39,6 @@ static int do_lr_find(learner *l, const job_lr_find *p, const ev_hooks *h, json_
     return rc;
 }
 
-/* As the daemon's job runner maps a fit's parameters. */
-static void fit_opts_of(const job_fit *p, int resume, fit_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->n_lrs = p->lrs.n;
-    for (int i = 0; i < p->lrs.n && i < LEARNER_MAX_GROUPS; i++)
-        o->lrs[i] = p->lrs.v[i];
-    o->n_cycle = (int)p->n_cycle;
-    o->cycle_len = (int)p->cycle_len;
-    o->cycle_mult = (int)p->cycle_mult;
-    o->wd = p->wd;
-    o->schedule = (sched_kind)p->schedule;
-    o->snapshots = p->snapshots;
-    o->early_stop_patience = (int)p->patience;
-    o->stop_at_worse_cycle = p->stop_at_worse_cycle;
-    o->time_limit_s = p->time_limit_minutes * 60.0;
-    o->resume = resume;
-}
-
 static int run_params(learner *l, const job_params *p, json_t *spec, int resume,
                       const ev_hooks *h, json_t **result, char *err, size_t errlen)
 {
@@ -68,7 +49,8 @@ static int run_params(learner *l, const job_params *p, json_t *spec, int resume,
         return do_lr_find(l, &p->lr_find, h, result, err, errlen);
     case JOB_FIT: {
         fit_opts o;
-        fit_opts_of(&p->fit, resume, &o);
+        job_fit_opts(&p->fit, &o);
+        o.resume = resume;
         return learner_fit(l, &o, h, err, errlen);
     }
     case JOB_TTA:
