@@ -176,3 +176,51 @@ ALTER TABLE datasets ADD COLUMN state TEXT NOT NULL DEFAULT 'ready'
     CHECK (state IN ('scanning', 'ready', 'failed'));
 ALTER TABLE datasets ADD COLUMN progress INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE datasets ADD COLUMN error TEXT;
+
+-- version 6
+-- Write-time summaries of the metrics, so that a chart of a whole long run reads a few rows
+-- per bucket instead of every point: per run, key and bucket of 256 consecutive steps
+-- (bucket = step >> 8), the number of points and four of them: the first and last (by
+-- step), the lowest and highest value (the earliest on a tie; NULL when the bucket has no
+-- value, only NULLs). Each is rebuilt from its rows in the transaction that writes them.
+-- Rows from before get theirs here.
+CREATE TABLE metric_summaries (
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    bucket      INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    first_step  INTEGER NOT NULL,
+    first_value REAL,
+    first_time  REAL NOT NULL,
+    last_step   INTEGER NOT NULL,
+    last_value  REAL,
+    last_time   REAL NOT NULL,
+    min_step    INTEGER,
+    min_value   REAL,
+    min_time    REAL,
+    max_step    INTEGER,
+    max_value   REAL,
+    max_time    REAL,
+    PRIMARY KEY (run_id, key, bucket)
+) WITHOUT ROWID;
+
+INSERT INTO metric_summaries
+SELECT run_id, key, b, count(*),
+       max(CASE WHEN rf = 1 THEN step END), max(CASE WHEN rf = 1 THEN value END),
+       max(CASE WHEN rf = 1 THEN time END),
+       max(CASE WHEN rl = 1 THEN step END), max(CASE WHEN rl = 1 THEN value END),
+       max(CASE WHEN rl = 1 THEN time END),
+       max(CASE WHEN rlo = 1 AND value IS NOT NULL THEN step END),
+       max(CASE WHEN rlo = 1 THEN value END),
+       max(CASE WHEN rlo = 1 AND value IS NOT NULL THEN time END),
+       max(CASE WHEN rhi = 1 AND value IS NOT NULL THEN step END),
+       max(CASE WHEN rhi = 1 THEN value END),
+       max(CASE WHEN rhi = 1 AND value IS NOT NULL THEN time END)
+FROM (SELECT run_id, key, step >> 8 AS b, step, value, time,
+             row_number() OVER (w ORDER BY step) AS rf,
+             row_number() OVER (w ORDER BY step DESC) AS rl,
+             row_number() OVER (w ORDER BY value IS NULL, value, step) AS rlo,
+             row_number() OVER (w ORDER BY value IS NULL, value DESC, step) AS rhi
+      FROM metrics
+      WINDOW w AS (PARTITION BY run_id, key, step >> 8))
+GROUP BY run_id, key, b;
