@@ -183,7 +183,8 @@ ALTER TABLE datasets ADD COLUMN error TEXT;
 -- (bucket = step >> 8), the number of points and four of them: the first and last (by
 -- step), the lowest and highest value (the earliest on a tie; NULL when the bucket has no
 -- value, only NULLs). Each is rebuilt from its rows in the transaction that writes them.
--- Rows from before get theirs here.
+-- Rows from before get theirs here: one grouped pass, then index lookups per bucket for
+-- the points (the earliest of equal extremes).
 CREATE TABLE metric_summaries (
     run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     key         TEXT NOT NULL,
@@ -205,22 +206,17 @@ CREATE TABLE metric_summaries (
 ) WITHOUT ROWID;
 
 INSERT INTO metric_summaries
-SELECT run_id, key, b, count(*),
-       max(CASE WHEN rf = 1 THEN step END), max(CASE WHEN rf = 1 THEN value END),
-       max(CASE WHEN rf = 1 THEN time END),
-       max(CASE WHEN rl = 1 THEN step END), max(CASE WHEN rl = 1 THEN value END),
-       max(CASE WHEN rl = 1 THEN time END),
-       max(CASE WHEN rlo = 1 AND value IS NOT NULL THEN step END),
-       max(CASE WHEN rlo = 1 THEN value END),
-       max(CASE WHEN rlo = 1 AND value IS NOT NULL THEN time END),
-       max(CASE WHEN rhi = 1 AND value IS NOT NULL THEN step END),
-       max(CASE WHEN rhi = 1 THEN value END),
-       max(CASE WHEN rhi = 1 AND value IS NOT NULL THEN time END)
-FROM (SELECT run_id, key, step >> 8 AS b, step, value, time,
-             row_number() OVER (w ORDER BY step) AS rf,
-             row_number() OVER (w ORDER BY step DESC) AS rl,
-             row_number() OVER (w ORDER BY value IS NULL, value, step) AS rlo,
-             row_number() OVER (w ORDER BY value IS NULL, value DESC, step) AS rhi
-      FROM metrics
-      WINDOW w AS (PARTITION BY run_id, key, step >> 8))
-GROUP BY run_id, key, b;
+SELECT g.run_id, g.key, g.b, g.n,
+       g.fs, f.value, f.time, g.ls, l.value, l.time,
+       lo.step, g.lo, lo.time, hi.step, g.hi, hi.time
+FROM (SELECT run_id, key, step >> 8 AS b, count(*) AS n, min(step) AS fs, max(step) AS ls,
+             min(value) AS lo, max(value) AS hi
+      FROM metrics GROUP BY run_id, key, step >> 8) AS g
+JOIN metrics AS f ON f.run_id = g.run_id AND f.key = g.key AND f.step = g.fs
+JOIN metrics AS l ON l.run_id = g.run_id AND l.key = g.key AND l.step = g.ls
+LEFT JOIN metrics AS lo ON lo.run_id = g.run_id AND lo.key = g.key AND lo.step =
+    (SELECT step FROM metrics AS x WHERE x.run_id = g.run_id AND x.key = g.key AND
+     x.step >= g.fs AND x.step <= g.ls AND x.value = g.lo ORDER BY x.step LIMIT 1)
+LEFT JOIN metrics AS hi ON hi.run_id = g.run_id AND hi.key = g.key AND hi.step =
+    (SELECT step FROM metrics AS x WHERE x.run_id = g.run_id AND x.key = g.key AND
+     x.step >= g.fs AND x.step <= g.ls AND x.value = g.hi ORDER BY x.step LIMIT 1);
