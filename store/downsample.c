@@ -76,8 +76,9 @@ static json_t *ds_point_json(const store_mpoint *p, json_t *kstr)
         return NULL;
     if (json_object_set_new_nocheck(o, "step", json_integer(p->step)) ||
         json_object_set_nocheck(o, "key", kstr) ||
-        json_object_set_new_nocheck(o, "value", p->has == STORE_MP_FINITE ? json_real(p->value)
-                                                                    : json_null()) ||
+        json_object_set_new_nocheck(o, "value",
+                                    p->has == STORE_MP_FINITE ? json_real(p->value)
+                                                              : json_null()) ||
         json_object_set_new_nocheck(o, "time", json_real(p->time))) {
         json_decref(o);
         return NULL;
@@ -177,9 +178,9 @@ static int ds_scan_rows(sqlite3 *db, ds_scan *sc, int64_t run, const char *key, 
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int null = sqlite3_column_type(s, 1) == SQLITE_NULL;
         store_mpoint p = {.step = sqlite3_column_int64(s, 0),
-                      .value = null ? 0.0 : sqlite3_column_double(s, 1),
-                      .time = sqlite3_column_double(s, 2),
-                      .has = null ? STORE_MP_NULL : STORE_MP_FINITE};
+                          .value = null ? 0.0 : sqlite3_column_double(s, 1),
+                          .time = sqlite3_column_double(s, 2),
+                          .has = null ? STORE_MP_NULL : STORE_MP_FINITE};
         ds_scan_add(sc, &p);
     }
     rc = rc == SQLITE_DONE ? 0 : store_db_fail(db, rc, "read");
@@ -207,7 +208,8 @@ static int ds_scan_window(sqlite3 *db, ds_scan *sc, int64_t run, const char *key
 
 static int ds_mpoint_cmp(const void *a, const void *b)
 {
-    const store_mpoint *x = *(const store_mpoint *const *)a, *y = *(const store_mpoint *const *)b;
+    const store_mpoint *x = *(const store_mpoint *const *)a;
+    const store_mpoint *y = *(const store_mpoint *const *)b;
     return x->step < y->step ? -1 : x->step > y->step;
 }
 
