@@ -293,6 +293,8 @@ async function main() {
       const s = st.loss && st.loss.series.find((x) => x.label === `#${liveId} train`);
       return s ? s.drawn : 0;
     };
+    // A range zoomed into while the run grows stays zoomed through the redraws.
+    await page.evaluate(() => window.sgdrd.charts.loss.u.setScale('x', { min: 2, max: 5 }));
     const seen = [];
     let job;
     for (;;) {
@@ -314,6 +316,8 @@ async function main() {
       'the followed run\'s column to show every epoch', 15000);
     await waitFor(() => page.evaluate(() => document.querySelector('main').dataset.following === '0'), 'the page to stop following once the fit ended', 15000);
     check(!(await page.locator('.page-head .live-pill').isVisible()), 'the live mark goes once nothing is in progress');
+    const xr = await page.evaluate(() => { const u = window.sgdrd.charts.loss.u; return [u.scales.x.min, u.scales.x.max]; });
+    check(xr[0] === 2 && xr[1] === 5, 'the zoomed x range survived the redraws of the growing run', xr);
     const acc = (await chartState()).accuracy.series.find((x) => x.label.startsWith(`#${liveId} `));
     check(acc && acc.drawn === LIVE_EPOCHS, 'the followed run\'s accuracy points are all drawn', acc);
   }
