@@ -49,7 +49,8 @@ int store_note_push(store *st, int64_t run_id, int64_t job_id, const char *what,
 
 /* ---- flushing ---------------------------------------------------------------------------- */
 
-/* A metric step: one row per key, and one "metric" event with every value. */
+/* A metric step: one row per key, and one "metric" event with every value (their
+ * summaries are rebuilt once the whole batch is in). */
 static int flush_metric(store *st, store_point *p, sqlite3_stmt *ins)
 {
     json_t *vals = json_object();
@@ -178,6 +179,8 @@ int store_flush_locked(store *st)
         else
             rc = flush_note(st, p);
     }
+    if (rc == 0)
+        rc = store_summaries_update(st, items, n);
     for (int i = 0; rc == 0 && i < n_prog; i++)
         rc = flush_progress(st, &prog[i]);
     sqlite3_finalize(ins_m);

@@ -1,27 +1,19 @@
 /* downsample.c: chart views of a run's metrics, at most max_points per key, that keep the
  * first, last and extreme points of the window (see store_metrics_downsample in store.h).
- * One scan of the window per key in step order, in memory bounded by max_points. */
+ * One scan of the window per key in step order, in memory bounded by max_points; a window
+ * whose buckets are wide enough is scanned through its write-time summaries (summaries.c). */
 #define _GNU_SOURCE
 #include "internal.h"
-
-/* How much of a bucket slot is filled. */
-enum { DS_EMPTY, DS_NULL, DS_FINITE };
-
-typedef struct ds_point {
-    int64_t step;
-    double value, time;
-    int has;                 /* DS_EMPTY, DS_NULL (value is SQL NULL), DS_FINITE */
-} ds_point;
 
 /* The scan of one key. The first max_points points are kept whole so that a window that
  * fits is answered exactly; past that, the buckets decide. */
 typedef struct ds_scan {
     int max_points;
-    ds_point *all;           /* max_points slots */
+    store_mpoint *all;       /* max_points slots */
     int64_t n;               /* points seen */
-    ds_point first, last;
+    store_mpoint first, last;
     int nb;                  /* buckets */
-    ds_point *lo, *hi;       /* nb slots each */
+    store_mpoint *lo, *hi;   /* nb slots each */
     int64_t s0;              /* the window's first step */
     double span;             /* its last step - s0 + 1 */
 } ds_scan;
@@ -51,8 +43,9 @@ static int ds_scan_init(ds_scan *sc, int max_points, int64_t s0, int64_t s1)
 }
 
 /* Puts p in its bucket: lowest and highest finite value, ties keeping the earlier point; a
- * non-finite value holds the low slot only while the bucket has nothing finite. */
-static void ds_bucket_add(ds_scan *sc, const ds_point *p)
+ * non-finite value holds the low slot only while the bucket has nothing finite. Points come
+ * in step order. */
+static void ds_bucket_add(ds_scan *sc, const store_mpoint *p)
 {
     if (sc->nb == 0)
         return;
@@ -61,19 +54,10 @@ static void ds_bucket_add(ds_scan *sc, const ds_point *p)
         b = 0;
     if (b >= sc->nb)
         b = sc->nb - 1;
-    ds_point *lo = &sc->lo[b], *hi = &sc->hi[b];
-    if (p->has == DS_NULL) {
-        if (lo->has == DS_EMPTY)
-            *lo = *p;
-        return;
-    }
-    if (lo->has != DS_FINITE || p->value < lo->value)
-        *lo = *p;
-    if (hi->has != DS_FINITE || p->value > hi->value)
-        *hi = *p;
+    store_mpoint_extremes(&sc->lo[b], &sc->hi[b], p);
 }
 
-static void ds_scan_add(ds_scan *sc, const ds_point *p)
+static void ds_scan_add(ds_scan *sc, const store_mpoint *p)
 {
     if (sc->n < sc->max_points)
         sc->all[sc->n] = *p;
@@ -85,15 +69,16 @@ static void ds_scan_add(ds_scan *sc, const ds_point *p)
 }
 
 /* A point as the API answers it, sharing the key string kstr. */
-static json_t *ds_point_json(const ds_point *p, json_t *kstr)
+static json_t *ds_point_json(const store_mpoint *p, json_t *kstr)
 {
     json_t *o = json_object();
     if (!o)
         return NULL;
     if (json_object_set_new_nocheck(o, "step", json_integer(p->step)) ||
         json_object_set_nocheck(o, "key", kstr) ||
-        json_object_set_new_nocheck(o, "value", p->has == DS_FINITE ? json_real(p->value)
-                                                                    : json_null()) ||
+        json_object_set_new_nocheck(o, "value",
+                                    p->has == STORE_MP_FINITE ? json_real(p->value)
+                                                              : json_null()) ||
         json_object_set_new_nocheck(o, "time", json_real(p->time))) {
         json_decref(o);
         return NULL;
@@ -101,7 +86,7 @@ static json_t *ds_point_json(const ds_point *p, json_t *kstr)
     return o;
 }
 
-static int ds_append(json_t *arr, const ds_point *p, json_t *kstr)
+static int ds_append(json_t *arr, const store_mpoint *p, json_t *kstr)
 {
     json_t *o = ds_point_json(p, kstr);
     return o && json_array_append_new(arr, o) == 0 ? 0 : -ENOMEM;
@@ -109,12 +94,12 @@ static int ds_append(json_t *arr, const ds_point *p, json_t *kstr)
 
 /* A bucket's point unless it is the window's first or last (answered anyway) or the
  * bucket's other point. */
-static int ds_append_slot(json_t *arr, const ds_scan *sc, const ds_point *p,
-                          const ds_point *other, json_t *kstr)
+static int ds_append_slot(json_t *arr, const ds_scan *sc, const store_mpoint *p,
+                          const store_mpoint *other, json_t *kstr)
 {
-    if (p->has == DS_EMPTY || p->step == sc->first.step || p->step == sc->last.step)
+    if (p->has == STORE_MP_EMPTY || p->step == sc->first.step || p->step == sc->last.step)
         return 0;
-    if (other && other->has != DS_EMPTY && other->step == p->step)
+    if (other && other->has != STORE_MP_EMPTY && other->step == p->step)
         return 0;
     return ds_append(arr, p, kstr);
 }
@@ -131,9 +116,9 @@ static int ds_scan_emit(const ds_scan *sc, json_t *arr, json_t *kstr, int *lost)
     *lost = 1;
     rc = ds_append(arr, &sc->first, kstr);
     for (int b = 0; b < sc->nb && rc == 0; b++) {
-        const ds_point *lo = &sc->lo[b], *hi = &sc->hi[b];
-        const ds_point *a = lo, *z = hi;
-        if (hi->has != DS_EMPTY && (lo->has == DS_EMPTY || hi->step < lo->step)) {
+        const store_mpoint *lo = &sc->lo[b], *hi = &sc->hi[b];
+        const store_mpoint *a = lo, *z = hi;
+        if (hi->has != STORE_MP_EMPTY && (lo->has == STORE_MP_EMPTY || hi->step < lo->step)) {
             a = hi;
             z = lo;
         }
@@ -192,10 +177,10 @@ static int ds_scan_rows(sqlite3 *db, ds_scan *sc, int64_t run, const char *key, 
     sqlite3_bind_int64(s, 5, limit);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int null = sqlite3_column_type(s, 1) == SQLITE_NULL;
-        ds_point p = {.step = sqlite3_column_int64(s, 0),
-                      .value = null ? 0.0 : sqlite3_column_double(s, 1),
-                      .time = sqlite3_column_double(s, 2),
-                      .has = null ? DS_NULL : DS_FINITE};
+        store_mpoint p = {.step = sqlite3_column_int64(s, 0),
+                          .value = null ? 0.0 : sqlite3_column_double(s, 1),
+                          .time = sqlite3_column_double(s, 2),
+                          .has = null ? STORE_MP_NULL : STORE_MP_FINITE};
         ds_scan_add(sc, &p);
     }
     rc = rc == SQLITE_DONE ? 0 : store_db_fail(db, rc, "read");
@@ -219,9 +204,91 @@ static int ds_scan_window(sqlite3 *db, ds_scan *sc, int64_t run, const char *key
     return rc;
 }
 
+/* ---- from the summaries ------------------------------------------------------------------ */
+
+static int ds_mpoint_cmp(const void *a, const void *b)
+{
+    const store_mpoint *x = *(const store_mpoint *const *)a;
+    const store_mpoint *y = *(const store_mpoint *const *)b;
+    return x->step < y->step ? -1 : x->step > y->step;
+}
+
+/* Feeds a summary to the scan as if its n points had come: its first, extremes and last
+ * in step order (the buckets of the view only see those). The slots of `all` are not
+ * filled: a window that fits max_points is read from its rows instead. */
+static int ds_feed_summary(void *ctx, const store_summary *s)
+{
+    ds_scan *sc = ctx;
+    const store_mpoint *p[4];
+    int k = 0;
+    const store_mpoint *cand[4] = {&s->first, &s->lo, &s->hi, &s->last};
+    for (int i = 0; i < 4; i++)
+        if (cand[i]->has != STORE_MP_EMPTY)
+            p[k++] = cand[i];
+    qsort(p, (size_t)k, sizeof *p, ds_mpoint_cmp);
+    for (int i = 0; i < k; i++) {
+        if (i > 0 && p[i]->step == p[i - 1]->step)
+            continue;
+        if (sc->n == 0 && i == 0)
+            sc->first = *p[i];
+        ds_bucket_add(sc, p[i]);
+    }
+    sc->last = s->last;
+    sc->n += s->n;
+    return 0;
+}
+
+/* Fills the scan from the summaries of the buckets wholly inside the window, and from the
+ * rows of the (at most two) buckets it cuts. -ENOENT when there is no such whole bucket or
+ * it has no summary (a database written by other means): then the rows are read. */
+static int ds_scan_summaries(sqlite3 *db, ds_scan *sc, int64_t run, const char *key,
+                             int64_t after, int64_t before, int64_t s0, int64_t s1)
+{
+    int64_t b0 = s0 >> STORE_SUMMARY_SHIFT, b1 = s1 >> STORE_SUMMARY_SHIFT, rows = 0;
+    if (b0 * STORE_SUMMARY_STEPS <= after)
+        b0++;
+    if (b1 * STORE_SUMMARY_STEPS + STORE_SUMMARY_STEPS - 1 >= before)
+        b1--;
+    if (b0 > b1)
+        return -ENOENT;
+    int rc = ds_scan_rows(db, sc, run, key, after, b0 * STORE_SUMMARY_STEPS, -1);
+    if (rc == 0)
+        rc = store_summaries_read(db, run, key, b0, b1, ds_feed_summary, sc, &rows);
+    if (rc == 0 && rows == 0)
+        rc = -ENOENT;
+    if (rc == 0)
+        rc = ds_scan_rows(db, sc, run, key, (b1 + 1) * STORE_SUMMARY_STEPS - 1, before, -1);
+    return rc;
+}
+
+/* Whether the view's buckets each span a summary's steps, so the summaries can fill them. */
+static int ds_summaries_fit(const ds_scan *sc)
+{
+    return sc->nb > 0 && sc->span / sc->nb >= (double)STORE_SUMMARY_STEPS;
+}
+
+/* ---- one key, every key ------------------------------------------------------------------- */
+
+/* Fills the scan of the window [s0, s1] of key: from the summaries when they fit and the
+ * window holds more than max_points points, else from the rows. */
+static int ds_scan_fill(sqlite3 *db, ds_scan *sc, int summaries, int64_t run, const char *key,
+                        int64_t after, int64_t before, int64_t s0, int64_t s1)
+{
+    int max_points = sc->max_points;
+    if (summaries && ds_summaries_fit(sc)) {
+        int rc = ds_scan_summaries(db, sc, run, key, after, before, s0, s1);
+        if (rc != -ENOENT && (rc || sc->n > max_points))
+            return rc;
+        ds_scan_free(sc);
+        if ((rc = ds_scan_init(sc, max_points, s0, s1)))
+            return rc;
+    }
+    return ds_scan_window(db, sc, run, key, after, before, s1);
+}
+
 /* Appends the view of one key to arr. */
-static int ds_key_view(sqlite3 *db, int64_t run, const char *key, int64_t after,
-                       int64_t before, int max_points, json_t *arr, int *lost)
+static int ds_key_view(sqlite3 *db, int summaries, int64_t run, const char *key,
+                       int64_t after, int64_t before, int max_points, json_t *arr, int *lost)
 {
     int64_t s0, s1;
     ds_scan sc;
@@ -232,7 +299,7 @@ static int ds_key_view(sqlite3 *db, int64_t run, const char *key, int64_t after,
         return 0;
     if (rc || (rc = ds_scan_init(&sc, max_points, s0, s1)))
         return rc;
-    rc = ds_scan_window(db, &sc, run, key, after, before, s1);
+    rc = ds_scan_fill(db, &sc, summaries, run, key, after, before, s0, s1);
     json_t *kstr = rc ? NULL : json_string(key);
     if (rc == 0)
         rc = kstr ? ds_scan_emit(&sc, arr, kstr, lost) : -ENOMEM;
@@ -258,15 +325,16 @@ static int ds_next_key(sqlite3 *db, int64_t run, const char *prev, char **key)
     return rc;
 }
 
-static int ds_every_key(sqlite3 *db, int64_t run, int64_t after, int64_t before,
-                        int max_points, json_t *arr, int *lost)
+static int ds_every_key(sqlite3 *db, int summaries, int64_t run, int64_t after,
+                        int64_t before, int max_points, json_t *arr, int *lost)
 {
     char *prev = strdup(""), *key = NULL;
     int rc = prev ? 0 : -ENOMEM;
     while (rc == 0 && (rc = ds_next_key(db, run, prev, &key)) == 0) {
         free(prev);
         prev = key;
-        rc = key ? ds_key_view(db, run, key, after, before, max_points, arr, lost) : -EIO;
+        rc = key ? ds_key_view(db, summaries, run, key, after, before, max_points, arr, lost)
+                 : -EIO;
     }
     free(prev);
     return rc == -ENOENT ? 0 : rc;
@@ -281,15 +349,19 @@ int store_metrics_downsample(store *st, int64_t run_id, const char *key, int64_t
     }
     int64_t after = after_step < 0 ? INT64_MIN : after_step;
     int64_t before = before_step < 0 ? INT64_MAX : before_step;
-    int lost = 0;
+    int lost = 0, summaries = 1;
+#ifdef STORE_TEST_HOOKS
+    summaries = !__atomic_load_n(&st->summaries_off, __ATOMIC_RELAXED);
+#endif
     json_t *pts = json_array();
     if (!pts)
         return -ENOMEM;
     sqlite3 *db = store_reader_get(st);
     int rc = store_row_exists(db, "runs", run_id);
     if (rc == 0)
-        rc = key ? ds_key_view(db, run_id, key, after, before, max_points, pts, &lost)
-                 : ds_every_key(db, run_id, after, before, max_points, pts, &lost);
+        rc = key ? ds_key_view(db, summaries, run_id, key, after, before, max_points, pts,
+                               &lost)
+                 : ds_every_key(db, summaries, run_id, after, before, max_points, pts, &lost);
     store_reader_put(st, db);
     if (rc) {
         json_decref(pts);
@@ -300,3 +372,10 @@ int store_metrics_downsample(store *st, int64_t run_id, const char *key, int64_t
                      "max_points", max_points, "downsampled", lost);
     return *out ? 0 : -ENOMEM;
 }
+
+#ifdef STORE_TEST_HOOKS
+void store_test_summaries_off(store *st, int off)
+{
+    __atomic_store_n(&st->summaries_off, off, __ATOMIC_RELAXED);
+}
+#endif

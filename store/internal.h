@@ -70,6 +70,7 @@ struct store {
     pthread_mutex_t wmu;
 #ifdef STORE_TEST_HOOKS
     int fail_write;             /* fault injection countdown, under wmu */
+    int summaries_off;          /* chart views ignore the summaries (__atomic) */
 #endif
     store_tx_event *tev;        /* events of the open write transaction */
     int n_tev, cap_tev;
@@ -238,6 +239,41 @@ void store_point_free(store_point *p);
 /* Commits the buffer in one transaction; wmu held. */
 int store_flush_locked(store *st);
 void *store_flusher_main(void *arg);
+
+/* ---- summaries.c ------------------------------------------------------------------------- */
+
+/* A summary covers the steps of one bucket, step >> STORE_SUMMARY_SHIFT. */
+#define STORE_SUMMARY_SHIFT 8
+#define STORE_SUMMARY_STEPS ((int64_t)1 << STORE_SUMMARY_SHIFT)
+
+/* How much of a point slot is filled. */
+enum { STORE_MP_EMPTY, STORE_MP_NULL, STORE_MP_FINITE };
+
+/* A metric point; has: STORE_MP_EMPTY (no point), STORE_MP_NULL (the value is SQL NULL),
+ * STORE_MP_FINITE. */
+typedef struct store_mpoint {
+    int64_t step;
+    double value, time;
+    int has;
+} store_mpoint;
+
+/* One row of metric_summaries: lo and hi are EMPTY when the bucket has no finite value. */
+typedef struct store_summary {
+    int64_t bucket, n;
+    store_mpoint first, last, lo, hi;
+} store_summary;
+
+/* Puts p in the slots lo and hi: the lowest and highest finite value, ties keeping the
+ * point seen first; a NULL-valued point holds lo only while nothing else does. */
+void store_mpoint_extremes(store_mpoint *lo, store_mpoint *hi, const store_mpoint *p);
+/* Rebuilds, from their rows, the summaries of every bucket the metric points of
+ * items[0..n) fall in, inside the open write transaction (wmu held). */
+int store_summaries_update(store *st, const store_point *items, int n);
+/* Calls fn on each summary of (run, key) with b0 <= bucket <= b1, in bucket order; stops at
+ * the first nonzero (negative errno) return of fn and returns it. *rows: how many were read. */
+int store_summaries_read(sqlite3 *db, int64_t run, const char *key, int64_t b0, int64_t b1,
+                         int (*fn)(void *ctx, const store_summary *s), void *ctx,
+                         int64_t *rows);
 
 /* ---- rows.c, page.c ---------------------------------------------------------------------- */
 

@@ -176,3 +176,47 @@ ALTER TABLE datasets ADD COLUMN state TEXT NOT NULL DEFAULT 'ready'
     CHECK (state IN ('scanning', 'ready', 'failed'));
 ALTER TABLE datasets ADD COLUMN progress INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE datasets ADD COLUMN error TEXT;
+
+-- version 6
+-- Write-time summaries of the metrics, so that a chart of a whole long run reads a few rows
+-- per bucket instead of every point: per run, key and bucket of 256 consecutive steps
+-- (bucket = step >> 8), the number of points and four of them: the first and last (by
+-- step), the lowest and highest value (the earliest on a tie; NULL when the bucket has no
+-- value, only NULLs). Each is rebuilt from its rows in the transaction that writes them.
+-- Rows from before get theirs here: one grouped pass, then index lookups per bucket for
+-- the points (the earliest of equal extremes).
+CREATE TABLE metric_summaries (
+    run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,
+    bucket      INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    first_step  INTEGER NOT NULL,
+    first_value REAL,
+    first_time  REAL NOT NULL,
+    last_step   INTEGER NOT NULL,
+    last_value  REAL,
+    last_time   REAL NOT NULL,
+    min_step    INTEGER,
+    min_value   REAL,
+    min_time    REAL,
+    max_step    INTEGER,
+    max_value   REAL,
+    max_time    REAL,
+    PRIMARY KEY (run_id, key, bucket)
+) WITHOUT ROWID;
+
+INSERT INTO metric_summaries
+SELECT g.run_id, g.key, g.b, g.n,
+       g.fs, f.value, f.time, g.ls, l.value, l.time,
+       lo.step, g.lo, lo.time, hi.step, g.hi, hi.time
+FROM (SELECT run_id, key, step >> 8 AS b, count(*) AS n, min(step) AS fs, max(step) AS ls,
+             min(value) AS lo, max(value) AS hi
+      FROM metrics GROUP BY run_id, key, step >> 8) AS g
+JOIN metrics AS f ON f.run_id = g.run_id AND f.key = g.key AND f.step = g.fs
+JOIN metrics AS l ON l.run_id = g.run_id AND l.key = g.key AND l.step = g.ls
+LEFT JOIN metrics AS lo ON lo.run_id = g.run_id AND lo.key = g.key AND lo.step =
+    (SELECT step FROM metrics AS x WHERE x.run_id = g.run_id AND x.key = g.key AND
+     x.step >= g.fs AND x.step <= g.ls AND x.value = g.lo ORDER BY x.step LIMIT 1)
+LEFT JOIN metrics AS hi ON hi.run_id = g.run_id AND hi.key = g.key AND hi.step =
+    (SELECT step FROM metrics AS x WHERE x.run_id = g.run_id AND x.key = g.key AND
+     x.step >= g.fs AND x.step <= g.ls AND x.value = g.hi ORDER BY x.step LIMIT 1);

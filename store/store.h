@@ -270,7 +270,10 @@ int store_metrics_range(store *st, int64_t run_id, const char *key, int64_t afte
  * no more. A key with no more points in the window answers all of them; otherwise the
  * window's step range is cut into (max_points - 2) / 2 equal buckets, each keeping its
  * lowest and highest value (a bucket of non-finite values only keeps its first point),
- * and the window's first and last points are always kept: so are its extremes.
+ * and the window's first and last points are always kept: so are its extremes. When each
+ * bucket spans at least the steps of one write-time summary, the buckets are filled from
+ * the summaries (the extremes of each, placed by their steps) and from the rows of the
+ * window's two partly covered summaries only, so a whole long run is not read row by row.
  * *out: {"run","key"|null,"points":[{"step","key","value","time"}] (by key, then step),
  *        "next_after_step":null,"max_points":n,"downsampled":bool}  (true when a key lost
  * points) */
@@ -361,6 +364,9 @@ int store_interpretation_get(store *st, int64_t run_id, int with_items, json_t *
 void store_test_fail_write(store *st, int n);
 /* Creates a database at path migrated only up to `version` (for migration tests). */
 int store_test_create_at_version(const char *path, int version, char *err, size_t errlen);
+/* off 1: store_metrics_downsample reads only the metric rows, never their summaries (to
+ * compare both answers); 0 restores. */
+void store_test_summaries_off(store *st, int off);
 #endif
 
 #endif

@@ -1,7 +1,12 @@
 // compare.js: the compare page, #/compare?runs=3,5,8&x=step|epoch|time. The loss, accuracy
 // and LR curves of the chosen runs overlaid (by iteration, epoch or wall time), and a table
 // of their settings, jobs and results where the values that differ between runs are
-// highlighted. The URL holds the whole selection, so a comparison can be shared.
+// highlighted. The URL holds the whole selection, so a comparison can be shared. Runs with a
+// queued or running job are read again every FOLLOW_MS (the downsampled view, which the
+// daemon answers from its summaries for long runs), so a comparison of a run in progress
+// grows; the others are only checked for a new job now and then. Polled rather than one
+// event stream per run: eight streams would hold most of the browser's six connections to
+// the daemon.
 import { h, mount, fmtNum, fmtLr, fmtPct, fmtDuration, debiasedEma, rowsOf, pick, isNum } from './util.js';
 import { get, getAll, ApiError } from './api.js';
 import { PALETTE } from './charts.js';
@@ -11,6 +16,8 @@ import { errorBox, runView } from './widgets.js';
 export const MAX_RUNS = 8;
 const VIEW_POINTS = 2000;   // per key and run: about a wide chart's pixels
 const BETA = 0.98;          // the run page's default smoothing of the training loss
+const FOLLOW_MS = 2000;      // runs in progress are read again this often
+const IDLE_EVERY = 5;       // the other runs' jobs are checked every IDLE_EVERY rounds
 const MORE_COLORS = ['#65a30d', '#9333ea'];
 const COLORS = [...PALETTE, ...MORE_COLORS];
 
@@ -61,13 +68,22 @@ export function compareHash(ids, x) {
   return `#/compare?runs=${ids.join(',')}&x=${x}`;
 }
 
+// The jobs of run id, oldest first.
+async function loadJobs(id) {
+  const rid = encodeURIComponent(id);
+  const jobs = rowsOf(await get(`/jobs?run=${rid}&limit=100`), ['items', 'jobs']);
+  return jobs.filter((j) => String(pick(j, 'run', 'run_id') ?? id) === String(id)).sort((a, b) => Number(a.id) - Number(b.id));
+}
+
+const inProgress = (jobs) => jobs.some((j) => j.state === 'queued' || j.state === 'running');
+
 // Everything the page shows of one run; a run that cannot be read keeps its error.
 async function loadRun(id) {
   const rid = encodeURIComponent(id);
   try {
     const [run, jobs, epochs, metrics] = await Promise.all([
       get(`/runs/${rid}`),
-      get(`/jobs?run=${rid}&limit=100`).then((r) => rowsOf(r, ['items', 'jobs'])),
+      loadJobs(id),
       get(`/runs/${rid}/epochs`).then((r) => rowsOf(r, ['items', 'epochs'])),
       get(`/runs/${rid}/metrics?max_points=${VIEW_POINTS}`),
     ]);
@@ -79,13 +95,20 @@ async function loadRun(id) {
     }
     for (const rows of series.values()) rows.sort((a, b) => a.step - b.step);
     return {
-      id, run, view: runView(run), series,
-      jobs: jobs.filter((j) => String(pick(j, 'run', 'run_id') ?? id) === String(id)).sort((a, b) => Number(a.id) - Number(b.id)),
+      id, run, view: runView(run), series, jobs,
       epochs: epochs.filter((e) => isNum(e.step)).sort((a, b) => a.step - b.step),
     };
   } catch (error) {
     return { id, error };
   }
+}
+
+// What the page draws of a run, in short: a run read again with the same signature changes
+// nothing on the page.
+function signatureOf(d) {
+  const series = [...d.series].map(([k, rows]) => `${k}:${rows.length}:${rows.length ? rows[rows.length - 1].step : ''}`);
+  const epochs = d.epochs.map((e) => `${e.step}:${e.valid_loss}`);
+  return JSON.stringify([series, epochs, d.jobs.map((j) => [j.id, j.state, j.result]), d.run]);
 }
 
 // Maps a run's iterations and epoch ends onto the chosen x axis. By epoch, an iteration
@@ -282,6 +305,7 @@ export function comparePage(root, query) {
   let alive = true;
   let mode = sel.x;
   const status = h('div', { 'aria-live': 'polite' }, h('p', { class: 'muted' }, 'Loading…'));
+  const following = h('span', { class: 'live-pill live', role: 'status', hidden: true });
   const elOf = (label) => h('div', { class: 'chart', role: 'img', 'aria-label': label });
   const lossEl = elOf('Smoothed training loss of each run, with validation loss per epoch as points');
   const accEl = elOf('Validation accuracy of each run per epoch');
@@ -297,7 +321,7 @@ export function comparePage(root, query) {
   };
   window.sgdrd.charts = charts;
   mount(root,
-    h('div', { class: 'page-head' }, title, h('a', { href: '#/runs', class: 'button', title: 'The runs list, with these runs ticked' }, 'Change runs'),
+    h('div', { class: 'page-head' }, title, following, h('a', { href: '#/runs', class: 'button', title: 'The runs list, with these runs ticked' }, 'Change runs'),
       xSwitch(mode, (m) => { mode = m; history.replaceState(null, '', compareHash(sel.ids, mode)); draw(); })),
     status,
     chartCard('cmp-loss', 'Loss', lossEl, 'lines: training loss, smoothed; points: validation loss at the end of each epoch',
@@ -311,6 +335,46 @@ export function comparePage(root, query) {
   onlyDiff.addEventListener('change', () => root.classList.toggle('only-diff', onlyDiff.checked));
   logBox.addEventListener('change', () => { logAuto = false; draw(); });
   let runs = [];
+  let dsNames = new Map();
+  let timer = null;
+  let round = 0;
+
+  // Reads again the runs in progress, and every IDLE_EVERY rounds the jobs of the others
+  // (one given a new job is then read whole); redraws when something changed.
+  async function follow() {
+    round++;
+    try {
+      const fresh = await Promise.all(runs.map(async (d) => {
+        if (!inProgress(d.jobs)) {
+          if (round % IDLE_EVERY) return d;
+          // A job queued since, even one that ran to its end between two checks.
+          const jobs = await loadJobs(d.id).catch(() => d.jobs);
+          if (JSON.stringify(jobs.map((j) => [j.id, j.state])) === JSON.stringify(d.jobs.map((j) => [j.id, j.state]))) return d;
+        }
+        const n = await loadRun(d.id);
+        return n.error ? d : n;
+      }));
+      if (!alive) return;
+      let changed = false;
+      fresh.forEach((n, i) => {
+        if (n !== runs[i] && signatureOf(n) !== signatureOf(runs[i])) { runs[i] = n; changed = true; }
+      });
+      if (changed) {
+        mount(tableWrap, paramTable(runs, dsNames));
+        draw();
+      }
+      showFollowing();
+    } finally {
+      if (alive) timer = setTimeout(follow, FOLLOW_MS);
+    }
+  }
+
+  function showFollowing() {
+    const n = runs.filter((d) => inProgress(d.jobs)).length;
+    following.hidden = n === 0;
+    following.textContent = n ? `live: ${n} run${n > 1 ? 's' : ''} in progress` : '';
+    root.dataset.following = String(n);
+  }
 
   function draw() {
     if (!runs.length) return;
@@ -325,7 +389,7 @@ export function comparePage(root, query) {
 
   Promise.all([Promise.all(sel.ids.map(loadRun)), getAll('/datasets', 'datasets', 1000).catch(() => [])]).then(([all, ds]) => {
     if (!alive) return;
-    const dsNames = new Map(ds.map((d) => [String(d.id), d.name]));
+    dsNames = new Map(ds.map((d) => [String(d.id), d.name]));
     runs = all.filter((d) => !d.error);
     const failed = all.filter((d) => d.error);
     mount(status, failed.map((d) => errorBox(new ApiError(d.error.status || 0, {
@@ -340,10 +404,14 @@ export function comparePage(root, query) {
     document.title = `${title.textContent} · sgdrd`;
     mount(tableWrap, runs.length ? paramTable(runs, dsNames) : h('p', { class: 'empty' }, 'None of these runs can be read.'));
     draw();
+    showFollowing();
     root.dataset.ready = 'true';
+    timer = setTimeout(follow, FOLLOW_MS);
   });
   return () => {
     alive = false;
+    clearTimeout(timer);
+    delete root.dataset.following;
     delete root.dataset.ready;
     delete root.dataset.x;
     root.classList.remove('only-diff');

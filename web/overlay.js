@@ -62,8 +62,12 @@ export class OverlayChart {
 
   // curves: [{label, run, color, x, y, points (bool), dash (array)}]; axis: {label, whole
   // (x values are whole numbers), fmt (x -> legend text), ticks (splits -> labels)}. Rebuilds the chart: the compare page
-  // draws once per x-axis choice, so nothing is gained by updating in place.
+  // draws once per x-axis choice and when a run it follows grows, so nothing is gained by
+  // updating in place. A range the user zoomed into on the same axis is kept.
   update(curves, axis) {
+    const was = this.u;
+    const zoom = was && this.span && this.axisLabel === axis.label
+      && (was.scales.x.min > this.span[0] || was.scales.x.max < this.span[1]) ? { min: was.scales.x.min, max: was.scales.x.max } : null;
     this.destroy();
     this.curves = curves;
     const tables = curves.map((c) => table({ ...c, positive: this.opts.logY }));
@@ -93,6 +97,10 @@ export class OverlayChart {
       cursor: { sync: { key: this.opts.syncKey, setSeries: false }, drag: { x: true, y: false } },
     };
     this.u = new uPlot(opts, data, this.el);
+    const xs = data[0];
+    this.span = xs.length ? [xs[0], xs[xs.length - 1]] : null;
+    this.axisLabel = axis.label;
+    if (zoom) this.u.setScale('x', zoom);
     this.ro = new ResizeObserver(() => {
       const w = widthOf(this.el);
       if (this.u && Math.abs(w - this.u.width) > 1) this.u.setSize({ width: w, height });

@@ -361,25 +361,37 @@ export function runPage(root, runId) {
     const tta = st.jobs.filter((j) => j.state === 'succeeded' && j.result && typeof j.result === 'object' && isNum(j.result.tta_accuracy ?? j.result.accuracy_tta))
       .sort((x, y) => Number(x.id) - Number(y.id));
     if (!tta.length) { mount(ttaWrap); return; }
+    const centreOf = (r) => r.centre_accuracy ?? r.accuracy;
+    const passes = (r) => (Array.isArray(r.pass_accuracy) ? r.pass_accuracy.slice(0, isNum(r.passes_run) ? r.passes_run : undefined) : [])
+      .map((x) => fmtPct(x)).join(' · ') || '—';
+    // A TTA that did worse than the centre crop alone (the job's notes say so too): the
+    // views training drew cut content off this data, so its predictions are better without.
+    const worse = tta.filter((j) => j.result.tta_worse === true);
     mount(ttaWrap, h('h3', {}, 'Test-time augmentation'),
       h('div', { class: 'table-wrap' }, h('table', { class: 'table tta-table' },
-        h('caption', { class: 'sr-only' }, 'Validation metrics without and with TTA'),
-        h('thead', {}, h('tr', {}, ['Job', 'Copies', 'Valid loss', 'with TTA', 'Accuracy', 'with TTA', 'Gain']
-          .map((t, i) => h('th', { scope: 'col', class: i > 0 ? 'num' : null }, t)))),
+        h('caption', { class: 'sr-only' }, 'Validation metrics of the centre crop alone and with TTA'),
+        h('thead', {}, h('tr', {}, ['Job', 'Copies', 'Valid loss', 'with TTA', 'Centre crop', 'with TTA', 'Gain', 'Each pass']
+          .map((t, i) => h('th', { scope: 'col', class: i > 0 && i < 7 ? 'num' : null }, t)))),
         h('tbody', {}, tta.map((j) => {
           const r = j.result;
-          const acc = r.accuracy;
+          const acc = centreOf(r);
           const accT = r.tta_accuracy ?? r.accuracy_tta;
           const gain = isNum(acc) && isNum(accT) ? accT - acc : null;
-          return h('tr', { dataset: { job: j.id } },
-            h('td', {}, `#${j.id} ${pick(j, 'kind') ?? ''}`),
+          return h('tr', { dataset: { job: j.id }, class: r.tta_worse === true ? 'tta-worse' : null },
+            h('td', {}, `#${j.id} ${pick(j, 'kind') ?? ''}`,
+              r.tta_worse === true ? h('span', { class: 'badge warn', title: 'TTA below the centre crop alone' }, 'worse') : null),
             h('td', { class: 'num' }, String(r.n_aug ?? '—')),
             h('td', { class: 'num' }, fmtNum(r.loss)),
             h('td', { class: 'num' }, fmtNum(r.tta_loss ?? r.loss_tta)),
             h('td', { class: 'num' }, fmtPct(acc)),
             h('td', { class: 'num' }, fmtPct(accT)),
-            h('td', { class: `num ${gain > 0 ? 'up' : gain < 0 ? 'down' : ''}` }, isNum(gain) ? `${gain >= 0 ? '+' : '−'}${(Math.abs(gain) * 100).toFixed(2)} pt` : '—'));
-        })))));
+            h('td', { class: `num ${gain > 0 ? 'up' : gain < 0 ? 'down' : ''}` }, isNum(gain) ? `${gain >= 0 ? '+' : '−'}${(Math.abs(gain) * 100).toFixed(2)} pt` : '—'),
+            h('td', { class: 'passes' }, passes(r)));
+        })))),
+      worse.map((j) => h('p', { class: 'notice warn tta-warning', role: 'alert', dataset: { job: j.id } },
+        h('strong', {}, `TTA did worse (job #${j.id}): `),
+        `the average of its passes reached ${fmtPct(j.result.tta_accuracy ?? j.result.accuracy_tta)}, the centre crop alone ${fmtPct(centreOf(j.result))}. `,
+        'Predict without TTA for this run: the views training drew cut content off its images.')));
   }
 
   function drawWeights() {

@@ -3,9 +3,11 @@
 with a temporary data dir, creates a run and writes --points metric points into it (three
 keys, train_loss, smooth_loss and lr_0, as a fit would; straight into the database with
 sqlite3, before anything reads the run), then prints
-  - the API time of a 1,000-point view of train_loss (max_points=1000): the first answer,
-    and the median of repeated ones (served from the daemon's page cache until the next
-    commit), and of a 1,000-step zoomed window at full resolution;
+  - the API time of a 1,000-point view of train_loss (max_points=1000) both ways: first
+    from the rows alone (the points were written without their summaries), then, once the
+    summaries are built with the schema migration's own statement, from them: the first
+    answer, and the median of repeated ones (served from the daemon's page cache until the
+    next commit); and of a 1,000-step zoomed window at full resolution;
   - the Chromium times, via bench_charts_page.mjs: the dashboard's first page in a fresh
     browser, then the run page until its training chart has drawn (the daemon's first
     read of the run), a reload of it, and a zoom into a 1,000-step window;
@@ -95,6 +97,19 @@ def fill(db_path, run, points):
     return steps, n
 
 
+def summarise(db_path):
+    """Builds the metric summaries of every stored point with the statement the schema's
+    migration to them runs (store/schema.sql), as the daemon keeps them for points it
+    writes itself."""
+    with open(os.path.join(HERE, "..", "..", "store", "schema.sql"), encoding="utf-8") as f:
+        sql = f.read()
+    start = sql.index("INSERT INTO metric_summaries")
+    db = sqlite3.connect(db_path, timeout=60)
+    with db:
+        db.execute(sql[start:sql.index(";", start)])
+    db.close()
+
+
 def timed(port, path, repeat):
     status, body, first = call(port, "GET", path)
     if status != 200:
@@ -129,8 +144,9 @@ def main():
                            {"name": "colors", "format": "folders",
                             "path": os.path.join(root, "datasets", "colors")})
         assert st == 201, body
+        dataset = json.loads(body)["id"]
         st, body, _ = call(port, "POST", API + "/runs",
-                           {"dataset": json.loads(body)["id"], "arch": "resnet_small"})
+                           {"dataset": dataset, "arch": "resnet_small"})
         assert st == 201, body
         run = json.loads(body)["id"]
         t0 = time.perf_counter()
@@ -139,11 +155,21 @@ def main():
               % (run, n, steps, time.perf_counter() - t0))
 
         base = API + "/runs/%d/metrics?" % run
-        doc, first, warm = timed(port, base + "key=train_loss&max_points=1000", a.repeat)
-        print("API  1,000-point view (max_points=1000): %d points; first %.1f ms (%.1fx the "
-              "%.0f ms target), cached %.2f ms (%.2fx)"
-              % (len(doc["points"]), first, first / TARGET_API_MS, TARGET_API_MS, warm,
-                 warm / TARGET_API_MS))
+        for how in ("rows", "summaries"):
+            if how == "summaries":
+                t0 = time.perf_counter()
+                summarise(os.path.join(root, "var", "sgdrd.db"))
+                print("summaries built in %.1f s" % (time.perf_counter() - t0))
+                # A commit (another run), so that the page cache forgets the answer from
+                # the rows.
+                st, body, _ = call(port, "POST", API + "/runs",
+                                   {"dataset": dataset, "arch": "resnet_small"})
+                assert st == 201, body
+            doc, first, warm = timed(port, base + "key=train_loss&max_points=1000", a.repeat)
+            print("API  1,000-point view (max_points=1000) from the %s: %d points; first "
+                  "%.1f ms (%.1fx the %.0f ms target), cached %.2f ms (%.2fx)"
+                  % (how, len(doc["points"]), first, first / TARGET_API_MS, TARGET_API_MS,
+                     warm, warm / TARGET_API_MS))
         z = steps // 2
         doc, first, warm = timed(port, base + "key=train_loss&after_step=%d&before_step=%d"
                                  "&max_points=1000" % (z - 1, z + 1000), a.repeat)

@@ -106,6 +106,72 @@ def test_zoom_window_is_exact(daemon, long_run):
     assert SPIKE in s and DIP in s
 
 
+def summarise_run(daemon, rid):
+    """Builds the run's metric summaries, as the daemon keeps them for points it writes
+    itself, with the statement of the schema migration that introduced them."""
+    with open(os.path.join(os.environ["SGDRD_SRC"], "store", "schema.sql")) as f:
+        sql = f.read()
+    start = sql.index("INSERT INTO metric_summaries")
+    stmt = sql[start:sql.index(";", start)]
+    stmt = stmt.replace("INSERT INTO metric_summaries", "INSERT INTO metric_summaries "
+                        "SELECT * FROM (", 1) + ") WHERE run_id = %d" % rid
+    db = sqlite3.connect(os.path.join(daemon.data, "sgdrd.db"), timeout=30)
+    with db:
+        db.execute(stmt)
+    db.close()
+
+
+def extremes(doc, key):
+    pts = [p for p in doc["points"] if p["key"] == key and p["value"] is not None]
+    lo = min(pts, key=lambda p: (p["value"], p["step"]))
+    hi = max(pts, key=lambda p: (p["value"], -p["step"]))
+    return lo["step"], lo["value"], hi["step"], hi["value"]
+
+
+def test_views_from_summaries_keep_what_the_rows_give(daemon, long_run):
+    """The same points with their write-time summaries: each view has the same shape, ends
+    and extremes as from the rows alone, and only stored points."""
+    ds = daemon.get(API + "/runs/%d" % long_run).json()["dataset"]
+    r = daemon.post(API + "/runs", {"dataset": ds, "arch": "resnet_small"})
+    assert r.status == 201, r
+    rid = r.json()["id"]
+    db = sqlite3.connect(os.path.join(daemon.data, "sgdrd.db"), timeout=30)
+    with db:
+        db.execute("INSERT INTO metrics (run_id, key, step, value, time) SELECT ?, key, "
+                   "step, value, time FROM metrics WHERE run_id = ?", (rid, long_run))
+    db.close()
+    stored = {(p["key"], p["step"]): p["value"]
+              for p in view(daemon, long_run, "limit=100000")["points"]}
+    queries = ["key=train_loss&max_points=100", "max_points=60",
+               "key=train_loss&after_step=700&before_step=13000&max_points=20"]
+    rows = {q: view(daemon, rid, q) for q in queries}
+    summarise_run(daemon, rid)
+    # A commit, so that the page cache forgets the answers from the rows.
+    assert daemon.post(API + "/runs", {"dataset": ds, "arch": "resnet_small"}).status == 201
+    for q in queries:
+        a, b = rows[q], view(daemon, rid, q)
+        assert {k: v for k, v in a.items() if k != "points"} == \
+            {k: v for k, v in b.items() if k != "points"}
+        for key in ("train_loss", "lr_0"):
+            sa, sb = steps_of(a, key), steps_of(b, key)
+            if not sa:
+                continue
+            assert len(sb) <= b["max_points"]
+            assert (sa[0], sa[-1]) == (sb[0], sb[-1])
+            assert extremes(a, key) == extremes(b, key)
+        for p in b["points"]:
+            assert stored[(p["key"], p["step"])] == p["value"]
+    # The views read the summaries: one changed behind the daemon's back shows.
+    db = sqlite3.connect(os.path.join(daemon.data, "sgdrd.db"), timeout=30)
+    with db:
+        db.execute("UPDATE metric_summaries SET max_value = 999 WHERE run_id = ? AND "
+                   "key = 'train_loss' AND bucket = 40", (rid,))
+    db.close()
+    assert daemon.post(API + "/runs", {"dataset": ds, "arch": "resnet_small"}).status == 201
+    doc = view(daemon, rid, "key=train_loss&max_points=100")
+    assert extremes(doc, "train_loss")[3] == 999
+
+
 @pytest.mark.parametrize("query,field", [
     ("max_points=1", "max_points"),
     ("max_points=100001", "max_points"),

@@ -1,9 +1,11 @@
 """test_restart.py: what survives the daemon: a kill -9 with a fit running and a job queued
 (the queued job still runs, the running one is `interrupted` and resumes from its last
-epoch checkpoint), and SIGTERM during a fit (exit 0 within 10 s, the last epoch kept)."""
+epoch checkpoint, and the metrics' summaries still match their points), and SIGTERM during
+a fit (exit 0 within 10 s, the last epoch kept)."""
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -29,6 +31,23 @@ def job(d, jid):
 
 def epochs(d, run):
     return d.get(API + "/runs/%d/epochs" % run).json()["items"]
+
+
+def summaries_wrong(d):
+    """Summary rows that disagree with the metric points of their 256 steps (count, first
+    and last step, lowest and highest value), and buckets with points but no summary."""
+    db = sqlite3.connect(os.path.join(d.data, "sgdrd.db"), timeout=30)
+    try:
+        return db.execute(
+            "WITH m AS (SELECT run_id, key, step >> 8 AS b, count(*) AS n, min(step) AS fs, "
+            "max(step) AS ls, min(value) AS lo, max(value) AS hi FROM metrics GROUP BY 1, 2, 3) "
+            "SELECT (SELECT count(*) FROM m LEFT JOIN metric_summaries s ON "
+            "s.run_id = m.run_id AND s.key = m.key AND s.bucket = m.b WHERE s.n IS NOT m.n OR "
+            "s.first_step IS NOT m.fs OR s.last_step IS NOT m.ls OR s.min_value IS NOT m.lo OR "
+            "s.max_value IS NOT m.hi) + (SELECT count(*) FROM metric_summaries) - "
+            "(SELECT count(*) FROM m)").fetchone()[0]
+    finally:
+        db.close()
 
 
 @pytest.fixture
@@ -85,6 +104,9 @@ def test_kill9_with_running_and_queued_jobs(root):
         assert c.status in (202, 409)
         wait_until(lambda: job(d, new["id"])["state"] not in ("queued", "running"),
                    what="the cancel")
+        # The resumed fit wrote again the steps after its checkpoint: the summaries
+        # follow the points they replaced.
+        assert summaries_wrong(d) == 0
     finally:
         d.stop()
 

@@ -5,7 +5,9 @@
 // run in each chart, the x axis switches between iterations, epochs and wall time (and the
 // link follows), the parameters that differ are highlighted and the equal ones are not, the
 // runs list's checkboxes lead to the same page, a bad link gets a clear error, a run not
-// trained yet sits beside a trained one, and screenshots land in tests/e2e/artifacts/.
+// trained yet sits beside a trained one, a run in progress is followed (its curves and its
+// column grow without a reload until its fit ends), and screenshots land in
+// tests/e2e/artifacts/.
 //
 // Usage: node compare.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
 import fs from 'node:fs';
@@ -21,6 +23,7 @@ const N_TRAIN = 24;   // images per class: 6 batches of 8 per epoch keep three r
 const N_VALID = 8;
 const SIZE = 32;
 const EPOCHS = 2;     // each run: SGDR, two cycles of one epoch
+const LIVE_EPOCHS = 16; // the followed fit: long enough for the page to read it mid-way
 const X_LABELS = { step: 'iteration', epoch: 'epoch', time: 'wall time' };
 
 const { log, check, must, failures, fail } = checker('[compare]', 800);
@@ -272,7 +275,54 @@ async function main() {
   check(epochsRow.join(',') === `${EPOCHS},0`, 'the untrained run\'s column shows no epochs, marked as a difference', epochsRow);
   check(await page.locator('table.compare-table tr[data-key="epochs"] td.differs').count() === 2, 'and the difference is highlighted');
 
-  // 6. A phone-sized screen: nothing spills out of the page sideways.
+  // 6. A run in progress: opened while its fit waits behind another job, the comparison
+  //    follows it without a reload until every iteration and epoch of the fit is drawn.
+  {
+    const made = await api('POST', '/runs', { dataset: 'shapes', arch: 'resnet_small', sz: SIZE, xtra_fc: [], seed: 42, bs: 8, opt: 'sgd' });
+    must(made.status === 201, 'a run to follow is created', made);
+    const liveId = idOf(made);
+    const before = await api('POST', `/runs/${ids[1]}/fit`, { lrs: 0.01, n_cycle: 2, cycle_len: 1, schedule: 'sgdr' });
+    must(before.status === 202 || before.status === 201, 'a fit of another run is queued first', before);
+    const fit = await api('POST', `/runs/${liveId}/fit`, { lrs: 0.01, n_cycle: 1, cycle_len: LIVE_EPOCHS, schedule: 'sgdr' });
+    must(fit.status === 202 || fit.status === 201, 'the fit to follow is queued', fit);
+    await openCompare(`#/compare?runs=${ids[0]},${liveId}&x=step`);
+    check(await page.evaluate(() => document.querySelector('main').dataset.following) === '1' && await page.locator('.page-head .live-pill').isVisible(),
+      'the page says it follows the run in progress');
+    const drawnOf = async () => {
+      const st = await chartState();
+      const s = st.loss && st.loss.series.find((x) => x.label === `#${liveId} train`);
+      return s ? s.drawn : 0;
+    };
+    // A range zoomed into while the run grows stays zoomed through the redraws.
+    await page.evaluate(() => window.sgdrd.charts.loss.u.setScale('x', { min: 2, max: 5 }));
+    const seen = [];
+    let job;
+    for (;;) {
+      const n = await drawnOf();
+      if (seen[seen.length - 1] !== n) seen.push(n);
+      job = (await api('GET', `/jobs/${idOf(fit)}`)).data;
+      if (!['queued', 'running'].includes(job.state)) break;
+      await sleep(250);
+    }
+    must(job.state === 'succeeded', 'the followed fit succeeds', job);
+    const tlLive = (await api('GET', `/runs/${liveId}/metrics?key=train_loss&limit=10000`)).data.points;
+    await waitFor(async () => (await drawnOf()) === tlLive.length, 'every iteration of the finished fit drawn without a reload', 15000);
+    check(seen[0] === 0, 'the run followed had nothing drawn before its fit started', seen);
+    const ranS = job.finished_at - job.started_at;
+    // The page reads it every 2 s: a fit that ran over two of those was seen mid-way.
+    if (ranS > 5) check(seen.some((n) => n > 0 && n < tlLive.length), 'the curve grew while the fit ran', { seen, ranS });
+    else log(`the fit ran ${ranS.toFixed(1)} s; drawn counts seen: ${seen.join(', ')}`);
+    await waitFor(async () => (await page.locator('table.compare-table tr[data-key="epochs"] td').allInnerTexts()).join(',') === `${EPOCHS},${LIVE_EPOCHS}`,
+      'the followed run\'s column to show every epoch', 15000);
+    await waitFor(() => page.evaluate(() => document.querySelector('main').dataset.following === '0'), 'the page to stop following once the fit ended', 15000);
+    check(!(await page.locator('.page-head .live-pill').isVisible()), 'the live mark goes once nothing is in progress');
+    const xr = await page.evaluate(() => { const u = window.sgdrd.charts.loss.u; return [u.scales.x.min, u.scales.x.max]; });
+    check(xr[0] === 2 && xr[1] === 5, 'the zoomed x range survived the redraws of the growing run', xr);
+    const acc = (await chartState()).accuracy.series.find((x) => x.label.startsWith(`#${liveId} `));
+    check(acc && acc.drawn === LIVE_EPOCHS, 'the followed run\'s accuracy points are all drawn', acc);
+  }
+
+  // 7. A phone-sized screen: nothing spills out of the page sideways.
   await page.setViewportSize({ width: 390, height: 844 });
   await openCompare(`#/compare?runs=${ids.join(',')}&x=epoch`);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth);

@@ -3,9 +3,13 @@
 // thumbnails are rendered from the decoded pixels), fits one epoch through the API, and
 // checks in Debian's chromium that the confusion-matrix heat map shows the API's counts, a
 // click on a cell shows that cell's validation images (every thumbnail loaded), and the
-// augmentation preview renders; no console error. Screenshot in tests/e2e/artifacts/.
+// augmentation preview renders; then that a TTA's row shows the centre crop's accuracy and
+// each pass's, and that a TTA that did worse than the centre crop (a stored result: real
+// training cannot be made to produce one on demand) gets a visible warning; no console
+// error. Screenshots in tests/e2e/artifacts/.
 //
 // Usage: node interp.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -134,8 +138,62 @@ async function main() {
   check(strip === 8 * SIZE, 'the augmentation preview shows 8 tiles', strip);
 
   await page.locator('#interpretation').screenshot({ path: path.join(artifacts, 'interpretation.png') });
+  await checkTta(runId);
   check(consoleErrors.length === 0, 'no console errors', consoleErrors);
   await ctx.close();
+}
+
+const pct = (x) => `${(100 * x).toFixed(2)}%`;
+
+// Stores a succeeded TTA job of the run whose mean did worse than its centre crop, as the
+// daemon records one (the job result and the note), and returns its id.
+function storeWorseTta(runId, result) {
+  const py = [
+    'import sqlite3, sys, time',
+    'db = sqlite3.connect(sys.argv[1], timeout=30)',
+    'with db:',
+    '    c = db.execute("INSERT INTO jobs (run_id, kind, state, params, progress, result, created_at, "',
+    '                   "started_at, finished_at) VALUES (?, \'tta\', \'succeeded\', \'{}\', 1, ?, ?, ?, ?)",',
+    '                   (int(sys.argv[2]), sys.argv[3], time.time(), time.time(), time.time()))',
+    'print(c.lastrowid)',
+  ].join('\n');
+  return execFileSync('/usr/bin/python3', ['-c', py, path.join(dataDir, 'sgdrd.db'), String(runId), JSON.stringify(result)])
+    .toString().trim();
+}
+
+async function checkTta(runId) {
+  let r = await api('POST', `/runs/${runId}/tta`, { n_aug: 2 });
+  must(r.status === 202, 'a TTA is queued', r);
+  const tta = await awaitJob(api, r.data.id, 240000);
+  const row = page.locator(`table.tta-table tr[data-job="${tta.id}"]`);
+  await row.waitFor({ timeout: 15000 });
+  const res = tta.result;
+  const cells = await row.locator('td').allInnerTexts();
+  const heads = await page.locator('table.tta-table thead th').allTextContents();
+  check(heads[4] === 'Centre crop' && cells[4] === pct(res.centre_accuracy) && cells[5] === pct(res.tta_accuracy),
+    'the TTA row shows the centre crop\'s accuracy and the mean\'s', { heads, cells, res });
+  const passes = res.pass_accuracy.slice(0, res.passes_run).map(pct);
+  check(cells[7] === (passes.join(' · ') || '—'), 'the TTA row shows each pass\'s accuracy', { cell: cells[7], passes });
+  check(await page.locator(`.tta-warning[data-job="${tta.id}"]`).count() === (res.tta_worse ? 1 : 0),
+    'a warning exactly when the TTA did worse than the centre crop', res);
+
+  const worse = { ...res, accuracy: 0.875, centre_accuracy: 0.875, tta_accuracy: 0.8125, pass_accuracy: [0.8125, 0.75],
+    passes_run: 2, tta_worse: true };
+  const id = storeWorseTta(runId, worse);
+  // A commit, so that no page cached before the stored job is answered.
+  r = await api('POST', '/runs', { dataset: 'bars', arch: 'resnet_small', sz: SIZE });
+  must(r.status === 201, 'another run is created', r);
+  await page.reload();
+  const warn = page.locator(`.tta-warning[data-job="${id}"]`);
+  await warn.waitFor({ timeout: 15000 });
+  check(await warn.isVisible(), 'the warning of a TTA that did worse is visible');
+  const text = await warn.innerText();
+  check(text.includes(`#${id}`) && text.includes('81.25%') && text.includes('87.50%'),
+    'the warning names the job, the mean\'s and the centre crop\'s accuracy', text);
+  const wrow = page.locator(`table.tta-table tr[data-job="${id}"]`);
+  check(await wrow.locator('.badge.warn').count() === 1 && (await wrow.locator('td').allInnerTexts())[7] === '81.25% · 75.00%',
+    'its row is marked worse and lists its passes', await wrow.innerText());
+  await page.locator('.tta').screenshot({ path: path.join(artifacts, 'tta-worse.png') });
 }
 
 async function cleanup() {

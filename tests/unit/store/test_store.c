@@ -134,7 +134,8 @@ static void fresh_database_has_current_schema(void **state)
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                       "('datasets','runs','jobs','lr_finds','lr_find_points',"
                                       "'metrics','epochs','snapshots','models','events',"
-                                      "'predictions','interpretations')"), 12);
+                                      "'predictions','interpretations','metric_summaries')"),
+                     13);
     store_close(f->st);
     f->st = NULL;
     char err[256];
@@ -626,7 +627,7 @@ static void interpretations_replace_and_cascade(void **state)
     json_decref(sum);
     json_decref(items);
     assert_int_equal(store_job_start(f->st, job), 0);
-    assert_int_equal(store_job_finish(f->st, job, "succeeded", NULL, NULL), 0);
+    assert_int_equal(store_job_finish(f->st, job, "cancelled", NULL, NULL), 0);
     assert_int_equal(store_run_delete(f->st, run), 0);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM interpretations"), 0);
 }
@@ -886,6 +887,209 @@ static void metrics_downsample_keeps_first_last_extremes(void **state)
                                               &j),
                      -EINVAL);
     assert_int_equal(store_metrics_downsample(f->st, run + 1, NULL, -1, -1, 10, &j), -ENOENT);
+}
+
+/* ---- write-time summaries of the metrics ------------------------------------------------ */
+
+/* Summary rows that disagree with the metric rows they summarise (count, first and last
+ * step, lowest and highest value, and the step of each extreme holding that value), plus
+ * buckets with rows but no summary and summaries with no rows. 0 when consistent. */
+static int64_t summaries_wrong(const char *path)
+{
+    return sql_int(path,
+        "WITH m AS (SELECT run_id, key, step >> 8 AS b, count(*) AS n, min(step) AS fs, "
+        "max(step) AS ls, min(value) AS lo, max(value) AS hi FROM metrics GROUP BY 1, 2, 3) "
+        "SELECT (SELECT count(*) FROM m LEFT JOIN metric_summaries s ON s.run_id = m.run_id "
+        "AND s.key = m.key AND s.bucket = m.b WHERE s.n IS NOT m.n OR s.first_step IS NOT m.fs "
+        "OR s.last_step IS NOT m.ls OR s.min_value IS NOT m.lo OR s.max_value IS NOT m.hi) + "
+        "(SELECT count(*) FROM metric_summaries) - (SELECT count(*) FROM m) + "
+        "(SELECT count(*) FROM metric_summaries s WHERE (s.min_step IS NOT NULL AND "
+        "(SELECT value FROM metrics x WHERE x.run_id = s.run_id AND x.key = s.key AND "
+        "x.step = s.min_step) IS NOT s.min_value) OR (s.max_step IS NOT NULL AND "
+        "(SELECT value FROM metrics x WHERE x.run_id = s.run_id AND x.key = s.key AND "
+        "x.step = s.max_step) IS NOT s.max_value) OR (s.min_step IS NULL) <> "
+        "(s.min_value IS NULL))");
+}
+
+/* Steps pushed twice (a resumed fit), NULLs, ties, buckets of NULLs only: the summaries the
+ * flushes keep equal those the v6 migration builds from the same rows. */
+static void metric_summaries_follow_writes_and_migration(void **state)
+{
+    fixture *f = *state;
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t job = make_job(f->st, run, "fit");
+    const char *k[] = {"loss", "nulls"};
+    for (int s = 0; s < 2000; s++) {
+        double v[] = {s == 300 ? 50.0 : (double)(s % 7), NAN};
+        if (s >= 1024 && s < 1100)
+            v[0] = NAN;
+        assert_int_equal(store_metrics_push(f->st, run, job, s, 2, k, v), 0);
+        if (s % 300 == 0)
+            assert_int_equal(store_flush(f->st), 0);
+    }
+    assert_int_equal(store_flush(f->st), 0);
+    assert_int_equal(sql_int(f->path, "SELECT max_value FROM metric_summaries WHERE "
+                                      "key = 'loss' AND bucket = 1"), 50);
+    assert_int_equal(sql_int(f->path, "SELECT max_step FROM metric_summaries WHERE "
+                                      "key = 'loss' AND bucket = 1"), 300);
+    /* Ties keep the earliest point. */
+    assert_int_equal(sql_int(f->path, "SELECT min_step FROM metric_summaries WHERE "
+                                      "key = 'loss' AND bucket = 0"), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM metric_summaries WHERE "
+                                      "key = 'nulls' AND min_step IS NULL AND n = 256"), 7);
+    /* A resumed fit writes steps 250..330 again: the spike is gone from the summary. */
+    for (int s = 250; s < 330; s++) {
+        double v[] = {1.5, 2.0};
+        assert_int_equal(store_metrics_push(f->st, run, job, s, 2, k, v), 0);
+    }
+    assert_int_equal(store_flush(f->st), 0);
+    assert_int_equal(sql_int(f->path, "SELECT max_value * 10 FROM metric_summaries WHERE "
+                                      "key = 'loss' AND bucket = 1"), 60);
+    assert_int_equal(summaries_wrong(f->path), 0);
+
+    /* The same rows in a v5 file: opening it builds the same summaries. */
+    char path[128], err[256];
+    snprintf(path, sizeof path, "%s/v5.db", f->dir);
+    assert_int_equal(store_test_create_at_version(path, 5, err, sizeof err), 0);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[512];
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS cur; INSERT INTO datasets SELECT id, name, path, "
+             "format, options, info, uploaded, created_at, state, progress, error FROM "
+             "cur.datasets; INSERT INTO runs SELECT * FROM cur.runs; INSERT INTO jobs SELECT * "
+             "FROM cur.jobs; INSERT INTO metrics "
+             "SELECT * FROM cur.metrics; DETACH cur;", f->path);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    store *st;
+    assert_int_equal(store_open(&st, path, NULL, err, sizeof err), 0);
+    store_close(st);
+    assert_int_equal(sql_int(path, "PRAGMA user_version"), store_schema_current());
+    assert_int_equal(summaries_wrong(path), 0);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS cur; CREATE TABLE diff AS SELECT * FROM "
+             "(SELECT * FROM metric_summaries EXCEPT SELECT * FROM cur.metric_summaries) UNION "
+             "ALL SELECT * FROM (SELECT * FROM cur.metric_summaries EXCEPT SELECT * FROM "
+             "metric_summaries);", f->path);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM diff"), 0);
+    assert_int_equal(sql_int(path, "SELECT count(*) FROM metric_summaries"),
+                     sql_int(f->path, "SELECT count(*) FROM metric_summaries"));
+
+    /* Deleting the run deletes its summaries. */
+    assert_int_equal(store_job_finish(f->st, job, "cancelled", NULL, NULL), 0);
+    assert_int_equal(store_run_delete(f->st, run), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM metric_summaries"), 0);
+}
+
+/* The lowest and highest finite value of key in a view, with their steps. */
+static void view_extremes(json_t *j, const char *key, double *lo, int64_t *lo_step,
+                          double *hi, int64_t *hi_step)
+{
+    json_t *pts = json_object_get(j, "points");
+    *lo = INFINITY;
+    *hi = -INFINITY;
+    for (size_t i = 0; i < json_array_size(pts); i++) {
+        json_t *p = json_array_get(pts, i);
+        json_t *v = json_object_get(p, "value");
+        if (strcmp(jstr(p, "key"), key) != 0 || !json_is_real(v))
+            continue;
+        double x = json_real_value(v);
+        if (x < *lo) {
+            *lo = x;
+            *lo_step = jint(p, "step");
+        }
+        if (x > *hi) {
+            *hi = x;
+            *hi_step = jint(p, "step");
+        }
+    }
+}
+
+/* The values of the summaries' test run: a noisy wave with a spike up and one down. */
+static double summary_wave(int64_t s)
+{
+    if (s == 12345 || s == 40000)
+        return s == 12345 ? 9 : -9;
+    return sin((double)s * 0.003) + 0.001 * (double)((s * 7919) % 101);
+}
+
+/* A view answered from the summaries against the same view from the rows: same shape,
+ * same first and last points, same extremes, points that are stored points. */
+static void assert_views_agree(store *st, int64_t run, const char *key, const char *k,
+                               int64_t after, int64_t before, int max_points)
+{
+    json_t *a, *b;
+    static int64_t sa[20000], sb[20000];
+    store_test_summaries_off(st, 1);
+    assert_int_equal(store_metrics_downsample(st, run, key, after, before, max_points, &a), 0);
+    store_test_summaries_off(st, 0);
+    assert_int_equal(store_metrics_downsample(st, run, key, after, before, max_points, &b), 0);
+    int na = view_steps(a, k, sa, 20000), nb = view_steps(b, k, sb, 20000);
+    assert_true(nb >= 2 && nb <= max_points && na <= max_points);
+    assert_int_equal(sa[0], sb[0]);
+    assert_int_equal(sa[na - 1], sb[nb - 1]);
+    assert_true(json_equal(json_object_get(a, "downsampled"), json_object_get(b, "downsampled")));
+    assert_int_equal(json_object_size(a), json_object_size(b));
+    double alo, ahi, blo, bhi;
+    int64_t alos = -1, ahis = -1, blos = -2, bhis = -2;
+    view_extremes(a, k, &alo, &alos, &ahi, &ahis);
+    view_extremes(b, k, &blo, &blos, &bhi, &bhis);
+    assert_true(alo == blo && ahi == bhi);
+    assert_int_equal(alos, blos);
+    assert_int_equal(ahis, bhis);
+    json_t *pts = json_object_get(b, "points");
+    for (size_t i = 0; i < json_array_size(pts); i++) {
+        json_t *p = json_array_get(pts, i);
+        if (strcmp(jstr(p, "key"), k) == 0 && strcmp(k, "wave") == 0)
+            assert_true(json_real_value(json_object_get(p, "value")) ==
+                        summary_wave(jint(p, "step")));
+    }
+    json_decref(a);
+    json_decref(b);
+}
+
+static void metrics_downsample_from_summaries_matches_rows(void **state)
+{
+    fixture *f = *state;
+    int64_t run = make_run(f->st, make_dataset(f->st, "d"));
+    int64_t job = make_job(f->st, run, "fit");
+    const char *k[] = {"wave", "nulls"};
+    for (int64_t s = 0; s < 60000; s++) {
+        double v[] = {summary_wave(s), s % 5000 < 3000 ? NAN : 1.0};
+        assert_int_equal(store_metrics_push(f->st, run, job, s, 2, k, v), 0);
+    }
+    assert_int_equal(store_flush(f->st), 0);
+    assert_views_agree(f->st, run, "wave", "wave", -1, -1, 100);
+    assert_views_agree(f->st, run, "wave", "wave", -1, -1, 200);
+    assert_views_agree(f->st, run, NULL, "wave", -1, -1, 60);
+    assert_views_agree(f->st, run, NULL, "nulls", -1, -1, 60);
+    assert_views_agree(f->st, run, "wave", "wave", 1000, 50000, 50);
+    assert_views_agree(f->st, run, "wave", "wave", 12000, 41000, 30);
+    /* Narrow enough to need the rows: answered from them, exactly. */
+    assert_views_agree(f->st, run, "wave", "wave", 12000, 13000, 100);
+
+    /* The whole-run view reads the summaries: a summary changed behind the store's back
+     * shows in the view, not in the view from the rows. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE metric_summaries SET max_value = 77 WHERE "
+                                      "key = 'wave' AND bucket = 100", NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    json_t *j;
+    double lo, hi;
+    int64_t los, his;
+    assert_int_equal(store_metrics_downsample(f->st, run, "wave", -1, -1, 100, &j), 0);
+    view_extremes(j, "wave", &lo, &los, &hi, &his);
+    assert_true(hi == 77);
+    json_decref(j);
+    store_test_summaries_off(f->st, 1);
+    assert_int_equal(store_metrics_downsample(f->st, run, "wave", -1, -1, 100, &j), 0);
+    view_extremes(j, "wave", &lo, &los, &hi, &his);
+    assert_true(hi == 9 && his == 12345);
+    json_decref(j);
 }
 
 static void stats_count_jobs_epochs_and_size(void **state)
@@ -1325,7 +1529,7 @@ static void failing_writes_leave_previous_data_intact(void **state)
     assert_int_equal(store_job_get(f->st, job, &j), 0);
     assert_string_equal(jstr(j, "state"), "running");
     json_decref(j);
-    assert_int_equal(store_job_finish(f->st, job, "succeeded", NULL, NULL), 0);
+    assert_int_equal(store_job_finish(f->st, job, "cancelled", NULL, NULL), 0);
     assert_int_equal(store_epoch_add(f->st, run, job, &e, NULL), 0);
     assert_true(integrity_ok(f->path));
 }
@@ -1627,6 +1831,7 @@ static void kill_9_mid_write_loses_nothing_acknowledged(void **state)
         store_close(st);
         assert_true(integrity_ok(f->path));
         assert_int_equal(sql_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+        assert_int_equal(summaries_wrong(f->path), 0);
     }
 }
 
@@ -1648,6 +1853,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(startup_recovery_queries, setup, teardown),
         cmocka_unit_test_setup_teardown(lr_find_with_points, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_by_key_and_step, setup, teardown),
+        cmocka_unit_test_setup_teardown(metric_summaries_follow_writes_and_migration, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(metrics_downsample_from_summaries_matches_rows, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(metrics_downsample_keeps_first_last_extremes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(stats_count_jobs_epochs_and_size, setup, teardown),
