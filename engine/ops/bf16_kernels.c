@@ -1,0 +1,181 @@
+/* bf16_kernels.c: which kernels run the bf16 mode in this process, chosen once.
+ *
+ * The bf16 contract (operands rounded to bf16, products accumulated in float32) can be
+ * computed by oneDNN's bf16 kernels or by the fp32 kernels on rounded operands. Which one
+ * is faster depends on the CPU: where bf16 dot products run at twice the float32 FMA rate
+ * or more (AMX, or a wide AVX512_BF16 unit) oneDNN wins; where they do not, the fp32 path
+ * wins, the more so as its 3x3 convolutions use Winograd. So the choice is measured: one
+ * GEMM of a typical convolution's shape in each, on the caller's thread count, the
+ * fastest of a few repeats each. The result holds for the life of the process; a net
+ * keeps the kernels it started with (net_set_precision), so its runs repeat bit for bit. */
+#include "precision.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <dnnl.h>
+
+/* A mid-network 3x3 convolution as a GEMM: (pixels, K*K*C_in) x (K*K*C_in, C_out). */
+#define PROBE_M 1024
+#define PROBE_K 1152
+#define PROBE_N 256
+#define PROBE_REPEATS 3
+
+static pthread_once_t choice_once = PTHREAD_ONCE_INIT;
+static bf16_kernels choice;
+
+const char *bf16_kernels_name(bf16_kernels k)
+{
+    switch (k) {
+    case BF16_KERNELS_ONEDNN: return "onednn";
+    case BF16_KERNELS_FP32: return "fp32";
+    default: return "auto";
+    }
+}
+
+int bf16_kernels_parse(const char *s, bf16_kernels *out)
+{
+    if (s && strcmp(s, "onednn") == 0) {
+        *out = BF16_KERNELS_ONEDNN;
+        return 0;
+    }
+    if (s && strcmp(s, "fp32") == 0) {
+        *out = BF16_KERNELS_FP32;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double time_sgemm(const float *a, const float *b, float *c)
+{
+    double best = 1e30;
+    for (int r = 0; r <= PROBE_REPEATS; r++) { /* the first run warms up */
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PROBE_M, PROBE_N, PROBE_K,
+                    1.0f, a, PROBE_K, b, PROBE_N, 0.0f, c, PROBE_N);
+        double t = now_s() - t0;
+        if (r > 0 && t < best)
+            best = t;
+    }
+    return best;
+}
+
+/* The same product as a bf16 oneDNN matmul (float32 output); a negative value when oneDNN
+ * cannot run it. a16 and b16 hold the bf16 bits of a and b. */
+static double time_onednn(const uint16_t *a16, const uint16_t *b16, float *c)
+{
+    dnnl_engine_t eng = NULL;
+    dnnl_stream_t st = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+    dnnl_memory_desc_t da, db, dc;
+    dnnl_matmul_desc_t md;
+    dnnl_dims_t ad = {PROBE_M, PROBE_K}, bd = {PROBE_K, PROBE_N}, cd = {PROBE_M, PROBE_N};
+    double best = -1.0;
+    if (dnnl_engine_create(&eng, dnnl_cpu, 0) || dnnl_stream_create(&st, eng,
+                                                                     dnnl_stream_default_flags) ||
+        dnnl_memory_desc_init_by_tag(&da, 2, ad, dnnl_bf16, dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&db, 2, bd, dnnl_bf16, dnnl_ab) ||
+        dnnl_memory_desc_init_by_tag(&dc, 2, cd, dnnl_f32, dnnl_ab) ||
+        dnnl_matmul_desc_init(&md, &da, &db, NULL, &dc) ||
+        dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL) ||
+        dnnl_primitive_create(&prim, pd) ||
+        dnnl_memory_create(&ma, &da, eng, (void *)a16) ||
+        dnnl_memory_create(&mb, &db, eng, (void *)b16) ||
+        dnnl_memory_create(&mc, &dc, eng, c))
+        goto out;
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+    best = 1e30;
+    for (int r = 0; r <= PROBE_REPEATS; r++) {
+        double t0 = now_s();
+        if (dnnl_primitive_execute(prim, st, 3, args) || dnnl_stream_wait(st)) {
+            best = -1.0;
+            goto out;
+        }
+        double t = now_s() - t0;
+        if (r > 0 && t < best)
+            best = t;
+    }
+out:
+    dnnl_memory_destroy(ma);
+    dnnl_memory_destroy(mb);
+    dnnl_memory_destroy(mc);
+    dnnl_primitive_destroy(prim);
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_stream_destroy(st);
+    dnnl_engine_destroy(eng);
+    return best;
+}
+
+/* The upper half of f: its bf16 value when f is exactly representable, as here. */
+static uint16_t bf16_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof(u));
+    return (uint16_t)(u >> 16);
+}
+
+/* FP32 unless oneDNN's bf16 matmul is measured faster than sgemm (a tie goes to fp32: its
+ * convolutions also save multiplications with Winograd). */
+static bf16_kernels measure(void)
+{
+    size_t na = (size_t)PROBE_M * PROBE_K, nb = (size_t)PROBE_K * PROBE_N;
+    size_t nc = (size_t)PROBE_M * PROBE_N;
+    float *a = malloc(na * sizeof(float)), *b = malloc(nb * sizeof(float));
+    float *c = malloc(nc * sizeof(float));
+    uint16_t *a16 = malloc(na * sizeof(uint16_t)), *b16 = malloc(nb * sizeof(uint16_t));
+    bf16_kernels k = BF16_KERNELS_FP32;
+    if (a && b && c && a16 && b16) {
+        /* Small values exactly representable in bf16: the same numbers in both. */
+        for (size_t i = 0; i < na; i++) {
+            a[i] = (float)((int)(i % 17) - 8) * 0.125f;
+            a16[i] = bf16_bits(a[i]);
+        }
+        for (size_t i = 0; i < nb; i++) {
+            b[i] = (float)((int)(i % 13) - 6) * 0.25f;
+            b16[i] = bf16_bits(b[i]);
+        }
+        double t_fp32 = time_sgemm(a, b, c);
+        double t_bf16 = time_onednn(a16, b16, c);
+        if (t_bf16 > 0.0 && t_bf16 < t_fp32)
+            k = BF16_KERNELS_ONEDNN;
+    }
+    free(a);
+    free(b);
+    free(c);
+    free(a16);
+    free(b16);
+    return k;
+}
+
+static void choose(void)
+{
+    const char *env = getenv("SGDRD_BF16_KERNELS");
+    if (env && *env) {
+        if (bf16_kernels_parse(env, &choice) == 0)
+            return;
+        fprintf(stderr, "sgdrd: SGDRD_BF16_KERNELS=%s ignored (onednn or fp32); measuring\n",
+                env);
+    }
+    choice = measure();
+}
+
+bf16_kernels bf16_kernels_choice(void)
+{
+    pthread_once(&choice_once, choose);
+    return choice;
+}
