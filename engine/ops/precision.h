@@ -45,8 +45,8 @@ int bf16_kernels_parse(const char *s, bf16_kernels *out);
 
 /* This process's kernels for bf16, fixed at the first call: SGDRD_BF16_KERNELS=onednn|fp32
  * when set (another value is reported on stderr and ignored), else the faster of a bf16
- * oneDNN matmul and cblas_sgemm of the same shape, timed once on the caller's thread count
- * (a few milliseconds). Never AUTO. Thread-safe. */
+ * oneDNN matmul and cblas_sgemm of the same shape, timed once on one core (tens of
+ * milliseconds, see bf16_kernels.c). Never AUTO. Thread-safe. */
 bf16_kernels bf16_kernels_choice(void);
 
 /* The instruction set oneDNN dispatches to ("avx512_core_bf16", ...), for logs and health. */
