@@ -182,6 +182,8 @@ static bf16_kernels measure(void)
             b[i] = (float)((int)(i % 13) - 6) * 0.25f;
             b16[i] = bf16_bits(b[i]);
         }
+        /* A team of two: a team of one is no active parallel region, and the libraries
+         * would thread their GEMMs; the second thread only waits at the barrier. */
 #pragma omp parallel num_threads(2)
         {
             if (omp_get_thread_num() == 0)
