@@ -194,10 +194,13 @@ void route_health(api_req *r)
                              be->queue_length ? be->queue_length(be->ctx) : 0,
                              "running_job", (json_int_t)(be->running ? be->running(be->ctx) : 0),
                              "event_streams", sse_hub_streams(r->srv->hub));
+    /* kernels: what a bf16 run started now would run on (null where bf16 is refused). */
+    int bf16 = precision_bf16_supported();
     if (body)
-        json_object_set_new(body, "bf16", json_pack("{s:b, s:s}", "supported",
-                                                    precision_bf16_supported(), "onednn_isa",
-                                                    precision_onednn_isa()));
+        json_object_set_new(body, "bf16",
+                            json_pack("{s:b, s:s, s:s?}", "supported", bf16, "onednn_isa",
+                                      precision_onednn_isa(), "kernels",
+                                      bf16 ? bf16_kernels_name(bf16_kernels_choice()) : NULL));
     conn_stats cs;
     conn_table_stats(r->srv->conns, &cs);
     if (body)

@@ -272,6 +272,9 @@ static json_t *run_config_json(const run_body *b, int64_t ds_id)
     json_t *config = NULL;
     for (int i = 0; xtra && i < b->xtra_fc.n; i++)
         json_array_append_new(xtra, json_integer((json_int_t)b->xtra_fc.v[i]));
+    /* The bf16 kernels are recorded so that the run keeps them wherever it resumes. */
+    const char *kernels =
+        b->prec == PRECISION_BF16 ? bf16_kernels_name(bf16_kernels_choice()) : NULL;
     if (ps && xtra)
         config = json_pack("{s:I, s:s, s:I, s:I, s:s, s:f, s:b, s:O, s:O, s:b, s:I}",
                            "dataset", (json_int_t)ds_id, "arch", arch_names[b->arch], "sz",
@@ -286,7 +289,9 @@ static json_t *run_config_json(const run_body *b, int64_t ds_id)
                    json_object_set_new(config, "label_smoothing",
                                        json_real(b->label_smoothing)) ||
                    json_object_set_new(config, "precision",
-                                       json_string(precision_name(b->prec))))) {
+                                       json_string(precision_name(b->prec))) ||
+                   (kernels &&
+                    json_object_set_new(config, "bf16_kernels", json_string(kernels))))) {
         json_decref(config);
         config = NULL;
     }

@@ -130,6 +130,10 @@ static void config_of_run(const jobs *jq, json_t *run, const dataset *ds, int fo
     lc->opt = opt && strcmp(opt, "adamw") == 0 ? OPTIM_ADAM : OPTIM_SGD; /* runs before it: sgd */
     const char *prec = json_string_value(json_object_get(cfg, "precision"));
     lc->precision = prec && strcmp(prec, "bf16") == 0 ? PRECISION_BF16 : PRECISION_FP32;
+    /* Runs created before the kernels were recorded take the process's choice (AUTO). */
+    if (bf16_kernels_parse(json_string_value(json_object_get(cfg, "bf16_kernels")),
+                           &lc->bf16_kernels))
+        lc->bf16_kernels = BF16_KERNELS_AUTO;
 }
 
 /* The run's pretrained model, when it has one: *model gets its row (the caller frees it;

@@ -50,6 +50,9 @@ typedef struct learner_config {
     precision precision;       /* of the convolutions and linear layers (ops/precision.h);
                                 * PRECISION_FP32 (0) or PRECISION_BF16, which needs a CPU
                                 * with native bf16 (learner_create refuses it elsewhere) */
+    bf16_kernels bf16_kernels; /* what runs bf16 (ops/precision.h): BF16_KERNELS_AUTO (0)
+                                * takes the process's bf16_kernels_choice(); a run passes
+                                * the kernels its config recorded, so it keeps them */
     struct dist *dist;         /* data parallelism (dist.h): not owned, outlives the
                                 * learner; NULL is a world of one. Every rank creates its
                                 * learner with the same config and makes the same calls:

@@ -418,6 +418,7 @@ static int node_shape(const net *n, node *d, int batch, int h, int w)
         conv2d_shape_init(&d->conv, batch, src->h, src->w, src->c, d->c, d->k, d->stride,
                           d->pad);
         d->conv.precision = n->precision;
+        d->conv.bf16_kernels = n->bf16_kernels;
         d->h = d->conv.h_out;
         d->w = d->conv.w_out;
         break;
@@ -443,6 +444,7 @@ static int node_shape(const net *n, node *d, int batch, int h, int w)
          * same product with (out, in) weights, on the precision's backend. */
         conv2d_shape_init(&d->conv, batch, 1, 1, src->c, d->c, 1, 1, 0);
         d->conv.precision = n->precision;
+        d->conv.bf16_kernels = n->bf16_kernels;
         d->h = d->w = 1;
         break;
     default:
@@ -548,18 +550,36 @@ static int batch_buffers_alloc(net *n, int batch)
     return n->probs ? 0 : -ENOMEM;
 }
 
+/* The same batch shape again: redo the shapes and plans (scratch sizes change). */
+static int replan(net *n)
+{
+    int batch = n->batch, h = n->in_h, w = n->in_w;
+    if (batch <= 0)
+        return 0;
+    n->batch = 0;
+    return net_set_batch(n, batch, h, w);
+}
+
 int net_set_precision(net *n, precision p)
 {
     if (p == PRECISION_BF16 && !precision_bf16_supported())
         return -ENOTSUP;
+    if (p == PRECISION_BF16 && n->bf16_kernels == BF16_KERNELS_AUTO)
+        n->bf16_kernels = bf16_kernels_choice();
     if (p == n->precision)
         return 0;
     n->precision = p;
-    int batch = n->batch, h = n->in_h, w = n->in_w;
-    if (batch <= 0)
+    return replan(n);
+}
+
+int net_set_bf16_kernels(net *n, bf16_kernels k)
+{
+    if (k != BF16_KERNELS_ONEDNN && k != BF16_KERNELS_FP32)
+        return -EINVAL;
+    if (k == n->bf16_kernels)
         return 0;
-    n->batch = 0; /* the same shape again: redo the shapes and plans */
-    return net_set_batch(n, batch, h, w);
+    n->bf16_kernels = k;
+    return n->precision == PRECISION_BF16 ? replan(n) : 0;
 }
 
 int net_set_batch(net *n, int batch, int h, int w)

@@ -121,6 +121,8 @@ typedef struct net {
     uint64_t rng;        /* dropout stream */
     float bn_momentum, bn_eps;
     precision precision; /* of the convolutions and linear layers (net_set_precision) */
+    bf16_kernels bf16_kernels; /* what runs bf16: chosen at the first switch to bf16 (or
+                                * net_set_bf16_kernels), then fixed for the net's life */
 
     /* Data parallelism (dist.h, net_dist.c): not owned; NULL for a world of one. */
     struct dist *dist;
@@ -178,6 +180,12 @@ double net_memory_limit(void);
  * is PRECISION_FP32. Returns 0, -ENOTSUP for bf16 on a CPU without it, or what
  * net_set_batch returns when the batch shape is set already (scratch sizes change). */
 int net_set_precision(net *n, precision p);
+
+/* The kernels of the net's bf16 mode (ONEDNN or FP32, see ops/precision.h), before or
+ * after net_set_precision; without a call the net takes bf16_kernels_choice() when it
+ * first switches to bf16. Returns 0, -EINVAL for AUTO or an unknown value, or what
+ * net_set_batch returns when a bf16 net's batch shape is set already. */
+int net_set_bf16_kernels(net *n, bf16_kernels k);
 
 /* Runs the network on x (batch, h, w, C_in) as set by net_set_batch. training != 0 uses
  * batch statistics in BatchNorm (except in frozen groups, which always run in eval mode)

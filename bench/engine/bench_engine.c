@@ -304,10 +304,11 @@ int main(int argc, char **argv)
     double flops = step_flops(n, training) * iters;
     printf("{\"arch\": \"%s\", \"mode\": \"%s\", \"precision\": \"%s\", \"img_per_s\": %.1f, "
            "\"img_per_cpu_s\": %.1f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, \"loss\": %.4f, \"params\": %zu, "
-           "\"onednn_isa\": \"%s\"}\n",
+           "\"onednn_isa\": \"%s\", \"bf16_kernels\": \"%s\"}\n",
            s.arch, mode, precision_name(prec), bs * iters / dt, bs * iters / cpu,
            flops / dt * 1e-9,
-           peak_rss_mb(), loss, n->n_params, precision_onednn_isa());
+           peak_rss_mb(), loss, n->n_params, precision_onednn_isa(),
+           prec == PRECISION_BF16 ? bf16_kernels_name(n->bf16_kernels) : "none");
     free(x);
     free(y);
     optim_destroy(opt);

@@ -423,6 +423,11 @@ static int create_check_config(const learner_config *cfg, const ds_info *info, c
         err_set(err, errlen, "precision: unknown precision %d", (int)cfg->precision);
         return -EINVAL;
     }
+    if (cfg->bf16_kernels != BF16_KERNELS_AUTO && cfg->bf16_kernels != BF16_KERNELS_ONEDNN &&
+        cfg->bf16_kernels != BF16_KERNELS_FP32) {
+        err_set(err, errlen, "bf16_kernels: unknown kernels %d", (int)cfg->bf16_kernels);
+        return -EINVAL;
+    }
     if (cfg->precision == PRECISION_BF16 && !precision_bf16_supported()) {
         err_set(err, errlen, "precision: bf16 needs a CPU with AVX512_BF16; oneDNN "
                 "runs %s here (use fp32)", precision_onednn_isa());
@@ -467,6 +472,8 @@ static int create_net(learner *l, char *err, size_t errlen)
     ms.multi_label = l->info->multi_label;
     ms.seed = l->cfg.seed;
     rc = model_create(&l->net, &ms, err, errlen);
+    if (!rc && l->cfg.bf16_kernels != BF16_KERNELS_AUTO)
+        rc = net_set_bf16_kernels(l->net, l->cfg.bf16_kernels);
     if (!rc)
         rc = net_set_precision(l->net, l->cfg.precision);
     if (!rc)

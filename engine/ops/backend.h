@@ -1,6 +1,6 @@
 /* backend.h: the seam between the ops and the libraries that run their GEMMs (internal to
  * ops/). A backend runs the convolutions of one precision; conv2d_* pick the backend by the
- * shape's precision, once per call, and the linear layers go through conv2d_* as 1x1
+ * shape's precision (and for bf16 its kernels), once per call, and the linear layers go through conv2d_* as 1x1
  * convolutions when not in fp32. A new backend (a GPU one) is a new file filling this
  * table and a case in backend_for. */
 #ifndef SGDRD_BACKEND_H
@@ -25,5 +25,7 @@ typedef struct conv_backend {
 extern const conv_backend conv_backend_openblas;
 /* bf16 inputs, fp32 accumulation and outputs: oneDNN's convolutions (backend_onednn.c). */
 extern const conv_backend conv_backend_onednn_bf16;
+/* The same contract on the fp32 kernels, operands rounded to bf16 (backend_rounded.c). */
+extern const conv_backend conv_backend_rounded_bf16;
 
 #endif

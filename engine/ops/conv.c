@@ -50,11 +50,15 @@ void conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int c_in, int c_out
     if (s->parts < 1)
         s->parts = 1;
     s->precision = PRECISION_FP32;
+    s->bf16_kernels = BF16_KERNELS_AUTO;
 }
 
 static const conv_backend *backend_for(const conv2d_shape *s)
 {
-    return s->precision == PRECISION_BF16 ? &conv_backend_onednn_bf16 : &conv_backend_openblas;
+    if (s->precision != PRECISION_BF16)
+        return &conv_backend_openblas;
+    bf16_kernels k = s->bf16_kernels ? s->bf16_kernels : bf16_kernels_choice();
+    return k == BF16_KERNELS_FP32 ? &conv_backend_rounded_bf16 : &conv_backend_onednn_bf16;
 }
 
 static int is_direct(const conv2d_shape *s)

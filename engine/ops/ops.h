@@ -19,7 +19,8 @@
  *   F(2x2, 3x3) (2.25x fewer multiplications; accuracy as im2col to ~1e-6 relative).
  * - A convolution's precision (conv2d_shape.precision, see precision.h) picks its backend
  *   (backend.h): fp32 as above; bf16 on oneDNN, whose results depend on the thread count
- *   through oneDNN's own blocking and are bit-identical from run to run at a given one.
+ *   through oneDNN's own blocking and are bit-identical from run to run at a given one, or
+ *   on the fp32 kernels with operands rounded to bf16 (conv2d_shape.bf16_kernels).
  */
 #ifndef SGDRD_OPS_H
 #define SGDRD_OPS_H
@@ -37,6 +38,8 @@ typedef struct conv2d_shape {
     int h_out, w_out;    /* filled by conv2d_shape_init */
     int parts;           /* filled by conv2d_shape_init: image blocks run in parallel */
     precision precision; /* PRECISION_FP32 after conv2d_shape_init; set before use */
+    bf16_kernels bf16_kernels; /* of bf16: AUTO after conv2d_shape_init (the process's
+                                * bf16_kernels_choice()); a net sets its own */
 } conv2d_shape;
 
 /* Fills h_out, w_out: floor((h + 2*pad - k) / stride) + 1, and parts from the OpenMP

@@ -4,8 +4,11 @@
  * fp32: every GEMM in float32 (im2col or Winograd on OpenBLAS, see conv.c).
  * bf16: mixed precision as PyTorch's CPU autocast: the inputs of the convolution and linear
  * GEMMs (activations, weights, output gradients) are rounded to bfloat16 and multiplied
- * with float32 accumulation on oneDNN's AVX512_BF16 kernels; outputs, gradients, master
- * weights, optimizer state, BatchNorm and the loss stay float32. */
+ * with float32 accumulation; outputs, gradients, master weights, optimizer state,
+ * BatchNorm and the loss stay float32. Two sets of kernels compute that contract
+ * (bf16_kernels below): oneDNN's AVX512_BF16 kernels, or the fp32 kernels on operands
+ * rounded to bf16 (a product of two bf16 values is exact in float32, so only the
+ * accumulation order differs). */
 #ifndef SGDRD_PRECISION_H
 #define SGDRD_PRECISION_H
 
@@ -25,6 +28,26 @@ int precision_parse(const char *s, precision *out);
 /* 1 when oneDNN dispatches to native bf16 kernels here (AVX512_BF16 or newer, and not capped
  * by ONEDNN_MAX_CPU_ISA), else 0. */
 int precision_bf16_supported(void);
+
+/* Which kernels run the bf16 mode. AUTO (0) is "not chosen yet": a shape or net with AUTO
+ * takes bf16_kernels_choice(). */
+typedef enum bf16_kernels {
+    BF16_KERNELS_AUTO = 0,
+    BF16_KERNELS_ONEDNN = 1, /* oneDNN's bf16 convolutions and matmul (backend_onednn.c) */
+    BF16_KERNELS_FP32 = 2,   /* OpenBLAS / Winograd on bf16-rounded operands (backend_rounded.c) */
+} bf16_kernels;
+
+/* "onednn", "fp32" (or "auto"). */
+const char *bf16_kernels_name(bf16_kernels k);
+
+/* Parses "onednn" or "fp32" into *out: 0, or -EINVAL for anything else. */
+int bf16_kernels_parse(const char *s, bf16_kernels *out);
+
+/* This process's kernels for bf16, fixed at the first call: SGDRD_BF16_KERNELS=onednn|fp32
+ * when set (another value is reported on stderr and ignored), else the faster of a bf16
+ * oneDNN matmul and cblas_sgemm of the same shape, timed once on one core (tens of
+ * milliseconds, see bf16_kernels.c). Never AUTO. Thread-safe. */
+bf16_kernels bf16_kernels_choice(void);
 
 /* The instruction set oneDNN dispatches to ("avx512_core_bf16", ...), for logs and health. */
 const char *precision_onednn_isa(void);

@@ -65,6 +65,10 @@ def test_health(daemon):
     assert h["queue_length"] >= 0
     assert isinstance(h["bf16"]["supported"], bool)
     assert isinstance(h["bf16"]["onednn_isa"], str) and h["bf16"]["onednn_isa"]
+    # The kernels a bf16 run would use here: measured once per process, or null where
+    # bf16 is refused.
+    want = ("onednn", "fp32") if h["bf16"]["supported"] else (None,)
+    assert h["bf16"]["kernels"] in want, h
 
 
 def test_dataset_register_get_list(daemon, dataset):
@@ -154,9 +158,11 @@ def test_precision_run_trains_in_the_precision_health_allows(daemon, dataset):
     """precision reaches the run's config as fp32 or bf16 (auto resolved as health says the
     CPU allows); a bf16 run trains where the CPU has bf16, and is refused naming the field
     where it does not."""
-    bf16 = daemon.get(API + "/health").json()["bf16"]["supported"]
+    health = daemon.get(API + "/health").json()["bf16"]
+    bf16 = health["supported"]
     r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small"})
     assert r.status == 201 and r.json()["config"]["precision"] == "fp32", r
+    assert "bf16_kernels" not in r.json()["config"], r
     assert daemon.request("DELETE", API + "/runs/%d" % r.json()["id"]).status == 204
     r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
                                     "precision": "auto"})
@@ -169,6 +175,7 @@ def test_precision_run_trains_in_the_precision_health_allows(daemon, dataset):
         assert_problem(r, 400, field="precision")
         return
     assert r.status == 201 and r.json()["config"]["precision"] == "bf16", r
+    assert r.json()["config"]["bf16_kernels"] == health["kernels"], r
     run = r.json()
     r = daemon.post(API + "/runs/%d/fit" % run["id"],
                     {"lrs": 3e-3, "n_cycle": 1, "schedule": "1cycle", "wd": 0.01})
@@ -187,6 +194,7 @@ def test_precision_bf16_refused_where_onednn_is_capped_below_it(sgdrd_bin, monke
     try:
         h = d.get(API + "/health").json()
         assert h["bf16"]["supported"] is False and h["bf16"]["onednn_isa"], h
+        assert h["bf16"]["kernels"] is None, h
         path = make_image_dataset(os.path.join(d.datasets, "colors"), per_class=6)
         r = d.post(API + "/datasets", {"name": "colors", "path": path, "format": "folders"})
         assert r.status == 201, r
@@ -197,6 +205,29 @@ def test_precision_bf16_refused_where_onednn_is_capped_below_it(sgdrd_bin, monke
         r = d.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small",
                                    "precision": "auto"})
         assert r.status == 201 and r.json()["config"]["precision"] == "fp32", r
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("kernels", ["onednn", "fp32"])
+def test_bf16_kernels_forced_by_the_environment(sgdrd_bin, monkeypatch, kernels):
+    """SGDRD_BF16_KERNELS picks the bf16 kernels instead of the measurement: health reports
+    them and a bf16 run's config records them (so the run keeps them when it resumes)."""
+    monkeypatch.setenv("SGDRD_BF16_KERNELS", kernels)
+    root = tempfile.mkdtemp(prefix="sgdrd-api-kernels-")
+    d = Daemon(root)
+    try:
+        h = d.get(API + "/health").json()["bf16"]
+        if not h["supported"]:
+            pytest.skip("this CPU has no native bf16")
+        assert h["kernels"] == kernels, h
+        path = make_image_dataset(os.path.join(d.datasets, "colors"), per_class=6)
+        r = d.post(API + "/datasets", {"name": "colors", "path": path, "format": "folders"})
+        assert r.status == 201, r
+        r = d.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small",
+                                   "precision": "bf16"})
+        assert r.status == 201 and r.json()["config"]["bf16_kernels"] == kernels, r
     finally:
         d.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -12,7 +12,10 @@ Two references per tensor, both from the same float32 inputs:
 The harness runs each backward twice (the gradients it writes are doubled): proof that the
 bf16 backward adds into the gradients as every op must.
 
-Exits 77 (skipped) on a CPU without native bf16 (the harness's --bf16-supported).
+Both kernels of the bf16 mode are held to both bounds, each forced by SGDRD_BF16_KERNELS:
+oneDNN's bf16 kernels, and the fp32 kernels on operands rounded to bf16 (which run the
+larger shapes below in chunks of images). oneDNN's half is skipped on a CPU without native
+bf16 (the harness's --bf16-supported); the rounded-operand half runs on any CPU.
 
 usage: test_bf16_parity.py HARNESS
 """
@@ -102,6 +105,10 @@ def build():
     conv_case(c, autocast, "conv_3x3_odd_bias", 3, 20, 13, 11, 24, 3, 1, 1, True)
     linear_case(c, autocast, "linear_bias", 16, 512, 10, True)
     linear_case(c, autocast, "linear", 5, 12, 7, False)
+    # Large enough that the rounded-operand kernels split the batch into chunks (with a
+    # smaller last one): Winograd, and a stem on im2col.
+    conv_case(c, autocast, "conv_3x3_chunks", 5, 64, 64, 64, 64, 3, 1, 1, True)
+    conv_case(c, autocast, "conv_7x7_s2_chunks", 3, 3, 224, 224, 64, 7, 2, 3, False)
     return c, autocast
 
 
@@ -113,20 +120,14 @@ def compare(name, g, ref, tol):
     return ok
 
 
-def main():
-    harness = sys.argv[1]
-    if subprocess.run([harness, "--bf16-supported"]).returncode != 0:
-        print("skipped: this CPU has no native bf16 (AVX512_BF16) for oneDNN")
-        return 77
-    torch.set_default_dtype(torch.float64)
-    torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        inp, outp = os.path.join(tmp, "in.safetensors"), os.path.join(tmp, "out.safetensors")
-        c, autocast = build()
-        st.save(inp, c.inputs)
-        subprocess.run([harness, inp, outp], check=True)
-        got = st.load(outp)
+def check(harness, kernels, c, autocast, inp, tmp):
+    """Failures of one kind of kernels against both references."""
+    outp = os.path.join(tmp, f"out_{kernels}.safetensors")
+    env = dict(os.environ, SGDRD_BF16_KERNELS=kernels)
+    subprocess.run([harness, inp, outp], check=True, env=env)
+    got = st.load(outp)
     failures = 0
+    print(f"kernels {kernels}")
     print(f"{'tensor':30s} {'rel exact':>11s}      {'rel autocast':>12s}  (tolerances "
           f"{TOL_EXACT:g} and {TOL_AUTOCAST:g} of max |ref|)")
     for name, (ref, layout) in c.expect.items():
@@ -145,7 +146,26 @@ def main():
         ok_a = rel <= TOL_AUTOCAST
         print(f"  {rel:12.3e} {'ok' if ok_a else 'FAIL'}")
         failures += not (ok and ok_a)
-    print(f"{len(c.expect) - failures} of {len(c.expect)} tensors within tolerance")
+    print(f"{kernels}: {len(c.expect) - failures} of {len(c.expect)} tensors within tolerance")
+    return failures
+
+
+def main():
+    harness = sys.argv[1]
+    kinds = ["fp32"]
+    if subprocess.run([harness, "--bf16-supported"]).returncode == 0:
+        kinds.insert(0, "onednn")
+    else:
+        print("oneDNN's half skipped: this CPU has no native bf16 (AVX512_BF16) for oneDNN")
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(2)
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        inp = os.path.join(tmp, "in.safetensors")
+        c, autocast = build()
+        st.save(inp, c.inputs)
+        for kernels in kinds:
+            failures += check(harness, kernels, c, autocast, inp, tmp)
     return 1 if failures else 0
 
 

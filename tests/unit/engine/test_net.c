@@ -145,16 +145,17 @@ static double cosine(const float *a, const float *b, size_t n)
  * input by 1 +- 0.2% moves it 14% and leaves a cosine of 0.986; bf16 rounds every
  * convolution's input by up to 0.4% and leaves 0.96). The ops are proven element by element
  * against PyTorch in tests/parity/ops/test_bf16_parity.py. On a CPU without bf16 the
- * switch is refused and nothing changes. */
-static void bf16_follows_fp32_within_its_rounding(void **state)
+ * switch is refused and nothing changes. Run once per kernels of the bf16 mode; the net
+ * keeps the kernels it was given. */
+static void bf16_follows_fp32(bf16_kernels kernels)
 {
-    (void)state;
     enum { B = 8, S = 16 };
     float *x = malloc(sizeof(float) * B * S * S);
     fill(x, B * S * S, 5);
     int32_t y[B] = {0, 3, 9, 1, 4, 4, 7, 2};
     net *n = build("resnet_small", HEAD_FASTAI, 1, 10, 0.0f, 42);
     assert_int_equal(net_set_batch(n, B, S, S), 0);
+    assert_int_equal(net_set_bf16_kernels(n, kernels), 0);
     float *g32 = malloc(n->n_params * sizeof(float)), *g16 = malloc(n->n_params * sizeof(float));
     float loss[3];
     for (int k = 0; k < 3; k++) {
@@ -176,6 +177,7 @@ static void bf16_follows_fp32_within_its_rounding(void **state)
         memcpy(k == 0 ? g32 : g16, n->grads, n->n_params * sizeof(float));
     }
     if (precision_bf16_supported()) {
+        assert_int_equal(n->bf16_kernels, kernels);
         assert_memory_equal(&loss[1], &loss[2], sizeof(float));
         assert_true(fabs(loss[1] - loss[0]) <= 1e-2 * fabs(loss[0]));
         assert_true(cosine(g16, g32, n->n_params) >= 0.9);
@@ -184,6 +186,38 @@ static void bf16_follows_fp32_within_its_rounding(void **state)
     free(g32);
     free(g16);
     free(x);
+}
+
+static void bf16_on_onednn_follows_fp32_within_its_rounding(void **state)
+{
+    (void)state;
+    bf16_follows_fp32(BF16_KERNELS_ONEDNN);
+}
+
+static void bf16_on_rounded_fp32_follows_fp32_within_its_rounding(void **state)
+{
+    (void)state;
+    bf16_follows_fp32(BF16_KERNELS_FP32);
+}
+
+/* A net takes the process's kernels when it first switches to bf16 and keeps them; only
+ * ONEDNN and FP32 can be set. */
+static void bf16_kernels_are_chosen_once_per_net(void **state)
+{
+    (void)state;
+    net *n = build("resnet_small", HEAD_FASTAI, 1, 10, 0.0f, 42);
+    assert_int_equal(n->bf16_kernels, BF16_KERNELS_AUTO);
+    assert_int_equal(net_set_bf16_kernels(n, BF16_KERNELS_AUTO), -EINVAL);
+    assert_int_equal(net_set_bf16_kernels(n, (bf16_kernels)7), -EINVAL);
+    if (precision_bf16_supported()) {
+        assert_int_equal(net_set_precision(n, PRECISION_BF16), 0);
+        bf16_kernels k = n->bf16_kernels;
+        assert_int_equal(k, bf16_kernels_choice());
+        assert_int_equal(net_set_precision(n, PRECISION_FP32), 0);
+        assert_int_equal(net_set_precision(n, PRECISION_BF16), 0);
+        assert_int_equal(n->bf16_kernels, k);
+    }
+    net_destroy(n);
 }
 
 /* Loss as a function of one parameter, in eval mode: BatchNorm is then a fixed affine map
@@ -365,7 +399,9 @@ int main(void)
         cmocka_unit_test(torchvision_parameter_counts_and_names),
         cmocka_unit_test(bad_specs_are_refused_with_a_reason),
         cmocka_unit_test(same_seed_same_numbers_bit_for_bit),
-        cmocka_unit_test(bf16_follows_fp32_within_its_rounding),
+        cmocka_unit_test(bf16_on_onednn_follows_fp32_within_its_rounding),
+        cmocka_unit_test(bf16_on_rounded_fp32_follows_fp32_within_its_rounding),
+        cmocka_unit_test(bf16_kernels_are_chosen_once_per_net),
         cmocka_unit_test(finite_differences_through_a_residual_net),
         cmocka_unit_test(frozen_body_gets_no_gradient_and_keeps_its_statistics),
         cmocka_unit_test(activations_and_gradients_share_one_slab),
