@@ -238,33 +238,44 @@ static int ds_feed_summary(void *ctx, const store_summary *s)
     return 0;
 }
 
-/* Fills the scan from the summaries of the buckets wholly inside the window, and from the
- * rows of the (at most two) buckets it cuts. -ENOENT when there is no such whole bucket or
- * it has no summary (a database written by other means): then the rows are read. */
-static int ds_scan_summaries(sqlite3 *db, ds_scan *sc, int64_t run, const char *key,
-                             int64_t after, int64_t before, int64_t s0, int64_t s1)
+/* Fills the scan with the points of key with lo <= step <= hi: the buckets of level wholly
+ * inside the range from their summaries, the ends it cuts from the level below, and so on
+ * down to the rows below level 0, so a range costs a few summaries per level besides the
+ * ones it is made of. *used counts the summaries read. */
+static int ds_scan_level(sqlite3 *db, ds_scan *sc, int64_t run, const char *key, int level,
+                         int64_t lo, int64_t hi, int64_t *used)
 {
-    int64_t b0 = s0 >> STORE_SUMMARY_SHIFT, b1 = s1 >> STORE_SUMMARY_SHIFT, rows = 0;
-    if (b0 * STORE_SUMMARY_STEPS <= after)
-        b0++;
-    if (b1 * STORE_SUMMARY_STEPS + STORE_SUMMARY_STEPS - 1 >= before)
-        b1--;
+    if (lo > hi)
+        return 0;
+    if (level < 0)
+        return ds_scan_rows(db, sc, run, key, lo - 1, hi + 1, -1);
+    int shift = store_summary_shift(level);
+    int64_t width = (int64_t)1 << shift, rows = 0;
+    int64_t b0 = (lo + width - 1) >> shift, b1 = ((hi + 1) >> shift) - 1;
     if (b0 > b1)
-        return -ENOENT;
-    int rc = ds_scan_rows(db, sc, run, key, after, b0 * STORE_SUMMARY_STEPS, -1);
+        return ds_scan_level(db, sc, run, key, level - 1, lo, hi, used);
+    int rc = ds_scan_level(db, sc, run, key, level - 1, lo, b0 * width - 1, used);
     if (rc == 0)
-        rc = store_summaries_read(db, run, key, b0, b1, ds_feed_summary, sc, &rows);
-    if (rc == 0 && rows == 0)
-        rc = -ENOENT;
+        rc = store_summaries_read(db, run, key, level, b0, b1, ds_feed_summary, sc, &rows);
+    *used += rows;
     if (rc == 0)
-        rc = ds_scan_rows(db, sc, run, key, (b1 + 1) * STORE_SUMMARY_STEPS - 1, before, -1);
+        rc = ds_scan_level(db, sc, run, key, level - 1, (b1 + 1) * width, hi, used);
     return rc;
 }
 
-/* Whether the view's buckets each span a summary's steps, so the summaries can fill them. */
-static int ds_summaries_fit(const ds_scan *sc)
+/* The highest level of summaries whose buckets each span no more steps than one of the
+ * view's, so that they can fill the view's buckets; -1 when none (or the view keeps no
+ * buckets). */
+static int ds_summary_level(const ds_scan *sc)
 {
-    return sc->nb > 0 && sc->span / sc->nb >= (double)STORE_SUMMARY_STEPS;
+    int level = -1;
+    if (sc->nb == 0)
+        return -1;
+    double per = sc->span / sc->nb;
+    while (level + 1 < STORE_SUMMARY_LEVELS &&
+           per >= (double)((int64_t)1 << store_summary_shift(level + 1)))
+        level++;
+    return level;
 }
 
 /* ---- one key, every key ------------------------------------------------------------------- */
@@ -274,9 +285,12 @@ static int ds_summaries_fit(const ds_scan *sc)
 static int ds_scan_fill(sqlite3 *db, ds_scan *sc, int summaries, int64_t run, const char *key,
                         int64_t after, int64_t before, int64_t s0, int64_t s1)
 {
-    int max_points = sc->max_points;
-    if (summaries && ds_summaries_fit(sc)) {
-        int rc = ds_scan_summaries(db, sc, run, key, after, before, s0, s1);
+    int max_points = sc->max_points, level = summaries ? ds_summary_level(sc) : -1;
+    if (level >= 0) {
+        int64_t used = 0;
+        int rc = ds_scan_level(db, sc, run, key, level, s0, s1, &used);
+        if (rc == 0 && used == 0)
+            rc = -ENOENT;   /* none stored (a database written by other means) */
         if (rc != -ENOENT && (rc || sc->n > max_points))
             return rc;
         ds_scan_free(sc);

@@ -242,9 +242,19 @@ void *store_flusher_main(void *arg);
 
 /* ---- summaries.c ------------------------------------------------------------------------- */
 
-/* A summary covers the steps of one bucket, step >> STORE_SUMMARY_SHIFT. */
-#define STORE_SUMMARY_SHIFT 8
-#define STORE_SUMMARY_STEPS ((int64_t)1 << STORE_SUMMARY_SHIFT)
+/* The summaries have STORE_SUMMARY_LEVELS levels: one of level l covers the steps of one
+ * bucket, step >> store_summary_shift(l), 64 steps at level 0 and 4 times more at each level
+ * up (up to 16,384), so a view reads at most about four summaries per bucket of its own
+ * whatever the window's length. Level 0 is built from the rows, the others from level 0.
+ * schema.sql's migration to version 6 spells these numbers out too. */
+#define STORE_SUMMARY_LEVELS 5
+#define STORE_SUMMARY_SHIFT0 6
+#define STORE_SUMMARY_FANOUT_SHIFT 2
+
+static inline int store_summary_shift(int level)
+{
+    return STORE_SUMMARY_SHIFT0 + STORE_SUMMARY_FANOUT_SHIFT * level;
+}
 
 /* How much of a point slot is filled. */
 enum { STORE_MP_EMPTY, STORE_MP_NULL, STORE_MP_FINITE };
@@ -266,13 +276,15 @@ typedef struct store_summary {
 /* Puts p in the slots lo and hi: the lowest and highest finite value, ties keeping the
  * point seen first; a NULL-valued point holds lo only while nothing else does. */
 void store_mpoint_extremes(store_mpoint *lo, store_mpoint *hi, const store_mpoint *p);
-/* Rebuilds, from their rows, the summaries of every bucket the metric points of
- * items[0..n) fall in, inside the open write transaction (wmu held). */
+/* Rebuilds the summaries, at every level, of every bucket the metric points of items[0..n)
+ * fall in, inside the open write transaction (wmu held): level 0 from its rows, each level
+ * above from the summaries of the level below. */
 int store_summaries_update(store *st, const store_point *items, int n);
-/* Calls fn on each summary of (run, key) with b0 <= bucket <= b1, in bucket order; stops at
- * the first nonzero (negative errno) return of fn and returns it. *rows: how many were read. */
-int store_summaries_read(sqlite3 *db, int64_t run, const char *key, int64_t b0, int64_t b1,
-                         int (*fn)(void *ctx, const store_summary *s), void *ctx,
+/* Calls fn on each summary of (run, key) at level with b0 <= bucket <= b1, in bucket order;
+ * stops at the first nonzero (negative errno) return of fn and returns it. *rows: how many
+ * were read. */
+int store_summaries_read(sqlite3 *db, int64_t run, const char *key, int level, int64_t b0,
+                         int64_t b1, int (*fn)(void *ctx, const store_summary *s), void *ctx,
                          int64_t *rows);
 
 /* ---- rows.c, page.c ---------------------------------------------------------------------- */

@@ -179,15 +179,21 @@ ALTER TABLE datasets ADD COLUMN error TEXT;
 
 -- version 6
 -- Write-time summaries of the metrics, so that a chart of a whole long run reads a few rows
--- per bucket instead of every point: per run, key and bucket of 256 consecutive steps
--- (bucket = step >> 8), the number of points and four of them: the first and last (by
--- step), the lowest and highest value (the earliest on a tie; NULL when the bucket has no
--- value, only NULLs). Each is rebuilt from its rows in the transaction that writes them.
--- Rows from before get theirs here: one grouped pass, then index lookups per bucket for
--- the points (the earliest of equal extremes).
+-- per bucket of the view instead of every point: per run, key, level and bucket, the number
+-- of points and four of them: the first and last (by step), the lowest and highest value
+-- (the earliest on a tie; NULL when the bucket has no value, only NULLs). A bucket of level
+-- 0 holds 64 consecutive steps (bucket = step >> 6), one of each level above 4 times more
+-- (level l: bucket = step >> (6 + 2 * l)), up to level 4 (16,384 steps), so that a view
+-- whatever its length reads a level whose summaries are at most about 4 per bucket of its
+-- own. Each is rebuilt in the transaction that writes its rows: level 0 from them, each
+-- level above from the one below.
+-- Rows from before get theirs here: level 0 in one grouped pass over the rows, then index
+-- lookups per bucket for the points (the earliest of equal extremes); the levels above in
+-- one grouped pass over level 0.
 CREATE TABLE metric_summaries (
     run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
     key         TEXT NOT NULL,
+    level       INTEGER NOT NULL,
     bucket      INTEGER NOT NULL,
     n           INTEGER NOT NULL,
     first_step  INTEGER NOT NULL,
@@ -202,16 +208,16 @@ CREATE TABLE metric_summaries (
     max_step    INTEGER,
     max_value   REAL,
     max_time    REAL,
-    PRIMARY KEY (run_id, key, bucket)
+    PRIMARY KEY (run_id, key, level, bucket)
 ) WITHOUT ROWID;
 
 INSERT INTO metric_summaries
-SELECT g.run_id, g.key, g.b, g.n,
+SELECT g.run_id, g.key, 0, g.b, g.n,
        g.fs, f.value, f.time, g.ls, l.value, l.time,
        lo.step, g.lo, lo.time, hi.step, g.hi, hi.time
-FROM (SELECT run_id, key, step >> 8 AS b, count(*) AS n, min(step) AS fs, max(step) AS ls,
+FROM (SELECT run_id, key, step >> 6 AS b, count(*) AS n, min(step) AS fs, max(step) AS ls,
              min(value) AS lo, max(value) AS hi
-      FROM metrics GROUP BY run_id, key, step >> 8) AS g
+      FROM metrics GROUP BY run_id, key, step >> 6) AS g
 JOIN metrics AS f ON f.run_id = g.run_id AND f.key = g.key AND f.step = g.fs
 JOIN metrics AS l ON l.run_id = g.run_id AND l.key = g.key AND l.step = g.ls
 LEFT JOIN metrics AS lo ON lo.run_id = g.run_id AND lo.key = g.key AND lo.step =
@@ -220,3 +226,28 @@ LEFT JOIN metrics AS lo ON lo.run_id = g.run_id AND lo.key = g.key AND lo.step =
 LEFT JOIN metrics AS hi ON hi.run_id = g.run_id AND hi.key = g.key AND hi.step =
     (SELECT step FROM metrics AS x WHERE x.run_id = g.run_id AND x.key = g.key AND
      x.step >= g.fs AND x.step <= g.ls AND x.value = g.hi ORDER BY x.step LIMIT 1);
+
+INSERT INTO metric_summaries
+SELECT g.run_id, g.key, g.level, g.b, g.n,
+       f.first_step, f.first_value, f.first_time, l.last_step, l.last_value, l.last_time,
+       lo.min_step, lo.min_value, lo.min_time, hi.max_step, hi.max_value, hi.max_time
+FROM (SELECT s.run_id, s.key, v.level, s.bucket >> (2 * v.level) AS b, sum(s.n) AS n,
+             min(s.bucket) AS fb, max(s.bucket) AS lb, min(s.min_value) AS lo,
+             max(s.max_value) AS hi
+      FROM metric_summaries AS s
+      JOIN (SELECT 1 AS level UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4) AS v
+      WHERE s.level = 0 GROUP BY s.run_id, s.key, v.level, s.bucket >> (2 * v.level)) AS g
+JOIN metric_summaries AS f ON f.run_id = g.run_id AND f.key = g.key AND f.level = 0 AND
+    f.bucket = g.fb
+JOIN metric_summaries AS l ON l.run_id = g.run_id AND l.key = g.key AND l.level = 0 AND
+    l.bucket = g.lb
+LEFT JOIN metric_summaries AS lo ON lo.run_id = g.run_id AND lo.key = g.key AND
+    lo.level = 0 AND lo.bucket =
+    (SELECT bucket FROM metric_summaries AS x WHERE x.run_id = g.run_id AND x.key = g.key AND
+     x.level = 0 AND x.bucket >= g.fb AND x.bucket <= g.lb AND x.min_value = g.lo
+     ORDER BY x.bucket LIMIT 1)
+LEFT JOIN metric_summaries AS hi ON hi.run_id = g.run_id AND hi.key = g.key AND
+    hi.level = 0 AND hi.bucket =
+    (SELECT bucket FROM metric_summaries AS x WHERE x.run_id = g.run_id AND x.key = g.key AND
+     x.level = 0 AND x.bucket >= g.fb AND x.bucket <= g.lb AND x.max_value = g.hi
+     ORDER BY x.bucket LIMIT 1);

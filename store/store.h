@@ -271,9 +271,10 @@ int store_metrics_range(store *st, int64_t run_id, const char *key, int64_t afte
  * window's step range is cut into (max_points - 2) / 2 equal buckets, each keeping its
  * lowest and highest value (a bucket of non-finite values only keeps its first point),
  * and the window's first and last points are always kept: so are its extremes. When each
- * bucket spans at least the steps of one write-time summary, the buckets are filled from
- * the summaries (the extremes of each, placed by their steps) and from the rows of the
- * window's two partly covered summaries only, so a whole long run is not read row by row.
+ * bucket spans at least the steps of a write-time summary (64 at the finest level), the
+ * buckets are filled from the summaries of the coarsest level that fits (the extremes of
+ * each, placed by their steps), the window's ends from finer ones and from the rows below
+ * the finest, so a whole long run is not read row by row.
  * *out: {"run","key"|null,"points":[{"step","key","value","time"}] (by key, then step),
  *        "next_after_step":null,"max_points":n,"downsampled":bool}  (true when a key lost
  * points) */

@@ -108,16 +108,19 @@ def test_zoom_window_is_exact(daemon, long_run):
 
 def summarise_run(daemon, rid):
     """Builds the run's metric summaries, as the daemon keeps them for points it writes
-    itself, with the statement of the schema migration that introduced them."""
+    itself, with the statements of the schema migration that introduced them, in order."""
     with open(os.path.join(os.environ["SGDRD_SRC"], "store", "schema.sql")) as f:
         sql = f.read()
-    start = sql.index("INSERT INTO metric_summaries")
-    stmt = sql[start:sql.index(";", start)]
-    stmt = stmt.replace("INSERT INTO metric_summaries", "INSERT INTO metric_summaries "
-                        "SELECT * FROM (", 1) + ") WHERE run_id = %d" % rid
     db = sqlite3.connect(os.path.join(daemon.data, "sgdrd.db"), timeout=30)
+    start = sql.find("INSERT INTO metric_summaries")
     with db:
-        db.execute(stmt)
+        while start >= 0:
+            end = sql.index(";", start)
+            stmt = sql[start:end].replace("INSERT INTO metric_summaries",
+                                          "INSERT INTO metric_summaries SELECT * FROM (",
+                                          1) + ") WHERE run_id = %d" % rid
+            db.execute(stmt)
+            start = sql.find("INSERT INTO metric_summaries", end)
     db.close()
 
 
@@ -142,8 +145,10 @@ def test_views_from_summaries_keep_what_the_rows_give(daemon, long_run):
     db.close()
     stored = {(p["key"], p["step"]): p["value"]
               for p in view(daemon, long_run, "limit=100000")["points"]}
-    queries = ["key=train_loss&max_points=100", "max_points=60",
-               "key=train_loss&after_step=700&before_step=13000&max_points=20"]
+    queries = ["key=train_loss&max_points=100", "max_points=60", "max_points=400",
+               "key=train_loss&max_points=4",
+               "key=train_loss&after_step=700&before_step=13000&max_points=20",
+               "key=train_loss&after_step=777&before_step=19001&max_points=250"]
     rows = {q: view(daemon, rid, q) for q in queries}
     summarise_run(daemon, rid)
     # A commit, so that the page cache forgets the answers from the rows.
@@ -161,15 +166,16 @@ def test_views_from_summaries_keep_what_the_rows_give(daemon, long_run):
             assert extremes(a, key) == extremes(b, key)
         for p in b["points"]:
             assert stored[(p["key"], p["step"])] == p["value"]
-    # The views read the summaries: one changed behind the daemon's back shows.
+    # The views read the summaries, those with buckets of 100 steps too: the summaries of
+    # step 10240, changed behind the daemon's back, show.
     db = sqlite3.connect(os.path.join(daemon.data, "sgdrd.db"), timeout=30)
     with db:
         db.execute("UPDATE metric_summaries SET max_value = 999 WHERE run_id = ? AND "
-                   "key = 'train_loss' AND bucket = 40", (rid,))
+                   "key = 'train_loss' AND bucket = 10240 >> (6 + 2 * level)", (rid,))
     db.close()
     assert daemon.post(API + "/runs", {"dataset": ds, "arch": "resnet_small"}).status == 201
-    doc = view(daemon, rid, "key=train_loss&max_points=100")
-    assert extremes(doc, "train_loss")[3] == 999
+    for q in ("key=train_loss&max_points=100", "key=train_loss&max_points=400"):
+        assert extremes(view(daemon, rid, q), "train_loss")[3] == 999
 
 
 @pytest.mark.parametrize("query,field", [

@@ -34,18 +34,24 @@ def epochs(d, run):
 
 
 def summaries_wrong(d):
-    """Summary rows that disagree with the metric points of their 256 steps (count, first
-    and last step, lowest and highest value), and buckets with points but no summary."""
+    """Summary rows, at each of the five levels (level l: 64 * 4**l steps a bucket), that
+    disagree with the metric points of their steps (count, first and last step, lowest and
+    highest value), buckets with points but no summary, and summaries of no level."""
     db = sqlite3.connect(os.path.join(d.data, "sgdrd.db"), timeout=30)
     try:
-        return db.execute(
-            "WITH m AS (SELECT run_id, key, step >> 8 AS b, count(*) AS n, min(step) AS fs, "
-            "max(step) AS ls, min(value) AS lo, max(value) AS hi FROM metrics GROUP BY 1, 2, 3) "
-            "SELECT (SELECT count(*) FROM m LEFT JOIN metric_summaries s ON "
-            "s.run_id = m.run_id AND s.key = m.key AND s.bucket = m.b WHERE s.n IS NOT m.n OR "
-            "s.first_step IS NOT m.fs OR s.last_step IS NOT m.ls OR s.min_value IS NOT m.lo OR "
-            "s.max_value IS NOT m.hi) + (SELECT count(*) FROM metric_summaries) - "
-            "(SELECT count(*) FROM m)").fetchone()[0]
+        wrong = db.execute("SELECT count(*) FROM metric_summaries WHERE level NOT BETWEEN 0 "
+                           "AND 4").fetchone()[0]
+        for level in range(5):
+            wrong += db.execute(
+                "WITH m AS (SELECT run_id, key, step >> ?1 AS b, count(*) AS n, min(step) AS "
+                "fs, max(step) AS ls, min(value) AS lo, max(value) AS hi FROM metrics "
+                "GROUP BY 1, 2, 3), s AS (SELECT * FROM metric_summaries WHERE level = ?2) "
+                "SELECT (SELECT count(*) FROM m LEFT JOIN s ON s.run_id = m.run_id AND "
+                "s.key = m.key AND s.bucket = m.b WHERE s.n IS NOT m.n OR s.first_step IS NOT "
+                "m.fs OR s.last_step IS NOT m.ls OR s.min_value IS NOT m.lo OR "
+                "s.max_value IS NOT m.hi) + (SELECT count(*) FROM s) - (SELECT count(*) FROM m)",
+                (6 + 2 * level, level)).fetchone()[0]
+        return wrong
     finally:
         db.close()
 

@@ -891,24 +891,43 @@ static void metrics_downsample_keeps_first_last_extremes(void **state)
 
 /* ---- write-time summaries of the metrics ------------------------------------------------ */
 
-/* Summary rows that disagree with the metric rows they summarise (count, first and last
- * step, lowest and highest value, and the step of each extreme holding that value), plus
- * buckets with rows but no summary and summaries with no rows. 0 when consistent. */
-static int64_t summaries_wrong(const char *path)
+/* The summaries' levels (store/internal.h): level l covers step >> (6 + 2 * l), l < 5. */
+#define SUMMARY_LEVELS 5
+
+/* Summary rows of one level that disagree with the metric rows they summarise (count, first
+ * and last step, lowest and highest value, and the step of each extreme holding that value),
+ * plus buckets with rows but no summary and summaries with no rows. 0 when consistent. */
+static int64_t summaries_wrong_at(const char *path, int level)
 {
-    return sql_int(path,
-        "WITH m AS (SELECT run_id, key, step >> 8 AS b, count(*) AS n, min(step) AS fs, "
-        "max(step) AS ls, min(value) AS lo, max(value) AS hi FROM metrics GROUP BY 1, 2, 3) "
-        "SELECT (SELECT count(*) FROM m LEFT JOIN metric_summaries s ON s.run_id = m.run_id "
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+        "WITH m AS (SELECT run_id, key, step >> %d AS b, count(*) AS n, min(step) AS fs, "
+        "max(step) AS ls, min(value) AS lo, max(value) AS hi FROM metrics GROUP BY 1, 2, 3), "
+        "ms AS (SELECT * FROM metric_summaries WHERE level = %d) "
+        "SELECT (SELECT count(*) FROM m LEFT JOIN ms s ON s.run_id = m.run_id "
         "AND s.key = m.key AND s.bucket = m.b WHERE s.n IS NOT m.n OR s.first_step IS NOT m.fs "
         "OR s.last_step IS NOT m.ls OR s.min_value IS NOT m.lo OR s.max_value IS NOT m.hi) + "
-        "(SELECT count(*) FROM metric_summaries) - (SELECT count(*) FROM m) + "
-        "(SELECT count(*) FROM metric_summaries s WHERE (s.min_step IS NOT NULL AND "
+        "(SELECT count(*) FROM ms) - (SELECT count(*) FROM m) + "
+        "(SELECT count(*) FROM ms s WHERE (s.min_step IS NOT NULL AND "
         "(SELECT value FROM metrics x WHERE x.run_id = s.run_id AND x.key = s.key AND "
         "x.step = s.min_step) IS NOT s.min_value) OR (s.max_step IS NOT NULL AND "
         "(SELECT value FROM metrics x WHERE x.run_id = s.run_id AND x.key = s.key AND "
         "x.step = s.max_step) IS NOT s.max_value) OR (s.min_step IS NULL) <> "
-        "(s.min_value IS NULL))");
+        "(s.min_value IS NULL))", 6 + 2 * level, level);
+    return sql_int(path, sql);
+}
+
+/* summaries_wrong_at summed over every level, plus summaries of a level that does not
+ * exist. */
+static int64_t summaries_wrong(const char *path)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM metric_summaries WHERE level < 0 OR "
+             "level >= %d", SUMMARY_LEVELS);
+    int64_t wrong = sql_int(path, sql);
+    for (int level = 0; level < SUMMARY_LEVELS; level++)
+        wrong += summaries_wrong_at(path, level);
+    return wrong;
 }
 
 /* Steps pushed twice (a resumed fit), NULLs, ties, buckets of NULLs only: the summaries the
@@ -928,23 +947,34 @@ static void metric_summaries_follow_writes_and_migration(void **state)
             assert_int_equal(store_flush(f->st), 0);
     }
     assert_int_equal(store_flush(f->st), 0);
+    /* Level 1 covers 256 steps a bucket, level 0 64, level 4 16,384. */
     assert_int_equal(sql_int(f->path, "SELECT max_value FROM metric_summaries WHERE "
-                                      "key = 'loss' AND bucket = 1"), 50);
+                                      "key = 'loss' AND level = 1 AND bucket = 1"), 50);
     assert_int_equal(sql_int(f->path, "SELECT max_step FROM metric_summaries WHERE "
-                                      "key = 'loss' AND bucket = 1"), 300);
+                                      "key = 'loss' AND level = 1 AND bucket = 1"), 300);
+    assert_int_equal(sql_int(f->path, "SELECT max_step FROM metric_summaries WHERE "
+                                      "key = 'loss' AND level = 0 AND bucket = 4"), 300);
+    assert_int_equal(sql_int(f->path, "SELECT max_step * 10000 + n FROM metric_summaries "
+                                      "WHERE key = 'loss' AND level = 4 AND bucket = 0"),
+                     3002000);
     /* Ties keep the earliest point. */
     assert_int_equal(sql_int(f->path, "SELECT min_step FROM metric_summaries WHERE "
-                                      "key = 'loss' AND bucket = 0"), 0);
+                                      "key = 'loss' AND level = 1 AND bucket = 0"), 0);
+    assert_int_equal(sql_int(f->path, "SELECT min_step FROM metric_summaries WHERE "
+                                      "key = 'loss' AND level = 3 AND bucket = 0"), 0);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM metric_summaries WHERE "
-                                      "key = 'nulls' AND min_step IS NULL AND n = 256"), 7);
-    /* A resumed fit writes steps 250..330 again: the spike is gone from the summary. */
+                                      "key = 'nulls' AND level = 1 AND min_step IS NULL AND "
+                                      "n = 256"), 7);
+    /* A resumed fit writes steps 250..330 again: the spike is gone from the summaries. */
     for (int s = 250; s < 330; s++) {
         double v[] = {1.5, 2.0};
         assert_int_equal(store_metrics_push(f->st, run, job, s, 2, k, v), 0);
     }
     assert_int_equal(store_flush(f->st), 0);
     assert_int_equal(sql_int(f->path, "SELECT max_value * 10 FROM metric_summaries WHERE "
-                                      "key = 'loss' AND bucket = 1"), 60);
+                                      "key = 'loss' AND level = 1 AND bucket = 1"), 60);
+    assert_int_equal(sql_int(f->path, "SELECT max_value * 10 FROM metric_summaries WHERE "
+                                      "key = 'loss' AND level = 4 AND bucket = 0"), 60);
     assert_int_equal(summaries_wrong(f->path), 0);
 
     /* The same rows in a v5 file: opening it builds the same summaries. */
@@ -1067,24 +1097,37 @@ static void metrics_downsample_from_summaries_matches_rows(void **state)
     assert_views_agree(f->st, run, NULL, "nulls", -1, -1, 60);
     assert_views_agree(f->st, run, "wave", "wave", 1000, 50000, 50);
     assert_views_agree(f->st, run, "wave", "wave", 12000, 41000, 30);
+    /* Buckets of 120 steps (level 0), and one bucket of the whole run (level 4, its end
+     * through every finer level and the rows), and ends cut at odd steps. */
+    assert_views_agree(f->st, run, "wave", "wave", -1, -1, 1000);
+    assert_views_agree(f->st, run, NULL, "nulls", -1, -1, 1000);
+    assert_views_agree(f->st, run, "wave", "wave", -1, -1, 4);
+    assert_views_agree(f->st, run, "wave", "wave", 777, 59001, 6);
+    assert_views_agree(f->st, run, "wave", "wave", 777, 59001, 333);
     /* Narrow enough to need the rows: answered from them, exactly. */
     assert_views_agree(f->st, run, "wave", "wave", 12000, 13000, 100);
 
-    /* The whole-run view reads the summaries: a summary changed behind the store's back
-     * shows in the view, not in the view from the rows. */
+    /* Whole-run views read the summaries, those of 1,000 points too (buckets of fewer steps
+     * than a level-1 summary): the summaries of step 25600, changed behind the store's back,
+     * show in the views, not in the view from the rows. */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "UPDATE metric_summaries SET max_value = 77 WHERE "
-                                      "key = 'wave' AND bucket = 100", NULL, NULL, NULL),
+                                      "key = 'wave' AND bucket = 25600 >> (6 + 2 * level)",
+                                  NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
     json_t *j;
     double lo, hi;
     int64_t los, his;
-    assert_int_equal(store_metrics_downsample(f->st, run, "wave", -1, -1, 100, &j), 0);
-    view_extremes(j, "wave", &lo, &los, &hi, &his);
-    assert_true(hi == 77);
-    json_decref(j);
+    const int points[] = {100, 1000};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(store_metrics_downsample(f->st, run, "wave", -1, -1, points[i], &j),
+                         0);
+        view_extremes(j, "wave", &lo, &los, &hi, &his);
+        assert_true(hi == 77);
+        json_decref(j);
+    }
     store_test_summaries_off(f->st, 1);
     assert_int_equal(store_metrics_downsample(f->st, run, "wave", -1, -1, 100, &j), 0);
     view_extremes(j, "wave", &lo, &los, &hi, &his);
