@@ -12,8 +12,7 @@
 #include "models/models.h"
 
 #define P(member) offsetof(job_params, member)
-/* The most ranks a job may ask for; the daemon's --max-workers caps it further. */
-#define JOB_MAX_WORKERS 1024
+#define WORKERS JOB_WORKERS_FIELD(job_params, workers, workers_set)
 
 /* In sched_kind's order: the parsed index is the engine's schedule. */
 static const char *const schedule_names[] = {"sgdr", "constant", "1cycle", NULL};
@@ -26,7 +25,7 @@ static const spec_field lr_find_spec[] = {
     {.name = "end_lr", .type = SPEC_NUMBER, .min = 1e-12, .max = 1000,
      .offset = P(lr_find.end_lr)},
     {.name = "num_it", .type = SPEC_INT, .min = 0, .max = 100000, .offset = P(lr_find.num_it)},
-    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
+    WORKERS,
     {0},
 };
 
@@ -51,7 +50,7 @@ static const spec_field fit_spec[] = {
     {.name = "stop_at_worse_cycle", .type = SPEC_BOOL, .offset = P(fit.stop_at_worse_cycle)},
     {.name = "time_limit_minutes", .type = SPEC_NUMBER, .min = 0, .max = 1e6,
      .offset = P(fit.time_limit_minutes)},
-    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
+    WORKERS,
     {0},
 };
 
@@ -72,7 +71,7 @@ static const spec_field resize_spec[] = {
 };
 static const spec_field tta_spec[] = {
     {.name = "n_aug", .type = SPEC_INT, .min = 1, .max = TTA_MAX_AUG, .offset = P(tta_n_aug)},
-    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
+    WORKERS,
     {0},
 };
 static const spec_field recipe_spec[] = {
@@ -85,12 +84,12 @@ static const spec_field recipe_spec[] = {
      .offset = P(recipe.budget_minutes)},
     {.name = "schedule", .type = SPEC_ENUM, .values = recipe_schedule_names,
      .offset = P(recipe.one_cycle)},
-    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
+    WORKERS,
     {0},
 };
 static const spec_field predict_test_spec[] = {
     {.name = "tta", .type = SPEC_BOOL, .offset = P(predict_tta)},
-    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS, .offset = P(workers)},
+    WORKERS,
     {0},
 };
 
@@ -235,6 +234,15 @@ static json_t *kind_json(const job_params *p)
         break;
     }
     return NULL;
+}
+
+void job_params_run_workers(job_params *p, int64_t run_workers)
+{
+    if (p->workers_set || run_workers < 1)
+        return;
+    for (const spec_field *f = kind_specs[p->kind]; f && f->name; f++)
+        if (!strcmp(f->name, "workers"))
+            p->workers = run_workers;
 }
 
 json_t *job_params_json(const job_params *p)

@@ -22,7 +22,8 @@
  *   predict_test {"tta":false}
  * lr_find, fit, tta, recipe and predict_test also take "workers":1, the processes that run
  * the job data-parallel (1: in the daemon; more: ranks of an mpirun world, capped by the
- * daemon's --max-workers); the canonical JSON names it only when it is above 1.
+ * daemon's --max-workers); the canonical JSON names it only when it is above 1. A job
+ * that leaves it out takes its run's default (the run's "workers", the same field).
  */
 #ifndef SGDRD_API_JOB_PARAMS_H
 #define SGDRD_API_JOB_PARAMS_H
@@ -57,6 +58,15 @@ typedef struct job_recipe {
     double budget_minutes;     /* 0: none */
 } job_recipe;
 
+/* The most ranks a job may ask for; the daemon's --max-workers caps it further. */
+#define JOB_MAX_WORKERS 1024
+
+/* The "workers" field of a body parsed into member (int64_t) of struct st, with has (an
+ * int) set when the body names it: a job's, and a run's default for its jobs. */
+#define JOB_WORKERS_FIELD(st, member, has)                                                   \
+    {.name = "workers", .type = SPEC_INT, .min = 1, .max = JOB_MAX_WORKERS,                 \
+     .offset = offsetof(st, member), .present = SPEC_PRESENT(st, has)}
+
 /* Only the member of kind means anything. */
 typedef struct job_params {
     job_kind kind;
@@ -69,6 +79,7 @@ typedef struct job_params {
     job_recipe recipe;
     int predict_tta;
     int64_t workers;           /* data-parallel ranks; 1: in the daemon */
+    int workers_set;           /* the body named workers */
 } job_params;
 
 /* Fills out with kind's defaults (required values left 0). */
@@ -79,6 +90,10 @@ void job_params_defaults(job_kind kind, job_params *out);
  * is wrong) and a one-line reason in detail. */
 int job_params_parse(job_kind kind, json_t *body, job_params *out, char *field,
                      size_t fieldlen, char *detail, size_t detaillen);
+
+/* The run's default for a job that did not name its workers (run_workers: the run's
+ * config "workers"; below 1: none), for kinds that take workers. */
+void job_params_run_workers(job_params *p, int64_t run_workers);
 
 /* The canonical JSON of p: every parameter of its kind, defaults included, which
  * job_params_parse reads back to the same p. A new object, NULL when out of memory. */

@@ -62,6 +62,8 @@ typedef struct run_body {
     int64_t seed;
     int precision;  /* index into precision_names */
     precision prec; /* what it resolves to on this CPU (run_fit_dataset) */
+    int64_t workers; /* the default of its jobs that take workers */
+    int has_workers;
 } run_body;
 
 static const spec_field run_spec[] = {
@@ -93,6 +95,7 @@ static const spec_field run_spec[] = {
      .offset = offsetof(run_body, seed)},
     {.name = "precision", .type = SPEC_ENUM, .values = precision_names,
      .offset = offsetof(run_body, precision)},
+    JOB_WORKERS_FIELD(run_body, workers, has_workers),
     {0},
 };
 
@@ -164,6 +167,23 @@ static int run_pretrained_ok(api_req *r, const run_body *b)
     }
     json_decref(model);
     return rc;
+}
+
+/* The run's workers, capped by the daemon's --max-workers as a job's are. Answers 400
+ * and returns nonzero above it. */
+static int run_workers_ok(api_req *r, const run_body *b)
+{
+    if (b->workers <= 1 || !r->srv->backend.world)
+        return 0;
+    json_t *w = r->srv->backend.world(r->srv->backend.ctx);
+    json_int_t max = json_integer_value(json_object_get(w, "max_workers"));
+    json_decref(w);
+    if (b->workers <= max)
+        return 0;
+    reply_problem(r, 400, PROBLEM_INVALID, "workers",
+                  "workers (%lld) is above the daemon's --max-workers (%lld)",
+                  (long long)b->workers, (long long)max);
+    return -E2BIG;
 }
 
 /* Fills the defaults that depend on the architecture and the dataset (sz, multi_label,
@@ -290,6 +310,7 @@ static json_t *run_config_json(const run_body *b, int64_t ds_id)
                                        json_real(b->label_smoothing)) ||
                    json_object_set_new(config, "precision",
                                        json_string(precision_name(b->prec))) ||
+                   json_object_set_new(config, "workers", json_integer(b->workers)) ||
                    (kernels &&
                     json_object_set_new(config, "bf16_kernels", json_string(kernels))))) {
         json_decref(config);
@@ -303,7 +324,7 @@ static json_t *run_config_json(const run_body *b, int64_t ds_id)
 void route_run_create(api_req *r)
 {
     run_body b = {.bs = 64, .tfms = 0, .max_zoom = 1.1, .ps = {.n = 2, .v = {0.25, 0.5}},
-                  .xtra_fc = {.n = 1, .v = {512}}, .seed = 42};
+                  .xtra_fc = {.n = 1, .v = {512}}, .seed = 42, .workers = 1};
     json_t *ds = NULL, *config = NULL, *run = NULL;
     int64_t ds_id, run_id;
     char loc[96];
@@ -311,7 +332,8 @@ void route_run_create(api_req *r)
 
     if (req_need_backend(r) || req_parse(r, run_spec, &b))
         return;
-    if (run_dataset(r, &b, &ds_id, &ds) || run_pretrained_ok(r, &b) ||
+    if (run_workers_ok(r, &b) || run_dataset(r, &b, &ds_id, &ds) ||
+        run_pretrained_ok(r, &b) ||
         run_fit_dataset(r, &b, ds_id, ds) || run_memory_ok(r, &b, ds))
         goto out;
     config = run_config_json(&b, ds_id);
@@ -371,15 +393,30 @@ void route_run_delete(api_req *r)
 
 /* ---- operations queued as jobs --------------------------------------------------------- */
 
-/* Parses the body as kind's parameters into p; answers 400 naming the field (or 503 with
- * no backend) and returns nonzero on failure. */
+/* The run's default workers (its config's), or 0 when it has none or is not there (submit
+ * then answers 404). */
+static int64_t run_default_workers(api_req *r)
+{
+    json_t *run = NULL;
+    if (store_run_get(r->srv->store, r->ids[0], &run))
+        return 0;
+    json_t *w = json_object_get(json_object_get(run, "config"), "workers");
+    int64_t n = json_is_integer(w) ? (int64_t)json_integer_value(w) : 0;
+    json_decref(run);
+    return n;
+}
+
+/* Parses the body as kind's parameters into p, workers defaulting to the run's; answers
+ * 400 naming the field (or 503 with no backend) and returns nonzero on failure. */
 static int parse_job(api_req *r, job_kind kind, job_params *p)
 {
     char field[128], detail[512];
     if (req_need_backend(r))
         return -ENODEV;
-    if (job_params_parse(kind, r->json, p, field, sizeof field, detail, sizeof detail) == 0)
+    if (job_params_parse(kind, r->json, p, field, sizeof field, detail, sizeof detail) == 0) {
+        job_params_run_workers(p, run_default_workers(r));
         return 0;
+    }
     reply_problem(r, 400, PROBLEM_INVALID, field[0] ? field : NULL, "%s", detail);
     return -EINVAL;
 }

@@ -159,6 +159,13 @@ static int spawn(jobs *jq, int n, const char *spec, const char *log, pid_t *pid,
     }
     if (*pid == 0) {
         setpgid(0, 0);
+        /* The daemon's threads block its stop signals (main takes them with sigwait) and
+         * ignore SIGPIPE; exec keeps both, and mpirun stops its ranks with SIGTERM when one
+         * of them aborts: a world must start with the default dispositions. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
         int lf = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         dup2(p[1], 1);
         if (lf >= 0)

@@ -358,6 +358,7 @@ function newRunPage(root, query) {
       field({ name: 'ps', label: 'Dropout (ps)', value: '0.25, 0.5', hint: 'One value, or one per head layer.' }),
       field({ name: 'xtra_fc', label: 'Extra FC layers', value: '512', hint: 'Sizes separated by commas; empty for none.' }),
       field({ name: 'seed', label: 'Seed', type: 'number', value: '42' }),
+      field({ name: 'workers', label: 'Workers', type: 'number', value: '1', hint: 'Processes its jobs train on by default (data-parallel; at most the daemon\'s --max-workers).' }),
       field({ name: 'precompute', label: 'Precompute body activations', type: 'checkbox', value: false }),
       field({ name: 'multi_label', label: 'Multi-label (sigmoid, F2)', type: 'checkbox', value: false })),
     h('div', { class: 'actions' }, h('button', { class: 'primary', type: 'submit' }, 'Create run')),
@@ -366,7 +367,7 @@ function newRunPage(root, query) {
     const e = f.elements;
     const body = { dataset: num(e.dataset.value) ?? e.dataset.value, arch: e.arch.value, tfms: e.tfms.value, opt: e.opt.value };
     if (e.pretrained.value) body.pretrained = num(e.pretrained.value);
-    for (const k of ['sz', 'bs', 'max_zoom', 'seed']) setPath(body, k, num(e[k].value));
+    for (const k of ['sz', 'bs', 'max_zoom', 'seed', 'workers']) setPath(body, k, num(e[k].value));
     setPath(body, 'ps', lrs(e.ps.value));
     const x = e.xtra_fc.value.trim();
     body.xtra_fc = x === '' ? [] : x.split(/[\s,;]+/).filter(Boolean).map(num);

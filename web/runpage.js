@@ -9,6 +9,7 @@ import { RunSeries } from './series.js';
 import { subscribe } from './live.js';
 import { stateBadge, jobProgress, errorBox, runView } from './widgets.js';
 import { interpCard } from './interp.js';
+import { worldPanel } from './world.js';
 
 const REDRAW_MS = 300;      // at most ~3 redraws per second while live
 const POLL_MS = 5000;       // job progress and ETA refresh while a job runs
@@ -38,6 +39,7 @@ export function runPage(root, runId) {
   const deleteButton = h('button', { type: 'button', class: 'small danger', onclick: deleteRun }, 'Delete run');
   const facts = h('dl', { class: 'facts inline' });
   const jobBar = h('div', { class: 'jobbar' });
+  const world = worldPanel();
   const banner = h('div', { class: 'banner-slot', 'aria-live': 'polite' });
   const actionNote = h('div', { class: 'banner-slot', 'aria-live': 'polite' });   // refusals of delete and cancel
 
@@ -81,7 +83,7 @@ export function runPage(root, runId) {
   mount(root,
     h('div', { class: 'page-head' }, title, liveBadge, deleteButton),
     banner, actionNote,
-    h('section', { class: 'card runhead', 'aria-label': 'Run state' }, facts, jobBar),
+    h('section', { class: 'card runhead', 'aria-label': 'Run state' }, facts, jobBar, world.el),
     h('div', { class: 'run-layout' },
       h('div', { class: 'run-main' },
         h('section', { class: 'card', id: 'lrfind', 'aria-labelledby': 'lrfind-h' },
@@ -208,6 +210,7 @@ export function runPage(root, runId) {
         h('button', { type: 'button', class: 'small danger', onclick: () => cancelJob(job.id) }, 'Cancel'))
       : h('div', { class: 'jobline' }, h('span', { class: 'muted' }, 'No job queued.'),
         last ? h('span', { class: 'muted' }, `Last: job #${last.id} ${pick(last, 'kind') ?? ''} `, stateBadge(last.state)) : null));
+    world.update(job, v.bs);
   }
 
   // The running job, else the oldest queued one.

@@ -83,25 +83,30 @@ static int run_params(learner *l, const job_params *p, json_t *spec, int resume,
     return rc;
 }
 
-int worker_run_job(learner *l, json_t *spec, const ev_hooks *h, json_t **result, char *err,
-                   size_t errlen)
+int worker_parse_job(json_t *spec, job_params *p, char *err, size_t errlen)
 {
     json_t *job = json_object_get(spec, "job");
     const char *kind_name = json_string_value(json_object_get(job, "kind"));
-    *result = NULL;
     job_kind kind;
     if (job_kind_parse(kind_name, &kind)) {
         snprintf(err, errlen, "spec: job.kind: unknown kind %s", kind_name);
         return -EINVAL;
     }
-    job_params p;
     char field[64], detail[256];
-    if (job_params_parse(kind, json_object_get(job, "params"), &p, field, sizeof field, detail,
+    if (job_params_parse(kind, json_object_get(job, "params"), p, field, sizeof field, detail,
                          sizeof detail)) {
         snprintf(err, errlen, "params%s%s: %s", field[0] ? "." : "", field, detail);
         return -EINVAL;
     }
-    return run_params(l, &p, spec, jspec_bool(job, "resume", 0), h, result, err, errlen);
+    return 0;
+}
+
+int worker_run_job(learner *l, const job_params *p, json_t *spec, const ev_hooks *h,
+                   json_t **result, char *err, size_t errlen)
+{
+    *result = NULL;
+    int resume = jspec_bool(json_object_get(spec, "job"), "resume", 0);
+    return run_params(l, p, spec, resume, h, result, err, errlen);
 }
 
 json_t *worker_state_json(learner *l)

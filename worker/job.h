@@ -7,12 +7,17 @@
 
 #include <jansson.h>
 
+#include "job_params.h"
 #include "learner.h"
 
-/* Runs it; *result gets the job's result object (NULL when it has none). 0 or a negative
- * code with err set (a bad parameter: "params.<field>: why"). */
-int worker_run_job(learner *l, json_t *spec, const ev_hooks *h, json_t **result, char *err,
-                   size_t errlen);
+/* Reads the spec's job: its kind and parameters into *p. 0, or -EINVAL with err set ("params.
+ * <field>: why"). Every rank reads the same spec, so they all agree. */
+int worker_parse_job(json_t *spec, job_params *p, char *err, size_t errlen);
+
+/* Runs the job p (from worker_parse_job); *result gets the job's result object (NULL when it
+ * has none). 0 or a negative code with err set. */
+int worker_run_job(learner *l, const job_params *p, json_t *spec, const ev_hooks *h,
+                   json_t **result, char *err, size_t errlen);
 
 /* The learner's state as the daemon records it on the run. */
 json_t *worker_state_json(learner *l);

@@ -6,7 +6,8 @@
  * usage: sgdrd-worker SPEC.json
  * Exit status: 0 when the job succeeded, 1 when it failed (an "error" event says why),
  * 2 on bad usage. A rank that dies takes the world down with it (MPI's default error
- * handler); the daemon sees mpirun fail. */
+ * handler); the daemon sees mpirun fail. A rank whose job fails (a data error, say) does
+ * the same with MPI_Abort after its error event, since the others may wait in a sum. */
 #include <errno.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -50,6 +51,23 @@ static int any_failed(emitter *e, int rc, const char *why, const char *stage)
     return 1;
 }
 
+/* A rank whose job failed while the others may be waiting in a sum it will never join:
+ * it says why itself (every rank's stdout reaches mpirun's, as rank 0's events do) and takes
+ * the world down, so that the job fails now rather than at the daemon's --worker-timeout. */
+static void abort_world(emitter *e, const char *why, const char *stage)
+{
+    char msg[MSG_MAX], host[MPI_MAX_PROCESSOR_NAME] = "";
+    int len = 0;
+    MPI_Get_processor_name(host, &len);
+    snprintf(msg, sizeof msg, "rank %d on %s: %s", dist_rank(e->d), host, why);
+    emitter mine = {.out = stdout, .d = e->d};
+    emit(&mine, "error", json_pack("{ss ss s[s]}", "stage", stage, "message", msg, "ranks",
+                                   msg));
+    fprintf(stderr, "sgdrd-worker: %s\n", msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
 /* Whether every rank sees the dataset rank 0 sees (the same index hash). */
 static int dataset_differs(emitter *e, const dataset *ds, json_t *spec)
 {
@@ -81,7 +99,11 @@ static int run(emitter *e, json_t *spec)
     char err[MSG_MAX] = "";
     dataset *ds = NULL;
     learner *l = NULL;
-    int rc = jspec_learner(spec, e->d, &ds, &l, err, sizeof err);
+    job_params p;
+    int rc = worker_parse_job(spec, &p, err, sizeof err);
+    if (any_failed(e, rc, err, "params"))
+        return 1;
+    rc = jspec_learner(spec, e->d, &ds, &l, err, sizeof err);
     if (any_failed(e, rc, err, "setup"))
         goto out;
     if (dataset_differs(e, ds, spec)) {
@@ -91,7 +113,9 @@ static int run(emitter *e, json_t *spec)
     emit_world(e, 0.0);
     ev_hooks h = emit_hooks(e);
     json_t *result = NULL;
-    rc = worker_run_job(l, spec, &h, &result, err, sizeof err);
+    rc = worker_run_job(l, &p, spec, &h, &result, err, sizeof err);
+    if (rc && dist_active(e->d))
+        abort_world(e, err, "job");
     if (any_failed(e, rc, err, "job")) {
         json_decref(result);
         goto out;

@@ -215,7 +215,9 @@ int loader_begin_epoch_plan(loader *l, int epoch, int sz, const tfm_plan *plan);
  * contents depend only on (seed, epoch, item), never on thread timing: item i's random
  * transform draws from rng_derive(rng_derive(seed ^ "aug", epoch), i). An item that fails
  * to decode is left out of its batch (which comes out shorter; an empty one is skipped)
- * and joins the dataset's unreadable list. One consumer thread per loader. */
+ * and joins the dataset's unreadable list. A sharded loader (shard_size > 1) skips nothing:
+ * a shard whose every item failed is -ENODATA, since the world's other ranks train on that
+ * batch and wait for this one's sums. One consumer thread per loader. */
 int loader_next(loader *l, const batch **out);
 int loader_n_batches(const loader *l);
 int loader_n_items(const loader *l);

@@ -139,7 +139,8 @@ static int load_item(loader *l, int item, int prescale, image *im, int *borrowed
 }
 
 /* Fills slot s with batch b of generation g; items that fail to decode are left out (the
- * dataset lists them as unreadable). Returns 0, 1 when the epoch was abandoned, or < 0. */
+ * dataset lists them as unreadable). Returns 0, 1 when the epoch was abandoned, or < 0
+ * (-ENODATA: a shard of a world whose every item failed to decode). */
 static int fill_batch(loader *l, int b, int g, slot *s, const tfm_config *tfm,
                       const tfm_plan *fixed, int epoch, int prescale)
 {
@@ -184,6 +185,10 @@ static int fill_batch(loader *l, int b, int g, slot *s, const tfm_config *tfm,
             dataset_item_targets(l->ds, l->split, item, s->b.targets + (size_t)n * l->n_classes);
         n++;
     }
+    /* One rank of a world cannot skip a batch the others train on (their sums would
+     * wait for it): a shard whose every image failed is an error there. */
+    if (n == 0 && end > start && l->cfg.shard_size > 1)
+        return -ENODATA;
     s->b.n = n;
     s->b.sz = tfm->sz;
     return 0;

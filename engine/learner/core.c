@@ -162,6 +162,22 @@ int lrn_src_next(batch_src *s, batch_view *v)
     return 1;
 }
 
+int lrn_loader_failed(learner *l, const char *what, int rc, char *err, size_t errlen)
+{
+    if (rc != -ENODATA) {
+        err_set(err, errlen, "%s: the loader failed (%d)", what, rc);
+        return rc;
+    }
+    ds_unreadable *list = NULL;
+    int n = 0;
+    dataset_unreadable_copy(l->ds, &list, &n);
+    err_set(err, errlen, "%s: every image of this worker's shard of a batch failed to decode "
+            "(%d unreadable, the last %s: %s); a worker cannot leave out a batch the others "
+            "train on", what, n, n ? list[n - 1].file : "?", n ? list[n - 1].reason : "?");
+    ds_unreadable_free(list, n);
+    return rc;
+}
+
 /* Forward of a batch: images through the whole net, or cached pooled activations through
  * the head only (backward then stops at the pooling node). */
 static const float *src_forward(learner *l, int cached, const float *x, int training)

@@ -403,19 +403,15 @@ static int fit_train(fit_run *r, fit_epoch *fe, char *err, size_t errlen)
 {
     batch_src s;
     int rc = lrn_src_begin(&s, r->l, SPLIT_TRAIN, !r->cached, r->cached);
-    if (rc) {
-        err_set(err, errlen, "fit: the loader failed (%d)", rc);
-        return rc;
-    }
+    if (rc)
+        return lrn_loader_failed(r->l, "fit", rc, err, errlen);
     batch_view v;
     int got = 0;
     while (fe->b < r->n_batches && (got = lrn_src_next(&s, &v)) > 0)
         if ((rc = fit_batch(r, fe, &v, err, errlen)))
             return rc;
-    if (got < 0) {
-        err_set(err, errlen, "fit: the loader failed (%d)", got);
-        return got;
-    }
+    if (got < 0)
+        return lrn_loader_failed(r->l, "fit", got, err, errlen);
     return 0;
 }
 

@@ -128,6 +128,10 @@ int lrn_net_copy_save(net_copy *c, const learner *l);
 void lrn_net_copy_restore(const net_copy *c, learner *l);
 int lrn_src_begin(batch_src *s, learner *l, ds_split split, int augment, int cached);
 int lrn_src_next(batch_src *s, batch_view *v);
+/* Fills err with why the loader failed (rc, from lrn_src_begin or lrn_src_next) for `what`
+ * ("fit", "lr_find"), naming the last unreadable file when a shard had nothing readable.
+ * Returns rc. */
+int lrn_loader_failed(learner *l, const char *what, int rc, char *err, size_t errlen);
 void lrn_acc_add_probs(metric_acc *a, const float *probs, const int32_t *y, const float *t,
                    int n, int nc, int multi);
 void lrn_acc_result(const metric_acc *a, int multi, float *loss, float *accuracy, float *f2);

@@ -114,19 +114,15 @@ static int sweep_pass(sweep *sw, char *err, size_t errlen)
 {
     batch_src s;
     int rc = lrn_src_begin(&s, sw->l, SPLIT_TRAIN, !sw->cached, sw->cached);
-    if (rc) {
-        err_set(err, errlen, "lr_find: the loader failed (%d)", rc);
-        return rc;
-    }
+    if (rc)
+        return lrn_loader_failed(sw->l, "lr_find", rc, err, errlen);
     batch_view v;
     int got = 0;
     while (sw->it < sw->num_it && (got = lrn_src_next(&s, &v)) > 0)
         if ((rc = sweep_point(sw, &v, err, errlen)))
             return rc;
-    if (sw->it < sw->num_it && got < 0) {
-        err_set(err, errlen, "lr_find: the loader failed (%d)", got);
-        return got;
-    }
+    if (sw->it < sw->num_it && got < 0)
+        return lrn_loader_failed(sw->l, "lr_find", got, err, errlen);
     if (sw->it < sw->num_it && s.batch_i == 0) {
         err_set(err, errlen, "lr_find: the training split gave no batch");
         return -EIO;

@@ -494,6 +494,22 @@ def test_threads_flag_holds_after_a_job(daemon, dataset):
     assert daemon.request("DELETE", API + "/runs/%d" % run).status == 204
 
 
+def test_run_workers_default(daemon, dataset, run):
+    """A run's workers (its jobs' default) is parsed like a job's: a bad value or one above
+    --max-workers (1 here) is a 400 naming workers, with no run made; the config shows it."""
+    assert run["config"]["workers"] == 1
+    before = len(daemon.get(API + "/runs?limit=1000").json()["items"])
+    for bad in (0, -1, 2, 1025, "two", 1.5, True):
+        r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
+                                        "workers": bad})
+        assert_problem(r, 400, field="workers")
+    assert len(daemon.get(API + "/runs?limit=1000").json()["items"]) == before
+    r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
+                                    "workers": 1})
+    assert r.status == 201 and r.json()["config"]["workers"] == 1, r
+    assert daemon.request("DELETE", API + "/runs/%d" % r.json()["id"]).status == 204
+
+
 def test_run_on_one_class_is_refused(daemon, dataset):
     root = os.path.join(daemon.datasets, "one")
     for split in ("train", "valid"):

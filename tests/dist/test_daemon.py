@@ -1,8 +1,10 @@
 """test_daemon.py: data-parallel jobs through the real daemon (started with --max-workers 2)
 over HTTP. On a small Fashion-MNIST subset: a fit with workers 2 succeeds with its epochs
 recorded and an accuracy close to the same fit in the daemon (workers 1, on a second run
-with the same seed); an LR sweep with workers 2 records its points and suggestions;
-workers above --max-workers is a 400 naming the field; killing one rank mid-fit stops the
+with the same seed); an LR sweep records its points and suggestions on 2 workers, the
+default of its run (`workers` on POST /runs, shown in the run's config), which a job's own
+workers overrides; workers above --max-workers, on a job or a run, is a 400 naming the
+field; killing one rank mid-fit stops the
 job (interrupted, with the reason) while the daemon keeps serving; the fit resumes from
 its epoch checkpoint to its end, and the next job on the run runs. /health shows the
 running world (its ranks, hosts, img/s, gradient-sum time); cancel stops every rank.
@@ -30,9 +32,9 @@ def check(cond, what):
     return bool(cond)
 
 
-def new_run(d, seed):
-    r = d.post(API + "/runs", {"dataset": "fm", "arch": "resnet_small", "sz": 28, "bs": 32,
-                               "tfms": "none", "seed": seed})
+def new_run(d, seed, **extra):
+    r = d.post(API + "/runs", dict({"dataset": "fm", "arch": "resnet_small", "sz": 28,
+                                    "bs": 32, "tfms": "none", "seed": seed}, **extra))
     assert r.status == 201, r
     return r.json()["id"]
 
@@ -66,7 +68,13 @@ def main():
         ok &= check(r.status == 400 and r.json().get("field") == "workers",
                     "workers above --max-workers: 400 naming workers")
 
-        runs = [new_run(d, 5), new_run(d, 5)]
+        r = d.post(API + "/runs", {"dataset": "fm", "arch": "resnet_small", "workers": 3})
+        ok &= check(r.status == 400 and r.json().get("field") == "workers",
+                    "a run's workers above --max-workers: 400 naming workers")
+        # The second run's jobs default to 2 workers; its fit names them anyway.
+        runs = [new_run(d, 5), new_run(d, 5, workers=2)]
+        config = d.get(API + "/runs/%d" % runs[1]).json()["config"]
+        ok &= check(config.get("workers") == 2, f"the run's config shows its workers: {config}")
         jobs = []
         for run, workers in zip(runs, (1, 2)):
             r = d.post(API + "/runs/%d/fit" % run, dict(fit, workers=workers))
@@ -81,8 +89,13 @@ def main():
             ok &= check(abs(acc[0][0] - acc[1][0]) <= 0.08,
                         f"accuracy on 1 and 2 workers within 0.08: {acc[0][0]} {acc[1][0]}")
 
-        r = d.post(API + "/runs/%d/lr-find" % runs[1], {"num_it": 12, "workers": 2})
+        r = d.post(API + "/runs/%d/lr-find" % runs[1], {"num_it": 12})
+        ok &= check(r.status == 202 and r.json()["params"].get("workers") == 2,
+                    f"a job without workers takes the run's: {r.json().get('params')}")
         job = wait_job(d, r.json()["id"], timeout=600)
+        ok &= check(os.path.exists(os.path.join(d.data, "runs", str(runs[1]),
+                                                "world-%d.json" % job["id"])),
+                    "it ran as a world (the daemon wrote its spec)")
         sweeps = d.get(API + "/runs/%d/lr-finds" % runs[1]).json()
         sweeps = sweeps.get("items", sweeps) if isinstance(sweeps, dict) else sweeps
         one = d.get(API + "/lr-finds/%d" % sweeps[-1]["id"]).json() if sweeps else {}
@@ -125,6 +138,11 @@ def main():
         job = wait_job(d, r.json()["id"], timeout=600)
         ok &= check(job["state"] == "succeeded", f"the next job (tta, 2 workers): "
                     f"{job['state']} {job.get('result')}")
+        r = d.post(API + "/runs/%d/tta" % runs[1], {"n_aug": 1, "workers": 1})
+        job = wait_job(d, r.json()["id"], timeout=600)
+        ok &= check("workers" not in job["params"] and job["state"] == "succeeded",
+                    f"a job's own workers 1 wins over the run's 2: {job['params']} "
+                    f"{job['state']}")
         r = d.post(API + "/runs/%d/fit" % runs[0], dict(fit, workers=2))
         job_id = r.json()["id"]
         deadline = time.monotonic() + 300
@@ -137,10 +155,10 @@ def main():
                     and not worker_pids(job_id),
                     f"cancel stops the whole world: {job['state']}, "
                     f"{len(worker_pids(job_id))} ranks left")
-    finally:
-        d.stop()
         if not ok:
             print(d.log_text())
+    finally:
+        d.stop()
         shutil.rmtree(root, ignore_errors=True)
     print("daemon ok" if ok else "daemon FAILED")
     return 0 if ok else 1

@@ -582,6 +582,60 @@ static void test_multi_label_and_unreadable(void **state)
     free(d);
 }
 
+/* A shard of a world cannot leave out its batch as one process does: the world's other
+ * ranks train on it and wait for this one's sums. A shard whose every image fails is
+ * -ENODATA; the other rank's shard of the same batch, and a shard with one image left,
+ * load as before. */
+static void test_shard_all_unreadable(void **state)
+{
+    (void)state;
+    char *d = strdup(tu_path(root, "shards"));
+    tu_mkdirs(tu_path(d, "train"));
+    char name[64];
+    for (int i = 0; i < 8; i++) {
+        snprintf(name, sizeof name, "train/%d.png", i);
+        write_bar(tu_path(d, name), i & 1, i);
+    }
+    const char *csv = "file,tags\n0,a\n1,b\n2,a\n3,b\n4,a\n5,b\n6,a\n7,b\n";
+    tu_write_file(tu_path(d, "labels.csv"), csv, strlen(csv));
+    ds_options o = {.format = DS_CSV, .path = d, .valid_pct = 0};
+    dataset *ds;
+    char err[256] = "";
+    if (dataset_open(&ds, &o, err, sizeof err))
+        fail_msg("%s", err);
+    /* Unshuffled batches of 4 on 2 ranks: batch 1 is items 4-7, rank 0's shard 4 and 5,
+     * rank 1's 6 and 7. Item 4 breaks (rank 0 keeps 5), then 6 and 7 (rank 1 keeps none). */
+    const char *broken[] = {"train/4.png", "train/6.png", "train/7.png"};
+    for (int i = 0; i < 3; i++) {
+        size_t len;
+        uint8_t *buf = tu_read_file(tu_path(d, broken[i]), &len);
+        tu_write_file(tu_path(d, broken[i]), buf, len / 2);
+        free(buf);
+    }
+    for (int rank = 0; rank < 2; rank++) {
+        loader_config cfg = base_cfg(4, 8, 3);
+        cfg.shard_rank = rank;
+        cfg.shard_size = 2;
+        loader *l = make(ds, &cfg);
+        assert_int_equal(loader_begin_epoch(l, 0, 8, 0), 0);
+        const batch *b;
+        assert_int_equal(loader_next(l, &b), 1);
+        assert_int_equal(b->n, 2);
+        assert_int_equal(b->index[0], 2 * rank);
+        if (rank == 0) {
+            assert_int_equal(loader_next(l, &b), 1);
+            assert_int_equal(b->n, 1);
+            assert_int_equal(b->index[0], 5);
+            assert_int_equal(loader_next(l, &b), 0);
+        } else {
+            assert_int_equal(loader_next(l, &b), -ENODATA);
+        }
+        loader_destroy(l);
+    }
+    dataset_destroy(ds);
+    free(d);
+}
+
 static void test_create_errors(void **state)
 {
     (void)state;
@@ -615,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_cache_identical),
         cmocka_unit_test(test_orientation),
         cmocka_unit_test(test_multi_label_and_unreadable),
+        cmocka_unit_test(test_shard_all_unreadable),
         cmocka_unit_test(test_create_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
