@@ -91,15 +91,22 @@ typedef struct bn_sync {
     void *ctx;
 } bn_sync;
 /* batchnorm_forward and batchnorm_backward over the rows of every rank; sync NULL is the
- * plain call (bit for bit). */
+ * plain call (bit for bit). With assign, backward writes din instead of adding to it
+ * (bit for bit what adding to a zeroed din gives) and din may alias dout. */
 void batchnorm_forward_sync(float *out, float *mean, float *rstd, float *running_mean,
                             float *running_var, const float *in, const float *gamma,
                             const float *beta, int m, int c, int training, float momentum,
                             float eps, const bn_sync *sync);
 void batchnorm_backward_sync(float *din, float *dgamma, float *dbeta, const float *dout,
                              const float *in, const float *mean, const float *rstd,
-                             const float *gamma, int m, int c, int training,
+                             const float *gamma, int m, int c, int training, int assign,
                              const bn_sync *sync);
+/* The statistics half of batchnorm_forward_sync (mean, rstd, running statistics): with
+ * batchnorm_apply after it, bit for bit batchnorm_forward_sync, so that the net can fuse
+ * the residual add and ReLU that follow into the normalisation pass. */
+void batchnorm_stats_sync(float *mean, float *rstd, float *running_mean, float *running_var,
+                          const float *in, int m, int c, int training, float momentum,
+                          float eps, const bn_sync *sync);
 
 /* ---- ReLU: out may alias in (in-place); backward reads the output ---------------------- */
 
