@@ -290,6 +290,25 @@ static int is_inplace_kind(node_kind k)
     return k == NODE_RELU || k == NODE_ADD || k == NODE_DROPOUT;
 }
 
+/* A max pool right after an in-place ReLU that only it reads, whose own output nothing
+ * rewrites, does the ReLU's backward in its own (maxpool2d_backward_relu): the ReLU's
+ * output then needs no keeping (nor rebuilding) for backward. */
+static void mark_relu_in_pool(net *n)
+{
+    for (int i = 2; i < n->n_nodes; i++) {
+        node *d = &n->nodes[i];
+        const node *r = &n->nodes[i - 1];
+        d->relu_in_pool = 0;
+        if (d->kind != NODE_MAXPOOL || d->in[0] != i - 1 || r->kind != NODE_RELU ||
+            r->n_consumers != 1 || r->value != n->nodes[r->in[0]].value)
+            continue;
+        int rewritten = 0;
+        for (int k = i + 1; k < n->n_nodes; k++)
+            rewritten |= n->nodes[k].value == d->value;
+        d->relu_in_pool = !rewritten;
+    }
+}
+
 static void init_tensor(net *n, net_tensor *t, uint64_t *rng)
 {
     float *p = (t->is_buffer ? n->buffers : n->params) + t->offset;
@@ -342,6 +361,7 @@ int net_finalize(net *n, uint64_t seed)
             n->value_creator[n->n_values++] = i;
         }
     }
+    mark_relu_in_pool(n);
     n->n_out = n->nodes[n->n_nodes - 1].c;
     n->params = aligned_floats(n->n_params);
     n->grads = net_pages_alloc(n->n_params); /* zero pages, resident once written */
@@ -784,11 +804,13 @@ static void backward_node(net *n, int i)
                                 net_dist_bn_sync(n, d->bn_training));
         break;
     case NODE_RELU:
-        if (din)
+        if (din && !(i + 1 < n->n_nodes && n->nodes[i + 1].relu_in_pool))
             relu_backward(din, dout, n->values[d->value], cnt);
         break;
     case NODE_MAXPOOL:
-        if (din)
+        if (din && d->relu_in_pool)
+            maxpool2d_backward_relu(din, dout, d->argmax, n->values[d->value], &d->pool);
+        else if (din)
             maxpool2d_backward(din, dout, d->argmax, &d->pool);
         break;
     case NODE_ADD: {

@@ -134,6 +134,12 @@ void pool2d_shape_init(pool2d_shape *s, int n, int h, int w, int c, int k, int s
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const pool2d_shape *s);
 void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax,
                         const pool2d_shape *s);
+/* maxpool2d_backward followed by the backward of a ReLU before the pool, in one pass: only
+ * outputs with out > 0 pass their gradient. The ReLU's output at an argmax is the pooled
+ * output there, so din is bit for bit what relu_backward makes of maxpool2d_backward's
+ * (din zeroed first, as the net does), without reading the ReLU's output. */
+void maxpool2d_backward_relu(float *din, const float *dout, const int32_t *argmax,
+                             const float *out, const pool2d_shape *s);
 
 /* ---- adaptive pools to 1x1 over an (N, HW, C) view, and the concat pool ---------------- */
 

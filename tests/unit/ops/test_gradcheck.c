@@ -1049,6 +1049,33 @@ static void batchnorm_fused_forms(void **state)
     free(db);
 }
 
+/* maxpool2d_backward_relu is bit for bit maxpool2d_backward into a zeroed din followed by
+ * relu_backward in place (the net's ReLU-then-pool stem), ties and zeros included. */
+static void maxpool_relu_backward(void **state)
+{
+    (void)state;
+    pool2d_shape s;
+    pool2d_shape_init(&s, 3, 9, 8, 5, 3, 2, 1);
+    size_t n_in = (size_t)s.n * s.h * s.w * s.c, n_out = (size_t)s.n * s.h_out * s.w_out * s.c;
+    float *x = rand_buf(n_in, 1.0f), *dy = rand_buf(n_out, 1.0f);
+    for (size_t i = 0; i < n_in; i += 7)
+        x[i] = 0.0f; /* ties at zero, as ReLU makes them */
+    relu_forward(x, x, n_in);
+    float *y = zero_buf(n_out), *ref = zero_buf(n_in), *got = zero_buf(n_in);
+    int32_t *am = malloc(n_out * sizeof(int32_t));
+    maxpool2d_forward(y, am, x, &s);
+    maxpool2d_backward(ref, dy, am, &s);
+    relu_backward(ref, ref, x, n_in);
+    maxpool2d_backward_relu(got, dy, am, y, &s);
+    assert_memory_equal(ref, got, n_in * sizeof(float));
+    free(x);
+    free(dy);
+    free(y);
+    free(ref);
+    free(got);
+    free(am);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1067,6 +1094,7 @@ int main(void)
         cmocka_unit_test(losses_are_stable),
         cmocka_unit_test(same_with_one_thread),
         cmocka_unit_test(batchnorm_fused_forms),
+        cmocka_unit_test(maxpool_relu_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
