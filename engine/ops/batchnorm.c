@@ -8,7 +8,9 @@
  *
  * The row loops get an AVX2 build picked at load time where the CPU has it (the portable
  * build stays SSE2): the sums convert to double, so they are bound by arithmetic rather
- * than memory on SSE2. AVX2 enables no FMA, so both builds give the same bits. */
+ * than memory on SSE2. AVX2 enables no FMA, so both builds give the same bits. The sums
+ * also get an AVX-512 build, whose FMAs change nothing there: each product they would
+ * fuse is of two floats widened to double, exact before the addition. */
 #include "ops.h"
 
 #include <math.h>
@@ -24,6 +26,7 @@
 /* Rows per call of the row loops below. */
 #define BN_ROWS 64
 #define BN_KERNEL __attribute__((target_clones("avx2", "default")))
+#define BN_SUM_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
 
 static int row_blocks(int m, int c)
 {
@@ -37,7 +40,7 @@ static int row_blocks(int m, int c)
 
 /* Sums over rows [i0, i1) of channels [c0, c0 + cn) into s1, s2 (zeroed here):
  * s1 = sum a, s2 = sum a*a when b is NULL, else s1 = sum b, s2 = sum b*(a - mu)*rs. */
-BN_KERNEL static void channel_sums(double *s1, double *s2, const float *a, const float *b,
+BN_SUM_KERNEL static void channel_sums(double *s1, double *s2, const float *a, const float *b,
                          const float *mu, const float *rs, int i0, int i1, int c0, int cn,
                          int c)
 {
