@@ -784,7 +784,10 @@ static void backward_node(net *n, int i)
     /* A BatchNorm that writes its input's gradient first assigns it instead (no zeroing
      * pass; the plan may then put it in place of its output's gradient). */
     const int bn_assign = d->kind == NODE_BN && din && d->zero_dv[0] >= 0;
-    for (int k = bn_assign ? 1 : 0; k < 2; k++)
+    /* Likewise a residual add that writes its second input's gradient first copies it. */
+    const int add_assign =
+        d->kind == NODE_ADD && d->zero_dv[1] >= 0 && needs_grad(n, d->in[1]);
+    for (int k = bn_assign ? 1 : 0; k < (add_assign ? 1 : 2); k++)
         if (d->zero_dv[k] >= 0)
             memset(n->dvalues[d->zero_dv[k]], 0,
                    n->value_numel[d->zero_dv[k]] * sizeof(float));
@@ -817,7 +820,9 @@ static void backward_node(net *n, int i)
         if (din && din != dout)
             add_backward(din, NULL, dout, cnt);
         int b = d->in[1];
-        if (needs_grad(n, b))
+        if (add_assign)
+            add_backward_assign(n->dvalues[n->nodes[b].value], dout, cnt);
+        else if (needs_grad(n, b))
             add_backward(NULL, n->dvalues[n->nodes[b].value], dout, cnt);
         break;
     }

@@ -120,6 +120,8 @@ void relu_backward(float *din, const float *dout, const float *out, size_t n);
 void add_forward(float *out, const float *a, const float *b, size_t n);
 /* da += dout, db += dout; either may be NULL; neither may alias dout. */
 void add_backward(float *da, float *db, const float *dout, size_t n);
+/* d = 0 + dout: bit for bit add_backward into a zeroed d, without zeroing or reading it. */
+void add_backward_assign(float *d, const float *dout, size_t n);
 
 /* ---- max pool (any k, stride, pad; padding never wins) ------------------------------ */
 
