@@ -1,8 +1,8 @@
 /* test_net_plan.c: the memory plan changes where activations live, never a result: a net
  * whose activations share buffers (and whose BatchNorm outputs and stem convolution are
- * recomputed for backward) gives bit for bit the logits, loss, parameter gradients and BatchNorm running
- * statistics of the same net with every activation in its own buffer, in training, eval
- * and frozen modes and through net_forward_to / net_forward_from. */
+ * recomputed for backward) gives bit for bit the logits, loss, parameter gradients and
+ * BatchNorm running statistics of the same net with every activation in its own buffer,
+ * in training, eval and frozen modes and through net_forward_to / net_forward_from. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
