@@ -558,11 +558,12 @@ static void plan_grad_lifetimes(plan_work *w, struct net_plan *p)
 
 /* A BatchNorm that writes its input's gradient first assigns it in place of its output's
  * gradient, whose life ends with that backward (net.c: batchnorm_backward_sync's assign):
- * the two share one buffer. */
+ * the two share one buffer. Not with keep, which shares nothing. */
 static void plan_bn_grad_in_place(plan_work *w, const struct net_plan *p)
 {
     const net *n = w->n;
-    for (int i = w->nn - 1; w->backward && bwd_runs(n, i, w->start, w->freeze); i--) {
+    for (int i = w->nn - 1; !w->keep && w->backward && bwd_runs(n, i, w->start, w->freeze);
+         i--) {
         const node *d = &n->nodes[i];
         int u = p->zero_dv[2 * i], v = d->value;
         if (d->kind != NODE_BN || u < 0 || n->value_creator[v] != i ||
