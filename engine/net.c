@@ -290,6 +290,25 @@ static int is_inplace_kind(node_kind k)
     return k == NODE_RELU || k == NODE_ADD || k == NODE_DROPOUT;
 }
 
+/* A max pool right after an in-place ReLU that only it reads, whose own output nothing
+ * rewrites, does the ReLU's backward in its own (maxpool2d_backward_relu): the ReLU's
+ * output then needs no keeping (nor rebuilding) for backward. */
+static void mark_relu_in_pool(net *n)
+{
+    for (int i = 2; i < n->n_nodes; i++) {
+        node *d = &n->nodes[i];
+        const node *r = &n->nodes[i - 1];
+        d->relu_in_pool = 0;
+        if (d->kind != NODE_MAXPOOL || d->in[0] != i - 1 || r->kind != NODE_RELU ||
+            r->n_consumers != 1 || r->value != n->nodes[r->in[0]].value)
+            continue;
+        int rewritten = 0;
+        for (int k = i + 1; k < n->n_nodes; k++)
+            rewritten |= n->nodes[k].value == d->value;
+        d->relu_in_pool = !rewritten;
+    }
+}
+
 static void init_tensor(net *n, net_tensor *t, uint64_t *rng)
 {
     float *p = (t->is_buffer ? n->buffers : n->params) + t->offset;
@@ -342,6 +361,7 @@ int net_finalize(net *n, uint64_t seed)
             n->value_creator[n->n_values++] = i;
         }
     }
+    mark_relu_in_pool(n);
     n->n_out = n->nodes[n->n_nodes - 1].c;
     n->params = aligned_floats(n->n_params);
     n->grads = net_pages_alloc(n->n_params); /* zero pages, resident once written */
@@ -637,8 +657,36 @@ static float *gdata(const net *n, int t)
                                                          : NULL;
 }
 
-static void forward_node(net *n, int i, int training)
+/* The in-place nodes after BatchNorm node i (up to last) that its normalisation pass can
+ * compute as well: a ReLU, or a residual add (into *res) optionally followed by a ReLU.
+ * Returns how many (0 to 2); batchnorm_apply gives their results bit for bit. */
+static int bn_fused(const net *n, int i, int last, const float **res, int *relu)
 {
+    const node *d = &n->nodes[i];
+    *res = NULL;
+    *relu = 0;
+    if (i + 1 > last || n->nodes[i + 1].value != d->value)
+        return 0;
+    const node *e = &n->nodes[i + 1];
+    if (e->kind == NODE_RELU) {
+        *relu = 1;
+        return 1;
+    }
+    if (e->kind != NODE_ADD || n->nodes[e->in[1]].value == d->value)
+        return 0;
+    *res = n->values[n->nodes[e->in[1]].value];
+    if (i + 2 <= last && n->nodes[i + 2].value == d->value &&
+        n->nodes[i + 2].kind == NODE_RELU) {
+        *relu = 1;
+        return 2;
+    }
+    return 1;
+}
+
+/* Runs node i's forward; returns how many of the following nodes it ran as well (fused). */
+static int forward_node(net *n, int i, int training, int last)
+{
+    int fused = 0;
     node *d = &n->nodes[i];
     float *out = n->values[d->value];
     const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
@@ -650,14 +698,20 @@ static void forward_node(net *n, int i, int training)
     case NODE_CONV:
         conv2d_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), d->scratch_fwd, &d->conv);
         break;
-    case NODE_BN:
+    case NODE_BN: {
+        const float *res;
+        int relu, m = n->batch * d->h * d->w;
         d->bn_training = training && d->group >= n->freeze_to;
-        batchnorm_forward_sync(out, d->save_mean, d->save_rstd, bdata(n, d->b_mean),
-                               bdata(n, d->b_var), in, pdata(n, d->p_w), pdata(n, d->p_b),
-                               n->batch * d->h * d->w, d->c, d->bn_training,
-                               n->bn_momentum, n->bn_eps,
-                               net_dist_bn_sync(n, d->bn_training));
+        batchnorm_stats_sync(d->save_mean, d->save_rstd, bdata(n, d->b_mean),
+                             bdata(n, d->b_var), in, m, d->c, d->bn_training, n->bn_momentum,
+                             n->bn_eps, net_dist_bn_sync(n, d->bn_training));
+        fused = bn_fused(n, i, last, &res, &relu);
+        batchnorm_apply(out, in, d->save_mean, d->save_rstd, pdata(n, d->p_w),
+                        pdata(n, d->p_b), res, relu, m, d->c);
+        for (int k = 1; k <= fused; k++)
+            n->nodes[i + k].bn_training = training;
         break;
+    }
     case NODE_RELU:
         relu_forward(out, in, node_numel(n, d));
         break;
@@ -689,6 +743,7 @@ static void forward_node(net *n, int i, int training)
         break;
     }
     d->bn_training = d->kind == NODE_BN ? d->bn_training : training;
+    return fused;
 }
 
 const float *net_forward_to(net *n, const float *x, int training, int last)
@@ -701,7 +756,7 @@ const float *net_forward_to(net *n, const float *x, int training, int last)
         return NULL;
     memcpy(n->values[n->nodes[0].value], x, node_numel(n, &n->nodes[0]) * sizeof(float));
     for (int i = 1; i <= last; i++)
-        forward_node(n, i, training);
+        i += forward_node(n, i, training, last);
     return n->values[n->nodes[last].value];
 }
 
@@ -721,7 +776,7 @@ const float *net_forward_from(net *n, int first, const float *act, int training)
     node *d = &n->nodes[first];
     memcpy(n->values[d->value], act, node_numel(n, d) * sizeof(float));
     for (int i = first + 1; i < n->n_nodes; i++)
-        forward_node(n, i, training);
+        i += forward_node(n, i, training, n->n_nodes - 1);
     return n->values[n->nodes[n->n_nodes - 1].value];
 }
 
@@ -746,7 +801,13 @@ static void backward_node(net *n, int i)
     const node *src = d->in[0] >= 0 ? &n->nodes[d->in[0]] : NULL;
     const float *in = src ? n->values[src->value] : NULL;
     float *din = needs_grad(n, d->in[0]) ? n->dvalues[src->value] : NULL;
-    for (int k = 0; k < 2; k++)
+    /* A BatchNorm that writes its input's gradient first assigns it instead (no zeroing
+     * pass; the plan may then put it in place of its output's gradient). */
+    const int bn_assign = d->kind == NODE_BN && din && d->zero_dv[0] >= 0;
+    /* Likewise a residual add that writes its second input's gradient first copies it. */
+    const int add_assign =
+        d->kind == NODE_ADD && d->zero_dv[1] >= 0 && needs_grad(n, d->in[1]);
+    for (int k = bn_assign ? 1 : 0; k < (add_assign ? 1 : 2); k++)
         if (d->zero_dv[k] >= 0)
             memset(n->dvalues[d->zero_dv[k]], 0,
                    n->value_numel[d->zero_dv[k]] * sizeof(float));
@@ -762,22 +823,26 @@ static void backward_node(net *n, int i)
     case NODE_BN:
         batchnorm_backward_sync(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in,
                                 d->save_mean, d->save_rstd, pdata(n, d->p_w),
-                                n->batch * d->h * d->w, d->c, d->bn_training,
+                                n->batch * d->h * d->w, d->c, d->bn_training, bn_assign,
                                 net_dist_bn_sync(n, d->bn_training));
         break;
     case NODE_RELU:
-        if (din)
+        if (din && !(i + 1 < n->n_nodes && n->nodes[i + 1].relu_in_pool))
             relu_backward(din, dout, n->values[d->value], cnt);
         break;
     case NODE_MAXPOOL:
-        if (din)
+        if (din && d->relu_in_pool)
+            maxpool2d_backward_relu(din, dout, d->argmax, n->values[d->value], &d->pool);
+        else if (din)
             maxpool2d_backward(din, dout, d->argmax, &d->pool);
         break;
     case NODE_ADD: {
         if (din && din != dout)
             add_backward(din, NULL, dout, cnt);
         int b = d->in[1];
-        if (needs_grad(n, b))
+        if (add_assign)
+            add_backward_assign(n->dvalues[n->nodes[b].value], dout, cnt);
+        else if (needs_grad(n, b))
             add_backward(NULL, n->dvalues[n->nodes[b].value], dout, cnt);
         break;
     }

@@ -81,6 +81,7 @@ typedef struct node {
     float *mask;        /* dropout mask (N*H*W*C, per batch) */
     int bn_training;    /* whether the last forward used batch statistics */
     int n_consumers;    /* nodes reading this node's output */
+    int relu_in_pool;   /* max pool whose backward does that of the in-place ReLU before it */
     /* Set by the current memory plan: */
     int zero_dv[2];     /* values whose gradient buffer this node's backward zeroes first */
     float *scratch_fwd; /* conv scratch of the forward / backward (in the slab) */

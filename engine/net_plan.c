@@ -108,6 +108,15 @@ static size_t round_up(size_t f)
     return (f + PLAN_ALIGN_FLOATS - 1) / PLAN_ALIGN_FLOATS * PLAN_ALIGN_FLOATS;
 }
 
+/* Floats of a rebuild step of value v: the value, then, for a convolution's output, the
+ * convolution's scratch. */
+static size_t step_floats(const net *n, int v)
+{
+    const node *c = &n->nodes[n->value_creator[v]];
+    size_t f = round_up(n->value_numel[v]);
+    return c->kind == NODE_CONV ? f + round_up(conv2d_workspace_floats(&c->conv)) : f;
+}
+
 static int find_root(const int *alias, int v)
 {
     while (alias[v] != v)
@@ -210,6 +219,26 @@ static int held_at(const rebuild_ctx *c, int u, int t)
     return c->val[u].t0 <= t && t <= c->val[u].t1;
 }
 
+/* Whether value v, a convolution's output, can be rebuilt at step t: only a convolution of
+ * the net's input (the stem, whose input the weight gradient keeps anyway, and which
+ * costs little against the net) in float32, whose output no in-place node rewrites. */
+static int conv_rebuildable(rebuild_ctx *c, int v, int t, int emit)
+{
+    const net *n = c->n;
+    int cr = n->value_creator[v];
+    const node *d = &n->nodes[cr];
+    int x = n->nodes[d->in[0]].value;
+    if (c->start != 0 || n->nodes[d->in[0]].kind != NODE_INPUT ||
+        d->conv.precision != PRECISION_FP32 || !held_at(c, x, t))
+        return 0;
+    for (int i = cr + 1; i < n->n_nodes; i++)
+        if (n->nodes[i].value == v)
+            return 0;
+    if (emit)
+        c->relied[x] = 1;
+    return 1;
+}
+
 /* Whether value v can be rebuilt at step t: a BatchNorm output (whose statistics the
  * forward saved) from its input held at t, then its in-place ReLU and residual adds, the
  * add's other input held at t or rebuilt there too. With emit, appends the steps,
@@ -218,6 +247,8 @@ static int rebuildable(rebuild_ctx *c, int v, int t, int depth, int emit)
 {
     const net *n = c->n;
     int cr = n->value_creator[v];
+    if (depth >= 0 && n->nodes[cr].kind == NODE_CONV)
+        return conv_rebuildable(c, v, t, emit);
     if (depth < 0 || n->nodes[cr].kind != NODE_BN || !bwd_runs(n, cr, c->start, c->freeze))
         return 0;
     int x = n->nodes[n->nodes[cr].in[0]].value;
@@ -290,7 +321,7 @@ static int decide_rebuilds(rebuild_ctx *rc, struct net_plan *p, item *val, const
         item kept_tail = {.size = val[v].size, .t0 = fwd_end[v] + 1, .t1 = val[v].t1};
         live_add(live, &kept_tail, -1);
         for (int k = n_steps; k < rc->n_steps; k++) {
-            item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = t,
+            item st = {.size = step_floats(n, rc->step_value[k]), .t0 = t,
                        .t1 = rc->step_t1[k]};
             live_add(live, &st, 1);
         }
@@ -298,7 +329,7 @@ static int decide_rebuilds(rebuild_ctx *rc, struct net_plan *p, item *val, const
         if (now >= peak) { /* no gain: undo */
             live_add(live, &kept_tail, 1);
             for (int k = n_steps; k < rc->n_steps; k++) {
-                item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = t,
+                item st = {.size = step_floats(n, rc->step_value[k]), .t0 = t,
                            .t1 = rc->step_t1[k]};
                 live_add(live, &st, -1);
             }
@@ -326,14 +357,14 @@ static int decide_rebuilds(rebuild_ctx *rc, struct net_plan *p, item *val, const
         item kept_tail = {.size = val[v].size, .t0 = fwd_end[v] + 1, .t1 = blast[v]};
         live_add(live, &kept_tail, 1);
         for (int k = k0; k < k1; k++) {
-            item st = {.size = round_up(n->value_numel[rc->step_value[k]]), .t0 = bfirst[v],
+            item st = {.size = step_floats(n, rc->step_value[k]), .t0 = bfirst[v],
                        .t1 = rc->step_t1[k]};
             live_add(live, &st, -1);
         }
         if (live_peak(live, n_t) > peak) {
             live_add(live, &kept_tail, -1);
             for (int k = k0; k < k1; k++) {
-                item st = {.size = round_up(n->value_numel[rc->step_value[k]]),
+                item st = {.size = step_floats(n, rc->step_value[k]),
                            .t0 = bfirst[v], .t1 = rc->step_t1[k]};
                 live_add(live, &st, 1);
             }
@@ -361,6 +392,7 @@ typedef struct plan_work {
     size_t *lo, *hi;
     int *ints;                      /* the per-value and per-step arrays below, in one block */
     int *bfirst, *blast, *reader, *alias, *gstart, *dropped, *rec_t0, *rec_t1, *fwd_end;
+    int *galias;                    /* gradient placed in another's place (itself if not) */
     int *relied;                    /* and its backup after it */
     int *step_node, *step_t1;
     long long *live;
@@ -390,7 +422,7 @@ static int plan_work_init(plan_work *w, const net *n, int training, int freeze, 
     w->order = malloc((size_t)w->n_items * sizeof(int));
     w->lo = malloc((size_t)w->n_items * sizeof(size_t));
     w->hi = malloc((size_t)w->n_items * sizeof(size_t));
-    w->ints = malloc((11 * (size_t)nv + 2 * (size_t)w->max_steps) * sizeof(int));
+    w->ints = malloc((12 * (size_t)nv + 2 * (size_t)w->max_steps) * sizeof(int));
     w->live = calloc((size_t)w->inf + 1, sizeof(long long));
     if (!w->it || !w->order || !w->lo || !w->hi || !w->ints || !w->live) {
         plan_work_free(w);
@@ -407,7 +439,8 @@ static int plan_work_init(plan_work *w, const net *n, int training, int freeze, 
     w->rec_t1 = ints + 7 * nv;
     w->fwd_end = ints + 8 * nv;
     w->relied = ints + 9 * nv;
-    w->step_node = ints + 11 * nv;
+    w->galias = ints + 11 * nv;
+    w->step_node = ints + 12 * nv;
     w->step_t1 = w->step_node + w->max_steps;
     w->val = w->it;
     w->grad = w->it + nv;
@@ -428,7 +461,7 @@ static void plan_forward_lifetimes(plan_work *w, struct net_plan *p)
         val[v].size = round_up(n->value_numel[v]);
         w->bfirst[v] = w->inf;
         w->blast[v] = w->reader[v] = w->gstart[v] = -1;
-        w->alias[v] = v;
+        w->alias[v] = w->galias[v] = v;
         w->dropped[v] = w->relied[v] = 0;
     }
     for (int i = 0; i < w->nn; i++) {
@@ -452,8 +485,9 @@ static void plan_forward_lifetimes(plan_work *w, struct net_plan *p)
 }
 
 /* Backward readers of activations: conv, BatchNorm and linear read their input, ReLU
- * its output. The backward of node i runs at step 2N - i. An activation is kept until
- * its last backward reader (unless a rebuild drops it later), or throughout with keep. */
+ * its output (a max pool that does its ReLU's backward reads its own output instead).
+ * The backward of node i runs at step 2N - i. An activation is kept until its last
+ * backward reader (unless a rebuild drops it later), or throughout with keep. */
 static void plan_backward_readers(plan_work *w)
 {
     const net *n = w->n;
@@ -463,7 +497,9 @@ static void plan_backward_readers(plan_work *w)
         int u = -1;
         if (d->kind == NODE_CONV || d->kind == NODE_BN || d->kind == NODE_LINEAR)
             u = n->nodes[d->in[0]].value;
-        else if (d->kind == NODE_RELU)
+        else if (d->kind == NODE_RELU && !(i + 1 < nn && n->nodes[i + 1].relu_in_pool))
+            u = d->value;
+        else if (d->kind == NODE_MAXPOOL && d->relu_in_pool)
             u = d->value;
         if (u < 0)
             continue;
@@ -520,6 +556,27 @@ static void plan_grad_lifetimes(plan_work *w, struct net_plan *p)
     }
 }
 
+/* A BatchNorm that writes its input's gradient first assigns it in place of its output's
+ * gradient, whose life ends with that backward (net.c: batchnorm_backward_sync's assign):
+ * the two share one buffer. Not with keep, which shares nothing. */
+static void plan_bn_grad_in_place(plan_work *w, const struct net_plan *p)
+{
+    const net *n = w->n;
+    for (int i = w->nn - 1; !w->keep && w->backward && bwd_runs(n, i, w->start, w->freeze);
+         i--) {
+        const node *d = &n->nodes[i];
+        int u = p->zero_dv[2 * i], v = d->value;
+        if (d->kind != NODE_BN || u < 0 || n->value_creator[v] != i ||
+            w->grad[v].size == 0 || n->value_numel[u] != n->value_numel[v])
+            continue;
+        int r = find_root(w->galias, v);
+        if (w->grad[u].t1 > w->grad[r].t1)
+            w->grad[r].t1 = w->grad[u].t1;
+        w->galias[u] = r;
+        w->grad[u].size = 0;
+    }
+}
+
 /* Convolution scratch, live during the one step that uses it. */
 static void plan_scratch(plan_work *w)
 {
@@ -556,7 +613,7 @@ static void plan_rebuilds(plan_work *w, struct net_plan *p)
     for (int k = 0; k < w->max_steps; k++) {
         int used = k < w->n_steps;
         w->step[k].size = used && w->step_t1[k] >= 0
-                              ? round_up(n->value_numel[p->step_value[k]]) : 0;
+                              ? step_floats(n, p->step_value[k]) : 0;
         w->step[k].t0 = used ? 2 * w->nn - w->step_node[k] : 0;
         w->step[k].t1 = used ? w->step_t1[k] : 0;
     }
@@ -589,7 +646,7 @@ static void plan_place_items(plan_work *w, struct net_plan *p)
     p->floats = place(w->it, w->n_items, w->order, w->lo, w->hi);
     for (int v = 0; v < w->nv; v++) {
         p->val_off[v] = w->val[find_root(w->alias, v)].off;
-        p->grad_off[v] = w->grad[v].off;
+        p->grad_off[v] = w->grad[find_root(w->galias, v)].off;
     }
     for (int i = 0; i < w->nn; i++) {
         p->ws_fwd[i] = w->wsf[i].off;
@@ -611,6 +668,7 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
     plan_forward_lifetimes(&w, p);
     plan_backward_readers(&w);
     plan_grad_lifetimes(&w, p);
+    plan_bn_grad_in_place(&w, p);
     plan_scratch(&w);
     plan_rebuilds(&w, p);
     plan_bn_in_place(&w);
@@ -697,14 +755,23 @@ int net_plan_use(net *n, int training)
     return 0;
 }
 
-/* Rebuilds value v into dst exactly as the forward computed it: the BatchNorm pass with
- * the saved statistics, then the in-place nodes in forward order. The usual chains
- * (ReLU; add; add then ReLU) run fused in batchnorm_apply, others node by node. */
+/* Rebuilds value v into dst exactly as the forward computed it: a convolution again, or
+ * the BatchNorm pass with the saved statistics, then the in-place nodes in forward order.
+ * The usual chains (ReLU; add; add then ReLU) run fused in batchnorm_apply, others node
+ * by node. */
 static void rebuild(net *n, int v, float *dst)
 {
     int c = n->value_creator[v];
     const node *b = &n->nodes[c];
     size_t m = (size_t)n->batch * b->h * b->w;
+    if (b->kind == NODE_CONV) { /* scratch after the value, as step_floats counts it */
+        conv2d_forward(dst, n->values[n->nodes[b->in[0]].value],
+                       n->params + n->tensors[b->p_w].offset,
+                       b->p_b >= 0 ? n->params + n->tensors[b->p_b].offset : NULL,
+                       dst + round_up(n->value_numel[v]), &b->conv);
+        n->values[v] = dst;
+        return;
+    }
     assert(b->kind == NODE_BN);
     int chain[4], len = 0, fused = 1;
     for (int k = c + 1; k < n->n_nodes; k++) {

@@ -7,7 +7,10 @@
  * plan depends on (training, freeze_to, start_node, keep_values): in eval mode and in
  * frozen groups nothing is kept for backward, and in training a BatchNorm(+ReLU) output is
  * dropped after its forward readers and recomputed from the BatchNorm input just before
- * its first backward reader. The net caches a few plans and activates one per forward. */
+ * its first backward reader, as is the output of a convolution of the net's input (the
+ * stem) from that input. A BatchNorm's input gradient shares its output gradient's
+ * buffer where the backward writes one over the other. The net caches a few plans and
+ * activates one per forward. */
 #ifndef SGDRD_NET_PLAN_H
 #define SGDRD_NET_PLAN_H
 

@@ -4,7 +4,13 @@
  * Per-channel sums run over blocks of whole rows (contiguous memory, every cache line read
  * once), each block summing every channel in double; the blocks' sums are then added in
  * block order. The number of blocks depends on M and C only, so results are the same for
- * any thread count. The elementwise passes run over rows in parallel. */
+ * any thread count. The elementwise passes run over rows in parallel.
+ *
+ * The row loops get an AVX2 build picked at load time where the CPU has it (the portable
+ * build stays SSE2): the sums convert to double, so they are bound by arithmetic rather
+ * than memory on SSE2. AVX2 enables no FMA, so both builds give the same bits. The sums
+ * also get an AVX-512 build, whose FMAs change nothing there: each product they would
+ * fuse is of two floats widened to double, exact before the addition. */
 #include "ops.h"
 
 #include <math.h>
@@ -17,6 +23,10 @@
 /* Channels whose coefficients are prepared at once for the elementwise passes. */
 #define BN_CHUNK_C 512
 #define BN_PAR_MIN 32768
+/* Rows per call of the row loops below. */
+#define BN_ROWS 64
+#define BN_KERNEL __attribute__((target_clones("avx2", "default")))
+#define BN_SUM_KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
 
 static int row_blocks(int m, int c)
 {
@@ -30,7 +40,7 @@ static int row_blocks(int m, int c)
 
 /* Sums over rows [i0, i1) of channels [c0, c0 + cn) into s1, s2 (zeroed here):
  * s1 = sum a, s2 = sum a*a when b is NULL, else s1 = sum b, s2 = sum b*(a - mu)*rs. */
-static void channel_sums(double *s1, double *s2, const float *a, const float *b,
+BN_SUM_KERNEL static void channel_sums(double *s1, double *s2, const float *a, const float *b,
                          const float *mu, const float *rs, int i0, int i1, int c0, int cn,
                          int c)
 {
@@ -120,6 +130,15 @@ void batchnorm_forward_sync(float *out, float *mean, float *rstd, float *running
                             const float *beta, int m, int c, int training, float momentum,
                             float eps, const bn_sync *sync)
 {
+    batchnorm_stats_sync(mean, rstd, running_mean, running_var, in, m, c, training, momentum,
+                         eps, sync);
+    batchnorm_apply(out, in, mean, rstd, gamma, beta, NULL, 0, m, c);
+}
+
+void batchnorm_stats_sync(float *mean, float *rstd, float *running_mean, float *running_var,
+                          const float *in, int m, int c, int training, float momentum,
+                          float eps, const bn_sync *sync)
+{
     const size_t work = (size_t)m * c;
     if (training) {
         for (int c0 = 0; c0 < c; c0 += BN_CHUNK_C) {
@@ -163,7 +182,52 @@ void batchnorm_forward_sync(float *out, float *mean, float *rstd, float *running
             rstd[j] = (float)(1.0 / sqrt((double)running_var[j] + eps));
         }
     }
-    batchnorm_apply(out, in, mean, rstd, gamma, beta, NULL, 0, m, c);
+}
+
+/* Rows [i0, i1) of batchnorm_apply, on channels [0, cn) of rows of c floats (the pointers
+ * start at the chunk's first channel). */
+BN_KERNEL static void apply_rows(float *out, const float *in, const float *mu,
+                                 const float *sc, const float *be, const float *residual,
+                                 int relu, int i0, int i1, int c, int cn)
+{
+    for (int i = i0; i < i1; i++) {
+        const float *x = in + (size_t)i * c;
+        float *y = out + (size_t)i * c;
+        if (!residual && !relu && y == x) {
+            float *z = y; /* in place: one pointer keeps the loop vectorised */
+            for (int j = 0; j < cn; j++)
+                z[j] = (z[j] - mu[j]) * sc[j] + be[j];
+        } else if (!residual && !relu && y != x) {
+            for (int j = 0; j < cn; j++)
+                y[j] = (x[j] - mu[j]) * sc[j] + be[j];
+        } else if (!residual && y == x) {
+            float *z = y;
+            for (int j = 0; j < cn; j++) {
+                float v = (z[j] - mu[j]) * sc[j] + be[j];
+                z[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (!residual) {
+            for (int j = 0; j < cn; j++) {
+                float v = (x[j] - mu[j]) * sc[j] + be[j];
+                y[j] = v > 0.0f ? v : 0.0f;
+            }
+        } else if (y == x) {
+            float *z = y;
+            const float *r = residual + (size_t)i * c;
+            for (int j = 0; j < cn; j++) {
+                float v = (z[j] - mu[j]) * sc[j] + be[j];
+                v = v + r[j];
+                z[j] = !relu || v > 0.0f ? v : 0.0f;
+            }
+        } else {
+            const float *r = residual + (size_t)i * c;
+            for (int j = 0; j < cn; j++) {
+                float v = (x[j] - mu[j]) * sc[j] + be[j];
+                v = v + r[j];
+                y[j] = !relu || v > 0.0f ? v : 0.0f;
+            }
+        }
+    }
 }
 
 void batchnorm_apply(float *out, const float *in, const float *mean, const float *rstd,
@@ -181,29 +245,45 @@ void batchnorm_apply(float *out, const float *in, const float *mean, const float
             sc[j] = rstd[c0 + j] * gamma[c0 + j];
         /* The residual add and the ReLU as add_forward and relu_forward compute them. */
 #pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
-        for (int i = 0; i < m; i++) {
-            const float *x = in + (size_t)i * c + c0;
-            float *y = out + (size_t)i * c + c0;
-            if (!residual && !relu && y == x) {
-                float *z = y; /* in place: one pointer keeps the loop vectorised */
+        for (int i0 = 0; i0 < m; i0 += BN_ROWS) {
+            int i1 = m - i0 < BN_ROWS ? m : i0 + BN_ROWS;
+            apply_rows(out + c0, in + c0, mu, sc, be, residual ? residual + c0 : NULL, relu,
+                       i0, i1, c, cn);
+        }
+    }
+}
+
+/* Rows [i0, i1) of din += a*dy + b*(x - mu) + k (b, k NULL: din += a*dy), channels
+ * [0, cn) of rows of c floats. With assign, din = 0 + (...): bit for bit what += gives on
+ * a zeroed din, without reading it; din may then alias dout. */
+BN_KERNEL static void din_rows(float *din, const float *dout, const float *in,
+                               const float *mu, const float *a, const float *b,
+                               const float *k, int assign, int i0, int i1, int c, int cn)
+{
+    for (int i = i0; i < i1; i++) {
+        const float *x = in + (size_t)i * c, *dy = dout + (size_t)i * c;
+        float *dx = din + (size_t)i * c;
+        if (assign && dx == dy) {
+            float *g = dx; /* in place: one pointer keeps the loop vectorised */
+            if (b) {
                 for (int j = 0; j < cn; j++)
-                    z[j] = (z[j] - mu[j]) * sc[j] + be[j];
-            } else if (!residual && !relu) {
-                for (int j = 0; j < cn; j++)
-                    y[j] = (x[j] - mu[j]) * sc[j] + be[j];
-            } else if (!residual) {
-                for (int j = 0; j < cn; j++) {
-                    float v = (x[j] - mu[j]) * sc[j] + be[j];
-                    y[j] = v > 0.0f ? v : 0.0f;
-                }
+                    g[j] = 0.0f + (a[j] * g[j] + b[j] * (x[j] - mu[j]) + k[j]);
             } else {
-                const float *r = residual + (size_t)i * c + c0;
-                for (int j = 0; j < cn; j++) {
-                    float v = (x[j] - mu[j]) * sc[j] + be[j];
-                    v = v + r[j];
-                    y[j] = !relu || v > 0.0f ? v : 0.0f;
-                }
+                for (int j = 0; j < cn; j++)
+                    g[j] = 0.0f + a[j] * g[j];
             }
+        } else if (assign && b) {
+            for (int j = 0; j < cn; j++)
+                dx[j] = 0.0f + (a[j] * dy[j] + b[j] * (x[j] - mu[j]) + k[j]);
+        } else if (assign) {
+            for (int j = 0; j < cn; j++)
+                dx[j] = 0.0f + a[j] * dy[j];
+        } else if (b) {
+            for (int j = 0; j < cn; j++)
+                dx[j] += a[j] * dy[j] + b[j] * (x[j] - mu[j]) + k[j];
+        } else {
+            for (int j = 0; j < cn; j++)
+                dx[j] += a[j] * dy[j];
         }
     }
 }
@@ -212,13 +292,13 @@ void batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *do
                         const float *in, const float *mean, const float *rstd,
                         const float *gamma, int m, int c, int training)
 {
-    batchnorm_backward_sync(din, dgamma, dbeta, dout, in, mean, rstd, gamma, m, c, training,
+    batchnorm_backward_sync(din, dgamma, dbeta, dout, in, mean, rstd, gamma, m, c, training, 0,
                             NULL);
 }
 
 void batchnorm_backward_sync(float *din, float *dgamma, float *dbeta, const float *dout,
                              const float *in, const float *mean, const float *rstd,
-                             const float *gamma, int m, int c, int training,
+                             const float *gamma, int m, int c, int training, int assign,
                              const bn_sync *sync)
 {
     const size_t work = (size_t)m * c;
@@ -266,24 +346,12 @@ void batchnorm_backward_sync(float *din, float *dgamma, float *dbeta, const floa
                 k[j] = 0.0f;
             }
         }
-        if (training) {
-            const float *mu = mean + c0;
+        const float *mu = mean + c0;
 #pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
-            for (int i = 0; i < m; i++) {
-                const float *x = in + (size_t)i * c + c0;
-                const float *dy = dout + (size_t)i * c + c0;
-                float *dx = din + (size_t)i * c + c0;
-                for (int j = 0; j < cn; j++)
-                    dx[j] += a[j] * dy[j] + b[j] * (x[j] - mu[j]) + k[j];
-            }
-        } else {
-#pragma omp parallel for schedule(static) if (work >= BN_PAR_MIN)
-            for (int i = 0; i < m; i++) {
-                const float *dy = dout + (size_t)i * c + c0;
-                float *dx = din + (size_t)i * c + c0;
-                for (int j = 0; j < cn; j++)
-                    dx[j] += a[j] * dy[j];
-            }
+        for (int i0 = 0; i0 < m; i0 += BN_ROWS) {
+            int i1 = m - i0 < BN_ROWS ? m : i0 + BN_ROWS;
+            din_rows(din + c0, dout + c0, in + c0, mu, a, training ? b : NULL,
+                     training ? k : NULL, assign, i0, i1, c, cn);
         }
     }
 }

@@ -48,6 +48,13 @@ void add_backward(float *da, float *db, const float *dout, size_t n)
     }
 }
 
+void add_backward_assign(float *d, const float *dout, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= EW_PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        d[i] = 0.0f + dout[i];
+}
+
 void dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
                      uint64_t *rng)
 {

@@ -94,15 +94,22 @@ typedef struct bn_sync {
     void *ctx;
 } bn_sync;
 /* batchnorm_forward and batchnorm_backward over the rows of every rank; sync NULL is the
- * plain call (bit for bit). */
+ * plain call (bit for bit). With assign, backward writes din instead of adding to it
+ * (bit for bit what adding to a zeroed din gives) and din may alias dout. */
 void batchnorm_forward_sync(float *out, float *mean, float *rstd, float *running_mean,
                             float *running_var, const float *in, const float *gamma,
                             const float *beta, int m, int c, int training, float momentum,
                             float eps, const bn_sync *sync);
 void batchnorm_backward_sync(float *din, float *dgamma, float *dbeta, const float *dout,
                              const float *in, const float *mean, const float *rstd,
-                             const float *gamma, int m, int c, int training,
+                             const float *gamma, int m, int c, int training, int assign,
                              const bn_sync *sync);
+/* The statistics half of batchnorm_forward_sync (mean, rstd, running statistics): with
+ * batchnorm_apply after it, bit for bit batchnorm_forward_sync, so that the net can fuse
+ * the residual add and ReLU that follow into the normalisation pass. */
+void batchnorm_stats_sync(float *mean, float *rstd, float *running_mean, float *running_var,
+                          const float *in, int m, int c, int training, float momentum,
+                          float eps, const bn_sync *sync);
 
 /* ---- ReLU: out may alias in (in-place); backward reads the output ---------------------- */
 
@@ -116,6 +123,8 @@ void relu_backward(float *din, const float *dout, const float *out, size_t n);
 void add_forward(float *out, const float *a, const float *b, size_t n);
 /* da += dout, db += dout; either may be NULL; neither may alias dout. */
 void add_backward(float *da, float *db, const float *dout, size_t n);
+/* d = 0 + dout: bit for bit add_backward into a zeroed d, without zeroing or reading it. */
+void add_backward_assign(float *d, const float *dout, size_t n);
 
 /* ---- max pool (any k, stride, pad; padding never wins) ------------------------------ */
 
@@ -130,6 +139,12 @@ void pool2d_shape_init(pool2d_shape *s, int n, int h, int w, int c, int k, int s
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const pool2d_shape *s);
 void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax,
                         const pool2d_shape *s);
+/* maxpool2d_backward followed by the backward of a ReLU before the pool, in one pass: only
+ * outputs with out > 0 pass their gradient. The ReLU's output at an argmax is the pooled
+ * output there, so din is bit for bit what relu_backward makes of maxpool2d_backward's
+ * (din zeroed first, as the net does), without reading the ReLU's output. */
+void maxpool2d_backward_relu(float *din, const float *dout, const int32_t *argmax,
+                             const float *out, const pool2d_shape *s);
 
 /* ---- adaptive pools to 1x1 over an (N, HW, C) view, and the concat pool ---------------- */
 

@@ -85,6 +85,18 @@ void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax,
             din[argmax[i]] += dout[i];
 }
 
+void maxpool2d_backward_relu(float *din, const float *dout, const int32_t *argmax,
+                             const float *out, const pool2d_shape *s)
+{
+    const size_t per_img = (size_t)s->h_out * s->w_out * s->c;
+    const size_t work = per_img * s->n;
+#pragma omp parallel for schedule(static) if (work >= POOL_PAR_MIN)
+    for (int n = 0; n < s->n; n++)
+        for (size_t i = n * per_img; i < (n + 1) * per_img; i++)
+            if (out[i] > 0.0f)
+                din[argmax[i]] += dout[i];
+}
+
 void avgpool_global_forward(float *out, const float *in, int n, int hw, int c)
 {
     const size_t work = (size_t)n * hw * c;

@@ -998,6 +998,84 @@ static void same_with_one_thread(void **state)
     free(b);
 }
 
+/* The fused forms the net uses are bit for bit the separate ops: batchnorm_stats_sync +
+ * batchnorm_apply with a residual and ReLU against forward, add and ReLU; backward's assign
+ * mode (out of place and in place over dout) against adding to a zeroed din. */
+static void batchnorm_fused_forms(void **state)
+{
+    (void)state;
+    int m = 8 * 9 * 9, c = 40;
+    size_t n = (size_t)m * c;
+    float *x = rand_buf(n, 3.0f), *dy = rand_buf(n, 1.0f), *res = rand_buf(n, 2.0f);
+    float *g = rand_buf(c, 1.0f), *b = rand_buf(c, 1.0f);
+    float *mean = zero_buf(c), *rstd = zero_buf(c), *rm = zero_buf(c), *rv = zero_buf(c);
+    float *ref = zero_buf(n), *out = zero_buf(n), *din = zero_buf(n), *got = zero_buf(n);
+    float *dg = zero_buf(c), *db = zero_buf(c);
+    for (int training = 0; training < 2; training++) {
+        for (int j = 0; j < c; j++)
+            rv[j] = 1.0f + 0.5f * (float)j / (float)c;
+        batchnorm_forward(ref, mean, rstd, rm, rv, x, g, b, m, c, training, 0.1f, 1e-5f);
+        add_forward(ref, ref, res, n);
+        relu_forward(ref, ref, n);
+        batchnorm_stats_sync(mean, rstd, rm, rv, x, m, c, training, 0.1f, 1e-5f, NULL);
+        batchnorm_apply(out, x, mean, rstd, g, b, res, 1, m, c);
+        assert_memory_equal(ref, out, n * sizeof(float));
+
+        memset(din, 0, n * sizeof(float));
+        batchnorm_backward(din, dg, db, dy, x, mean, rstd, g, m, c, training);
+        memset(got, 0x7f, n * sizeof(float)); /* assign never reads din */
+        batchnorm_backward_sync(got, NULL, NULL, dy, x, mean, rstd, g, m, c, training, 1,
+                                NULL);
+        assert_memory_equal(din, got, n * sizeof(float));
+        memcpy(got, dy, n * sizeof(float));
+        batchnorm_backward_sync(got, NULL, NULL, got, x, mean, rstd, g, m, c, training, 1,
+                                NULL);
+        assert_memory_equal(din, got, n * sizeof(float));
+    }
+    free(x);
+    free(dy);
+    free(res);
+    free(g);
+    free(b);
+    free(mean);
+    free(rstd);
+    free(rm);
+    free(rv);
+    free(ref);
+    free(out);
+    free(din);
+    free(got);
+    free(dg);
+    free(db);
+}
+
+/* maxpool2d_backward_relu is bit for bit maxpool2d_backward into a zeroed din followed by
+ * relu_backward in place (the net's ReLU-then-pool stem), ties and zeros included. */
+static void maxpool_relu_backward(void **state)
+{
+    (void)state;
+    pool2d_shape s;
+    pool2d_shape_init(&s, 3, 9, 8, 5, 3, 2, 1);
+    size_t n_in = (size_t)s.n * s.h * s.w * s.c, n_out = (size_t)s.n * s.h_out * s.w_out * s.c;
+    float *x = rand_buf(n_in, 1.0f), *dy = rand_buf(n_out, 1.0f);
+    for (size_t i = 0; i < n_in; i += 7)
+        x[i] = 0.0f; /* ties at zero, as ReLU makes them */
+    relu_forward(x, x, n_in);
+    float *y = zero_buf(n_out), *ref = zero_buf(n_in), *got = zero_buf(n_in);
+    int32_t *am = malloc(n_out * sizeof(int32_t));
+    maxpool2d_forward(y, am, x, &s);
+    maxpool2d_backward(ref, dy, am, &s);
+    relu_backward(ref, ref, x, n_in);
+    maxpool2d_backward_relu(got, dy, am, y, &s);
+    assert_memory_equal(ref, got, n_in * sizeof(float));
+    free(x);
+    free(dy);
+    free(y);
+    free(ref);
+    free(got);
+    free(am);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1015,6 +1093,8 @@ int main(void)
         cmocka_unit_test(loss_gradients),
         cmocka_unit_test(losses_are_stable),
         cmocka_unit_test(same_with_one_thread),
+        cmocka_unit_test(batchnorm_fused_forms),
+        cmocka_unit_test(maxpool_relu_backward),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
