@@ -76,6 +76,17 @@ static int folder_empty(const char *path)
     return empty;
 }
 
+/* 1 while dataset id's row is there and scanning: a row deleted meanwhile no longer owns
+ * its folder's name (a new dataset may have taken it). */
+static int still_scanning(registrar *rg, int64_t id)
+{
+    json_t *row = NULL;
+    int ok = store_dataset_get(rg->st, id, &row) == 0 &&
+             !strcmp(json_string_value(json_object_get(row, "state")) ?: "", "scanning");
+    json_decref(row);
+    return ok;
+}
+
 /* Extracts an upload's archive into dest (the row's empty folder): into a folder beside
  * the archive under tmp/ first, moved into place whole once every entry has passed, so
  * that a dataset folder is never half-written. The archive is removed either way. On
@@ -96,6 +107,10 @@ static int extract_upload(registrar *rg, const reg_item *it, const char *dest,
         rc = upload_extract_tar_until(it->archive, stage, it->max_bytes, &rg->stop, why, len);
         if (rc == -EINVAL || rc == -EFBIG)
             *lead = "the archive was refused";
+        if (rc == 0 && !still_scanning(rg, it->id)) {
+            rc = -ENOENT;
+            snprintf(why, len, "the dataset was deleted during its extraction");
+        }
         if (rc == 0) {
             upload_data_root(stage, root, sizeof root);
             if (rename(root, dest) != 0) {
@@ -132,12 +147,15 @@ static int prepare_upload(registrar *rg, const reg_item *it, const char *dest,
     return -ECANCELED;
 }
 
-/* Ends the row failed with lead: why (an uploaded folder is removed first). */
+/* Ends the row failed with lead: why, and removes an uploaded folder, unless the row was
+ * deleted meanwhile (the folder's name is no longer its own). */
 static void fail_row(registrar *rg, int64_t id, json_t *row, const char *path,
                      const char *lead, const char *why)
 {
     char msg[640];
     snprintf(msg, sizeof msg, "%s: %s", lead, why);
+    if (!still_scanning(rg, id))
+        return;
     if (json_is_true(json_object_get(row, "uploaded")) && path)
         jq_rm_tree(path);
     store_dataset_finish(rg->st, id, NULL, msg);
