@@ -272,3 +272,28 @@ def test_sigterm_during_extraction(root):
         assert os.listdir(os.path.join(d.data, "tmp")) == []
     finally:
         d.stop()
+
+
+def test_upload_deleted_during_extraction_leaves_the_new_one_alone(root):
+    """A dataset deleted while its archive is extracted, and its name taken again by a
+    new upload: the old extraction, when it ends, neither moves its files into the new
+    dataset's folder nor removes that folder."""
+    d = Daemon(root)
+    try:
+        r, _ = upload(d, "again", slow_archive())
+        if r.status != 202:
+            pytest.skip("the extraction ended within the registration's wait")
+        old = r.json()["id"]
+        assert d.request("DELETE", API + "/datasets/%d" % old).status == 204
+        from test_http import tar_bytes, dataset_members
+        r = d.post(API + "/datasets?name=again", tar_bytes(dataset_members()),
+                   ctype="application/x-tar")
+        assert r.status in (201, 202), r   # queued behind the old extraction
+        new = r.json()["id"]
+        assert ended(d, new)["state"] == "ready"
+        assert os.listdir(os.path.join(d.data, "tmp")) == []
+        folder = os.path.join(d.data, "datasets", "again")
+        assert sorted(os.listdir(folder)) == ["train", "valid"], os.listdir(folder)
+        assert d.get(API + "/datasets/%d" % old).status == 404
+    finally:
+        d.stop()
