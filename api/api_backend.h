@@ -24,6 +24,18 @@ typedef struct api_png_req {
     uint64_t seed;
 } api_png_req;
 
+/* An uploaded tar archive to register as a dataset (register_upload). */
+typedef struct api_upload_reg {
+    const char *name, *format, *csv; /* as register_dataset's; csv NULL: the default */
+    const char *path;     /* the dataset's folder: an empty folder under the data dir that
+                             the caller made; the archive's data is moved into it */
+    const char *archive;  /* the archive's file under the data dir's tmp/: from the call on
+                             the backend's, removed once extracted or refused */
+    double valid_pct;     /* < 0: the default */
+    uint64_t seed;
+    int64_t max_bytes;    /* what the extraction may write */
+} api_upload_reg;
+
 typedef struct api_backend {
     void *ctx;
 
@@ -70,6 +82,14 @@ typedef struct api_backend {
                             const char *format, double valid_pct, const char *csv,
                             uint64_t seed, int uploaded, int64_t *id, const char **field,
                             char *err, size_t errlen);
+    /* Registers an uploaded archive as register_dataset registers a folder: the row is
+     * stored "scanning", and the extraction (every entry checked, see upload.h) and the
+     * scan both run off this thread, with the same short wait. An archive refused while
+     * extracting is a failed registration like an unusable folder, err naming the entry;
+     * when it ends after the wait, the row reads "failed" with that reason. u->path and
+     * u->archive are removed whenever the registration fails. */
+    int (*register_upload)(void *ctx, const api_upload_reg *u, int64_t *id,
+                           const char **field, char *err, size_t errlen);
     /* Bytes a new run may take (--memory-limit, else MemAvailable; 0: not known), and in
      * *source where the figure comes from. */
     double (*memory_available)(void *ctx, const char **source);

@@ -47,6 +47,7 @@ struct api_server {
     struct prom *prom;         /* request counters and latency histograms (prom.h) */
     struct guard *guard;       /* Host, Origin and CORS allow-lists (guard.h) */
     struct session_table *sessions; /* the dashboard's sign-ins (session.h) */
+    struct throttle *signins;  /* failed sign-ins per client address (throttle.h) */
     char cookie_name[64];      /* "sgdrd_session_<port>": daemons on one host keep apart */
     int behind_tls;            /* --behind-tls: Secure cookies, https origin */
 };

@@ -44,15 +44,20 @@ static int forwarded_for(api_req *r, char *out, size_t len)
     return 1;
 }
 
+void client_addr(api_req *r, char *out, size_t len)
+{
+    peer_text(r, out, len);
+    if (guard_proxy_trusted(r->srv->guard, out))
+        forwarded_for(r, out, len);
+}
+
 int client_key(api_req *r, char key[CLIENT_KEY_MAX])
 {
     char addr[INET6_ADDRSTRLEN], sid[SESSION_ID_CHARS + 1];
     const char *cookie = req_header(r, MHD_HTTP_HEADER_COOKIE);
     const char *site = req_header(r, "Sec-Fetch-Site");
 
-    peer_text(r, addr, sizeof addr);
-    if (guard_proxy_trusted(r->srv->guard, addr))
-        forwarded_for(r, addr, sizeof addr);
+    client_addr(r, addr, sizeof addr);
     if (r->srv->sessions && cookie &&
         !session_cookie_find(cookie, r->srv->cookie_name, sid, sizeof sid) &&
         session_check(r->srv->sessions, sid, clock_mono_s()) == 0) {

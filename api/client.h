@@ -17,4 +17,8 @@
  * request): those may use the reserve a limit keeps back from other clients; else 0. */
 int client_key(api_req *r, char key[CLIENT_KEY_MAX]);
 
+/* Writes r's client address: X-Forwarded-For's last entry when the peer is a trusted
+ * proxy, else the peer address ("?" when not known). */
+void client_addr(api_req *r, char *out, size_t len);
+
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "client.h"
 #include "guard.h"
 #include "session.h"
 
@@ -41,6 +42,9 @@ int gate_create(api_server *s, const api_config *cfg, char *err, size_t errlen)
     rc = session_table_create(&s->sessions, GATE_SESSIONS,
                               cfg->session_ttl_s > 0 ? cfg->session_ttl_s
                                                      : SESSION_DEFAULT_TTL_S);
+    if (rc == 0)
+        rc = throttle_create(&s->signins, THROTTLE_CAPACITY, THROTTLE_MAX_FAILS,
+                             THROTTLE_WINDOW_S);
     if (rc)
         snprintf(err, errlen, "out of memory");
     return rc;
@@ -50,8 +54,34 @@ void gate_destroy(api_server *s)
 {
     guard_destroy(s->guard);
     session_table_destroy(s->sessions);
+    throttle_destroy(s->signins);
     s->guard = NULL;
     s->sessions = NULL;
+    s->signins = NULL;
+}
+
+int gate_signin_refused(api_req *r, char addr[THROTTLE_ADDR_MAX + 1])
+{
+    char after[16];
+    client_addr(r, addr, THROTTLE_ADDR_MAX + 1);
+    int wait = throttle_wait_s(r->srv->signins, addr, clock_mono_s());
+    if (!wait)
+        return 0;
+    reply_problem(r, 429, PROBLEM_LIMIT, NULL,
+                  "too many failed sign-ins from this client (%d within %d s); retry in %d s",
+                  THROTTLE_MAX_FAILS, THROTTLE_WINDOW_S, wait);
+    snprintf(after, sizeof after, "%d", wait);
+    if (r->status == 429)
+        MHD_add_response_header(r->resp, MHD_HTTP_HEADER_RETRY_AFTER, after);
+    return 1;
+}
+
+void gate_signin_result(api_req *r, const char *addr, int ok)
+{
+    if (ok)
+        throttle_clear(r->srv->signins, addr);
+    else
+        throttle_fail(r->srv->signins, addr, clock_mono_s());
 }
 
 int gate_https(api_req *r)

@@ -4,6 +4,7 @@
 #define SGDRD_API_GATE_H
 
 #include "api_internal.h"
+#include "throttle.h"
 
 /* Builds s's allow-lists (guard.h) from cfg's flags, with the listen address's host, and
  * its session table. Returns 0, or a negative errno with err naming the refused entry. */
@@ -18,6 +19,13 @@ int gate_begin(api_req *r);
 
 /* 1 when the request carries the cookie of an open session (the dashboard's sign-in). */
 int gate_session_ok(api_req *r);
+
+/* Before a token is compared (POST /session, a bearer header): 429 with Retry-After when
+ * the client (its address, see client_addr) has failed too many sign-ins lately
+ * (throttle.h), and 1; else 0, with the address in addr for gate_signin_result. */
+int gate_signin_refused(api_req *r, char addr[THROTTLE_ADDR_MAX + 1]);
+/* Counts a failed sign-in of addr, or clears its count on a success. */
+void gate_signin_result(api_req *r, const char *addr, int ok);
 
 /* 1 for the routes that need no credentials: the sign-in itself. */
 int gate_open_route(api_req *r);

@@ -1,10 +1,10 @@
 /* routes_datasets.c: /datasets: register a folder on the server's disk (under a dataset
- * root) or an uploaded tar through the backend's register_dataset (the one registration):
- * a scan that ends within its short wait answers 201 with the ready row, or the 400 of a
- * dataset that cannot train; a longer one answers 202 with the row "scanning" and goes
- * on off the request thread; list, read, delete. */
+ * root) or an uploaded tar through the backend's registration: the archive's extraction
+ * and the scan run off the request thread; one that ends within its short wait answers 201
+ * with the ready row, or the 400 of a dataset that cannot train (an archive entry refused
+ * included); a longer one answers 202 with the row "scanning", and GET shows how it ends;
+ * list, read, delete. */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -45,20 +45,13 @@ static const spec_field dataset_spec[] = {
     {0},
 };
 
-/* Registers the folder at path through the job queue's registration (the one --demo uses
- * too: root check, row, scan) and answers 201 with the ready row, 202 with one still
- * scanning, or the problem. An upload's scan failure blames no field (the archive is the
- * body). Returns 0 when registered. */
-static int register_folder(api_req *r, const dataset_body *b, const char *path, int uploaded)
+/* Answers a registration: 201 with the ready row, 202 with one still scanning, or the
+ * problem. An upload's scan failure blames no field (the archive is the body). Returns rc. */
+static int reply_registration(api_req *r, int rc, int64_t id, const char *field,
+                              const char *err, int uploaded)
 {
-    const char *field = NULL;
-    char err[768] = "", loc[96];
+    char loc[96];
     json_t *out = NULL;
-    int64_t id;
-    const api_backend *be = &r->srv->backend;
-    int rc = be->register_dataset(be->ctx, b->name, path, format_names[b->format],
-                                  b->has_valid_pct ? b->valid_pct : -1, b->csv,
-                                  (uint64_t)b->seed, uploaded, &id, &field, err, sizeof err);
     if (rc == -EEXIST) {
         reply_problem(r, 409, PROBLEM_CONFLICT, "name", "%s", err);
         return rc;
@@ -88,6 +81,20 @@ static int register_folder(api_req *r, const dataset_body *b, const char *path, 
     return 0;
 }
 
+/* Registers the folder at path through the job queue's registration (the one --demo uses
+ * too: root check, row, scan). */
+static void register_folder(api_req *r, const dataset_body *b, const char *path)
+{
+    const char *field = NULL;
+    char err[768] = "";
+    int64_t id = 0;
+    const api_backend *be = &r->srv->backend;
+    int rc = be->register_dataset(be->ctx, b->name, path, format_names[b->format],
+                                  b->has_valid_pct ? b->valid_pct : -1, b->csv,
+                                  (uint64_t)b->seed, 0, &id, &field, err, sizeof err);
+    reply_registration(r, rc, id, field, err, 0);
+}
+
 static int name_taken(api_req *r, const char *name)
 {
     int64_t id;
@@ -114,31 +121,7 @@ static void register_path(api_req *r)
         return;
     }
     if (!name_taken(r, b.name))
-        register_folder(r, &b, b.path, 0);
-}
-
-/* The folder an upload's data lives in: the extraction folder, or its only entry when that
- * is a folder (an archive made with `tar czf x.tgz mydata/`). */
-static void upload_root(const char *stage, char *out, size_t len)
-{
-    DIR *d = opendir(stage);
-    struct dirent *de;
-    char only[NAME_MAX + 1] = "";
-    int n = 0, only_dir = 0;
-
-    snprintf(out, len, "%s", stage);
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        n++;
-        snprintf(only, sizeof only, "%s", de->d_name);
-        only_dir = de->d_type == DT_DIR;
-    }
-    closedir(d);
-    if (n == 1 && only_dir && snprintf(out, len, "%s/%s", stage, only) >= (int)len)
-        snprintf(out, len, "%s", stage);
+        register_folder(r, &b, b.path);
 }
 
 static void register_upload(api_req *r)
@@ -146,7 +129,9 @@ static void register_upload(api_req *r)
     dataset_body b = {0};
     const char *fmt = req_query(r, "format");
     const char *vp = req_query(r, "valid_pct");
-    char err[512], stage[PATH_MAX], root[PATH_MAX], dest[PATH_MAX + 16], dir[PATH_MAX];
+    char err[768], dest[PATH_MAX + 16], dir[PATH_MAX];
+    const char *field = NULL;
+    int64_t id = 0;
     int rc;
 
     b.name = req_query(r, "name");
@@ -185,42 +170,24 @@ static void register_upload(api_req *r)
         return;
     }
     snprintf(dest, sizeof dest, "%s/%s", dir, b.name);
-    if (access(dest, F_OK) == 0) {
-        reply_problem(r, 409, PROBLEM_CONFLICT, "name", "%s already exists", dest);
-        return;
-    }
-    snprintf(stage, sizeof stage, "%s/tmp/extract-XXXXXX", r->srv->data_dir);
-    if (!mkdtemp(stage)) {
-        reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "cannot create a folder under %s/tmp: %s",
-                      r->srv->data_dir, strerror(errno));
-        return;
-    }
-    rc = upload_extract_tar(r->tmp_path, stage, 4 * r->srv->max_upload, err, sizeof err);
-    if (rc) {
-        if (rc == -EINVAL || rc == -EFBIG)
-            reply_problem(r, rc == -EFBIG ? 413 : 400,
-                          rc == -EFBIG ? PROBLEM_LIMIT : PROBLEM_INVALID, NULL,
-                          "the archive was refused: %s", err);
-        else
-            reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "cannot extract the archive: %s",
-                          err);
-        goto out_stage;
-    }
-    upload_root(stage, root, sizeof root);
-    /* Moved into place whole (a folder under datasets/ is always complete), then
-     * registered; one that cannot be used is removed again. */
-    if (rename(root, dest) != 0) {
-        if (errno == EEXIST || errno == ENOTEMPTY)
+    /* The folder is made here, empty, so that the name is held on disk too; the archive
+     * is extracted into it off this thread (see register_upload in api_backend.h). */
+    if (mkdir(dest, 0755) != 0) {
+        if (errno == EEXIST)
             reply_problem(r, 409, PROBLEM_CONFLICT, "name", "%s already exists", dest);
         else
-            reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "cannot move the dataset to %s: %s",
-                          dest, strerror(errno));
-        goto out_stage;
+            reply_problem(r, 500, PROBLEM_INTERNAL, NULL, "cannot create %s: %s", dest,
+                          strerror(errno));
+        return;
     }
-    if (register_folder(r, &b, dest, 1) != 0)
-        upload_remove_tree(dest);
-out_stage:
-    upload_remove_tree(stage);
+    api_upload_reg u = {.name = b.name, .format = format_names[b.format], .csv = b.csv,
+                        .path = dest, .archive = r->tmp_path,
+                        .valid_pct = b.has_valid_pct ? b.valid_pct : -1,
+                        .seed = (uint64_t)b.seed, .max_bytes = 4 * r->srv->max_upload};
+    const api_backend *be = &r->srv->backend;
+    rc = be->register_upload(be->ctx, &u, &id, &field, err, sizeof err);
+    r->tmp_path[0] = '\0'; /* the backend's now */
+    reply_registration(r, rc, id, field, err, 1);
 }
 
 void route_dataset_create(api_req *r)

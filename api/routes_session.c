@@ -1,6 +1,7 @@
 /* routes_session.c: /api/v1/session, the dashboard's sign-in: GET says whether a token is
  * needed and whether this browser holds a session, POST exchanges the token for a session
- * cookie, DELETE signs out. Neither the token nor the cookie is ever logged. */
+ * cookie (a client with too many failures lately gets 429, throttle.h), DELETE signs out.
+ * Neither the token nor the cookie is ever logged. */
 #define _GNU_SOURCE
 #include <stddef.h>
 #include <stdio.h>
@@ -61,7 +62,7 @@ static const spec_field session_spec[] = {
 void route_session_create(api_req *r)
 {
     session_body b = {0};
-    char id[SESSION_ID_CHARS + 1];
+    char id[SESSION_ID_CHARS + 1], addr[THROTTLE_ADDR_MAX + 1];
 
     if (req_parse(r, session_spec, &b))
         return;
@@ -70,7 +71,11 @@ void route_session_create(api_req *r)
                       "this daemon has no --token-file; no sign-in is needed");
         return;
     }
-    if (!session_token_equal(r->srv->token, b.token)) {
+    if (gate_signin_refused(r, addr))
+        return;
+    int ok = session_token_equal(r->srv->token, b.token);
+    gate_signin_result(r, addr, ok);
+    if (!ok) {
         reply_problem(r, 401, PROBLEM_UNAUTHENTICATED, "token", "the token is not valid");
         return;
     }

@@ -64,6 +64,31 @@ static int token_ok(const api_server *s, const char *auth)
     return diff == 0 && n == m;
 }
 
+/* With a token: a session, or the bearer header, whose guesses count as sign-ins
+ * (gate_signin_refused: a client with too many failures is not compared). Returns 1 when
+ * the request is answered (401 or 429). */
+static int req_authenticate(api_req *r)
+{
+    char addr[THROTTLE_ADDR_MAX + 1];
+    const char *auth = req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!r->srv->token ||
+        (strncmp(r->url, "/api/", 5) != 0 && strcmp(r->url, "/metrics") != 0) ||
+        gate_open_route(r) || gate_session_ok(r))
+        return 0;
+    if (auth) {
+        if (gate_signin_refused(r, addr))
+            return 1;
+        int ok = token_ok(r->srv, auth);
+        gate_signin_result(r, addr, ok);
+        if (ok)
+            return 0;
+    }
+    reply_problem(r, 401, PROBLEM_UNAUTHENTICATED, NULL,
+                  "sign in (POST " API_PREFIX "/session) or send a valid "
+                  "\"Authorization: Bearer <token>\" header");
+    return 1;
+}
+
 /* The first callback: route, authenticate, and decide how to take the body. Returns 1 when
  * the request is already answered (r->resp set). */
 static int req_begin(api_req *r)
@@ -73,16 +98,8 @@ static int req_begin(api_req *r)
 
     if (gate_begin(r))
         return 1;
-    if (r->srv->token &&
-        (strncmp(r->url, "/api/", 5) == 0 || strcmp(r->url, "/metrics") == 0) &&
-        !gate_open_route(r) &&
-        !token_ok(r->srv, req_header(r, MHD_HTTP_HEADER_AUTHORIZATION)) &&
-        !gate_session_ok(r)) {
-        reply_problem(r, 401, PROBLEM_UNAUTHENTICATED, NULL,
-                      "sign in (POST " API_PREFIX "/session) or send a valid "
-                      "\"Authorization: Bearer <token>\" header");
+    if (req_authenticate(r))
         return 1;
-    }
     rc = req_route(r, allow, sizeof allow);
     if (rc == 405) {
         reply_problem(r, 405, PROBLEM_INVALID, NULL, "%s is not allowed on %s; allowed: %s",

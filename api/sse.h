@@ -11,7 +11,12 @@ struct store;
 struct api_req;
 
 #define SSE_HEARTBEAT_S 15
-#define SSE_BATCH 500     /* events read from the store per query */
+/* Events read from the store per query. A new subscriber replays the run's whole history,
+ * each batch parsed into JSON and formatted on the stream's own thread: with many
+ * subscribers at once, large batches made a burst of short-lived allocations that glibc
+ * kept as free memory after each burst, so the daemon's resident size grew with every
+ * burst of subscribers. Small batches keep that burst small. */
+#define SSE_BATCH 64
 /* Streams open at once. Each holds a connection (and its thread) for as long as the client
  * stays, so without a cap of their own they could take every connection MHD allows and
  * leave no room for the rest of the API; past it a new stream gets a 503. One client

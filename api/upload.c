@@ -5,6 +5,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -124,12 +125,16 @@ static int write_all(int fd, const void *buf, size_t size, const char *name, cha
  * extracted, holes included), charged before anything is written there, so a few bytes
  * of data cannot make a file of a terabyte. */
 static int copy_data(struct archive *a, int fd, int64_t *total, int64_t max_bytes,
-                     const char *name, char *err, size_t errlen)
+                     const volatile int *stop, const char *name, char *err, size_t errlen)
 {
     const void *buf;
     size_t size;
     la_int64_t off, extent = 0;
     for (;;) {
+        if (stop && *stop) {
+            snprintf(err, errlen, "the extraction was stopped");
+            return -ECANCELED;
+        }
         int rc = archive_read_data_block(a, &buf, &size, &off);
         if (rc == ARCHIVE_EOF)
             break;
@@ -190,7 +195,8 @@ static int entry_type_ok(struct archive_entry *e, const char *name, char *err, s
 
 /* Checks the entry just read and writes it below dirfd (a new file must not exist yet). */
 static int extract_entry(struct archive *a, struct archive_entry *e, int dirfd,
-                         int64_t *total, int64_t max_bytes, char *err, size_t errlen)
+                         int64_t *total, int64_t max_bytes, const volatile int *stop,
+                         char *err, size_t errlen)
 {
     char rel[PATH_MAX];
     const char *name = archive_entry_pathname(e);
@@ -219,7 +225,7 @@ static int extract_entry(struct archive *a, struct archive_entry *e, int dirfd,
                  errno == EEXIST ? "it appears twice" : strerror(errno));
         return rc;
     }
-    rc = copy_data(a, fd, total, max_bytes, name, err, errlen);
+    rc = copy_data(a, fd, total, max_bytes, stop, name, err, errlen);
     if (close(fd) != 0 && !rc) {
         rc = -errno;
         snprintf(err, errlen, "cannot write \"%s\": %s", name, strerror(errno));
@@ -229,6 +235,12 @@ static int extract_entry(struct archive *a, struct archive_entry *e, int dirfd,
 
 int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes, char *err,
                        size_t errlen)
+{
+    return upload_extract_tar_until(tar_path, dest, max_bytes, NULL, err, errlen);
+}
+
+int upload_extract_tar_until(const char *tar_path, const char *dest, int64_t max_bytes,
+                             const volatile int *stop, char *err, size_t errlen)
 {
     struct archive *a = archive_read_new();
     struct archive_entry *e;
@@ -259,7 +271,10 @@ int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes
         int r = archive_read_next_header(a, &e);
         if (r == ARCHIVE_EOF)
             break;
-        if (r != ARCHIVE_OK) {
+        if (stop && *stop) {
+            snprintf(err, errlen, "the extraction was stopped");
+            rc = -ECANCELED;
+        } else if (r != ARCHIVE_OK) {
             snprintf(err, errlen, "the archive is corrupt or truncated: %s",
                      archive_error_string(a));
             rc = -EINVAL;
@@ -268,13 +283,35 @@ int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes
                      UPLOAD_MAX_ENTRIES);
             rc = -EFBIG;
         } else {
-            rc = extract_entry(a, e, dirfd, &total, max_bytes, err, errlen);
+            rc = extract_entry(a, e, dirfd, &total, max_bytes, stop, err, errlen);
         }
     }
     close(dirfd);
 out_archive:
     archive_read_free(a);
     return rc;
+}
+
+void upload_data_root(const char *stage, char *out, size_t len)
+{
+    DIR *d = opendir(stage);
+    struct dirent *de;
+    char only[NAME_MAX + 1] = "";
+    int n = 0, only_dir = 0;
+
+    snprintf(out, len, "%s", stage);
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        n++;
+        snprintf(only, sizeof only, "%s", de->d_name);
+        only_dir = de->d_type == DT_DIR;
+    }
+    closedir(d);
+    if (n == 1 && only_dir && snprintf(out, len, "%s/%s", stage, only) >= (int)len)
+        snprintf(out, len, "%s", stage);
 }
 
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

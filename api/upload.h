@@ -21,6 +21,15 @@ int upload_name_check(const char *name, char *err, size_t errlen);
  * archive's fault); on failure dest may hold part of the files (the caller removes it). */
 int upload_extract_tar(const char *tar_path, const char *dest, int64_t max_bytes, char *err,
                        size_t errlen);
+/* upload_extract_tar that also ends when *stop (NULL: never) turns nonzero, read before
+ * every entry and every data block: -ECANCELED, so that a stop of the daemon does not wait
+ * for a big archive. */
+int upload_extract_tar_until(const char *tar_path, const char *dest, int64_t max_bytes,
+                             const volatile int *stop, char *err, size_t errlen);
+
+/* The folder an extracted upload's data lives in: stage itself, or its only entry when
+ * that is a folder (an archive made with `tar czf x.tgz mydata/`). */
+void upload_data_root(const char *stage, char *out, size_t len);
 
 /* Removes path and everything below it without following links. 0 or a negative code. */
 int upload_remove_tree(const char *path);

@@ -66,6 +66,12 @@ static int be_register_dataset(void *ctx, const char *name, const char *path,
                                       REGISTER_WAIT_S, id, field, err, errlen);
 }
 
+static int be_register_upload(void *ctx, const api_upload_reg *u, int64_t *id,
+                              const char **field, char *err, size_t errlen)
+{
+    return jobs_register_upload_wait(ctx, u, REGISTER_WAIT_S, id, field, err, errlen);
+}
+
 static double be_memory_available(void *ctx, const char **source)
 {
     return jobs_memory_available(ctx, source);
@@ -87,5 +93,6 @@ void jobs_backend(jobs *jq, api_backend *out)
         .running = be_running,
         .world = be_world,
         .register_dataset = be_register_dataset,
+        .register_upload = be_register_upload,
     };
 }

@@ -273,6 +273,8 @@ static void job_execute(job_run *j)
         j->l = jq_slot_get(jq, j->row.run_id, j->err, sizeof j->err);
         if (!j->l)
             j->rc = -EINVAL;
+        else
+            j->rc = jq_admit_job(jq, j->row.run_id, &j->p, j->err, sizeof j->err);
     }
     j->k = (sink){.jq = jq, .job_id = j->id, .run_id = j->row.run_id, .last_epoch = -1,
                   .t0 = clock_mono_s()};

@@ -92,6 +92,11 @@ int jobs_register_dataset_wait(jobs *jq, const char *name, const char *path,
                                const char *format, double valid_pct, const char *csv,
                                uint64_t seed, int uploaded, double wait_s, int64_t *id,
                                const char **field, char *err, size_t errlen);
+/* Registers an uploaded archive (api_backend's register_upload): as
+ * jobs_register_dataset_wait with uploaded set, the registrar extracting u->archive into
+ * u->path before the scan. On failure u->archive and u->path are removed. */
+int jobs_register_upload_wait(jobs *jq, const api_upload_reg *u, double wait_s, int64_t *id,
+                              const char **field, char *err, size_t errlen);
 
 /* Before a run is deleted: drops its in-memory learner. -EBUSY when it has a queued or
  * running job (nothing changes), -ENOENT when there is no such run. Deletes the run's row

@@ -18,6 +18,7 @@
 #include "events.h"
 #include "jobs.h"
 #include "learner.h"
+#include "learner_memory.h"
 #include "registrar.h"
 
 /* The file the learner keeps its last epoch checkpoint in, under checkpoint_dir. */
@@ -32,6 +33,9 @@ typedef struct run_slot {
     uint64_t used;          /* LRU clock */
     char ds_path[PATH_MAX]; /* the dataset's folder, and what stat said of it when opened */
     struct stat ds_st;
+    lmem_run mem;           /* what the learner was admitted as (its arch in mem_arch), and */
+    lmem_parts mem_parts;   /* its estimate (total 0: not known) */
+    char mem_arch[32];
 } run_slot;
 
 /* A learner for synchronous predictions (HTTP threads, under pmu), loaded from the run's
@@ -112,6 +116,10 @@ json_t *jq_dataset_info_json(const ds_info *in);
 /* The worker's learner for a run (see run_learners.c); NULL with err on failure. */
 learner *jq_slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen);
 void jq_slot_free(run_slot *s);
+/* Before a job runs on its run's resident learner: what the job adds beyond it (a fit's
+ * snapshots, a resize's new size) must fit in the memory available (job_memory.c).
+ * -ENOMEM with err saying what it needs, what there is and what to change. */
+int jq_admit_job(jobs *jq, int64_t run_id, const job_params *p, char *err, size_t errlen);
 void jq_slot_drop(jobs *jq, int64_t run_id);
 /* Saves a run's weights and learner state after a job that changed them. */
 int jq_save_run(jobs *jq, int64_t run_id, int64_t job_id, learner *l, char *err,

@@ -203,24 +203,29 @@ double jobs_memory_available(jobs *jq, const char **source)
 }
 
 /* A training learner is admitted again when it is built: memory may have gone to others
- * since its run was created. -ENOMEM with err saying what it needs and what fits. */
-static int admit_learner(jobs *jq, const learner_config *lc, const dataset *ds, char *err,
-                         size_t errlen)
+ * since its run was created. -ENOMEM with err saying what it needs and what fits. The run
+ * admitted and its estimate go to s, for the jobs that add to it (job_memory.c). */
+static int admit_learner(jobs *jq, const learner_config *lc, const dataset *ds, run_slot *s,
+                         char *err, size_t errlen)
 {
-    lmem_run r;
     const char *source, *field;
     char why[768];
+    lmem_run *r = &s->mem;
     double avail = jobs_memory_available(jq, &source);
-    lmem_run_of(&r, lc, dataset_info(ds));
-    int rc = lmem_admit(&r, avail, source, &field, why, sizeof why);
+    lmem_run_of(r, lc, dataset_info(ds));
+    snprintf(s->mem_arch, sizeof s->mem_arch, "%s", r->model.arch ? r->model.arch : "");
+    r->model.arch = s->mem_arch; /* lc's is gone with the run's row */
+    int rc = lmem_admit(r, avail, source, &field, why, sizeof why);
     if (rc)
         snprintf(err, errlen, "%s%s", rc == -ENOMEM ? "not enough memory: " : "", why);
+    else if (lmem_estimate(r, &s->mem_parts, why, sizeof why) != 0)
+        memset(&s->mem_parts, 0, sizeof s->mem_parts); /* not known: no job checks */
     return rc;
 }
 
 static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset **ds_out,
-                            learner **out, char *ds_path, struct stat *ds_st, char *err,
-                            size_t errlen)
+                            learner **out, char *ds_path, struct stat *ds_st, run_slot *adm,
+                            char *err, size_t errlen)
 {
     json_t *run = NULL, *model = NULL;
     dataset *ds = NULL;
@@ -244,7 +249,7 @@ static int learner_from_run(jobs *jq, int64_t run_id, int for_training, dataset 
     if (rc)
         goto out_free;
     lc.checkpoint_dir = for_training ? ckdir : NULL;
-    rc = for_training ? admit_learner(jq, &lc, ds, err, errlen) : 0;
+    rc = for_training ? admit_learner(jq, &lc, ds, adm, err, errlen) : 0;
     if (rc == 0)
         rc = learner_create(&l, &lc, ds, err, errlen);
     if (rc == 0)
@@ -300,7 +305,7 @@ learner *jq_slot_get(jobs *jq, int64_t run_id, char *err, size_t errlen)
     }
     jq_slot_free(victim);
     if (learner_from_run(jq, run_id, 1, &victim->ds, &victim->l, victim->ds_path,
-                         &victim->ds_st, err, errlen))
+                         &victim->ds_st, victim, err, errlen))
         return NULL;
     victim->run_id = run_id;
     victim->used = ++jq->clock;
@@ -367,7 +372,7 @@ static int serve_load(jobs *jq, int64_t run_id, const struct timespec *mtime, ch
     learner_destroy(s->l);
     dataset_destroy(s->ds);
     memset(s, 0, sizeof *s);
-    int rc = learner_from_run(jq, run_id, 0, &s->ds, &s->l, NULL, NULL, err, errlen);
+    int rc = learner_from_run(jq, run_id, 0, &s->ds, &s->l, NULL, NULL, NULL, err, errlen);
     if (rc == 0) {
         s->run_id = run_id;
         s->mtime = *mtime;

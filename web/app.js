@@ -163,7 +163,7 @@ function datasetsPage(root) {
     const r = await post('/datasets', body);
     const id = idFrom(r.location, r.data);
     location.hash = `#/datasets/${id}`;
-    return `Registered dataset ${id}.`;
+    return r.status === 202 ? `Dataset ${id} is being registered.` : `Registered dataset ${id}.`;
   });
 
   const progress = h('progress', { max: 1, value: 0, hidden: true, 'aria-label': 'upload progress' });
@@ -189,7 +189,7 @@ function datasetsPage(root) {
       const r = await upload(`/datasets?${q}`, file, type, (f) => { progress.value = f; });
       const id = idFrom(r.location, r.data);
       location.hash = `#/datasets/${id}`;
-      return `Uploaded dataset ${id}.`;
+      return r.status === 202 ? `Uploaded; dataset ${id} is being registered.` : `Uploaded dataset ${id}.`;
     } finally {
       progress.hidden = true;
     }
@@ -276,8 +276,28 @@ function datasetPage(root, id) {
       mount(notice, errorBox(err));
     }
   };
-  get(`/datasets/${encodeURIComponent(id)}`).then((raw) => {
-    if (!alive) return;
+  let timer = null;
+  // A registration still under way (an upload's extraction, then the scan) is polled until
+  // it ends; a failed one shows its reason, with Delete to free the name.
+  const pending = (raw) => {
+    const head = pageHeader(`Dataset #${raw.id} ${raw.name ?? ''}`,
+      h('button', { type: 'button', class: 'danger', onclick: () => deleteDataset(raw) }, 'Delete'));
+    if (raw.state === 'scanning') {
+      const seen = isNum(raw.progress) && raw.progress > 0 ? `${raw.progress} files scanned` : raw.uploaded ? 'extracting the archive' : 'scanning';
+      mount(root, head, notice, h('section', { class: 'card', role: 'status', 'aria-live': 'polite' },
+        stateBadge('scanning'), ` Registering: ${seen}…`));
+      timer = setTimeout(load, 1000);
+      return true;
+    }
+    if (raw.state === 'failed') {
+      mount(root, head, notice, h('div', { class: 'notice error', role: 'alert' },
+        h('strong', {}, 'Registration failed'), ': ', raw.error ?? ''));
+      return true;
+    }
+    return false;
+  };
+  const load = () => get(`/datasets/${encodeURIComponent(id)}`).then((raw) => {
+    if (!alive || pending(raw)) return;
     const d = flatDataset(raw);
     const sp = splits(d);
     const classes = classList(d);
@@ -320,7 +340,8 @@ function datasetPage(root, id) {
         : null);
     focusHeading();
   }).catch((err) => { if (alive) mount(root, pageHeader(`Dataset #${id}`), errorBox(err)); });
-  return () => { alive = false; };
+  load();
+  return () => { alive = false; clearTimeout(timer); };
 }
 
 function describeSizes(s) {

@@ -67,8 +67,9 @@ typedef struct ds_options {
     int64_t max_items;    /* images over every split (and entries of one folder, rows of
                            * the csv) a dataset may hold, else dataset_open refuses it
                            * naming the file; 0 means DS_DEFAULT_MAX_ITEMS */
-    /* Every DS_SCAN_EVERY files probed: progress (when set) is told how many so far, and
-     * a set *stop (when given) ends dataset_open with -ECANCELED. Both borrowed. */
+    /* Every DS_SCAN_EVERY files probed (for idx: every 16 MiB of images read, counting
+     * the images): progress (when set) is told how many so far, and a set *stop (when
+     * given) ends dataset_open with -ECANCELED. Both borrowed. */
     const volatile int *stop;
     void (*progress)(void *ctx, int64_t files_seen);
     void *progress_ctx;

@@ -51,14 +51,37 @@ static int idx_header(gzFile gz, const char *path, int want_dims, uint32_t dim[3
     return 0;
 }
 
-/* Reads total bytes of data from gz into a new *out. The buffer grows with the data
- * that actually arrives, so a header declaring far more than the file holds (a gzip
- * can say anything) costs only what the file holds before it is refused. */
-static int idx_read_data(gzFile gz, const char *path, size_t total, uint8_t **out,
-                         char *err, size_t errlen)
+/* Bytes read between looks at the stop flag: a big IDX file stops within a chunk. */
+#define IDX_CHUNK ((size_t)16 << 20)
+
+/* Between chunks of an IDX file: the items read so far (item_bytes 0: a labels file, not
+ * counted) go to the progress as the files of a folder do, and a stop asked ends the
+ * read. */
+static int idx_tick(dataset *ds, size_t got, size_t *counted, size_t item_bytes,
+                    const char *path, char *err, size_t errlen)
 {
-    size_t got = 0, cap = 0;
+    if (item_bytes && ds->progress && got / item_bytes > *counted) {
+        ds->files_seen += (int64_t)(got / item_bytes - *counted);
+        *counted = got / item_bytes;
+        ds->progress(ds->progress_ctx, ds->files_seen);
+    }
+    if (ds->stop && *ds->stop) {
+        err_set(err, errlen, "the scan of %s was stopped", path);
+        return -ECANCELED;
+    }
+    return 0;
+}
+
+/* Reads total bytes of data from gz into a new *out, IDX_CHUNK at a time. The buffer
+ * grows with the data that actually arrives, so a header declaring far more than the
+ * file holds (a gzip can say anything) costs only what the file holds before it is
+ * refused. */
+static int idx_read_data(dataset *ds, gzFile gz, const char *path, size_t total,
+                         size_t item_bytes, uint8_t **out, char *err, size_t errlen)
+{
+    size_t got = 0, cap = 0, counted = 0;
     uint8_t *buf = NULL;
+    int rc = 0;
     *out = NULL;
     for (;;) {
         if (got == cap) {
@@ -75,11 +98,15 @@ static int idx_read_data(gzFile gz, const char *path, size_t total, uint8_t **ou
             buf = nb;
             cap = ncap;
         }
-        size_t chunk = cap - got > (1u << 30) ? (1u << 30) : cap - got;
+        size_t chunk = cap - got > IDX_CHUNK ? IDX_CHUNK : cap - got;
         int r = gzread(gz, buf + got, (unsigned)chunk);
         if (r <= 0)
             break;
         got += (size_t)r;
+        if ((rc = idx_tick(ds, got, &counted, item_bytes, path, err, errlen)) != 0) {
+            free(buf);
+            return rc;
+        }
     }
     if (got != total) {
         err_set(err, errlen, "%s: truncated IDX data (%zu of %zu bytes)", path, got, total);
@@ -92,8 +119,8 @@ static int idx_read_data(gzFile gz, const char *path, size_t total, uint8_t **ou
 
 /* One IDX file (images idx3 or labels idx1), plain or gzip (zlib reads both). Items
  * beyond what ds may still hold are -EFBIG, refused from the header before any data is
- * read. */
-static int idx_read(const dataset *ds, const char *path, int want_dims, uint8_t **data,
+ * read; a stop asked while reading is -ECANCELED. */
+static int idx_read(dataset *ds, const char *path, int want_dims, uint8_t **data,
                     int64_t *n, int *rows, int *cols, int64_t max_pixels, char *err,
                     size_t errlen)
 {
@@ -123,7 +150,8 @@ static int idx_read(const dataset *ds, const char *path, int want_dims, uint8_t 
         rc = -EINVAL;
         goto out_close;
     }
-    rc = idx_read_data(gz, path, total, data, err, errlen);
+    rc = idx_read_data(ds, gz, path, total, want_dims == 3 ? (size_t)dim[1] * dim[2] : 0,
+                       data, err, errlen);
     if (rc)
         goto out_close;
     *n = dim[0];

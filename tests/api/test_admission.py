@@ -160,3 +160,62 @@ def test_job_fails_when_memory_shrank_since_the_run_was_admitted(sgdrd_bin):
             d.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def needs_gib(detail, part=None):
+    """From a 422's detail: the total it needs, or one part of it (GiB)."""
+    import re
+    if part is None:
+        return float(re.search(r"needs about ([0-9.]+) GiB", detail).group(1))
+    return float(re.search(part + r" ([0-9.]+)", detail).group(1))
+
+
+def test_jobs_that_add_memory_are_admitted_too(sgdrd_bin):
+    """A resize to a larger size and a fit's snapshots (one copy of the weights per cycle)
+    add to what the run's learner holds: a job whose addition does not fit in what is left
+    of --memory-limit fails at once, saying what it needs; a smaller one runs."""
+    root = tempfile.mkdtemp(prefix="sgdrd-admit-jobs-")
+    run = {"dataset": "colors", "arch": "resnet18", "sz": 32, "bs": 8}
+    try:
+        d = Daemon(root, extra_args=["--memory-limit", "1M"])
+        try:
+            ds = make_image_dataset(os.path.join(d.datasets, "colors"), per_class=6)
+            assert d.post(API + "/datasets", {"name": "colors", "path": ds,
+                                              "format": "folders"}).status == 201
+            small = assert_problem(d.post(API + "/runs", run), 422)["detail"]
+            large = assert_problem(d.post(API + "/runs", dict(run, sz=512)), 422)["detail"]
+        finally:
+            d.stop()
+        total, weights = needs_gib(small), needs_gib(small, "weights")
+        assert weights >= 0.03 and needs_gib(large) - total > 0.4, (small, large)
+        left = 0.25   # GiB beyond the learner's estimate
+        limit_mib = int((total + left) * 1024)
+        d = Daemon(root, extra_args=["--memory-limit", "%dM" % limit_mib])
+        try:
+            r = d.post(API + "/runs", run)
+            assert r.status == 201, r
+            rid = r.json()["id"]
+            r = d.post(API + "/runs/%d/resize" % rid, {"sz": 512})
+            assert r.status == 202, r
+            j = wait_job(d, r.json()["id"])
+            assert j["state"] == "failed", j
+            assert "not enough memory: resizing to sz 512" in j["error"], j
+            assert "--memory-limit" in j["error"], j
+            assert d.get(API + "/runs/%d" % rid).json()["state"].get("sz", 32) == 32
+            cycles = int(2 * left / weights) + 2
+            r = d.post(API + "/runs/%d/fit" % rid, {"lrs": 0.01, "n_cycle": cycles,
+                                                     "snapshots": True})
+            j = wait_job(d, r.json()["id"])
+            assert j["state"] == "failed", j
+            assert "snapshots of %d cycles" % cycles in j["error"], j
+            r = d.post(API + "/runs/%d/fit" % rid, {"lrs": 0.01, "n_cycle": 2,
+                                                     "snapshots": True})
+            j = wait_job(d, r.json()["id"])
+            assert j["state"] == "succeeded", j
+            r = d.post(API + "/runs/%d/resize" % rid, {"sz": 40})
+            assert wait_job(d, r.json()["id"])["state"] == "succeeded"
+            assert d.get(API + "/runs/%d" % rid).json()["state"]["sz"] == 40
+        finally:
+            d.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -242,3 +242,70 @@ def test_limit_flags_are_checked(sgdrd_bin):
                            timeout=20)
         assert p.returncode != 0
         assert flag.lstrip("-") in p.stderr, p.stderr
+
+
+# ---- malloc arenas --------------------------------------------------------------------------
+
+ARENA_HEAP = 64 << 20   # glibc's heap of a thread arena: 64 MiB reserved, aligned to its size
+
+
+def arena_heaps(pid):
+    """The heaps of glibc's thread arenas in /proc/PID/maps: a region aligned to 64 MiB,
+    its used part read-write and the rest of the 64 MiB reserved (---p) right after."""
+    rows = []
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            span, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            rows.append((lo, hi, perms))
+    n = 0
+    for i, (lo, hi, perms) in enumerate(rows):
+        if lo % ARENA_HEAP or not perms.startswith("rw"):
+            continue
+        end = hi
+        if i + 1 < len(rows) and rows[i + 1][0] == hi and rows[i + 1][2].startswith("---"):
+            end = rows[i + 1][1]
+        n += end - lo == ARENA_HEAP
+    return n
+
+
+def hold_clients(d, n):
+    """n keep-alive connections, each answered once (so each has its thread, which has
+    allocated), all still open."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        s.sendall(("GET %s/runs HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                   % (API, d.port)).encode())
+        socks.append(s)
+    for s in socks:
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    return socks
+
+
+@pytest.mark.parametrize("env", [None, "8"])
+def test_malloc_arenas_are_few_unless_the_environment_says(sgdrd_bin, monkeypatch, env):
+    """A connection is a thread; glibc would give many of them an arena of their own, each
+    keeping what is freed into it, so the daemon's memory crept up under load. It keeps
+    two (the main one and one more) unless MALLOC_ARENA_MAX is set."""
+    if env:
+        monkeypatch.setenv("MALLOC_ARENA_MAX", env)
+    else:
+        monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    root = tempfile.mkdtemp(prefix="sgdrd-api-arena-")
+    d = Daemon(root)
+    try:
+        socks = hold_clients(d, 24)
+        heaps = arena_heaps(d.proc.pid)
+        for s in socks:
+            s.close()
+        assert d.get(API + "/health").status == 200
+        if env:
+            assert "as the environment sets them" in d.log_text()
+            assert heaps > 1, heaps
+        else:
+            assert "malloc arenas: at most 2" in d.log_text()
+            assert heaps <= 1, heaps
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -3,8 +3,9 @@ headers against the real daemon: a Host that is not the daemon's (DNS rebinding)
 on every path; a state-changing request from another origin is refused, whatever its
 Content-Type; a Content-Type an HTML form can send is refused; CORS only for a configured
 origin; the token is exchanged for an HttpOnly, SameSite=Strict session cookie that serves
-the API, event streams and downloads, and sign-out ends it. Each refusal is one check, each
-allowed case another."""
+the API, event streams and downloads, and sign-out ends it; a client that keeps guessing
+the token is refused for a while (429). Each refusal is one check, each allowed case
+another."""
 import os
 import re
 import shutil
@@ -240,6 +241,43 @@ def test_bad_sign_ins(tok, body, status, field):
     r = tok.post(API + "/session", body, auth=False)
     assert_problem(r, status, field=field)
     assert "set-cookie" not in r.headers
+
+
+def test_failed_sign_ins_are_rate_limited(sgdrd_bin):
+    """Five wrong tokens from one client (here told apart by X-Forwarded-For from a
+    --trusted-proxy) within a minute: its next sign-in, even with the right token, and its
+    bearer header are 429 with Retry-After, not compared; another client still signs in.
+    A flood of made-up forwarded addresses does not push the refused client out."""
+    root = tempfile.mkdtemp(prefix="sgdrd-sec-rate-")
+    d = Daemon(root, token=TOKEN, extra_args=["--trusted-proxy", "127.0.0.1"])
+    a, b = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.9"}
+    try:
+        for i in range(5):
+            assert_problem(sign_in(d, token="guess-%d" % i, headers=a), 401, field="token")
+        r = sign_in(d, headers=a)
+        p = assert_problem(r, 429, code="REQUEST_LIMIT_EXCEEDED")
+        assert "set-cookie" not in r.headers
+        assert 1 <= int(r.headers["retry-after"]) <= 60, r.headers
+        assert "sign-ins" in p["detail"], p
+        r = d.get(API + "/runs", headers=dict(a, Authorization="Bearer " + TOKEN), auth=False)
+        assert_problem(r, 429, code="REQUEST_LIMIT_EXCEEDED")
+        assert "retry-after" in r.headers
+        # Another client: the right token works, by sign-in and by bearer header.
+        r = sign_in(d, headers=b)
+        assert r.status == 201, r
+        assert d.get(API + "/runs", headers=b).status == 200
+        # Without a guess (no header, no body), the refused client is told to sign in.
+        assert_problem(d.get(API + "/runs", headers=a, auth=False), 401)
+        for i in range(1100):
+            d.get(API + "/health", headers={"X-Forwarded-For": "10.%d.%d.1" % (i // 250,
+                                                                            i % 250),
+                                            "Authorization": "Bearer x"}, auth=False)
+        assert_problem(sign_in(d, headers=a), 429)
+        assert d.get(API + "/health").status == 200
+        assert TOKEN not in d.log_text() and "guess-" not in d.log_text()
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_sign_in_refuses_forms_and_other_origins(tok):

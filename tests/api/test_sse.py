@@ -105,3 +105,81 @@ def test_stream_ends_when_its_run_is_deleted(daemon, sse_run):
         assert not s.thread.is_alive(), "the stream of a deleted run stays open"
     finally:
         s.close()
+
+
+def status_kb(pid, key):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no " + key)
+
+
+def replay_all(d, run, n, burst):
+    """n subscribers at once, each told apart by X-Forwarded-For, each reading the run's
+    whole history (until it has been quiet for a moment); then all hang up."""
+    import select
+    import socket
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+        s.sendall(("GET %s/runs/%d/events HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   "Accept: text/event-stream\r\nX-Forwarded-For: 10.9.%d.%d\r\n\r\n"
+                   % (API, run, d.port, burst, i)).encode())
+        socks.append(s)
+    got = {s: 0 for s in socks}
+    quiet_since = time.monotonic()
+    while time.monotonic() - quiet_since < 0.5:
+        ready, _, _ = select.select(socks, [], [], 0.1)
+        for s in ready:
+            data = s.recv(1 << 16)
+            got[s] += len(data)
+            quiet_since = time.monotonic()
+    for s in socks:
+        s.close()
+    return min(got.values())
+
+
+def test_subscribers_replaying_a_long_history_leave_memory_flat(sgdrd_bin):
+    """Each new subscriber replays the run's history from the store. Read in large
+    batches by 32 threads at once, the replay raised the daemon's peak by tens of MiB and
+    left much of it held as free memory after the subscribers were gone; in small batches
+    both stay a few MiB."""
+    import shutil
+    import tempfile
+    from conftest import Daemon, wait_job
+    root = tempfile.mkdtemp(prefix="sgdrd-api-sse-mem-")
+    d = Daemon(root, extra_args=["--trusted-proxy", "127.0.0.1", "--max-streams", "64",
+                                 "--max-streams-per-client", "2"])
+    try:
+        ds = make_image_dataset(os.path.join(d.datasets, "hist"), per_class=3)
+        assert d.post(API + "/datasets", {"name": "hist", "path": ds,
+                                          "format": "folders"}).status == 201
+        run = d.post(API + "/runs", {"dataset": "hist", "arch": "resnet_small",
+                                     "sz": 28}).json()["id"]
+        jobs = []
+        for i in range(400):
+            r = d.post(API + "/runs/%d/%s" % (run, "freeze" if i % 2 else "unfreeze"),
+                       {"to": 1} if i % 2 else {})
+            assert r.status == 202, r
+            jobs.append(r.json()["id"])
+        assert wait_job(d, jobs[-1], timeout=300)["state"] == "succeeded"
+        pid = d.proc.pid
+        rss0, hwm0, sizes = status_kb(pid, "VmRSS"), status_kb(pid, "VmHWM"), []
+        for burst in range(6):
+            assert replay_all(d, run, 32, burst) > 100000
+            deadline = time.monotonic() + 15
+            while d.get(API + "/health").json()["event_streams"] > 0:
+                assert time.monotonic() < deadline, "streams still open after hang-up"
+                time.sleep(0.2)
+            sizes.append(status_kb(pid, "VmRSS"))
+        peak_mib = (status_kb(pid, "VmHWM") - hwm0) / 1024
+        kept_mib = (sizes[-1] - rss0) / 1024
+        what = "RSS before: %d KiB, after each burst: %s, peak grew %.1f MiB" % (
+            rss0, sizes, peak_mib)
+        assert peak_mib < 16, what
+        assert kept_mib < 12, what
+        assert d.get(API + "/health").status == 200
+    finally:
+        d.stop()
+        shutil.rmtree(root, ignore_errors=True)

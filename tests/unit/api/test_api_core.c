@@ -431,6 +431,27 @@ static void extract_good_plain_and_gzip(void **state)
     }
 }
 
+/* A stop asked before the extraction ends it at the first entry, writing nothing. */
+static void extract_ends_at_a_stop(void **state)
+{
+    tmpdirs *t = *state;
+    const tar_entry es[] = {
+        {"train/cat/1.txt", AE_IFREG, "meow", NULL, 0},
+        {"train/dog/1.txt", AE_IFREG, "woof", NULL, 0},
+    };
+    char err[256] = "", p[256];
+    volatile int stop = 1;
+    write_tar(t->tar, es, 2, 1);
+    assert_int_equal(upload_extract_tar_until(t->tar, t->dest, 1 << 20, &stop, err, sizeof err),
+                     -ECANCELED);
+    assert_non_null(strstr(err, "stopped"));
+    snprintf(p, sizeof p, "%s/train", t->dest);
+    assert_int_equal(access(p, F_OK), -1);
+    stop = 0;
+    assert_int_equal(upload_extract_tar_until(t->tar, t->dest, 1 << 20, &stop, err, sizeof err),
+                     0);
+}
+
 static void expect_refused(tmpdirs *t, const tar_entry *es, int n, const char *why)
 {
     char err[256] = "";
@@ -616,6 +637,7 @@ int main(void)
         cmocka_unit_test(problem_keeps_invalid_utf8_as_replacement),
         cmocka_unit_test(upload_names),
         cmocka_unit_test_setup_teardown(extract_good_plain_and_gzip, setup_dirs, teardown_dirs),
+        cmocka_unit_test_setup_teardown(extract_ends_at_a_stop, setup_dirs, teardown_dirs),
         cmocka_unit_test_setup_teardown(extract_refuses_absolute, setup_dirs, teardown_dirs),
         cmocka_unit_test_setup_teardown(extract_refuses_dotdot, setup_dirs, teardown_dirs),
         cmocka_unit_test_setup_teardown(extract_refuses_links_and_devices, setup_dirs,

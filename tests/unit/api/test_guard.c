@@ -1,6 +1,6 @@
 /* test_guard.c: the web-safety checks without HTTP: the Host allow-list, the Origin /
- * Sec-Fetch-Site rule, the Content-Type rule (guard.c), and sessions, cookies and the
- * constant-time token comparison (session.c). */
+ * Sec-Fetch-Site rule, the Content-Type rule (guard.c), sessions, cookies and the
+ * constant-time token comparison (session.c), and the failed sign-in table (throttle.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,10 +8,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "guard.h"
 #include "session.h"
+#include "throttle.h"
 
 static guard *make(const char *listen, const char *host, const char *origin,
                    const char *proxy)
@@ -214,6 +216,68 @@ static void cookies(void **state)
     assert_int_equal(session_cookie(big, 8, "s", "abc", 600, 0), -E2BIG);
 }
 
+/* Five failures within the window refuse the address for the window from the last one,
+ * others untouched; a success clears the count; the refusal ends. */
+static void throttle_refuses_after_max_fails(void **state)
+{
+    throttle *t = NULL;
+    (void)state;
+    assert_int_equal(throttle_create(&t, 8, 5, 60), 0);
+    assert_non_null(t);
+    for (int i = 0; i < 4; i++)
+        throttle_fail(t, "10.0.0.1", 100 + i);
+    assert_int_equal(throttle_wait_s(t, "10.0.0.1", 104), 0);
+    throttle_fail(t, "10.0.0.1", 110);
+    assert_int_equal(throttle_wait_s(t, "10.0.0.1", 110), 60);
+    assert_int_equal(throttle_wait_s(t, "10.0.0.1", 169.5), 1);
+    assert_int_equal(throttle_wait_s(t, "10.0.0.2", 110), 0);
+    assert_int_equal(throttle_wait_s(t, "10.0.0.1", 170), 0);
+    /* After the refusal, one failure does not refuse again. */
+    throttle_fail(t, "10.0.0.1", 171);
+    assert_int_equal(throttle_wait_s(t, "10.0.0.1", 171), 0);
+    /* Failures spread wider than the window never add up to a refusal. */
+    for (int i = 0; i < 10; i++)
+        throttle_fail(t, "10.0.0.3", 1000 + 30.0 * i);
+    assert_int_equal(throttle_wait_s(t, "10.0.0.3", 1270), 0);
+    /* A success clears the count. */
+    for (int i = 0; i < 4; i++)
+        throttle_fail(t, "10.0.0.4", 2000);
+    throttle_clear(t, "10.0.0.4");
+    throttle_fail(t, "10.0.0.4", 2001);
+    assert_int_equal(throttle_wait_s(t, "10.0.0.4", 2001), 0);
+    throttle_destroy(t);
+    throttle_destroy(NULL);
+    assert_int_equal(throttle_create(&t, 0, 5, 60), -EINVAL);
+    assert_null(t);
+}
+
+/* A flood of made-up addresses stays within the table's capacity and does not free a
+ * refused address by pushing it out. */
+static void throttle_table_is_bounded(void **state)
+{
+    throttle *t = NULL;
+    char addr[32];
+    (void)state;
+    assert_int_equal(throttle_create(&t, 16, 5, 60), 0);
+    for (int i = 0; i < 5; i++)
+        throttle_fail(t, "192.0.2.1", 10);
+    for (int i = 0; i < 10000; i++) {
+        snprintf(addr, sizeof addr, "198.51.%d.%d", i / 256, i % 256);
+        throttle_fail(t, addr, 11 + i * 1e-3);
+        assert_true(throttle_count(t) <= 16);
+    }
+    assert_int_equal(throttle_count(t), 16);
+    assert_true(throttle_wait_s(t, "192.0.2.1", 30) > 0);
+    /* An address cut at THROTTLE_ADDR_MAX is still one address. */
+    char long_addr[200];
+    memset(long_addr, 'a', sizeof long_addr - 1);
+    long_addr[sizeof long_addr - 1] = '\0';
+    for (int i = 0; i < 5; i++)
+        throttle_fail(t, long_addr, 40);
+    assert_true(throttle_wait_s(t, long_addr, 40) > 0);
+    throttle_destroy(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +288,8 @@ int main(void)
         cmocka_unit_test(sessions_open_expire_close),
         cmocka_unit_test(token_compare),
         cmocka_unit_test(cookies),
+        cmocka_unit_test(throttle_refuses_after_max_fails),
+        cmocka_unit_test(throttle_table_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -327,6 +327,48 @@ static void test_scan_progress_and_stop(void **state)
     free(d);
 }
 
+/* An IDX registration looks at the stop flag as it reads (16 MiB at a time), not only
+ * once the whole file is in memory, and reports the images read as its progress. */
+static void test_idx_progress_and_stop(void **state)
+{
+    (void)state;
+    enum { N = 40000, ROWS = 32, COLS = 32 };
+    char *d = strdup(sub(root, "idx_watched"));
+    assert_int_equal(tu_mkdirs(d), 0);
+    uint8_t *px = calloc((size_t)N * ROWS * COLS, 1), *lab = calloc(N, 1);
+    assert_non_null(px);
+    assert_non_null(lab);
+    for (int i = 0; i < N; i++)
+        lab[i] = (uint8_t)(i % 3);
+    assert_int_equal(tu_write_idx(sub(d, "train-images-idx3-ubyte.gz"), 3,
+                                  (int[]){N, ROWS, COLS}, px, 1), 0);
+    assert_int_equal(tu_write_idx(sub(d, "train-labels-idx1-ubyte.gz"), 1, (int[]){N}, lab, 1),
+                     0);
+    free(px);
+    free(lab);
+
+    scan_watch w = {0};
+    ds_options o = {.format = DS_IDX, .path = d, .valid_pct = 0.1, .progress = on_progress,
+                    .progress_ctx = &w, .stop = &w.stop};
+    dataset *ds = NULL;
+    char err[256] = "";
+    if (dataset_open(&ds, &o, err, sizeof err))
+        fail_msg("%s", err);
+    assert_true(w.calls >= 2);
+    assert_int_equal(w.last, N);
+    dataset_destroy(ds);
+
+    w = (scan_watch){.stop_at = 1};
+    ds = NULL;
+    assert_int_equal(dataset_open(&ds, &o, err, sizeof err), -ECANCELED);
+    assert_null(ds);
+    assert_int_equal(w.calls, 1);
+    assert_true(w.last < N);
+    assert_non_null(strstr(err, "stopped"));
+    assert_non_null(strstr(err, "train-images"));
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_files_max_items),
         cmocka_unit_test(test_csv_bounds),
         cmocka_unit_test(test_scan_progress_and_stop),
+        cmocka_unit_test(test_idx_progress_and_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
