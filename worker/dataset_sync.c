@@ -19,12 +19,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dataset_path.h"
+#include "fs_path.h"
 #include "job_spec.h"
 #include "upload.h"
 
 #define DSYNC_CHUNK (4 << 20)
 
-/* The dataset the spec describes, opened at path (the target or a receiver's copy). */
+/* The dataset the spec describes, opened at path (the target or a receiver's copy), with the
+ * options job_spec.c reads (which refuses an unknown format before training). */
 static int open_at(json_t *dspec, const char *path, dataset **out, char *err, size_t errlen)
 {
     ds_options o = {0};
@@ -46,25 +49,6 @@ static int index_hash(json_t *dspec, const char *path, unsigned long long *h, ch
         *h = jspec_dataset_hash(ds);
     dataset_destroy(ds);
     return rc;
-}
-
-/* A relative path a receiver may create: not empty, not absolute, no empty, "." or ".."
- * component. */
-static int rel_ok(const char *rel)
-{
-    if (!rel || !*rel || *rel == '/' || strlen(rel) >= PATH_MAX / 2)
-        return 0;
-    for (const char *p = rel; *p;) {
-        size_t n = strcspn(p, "/");
-        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            return 0;
-        p += n;
-        if (*p == '/')
-            p++;
-        if (!*p && p[-1] == '/')
-            return 0;
-    }
-    return 1;
 }
 
 /* a/b into out (a alone when b is empty); -ENAMETOOLONG when it does not fit. */
@@ -168,9 +152,13 @@ static int recv_file(int fd, const char *rel, long long size, char *buf, MPI_Com
         if (got > size) {
             snprintf(err, errlen, "rank 0 sent more of %s than its %lld bytes", rel, size);
             *bad = 1;
-        } else if (write(fd, buf, (size_t)hdr) != (ssize_t)hdr) {
-            snprintf(err, errlen, "cannot write %s: %s", rel, strerror(errno ? errno : EIO));
-            *bad = 1;
+        } else {
+            ssize_t w = write(fd, buf, (size_t)hdr);
+            if (w != (ssize_t)hdr) {
+                snprintf(err, errlen, "cannot write %s: %s", rel,
+                         w < 0 ? strerror(errno) : "the disk is full");
+                *bad = 1;
+            }
         }
     }
     if (!*bad && got != size) {
@@ -186,7 +174,7 @@ static int recv_entry(int dirfd, json_t *ent, char *buf, MPI_Comm c, int *bad, c
 {
     const char *rel = json_string_value(json_array_get(ent, 0));
     long long size = (long long)json_integer_value(json_array_get(ent, 1));
-    if (!*bad && !rel_ok(rel)) {
+    if (!*bad && !dpath_ok(rel)) {
         snprintf(err, errlen, "rank 0 sent a refused path: %s", rel ? rel : "(none)");
         *bad = 1;
     }
@@ -260,27 +248,28 @@ static int send_all(json_t *dspec, const char *path, MPI_Comm c, char *err, size
     return rc;
 }
 
-/* A receiver: path's parent folders, then an empty temporary folder beside path (tmp);
- * its descriptor, or -1 with err. */
+/* A receiver: path's parent folders, then an empty temporary folder beside path (tmp, or
+ * "" when none was made); its descriptor, or -1 with err. */
 static int make_tmp(const char *path, char *tmp, size_t len, char *err, size_t errlen)
 {
     char parent[PATH_MAX];
     snprintf(parent, sizeof parent, "%s", path);
-    for (char *p = parent + 1; (p = strchr(p, '/')); p++) {
-        *p = '\0';
-        if (mkdir(parent, 0755) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "cannot create %s: %s", parent, strerror(errno));
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        int rc = fs_mkdir_p(parent);
+        if (rc) {
+            snprintf(err, errlen, "cannot create %s: %s", parent, strerror(-rc));
             return -1;
         }
-        *p = '/';
     }
     snprintf(tmp, len, "%s.part-XXXXXX", path);
-    if (!mkdtemp(tmp) || chmod(tmp, 0755) != 0) {
+    if (!mkdtemp(tmp)) {
         snprintf(err, errlen, "cannot create a folder beside %s: %s", path, strerror(errno));
         tmp[0] = '\0';
         return -1;
     }
-    int fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = chmod(tmp, 0755) == 0 ? open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (fd < 0)
         snprintf(err, errlen, "cannot open %s: %s", tmp, strerror(errno));
     return fd;
