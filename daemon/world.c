@@ -26,7 +26,8 @@
 
 static int changes_weights(job_kind k) { return k == JOB_FIT || k == JOB_RECIPE; }
 
-/* The dataset part of a spec from its row. */
+/* The dataset part of a spec from its row; an uploaded one is marked so, since the ranks
+ * that lack it receive it from rank 0 (one registered by path must be on every host). */
 static json_t *dataset_spec(json_t *d)
 {
     json_t *o = json_object_get(d, "options");
@@ -34,6 +35,8 @@ static json_t *dataset_spec(json_t *d)
                           json_object_get(d, "format"));
     if (s && json_is_object(o))
         json_object_update(s, o);
+    if (s && json_is_true(json_object_get(d, "uploaded")))
+        json_object_set_new(s, "uploaded", json_true());
     return s;
 }
 

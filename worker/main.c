@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "dataset_sync.h"
 #include "dist/dist_mpi.h"
 #include "emit.h"
 #include "job.h"
@@ -102,6 +103,9 @@ static int run(emitter *e, json_t *spec)
     job_params p;
     int rc = worker_parse_job(spec, &p, err, sizeof err);
     if (any_failed(e, rc, err, "params"))
+        return 1;
+    rc = dsync_ensure(json_object_get(spec, "dataset"), MPI_COMM_WORLD, err, sizeof err);
+    if (any_failed(e, rc, err, "dataset"))
         return 1;
     rc = jspec_learner(spec, e->d, &ds, &l, err, sizeof err);
     if (any_failed(e, rc, err, "setup"))
