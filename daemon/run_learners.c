@@ -17,6 +17,7 @@
 #include "learner_memory.h"
 #include "log.h"
 #include "models/models.h"
+#include "run_config.h"
 #include "weights.h"
 
 /* ---- learners from run rows -------------------------------------------------------------- */
@@ -76,64 +77,19 @@ static int open_dataset_row(jobs *jq, int64_t dataset_id, dataset **out, char *p
     return rc;
 }
 
-static tfm_set tfms_of(const char *s)
-{
-    if (s && !strcmp(s, "side_on"))
-        return TFMS_SIDE_ON;
-    if (s && !strcmp(s, "top_down"))
-        return TFMS_TOP_DOWN;
-    if (s && !strcmp(s, "flip"))
-        return TFMS_FLIP;
-    return TFMS_NONE;
-}
-
 /* Builds a learner for a run from its row with its saved weights and size. for_training:
  * also its freeze point and precompute, and epoch checkpoints (the worker); else for
  * predictions only (serving). */
-/* The learner's configuration from the run's config (every key has had its default
- * filled in since runs were created; the fallbacks serve older rows). */
+/* The learner's configuration from the run's config (runcfg_learner, the mapping the
+ * ranks of a data-parallel job use too) with the run's arch. */
 static void config_of_run(const jobs *jq, json_t *run, const dataset *ds, int for_training,
                           learner_config *lc)
 {
-    json_t *cfg = json_object_get(run, "config");
-    *lc = (learner_config){0};
-    model_spec_defaults(&lc->model);
+    runcfg_learner(json_object_get(run, "config"), dataset_info(ds)->multi_label, lc);
     lc->model.arch = json_string_value(json_object_get(run, "arch"));
-    lc->model.multi_label = jq_bool(cfg, "multi_label", dataset_info(ds)->multi_label);
-    lc->model.seed = (uint64_t)jq_num(cfg, "seed", 0);
-    lc->model.label_smoothing = (float)jq_num(cfg, "label_smoothing", 0.0);
-    const char *head = json_string_value(json_object_get(cfg, "head"));
-    if (head && strcmp(head, "plain") == 0)
-        lc->model.head = HEAD_PLAIN;
-    json_t *ps = json_object_get(cfg, "ps");
-    if (json_is_number(ps)) {
-        lc->model.ps[0] = lc->model.ps[1] = (float)json_number_value(ps);
-    } else if (json_is_array(ps) && json_array_size(ps) == 2) {
-        lc->model.ps[0] = (float)json_number_value(json_array_get(ps, 0));
-        lc->model.ps[1] = (float)json_number_value(json_array_get(ps, 1));
-    }
-    json_t *xf = json_object_get(cfg, "xtra_fc");
-    if (json_is_array(xf)) {
-        lc->model.n_xtra_fc = 0;
-        for (size_t i = 0; i < json_array_size(xf) && i < MODEL_MAX_XTRA_FC; i++)
-            lc->model.xtra_fc[lc->model.n_xtra_fc++] = (int)json_integer_value(
-                json_array_get(xf, i));
-    }
-    lc->sz = (int)jq_num(cfg, "sz", 224);
-    lc->bs = (int)jq_num(cfg, "bs", 64);
-    lc->tfms = tfms_of(json_string_value(json_object_get(cfg, "tfms")));
-    lc->max_zoom = (float)jq_num(cfg, "max_zoom", 1.1);
-    lc->precompute = for_training ? jq_bool(cfg, "precompute", 0) : 0;
+    if (!for_training)
+        lc->precompute = 0;
     lc->loader_threads = jq->loader_threads;
-    lc->seed = lc->model.seed;
-    const char *opt = json_string_value(json_object_get(cfg, "opt"));
-    lc->opt = opt && strcmp(opt, "adamw") == 0 ? OPTIM_ADAM : OPTIM_SGD; /* runs before it: sgd */
-    const char *prec = json_string_value(json_object_get(cfg, "precision"));
-    lc->precision = prec && strcmp(prec, "bf16") == 0 ? PRECISION_BF16 : PRECISION_FP32;
-    /* Runs created before the kernels were recorded take the process's choice (AUTO). */
-    if (bf16_kernels_parse(json_string_value(json_object_get(cfg, "bf16_kernels")),
-                           &lc->bf16_kernels))
-        lc->bf16_kernels = BF16_KERNELS_AUTO;
 }
 
 /* The run's pretrained model, when it has one: *model gets its row (the caller frees it;

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ops/precision.h"
+
 void emit(emitter *e, const char *ev, json_t *o)
 {
     if (!o)
@@ -102,6 +104,27 @@ ev_hooks emit_hooks(emitter *e)
                       .on_sweep_end = on_sweep_end};
 }
 
+/* Each rank's figures as the world event's ranks gather them. */
+enum { W_IMG_S, W_SUM_S, W_WAIT_S, W_STEPS, W_PID, W_PRECISION, W_KERNELS, W_N };
+
+/* One rank's entry of the world event from its gathered figures and host. */
+static json_t *rank_json(int r, const double *a, const char *host)
+{
+    double steps = a[W_STEPS];
+    json_t *o = json_pack("{si ss si so so so}", "rank", r, "host", host, "pid", (int)a[W_PID],
+                          "img_per_s", num(a[W_IMG_S]), "allreduce_s_per_step",
+                          num(steps > 0 ? a[W_SUM_S] / steps : 0), "wait_s_per_step",
+                          num(steps > 0 ? a[W_WAIT_S] / steps : 0));
+    if (o && a[W_PRECISION] >= 0) {
+        precision p = (precision)a[W_PRECISION];
+        json_object_set_new(o, "precision", json_string(precision_name(p)));
+        if (p == PRECISION_BF16)
+            json_object_set_new(o, "bf16_kernels",
+                                json_string(bf16_kernels_name((bf16_kernels)a[W_KERNELS])));
+    }
+    return o;
+}
+
 void emit_world(emitter *e, double img_s)
 {
     int size = dist_size(e->d), rank = dist_rank(e->d);
@@ -109,25 +132,21 @@ void emit_world(emitter *e, double img_s)
     int len = 0;
     MPI_Get_processor_name(host, &len);
     const dist_stats *st = e->d ? &e->d->stats : NULL;
-    double mine[5] = {img_s, st ? st->sum_s : 0, st ? st->wait_s : 0,
-                      st ? (double)st->steps : 0, (double)getpid()};
-    double *all = rank == 0 ? calloc((size_t)size * 5, sizeof(double)) : NULL;
+    double mine[W_N] = {
+        [W_IMG_S] = img_s, [W_SUM_S] = st ? st->sum_s : 0, [W_WAIT_S] = st ? st->wait_s : 0,
+        [W_STEPS] = st ? (double)st->steps : 0, [W_PID] = (double)getpid(),
+        [W_PRECISION] = e->n ? (double)e->n->precision : -1,
+        [W_KERNELS] = e->n ? (double)e->n->bf16_kernels : -1};
+    double *all = rank == 0 ? calloc((size_t)size * W_N, sizeof(double)) : NULL;
     char *hosts = rank == 0 ? calloc((size_t)size, MPI_MAX_PROCESSOR_NAME) : NULL;
-    MPI_Gather(mine, 5, MPI_DOUBLE, all, 5, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    MPI_Gather(mine, W_N, MPI_DOUBLE, all, W_N, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     MPI_Gather(host, MPI_MAX_PROCESSOR_NAME, MPI_CHAR, hosts, MPI_MAX_PROCESSOR_NAME,
                MPI_CHAR, 0, MPI_COMM_WORLD);
     if (rank == 0 && all && hosts) {
         json_t *ranks = json_array();
-        for (int r = 0; r < size; r++) {
-            double *a = all + (size_t)r * 5;
-            json_array_append_new(
-                ranks, json_pack("{si ss si so so so}", "rank", r, "host",
-                                 hosts + (size_t)r * MPI_MAX_PROCESSOR_NAME, "pid", (int)a[4],
-                                 "img_per_s",
-                                 num(a[0]), "allreduce_s_per_step",
-                                 num(a[3] > 0 ? a[1] / a[3] : 0), "wait_s_per_step",
-                                 num(a[3] > 0 ? a[2] / a[3] : 0)));
-        }
+        for (int r = 0; r < size; r++)
+            json_array_append_new(ranks, rank_json(r, all + (size_t)r * W_N,
+                                                   hosts + (size_t)r * MPI_MAX_PROCESSOR_NAME));
         emit(e, "world",
              json_pack("{si so sI sI}", "size", size, "ranks", ranks, "allreduce_bytes",
                        (json_int_t)(st ? st->bytes : 0), "steps",

@@ -10,10 +10,12 @@
 
 #include "dist.h"
 #include "events.h"
+#include "net.h"
 
 typedef struct emitter {
     FILE *out;       /* rank 0: stdout; NULL on other ranks */
     dist *d;         /* the world (borrowed) */
+    const net *n;    /* the rank's net (borrowed), once its learner is built; else NULL */
     double t_world;  /* when the last world event went out */
 } emitter;
 
@@ -22,8 +24,9 @@ void emit(emitter *e, const char *ev, json_t *o);
 /* Hooks that emit every engine event; on_epoch also sends a world event (every rank's
  * img/s and gradient-sum time, gathered: all ranks call it at the same point). */
 ev_hooks emit_hooks(emitter *e);
-/* The world event: ranks with their host, pid, img/s and gradient-sum time per step, and
- * the sums' totals. img_s is this rank's (a collective). */
+/* The world event: ranks with their host, pid, img/s, gradient-sum time per step and the
+ * precision their net trains in (with its bf16 kernels when bf16), and the sums' totals.
+ * img_s is this rank's (a collective). */
 void emit_world(emitter *e, double img_s);
 
 #endif

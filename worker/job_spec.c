@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "models/models.h"
+#include "run_config.h"
 
 double jspec_num(json_t *o, const char *k, double dflt)
 {
@@ -50,43 +50,6 @@ static int format_of(const char *s, ds_format *f)
     return 0;
 }
 
-static tfm_set tfms_of(const char *s)
-{
-    if (s && !strcmp(s, "side_on"))
-        return TFMS_SIDE_ON;
-    if (s && !strcmp(s, "top_down"))
-        return TFMS_TOP_DOWN;
-    if (s && !strcmp(s, "flip"))
-        return TFMS_FLIP;
-    return TFMS_NONE;
-}
-
-/* The model part of the learner's settings, as the daemon reads a run's config. */
-static void model_of(json_t *c, model_spec *m, int multi_label)
-{
-    model_spec_defaults(m);
-    m->arch = json_string_value(json_object_get(c, "arch"));
-    m->multi_label = jspec_bool(c, "multi_label", multi_label);
-    m->seed = (uint64_t)jspec_num(c, "seed", 0);
-    m->label_smoothing = (float)jspec_num(c, "label_smoothing", 0.0);
-    const char *head = json_string_value(json_object_get(c, "head"));
-    if (head && !strcmp(head, "plain"))
-        m->head = HEAD_PLAIN;
-    json_t *ps = json_object_get(c, "ps");
-    if (json_is_number(ps)) {
-        m->ps[0] = m->ps[1] = (float)json_number_value(ps);
-    } else if (json_is_array(ps) && json_array_size(ps) == 2) {
-        m->ps[0] = (float)json_number_value(json_array_get(ps, 0));
-        m->ps[1] = (float)json_number_value(json_array_get(ps, 1));
-    }
-    json_t *xf = json_object_get(c, "xtra_fc");
-    if (json_is_array(xf)) {
-        m->n_xtra_fc = 0;
-        for (size_t i = 0; i < json_array_size(xf) && i < MODEL_MAX_XTRA_FC; i++)
-            m->xtra_fc[m->n_xtra_fc++] = (int)json_integer_value(json_array_get(xf, i));
-    }
-}
-
 static int open_dataset(json_t *d, dataset **out, char *err, size_t errlen)
 {
     ds_options o = {0};
@@ -127,18 +90,13 @@ int jspec_learner(json_t *spec, dist *d, dataset **ds_out, learner **out, char *
     int rc = open_dataset(json_object_get(spec, "dataset"), &ds, err, errlen);
     if (rc)
         return rc;
+    /* The run's config as the daemon reads it in-process (precision and bf16 kernels
+     * included), then what the spec adds for a rank. */
     json_t *c = json_object_get(spec, "learner");
-    learner_config lc = {0};
-    model_of(c, &lc.model, dataset_info(ds)->multi_label);
-    lc.sz = (int)jspec_num(c, "sz", 224);
-    lc.bs = (int)jspec_num(c, "bs", 64);
-    lc.tfms = tfms_of(json_string_value(json_object_get(c, "tfms")));
-    lc.max_zoom = (float)jspec_num(c, "max_zoom", 1.1);
-    lc.precompute = jspec_bool(c, "precompute", 0);
+    learner_config lc;
+    runcfg_learner(c, dataset_info(ds)->multi_label, &lc);
+    lc.model.arch = json_string_value(json_object_get(c, "arch"));
     lc.loader_threads = (int)jspec_num(c, "loader_threads", 0);
-    lc.seed = lc.model.seed;
-    const char *opt = json_string_value(json_object_get(c, "opt"));
-    lc.opt = opt && !strcmp(opt, "adamw") ? OPTIM_ADAM : OPTIM_SGD;
     lc.pretrained = json_string_value(json_object_get(c, "pretrained"));
     lc.imagenet_stats = lc.pretrained != NULL;
     lc.checkpoint_dir = json_string_value(json_object_get(spec, "checkpoint_dir"));

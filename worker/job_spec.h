@@ -1,11 +1,13 @@
 /* job_spec.h: a data-parallel job as the daemon hands it to every rank of sgdrd-worker: a
  * JSON file naming the dataset, the learner's settings and saved state, the job and where its
- * files go. Every rank reads the same spec. The format, with defaults as the daemon's:
+ * files go. Every rank reads the same spec. The format, with defaults as the daemon's (the
+ * learner part is the run's config, read by runcfg_learner as the daemon reads it):
  *
  *   {"dataset": {"path", "format": "folders"|"csv"|"idx", "valid_pct"?, "csv"?, "seed"?},
  *    "learner": {"arch", "sz"?, "bs"?, "tfms"?, "max_zoom"?, "precompute"?, "ps"?,
  *                "xtra_fc"?, "head"?, "multi_label"?, "label_smoothing"?, "seed"?,
- *                "opt"?, "pretrained"?: path, "loader_threads"?},
+ *                "opt"?, "precision"?: "fp32"|"bf16", "bf16_kernels"?: "onednn"|"fp32",
+ *                "pretrained"?: path, "loader_threads"?},
  *    "state"?: {"load"?: checkpoint path, "sz"?, "freeze_to"?, "precompute"?},
  *    "checkpoint_dir"?: path,
  *    "job": {"kind": "fit"|"lr_find"|"recipe"|"tta"|"predict_test", "params"?,

@@ -114,6 +114,7 @@ static int run(emitter *e, json_t *spec)
         rc = -EINVAL;
         goto out;
     }
+    e->n = learner_net(l);
     emit_world(e, 0.0);
     ev_hooks h = emit_hooks(e);
     json_t *result = NULL;
@@ -133,6 +134,7 @@ static int run(emitter *e, json_t *spec)
     emit(e, "done", json_pack("{so so}", "result", result ? result : json_null(), "state",
                               worker_state_json(l)));
 out:
+    e->n = NULL;
     learner_destroy(l);
     dataset_destroy(ds);
     return rc ? 1 : 0;

@@ -45,8 +45,11 @@ def last_accuracy(d, run):
     return rows[-1]["accuracy"] if rows else None, len(rows)
 
 
-def worker_pids(job_id):
-    out = subprocess.run(["pgrep", "-f", "sgdrd-worker .*world-%d.json" % job_id],
+def worker_pids(d, job_id):
+    """The ranks of this daemon's job: its spec lies under this daemon's data dir, so that
+    the worlds of another daemon on the machine (another test run) are never matched."""
+    spec = os.path.join(d.data, "runs", "[0-9]+", "world-%d.json" % job_id)
+    out = subprocess.run(["pgrep", "-f", "sgdrd-worker " + spec + "$"],
                          capture_output=True, text=True).stdout.split()
     return [int(p) for p in out]
 
@@ -117,7 +120,7 @@ def main():
                     and len(running.get("ranks", [])) == 2
                     and all(r.get("host") for r in running["ranks"]),
                     f"health shows the running world: {running}")
-        pids = worker_pids(job_id)
+        pids = worker_pids(d, job_id)
         if pids:
             os.kill(pids[-1], signal.SIGKILL)
         t0 = time.monotonic()
@@ -146,15 +149,15 @@ def main():
         r = d.post(API + "/runs/%d/fit" % runs[0], dict(fit, workers=2))
         job_id = r.json()["id"]
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and len(worker_pids(job_id)) < 2:
+        while time.monotonic() < deadline and len(worker_pids(d, job_id)) < 2:
             time.sleep(0.5)
         c = d.post(API + "/jobs/%d/cancel" % job_id)
         job = wait_job(d, job_id, timeout=60)
         time.sleep(1)
         ok &= check(c.status == 202 and job["state"] == "cancelled"
-                    and not worker_pids(job_id),
+                    and not worker_pids(d, job_id),
                     f"cancel stops the whole world: {job['state']}, "
-                    f"{len(worker_pids(job_id))} ranks left")
+                    f"{len(worker_pids(d, job_id))} ranks left")
         if not ok:
             print(d.log_text())
     finally:
