@@ -38,6 +38,7 @@ struct loader {
 
     /* Guarded by mu. */
     int quit, active, busy, error;
+    int error_batch;         /* the earliest batch whose fill failed, when error */
     int n_batches, next_claim, released, held;
     int epoch;
     atomic_int gen;          /* bumped to abandon an epoch; workers poll it per item */
@@ -212,8 +213,10 @@ static void *worker_main(void *arg)
             int rc = fill_batch(l, b, g, s, &tfm, fixed ? &plan : NULL, epoch, prescale);
             pthread_mutex_lock(&l->mu);
             l->busy--;
-            if (rc < 0)
+            if (rc < 0 && (!l->error || b < l->error_batch)) {
                 l->error = rc;
+                l->error_batch = b;
+            }
             else if (rc == 0 && atomic_load(&l->gen) == g)
                 s->ready = 1;
             pthread_cond_broadcast(&l->ready);
@@ -448,7 +451,9 @@ int loader_next(loader *l, const batch **out)
             goto out_unlock;
         }
         slot *s = &l->slots[l->released % l->n_slots];
-        while (!s->ready && !l->error)
+        /* A failed later batch does not cut short the batches before it: they were
+         * claimed first and still come, in order, before the error does. */
+        while (!s->ready && !(l->error && l->error_batch <= l->released))
             pthread_cond_wait(&l->ready, &l->mu);
         if (!s->ready) {
             rc = l->error;
