@@ -144,6 +144,29 @@ class Daemon:
         assert self.proc.returncode == 0, "sgdrd exited %d:\n%s" % (self.proc.returncode, text)
         assert "Sanitizer" not in text and "runtime error" not in text, text
 
+    def exit_cleanly_on(self, sig, within, during=""):
+        """Sends sig; the daemon must exit 0 within `within` seconds (a failure names the
+        signal and what was `during` it, or shows the log). Returns the seconds from the
+        signal to its exit. The caller still owns the log: kill() closes it."""
+        self.proc.send_signal(sig)
+        t0 = time.monotonic()
+        try:
+            rc = self.proc.wait(timeout=within)
+        except subprocess.TimeoutExpired:
+            pytest.fail("sgdrd did not exit within %d s of %s%s" % (
+                within, signal.Signals(sig).name, " " + during if during else ""))
+        secs = time.monotonic() - t0
+        assert rc == 0, self.log_text()
+        return secs
+
+    def kill(self):
+        """SIGKILL when it still runs (a crash, for the tests of what survives one, or the end
+        of a daemon that outlived exit_cleanly_on), then closes its log; no check of its exit."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
 
 @pytest.fixture(scope="session")
 def sgdrd_bin():
@@ -172,6 +195,26 @@ def token_daemon(sgdrd_bin):
         d.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def root(sgdrd_bin, request):
+    """A new folder for the daemons one test starts and restarts; removed after the test."""
+    r = tempfile.mkdtemp(prefix="sgdrd-api-%s-" % request.module.__name__.replace("test_", ""))
+    yield r
+    shutil.rmtree(r, ignore_errors=True)
+
+
+def wait_until(pred, timeout=120, what="condition", poll=0.2):
+    """Polls pred every `poll` seconds until it returns something true, and returns that;
+    still false after `timeout` seconds fails."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(poll)
+    raise AssertionError("%s not reached within %d s" % (what, timeout))
 
 
 def wait_job(d, job_id, timeout=240, poll=0.2):

@@ -10,47 +10,27 @@ and SIGINT stop the daemon as cleanly as SIGTERM.
 
 SGDRD_FAULT_SEED picks another sequence of moments (the default is fixed so that a failure
 can be replayed)."""
+import functools
 import io
 import os
 import random
-import shutil
 import signal
 import sqlite3
-import subprocess
 import tarfile
-import tempfile
 import threading
 import time
 
 import pytest
 
+import conftest
 from conftest import API, Daemon, make_image_dataset
 
 SEED = int(os.environ.get("SGDRD_FAULT_SEED", "1809"))
 KILLS = 20
 
 
-def wait_until(pred, timeout=120, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("%s not reached within %d s" % (what, timeout))
-
-
-@pytest.fixture
-def root(sgdrd_bin):
-    r = tempfile.mkdtemp(prefix="sgdrd-api-faults-")
-    yield r
-    shutil.rmtree(r, ignore_errors=True)
-
-
-def kill9(d):
-    d.proc.kill()
-    d.proc.wait()
-    d.log.close()
+# These waits poll every 0.1 s, twice as often as the shared default, as they always have.
+wait_until = functools.partial(conftest.wait_until, poll=0.1)
 
 
 def check_db(data_dir):
@@ -183,7 +163,7 @@ def test_kill9_at_random_moments(root):
             else:
                 bg, name = scenario_upload(d, w, rnd, step, blob)
         finally:
-            kill9(d)
+            d.kill()
         if bg is not None:
             rep = bg.join()
             if rep is not None and rep.status == 201:
@@ -221,7 +201,7 @@ def test_second_resume_is_a_conflict(root):
         wait_until(lambda: d.get(API + "/runs/%d/epochs" % run).json()["items"],
                    what="a first epoch")
     finally:
-        kill9(d)
+        d.kill()
     d = Daemon(root)
     try:
         assert d.get(API + "/jobs/%d" % job).json()["state"] == "interrupted"
@@ -248,17 +228,9 @@ def test_signals_stop_cleanly_during_a_fit(root, sig):
         run, job = scenario_fit(d, w, random.Random(SEED), 0)
         wait_until(lambda: d.get(API + "/runs/%d/epochs" % run).json()["items"],
                    what="a first epoch")
-        d.proc.send_signal(sig)
-        try:
-            rc = d.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pytest.fail("sgdrd did not exit within 10 s of %s" % signal.Signals(sig).name)
-        assert rc == 0, d.log_text()
+        d.exit_cleanly_on(sig, 10)
     finally:
-        if d.proc.poll() is None:
-            kill9(d)
-        else:
-            d.log.close()
+        d.kill()
     d = Daemon(root)
     try:
         assert d.get(API + "/jobs/%d" % job).json()["state"] == "interrupted"

@@ -9,28 +9,15 @@ SIGTERM during an extraction exits within seconds."""
 import functools
 import io
 import os
-import shutil
 import signal
-import subprocess
 import tarfile
-import tempfile
 import time
 
 import pytest
 
-from conftest import API, Daemon, assert_problem, make_image_dataset, make_png
+from conftest import API, Daemon, assert_problem, make_image_dataset, make_png, wait_until
 
 N_MISSING = 400000
-
-
-def wait_until(pred, timeout=120, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError("%s not reached within %d s" % (what, timeout))
 
 
 def big_csv_dataset(path, real=True):
@@ -45,13 +32,6 @@ def big_csv_dataset(path, real=True):
     with open(os.path.join(path, "labels.csv"), "w") as f:
         f.write("\n".join(rows) + "\n")
     return path
-
-
-@pytest.fixture
-def root(sgdrd_bin):
-    r = tempfile.mkdtemp(prefix="sgdrd-api-reg-")
-    yield r
-    shutil.rmtree(r, ignore_errors=True)
 
 
 def dataset(d, ds_id):
@@ -123,19 +103,9 @@ def test_sigterm_during_scan_and_restart(root):
     d = Daemon(root)
     try:
         ds = register_big(d, "cut")
-        d.proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        try:
-            rc = d.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pytest.fail("sgdrd did not exit within 5 s of SIGTERM during a scan")
-        assert rc == 0, d.log_text()
-        assert time.monotonic() - t0 < 5
+        assert d.exit_cleanly_on(signal.SIGTERM, 5, "during a scan") < 5
     finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
-        d.log.close()
+        d.kill()
     d = Daemon(root)
     try:
         row = wait_until(lambda: (lambda x: x if x["state"] != "scanning" else None)(
@@ -249,19 +219,9 @@ def test_sigterm_during_extraction(root):
             pytest.skip("the extraction ended within the registration's wait")
         assert r.status == 202, r
         ds = r.json()["id"]
-        d.proc.send_signal(signal.SIGTERM)
-        t0 = time.monotonic()
-        try:
-            rc = d.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pytest.fail("sgdrd did not exit within 5 s of SIGTERM during an extraction")
-        assert rc == 0, d.log_text()
-        assert time.monotonic() - t0 < 5
+        assert d.exit_cleanly_on(signal.SIGTERM, 5, "during an extraction") < 5
     finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
-        d.log.close()
+        d.kill()
     d = Daemon(root)
     try:
         row = ended(d, ds)

@@ -2,27 +2,16 @@
 (the queued job still runs, the running one is `interrupted` and resumes from its last
 epoch checkpoint, and the metrics' summaries still match their points), and SIGTERM during
 a fit (exit 0 within 10 s, the last epoch kept)."""
+import functools
 import os
-import shutil
 import signal
 import sqlite3
-import subprocess
-import tempfile
-import time
 
-import pytest
-
+import conftest
 from conftest import API, Daemon, make_image_dataset
 
-
-def wait_until(pred, timeout=240, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError("%s not reached within %d s" % (what, timeout))
+# The waits here span epochs of a fit, longer than the shared default allows.
+wait_until = functools.partial(conftest.wait_until, timeout=240)
 
 
 def job(d, jid):
@@ -56,13 +45,6 @@ def summaries_wrong(d):
         db.close()
 
 
-@pytest.fixture
-def root(sgdrd_bin):
-    r = tempfile.mkdtemp(prefix="sgdrd-api-restart-")
-    yield r
-    shutil.rmtree(r, ignore_errors=True)
-
-
 def start_fit(d, name):
     path = make_image_dataset(os.path.join(d.datasets, name), per_class=24)
     r = d.post(API + "/datasets", {"name": name, "path": path, "format": "folders"})
@@ -88,9 +70,7 @@ def test_kill9_with_running_and_queued_jobs(root):
         assert job(d, fit)["state"] == "running"
         assert job(d, queued)["state"] == "queued"
     finally:
-        d.proc.kill()
-        d.proc.wait()
-        d.log.close()
+        d.kill()
     kept = None
     d = Daemon(root)
     try:
@@ -123,17 +103,9 @@ def test_sigterm_during_fit_keeps_last_epoch(root):
         run, fit = start_fit(d, "term")
         wait_until(lambda: len(epochs(d, run)) >= 1, what="a first epoch")
         before = len(epochs(d, run))
-        d.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = d.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pytest.fail("sgdrd did not exit within 10 s of SIGTERM")
-        assert rc == 0, d.log_text()
+        d.exit_cleanly_on(signal.SIGTERM, 10)
     finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
-        d.log.close()
+        d.kill()
     d = Daemon(root)
     try:
         assert job(d, fit)["state"] == "interrupted"

@@ -12,17 +12,12 @@ usage: /usr/bin/python3 test_bf16.py SGDRD_BIN
 """
 import json
 import os
-import shutil
 import sys
-import tempfile
 
 os.environ["SGDRD_BIN"] = os.path.abspath(sys.argv[1])
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "api"))
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import API, Daemon, wait_job  # noqa: E402
-from mpirun import ENV  # noqa: E402
-from test_daemon import check, last_accuracy, new_run  # noqa: E402
-from test_worker import write_subset  # noqa: E402
+from daemon_world import (API, check, daemon_world, last_accuracy, new_run,  # noqa: E402
+                          register_fm, verdict, wait_job)
 
 SKIP = 77
 
@@ -39,19 +34,12 @@ def world_reports(log_path):
 
 
 def main():
-    root = tempfile.mkdtemp(prefix="sgdrd-bf16-")
-    os.environ.update({k: v for k, v in ENV.items() if k.startswith("OMPI_")})
     ok = True
-    d = Daemon(root, extra_args=["--max-workers", "2", "--worker-timeout", "120"])
-    try:
+    with daemon_world("sgdrd-bf16-", ["--worker-timeout", "120"]) as d:
         if not d.get(API + "/health").json()["bf16"]["supported"]:
             print("skip: no native bf16 on this CPU")
             return SKIP
-        ds = os.path.join(d.datasets, "fm")
-        os.mkdir(ds)
-        write_subset(ds)
-        r = d.post(API + "/datasets", {"name": "fm", "path": ds, "format": "idx"})
-        assert r.status == 201, r
+        register_fm(d)
 
         runs = [new_run(d, 5, precision="bf16"), new_run(d, 5, precision="bf16")]
         configs = [d.get(API + "/runs/%d" % run).json()["config"] for run in runs]
@@ -87,11 +75,7 @@ def main():
                     f"{[(r.get('rank'), r.get('precision'), r.get('bf16_kernels')) for r in ranks]}")
         if not ok:
             print(d.log_text())
-    finally:
-        d.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    print("bf16 ok" if ok else "bf16 FAILED")
-    return 0 if ok else 1
+    return verdict("bf16", ok)
 
 
 if __name__ == "__main__":

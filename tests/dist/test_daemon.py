@@ -12,37 +12,15 @@ running world (its ranks, hosts, img/s, gradient-sum time); cancel stops every r
 usage: /usr/bin/python3 test_daemon.py SGDRD_BIN
 """
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 os.environ["SGDRD_BIN"] = os.path.abspath(sys.argv[1])
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "api"))
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import API, Daemon, wait_job  # noqa: E402
-from mpirun import ENV  # noqa: E402
-from test_worker import write_subset  # noqa: E402
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    return bool(cond)
-
-
-def new_run(d, seed, **extra):
-    r = d.post(API + "/runs", dict({"dataset": "fm", "arch": "resnet_small", "sz": 28,
-                                    "bs": 32, "tfms": "none", "seed": seed}, **extra))
-    assert r.status == 201, r
-    return r.json()["id"]
-
-
-def last_accuracy(d, run):
-    rows = d.get(API + "/runs/%d/epochs" % run).json()
-    rows = rows.get("items", rows) if isinstance(rows, dict) else rows
-    return rows[-1]["accuracy"] if rows else None, len(rows)
+from daemon_world import (API, check, daemon_world, items, last_accuracy, new_run,  # noqa: E402
+                          register_fm, verdict, wait_job)
 
 
 def worker_pids(d, job_id):
@@ -55,16 +33,9 @@ def worker_pids(d, job_id):
 
 
 def main():
-    root = tempfile.mkdtemp(prefix="sgdrd-dist-")
-    os.environ.update({k: v for k, v in ENV.items() if k.startswith("OMPI_")})
     ok = True
-    d = Daemon(root, extra_args=["--max-workers", "2", "--worker-timeout", "120"])
-    try:
-        ds = os.path.join(d.datasets, "fm")
-        os.mkdir(ds)
-        write_subset(ds)
-        r = d.post(API + "/datasets", {"name": "fm", "path": ds, "format": "idx"})
-        assert r.status == 201, r
+    with daemon_world("sgdrd-dist-", ["--worker-timeout", "120"]) as d:
+        register_fm(d)
 
         fit = {"lrs": 0.05, "n_cycle": 1, "cycle_len": 2}
         r = d.post(API + "/runs/%d/fit" % new_run(d, 3), dict(fit, workers=3))
@@ -99,8 +70,7 @@ def main():
         ok &= check(os.path.exists(os.path.join(d.data, "runs", str(runs[1]),
                                                 "world-%d.json" % job["id"])),
                     "it ran as a world (the daemon wrote its spec)")
-        sweeps = d.get(API + "/runs/%d/lr-finds" % runs[1]).json()
-        sweeps = sweeps.get("items", sweeps) if isinstance(sweeps, dict) else sweeps
+        sweeps = items(d.get(API + "/runs/%d/lr-finds" % runs[1]))
         one = d.get(API + "/lr-finds/%d" % sweeps[-1]["id"]).json() if sweeps else {}
         ok &= check(job["state"] == "succeeded" and len(one.get("points", [])) >= 5
                     and one.get("suggestions"),
@@ -160,11 +130,7 @@ def main():
                     f"{len(worker_pids(d, job_id))} ranks left")
         if not ok:
             print(d.log_text())
-    finally:
-        d.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    print("daemon ok" if ok else "daemon FAILED")
-    return 0 if ok else 1
+    return verdict("daemon", ok)
 
 
 if __name__ == "__main__":

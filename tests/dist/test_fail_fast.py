@@ -13,16 +13,13 @@ usage: /usr/bin/python3 test_fail_fast.py SGDRD_BIN
 """
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 
 os.environ["SGDRD_BIN"] = os.path.abspath(sys.argv[1])
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "api"))
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import API, Daemon, make_png, wait_job  # noqa: E402
-from mpirun import ENV  # noqa: E402
+from daemon_world import API, check, daemon_world, verdict, wait_job  # noqa: E402
+from conftest import make_png  # noqa: E402
 
 # Far above FAIL_WITHIN_S: a world that only fails at the timeout fails this test. The
 # bound covers mpirun's start, the ranks' dataset scan and the few batches before the first
@@ -32,11 +29,6 @@ FAIL_WITHIN_S = 60
 PER_CLASS = 1000
 # Odd indices (the statistics sample takes the even ones), one in ten of them, per class.
 BAD = [i for i in range(1, PER_CLASS, 20)]
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    return bool(cond)
 
 
 def corrupt(path):
@@ -65,12 +57,8 @@ def write_dataset(root):
 
 
 def main():
-    root = tempfile.mkdtemp(prefix="sgdrd-failfast-")
-    os.environ.update({k: v for k, v in ENV.items() if k.startswith("OMPI_")})
     ok = True
-    d = Daemon(root, extra_args=["--max-workers", "2", "--worker-timeout",
-                                 str(WORKER_TIMEOUT_S)])
-    try:
+    with daemon_world("sgdrd-failfast-", ["--worker-timeout", str(WORKER_TIMEOUT_S)]) as d:
         ds = os.path.join(d.datasets, "bad")
         write_dataset(ds)
         r = d.post(API + "/datasets", {"name": "bad", "path": ds, "format": "folders"})
@@ -102,11 +90,7 @@ def main():
                     f"the next job runs (in the daemon): {job['state']} {job.get('error')}")
         if not ok:
             print(d.log_text()[-20000:])
-    finally:
-        d.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    print("fail_fast ok" if ok else "fail_fast FAILED")
-    return 0 if ok else 1
+    return verdict("fail_fast", ok)
 
 
 if __name__ == "__main__":

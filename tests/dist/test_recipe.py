@@ -17,49 +17,24 @@ trains far worse or not at all. The fit tests use 0.08 with a fixed rate.
 usage: /usr/bin/python3 test_recipe.py SGDRD_BIN
 """
 import os
-import shutil
 import sys
-import tempfile
 
 os.environ["SGDRD_BIN"] = os.path.abspath(sys.argv[1])
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "api"))
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import API, Daemon, wait_job  # noqa: E402
-from mpirun import ENV  # noqa: E402
-from test_worker import write_subset  # noqa: E402
+from daemon_world import (API, check, daemon_world, items, new_run, register_fm,  # noqa: E402
+                          verdict, wait_job)
 
 TOLERANCE = 0.10
 RECIPE = {"max_epochs": 2, "n_aug": 2}
 
 
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    return bool(cond)
-
-
-def items(reply):
-    rows = reply.json()
-    return rows.get("items", rows) if isinstance(rows, dict) else rows
-
-
 def main():
-    root = tempfile.mkdtemp(prefix="sgdrd-recipe-")
-    os.environ.update({k: v for k, v in ENV.items() if k.startswith("OMPI_")})
     ok = True
-    d = Daemon(root, extra_args=["--max-workers", "2", "--worker-timeout", "300"])
-    try:
-        ds = os.path.join(d.datasets, "fm")
-        os.mkdir(ds)
-        write_subset(ds)
-        r = d.post(API + "/datasets", {"name": "fm", "path": ds, "format": "idx"})
-        assert r.status == 201, r
+    with daemon_world("sgdrd-recipe-", ["--worker-timeout", "300"]) as d:
+        register_fm(d)
         results, worlds = [], []
         for workers in (1, 2):
-            r = d.post(API + "/runs", {"dataset": "fm", "arch": "resnet_small", "sz": 28,
-                                       "bs": 32, "tfms": "none", "seed": 7,
-                                       "workers": workers})
-            assert r.status == 201, r
-            run = r.json()["id"]
+            run = new_run(d, 7, workers=workers)
             r = d.post(API + "/runs/%d/recipe" % run, RECIPE)
             ok &= check(r.status == 202, f"recipe on {workers} worker(s) queued")
             job = wait_job(d, r.json()["id"], timeout=900)
@@ -82,11 +57,7 @@ def main():
                         f"TTA accuracy on 1 and 2 workers within {TOLERANCE}: {results}")
         if not ok:
             print(d.log_text()[-20000:])
-    finally:
-        d.stop()
-        shutil.rmtree(root, ignore_errors=True)
-    print("recipe ok" if ok else "recipe FAILED")
-    return 0 if ok else 1
+    return verdict("recipe", ok)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@
 //
 // Usage: node compare.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import {
-  CHROMIUM_ARGS, Fatal, apiCall, awaitJob, checker, freePort, launchDaemon, preconditions, sleep, stopProcess,
-  testPaths, waitFor,
-} from './harness.mjs';
+import { TestWorld, awaitJob, checker, preconditions, sleep, testPaths, waitFor } from './harness.mjs';
+import { writeShapes } from './shapes.mjs';
 
-const { srcRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
+const paths = testPaths(process.argv);
+const { artifacts } = paths;
 const N_TRAIN = 24;   // images per class: 6 batches of 8 per epoch keep three runs short
 const N_VALID = 8;
 const SIZE = 32;
@@ -26,70 +24,17 @@ const EPOCHS = 2;     // each run: SGDR, two cycles of one epoch
 const LIVE_EPOCHS = 16; // the followed fit: long enough for the page to read it mid-way
 const X_LABELS = { step: 'iteration', epoch: 'epoch', time: 'wall time' };
 
-const { log, check, must, failures, fail } = checker('[compare]', 800);
-const chromium = preconditions({ srcRoot, daemonBin, chromiumBin }, { needUplot: true });
+const ck = checker('[compare]', 800);
+const { log, check, must } = ck;
+const chromium = preconditions(paths, { needUplot: true });
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sgdrd-compare-'));
-const dataDir = path.join(tmp, 'var');
-const dsRoot = path.join(tmp, 'datasets');
-const dsPath = path.join(dsRoot, 'shapes');
-let daemon = null;
-let daemonOut = '';
-let browser = null;
+const w = new TestWorld(paths, ck, { prefix: 'sgdrd-compare-', dsName: 'shapes' });
+const { dsPath, consoleErrors, api } = w;
 let page = null;
-let base = '';
-const consoleErrors = [];
 
-const api = (method, p, body) => apiCall(base, method, p, body);
-const items = (d) => (Array.isArray(d) ? d : (d && d.items) || []);
 const idOf = (r) => String(r.data && r.data.id !== undefined ? r.data.id : /\/(\d+)$/.exec(r.location || '')[1]);
 
 const waitJob = (id, timeoutMs) => awaitJob(api, id, timeoutMs);
-
-async function startDaemon(port) {
-  daemon = await launchDaemon(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot],
-    base, (d) => { daemonOut += d; });
-}
-
-const stopDaemon = () => stopProcess(daemon);
-
-// Circles and squares on noise, encoded by the browser's own PNG encoder.
-async function makeImages() {
-  const gen = await browser.newPage();
-  const imgs = await gen.evaluate(({ nTrain, nValid, size }) => {
-    let seed = 777;
-    const rnd = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
-    const c = document.createElement('canvas');
-    c.width = c.height = size;
-    const ctx = c.getContext('2d');
-    const out = [];
-    for (const split of ['train', 'valid']) {
-      for (const cls of ['circle', 'square']) {
-        for (let i = 0; i < (split === 'train' ? nTrain : nValid); i++) {
-          const g = 40 + Math.floor(rnd() * 80);
-          ctx.fillStyle = `rgb(${g},${g},${g})`;
-          ctx.fillRect(0, 0, size, size);
-          const r = size * (0.18 + rnd() * 0.14);
-          const x = r + rnd() * (size - 2 * r);
-          const y = r + rnd() * (size - 2 * r);
-          ctx.fillStyle = `hsl(${Math.floor(rnd() * 360)},80%,65%)`;
-          ctx.beginPath();
-          if (cls === 'circle') ctx.arc(x, y, r, 0, 2 * Math.PI);
-          else ctx.rect(x - r, y - r, 2 * r, 2 * r);
-          ctx.fill();
-          out.push({ split, cls, i, b64: c.toDataURL('image/png').split(',')[1] });
-        }
-      }
-    }
-    return out;
-  }, { nTrain: N_TRAIN, nValid: N_VALID, size: SIZE });
-  for (const im of imgs) {
-    const dir = path.join(dsPath, im.split, im.cls);
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, `${im.i}.png`), Buffer.from(im.b64, 'base64'));
-  }
-  await gen.close();
-}
 
 // Three runs that differ in batch size, optimizer and the fit's LR; equal otherwise.
 const RUNS = [
@@ -134,7 +79,7 @@ function chartState() {
 }
 
 async function openCompare(hash) {
-  await page.goto(`${base}/${hash}`);
+  await page.goto(`${w.base}/${hash}`);
   await page.waitForSelector('main[data-ready="true"]', { timeout: 30000 });
 }
 
@@ -177,15 +122,9 @@ async function checkTable(ids) {
 
 async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: chromiumBin,
-    args: CHROMIUM_ARGS,
-  });
-  await makeImages();
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  fs.mkdirSync(dataDir, { recursive: true });
-  await startDaemon(port);
+  await w.launchBrowser(chromium);
+  await writeShapes(w.browser, dsPath, { nTrain: N_TRAIN, nValid: N_VALID, size: SIZE, seed: 777 });
+  await w.startDaemon();
 
   const ds = await api('POST', '/datasets', { name: 'shapes', path: dsPath, format: 'folders' });
   must(ds.status === 201, 'the dataset is registered', ds);
@@ -194,15 +133,13 @@ async function main() {
   const trainedS = (Date.now() - t0) / 1000;
   log(`runs ${ids.join(', ')} trained`);
 
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  page = await ctx.newPage();
   let allowed404 = 0;   // the missing run of the bad-link step
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    if (allowed404 > 0 && /status of 404/.test(m.text())) { allowed404--; return; }
-    consoleErrors.push(m.text());
+  const opened = await w.openPage({ viewport: { width: 1280, height: 900 } }, (text) => {
+    if (allowed404 > 0 && /status of 404/.test(text)) { allowed404--; return true; }
+    return false;
   });
-  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+  const { ctx } = opened;
+  page = opened.page;
 
   // 1. The shared link, opened directly.
   await openCompare(`#/compare?runs=${ids.join(',')}&x=step`);
@@ -252,7 +189,7 @@ async function main() {
   check(await page.locator('table.compare-table thead th[data-run]').count() === 2, 'the table has one column per ticked run');
 
   // 4. Bad links: a clear error naming the field; a missing run is named, the rest compared.
-  await page.goto(`${base}/#/compare?runs=3,abc`);
+  await page.goto(`${w.base}/#/compare?runs=3,abc`);
   await page.locator('main .notice.error').waitFor({ timeout: 10000 });
   const bad = await page.locator('main .notice.error').innerText();
   check(/runs/.test(bad) && /"abc"/.test(bad), 'a link with a bad run id says which part is wrong', bad);
@@ -334,25 +271,4 @@ async function main() {
   await ctx.close();
 }
 
-async function cleanup() {
-  if (browser) await browser.close().catch(() => {});
-  await stopDaemon();
-  fs.rmSync(tmp, { recursive: true, force: true });
-}
-
-try {
-  await main();
-} catch (e) {
-  fail();
-  log('FAIL', e instanceof Fatal ? e.message : e.stack);
-  if (page) {
-    await page.screenshot({ path: path.join(artifacts, 'compare-failure.png'), fullPage: true }).catch(() => {});
-    log(`page at failure: ${page.url()}`);
-    if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
-  }
-  if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
-} finally {
-  await cleanup();
-}
-log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
-process.exit(failures() ? 1 : 0);
+await w.run(main, 'compare-failure.png');

@@ -9,35 +9,27 @@
 // Usage: node dashboard.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import {
-  CHROMIUM_ARGS, Fatal, apiCall, awaitJob, checker, freePort, launchDaemon, preconditions, sleep, stopProcess,
-  testPaths, waitFor,
-} from './harness.mjs';
+import { TestWorld, awaitJob, checker, preconditions, sleep, testPaths, waitFor } from './harness.mjs';
+import { writeShapes } from './shapes.mjs';
 
-const { srcRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
+const paths = testPaths(process.argv);
+const { artifacts } = paths;
 const N_TRAIN = 48;   // images per class: 12 batches of 8 per epoch keep the test short
 const N_VALID = 16;
 const SIZE = 32;
 
-const { log, check, must, failures, fail } = checker('[e2e]');
-const chromium = preconditions({ srcRoot, daemonBin, chromiumBin }, { needUplot: true, skipWhy: 'is not built yet (daemon/main.c missing on this branch); the dashboard test needs the real daemon' });
+const ck = checker('[e2e]');
+const { log, check, must } = ck;
+const chromium = preconditions(paths, { needUplot: true, skipWhy: 'is not built yet (daemon/main.c missing on this branch); the dashboard test needs the real daemon' });
 
 // ---- the test --------------------------------------------------------------------------
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sgdrd-e2e-'));
-const dataDir = path.join(tmp, 'var');
-const dsRoot = path.join(tmp, 'datasets');
-const dsPath = path.join(dsRoot, 'shapes');
-let daemon = null;
-let daemonOut = '';
-let browser = null;
+const w = new TestWorld(paths, ck, { prefix: 'sgdrd-e2e-', dsName: 'shapes' });
+const { tmp, dsPath, consoleErrors, api } = w;
 let page = null;
 let daemonDown = false;
-const consoleErrors = [];
 
-const api = (method, p, body) => apiCall(base, method, p, body);
 const items = (d) => (Array.isArray(d) ? d : (d && d.items) || []);
 
 const waitJob = (id, timeoutMs) => awaitJob(api, id, timeoutMs);
@@ -55,97 +47,39 @@ async function metricPoints(runId, key) {
   return out;
 }
 
-// Starts the daemon on port with the test's data folders and waits for /health.
-async function startDaemon(port) {
-  daemon = await launchDaemon(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot],
-    base, (d) => { daemonOut += d; });
-}
-
-const stopDaemon = () => stopProcess(daemon);
-
-let base = '';
-
 async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: chromiumBin,
-    args: CHROMIUM_ARGS,
-  });
+  const browser = await w.launchBrowser(chromium);
 
   // 1. A small two-class image set (circles and squares on noise), encoded by the browser's
   //    own PNG encoder, plus one corrupt file the dataset scan must report as unreadable.
   {
-    const gen = await browser.newPage();
-    const imgs = await gen.evaluate(({ nTrain, nValid, size }) => {
-      let seed = 12345;
-      const rnd = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
-      const c = document.createElement('canvas');
-      c.width = c.height = size;
-      const ctx = c.getContext('2d');
-      const out = [];
-      for (const split of ['train', 'valid']) {
-        for (const cls of ['circle', 'square']) {
-          const n = split === 'train' ? nTrain : nValid;
-          for (let i = 0; i < n; i++) {
-            const g = 40 + Math.floor(rnd() * 80);
-            ctx.fillStyle = `rgb(${g},${g},${g})`;
-            ctx.fillRect(0, 0, size, size);
-            const img = ctx.getImageData(0, 0, size, size);
-            for (let p = 0; p < img.data.length; p += 4) {
-              const v = (rnd() - 0.5) * 50;
-              img.data[p] += v; img.data[p + 1] += v; img.data[p + 2] += v;
-            }
-            ctx.putImageData(img, 0, 0);
-            const r = size * (0.18 + rnd() * 0.14);
-            const x = r + rnd() * (size - 2 * r);
-            const y = r + rnd() * (size - 2 * r);
-            ctx.fillStyle = `hsl(${Math.floor(rnd() * 360)},80%,65%)`;
-            ctx.beginPath();
-            if (cls === 'circle') ctx.arc(x, y, r, 0, 2 * Math.PI);
-            else ctx.rect(x - r, y - r, 2 * r, 2 * r);
-            ctx.fill();
-            out.push({ split, cls, i, b64: c.toDataURL('image/png').split(',')[1] });
-          }
-        }
-      }
-      return out;
-    }, { nTrain: N_TRAIN, nValid: N_VALID, size: SIZE });
-    for (const im of imgs) {
-      const dir = path.join(dsPath, im.split, im.cls);
-      fs.mkdirSync(dir, { recursive: true });
-      fs.writeFileSync(path.join(dir, `${im.i}.png`), Buffer.from(im.b64, 'base64'));
-    }
+    const n = await writeShapes(browser, dsPath, { nTrain: N_TRAIN, nValid: N_VALID, size: SIZE, seed: 12345, noise: true });
     fs.writeFileSync(path.join(dsPath, 'train', 'circle', 'broken.png'), Buffer.from('\x89PNG\r\n\x1a\nthis is not a png'));
-    await gen.close();
-    log(`generated ${imgs.length} PNGs under ${dsPath}`);
+    log(`generated ${n} PNGs under ${dsPath}`);
   }
 
   // 2. The daemon.
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  fs.mkdirSync(dataDir, { recursive: true });
-  await startDaemon(port);
-  const index = await fetch(`${base}/`);
+  await w.startDaemon();
+  const index = await fetch(`${w.base}/`);
   must(index.ok && (await index.text()).includes('/app.js'), 'the daemon serves the dashboard at /');
-  const vendor = await fetch(`${base}/vendor/uplot/uPlot.iife.min.js`);
+  const vendor = await fetch(`${w.base}/vendor/uplot/uPlot.iife.min.js`);
   must(vendor.ok, 'the daemon serves uPlot at /vendor/uplot/');
-  const appJs = await fetch(`${base}/app.js`);
+  const appJs = await fetch(`${w.base}/app.js`);
   must(appJs.ok && /javascript/.test(appJs.headers.get('content-type') || ''), 'app.js is served as JavaScript (ES modules need it)', appJs.headers.get('content-type'));
 
   // 3. The page, with every console error and page error recorded.
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
-  page = await ctx.newPage();
   let allowed400 = 0;   // "Failed to load resource: ... 400" lines the invalid-value step expects
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
+  const opened = await w.openPage({ viewport: { width: 1280, height: 800 }, acceptDownloads: true }, (text) => {
     // While the test itself has the daemon down, the browser reports the refused connections.
-    if (daemonDown && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|ERR_INCOMPLETE_CHUNKED_ENCODING|Failed to load resource/.test(m.text())) return;
-    if (allowed400 > 0 && /status of 400/.test(m.text())) { allowed400--; return; }
-    consoleErrors.push(m.text());
+    if (daemonDown && /ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET|ERR_INCOMPLETE_CHUNKED_ENCODING|Failed to load resource/.test(text)) return true;
+    if (allowed400 > 0 && /status of 400/.test(text)) { allowed400--; return true; }
+    return false;
   });
-  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+  const { ctx } = opened;
+  page = opened.page;
 
-  await page.goto(`${base}/#/datasets`);
+  await page.goto(`${w.base}/#/datasets`);
   await page.waitForSelector('h1:text("Datasets")');
   check(await page.evaluate(() => typeof window.uPlot === 'function'), 'uPlot loads from /vendor/uplot/');
 
@@ -180,7 +114,7 @@ async function main() {
     const tarFile = path.join(tmp, 'small.tar');
     const tar = spawnSync('tar', ['-cf', tarFile, '-C', upDir, 'train', 'valid']);
     must(tar.status === 0, 'tar packs the upload', String(tar.stderr));
-    await page.goto(`${base}/#/datasets`);
+    await page.goto(`${w.base}/#/datasets`);
     const up = page.locator('form[aria-labelledby="reg-up-h"]');
     await up.locator('[name="name"]').fill('shapes-upload');
     await up.locator('[name="file"]').setInputFiles(tarFile);
@@ -191,7 +125,7 @@ async function main() {
     const upApi = (await api('GET', `/datasets/${upId}`)).data;
     const upText = await page.locator('main').innerText();
     check(upApi && upApi.name === 'shapes-upload' && /circle/.test(upText) && /square/.test(upText), 'an uploaded tar becomes a dataset whose classes the page shows', upApi);
-    await page.goto(`${base}/#/datasets/${dsId}`);
+    await page.goto(`${w.base}/#/datasets/${dsId}`);
     await page.waitForSelector('#classes-h');
   }
 
@@ -215,7 +149,7 @@ async function main() {
   check(runCfg && runCfg.opt === 'sgd' && runCfg.sz === SIZE, 'the run holds the optimizer the form sent', runCfg);
 
   // 6. The runs list shows it.
-  await page.goto(`${base}/#/runs`);
+  await page.goto(`${w.base}/#/runs`);
   const row = page.locator(`tr[data-run-id="${runId}"]`);
   await row.waitFor({ timeout: 15000 });
   check((await row.innerText()).includes('resnet_small'), 'the runs list shows the run with its arch', await row.innerText());
@@ -329,7 +263,7 @@ async function main() {
 
   // 10. One image through the trained weights: the page shows what the API answers.
   const sample = path.join(dsPath, 'valid', 'square', '0.png');
-  const direct = await fetch(`${base}/api/v1/runs/${runId}/predict`, { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: fs.readFileSync(sample) });
+  const direct = await fetch(`${w.base}/api/v1/runs/${runId}/predict`, { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: fs.readFileSync(sample) });
   const directBody = await direct.json();
   must(direct.ok && directBody.top, 'POST /predict answers a top class', directBody);
   const pf = page.locator('form[data-action="predict"]');
@@ -404,9 +338,9 @@ async function main() {
   {
     const before = await page.evaluate(() => ({ ...window.sgdrd.sse }));
     daemonDown = true;
-    await stopDaemon();
+    await w.stopDaemon();
     await sleep(1500);
-    await startDaemon(port);
+    await w.startDaemon();
     await waitFor(() => page.evaluate((n) => window.sgdrd.sse.opens > n, before.opens), 'the event stream to reconnect', 40000, 200);
     await sleep(500);
     daemonDown = false;
@@ -431,13 +365,13 @@ async function main() {
   check(overflow <= 390, 'the run page fits a 390 px wide screen', overflow);
   await page.screenshot({ path: path.join(artifacts, 'run-page-390.png'), fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
-  await page.goto(`${base}/#/runs`);
+  await page.goto(`${w.base}/#/runs`);
   await page.locator(`tr[data-run-id="${runId}"]`).waitFor();
   await page.screenshot({ path: path.join(artifacts, 'runs-list.png') });
   log(`screenshots in ${artifacts}`);
 
   // 16. Delete the run from its page (confirmed): the list no longer shows it.
-  await page.goto(`${base}/#/runs/${runId}`);
+  await page.goto(`${w.base}/#/runs/${runId}`);
   await page.locator('#lrfind').waitFor();
   page.once('dialog', (d) => d.accept());
   await page.locator('button:text("Delete run")').click();
@@ -452,25 +386,4 @@ async function main() {
   await ctx.close();
 }
 
-async function cleanup() {
-  if (browser) await browser.close().catch(() => {});
-  await stopDaemon();
-  fs.rmSync(tmp, { recursive: true, force: true });
-}
-
-try {
-  await main();
-} catch (e) {
-  fail();
-  log('FAIL', e instanceof Fatal ? e.message : e.stack);
-  if (page) {
-    await page.screenshot({ path: path.join(artifacts, 'failure.png'), fullPage: true }).catch(() => {});
-    log(`page at failure: ${page.url()} (screenshot tests/e2e/artifacts/failure.png)`);
-    if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
-  }
-  if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
-} finally {
-  await cleanup();
-}
-log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
-process.exit(failures() ? 1 : 0);
+await w.run(main, 'failure.png');

@@ -1,10 +1,12 @@
 // harness.mjs: what every browser test here shares: the paths from its command line, the
 // check/must reporting, the preconditions (playwright-core, chromium, the built daemon), a
-// free loopback port, polling with a deadline, chromium's launch flags, and starting,
-// calling and stopping the daemon.
+// free loopback port, polling with a deadline, chromium's launch flags, starting, calling
+// and stopping the daemon, and a test's world (TestWorld: its folders, daemon, browser and
+// page, and the report of a failure).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
@@ -155,4 +157,89 @@ export function awaitJob(api, id, timeoutMs) {
     if (['failed', 'cancelled', 'interrupted'].includes(j.state)) throw new Fatal(`job ${id} ended ${j.state}: ${j.error}`);
     return j.state === 'succeeded' ? j : null;
   }, `job ${id} to succeed`, timeoutMs, 250);
+}
+
+// One browser test's world. Owns a new temporary folder (prefix names it) holding var/, the
+// daemon's data folder, and datasets/, its dataset root, with dsName the test's dataset
+// folder below it; the daemon (on a free loopback port, kept across restarts, with
+// daemonArgs after the folders); chromium; and the page the test drives, whose console
+// errors are recorded in consoleErrors. run() ends them all.
+export class TestWorld {
+  constructor(paths, ck, { prefix, dsName, daemonArgs = [] }) {
+    this.paths = paths;
+    this.ck = ck;
+    this.tmp = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    this.dataDir = path.join(this.tmp, 'var');
+    this.dsRoot = path.join(this.tmp, 'datasets');
+    this.dsPath = path.join(this.dsRoot, dsName);
+    this.daemonArgs = daemonArgs;
+    this.daemon = null;
+    this.daemonOut = '';
+    this.port = 0;
+    this.base = '';
+    this.browser = null;
+    this.page = null;
+    this.consoleErrors = [];
+    this.api = (method, p, body) => apiCall(this.base, method, p, body);
+  }
+
+  // Starts the daemon and waits for it to answer; a restart keeps the first start's port.
+  async startDaemon() {
+    if (!this.port) {
+      this.port = await freePort();
+      this.base = `http://127.0.0.1:${this.port}`;
+    }
+    fs.mkdirSync(this.dataDir, { recursive: true });
+    this.daemon = await launchDaemon(this.paths.daemonBin, ['--listen', `127.0.0.1:${this.port}`,
+      '--data-dir', this.dataDir, '--dataset-root', this.dsRoot, ...this.daemonArgs],
+    this.base, (d) => { this.daemonOut += d; });
+  }
+
+  stopDaemon() {
+    return stopProcess(this.daemon);
+  }
+
+  async launchBrowser(chromium) {
+    this.browser = await chromium.launch({ executablePath: this.paths.chromiumBin, args: CHROMIUM_ARGS });
+    return this.browser;
+  }
+
+  // A page in a new browser context (ctxOptions); its console errors, except those
+  // expected(text) accepts, and its page errors go to consoleErrors.
+  async openPage(ctxOptions, expected = () => false) {
+    const ctx = await this.browser.newContext(ctxOptions);
+    this.page = await ctx.newPage();
+    this.page.on('console', (m) => {
+      if (m.type() === 'error' && !expected(m.text())) this.consoleErrors.push(m.text());
+    });
+    this.page.on('pageerror', (e) => this.consoleErrors.push(`pageerror: ${e.message}`));
+    return { ctx, page: this.page };
+  }
+
+  // Runs main; a throw counts as a failure, reported with a screenshot of the page
+  // (artifacts/failureShot), the console errors so far and the tail of the daemon's output.
+  // Then closes the browser, stops the daemon, removes the folder, and ends the process:
+  // 0 when every check passed, else 1.
+  async run(main, failureShot) {
+    const { log, fail, failures } = this.ck;
+    try {
+      await main();
+    } catch (e) {
+      fail();
+      log('FAIL', e instanceof Fatal ? e.message : e.stack);
+      if (this.page) {
+        const shot = path.join(this.paths.artifacts, failureShot);
+        await this.page.screenshot({ path: shot, fullPage: true }).catch(() => {});
+        log(`page at failure: ${this.page.url()} (screenshot ${shot})`);
+      }
+      if (this.consoleErrors.length) log('console errors so far:\n' + this.consoleErrors.join('\n'));
+      if (this.daemonOut) log('daemon output (tail):\n' + this.daemonOut.slice(-3000));
+    } finally {
+      if (this.browser) await this.browser.close().catch(() => {});
+      await this.stopDaemon();
+      fs.rmSync(this.tmp, { recursive: true, force: true });
+    }
+    log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
+    process.exit(failures() ? 1 : 0);
+  }
 }

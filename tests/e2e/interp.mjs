@@ -11,18 +11,17 @@
 // Usage: node interp.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import {
-  CHROMIUM_ARGS, Fatal, apiCall, awaitJob, checker, freePort, launchDaemon, preconditions, stopProcess, testPaths, waitFor,
-} from './harness.mjs';
+import { TestWorld, awaitJob, checker, preconditions, testPaths, waitFor } from './harness.mjs';
 
-const { srcRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
+const paths = testPaths(process.argv);
+const { artifacts } = paths;
 const SIZE = 16;
 const CLASSES = ['hbar', 'vbar', 'blob'];
 
-const { log, check, must, failures, fail } = checker('[e2e interp]');
-const chromium = preconditions({ srcRoot, daemonBin, chromiumBin });
+const ck = checker('[e2e interp]');
+const { check, must } = ck;
+const chromium = preconditions(paths);
 
 // An IDX pair (images, labels) of n images per class: a horizontal bar, a vertical bar or a
 // blob, at random places over noise; seeded, so every run of the test sees the same data.
@@ -52,18 +51,9 @@ function writeIdx(dir, prefix, perClass, seed) {
   fs.writeFileSync(path.join(dir, `${prefix}-labels-idx1-ubyte`), lab);
 }
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sgdrd-e2e-interp-'));
-const dataDir = path.join(tmp, 'var');
-const dsRoot = path.join(tmp, 'datasets');
-const dsPath = path.join(dsRoot, 'bars');
-let daemon = null;
-let daemonOut = '';
-let browser = null;
+const w = new TestWorld(paths, ck, { prefix: 'sgdrd-e2e-interp-', dsName: 'bars', daemonArgs: ['--threads', '1'] });
+const { dataDir, dsPath, consoleErrors, api } = w;
 let page = null;
-let base = '';
-const consoleErrors = [];
-
-const api = (method, p, body) => apiCall(base, method, p, body);
 
 async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
@@ -72,11 +62,7 @@ async function main() {
   writeIdx(dsPath, 't10k', 8, 99);
   fs.writeFileSync(path.join(dsPath, 'classes.txt'), CLASSES.join('\n') + '\n');
 
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  fs.mkdirSync(dataDir, { recursive: true });
-  daemon = await launchDaemon(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot, '--threads', '1'],
-    base, (d) => { daemonOut += d; });
+  await w.startDaemon();
 
   let r = await api('POST', '/datasets', { name: 'bars', path: dsPath, format: 'idx' });
   must(r.status === 201, 'the IDX dataset registers', r);
@@ -91,16 +77,12 @@ async function main() {
   must(interp && interp.summary && interp.summary.confusion, 'the API has the interpretation', interp);
   const cm = interp.summary.confusion;
 
-  browser = await chromium.launch({
-    executablePath: chromiumBin,
-    args: CHROMIUM_ARGS,
-  });
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+  await w.launchBrowser(chromium);
+  const opened = await w.openPage({ viewport: { width: 1280, height: 900 } });
+  const { ctx } = opened;
+  page = opened.page;
 
-  await page.goto(`${base}/#/runs/${runId}`);
+  await page.goto(`${w.base}/#/runs/${runId}`);
   const cells = page.locator('#interpretation table.heatmap button.heat');
   await waitFor(async () => (await cells.count()) === CLASSES.length ** 2, 'the heat map', 30000);
   const shown = await cells.evaluateAll((bs) => bs.map((b) => [Number(b.dataset.actual), Number(b.dataset.predicted), Number(b.textContent)]));
@@ -196,22 +178,4 @@ async function checkTta(runId) {
   await page.locator('.tta').screenshot({ path: path.join(artifacts, 'tta-worse.png') });
 }
 
-async function cleanup() {
-  if (browser) await browser.close().catch(() => {});
-  await stopProcess(daemon);
-  fs.rmSync(tmp, { recursive: true, force: true });
-}
-
-try {
-  await main();
-} catch (e) {
-  fail();
-  log('FAIL', e instanceof Fatal ? e.message : e.stack);
-  if (page) await page.screenshot({ path: path.join(artifacts, 'interp-failure.png'), fullPage: true }).catch(() => {});
-  if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
-  if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
-} finally {
-  await cleanup();
-}
-log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
-process.exit(failures() ? 1 : 0);
+await w.run(main, 'interp-failure.png');

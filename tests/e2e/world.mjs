@@ -8,21 +8,20 @@
 //
 // Usage: node world.mjs <source root> <build root>. Exit 0 pass, 1 fail, 77 skip.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import {
-  CHROMIUM_ARGS, Fatal, apiCall, checker, freePort, launchDaemon, preconditions, stopProcess, testPaths, waitFor,
-} from './harness.mjs';
+import { SKIP, TestWorld, checker, preconditions, testPaths, waitFor } from './harness.mjs';
 
-const { srcRoot, buildRoot, daemonBin, chromiumBin, artifacts } = testPaths(process.argv);
+const paths = testPaths(process.argv);
+const { artifacts } = paths;
 const SIZE = 16;
-const workerBin = path.join(buildRoot, 'worker', 'sgdrd-worker');
+const workerBin = path.join(paths.buildRoot, 'worker', 'sgdrd-worker');
 
-const { log, check, must, failures, fail } = checker('[e2e world]');
-const chromium = preconditions({ srcRoot, daemonBin, chromiumBin });
+const ck = checker('[e2e world]');
+const { check, must } = ck;
+const chromium = preconditions(paths);
 if (!fs.existsSync(workerBin)) {
   console.log(`SKIP: the worker ${workerBin} is not built`);
-  process.exit(77);
+  process.exit(SKIP);
 }
 
 // An IDX pair of n noise images with two labels; seeded. What they hold does not matter:
@@ -42,18 +41,10 @@ function writeIdx(dir, prefix, n, seed) {
   fs.writeFileSync(path.join(dir, `${prefix}-labels-idx1-ubyte`), lab);
 }
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sgdrd-e2e-world-'));
-const dataDir = path.join(tmp, 'var');
-const dsRoot = path.join(tmp, 'datasets');
-const dsPath = path.join(dsRoot, 'noise');
-let daemon = null;
-let daemonOut = '';
-let browser = null;
+const w = new TestWorld(paths, ck, { prefix: 'sgdrd-e2e-world-', dsName: 'noise',
+  daemonArgs: ['--threads', '2', '--max-workers', '2', '--worker', workerBin] });
+const { dsPath, consoleErrors, api } = w;
 let page = null;
-let base = '';
-const consoleErrors = [];
-
-const api = (method, p, body) => apiCall(base, method, p, body);
 
 async function main() {
   fs.mkdirSync(artifacts, { recursive: true });
@@ -61,11 +52,7 @@ async function main() {
   writeIdx(dsPath, 'train', 512, 7);
   writeIdx(dsPath, 't10k', 64, 99);
 
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  fs.mkdirSync(dataDir, { recursive: true });
-  daemon = await launchDaemon(daemonBin, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--dataset-root', dsRoot,
-    '--threads', '2', '--max-workers', '2', '--worker', workerBin], base, (d) => { daemonOut += d; });
+  await w.startDaemon();
 
   let r = await api('POST', '/datasets', { name: 'noise', path: dsPath, format: 'idx' });
   must(r.status === 201, 'the IDX dataset registers', r);
@@ -76,13 +63,12 @@ async function main() {
   must(r.status === 202 && r.data.params.workers === 2, 'a fit on 2 workers is queued', r);
   const jobId = r.data.id;
 
-  browser = await chromium.launch({ executablePath: chromiumBin, args: CHROMIUM_ARGS });
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  page = await ctx.newPage();
-  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
-  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+  await w.launchBrowser(chromium);
+  const opened = await w.openPage({ viewport: { width: 1280, height: 900 } });
+  const { ctx } = opened;
+  page = opened.page;
 
-  await page.goto(`${base}/#/runs/${runId}`);
+  await page.goto(`${w.base}/#/runs/${runId}`);
   const rows = page.locator('#world table.world-ranks tbody tr');
   await waitFor(async () => (await rows.count()) === 2, 'a row per rank in the world panel', 120000, 250);
   // After an epoch every rank reports its rate; the page refreshes while the job runs.
@@ -109,22 +95,4 @@ async function main() {
   await ctx.close();
 }
 
-async function cleanup() {
-  if (browser) await browser.close().catch(() => {});
-  await stopProcess(daemon);
-  fs.rmSync(tmp, { recursive: true, force: true });
-}
-
-try {
-  await main();
-} catch (e) {
-  fail();
-  log('FAIL', e instanceof Fatal ? e.message : e.stack);
-  if (page) await page.screenshot({ path: path.join(artifacts, 'world-failure.png'), fullPage: true }).catch(() => {});
-  if (consoleErrors.length) log('console errors so far:\n' + consoleErrors.join('\n'));
-  if (daemonOut) log('daemon output (tail):\n' + daemonOut.slice(-3000));
-} finally {
-  await cleanup();
-}
-log(failures() ? `${failures()} check(s) failed` : 'all checks passed');
-process.exit(failures() ? 1 : 0);
+await w.run(main, 'world-failure.png');

@@ -61,6 +61,24 @@ static const char *sub(const char *a, const char *b)
     return tu_path(a, b);
 }
 
+/* Opens o's dataset, which must open: a failure fails the test with dataset_open's message. */
+static dataset *open_ok(const ds_options *o)
+{
+    dataset *ds;
+    char err[256] = "";
+    if (dataset_open(&ds, o, err, sizeof err))
+        fail_msg("%s", err);
+    return ds;
+}
+
+/* The dataset holds these many items in its train, valid and test splits. */
+static void assert_counts(const ds_info *in, int train, int valid, int test)
+{
+    assert_int_equal(in->count[SPLIT_TRAIN], train);
+    assert_int_equal(in->count[SPLIT_VALID], valid);
+    assert_int_equal(in->count[SPLIT_TEST], test);
+}
+
 static int find_unreadable(const ds_info *in, const char *file, const char *reason)
 {
     for (int i = 0; i < in->n_unreadable; i++)
@@ -101,9 +119,7 @@ static void test_folders(void **state)
     assert_int_equal(in->n_classes, 2);
     assert_string_equal(in->classes[0], "cat");
     assert_string_equal(in->classes[1], "dog");
-    assert_int_equal(in->count[SPLIT_TRAIN], 5);
-    assert_int_equal(in->count[SPLIT_VALID], 2);
-    assert_int_equal(in->count[SPLIT_TEST], 2);
+    assert_counts(in, 5, 2, 2);
     assert_int_equal(in->channels, 3);
     assert_false(in->multi_label);
     assert_int_equal(in->n_unreadable, 1);
@@ -263,10 +279,8 @@ static void test_csv(void **state)
                         "missing,clear\n";
     assert_int_equal(tu_write_file(sub(d, "labels.csv"), multi, strlen(multi)), 0);
     ds_options o = {.format = DS_CSV, .path = d, .valid_pct = 0.2, .seed = 3};
-    dataset *ds;
+    dataset *ds = open_ok(&o);
     char err[256] = "";
-    if (dataset_open(&ds, &o, err, sizeof err))
-        fail_msg("%s", err);
     const ds_info *in = dataset_info(ds);
     assert_true(in->multi_label);
     assert_int_equal(in->n_classes, 5);
@@ -343,14 +357,10 @@ static void test_idx(void **state)
     write_idx_pair(d, "train", 50, 5, 4, 3, 1);
     write_idx_pair(d, "t10k", 12, 5, 4, 3, 0);
     ds_options o = {.format = DS_IDX, .path = d, .valid_pct = -1};
-    dataset *ds;
+    dataset *ds = open_ok(&o);
     char err[256] = "";
-    if (dataset_open(&ds, &o, err, sizeof err))
-        fail_msg("%s", err);
     const ds_info *in = dataset_info(ds);
-    assert_int_equal(in->count[SPLIT_TRAIN], 50);
-    assert_int_equal(in->count[SPLIT_VALID], 12);
-    assert_int_equal(in->count[SPLIT_TEST], 0);
+    assert_counts(in, 50, 12, 0);
     assert_int_equal(in->n_classes, 3);
     assert_string_equal(in->classes[0], "0");
     assert_string_equal(in->classes[2], "2");
@@ -480,10 +490,8 @@ static void test_idx_links_stay_inside(void **state)
     assert_int_equal(tu_write_file(sub(out, "secret.txt"), secret, strlen(secret)), 0);
     assert_int_equal(symlink(sub(out, "secret.txt"), sub(d, "classes.txt")), 0);
     ds_options o = {.format = DS_IDX, .path = d, .valid_pct = -1};
-    dataset *ds;
+    dataset *ds = open_ok(&o);
     char err[256] = "";
-    if (dataset_open(&ds, &o, err, sizeof err))
-        fail_msg("%s", err);
     const ds_info *in = dataset_info(ds);
     assert_int_equal(in->count[SPLIT_TRAIN] + in->count[SPLIT_VALID], 20);
     assert_string_equal(in->classes[0], "0");
@@ -527,10 +535,8 @@ static void test_unsafe_entries(void **state)
     assert_int_equal(symlink(sub(d, "train/cat/c1.png"), sub(d, "train/cat/c2.png")), 0);
 
     ds_options o = {.format = DS_FOLDERS, .path = d, .valid_pct = 0, .seed = 1};
-    dataset *ds;
+    dataset *ds = open_ok(&o);
     char err[256] = "";
-    if (dataset_open(&ds, &o, err, sizeof err))
-        fail_msg("%s", err);
     const ds_info *in = dataset_info(ds);
     assert_int_equal(in->n_classes, 3);
     assert_string_equal(in->classes[0], "alias");
@@ -590,14 +596,9 @@ static void test_fashion_mnist(void **state)
     if (stat(FASHION_DIR "/train-images-idx3-ubyte.gz", &st) != 0)
         skip();
     ds_options o = {.format = DS_IDX, .path = FASHION_DIR, .valid_pct = -1};
-    dataset *ds;
-    char err[256] = "";
-    if (dataset_open(&ds, &o, err, sizeof err))
-        fail_msg("%s", err);
+    dataset *ds = open_ok(&o);
     const ds_info *in = dataset_info(ds);
-    assert_int_equal(in->count[SPLIT_TRAIN], 60000);
-    assert_int_equal(in->count[SPLIT_VALID], 10000);
-    assert_int_equal(in->count[SPLIT_TEST], 0);
+    assert_counts(in, 60000, 10000, 0);
     assert_int_equal(in->n_classes, 10);
     assert_string_equal(in->classes[0], "T-shirt/top");
     assert_string_equal(in->classes[9], "Ankle boot");

@@ -533,29 +533,47 @@ static void test_orientation(void **state)
     assert_true(side > 70 && side < 130);
 }
 
-static void test_multi_label_and_unreadable(void **state)
+/* Opens a CSV dataset in root/sub: n bar images train/<i>.png (the bar on the right for odd
+ * i) labelled by csv, no validation split. Its folder's path goes to *dir (the caller frees
+ * it); a dataset that does not open fails the test. */
+static dataset *open_bar_csv(const char *sub, int n, const char *csv, char **dir)
 {
-    (void)state;
-    char *d = strdup(tu_path(root, "multi"));
+    char *d = strdup(tu_path(root, sub));
     tu_mkdirs(tu_path(d, "train"));
     char name[64];
-    for (int i = 0; i < 9; i++) {
+    for (int i = 0; i < n; i++) {
         snprintf(name, sizeof name, "train/%d.png", i);
         write_bar(tu_path(d, name), i & 1, i);
     }
-    const char *csv = "file,tags\n0,a b\n1,b\n2,c\n3,a c\n4,a\n5,b c\n6,a b c\n7,c\n8,b\n";
     tu_write_file(tu_path(d, "labels.csv"), csv, strlen(csv));
     ds_options o = {.format = DS_CSV, .path = d, .valid_pct = 0};
     dataset *ds;
     char err[256] = "";
     if (dataset_open(&ds, &o, err, sizeof err))
         fail_msg("%s", err);
+    *dir = d;
+    return ds;
+}
+
+/* Cuts the image dir/file to half its length after the dataset was opened: it fails when
+ * a loader decodes it. */
+static void break_image(const char *dir, const char *file)
+{
+    size_t len;
+    uint8_t *buf = tu_read_file(tu_path(dir, file), &len);
+    tu_write_file(tu_path(dir, file), buf, len / 2);
+    free(buf);
+}
+
+static void test_multi_label_and_unreadable(void **state)
+{
+    (void)state;
+    char *d;
+    dataset *ds = open_bar_csv("multi", 9,
+                               "file,tags\n0,a b\n1,b\n2,c\n3,a c\n4,a\n5,b c\n6,a b c\n7,c\n8,b\n", &d);
     assert_int_equal(dataset_info(ds)->n_unreadable, 0);
     /* 4.png breaks after the dataset was opened: skipped when loading, and listed */
-    size_t len;
-    uint8_t *buf = tu_read_file(tu_path(d, "train/4.png"), &len);
-    tu_write_file(tu_path(d, "train/4.png"), buf, len / 2);
-    free(buf);
+    break_image(d, "train/4.png");
     loader_config cfg = base_cfg(4, 8, 3);
     loader *l = make(ds, &cfg);
     assert_int_equal(loader_begin_epoch(l, 0, 8, 1), 0);
@@ -589,29 +607,13 @@ static void test_multi_label_and_unreadable(void **state)
 static void test_shard_all_unreadable(void **state)
 {
     (void)state;
-    char *d = strdup(tu_path(root, "shards"));
-    tu_mkdirs(tu_path(d, "train"));
-    char name[64];
-    for (int i = 0; i < 8; i++) {
-        snprintf(name, sizeof name, "train/%d.png", i);
-        write_bar(tu_path(d, name), i & 1, i);
-    }
-    const char *csv = "file,tags\n0,a\n1,b\n2,a\n3,b\n4,a\n5,b\n6,a\n7,b\n";
-    tu_write_file(tu_path(d, "labels.csv"), csv, strlen(csv));
-    ds_options o = {.format = DS_CSV, .path = d, .valid_pct = 0};
-    dataset *ds;
-    char err[256] = "";
-    if (dataset_open(&ds, &o, err, sizeof err))
-        fail_msg("%s", err);
+    char *d;
+    dataset *ds = open_bar_csv("shards", 8, "file,tags\n0,a\n1,b\n2,a\n3,b\n4,a\n5,b\n6,a\n7,b\n", &d);
     /* Unshuffled batches of 4 on 2 ranks: batch 1 is items 4-7, rank 0's shard 4 and 5,
      * rank 1's 6 and 7. Item 4 breaks (rank 0 keeps 5), then 6 and 7 (rank 1 keeps none). */
     const char *broken[] = {"train/4.png", "train/6.png", "train/7.png"};
-    for (int i = 0; i < 3; i++) {
-        size_t len;
-        uint8_t *buf = tu_read_file(tu_path(d, broken[i]), &len);
-        tu_write_file(tu_path(d, broken[i]), buf, len / 2);
-        free(buf);
-    }
+    for (int i = 0; i < 3; i++)
+        break_image(d, broken[i]);
     for (int rank = 0; rank < 2; rank++) {
         loader_config cfg = base_cfg(4, 8, 3);
         cfg.shard_rank = rank;
