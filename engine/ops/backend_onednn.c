@@ -68,7 +68,8 @@ static void onednn_check(dnnl_status_t st, const char *what)
     }
 }
 
-/* Callers reach this backend only where oneDNN can be loaded (bf16_kernels_check). */
+/* Requests for these kernels where oneDNN cannot be loaded are refused before they get
+ * here (bf16_kernels_check, bf16_kernels_choice); one that gets here still ends with why. */
 static void onednn_init(void)
 {
     if (onednn_lib_load(&dn) < 0) {
@@ -123,7 +124,7 @@ static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *src, const dnnl_m
     }
     dnnl_primitive_desc_t pd;
     onednn_check(dn->reorder_primitive_desc_create(&pd, src, onednn_engine, dst,
-                                                    onednn_engine, attr), "reorder_pd");
+                                                   onednn_engine, attr), "reorder_pd");
     dnnl_primitive_t p = make_prim(pd, "reorder");
     dn->primitive_desc_destroy(pd);
     dn->post_ops_destroy(po);
@@ -161,17 +162,17 @@ static void make_pds(onednn_conv *c)
     dnnl_primitive_attr_t attr = user_scratch_attr();
     dnnl_convolution_desc_t fd, bdd;
     onednn_check(dn->convolution_forward_desc_init(&fd, dnnl_forward_training,
-                                                    dnnl_convolution_direct, &c->src_bf16,
-                                                    &w_any, &c->bias, &c->dst_f32, st, pl, pr),
+                                                   dnnl_convolution_direct, &c->src_bf16,
+                                                   &w_any, &c->bias, &c->dst_f32, st, pl, pr),
                  "conv_fwd_desc");
     onednn_check(dn->primitive_desc_create(&c->fwd_pd, &fd, attr, onednn_engine, NULL),
                  "conv_fwd_pd");
     onednn_check(dn->convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
-                                                          &c->src_f32, &w_any, &c->dst_bf16,
-                                                          st, pl, pr),
+                                                         &c->src_f32, &w_any, &c->dst_bf16,
+                                                         st, pl, pr),
                  "conv_bwd_data_desc");
     onednn_check(dn->primitive_desc_create(&c->bwdd_pd, &bdd, attr, onednn_engine,
-                                            c->fwd_pd), "conv_bwd_data_pd");
+                                           c->fwd_pd), "conv_bwd_data_pd");
     dn->primitive_attr_destroy(attr);
 }
 
