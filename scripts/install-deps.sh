@@ -27,6 +27,8 @@ fi
 # The build: compiler, meson, and the libraries the daemon and the sgdr client link. meson configures the test
 # suites with the build, so cmocka's headers are needed to build at all; node too (below).
 # Open MPI: the data-parallel worker links it and the daemon starts jobs with its mpirun.
+# oneDNN: libdnnl-dev for dnnl.h at build time; nothing links it, the engine dlopens
+# libdnnl.so.2 (libdnnl2, a dependency of libdnnl-dev) where the bf16 mode runs its kernels.
 pkgs=(
   build-essential meson ninja-build pkg-config
   libmicrohttpd-dev libjansson-dev libopenblas-openmp-dev libopenblas0-openmp

@@ -1,8 +1,8 @@
 /* bench_engine.c: training and evaluation throughput of the engine on one model case, with
  * peak resident memory and achieved GFLOP/s, and a cblas_sgemm peak for comparison.
  * Prints one JSON object; bench/engine/run_bench.py runs every case and PyTorch beside it.
- * The first warm-up step runs with oneDNN's verbose output on (lines before the JSON), so
- * the script can tell which kernels ran.
+ * A bf16 case on oneDNN's kernels runs its first warm-up step with oneDNN's verbose output
+ * on (lines before the JSON), so the script can tell which kernels ran.
  *
  * usage: bench_engine ARCH plain|fastai C_IN SIZE BATCH train|eval|head ITERS [fp32|bf16]
  *        bench_engine sgemm N
@@ -18,11 +18,11 @@
 #include <time.h>
 
 #include <cblas.h>
-#include <dnnl.h>
 
 #include "blas.h"
 #include "models/models.h"
 #include "net.h"
+#include "ops/onednn_lib.h"
 #include "optim.h"
 #include "rng.h"
 
@@ -100,6 +100,10 @@ static int bench_sgemm(int n)
     return 0;
 }
 
+/* oneDNN's functions, once loaded (onednn_lib.h): only the bf16 cases on its kernels and
+ * gemm-bf16 load it, so that the fp32 cases measure a process without it. */
+static const onednn_fns *dn;
+
 static void dnnl_ok(dnnl_status_t st, const char *what)
 {
     if (st != dnnl_success) {
@@ -111,7 +115,7 @@ static void dnnl_ok(dnnl_status_t st, const char *what)
 static dnnl_memory_t dnnl_mem(dnnl_engine_t eng, const dnnl_memory_desc_t *md)
 {
     dnnl_memory_t m;
-    dnnl_ok(dnnl_memory_create(&m, md, eng, DNNL_MEMORY_ALLOCATE), "memory_create");
+    dnnl_ok(dn->memory_create(&m, md, eng, DNNL_MEMORY_ALLOCATE), "memory_create");
     return m;
 }
 
@@ -120,22 +124,26 @@ static dnnl_memory_t dnnl_mem(dnnl_engine_t eng, const dnnl_memory_desc_t *md)
  * values). */
 static int bench_gemm_bf16(int n)
 {
+    if (onednn_lib_load(&dn) < 0) {
+        fprintf(stderr, "bench_engine: no oneDNN: %s\n", onednn_lib_error());
+        return 1;
+    }
     dnnl_engine_t eng;
     dnnl_stream_t st;
-    dnnl_ok(dnnl_engine_create(&eng, dnnl_cpu, 0), "engine_create");
-    dnnl_ok(dnnl_stream_create(&st, eng, dnnl_stream_default_flags), "stream_create");
+    dnnl_ok(dn->engine_create(&eng, dnnl_cpu, 0), "engine_create");
+    dnnl_ok(dn->stream_create(&st, eng, dnnl_stream_default_flags), "stream_create");
     dnnl_dims_t d = {n, n};
     dnnl_memory_desc_t a, c;
-    dnnl_ok(dnnl_memory_desc_init_by_tag(&a, 2, d, dnnl_bf16, dnnl_ab), "md");
-    dnnl_ok(dnnl_memory_desc_init_by_tag(&c, 2, d, dnnl_f32, dnnl_ab), "md");
+    dnnl_ok(dn->memory_desc_init_by_tag(&a, 2, d, dnnl_bf16, dnnl_ab), "md");
+    dnnl_ok(dn->memory_desc_init_by_tag(&c, 2, d, dnnl_f32, dnnl_ab), "md");
     dnnl_matmul_desc_t md;
     dnnl_primitive_desc_t pd;
     dnnl_primitive_t p;
-    dnnl_ok(dnnl_matmul_desc_init(&md, &a, &a, NULL, &c), "matmul_desc");
-    dnnl_ok(dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL), "matmul_pd");
-    dnnl_ok(dnnl_primitive_create(&p, pd), "matmul");
+    dnnl_ok(dn->matmul_desc_init(&md, &a, &a, NULL, &c), "matmul_desc");
+    dnnl_ok(dn->primitive_desc_create(&pd, &md, NULL, eng, NULL), "matmul_pd");
+    dnnl_ok(dn->primitive_create(&p, pd), "matmul");
     const char *impl = "";
-    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    dn->primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
     dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, dnnl_mem(eng, &a)},
                                {DNNL_ARG_WEIGHTS, dnnl_mem(eng, &a)},
                                {DNNL_ARG_DST, dnnl_mem(eng, &c)}};
@@ -144,19 +152,19 @@ static int bench_gemm_bf16(int n)
     for (int i = -1; i < reps; i++) {
         if (i == 0)
             t0 = now();
-        dnnl_ok(dnnl_primitive_execute(p, st, 3, args), "execute");
+        dnnl_ok(dn->primitive_execute(p, st, 3, args), "execute");
     }
-    dnnl_ok(dnnl_stream_wait(st), "stream_wait");
+    dnnl_ok(dn->stream_wait(st), "stream_wait");
     double dt = now() - t0;
     printf("{\"gemm_bf16_n\": %d, \"gflops\": %.1f, \"impl\": \"%s\", \"onednn_isa\": "
            "\"%s\", \"threads\": %d}\n", n, 2.0 * n * n * (double)n * reps / dt * 1e-9, impl,
            precision_onednn_isa(), blas_threads());
     for (int i = 0; i < 3; i++)
-        dnnl_memory_destroy(args[i].memory);
-    dnnl_primitive_destroy(p);
-    dnnl_primitive_desc_destroy(pd);
-    dnnl_stream_destroy(st);
-    dnnl_engine_destroy(eng);
+        dn->memory_destroy(args[i].memory);
+    dn->primitive_destroy(p);
+    dn->primitive_desc_destroy(pd);
+    dn->stream_destroy(st);
+    dn->engine_destroy(eng);
     return 0;
 }
 
@@ -282,13 +290,19 @@ int main(int argc, char **argv)
     for (int i = 0; i < bs; i++)
         y[i] = (int32_t)rng_below(&r, 10);
 
+    /* oneDNN's verbose lines of the first step tell run_bench.py which kernels ran; the
+     * fp32 kernels need no oneDNN, so their cases never load it. */
+    if (prec == PRECISION_BF16 && n->bf16_kernels == BF16_KERNELS_ONEDNN &&
+        onednn_lib_load(&dn) < 0)
+        dn = NULL;
     double t0 = 0, c0 = 0, loss = 0;
     for (int it = -2; it < iters; it++) { /* two warm-up steps */
         if (it == 0) {
             t0 = now();
             c0 = cpu_now();
         }
-        dnnl_set_verbose(it == -2 ? 1 : 0);
+        if (dn)
+            dn->set_verbose(it == -2 ? 1 : 0);
         if (training) {
             net_zero_grad(n);
             net_forward(n, x, 1);
@@ -302,12 +316,15 @@ int main(int argc, char **argv)
     }
     double dt = now() - t0, cpu = cpu_now() - c0;
     double flops = step_flops(n, training) * iters;
+    /* The peak before the ISA query: asking oneDNN must not count in it (it runs in a child
+     * process unless oneDNN is loaded here anyway). */
+    double peak_mb = peak_rss_mb();
     printf("{\"arch\": \"%s\", \"mode\": \"%s\", \"precision\": \"%s\", \"img_per_s\": %.1f, "
            "\"img_per_cpu_s\": %.1f, \"gflops\": %.1f, \"peak_rss_mb\": %.1f, \"loss\": %.4f, \"params\": %zu, "
            "\"onednn_isa\": \"%s\", \"bf16_kernels\": \"%s\"}\n",
            s.arch, mode, precision_name(prec), bs * iters / dt, bs * iters / cpu,
            flops / dt * 1e-9,
-           peak_rss_mb(), loss, n->n_params, precision_onednn_isa(),
+           peak_mb, loss, n->n_params, precision_onednn_isa(),
            prec == PRECISION_BF16 ? bf16_kernels_name(n->bf16_kernels) : "none");
     free(x);
     free(y);

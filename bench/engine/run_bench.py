@@ -175,8 +175,11 @@ def main():
             t_isa, t_bf16, _ = kernels(tv + tv_cl)
             rounded = prec == "bf16" and e.get("bf16_kernels") == "fp32"
             e_peak = peak["fp32" if rounded else prec]
+            # Without oneDNN's kernels the engine never loads oneDNN (its verbose lines are
+            # absent); the JSON still names the ISA oneDNN would dispatch to.
             isas[f"engine {prec}"] = (e_isa if ev else "- (no oneDNN kernels: OpenBLAS" +
-                                      (" on bf16-rounded operands)" if rounded else ")"))
+                                      (" on bf16-rounded operands" if rounded else "") +
+                                      f"; oneDNN would run {e.get('onednn_isa', '?')})")
             isas[f"PyTorch {prec}"] = t_isa
             e_ran = "r" if rounded else "y" if e_bf16 else "n"
             ran = f"{e_ran}/{'y' if t_bf16 else 'n'}" if prec == "bf16" else "-"

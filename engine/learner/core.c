@@ -449,6 +449,8 @@ static int create_check_config(const learner_config *cfg, const ds_info *info, c
                 "runs %s here (use fp32)", precision_onednn_isa());
         return -ENOTSUP;
     }
+    if (cfg->precision == PRECISION_BF16 && bf16_kernels_check(cfg->bf16_kernels, err, errlen))
+        return -ENOTSUP;
     if (cfg->opt != OPTIM_SGD && cfg->opt != OPTIM_ADAM) {
         err_set(err, errlen, "opt: unknown optimizer %d", (int)cfg->opt);
         return -EINVAL;

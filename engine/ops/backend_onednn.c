@@ -15,7 +15,8 @@
  * table (a mutex guards lookups; executing a primitive is thread-safe). Every buffer,
  * oneDNN's own scratchpad included, lives in the caller's workspace, so a net's memory plan
  * accounts for all of it. oneDNN failures here mean a shape or build it cannot handle:
- * they end the process with a message rather than compute garbage. */
+ * they end the process with a message rather than compute garbage. oneDNN is loaded on the
+ * first convolution (onednn_lib.h). */
 #include "backend.h"
 
 #include <pthread.h>
@@ -24,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <dnnl.h>
+#include "onednn_lib.h"
 
 #define ONEDNN_CACHE_MAX 256
 #define ONEDNN_ALIGN 64
@@ -53,6 +54,7 @@ typedef struct onednn_conv {
 } onednn_conv;
 
 static pthread_once_t onednn_once = PTHREAD_ONCE_INIT;
+static const onednn_fns *dn; /* loaded by onednn_init */
 static dnnl_engine_t onednn_engine;
 static pthread_mutex_t onednn_lock = PTHREAD_MUTEX_INITIALIZER;
 static onednn_conv *onednn_cache[ONEDNN_CACHE_MAX];
@@ -66,9 +68,15 @@ static void onednn_check(dnnl_status_t st, const char *what)
     }
 }
 
+/* Requests for these kernels where oneDNN cannot be loaded are refused before they get
+ * here (bf16_kernels_check, bf16_kernels_choice); one that gets here still ends with why. */
 static void onednn_init(void)
 {
-    onednn_check(dnnl_engine_create(&onednn_engine, dnnl_cpu, 0), "engine_create");
+    if (onednn_lib_load(&dn) < 0) {
+        fprintf(stderr, "sgdrd: the onednn bf16 kernels need oneDNN: %s\n", onednn_lib_error());
+        abort();
+    }
+    onednn_check(dn->engine_create(&onednn_engine, dnnl_cpu, 0), "engine_create");
 }
 
 static size_t align_up(size_t b)
@@ -80,25 +88,25 @@ static dnnl_memory_desc_t md_of(int nd, const dnnl_dims_t dims, dnnl_data_type_t
                                 dnnl_format_tag_t tag)
 {
     dnnl_memory_desc_t md;
-    onednn_check(dnnl_memory_desc_init_by_tag(&md, nd, dims, dt, tag), "memory_desc");
+    onednn_check(dn->memory_desc_init_by_tag(&md, nd, dims, dt, tag), "memory_desc");
     return md;
 }
 
 static const dnnl_memory_desc_t *pd_md(const_dnnl_primitive_desc_t pd, dnnl_query_t q)
 {
-    return dnnl_primitive_desc_query_md(pd, q, 0);
+    return dn->primitive_desc_query_md(pd, q, 0);
 }
 
 static size_t pd_scratch(const_dnnl_primitive_desc_t pd)
 {
     const dnnl_memory_desc_t *md = pd_md(pd, dnnl_query_scratchpad_md);
-    return md ? dnnl_memory_desc_get_size(md) : 0;
+    return md ? dn->memory_desc_get_size(md) : 0;
 }
 
 static dnnl_primitive_t make_prim(const_dnnl_primitive_desc_t pd, const char *what)
 {
     dnnl_primitive_t p;
-    onednn_check(dnnl_primitive_create(&p, pd), what);
+    onednn_check(dn->primitive_create(&p, pd), what);
     return p;
 }
 
@@ -109,26 +117,26 @@ static dnnl_primitive_t make_reorder(const dnnl_memory_desc_t *src, const dnnl_m
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t po = NULL;
     if (sum) {
-        onednn_check(dnnl_primitive_attr_create(&attr), "attr_create");
-        onednn_check(dnnl_post_ops_create(&po), "post_ops_create");
-        onednn_check(dnnl_post_ops_append_sum(po, 1.0f), "post_ops_append_sum");
-        onednn_check(dnnl_primitive_attr_set_post_ops(attr, po), "set_post_ops");
+        onednn_check(dn->primitive_attr_create(&attr), "attr_create");
+        onednn_check(dn->post_ops_create(&po), "post_ops_create");
+        onednn_check(dn->post_ops_append_sum(po, 1.0f), "post_ops_append_sum");
+        onednn_check(dn->primitive_attr_set_post_ops(attr, po), "set_post_ops");
     }
     dnnl_primitive_desc_t pd;
-    onednn_check(dnnl_reorder_primitive_desc_create(&pd, src, onednn_engine, dst,
-                                                    onednn_engine, attr), "reorder_pd");
+    onednn_check(dn->reorder_primitive_desc_create(&pd, src, onednn_engine, dst,
+                                                   onednn_engine, attr), "reorder_pd");
     dnnl_primitive_t p = make_prim(pd, "reorder");
-    dnnl_primitive_desc_destroy(pd);
-    dnnl_post_ops_destroy(po);
-    dnnl_primitive_attr_destroy(attr);
+    dn->primitive_desc_destroy(pd);
+    dn->post_ops_destroy(po);
+    dn->primitive_attr_destroy(attr);
     return p;
 }
 
 static dnnl_primitive_attr_t user_scratch_attr(void)
 {
     dnnl_primitive_attr_t attr;
-    onednn_check(dnnl_primitive_attr_create(&attr), "attr_create");
-    onednn_check(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
+    onednn_check(dn->primitive_attr_create(&attr), "attr_create");
+    onednn_check(dn->primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user),
                  "set_scratchpad_mode");
     return attr;
 }
@@ -153,19 +161,19 @@ static void make_pds(onednn_conv *c)
     dnnl_memory_desc_t w_any = md_of(4, wd, dnnl_bf16, dnnl_format_tag_any);
     dnnl_primitive_attr_t attr = user_scratch_attr();
     dnnl_convolution_desc_t fd, bdd;
-    onednn_check(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training,
-                                                    dnnl_convolution_direct, &c->src_bf16,
-                                                    &w_any, &c->bias, &c->dst_f32, st, pl, pr),
+    onednn_check(dn->convolution_forward_desc_init(&fd, dnnl_forward_training,
+                                                   dnnl_convolution_direct, &c->src_bf16,
+                                                   &w_any, &c->bias, &c->dst_f32, st, pl, pr),
                  "conv_fwd_desc");
-    onednn_check(dnnl_primitive_desc_create(&c->fwd_pd, &fd, attr, onednn_engine, NULL),
+    onednn_check(dn->primitive_desc_create(&c->fwd_pd, &fd, attr, onednn_engine, NULL),
                  "conv_fwd_pd");
-    onednn_check(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
-                                                          &c->src_f32, &w_any, &c->dst_bf16,
-                                                          st, pl, pr),
+    onednn_check(dn->convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
+                                                         &c->src_f32, &w_any, &c->dst_bf16,
+                                                         st, pl, pr),
                  "conv_bwd_data_desc");
-    onednn_check(dnnl_primitive_desc_create(&c->bwdd_pd, &bdd, attr, onednn_engine,
-                                            c->fwd_pd), "conv_bwd_data_pd");
-    dnnl_primitive_attr_destroy(attr);
+    onednn_check(dn->primitive_desc_create(&c->bwdd_pd, &bdd, attr, onednn_engine,
+                                           c->fwd_pd), "conv_bwd_data_pd");
+    dn->primitive_attr_destroy(attr);
 }
 
 static int is_direct(const onednn_conv *c)
@@ -191,24 +199,24 @@ static void make_mm(onednn_mm *m, const onednn_conv *c, int imgs)
     m->c = md_of(2, cd, dnnl_f32, dnnl_ab);
     dnnl_primitive_attr_t attr = user_scratch_attr();
     dnnl_post_ops_t po;
-    onednn_check(dnnl_post_ops_create(&po), "post_ops_create");
-    onednn_check(dnnl_post_ops_append_sum(po, 1.0f), "post_ops_append_sum");
-    onednn_check(dnnl_primitive_attr_set_post_ops(attr, po), "set_post_ops");
+    onednn_check(dn->post_ops_create(&po), "post_ops_create");
+    onednn_check(dn->post_ops_append_sum(po, 1.0f), "post_ops_append_sum");
+    onednn_check(dn->primitive_attr_set_post_ops(attr, po), "set_post_ops");
     dnnl_matmul_desc_t md;
-    onednn_check(dnnl_matmul_desc_init(&md, &m->a, &m->b, NULL, &m->c), "matmul_desc");
-    onednn_check(dnnl_primitive_desc_create(&m->pd, &md, attr, onednn_engine, NULL),
+    onednn_check(dn->matmul_desc_init(&md, &m->a, &m->b, NULL, &m->c), "matmul_desc");
+    onednn_check(dn->primitive_desc_create(&m->pd, &md, attr, onednn_engine, NULL),
                  "matmul_pd");
     m->prim = make_prim(m->pd, "matmul");
-    dnnl_post_ops_destroy(po);
-    dnnl_primitive_attr_destroy(attr);
+    dn->post_ops_destroy(po);
+    dn->primitive_attr_destroy(attr);
 }
 
 static void free_mm(onednn_mm *m)
 {
     if (m->imgs == 0)
         return;
-    dnnl_primitive_destroy(m->prim);
-    dnnl_primitive_desc_destroy(m->pd);
+    dn->primitive_destroy(m->prim);
+    dn->primitive_desc_destroy(m->pd);
 }
 
 static onednn_conv *conv_make(const conv2d_shape *s)
@@ -236,11 +244,11 @@ static onednn_conv *conv_make(const conv2d_shape *s)
         imgs = c->n;
     make_mm(&c->mm_full, c, imgs);
     make_mm(&c->mm_tail, c, c->n % imgs);
-    c->src_bytes = align_up(dnnl_memory_desc_get_size(&c->src_bf16));
-    c->dst_bytes = align_up(dnnl_memory_desc_get_size(&c->dst_bf16));
-    c->din_bytes = align_up(dnnl_memory_desc_get_size(&c->src_f32));
-    c->wf_bytes = align_up(dnnl_memory_desc_get_size(wf));
-    c->wb_bytes = align_up(dnnl_memory_desc_get_size(wb));
+    c->src_bytes = align_up(dn->memory_desc_get_size(&c->src_bf16));
+    c->dst_bytes = align_up(dn->memory_desc_get_size(&c->dst_bf16));
+    c->din_bytes = align_up(dn->memory_desc_get_size(&c->src_f32));
+    c->wf_bytes = align_up(dn->memory_desc_get_size(wf));
+    c->wb_bytes = align_up(dn->memory_desc_get_size(wb));
     c->dw_bytes = align_up((size_t)c->c_out * kkc(c) * sizeof(float));
     c->col_bytes = is_direct(c) ? c->src_bytes : align_up((size_t)imgs * img_col);
     c->scratch_fwd = align_up(pd_scratch(c->fwd_pd));
@@ -283,12 +291,12 @@ static onednn_conv *conv_get(const conv2d_shape *s, int *owned)
 
 static void conv_free(onednn_conv *c)
 {
-    dnnl_primitive_destroy(c->fwd);
-    dnnl_primitive_destroy(c->bwdd);
-    dnnl_primitive_destroy(c->w_to_fwd);
-    dnnl_primitive_destroy(c->w_to_bwdd);
-    dnnl_primitive_desc_destroy(c->fwd_pd);
-    dnnl_primitive_desc_destroy(c->bwdd_pd);
+    dn->primitive_destroy(c->fwd);
+    dn->primitive_destroy(c->bwdd);
+    dn->primitive_destroy(c->w_to_fwd);
+    dn->primitive_destroy(c->w_to_bwdd);
+    dn->primitive_desc_destroy(c->fwd_pd);
+    dn->primitive_desc_destroy(c->bwdd_pd);
     free_mm(&c->mm_full);
     free_mm(&c->mm_tail);
     free(c);
@@ -304,7 +312,7 @@ typedef struct exec_args {
 static void arg_add(exec_args *e, int kind, const dnnl_memory_desc_t *md, const void *p)
 {
     dnnl_memory_t m;
-    onednn_check(dnnl_memory_create(&m, md, onednn_engine, (void *)p), "memory_create");
+    onednn_check(dn->memory_create(&m, md, onednn_engine, (void *)p), "memory_create");
     e->a[e->n].arg = kind;
     e->a[e->n].memory = m;
     e->n++;
@@ -313,13 +321,13 @@ static void arg_add(exec_args *e, int kind, const dnnl_memory_desc_t *md, const 
 static void run(dnnl_primitive_t p, exec_args *e, const char *what)
 {
     dnnl_stream_t st;
-    onednn_check(dnnl_stream_create(&st, onednn_engine, dnnl_stream_default_flags),
+    onednn_check(dn->stream_create(&st, onednn_engine, dnnl_stream_default_flags),
                  "stream_create");
-    onednn_check(dnnl_primitive_execute(p, st, e->n, e->a), what);
-    onednn_check(dnnl_stream_wait(st), "stream_wait");
-    dnnl_stream_destroy(st);
+    onednn_check(dn->primitive_execute(p, st, e->n, e->a), what);
+    onednn_check(dn->stream_wait(st), "stream_wait");
+    dn->stream_destroy(st);
     for (int i = 0; i < e->n; i++)
-        dnnl_memory_destroy(e->a[i].memory);
+        dn->memory_destroy(e->a[i].memory);
     e->n = 0;
 }
 
@@ -402,7 +410,7 @@ static void add_into(float *dst, const float *src, size_t n)
 
 static size_t numel(const dnnl_memory_desc_t *md, size_t elem)
 {
-    return dnnl_memory_desc_get_size(md) / elem;
+    return dn->memory_desc_get_size(md) / elem;
 }
 
 static size_t onednn_workspace_floats(const conv2d_shape *s)

@@ -8,7 +8,11 @@
  * typical convolution's shape in each, single-threaded (the ratio of the per-core rates;
  * both libraries scale alike over threads), the fastest of a few repeats each. The result
  * holds for the life of the process; a net keeps the kernels it started with
- * (net_set_precision), so its runs repeat bit for bit. */
+ * (net_set_precision), so its runs repeat bit for bit.
+ *
+ * The probe runs in a child process (onednn_aside.h) unless oneDNN is already loaded here:
+ * loading it costs megabytes of resident pages for the rest of the process, which a process
+ * that then trains on the fp32 kernels would pay for nothing. */
 #include "precision.h"
 
 #include <cblas.h>
@@ -21,7 +25,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <dnnl.h>
+#include "errmsg.h"
+#include "onednn_aside.h"
+#include "onednn_lib.h"
 
 /* A mid-network 3x3 convolution as a GEMM: (pixels, K*K*C_in) x (K*K*C_in, C_out). */
 #define PROBE_M 512
@@ -74,6 +80,7 @@ static double run_sgemm(const float *a, const float *b, float *c)
 
 /* The oneDNN side of the probe: a bf16 matmul of the same shape, float32 output. */
 typedef struct probe_dnnl {
+    const onednn_fns *f;
     dnnl_engine_t eng;
     dnnl_stream_t st;
     dnnl_primitive_desc_t pd;
@@ -81,37 +88,42 @@ typedef struct probe_dnnl {
     dnnl_memory_t ma, mb, mc;
 } probe_dnnl;
 
-static void dnnl_close(probe_dnnl *p)
+static void probe_close(probe_dnnl *p)
 {
-    dnnl_memory_destroy(p->ma);
-    dnnl_memory_destroy(p->mb);
-    dnnl_memory_destroy(p->mc);
-    dnnl_primitive_destroy(p->prim);
-    dnnl_primitive_desc_destroy(p->pd);
-    dnnl_stream_destroy(p->st);
-    dnnl_engine_destroy(p->eng);
+    if (!p->f)
+        return;
+    p->f->memory_destroy(p->ma);
+    p->f->memory_destroy(p->mb);
+    p->f->memory_destroy(p->mc);
+    p->f->primitive_destroy(p->prim);
+    p->f->primitive_desc_destroy(p->pd);
+    p->f->stream_destroy(p->st);
+    p->f->engine_destroy(p->eng);
 }
 
-/* 0, or -ENOTSUP when oneDNN cannot make the matmul (p is then closed). a16 and b16 hold
- * the bf16 bits of the operands. */
-static int dnnl_open(probe_dnnl *p, const uint16_t *a16, const uint16_t *b16, float *c)
+/* 0, or -ENOTSUP when oneDNN cannot be loaded or cannot make the matmul (p is then
+ * closed). a16 and b16 hold the bf16 bits of the operands. */
+static int probe_open(probe_dnnl *p, const uint16_t *a16, const uint16_t *b16, float *c)
 {
     dnnl_memory_desc_t da, db, dc;
     dnnl_matmul_desc_t md;
     dnnl_dims_t ad = {PROBE_M, PROBE_K}, bd = {PROBE_K, PROBE_N}, cd = {PROBE_M, PROBE_N};
     memset(p, 0, sizeof(*p));
-    if (dnnl_engine_create(&p->eng, dnnl_cpu, 0) ||
-        dnnl_stream_create(&p->st, p->eng, dnnl_stream_default_flags) ||
-        dnnl_memory_desc_init_by_tag(&da, 2, ad, dnnl_bf16, dnnl_ab) ||
-        dnnl_memory_desc_init_by_tag(&db, 2, bd, dnnl_bf16, dnnl_ab) ||
-        dnnl_memory_desc_init_by_tag(&dc, 2, cd, dnnl_f32, dnnl_ab) ||
-        dnnl_matmul_desc_init(&md, &da, &db, NULL, &dc) ||
-        dnnl_primitive_desc_create(&p->pd, &md, NULL, p->eng, NULL) ||
-        dnnl_primitive_create(&p->prim, p->pd) ||
-        dnnl_memory_create(&p->ma, &da, p->eng, (void *)a16) ||
-        dnnl_memory_create(&p->mb, &db, p->eng, (void *)b16) ||
-        dnnl_memory_create(&p->mc, &dc, p->eng, c)) {
-        dnnl_close(p);
+    if (onednn_lib_load(&p->f) < 0)
+        return -ENOTSUP;
+    const onednn_fns *f = p->f;
+    if (f->engine_create(&p->eng, dnnl_cpu, 0) ||
+        f->stream_create(&p->st, p->eng, dnnl_stream_default_flags) ||
+        f->memory_desc_init_by_tag(&da, 2, ad, dnnl_bf16, dnnl_ab) ||
+        f->memory_desc_init_by_tag(&db, 2, bd, dnnl_bf16, dnnl_ab) ||
+        f->memory_desc_init_by_tag(&dc, 2, cd, dnnl_f32, dnnl_ab) ||
+        f->matmul_desc_init(&md, &da, &db, NULL, &dc) ||
+        f->primitive_desc_create(&p->pd, &md, NULL, p->eng, NULL) ||
+        f->primitive_create(&p->prim, p->pd) ||
+        f->memory_create(&p->ma, &da, p->eng, (void *)a16) ||
+        f->memory_create(&p->mb, &db, p->eng, (void *)b16) ||
+        f->memory_create(&p->mc, &dc, p->eng, c)) {
+        probe_close(p);
         return -ENOTSUP;
     }
     return 0;
@@ -123,20 +135,20 @@ static double run_dnnl(probe_dnnl *p)
     dnnl_exec_arg_t args[3] = {
         {DNNL_ARG_SRC, p->ma}, {DNNL_ARG_WEIGHTS, p->mb}, {DNNL_ARG_DST, p->mc}};
     double t0 = now_s();
-    if (dnnl_primitive_execute(p->prim, p->st, 3, args) || dnnl_stream_wait(p->st))
+    if (p->f->primitive_execute(p->prim, p->st, 3, args) || p->f->stream_wait(p->st))
         return -1.0;
     return now_s() - t0;
 }
 
 /* The fastest of PROBE_REPEATS runs of each, alternating so that a burst of load from
- * other processes hits both alike; the first pair warms up. Called on one thread inside a
- * parallel region, where OpenBLAS and oneDNN both run single-threaded: the per-core rates
- * decide, timed in the calling thread's CPU time. */
+ * other processes hits both alike; the first pair warms up. Called where OpenBLAS and
+ * oneDNN both run single-threaded (one thread of a parallel region, or a child process set
+ * to one thread): the per-core rates decide, timed in the calling thread's CPU time. */
 static bf16_kernels compare(const float *a, const float *b, const uint16_t *a16,
                             const uint16_t *b16, float *c)
 {
     probe_dnnl p;
-    if (dnnl_open(&p, a16, b16, c))
+    if (probe_open(&p, a16, b16, c))
         return BF16_KERNELS_FP32;
     double best32 = 1e30, best16 = 1e30;
     for (int r = 0; r <= PROBE_REPEATS; r++) {
@@ -150,7 +162,7 @@ static bf16_kernels compare(const float *a, const float *b, const uint16_t *a16,
         if (r > 0 && t16 < best16)
             best16 = t16;
     }
-    dnnl_close(&p);
+    probe_close(&p);
     return best16 < best32 ? BF16_KERNELS_ONEDNN : BF16_KERNELS_FP32;
 }
 
@@ -163,8 +175,9 @@ static uint16_t bf16_bits(float f)
 }
 
 /* FP32 unless oneDNN's bf16 matmul is measured faster than sgemm (a tie goes to fp32: its
- * convolutions also save multiplications with Winograd). */
-static bf16_kernels measure(void)
+ * convolutions also save multiplications with Winograd). With team 0 the libraries are
+ * already single-threaded (the child of measure_aside); else they are made so by a team. */
+static bf16_kernels measure(int team)
 {
     size_t na = (size_t)PROBE_M * PROBE_K, nb = (size_t)PROBE_K * PROBE_N;
     size_t nc = (size_t)PROBE_M * PROBE_N;
@@ -182,12 +195,16 @@ static bf16_kernels measure(void)
             b[i] = (float)((int)(i % 13) - 6) * 0.25f;
             b16[i] = bf16_bits(b[i]);
         }
-        /* A team of two: a team of one is no active parallel region, and the libraries
-         * would thread their GEMMs; the second thread only waits at the barrier. */
+        if (!team) {
+            k = compare(a, b, a16, b16, c);
+        } else {
+            /* A team of two: a team of one is no active parallel region, and the libraries
+             * would thread their GEMMs; the second thread only waits at the barrier. */
 #pragma omp parallel num_threads(2)
-        {
-            if (omp_get_thread_num() == 0)
-                k = compare(a, b, a16, b16, c);
+            {
+                if (omp_get_thread_num() == 0)
+                    k = compare(a, b, a16, b16, c);
+            }
         }
     }
     free(a);
@@ -198,20 +215,53 @@ static bf16_kernels measure(void)
     return k;
 }
 
+/* The child's side: no OpenMP team may start after fork, so one thread by setting. */
+static void measure_child(void *out, size_t size)
+{
+    omp_set_num_threads(1);
+    openblas_set_num_threads(1);
+    bf16_kernels k = measure(0);
+    memcpy(out, &k, size);
+}
+
+/* measure() in a child process, so that oneDNN stays out of this one; here when oneDNN is
+ * loaded already (nothing to save) or no child can run. */
+static bf16_kernels measure_aside(void)
+{
+    bf16_kernels k;
+    if (!onednn_lib_loaded() && onednn_aside_run(measure_child, &k, sizeof(k)) == 0)
+        return k;
+    return measure(1);
+}
+
 static void choose(void)
 {
     const char *env = getenv("SGDRD_BF16_KERNELS");
     if (env && *env) {
-        if (bf16_kernels_parse(env, &choice) == 0)
+        int ok = bf16_kernels_parse(env, &choice) == 0;
+        if (ok && choice == BF16_KERNELS_ONEDNN && !precision_onednn_loadable())
+            fprintf(stderr, "sgdrd: SGDRD_BF16_KERNELS=onednn ignored: oneDNN (%s) cannot be "
+                    "loaded here; the fp32 kernels run bf16\n", ONEDNN_LIB_SONAME);
+        else if (ok)
             return;
-        fprintf(stderr, "sgdrd: SGDRD_BF16_KERNELS=%s ignored (onednn or fp32); measuring\n",
-                env);
+        else
+            fprintf(stderr, "sgdrd: SGDRD_BF16_KERNELS=%s ignored (onednn or fp32); "
+                    "measuring\n", env);
     }
-    choice = measure();
+    choice = precision_onednn_loadable() ? measure_aside() : BF16_KERNELS_FP32;
 }
 
 bf16_kernels bf16_kernels_choice(void)
 {
     pthread_once(&choice_once, choose);
     return choice;
+}
+
+int bf16_kernels_check(bf16_kernels k, char *err, size_t errlen)
+{
+    if (k != BF16_KERNELS_ONEDNN || precision_onednn_loadable())
+        return 0;
+    err_set(err, errlen, "bf16_kernels: onednn needs oneDNN (%s), which cannot be loaded here "
+            "(use fp32 kernels, or auto)", ONEDNN_LIB_SONAME);
+    return -ENOTSUP;
 }

@@ -12,6 +12,8 @@
 #ifndef SGDRD_PRECISION_H
 #define SGDRD_PRECISION_H
 
+#include <stddef.h>
+
 typedef enum precision {
     PRECISION_FP32 = 0,
     PRECISION_BF16 = 1,
@@ -26,8 +28,12 @@ const char *precision_name(precision p);
 int precision_parse(const char *s, precision *out);
 
 /* 1 when oneDNN dispatches to native bf16 kernels here (AVX512_BF16 or newer, and not capped
- * by ONEDNN_MAX_CPU_ISA), else 0. */
+ * by ONEDNN_MAX_CPU_ISA), else 0. Where oneDNN cannot be loaded: 1 when the CPU has
+ * AVX512_BF16. Asks oneDNN once per process, in a child process unless it is loaded here. */
 int precision_bf16_supported(void);
+
+/* 1 when oneDNN (libdnnl.so.2) can be loaded here, else 0 (asked as above). */
+int precision_onednn_loadable(void);
 
 /* Which kernels run the bf16 mode. AUTO (0) is "not chosen yet": a shape or net with AUTO
  * takes bf16_kernels_choice(). */
@@ -44,12 +50,18 @@ const char *bf16_kernels_name(bf16_kernels k);
 int bf16_kernels_parse(const char *s, bf16_kernels *out);
 
 /* This process's kernels for bf16, fixed at the first call: SGDRD_BF16_KERNELS=onednn|fp32
- * when set (another value is reported on stderr and ignored), else the faster of a bf16
- * oneDNN matmul and cblas_sgemm of the same shape, timed once on one core (tens of
- * milliseconds, see bf16_kernels.c). Never AUTO. Thread-safe. */
+ * when set (another value, or onednn where oneDNN cannot be loaded, is reported on stderr
+ * and ignored), else the faster of a bf16 oneDNN matmul and cblas_sgemm of the same shape,
+ * timed once on one core in a child process (tens of milliseconds, see bf16_kernels.c);
+ * fp32 where oneDNN cannot be loaded. Never AUTO. Thread-safe. */
 bf16_kernels bf16_kernels_choice(void);
 
-/* The instruction set oneDNN dispatches to ("avx512_core_bf16", ...), for logs and health. */
+/* 0 when kernels k can run here; -ENOTSUP for BF16_KERNELS_ONEDNN where oneDNN cannot be
+ * loaded, with the reason in err (errlen bytes, field name first). */
+int bf16_kernels_check(bf16_kernels k, char *err, size_t errlen);
+
+/* The instruction set oneDNN dispatches to ("avx512_core_bf16", ...), or "unavailable" where
+ * oneDNN cannot be loaded, for logs and health. */
 const char *precision_onednn_isa(void);
 
 #endif
