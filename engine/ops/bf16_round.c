@@ -18,6 +18,12 @@ ROUND_KERNEL void bf16_round_span(float *restrict dst, const float *restrict src
         dst[i] = bf16_round(src[i]);
 }
 
+ROUND_KERNEL void bf16_round_inplace(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = bf16_round(x[i]);
+}
+
 void bf16_round_block(float *dst, size_t ldd, const float *src, size_t lds, size_t rows,
                       size_t cols)
 {

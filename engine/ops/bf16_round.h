@@ -26,6 +26,9 @@ static inline __attribute__((always_inline)) float bf16_round(float x)
 /* dst[i] = bf16_round(src[i]) for n floats, on the calling thread. */
 void bf16_round_span(float *restrict dst, const float *restrict src, size_t n);
 
+/* x[i] = bf16_round(x[i]) for n floats, on the calling thread. */
+void bf16_round_inplace(float *x, size_t n);
+
 /* dst (rows x cols, row stride ldd) = src (row stride lds) rounded; split over threads when
  * large and not called from inside a parallel region. */
 void bf16_round_block(float *dst, size_t ldd, const float *src, size_t lds, size_t rows,

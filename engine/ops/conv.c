@@ -35,6 +35,11 @@
 #define CONV_PART_CHUNK_FLOATS (1u << 18)
 #define CONV_CHUNK_FLOATS (1u << 19)
 
+/* In bf16 a weight-major convolution rounds its weights once per chunk (gemm_bf16), a pass
+ * over the largest tensor of the step that would cost more than the GEMM saves by small
+ * chunks: up to this many floats of columns it runs as one chunk. */
+#define CONV_BF16_WMAJOR_FLOATS (1u << 21)
+
 /* Parallelise a loop only when it has at least this many floats of work. */
 #define CONV_PAR_MIN 32768
 
@@ -106,17 +111,20 @@ static int parts_of(const conv2d_shape *s)
     return is_direct(s) || is_weight_major(s) ? 1 : s->parts;
 }
 
-/* Output rows (n, oy) per chunk. */
-static int chunk_rows(const conv2d_shape *s)
+/* Output rows (n, oy) per chunk. In bf16 the rounded output-gradient chunk is bounded
+ * like the columns: where C_out exceeds K*K*C_in (a stem on one channel) the chunks are
+ * shorter, so its weight gradient sums over more, smaller chunks than in fp32. */
+static int chunk_rows(const conv2d_shape *s, int rnd)
 {
-    size_t per_row = (size_t)s->w_out * kkc(s);
+    size_t row = rnd && (size_t)s->c_out > kkc(s) ? (size_t)s->c_out : kkc(s);
+    size_t per_row = (size_t)s->w_out * row;
     int parts = parts_of(s);
     size_t rows = (parts > 1 ? CONV_PART_CHUNK_FLOATS : CONV_CHUNK_FLOATS) / per_row;
     /* A part holds at most ceil(N/parts) images. */
     size_t total = (size_t)((s->n + parts - 1) / parts) * s->h_out;
     if (rows < 1)
         rows = 1;
-    if (rows > total)
+    if (rows > total || (rnd && is_weight_major(s) && total * per_row <= CONV_BF16_WMAJOR_FLOATS))
         rows = total;
     return (int)rows;
 }
@@ -129,9 +137,9 @@ static size_t wperm_floats(const conv2d_shape *s, int rnd)
     return needs_permute(s) ? 2 * wsz : needs_wcopy(s, rnd) ? wsz : 0;
 }
 
-static size_t col_floats(const conv2d_shape *s)
+static size_t col_floats(const conv2d_shape *s, int rnd)
 {
-    return (size_t)chunk_rows(s) * s->w_out * kkc(s);
+    return (size_t)chunk_rows(s, rnd) * s->w_out * kkc(s);
 }
 
 size_t conv2d_workspace_floats(const conv2d_shape *s)
@@ -142,15 +150,16 @@ size_t conv2d_workspace_floats(const conv2d_shape *s)
 /* A rounded chunk of the output gradient: chunk_rows output rows. */
 static size_t dy_floats(const conv2d_shape *s)
 {
-    return (size_t)chunk_rows(s) * s->w_out * s->c_out;
+    return (size_t)chunk_rows(s, 1) * s->w_out * s->c_out;
 }
 
-/* gemm_bf16's blocks for a weight-major chunk: forward's out = col W^T and backward's
- * dcol = dY W. */
+/* gemm_bf16's blocks for a weight-major chunk: forward's out = col W^T (over blocks of
+ * K*K*C_in: out is small, col large) and backward's dcol = dY W (over blocks of columns:
+ * dY is small). */
 static size_t wmajor_gemm_floats(const conv2d_shape *s)
 {
-    int p = chunk_rows(s) * s->w_out, rowlen = (int)kkc(s);
-    size_t f = gemm_bf16_floats(p, s->c_out, rowlen, 0);
+    int p = chunk_rows(s, 1) * s->w_out, rowlen = (int)kkc(s);
+    size_t f = gemm_bf16_nt_ksplit_floats(s->c_out, rowlen);
     size_t b = gemm_bf16_floats(p, rowlen, s->c_out, 0);
     return f > b ? f : b;
 }
@@ -173,7 +182,7 @@ size_t conv_fp32_workspace_floats(const conv2d_shape *s, int rnd)
     if (wino_applies(s))
         return wino_workspace_floats(s);
     int parts = parts_of(s);
-    size_t f = wperm_floats(s, rnd) + (size_t)parts * col_floats(s) +
+    size_t f = wperm_floats(s, rnd) + (size_t)parts * col_floats(s, rnd) +
                (size_t)(parts - 1) * s->c_out * kkc(s);
     if (rnd)
         f += (size_t)parts * dy_floats(s) + (is_weight_major(s) ? wmajor_gemm_floats(s) : 0);
@@ -243,29 +252,19 @@ static void im2col_weight_major(float *col, const float *in, int r0, int rows,
                         continue;
                     }
                     const float *src = img + ((size_t)iy * s->w + ix) * cin;
-                    if (rnd)
-                        for (int c = 0; c < cin; c++)
-                            dst[(size_t)c * kk + q] = bf16_round(src[c]);
-                    else
-                        for (int c = 0; c < cin; c++)
-                            dst[(size_t)c * kk + q] = src[c];
+                    for (int c = 0; c < cin; c++)
+                        dst[(size_t)c * kk + q] = src[c];
                 }
             }
         }
+        if (rnd)
+            bf16_round_inplace(col + (size_t)rr * wo * rowlen, (size_t)wo * rowlen);
     }
 }
 
-/* d <- n floats of src, rounded to bf16 when rnd. */
-static inline void gather(float *d, const float *src, size_t n, int rnd)
-{
-    if (rnd)
-        bf16_round_span(d, src, n);
-    else
-        memcpy(d, src, n * sizeof(float));
-}
-
 /* col (rows*W_out, K*K*C_in) <- patches of output rows [r0, r0+rows), row r = n*H_out+oy,
- * rounded to bf16 when rnd. */
+ * rounded to bf16 when rnd: each output row's columns once gathered, while they are in the
+ * cache (rounding run by run would cost a call per few channels on a stem). */
 static void im2col(float *col, const float *in, int r0, int rows, const conv2d_shape *s,
                    int par, int rnd)
 {
@@ -293,7 +292,7 @@ static void im2col(float *col, const float *in, int r0, int rows, const conv2d_s
                 }
                 const float *src = img + ((size_t)iy * s->w) * cin;
                 if (full_x) {
-                    gather(d, src + (size_t)ix0 * cin, krun, rnd);
+                    memcpy(d, src + (size_t)ix0 * cin, krun * sizeof(float));
                     continue;
                 }
                 for (int kx = 0; kx < k; kx++) {
@@ -301,10 +300,13 @@ static void im2col(float *col, const float *in, int r0, int rows, const conv2d_s
                     if (ix < 0 || ix >= s->w)
                         memset(d + (size_t)kx * cin, 0, cin * sizeof(float));
                     else
-                        gather(d + (size_t)kx * cin, src + (size_t)ix * cin, cin, rnd);
+                        memcpy(d + (size_t)kx * cin, src + (size_t)ix * cin,
+                               cin * sizeof(float));
                 }
             }
         }
+        if (rnd)
+            bf16_round_inplace(col + (size_t)rr * wo * rowlen, (size_t)wo * rowlen);
     }
 }
 
@@ -428,7 +430,7 @@ static void gemm_fwd(float *out, const float *col, const float *wk, float beta, 
 {
     const int rowlen = (int)kkc(s), cout = s->c_out;
     if (wbuf)
-        gemm_bf16(out, cout, col, rowlen, 0, wk, rowlen, 1, p, cout, rowlen, beta, wbuf);
+        gemm_bf16_nt_ksplit(out, cout, col, rowlen, wk, rowlen, p, cout, rowlen, beta, wbuf);
     else
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p, cout, rowlen, 1.0f, col,
                     rowlen, wk, rowlen, beta, out, cout);
@@ -480,8 +482,8 @@ void conv_fp32_forward(float *out, const float *in, const float *w, const float 
         wk = ws;
     }
     float *col = ws + wperm_floats(s, rnd);
-    const int parts = parts_of(s), step = chunk_rows(s);
-    const size_t colf = col_floats(s);
+    const int parts = parts_of(s), step = chunk_rows(s, rnd);
+    const size_t colf = col_floats(s, rnd);
     if (parts == 1) {
         /* Weight-major in bf16: the weights are rounded block by block after the chunks. */
         float *wbuf = rnd && wk == w ? col + colf + dy_floats(s) : NULL;
@@ -585,8 +587,9 @@ static void sum_parts(float *dwk, const float *partial, size_t wsz, int parts)
 static void backward_parts(float *din, float *dwk, const float *dout, const float *in,
                            const float *wk, float *col, int rnd, const conv2d_shape *s)
 {
-    const int parts = parts_of(s), step = chunk_rows(s);
-    const size_t wsz = (size_t)s->c_out * kkc(s), colf = col_floats(s), dyf = dy_floats(s);
+    const int parts = parts_of(s), step = chunk_rows(s, rnd);
+    const size_t wsz = (size_t)s->c_out * kkc(s), colf = col_floats(s, rnd);
+    const size_t dyf = dy_floats(s);
     float *partial = col + (size_t)parts * colf; /* parts - 1 weight gradients */
     float *dy = partial + (size_t)(parts - 1) * wsz;
 #pragma omp parallel for schedule(static, 1)
@@ -631,10 +634,11 @@ void conv_fp32_backward(float *din, float *dw, const float *dout, const float *i
     }
     float *col = ws + wperm_floats(s, rnd);
     if (parts_of(s) == 1) {
-        const size_t colf = col_floats(s);
+        const size_t colf = col_floats(s, rnd);
         conv_scratch sc = {col, rnd ? col + colf : NULL,
                            rnd && is_weight_major(s) ? col + colf + dy_floats(s) : NULL};
-        backward_rows(din, dwk, dout, in, wk, &sc, 0, s->n * s->h_out, chunk_rows(s), 1, s);
+        backward_rows(din, dwk, dout, in, wk, &sc, 0, s->n * s->h_out, chunk_rows(s, rnd), 1,
+                      s);
     } else {
         backward_parts(din, dwk, dout, in, wk, col, rnd, s);
     }

@@ -68,6 +68,29 @@ void gemm_bf16(float *c, int ldc, const float *a, int lda, int round_a, const fl
     }
 }
 
+/* Columns of w per block of gemm_bf16_nt_ksplit. */
+static int k_block(int n, int k)
+{
+    return rows_per_block(k, n);
+}
+
+size_t gemm_bf16_nt_ksplit_floats(int n, int k)
+{
+    return (size_t)k_block(n, k) * n;
+}
+
+void gemm_bf16_nt_ksplit(float *c, int ldc, const float *a, int lda, const float *w, int ldw,
+                         int m, int n, int k, float beta, float *buf)
+{
+    const int kb_max = k_block(n, k);
+    for (int k0 = 0; k0 < k; k0 += kb_max) {
+        const int kb = min_i(kb_max, k - k0);
+        bf16_round_block(buf, (size_t)kb, w + k0, (size_t)ldw, (size_t)n, (size_t)kb);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, kb, 1.0f, a + k0, lda, buf,
+                    kb, k0 == 0 ? beta : 1.0f, c, ldc);
+    }
+}
+
 /* Rows of a and b per block. */
 static int tn_rows(int m, int n, int k)
 {

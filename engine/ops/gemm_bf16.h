@@ -23,6 +23,16 @@ size_t gemm_bf16_floats(int m, int n, int k, int round_a);
 void gemm_bf16(float *c, int ldc, const float *a, int lda, int round_a, const float *w,
                int ldw, int w_trans, int m, int n, int k, float beta, float *buf);
 
+/* Floats of buf that gemm_bf16_nt_ksplit needs. */
+size_t gemm_bf16_nt_ksplit_floats(int n, int k);
+/* c (m x n, row stride ldc) = a . w^T + beta * c for a (m x k, row stride lda) already
+ * rounded and w (n x k, row stride ldw) rounded here, over blocks of k: the products of
+ * each block are added to c in block order. For a large w against a small c (a
+ * weight-major convolution's forward), where splitting n would pack all of a again for
+ * every block. */
+void gemm_bf16_nt_ksplit(float *c, int ldc, const float *a, int lda, const float *w, int ldw,
+                         int m, int n, int k, float beta, float *buf);
+
 /* Floats of buf that gemm_bf16_tn needs. */
 size_t gemm_bf16_tn_floats(int m, int n, int k);
 /* c (m x n, row stride ldc) += a^T b for a (k x m) and b (k x n), both rounded, in blocks

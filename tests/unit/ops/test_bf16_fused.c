@@ -2,9 +2,10 @@
  * load them (Winograd's transforms, im2col, the weight copy, blocked GEMMs). Its results
  * must be those of the plain route: round input, weights and output gradient first, then
  * run the fp32 kernels. Bit for bit where no GEMM is split into blocks; where one is (large
- * weights read in place, a 1x1 convolution's weight gradient over many pixels), within a
- * float32 summation error. Shapes with tails (channels, tiles cut by the border), one
- * image, stride 2, 1x1, a 7x7 stem, weight-major late stages; forward and backward. */
+ * weights read in place, a 1x1 convolution's weight gradient over many pixels, a stem whose
+ * rows bf16 cuts into shorter chunks than fp32 to bound its rounded output gradient),
+ * within a float32 summation error. Shapes with tails (channels, tiles cut by the border),
+ * one image, stride 2, 1x1, a 7x7 stem, weight-major late stages; forward and backward. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -38,6 +39,7 @@ static const fused_case cases[] = {
     {"weight-major, blocked weights", 2, 2, 2, 256, 512, 3, 1, 1, 0, 1},
     {"1x1, blocked weights", 5, 1, 1, 1024, 600, 1, 1, 0, 1, 1},
     {"1x1, blocked pixels", 2, 24, 24, 512, 512, 1, 1, 0, 0, 1},
+    {"one-channel stem, shorter chunks", 64, 28, 28, 1, 32, 3, 1, 1, 1, 1},
 };
 
 /* bf16 round to nearest even, for the finite values these tests draw. */
@@ -207,8 +209,9 @@ static void fused_equals_rounded_then_fp32(void **state)
         check_case(&cases[i]);
 }
 
-/* No scratch the size of a layer's weights: a late-stage convolution whose weights
- * outweigh its activations needs next to no more scratch in bf16 than in fp32. */
+/* No rounded copy of a layer's weights: a late-stage convolution whose weights outweigh
+ * its activations needs well under the weights' size of scratch more in bf16 than in fp32
+ * (its columns in one chunk and one block of rounded weights). */
 static void no_whole_layer_copy(void **state)
 {
     (void)state;
@@ -220,7 +223,7 @@ static void no_whole_layer_copy(void **state)
     size_t weights = (size_t)512 * 512 * 9;
     size_t extra = conv2d_workspace_floats(&bf) - conv2d_workspace_floats(&fp);
     assert_true(conv2d_workspace_floats(&bf) >= conv2d_workspace_floats(&fp));
-    assert_true(extra < weights / 2);
+    assert_true(extra < weights * 3 / 4);
 }
 
 int main(void)
