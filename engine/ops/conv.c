@@ -18,8 +18,9 @@
  * gathers, the weight copy (permuted, or for shapes fp32 reads in place a plain copy)
  * rounds the weights, backward rounds each chunk of the output gradient into a buffer of
  * its part, and GEMMs that read an operand in place (a 1x1 stride-1 convolution's, or a
- * weight-major one's weights) round it in bounded blocks (gemm_bf16.h). No buffer holds
- * the rounded operands of a whole layer beyond the weight copy fp32 makes anyway. */
+ * weight-major one's weights) round it in bounded blocks (gemm_bf16.h). No buffer holds a
+ * whole layer's rounded weights beyond the copy fp32 makes anyway; a weight-major
+ * convolution keeps its columns in one chunk instead (CONV_BF16_WMAJOR_FLOATS). */
 #include "ops.h"
 #include "backend.h"
 #include "bf16_round.h"
@@ -35,9 +36,9 @@
 #define CONV_PART_CHUNK_FLOATS (1u << 18)
 #define CONV_CHUNK_FLOATS (1u << 19)
 
-/* In bf16 a weight-major convolution rounds its weights once per chunk (gemm_bf16), a pass
- * over the largest tensor of the step that would cost more than the GEMM saves by small
- * chunks: up to this many floats of columns it runs as one chunk. */
+/* In bf16 a weight-major convolution rounds its weights, the largest tensor of its step,
+ * once per chunk of rows (gemm_bf16): up to this many floats of columns it runs as one
+ * chunk, so they are rounded once. */
 #define CONV_BF16_WMAJOR_FLOATS (1u << 21)
 
 /* Parallelise a loop only when it has at least this many floats of work. */
@@ -124,7 +125,9 @@ static int chunk_rows(const conv2d_shape *s, int rnd)
     size_t total = (size_t)((s->n + parts - 1) / parts) * s->h_out;
     if (rows < 1)
         rows = 1;
-    if (rows > total || (rnd && is_weight_major(s) && total * per_row <= CONV_BF16_WMAJOR_FLOATS))
+    if (rows > total)
+        rows = total;
+    if (rnd && is_weight_major(s) && total * per_row <= CONV_BF16_WMAJOR_FLOATS)
         rows = total;
     return (int)rows;
 }
@@ -485,7 +488,7 @@ void conv_fp32_forward(float *out, const float *in, const float *w, const float 
     const int parts = parts_of(s), step = chunk_rows(s, rnd);
     const size_t colf = col_floats(s, rnd);
     if (parts == 1) {
-        /* Weight-major in bf16: the weights are rounded block by block after the chunks. */
+        /* Weight-major in bf16: gemm_bf16's blocks lie after the two chunks. */
         float *wbuf = rnd && wk == w ? col + colf + dy_floats(s) : NULL;
         forward_rows(out, in, wk, beta, col, wbuf, 0, s->n * s->h_out, step, 1, rnd, s);
         return;
