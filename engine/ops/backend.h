@@ -28,4 +28,12 @@ extern const conv_backend conv_backend_onednn_bf16;
 /* The same contract on the fp32 kernels, operands rounded to bf16 (backend_rounded.c). */
 extern const conv_backend conv_backend_rounded_bf16;
 
+/* The fp32 kernels behind both of the last two (conv.c, winograd.c): with rnd, every
+ * operand rounded to bf16 as the kernels load it. Otherwise as the backend's members. */
+size_t conv_fp32_workspace_floats(const conv2d_shape *s, int rnd);
+void conv_fp32_forward(float *out, const float *in, const float *w, const float *b, float *ws,
+                       const conv2d_shape *s, int rnd);
+void conv_fp32_backward(float *din, float *dw, const float *dout, const float *in,
+                        const float *w, float *ws, const conv2d_shape *s, int rnd);
+
 #endif

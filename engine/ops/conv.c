@@ -12,9 +12,19 @@
  * When the weights outweigh the image (late stages on small images: 512x512x3x3 weights
  * against 2x2 outputs), copies of them would dominate the scratch: such a convolution
  * runs as one part and lays its columns out channel-major, (ci, ky, kx) like OIHW, so the
- * GEMMs use the weights and weight gradient in place and the scratch is one column chunk. */
+ * GEMMs use the weights and weight gradient in place and the scratch is one column chunk.
+ *
+ * The same kernels run the bf16 mode (rnd; backend_rounded.c): im2col rounds what it
+ * gathers, the weight copy (permuted, or for shapes fp32 reads in place a plain copy)
+ * rounds the weights, backward rounds each chunk of the output gradient into a buffer of
+ * its part, and GEMMs that read an operand in place (a 1x1 stride-1 convolution's, or a
+ * weight-major one's weights) round it in bounded blocks (gemm_bf16.h). No buffer holds a
+ * whole layer's rounded weights beyond the copy fp32 makes anyway; a weight-major
+ * convolution keeps its columns in one chunk instead (CONV_BF16_WMAJOR_FLOATS). */
 #include "ops.h"
 #include "backend.h"
+#include "bf16_round.h"
+#include "gemm_bf16.h"
 #include "winograd.h"
 
 #include <assert.h>
@@ -25,6 +35,11 @@
 /* im2col chunk, in floats: per part (L2-sized), and when OpenBLAS threads the GEMM. */
 #define CONV_PART_CHUNK_FLOATS (1u << 18)
 #define CONV_CHUNK_FLOATS (1u << 19)
+
+/* In bf16 a weight-major convolution rounds its weights, the largest tensor of its step,
+ * once per chunk of rows (gemm_bf16): up to this many floats of columns it runs as one
+ * chunk, so they are rounded once. */
+#define CONV_BF16_WMAJOR_FLOATS (1u << 21)
 
 /* Parallelise a loop only when it has at least this many floats of work. */
 #define CONV_PAR_MIN 32768
@@ -80,6 +95,13 @@ static int needs_permute(const conv2d_shape *s)
     return s->k > 1 && s->c_in > 1 && !is_weight_major(s);
 }
 
+/* The GEMMs read a copy of the weights: permuted, or in bf16 rounded (the permutation is
+ * then the identity where needs_permute is false). Weight-major shapes never copy. */
+static int needs_wcopy(const conv2d_shape *s, int rnd)
+{
+    return needs_permute(s) || (rnd && !is_weight_major(s));
+}
+
 static size_t kkc(const conv2d_shape *s)
 {
     return (size_t)s->k * s->k * s->c_in;
@@ -90,10 +112,13 @@ static int parts_of(const conv2d_shape *s)
     return is_direct(s) || is_weight_major(s) ? 1 : s->parts;
 }
 
-/* Output rows (n, oy) per chunk. */
-static int chunk_rows(const conv2d_shape *s)
+/* Output rows (n, oy) per chunk. In bf16 the rounded output-gradient chunk is bounded
+ * like the columns: where C_out exceeds K*K*C_in (a stem on one channel) the chunks are
+ * shorter, so its weight gradient sums over more, smaller chunks than in fp32. */
+static int chunk_rows(const conv2d_shape *s, int rnd)
 {
-    size_t per_row = (size_t)s->w_out * kkc(s);
+    size_t row = rnd && (size_t)s->c_out > kkc(s) ? (size_t)s->c_out : kkc(s);
+    size_t per_row = (size_t)s->w_out * row;
     int parts = parts_of(s);
     size_t rows = (parts > 1 ? CONV_PART_CHUNK_FLOATS : CONV_CHUNK_FLOATS) / per_row;
     /* A part holds at most ceil(N/parts) images. */
@@ -102,18 +127,22 @@ static int chunk_rows(const conv2d_shape *s)
         rows = 1;
     if (rows > total)
         rows = total;
+    if (rnd && is_weight_major(s) && total * per_row <= CONV_BF16_WMAJOR_FLOATS)
+        rows = total;
     return (int)rows;
 }
 
-/* Workspace layout: [W permuted | dW permuted] [column chunk per part] [dW per part > 0]. */
-static size_t wperm_floats(const conv2d_shape *s)
+/* Workspace layout: [W copy | dW permuted] [column chunk per part] [dW per part > 0], and
+ * in bf16 [output-gradient chunk per part] [gemm_bf16 blocks, weight-major only]. */
+static size_t wperm_floats(const conv2d_shape *s, int rnd)
 {
-    return needs_permute(s) ? 2 * (size_t)s->c_out * kkc(s) : 0;
+    size_t wsz = (size_t)s->c_out * kkc(s);
+    return needs_permute(s) ? 2 * wsz : needs_wcopy(s, rnd) ? wsz : 0;
 }
 
-static size_t col_floats(const conv2d_shape *s)
+static size_t col_floats(const conv2d_shape *s, int rnd)
 {
-    return (size_t)chunk_rows(s) * s->w_out * kkc(s);
+    return (size_t)chunk_rows(s, rnd) * s->w_out * kkc(s);
 }
 
 size_t conv2d_workspace_floats(const conv2d_shape *s)
@@ -121,27 +150,72 @@ size_t conv2d_workspace_floats(const conv2d_shape *s)
     return backend_for(s)->workspace_floats(s);
 }
 
-static size_t openblas_workspace_floats(const conv2d_shape *s)
+/* A rounded chunk of the output gradient: chunk_rows output rows. */
+static size_t dy_floats(const conv2d_shape *s)
+{
+    return (size_t)chunk_rows(s, 1) * s->w_out * s->c_out;
+}
+
+/* gemm_bf16's blocks for a weight-major chunk: forward's out = col W^T (over blocks of
+ * K*K*C_in: out is small, col large) and backward's dcol = dY W (over blocks of columns:
+ * dY is small). */
+static size_t wmajor_gemm_floats(const conv2d_shape *s)
+{
+    int p = chunk_rows(s, 1) * s->w_out, rowlen = (int)kkc(s);
+    size_t f = gemm_bf16_nt_ksplit_floats(s->c_out, rowlen);
+    size_t b = gemm_bf16_floats(p, rowlen, s->c_out, 0);
+    return f > b ? f : b;
+}
+
+/* gemm_bf16's blocks for a 1x1 stride-1 convolution: forward, dW and dX. */
+static size_t direct_gemm_floats(const conv2d_shape *s)
+{
+    int p = s->n * s->h * s->w;
+    size_t f = gemm_bf16_floats(p, s->c_out, s->c_in, 1);
+    size_t dw = gemm_bf16_tn_floats(s->c_out, s->c_in, p);
+    size_t dx = gemm_bf16_floats(p, s->c_in, s->c_out, 1);
+    f = dw > f ? dw : f;
+    return dx > f ? dx : f;
+}
+
+size_t conv_fp32_workspace_floats(const conv2d_shape *s, int rnd)
 {
     if (is_direct(s))
-        return 0;
+        return rnd ? direct_gemm_floats(s) : 0;
     if (wino_applies(s))
         return wino_workspace_floats(s);
     int parts = parts_of(s);
-    return wperm_floats(s) + (size_t)parts * col_floats(s) +
-           (size_t)(parts - 1) * s->c_out * kkc(s);
+    size_t f = wperm_floats(s, rnd) + (size_t)parts * col_floats(s, rnd) +
+               (size_t)(parts - 1) * s->c_out * kkc(s);
+    if (rnd)
+        f += (size_t)parts * dy_floats(s) + (is_weight_major(s) ? wmajor_gemm_floats(s) : 0);
+    return f;
 }
 
-/* dst (C_out, K, K, C_in) <- src (C_out, C_in, K, K). */
-static void permute_oihw_to_ohwi(float *dst, const float *src, const conv2d_shape *s)
+static size_t openblas_workspace_floats(const conv2d_shape *s)
+{
+    return conv_fp32_workspace_floats(s, 0);
+}
+
+/* dst (C_out, K, K, C_in) <- src (C_out, C_in, K, K), rounded to bf16 when rnd. */
+static void permute_oihw_to_ohwi(float *dst, const float *src, const conv2d_shape *s, int rnd)
 {
     int kk = s->k * s->k, ci_n = s->c_in;
+    if (kk == 1 || ci_n == 1) { /* the identity */
+        size_t n = (size_t)s->c_out * ci_n * kk;
+        if (rnd)
+            bf16_round_block(dst, n, src, n, 1, n);
+        else
+            memcpy(dst, src, n * sizeof(float));
+        return;
+    }
     for (int o = 0; o < s->c_out; o++) {
         const float *so = src + (size_t)o * ci_n * kk;
         float *d = dst + (size_t)o * ci_n * kk;
         for (int ci = 0; ci < ci_n; ci++)
             for (int q = 0; q < kk; q++)
-                d[(size_t)q * ci_n + ci] = so[(size_t)ci * kk + q];
+                d[(size_t)q * ci_n + ci] = rnd ? bf16_round(so[(size_t)ci * kk + q])
+                                               : so[(size_t)ci * kk + q];
     }
 }
 
@@ -160,7 +234,7 @@ static void permute_ohwi_to_oihw(float *dst, const float *src, const conv2d_shap
 
 /* Channel-major columns: element (ky, kx, ci) of a patch at ci*K*K + ky*K + kx. */
 static void im2col_weight_major(float *col, const float *in, int r0, int rows,
-                                const conv2d_shape *s, int par)
+                                const conv2d_shape *s, int par, int rnd)
 {
     const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out, kk = k * k;
     const size_t rowlen = kkc(s);
@@ -186,18 +260,22 @@ static void im2col_weight_major(float *col, const float *in, int r0, int rows,
                 }
             }
         }
+        if (rnd)
+            bf16_round_inplace(col + (size_t)rr * wo * rowlen, (size_t)wo * rowlen);
     }
 }
 
-/* col (rows*W_out, K*K*C_in) <- patches of output rows [r0, r0+rows), row r = n*H_out+oy. */
+/* col (rows*W_out, K*K*C_in) <- patches of output rows [r0, r0+rows), row r = n*H_out+oy,
+ * rounded to bf16 when rnd: each output row's columns once gathered, while they are in the
+ * cache (rounding run by run would cost a call per few channels on a stem). */
 static void im2col(float *col, const float *in, int r0, int rows, const conv2d_shape *s,
-                   int par)
+                   int par, int rnd)
 {
     const int k = s->k, cin = s->c_in, wo = s->w_out, ho = s->h_out;
     const size_t rowlen = kkc(s), krun = (size_t)k * cin;
     const size_t work = (size_t)rows * wo * rowlen;
     if (is_weight_major(s)) {
-        im2col_weight_major(col, in, r0, rows, s, par);
+        im2col_weight_major(col, in, r0, rows, s, par, rnd);
         return;
     }
 #pragma omp parallel for schedule(static) if (par && work >= CONV_PAR_MIN)
@@ -230,6 +308,8 @@ static void im2col(float *col, const float *in, int r0, int rows, const conv2d_s
                 }
             }
         }
+        if (rnd)
+            bf16_round_inplace(col + (size_t)rr * wo * rowlen, (size_t)wo * rowlen);
     }
 }
 
@@ -346,15 +426,28 @@ static void part_rows(const conv2d_shape *s, int p, int parts, int *r0, int *r1)
     *r1 = n1 * s->h_out;
 }
 
-static void forward_rows(float *out, const float *in, const float *wk, float beta, float *col,
-                         int r0, int r1, int step, int par, const conv2d_shape *s)
+/* out rows [r*W_out, ...) = col W^T (+ beta out), W being wk, or when wbuf is given the
+ * weights as stored, rounded to bf16 block by block in wbuf (weight-major bf16). */
+static void gemm_fwd(float *out, const float *col, const float *wk, float beta, float *wbuf,
+                     int p, const conv2d_shape *s)
 {
-    const int rowlen = (int)kkc(s), wo = s->w_out, cout = s->c_out;
+    const int rowlen = (int)kkc(s), cout = s->c_out;
+    if (wbuf)
+        gemm_bf16_nt_ksplit(out, cout, col, rowlen, wk, rowlen, p, cout, rowlen, beta, wbuf);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p, cout, rowlen, 1.0f, col,
+                    rowlen, wk, rowlen, beta, out, cout);
+}
+
+static void forward_rows(float *out, const float *in, const float *wk, float beta, float *col,
+                         float *wbuf, int r0, int r1, int step, int par, int rnd,
+                         const conv2d_shape *s)
+{
+    const int wo = s->w_out, cout = s->c_out;
     for (int r = r0; r < r1; r += step) {
         int rows = r1 - r < step ? r1 - r : step;
-        im2col(col, in, r, rows, s, par);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows * wo, cout, rowlen, 1.0f,
-                    col, rowlen, wk, rowlen, beta, out + (size_t)r * wo * cout, cout);
+        im2col(col, in, r, rows, s, par, rnd);
+        gemm_fwd(out + (size_t)r * wo * cout, col, wk, beta, wbuf, rows * wo, s);
     }
 }
 
@@ -364,59 +457,89 @@ void conv2d_forward(float *out, const float *in, const float *w, const float *b,
     backend_for(s)->forward(out, in, w, b, ws, s);
 }
 
-static void openblas_forward(float *out, const float *in, const float *w, const float *b,
-                             float *ws, const conv2d_shape *s)
+void conv_fp32_forward(float *out, const float *in, const float *w, const float *b, float *ws,
+                       const conv2d_shape *s, int rnd)
 {
     const int cout = s->c_out;
     const size_t total_p = (size_t)s->n * s->h_out * s->w_out;
     const float beta = b ? 1.0f : 0.0f;
     if (wino_applies(s)) {
-        wino_forward(out, in, w, b, ws, s);
+        wino_forward(out, in, w, b, ws, s, rnd);
         return;
     }
     if (b)
         fill_bias(out, b, total_p, cout);
+    if (is_direct(s) && rnd) {
+        gemm_bf16(out, cout, in, s->c_in, 1, w, s->c_in, 1, (int)total_p, cout, s->c_in,
+                  beta, ws);
+        return;
+    }
     if (is_direct(s)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)total_p, cout, s->c_in,
                     1.0f, in, s->c_in, w, s->c_in, beta, out, cout);
         return;
     }
     const float *wk = w;
-    if (needs_permute(s)) {
-        permute_oihw_to_ohwi(ws, w, s);
+    if (needs_wcopy(s, rnd)) {
+        permute_oihw_to_ohwi(ws, w, s, rnd);
         wk = ws;
     }
-    float *col = ws + wperm_floats(s);
-    const int parts = parts_of(s), step = chunk_rows(s);
-    const size_t colf = col_floats(s);
+    float *col = ws + wperm_floats(s, rnd);
+    const int parts = parts_of(s), step = chunk_rows(s, rnd);
+    const size_t colf = col_floats(s, rnd);
     if (parts == 1) {
-        forward_rows(out, in, wk, beta, col, 0, s->n * s->h_out, step, 1, s);
+        /* Weight-major in bf16: gemm_bf16's blocks lie after the two chunks. */
+        float *wbuf = rnd && wk == w ? col + colf + dy_floats(s) : NULL;
+        forward_rows(out, in, wk, beta, col, wbuf, 0, s->n * s->h_out, step, 1, rnd, s);
         return;
     }
 #pragma omp parallel for schedule(static, 1)
     for (int p = 0; p < parts; p++) {
         int r0, r1;
         part_rows(s, p, parts, &r0, &r1);
-        forward_rows(out, in, wk, beta, col + (size_t)p * colf, r0, r1, step, 0, s);
+        forward_rows(out, in, wk, beta, col + (size_t)p * colf, NULL, r0, r1, step, 0, rnd, s);
     }
 }
 
+static void openblas_forward(float *out, const float *in, const float *w, const float *b,
+                             float *ws, const conv2d_shape *s)
+{
+    conv_fp32_forward(out, in, w, b, ws, s, 0);
+}
+
+/* Scratch of one part's backward: its column chunk, in bf16 its rounded output-gradient
+ * chunk (else NULL), and for weight-major bf16 gemm_bf16's blocks (else NULL). */
+typedef struct conv_scratch {
+    float *col, *dy, *wbuf;
+} conv_scratch;
+
 /* Backward over output rows [r0, r1) in chunks; dwk (may be NULL) accumulates. */
 static void backward_rows(float *din, float *dwk, const float *dout, const float *in,
-                          const float *wk, float *col, int r0, int r1, int step, int par,
-                          const conv2d_shape *s)
+                          const float *wk, const conv_scratch *sc, int r0, int r1, int step,
+                          int par, const conv2d_shape *s)
 {
     const int rowlen = (int)kkc(s), wo = s->w_out, cout = s->c_out;
+    const int rnd = sc->dy != NULL;
+    float *col = sc->col;
     for (int r = r0; r < r1; r += step) {
         int rows = r1 - r < step ? r1 - r : step;
         int p = rows * wo;
         const float *dch = dout + (size_t)r * wo * cout;
+        if (rnd) {
+            bf16_round_block(sc->dy, (size_t)p * cout, dch, (size_t)p * cout, 1,
+                             (size_t)p * cout);
+            dch = sc->dy;
+        }
         if (dwk) {
-            im2col(col, in, r, rows, s, par);
+            im2col(col, in, r, rows, s, par, rnd);
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, rowlen, p, 1.0f, dch,
                         cout, col, rowlen, 1.0f, dwk, rowlen);
         }
-        if (din) {
+        if (din && sc->wbuf) {
+            gemm_bf16(col, rowlen, dch, cout, 0, wk, rowlen, 0, p, rowlen, cout, 0.0f,
+                      sc->wbuf);
+            col2im_add(din, col, r, rows, s, par);
+        } else if (din) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p, rowlen, cout, 1.0f,
                         dch, cout, wk, rowlen, 0.0f, col, rowlen);
             col2im_add(din, col, r, rows, s, par);
@@ -433,70 +556,103 @@ void conv2d_backward(float *din, float *dw, float *db, const float *dout, const 
         backend_for(s)->backward(din, dw, dout, in, w, ws, s);
 }
 
-static void openblas_backward(float *din, float *dw, const float *dout, const float *in,
-                              const float *w, float *ws, const conv2d_shape *s)
+/* A 1x1 stride-1 convolution's backward: two GEMMs on the tensors in place, in bf16 on
+ * blocks rounded by gemm_bf16. */
+static void direct_backward(float *din, float *dw, const float *dout, const float *in,
+                            const float *w, float *ws, const conv2d_shape *s, int rnd)
 {
-    const int cout = s->c_out;
-    const size_t total_p = (size_t)s->n * s->h_out * s->w_out;
+    const int cout = s->c_out, cin = s->c_in, p = s->n * s->h * s->w;
+    if (dw && rnd)
+        gemm_bf16_tn(dw, cin, dout, cout, in, cin, cout, cin, p, ws);
+    else if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, cin, p, 1.0f, dout, cout,
+                    in, cin, 1.0f, dw, cin);
+    if (din && rnd)
+        gemm_bf16(din, cin, dout, cout, 1, w, cin, 0, p, cin, cout, 1.0f, ws);
+    else if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p, cin, cout, 1.0f, dout, cout,
+                    w, cin, 1.0f, din, cin);
+}
+
+/* dw += the parts' weight gradients: dwk holds part 0's, partial the others', in part
+ * order. */
+static void sum_parts(float *dwk, const float *partial, size_t wsz, int parts)
+{
+#pragma omp parallel for schedule(static) if (wsz * parts >= CONV_PAR_MIN)
+    for (size_t i = 0; i < wsz; i++) {
+        float acc = dwk[i];
+        for (int p = 1; p < parts; p++)
+            acc += partial[(size_t)(p - 1) * wsz + i];
+        dwk[i] = acc;
+    }
+}
+
+static void backward_parts(float *din, float *dwk, const float *dout, const float *in,
+                           const float *wk, float *col, int rnd, const conv2d_shape *s)
+{
+    const int parts = parts_of(s), step = chunk_rows(s, rnd);
+    const size_t wsz = (size_t)s->c_out * kkc(s), colf = col_floats(s, rnd);
+    const size_t dyf = dy_floats(s);
+    float *partial = col + (size_t)parts * colf; /* parts - 1 weight gradients */
+    float *dy = partial + (size_t)(parts - 1) * wsz;
+#pragma omp parallel for schedule(static, 1)
+    for (int p = 0; p < parts; p++) {
+        int r0, r1;
+        part_rows(s, p, parts, &r0, &r1);
+        float *dwp = NULL;
+        if (dwk && p == 0) {
+            dwp = dwk;
+        } else if (dwk) {
+            dwp = partial + (size_t)(p - 1) * wsz;
+            memset(dwp, 0, wsz * sizeof(float));
+        }
+        conv_scratch sc = {col + (size_t)p * colf, rnd ? dy + (size_t)p * dyf : NULL, NULL};
+        backward_rows(din, dwp, dout, in, wk, &sc, r0, r1, step, 0, s);
+    }
+    if (dwk)
+        sum_parts(dwk, partial, wsz, parts);
+}
+
+void conv_fp32_backward(float *din, float *dw, const float *dout, const float *in,
+                        const float *w, float *ws, const conv2d_shape *s, int rnd)
+{
     if (wino_applies(s)) {
-        wino_backward(din, dw, dout, in, w, ws, s);
+        wino_backward(din, dw, dout, in, w, ws, s, rnd);
         return;
     }
     if (is_direct(s)) {
-        if (dw)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cout, s->c_in,
-                        (int)total_p, 1.0f, dout, cout, in, s->c_in, 1.0f, dw, s->c_in);
-        if (din)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)total_p, s->c_in,
-                        cout, 1.0f, dout, cout, w, s->c_in, 1.0f, din, s->c_in);
+        direct_backward(din, dw, dout, in, w, ws, s, rnd);
         return;
     }
-    const size_t wsz = (size_t)cout * kkc(s);
+    const size_t wsz = (size_t)s->c_out * kkc(s);
     const float *wk = w;
     float *dwk = dw;
-    if (needs_permute(s)) {
-        if (din) {
-            permute_oihw_to_ohwi(ws, w, s);
-            wk = ws;
-        }
-        if (dw) {
-            permute_oihw_to_ohwi(ws + wsz, dw, s);
-            dwk = ws + wsz;
-        }
+    if (din && needs_wcopy(s, rnd)) {
+        permute_oihw_to_ohwi(ws, w, s, rnd);
+        wk = ws;
     }
-    float *col = ws + wperm_floats(s);
-    const int parts = parts_of(s), step = chunk_rows(s);
-    const size_t colf = col_floats(s);
-    if (parts == 1) {
-        backward_rows(din, dwk, dout, in, wk, col, 0, s->n * s->h_out, step, 1, s);
+    if (dw && needs_permute(s)) {
+        permute_oihw_to_ohwi(ws + wsz, dw, s, 0);
+        dwk = ws + wsz;
+    }
+    float *col = ws + wperm_floats(s, rnd);
+    if (parts_of(s) == 1) {
+        const size_t colf = col_floats(s, rnd);
+        conv_scratch sc = {col, rnd ? col + colf : NULL,
+                           rnd && is_weight_major(s) ? col + colf + dy_floats(s) : NULL};
+        backward_rows(din, dwk, dout, in, wk, &sc, 0, s->n * s->h_out, chunk_rows(s, rnd), 1,
+                      s);
     } else {
-        float *partial = col + (size_t)parts * colf; /* parts - 1 weight gradients */
-#pragma omp parallel for schedule(static, 1)
-        for (int p = 0; p < parts; p++) {
-            int r0, r1;
-            part_rows(s, p, parts, &r0, &r1);
-            float *dwp = NULL;
-            if (dwk && p == 0) {
-                dwp = dwk;
-            } else if (dwk) {
-                dwp = partial + (size_t)(p - 1) * wsz;
-                memset(dwp, 0, wsz * sizeof(float));
-            }
-            backward_rows(din, dwp, dout, in, wk, col + (size_t)p * colf, r0, r1, step, 0,
-                          s);
-        }
-        if (dwk) {
-#pragma omp parallel for schedule(static) if (wsz * parts >= CONV_PAR_MIN)
-            for (size_t i = 0; i < wsz; i++) {
-                float acc = dwk[i];
-                for (int p = 1; p < parts; p++)
-                    acc += partial[(size_t)(p - 1) * wsz + i];
-                dwk[i] = acc;
-            }
-        }
+        backward_parts(din, dwk, dout, in, wk, col, rnd, s);
     }
     if (dw && dwk != dw)
         permute_ohwi_to_oihw(dw, dwk, s);
+}
+
+static void openblas_backward(float *din, float *dw, const float *dout, const float *in,
+                              const float *w, float *ws, const conv2d_shape *s)
+{
+    conv_fp32_backward(din, dw, dout, in, w, ws, s, 0);
 }
 
 const conv_backend conv_backend_openblas = {

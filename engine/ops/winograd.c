@@ -15,8 +15,13 @@
  * it would be the largest scratch of a step, backward computes the input gradient first
  * and the weight gradient after, in the place U took (transforming dout twice), and the
  * parts split dU's 16 components instead of the images (each part transforms every tile:
- * twice the transform work, no per-part copies of dU). */
+ * twice the transform work, no per-part copies of dU).
+ *
+ * In the bf16 mode on these kernels (rnd), the weight, input and output-gradient
+ * transforms round each value they load to bf16 (bf16_round.h): the same bits as rounding
+ * the operands first, with no rounded copy of them and no pass of its own. */
 #include "winograd.h"
+#include "bf16_round.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -102,9 +107,9 @@ size_t wino_workspace_floats(const conv2d_shape *s)
  * runs along the block (vectorised) rather than along a 3x3 kernel. */
 #define WINO_WBLOCK 16
 
-/* U = G g G^T for every (c_out, c_in). */
+/* U = G g G^T for every (c_out, c_in); g rounded to bf16 first when rnd. */
 WINO_KERNEL static void transform_weights(float *restrict u, const float *restrict w,
-                                          const conv2d_shape *s)
+                                          const conv2d_shape *s, int rnd)
 {
     const int co_n = s->c_out, ci_n = s->c_in;
     const size_t plane = (size_t)co_n * ci_n;
@@ -117,6 +122,10 @@ WINO_KERNEL static void transform_weights(float *restrict u, const float *restri
             for (int c = 0; c < cn; c++)
                 for (int q = 0; q < 9; q++)
                     g[q][c] = src[c * 9 + q];
+            if (rnd)
+                for (int q = 0; q < 9; q++)
+                    for (int c = 0; c < cn; c++)
+                        g[q][c] = bf16_round(g[q][c]);
             for (int j = 0; j < 3; j++)
                 for (int c = 0; c < cn; c++) {
                     t[0][j][c] = g[j][c];
@@ -192,10 +201,14 @@ patch_pointers(const float **p, const float *img_base, const float *zero, int t,
 /* The channel loops below are written out without inner loops so that the compiler
  * vectorises them across channels (NHWC keeps channels contiguous). */
 
-/* V[16][tc][C_in] = B^T d B for tiles [t0, t0 + tc). */
-WINO_TILE_KERNEL static void transform_input(float *restrict v, const float *in,
-                                             const float *zero, int t0, int tc,
-                                             const conv2d_shape *s)
+/* A loaded operand: rounded to bf16 in the bf16 mode. rnd is a constant wherever the
+ * function using it is inlined, so the fp32 build has no trace of it. */
+#define WINO_LD(x) (rnd ? bf16_round(x) : (x))
+
+/* V[16][tc][C_in] = B^T d B for tiles [t0, t0 + tc), d rounded when rnd. */
+static inline __attribute__((always_inline)) void
+transform_input_body(float *restrict v, const float *in, const float *zero, int t0, int tc,
+                     const conv2d_shape *s, const int rnd)
 {
     const int c_n = s->c_in;
     const size_t plane = (size_t)tc * c_n;
@@ -208,15 +221,17 @@ WINO_TILE_KERNEL static void transform_input(float *restrict v, const float *in,
         float *restrict o = v + (size_t)tl * c_n;
 #pragma omp simd
         for (int c = 0; c < c_n; c++) {
+            float d0 = WINO_LD(p0[c]), d1 = WINO_LD(p1[c]), d2 = WINO_LD(p2[c]),
+                  d3 = WINO_LD(p3[c]), d4 = WINO_LD(p4[c]), d5 = WINO_LD(p5[c]),
+                  d6 = WINO_LD(p6[c]), d7 = WINO_LD(p7[c]), d8 = WINO_LD(p8[c]),
+                  d9 = WINO_LD(p9[c]), d10 = WINO_LD(p10[c]), d11 = WINO_LD(p11[c]),
+                  d12 = WINO_LD(p12[c]), d13 = WINO_LD(p13[c]), d14 = WINO_LD(p14[c]),
+                  d15 = WINO_LD(p15[c]);
             /* rows of B^T d */
-            float e00 = p0[c] - p8[c], e01 = p1[c] - p9[c], e02 = p2[c] - p10[c],
-                  e03 = p3[c] - p11[c];
-            float e10 = p4[c] + p8[c], e11 = p5[c] + p9[c], e12 = p6[c] + p10[c],
-                  e13 = p7[c] + p11[c];
-            float e20 = p8[c] - p4[c], e21 = p9[c] - p5[c], e22 = p10[c] - p6[c],
-                  e23 = p11[c] - p7[c];
-            float e30 = p4[c] - p12[c], e31 = p5[c] - p13[c], e32 = p6[c] - p14[c],
-                  e33 = p7[c] - p15[c];
+            float e00 = d0 - d8, e01 = d1 - d9, e02 = d2 - d10, e03 = d3 - d11;
+            float e10 = d4 + d8, e11 = d5 + d9, e12 = d6 + d10, e13 = d7 + d11;
+            float e20 = d8 - d4, e21 = d9 - d5, e22 = d10 - d6, e23 = d11 - d7;
+            float e30 = d4 - d12, e31 = d5 - d13, e32 = d6 - d14, e33 = d7 - d15;
             o[0 * plane + c] = e00 - e02;
             o[1 * plane + c] = e01 + e02;
             o[2 * plane + c] = e02 - e01;
@@ -235,6 +250,29 @@ WINO_TILE_KERNEL static void transform_input(float *restrict v, const float *in,
             o[15 * plane + c] = e31 - e33;
         }
     }
+}
+
+WINO_TILE_KERNEL static void transform_input_fp32(float *restrict v, const float *in,
+                                                  const float *zero, int t0, int tc,
+                                                  const conv2d_shape *s)
+{
+    transform_input_body(v, in, zero, t0, tc, s, 0);
+}
+
+WINO_TILE_KERNEL static void transform_input_bf16(float *restrict v, const float *in,
+                                                  const float *zero, int t0, int tc,
+                                                  const conv2d_shape *s)
+{
+    transform_input_body(v, in, zero, t0, tc, s, 1);
+}
+
+static void transform_input(float *v, const float *in, const float *zero, int t0, int tc,
+                            const conv2d_shape *s, int rnd)
+{
+    if (rnd)
+        transform_input_bf16(v, in, zero, t0, tc, s);
+    else
+        transform_input_fp32(v, in, zero, t0, tc, s);
 }
 
 /* y = A^T M A of one tile into y00..y11 (each c_n floats), plus bias b (never NULL). */
@@ -290,10 +328,11 @@ static void transform_output(float *out, const float *restrict m, const float *b
     }
 }
 
-/* dM[16][tc][C_out] = A dY A^T for tiles [t0, t0 + tc) (dY zero outside the output). */
-WINO_TILE_KERNEL static void transform_dout(float *restrict dm, const float *dout,
-                                            const float *zero, int t0, int tc,
-                                            const conv2d_shape *s)
+/* dM[16][tc][C_out] = A dY A^T for tiles [t0, t0 + tc) (dY zero outside the output),
+ * dY rounded when rnd. */
+static inline __attribute__((always_inline)) void
+transform_dout_body(float *restrict dm, const float *dout, const float *zero, int t0, int tc,
+                    const conv2d_shape *s, const int rnd)
 {
     const int c_n = s->c_out, tpi = tiles_per_image(s), tx_n = tiles_x(s);
     const size_t plane = (size_t)tc * c_n;
@@ -308,7 +347,8 @@ WINO_TILE_KERNEL static void transform_dout(float *restrict dm, const float *dou
         float *restrict o = dm + (size_t)tl * c_n;
 #pragma omp simd
         for (int c = 0; c < c_n; c++) {
-            float a0 = g00[c], b0 = g01[c], a1 = g10[c], b1 = g11[c];
+            float a0 = WINO_LD(g00[c]), b0 = WINO_LD(g01[c]), a1 = WINO_LD(g10[c]),
+                  b1 = WINO_LD(g11[c]);
             /* rows of A dY: (a0,b0), (a0+a1, b0+b1), (a0-a1, b0-b1), (-a1, -b1); each row
              * (a, b) becomes (a, a+b, a-b, -b). */
             float r1a = a0 + a1, r1b = b0 + b1, r2a = a0 - a1, r2b = b0 - b1;
@@ -330,6 +370,29 @@ WINO_TILE_KERNEL static void transform_dout(float *restrict dm, const float *dou
             o[15 * plane + c] = b1;
         }
     }
+}
+
+WINO_TILE_KERNEL static void transform_dout_fp32(float *restrict dm, const float *dout,
+                                                 const float *zero, int t0, int tc,
+                                                 const conv2d_shape *s)
+{
+    transform_dout_body(dm, dout, zero, t0, tc, s, 0);
+}
+
+WINO_TILE_KERNEL static void transform_dout_bf16(float *restrict dm, const float *dout,
+                                                 const float *zero, int t0, int tc,
+                                                 const conv2d_shape *s)
+{
+    transform_dout_body(dm, dout, zero, t0, tc, s, 1);
+}
+
+static void transform_dout(float *dm, const float *dout, const float *zero, int t0, int tc,
+                           const conv2d_shape *s, int rnd)
+{
+    if (rnd)
+        transform_dout_bf16(dm, dout, zero, t0, tc, s);
+    else
+        transform_dout_fp32(dm, dout, zero, t0, tc, s);
 }
 
 /* d[q] += (B dV B^T)[q] for the 16 pixels of one patch; dV at x with the given plane
@@ -406,14 +469,15 @@ static void part_tiles(const conv2d_shape *s, int p, int *t0, int *t1)
 }
 
 static void forward_tiles(float *out, const float *in, const float *u, const float *b,
-                          const float *zero, float *v, int t0, int t1, const conv2d_shape *s)
+                          const float *zero, float *v, int t0, int t1, const conv2d_shape *s,
+                          int rnd)
 {
     float *scratch = v + vm_floats(s);
     const int ci = s->c_in, co = s->c_out, step = chunk_tiles(s);
     for (int t = t0; t < t1; t += step) {
         int tc = t1 - t < step ? t1 - t : step;
         float *m = v + 16 * (size_t)tc * ci;
-        transform_input(v, in, zero, t, tc, s);
+        transform_input(v, in, zero, t, tc, s, rnd);
         for (int q = 0; q < 16; q++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tc, co, ci, 1.0f,
                         v + (size_t)q * tc * ci, ci, u + (size_t)q * co * ci, ci, 0.0f,
@@ -423,36 +487,36 @@ static void forward_tiles(float *out, const float *in, const float *u, const flo
 }
 
 void wino_forward(float *out, const float *in, const float *w, const float *b, float *ws,
-                  const conv2d_shape *s)
+                  const conv2d_shape *s, int rnd)
 {
     float *u = ws, *zero = ws + (u_heavy(s) ? 1 : 2) * u_floats(s);
     float *chunks = zero + zero_floats(s);
     const size_t cf = chunk_floats(s);
     memset(zero, 0, zero_floats(s) * sizeof(float));
-    transform_weights(u, w, s);
+    transform_weights(u, w, s, rnd);
     if (s->parts == 1) {
-        forward_tiles(out, in, u, b, zero, chunks, 0, s->n * tiles_per_image(s), s);
+        forward_tiles(out, in, u, b, zero, chunks, 0, s->n * tiles_per_image(s), s, rnd);
         return;
     }
 #pragma omp parallel for schedule(static, 1)
     for (int p = 0; p < s->parts; p++) {
         int t0, t1;
         part_tiles(s, p, &t0, &t1);
-        forward_tiles(out, in, u, b, zero, chunks + (size_t)p * cf, t0, t1, s);
+        forward_tiles(out, in, u, b, zero, chunks + (size_t)p * cf, t0, t1, s, rnd);
     }
 }
 
 static void backward_tiles(float *din, float *du, const float *dout, const float *in,
                            const float *u, const float *zero, float *v, int t0, int t1,
-                           const conv2d_shape *s)
+                           const conv2d_shape *s, int rnd)
 {
     const int ci = s->c_in, co = s->c_out, step = chunk_tiles(s);
     for (int t = t0; t < t1; t += step) {
         int tc = t1 - t < step ? t1 - t : step;
         float *dm = v + 16 * (size_t)tc * ci;
-        transform_dout(dm, dout, zero, t, tc, s);
+        transform_dout(dm, dout, zero, t, tc, s, rnd);
         if (du)
-            transform_input(v, in, zero, t, tc, s);
+            transform_input(v, in, zero, t, tc, s, rnd);
         for (int q = 0; q < 16; q++) {
             float *vq = v + (size_t)q * tc * ci;
             const float *dmq = dm + (size_t)q * tc * co;
@@ -471,11 +535,12 @@ static void backward_tiles(float *din, float *du, const float *dout, const float
 /* One backward pass over every part: din (given U) and/or du. */
 static void backward_parts(float *din, float *du, const float *dout, const float *in,
                            const float *u, const float *zero, float *chunks, float *partial,
-                           const conv2d_shape *s)
+                           const conv2d_shape *s, int rnd)
 {
     const size_t uf = u_floats(s), cf = chunk_floats(s);
     if (s->parts == 1) {
-        backward_tiles(din, du, dout, in, u, zero, chunks, 0, s->n * tiles_per_image(s), s);
+        backward_tiles(din, du, dout, in, u, zero, chunks, 0, s->n * tiles_per_image(s), s,
+                       rnd);
         return;
     }
 #pragma omp parallel for schedule(static, 1)
@@ -489,7 +554,8 @@ static void backward_parts(float *din, float *du, const float *dout, const float
             dup = partial + (size_t)(p - 1) * uf;
             memset(dup, 0, uf * sizeof(float));
         }
-        backward_tiles(din, dup, dout, in, u, zero, chunks + (size_t)p * cf, t0, t1, s);
+        backward_tiles(din, dup, dout, in, u, zero, chunks + (size_t)p * cf, t0, t1, s,
+                       rnd);
     }
     if (du) {
 #pragma omp parallel for schedule(static) if (uf * s->parts >= WINO_PAR_MIN)
@@ -505,7 +571,7 @@ static void backward_parts(float *din, float *du, const float *dout, const float
 /* du += the weight gradient, part p owning components [16p/parts, 16(p+1)/parts) over
  * every tile, in tile order. */
 static void du_components(float *du, const float *dout, const float *in, const float *zero,
-                          float *chunks, const conv2d_shape *s)
+                          float *chunks, const conv2d_shape *s, int rnd)
 {
     const int ci = s->c_in, co = s->c_out, step = chunk_tiles(s);
     const int total = s->n * tiles_per_image(s), parts = s->parts;
@@ -517,8 +583,8 @@ static void du_components(float *du, const float *dout, const float *in, const f
         for (int t = 0; t < total; t += step) {
             int tc = total - t < step ? total - t : step;
             float *dm = v + 16 * (size_t)tc * ci;
-            transform_dout(dm, dout, zero, t, tc, s);
-            transform_input(v, in, zero, t, tc, s);
+            transform_dout(dm, dout, zero, t, tc, s, rnd);
+            transform_input(v, in, zero, t, tc, s, rnd);
             for (int q = q0; q < q1; q++)
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, co, ci, tc, 1.0f,
                             dm + (size_t)q * tc * co, co, v + (size_t)q * tc * ci, ci, 1.0f,
@@ -528,7 +594,7 @@ static void du_components(float *du, const float *dout, const float *in, const f
 }
 
 void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w,
-                   float *ws, const conv2d_shape *s)
+                   float *ws, const conv2d_shape *s, int rnd)
 {
     if (!din && !dw)
         return;
@@ -539,20 +605,20 @@ void wino_backward(float *din, float *dw, const float *dout, const float *in, co
     float *partial = chunks + (size_t)s->parts * chunk_floats(s);
     memset(zero, 0, zero_floats(s) * sizeof(float));
     if (din)
-        transform_weights(u, w, s);
+        transform_weights(u, w, s, rnd);
     if (!heavy) {
         if (dw)
             memset(du, 0, uf * sizeof(float));
-        backward_parts(din, dw ? du : NULL, dout, in, u, zero, chunks, partial, s);
+        backward_parts(din, dw ? du : NULL, dout, in, u, zero, chunks, partial, s, rnd);
     } else {
         if (din)
-            backward_parts(din, NULL, dout, in, u, zero, chunks, partial, s);
+            backward_parts(din, NULL, dout, in, u, zero, chunks, partial, s, rnd);
         if (dw) { /* U is done with */
             memset(du, 0, uf * sizeof(float));
             if (s->parts > 1)
-                du_components(du, dout, in, zero, chunks, s);
+                du_components(du, dout, in, zero, chunks, s, rnd);
             else
-                backward_parts(NULL, du, dout, in, NULL, zero, chunks, partial, s);
+                backward_parts(NULL, du, dout, in, NULL, zero, chunks, partial, s, rnd);
         }
     }
     if (dw)
