@@ -707,15 +707,13 @@ float lrn_train_step(learner *l, int cached, const batch_view *v, const double *
     *rc = net_set_batch(m, v->n, l->sz, l->sz);
     if (*rc)
         return NAN;
-    net_zero_grad(m);
     if (!src_forward(l, cached, v->x, 1)) {
         *rc = -ENOMEM;
         return NAN;
     }
     float loss = net_loss(m, v->y, v->t);
-    net_backward(m, v->y, v->t);
-    optim_set_lrs(o, lrs, n_groups);
-    optim_step(o);
+    optim_set_lrs(o, lrs, n_groups); /* before: the update may run inside the backward */
+    optim_backward_step(o, v->y, v->t);
     if (dist_active(l->cfg.dist)) {
         /* The mean over the global batch, as one process would report it. */
         double sum = (double)loss * v->n;

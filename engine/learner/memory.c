@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dist.h"
 #include "errmsg.h"
 #include "internal.h"
 #include "net.h"
@@ -27,6 +28,7 @@ void lmem_run_of(lmem_run *r, const learner_config *lc, const ds_info *in)
     r->opt = lc->opt;
     r->pretrained = lc->pretrained != NULL;
     r->loader_threads = lc->loader_threads;
+    r->dist = dist_active(lc->dist);
     r->n_train = in->count[SPLIT_TRAIN];
     r->n_valid = in->count[SPLIT_VALID];
     r->image_bytes = (int64_t)in->median_w * in->median_h * r->model.c_in;
@@ -67,7 +69,10 @@ static int parts_at(net *n, const lmem_run *r, int bs, int sz, lmem_parts *p)
     double buffers = (double)n->n_buffers * sizeof(float);
     int pool = net_pool_node(n);
     p->weights = params + buffers;
-    p->grads = params;
+    /* One process updates each node's parameters from its gradients in the activation
+     * slab, where the plan counts them (optim_backward_step); a rank of a data-parallel
+     * world holds them all for the sum (a little over: its plan has no such scratch). */
+    p->grads = r->dist ? params : 0;
     p->optim = params * (r->opt == OPTIM_ADAM ? 2 : 1);
     p->activations = act;
     data_parts(&at, pool >= 0 ? net_node_features(n, pool) : 0, p);
