@@ -993,6 +993,13 @@ int net_freeze_to(net *n, int g)
     return n->batch > 0 ? plan_both(n) : 0;
 }
 
+int net_set_fused_backward(net *n, int on)
+{
+    n->fused_backward = on != 0;
+    net_plan_reset(n);
+    return n->batch > 0 ? plan_both(n) : 0;
+}
+
 int net_keep_values(net *n, int keep)
 {
     n->keep_values = keep != 0;

@@ -115,6 +115,8 @@ typedef struct net {
     struct net_plans *plans; /* cached memory plans (net_plan.c) */
     int keep_values;     /* every value keeps its own buffer (net_keep_values) */
     int plan_backward;   /* the current plan keeps what backward reads */
+    int fused_backward;  /* training plans give trainable nodes gradient scratch
+                          * (net_set_fused_backward) */
     int plan_fused;      /* the current plan can run net_backward_fused */
     float *probs;        /* (N, n_out) softmax or sigmoid outputs of the last loss */
     int n_out;           /* output features of the last node */
@@ -216,10 +218,18 @@ void net_zero_grad(net *n);
  * the call) in net_backward_fused, right after the backward of t's node. */
 typedef void (*net_grad_fn)(void *ctx, int t, const float *g);
 
+/* on != 0: plans that keep what backward reads also give each node with trainable
+ * parameters slab scratch for their gradients during its backward, so that
+ * net_backward_fused can run, except on a data-parallel world (net_set_dist), whose
+ * gradient sum needs n->grads whole. net_backward works either way. Off for a new net.
+ * Returns 0, or -ENOMEM when the larger slab cannot be allocated (the net is then
+ * unusable until the next successful net_set_batch). */
+int net_set_fused_backward(net *n, int on);
+
 /* Whether the last forward's plan can run net_backward_fused: it kept what backward reads,
- * no data-parallel world is set (its gradient sum needs n->grads whole), and every
- * trainable parameter belongs to a node the backward runs (none at or before the start
- * node of net_forward_from). */
+ * net_set_fused_backward is on, no data-parallel world is set, and every trainable
+ * parameter belongs to a node the backward runs (none at or before the start node of
+ * net_forward_from). */
 int net_backward_fusable(const net *n);
 
 /* net_backward with each trainable parameter's gradient handed to fn right after its

@@ -19,7 +19,7 @@
 
 struct net_plan {
     int valid;
-    int training, freeze_to, start_node, keep, dist; /* the key */
+    int training, freeze_to, start_node, keep, fuse; /* the key */
     int has_backward;
     int fused;                                 /* net_backward_fused may run */
     unsigned long long used;                   /* last use, for eviction */
@@ -454,14 +454,14 @@ static void plan_work_free(plan_work *w)
 }
 
 static int plan_work_init(plan_work *w, const net *n, int training, int freeze, int start,
-                          int keep, int dist)
+                          int keep, int fuse)
 {
     const int nn = n->n_nodes, nv = n->n_values;
     *w = (plan_work){.n = n, .training = training, .freeze = freeze, .start = start,
                      .keep = keep, .backward = training || keep, .nn = nn, .nv = nv,
                      .inf = 2 * nn + 2, .max_steps = STEPS_PER_VALUE * nv,
                      .last = n->nodes[nn - 1].value};
-    w->fused = w->backward && !dist && fusable_start(n, freeze, start);
+    w->fused = w->backward && fuse && fusable_start(n, freeze, start);
     w->n_items = 2 * nv + 3 * nn + w->max_steps;
     w->it = calloc((size_t)w->n_items, sizeof(item));
     w->order = malloc((size_t)w->n_items * sizeof(int));
@@ -709,12 +709,12 @@ static void plan_place_items(plan_work *w, struct net_plan *p)
 
 /* Fills p for (training, freeze, start, keep). */
 static int plan_compute(net *n, struct net_plan *p, int training, int freeze, int start,
-                        int keep, int dist)
+                        int keep, int fuse)
 {
     if (plan_alloc_arrays(p, n->n_values, n->n_nodes) < 0)
         return -ENOMEM;
     plan_work w;
-    if (plan_work_init(&w, n, training, freeze, start, keep, dist) < 0)
+    if (plan_work_init(&w, n, training, freeze, start, keep, fuse) < 0)
         return -ENOMEM;
     plan_forward_lifetimes(&w, p);
     plan_backward_readers(&w);
@@ -728,7 +728,7 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
     p->freeze_to = freeze;
     p->start_node = start;
     p->keep = keep;
-    p->dist = dist;
+    p->fuse = fuse;
     p->fused = w.fused;
     p->valid = 1;
     plan_work_free(&w);
@@ -740,7 +740,7 @@ static struct net_plan *get_plan(net *n, int training, int start, int *rc)
 {
     *rc = 0;
     training = training != 0;
-    const int dist = n->dist != NULL;
+    const int fuse = n->fused_backward && !n->dist;
     if (!n->plans) {
         n->plans = calloc(1, sizeof(*n->plans));
         if (!n->plans) {
@@ -754,7 +754,7 @@ static struct net_plan *get_plan(net *n, int training, int start, int *rc)
     for (int s = 0; s < PLAN_SLOTS; s++) {
         struct net_plan *p = &ps->slot[s];
         if (p->valid && p->training == training && p->freeze_to == n->freeze_to &&
-            p->start_node == start && p->keep == n->keep_values && p->dist == dist) {
+            p->start_node == start && p->keep == n->keep_values && p->fuse == fuse) {
             p->used = ++ps->clock;
             return p;
         }
@@ -765,7 +765,7 @@ static struct net_plan *get_plan(net *n, int training, int start, int *rc)
     if (victim - ps->slot == ps->current)
         ps->current = -1;
     victim->valid = 0;
-    *rc = plan_compute(n, victim, training, n->freeze_to, start, n->keep_values, dist);
+    *rc = plan_compute(n, victim, training, n->freeze_to, start, n->keep_values, fuse);
     if (*rc < 0)
         return NULL;
     victim->used = ++ps->clock;

@@ -549,6 +549,10 @@ static int create_training(learner *l, char *err, size_t errlen)
     int rc = optim_create(&l->opt, l->net, &oc);
     if (rc)
         return rc;
+    /* Each step's update runs inside the backward (optim_backward_step), so the full
+     * gradient buffer is never written; a data-parallel world keeps it (net_dist.c). */
+    if ((rc = net_set_fused_backward(l->net, 1)))
+        return rc;
     int n_train = l->info->count[SPLIT_TRAIN];
     rc = lrn_make_loader(l, &l->train_dl, SPLIT_TRAIN, 1, n_train >= l->bs, 1, err, errlen);
     if (!rc)

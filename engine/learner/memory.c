@@ -60,7 +60,9 @@ static int parts_at(net *n, const lmem_run *r, int bs, int sz, lmem_parts *p)
     at.bs = bs;
     at.sz = sz;
     memset(p, 0, sizeof *p);
-    rc = net_memory_need(n, bs, sz, sz, 1, &act);
+    rc = net_set_fused_backward(n, !r->dist); /* as create_training sets it */
+    if (rc == 0)
+        rc = net_memory_need(n, bs, sz, sz, 1, &act);
     if (rc == 0)
         rc = net_memory_need(n, 1, sz, sz, 0, &eval1);
     if (rc)
@@ -69,9 +71,9 @@ static int parts_at(net *n, const lmem_run *r, int bs, int sz, lmem_parts *p)
     double buffers = (double)n->n_buffers * sizeof(float);
     int pool = net_pool_node(n);
     p->weights = params + buffers;
-    /* One process updates each node's parameters from its gradients in the activation
-     * slab, where the plan counts them (optim_backward_step); a rank of a data-parallel
-     * world holds them all for the sum (a little over: its plan has no such scratch). */
+    /* One process updates each node's parameters from their gradients in the activation
+     * slab, where the plan counts them (optim_backward_step), and never writes the full
+     * buffer; a rank of a data-parallel world holds it all for the sum. */
     p->grads = r->dist ? params : 0;
     p->optim = params * (r->opt == OPTIM_ADAM ? 2 : 1);
     p->activations = act;

@@ -40,7 +40,7 @@ typedef struct trial {
     double wd;
 } trial;
 
-static side side_create(const trial *t)
+static side side_create(const trial *t, int fused)
 {
     model_spec s;
     model_spec_defaults(&s);
@@ -54,6 +54,7 @@ static side side_create(const trial *t)
     assert_int_equal(model_create(&sd.n, &s, err, sizeof(err)), 0);
     assert_int_equal(net_set_batch(sd.n, BATCH, t->size, t->size), 0);
     assert_int_equal(net_freeze_to(sd.n, t->freeze_to), 0);
+    assert_int_equal(net_set_fused_backward(sd.n, fused), 0);
     if (t->prec != PRECISION_FP32)
         assert_int_equal(net_set_precision(sd.n, t->prec), 0);
     assert_int_equal(optim_create(&sd.o, sd.n, &t->cfg), 0);
@@ -108,7 +109,7 @@ static size_t grad_pages_resident(const net *n)
 
 static void run_trial(const trial *t)
 {
-    side after = side_create(t), fused = side_create(t);
+    side after = side_create(t, 0), fused = side_create(t, 1);
     size_t nx = (size_t)BATCH * t->size * t->size * t->c_in;
     float *x = malloc(nx * sizeof(float));
     int32_t y[BATCH];
@@ -120,6 +121,7 @@ static void run_trial(const trial *t)
             y[i] = (int32_t)rng_below(&r, 5);
         float la, lf;
         forward(&after, t, x, &la, y);
+        assert_false(net_backward_fusable(after.n));
         net_zero_grad(after.n);
         net_backward(after.n, y, NULL);
         optim_step(after.o);
@@ -134,7 +136,7 @@ static void run_trial(const trial *t)
     assert_memory_equal(after.o->state, fused.o->state, after.o->n_state * sizeof(float));
     assert_memory_equal(after.o->steps, fused.o->steps, (size_t)a->n_tensors * sizeof(int64_t));
     /* The trainable parameters really moved (the comparison is not of two idle nets). */
-    side fresh = side_create(t);
+    side fresh = side_create(t, 0);
     const net_tensor *last = &a->tensors[a->n_tensors - 1];
     assert_memory_not_equal(a->params + last->offset, fresh.n->params + last->offset,
                             last->numel * sizeof(float));
@@ -238,7 +240,7 @@ static void not_fusable_falls_back(void **state)
 {
     (void)state;
     trial t = base("resnet_small", OPTIM_SGD);
-    side a = side_create(&t), b = side_create(&t);
+    side a = side_create(&t, 0), b = side_create(&t, 1);
     int pool = net_pool_node(a.n);
     size_t feats = (size_t)BATCH * net_node_features(a.n, pool);
     float *cache = calloc(feats, sizeof(float));
