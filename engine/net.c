@@ -836,10 +836,9 @@ static void backward_node(net *n, int i, float *gw, float *gb)
         conv2d_backward(din, gw, gb, dout, in, pdata(n, d->p_w), d->scratch_bwd, &d->conv);
         break;
     case NODE_BN:
-        batchnorm_backward_sync(din, gw, gb, dout, in,
-                                d->save_mean, d->save_rstd, pdata(n, d->p_w),
-                                n->batch * d->h * d->w, d->c, d->bn_training, bn_assign,
-                                net_dist_bn_sync(n, d->bn_training));
+        batchnorm_backward_sync(din, gw, gb, dout, in, d->save_mean, d->save_rstd,
+                                pdata(n, d->p_w), n->batch * d->h * d->w, d->c,
+                                d->bn_training, bn_assign, net_dist_bn_sync(n, d->bn_training));
         break;
     case NODE_RELU:
         if (din && !(i + 1 < n->n_nodes && n->nodes[i + 1].relu_in_pool))

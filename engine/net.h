@@ -3,7 +3,8 @@
  *
  * Ownership: a net owns every buffer it points to. Parameters, gradients and BatchNorm
  * buffers are allocated once by net_finalize; the gradients as untouched zero pages, so
- * that only the ones ever written (trainable groups) become resident. Activations,
+ * that only the ones ever written (trainable groups) become resident, and none where the
+ * optimizer's update runs inside the backward (net_backward_fused). Activations,
  * activation gradients and convolution scratch live in one slab, placed by a liveness
  * plan (net_plan.c): buffers whose lifetimes do not meet share memory, so after a forward
  * only the activations some backward still reads are intact (and the output). The slab
