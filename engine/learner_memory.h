@@ -19,6 +19,7 @@ typedef struct lmem_run {
     optim_kind opt;
     int pretrained;       /* a precompute cache may be built (it needs a frozen body) */
     int loader_threads;   /* per loader; 0 means the loader's default */
+    int dist;             /* one rank of a data-parallel world (full gradient buffer) */
     int n_train, n_valid; /* images per split */
     int64_t image_bytes;  /* one decoded image of median size (w * h * channels) */
 } lmem_run;

@@ -337,9 +337,24 @@ static void init_tensor(net *n, net_tensor *t, uint64_t *rng)
     }
 }
 
+/* Whether every parameter is the weight or bias of exactly one node, the only writer of
+ * its gradient (net_backward_fused updates it after that node's backward). The adders
+ * build nets so; this keeps it so. */
+static int params_owned_once(const net *n)
+{
+    for (int t = 0; t < n->n_tensors; t++) {
+        int owners = 0;
+        for (int i = 0; i < n->n_nodes; i++)
+            owners += (n->nodes[i].p_w == t) + (n->nodes[i].p_b == t);
+        if (owners != (n->tensors[t].is_buffer ? 0 : 1))
+            return 0;
+    }
+    return 1;
+}
+
 int net_finalize(net *n, uint64_t seed)
 {
-    if (n->params || n->n_nodes < 2)
+    if (n->params || n->n_nodes < 2 || !params_owned_once(n))
         return -EINVAL;
     /* Groups must not decrease along the forward order: backward stops at the first
      * frozen node. */
@@ -793,7 +808,8 @@ float net_loss(net *n, const int32_t *labels, const float *targets)
 
 /* ---- backward --------------------------------------------------------------------------- */
 
-static void backward_node(net *n, int i)
+/* Runs node i's backward; its parameters' gradients accumulate into gw and gb. */
+static void backward_node(net *n, int i, float *gw, float *gb)
 {
     net_plan_recompute(n, i); /* before reading any activation */
     node *d = &n->nodes[i];
@@ -817,14 +833,12 @@ static void backward_node(net *n, int i)
     case NODE_INPUT:
         break;
     case NODE_CONV:
-        conv2d_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in, pdata(n, d->p_w),
-                        d->scratch_bwd, &d->conv);
+        conv2d_backward(din, gw, gb, dout, in, pdata(n, d->p_w), d->scratch_bwd, &d->conv);
         break;
     case NODE_BN:
-        batchnorm_backward_sync(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in,
-                                d->save_mean, d->save_rstd, pdata(n, d->p_w),
-                                n->batch * d->h * d->w, d->c, d->bn_training, bn_assign,
-                                net_dist_bn_sync(n, d->bn_training));
+        batchnorm_backward_sync(din, gw, gb, dout, in, d->save_mean, d->save_rstd,
+                                pdata(n, d->p_w), n->batch * d->h * d->w, d->c,
+                                d->bn_training, bn_assign, net_dist_bn_sync(n, d->bn_training));
         break;
     case NODE_RELU:
         if (din && !(i + 1 < n->n_nodes && n->nodes[i + 1].relu_in_pool))
@@ -871,31 +885,51 @@ static void backward_node(net *n, int i)
         break;
     case NODE_LINEAR:
         if (d->conv.precision != PRECISION_FP32)
-            conv2d_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in,
-                            pdata(n, d->p_w), d->scratch_bwd, &d->conv);
+            conv2d_backward(din, gw, gb, dout, in, pdata(n, d->p_w), d->scratch_bwd,
+                            &d->conv);
         else
-            linear_backward(din, gdata(n, d->p_w), gdata(n, d->p_b), dout, in,
-                            pdata(n, d->p_w), n->batch, src->c, d->c);
+            linear_backward(din, gw, gb, dout, in, pdata(n, d->p_w), n->batch, src->c, d->c);
         break;
     }
 }
 
-/* Runs backward from the last node down to the first frozen one (or the start node). */
-static void backward_nodes(net *n)
+/* Runs backward from the last node down to the first frozen one (or the start node).
+ * With fn (a fused plan), each node's parameter gradients go to its zeroed slab scratch
+ * and then to fn; returns how many tensors went to fn. Without, they go to n->grads. */
+static int backward_nodes(net *n, net_grad_fn fn, void *ctx)
 {
     assert(n->plan_backward); /* a training forward (or keep_values) came first */
+    int handed = 0;
     net_dist_bwd b;
     net_dist_bwd_begin(n, &b);
     for (int i = n->n_nodes - 1; i > n->start_node; i--) {
-        if (n->nodes[i].group < n->freeze_to)
+        const node *d = &n->nodes[i];
+        if (d->group < n->freeze_to)
             break;
-        backward_node(n, i);
+        float *gw = gdata(n, d->p_w), *gb = gdata(n, d->p_b);
+        if (fn && (gw || gb)) {
+            assert(d->scratch_grad); /* a fused plan gives every such node its scratch */
+            /* The ops accumulate: start from zeros, as net_zero_grad leaves n->grads. */
+            memset(d->scratch_grad, 0, net_plan_grad_floats(n, d) * sizeof(float));
+            net_plan_grad_views(n, d, d->scratch_grad, &gw, &gb);
+        }
+        backward_node(n, i, gw, gb);
+        if (fn && gw) {
+            fn(ctx, d->p_w, gw);
+            handed++;
+        }
+        if (fn && gb) {
+            fn(ctx, d->p_b, gb);
+            handed++;
+        }
         net_dist_bwd_node(n, &b, i);
     }
     net_dist_bwd_end(n, &b);
+    return handed;
 }
 
-void net_backward(net *n, const int32_t *labels, const float *targets)
+/* The loss gradient into the output's gradient buffer. */
+static void loss_backward(net *n, const int32_t *labels, const float *targets)
 {
     int last = n->n_nodes - 1;
     float *g = n->dvalues[n->nodes[last].value];
@@ -905,7 +939,37 @@ void net_backward(net *n, const int32_t *labels, const float *targets)
     else
         softmax_xent_backward(g, n->probs, labels, n->batch, n->n_out, n->label_smoothing);
     net_dist_loss_grad(n, g);
-    backward_nodes(n);
+}
+
+void net_backward(net *n, const int32_t *labels, const float *targets)
+{
+    loss_backward(n, labels, targets);
+    backward_nodes(n, NULL, NULL);
+}
+
+/* Parameters of the trainable groups. */
+static int trainable_tensors(const net *n)
+{
+    int k = 0;
+    for (int t = 0; t < n->n_tensors; t++)
+        k += !n->tensors[t].is_buffer && n->tensors[t].group >= n->freeze_to;
+    return k;
+}
+
+int net_backward_fusable(const net *n) { return n->plan_backward && n->plan_fused; }
+
+int net_backward_fused(net *n, const int32_t *labels, const float *targets, net_grad_fn fn,
+                       void *ctx)
+{
+    if (!net_backward_fusable(n) || !fn)
+        return -EOPNOTSUPP;
+    loss_backward(n, labels, targets);
+    int handed = backward_nodes(n, fn, ctx);
+    /* Each trainable parameter went to fn exactly once: each has one node (net_finalize),
+     * and the plan is fused only when all those nodes run backward. */
+    assert(handed == trainable_tensors(n));
+    (void)handed;
+    return 0;
 }
 
 void net_zero_grad(net *n)
@@ -924,6 +988,13 @@ int net_freeze_to(net *n, int g)
     if (g < 0 || g > n->n_groups)
         return -EINVAL;
     n->freeze_to = g;
+    net_plan_reset(n);
+    return n->batch > 0 ? plan_both(n) : 0;
+}
+
+int net_set_fused_backward(net *n, int on)
+{
+    n->fused_backward = on != 0;
     net_plan_reset(n);
     return n->batch > 0 ? plan_both(n) : 0;
 }

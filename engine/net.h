@@ -3,7 +3,8 @@
  *
  * Ownership: a net owns every buffer it points to. Parameters, gradients and BatchNorm
  * buffers are allocated once by net_finalize; the gradients as untouched zero pages, so
- * that only the ones ever written (trainable groups) become resident. Activations,
+ * that only the ones ever written (trainable groups) become resident, and none where the
+ * optimizer's update runs inside the backward (net_backward_fused). Activations,
  * activation gradients and convolution scratch live in one slab, placed by a liveness
  * plan (net_plan.c): buffers whose lifetimes do not meet share memory, so after a forward
  * only the activations some backward still reads are intact (and the output). The slab
@@ -86,6 +87,8 @@ typedef struct node {
     int zero_dv[2];     /* values whose gradient buffer this node's backward zeroes first */
     float *scratch_fwd; /* conv scratch of the forward / backward (in the slab) */
     float *scratch_bwd;
+    float *scratch_grad; /* gradients of its parameters in a fused backward (in the slab;
+                          * NULL when the plan has none, see net_backward_fused) */
 } node;
 
 typedef struct net {
@@ -113,6 +116,9 @@ typedef struct net {
     struct net_plans *plans; /* cached memory plans (net_plan.c) */
     int keep_values;     /* every value keeps its own buffer (net_keep_values) */
     int plan_backward;   /* the current plan keeps what backward reads */
+    int fused_backward;  /* training plans give trainable nodes gradient scratch
+                          * (net_set_fused_backward) */
+    int plan_fused;      /* the current plan can run net_backward_fused */
     float *probs;        /* (N, n_out) softmax or sigmoid outputs of the last loss */
     int n_out;           /* output features of the last node */
 
@@ -208,6 +214,34 @@ void net_backward(net *n, const int32_t *labels, const float *targets);
 
 /* Zeroes the parameter gradients of trainable groups. */
 void net_zero_grad(net *n);
+
+/* Receives the final gradient g of parameter tensor t (t's numel floats, valid only during
+ * the call) in net_backward_fused, right after the backward of t's node. */
+typedef void (*net_grad_fn)(void *ctx, int t, const float *g);
+
+/* on != 0: plans that keep what backward reads also give each node with trainable
+ * parameters slab scratch for their gradients during its backward, so that
+ * net_backward_fused can run, except on a data-parallel world (net_set_dist), whose
+ * gradient sum needs n->grads whole. net_backward works either way. Off for a new net.
+ * Returns 0, or -ENOMEM when the larger slab cannot be allocated (the net is then
+ * unusable until the next successful net_set_batch). */
+int net_set_fused_backward(net *n, int on);
+
+/* Whether the last forward's plan can run net_backward_fused: it kept what backward reads,
+ * net_set_fused_backward is on, no data-parallel world is set, and every trainable
+ * parameter belongs to a node the backward runs (none at or before the start node of
+ * net_forward_from). */
+int net_backward_fusable(const net *n);
+
+/* net_backward with each trainable parameter's gradient handed to fn right after its
+ * node's backward (an optimizer's update, optim_backward_step) instead of accumulated
+ * into n->grads: the gradients of one node at a time live in slab scratch the memory
+ * plan places like convolution scratch, and n->grads is neither read nor written, so its
+ * pages stay untouched. The gradients are bit for bit those net_backward leaves in a
+ * zeroed n->grads. Each parameter's node's backward runs before fn updates it, and no
+ * later backward reads it. 0, or -EOPNOTSUPP (nothing run) when !net_backward_fusable. */
+int net_backward_fused(net *n, const int32_t *labels, const float *targets, net_grad_fn fn,
+                       void *ctx);
 
 /* Trains only groups >= g (0 <= g <= n_groups; -EINVAL otherwise). Frozen groups get no
  * gradients and their BatchNorm layers use running statistics. -ENOMEM when the larger

@@ -19,12 +19,13 @@
 
 struct net_plan {
     int valid;
-    int training, freeze_to, start_node, keep; /* the key */
+    int training, freeze_to, start_node, keep, fuse; /* the key */
     int has_backward;
+    int fused;                                 /* net_backward_fused may run */
     unsigned long long used;                   /* last use, for eviction */
     size_t floats;
     size_t *val_off, *grad_off;                /* per value; NO_OFF when absent */
-    size_t *ws_fwd, *ws_bwd;                   /* per node */
+    size_t *ws_fwd, *ws_bwd, *gs_off;          /* per node */
     int *zero_dv;                              /* two per node */
     /* Rebuild steps, in execution order; node i runs steps [first_step[i], +n_steps[i])
      * before its backward, each rebuilding step_value into step_off. */
@@ -58,6 +59,7 @@ static void plan_arrays_free(struct net_plan *p)
     free(p->grad_off);
     free(p->ws_fwd);
     free(p->ws_bwd);
+    free(p->gs_off);
     free(p->zero_dv);
     free(p->first_step);
     free(p->n_steps);
@@ -106,6 +108,46 @@ static int needs_grad_at(const net *n, int j, int start, int freeze)
 static size_t round_up(size_t f)
 {
     return (f + PLAN_ALIGN_FLOATS - 1) / PLAN_ALIGN_FLOATS * PLAN_ALIGN_FLOATS;
+}
+
+/* A tensor's gradient starts this many floats into its slot of the scratch: its offset
+ * in n->grads modulo 64 bytes. */
+static size_t grad_pad(const net *n, int t)
+{
+    return n->tensors[t].offset % PLAN_ALIGN_FLOATS;
+}
+
+size_t net_plan_grad_floats(const net *n, const node *d)
+{
+    size_t f = 0;
+    if (d->p_w >= 0)
+        f += round_up(grad_pad(n, d->p_w) + n->tensors[d->p_w].numel);
+    if (d->p_b >= 0)
+        f += round_up(grad_pad(n, d->p_b) + n->tensors[d->p_b].numel);
+    return f;
+}
+
+void net_plan_grad_views(const net *n, const node *d, float *s, float **gw, float **gb)
+{
+    *gw = *gb = NULL;
+    if (d->p_w >= 0) {
+        *gw = s + grad_pad(n, d->p_w);
+        s += round_up(grad_pad(n, d->p_w) + n->tensors[d->p_w].numel);
+    }
+    if (d->p_b >= 0)
+        *gb = s + grad_pad(n, d->p_b);
+}
+
+/* Whether every trainable parameter's node runs its backward from start: the update
+ * fused into the backward then reaches each of them, as a step after it would. */
+static int fusable_start(const net *n, int freeze, int start)
+{
+    for (int i = 0; i <= start && i < n->n_nodes; i++) {
+        const node *d = &n->nodes[i];
+        if ((d->p_w >= 0 || d->p_b >= 0) && d->group >= freeze)
+            return 0;
+    }
+    return 1;
 }
 
 /* Floats of a rebuild step of value v: the value, then, for a convolution's output, the
@@ -186,12 +228,13 @@ static int plan_alloc_arrays(struct net_plan *p, int nv, int nn)
     p->grad_off = malloc((size_t)nv * sizeof(size_t));
     p->ws_fwd = malloc((size_t)nn * sizeof(size_t));
     p->ws_bwd = malloc((size_t)nn * sizeof(size_t));
+    p->gs_off = malloc((size_t)nn * sizeof(size_t));
     p->zero_dv = malloc(2 * (size_t)nn * sizeof(int));
     p->first_step = malloc((size_t)nn * sizeof(int));
     p->n_steps = malloc((size_t)nn * sizeof(int));
     p->step_value = malloc(STEPS_PER_VALUE * (size_t)nv * sizeof(int));
     p->step_off = malloc(STEPS_PER_VALUE * (size_t)nv * sizeof(size_t));
-    if (!p->val_off || !p->grad_off || !p->ws_fwd || !p->ws_bwd ||
+    if (!p->val_off || !p->grad_off || !p->ws_fwd || !p->ws_bwd || !p->gs_off ||
         !p->zero_dv || !p->first_step || !p->n_steps || !p->step_value || !p->step_off) {
         plan_arrays_free(p);
         return -ENOMEM;
@@ -382,12 +425,13 @@ static int decide_rebuilds(rebuild_ctx *rc, struct net_plan *p, item *val, const
 
 /* One plan_compute: its key, its items and the scratch arrays of the lifetimes (owned,
  * freed by plan_work_free). Items: values [0, nv), gradients [nv, 2nv), forward scratch
- * [2nv, 2nv+N), backward scratch [2nv+N, 2nv+2N), rebuild steps after. */
+ * [2nv, 2nv+N), backward scratch [2nv+N, 2nv+2N), parameter-gradient scratch
+ * [2nv+2N, 2nv+3N), rebuild steps after. */
 typedef struct plan_work {
     const net *n;
-    int training, freeze, start, keep, backward;
+    int training, freeze, start, keep, backward, fused;
     int nn, nv, inf, max_steps, n_items, last;
-    item *it, *val, *grad, *wsf, *wsb, *step;
+    item *it, *val, *grad, *wsf, *wsb, *gsc, *step;
     int *order;
     size_t *lo, *hi;
     int *ints;                      /* the per-value and per-step arrays below, in one block */
@@ -410,14 +454,15 @@ static void plan_work_free(plan_work *w)
 }
 
 static int plan_work_init(plan_work *w, const net *n, int training, int freeze, int start,
-                          int keep)
+                          int keep, int fuse)
 {
     const int nn = n->n_nodes, nv = n->n_values;
     *w = (plan_work){.n = n, .training = training, .freeze = freeze, .start = start,
                      .keep = keep, .backward = training || keep, .nn = nn, .nv = nv,
                      .inf = 2 * nn + 2, .max_steps = STEPS_PER_VALUE * nv,
                      .last = n->nodes[nn - 1].value};
-    w->n_items = 2 * nv + 2 * nn + w->max_steps;
+    w->fused = w->backward && fuse && fusable_start(n, freeze, start);
+    w->n_items = 2 * nv + 3 * nn + w->max_steps;
     w->it = calloc((size_t)w->n_items, sizeof(item));
     w->order = malloc((size_t)w->n_items * sizeof(int));
     w->lo = malloc((size_t)w->n_items * sizeof(size_t));
@@ -446,7 +491,8 @@ static int plan_work_init(plan_work *w, const net *n, int training, int freeze, 
     w->grad = w->it + nv;
     w->wsf = w->it + 2 * nv;
     w->wsb = w->it + 2 * nv + nn;
-    w->step = w->it + 2 * nv + 2 * nn;
+    w->gsc = w->it + 2 * nv + 2 * nn;
+    w->step = w->it + 2 * nv + 3 * nn;
     return 0;
 }
 
@@ -476,7 +522,7 @@ static void plan_forward_lifetimes(plan_work *w, struct net_plan *p)
             if (u >= 0 && i > val[u].t1)
                 val[u].t1 = i;
         }
-        p->ws_fwd[i] = p->ws_bwd[i] = NO_OFF;
+        p->ws_fwd[i] = p->ws_bwd[i] = p->gs_off[i] = NO_OFF;
         p->zero_dv[2 * i] = p->zero_dv[2 * i + 1] = -1;
         p->first_step[i] = -1;
         p->n_steps[i] = 0;
@@ -577,7 +623,8 @@ static void plan_bn_grad_in_place(plan_work *w, const struct net_plan *p)
     }
 }
 
-/* Convolution scratch, live during the one step that uses it. */
+/* Convolution scratch, live during the one step that uses it, and in a fused plan the
+ * parameter gradients of a trainable node, live during its backward step. */
 static void plan_scratch(plan_work *w)
 {
     const net *n = w->n;
@@ -590,6 +637,9 @@ static void plan_scratch(plan_work *w)
         w->wsf[i].t0 = w->wsf[i].t1 = i;
         w->wsb[i].size = w->backward && bwd_runs(n, i, w->start, w->freeze) ? ws : 0;
         w->wsb[i].t0 = w->wsb[i].t1 = 2 * w->nn - i;
+        w->gsc[i].size = w->fused && bwd_runs(n, i, w->start, w->freeze)
+                             ? net_plan_grad_floats(n, d) : 0;
+        w->gsc[i].t0 = w->gsc[i].t1 = 2 * w->nn - i;
     }
 }
 
@@ -600,7 +650,7 @@ static void plan_rebuilds(plan_work *w, struct net_plan *p)
     const net *n = w->n;
     w->n_steps = 0;
     if (w->training && !w->keep) {
-        for (int q = 0; q < 2 * w->nv + 2 * w->nn; q++)
+        for (int q = 0; q < 2 * w->nv + 3 * w->nn; q++)
             live_add(w->live, &w->it[q], 1);
         rebuild_ctx rc = {.n = n, .start = w->start, .freeze = w->freeze, .val = w->val,
                           .dropped = w->dropped, .rec_t0 = w->rec_t0, .rec_t1 = w->rec_t1,
@@ -651,6 +701,7 @@ static void plan_place_items(plan_work *w, struct net_plan *p)
     for (int i = 0; i < w->nn; i++) {
         p->ws_fwd[i] = w->wsf[i].off;
         p->ws_bwd[i] = w->wsb[i].off;
+        p->gs_off[i] = w->gsc[i].off;
     }
     for (int k = 0; k < w->n_steps; k++)
         p->step_off[k] = w->step[k].off;
@@ -658,12 +709,12 @@ static void plan_place_items(plan_work *w, struct net_plan *p)
 
 /* Fills p for (training, freeze, start, keep). */
 static int plan_compute(net *n, struct net_plan *p, int training, int freeze, int start,
-                        int keep)
+                        int keep, int fuse)
 {
     if (plan_alloc_arrays(p, n->n_values, n->n_nodes) < 0)
         return -ENOMEM;
     plan_work w;
-    if (plan_work_init(&w, n, training, freeze, start, keep) < 0)
+    if (plan_work_init(&w, n, training, freeze, start, keep, fuse) < 0)
         return -ENOMEM;
     plan_forward_lifetimes(&w, p);
     plan_backward_readers(&w);
@@ -677,6 +728,8 @@ static int plan_compute(net *n, struct net_plan *p, int training, int freeze, in
     p->freeze_to = freeze;
     p->start_node = start;
     p->keep = keep;
+    p->fuse = fuse;
+    p->fused = w.fused;
     p->valid = 1;
     plan_work_free(&w);
     return 0;
@@ -687,6 +740,7 @@ static struct net_plan *get_plan(net *n, int training, int start, int *rc)
 {
     *rc = 0;
     training = training != 0;
+    const int fuse = n->fused_backward && !n->dist;
     if (!n->plans) {
         n->plans = calloc(1, sizeof(*n->plans));
         if (!n->plans) {
@@ -700,7 +754,7 @@ static struct net_plan *get_plan(net *n, int training, int start, int *rc)
     for (int s = 0; s < PLAN_SLOTS; s++) {
         struct net_plan *p = &ps->slot[s];
         if (p->valid && p->training == training && p->freeze_to == n->freeze_to &&
-            p->start_node == start && p->keep == n->keep_values) {
+            p->start_node == start && p->keep == n->keep_values && p->fuse == fuse) {
             p->used = ++ps->clock;
             return p;
         }
@@ -711,7 +765,7 @@ static struct net_plan *get_plan(net *n, int training, int start, int *rc)
     if (victim - ps->slot == ps->current)
         ps->current = -1;
     victim->valid = 0;
-    *rc = plan_compute(n, victim, training, n->freeze_to, start, n->keep_values);
+    *rc = plan_compute(n, victim, training, n->freeze_to, start, n->keep_values, fuse);
     if (*rc < 0)
         return NULL;
     victim->used = ++ps->clock;
@@ -747,10 +801,12 @@ int net_plan_use(net *n, int training)
         node *d = &n->nodes[i];
         d->scratch_fwd = p->ws_fwd[i] == NO_OFF ? NULL : s + p->ws_fwd[i];
         d->scratch_bwd = p->ws_bwd[i] == NO_OFF ? NULL : s + p->ws_bwd[i];
+        d->scratch_grad = p->gs_off[i] == NO_OFF ? NULL : s + p->gs_off[i];
         d->zero_dv[0] = p->zero_dv[2 * i];
         d->zero_dv[1] = p->zero_dv[2 * i + 1];
     }
     n->plan_backward = p->has_backward;
+    n->plan_fused = p->fused;
     n->plans->current = (int)(p - n->plans->slot);
     return 0;
 }

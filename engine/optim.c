@@ -155,25 +155,44 @@ void optim_reset_momentum(optim *o)
     o->mom = o->cfg.kind == OPTIM_ADAM ? o->cfg.beta1 : o->cfg.momentum;
 }
 
+/* The update of parameter tensor i from its gradient g: the one arithmetic of both the
+ * step after a backward and the step fused into it. */
+static void step_tensor(optim *o, int i, const float *g)
+{
+    net *n = o->net;
+    const net_tensor *t = &n->tensors[i];
+    float *p = n->params + t->offset;
+    float lr = (float)o->lr[t->group], wd = (float)o->wd[t->group];
+    o->steps[i]++;
+    if (o->cfg.kind == OPTIM_SGD)
+        sgd_step(p, g, o->state + t->offset, t->numel, lr, (float)o->mom, o->cfg.nesterov, wd,
+                 o->cfg.decoupled_wd);
+    else
+        adam_step(p, g, o->state + t->offset, o->state + n->n_params + t->offset, t->numel,
+                  o->steps[i], lr, (float)o->mom, (float)o->cfg.beta2, (float)o->cfg.eps, wd,
+                  o->cfg.decoupled_wd);
+}
+
 void optim_step(optim *o)
 {
     net *n = o->net;
     for (int i = 0; i < n->n_tensors; i++) {
         const net_tensor *t = &n->tensors[i];
-        if (t->is_buffer || t->group < n->freeze_to)
-            continue;
-        float *p = n->params + t->offset;
-        const float *g = n->grads + t->offset;
-        float lr = (float)o->lr[t->group], wd = (float)o->wd[t->group];
-        o->steps[i]++;
-        if (o->cfg.kind == OPTIM_SGD)
-            sgd_step(p, g, o->state + t->offset, t->numel, lr, (float)o->mom,
-                     o->cfg.nesterov, wd, o->cfg.decoupled_wd);
-        else
-            adam_step(p, g, o->state + t->offset, o->state + n->n_params + t->offset,
-                      t->numel, o->steps[i], lr, (float)o->mom, (float)o->cfg.beta2,
-                      (float)o->cfg.eps, wd, o->cfg.decoupled_wd);
+        if (!t->is_buffer && t->group >= n->freeze_to)
+            step_tensor(o, i, n->grads + t->offset);
     }
+}
+
+static void fused_step(void *ctx, int t, const float *g) { step_tensor(ctx, t, g); }
+
+void optim_backward_step(optim *o, const int32_t *labels, const float *targets)
+{
+    net *n = o->net;
+    if (net_backward_fused(n, labels, targets, fused_step, o) == 0)
+        return;
+    net_zero_grad(n);
+    net_backward(n, labels, targets);
+    optim_step(o);
 }
 
 int optim_copy_state(optim *dst, const optim *src)
@@ -186,7 +205,7 @@ int optim_copy_state(optim *dst, const optim *src)
     return 0;
 }
 
-/* By name, so that optim.c needs nothing of net.c beyond the struct. */
+/* A parameter (not a buffer) by name. */
 static int find_param(const net *n, const char *name)
 {
     for (int i = 0; i < n->n_tensors; i++)

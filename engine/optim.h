@@ -81,6 +81,15 @@ void optim_reset_momentum(optim *o);
  * never touched; frozen groups keep their state unchanged. */
 void optim_step(optim *o);
 
+/* The backward of the net's last loss (net_backward) and one optim_step, with the same
+ * results bit for bit, the update fused into the backward where the net's plan allows
+ * (net_backward_fusable: one process, every trainable node reached): each tensor is
+ * updated right after its node's backward, from gradients in the slab, and net->grads
+ * is neither zeroed nor written, so it holds no memory. Elsewhere (a data-parallel world,
+ * whose gradient sum needs the whole of net->grads) it zeroes net->grads, runs
+ * net_backward, then optim_step. The LRs and WDs must be set before. */
+void optim_backward_step(optim *o, const int32_t *labels, const float *targets);
+
 /* Copies the whole state (buffers and step counts) to or from another optimizer over a
  * net with the same parameters (learner snapshots, LR-finder restore). -EINVAL when the
  * shapes differ. */

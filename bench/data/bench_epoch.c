@@ -30,11 +30,9 @@ static void step(net *n, optim *o, const float *x, const int32_t *y, int count)
 {
     if (net_set_batch(n, count, SZ, SZ) < 0)
         abort();
-    net_zero_grad(n);
     net_forward(n, x, 1);
     net_loss(n, y, NULL);
-    net_backward(n, y, NULL);
-    optim_step(o);
+    optim_backward_step(o, y, NULL);
 }
 
 int main(int argc, char **argv)
@@ -68,7 +66,8 @@ int main(int argc, char **argv)
     optim_config oc;
     optim_config_defaults(&oc);
     const double lr = 0.05, wd = 1e-4;
-    if (model_create(&n, &ms, err, sizeof err) < 0 || optim_create(&o, n, &oc) < 0) {
+    if (model_create(&n, &ms, err, sizeof err) < 0 || optim_create(&o, n, &oc) < 0 ||
+        net_set_fused_backward(n, 1) < 0) { /* the learner's step */
         fprintf(stderr, "bench_epoch: cannot build the model\n");
         return 1;
     }

@@ -272,7 +272,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (model_create(&n, &s, err, sizeof(err)) < 0 || net_set_precision(n, prec) < 0 ||
-        net_set_batch(n, bs, size, size) < 0 || optim_create(&opt, n, &oc) < 0) {
+        net_set_batch(n, bs, size, size) < 0 || optim_create(&opt, n, &oc) < 0 ||
+        net_set_fused_backward(n, 1) < 0) { /* the learner's step (lrn_train_step) */
         fprintf(stderr, "bench_engine: cannot build %s: %s\n", s.arch, err);
         return 1;
     }
@@ -304,11 +305,9 @@ int main(int argc, char **argv)
         if (dn)
             dn->set_verbose(it == -2 ? 1 : 0);
         if (training) {
-            net_zero_grad(n);
             net_forward(n, x, 1);
             loss = net_loss(n, y, NULL);
-            net_backward(n, y, NULL);
-            optim_step(opt);
+            optim_backward_step(opt, y, NULL);
         } else {
             net_forward(n, x, 0);
             loss = net_loss(n, y, NULL);

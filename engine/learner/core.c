@@ -551,6 +551,10 @@ static int create_training(learner *l, char *err, size_t errlen)
     int rc = optim_create(&l->opt, l->net, &oc);
     if (rc)
         return rc;
+    /* Each step's update runs inside the backward (optim_backward_step), so the full
+     * gradient buffer is never written; a data-parallel world keeps it (net_dist.c). */
+    if ((rc = net_set_fused_backward(l->net, 1)))
+        return rc;
     int n_train = l->info->count[SPLIT_TRAIN];
     rc = lrn_make_loader(l, &l->train_dl, SPLIT_TRAIN, 1, n_train >= l->bs, 1, err, errlen);
     if (!rc)
@@ -709,15 +713,13 @@ float lrn_train_step(learner *l, int cached, const batch_view *v, const double *
     *rc = net_set_batch(m, v->n, l->sz, l->sz);
     if (*rc)
         return NAN;
-    net_zero_grad(m);
     if (!src_forward(l, cached, v->x, 1)) {
         *rc = -ENOMEM;
         return NAN;
     }
     float loss = net_loss(m, v->y, v->t);
-    net_backward(m, v->y, v->t);
-    optim_set_lrs(o, lrs, n_groups);
-    optim_step(o);
+    optim_set_lrs(o, lrs, n_groups); /* before: the update may run inside the backward */
+    optim_backward_step(o, v->y, v->t);
     if (dist_active(l->cfg.dist)) {
         /* The mean over the global batch, as one process would report it. */
         double sum = (double)loss * v->n;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dist.h"
 #include "errmsg.h"
 #include "internal.h"
 #include "net.h"
@@ -27,6 +28,7 @@ void lmem_run_of(lmem_run *r, const learner_config *lc, const ds_info *in)
     r->opt = lc->opt;
     r->pretrained = lc->pretrained != NULL;
     r->loader_threads = lc->loader_threads;
+    r->dist = dist_active(lc->dist);
     r->n_train = in->count[SPLIT_TRAIN];
     r->n_valid = in->count[SPLIT_VALID];
     r->image_bytes = (int64_t)in->median_w * in->median_h * r->model.c_in;
@@ -58,7 +60,9 @@ static int parts_at(net *n, const lmem_run *r, int bs, int sz, lmem_parts *p)
     at.bs = bs;
     at.sz = sz;
     memset(p, 0, sizeof *p);
-    rc = net_memory_need(n, bs, sz, sz, 1, &act);
+    rc = net_set_fused_backward(n, !r->dist); /* as create_training sets it */
+    if (rc == 0)
+        rc = net_memory_need(n, bs, sz, sz, 1, &act);
     if (rc == 0)
         rc = net_memory_need(n, 1, sz, sz, 0, &eval1);
     if (rc)
@@ -67,7 +71,10 @@ static int parts_at(net *n, const lmem_run *r, int bs, int sz, lmem_parts *p)
     double buffers = (double)n->n_buffers * sizeof(float);
     int pool = net_pool_node(n);
     p->weights = params + buffers;
-    p->grads = params;
+    /* One process updates each node's parameters from their gradients in the activation
+     * slab, where the plan counts them (optim_backward_step), and never writes the full
+     * buffer; a rank of a data-parallel world holds it all for the sum. */
+    p->grads = r->dist ? params : 0;
     p->optim = params * (r->opt == OPTIM_ADAM ? 2 : 1);
     p->activations = act;
     data_parts(&at, pool >= 0 ? net_node_features(n, pool) : 0, p);
