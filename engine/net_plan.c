@@ -271,8 +271,12 @@ static int conv_rebuildable(rebuild_ctx *c, int v, int t, int emit)
     int cr = n->value_creator[v];
     const node *d = &n->nodes[cr];
     int x = n->nodes[d->in[0]].value;
-    if (c->start != 0 || n->nodes[d->in[0]].kind != NODE_INPUT ||
-        d->conv.precision != PRECISION_FP32 || !held_at(c, x, t))
+    /* Rebuilt only where the forward is the fp32 kernels' (fp32, or bf16 on them), whose
+     * same call on the same operands gives the same output bit for bit. */
+    int fp32_kernels = d->conv.precision == PRECISION_FP32 ||
+                       d->conv.bf16_kernels == BF16_KERNELS_FP32;
+    if (c->start != 0 || n->nodes[d->in[0]].kind != NODE_INPUT || !fp32_kernels ||
+        !held_at(c, x, t))
         return 0;
     for (int i = cr + 1; i < n->n_nodes; i++)
         if (n->nodes[i].value == v)

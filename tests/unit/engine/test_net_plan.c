@@ -184,12 +184,15 @@ static void resnet18_fastai_head_planned_equals_unshared(void **state)
  * ResNet) is not kept for its BatchNorm's backward but recomputed: after a training
  * forward its buffer holds something else (in the net that keeps everything, the same),
  * and the gradients are still those of the net that keeps everything. */
-static void resnet18_stem_output_not_kept(void **state)
+static void stem_output_not_kept(precision prec)
 {
-    (void)state;
     pair p;
     pair_init(&p, "resnet18", HEAD_PLAIN, 3, 4, 64);
     net *ns[2] = {p.planned, p.kept};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(net_set_bf16_kernels(ns[k], BF16_KERNELS_FP32), 0);
+        assert_int_equal(net_set_precision(ns[k], prec), 0);
+    }
     for (int k = 0; k < 2; k++) {
         net *n = ns[k];
         int v = n->nodes[1].value;
@@ -210,6 +213,22 @@ static void resnet18_stem_output_not_kept(void **state)
     pair_free(&p);
 }
 
+static void resnet18_stem_output_not_kept(void **state)
+{
+    (void)state;
+    stem_output_not_kept(PRECISION_FP32);
+}
+
+/* bf16 on the fp32 kernels recomputes the stem as fp32 does: the same call on the same
+ * rounded operands gives the same output bit for bit. */
+static void resnet18_bf16_stem_output_not_kept(void **state)
+{
+    (void)state;
+    if (!precision_bf16_supported())
+        skip();
+    stem_output_not_kept(PRECISION_BF16);
+}
+
 int main(void)
 {
     blas_startup(NULL, 2);
@@ -218,6 +237,7 @@ int main(void)
         cmocka_unit_test(resnet18_planned_equals_unshared),
         cmocka_unit_test(resnet18_fastai_head_planned_equals_unshared),
         cmocka_unit_test(resnet18_stem_output_not_kept),
+        cmocka_unit_test(resnet18_bf16_stem_output_not_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
