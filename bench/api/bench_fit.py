@@ -27,7 +27,7 @@ that the load of a shared host falls on every side alike.
 
 Usage: /usr/bin/python3 bench/api/bench_fit.py [--bin build/daemon/sgdrd]
        [--engine build/bench/engine/bench_engine] [--rounds 3] [--epochs 2]
-       [--images 8000] [--valid 2000] [--precision fp32|bf16|both] [--quick]
+       [--images 8000] [--valid 1000] [--precision fp32|bf16|both] [--quick]
 Standard library and Debian's torch only; loopback only; the daemon is stopped at the
 end, also on failure."""
 import argparse
@@ -89,16 +89,30 @@ def register(port, path):
     return ds
 
 
-def wait_job(port, job):
+def wait_job(port, job, pid):
+    """Waits for the job to succeed, sampling the daemon's CPU seconds every quarter
+    second (a /proc read, no request): [(wall time, CPU seconds)]."""
     deadline = time.monotonic() + FIT_TIMEOUT_S
+    samples = []
     while time.monotonic() < deadline:
-        j = must(port, "GET", "%s/jobs/%d" % (API, job))
-        if j["state"] not in ("queued", "running"):
-            if j["state"] != "succeeded":
-                raise RuntimeError("job %d ended %s: %r" % (job, j["state"], j.get("error")))
-            return j
-        time.sleep(0.5)
+        if len(samples) % 4 == 0:
+            j = must(port, "GET", "%s/jobs/%d" % (API, job))
+            if j["state"] not in ("queued", "running"):
+                if j["state"] != "succeeded":
+                    raise RuntimeError("job %d ended %s: %r" % (job, j["state"],
+                                                                j.get("error")))
+                return samples
+        samples.append((time.time(), cpu_s(pid)))
+        time.sleep(0.25)
     raise RuntimeError("job %d did not end within %d s" % (job, FIT_TIMEOUT_S))
+
+
+def cpu_at(samples, t):
+    """The daemon's CPU seconds at wall time t, interpolated between samples."""
+    for (t0, c0), (t1, c1) in zip(samples, samples[1:]):
+        if t0 <= t <= t1:
+            return c0 + (c1 - c0) * (t - t0) / (t1 - t0) if t1 > t0 else c0
+    return float("nan")
 
 
 def thread_cpu(pid, nice):
@@ -122,25 +136,25 @@ def epoch_rows(port, run):
     return sorted(rows, key=lambda r: r["epoch"])
 
 
-def batch_rate(port, run, rows, n_train):
-    """img/s from the per-batch metric times, each epoch from its first batch to its last
-    (the first batch's loading and warm-up and the validation between epochs left out)."""
+def batch_windows(port, run, rows, n_train):
+    """Each epoch's training from its first batch's metric time to its last: (images after
+    the first batch, t_first, t_last); the first batch's loading and warm-up and the
+    validation between epochs are left out."""
     js = must(port, "GET", "%s/runs/%d/metrics?key=train_loss&limit=100000" % (API, run))
     pts = sorted((p["step"], p["time"]) for p in js["points"])
-    imgs = secs = 0.0
-    prev = -1
+    out, prev = [], -1
     for r in rows:
         ts = [t for s, t in pts if prev < s <= r["step"]]
         prev = r["step"]
         if len(ts) >= 2:
-            imgs += min(len(ts) * BS, n_train) - BS
-            secs += ts[-1] - ts[0]
-    return imgs / secs if secs > 0 else float("nan")
+            out.append((min(len(ts) * BS, n_train) - BS, ts[0], ts[-1]))
+    return out
 
 
 def daemon_fit(args, port, pid, ds, prec, base_nice):
-    """One fit on a fresh run: its epochs' img/s, the per-batch figure, the run's config,
-    and CPU seconds of the whole daemon and of its threads outside the training worker."""
+    """One fit on a fresh run: its epochs' img/s, the per-batch figure, img per CPU-s of
+    the daemon over the last epoch's batches, the run's config, and CPU seconds of the whole
+    daemon and of its long-lived threads outside the training worker over the job."""
     cfg = must(port, "POST", API + "/runs",
                {"dataset": ds["id"], "arch": "resnet_small", "head": "plain", "sz": SZ,
                 "bs": BS, "tfms": "none", "precision": prec, "seed": 1},
@@ -148,16 +162,20 @@ def daemon_fit(args, port, pid, ds, prec, base_nice):
     c0, h0 = cpu_s(pid), thread_cpu(pid, base_nice)
     job = must(port, "POST", "%s/runs/%d/fit" % (API, cfg["id"]),
                {"lrs": 0.05, "n_cycle": 1, "cycle_len": args.epochs}, want=(202,))["id"]
-    wait_job(port, job)
+    samples = wait_job(port, job, pid)
     cpu, h1 = cpu_s(pid) - c0, thread_cpu(pid, base_nice)
     other = sum(v - h0.get(tid, 0.0) for tid, v in h1.items())
     rows = epoch_rows(port, cfg["id"])
     if len(rows) != args.epochs:
         raise RuntimeError("run %d recorded %d epochs, not %d" % (cfg["id"], len(rows),
                                                                  args.epochs))
+    wins = batch_windows(port, cfg["id"], rows, args.images)
+    secs = sum(t1 - t0 for _, t0, t1 in wins)
+    imgs, t0, t1 = wins[-1]
+    used = cpu_at(samples, t1) - cpu_at(samples, t0)
     return {"epochs": [r["img_per_s"] for r in rows],
-            "train_s": sum(r["seconds"] for r in rows),
-            "batch": batch_rate(port, cfg["id"], rows, args.images),
+            "batch": sum(w[0] for w in wins) / secs if secs > 0 else float("nan"),
+            "batch_cpu": imgs / used if used > 0 else float("nan"),
             "config": cfg["config"], "cpu_s": cpu, "other_cpu_s": other}
 
 
@@ -227,9 +245,9 @@ def summary(args, prec, res, capped, health):
     other = sum(f["other_cpu_s"] for f in res["daemon"])
     t_cpu = med([max(a["img_per_cpu_s"], b["img_per_cpu_s"])
                  for a, b in zip(res["torch"][False], res["torch"][True])])
-    print("  img per CPU-s: daemon %.0f (whole fits, warm-up and validation included; %.1f%% of "
-          "its CPU on its long-lived threads outside training), PyTorch %.0f, engine %s"
-          % (len(d) * args.images * args.epochs / cpu, 100 * other / cpu, t_cpu,
+    print("  img per CPU-s: daemon %.0f (the last epoch's batches; over whole jobs %.1f%% of its "
+          "CPU ran on long-lived threads outside training), PyTorch %.0f, engine %s"
+          % (med([f["batch_cpu"] for f in res["daemon"]]), 100 * other / cpu, t_cpu,
              "%.0f" % med([x["img_per_cpu_s"] for x in res["engine"]])
              if res["engine"] else "-"))
 
@@ -243,7 +261,7 @@ def print_round(args, prec, rnd, f, tn, tc, e):
     print("%-4s %5d %-*s %9.1f %8.1f / %-8.1f %7s %7.0f / %.0f / %s" % (
         prec, rnd + 1, epoch_width(args), " / ".join("%6.1f" % x for x in f["epochs"]),
         f["batch"], tn["img_per_s"], tc["img_per_s"], "%.1f" % e["img_per_s"] if e else "-",
-        args.images * args.epochs / f["cpu_s"], t_cpu,
+        f["batch_cpu"], t_cpu,
         "%.0f" % e["img_per_cpu_s"] if e else "-"), flush=True)
 
 
@@ -282,7 +300,7 @@ def parse():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--images", type=int, default=8000)
-    ap.add_argument("--valid", type=int, default=2000)
+    ap.add_argument("--valid", type=int, default=1000)
     ap.add_argument("--precision", choices=("fp32", "bf16", "both"), default="both")
     ap.add_argument("--quick", action="store_true", help="one round, fewer PyTorch steps")
     args = ap.parse_args()
@@ -290,7 +308,7 @@ def parse():
     args.epochs = max(1, min(args.epochs, 3))
     args.images = max(4 * BS, min(args.images, 60000))
     args.valid = max(BS, min(args.valid, 10000))
-    args.torch_iters = 6 if args.quick else 16
+    args.torch_iters = 6 if args.quick else 10
     return args
 
 
@@ -351,7 +369,12 @@ def main():
         for prec in precs:
             summary(args, prec, res[prec], capped, health)
         with open("/proc/loadavg") as f:
-            print("\nload average at the end: %s" % " ".join(f.read().split()[:3]))
+            load = f.read().split()[:3]
+        print("\nload average at the end: %s" % " ".join(load))
+        if max(float(x) for x in load) > 2 * os.cpu_count():
+            print("a loaded host (more than twice %d cores' worth of runnable work): the "
+                  "sides got shares of the CPU that differ from moment to moment; the "
+                  "img per CPU-s figures are the steadier ones" % os.cpu_count())
         return 0
     except Exception:
         if log is not None:
