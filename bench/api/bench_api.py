@@ -233,6 +233,29 @@ def stop_job(port, job, timeout=60):
                        % (job, timeout, st, js))
 
 
+def print_log_tail(log):
+    """The last 3,000 characters of the daemon's log on stderr (after a failure)."""
+    if log is None:
+        return
+    log.flush()
+    with open(log.name) as f:
+        sys.stderr.write("daemon log tail:\n" + f.read()[-3000:])
+
+
+def stop_daemon(proc, log, root):
+    """SIGTERM to the daemon (SIGKILL after 20 s), then its log closed and root removed."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if log is not None:
+        log.close()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def cpu_s(pid):
     """User + system CPU seconds the process has used so far."""
     with open("/proc/%d/stat" % pid) as f:
@@ -444,20 +467,10 @@ def main():
                                    ratio >= 1 - THROUGHPUT_TOL else "NOT met"))
         return 0
     except Exception:
-        log.flush()
-        with open(log.name) as f:
-            sys.stderr.write("daemon log tail:\n" + f.read()[-3000:])
+        print_log_tail(log)
         raise
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        shutil.rmtree(root, ignore_errors=True)
+        stop_daemon(proc, log, root)
 
 
 if __name__ == "__main__":

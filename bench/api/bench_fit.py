@@ -32,7 +32,6 @@ Standard library and Debian's torch only; loopback only; the daemon is stopped a
 end, also on failure."""
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -46,7 +45,8 @@ sys.path.insert(0, os.path.join(ROOT, "bench", "engine"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "recipe"))
 
 import idx_subset  # noqa: E402
-from bench_api import API, FMNIST, cpu_s, free_port, must  # noqa: E402
+from bench_api import (API, FMNIST, cpu_s, free_port, must, print_log_tail,  # noqa: E402
+                       stop_daemon)
 from run_bench import CAP_VARS, PARITY, TORCH_CASE, kernels, run_json  # noqa: E402
 
 BS = 128
@@ -377,22 +377,10 @@ def main():
                   "img per CPU-s figures are the steadier ones" % os.cpu_count())
         return 0
     except Exception:
-        if log is not None:
-            log.flush()
-            with open(log.name) as f:
-                sys.stderr.write("daemon log tail:\n" + f.read()[-3000:])
+        print_log_tail(log)
         raise
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if log is not None:
-            log.close()
-        shutil.rmtree(root, ignore_errors=True)
+        stop_daemon(proc, log, root)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,14 @@ import argparse
 import json
 import os
 import selectors
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-from bench_api import (API, BS, FMNIST, free_port, must, percentile, stop_job, train_points,
-                       wait_training)
+from bench_api import (API, BS, FMNIST, free_port, must, percentile, print_log_tail, stop_daemon,
+                       stop_job, train_points, wait_training)
 
 P99_TARGET_MS = 20.0
 THROUGHPUT_TOL = 0.10
@@ -311,22 +309,10 @@ def main():
         report(args, health, res, (rss, load_growth), windows, train_points(port, run, -1))
         return 0
     except Exception:
-        if log is not None:
-            log.flush()
-            with open(log.name) as f:
-                sys.stderr.write("daemon log tail:\n" + f.read()[-3000:])
+        print_log_tail(log)
         raise
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if log is not None:
-            log.close()
-        shutil.rmtree(root, ignore_errors=True)
+        stop_daemon(proc, log, root)
 
 
 if __name__ == "__main__":
