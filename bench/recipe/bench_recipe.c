@@ -1,8 +1,8 @@
 /* bench_recipe.c: the seed's claims on Fashion-MNIST. Prints one table: constant LR vs
  * step decay vs SGDR at the same epoch budget, TTA vs none, snapshot ensemble vs last
  * weights, each with minutes and training images per second; then (with --recipe) the
- * whole recipe from scratch against the target of 94.0% validation accuracy with TTA in
- * at most 20 minutes: the recipe gets --budget minutes (default 20) and plans its
+ * whole recipe from scratch against the target of 95.0% validation accuracy with TTA in
+ * at most 20 minutes (issue 22's bar; 94.0% before it): the recipe gets --budget minutes (default 20) and plans its
  * epochs to fit them.
  *
  * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
@@ -259,8 +259,8 @@ int main(int argc, char **argv)
         double minutes = (bench_now_s() - t0) / 60.0;
         if (!rc) {
             char ex[128];
-            snprintf(ex, sizeof ex, "target >= 94.00%% in <= 20 min: %s",
-                     t.tta_accuracy >= 0.94f && minutes <= 20.0 ? "MET" : "NOT MET");
+            snprintf(ex, sizeof ex, "target >= 95.00%% in <= 20 min: %s",
+                     t.tta_accuracy >= 0.95f && minutes <= 20.0 ? "MET" : "NOT MET");
             row(b.one_cycle ? "recipe from scratch (1cycle), TTA"
                             : "recipe from scratch, with TTA",
                 minutes, s.train_s > 0 ? (double)s.imgs / s.train_s : 0.0, t.tta_accuracy, ex);
