@@ -36,6 +36,8 @@ typedef struct learner_config {
     int sz, bs;
     tfm_set tfms;
     float max_zoom;
+    int pad;                   /* AddPadding (fast.ai's pad), pixels at sz, 0 to sz / 2; the
+                                * smaller sizes of progressive resizing pad by the same share */
     int precompute;            /* start with the precompute cache on (needs a frozen body) */
     const char *pretrained;    /* safetensors of the body (torchvision names), or NULL */
     int imagenet_stats;        /* normalise with ImageNet statistics (pretrained body) */
@@ -173,8 +175,9 @@ typedef struct tta_result {
 
 /* The augmented passes TTA takes for l at its current size, besides the centre crop: up to
  * max fixed plans, each a view training drew (its flips, and crops shifted within the room
- * its random zoom and crop had, at half its zoom), none repeating another or the centre
- * crop. Returns how many (0 when training drew nothing but the centre crop). */
+ * its random zoom, padding and crop had, at half its zoom or halfway into its padding),
+ * none repeating another or the centre crop. Returns how many (0 when training drew
+ * nothing but the centre crop). */
 int learner_tta_plans(const learner *l, tfm_plan *plans, int max);
 
 int learner_tta(learner *l, int n_aug, const ev_hooks *h, tta_result *out, char *err,

@@ -137,12 +137,21 @@ typedef struct tfm_config {
     float max_zoom;   /* RandomScale upper bound; <= 1 disables it */
     int augment;      /* training: random scale, crop and tfms; else centre crop only */
     float mean[3], std[3];
+    /* AddPadding (fast.ai's pad, e.g. sz // 8): after the scaling, reflect-pad the image
+     * by pad pixels on every side (OpenCV's BORDER_REFLECT), so that the random crop
+     * shifts the content by up to pad pixels each way. The centre crop is unchanged by it.
+     * pad is in pixels at size pad_sz; at another size sz it is round(pad * sz / pad_sz),
+     * so a progressively resized run shifts by the same share of the image (pad_sz 0: pad
+     * pixels at every size). */
+    int pad, pad_sz;
 } tfm_config;
 
 /* Writes the transformed, normalised image as (sz, sz, c_out) floats to out, drawing every
  * random choice from *rng. Same image, config and rng state: same output, bit for bit.
- * Order (fast.ai 0.7): Scale or RandomScale, RandomRotate, RandomLighting, RandomFlip or
- * RandomDihedral, RandomCrop (augment) or CenterCrop, normalise. One departure: the
+ * Order (fast.ai 0.7): Scale or RandomScale, AddPadding, RandomRotate, RandomLighting,
+ * RandomFlip or RandomDihedral, RandomCrop (augment) or CenterCrop, normalise. Two
+ * departures: a rotation of a padded image reflects the unpadded image where it reaches
+ * past the padding (OpenCV reflects the padded one), and the
  * image mean in RandomLighting is taken before the rotation, not after (the rotation then
  * only computes the pixels the crop keeps; reflect padding keeps the means within a
  * fraction of a percent). If memory runs out the output is all zeros
@@ -161,6 +170,8 @@ typedef struct tfm_plan {
     float crop_x, crop_y; /* RandomCrop: offset = floor(crop * slack); negative: centre */
 } tfm_plan;
 
+/* The padding cfg gives at its size sz, in pixels (tfm_config's pad and pad_sz). */
+int transform_pad_at(const tfm_config *cfg);
 /* The identity plan: Scale(sz) and CenterCrop only (validation, prediction). */
 void transform_plan_identity(tfm_plan *p);
 void transform_draw(tfm_plan *p, const tfm_config *cfg, uint64_t *rng);

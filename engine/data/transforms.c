@@ -319,12 +319,30 @@ static inline int clampi(int v, int lo, int hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* The pixel of an image n wide that coordinate i of its reflect-padded copy (pad each side)
+ * shows. */
+static inline int unpad(int i, int pad, int n)
+{
+    i -= pad;
+    return i >= 0 && i < n ? i : reflect(i, n);
+}
+
+int transform_pad_at(const tfm_config *cfg)
+{
+    if (cfg->pad <= 0)
+        return 0;
+    if (cfg->pad_sz <= 0)
+        return cfg->pad;
+    return (2 * cfg->pad * cfg->sz + cfg->pad_sz) / (2 * cfg->pad_sz);
+}
+
 /* Everything after the scaling, in one pass over the sz x sz output: for each output pixel
  * the dihedral transform and the crop give a pixel of the rotated image, the rotation gives
  * a point of the scaled image a, sampled bilinearly (reflect padding); then lighting,
  * channel conversion and normalisation. Inlined per (c, c_out) so the channel loops unroll. */
 typedef struct final_args {
     int W, H, sz;
+    int pad;                          /* AddPadding: rotated-image coordinates are W + 2 pad wide */
     int x0, y0, dxj, dyj, dxi, dyi;   /* affine map from (j, i) to the rotated image */
     int rotating;
     float ca, sa, cx, cy;
@@ -347,9 +365,9 @@ static inline __attribute__((always_inline)) void final_pass(float *out, const f
             if (f->rotating) {
                 float dx = xr - f->cx, dy = yr - f->cy;
                 float sx = f->ca * dx - f->sa * dy + f->cx, sy = f->sa * dx + f->ca * dy + f->cy;
-                rot_px(v, a, W, H, sx, sy, c);
+                rot_px(v, a, W, H, sx - f->pad, sy - f->pad, c);
             } else {
-                const float *src = a + ((size_t)clampi(yr, 0, H - 1) * W + clampi(xr, 0, W - 1)) * c;
+                const float *src = a + ((size_t)unpad(yr, f->pad, H) * W + unpad(xr, f->pad, W)) * c;
                 for (int ch = 0; ch < c; ch++)
                     v[ch] = src[ch];
             }
@@ -397,14 +415,15 @@ int transform_apply_plan(float *out, const image *in, const tfm_config *cfg, con
     if (rc)
         goto out_fail;
 
-    final_args f = {.W = W, .H = H, .sz = sz};
+    const int pad = transform_pad_at(cfg), PW = W + 2 * pad, PH = H + 2 * pad;
+    final_args f = {.W = W, .H = H, .sz = sz, .pad = pad};
     if (p->rotate_deg != 0) {
         double rad = p->rotate_deg * (3.14159265358979323846 / 180.0);
         f.rotating = 1;
         f.ca = (float)cos(rad);
         f.sa = (float)sin(rad);
-        f.cx = (W - 1) * 0.5f;
-        f.cy = (H - 1) * 0.5f;
+        f.cx = (PW - 1) * 0.5f;
+        f.cy = (PH - 1) * 0.5f;
     }
     /* RandomLighting, fast.ai's lighting(): clip((x - mu) * c + mu + b, 0, 1). fast.ai takes
      * mu after the rotation; we take it before, which saves rotating pixels the crop drops
@@ -417,7 +436,7 @@ int transform_apply_plan(float *out, const image *in, const tfm_config *cfg, con
     }
 
     int k = p->dihedral & 7;
-    int DW = k & 1 ? H : W, DH = k & 1 ? W : H;
+    int DW = k & 1 ? PH : PW, DH = k & 1 ? PW : PH;
     int ox, oy;
     if (p->crop_x < 0)
         ox = (DW - sz + 1) / 2;
@@ -431,9 +450,9 @@ int transform_apply_plan(float *out, const image *in, const tfm_config *cfg, con
     oy = clampi(oy, 0, DH > sz ? DH - sz : 0);
     /* The dihedral map is affine in (x, y): find the origin and the two unit steps once. */
     int x1, y1, x2, y2;
-    dihedral_map(k, W, H, ox, oy, &f.x0, &f.y0);
-    dihedral_map(k, W, H, ox + 1, oy, &x1, &y1);
-    dihedral_map(k, W, H, ox, oy + 1, &x2, &y2);
+    dihedral_map(k, PW, PH, ox, oy, &f.x0, &f.y0);
+    dihedral_map(k, PW, PH, ox + 1, oy, &x1, &y1);
+    dihedral_map(k, PW, PH, ox, oy + 1, &x2, &y2);
     f.dxj = x1 - f.x0;
     f.dyj = y1 - f.y0;
     f.dxi = x2 - f.x0;

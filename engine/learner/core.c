@@ -333,6 +333,8 @@ void lrn_tfm_fill(const learner *l, tfm_config *t, int augment)
     t->c_out = l->c_in;
     t->tfms = l->cfg.tfms;
     t->max_zoom = l->cfg.max_zoom;
+    t->pad = l->cfg.pad;
+    t->pad_sz = l->cfg.sz;
     t->augment = augment;
     memcpy(t->mean, l->mean, sizeof t->mean);
     memcpy(t->std, l->std, sizeof t->std);
@@ -419,6 +421,11 @@ static int create_check_config(const learner_config *cfg, const ds_info *info, c
     }
     if (cfg->bs < 1 || cfg->bs > 4096) {
         err_set(err, errlen, "bs: must be between 1 and 4096 (got %d)", cfg->bs);
+        return -EINVAL;
+    }
+    if (cfg->pad < 0 || cfg->pad > cfg->sz / 2) {
+        err_set(err, errlen, "pad: must be between 0 and sz / 2 (%d for sz %d; got %d)",
+                cfg->sz / 2, cfg->sz, cfg->pad);
         return -EINVAL;
     }
     if (cfg->bs < dist_size(cfg->dist)) {

@@ -5,8 +5,10 @@
  *   left-right mirror; top_down: the eight turns; none: no flip);
  * - shifts only where training's random crop had room to move: at a zoom of half of
  *   training's range (the mean of the zooms it drew; none when that leaves less than a
- *   pixel of room), the crop at each corner of that room; without a zoom, the two ends of
- *   the longer side of images that are not square.
+ *   pixel of room), the crop at each corner of that room; with padding (pad), the crop
+ *   halfway from the centre to each corner of the padded room (a shift of about half the
+ *   pad each way); otherwise, the two ends of the longer side of images that are not
+ *   square.
  *
  * No random zoom, rotation or lighting: a zoomed crop cuts content off, which on images
  * whose content fills the frame (digits, clothing) can change what the image shows. The
@@ -44,6 +46,16 @@ static int pass_dihedrals(tfm_set tfms, int *d)
     return 1;
 }
 
+/* The four crop positions halfway from the centre to the corners of a room of `room`
+ * pixels (the padded crop's; at least 2): offsets centre -+ h, as fractions of the room. */
+static void halfway_corners(int room, float corner[4][2])
+{
+    int c = room / 2, h = (room + 2) / 4;
+    float lo = (float)((c - h + 0.5) / room), hi = (float)((c + h + 0.5) / room);
+    const float pos[4][2] = {{lo, lo}, {hi, hi}, {hi, lo}, {lo, hi}};
+    memcpy(corner, pos, sizeof pos);
+}
+
 int learner_tta_plans(const learner *l, tfm_plan *plans, int max)
 {
     const ds_info *in = l->info;
@@ -51,10 +63,15 @@ int learner_tta_plans(const learner *l, tfm_plan *plans, int max)
     int nd = pass_dihedrals(l->cfg.tfms, d);
     int side = pass_side(l->sz, l->cfg.max_zoom);
     int square = in->min_w == in->max_w && in->min_h == in->max_h && in->min_w == in->min_h;
-    /* Crop positions besides the centre: corners of the zoomed room, or the ends of the
-     * longer side at the plain scale. */
-    static const float corner[4][2] = {{0, 0}, {1, 1}, {1, 0}, {0, 1}};
-    int n_pos = side > l->sz ? 4 : square ? 0 : 2;
+    tfm_config tc;
+    lrn_tfm_fill(l, &tc, 1);
+    int pad = transform_pad_at(&tc);
+    /* Crop positions besides the centre: corners of the zoomed room (halfway to them when
+     * padded), or the ends of the longer side at the plain scale. */
+    float corner[4][2] = {{0, 0}, {1, 1}, {1, 0}, {0, 1}};
+    if (pad > 0)
+        halfway_corners(side - l->sz + 2 * pad, corner);
+    int n_pos = side > l->sz || pad > 0 ? 4 : square ? 0 : 2;
     float zoom = 1;
     if (side > l->sz) {
         /* floor(zoom * sz) must give side: half a pixel over it, capped at max_zoom (whose
@@ -82,7 +99,7 @@ int learner_tta_plans(const learner *l, tfm_plan *plans, int max)
 
 void lrn_tta_describe(const learner *l, const tfm_plan *plans, int n, char *buf, size_t cap)
 {
-    int flips = 0, shifts = 0, side = 0;
+    int flips = 0, shifts = 0, side = l->sz;
     for (int i = 0; i < n; i++) {
         flips += plans[i].dihedral != 0;
         if (plans[i].crop_x >= 0) {
@@ -97,7 +114,14 @@ void lrn_tta_describe(const learner *l, const tfm_plan *plans, int n, char *buf,
     int len = snprintf(buf, cap, "%d with a flip or turn as trained", flips);
     if (len < 0 || (size_t)len >= cap)
         return;
-    if (side > l->sz)
+    tfm_config tc;
+    lrn_tfm_fill(l, &tc, 1);
+    int pad = transform_pad_at(&tc);
+    if (shifts && pad > 0)
+        snprintf(buf + len, cap - (size_t)len, ", %d crops shifted halfway to the corners of "
+                 "the image scaled to %d and padded by %d for a %d crop", shifts, side, pad,
+                 l->sz);
+    else if (side > l->sz)
         snprintf(buf + len, cap - (size_t)len, ", %d corner crops of the image scaled to %d "
                  "for a %d crop (max_zoom %.3g)", shifts, side, l->sz, l->cfg.max_zoom);
     else if (shifts)

@@ -1,5 +1,6 @@
-/* test_transforms.c: pixel-exact crops, flips, the 8 dihedral transforms, the lighting
- * formula, scaling, normalisation, channel conversion, and seeded reproducibility. */
+/* test_transforms.c: pixel-exact crops, flips, the 8 dihedral transforms, reflect padding,
+ * the lighting formula, scaling, normalisation, channel conversion, and seeded
+ * reproducibility. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -152,6 +153,69 @@ static void test_flip_and_dihedral(void **state)
             for (int x = 0; x < 3; x++)
                 assert_float_equal(out[y * 3 + x], full[(y + oy) * ow + x + ox], 1e-7);
     }
+    image_free(&im);
+}
+
+/* OpenCV's BORDER_REFLECT written out for one reflection: ...cb|abc...yz|zy... */
+static int ref_reflect(int i, int n)
+{
+    return i < 0 ? -i - 1 : i >= n ? 2 * n - 1 - i : i;
+}
+
+static void test_padding(void **state)
+{
+    (void)state;
+    image im = make_image(5, 5, 1, 21);
+    tfm_config cfg = plain_cfg(5, 1), unpadded = cfg;
+    cfg.pad = 2;
+    float out[25], ref[25];
+    tfm_plan p;
+    /* The centre crop of the padded image is the image itself. */
+    transform_plan_identity(&p);
+    assert_int_equal(transform_apply_plan(out, &im, &cfg, &p), 0);
+    assert_int_equal(transform_apply_plan(ref, &im, &unpadded, &p), 0);
+    assert_memory_equal(out, ref, sizeof out);
+    /* RandomCrop over the 9 x 9 padded image: offset floor(crop * 4), reflected edges. */
+    const float crops[] = {0.0f, 0.3f, 0.6f, 0.999f};
+    const int starts[] = {0, 1, 2, 3};
+    for (int kx = 0; kx < 4; kx++)
+        for (int ky = 0; ky < 4; ky++) {
+            p.crop_x = crops[kx];
+            p.crop_y = crops[ky];
+            assert_int_equal(transform_apply_plan(out, &im, &cfg, &p), 0);
+            for (int y = 0; y < 5; y++)
+                for (int x = 0; x < 5; x++)
+                    assert_float_equal(out[y * 5 + x],
+                                       px01(&im, ref_reflect(x + starts[kx] - 2, 5),
+                                            ref_reflect(y + starts[ky] - 2, 5), 0), 1e-7);
+        }
+    /* The flip mirrors the padded image: crop at the left edge of the mirror shows the
+     * image's right border reflected. */
+    p.dihedral = 4;
+    p.crop_x = 0.0f;
+    p.crop_y = 0.0f;
+    assert_int_equal(transform_apply_plan(out, &im, &cfg, &p), 0);
+    for (int y = 0; y < 5; y++)
+        for (int x = 0; x < 5; x++)
+            assert_float_equal(out[y * 5 + x],
+                               px01(&im, ref_reflect(8 - x - 2, 5), ref_reflect(y - 2, 5), 0),
+                               1e-7);
+    image_free(&im);
+
+    /* pad_sz: 3 pixels at 28 are round(3 * 16 / 28) = 2 at 16. */
+    im = make_image(16, 16, 1, 22);
+    cfg = plain_cfg(16, 1);
+    cfg.pad = 3;
+    cfg.pad_sz = 28;
+    float o16[256];
+    transform_plan_identity(&p);
+    p.crop_x = 0.0f;
+    p.crop_y = 0.0f;
+    assert_int_equal(transform_apply_plan(o16, &im, &cfg, &p), 0);
+    for (int y = 0; y < 16; y++)
+        for (int x = 0; x < 16; x++)
+            assert_float_equal(o16[y * 16 + x],
+                               px01(&im, ref_reflect(x - 2, 16), ref_reflect(y - 2, 16), 0), 1e-7);
     image_free(&im);
 }
 
@@ -408,6 +472,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_center_and_random_crop),
         cmocka_unit_test(test_flip_and_dihedral),
+        cmocka_unit_test(test_padding),
         cmocka_unit_test(test_lighting_formula),
         cmocka_unit_test(test_normalise_and_channels),
         cmocka_unit_test(test_scaling),

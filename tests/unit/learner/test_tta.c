@@ -190,6 +190,40 @@ static void old_passes_cut_the_label_new_ones_keep_it(void **state)
     dataset_destroy(ds);
 }
 
+/* A run trained with pad shifts its TTA crops about half the pad each way, symmetrically:
+ * four crops halfway from the centre to the padded room's corners, with and without the
+ * flip (pad 3 at SZ: room 6, centre offset 3, crops at 1 and 5). Its smaller sizes pad by
+ * the same share. */
+static void padded_runs_take_shifted_passes(void **state)
+{
+    (void)state;
+    dataset *ds = fx_open_ds(frame_dir);
+    learner_config c = frame_config(TFMS_FLIP, 1.0f);
+    c.pad = 3;
+    learner *l = fx_make(&c, ds);
+    tfm_plan plans[TTA_MAX_AUG];
+    assert_int_equal(learner_tta_plans(l, plans, TTA_MAX_AUG), 9);
+    assert_int_equal(plans[0].dihedral, 4);
+    assert_true(plans[0].crop_x < 0);
+    const int want[4][2] = {{1, 1}, {5, 5}, {5, 1}, {1, 5}};
+    for (int k = 1; k < 9; k++) {
+        const int *w = want[(k - 1) / 2];
+        assert_int_equal(plans[k].dihedral, (k - 1) % 2 ? 4 : 0);
+        assert_int_equal((int)floorf(plans[k].crop_x * 6), w[0]);
+        assert_int_equal((int)floorf(plans[k].crop_y * 6), w[1]);
+    }
+    learner_destroy(l);
+    /* pad 1: room 2, crops at 0 and 2, the padded room's corners. */
+    c = frame_config(TFMS_NONE, 1.0f);
+    c.pad = 1;
+    l = fx_make(&c, ds);
+    assert_int_equal(learner_tta_plans(l, plans, TTA_MAX_AUG), 4);
+    assert_int_equal((int)floorf(plans[0].crop_x * 2), 0);
+    assert_int_equal((int)floorf(plans[1].crop_x * 2), 2);
+    learner_destroy(l);
+    dataset_destroy(ds);
+}
+
 static learner *fit_border(dataset *ds, tfm_set tfms, float max_zoom)
 {
     learner_config c = frame_config(tfms, max_zoom);
@@ -267,6 +301,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(old_passes_cut_the_label_new_ones_keep_it),
+        cmocka_unit_test(padded_runs_take_shifted_passes),
         cmocka_unit_test(tta_does_not_lower_accuracy_on_frame_filling_labels),
         cmocka_unit_test(tta_below_the_centre_crop_is_noted),
     };
