@@ -54,6 +54,7 @@ typedef struct run_body {
     int64_t sz, bs;
     int tfms;
     double max_zoom;
+    int64_t pad;
     int precompute;
     spec_numbers ps, xtra_fc;
     int head, opt;
@@ -79,6 +80,7 @@ static const spec_field run_spec[] = {
      .offset = offsetof(run_body, tfms)},
     {.name = "max_zoom", .type = SPEC_NUMBER, .min = 1, .max = 4,
      .offset = offsetof(run_body, max_zoom)},
+    {.name = "pad", .type = SPEC_INT, .min = 0, .max = 512, .offset = offsetof(run_body, pad)},
     {.name = "precompute", .type = SPEC_BOOL, .offset = offsetof(run_body, precompute)},
     {.name = "head", .type = SPEC_ENUM, .values = head_names,
      .offset = offsetof(run_body, head)},
@@ -205,6 +207,12 @@ static int run_fit_dataset(api_req *r, run_body *b, int64_t ds_id, json_t *ds)
         b->sz = strcmp(arch_names[b->arch], "resnet_small") == 0 ? 28 : 224;
     if (!b->has_multi_label)
         b->multi_label = json_is_true(json_object_get(info, "multi_label"));
+    if (b->pad > b->sz / 2) {
+        reply_problem(r, 400, PROBLEM_INVALID, "pad",
+                      "pad (%lld) is more than half of sz (%lld): at most %lld",
+                      (long long)b->pad, (long long)b->sz, (long long)(b->sz / 2));
+        return -EINVAL;
+    }
     if (b->label_smoothing > 0 && b->multi_label) {
         reply_problem(r, 400, PROBLEM_INVALID, "label_smoothing",
                       "label_smoothing is for single-label data; this run is multi-label");
@@ -308,6 +316,7 @@ static json_t *run_config_json(const run_body *b, int64_t ds_id)
                    json_object_set_new(config, "opt", json_string(opt_names[b->opt])) ||
                    json_object_set_new(config, "label_smoothing",
                                        json_real(b->label_smoothing)) ||
+                   json_object_set_new(config, "pad", json_integer(b->pad)) ||
                    json_object_set_new(config, "precision",
                                        json_string(precision_name(b->prec))) ||
                    json_object_set_new(config, "workers", json_integer(b->workers)) ||

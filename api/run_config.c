@@ -66,6 +66,7 @@ void runcfg_learner(json_t *cfg, int multi_label, learner_config *lc)
     lc->bs = (int)num_of(cfg, "bs", 64);
     lc->tfms = tfms_of(cfg);
     lc->max_zoom = (float)num_of(cfg, "max_zoom", 1.1);
+    lc->pad = (int)num_of(cfg, "pad", 0); /* runs before it: none */
     lc->precompute = bool_of(cfg, "precompute", 0);
     lc->seed = lc->model.seed;
     lc->opt = is(cfg, "opt", "adamw") ? OPTIM_ADAM : OPTIM_SGD; /* runs before it: sgd */

@@ -100,7 +100,7 @@ def test_run_create_get_list_paged(daemon, dataset, run):
     assert run["config"]["sz"] == 28 and run["config"]["bs"] == 4
     assert run["config"]["tfms"] == "side_on" and run["config"]["head"] == "fastai"
     assert run["config"]["opt"] == "sgd"
-    assert run["config"]["label_smoothing"] == 0
+    assert run["config"]["label_smoothing"] == 0 and run["config"]["pad"] == 0
     r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
                                     "tfms": "flip"})
     assert r.status == 201 and r.json()["config"]["tfms"] == "flip", r
@@ -423,6 +423,10 @@ BAD_BODIES = [
      "label_smoothing"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "label_smoothing": 0.1,
                "multi_label": True}, 400, "label_smoothing"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "pad": -1}, 400, "pad"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "pad": 2.5}, 400, "pad"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "pad": 15}, 400, "pad"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 16, "pad": 9}, 400, "pad"),
     ("/runs", {"dataset": "nope", "arch": "resnet_small"}, 404, "dataset"),
     ("/runs", {"dataset": "colors", "arch": "resnet18", "pretrained": 999}, 404, "pretrained"),
     ("/runs/{run}/fit", {"lrs": 0.01}, 400, "n_cycle"),

@@ -1,7 +1,7 @@
 """test_interp.py: a run's interpretation (confusion matrix, per-class metrics, confused
 pairs, top losses) checked against the same numbers computed here in plain Python from the
 probabilities POST /predict gives for each validation file; thumbnails by item index only;
-the augmentation preview; the interpretation survives a restart and is recomputed only when
+the augmentation preview (and the shifts pad gives it); the interpretation survives a restart and is recomputed only when
 the weights change."""
 import io
 import math
@@ -110,6 +110,45 @@ def test_images_before_training(setup):
     assert_problem(d.get(API + "/runs/%d/augmentations?n=0" % run), 400, "n")
     assert_problem(d.get(API + "/runs/%d/augmentations?n=33" % run), 400, "n")
     assert_problem(d.get(API + "/runs/%d/augmentations?item=100000" % run), 400, "item")
+
+
+def tiles(d, run, n=6):
+    r = d.get(API + "/runs/%d/augmentations?item=1&n=%d&seed=4" % (run, n))
+    assert r.status == 200, r
+    (w, h), px = png_pixels(r.body)
+    assert (w, h) == (n * 32, 32)
+    return [[[px[(y * w + t * 32 + x) * 3:(y * w + t * 32 + x) * 3 + 3] for x in range(32)]
+             for y in range(32)] for t in range(n)]
+
+
+def reflect(i, n):
+    return -i - 1 if i < 0 else 2 * n - 1 - i if i >= n else i
+
+
+def test_pad_shifts_the_preview(setup):
+    """pad reaches the training transforms through the run's config: with no other
+    augmentation every preview tile is the image itself shifted by at most pad pixels,
+    with its border reflected (fast.ai's AddPadding and RandomCrop); without pad every tile
+    is the image."""
+    d = setup["d"]
+    runs = {}
+    for pad in (0, 4):
+        r = d.post(API + "/runs", {"dataset": "interp", "arch": "resnet_small", "sz": 32,
+                                   "bs": 8, "tfms": "none", "max_zoom": 1, "pad": pad})
+        assert r.status == 201 and r.json()["config"]["pad"] == pad, r
+        runs[pad] = r.json()["id"]
+    plain = tiles(d, runs[0])
+    assert all(t == plain[0] for t in plain)
+    image, shifts = plain[0], set()
+    for t in tiles(d, runs[4]):
+        found = [(dx, dy) for dx in range(-4, 5) for dy in range(-4, 5)
+                 if all(t[y][x] == image[reflect(y + dy, 32)][reflect(x + dx, 32)]
+                        for y in range(32) for x in range(32))]
+        assert found, "a tile is not a reflected shift of the image by at most 4 pixels"
+        shifts.add(found[0])
+    assert len(shifts) > 1, shifts
+    for run in runs.values():
+        assert d.request("DELETE", API + "/runs/%d" % run).status == 204
 
 
 def item_files(d, run, files):

@@ -35,8 +35,9 @@ def flow(daemon, sgdr):
     ds = js(sgdr(daemon, "--json", "datasets", "add", "cliflow", root))
     assert ds["name"] == "cliflow" and ds["info"]["classes"] == ["blue", "red"]
     run = js(sgdr(daemon, "runs", "create", "--dataset", "cliflow", "--arch", "resnet_small",
-                  "--sz", 28, "--bs", 8, "--tfms", "none", "--seed", 1, "--json"))
+                  "--sz", 28, "--bs", 8, "--tfms", "none", "--pad", 2, "--seed", 1, "--json"))
     assert run["dataset"] == ds["id"] and run["config"]["bs"] == 8
+    assert run["config"]["pad"] == 2
     return daemon, ds, run["id"], root
 
 
