@@ -7,7 +7,7 @@
  *
  * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
  *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none]
- *                     [--zoom Z] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
+ *                     [--zoom Z] [--pad N] [--n-aug N] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
  *                     [--opt sgd|adamw] [--one-cycle] [--label-smoothing EPS]
  *                     [--precision fp32|bf16]
  * A run takes long: start it by hand with `nice`, never from the test suites. */
@@ -51,7 +51,7 @@ static int on_epoch(void *ctx, const ev_epoch *e)
 
 typedef struct bench_cfg {
     const char *data, *arch;
-    int epochs, sz, bs, threads, recipe, only_recipe, plain_head, one_cycle;
+    int epochs, sz, bs, threads, recipe, only_recipe, plain_head, one_cycle, pad, n_aug;
     tfm_set tfms;
     optim_kind opt;
     double lr, zoom, budget, label_smoothing;
@@ -70,6 +70,7 @@ static learner *make(const bench_cfg *b, dataset *ds)
     c.bs = b->bs;
     c.tfms = b->tfms;
     c.max_zoom = (float)b->zoom;
+    c.pad = b->pad;
     c.loader_threads = b->threads;
     c.seed = 42;
     c.opt = b->opt;
@@ -152,7 +153,7 @@ int main(int argc, char **argv)
 {
     bench_cfg b = {.data = "/usr/share/datasets/fashion-mnist", .arch = "resnet_small",
                    .epochs = 7, .sz = 28, .bs = 128, .threads = 2, .lr = 0.1,
-                   .tfms = TFMS_SIDE_ON, .zoom = 1.1, .budget = 20.0};
+                   .tfms = TFMS_SIDE_ON, .zoom = 1.1, .budget = 20.0, .n_aug = 4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--recipe"))
@@ -175,6 +176,10 @@ int main(int argc, char **argv)
             b.lr = atof(v);
         else if (v && !strcmp(a, "--zoom") && ++i)
             b.zoom = atof(v);
+        else if (v && !strcmp(a, "--pad") && ++i)
+            b.pad = atoi(v);
+        else if (v && !strcmp(a, "--n-aug") && ++i)
+            b.n_aug = atoi(v);
         else if (v && !strcmp(a, "--budget") && ++i)
             b.budget = atof(v);
         else if (v && !strcmp(a, "--label-smoothing") && ++i)
@@ -192,7 +197,8 @@ int main(int argc, char **argv)
             continue;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
-                    "[--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none] [--zoom Z] "
+                    "[--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none] [--zoom Z] [--pad N] "
+                    "[--n-aug N (the recipe's TTA passes, default 4)] "
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
                     "[--only-recipe] [--one-cycle] [--label-smoothing EPS] "
                     "[--precision fp32|bf16 (bf16 needs AVX512_BF16)]\n", argv[0]);
@@ -206,12 +212,12 @@ int main(int argc, char **argv)
         return 1;
     const ds_info *in = dataset_info(ds);
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
-           "max_zoom %g, %s, label smoothing %g, %d epochs, lr %g, recipe budget %g min, "
-           "BLAS %s x%d, precision %s\n\n",
+           "max_zoom %g, pad %d, %s, label smoothing %g, %d epochs, lr %g, recipe budget %g "
+           "min, recipe TTA passes %d, BLAS %s x%d, precision %s\n\n",
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
            b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
-           b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr, b.budget,
-           blas_core_name(), blas_threads(), precision_name(b.prec));
+           b.pad, b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr,
+           b.budget, b.n_aug, blas_core_name(), blas_threads(), precision_name(b.prec));
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
     int rc = 0;
@@ -251,7 +257,7 @@ int main(int argc, char **argv)
         run_stats s = {0};
         ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
                       .on_note = bench_on_note};
-        recipe_opts ro = {.max_epochs = b.epochs, .n_aug = 4, .budget_minutes = b.budget,
+        recipe_opts ro = {.max_epochs = b.epochs, .n_aug = b.n_aug, .budget_minutes = b.budget,
                           .one_cycle = b.one_cycle};
         tta_result t;
         double t0 = bench_now_s();
