@@ -55,6 +55,7 @@ typedef struct run_body {
     int tfms;
     double max_zoom;
     int64_t pad;
+    int64_t width;   /* resnet_small only; 0 until run_fit_dataset fills the default */
     int precompute;
     spec_numbers ps, xtra_fc;
     int head, opt;
@@ -81,6 +82,8 @@ static const spec_field run_spec[] = {
     {.name = "max_zoom", .type = SPEC_NUMBER, .min = 1, .max = 4,
      .offset = offsetof(run_body, max_zoom)},
     {.name = "pad", .type = SPEC_INT, .min = 0, .max = 512, .offset = offsetof(run_body, pad)},
+    {.name = "width", .type = SPEC_INT, .min = 8, .max = MODEL_SMALL_WIDTH_MAX,
+     .offset = offsetof(run_body, width)},
     {.name = "precompute", .type = SPEC_BOOL, .offset = offsetof(run_body, precompute)},
     {.name = "head", .type = SPEC_ENUM, .values = head_names,
      .offset = offsetof(run_body, head)},
@@ -203,8 +206,17 @@ static int run_fit_dataset(api_req *r, run_body *b, int64_t ds_id, json_t *ds)
                       json_integer_value(ncl) == 1 ? "" : "es");
         return -EINVAL;
     }
+    int small = strcmp(arch_names[b->arch], "resnet_small") == 0;
     if (!b->has_sz)
-        b->sz = strcmp(arch_names[b->arch], "resnet_small") == 0 ? 28 : 224;
+        b->sz = small ? 28 : 224;
+    if (b->width && !small) {
+        reply_problem(r, 400, PROBLEM_INVALID, "width",
+                      "width is resnet_small's; %s has torchvision's fixed widths",
+                      arch_names[b->arch]);
+        return -EINVAL;
+    }
+    if (small && !b->width)
+        b->width = MODEL_SMALL_WIDTH;
     if (!b->has_multi_label)
         b->multi_label = json_is_true(json_object_get(info, "multi_label"));
     if (b->pad > b->sz / 2) {
@@ -265,6 +277,7 @@ static int run_memory_ok(api_req *r, const run_body *b, json_t *ds)
     if (m.model.n_classes < 2)
         m.model.n_classes = 2;
     m.model.head = b->head == 1 ? HEAD_PLAIN : HEAD_FASTAI;
+    m.model.width = (int)b->width;
     m.model.multi_label = b->multi_label;
     m.model.ps[0] = (float)b->ps.v[0];
     m.model.ps[1] = (float)b->ps.v[1];
@@ -317,6 +330,7 @@ static json_t *run_config_json(const run_body *b, int64_t ds_id)
                    json_object_set_new(config, "label_smoothing",
                                        json_real(b->label_smoothing)) ||
                    json_object_set_new(config, "pad", json_integer(b->pad)) ||
+                   (b->width && json_object_set_new(config, "width", json_integer(b->width))) ||
                    json_object_set_new(config, "precision",
                                        json_string(precision_name(b->prec))) ||
                    json_object_set_new(config, "workers", json_integer(b->workers)) ||

@@ -41,6 +41,7 @@ static void model_of(json_t *cfg, int multi_label, model_spec *m)
     m->multi_label = bool_of(cfg, "multi_label", multi_label);
     m->seed = (uint64_t)num_of(cfg, "seed", 0);
     m->label_smoothing = (float)num_of(cfg, "label_smoothing", 0.0);
+    m->width = (int)num_of(cfg, "width", 0); /* 0: the arch's own */
     if (is(cfg, "head", "plain"))
         m->head = HEAD_PLAIN;
     json_t *ps = json_object_get(cfg, "ps");

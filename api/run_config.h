@@ -10,7 +10,7 @@
 #include "learner.h"
 
 /* Fills *lc from cfg (borrowed; NULL reads as an empty config): the model's settings, sz,
- * bs, tfms, max_zoom, pad, precompute, seed, optimizer, precision and bf16 kernels. A missing
+ * bs, tfms, max_zoom, pad, width, precompute, seed, optimizer, precision and bf16 kernels. A missing
  * key takes the default POST /runs fills in (rows older than a key read as they were
  * trained: fp32, sgd, no pad; bf16 kernels not recorded take the process's choice). multi_label
  * is the dataset's, for a config without the key. The model's arch stays

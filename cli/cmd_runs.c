@@ -32,6 +32,7 @@ static const args_opt create_opts[] = {
     {"--opt", NULL, ARGS_STR, "opt", "sgd or adamw"},
     {"--max-zoom", NULL, ARGS_NUM, "max_zoom", "largest random zoom"},
     {"--pad", NULL, ARGS_INT, "pad", "reflect padding for random shifts, pixels (0 to sz/2)"},
+    {"--width", NULL, ARGS_INT, "width", "resnet_small's first-stage channels (default 32)"},
     {"--precompute", NULL, ARGS_SWITCH, "precompute", "start with the precompute cache on"},
     {"--ps", NULL, ARGS_NUMS, "ps", "head dropout: p or p1,p2"},
     {"--xtra-fc", NULL, ARGS_INTS, "xtra_fc", "head hidden layer sizes: n[,n...]"},

@@ -164,8 +164,8 @@ int store_model_delete(store *st, int64_t id, char **path_out);
 
 /* ---- runs ------------------------------------------------------------------------------- */
 
-/* config: the validated POST /runs body (sz, bs, tfms, max_zoom, pad, precompute, ps, xtra_fc,
- * multi_label, seed, ...), stored as given. -ENOENT if the dataset or model is missing. */
+/* config: the validated POST /runs body (sz, bs, tfms, max_zoom, pad, width, precompute, ps,
+ * xtra_fc, multi_label, seed, ...), stored as given. -ENOENT if the dataset or model is missing. */
 int store_run_create(store *st, int64_t dataset_id, int64_t model_id /* 0: none */,
                      const char *arch, json_t *config, int64_t *id);
 /* *out: {"id","dataset":id,"model":id|null,"arch","config":{...},"state":{...},

@@ -375,6 +375,7 @@ function newRunPage(root, query) {
       field({ name: 'bs', label: 'Batch size', type: 'number', value: '64' }),
       field({ name: 'tfms', label: 'Augmentation', type: 'select', value: 'side_on', options: [['side_on', 'side_on (rotations, lighting, flips)'], ['top_down', 'top_down (rotations, lighting, dihedral turns)'], ['flip', 'flip (left-right flips only)'], ['none', 'none']] }),
       field({ name: 'max_zoom', label: 'Max zoom', type: 'number', value: '1.1' }),
+      field({ name: 'width', label: 'Width (resnet_small)', type: 'number', value: '', hint: 'Channels of its first stage, doubled at each of the next two; empty for 32.' }),
       field({ name: 'pad', label: 'Padding (px)', type: 'number', value: '0', hint: 'Reflect padding the random crop shifts within (fast.ai\'s pad; sz/8 is usual).' }),
       field({ name: 'opt', label: 'Optimizer', type: 'select', value: 'sgd', options: [['sgd', 'SGD with momentum (fast.ai 0.7)'], ['adamw', 'AdamW (wd around 0.01)']] }),
       field({ name: 'ps', label: 'Dropout (ps)', value: '0.25, 0.5', hint: 'One value, or one per head layer.' }),
@@ -389,7 +390,7 @@ function newRunPage(root, query) {
     const e = f.elements;
     const body = { dataset: num(e.dataset.value) ?? e.dataset.value, arch: e.arch.value, tfms: e.tfms.value, opt: e.opt.value };
     if (e.pretrained.value) body.pretrained = num(e.pretrained.value);
-    for (const k of ['sz', 'bs', 'max_zoom', 'pad', 'seed', 'workers']) setPath(body, k, num(e[k].value));
+    for (const k of ['sz', 'bs', 'max_zoom', 'pad', 'width', 'seed', 'workers']) setPath(body, k, num(e[k].value));
     setPath(body, 'ps', lrs(e.ps.value));
     const x = e.xtra_fc.value.trim();
     body.xtra_fc = x === '' ? [] : x.split(/[\s,;]+/).filter(Boolean).map(num);

@@ -4,8 +4,8 @@
  * learner part is the run's config, read by runcfg_learner as the daemon reads it):
  *
  *   {"dataset": {"path", "format": "folders"|"csv"|"idx", "valid_pct"?, "csv"?, "seed"?},
- *    "learner": {"arch", "sz"?, "bs"?, "tfms"?, "max_zoom"?, "pad"?, "precompute"?, "ps"?,
- *                "xtra_fc"?, "head"?, "multi_label"?, "label_smoothing"?, "seed"?,
+ *    "learner": {"arch", "sz"?, "bs"?, "tfms"?, "max_zoom"?, "pad"?, "width"?, "precompute"?,
+ *                "ps"?, "xtra_fc"?, "head"?, "multi_label"?, "label_smoothing"?, "seed"?,
  *                "opt"?, "precision"?: "fp32"|"bf16", "bf16_kernels"?: "onednn"|"fp32",
  *                "pretrained"?: path, "loader_threads"?},
  *    "state"?: {"load"?: checkpoint path, "sz"?, "freeze_to"?, "precompute"?},

@@ -30,8 +30,14 @@ typedef struct model_spec {
     int xtra_fc[MODEL_MAX_XTRA_FC];
     int multi_label;  /* BCE loss instead of softmax cross-entropy */
     float label_smoothing; /* single-label only: the cross-entropy's eps in [0, 1) */
+    int width;        /* resnet_small: channels of the stem and first stage (the next two
+                       * stages double them); 0 is MODEL_SMALL_WIDTH. Other archs: 0 */
     uint64_t seed;
 } model_spec;
+
+/* resnet_small's default width, and the range a run may ask for. */
+#define MODEL_SMALL_WIDTH 32
+#define MODEL_SMALL_WIDTH_MAX 256
 
 /* Fills s with the defaults: fastai head, ps = {0.25, 0.5}, xtra_fc = {512}, c_in 3. */
 void model_spec_defaults(model_spec *s);

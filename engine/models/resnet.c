@@ -68,16 +68,17 @@ static int resnet_imagenet(net *n, int x, const int blocks[4])
     return x;
 }
 
-/* resnet_small: stem conv3x3 (32, stride 1) + bn + relu, no max pool; stages of two
- * blocks at widths 32, 64, 128, striding 2 at stages 2 and 3. G0 = stem + layer1. */
-static int resnet_small(net *n, int x)
+/* resnet_small: stem conv3x3 (w, stride 1) + bn + relu, no max pool; stages of two
+ * blocks at widths w, 2w, 4w (w 32 by default), striding 2 at stages 2 and 3.
+ * G0 = stem + layer1. */
+static int resnet_small(net *n, int x, int w)
 {
-    x = net_conv(n, x, "conv1", 32, 3, 1, 1, 0, 0);
+    x = net_conv(n, x, "conv1", w, 3, 1, 1, 0, 0);
     x = x < 0 ? x : net_bn(n, x, "bn1", 0);
     x = x < 0 ? x : net_relu(n, x, 0);
-    x = x < 0 ? x : stage(n, x, 1, 2, 32, 1, 0);
-    x = x < 0 ? x : stage(n, x, 2, 2, 64, 2, 1);
-    x = x < 0 ? x : stage(n, x, 3, 2, 128, 2, 1);
+    x = x < 0 ? x : stage(n, x, 1, 2, w, 1, 0);
+    x = x < 0 ? x : stage(n, x, 2, 2, 2 * w, 2, 1);
+    x = x < 0 ? x : stage(n, x, 3, 2, 4 * w, 2, 1);
     return x;
 }
 
@@ -122,6 +123,12 @@ int model_create(net **out, const model_spec *s, char *err, size_t errlen)
                  "data", s->label_smoothing);
         return -EINVAL;
     }
+    int small = strcmp(s->arch, "resnet_small") == 0;
+    if (s->width != 0 && (!small || s->width < 8 || s->width > MODEL_SMALL_WIDTH_MAX)) {
+        snprintf(err, errlen, "width: %d; resnet_small takes 8 to %d (default %d), other "
+                 "architectures none", s->width, MODEL_SMALL_WIDTH_MAX, MODEL_SMALL_WIDTH);
+        return -EINVAL;
+    }
     if (s->n_classes < 1 || s->n_classes > 100000) {
         snprintf(err, errlen, "n_classes: %d is out of range", s->n_classes);
         return -EINVAL;
@@ -134,8 +141,8 @@ int model_create(net **out, const model_spec *s, char *err, size_t errlen)
     n->multi_label = s->multi_label;
     n->label_smoothing = s->label_smoothing;
     int x = net_input(n, s->c_in);
-    if (strcmp(s->arch, "resnet_small") == 0) {
-        x = x < 0 ? x : resnet_small(n, x);
+    if (small) {
+        x = x < 0 ? x : resnet_small(n, x, s->width ? s->width : MODEL_SMALL_WIDTH);
     } else {
         static const int b18[4] = {2, 2, 2, 2}, b34[4] = {3, 4, 6, 3};
         x = x < 0 ? x : resnet_imagenet(n, x, strcmp(s->arch, "resnet18") == 0 ? b18 : b34);

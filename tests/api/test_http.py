@@ -101,6 +101,7 @@ def test_run_create_get_list_paged(daemon, dataset, run):
     assert run["config"]["tfms"] == "side_on" and run["config"]["head"] == "fastai"
     assert run["config"]["opt"] == "sgd"
     assert run["config"]["label_smoothing"] == 0 and run["config"]["pad"] == 0
+    assert run["config"]["width"] == 32
     r = daemon.post(API + "/runs", {"dataset": dataset["id"], "arch": "resnet_small",
                                     "tfms": "flip"})
     assert r.status == 201 and r.json()["config"]["tfms"] == "flip", r
@@ -335,10 +336,10 @@ def test_job_params_show_the_defaults_it_runs_with(daemon, run):
             time.sleep(0.05)
 
 
-def body_weights(daemon):
+def body_weights(daemon, **config):
     """A resnet_small body with a plain head, as a run's weights after a short fit."""
-    r = daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
-                                    "bs": 4, "head": "plain"})
+    r = daemon.post(API + "/runs", dict({"dataset": "colors", "arch": "resnet_small", "sz": 28,
+                                         "bs": 4, "head": "plain"}, **config))
     assert r.status == 201, r
     run = r.json()["id"]
     r = daemon.post(API + "/runs/%d/fit" % run, {"lrs": 0.01, "n_cycle": 1})
@@ -348,6 +349,24 @@ def body_weights(daemon):
     assert w.status == 200, w
     assert daemon.request("DELETE", API + "/runs/%d" % run).status == 204
     return w.body
+
+
+def safetensors_shapes(blob):
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+
+
+def test_width_builds_a_wider_resnet_small(daemon, dataset):
+    """width sets resnet_small's channels: w in the stem and first stage, 2w and 4w in the
+    next two, as the trained weights' shapes show."""
+    default = safetensors_shapes(body_weights(daemon))
+    wide = safetensors_shapes(body_weights(daemon, width=48))
+    assert default["conv1.weight"] == [32, 3, 3, 3], default["conv1.weight"]
+    assert wide["conv1.weight"] == [48, 3, 3, 3]
+    assert wide["layer2.0.conv1.weight"] == [96, 48, 3, 3]
+    assert wide["layer3.1.conv2.weight"] == [192, 192, 3, 3]
+    assert wide["fc.weight"][1] == 192 and default["fc.weight"][1] == 128
 
 
 def test_models_import_list_delete(daemon, dataset):
@@ -427,6 +446,9 @@ BAD_BODIES = [
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "pad": 2.5}, 400, "pad"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "pad": 15}, 400, "pad"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 16, "pad": 9}, 400, "pad"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "width": 4}, 400, "width"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small", "width": 1000}, 400, "width"),
+    ("/runs", {"dataset": "colors", "arch": "resnet18", "width": 64}, 400, "width"),
     ("/runs", {"dataset": "nope", "arch": "resnet_small"}, 404, "dataset"),
     ("/runs", {"dataset": "colors", "arch": "resnet18", "pretrained": 999}, 404, "pretrained"),
     ("/runs/{run}/fit", {"lrs": 0.01}, 400, "n_cycle"),

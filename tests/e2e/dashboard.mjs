@@ -138,6 +138,7 @@ async function main() {
   await nr.locator('[name="sz"]').fill(String(SIZE));
   await nr.locator('[name="bs"]').fill('8');
   await nr.locator('[name="pad"]').fill('2');
+  await nr.locator('[name="width"]').fill('16');
   await nr.locator('[name="xtra_fc"]').fill('');
   const opts = await nr.locator('[name="opt"] option').evaluateAll((os) => os.map((o) => o.value));
   check(opts.includes('sgd') && opts.includes('adamw'), 'the form offers SGD and AdamW', opts);
@@ -147,7 +148,7 @@ async function main() {
   const runId = page.url().match(/#\/runs\/(\d+)$/)[1];
   log(`run ${runId} created`);
   const runCfg = (await api('GET', `/runs/${runId}`)).data.config;
-  check(runCfg && runCfg.opt === 'sgd' && runCfg.sz === SIZE && runCfg.pad === 2, 'the run holds the optimizer and padding the form sent', runCfg);
+  check(runCfg && runCfg.opt === 'sgd' && runCfg.sz === SIZE && runCfg.pad === 2 && runCfg.width === 16, 'the run holds the optimizer, padding and width the form sent', runCfg);
 
   // 6. The runs list shows it.
   await page.goto(`${w.base}/#/runs`);
