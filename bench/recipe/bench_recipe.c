@@ -7,7 +7,7 @@
  *
  * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
  *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none]
- *                     [--zoom Z] [--pad N] [--n-aug N] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
+ *                     [--zoom Z] [--pad N] [--n-aug N] [--width W] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
  *                     [--opt sgd|adamw] [--one-cycle] [--label-smoothing EPS]
  *                     [--precision fp32|bf16]
  * A run takes long: start it by hand with `nice`, never from the test suites. */
@@ -51,7 +51,7 @@ static int on_epoch(void *ctx, const ev_epoch *e)
 
 typedef struct bench_cfg {
     const char *data, *arch;
-    int epochs, sz, bs, threads, recipe, only_recipe, plain_head, one_cycle, pad, n_aug;
+    int epochs, sz, bs, threads, recipe, only_recipe, plain_head, one_cycle, pad, n_aug, width;
     tfm_set tfms;
     optim_kind opt;
     double lr, zoom, budget, label_smoothing;
@@ -71,6 +71,7 @@ static learner *make(const bench_cfg *b, dataset *ds)
     c.tfms = b->tfms;
     c.max_zoom = (float)b->zoom;
     c.pad = b->pad;
+    c.model.width = b->width;
     c.loader_threads = b->threads;
     c.seed = 42;
     c.opt = b->opt;
@@ -180,6 +181,8 @@ int main(int argc, char **argv)
             b.pad = atoi(v);
         else if (v && !strcmp(a, "--n-aug") && ++i)
             b.n_aug = atoi(v);
+        else if (v && !strcmp(a, "--width") && ++i)
+            b.width = atoi(v);
         else if (v && !strcmp(a, "--budget") && ++i)
             b.budget = atof(v);
         else if (v && !strcmp(a, "--label-smoothing") && ++i)
@@ -199,6 +202,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
                     "[--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none] [--zoom Z] [--pad N] "
                     "[--n-aug N (the recipe's TTA passes, default 4)] "
+                    "[--width W (resnet_small's first-stage channels, default 32)] "
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
                     "[--only-recipe] [--one-cycle] [--label-smoothing EPS] "
                     "[--precision fp32|bf16 (bf16 needs AVX512_BF16)]\n", argv[0]);
@@ -213,11 +217,11 @@ int main(int argc, char **argv)
     const ds_info *in = dataset_info(ds);
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
            "max_zoom %g, pad %d, %s, label smoothing %g, %d epochs, lr %g, recipe budget %g "
-           "min, recipe TTA passes %d, BLAS %s x%d, precision %s\n\n",
+           "min, recipe TTA passes %d, width %d, BLAS %s x%d, precision %s\n\n",
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
            b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
            b.pad, b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr,
-           b.budget, b.n_aug, blas_core_name(), blas_threads(), precision_name(b.prec));
+           b.budget, b.n_aug, b.width ? b.width : MODEL_SMALL_WIDTH, blas_core_name(), blas_threads(), precision_name(b.prec));
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
     int rc = 0;
