@@ -9,13 +9,14 @@
 
 #include "learner.h"
 
-/* Fills *lc from cfg (borrowed; NULL reads as an empty config): the model's settings, sz,
- * bs, tfms, max_zoom, pad, width, precompute, seed, optimizer, precision and bf16 kernels. A missing
- * key takes the default POST /runs fills in (rows older than a key read as they were
- * trained: fp32, sgd, no pad; bf16 kernels not recorded take the process's choice). multi_label
- * is the dataset's, for a config without the key. The model's arch stays
- * model_spec_defaults' (a run keeps its arch in its row, beside the config); the pretrained
- * body, loader threads, checkpoint folder and world are zero: the caller sets those. */
+/* Fills *lc from cfg (borrowed; NULL reads as an empty config): the model's settings
+ * (width included), sz, bs, tfms, max_zoom, pad, precompute, seed, optimizer, precision and
+ * bf16 kernels. A missing key takes the default POST /runs fills in (rows older than a key
+ * read as they were trained: fp32, sgd, no pad; bf16 kernels not recorded take the
+ * process's choice). multi_label is the dataset's, for a config without the key. The
+ * model's arch stays model_spec_defaults' (a run keeps its arch in its row, beside the
+ * config); the pretrained body, loader threads, checkpoint folder and world are zero: the
+ * caller sets those. */
 void runcfg_learner(json_t *cfg, int multi_label, learner_config *lc);
 
 #endif

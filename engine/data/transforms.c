@@ -342,7 +342,7 @@ int transform_pad_at(const tfm_config *cfg)
  * channel conversion and normalisation. Inlined per (c, c_out) so the channel loops unroll. */
 typedef struct final_args {
     int W, H, sz;
-    int pad;                          /* AddPadding: rotated-image coordinates are W + 2 pad wide */
+    int pad;                          /* AddPadding: the rotated image is W + 2 pad wide */
     int x0, y0, dxj, dyj, dxi, dyi;   /* affine map from (j, i) to the rotated image */
     int rotating;
     float ca, sa, cx, cy;
@@ -367,7 +367,8 @@ static inline __attribute__((always_inline)) void final_pass(float *out, const f
                 float sx = f->ca * dx - f->sa * dy + f->cx, sy = f->sa * dx + f->ca * dy + f->cy;
                 rot_px(v, a, W, H, sx - f->pad, sy - f->pad, c);
             } else {
-                const float *src = a + ((size_t)unpad(yr, f->pad, H) * W + unpad(xr, f->pad, W)) * c;
+                size_t at = (size_t)unpad(yr, f->pad, H) * W + unpad(xr, f->pad, W);
+                const float *src = a + at * c;
                 for (int ch = 0; ch < c; ch++)
                     v[ch] = src[ch];
             }
