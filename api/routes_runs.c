@@ -138,7 +138,8 @@ static int run_dataset(api_req *r, const run_body *b, int64_t *ds_id, json_t **d
 }
 
 /* The pretrained model, when the body names one: it must exist and hold weights of the
- * run's architecture. And what learner_create would refuse when the first job runs,
+ * run's architecture, at its default width (POST /models takes bodies of that width
+ * only). And what learner_create would refuse when the first job runs,
  * refused now: precompute without a pretrained body. Answers and returns nonzero. */
 static int run_pretrained_ok(api_req *r, const run_body *b)
 {
@@ -153,6 +154,12 @@ static int run_pretrained_ok(api_req *r, const run_body *b)
     }
     if (!b->pretrained)
         return 0;
+    if (b->width && b->width != MODEL_SMALL_WIDTH) {
+        reply_problem(r, 400, PROBLEM_INVALID, "width",
+                      "a pretrained resnet_small body has width %d; width %lld would not "
+                      "load it", MODEL_SMALL_WIDTH, (long long)b->width);
+        return -EINVAL;
+    }
     rc = store_model_get(r->srv->store, b->pretrained, &model);
     if (rc == -ENOENT) {
         reply_problem(r, 404, PROBLEM_NOT_FOUND, "pretrained", "model %lld does not exist",

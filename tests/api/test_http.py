@@ -378,6 +378,10 @@ def test_models_import_list_delete(daemon, dataset):
     assert m["name"] == "small" and m["arch"] == "resnet_small" and m["bytes"] == len(blob)
     assert r.headers["location"] == API + "/models/%d" % m["id"]
     assert m["id"] in [x["id"] for x in daemon.get(API + "/models").json()["items"]]
+    # Imported bodies have the default width; another is refused before any job.
+    assert_problem(daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small",
+                                               "pretrained": m["id"], "width": 48}),
+                   400, field="width")
     # A run starts from the imported body.
     r = daemon.post(API + "/runs", {"dataset": "colors", "arch": "resnet_small", "sz": 28,
                                     "bs": 4, "pretrained": m["id"]})
