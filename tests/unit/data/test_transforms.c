@@ -162,6 +162,16 @@ static int ref_reflect(int i, int n)
     return i < 0 ? -i - 1 : i >= n ? 2 * n - 1 - i : i;
 }
 
+/* out (sz x sz, one channel) shows im reflected: out[y][x] = im[y0 + y][x0 + dx * x]. */
+static void assert_reflected(const float *out, const image *im, int sz, int x0, int dx, int y0)
+{
+    for (int y = 0; y < sz; y++)
+        for (int x = 0; x < sz; x++)
+            assert_float_equal(out[y * sz + x],
+                               px01(im, ref_reflect(x0 + dx * x, im->w),
+                                    ref_reflect(y0 + y, im->h), 0), 1e-7);
+}
+
 static void test_padding(void **state)
 {
     (void)state;
@@ -183,11 +193,7 @@ static void test_padding(void **state)
             p.crop_x = crops[kx];
             p.crop_y = crops[ky];
             assert_int_equal(transform_apply_plan(out, &im, &cfg, &p), 0);
-            for (int y = 0; y < 5; y++)
-                for (int x = 0; x < 5; x++)
-                    assert_float_equal(out[y * 5 + x],
-                                       px01(&im, ref_reflect(x + starts[kx] - 2, 5),
-                                            ref_reflect(y + starts[ky] - 2, 5), 0), 1e-7);
+            assert_reflected(out, &im, 5, starts[kx] - 2, 1, starts[ky] - 2);
         }
     /* The flip mirrors the padded image: crop at the left edge of the mirror shows the
      * image's right border reflected. */
@@ -195,11 +201,7 @@ static void test_padding(void **state)
     p.crop_x = 0.0f;
     p.crop_y = 0.0f;
     assert_int_equal(transform_apply_plan(out, &im, &cfg, &p), 0);
-    for (int y = 0; y < 5; y++)
-        for (int x = 0; x < 5; x++)
-            assert_float_equal(out[y * 5 + x],
-                               px01(&im, ref_reflect(8 - x - 2, 5), ref_reflect(y - 2, 5), 0),
-                               1e-7);
+    assert_reflected(out, &im, 5, 8 - 2, -1, -2);
     image_free(&im);
 
     /* pad_sz: 3 pixels at 28 are round(3 * 16 / 28) = 2 at 16. */
@@ -212,10 +214,7 @@ static void test_padding(void **state)
     p.crop_x = 0.0f;
     p.crop_y = 0.0f;
     assert_int_equal(transform_apply_plan(o16, &im, &cfg, &p), 0);
-    for (int y = 0; y < 16; y++)
-        for (int x = 0; x < 16; x++)
-            assert_float_equal(o16[y * 16 + x],
-                               px01(&im, ref_reflect(x - 2, 16), ref_reflect(y - 2, 16), 0), 1e-7);
+    assert_reflected(o16, &im, 16, -2, 1, -2);
     image_free(&im);
 }
 
