@@ -2,12 +2,13 @@
  * step decay vs SGDR at the same epoch budget, TTA vs none, snapshot ensemble vs last
  * weights, each with minutes and training images per second; then (with --recipe) the
  * whole recipe from scratch against the target of 95.0% validation accuracy with TTA in
- * at most 20 minutes (issue 22's bar; 94.0% before it): the recipe gets --budget minutes (default 20) and plans its
- * epochs to fit them.
+ * at most 20 minutes (94.0% before it): the recipe gets --budget minutes (default 20) and
+ * plans its epochs to fit them.
  *
  * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
  *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none]
- *                     [--zoom Z] [--pad N] [--n-aug N] [--width W] [--threads N] [--budget MINUTES] [--recipe] [--only-recipe]
+ *                     [--zoom Z] [--pad N] [--n-aug N] [--width W] [--threads N]
+ *                     [--budget MINUTES] [--recipe] [--only-recipe]
  *                     [--opt sgd|adamw] [--one-cycle] [--label-smoothing EPS]
  *                     [--precision fp32|bf16]
  * A run takes long: start it by hand with `nice`, never from the test suites. */
@@ -200,7 +201,8 @@ int main(int argc, char **argv)
             continue;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
-                    "[--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none] [--zoom Z] [--pad N] "
+                    "[--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none] [--zoom Z] "
+                    "[--pad N] "
                     "[--n-aug N (the recipe's TTA passes, default 4)] "
                     "[--width W (resnet_small's first-stage channels, default 32)] "
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
@@ -221,7 +223,8 @@ int main(int argc, char **argv)
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
            b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
            b.pad, b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr,
-           b.budget, b.n_aug, b.width ? b.width : MODEL_SMALL_WIDTH, blas_core_name(), blas_threads(), precision_name(b.prec));
+           b.budget, b.n_aug, b.width ? b.width : MODEL_SMALL_WIDTH, blas_core_name(),
+           blas_threads(), precision_name(b.prec));
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
     int rc = 0;

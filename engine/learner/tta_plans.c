@@ -56,6 +56,14 @@ static void halfway_corners(int room, float corner[4][2])
     memcpy(corner, pos, sizeof pos);
 }
 
+/* The padding training drew at the learner's current size, in pixels. */
+static int pass_pad(const learner *l)
+{
+    tfm_config tc;
+    lrn_tfm_fill(l, &tc, 1);
+    return transform_pad_at(&tc);
+}
+
 int learner_tta_plans(const learner *l, tfm_plan *plans, int max)
 {
     const ds_info *in = l->info;
@@ -63,9 +71,7 @@ int learner_tta_plans(const learner *l, tfm_plan *plans, int max)
     int nd = pass_dihedrals(l->cfg.tfms, d);
     int side = pass_side(l->sz, l->cfg.max_zoom);
     int square = in->min_w == in->max_w && in->min_h == in->max_h && in->min_w == in->min_h;
-    tfm_config tc;
-    lrn_tfm_fill(l, &tc, 1);
-    int pad = transform_pad_at(&tc);
+    int pad = pass_pad(l);
     /* Crop positions besides the centre: corners of the zoomed room (halfway to them when
      * padded), or the ends of the longer side at the plain scale. */
     float corner[4][2] = {{0, 0}, {1, 1}, {1, 0}, {0, 1}};
@@ -114,9 +120,7 @@ void lrn_tta_describe(const learner *l, const tfm_plan *plans, int n, char *buf,
     int len = snprintf(buf, cap, "%d with a flip or turn as trained", flips);
     if (len < 0 || (size_t)len >= cap)
         return;
-    tfm_config tc;
-    lrn_tfm_fill(l, &tc, 1);
-    int pad = transform_pad_at(&tc);
+    int pad = pass_pad(l);
     if (shifts && pad > 0)
         snprintf(buf + len, cap - (size_t)len, ", %d crops shifted halfway to the corners of "
                  "the image scaled to %d and padded by %d for a %d crop", shifts, side, pad,
