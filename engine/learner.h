@@ -284,6 +284,11 @@ typedef struct recipe_opts {
                                 * plan fills the time with part epochs, recipe_plan_budget,
                                 * and the fit paces every epoch after the first to the time
                                 * left). With a pretrained body the seed's steps keep SGDR */
+    int small_sz;              /* from scratch with one_cycle: the progressive resizing's
+                                * first size; 0: recipe_small_size(sz), -1: none (every epoch
+                                * at sz), else 12 to sz - 1 */
+    double wd;                 /* from scratch: the fit's weight decay; 0: the recipe's own
+                                * (L2 1e-4 for SGD, decoupled 0.01 for AdamW), else up to 1 */
 } recipe_opts;
 
 /* The recipe's SGDR plan for at most `epochs` epochs with cycle_mult 2: n_cycle cycles of

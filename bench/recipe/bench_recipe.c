@@ -8,6 +8,7 @@
  * Usage: bench_recipe [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N]
  *                     [--arch NAME] [--head fastai|plain] [--tfms side_on|flip|none]
  *                     [--zoom Z] [--pad N] [--n-aug N] [--width W] [--threads N]
+ *                     [--small-size N] [--wd WD]
  *                     [--budget MINUTES] [--recipe] [--only-recipe]
  *                     [--opt sgd|adamw] [--one-cycle] [--label-smoothing EPS]
  *                     [--precision fp32|bf16]
@@ -53,9 +54,10 @@ static int on_epoch(void *ctx, const ev_epoch *e)
 typedef struct bench_cfg {
     const char *data, *arch;
     int epochs, sz, bs, threads, recipe, only_recipe, plain_head, one_cycle, pad, n_aug, width;
+    int small_sz; /* recipe_opts.small_sz */
     tfm_set tfms;
     optim_kind opt;
-    double lr, zoom, budget, label_smoothing;
+    double lr, zoom, budget, label_smoothing, wd; /* wd: recipe_opts.wd */
     precision prec;
 } bench_cfg;
 
@@ -184,6 +186,10 @@ int main(int argc, char **argv)
             b.n_aug = atoi(v);
         else if (v && !strcmp(a, "--width") && ++i)
             b.width = atoi(v);
+        else if (v && !strcmp(a, "--small-size") && ++i)
+            b.small_sz = atoi(v);
+        else if (v && !strcmp(a, "--wd") && ++i)
+            b.wd = atof(v);
         else if (v && !strcmp(a, "--budget") && ++i)
             b.budget = atof(v);
         else if (v && !strcmp(a, "--label-smoothing") && ++i)
@@ -205,6 +211,8 @@ int main(int argc, char **argv)
                     "[--pad N] "
                     "[--n-aug N (the recipe's TTA passes, default 4)] "
                     "[--width W (resnet_small's first-stage channels, default 32)] "
+                    "[--small-size N (the recipe's progressive resizing from N px; -1 none)] "
+                    "[--wd WD (the recipe's weight decay from scratch)] "
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
                     "[--only-recipe] [--one-cycle] [--label-smoothing EPS] "
                     "[--precision fp32|bf16 (bf16 needs AVX512_BF16)]\n", argv[0]);
@@ -219,12 +227,13 @@ int main(int argc, char **argv)
     const ds_info *in = dataset_info(ds);
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
            "max_zoom %g, pad %d, %s, label smoothing %g, %d epochs, lr %g, recipe budget %g "
-           "min, recipe TTA passes %d, width %d, BLAS %s x%d, precision %s\n\n",
+           "min, recipe TTA passes %d, width %d, recipe small size %d, recipe wd %g, BLAS %s "
+           "x%d, precision %s\n\n",
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
            b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
            b.pad, b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr,
-           b.budget, b.n_aug, b.width ? b.width : MODEL_SMALL_WIDTH, blas_core_name(),
-           blas_threads(), precision_name(b.prec));
+           b.budget, b.n_aug, b.width ? b.width : MODEL_SMALL_WIDTH, b.small_sz, b.wd,
+           blas_core_name(), blas_threads(), precision_name(b.prec));
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
     int rc = 0;
@@ -265,7 +274,7 @@ int main(int argc, char **argv)
         ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
                       .on_note = bench_on_note};
         recipe_opts ro = {.max_epochs = b.epochs, .n_aug = b.n_aug, .budget_minutes = b.budget,
-                          .one_cycle = b.one_cycle};
+                          .one_cycle = b.one_cycle, .small_sz = b.small_sz, .wd = b.wd};
         tta_result t;
         double t0 = bench_now_s();
         rc = l ? learner_recipe(l, &ro, &h, &t, err, sizeof err) : -1;

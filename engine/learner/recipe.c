@@ -98,10 +98,24 @@ static double recipe_wd(const learner *l)
     return l->opt->cfg.kind == OPTIM_ADAM ? 1e-2 : 1e-4;
 }
 
-/* The SGDR fit the recipe ends with: cycle_mult 2 from cycle_len, the recipe's wd,
+/* recipe_opts.wd where it is set, else the recipe's own. */
+static double scratch_wd(const learner *l, const recipe_opts *o)
+{
+    return o && o->wd > 0 ? o->wd : recipe_wd(l);
+}
+
+/* recipe_opts.small_sz as a size: 0 for none, the recipe's rule where it is unset. */
+static int scratch_small(const learner *l, const recipe_opts *o)
+{
+    if (o && o->small_sz < 0)
+        return 0;
+    return o && o->small_sz > 0 ? o->small_sz : recipe_small_size(l->sz);
+}
+
+/* The SGDR fit the recipe ends with: cycle_mult 2 from cycle_len, weight decay wd,
  * stopping at a cycle end whose validation loss is not better than the previous one's. */
-static void sgdr_opts(fit_opts *fo, const learner *l, int n_lrs, const double *lrs,
-                      int n_cycle, int cycle_len)
+static void sgdr_opts(fit_opts *fo, double wd, int n_lrs, const double *lrs, int n_cycle,
+                      int cycle_len)
 {
     memset(fo, 0, sizeof *fo);
     fo->n_lrs = n_lrs;
@@ -109,7 +123,7 @@ static void sgdr_opts(fit_opts *fo, const learner *l, int n_lrs, const double *l
     fo->n_cycle = n_cycle;
     fo->cycle_len = cycle_len;
     fo->cycle_mult = 2;
-    fo->wd = recipe_wd(l);
+    fo->wd = wd;
     fo->schedule = SCHED_SGDR;
     fo->stop_at_worse_cycle = 1;
 }
@@ -201,6 +215,7 @@ typedef struct scratch_plan {
     double lr, sweep_s, small_img_s;
     int swept;                 /* the sweep's points */
     int full, small;           /* image sizes; small 0: no progressive resizing */
+    double wd;                 /* the fit's weight decay */
     int epochs;
     double frac, fit_limit_s;  /* fit_opts.epoch_frac and time_limit_s */
 } scratch_plan;
@@ -304,7 +319,7 @@ static int scratch_one_cycle(learner *l, const scratch_plan *sp, const ev_hooks 
     fo.n_cycle = 1;
     fo.cycle_len = sp->epochs;
     fo.cycle_mult = 1;
-    fo.wd = recipe_wd(l);
+    fo.wd = sp->wd;
     fo.schedule = SCHED_1CYCLE;
     fo.epoch_frac = sp->frac;
     fo.time_limit_s = sp->fit_limit_s;
@@ -342,7 +357,7 @@ static int scratch_sgdr(learner *l, const scratch_plan *sp, const ev_hooks *h,
              "epochs, then the most cycles) and TTA", cycle_len, n_cycle,
              n_cycle == 1 ? "" : "s", used, sp->epochs);
     fit_opts fo;
-    sgdr_opts(&fo, l, 1, &sp->lr, n_cycle, cycle_len);
+    sgdr_opts(&fo, sp->wd, 1, &sp->lr, n_cycle, cycle_len);
     fo.time_limit_s = sp->fit_limit_s;
     lrn_note(h, "fit", "SGDR with cycle_len %d, cycle_mult 2, %d cycle%s at lr %.3g, wd %g "
              "(%s); stop at a cycle end when validation loss stops improving", cycle_len,
@@ -356,18 +371,19 @@ static int scratch_sgdr(learner *l, const scratch_plan *sp, const ev_hooks *h,
 
 /* Without a pretrained body: lr_find, SGDR with cycle_mult 2 (or one 1cycle), TTA. */
 static int recipe_scratch(learner *l, int max_epochs, double budget_s, int n_aug,
-                          int one_cycle, const ev_hooks *h, tta_result *out, char *err,
+                          const recipe_opts *o, const ev_hooks *h, tta_result *out, char *err,
                           size_t errlen)
 {
+    int one_cycle = o && o->one_cycle;
     scratch_plan sp = {.t0 = clock_mono_s(), .budget_s = budget_s, .max_epochs = max_epochs,
                        .n_aug = n_aug, .one_cycle = one_cycle, .epochs = max_epochs,
-                       .full = l->sz, .frac = 1.0};
+                       .full = l->sz, .frac = 1.0, .wd = scratch_wd(l, o)};
     int rc = learner_unfreeze(l);
     if (!rc)
         rc = scratch_sweep(l, &sp, h, err, errlen);
     if (rc)
         return rc;
-    sp.small = one_cycle ? recipe_small_size(sp.full) : 0;
+    sp.small = one_cycle ? scratch_small(l, o) : 0;
     if (sp.small && budget_s > 0 && (rc = scratch_time_small(l, &sp, h, err, errlen)))
         return rc;
     if (budget_s > 0)
@@ -496,7 +512,7 @@ static int recipe_pretrained(learner *l, int max_epochs, int close, double budge
         return rc;
     /* 8. cycle_mult 2 until validation loss stops improving. */
     fit_opts fo;
-    sgdr_opts(&fo, l, l->n_groups, lrs8, n_cycle, 1);
+    sgdr_opts(&fo, recipe_wd(l), l->n_groups, lrs8, n_cycle, 1);
     lrn_note(h, "recipe", "step 8: the whole network, SGDR cycle_len 1, cycle_mult 2, up to %d "
          "cycles (%d epochs), stopping at a cycle end when validation loss stops improving",
          n_cycle, used);
@@ -522,8 +538,17 @@ int learner_recipe(learner *l, const recipe_opts *o, const ev_hooks *h, tta_resu
         err_set(err, errlen, "budget_minutes: must be between 0 (none) and 1e6");
         return -EINVAL;
     }
+    if (o && (o->small_sz < -1 || (o->small_sz > 0 && (o->small_sz < RECIPE_SMALLEST ||
+                                                         o->small_sz >= l->sz)))) {
+        err_set(err, errlen, "small_sz: %d; -1 (none), 0 (the recipe's) or %d to %d (below "
+                "sz)", o->small_sz, RECIPE_SMALLEST, l->sz - 1);
+        return -EINVAL;
+    }
+    if (o && !(o->wd >= 0 && o->wd <= 1)) {
+        err_set(err, errlen, "wd: %g; 0 (the recipe's) or up to 1", o->wd);
+        return -EINVAL;
+    }
     if (!l->pretrained)
-        return recipe_scratch(l, max_epochs, budget_s, n_aug, o && o->one_cycle, h, out, err,
-                              errlen);
+        return recipe_scratch(l, max_epochs, budget_s, n_aug, o, h, out, err, errlen);
     return recipe_pretrained(l, max_epochs, close, budget_s, n_aug, h, out, err, errlen);
 }

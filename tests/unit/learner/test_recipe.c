@@ -219,6 +219,64 @@ static void recipe_resizes_progressively(void **state)
     }
 }
 
+/* The recipe note's text and the resizes, for the options that change them. */
+typedef struct recipe_text {
+    char recipe[512];
+    int resizes;
+} recipe_text;
+
+static void keep_recipe_text(void *ctx, const char *what, const char *why)
+{
+    recipe_text *t = ctx;
+    if (strcmp(what, "recipe") == 0)
+        snprintf(t->recipe, sizeof t->recipe, "%s", why);
+    t->resizes += strcmp(what, "resize") == 0;
+}
+
+/* recipe_opts.small_sz and wd: the from-scratch 1cycle starts at the size asked for (or at
+ * the full size with -1) and trains with the decay asked for; out-of-range values are
+ * refused naming the option, before anything trains. */
+static void recipe_takes_small_size_and_wd(void **state)
+{
+    fx_case *fx = *state;
+    learner_config *c = &fx->c;
+    c->sz = 24;
+    c->opt = OPTIM_ADAM;
+    const int smalls[2] = {16, -1}; /* the recipe's own would be 14 */
+    for (int i = 0; i < 2; i++) {
+        learner *l = fx_make(c, fx->ds);
+        recipe_text rt = {0};
+        ev_hooks h = {.ctx = &rt, .on_note = keep_recipe_text};
+        recipe_opts o = {.max_epochs = 2, .n_aug = 1, .one_cycle = 1, .small_sz = smalls[i],
+                         .wd = 0.05};
+        tta_result t;
+        recipe_ok(l, &o, &h, &t);
+        assert_non_null(strstr(rt.recipe, "wd 0.05 (AdamW)"));
+        assert_int_equal(rt.resizes, smalls[i] > 0 ? 1 : 0);
+        assert_true((strstr(rt.recipe, "first 1 epoch at 16 pixels") != NULL) == (i == 0));
+        assert_null(i == 1 ? strstr(rt.recipe, "progressive") : NULL);
+        learner_state st;
+        learner_get_state(l, &st);
+        assert_int_equal(st.sz, 24);
+        assert_int_equal(st.epochs_done, 2);
+        learner_destroy(l);
+    }
+    const recipe_opts bad[] = {{.small_sz = 11}, {.small_sz = 24}, {.small_sz = -2},
+                               {.wd = -0.1}, {.wd = 2.0}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        learner *l = fx_make(c, fx->ds);
+        char err[256] = "";
+        tta_result t;
+        assert_int_equal(learner_recipe(l, &bad[i], NULL, &t, err, sizeof err), -EINVAL);
+        const char *field = bad[i].wd != 0 ? "wd:" : "small_sz:";
+        assert_int_equal(strncmp(err, field, strlen(field)), 0);
+        learner_state st;
+        learner_get_state(l, &st);
+        assert_int_equal(st.epochs_done, 0);
+        learner_destroy(l);
+    }
+}
+
 /* A budget too small for one epoch still trains one (and says so); a budget that is no
  * constraint leaves max_epochs to plan the fit. */
 static void recipe_budget_plans_the_epochs(void **state)
@@ -319,6 +377,7 @@ int main(void)
         cmocka_unit_test(recipe_plans_the_budget),
         cmocka_unit_test(recipe_plans_progressive_resizing),
         fx_test_small(recipe_resizes_progressively),
+        fx_test_small(recipe_takes_small_size_and_wd),
         fx_test_small(recipe_budget_plans_the_epochs),
         fx_test_small(recipe_with_a_pretrained_body),
     };
