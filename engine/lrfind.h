@@ -18,6 +18,7 @@
 #include "events.h"
 
 #define LRFIND_BETA 0.98
+#define LRFIND_WARM_IT 3          /* steps a sweep's speed leaves out (steady_it) */
 #define LRFIND_SLIDE_DIFF 15     /* fast.ai 2 slide: lr_diff */
 #define LRFIND_SLIDE_THRESH 0.005 /* fast.ai 2 slide: thresh */
 
@@ -31,6 +32,11 @@ typedef struct lrfind_result {
     ev_sweep_point *points;    /* malloc'd; free with lrfind_result_free */
     lr_suggestion min_div10, steep, valley, slide;
     int stopped_early;         /* the smoothed loss diverged */
+    /* The steps after the first LRFIND_WARM_IT, and the seconds they took: the speed a
+     * fit trains at, without the first steps' one-off costs (buffers touched for the
+     * first time, the loader filling its queue). 0 when the sweep had no such steps. */
+    int steady_it;
+    double steady_s;
 } lrfind_result;
 
 /* Frees the points and zeroes r; NULL is fine. */

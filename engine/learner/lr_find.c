@@ -21,7 +21,7 @@ typedef struct sweep {
     int num_it, cached, it;
     loss_smoother sm;
     lrfind_stop stop;
-    double t0;
+    double t0, t_warm;              /* the sweep's start; the end of its warm-up steps */
 } sweep;
 
 /* The range, the groups' ratios and the weight decay of the options. */
@@ -96,6 +96,13 @@ static int sweep_point(sweep *sw, const batch_view *v, char *err, size_t errlen)
     p->end_lr = sw->ratios[top] * sw->end;
     p->num_it = sw->num_it;
     sw->out->n_points = sw->it = ++it;
+    double now = clock_mono_s();
+    if (it == LRFIND_WARM_IT)
+        sw->t_warm = now;
+    if (it > LRFIND_WARM_IT) {
+        sw->out->steady_it = it - LRFIND_WARM_IT;
+        sw->out->steady_s = now - sw->t_warm;
+    }
     const ev_hooks *h = sw->h;
     if (h && h->on_sweep_point && h->on_sweep_point(h->ctx, p)) {
         err_set(err, errlen, "lr_find: cancelled");

@@ -14,6 +14,13 @@
 /* Progressive resizing stops below this size: at 12 pixels resnet_small's last stage
  * already sees 3x3 maps. */
 #define RECIPE_SMALLEST 12
+/* A budgeted 1cycle's plan takes the speeds the sweeps measured as this many times
+ * faster. The fit's pacing trims every epoch after the first to the time left, but it
+ * cannot add epochs to a 1cycle that has started, and a shared host's speed moves by tens
+ * of percent within minutes: a sweep that caught a slow moment would leave minutes
+ * unused. Planned too fast, the epochs train on fewer batches each and the time is used;
+ * TTA's share is still estimated at the measured speed. */
+#define RECIPE_PACE_HEADROOM 1.25
 /* Batches of the short sweep at low rates that times the small size. */
 #define RECIPE_PROBE_IT 20
 /* How close to its lowest the smoothed loss must come to count as the flat bottom, as a
@@ -212,13 +219,22 @@ static void budget_costs(const learner *l, double train_img_s, int n_aug, double
 typedef struct scratch_plan {
     double t0, budget_s;       /* the recipe's start and budget (0: none) */
     int max_epochs, n_aug, one_cycle;
-    double lr, sweep_s, small_img_s;
-    int swept;                 /* the sweep's points */
+    double lr, sweep_img_s, small_img_s; /* speeds measured at the full and small size */
     int full, small;           /* image sizes; small 0: no progressive resizing */
     double wd;                 /* the fit's weight decay */
     int epochs;
     double frac, fit_limit_s;  /* fit_opts.epoch_frac and time_limit_s */
 } scratch_plan;
+
+/* The images per second a sweep trained at: over its steps after the warm-up, which is
+ * what the fit's epochs see, or over all of total_s when it had none. Every rank agrees. */
+static double sweep_speed(const learner *l, const lrfind_result *r, double total_s)
+{
+    int steady = r->steady_it > 0 && r->steady_s > 0;
+    double s = lrn_agree(l, steady ? r->steady_s : total_s);
+    int it = steady ? r->steady_it : r->n_points;
+    return s > 0 ? (double)it * l->bs / s : 0.0;
+}
 
 /* The LR sweep over the whole net, and the LR picked from it. */
 static int scratch_sweep(learner *l, scratch_plan *sp, const ev_hooks *h, char *err,
@@ -236,9 +252,8 @@ static int scratch_sweep(learner *l, scratch_plan *sp, const ev_hooks *h, char *
     int rc = learner_lr_find(l, &lo, h, &r, err, errlen);
     if (rc)
         return rc;
-    sp->sweep_s = lrn_agree(l, clock_mono_s() - sp->t0);
+    sp->sweep_img_s = sweep_speed(l, &r, clock_mono_s() - sp->t0);
     sp->lr = pick_lr(&r, l->opt->cfg.kind == OPTIM_ADAM, 1e-2, h, "from scratch");
-    sp->swept = r.n_points;
     lrfind_result_free(&r);
     return 0;
 }
@@ -256,8 +271,7 @@ static int scratch_time_small(learner *l, scratch_plan *sp, const ev_hooks *h, c
     learner_resize(l, sp->full, NULL, 0);
     if (rc)
         return rc;
-    tp = lrn_agree(l, clock_mono_s() - tp);
-    sp->small_img_s = tp > 0 ? (double)pr.n_points * l->bs / tp : 0.0;
+    sp->small_img_s = sweep_speed(l, &pr, clock_mono_s() - tp);
     lrfind_result_free(&pr);
     lrn_note(h, "budget", "%d batches at %d pixels, the progressive resizing's small size, "
              "trained at %.0f img/s", RECIPE_PROBE_IT, sp->small, sp->small_img_s);
@@ -269,16 +283,18 @@ static int scratch_time_small(learner *l, scratch_plan *sp, const ev_hooks *h, c
  * by pacing every epoch after the first to the time left (fit_opts.time_limit_s). */
 static void scratch_plan_budget(const learner *l, scratch_plan *sp, const ev_hooks *h)
 {
-    double sweep_img_s = sp->sweep_s > 0 ? (double)sp->swept * l->bs / sp->sweep_s : 0;
+    double sweep_img_s = sp->sweep_img_s, k = sp->one_cycle ? RECIPE_PACE_HEADROOM : 1.0;
     double left_s = lrn_agree(l, sp->budget_s - (clock_mono_s() - sp->t0)), ts[2] = {0, 0},
            vs[2] = {0, 0},
            tta_s = 0, unused;
     if (sweep_img_s > 0) {
+        /* TTA at the measured speed, the epochs at the speed the plan allows for */
         budget_costs(l, sweep_img_s, sp->n_aug, &ts[1], &vs[1], &tta_s);
+        budget_costs(l, k * sweep_img_s, sp->n_aug, &ts[1], &vs[1], &unused);
         ts[0] = ts[1];
         vs[0] = vs[1];
         if (sp->small_img_s > 0)
-            budget_costs(l, sp->small_img_s, sp->n_aug, &ts[0], &vs[0], &unused);
+            budget_costs(l, k * sp->small_img_s, sp->n_aug, &ts[0], &vs[0], &unused);
         sp->epochs = recipe_plan_progressive(left_s - tta_s, ts, vs, sp->max_epochs,
                                              sp->one_cycle, &sp->frac);
     } else {
@@ -287,23 +303,27 @@ static void scratch_plan_budget(const learner *l, scratch_plan *sp, const ev_hoo
     sp->fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
     /* frac fills the time exactly, give or take rounding */
     int over = plan_cost(sp->epochs, sp->frac, ts, vs) > left_s - tta_s + 1e-3;
-    char check[256];
-    if (sp->one_cycle)
+    char check[256], speed[160] = "";
+    if (sp->one_cycle) {
         snprintf(check, sizeof check, "one 1cycle runs them all, the first epoch on "
-                 "%.0f%% of its batches; it cannot stop early, so every later epoch trains "
-                 "on as many as the time left allows at its measured speed", 100.0 * sp->frac);
-    else
+                 "%.0f%% of its batches, every later one on as many as the time left allows "
+                 "at its measured speed", 100.0 * sp->frac);
+        snprintf(speed, sizeof speed, "; a 1cycle cannot add epochs once started and the "
+                 "host's speed drifts, so the plan allows for up to %.0f",
+                 k * sweep_img_s);
+    } else {
         snprintf(check, sizeof check, "at every cycle end the fit checks that the next "
                  "cycle ends within %.1f minutes at its measured speed",
                  sp->fit_limit_s / 60.0);
+    }
     char at_small[64] = "";
     if (sp->small_img_s > 0)
         snprintf(at_small, sizeof at_small, " (%.1f at %d pixels)", (ts[0] + vs[0]) / 60.0,
                  sp->small);
     lrn_note(h, "budget", "%.1f of %.1f minutes left after the sweep; it trained %.0f "
-             "img/s, so an epoch with validation takes about %.1f minutes%s and %d "
+             "img/s%s: an epoch with validation takes about %.1f minutes%s and %d "
              "epoch%s fit%s before TTA; %s", left_s / 60.0, sp->budget_s / 60.0, sweep_img_s,
-             (ts[1] + vs[1]) / 60.0, at_small, sp->epochs, sp->epochs == 1 ? "" : "s",
+             speed, (ts[1] + vs[1]) / 60.0, at_small, sp->epochs, sp->epochs == 1 ? "" : "s",
              over ? " (at least one runs, past the budget)" : "", check);
 }
 

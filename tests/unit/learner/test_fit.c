@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "clock_mono.h"
 #include "fixture.h"
 #include "lrsched.h"
 
@@ -97,11 +98,16 @@ static void lr_find_restores_everything(void **state)
     ev_hooks h = fx_hooks_for(&r);
     lrfind_opts lo = {.start_lr = 1e-4, .end_lr = 10, .num_it = 20};
     lrfind_result res;
+    double t0 = clock_mono_s();
     int rc = learner_lr_find(l, &lo, &h, &res, err, sizeof err);
+    double wall_s = clock_mono_s() - t0;
     if (rc)
         print_error("lr_find: %s\n", err);
     assert_int_equal(rc, 0);
     assert_true(res.n_points >= 12 && res.n_points <= 20);
+    /* The speed it reports leaves its first steps out, and only them. */
+    assert_int_equal(res.steady_it, res.n_points - LRFIND_WARM_IT);
+    assert_true(res.steady_s > 0 && res.steady_s < wall_s);
     assert_int_equal(r.n_sweep, res.n_points);
     for (int i = 0; i < res.n_points; i++) {
         assert_int_equal(res.points[i].iter, i);

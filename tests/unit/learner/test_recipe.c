@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -219,6 +220,50 @@ static void recipe_resizes_progressively(void **state)
     }
 }
 
+/* The budget note's speeds: what the sweep trained at, and what the plan allows for. */
+typedef struct budget_speeds {
+    double trained, allowed;
+    int seen;
+} budget_speeds;
+
+static void keep_budget_speeds(void *ctx, const char *what, const char *why)
+{
+    budget_speeds *b = ctx;
+    const char *t = strstr(why, "it trained "), *a = strstr(why, "allows for up to ");
+    if (strcmp(what, "budget") != 0 || !t)
+        return;
+    b->seen++;
+    b->trained = atof(t + strlen("it trained "));
+    b->allowed = a ? atof(a + strlen("allows for up to ")) : 0.0;
+}
+
+/* A budgeted 1cycle cannot add epochs once it has started, so its plan allows for a host
+ * RECIPE_PACE_HEADROOM (1.25) times faster than the sweep measured; SGDR, which checks
+ * the time at every cycle end, plans at the measured speed. */
+static void recipe_plans_for_a_faster_host(void **state)
+{
+    fx_case *fx = *state;
+    dataset *ds = fx->ds;
+    learner_config *c = &fx->c;
+    c->opt = OPTIM_ADAM;
+    tta_result t;
+    for (int one_cycle = 0; one_cycle <= 1; one_cycle++) {
+        learner *l = fx_make(c, ds);
+        budget_speeds b = {0};
+        ev_hooks h = {.ctx = &b, .on_note = keep_budget_speeds};
+        recipe_opts o = {.max_epochs = 2, .n_aug = 1, .one_cycle = one_cycle,
+                         .small_sz = -1, .budget_minutes = 1000.0};
+        recipe_ok(l, &o, &h, &t);
+        assert_int_equal(b.seen, 1);
+        assert_true(b.trained > 0);
+        if (one_cycle)
+            assert_true(fabs(b.allowed - 1.25 * b.trained) <= 1.0);
+        else
+            assert_true(b.allowed == 0.0);
+        learner_destroy(l);
+    }
+}
+
 /* The recipe note's text and the resizes, for the options that change them. */
 typedef struct recipe_text {
     char recipe[512];
@@ -379,6 +424,7 @@ int main(void)
         fx_test_small(recipe_resizes_progressively),
         fx_test_small(recipe_takes_small_size_and_wd),
         fx_test_small(recipe_budget_plans_the_epochs),
+        fx_test_small(recipe_plans_for_a_faster_host),
         fx_test_small(recipe_with_a_pretrained_body),
     };
     return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
