@@ -286,10 +286,10 @@ static void scratch_plan_budget(const learner *l, scratch_plan *sp, const ev_hoo
     double sweep_img_s = sp->sweep_img_s, k = sp->one_cycle ? RECIPE_PACE_HEADROOM : 1.0;
     double left_s = lrn_agree(l, sp->budget_s - (clock_mono_s() - sp->t0)), ts[2] = {0, 0},
            vs[2] = {0, 0},
-           tta_s = 0, unused;
+           tta_s = 0, unused, unused_v;
     if (sweep_img_s > 0) {
         /* TTA at the measured speed, the epochs at the speed the plan allows for */
-        budget_costs(l, sweep_img_s, sp->n_aug, &ts[1], &vs[1], &tta_s);
+        budget_costs(l, sweep_img_s, sp->n_aug, &unused, &unused_v, &tta_s);
         budget_costs(l, k * sweep_img_s, sp->n_aug, &ts[1], &vs[1], &unused);
         ts[0] = ts[1];
         vs[0] = vs[1];
