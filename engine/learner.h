@@ -136,6 +136,11 @@ typedef struct fit_opts {
                                 * of n runs at the planned step b * P / n of the epoch's P
                                 * (epoch_frac's batches). A "time_limit" note gives each new
                                 * count */
+    int after_passes;          /* a paced 1cycle's time_limit_s also holds this many passes
+                                * over the validation set at the fit's last size after it
+                                * (the recipe's TTA): the pacing keeps them back at the
+                                * last validation's measured speed, as the host drifts. 0:
+                                * none */
     int resume;                /* continue from this learner's last epoch checkpoint */
     double epoch_frac;         /* 0 or 1: whole epochs. In (0, 1): every epoch trains on this
                                 * share of its shuffled batches (rounded up, at least one),

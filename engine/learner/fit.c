@@ -116,20 +116,23 @@ typedef struct pace {
 } pace;
 
 /* Batches for epoch e of a 1cycle under time_limit_s: as many as let epochs e..total-1
- * train and validate within the time left at the last epoch's pace, scaled by pixels for
- * an epoch at another size (progressive resizing; a conservative guess until that size
- * has run once), with 5% to spare (the host slows by a few percent from one epoch to the
- * next). Between 5% of the batches (at least one) and all. */
+ * train and validate, and the after_passes validations that follow the fit run, within
+ * the time left at the last epoch's pace, scaled by pixels for an epoch at another size
+ * (progressive resizing; a conservative guess until that size has run once), with 5% to
+ * spare (the host slows by a few percent from one epoch to the next). Between 5% of the
+ * batches (at least one) and all. */
 static int64_t paced_batches(const learner *l, const fit_opts *o, const pace *pc, int64_t e,
                              int64_t total_epochs, double left_s, int64_t all)
 {
-    double train_s = 0.0, valid_s = 0.0;
+    double train_s = 0.0, valid_s = 0.0, px = 1.0;
     for (int64_t k = e; k < total_epochs; k++) {
         int sz = o->resize_epoch > 0 && k >= o->resize_epoch ? o->resize_sz : l->sz;
-        double px = ((double)sz * sz) / ((double)pc->sz * pc->sz);
+        px = ((double)sz * sz) / ((double)pc->sz * pc->sz);
         train_s += px * pc->batch_s;
         valid_s += px * pc->valid_s;
     }
+    /* px is the last epoch's now: the passes after the fit run at its size */
+    valid_s += (o->after_passes > 0 ? o->after_passes : 0) * px * pc->valid_s;
     int64_t least = (int64_t)ceil(0.05 * (double)all);
     double n = train_s > 0 ? floor((0.95 * left_s - valid_s) / train_s) : (double)all;
     if (!(n >= (double)least))
@@ -207,6 +210,11 @@ static int fit_check_opts(const learner *l, const fit_opts *o, char *err, size_t
     }
     if (!(o->time_limit_s >= 0.0)) {
         err_set(err, errlen, "time_limit_s: must be 0 (none) or positive");
+        return -EINVAL;
+    }
+    if (o->after_passes < 0 || o->after_passes > 1000) {
+        err_set(err, errlen, "after_passes: must be between 0 and 1000 (got %d)",
+                o->after_passes);
         return -EINVAL;
     }
     if (!(o->epoch_frac >= 0.0 && o->epoch_frac <= 1.0)) {
@@ -340,11 +348,12 @@ static void fit_epoch_begin(fit_run *r, int e, double te)
         int64_t n = paced_batches(l, o, &r->pc, e, r->total_epochs, left_s, r->all_batches);
         if (n != r->n_batches)
             lrn_note(r->h, "time_limit", "epoch %d trains on %lld of its %lld batches, so that "
-                     "the %lld epoch%s left end within %.1f minutes at the last epoch's "
+                     "the %lld epoch%s left%s end within %.1f minutes at the last epoch's "
                      "speed (%.0f img/s at %d pixels)", e, (long long)n,
                      (long long)r->all_batches, (long long)(r->total_epochs - e),
-                     r->total_epochs - e == 1 ? "" : "s", left_s / 60.0,
-                     l->bs / r->pc.batch_s, r->pc.sz);
+                     r->total_epochs - e == 1 ? "" : "s",
+                     o->after_passes > 0 ? " and the validation passes after the fit" : "",
+                     left_s / 60.0, l->bs / r->pc.batch_s, r->pc.sz);
         r->n_batches = n;
     }
     if (o->resize_epoch > 0 && e >= o->resize_epoch && l->sz != o->resize_sz) {

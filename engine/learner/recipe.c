@@ -18,8 +18,9 @@
  * faster. The fit's pacing trims every epoch after the first to the time left, but it
  * cannot add epochs to a 1cycle that has started, and a shared host's speed moves by tens
  * of percent within minutes: a sweep that caught a slow moment would leave minutes
- * unused. Planned too fast, the epochs train on fewer batches each and the time is used;
- * TTA's share is still estimated at the measured speed. */
+ * unused. Planned too fast, the epochs train on fewer batches each and the time is used.
+ * TTA's share is planned at the measured speed; the pacing then keeps it back at the
+ * validation speed it measures (fit_opts.after_passes). */
 #define RECIPE_PACE_HEADROOM 1.25
 /* Batches of the short sweep at low rates that times the small size. */
 #define RECIPE_PROBE_IT 20
@@ -200,9 +201,10 @@ int recipe_plan_budget(double avail_s, double train_s, double valid_s, int max_e
 
 /* The seconds an epoch's training, its validation and the final TTA take at the training
  * speed the sweep measured. A forward pass costs about a third of a training step
- * (backward computes two products per forward one). */
-static void budget_costs(const learner *l, double train_img_s, int n_aug, double *train_s,
-                         double *valid_s, double *tta_s)
+ * (backward computes two products per forward one). Returns TTA's validation passes, the
+ * centre crop's among them. */
+static int budget_costs(const learner *l, double train_img_s, int n_aug, double *train_s,
+                        double *valid_s, double *tta_s)
 {
     tfm_plan plans[TTA_MAX_AUG];
     /* the passes learner_tta will run */
@@ -212,6 +214,7 @@ static void budget_costs(const learner *l, double train_img_s, int n_aug, double
     *train_s = n_train / train_img_s;
     *valid_s = n_valid / eval_img_s;
     *tta_s = (1 + n_aug) * *valid_s;
+    return 1 + n_aug;
 }
 
 /* The from-scratch recipe's plan as it is made: what it was given, what the sweeps
@@ -224,6 +227,8 @@ typedef struct scratch_plan {
     double wd;                 /* the fit's weight decay */
     int epochs;
     double frac, fit_limit_s;  /* fit_opts.epoch_frac and time_limit_s */
+    int tta_passes;            /* validation passes TTA runs (with the centre crop's) */
+    double tta_s;              /* and their time at the measured speed */
 } scratch_plan;
 
 /* The images per second a sweep trained at: over its steps after the warm-up, which is
@@ -289,7 +294,7 @@ static void scratch_plan_budget(const learner *l, scratch_plan *sp, const ev_hoo
            tta_s = 0, unused, unused_v;
     if (sweep_img_s > 0) {
         /* TTA at the measured speed, the epochs at the speed the plan allows for */
-        budget_costs(l, sweep_img_s, sp->n_aug, &unused, &unused_v, &tta_s);
+        sp->tta_passes = budget_costs(l, sweep_img_s, sp->n_aug, &unused, &unused_v, &tta_s);
         budget_costs(l, k * sweep_img_s, sp->n_aug, &ts[1], &vs[1], &unused);
         ts[0] = ts[1];
         vs[0] = vs[1];
@@ -301,6 +306,7 @@ static void scratch_plan_budget(const learner *l, scratch_plan *sp, const ev_hoo
         sp->epochs = 1;
     }
     sp->fit_limit_s = left_s - tta_s > 1e-3 ? left_s - tta_s : 1e-3;
+    sp->tta_s = tta_s;
     /* frac fills the time exactly, give or take rounding */
     int over = plan_cost(sp->epochs, sp->frac, ts, vs) > left_s - tta_s + 1e-3;
     char check[256], speed[160] = "";
@@ -342,7 +348,10 @@ static int scratch_one_cycle(learner *l, const scratch_plan *sp, const ev_hooks 
     fo.wd = sp->wd;
     fo.schedule = SCHED_1CYCLE;
     fo.epoch_frac = sp->frac;
-    fo.time_limit_s = sp->fit_limit_s;
+    /* The pacing holds TTA's passes back at the validation speed it measures, which
+     * follows the host better than the sweep's estimate the plan used. */
+    fo.time_limit_s = sp->budget_s > 0 ? sp->fit_limit_s + sp->tta_s : 0.0;
+    fo.after_passes = sp->budget_s > 0 ? sp->tta_passes : 0;
     int k = sp->small ? recipe_small_epochs(sp->epochs) : 0;
     char grow[160] = "";
     if (k > 0) {

@@ -267,6 +267,53 @@ static void fit_paces_a_1cycle_to_its_time_limit(void **state)
     }
 }
 
+/* A paced 1cycle keeps back the validation passes that follow it (the recipe's TTA) at
+ * the validation speed it measures. The limit leaves room for every batch of the epochs
+ * left several times over when nothing follows; passes that take about twice that limit
+ * at the speed measured here leave room for the fewest batches. */
+static void fit_keeps_time_for_the_passes_after_it(void **state)
+{
+    fx_case *fx = *state;
+    char err[256] = "";
+    const int bpe = N_SMALL / BS, half = bpe / 2;
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 3,
+                  .schedule = SCHED_1CYCLE, .epoch_frac = 0.5, .time_limit_s = 1e6};
+    learner *l = fx_make(&fx->c, fx->ds);
+    double t = clock_mono_s();
+    assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), 0);
+    double fit_s = clock_mono_s() - t, pass_s = INFINITY;
+    for (int i = 0; i < 3; i++) {
+        tta_result tr;
+        t = clock_mono_s();
+        assert_int_equal(learner_tta(l, 0, NULL, &tr, err, sizeof err), 0);
+        double s = clock_mono_s() - t;
+        pass_s = s < pass_s ? s : pass_s;
+    }
+    learner_destroy(l);
+    int passes = (int)ceil(6.0 * fit_s / pass_s);
+    print_message("pacing: 3 epochs %.4f s, a validation pass %.5f s, %d passes after\n",
+                  fit_s, pass_s, passes);
+    assert_true(passes <= 1000);
+    o.time_limit_s = 3.0 * fit_s;
+    for (int after = 0; after <= 1; after++) {
+        o.after_passes = after ? passes : 0;
+        l = fx_make(&fx->c, fx->ds);
+        fx_rec r = {0};
+        ev_hooks h = fx_hooks_for(&r);
+        assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
+        assert_int_equal(r.n_epoch, 3);
+        assert_int_equal(r.epoch_batches[0], half);
+        for (int e = 1; e < 3; e++)
+            assert_int_equal(r.epoch_batches[e], after ? 1 : bpe);
+        learner_destroy(l);
+    }
+    o.after_passes = -1;
+    l = fx_make(&fx->c, fx->ds);
+    assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "after_passes"));
+    learner_destroy(l);
+}
+
 /* Label smoothing trains on the smoothed cross-entropy (its loss stays above the
  * smoothing's floor) and still learns; validation reports the plain cross-entropy, the
  * same as TTA's centre pass computes from the probabilities. */
@@ -368,6 +415,7 @@ int main(void)
         fx_test_small(onecycle_moves_the_momentum),
         fx_test_small(fit_trains_part_epochs),
         fx_test_small(fit_paces_a_1cycle_to_its_time_limit),
+        fx_test_small(fit_keeps_time_for_the_passes_after_it),
         fx_test_big(label_smoothing_trains_and_validates_plain),
         cmocka_unit_test(cycle_worse_needs_loss_and_accuracy),
         fx_test_small(bad_requests_are_refused),
