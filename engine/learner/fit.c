@@ -132,7 +132,7 @@ static int64_t paced_batches(const learner *l, const fit_opts *o, const pace *pc
         valid_s += px * pc->valid_s;
     }
     /* px is the last epoch's now: the passes after the fit run at its size */
-    valid_s += (o->after_passes > 0 ? o->after_passes : 0) * px * pc->valid_s;
+    valid_s += o->after_passes * px * pc->valid_s;
     int64_t least = (int64_t)ceil(0.05 * (double)all);
     double n = train_s > 0 ? floor((0.95 * left_s - valid_s) / train_s) : (double)all;
     if (!(n >= (double)least))
