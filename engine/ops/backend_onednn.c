@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16_round.h"
 #include "onednn_lib.h"
 
 #define ONEDNN_CACHE_MAX 256
@@ -341,21 +342,28 @@ static void reorder(dnnl_primitive_t p, const dnnl_memory_desc_t *src_md, const 
 }
 
 
-static uint16_t bf16_of(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof(u));
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-/* dst (bf16 bits) <- src rounded to nearest even; NaNs stay NaNs. */
+/* dst (bf16 bits) <- src rounded to nearest even; NaNs stay NaNs. Split into blocks over
+ * threads, each block rounded by bf16_round.h's vectorised loop. */
 static void to_bf16(uint16_t *dst, const float *src, size_t n)
 {
+    const size_t blk = 16384, nb = (n + blk - 1) / blk;
 #pragma omp parallel for schedule(static) if (n >= ONEDNN_PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        dst[i] = bf16_of(src[i]);
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * blk;
+        bf16_pack_span(dst + i0, src + i0, n - i0 < blk ? n - i0 : blk);
+    }
+}
+
+/* d[0..cin) <- s rounded: the vectorised loop where a pixel's channels fill a vector,
+ * inline for the stem's one or three channels, where a call would cost more. */
+static inline void pixel_to_bf16(uint16_t *d, const float *s, int cin)
+{
+    if (cin >= 8) {
+        bf16_pack_span(d, s, (size_t)cin);
+        return;
+    }
+    for (int ci = 0; ci < cin; ci++)
+        d[ci] = bf16_bits(s[ci]);
 }
 
 /* bf16 columns of images [n0, n0 + imgs): row (n, oy, ox), columns (ky, kx, ci), zero
@@ -378,9 +386,7 @@ static void im2col_bf16(uint16_t *col, const float *in, int n0, int imgs, const 
                         memset(d, 0, (size_t)cin * sizeof(uint16_t));
                         continue;
                     }
-                    const float *s = in + (((size_t)n * c->h + iy) * c->w + ix) * cin;
-                    for (int ci = 0; ci < cin; ci++)
-                        d[ci] = bf16_of(s[ci]);
+                    pixel_to_bf16(d, in + (((size_t)n * c->h + iy) * c->w + ix) * cin, cin);
                 }
             }
         }

@@ -18,6 +18,12 @@ ROUND_KERNEL void bf16_round_span(float *restrict dst, const float *restrict src
         dst[i] = bf16_round(src[i]);
 }
 
+ROUND_KERNEL void bf16_pack_span(uint16_t *restrict dst, const float *restrict src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = bf16_bits(src[i]);
+}
+
 ROUND_KERNEL void bf16_round_inplace(float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)

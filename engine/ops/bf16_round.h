@@ -23,6 +23,18 @@ static inline __attribute__((always_inline)) float bf16_round(float x)
     return x;
 }
 
+/* The bfloat16 bits of bf16_round(x): what a bf16 tensor stores. */
+static inline __attribute__((always_inline)) uint16_t bf16_bits(float x)
+{
+    float r = bf16_round(x);
+    uint32_t u;
+    memcpy(&u, &r, sizeof(u));
+    return (uint16_t)(u >> 16);
+}
+
+/* dst[i] = bf16_bits(src[i]) for n floats, on the calling thread. */
+void bf16_pack_span(uint16_t *restrict dst, const float *restrict src, size_t n);
+
 /* dst[i] = bf16_round(src[i]) for n floats, on the calling thread. */
 void bf16_round_span(float *restrict dst, const float *restrict src, size_t n);
 

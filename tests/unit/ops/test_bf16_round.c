@@ -1,6 +1,9 @@
 /* test_bf16_round.c: both kernels of the bf16 mode round their operands as PyTorch's
  * .to(torch.bfloat16) does (nearest, ties to even; Inf kept, overflow to Inf, NaN kept),
- * seen through a 1x1 convolution by the weight 1, whose output is the rounded input. */
+ * seen through a 1x1 convolution by the weight 1, whose output is the rounded input, and
+ * through the weight gradient of a 3x3 convolution of a 1x1 image under an output
+ * gradient of 1, whose centre taps are the rounded input (the columns a weight gradient
+ * gathers, rounded channel by channel). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,6 +93,60 @@ static void check_kernels(bf16_kernels kernels)
     free(ws);
 }
 
+/* Want bits of case i as a weight gradient: the convolution sums from +0, as above. */
+static void check_grad(const round_case *c, int nc, int i, float got)
+{
+    float want = c[i % nc].want;
+    if (isnan(want)) {
+        assert_true(isnan(got));
+        return;
+    }
+    if (bits(got) != bits(want))
+        print_error("case %d: %a gave %a, want %a\n", i % nc, c[i % nc].in, got, want);
+    assert_int_equal(bits(got), bits(want));
+}
+
+/* A 3x3 convolution (pad 1) of one 1x1 image with c_in channels into one output: under an
+ * output gradient of 1 its weight gradient's centre taps are the rounded input, the other
+ * taps the padding's zeros. c_in 3 takes the stem's path, 37 the vector loop and its tail. */
+static void check_weight_grad(bf16_kernels kernels, int c_in)
+{
+    int nc;
+    const round_case *c = cases(&nc);
+    conv2d_shape s;
+    conv2d_shape_init(&s, 1, 1, 1, c_in, 1, 3, 1, 1);
+    s.precision = PRECISION_BF16;
+    s.bf16_kernels = kernels;
+    float *x = malloc(sizeof(float) * c_in), *w = calloc((size_t)c_in * 9, sizeof(float));
+    float *dw = calloc((size_t)c_in * 9, sizeof(float)), dy = 1.0f;
+    size_t wsf = conv2d_workspace_floats(&s);
+    float *ws = malloc(sizeof(float) * (wsf ? wsf : 1));
+    assert_true(x && w && dw && ws);
+    for (int i = 0; i < c_in; i++)
+        x[i] = c[i % nc].in;
+    conv2d_backward(NULL, dw, NULL, &dy, x, w, ws, &s);
+    for (int i = 0; i < c_in; i++) {
+        check_grad(c, nc, i, dw[(size_t)i * 9 + 4]);
+        for (int t = 0; t < 9; t++)
+            assert_true(t == 4 || dw[(size_t)i * 9 + t] == 0.0f);
+    }
+    free(x);
+    free(w);
+    free(dw);
+    free(ws);
+}
+
+static void weight_grads_round_as_pytorch(void **state)
+{
+    (void)state;
+    check_weight_grad(BF16_KERNELS_FP32, 3);
+    check_weight_grad(BF16_KERNELS_FP32, 37);
+    if (!precision_bf16_supported())
+        skip();
+    check_weight_grad(BF16_KERNELS_ONEDNN, 3);
+    check_weight_grad(BF16_KERNELS_ONEDNN, 37);
+}
+
 static void rounded_fp32_kernels_round_as_pytorch(void **state)
 {
     (void)state;
@@ -109,6 +166,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rounded_fp32_kernels_round_as_pytorch),
         cmocka_unit_test(onednn_kernels_round_as_pytorch),
+        cmocka_unit_test(weight_grads_round_as_pytorch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
