@@ -5,11 +5,14 @@
  * primitive asks for, and the output comes back in float32 NHWC with the bias added, the
  * products accumulated in float32. Backward: the output gradient is rounded to bf16; the
  * input gradient comes back in float32 into scratch and is added to din. The weight
- * gradient is a matmul, dW (C_out, K*K*C_in) += dY^T (C_out, P) * columns (P, K*K*C_in),
- * over chunks of whole images whose bf16 im2col columns fit COL_BYTES, accumulated in
- * float32 in scratch and then added to dw (OIHW): oneDNN 2.6's own bf16 backward-weights
- * convolution (jit_bf16) runs several times slower than its matmul on the ResNets' shapes,
- * late stages on small images worst (docs/performance.md).
+ * gradient is mostly a matmul, dW (C_out, K*K*C_in) += dY^T (C_out, P) * columns
+ * (P, K*K*C_in), over chunks of whole images whose bf16 im2col columns fit COL_BYTES,
+ * accumulated in float32 in scratch and then added to dw (OIHW): oneDNN 2.6's own bf16
+ * backward-weights convolution (jit_bf16) runs several times slower than its matmul on
+ * the ResNets' shapes, late stages on small images worst. Its AMX kernel is the exception
+ * on stride-1 convolutions of larger images, where the columns cost more than the
+ * products: those run it on the input rounded to bf16 (native_weight_grad;
+ * docs/performance.md).
  *
  * Primitive descriptors and primitives are made once per shape and kept in a process-wide
  * table (a mutex guards lookups; executing a primitive is thread-safe). Every buffer,
@@ -33,6 +36,8 @@
 #define ONEDNN_PAR_MIN 32768
 /* bf16 im2col columns per chunk of the weight gradient (at least one image). */
 #define COL_BYTES (8u << 20)
+/* Output pixels per image from which the AMX backward-weights convolution wins. */
+#define WG_NATIVE_MIN_PIXELS 100
 
 /* The weight-gradient matmul of a chunk of `imgs` images. */
 typedef struct onednn_mm {
@@ -45,9 +50,11 @@ typedef struct onednn_mm {
 typedef struct onednn_conv {
     int n, h, w, c_in, c_out, k, stride, pad; /* the key */
     int h_out, w_out;
-    dnnl_primitive_desc_t fwd_pd, bwdd_pd;
+    dnnl_primitive_desc_t fwd_pd, bwdd_pd, bwdw_pd;
     dnnl_primitive_t fwd, bwdd;
     dnnl_primitive_t w_to_fwd, w_to_bwdd; /* f32 OIHW weights -> bf16, each primitive's layout */
+    int native_dw;                        /* the weight gradient on bwdw, not the matmuls */
+    dnnl_primitive_t bwdw, dw_add;        /* native_dw: the convolution, and dw += its output */
     onednn_mm mm_full, mm_tail;           /* tail: the last, smaller chunk (imgs 0: none) */
     dnnl_memory_desc_t src_f32, src_bf16, dst_f32, dst_bf16, w_oihw, bias;
     size_t src_bytes, dst_bytes, wf_bytes, wb_bytes, dw_bytes, din_bytes, col_bytes;
@@ -142,7 +149,7 @@ static dnnl_primitive_attr_t user_scratch_attr(void)
     return attr;
 }
 
-/* The three convolution primitive descriptors: bf16 activations and weights in, float32
+/* The four convolution primitive descriptors: bf16 activations and weights in, float32
  * out, NHWC activations, weights in whatever layout each kernel prefers. */
 static void make_pds(onednn_conv *c)
 {
@@ -160,8 +167,9 @@ static void make_pds(onednn_conv *c)
     c->w_oihw = md_of(4, wd, dnnl_f32, dnnl_oihw);
     c->bias = md_of(1, bd, dnnl_f32, dnnl_a);
     dnnl_memory_desc_t w_any = md_of(4, wd, dnnl_bf16, dnnl_format_tag_any);
+    dnnl_memory_desc_t dw_any = md_of(4, wd, dnnl_f32, dnnl_format_tag_any);
     dnnl_primitive_attr_t attr = user_scratch_attr();
-    dnnl_convolution_desc_t fd, bdd;
+    dnnl_convolution_desc_t fd, bdd, bwd;
     onednn_check(dn->convolution_forward_desc_init(&fd, dnnl_forward_training,
                                                    dnnl_convolution_direct, &c->src_bf16,
                                                    &w_any, &c->bias, &c->dst_f32, st, pl, pr),
@@ -174,7 +182,31 @@ static void make_pds(onednn_conv *c)
                  "conv_bwd_data_desc");
     onednn_check(dn->primitive_desc_create(&c->bwdd_pd, &bdd, attr, onednn_engine,
                                            c->fwd_pd), "conv_bwd_data_pd");
+    onednn_check(dn->convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
+                                                            &c->src_bf16, &dw_any, NULL,
+                                                            &c->dst_bf16, st, pl, pr),
+                 "conv_bwd_weights_desc");
+    onednn_check(dn->primitive_desc_create(&c->bwdw_pd, &bwd, attr, onednn_engine,
+                                           c->fwd_pd), "conv_bwd_weights_pd");
     dn->primitive_attr_destroy(attr);
+}
+
+/* Whether the weight gradient runs oneDNN's backward-weights convolution: its AMX kernel
+ * on stride-1 KxK convolutions (K > 1) with at least WG_NATIVE_MIN_PIXELS outputs per
+ * image, where the matmul's columns are K*K copies of every pixel; elsewhere the matmul is
+ * as fast or faster. SGDRD_ONEDNN_WEIGHT_GRAD=native|matmul forces one (tests run both). */
+static int native_weight_grad(const onednn_conv *c)
+{
+    const char *env = getenv("SGDRD_ONEDNN_WEIGHT_GRAD");
+    if (env && strcmp(env, "native") == 0)
+        return 1;
+    if (env && strcmp(env, "matmul") == 0)
+        return 0;
+    const char *impl = NULL;
+    if (dn->primitive_desc_query(c->bwdw_pd, dnnl_query_impl_info_str, 0, &impl) !=
+            dnnl_success || !impl || !strstr(impl, "amx"))
+        return 0;
+    return c->stride == 1 && c->k > 1 && c->h_out * c->w_out >= WG_NATIVE_MIN_PIXELS;
 }
 
 static int is_direct(const onednn_conv *c)
@@ -220,6 +252,39 @@ static void free_mm(onednn_mm *m)
     dn->primitive_desc_destroy(m->pd);
 }
 
+/* The matmuls of the weight gradient and their buffers: dw_bytes of float32 gradient in
+ * OHWI, col_bytes of columns. Returns their scratchpad's bytes. */
+static size_t weight_grad_mm_make(onednn_conv *c)
+{
+    size_t img_col = (size_t)c->h_out * c->w_out * kkc(c) * 2;
+    int imgs = is_direct(c) ? c->n : (int)(COL_BYTES / img_col);
+    if (imgs < 1)
+        imgs = 1;
+    if (imgs > c->n)
+        imgs = c->n;
+    make_mm(&c->mm_full, c, imgs);
+    make_mm(&c->mm_tail, c, c->n % imgs);
+    c->dw_bytes = align_up((size_t)c->c_out * kkc(c) * sizeof(float));
+    c->col_bytes = is_direct(c) ? c->src_bytes : align_up((size_t)imgs * img_col);
+    size_t sm = pd_scratch(c->mm_full.pd);
+    if (c->mm_tail.imgs && pd_scratch(c->mm_tail.pd) > sm)
+        sm = pd_scratch(c->mm_tail.pd);
+    return sm;
+}
+
+/* The backward-weights convolution, and the reorder that adds its output (in its own
+ * layout, dw_bytes) to dw (OIHW); col_bytes hold the input rounded to bf16. Returns the
+ * convolution's scratchpad's bytes. */
+static size_t weight_grad_native_make(onednn_conv *c)
+{
+    const dnnl_memory_desc_t *dwm = pd_md(c->bwdw_pd, dnnl_query_diff_weights_md);
+    c->bwdw = make_prim(c->bwdw_pd, "conv_bwd_weights");
+    c->dw_add = make_reorder(dwm, &c->w_oihw, 1);
+    c->dw_bytes = align_up(dn->memory_desc_get_size(dwm));
+    c->col_bytes = c->src_bytes;
+    return pd_scratch(c->bwdw_pd);
+}
+
 static onednn_conv *conv_make(const conv2d_shape *s)
 {
     onednn_conv *c = calloc(1, sizeof(*c));
@@ -237,26 +302,16 @@ static onednn_conv *conv_make(const conv2d_shape *s)
     const dnnl_memory_desc_t *wb = pd_md(c->bwdd_pd, dnnl_query_weights_md);
     c->w_to_fwd = make_reorder(&c->w_oihw, wf, 0);
     c->w_to_bwdd = make_reorder(&c->w_oihw, wb, 0);
-    size_t img_col = (size_t)c->h_out * c->w_out * kkc(c) * 2;
-    int imgs = is_direct(c) ? c->n : (int)(COL_BYTES / img_col);
-    if (imgs < 1)
-        imgs = 1;
-    if (imgs > c->n)
-        imgs = c->n;
-    make_mm(&c->mm_full, c, imgs);
-    make_mm(&c->mm_tail, c, c->n % imgs);
     c->src_bytes = align_up(dn->memory_desc_get_size(&c->src_bf16));
     c->dst_bytes = align_up(dn->memory_desc_get_size(&c->dst_bf16));
     c->din_bytes = align_up(dn->memory_desc_get_size(&c->src_f32));
     c->wf_bytes = align_up(dn->memory_desc_get_size(wf));
     c->wb_bytes = align_up(dn->memory_desc_get_size(wb));
-    c->dw_bytes = align_up((size_t)c->c_out * kkc(c) * sizeof(float));
-    c->col_bytes = is_direct(c) ? c->src_bytes : align_up((size_t)imgs * img_col);
     c->scratch_fwd = align_up(pd_scratch(c->fwd_pd));
-    size_t sd = pd_scratch(c->bwdd_pd), sm = pd_scratch(c->mm_full.pd);
-    if (c->mm_tail.imgs && pd_scratch(c->mm_tail.pd) > sm)
-        sm = pd_scratch(c->mm_tail.pd);
-    c->scratch_bwd = align_up(sd > sm ? sd : sm);
+    c->native_dw = native_weight_grad(c);
+    size_t sd = pd_scratch(c->bwdd_pd), sw = c->native_dw ? weight_grad_native_make(c)
+                                                          : weight_grad_mm_make(c);
+    c->scratch_bwd = align_up(sd > sw ? sd : sw);
     return c;
 }
 
@@ -298,6 +353,11 @@ static void conv_free(onednn_conv *c)
     dn->primitive_destroy(c->w_to_bwdd);
     dn->primitive_desc_destroy(c->fwd_pd);
     dn->primitive_desc_destroy(c->bwdd_pd);
+    if (c->native_dw) {
+        dn->primitive_destroy(c->bwdw);
+        dn->primitive_destroy(c->dw_add);
+    }
+    dn->primitive_desc_destroy(c->bwdw_pd);
     free_mm(&c->mm_full);
     free_mm(&c->mm_tail);
     free(c);
@@ -460,10 +520,32 @@ static void onednn_forward(float *out, const float *in, const float *w, const fl
         conv_free(c);
 }
 
+/* dw += the weight gradient of oneDNN's backward-weights convolution (dst: dY in bf16). */
+static void weight_grad_native(float *dw, const uint16_t *dst, const float *in, char *p,
+                               const onednn_conv *c)
+{
+    const dnnl_memory_desc_t *dwm = pd_md(c->bwdw_pd, dnnl_query_diff_weights_md);
+    float *g = (float *)p;
+    uint16_t *src = (uint16_t *)(p + c->dw_bytes);
+    char *scratch = (char *)src + c->col_bytes;
+    to_bf16(src, in, numel(&c->src_f32, sizeof(float)));
+    exec_args e = {0};
+    arg_add(&e, DNNL_ARG_SRC, &c->src_bf16, src);
+    arg_add(&e, DNNL_ARG_DIFF_DST, &c->dst_bf16, dst);
+    arg_add(&e, DNNL_ARG_DIFF_WEIGHTS, dwm, g);
+    arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdw_pd, dnnl_query_scratchpad_md), scratch);
+    run(c->bwdw, &e, "conv_bwd_weights");
+    reorder(c->dw_add, dwm, g, &c->w_oihw, dw);
+}
+
 /* dw += the weight gradient, chunk by chunk of images (dst: dY in bf16). */
 static void weight_grad(float *dw, const uint16_t *dst, const float *in, char *p,
                         const onednn_conv *c)
 {
+    if (c->native_dw) {
+        weight_grad_native(dw, dst, in, p, c);
+        return;
+    }
     float *g = (float *)p;
     uint16_t *col = (uint16_t *)(p + c->dw_bytes);
     char *scratch = (char *)col + c->col_bytes;

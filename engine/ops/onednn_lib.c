@@ -43,6 +43,7 @@ static int resolve(void *h, onednn_fns *f)
     ONEDNN_SYM(post_ops_append_sum);
     ONEDNN_SYM(convolution_forward_desc_init);
     ONEDNN_SYM(convolution_backward_data_desc_init);
+    ONEDNN_SYM(convolution_backward_weights_desc_init);
     ONEDNN_SYM(matmul_desc_init);
     ONEDNN_SYM(reorder_primitive_desc_create);
     ONEDNN_SYM(primitive_desc_create);

@@ -40,6 +40,7 @@ typedef struct onednn_fns {
     ONEDNN_FN(post_ops_append_sum);
     ONEDNN_FN(convolution_forward_desc_init);
     ONEDNN_FN(convolution_backward_data_desc_init);
+    ONEDNN_FN(convolution_backward_weights_desc_init);
     ONEDNN_FN(matmul_desc_init);
     ONEDNN_FN(reorder_primitive_desc_create);
     ONEDNN_FN(primitive_desc_create);

@@ -14,8 +14,11 @@ bf16 backward adds into the gradients as every op must.
 
 Both kernels of the bf16 mode are held to both bounds, each forced by SGDRD_BF16_KERNELS:
 oneDNN's bf16 kernels, and the fp32 kernels on operands rounded to bf16 (which run the
-larger shapes below in chunks of images). oneDNN's half is skipped on a CPU without native
-bf16 (the harness's --bf16-supported); the rounded-operand half runs on any CPU.
+larger shapes below in chunks of images). oneDNN's kernels run twice, each weight gradient
+forced through SGDRD_ONEDNN_WEIGHT_GRAD onto one of its two paths: columns and a matmul,
+and oneDNN's backward-weights convolution (which the engine picks on AMX for some shapes).
+oneDNN's half is skipped on a CPU without native bf16 (the harness's --bf16-supported);
+the rounded-operand half runs on any CPU.
 
 usage: test_bf16_parity.py HARNESS
 """
@@ -120,14 +123,16 @@ def compare(name, g, ref, tol):
     return ok
 
 
-def check(harness, kernels, c, autocast, inp, tmp):
-    """Failures of one kind of kernels against both references."""
-    outp = os.path.join(tmp, f"out_{kernels}.safetensors")
-    env = dict(os.environ, SGDRD_BF16_KERNELS=kernels)
+def check(harness, kind, c, autocast, inp, tmp):
+    """Failures of one kind of kernels ("fp32", or "onednn/PATH" with the weight
+    gradient's path) against both references."""
+    kernels, _, path = kind.partition("/")
+    outp = os.path.join(tmp, f"out_{kernels}_{path}.safetensors")
+    env = dict(os.environ, SGDRD_BF16_KERNELS=kernels, SGDRD_ONEDNN_WEIGHT_GRAD=path)
     subprocess.run([harness, inp, outp], check=True, env=env)
     got = st.load(outp)
     failures = 0
-    print(f"kernels {kernels}")
+    print(f"kernels {kind}")
     print(f"{'tensor':30s} {'rel exact':>11s}      {'rel autocast':>12s}  (tolerances "
           f"{TOL_EXACT:g} and {TOL_AUTOCAST:g} of max |ref|)")
     for name, (ref, layout) in c.expect.items():
@@ -146,7 +151,7 @@ def check(harness, kernels, c, autocast, inp, tmp):
         ok_a = rel <= TOL_AUTOCAST
         print(f"  {rel:12.3e} {'ok' if ok_a else 'FAIL'}")
         failures += not (ok and ok_a)
-    print(f"{kernels}: {len(c.expect) - failures} of {len(c.expect)} tensors within tolerance")
+    print(f"{kind}: {len(c.expect) - failures} of {len(c.expect)} tensors within tolerance")
     return failures
 
 
@@ -154,7 +159,7 @@ def main():
     harness = sys.argv[1]
     kinds = ["fp32"]
     if subprocess.run([harness, "--bf16-supported"]).returncode == 0:
-        kinds.insert(0, "onednn")
+        kinds[:0] = ["onednn/matmul", "onednn/native"]
     else:
         print("oneDNN's half skipped: this CPU has no native bf16 (AVX512_BF16) for oneDNN")
     torch.set_default_dtype(torch.float64)

@@ -127,7 +127,9 @@ static void check_weight_grad(bf16_kernels kernels, int c_in)
     conv2d_backward(NULL, dw, NULL, &dy, x, w, ws, &s);
     for (int i = 0; i < c_in; i++) {
         check_grad(c, nc, i, dw[(size_t)i * 9 + 4]);
-        for (int t = 0; t < 9; t++)
+        /* Only an input finite in bf16 leaves the padding's taps at zero on every path:
+         * oneDNN's backward-weights kernel may multiply an Inf or NaN by a padding zero. */
+        for (int t = 0; t < 9 && isfinite(c[i % nc].want); t++)
             assert_true(t == 4 || dw[(size_t)i * 9 + t] == 0.0f);
     }
     free(x);
