@@ -225,15 +225,18 @@ int main(int argc, char **argv)
     if (!ds)
         return 1;
     const ds_info *in = dataset_info(ds);
+    const int bf16 = b.prec == PRECISION_BF16;
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
            "max_zoom %g, pad %d, %s, label smoothing %g, %d epochs, lr %g, recipe budget %g "
            "min, recipe TTA passes %d, width %d, recipe small size %d, recipe wd %g, BLAS %s "
-           "x%d, precision %s\n\n",
+           "x%d, precision %s%s%s%s%s\n\n",
            in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
            b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
            b.pad, b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr,
            b.budget, b.n_aug, b.width ? b.width : MODEL_SMALL_WIDTH, b.small_sz, b.wd,
-           blas_core_name(), blas_threads(), precision_name(b.prec));
+           blas_core_name(), blas_threads(), precision_name(b.prec),
+           bf16 ? " on the " : "", bf16 ? bf16_kernels_name(bf16_kernels_choice()) : "",
+           bf16 ? " kernels, oneDNN ISA " : "", bf16 ? precision_onednn_isa() : "");
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
     int rc = 0;
