@@ -182,21 +182,25 @@ static void make_pds(onednn_conv *c)
                  "conv_bwd_data_desc");
     onednn_check(dn->primitive_desc_create(&c->bwdd_pd, &bdd, attr, onednn_engine,
                                            c->fwd_pd), "conv_bwd_data_pd");
-    onednn_check(dn->convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
-                                                            &c->src_bf16, &dw_any, NULL,
-                                                            &c->dst_bf16, st, pl, pr),
-                 "conv_bwd_weights_desc");
-    onednn_check(dn->primitive_desc_create(&c->bwdw_pd, &bwd, attr, onednn_engine,
-                                           c->fwd_pd), "conv_bwd_weights_pd");
+    /* Optional: without it (no kernel for the shape) the weight gradient stays a matmul. */
+    if (dn->convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &c->src_bf16,
+                                                   &dw_any, NULL, &c->dst_bf16, st, pl,
+                                                   pr) != dnnl_success ||
+        dn->primitive_desc_create(&c->bwdw_pd, &bwd, attr, onednn_engine, c->fwd_pd) !=
+            dnnl_success)
+        c->bwdw_pd = NULL;
     dn->primitive_attr_destroy(attr);
 }
 
 /* Whether the weight gradient runs oneDNN's backward-weights convolution: its AMX kernel
  * on stride-1 KxK convolutions (K > 1) with at least WG_NATIVE_MIN_PIXELS outputs per
  * image, where the matmul's columns are K*K copies of every pixel; elsewhere the matmul is
- * as fast or faster. SGDRD_ONEDNN_WEIGHT_GRAD=native|matmul forces one (tests run both). */
+ * as fast or faster. SGDRD_ONEDNN_WEIGHT_GRAD=native|matmul forces one (native where oneDNN
+ * has that convolution for the shape; tests run both). */
 static int native_weight_grad(const onednn_conv *c)
 {
+    if (!c->bwdw_pd)
+        return 0;
     const char *env = getenv("SGDRD_ONEDNN_WEIGHT_GRAD");
     if (env && strcmp(env, "native") == 0)
         return 1;
@@ -357,7 +361,8 @@ static void conv_free(onednn_conv *c)
         dn->primitive_destroy(c->bwdw);
         dn->primitive_destroy(c->dw_add);
     }
-    dn->primitive_desc_destroy(c->bwdw_pd);
+    if (c->bwdw_pd)
+        dn->primitive_desc_destroy(c->bwdw_pd);
     free_mm(&c->mm_full);
     free_mm(&c->mm_tail);
     free(c);
