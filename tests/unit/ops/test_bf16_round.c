@@ -59,6 +59,19 @@ static const round_case *cases(int *count)
     return c;
 }
 
+/* got is case i % nc rounded: its bits, or a NaN for a NaN. */
+static void check_rounded(const round_case *c, int nc, int i, float got)
+{
+    float want = c[i % nc].want;
+    if (isnan(want)) {
+        assert_true(isnan(got));
+        return;
+    }
+    if (bits(got) != bits(want))
+        print_error("case %d: %a gave %a, want %a\n", i % nc, c[i % nc].in, got, want);
+    assert_int_equal(bits(got), bits(want));
+}
+
 static void check_kernels(bf16_kernels kernels)
 {
     enum { REPEAT = 5 }; /* long enough for the vector loop and its tail */
@@ -78,32 +91,11 @@ static void check_kernels(bf16_kernels kernels)
     for (int i = 0; i < n; i++)
         x[i] = c[i % nc].in;
     conv2d_forward(y, x, &w, NULL, ws, &s);
-    for (int i = 0; i < n; i++) {
-        float want = c[i % nc].want;
-        if (isnan(want)) {
-            assert_true(isnan(y[i]));
-            continue;
-        }
-        if (bits(y[i]) != bits(want))
-            print_error("case %d: %a gave %a, want %a\n", i % nc, c[i % nc].in, y[i], want);
-        assert_int_equal(bits(y[i]), bits(want));
-    }
+    for (int i = 0; i < n; i++)
+        check_rounded(c, nc, i, y[i]);
     free(x);
     free(y);
     free(ws);
-}
-
-/* Want bits of case i as a weight gradient: the convolution sums from +0, as above. */
-static void check_grad(const round_case *c, int nc, int i, float got)
-{
-    float want = c[i % nc].want;
-    if (isnan(want)) {
-        assert_true(isnan(got));
-        return;
-    }
-    if (bits(got) != bits(want))
-        print_error("case %d: %a gave %a, want %a\n", i % nc, c[i % nc].in, got, want);
-    assert_int_equal(bits(got), bits(want));
 }
 
 /* A 3x3 convolution (pad 1) of one 1x1 image with c_in channels into one output: under an
@@ -126,7 +118,7 @@ static void check_weight_grad(bf16_kernels kernels, int c_in)
         x[i] = c[i % nc].in;
     conv2d_backward(NULL, dw, NULL, &dy, x, w, ws, &s);
     for (int i = 0; i < c_in; i++) {
-        check_grad(c, nc, i, dw[(size_t)i * 9 + 4]);
+        check_rounded(c, nc, i, dw[(size_t)i * 9 + 4]);
         /* Only an input finite in bf16 leaves the padding's taps at zero on every path:
          * oneDNN's backward-weights kernel may multiply an Inf or NaN by a padding zero. */
         for (int t = 0; t < 9 && isfinite(c[i % nc].want); t++)
