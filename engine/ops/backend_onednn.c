@@ -7,12 +7,12 @@
  * input gradient comes back in float32 into scratch and is added to din. The weight
  * gradient is mostly a matmul, dW (C_out, K*K*C_in) += dY^T (C_out, P) * columns
  * (P, K*K*C_in), over chunks of whole images whose bf16 im2col columns fit COL_BYTES,
- * accumulated in float32 in scratch and then added to dw (OIHW): oneDNN 2.6's own bf16
- * backward-weights convolution (jit_bf16) runs several times slower than its matmul on
- * the ResNets' shapes, late stages on small images worst. Its AMX kernel is the exception
- * on stride-1 convolutions of larger images, where the columns cost more than the
- * products: those run it on the input rounded to bf16 (native_weight_grad;
- * docs/performance.md).
+ * accumulated in float32 in scratch and then added to dw (OIHW): on an Intel host with
+ * AVX512_BF16, oneDNN 2.6's own bf16 backward-weights convolution (jit_bf16) ran several
+ * times slower than its matmul on the ResNets' shapes, late stages on small images worst.
+ * Where the bf16 units are fast (AMX, AMD's AVX512_BF16) it wins on stride-1 convolutions
+ * of larger images, where the columns cost more than the products: those run it on the
+ * input rounded to bf16 (native_weight_grad; docs/performance.md).
  *
  * Primitive descriptors and primitives are made once per shape and kept in a process-wide
  * table (a mutex guards lookups; executing a primitive is thread-safe). Every buffer,
@@ -36,7 +36,7 @@
 #define ONEDNN_PAR_MIN 32768
 /* bf16 im2col columns per chunk of the weight gradient (at least one image). */
 #define COL_BYTES (8u << 20)
-/* Output pixels per image from which the AMX backward-weights convolution wins. */
+/* Output pixels per image from which the bf16 backward-weights convolution wins. */
 #define WG_NATIVE_MIN_PIXELS 100
 
 /* The weight-gradient matmul of a chunk of `imgs` images. */
@@ -192,11 +192,12 @@ static void make_pds(onednn_conv *c)
     dn->primitive_attr_destroy(attr);
 }
 
-/* Whether the weight gradient runs oneDNN's backward-weights convolution: its AMX kernel
- * on stride-1 KxK convolutions (K > 1) with at least WG_NATIVE_MIN_PIXELS outputs per
- * image, where the matmul's columns are K*K copies of every pixel; elsewhere the matmul is
- * as fast or faster. SGDRD_ONEDNN_WEIGHT_GRAD=native|matmul forces one (native where oneDNN
- * has that convolution for the shape; tests run both). */
+/* Whether the weight gradient runs oneDNN's backward-weights convolution: its AMX or
+ * AVX512_BF16 kernel on stride-1 KxK convolutions (K > 1) with at least
+ * WG_NATIVE_MIN_PIXELS outputs per image, where the matmul's columns are K*K copies of
+ * every pixel; elsewhere the matmul is as fast or faster. SGDRD_ONEDNN_WEIGHT_GRAD=
+ * native|matmul forces one (native where oneDNN has that convolution for the shape; tests
+ * run both). */
 static int native_weight_grad(const onednn_conv *c)
 {
     if (!c->bwdw_pd)
@@ -208,7 +209,7 @@ static int native_weight_grad(const onednn_conv *c)
         return 0;
     const char *impl = NULL;
     if (dn->primitive_desc_query(c->bwdw_pd, dnnl_query_impl_info_str, 0, &impl) !=
-            dnnl_success || !impl || !strstr(impl, "amx"))
+            dnnl_success || !impl || (!strstr(impl, "amx") && !strstr(impl, "avx512_core_bf16")))
         return 0;
     return c->stride == 1 && c->k > 1 && c->h_out * c->w_out >= WG_NATIVE_MIN_PIXELS;
 }
