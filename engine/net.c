@@ -808,6 +808,14 @@ float net_loss(net *n, const int32_t *labels, const float *targets)
 
 /* ---- backward --------------------------------------------------------------------------- */
 
+/* Whether node d's backward runs conv2d_backward: a convolution, or a linear layer outside
+ * fp32 (which runs as a 1x1 convolution). */
+static int runs_conv(const node *d)
+{
+    return d->kind == NODE_CONV ||
+           (d->kind == NODE_LINEAR && d->conv.precision != PRECISION_FP32);
+}
+
 /* Runs node i's backward; its parameters' gradients accumulate into gw and gb. */
 static void backward_node(net *n, int i, float *gw, float *gb)
 {
@@ -820,10 +828,12 @@ static void backward_node(net *n, int i, float *gw, float *gb)
     /* A BatchNorm that writes its input's gradient first assigns it instead (no zeroing
      * pass; the plan may then put it in place of its output's gradient). */
     const int bn_assign = d->kind == NODE_BN && din && d->zero_dv[0] >= 0;
-    /* Likewise a residual add that writes its second input's gradient first copies it. */
+    /* Likewise a residual add that writes its second input's gradient first copies it, and
+     * a convolution that writes its input's gradient first assigns it. */
     const int add_assign =
         d->kind == NODE_ADD && d->zero_dv[1] >= 0 && needs_grad(n, d->in[1]);
-    for (int k = bn_assign ? 1 : 0; k < (add_assign ? 1 : 2); k++)
+    const int conv_assign = runs_conv(d) && din && d->zero_dv[0] >= 0;
+    for (int k = bn_assign || conv_assign ? 1 : 0; k < (add_assign ? 1 : 2); k++)
         if (d->zero_dv[k] >= 0)
             memset(n->dvalues[d->zero_dv[k]], 0,
                    n->value_numel[d->zero_dv[k]] * sizeof(float));
@@ -833,7 +843,8 @@ static void backward_node(net *n, int i, float *gw, float *gb)
     case NODE_INPUT:
         break;
     case NODE_CONV:
-        conv2d_backward(din, gw, gb, dout, in, pdata(n, d->p_w), d->scratch_bwd, &d->conv);
+        conv2d_backward(din, gw, gb, dout, in, pdata(n, d->p_w), d->scratch_bwd, &d->conv,
+                        conv_assign);
         break;
     case NODE_BN:
         batchnorm_backward_sync(din, gw, gb, dout, in, d->save_mean, d->save_rstd,
@@ -886,7 +897,7 @@ static void backward_node(net *n, int i, float *gw, float *gb)
     case NODE_LINEAR:
         if (d->conv.precision != PRECISION_FP32)
             conv2d_backward(din, gw, gb, dout, in, pdata(n, d->p_w), d->scratch_bwd,
-                            &d->conv);
+                            &d->conv, conv_assign);
         else
             linear_backward(din, gw, gb, dout, in, pdata(n, d->p_w), n->batch, src->c, d->c);
         break;

@@ -18,7 +18,7 @@ typedef struct conv_backend {
     void (*forward)(float *out, const float *in, const float *w, const float *b, float *ws,
                     const conv2d_shape *s);
     void (*backward)(float *din, float *dw, const float *dout, const float *in,
-                     const float *w, float *ws, const conv2d_shape *s);
+                     const float *w, float *ws, const conv2d_shape *s, int assign_din);
 } conv_backend;
 
 /* fp32: im2col or Winograd with OpenBLAS's sgemm (conv.c, winograd.c). */
@@ -29,11 +29,13 @@ extern const conv_backend conv_backend_onednn_bf16;
 extern const conv_backend conv_backend_rounded_bf16;
 
 /* The fp32 kernels behind both of the last two (conv.c, winograd.c): with rnd, every
- * operand rounded to bf16 as the kernels load it. Otherwise as the backend's members. */
+ * operand rounded to bf16 as the kernels load it. Otherwise as the backend's members
+ * (backward zeroes din first where asked to assign it). */
 size_t conv_fp32_workspace_floats(const conv2d_shape *s, int rnd);
 void conv_fp32_forward(float *out, const float *in, const float *w, const float *b, float *ws,
                        const conv2d_shape *s, int rnd);
 void conv_fp32_backward(float *din, float *dw, const float *dout, const float *in,
-                        const float *w, float *ws, const conv2d_shape *s, int rnd);
+                        const float *w, float *ws, const conv2d_shape *s, int rnd,
+                        int assign_din);
 
 #endif

@@ -577,7 +577,7 @@ static void weight_grad(float *dw, const uint16_t *dst, const float *in, char *p
 }
 
 static void onednn_backward(float *din, float *dw, const float *dout, const float *in,
-                            const float *w, float *ws, const conv2d_shape *s)
+                            const float *w, float *ws, const conv2d_shape *s, int assign_din)
 {
     int owned;
     onednn_conv *c = conv_get(s, &owned);
@@ -595,10 +595,13 @@ static void onednn_backward(float *din, float *dw, const float *dout, const floa
         exec_args e = {0};
         arg_add(&e, DNNL_ARG_DIFF_DST, &c->dst_bf16, dst);
         arg_add(&e, DNNL_ARG_WEIGHTS, wb, wk);
-        arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, dtmp);
+        /* oneDNN overwrites its output: into din where din is assigned, else into dtmp
+         * and then added. */
+        arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, assign_din ? din : dtmp);
         arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md), rest);
         run(c->bwdd, &e, "conv_bwd_data");
-        add_into(din, dtmp, numel(&c->src_f32, sizeof(float)));
+        if (!assign_din)
+            add_into(din, dtmp, numel(&c->src_f32, sizeof(float)));
     }
     if (owned)
         conv_free(c);

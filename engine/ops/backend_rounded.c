@@ -29,9 +29,9 @@ static void rounded_forward(float *out, const float *in, const float *w, const f
 }
 
 static void rounded_backward(float *din, float *dw, const float *dout, const float *in,
-                             const float *w, float *ws, const conv2d_shape *s)
+                             const float *w, float *ws, const conv2d_shape *s, int assign_din)
 {
-    conv_fp32_backward(din, dw, dout, in, w, ws, s, 1);
+    conv_fp32_backward(din, dw, dout, in, w, ws, s, 1, assign_din);
 }
 
 const conv_backend conv_backend_rounded_bf16 = {

@@ -548,12 +548,12 @@ static void backward_rows(float *din, float *dwk, const float *dout, const float
 }
 
 void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                     const float *w, float *ws, const conv2d_shape *s)
+                     const float *w, float *ws, const conv2d_shape *s, int assign_din)
 {
     if (db)
         bias_grad(db, dout, (size_t)s->n * s->h_out * s->w_out, s->c_out);
     if (din || dw)
-        backend_for(s)->backward(din, dw, dout, in, w, ws, s);
+        backend_for(s)->backward(din, dw, dout, in, w, ws, s, assign_din && din);
 }
 
 /* A 1x1 stride-1 convolution's backward: two GEMMs on the tensors in place, in bf16 on
@@ -614,8 +614,12 @@ static void backward_parts(float *din, float *dwk, const float *dout, const floa
 }
 
 void conv_fp32_backward(float *din, float *dw, const float *dout, const float *in,
-                        const float *w, float *ws, const conv2d_shape *s, int rnd)
+                        const float *w, float *ws, const conv2d_shape *s, int rnd,
+                        int assign_din)
 {
+    /* These kernels accumulate into din. */
+    if (assign_din)
+        memset(din, 0, (size_t)s->n * s->h * s->w * s->c_in * sizeof(float));
     if (wino_applies(s)) {
         wino_backward(din, dw, dout, in, w, ws, s, rnd);
         return;
@@ -650,9 +654,9 @@ void conv_fp32_backward(float *din, float *dw, const float *dout, const float *i
 }
 
 static void openblas_backward(float *din, float *dw, const float *dout, const float *in,
-                              const float *w, float *ws, const conv2d_shape *s)
+                              const float *w, float *ws, const conv2d_shape *s, int assign_din)
 {
-    conv_fp32_backward(din, dw, dout, in, w, ws, s, 0);
+    conv_fp32_backward(din, dw, dout, in, w, ws, s, 0, assign_din);
 }
 
 const conv_backend conv_backend_openblas = {

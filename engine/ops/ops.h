@@ -55,9 +55,11 @@ size_t conv2d_workspace_floats(const conv2d_shape *s);
  * b may be NULL. out is overwritten. ws: conv2d_workspace_floats(s) floats. */
 void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *ws,
                     const conv2d_shape *s);
-/* din (N,H,W,C_in) += ..., dw (C_out,C_in,K,K) += ..., db (C_out) += ...; each may be NULL. */
+/* din (N,H,W,C_in) += ..., dw (C_out,C_in,K,K) += ..., db (C_out) += ...; each may be NULL.
+ * With assign_din, din = ... instead: what it held is never read, so a caller that would
+ * zero it first need not. */
 void conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                     const float *w, float *ws, const conv2d_shape *s);
+                     const float *w, float *ws, const conv2d_shape *s, int assign_din);
 
 /* ---- batchnorm over the last axis of an (M, C) view: 2d (M = N*H*W) and 1d (M = N) ---- */
 

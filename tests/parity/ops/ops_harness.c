@@ -139,7 +139,7 @@ static void run_conv(harness *h, const char *cs, const float *cfg, int op)
     float *dw = zeros((size_t)s.c_out * s.c_in * s.k * s.k), *db = zeros(s.c_out);
     conv2d_forward(y, x, w, b, ws_buf, &s);
     for (int pass = 0; pass < (bf16 ? 2 : 1); pass++)
-        conv2d_backward(dx, dw, b ? db : NULL, dy, x, w, ws_buf, &s);
+        conv2d_backward(dx, dw, b ? db : NULL, dy, x, w, ws_buf, &s, 0);
     int64_t ys[4] = {s.n, s.h_out, s.w_out, s.c_out}, ls[2] = {s.n, s.c_out};
     int64_t bs[1] = {s.c_out};
     put(h, cs, "y", y, linear ? 2 : 4, linear ? ls : ys);

@@ -165,7 +165,7 @@ static void run_route(float *out, float *din, float *dw, float *db, const tensor
     memcpy(din, t->din0, sizeof(float) * t->xn);
     memcpy(dw, t->dw0, sizeof(float) * t->wn);
     memset(db, 0, sizeof(float) * (size_t)s->c_out);
-    conv2d_backward(din, dw, db, dy, x, w, ws, s);
+    conv2d_backward(din, dw, db, dy, x, w, ws, s, 0);
     free(x);
     free(w);
     free(dy);

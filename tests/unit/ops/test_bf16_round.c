@@ -116,7 +116,7 @@ static void check_weight_grad(bf16_kernels kernels, int c_in)
     assert_true(x && w && dw && ws);
     for (int i = 0; i < c_in; i++)
         x[i] = c[i % nc].in;
-    conv2d_backward(NULL, dw, NULL, &dy, x, w, ws, &s);
+    conv2d_backward(NULL, dw, NULL, &dy, x, w, ws, &s, 0);
     for (int i = 0; i < c_in; i++) {
         check_rounded(c, nc, i, dw[(size_t)i * 9 + 4]);
         /* Only an input finite in bf16 leaves the padding's taps at zero on every path:

@@ -189,7 +189,7 @@ static void conv_bwd(gc_case *c, float **g)
 {
     conv_op *o = c->op;
     conv2d_backward(g[0], g[1], o->bias ? g[2] : NULL, c->r, c->param[0], c->param[1],
-                    o->ws, &o->s);
+                    o->ws, &o->s, 0);
 }
 
 /* Direct convolution in double, NHWC/OIHW. */
