@@ -4,15 +4,16 @@
  * PyTorch's .to(torch.bfloat16)), the OIHW weights are reordered to bf16 in the layout the
  * primitive asks for, and the output comes back in float32 NHWC with the bias added, the
  * products accumulated in float32. Backward: the output gradient is rounded to bf16; the
- * input gradient comes back in float32 into scratch and is added to din. The weight
- * gradient is mostly a matmul, dW (C_out, K*K*C_in) += dY^T (C_out, P) * columns
- * (P, K*K*C_in), over chunks of whole images whose bf16 im2col columns fit COL_BYTES,
- * accumulated in float32 in scratch and then added to dw (OIHW): on an Intel host with
- * AVX512_BF16, oneDNN 2.6's own bf16 backward-weights convolution (jit_bf16) ran several
- * times slower than its matmul on the ResNets' shapes, late stages on small images worst.
- * Where the bf16 units are fast (AMX, AMD's AVX512_BF16) it wins on stride-1 convolutions
- * of larger images, where the columns cost more than the products: those run it on the
- * input rounded to bf16 (native_weight_grad; docs/performance.md).
+ * input gradient comes back in float32, straight into din where the caller assigns it,
+ * else into scratch and then added to din. The weight gradient is mostly a matmul,
+ * dW (C_out, K*K*C_in) += dY^T (C_out, P) * columns (P, K*K*C_in), over chunks of whole
+ * images whose bf16 im2col columns fit COL_BYTES, accumulated in float32 in scratch
+ * (which the input gradient reuses after it) and then added to dw (OIHW): on an Intel
+ * host with AVX512_BF16, oneDNN 2.6's own bf16 backward-weights convolution (jit_bf16) ran
+ * several times slower than its matmul on the ResNets' shapes, late stages on small images
+ * worst. Where the bf16 units are fast (AMX, AMD's AVX512_BF16) it wins on stride-1
+ * convolutions of larger images, where the columns cost more than the products: those run
+ * it on the input rounded to bf16 (native_weight_grad; docs/performance.md).
  *
  * Primitive descriptors and primitives are made once per shape and kept in a process-wide
  * table (a mutex guards lookups; executing a primitive is thread-safe). Every buffer,
@@ -58,7 +59,7 @@ typedef struct onednn_conv {
     onednn_mm mm_full, mm_tail;           /* tail: the last, smaller chunk (imgs 0: none) */
     dnnl_memory_desc_t src_f32, src_bf16, dst_f32, dst_bf16, w_oihw, bias;
     size_t src_bytes, dst_bytes, wf_bytes, wb_bytes, dw_bytes, din_bytes, col_bytes;
-    size_t scratch_fwd, scratch_bwd;
+    size_t scratch_fwd, scratch_bwdd, scratch_bwdw; /* oneDNN's scratchpads */
 } onednn_conv;
 
 static pthread_once_t onednn_once = PTHREAD_ONCE_INIT;
@@ -314,9 +315,8 @@ static onednn_conv *conv_make(const conv2d_shape *s)
     c->wb_bytes = align_up(dn->memory_desc_get_size(wb));
     c->scratch_fwd = align_up(pd_scratch(c->fwd_pd));
     c->native_dw = native_weight_grad(c);
-    size_t sd = pd_scratch(c->bwdd_pd), sw = c->native_dw ? weight_grad_native_make(c)
-                                                          : weight_grad_mm_make(c);
-    c->scratch_bwd = align_up(sd > sw ? sd : sw);
+    c->scratch_bwdd = align_up(pd_scratch(c->bwdd_pd));
+    c->scratch_bwdw = align_up(c->native_dw ? weight_grad_native_make(c) : weight_grad_mm_make(c));
     return c;
 }
 
@@ -491,8 +491,11 @@ static size_t onednn_workspace_floats(const conv2d_shape *s)
     onednn_conv *c = conv_get(s, &owned);
     size_t fwd = c->src_bytes + c->wf_bytes + align_up((size_t)c->c_out * sizeof(float)) +
                  c->scratch_fwd;
-    size_t bwd = c->dst_bytes + c->wb_bytes + c->din_bytes + c->dw_bytes + c->col_bytes +
-                 c->scratch_bwd;
+    /* Backward: dY in bf16 and the weights for the input gradient, then the weight
+     * gradient's buffers, whose space the input gradient's reuses after it. */
+    size_t wgrad = c->dw_bytes + c->col_bytes + c->scratch_bwdw;
+    size_t dgrad = c->din_bytes + c->scratch_bwdd;
+    size_t bwd = c->dst_bytes + c->wb_bytes + (wgrad > dgrad ? wgrad : dgrad);
     if (owned)
         conv_free(c);
     return ((fwd > bwd ? fwd : bwd) + sizeof(float) - 1) / sizeof(float);
@@ -584,8 +587,8 @@ static void onednn_backward(float *din, float *dw, const float *dout, const floa
     char *p = (char *)ws;
     uint16_t *dst = (uint16_t *)p;
     char *wk = p + c->dst_bytes;
-    float *dtmp = (float *)(wk + c->wb_bytes);
-    char *rest = (char *)dtmp + c->din_bytes; /* weight_grad's, or bwd data's scratchpad */
+    char *rest = wk + c->wb_bytes; /* weight_grad's buffers, then the input gradient's */
+    float *dtmp = (float *)rest;
     to_bf16(dst, dout, numel(&c->dst_f32, sizeof(float)));
     if (dw)
         weight_grad(dw, dst, in, rest, c);
@@ -598,7 +601,8 @@ static void onednn_backward(float *din, float *dw, const float *dout, const floa
         /* oneDNN overwrites its output: into din where din is assigned, else into dtmp
          * and then added. */
         arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, assign_din ? din : dtmp);
-        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md), rest);
+        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md),
+                rest + c->din_bytes);
         run(c->bwdd, &e, "conv_bwd_data");
         if (!assign_din)
             add_into(din, dtmp, numel(&c->src_f32, sizeof(float)));
