@@ -731,7 +731,13 @@ static int forward_node(net *n, int i, int training, int last)
         relu_forward(out, in, node_numel(n, d));
         break;
     case NODE_MAXPOOL:
-        maxpool2d_forward(out, d->argmax, in, &d->pool);
+        /* Only a backward reads the argmax (frozen groups, and a plan without backward,
+         * have none), and the parity harness, which keeps every value. */
+        maxpool2d_forward(out,
+                          n->keep_values || (n->plan_backward && d->group >= n->freeze_to)
+                              ? d->argmax
+                              : NULL,
+                          in, &d->pool);
         break;
     case NODE_ADD:
         add_forward(out, in, n->values[n->nodes[d->in[1]].value], node_numel(n, d));

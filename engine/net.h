@@ -251,10 +251,11 @@ int net_freeze_to(net *n, int g);
 
 /* keep != 0: every activation keeps its own buffer through forward and backward (no
  * sharing, no recomputation), so all of them can be read after backward and a backward
- * may follow an eval-mode forward; for tests and the parity harness, at the unshared
- * memory cost. Results are bit for bit the same either way. Returns 0, or -ENOMEM when
- * the larger slab cannot be allocated (the net is then unusable until the next
- * successful net_set_batch). */
+ * may follow an eval-mode forward, and every max pool records its argmax, frozen or not
+ * (otherwise only where a backward reads it); for tests and the parity harness, at the
+ * unshared memory cost. Results are bit for bit the same either way. Returns 0, or
+ * -ENOMEM when the larger slab cannot be allocated (the net is then unusable until the
+ * next successful net_set_batch). */
 int net_keep_values(net *n, int keep);
 
 /* Makes n one rank of the data-parallel world d (not owned, must outlive its use; NULL:

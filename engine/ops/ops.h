@@ -137,7 +137,8 @@ typedef struct pool2d_shape {
 
 void pool2d_shape_init(pool2d_shape *s, int n, int h, int w, int c, int k, int stride,
                        int pad);
-/* out (N,H_out,W_out,C); argmax (same count) gets the flat input index of each max. */
+/* out (N,H_out,W_out,C); argmax (same count) gets the flat input index of each max, or is
+ * NULL where no backward will read it. */
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const pool2d_shape *s);
 void maxpool2d_backward(float *din, const float *dout, const int32_t *argmax,
                         const pool2d_shape *s);

@@ -25,6 +25,27 @@ void pool2d_shape_init(pool2d_shape *s, int n, int h, int w, int c, int k, int s
     assert(s->h_out > 0 && s->w_out > 0);
 }
 
+/* dst (c floats) <- the larger of dst and src, elementwise: src replaces dst only when
+ * strictly greater (the first maximum wins), or when it is NaN and dst is not (NaN wins,
+ * as in PyTorch, so divergence stays visible); am, unless NULL, follows with src's index
+ * base + j. Written without branches in the loop so that the compiler vectorises it. */
+static inline void max_into(float *dst, int32_t *am, const float *src, size_t base, int c)
+{
+    if (!am) {
+        for (int j = 0; j < c; j++) {
+            float v = src[j], d = dst[j];
+            dst[j] = (v > d) | ((v != v) & (d == d)) ? v : d;
+        }
+        return;
+    }
+    for (int j = 0; j < c; j++) {
+        float v = src[j], d = dst[j];
+        int take = (v > d) | ((v != v) & (d == d));
+        dst[j] = take ? v : d;
+        am[j] = take ? (int32_t)(base + j) : am[j];
+    }
+}
+
 void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const pool2d_shape *s)
 {
     const int c = s->c, ho = s->h_out, wo = s->w_out;
@@ -46,28 +67,18 @@ void maxpool2d_forward(float *out, int32_t *argmax, const float *in, const pool2
                 x1 = s->w;
             size_t o = (((size_t)n * ho + oy) * wo + ox) * c;
             float *dst = out + o;
-            int32_t *am = argmax + o;
-            /* The window's first element starts the maximum; a later one replaces it
-             * only when strictly greater (the first maximum wins), or when it is NaN and
-             * the maximum is not (NaN wins, as in PyTorch, so divergence stays visible).
-             * Written without branches so that the compiler vectorises it. */
+            int32_t *am = argmax ? argmax + o : NULL;
+            /* The window's first element starts the maximum. */
             size_t first = (((size_t)n * s->h + y0) * s->w + x0) * c;
-            for (int j = 0; j < c; j++) {
+            for (int j = 0; j < c; j++)
                 dst[j] = in[first + j];
+            for (int j = 0; am && j < c; j++)
                 am[j] = (int32_t)(first + j);
-            }
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++) {
                     size_t base = (((size_t)n * s->h + y) * s->w + x) * c;
-                    if (base == first)
-                        continue;
-                    const float *src = in + base;
-                    for (int j = 0; j < c; j++) {
-                        float v = src[j], d = dst[j];
-                        int take = (v > d) | ((v != v) & (d == d));
-                        dst[j] = take ? v : d;
-                        am[j] = take ? (int32_t)(base + j) : am[j];
-                    }
+                    if (base != first)
+                        max_into(dst, am, in + base, base, c);
                 }
         }
     }

@@ -717,6 +717,11 @@ static void pool_gradients(void **state)
         maxpool_reference_check(in, out, &o.s);
         for (size_t i = 0; i < nout; i++)
             assert_float_equal(in[am[i]], out[i], 0);
+        /* Without argmax (no backward follows) the same maxima. */
+        float *out2 = zero_buf(nout);
+        maxpool2d_forward(out2, NULL, in, &o.s);
+        assert_memory_equal(out2, out, nout * sizeof(float));
+        free(out2);
         free(in);
         free(out);
         free(am);
@@ -757,6 +762,9 @@ static void maxpool_ties_and_nan(void **state)
     assert_int_equal(am[0], 2); /* (0,1) before the equal (1,0) */
     assert_true(isnan(out[1]));
     assert_int_equal(am[1], 3);
+    maxpool2d_forward(out, NULL, in, &s); /* the same without argmax */
+    assert_float_equal(out[0], 2, 0);
+    assert_true(isnan(out[1]));
 }
 
 static void concatpool_layout(void **state)
