@@ -210,7 +210,9 @@ static int native_weight_grad(const onednn_conv *c)
         return 0;
     const char *impl = NULL;
     if (dn->primitive_desc_query(c->bwdw_pd, dnnl_query_impl_info_str, 0, &impl) !=
-            dnnl_success || !impl || (!strstr(impl, "amx") && !strstr(impl, "avx512_core_bf16")))
+            dnnl_success || !impl)
+        return 0;
+    if (!strstr(impl, "amx") && !strstr(impl, "avx512_core_bf16"))
         return 0;
     return c->stride == 1 && c->k > 1 && c->h_out * c->w_out >= WG_NATIVE_MIN_PIXELS;
 }
@@ -316,7 +318,8 @@ static onednn_conv *conv_make(const conv2d_shape *s)
     c->scratch_fwd = align_up(pd_scratch(c->fwd_pd));
     c->native_dw = native_weight_grad(c);
     c->scratch_bwdd = align_up(pd_scratch(c->bwdd_pd));
-    c->scratch_bwdw = align_up(c->native_dw ? weight_grad_native_make(c) : weight_grad_mm_make(c));
+    c->scratch_bwdw =
+        align_up(c->native_dw ? weight_grad_native_make(c) : weight_grad_mm_make(c));
     return c;
 }
 
