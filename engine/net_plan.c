@@ -156,7 +156,7 @@ static size_t step_floats(const net *n, int v)
 {
     const node *c = &n->nodes[n->value_creator[v]];
     size_t f = round_up(n->value_numel[v]);
-    return c->kind == NODE_CONV ? f + round_up(conv2d_workspace_floats(&c->conv)) : f;
+    return c->kind == NODE_CONV ? f + round_up(conv2d_forward_workspace_floats(&c->conv)) : f;
 }
 
 static int find_root(const int *alias, int v)
@@ -637,7 +637,8 @@ static void plan_scratch(plan_work *w)
         int conv = d->kind == NODE_CONV ||
                    (d->kind == NODE_LINEAR && d->conv.precision != PRECISION_FP32);
         size_t ws = conv ? round_up(conv2d_workspace_floats(&d->conv)) : 0;
-        w->wsf[i].size = i > w->start ? ws : 0;
+        size_t fws = conv ? round_up(conv2d_forward_workspace_floats(&d->conv)) : 0;
+        w->wsf[i].size = i > w->start ? fws : 0;
         w->wsf[i].t0 = w->wsf[i].t1 = i;
         w->wsb[i].size = w->backward && bwd_runs(n, i, w->start, w->freeze) ? ws : 0;
         w->wsb[i].t0 = w->wsb[i].t1 = 2 * w->nn - i;

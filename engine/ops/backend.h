@@ -14,6 +14,8 @@ typedef struct conv_backend {
     const char *name;
     /* Floats of scratch forward and backward need (the larger of the two). */
     size_t (*workspace_floats)(const conv2d_shape *s);
+    /* Floats of scratch the forward alone needs. */
+    size_t (*forward_workspace_floats)(const conv2d_shape *s);
     /* As conv2d_forward / conv2d_backward (backward leaves the bias gradient to conv.c). */
     void (*forward)(float *out, const float *in, const float *w, const float *b, float *ws,
                     const conv2d_shape *s);

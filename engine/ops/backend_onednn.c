@@ -488,12 +488,32 @@ static size_t numel(const dnnl_memory_desc_t *md, size_t elem)
     return dn->memory_desc_get_size(md) / elem;
 }
 
+static size_t forward_bytes(const onednn_conv *c)
+{
+    return c->src_bytes + c->wf_bytes + align_up((size_t)c->c_out * sizeof(float)) +
+           c->scratch_fwd;
+}
+
+static size_t bytes_to_floats(size_t b)
+{
+    return (b + sizeof(float) - 1) / sizeof(float);
+}
+
+static size_t onednn_forward_workspace_floats(const conv2d_shape *s)
+{
+    int owned;
+    onednn_conv *c = conv_get(s, &owned);
+    size_t fwd = forward_bytes(c);
+    if (owned)
+        conv_free(c);
+    return bytes_to_floats(fwd);
+}
+
 static size_t onednn_workspace_floats(const conv2d_shape *s)
 {
     int owned;
     onednn_conv *c = conv_get(s, &owned);
-    size_t fwd = c->src_bytes + c->wf_bytes + align_up((size_t)c->c_out * sizeof(float)) +
-                 c->scratch_fwd;
+    size_t fwd = forward_bytes(c);
     /* Backward: dY in bf16 and the weights for the input gradient, then the weight
      * gradient's buffers, whose space the input gradient's reuses after it. */
     size_t wgrad = c->dw_bytes + c->col_bytes + c->scratch_bwdw;
@@ -501,7 +521,7 @@ static size_t onednn_workspace_floats(const conv2d_shape *s)
     size_t bwd = c->dst_bytes + c->wb_bytes + (wgrad > dgrad ? wgrad : dgrad);
     if (owned)
         conv_free(c);
-    return ((fwd > bwd ? fwd : bwd) + sizeof(float) - 1) / sizeof(float);
+    return bytes_to_floats(fwd > bwd ? fwd : bwd);
 }
 
 static void onednn_forward(float *out, const float *in, const float *w, const float *b,
@@ -617,6 +637,7 @@ static void onednn_backward(float *din, float *dw, const float *dout, const floa
 const conv_backend conv_backend_onednn_bf16 = {
     .name = "onednn-bf16",
     .workspace_floats = onednn_workspace_floats,
+    .forward_workspace_floats = onednn_forward_workspace_floats,
     .forward = onednn_forward,
     .backward = onednn_backward,
 };

@@ -37,6 +37,7 @@ static void rounded_backward(float *din, float *dw, const float *dout, const flo
 const conv_backend conv_backend_rounded_bf16 = {
     .name = "rounded-bf16",
     .workspace_floats = rounded_workspace_floats,
+    .forward_workspace_floats = rounded_workspace_floats,
     .forward = rounded_forward,
     .backward = rounded_backward,
 };

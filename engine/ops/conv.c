@@ -150,6 +150,11 @@ size_t conv2d_workspace_floats(const conv2d_shape *s)
     return backend_for(s)->workspace_floats(s);
 }
 
+size_t conv2d_forward_workspace_floats(const conv2d_shape *s)
+{
+    return backend_for(s)->forward_workspace_floats(s);
+}
+
 /* A rounded chunk of the output gradient: chunk_rows output rows. */
 static size_t dy_floats(const conv2d_shape *s)
 {
@@ -662,6 +667,7 @@ static void openblas_backward(float *din, float *dw, const float *dout, const fl
 const conv_backend conv_backend_openblas = {
     .name = "openblas-fp32",
     .workspace_floats = openblas_workspace_floats,
+    .forward_workspace_floats = openblas_workspace_floats,
     .forward = openblas_forward,
     .backward = openblas_backward,
 };

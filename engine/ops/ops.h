@@ -50,9 +50,12 @@ void conv2d_shape_init(conv2d_shape *s, int n, int h, int w, int c_in, int c_out
                        int stride, int pad);
 /* Floats of scratch that conv2d_forward/backward need for this shape (0 for 1x1 s1 p0). */
 size_t conv2d_workspace_floats(const conv2d_shape *s);
+/* Floats of scratch that conv2d_forward alone needs (at most conv2d_workspace_floats): a
+ * plan without a backward gives a convolution no more. */
+size_t conv2d_forward_workspace_floats(const conv2d_shape *s);
 
 /* out (N, H_out, W_out, C_out) = conv(in (N, H, W, C_in), w (C_out, C_in, K, K)) + b (C_out).
- * b may be NULL. out is overwritten. ws: conv2d_workspace_floats(s) floats. */
+ * b may be NULL. out is overwritten. ws: conv2d_forward_workspace_floats(s) floats. */
 void conv2d_forward(float *out, const float *in, const float *w, const float *b, float *ws,
                     const conv2d_shape *s);
 /* din (N,H,W,C_in) += ..., dw (C_out,C_in,K,K) += ..., db (C_out) += ...; each may be NULL.

@@ -14,6 +14,8 @@
 #include "blas.h"
 #include "models/models.h"
 #include "net.h"
+#include "net_plan.h"
+#include "ops/precision.h"
 #include "rng.h"
 
 static net *build(const char *arch, model_head head, int c_in, int n_classes, float p,
@@ -373,6 +375,37 @@ static void activations_and_gradients_share_one_slab(void **state)
     net_destroy(n);
 }
 
+/* Evaluation runs no backward, so its plan holds each convolution's forward scratch only.
+ * oneDNN's bf16 backward needs far more than its forward (the weight gradient in float32,
+ * its columns, the output gradient in bf16): at a small batch the widest convolution's
+ * backward scratch alone is more than all that evaluation holds at any step. */
+static void evaluation_holds_forward_scratch_only(void **state)
+{
+    (void)state;
+    if (!precision_bf16_supported())
+        skip();
+    net *n = build("resnet18", HEAD_PLAIN, 3, 10, 0.25f, 1);
+    assert_int_equal(net_set_precision(n, PRECISION_BF16), 0);
+    assert_int_equal(net_set_bf16_kernels(n, BF16_KERNELS_ONEDNN), 0);
+    assert_int_equal(net_set_batch(n, 8, 64, 64), 0);
+    size_t widest = 0;
+    for (int i = 0; i < n->n_nodes; i++) {
+        if (n->nodes[i].kind != NODE_CONV)
+            continue;
+        const conv2d_shape *s = &n->nodes[i].conv;
+        assert_true(conv2d_forward_workspace_floats(s) <= conv2d_workspace_floats(s));
+        if (conv2d_workspace_floats(s) > widest)
+            widest = conv2d_workspace_floats(s);
+    }
+    int rc = 0;
+    size_t eval = net_plan_size(n, 0, &rc);
+    assert_int_equal(rc, 0);
+    if (getenv("GC_VERBOSE"))
+        print_message("eval plan %zu floats; largest scratch %zu\n", eval, widest);
+    assert_true(eval < widest);
+    net_destroy(n);
+}
+
 static void a_batch_too_big_for_memory_is_refused_before_allocating(void **state)
 {
     (void)state;
@@ -405,6 +438,7 @@ int main(void)
         cmocka_unit_test(finite_differences_through_a_residual_net),
         cmocka_unit_test(frozen_body_gets_no_gradient_and_keeps_its_statistics),
         cmocka_unit_test(activations_and_gradients_share_one_slab),
+        cmocka_unit_test(evaluation_holds_forward_scratch_only),
         cmocka_unit_test(a_batch_too_big_for_memory_is_refused_before_allocating),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
