@@ -5,7 +5,7 @@
  * primitive asks for, and the output comes back in float32 NHWC with the bias added, the
  * products accumulated in float32. Backward: the output gradient is rounded to bf16; the
  * input gradient comes back in float32, straight into din where the caller assigns it,
- * else into scratch and then added to din. The weight gradient is mostly a matmul,
+ * else into scratch, a chunk of images at a time, and then added to din. The weight gradient is mostly a matmul,
  * dW (C_out, K*K*C_in) += dY^T (C_out, P) * columns (P, K*K*C_in), over chunks of whole
  * images whose bf16 im2col columns fit COL_BYTES, accumulated in float32 in scratch
  * (which the input gradient reuses after it) and then added to dw (OIHW): on an Intel
@@ -37,6 +37,9 @@
 #define ONEDNN_PAR_MIN 32768
 /* bf16 im2col columns per chunk of the weight gradient (at least one image). */
 #define COL_BYTES (8u << 20)
+/* float32 input gradient per chunk where it is added rather than assigned (at least one
+ * image). */
+#define DGRAD_BYTES (2u << 20)
 /* Output pixels per image from which the bf16 backward-weights convolution wins. */
 #define WG_NATIVE_MIN_PIXELS 100
 
@@ -48,6 +51,14 @@ typedef struct onednn_mm {
     dnnl_memory_desc_t a, b, c; /* dY^T (C_out, P) bf16, columns (P, KKC) bf16, dW f32 */
 } onednn_mm;
 
+/* The backward-data convolution of a chunk of `imgs` images, into scratch to be added. */
+typedef struct onednn_dgrad {
+    int imgs;
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t prim;
+    dnnl_memory_desc_t din, dy; /* dX f32, dY bf16 (NHWC) */
+} onednn_dgrad;
+
 typedef struct onednn_conv {
     int n, h, w, c_in, c_out, k, stride, pad; /* the key */
     int h_out, w_out;
@@ -57,9 +68,12 @@ typedef struct onednn_conv {
     int native_dw;                        /* the weight gradient on bwdw, not the matmuls */
     dnnl_primitive_t bwdw, dw_add;        /* native_dw: the convolution, and dw += its output */
     onednn_mm mm_full, mm_tail;           /* tail: the last, smaller chunk (imgs 0: none) */
+    onednn_dgrad dg_full, dg_tail;        /* an added dX in chunks (dg_full.imgs 0: whole) */
     dnnl_memory_desc_t src_f32, src_bf16, dst_f32, dst_bf16, w_oihw, bias;
     size_t src_bytes, dst_bytes, wf_bytes, wb_bytes, dw_bytes, din_bytes, col_bytes;
+    size_t dchunk_bytes;                            /* an added dX's scratch */
     size_t scratch_fwd, scratch_bwdd, scratch_bwdw; /* oneDNN's scratchpads */
+    size_t scratch_dchunk;                          /* of dg_full and dg_tail */
 } onednn_conv;
 
 static pthread_once_t onednn_once = PTHREAD_ONCE_INIT;
@@ -150,15 +164,20 @@ static dnnl_primitive_attr_t user_scratch_attr(void)
     return attr;
 }
 
+/* oneDNN wants the right padding that makes the output size exact. */
+static void right_pad(const onednn_conv *c, dnnl_dims_t pr)
+{
+    pr[0] = (c->h_out - 1) * c->stride + c->k - c->h - c->pad;
+    pr[1] = (c->w_out - 1) * c->stride + c->k - c->w - c->pad;
+}
+
 /* The four convolution primitive descriptors: bf16 activations and weights in, float32
  * out, NHWC activations, weights in whatever layout each kernel prefers. */
 static void make_pds(onednn_conv *c)
 {
-    dnnl_dims_t st = {c->stride, c->stride}, pl = {c->pad, c->pad};
+    dnnl_dims_t st = {c->stride, c->stride}, pl = {c->pad, c->pad}, pr;
     int ho = c->h_out, wo = c->w_out;
-    /* oneDNN wants the right padding that makes the output size exact. */
-    dnnl_dims_t pr = {(ho - 1) * c->stride + c->k - c->h - c->pad,
-                      (wo - 1) * c->stride + c->k - c->w - c->pad};
+    right_pad(c, pr);
     dnnl_dims_t sd = {c->n, c->c_in, c->h, c->w}, dd = {c->n, c->c_out, ho, wo};
     dnnl_dims_t wd = {c->c_out, c->c_in, c->k, c->k}, bd = {c->c_out};
     c->src_f32 = md_of(4, sd, dnnl_f32, dnnl_nhwc);
@@ -260,6 +279,80 @@ static void free_mm(onednn_mm *m)
     dn->primitive_desc_destroy(m->pd);
 }
 
+/* The backward-data convolution of `imgs` images, reading the weights in wb, the whole
+ * batch's layout, so that one reorder serves both. 0, or -1 (g->imgs 0) where oneDNN has
+ * no such convolution. */
+static int make_dgrad(onednn_dgrad *g, const onednn_conv *c, int imgs,
+                      const dnnl_memory_desc_t *wb)
+{
+    g->imgs = imgs;
+    if (imgs == 0)
+        return 0;
+    dnnl_dims_t st = {c->stride, c->stride}, pl = {c->pad, c->pad}, pr;
+    right_pad(c, pr);
+    dnnl_dims_t sd = {imgs, c->c_in, c->h, c->w}, dd = {imgs, c->c_out, c->h_out, c->w_out};
+    dnnl_dims_t wd = {c->c_out, c->c_in, c->k, c->k};
+    g->din = md_of(4, sd, dnnl_f32, dnnl_nhwc);
+    g->dy = md_of(4, dd, dnnl_bf16, dnnl_nhwc);
+    dnnl_memory_desc_t x = md_of(4, sd, dnnl_bf16, dnnl_nhwc);
+    dnnl_memory_desc_t y = md_of(4, dd, dnnl_f32, dnnl_nhwc);
+    dnnl_memory_desc_t w_any = md_of(4, wd, dnnl_bf16, dnnl_format_tag_any);
+    dnnl_primitive_attr_t attr = user_scratch_attr();
+    dnnl_convolution_desc_t fd, bd;
+    dnnl_primitive_desc_t hint = NULL; /* oneDNN's backward asks for its forward's */
+    int ok = dn->convolution_forward_desc_init(&fd, dnnl_forward_training,
+                                               dnnl_convolution_direct, &x, &w_any,
+                                               &c->bias, &y, st, pl, pr) == dnnl_success &&
+             dn->primitive_desc_create(&hint, &fd, attr, onednn_engine, NULL) ==
+                 dnnl_success &&
+             dn->convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &g->din,
+                                                     wb, &g->dy, st, pl, pr) ==
+                 dnnl_success &&
+             dn->primitive_desc_create(&g->pd, &bd, attr, onednn_engine, hint) ==
+                 dnnl_success;
+    if (hint)
+        dn->primitive_desc_destroy(hint);
+    dn->primitive_attr_destroy(attr);
+    if (!ok) {
+        g->imgs = 0;
+        return -1;
+    }
+    g->prim = make_prim(g->pd, "conv_bwd_data");
+    return 0;
+}
+
+static void free_dgrad(onednn_dgrad *g)
+{
+    if (g->imgs == 0)
+        return;
+    dn->primitive_destroy(g->prim);
+    dn->primitive_desc_destroy(g->pd);
+    g->imgs = 0;
+}
+
+/* An input gradient that is added goes through scratch: in chunks of images where the
+ * whole would pass DGRAD_BYTES (the scratch would otherwise be the size of the input,
+ * often the largest item of a net's plan), else whole through the batch's primitive. */
+static void dgrad_chunks_make(onednn_conv *c, const dnnl_memory_desc_t *wb)
+{
+    const size_t img = (size_t)c->h * c->w * c->c_in * sizeof(float);
+    int imgs = (int)(DGRAD_BYTES / img);
+    imgs = imgs < 1 ? 1 : imgs;
+    c->dchunk_bytes = c->din_bytes;
+    c->scratch_dchunk = c->scratch_bwdd;
+    if (imgs >= c->n || make_dgrad(&c->dg_full, c, imgs, wb) < 0)
+        return;
+    if (make_dgrad(&c->dg_tail, c, c->n % imgs, wb) < 0) {
+        free_dgrad(&c->dg_full);
+        return;
+    }
+    size_t sp = pd_scratch(c->dg_full.pd);
+    if (c->dg_tail.imgs && pd_scratch(c->dg_tail.pd) > sp)
+        sp = pd_scratch(c->dg_tail.pd);
+    c->dchunk_bytes = align_up((size_t)imgs * img);
+    c->scratch_dchunk = align_up(sp);
+}
+
 /* The matmuls of the weight gradient and their buffers: dw_bytes of float32 gradient in
  * OHWI, col_bytes of columns. Returns their scratchpad's bytes. */
 static size_t weight_grad_mm_make(onednn_conv *c)
@@ -318,6 +411,7 @@ static onednn_conv *conv_make(const conv2d_shape *s)
     c->scratch_fwd = align_up(pd_scratch(c->fwd_pd));
     c->native_dw = native_weight_grad(c);
     c->scratch_bwdd = align_up(pd_scratch(c->bwdd_pd));
+    dgrad_chunks_make(c, wb);
     c->scratch_bwdw =
         align_up(c->native_dw ? weight_grad_native_make(c) : weight_grad_mm_make(c));
     return c;
@@ -369,6 +463,8 @@ static void conv_free(onednn_conv *c)
         dn->primitive_desc_destroy(c->bwdw_pd);
     free_mm(&c->mm_full);
     free_mm(&c->mm_tail);
+    free_dgrad(&c->dg_full);
+    free_dgrad(&c->dg_tail);
     free(c);
 }
 
@@ -515,9 +611,12 @@ static size_t onednn_workspace_floats(const conv2d_shape *s)
     onednn_conv *c = conv_get(s, &owned);
     size_t fwd = forward_bytes(c);
     /* Backward: dY in bf16 and the weights for the input gradient, then the weight
-     * gradient's buffers, whose space the input gradient's reuses after it. */
+     * gradient's buffers, whose space the input gradient's (a chunk of it where added)
+     * reuses after it. */
     size_t wgrad = c->dw_bytes + c->col_bytes + c->scratch_bwdw;
-    size_t dgrad = c->din_bytes + c->scratch_bwdd;
+    size_t dgrad = c->dchunk_bytes + c->scratch_dchunk;
+    if (c->scratch_bwdd > dgrad) /* an assigned dX: oneDNN writes din itself */
+        dgrad = c->scratch_bwdd;
     size_t bwd = c->dst_bytes + c->wb_bytes + (wgrad > dgrad ? wgrad : dgrad);
     if (owned)
         conv_free(c);
@@ -602,6 +701,37 @@ static void weight_grad(float *dw, const uint16_t *dst, const float *in, char *p
         add_ohwi_to_oihw(dw, g, c);
 }
 
+/* din += the input gradient (wk: the weights in the batch's layout), through scratch at
+ * p: whole, or a chunk of images at a time (dgrad_chunks_make). */
+static void dgrad_added(float *din, const uint16_t *dst, const char *wk, char *p,
+                        const onednn_conv *c)
+{
+    const dnnl_memory_desc_t *wb = pd_md(c->bwdd_pd, dnnl_query_weights_md);
+    float *dtmp = (float *)p;
+    char *scratch = p + c->dchunk_bytes;
+    exec_args e = {0};
+    if (c->dg_full.imgs == 0) {
+        arg_add(&e, DNNL_ARG_DIFF_DST, &c->dst_bf16, dst);
+        arg_add(&e, DNNL_ARG_WEIGHTS, wb, wk);
+        arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, dtmp);
+        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md), scratch);
+        run(c->bwdd, &e, "conv_bwd_data");
+        add_into(din, dtmp, numel(&c->src_f32, sizeof(float)));
+        return;
+    }
+    const size_t img_in = (size_t)c->h * c->w * c->c_in;
+    const size_t img_out = (size_t)c->h_out * c->w_out * c->c_out;
+    for (int n0 = 0; n0 < c->n; n0 += c->dg_full.imgs) {
+        const onednn_dgrad *g = c->n - n0 >= c->dg_full.imgs ? &c->dg_full : &c->dg_tail;
+        arg_add(&e, DNNL_ARG_DIFF_DST, &g->dy, dst + (size_t)n0 * img_out);
+        arg_add(&e, DNNL_ARG_WEIGHTS, wb, wk);
+        arg_add(&e, DNNL_ARG_DIFF_SRC, &g->din, dtmp);
+        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(g->pd, dnnl_query_scratchpad_md), scratch);
+        run(g->prim, &e, "conv_bwd_data");
+        add_into(din + (size_t)n0 * img_in, dtmp, (size_t)g->imgs * img_in);
+    }
+}
+
 static void onednn_backward(float *din, float *dw, const float *dout, const float *in,
                             const float *w, float *ws, const conv2d_shape *s, int assign_din)
 {
@@ -611,24 +741,22 @@ static void onednn_backward(float *din, float *dw, const float *dout, const floa
     uint16_t *dst = (uint16_t *)p;
     char *wk = p + c->dst_bytes;
     char *rest = wk + c->wb_bytes; /* weight_grad's buffers, then the input gradient's */
-    float *dtmp = (float *)rest;
     to_bf16(dst, dout, numel(&c->dst_f32, sizeof(float)));
     if (dw)
         weight_grad(dw, dst, in, rest, c);
     if (din) {
         const dnnl_memory_desc_t *wb = pd_md(c->bwdd_pd, dnnl_query_weights_md);
         reorder(c->w_to_bwdd, &c->w_oihw, w, wb, wk);
+    }
+    if (din && assign_din) { /* oneDNN overwrites its output: straight into din */
         exec_args e = {0};
         arg_add(&e, DNNL_ARG_DIFF_DST, &c->dst_bf16, dst);
-        arg_add(&e, DNNL_ARG_WEIGHTS, wb, wk);
-        /* oneDNN overwrites its output: into din where din is assigned, else into dtmp
-         * and then added. */
-        arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, assign_din ? din : dtmp);
-        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md),
-                rest + c->din_bytes);
+        arg_add(&e, DNNL_ARG_WEIGHTS, pd_md(c->bwdd_pd, dnnl_query_weights_md), wk);
+        arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, din);
+        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md), rest);
         run(c->bwdd, &e, "conv_bwd_data");
-        if (!assign_din)
-            add_into(din, dtmp, numel(&c->src_f32, sizeof(float)));
+    } else if (din) {
+        dgrad_added(din, dst, wk, rest, c);
     }
     if (owned)
         conv_free(c);
