@@ -242,6 +242,35 @@ static int plan_alloc_arrays(struct net_plan *p, int nv, int nn)
     return 0;
 }
 
+/* What a rebuild of BatchNorm output v runs after the BatchNorm pass: the in-place nodes
+ * of v in forward order. fused: they are nothing, a ReLU, an add, or an add then a ReLU,
+ * and run in the BatchNorm pass (batchnorm_apply), which reads each element of the add's
+ * other input before it writes that element; add: that add's node (-1 when none). */
+typedef struct bn_chain {
+    int fused, relu, add;
+} bn_chain;
+
+static bn_chain chain_of(const net *n, int v)
+{
+    int chain[4], len = 0;
+    for (int k = n->value_creator[v] + 1; k < n->n_nodes; k++) {
+        if (n->nodes[k].value != v)
+            continue;
+        if (len == 4)
+            return (bn_chain){.fused = 0, .relu = 0, .add = -1};
+        chain[len++] = k;
+    }
+    bn_chain ch = {.fused = len == 0, .relu = 0, .add = -1};
+    if (len >= 1 && n->nodes[chain[0]].kind == NODE_ADD) {
+        ch.relu = len == 2 && n->nodes[chain[1]].kind == NODE_RELU;
+        ch.fused = len == 1 || ch.relu;
+        ch.add = ch.fused ? chain[0] : -1;
+    } else if (len == 1 && n->nodes[chain[0]].kind == NODE_RELU) {
+        ch.relu = ch.fused = 1;
+    }
+    return ch;
+}
+
 /* What the rebuild decisions need: value lifetimes and which values are dropped. */
 typedef struct rebuild_ctx {
     const net *n;
@@ -443,6 +472,7 @@ typedef struct plan_work {
     int *galias;                    /* gradient placed in another's place (itself if not) */
     int *relied;                    /* and its backup after it */
     int *step_node, *step_t1;
+    int *step_root;                 /* the step whose buffer a step writes (itself if own) */
     long long *live;
     int n_steps;
 } plan_work;
@@ -471,7 +501,7 @@ static int plan_work_init(plan_work *w, const net *n, int training, int freeze, 
     w->order = malloc((size_t)w->n_items * sizeof(int));
     w->lo = malloc((size_t)w->n_items * sizeof(size_t));
     w->hi = malloc((size_t)w->n_items * sizeof(size_t));
-    w->ints = malloc((12 * (size_t)nv + 2 * (size_t)w->max_steps) * sizeof(int));
+    w->ints = malloc((12 * (size_t)nv + 3 * (size_t)w->max_steps) * sizeof(int));
     w->live = calloc((size_t)w->inf + 1, sizeof(long long));
     if (!w->it || !w->order || !w->lo || !w->hi || !w->ints || !w->live) {
         plan_work_free(w);
@@ -491,6 +521,7 @@ static int plan_work_init(plan_work *w, const net *n, int training, int freeze, 
     w->galias = ints + 11 * nv;
     w->step_node = ints + 12 * nv;
     w->step_t1 = w->step_node + w->max_steps;
+    w->step_root = w->step_t1 + w->max_steps;
     w->val = w->it;
     w->grad = w->it + nv;
     w->wsf = w->it + 2 * nv;
@@ -648,6 +679,39 @@ static void plan_scratch(plan_work *w)
     }
 }
 
+/* Whether rebuild step k + 1 may write over step k's buffer (step k's own, or the one it
+ * writes over in turn): step k rebuilds the residual of step k + 1's one fused pass
+ * (chain_of), both run before the same backward, and nothing else reads step k's value
+ * (its life ends there), so a chain of residual blocks is rebuilt in one buffer instead
+ * of one per block. */
+static int step_over_previous(const plan_work *w, const struct net_plan *p, int k)
+{
+    const net *n = w->n;
+    int u = p->step_value[k], v = p->step_value[k + 1], t = w->step[k + 1].t0;
+    if (w->step[w->step_root[k]].size == 0 || w->step[k + 1].size == 0 ||
+        w->step[k].t0 != t || w->step_t1[k] != t ||
+        n->nodes[n->value_creator[u]].kind != NODE_BN ||
+        n->nodes[n->value_creator[v]].kind != NODE_BN ||
+        n->value_numel[u] != n->value_numel[v])
+        return 0;
+    bn_chain ch = chain_of(n, v);
+    return ch.add >= 0 && n->nodes[n->nodes[ch.add].in[1]].value == u;
+}
+
+/* Merges each step that may write over the previous one into that one's item. */
+static void plan_steps_in_place(plan_work *w, const struct net_plan *p)
+{
+    for (int k = 0; k + 1 < w->n_steps; k++) {
+        if (!step_over_previous(w, p, k))
+            continue;
+        int r = w->step_root[k];
+        w->step_root[k + 1] = r;
+        if (w->step[k + 1].t1 > w->step[r].t1)
+            w->step[r].t1 = w->step[k + 1].t1;
+        w->step[k + 1].size = 0;
+    }
+}
+
 /* In training, some BatchNorm outputs are rebuilt for backward instead of kept; their
  * rebuild steps become items. */
 static void plan_rebuilds(plan_work *w, struct net_plan *p)
@@ -671,7 +735,9 @@ static void plan_rebuilds(plan_work *w, struct net_plan *p)
                               ? step_floats(n, p->step_value[k]) : 0;
         w->step[k].t0 = used ? 2 * w->nn - w->step_node[k] : 0;
         w->step[k].t1 = used ? w->step_t1[k] : 0;
+        w->step_root[k] = k;
     }
+    plan_steps_in_place(w, p);
 }
 
 /* BatchNorm in place on an input nothing reads afterwards (eval, frozen groups). */
@@ -709,7 +775,7 @@ static void plan_place_items(plan_work *w, struct net_plan *p)
         p->gs_off[i] = w->gsc[i].off;
     }
     for (int k = 0; k < w->n_steps; k++)
-        p->step_off[k] = w->step[k].off;
+        p->step_off[k] = w->step[w->step_root[k]].off;
 }
 
 /* Fills p for (training, freeze, start, keep). */
@@ -834,31 +900,13 @@ static void rebuild(net *n, int v, float *dst)
         return;
     }
     assert(b->kind == NODE_BN);
-    int chain[4], len = 0, fused = 1;
-    for (int k = c + 1; k < n->n_nodes; k++) {
-        if (n->nodes[k].value != v)
-            continue;
-        if (len == 4) {
-            fused = 0;
-            break;
-        }
-        chain[len++] = k;
-    }
-    const float *res = NULL;
-    int relu = 0;
-    if (fused && len >= 1 && n->nodes[chain[0]].kind == NODE_ADD) {
-        res = n->values[n->nodes[n->nodes[chain[0]].in[1]].value];
-        relu = len == 2 && n->nodes[chain[1]].kind == NODE_RELU;
-        fused = len == 1 || relu;
-    } else if (fused && len >= 1) {
-        relu = n->nodes[chain[0]].kind == NODE_RELU;
-        fused = len == 1 && relu;
-    }
+    bn_chain ch = chain_of(n, v);
+    const float *res = ch.add >= 0 ? n->values[n->nodes[n->nodes[ch.add].in[1]].value] : NULL;
     const float *x = n->values[n->nodes[b->in[0]].value];
     const float *gamma = n->params + n->tensors[b->p_w].offset;
     const float *beta = n->params + n->tensors[b->p_b].offset;
-    if (fused || len == 0) {
-        batchnorm_apply(dst, x, b->save_mean, b->save_rstd, gamma, beta, res, relu, (int)m,
+    if (ch.fused) {
+        batchnorm_apply(dst, x, b->save_mean, b->save_rstd, gamma, beta, res, ch.relu, (int)m,
                         b->c);
     } else {
         batchnorm_apply(dst, x, b->save_mean, b->save_rstd, gamma, beta, NULL, 0, (int)m,
