@@ -5,7 +5,8 @@
  * primitive asks for, and the output comes back in float32 NHWC with the bias added, the
  * products accumulated in float32. Backward: the output gradient is rounded to bf16; the
  * input gradient comes back in float32, straight into din where the caller assigns it,
- * else into scratch, a chunk of images at a time, and then added to din. The weight gradient is mostly a matmul,
+ * else into scratch, a chunk of images at a time, and then added to din. The weight
+ * gradient is mostly a matmul,
  * dW (C_out, K*K*C_in) += dY^T (C_out, P) * columns (P, K*K*C_in), over chunks of whole
  * images whose bf16 im2col columns fit COL_BYTES, accumulated in float32 in scratch
  * (which the input gradient reuses after it) and then added to dw (OIHW): on an Intel
