@@ -3,7 +3,8 @@
  * and skips zeroing it). On every backend (fp32, bf16 on the fp32 kernels, bf16 on
  * oneDNN) and on shapes that take each of their paths, the assigned gradient must equal
  * the one added to zeros, whatever din held before (NaN here), and the weight gradient
- * must still accumulate. */
+ * must still accumulate. oneDNN adds in chunks of images, so the cases include batches of
+ * several chunks, and its scratch must stay below the whole input gradient. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
