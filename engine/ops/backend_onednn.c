@@ -702,33 +702,39 @@ static void weight_grad(float *dw, const uint16_t *dst, const float *in, char *p
         add_ohwi_to_oihw(dw, g, c);
 }
 
-/* din += the input gradient (wk: the weights in the batch's layout), through scratch at
- * p: whole, or a chunk of images at a time (dgrad_chunks_make). */
+/* The whole batch's backward-data convolution, as a chunk of all its images. */
+static onednn_dgrad whole_dgrad(const onednn_conv *c)
+{
+    return (onednn_dgrad){.imgs = c->n, .pd = c->bwdd_pd, .prim = c->bwdd,
+                          .din = c->src_f32, .dy = c->dst_bf16};
+}
+
+/* out = the input gradient of g's images of dy (bf16), the weights wk in the batch's
+ * layout (every chunk's primitive reads that layout). */
+static void run_dgrad(const onednn_dgrad *g, const onednn_conv *c, const uint16_t *dy,
+                      const char *wk, float *out, char *scratch)
+{
+    exec_args e = {0};
+    arg_add(&e, DNNL_ARG_DIFF_DST, &g->dy, dy);
+    arg_add(&e, DNNL_ARG_WEIGHTS, pd_md(c->bwdd_pd, dnnl_query_weights_md), wk);
+    arg_add(&e, DNNL_ARG_DIFF_SRC, &g->din, out);
+    arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(g->pd, dnnl_query_scratchpad_md), scratch);
+    run(g->prim, &e, "conv_bwd_data");
+}
+
+/* din += the input gradient, through scratch at p: whole, or a chunk of images at a time
+ * (dgrad_chunks_make). */
 static void dgrad_added(float *din, const uint16_t *dst, const char *wk, char *p,
                         const onednn_conv *c)
 {
-    const dnnl_memory_desc_t *wb = pd_md(c->bwdd_pd, dnnl_query_weights_md);
-    float *dtmp = (float *)p;
-    char *scratch = p + c->dchunk_bytes;
-    exec_args e = {0};
-    if (c->dg_full.imgs == 0) {
-        arg_add(&e, DNNL_ARG_DIFF_DST, &c->dst_bf16, dst);
-        arg_add(&e, DNNL_ARG_WEIGHTS, wb, wk);
-        arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, dtmp);
-        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md), scratch);
-        run(c->bwdd, &e, "conv_bwd_data");
-        add_into(din, dtmp, numel(&c->src_f32, sizeof(float)));
-        return;
-    }
+    const onednn_dgrad whole = whole_dgrad(c);
+    const onednn_dgrad *full = c->dg_full.imgs ? &c->dg_full : &whole;
     const size_t img_in = (size_t)c->h * c->w * c->c_in;
     const size_t img_out = (size_t)c->h_out * c->w_out * c->c_out;
-    for (int n0 = 0; n0 < c->n; n0 += c->dg_full.imgs) {
-        const onednn_dgrad *g = c->n - n0 >= c->dg_full.imgs ? &c->dg_full : &c->dg_tail;
-        arg_add(&e, DNNL_ARG_DIFF_DST, &g->dy, dst + (size_t)n0 * img_out);
-        arg_add(&e, DNNL_ARG_WEIGHTS, wb, wk);
-        arg_add(&e, DNNL_ARG_DIFF_SRC, &g->din, dtmp);
-        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(g->pd, dnnl_query_scratchpad_md), scratch);
-        run(g->prim, &e, "conv_bwd_data");
+    float *dtmp = (float *)p;
+    for (int n0 = 0; n0 < c->n; n0 += full->imgs) {
+        const onednn_dgrad *g = c->n - n0 >= full->imgs ? full : &c->dg_tail;
+        run_dgrad(g, c, dst + (size_t)n0 * img_out, wk, dtmp, p + c->dchunk_bytes);
         add_into(din + (size_t)n0 * img_in, dtmp, (size_t)g->imgs * img_in);
     }
 }
@@ -748,16 +754,11 @@ static void onednn_backward(float *din, float *dw, const float *dout, const floa
     if (din) {
         const dnnl_memory_desc_t *wb = pd_md(c->bwdd_pd, dnnl_query_weights_md);
         reorder(c->w_to_bwdd, &c->w_oihw, w, wb, wk);
-    }
-    if (din && assign_din) { /* oneDNN overwrites its output: straight into din */
-        exec_args e = {0};
-        arg_add(&e, DNNL_ARG_DIFF_DST, &c->dst_bf16, dst);
-        arg_add(&e, DNNL_ARG_WEIGHTS, pd_md(c->bwdd_pd, dnnl_query_weights_md), wk);
-        arg_add(&e, DNNL_ARG_DIFF_SRC, &c->src_f32, din);
-        arg_add(&e, DNNL_ARG_SCRATCHPAD, pd_md(c->bwdd_pd, dnnl_query_scratchpad_md), rest);
-        run(c->bwdd, &e, "conv_bwd_data");
-    } else if (din) {
-        dgrad_added(din, dst, wk, rest, c);
+        const onednn_dgrad whole = whole_dgrad(c);
+        if (assign_din) /* oneDNN overwrites its output: straight into din */
+            run_dgrad(&whole, c, dst, wk, din, rest);
+        else
+            dgrad_added(din, dst, wk, rest, c);
     }
     if (owned)
         conv_free(c);
