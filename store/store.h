@@ -221,8 +221,8 @@ void store_job_row_clear(store_job_row *r);
 
 /* *out: {"id","run","kind","state","params":{...},"progress","eta_s"|null,"error"|null,
  *        "result"|null,"created_at","started_at"|null,"finished_at"|null,
- *        "resumed_from"|null,"lr_find":id (the job's newest sweep, if any),"predictions":true (when a
- *        predictions file exists)} */
+ *        "resumed_from"|null,"lr_find":id (the job's newest sweep, if any),
+ *        "predictions":true (when a predictions file exists)} */
 int store_job_get(store *st, int64_t id, json_t **out);
 /* run_id 0: all runs. state NULL: any. */
 int store_job_list(store *st, int64_t run_id, const char *state, const store_page *pg,

@@ -1,8 +1,8 @@
 /* backend.h: the seam between the ops and the libraries that run their GEMMs (internal to
  * ops/). A backend runs the convolutions of one precision; conv2d_* pick the backend by the
- * shape's precision (and for bf16 its kernels), once per call, and the linear layers go through conv2d_* as 1x1
- * convolutions when not in fp32. A new backend (a GPU one) is a new file filling this
- * table and a case in backend_for. */
+ * shape's precision (and for bf16 its kernels), once per call, and the linear layers go
+ * through conv2d_* as 1x1 convolutions when not in fp32. A new backend (a GPU one) is a
+ * new file filling this table and a case in backend_for. */
 #ifndef SGDRD_BACKEND_H
 #define SGDRD_BACKEND_H
 

@@ -1,6 +1,7 @@
 /* test_optim.c: the optimizer object over a net's slabs: per-group lr and weight decay,
  * frozen groups untouched with their state kept, buffers never touched, state copy and
- * transfer by name, a scheduled momentum / beta1 used by the next steps. The net is assembled by hand (only its public fields matter here). */
+ * transfer by name, a scheduled momentum / beta1 used by the next steps. The net is
+ * assembled by hand (only its public fields matter here). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

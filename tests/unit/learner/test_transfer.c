@@ -12,18 +12,17 @@
  * Subsets keep it to a few CPU minutes: 9000 random images of 0-4 for pretraining (2
  * epochs, about 0.87 accuracy on 0-4), 100 of 5-9 (20 a class) as the target, and 1500 of
  * t10k's 5-9 for validation, drawn from the seed. The claim is about scarce target data,
- * where a pretrained body should matter: with 500 target images scratch reached 0.91-0.92
- * and transfer 0.87-0.90 (seeds 7, 9), the new classes being easy to learn from scratch.
+ * where a pretrained body should matter: with 500 target images scratch wins, the new
+ * classes being easy to learn from scratch (bench/README.md, "Transfer test").
  * Augmentation is the zoom and crop only (TFMS_NONE): Fashion-MNIST's footwear all faces
  * left, so flips do not suit it.
  *
  * Each seed must win by at least `margin` and by two standard errors of the difference of
  * the two accuracies on n_val images (taken as independent, an upper bound: both runs see
  * the same images); at 1500 images and accuracies near 0.8 that is 0.0146, so 2 SE = 0.029.
- * Measured (TTA accuracy, transfer vs best scratch): seed 7 0.863 vs 0.741, 8 0.855 vs
- * 0.703, 9 0.810 vs 0.735, 10 0.851 vs 0.759, 11 0.790 vs 0.742. Before the recipe picked min_div10 for the head (valley, 3-6x
- * lower) and kept the head's LR after unfreezing (valley of the second sweep, 10-35x
- * lower), seed 8 lost (0.666 vs 0.701).
+ * bench/README.md's "Transfer test" has each seed's accuracies. The test is what caught
+ * the recipe picking too low a rate for the head (valley instead of min_div10) and keeping
+ * the head's rate after unfreezing: one seed lost then.
  *
  * Skipped under AddressSanitizer and when the data set is absent. SGDRD_TRANSFER_SEEDS=
  * "7,8,9" runs several seeds (to check the margin's robustness by hand; the default is
