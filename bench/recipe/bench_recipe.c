@@ -153,57 +153,58 @@ static int run_schedule(const bench_cfg *b, dataset *ds, const char *name, int k
     return 0;
 }
 
-int main(int argc, char **argv)
+/* Reads the flags into *b (defaults set by the caller); -1 after printing the usage. */
+static int parse_args(bench_cfg *b, int argc, char **argv)
 {
-    bench_cfg b = {.data = "/usr/share/datasets/fashion-mnist", .arch = "resnet_small",
-                   .epochs = 7, .sz = 28, .bs = 128, .threads = 2, .lr = 0.1,
-                   .tfms = TFMS_SIDE_ON, .zoom = 1.1, .budget = 20.0, .n_aug = 4};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--recipe"))
-            b.recipe = 1;
+            b->recipe = 1;
         else if (!strcmp(a, "--only-recipe"))
-            b.recipe = b.only_recipe = 1;
+            b->recipe = b->only_recipe = 1;
         else if (v && !strcmp(a, "--data") && ++i)
-            b.data = v;
+            b->data = v;
         else if (v && !strcmp(a, "--arch") && ++i)
-            b.arch = v;
+            b->arch = v;
         else if (v && !strcmp(a, "--epochs") && ++i)
-            b.epochs = atoi(v);
+            b->epochs = atoi(v);
         else if (v && !strcmp(a, "--sz") && ++i)
-            b.sz = atoi(v);
+            b->sz = atoi(v);
         else if (v && !strcmp(a, "--bs") && ++i)
-            b.bs = atoi(v);
+            b->bs = atoi(v);
         else if (v && !strcmp(a, "--threads") && ++i)
-            b.threads = atoi(v);
+            b->threads = atoi(v);
         else if (v && !strcmp(a, "--lr") && ++i)
-            b.lr = atof(v);
+            b->lr = atof(v);
         else if (v && !strcmp(a, "--zoom") && ++i)
-            b.zoom = atof(v);
+            b->zoom = atof(v);
         else if (v && !strcmp(a, "--pad") && ++i)
-            b.pad = atoi(v);
+            b->pad = atoi(v);
         else if (v && !strcmp(a, "--n-aug") && ++i)
-            b.n_aug = atoi(v);
+            b->n_aug = atoi(v);
         else if (v && !strcmp(a, "--width") && ++i)
-            b.width = atoi(v);
+            b->width = atoi(v);
         else if (v && !strcmp(a, "--small-size") && ++i)
-            b.small_sz = atoi(v);
+            b->small_sz = atoi(v);
         else if (v && !strcmp(a, "--wd") && ++i)
-            b.wd = atof(v);
+            b->wd = atof(v);
         else if (v && !strcmp(a, "--budget") && ++i)
-            b.budget = atof(v);
+            b->budget = atof(v);
         else if (v && !strcmp(a, "--label-smoothing") && ++i)
-            b.label_smoothing = atof(v);
-        else if (v && !strcmp(a, "--head") && ++i && (!strcmp(v, "plain") || !strcmp(v, "fastai")))
-            b.plain_head = !strcmp(v, "plain");
+            b->label_smoothing = atof(v);
+        else if (v && !strcmp(a, "--head") && ++i &&
+                 (!strcmp(v, "plain") || !strcmp(v, "fastai")))
+            b->plain_head = !strcmp(v, "plain");
         else if (v && !strcmp(a, "--tfms") && ++i &&
                  (!strcmp(v, "none") || !strcmp(v, "side_on") || !strcmp(v, "flip")))
-            b.tfms = !strcmp(v, "none") ? TFMS_NONE : !strcmp(v, "flip") ? TFMS_FLIP : TFMS_SIDE_ON;
+            b->tfms = !strcmp(v, "none")   ? TFMS_NONE
+                      : !strcmp(v, "flip") ? TFMS_FLIP
+                                           : TFMS_SIDE_ON;
         else if (v && !strcmp(a, "--opt") && ++i && (!strcmp(v, "sgd") || !strcmp(v, "adamw")))
-            b.opt = !strcmp(v, "adamw") ? OPTIM_ADAM : OPTIM_SGD;
+            b->opt = !strcmp(v, "adamw") ? OPTIM_ADAM : OPTIM_SGD;
         else if (!strcmp(a, "--one-cycle"))
-            b.one_cycle = 1;
-        else if (v && !strcmp(a, "--precision") && ++i && precision_parse(v, &b.prec) == 0)
+            b->one_cycle = 1;
+        else if (v && !strcmp(a, "--precision") && ++i && precision_parse(v, &b->prec) == 0)
             continue;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--lr LR] [--sz N] [--bs N] "
@@ -216,84 +217,110 @@ int main(int argc, char **argv)
                     "[--opt sgd|adamw] [--threads N] [--budget MINUTES] [--recipe] "
                     "[--only-recipe] [--one-cycle] [--label-smoothing EPS] "
                     "[--precision fp32|bf16 (bf16 needs AVX512_BF16)]\n", argv[0]);
-            return 2;
+            return -1;
         }
     }
-    blas_startup(argv, 2);
-    dataset *ds = bench_open_idx(b.data);
-    char err[256];
-    if (!ds)
-        return 1;
-    const ds_info *in = dataset_info(ds);
-    const int bf16 = b.prec == PRECISION_BF16;
+    return 0;
+}
+
+/* The run's settings and the kernels each side of the arithmetic runs. */
+static void print_header(const bench_cfg *b, const ds_info *in)
+{
+    const int bf16 = b->prec == PRECISION_BF16;
     printf("Fashion-MNIST: %d train / %d valid, %s (%s head), sz %d, bs %d, transforms %s, "
            "max_zoom %g, pad %d, %s, label smoothing %g, %d epochs, lr %g, recipe budget %g "
            "min, recipe TTA passes %d, width %d, recipe small size %d, recipe wd %g, BLAS %s "
            "x%d, precision %s%s%s%s%s\n\n",
-           in->count[0], in->count[1], b.arch, b.plain_head ? "plain" : "fastai", b.sz, b.bs,
-           b.tfms == TFMS_NONE ? "none" : b.tfms == TFMS_FLIP ? "flip" : "side_on", b.zoom,
-           b.pad, b.opt == OPTIM_ADAM ? "AdamW" : "SGD", b.label_smoothing, b.epochs, b.lr,
-           b.budget, b.n_aug, b.width ? b.width : MODEL_SMALL_WIDTH, b.small_sz, b.wd,
-           blas_core_name(), blas_threads(), precision_name(b.prec),
+           in->count[0], in->count[1], b->arch, b->plain_head ? "plain" : "fastai", b->sz,
+           b->bs, b->tfms == TFMS_NONE ? "none" : b->tfms == TFMS_FLIP ? "flip" : "side_on",
+           b->zoom, b->pad, b->opt == OPTIM_ADAM ? "AdamW" : "SGD", b->label_smoothing,
+           b->epochs, b->lr, b->budget, b->n_aug, b->width ? b->width : MODEL_SMALL_WIDTH,
+           b->small_sz, b->wd, blas_core_name(), blas_threads(), precision_name(b->prec),
            bf16 ? " on the " : "", bf16 ? bf16_kernels_name(bf16_kernels_choice()) : "",
            bf16 ? " kernels, oneDNN ISA " : "", bf16 ? precision_onednn_isa() : "");
     printf("| %-34s | %7s | %8s | %8s |\n", "case", "minutes", "img/s", "valid acc");
     printf("|%s|---------|----------|----------|\n", "------------------------------------");
-    int rc = 0;
-    if (!b.only_recipe) {
-        learner *sgdr = NULL;
-        rc = run_schedule(&b, ds, "constant LR", 0, NULL);
-        if (!rc)
-            rc = run_schedule(&b, ds, "step decay (lr, /10, /100)", 1, NULL);
-        if (!rc)
-            rc = run_schedule(&b, ds, "SGDR (cycle_len 1, cycle_mult 2)", 2, &sgdr);
-        if (!rc) {
-            double t0 = bench_now_s();
-            tta_result t;
-            ev_hooks h = {.on_note = bench_on_note};
-            rc = learner_tta(sgdr, 4, &h, &t, err, sizeof err);
-            if (!rc) {
-                char ex[96];
-                snprintf(ex, sizeof ex, "vs %.2f%% without TTA", 100.0 * t.accuracy);
-                row("SGDR + TTA (4 augmented passes)", (bench_now_s() - t0) / 60.0, 0.0,
-                    t.tta_accuracy, ex);
-            }
-            float el, ea;
-            t0 = bench_now_s();
-            if (!rc && (rc = learner_snapshot_ensemble(sgdr, &el, &ea, err, sizeof err)) == 0) {
-                char ex[96];
-                snprintf(ex, sizeof ex, "%d snapshots, vs %.2f%% last weights",
-                         learner_n_snapshots(sgdr), 100.0 * t.accuracy);
-                row("SGDR snapshot ensemble", (bench_now_s() - t0) / 60.0, 0.0, ea, ex);
-            }
-            if (rc)
-                fprintf(stderr, "%s\n", err);
-        }
-        learner_destroy(sgdr);
-    }
-    if (!rc && b.recipe) {
-        learner *l = make(&b, ds);
-        run_stats s = {0};
-        ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
-                      .on_note = bench_on_note};
-        recipe_opts ro = {.max_epochs = b.epochs, .n_aug = b.n_aug, .budget_minutes = b.budget,
-                          .one_cycle = b.one_cycle, .small_sz = b.small_sz, .wd = b.wd};
-        tta_result t;
+}
+
+/* The seed's comparisons: constant LR, step decay and SGDR at the same epoch budget, then
+ * TTA and the snapshot ensemble of the SGDR run. */
+static int compare_schedules(const bench_cfg *b, dataset *ds)
+{
+    learner *sgdr = NULL;
+    char err[256];
+    int rc = run_schedule(b, ds, "constant LR", 0, NULL);
+    if (!rc)
+        rc = run_schedule(b, ds, "step decay (lr, /10, /100)", 1, NULL);
+    if (!rc)
+        rc = run_schedule(b, ds, "SGDR (cycle_len 1, cycle_mult 2)", 2, &sgdr);
+    if (!rc) {
         double t0 = bench_now_s();
-        rc = l ? learner_recipe(l, &ro, &h, &t, err, sizeof err) : -1;
-        double minutes = (bench_now_s() - t0) / 60.0;
+        tta_result t;
+        ev_hooks h = {.on_note = bench_on_note};
+        rc = learner_tta(sgdr, 4, &h, &t, err, sizeof err);
         if (!rc) {
-            char ex[128];
-            snprintf(ex, sizeof ex, "target >= 95.00%% in <= 20 min: %s",
-                     t.tta_accuracy >= 0.95f && minutes <= 20.0 ? "MET" : "NOT MET");
-            row(b.one_cycle ? "recipe from scratch (1cycle), TTA"
-                            : "recipe from scratch, with TTA",
-                minutes, s.train_s > 0 ? (double)s.imgs / s.train_s : 0.0, t.tta_accuracy, ex);
-        } else {
-            fprintf(stderr, "recipe: %s\n", l ? err : "learner_create failed");
+            char ex[96];
+            snprintf(ex, sizeof ex, "vs %.2f%% without TTA", 100.0 * t.accuracy);
+            row("SGDR + TTA (4 augmented passes)", (bench_now_s() - t0) / 60.0, 0.0,
+                t.tta_accuracy, ex);
         }
-        learner_destroy(l);
+        float el, ea;
+        t0 = bench_now_s();
+        if (!rc && (rc = learner_snapshot_ensemble(sgdr, &el, &ea, err, sizeof err)) == 0) {
+            char ex[96];
+            snprintf(ex, sizeof ex, "%d snapshots, vs %.2f%% last weights",
+                     learner_n_snapshots(sgdr), 100.0 * t.accuracy);
+            row("SGDR snapshot ensemble", (bench_now_s() - t0) / 60.0, 0.0, ea, ex);
+        }
+        if (rc)
+            fprintf(stderr, "%s\n", err);
     }
+    learner_destroy(sgdr);
+    return rc;
+}
+
+/* The whole recipe from scratch under the budget, against the 95% target. */
+static int run_recipe(const bench_cfg *b, dataset *ds)
+{
+    learner *l = make(b, ds);
+    run_stats s = {0};
+    ev_hooks h = {.ctx = &s, .on_batch = on_batch, .on_epoch = on_epoch,
+                  .on_note = bench_on_note};
+    recipe_opts ro = {.max_epochs = b->epochs, .n_aug = b->n_aug, .budget_minutes = b->budget,
+                      .one_cycle = b->one_cycle, .small_sz = b->small_sz, .wd = b->wd};
+    tta_result t;
+    char err[256];
+    double t0 = bench_now_s();
+    int rc = l ? learner_recipe(l, &ro, &h, &t, err, sizeof err) : -1;
+    double minutes = (bench_now_s() - t0) / 60.0;
+    if (!rc) {
+        char ex[128];
+        snprintf(ex, sizeof ex, "target >= 95.00%% in <= 20 min: %s",
+                 t.tta_accuracy >= 0.95f && minutes <= 20.0 ? "MET" : "NOT MET");
+        row(b->one_cycle ? "recipe from scratch (1cycle), TTA" : "recipe from scratch, with TTA",
+            minutes, s.train_s > 0 ? (double)s.imgs / s.train_s : 0.0, t.tta_accuracy, ex);
+    } else {
+        fprintf(stderr, "recipe: %s\n", l ? err : "learner_create failed");
+    }
+    learner_destroy(l);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    bench_cfg b = {.data = "/usr/share/datasets/fashion-mnist", .arch = "resnet_small",
+                   .epochs = 7, .sz = 28, .bs = 128, .threads = 2, .lr = 0.1,
+                   .tfms = TFMS_SIDE_ON, .zoom = 1.1, .budget = 20.0, .n_aug = 4};
+    if (parse_args(&b, argc, argv) != 0)
+        return 2;
+    blas_startup(argv, 2);
+    dataset *ds = bench_open_idx(b.data);
+    if (!ds)
+        return 1;
+    print_header(&b, dataset_info(ds));
+    int rc = b.only_recipe ? 0 : compare_schedules(&b, ds);
+    if (!rc && b.recipe)
+        rc = run_recipe(&b, ds);
     dataset_destroy(ds);
     return rc ? 1 : 0;
 }
