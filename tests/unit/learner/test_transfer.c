@@ -20,9 +20,9 @@
  * Each seed must win by at least `margin` and by two standard errors of the difference of
  * the two accuracies on n_val images (taken as independent, an upper bound: both runs see
  * the same images); at 1500 images and accuracies near 0.8 that is 0.0146, so 2 SE = 0.029.
- * bench/README.md's "Transfer test" has each seed's accuracies. The test is what caught
- * the recipe picking too low a rate for the head (valley instead of min_div10) and keeping
- * the head's rate after unfreezing: one seed lost then.
+ * bench/README.md's "Transfer test" has each seed's accuracies. A seed lost while the
+ * recipe picked too low a rate for the head (valley instead of min_div10) and kept the
+ * head's rate after unfreezing.
  *
  * Skipped under AddressSanitizer and when the data set is absent. SGDRD_TRANSFER_SEEDS=
  * "7,8,9" runs several seeds (to check the margin's robustness by hand; the default is
