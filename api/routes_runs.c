@@ -20,8 +20,7 @@
 
 #define MAX_SEED 9007199254740991.0 /* 2^53 - 1: exact in every JSON reader */
 
-static const char *const arch_names[] = {"resnet18", "resnet34", "resnet_small",
-                                         "se_resnet_small", NULL};
+static const char *const arch_names[] = {"resnet18", "resnet34", "resnet_small", NULL};
 static const char *const tfms_names[] = {"side_on", "top_down", "none", "flip", NULL};
 /* fastai: concat pooling, BatchNorm, dropout and xtra_fc layers (fast.ai's custom head for
  * a pretrained body); plain: the architecture's own average pool and linear layer. */
@@ -157,7 +156,7 @@ static int run_pretrained_ok(api_req *r, const run_body *b)
         return 0;
     if (b->width && b->width != MODEL_SMALL_WIDTH) {
         reply_problem(r, 400, PROBLEM_INVALID, "width",
-                      "a pretrained small body has width %d; width %lld would not "
+                      "a pretrained resnet_small body has width %d; width %lld would not "
                       "load it", MODEL_SMALL_WIDTH, (long long)b->width);
         return -EINVAL;
     }
@@ -214,13 +213,12 @@ static int run_fit_dataset(api_req *r, run_body *b, int64_t ds_id, json_t *ds)
                       json_integer_value(ncl) == 1 ? "" : "es");
         return -EINVAL;
     }
-    int small = model_arch_small(arch_names[b->arch]);
+    int small = strcmp(arch_names[b->arch], "resnet_small") == 0;
     if (!b->has_sz)
         b->sz = small ? 28 : 224;
     if (b->width && !small) {
         reply_problem(r, 400, PROBLEM_INVALID, "width",
-                      "width is resnet_small's and se_resnet_small's; %s has "
-                      "torchvision's fixed widths",
+                      "width is resnet_small's; %s has torchvision's fixed widths",
                       arch_names[b->arch]);
         return -EINVAL;
     }

@@ -283,14 +283,6 @@ int net_linear(net *n, int in, const char *name, int out_f, int group)
     return id;
 }
 
-int net_gate(net *n, int x, int g, int group)
-{
-    if (x < 0 || x >= n->n_nodes || g < 0 || g >= n->n_nodes ||
-        n->nodes[x].c != n->nodes[g].c)
-        return -EINVAL;
-    return add_node(n, NODE_GATE, x, g, group);
-}
-
 /* In-place nodes write into their (first) input's buffer. Allowed only when the input has
  * no other reader and its own backward does not read its output (ReLU's does). */
 static int is_inplace_kind(node_kind k)
@@ -479,12 +471,6 @@ static int node_shape(const net *n, node *d, int batch, int h, int w)
     case NODE_AVGPOOL:
     case NODE_CONCATPOOL:
         d->h = d->w = 1;
-        break;
-    case NODE_GATE:
-        if (n->nodes[d->in[1]].h != 1 || n->nodes[d->in[1]].w != 1)
-            return -EINVAL;
-        d->h = src->h;
-        d->w = src->w;
         break;
     case NODE_LINEAR:
         if (src->h != 1 || src->w != 1)
@@ -776,9 +762,6 @@ static int forward_node(net *n, int i, int training, int last)
             linear_forward(out, in, pdata(n, d->p_w), pdata(n, d->p_b), n->batch, src->c,
                            d->c);
         break;
-    case NODE_GATE:
-        gate_forward(out, in, n->values[n->nodes[d->in[1]].value], n->batch, hw, src->c);
-        break;
     }
     d->bn_training = d->kind == NODE_BN ? d->bn_training : training;
     return fused;
@@ -924,12 +907,6 @@ static void backward_node(net *n, int i, float *gw, float *gb)
         else
             linear_backward(din, gw, gb, dout, in, pdata(n, d->p_w), n->batch, src->c, d->c);
         break;
-    case NODE_GATE: {
-        const node *g = &n->nodes[d->in[1]];
-        gate_backward(din, needs_grad(n, d->in[1]) ? n->dvalues[g->value] : NULL, dout, in,
-                      n->values[g->value], n->batch, hw, src->c);
-        break;
-    }
     }
 }
 
@@ -1064,7 +1041,7 @@ float *net_tensor_data(const net *n, int idx)
 
 int net_pool_node(const net *n)
 {
-    for (int i = n->n_nodes - 1; i >= 0; i--)
+    for (int i = 0; i < n->n_nodes; i++)
         if (n->nodes[i].kind == NODE_AVGPOOL || n->nodes[i].kind == NODE_CONCATPOOL)
             return i;
     return -1;

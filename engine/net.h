@@ -39,7 +39,6 @@ typedef enum node_kind {
     NODE_CONCATPOOL,/* fastai AdaptiveConcatPool2d + flatten: (N, 2C), max then average */
     NODE_DROPOUT,   /* in place */
     NODE_LINEAR,
-    NODE_GATE,      /* squeeze-and-excitation: in[0] (N,H,W,C) times sigmoid of in[1] (N,C) */
 } node_kind;
 
 /* How net_finalize initialises a tensor (models may change it before finalize). */
@@ -160,8 +159,6 @@ int net_avgpool(net *n, int in, int group);
 int net_concatpool(net *n, int in, int group);
 int net_dropout(net *n, int in, float p, int group);
 int net_linear(net *n, int in, const char *name, int out_f, int group);
-/* x scaled per sample and channel by sigmoid(g), g a (N, C) node with x's channels. */
-int net_gate(net *n, int x, int g, int group);
 
 /* Allocates the parameter, gradient and buffer slabs and initialises them from seed:
  * conv weights Kaiming-normal (fan_out, ReLU gain) as torchvision's ResNet, linear weights
@@ -276,9 +273,8 @@ float *net_tensor_data(const net *n, int idx);
 /* The output node's value after the last forward. */
 const float *net_output(const net *n);
 
-/* For the precompute cache: the id of the pooling node that starts the head (the last
- * AVGPOOL or CONCATPOOL node: squeeze-and-excitation pools inside the body), -1 if none;
- * and the floats per sample it outputs. */
+/* For the precompute cache: the id of the pooling node that starts the head (the first
+ * AVGPOOL or CONCATPOOL node), -1 if none; and the floats per sample it outputs. */
 int net_pool_node(const net *n);
 int net_node_features(const net *n, int node);
 /* Runs nodes 0..last only; returns last's output (batch, features) as set_batch shaped,

@@ -383,8 +383,7 @@ static int decide_rebuilds(rebuild_ctx *rc, struct net_plan *p, item *val, const
     long long peak = live_peak(live, n_t);
     int n_steps = 0;
     for (int v = 0; v < nv; v++) {
-        /* One rebuild per reader: its steps are the node's (a gate reads two values). */
-        if (blast[v] < 0 || v == last || rc->relied[v] || p->first_step[reader[v]] >= 0 ||
+        if (blast[v] < 0 || v == last || rc->relied[v] ||
             n_steps + STEPS_PER_VALUE > max_steps)
             continue;
         int t = bfirst[v];
@@ -566,41 +565,31 @@ static void plan_forward_lifetimes(plan_work *w, struct net_plan *p)
     val[w->last].t1 = w->inf; /* the caller reads the output after the forward */
 }
 
-/* The activations node i's backward reads, into u[0..1] (-1 where none): conv, BatchNorm
- * and linear read their input, a gate both its inputs, ReLU its output (a max pool that
- * does its ReLU's backward reads its own output instead). */
-static void backward_reads(const net *n, int i, int u[2])
-{
-    const node *d = &n->nodes[i];
-    u[0] = u[1] = -1;
-    if (d->kind == NODE_CONV || d->kind == NODE_BN || d->kind == NODE_LINEAR)
-        u[0] = n->nodes[d->in[0]].value;
-    else if (d->kind == NODE_GATE) {
-        u[0] = n->nodes[d->in[0]].value;
-        u[1] = n->nodes[d->in[1]].value;
-    } else if (d->kind == NODE_RELU && !(i + 1 < n->n_nodes && n->nodes[i + 1].relu_in_pool))
-        u[0] = d->value;
-    else if (d->kind == NODE_MAXPOOL && d->relu_in_pool)
-        u[0] = d->value;
-}
-
-/* Backward readers of activations (backward_reads). The backward of node i runs at step
- * 2N - i. An activation is kept until its last backward reader (unless a rebuild drops it
- * later), or throughout with keep. */
+/* Backward readers of activations: conv, BatchNorm and linear read their input, ReLU
+ * its output (a max pool that does its ReLU's backward reads its own output instead).
+ * The backward of node i runs at step 2N - i. An activation is kept until its last
+ * backward reader (unless a rebuild drops it later), or throughout with keep. */
 static void plan_backward_readers(plan_work *w)
 {
     const net *n = w->n;
     const int nn = w->nn;
     for (int i = nn - 1; w->backward && bwd_runs(n, i, w->start, w->freeze); i--) {
-        int u[2], t = 2 * nn - i;
-        backward_reads(n, i, u);
-        for (int k = 0; k < 2 && u[k] >= 0; k++) {
-            if (t > w->blast[u[k]])
-                w->blast[u[k]] = t;
-            if (t < w->bfirst[u[k]]) {
-                w->bfirst[u[k]] = t;
-                w->reader[u[k]] = i;
-            }
+        const node *d = &n->nodes[i];
+        int u = -1;
+        if (d->kind == NODE_CONV || d->kind == NODE_BN || d->kind == NODE_LINEAR)
+            u = n->nodes[d->in[0]].value;
+        else if (d->kind == NODE_RELU && !(i + 1 < nn && n->nodes[i + 1].relu_in_pool))
+            u = d->value;
+        else if (d->kind == NODE_MAXPOOL && d->relu_in_pool)
+            u = d->value;
+        if (u < 0)
+            continue;
+        int t = 2 * nn - i;
+        if (t > w->blast[u])
+            w->blast[u] = t;
+        if (t < w->bfirst[u]) {
+            w->bfirst[u] = t;
+            w->reader[u] = i;
         }
     }
     for (int v = 0; v < w->nv; v++) {

@@ -1,7 +1,6 @@
 /* models.h: the architectures a run can use, built on net.h.
  * resnet18/resnet34: torchvision's layout and parameter names. resnet_small: a 3-stage
- * ResNet for 28-64 px inputs (stem conv3x3 32, no max pool, widths 32/64/128);
- * se_resnet_small: the same with squeeze-and-excitation in every block ("layer1.0.se.fc1").
+ * ResNet for 28-64 px inputs (stem conv3x3 32, no max pool, widths 32/64/128).
  * Heads: the fast.ai head (AdaptiveConcatPool, BN1d, Dropout, Linear, ReLU, ...) whose
  * parameters are named after the index in an nn.Sequential of those modules
  * ("head.2.weight" = first BN1d, "head.4.weight" = first Linear, ...), or torchvision's
@@ -22,7 +21,7 @@
 typedef enum model_head { HEAD_FASTAI, HEAD_PLAIN } model_head;
 
 typedef struct model_spec {
-    const char *arch; /* "resnet18", "resnet34", "resnet_small", "se_resnet_small" */
+    const char *arch; /* "resnet18", "resnet34", "resnet_small" */
     int c_in;         /* 1 or 3 */
     int n_classes;
     model_head head;
@@ -39,9 +38,6 @@ typedef struct model_spec {
 /* resnet_small's default width, and the range a run may ask for. */
 #define MODEL_SMALL_WIDTH 32
 #define MODEL_SMALL_WIDTH_MAX 256
-/* se_resnet_small's squeeze-and-excitation: its hidden layer has a quarter of the block's
- * channels (the paper's 16 would leave two of resnet_small's first 32). */
-#define MODEL_SE_REDUCTION 4
 
 /* Fills s with the defaults: fastai head, ps = {0.25, 0.5}, xtra_fc = {512}, c_in 3. */
 void model_spec_defaults(model_spec *s);
@@ -56,7 +52,5 @@ int model_add_head(net *n, int body_out, const model_spec *s, char *err, size_t 
 
 /* Whether arch names a model this engine builds. */
 int model_arch_known(const char *arch);
-/* Whether arch is resnet_small or se_resnet_small (the archs that take a width). */
-int model_arch_small(const char *arch);
 
 #endif

@@ -1,6 +1,5 @@
 /* resnet.c: torchvision's resnet18/resnet34 and the small 3-stage ResNet for 28-64 px
- * inputs (with or without squeeze-and-excitation), as net.h graphs with torchvision
- * parameter names, plus model_create. */
+ * inputs, as net.h graphs with torchvision parameter names, plus model_create. */
 #include "models.h"
 
 #include <errno.h>
@@ -14,26 +13,9 @@ static void join(char *name, const char *prefix, const char *suffix)
         name[NET_NAME_MAX - 1] = 0;
 }
 
-/* Squeeze-and-excitation on x (Hu et al.): global average pool, linear to a quarter of
- * the channels ("se.fc1"), ReLU, linear back ("se.fc2"), and x gated by its sigmoid. */
-static int se_gate(net *n, int x, const char *prefix, int group)
-{
-    char name[NET_NAME_MAX];
-    int c = n->nodes[x].c, hidden = c / MODEL_SE_REDUCTION > 0 ? c / MODEL_SE_REDUCTION : 1;
-    int s = net_avgpool(n, x, group);
-    join(name, prefix, ".se.fc1");
-    s = s < 0 ? s : net_linear(n, s, name, hidden, group);
-    s = s < 0 ? s : net_relu(n, s, group);
-    join(name, prefix, ".se.fc2");
-    s = s < 0 ? s : net_linear(n, s, name, c, group);
-    return s < 0 ? s : net_gate(n, x, s, group);
-}
-
-/* torchvision BasicBlock: conv3x3(stride)-bn-relu-conv3x3-bn, with se its output gated by
- * se_gate, plus identity or a 1x1 conv + bn downsample, then add and relu. Returns the
- * block's output node. */
-static int basic_block(net *n, int x, const char *prefix, int planes, int stride, int se,
-                       int group)
+/* torchvision BasicBlock: conv3x3(stride)-bn-relu-conv3x3-bn, plus identity or a 1x1
+ * conv + bn downsample, then add and relu. Returns the block's output node. */
+static int basic_block(net *n, int x, const char *prefix, int planes, int stride, int group)
 {
     char name[NET_NAME_MAX];
     int c_in = n->nodes[x].c;
@@ -46,8 +28,6 @@ static int basic_block(net *n, int x, const char *prefix, int planes, int stride
     h = h < 0 ? h : net_conv(n, h, name, planes, 3, 1, 1, 0, group);
     join(name, prefix, ".bn2");
     h = h < 0 ? h : net_bn(n, h, name, group);
-    if (se && h >= 0)
-        h = se_gate(n, h, prefix, group);
     if (h < 0)
         return h;
     int id = x;
@@ -63,14 +43,13 @@ static int basic_block(net *n, int x, const char *prefix, int planes, int stride
     return h < 0 ? h : net_relu(n, h, group);
 }
 
-/* A stage ("layerK") of n_blocks blocks, with or without se; the first may stride. */
-static int stage(net *n, int x, int k, int n_blocks, int planes, int stride, int se,
-                 int group)
+/* A stage ("layerK") of n_blocks blocks; the first may stride. */
+static int stage(net *n, int x, int k, int n_blocks, int planes, int stride, int group)
 {
     char prefix[NET_NAME_MAX];
     for (int b = 0; b < n_blocks && x >= 0; b++) {
         snprintf(prefix, sizeof(prefix), "layer%d.%d", k, b);
-        x = basic_block(n, x, prefix, planes, b == 0 ? stride : 1, se, group);
+        x = basic_block(n, x, prefix, planes, b == 0 ? stride : 1, group);
     }
     return x;
 }
@@ -82,34 +61,28 @@ static int resnet_imagenet(net *n, int x, const int blocks[4])
     x = x < 0 ? x : net_bn(n, x, "bn1", 0);
     x = x < 0 ? x : net_relu(n, x, 0);
     x = x < 0 ? x : net_maxpool(n, x, 3, 2, 1, 0);
-    x = x < 0 ? x : stage(n, x, 1, blocks[0], 64, 1, 0, 0);
-    x = x < 0 ? x : stage(n, x, 2, blocks[1], 128, 2, 0, 0);
-    x = x < 0 ? x : stage(n, x, 3, blocks[2], 256, 2, 0, 1);
-    x = x < 0 ? x : stage(n, x, 4, blocks[3], 512, 2, 0, 1);
+    x = x < 0 ? x : stage(n, x, 1, blocks[0], 64, 1, 0);
+    x = x < 0 ? x : stage(n, x, 2, blocks[1], 128, 2, 0);
+    x = x < 0 ? x : stage(n, x, 3, blocks[2], 256, 2, 1);
+    x = x < 0 ? x : stage(n, x, 4, blocks[3], 512, 2, 1);
     return x;
 }
 
 /* resnet_small: stem conv3x3 (w, stride 1) + bn + relu, no max pool; stages of two
- * blocks at widths w, 2w, 4w (w 32 by default), striding 2 at stages 2 and 3; se_resnet_small
- * the same with squeeze-and-excitation in every block. G0 = stem + layer1. */
-static int resnet_small(net *n, int x, int w, int se)
+ * blocks at widths w, 2w, 4w (w 32 by default), striding 2 at stages 2 and 3.
+ * G0 = stem + layer1. */
+static int resnet_small(net *n, int x, int w)
 {
     x = net_conv(n, x, "conv1", w, 3, 1, 1, 0, 0);
     x = x < 0 ? x : net_bn(n, x, "bn1", 0);
     x = x < 0 ? x : net_relu(n, x, 0);
-    x = x < 0 ? x : stage(n, x, 1, 2, w, 1, se, 0);
-    x = x < 0 ? x : stage(n, x, 2, 2, 2 * w, 2, se, 1);
-    x = x < 0 ? x : stage(n, x, 3, 2, 4 * w, 2, se, 1);
+    x = x < 0 ? x : stage(n, x, 1, 2, w, 1, 0);
+    x = x < 0 ? x : stage(n, x, 2, 2, 2 * w, 2, 1);
+    x = x < 0 ? x : stage(n, x, 3, 2, 4 * w, 2, 1);
     return x;
 }
 
-static const char *const arch_names[] = {"resnet18", "resnet34", "resnet_small",
-                                         "se_resnet_small", NULL};
-
-int model_arch_small(const char *arch)
-{
-    return arch && (strcmp(arch, "resnet_small") == 0 || strcmp(arch, "se_resnet_small") == 0);
-}
+static const char *const arch_names[] = {"resnet18", "resnet34", "resnet_small", NULL};
 
 int model_arch_known(const char *arch)
 {
@@ -137,7 +110,7 @@ int model_create(net **out, const model_spec *s, char *err, size_t errlen)
     *out = NULL;
     if (!model_arch_known(s->arch)) {
         snprintf(err, errlen, "arch: unknown architecture '%s' (resnet18, resnet34, "
-                 "resnet_small, se_resnet_small)", s->arch ? s->arch : "(null)");
+                 "resnet_small)", s->arch ? s->arch : "(null)");
         return -EINVAL;
     }
     if (s->c_in != 1 && s->c_in != 3) {
@@ -150,11 +123,10 @@ int model_create(net **out, const model_spec *s, char *err, size_t errlen)
                  "data", s->label_smoothing);
         return -EINVAL;
     }
-    int small = model_arch_small(s->arch);
+    int small = strcmp(s->arch, "resnet_small") == 0;
     if (s->width != 0 && (!small || s->width < 8 || s->width > MODEL_SMALL_WIDTH_MAX)) {
-        snprintf(err, errlen, "width: %d; resnet_small and se_resnet_small take 8 to %d "
-                 "(default %d), other architectures none", s->width, MODEL_SMALL_WIDTH_MAX,
-                 MODEL_SMALL_WIDTH);
+        snprintf(err, errlen, "width: %d; resnet_small takes 8 to %d (default %d), other "
+                 "architectures none", s->width, MODEL_SMALL_WIDTH_MAX, MODEL_SMALL_WIDTH);
         return -EINVAL;
     }
     if (s->n_classes < 1 || s->n_classes > 100000) {
@@ -170,8 +142,7 @@ int model_create(net **out, const model_spec *s, char *err, size_t errlen)
     n->label_smoothing = s->label_smoothing;
     int x = net_input(n, s->c_in);
     if (small) {
-        x = x < 0 ? x : resnet_small(n, x, s->width ? s->width : MODEL_SMALL_WIDTH,
-                                     strcmp(s->arch, "se_resnet_small") == 0);
+        x = x < 0 ? x : resnet_small(n, x, s->width ? s->width : MODEL_SMALL_WIDTH);
     } else {
         static const int b18[4] = {2, 2, 2, 2}, b34[4] = {3, 4, 6, 3};
         x = x < 0 ? x : resnet_imagenet(n, x, strcmp(s->arch, "resnet18") == 0 ? b18 : b34);

@@ -167,16 +167,6 @@ void concatpool_forward(float *out, int32_t *argmax, const float *in, int n, int
 void concatpool_backward(float *din, const float *dout, const int32_t *argmax, int n,
                          int hw, int c);
 
-/* ---- channel gate (squeeze-and-excitation): out = x * sigmoid(g) ---------------------- */
-
-/* x and out (N, HW, C); g (N, C), one logit per sample and channel, broadcast over HW.
- * out must not alias x or g. */
-void gate_forward(float *out, const float *x, const float *g, int n, int hw, int c);
-/* dx += dout * sigmoid(g); dg += sum over HW of dout * x, times sigmoid'(g). Either may be
- * NULL. Reads x and g (not out). */
-void gate_backward(float *dx, float *dg, const float *dout, const float *x, const float *g,
-                   int n, int hw, int c);
-
 /* ---- linear: out (N, O) = in (N, I) · w (O, I)^T + b (O); b may be NULL --------------- */
 
 void linear_forward(float *out, const float *in, const float *w, const float *b, int n,

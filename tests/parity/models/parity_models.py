@@ -1,7 +1,7 @@
-"""parity_models.py: the engine's resnet18, resnet34, resnet_small and se_resnet_small
-(fast.ai head and plain head) against PyTorch on the same weights and batch: logits, loss,
-every parameter gradient and the BatchNorm running statistics after one training forward,
-with and without the body frozen; eval-mode logits of a torchvision resnet18 state dict.
+"""parity_models.py: the engine's resnet18, resnet34 and resnet_small (fast.ai head and
+plain head) against PyTorch on the same weights and batch: logits, loss, every parameter
+gradient and the BatchNorm running statistics after one training forward, with and
+without the body frozen; eval-mode logits of a torchvision resnet18 state dict.
 
 usage: /usr/bin/python3 parity_models.py PARITY_MODEL_EXE WORKDIR
 Exit status 0 when every comparison is within tolerance.
@@ -51,41 +51,12 @@ def fastai_head(nf, n_classes, xtra_fc=512):
                          nn.BatchNorm1d(xtra_fc), nn.Linear(xtra_fc, n_classes))
 
 
-class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation: x * sigmoid(fc2(relu(fc1(mean over HW)))), fc1 to C/4."""
-
-    def __init__(self, c):
-        super().__init__()
-        self.fc1 = nn.Linear(c, c // 4)
-        self.relu = nn.ReLU()
-        self.fc2 = nn.Linear(c // 4, c)
-
-    def forward(self, x):
-        s = self.fc2(self.relu(self.fc1(x.mean((2, 3)))))
-        return x * torch.sigmoid(s)[:, :, None, None]
-
-
-class SEBasicBlock(torchvision.models.resnet.BasicBlock):
-    """torchvision's BasicBlock with squeeze-and-excitation on its second BatchNorm."""
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__(inplanes, planes, stride, downsample)
-        self.se = SqueezeExcite(planes)
-
-    def forward(self, x):
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.se(self.bn2(self.conv2(out)))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
-
-
 class SmallResNet(nn.Module):
-    """resnet_small: conv3x3 stem (32), no max pool, stages 32/64/128 of two blocks;
-    se_resnet_small: the same with SEBasicBlock."""
+    """resnet_small: conv3x3 stem (32), no max pool, stages 32/64/128 of two blocks."""
 
-    def __init__(self, c_in, n_classes, head, se=False):
+    def __init__(self, c_in, n_classes, head):
         super().__init__()
-        block = SEBasicBlock if se else torchvision.models.resnet.BasicBlock
+        block = torchvision.models.resnet.BasicBlock
         self.conv1 = nn.Conv2d(c_in, 32, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(32)
         self.relu = nn.ReLU(inplace=True)
@@ -219,7 +190,7 @@ def group_of(arch, name):
     """Layer group of a parameter name, as the engine defines them."""
     if name.startswith("head.") or name.startswith("fc."):
         return 2
-    later = ("layer2.", "layer3.") if arch.endswith("resnet_small") else ("layer3.", "layer4.")
+    later = ("layer2.", "layer3.") if arch == "resnet_small" else ("layer3.", "layer4.")
     return 1 if name.startswith(later) else 0
 
 
@@ -243,8 +214,8 @@ def rel_err(a, b):
 def run_case(exe, work, arch, head, c_in, n_classes, size, batch, freeze_to, mode, seed):
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    if arch.endswith("resnet_small"):
-        model = SmallResNet(c_in, n_classes, head, se=arch == "se_resnet_small")
+    if arch == "resnet_small":
+        model = SmallResNet(c_in, n_classes, head)
     else:
         model = TvResNet(arch, c_in, n_classes, head)
     randomise_bn(model, g)
@@ -332,8 +303,6 @@ def main():
         ("resnet_small", "fastai", 1, 10, 28, 8, 0, "train"),
         ("resnet_small", "fastai", 3, 5, 32, 6, 2, "train"),
         ("resnet_small", "plain", 1, 10, 28, 8, 1, "train"),
-        ("se_resnet_small", "plain", 1, 10, 28, 8, 0, "train"),
-        ("se_resnet_small", "fastai", 3, 5, 32, 6, 1, "train"),
         ("resnet18", "fastai", 3, 7, 64, 16, 0, "train"),
         ("resnet18", "fastai", 3, 7, 64, 16, 2, "train"),
         ("resnet18", "plain", 3, 10, 64, 4, 0, "train"),

@@ -168,14 +168,6 @@ static void resnet_small_planned_equals_unshared(void **state)
     run_modes("resnet_small", HEAD_FASTAI, 1, 6, 20);
 }
 
-/* The gate's backward reads both its inputs: the block's BatchNorm output and the
- * excitation's logits. */
-static void se_resnet_small_planned_equals_unshared(void **state)
-{
-    (void)state;
-    run_modes("se_resnet_small", HEAD_PLAIN, 1, 6, 20);
-}
-
 static void resnet18_planned_equals_unshared(void **state)
 {
     (void)state;
@@ -242,7 +234,6 @@ int main(void)
     blas_startup(NULL, 2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(resnet_small_planned_equals_unshared),
-        cmocka_unit_test(se_resnet_small_planned_equals_unshared),
         cmocka_unit_test(resnet18_planned_equals_unshared),
         cmocka_unit_test(resnet18_fastai_head_planned_equals_unshared),
         cmocka_unit_test(resnet18_stem_output_not_kept),
