@@ -27,7 +27,6 @@ final centre-crop and TTA accuracies. Debian's torch; the data as Debian's
 dataset-fashion-mnist ships it.
 """
 import argparse
-import gzip
 import os
 import struct
 import time
@@ -37,21 +36,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import idx_subset  # this directory: the IDX reader (gzipped or not)
+
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST's training pixels, scaled to [0, 1]
 BS, WD, SMOOTH = 128, 0.01, 0.1
 MOM_HI, MOM_LO, BETA2 = 0.95, 0.85, 0.99
 
 
 def read_idx(data, prefix):
-    for name in (prefix, prefix + ".gz"):
-        path = os.path.join(data, name)
-        if os.path.exists(path):
-            with (gzip.open if name.endswith(".gz") else open)(path, "rb") as f:
-                b = f.read()
-            nd = b[3]
-            dims = struct.unpack(">" + "I" * nd, b[4:4 + 4 * nd])
-            return np.frombuffer(b, np.uint8, offset=4 + 4 * nd).reshape(dims)
-    raise SystemExit(f"{data}/{prefix}: not found (nor .gz)")
+    b = idx_subset.read(os.path.join(data, prefix))
+    nd = b[3]
+    dims = struct.unpack(">" + "I" * nd, b[4:4 + 4 * nd])
+    return np.frombuffer(b, np.uint8, offset=4 + 4 * nd).reshape(dims)
 
 
 def images(data, prefix):
@@ -211,7 +207,7 @@ def main():
             if ema:
                 ema.update()
             total += loss.item()
-        line = f"epoch {e + 1}: loss {total / nb:.4f} accuracy {accuracy(net, xv, yva, 0):.2f}%"
+        line = f"epoch {e + 1}: loss {total / nb:.4f} accuracy {accuracy(net, xv, yva, False):.2f}%"
         if ema and e >= a.small:
             line += " (averages: " + ", ".join(
                 f"{d} {acc:.2f}%" for d, acc in ema.accuracies(xv, yva, False)) + ")"
