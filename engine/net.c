@@ -217,6 +217,8 @@ int net_bn(net *n, int in, const char *name, int group)
 
 int net_relu(net *n, int in, int group) { return add_node(n, NODE_RELU, in, -1, group); }
 
+int net_silu(net *n, int in, int group) { return add_node(n, NODE_SILU, in, -1, group); }
+
 int net_maxpool(net *n, int in, int k, int stride, int pad, int group)
 {
     if (k <= 0 || stride <= 0 || pad < 0 || 2 * pad > k)
@@ -730,6 +732,9 @@ static int forward_node(net *n, int i, int training, int last)
     case NODE_RELU:
         relu_forward(out, in, node_numel(n, d));
         break;
+    case NODE_SILU:
+        silu_forward(out, in, node_numel(n, d));
+        break;
     case NODE_MAXPOOL:
         /* Only a backward reads the argmax (frozen groups, and a plan without backward,
          * have none), and the parity harness, which keeps every value. */
@@ -860,6 +865,10 @@ static void backward_node(net *n, int i, float *gw, float *gb)
     case NODE_RELU:
         if (din && !(i + 1 < n->n_nodes && n->nodes[i + 1].relu_in_pool))
             relu_backward(din, dout, n->values[d->value], cnt);
+        break;
+    case NODE_SILU:
+        if (din)
+            silu_backward(din, dout, in, cnt);
         break;
     case NODE_MAXPOOL:
         if (din && d->relu_in_pool)

@@ -33,6 +33,7 @@ typedef enum node_kind {
     NODE_CONV,
     NODE_BN,        /* 2d on an (N,H,W,C) input, 1d on an (N,C) input */
     NODE_RELU,      /* in place */
+    NODE_SILU,      /* x * sigmoid(x), into a value of its own: its backward reads x */
     NODE_MAXPOOL,
     NODE_ADD,       /* in place into its first input */
     NODE_AVGPOOL,   /* adaptive average pool to 1x1, then flatten: (N, C) */
@@ -153,6 +154,7 @@ int net_conv(net *n, int in, const char *name, int c_out, int k, int stride, int
              int bias, int group);
 int net_bn(net *n, int in, const char *name, int group);
 int net_relu(net *n, int in, int group);
+int net_silu(net *n, int in, int group);
 int net_maxpool(net *n, int in, int k, int stride, int pad, int group);
 int net_add(net *n, int a, int b, int group);
 int net_avgpool(net *n, int in, int group);

@@ -565,8 +565,8 @@ static void plan_forward_lifetimes(plan_work *w, struct net_plan *p)
     val[w->last].t1 = w->inf; /* the caller reads the output after the forward */
 }
 
-/* Backward readers of activations: conv, BatchNorm and linear read their input, ReLU
- * its output (a max pool that does its ReLU's backward reads its own output instead).
+/* Backward readers of activations: conv, BatchNorm, linear and SiLU read their input,
+ * ReLU its output (a max pool that does its ReLU's backward reads its own output instead).
  * The backward of node i runs at step 2N - i. An activation is kept until its last
  * backward reader (unless a rebuild drops it later), or throughout with keep. */
 static void plan_backward_readers(plan_work *w)
@@ -576,7 +576,8 @@ static void plan_backward_readers(plan_work *w)
     for (int i = nn - 1; w->backward && bwd_runs(n, i, w->start, w->freeze); i--) {
         const node *d = &n->nodes[i];
         int u = -1;
-        if (d->kind == NODE_CONV || d->kind == NODE_BN || d->kind == NODE_LINEAR)
+        if (d->kind == NODE_CONV || d->kind == NODE_BN || d->kind == NODE_LINEAR ||
+            d->kind == NODE_SILU)
             u = n->nodes[d->in[0]].value;
         else if (d->kind == NODE_RELU && !(i + 1 < nn && n->nodes[i + 1].relu_in_pool))
             u = d->value;

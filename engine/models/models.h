@@ -1,6 +1,7 @@
 /* models.h: the architectures a run can use, built on net.h.
  * resnet18/resnet34: torchvision's layout and parameter names. resnet_small: a 3-stage
- * ResNet for 28-64 px inputs (stem conv3x3 32, no max pool, widths 32/64/128).
+ * ResNet for 28-64 px inputs (stem conv3x3 32, no max pool, widths 32/64/128);
+ * resnet_small_silu: the same with SiLU for every ReLU of the body.
  * Heads: the fast.ai head (AdaptiveConcatPool, BN1d, Dropout, Linear, ReLU, ...) whose
  * parameters are named after the index in an nn.Sequential of those modules
  * ("head.2.weight" = first BN1d, "head.4.weight" = first Linear, ...), or torchvision's
@@ -21,7 +22,7 @@
 typedef enum model_head { HEAD_FASTAI, HEAD_PLAIN } model_head;
 
 typedef struct model_spec {
-    const char *arch; /* "resnet18", "resnet34", "resnet_small" */
+    const char *arch; /* "resnet18", "resnet34", "resnet_small", "resnet_small_silu" */
     int c_in;         /* 1 or 3 */
     int n_classes;
     model_head head;
@@ -30,7 +31,7 @@ typedef struct model_spec {
     int xtra_fc[MODEL_MAX_XTRA_FC];
     int multi_label;  /* BCE loss instead of softmax cross-entropy */
     float label_smoothing; /* single-label only: the cross-entropy's eps in [0, 1) */
-    int width;        /* resnet_small: channels of the stem and first stage (the next two
+    int width;        /* resnet_small(_silu): channels of the stem and first stage (the next two
                        * stages double them); 0 is MODEL_SMALL_WIDTH. Other archs: 0 */
     uint64_t seed;
 } model_spec;
@@ -52,5 +53,7 @@ int model_add_head(net *n, int body_out, const model_spec *s, char *err, size_t 
 
 /* Whether arch names a model this engine builds. */
 int model_arch_known(const char *arch);
+/* Whether arch is resnet_small or resnet_small_silu: a width of its own, 28 px inputs. */
+int model_arch_small(const char *arch);
 
 #endif

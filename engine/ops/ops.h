@@ -123,6 +123,13 @@ void relu_forward(float *out, const float *in, size_t n);
  * only valid when dout is din's only contribution, which the net guarantees for in-place). */
 void relu_backward(float *din, const float *dout, const float *out, size_t n);
 
+/* ---- SiLU (swish): out = x * sigmoid(x); out must not alias in; backward reads the
+ * input ------------------------------------------------------------------------------ */
+
+void silu_forward(float *out, const float *in, size_t n);
+/* din += dout * s * (1 + x * (1 - s)), s = sigmoid(x); din must not alias dout or in. */
+void silu_backward(float *din, const float *dout, const float *in, size_t n);
+
 /* ---- residual add: out = a + b (out may alias a or b) ------------------------------- */
 
 void add_forward(float *out, const float *a, const float *b, size_t n);

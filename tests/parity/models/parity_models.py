@@ -1,5 +1,5 @@
-"""parity_models.py: the engine's resnet18, resnet34 and resnet_small (fast.ai head and
-plain head) against PyTorch on the same weights and batch: logits, loss, every parameter
+"""parity_models.py: the engine's resnet18, resnet34, resnet_small and resnet_small_silu
+(fast.ai head and plain head) against PyTorch on the same weights and batch: logits, loss, every parameter
 gradient and the BatchNorm running statistics after one training forward, with and
 without the body frozen; eval-mode logits of a torchvision resnet18 state dict.
 
@@ -52,9 +52,10 @@ def fastai_head(nf, n_classes, xtra_fc=512):
 
 
 class SmallResNet(nn.Module):
-    """resnet_small: conv3x3 stem (32), no max pool, stages 32/64/128 of two blocks."""
+    """resnet_small: conv3x3 stem (32), no max pool, stages 32/64/128 of two blocks;
+    resnet_small_silu: the same with nn.SiLU for every ReLU of the body."""
 
-    def __init__(self, c_in, n_classes, head):
+    def __init__(self, c_in, n_classes, head, silu=False):
         super().__init__()
         block = torchvision.models.resnet.BasicBlock
         self.conv1 = nn.Conv2d(c_in, 32, 3, 1, 1, bias=False)
@@ -74,6 +75,10 @@ class SmallResNet(nn.Module):
         self.layer1 = stage(32, 1)
         self.layer2 = stage(64, 2)
         self.layer3 = stage(128, 2)
+        if silu:
+            self.relu = nn.SiLU()
+            for block in [*self.layer1, *self.layer2, *self.layer3]:
+                block.relu = nn.SiLU()
         self.head_kind = head
         if head == "plain":
             self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -190,7 +195,8 @@ def group_of(arch, name):
     """Layer group of a parameter name, as the engine defines them."""
     if name.startswith("head.") or name.startswith("fc."):
         return 2
-    later = ("layer2.", "layer3.") if arch == "resnet_small" else ("layer3.", "layer4.")
+    later = ("layer2.", "layer3.") if arch.startswith("resnet_small") else \
+        ("layer3.", "layer4.")
     return 1 if name.startswith(later) else 0
 
 
@@ -214,8 +220,8 @@ def rel_err(a, b):
 def run_case(exe, work, arch, head, c_in, n_classes, size, batch, freeze_to, mode, seed):
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    if arch == "resnet_small":
-        model = SmallResNet(c_in, n_classes, head)
+    if arch.startswith("resnet_small"):
+        model = SmallResNet(c_in, n_classes, head, silu=arch == "resnet_small_silu")
     else:
         model = TvResNet(arch, c_in, n_classes, head)
     randomise_bn(model, g)
@@ -265,7 +271,9 @@ def run_case(exe, work, arch, head, c_in, n_classes, size, batch, freeze_to, mod
             grads = {n: p.grad.clone() for n, p in params.items() if p.grad is not None}
         if step < steps:
             opt.step()
-    assert not masks and n_masks > 0, f"{tag}: {len(masks)} of {n_masks} ReLU masks unused"
+    assert not masks, f"{tag}: {len(masks)} of {n_masks} ReLU masks unused"
+    assert n_masks > 0 or (arch == "resnet_small_silu" and head == "plain"), \
+        f"{tag}: the engine reported no ReLU"
     assert not argmaxes, f"{tag}: {len(argmaxes)} max-pool choices unused"
 
     errs = {"logits": rel_err(out["logits"], logits.numpy()),
@@ -303,6 +311,8 @@ def main():
         ("resnet_small", "fastai", 1, 10, 28, 8, 0, "train"),
         ("resnet_small", "fastai", 3, 5, 32, 6, 2, "train"),
         ("resnet_small", "plain", 1, 10, 28, 8, 1, "train"),
+        ("resnet_small_silu", "plain", 1, 10, 28, 8, 0, "train"),
+        ("resnet_small_silu", "fastai", 3, 5, 32, 6, 1, "train"),
         ("resnet18", "fastai", 3, 7, 64, 16, 0, "train"),
         ("resnet18", "fastai", 3, 7, 64, 16, 2, "train"),
         ("resnet18", "plain", 3, 10, 64, 4, 0, "train"),

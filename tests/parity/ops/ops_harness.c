@@ -28,6 +28,7 @@ enum {
      * twice, so the gradients written are twice one backward's: proof that it adds. */
     OP_CONV_BF16 = 12,   /* as OP_CONV */
     OP_LINEAR_BF16 = 13, /* as OP_LINEAR */
+    OP_SILU = 14,        /* x, dy -> y, dx */
 };
 
 typedef struct outputs {
@@ -188,7 +189,8 @@ static void run_bn(harness *h, const char *cs, const float *cfg)
     free(rstd);
 }
 
-static void run_relu(harness *h, const char *cs)
+/* ReLU or SiLU. */
+static void run_activation(harness *h, const char *cs, int op)
 {
     int64_t xs[ST_MAX_DIMS];
     int nd;
@@ -197,8 +199,13 @@ static void run_relu(harness *h, const char *cs)
     for (int i = 0; i < nd; i++)
         n *= (size_t)xs[i];
     float *y = zeros(n), *dx = zeros(n);
-    relu_forward(y, x, n);
-    relu_backward(dx, dy, y, n);
+    if (op == OP_SILU) {
+        silu_forward(y, x, n);
+        silu_backward(dx, dy, x, n);
+    } else {
+        relu_forward(y, x, n);
+        relu_backward(dx, dy, y, n);
+    }
     put(h, cs, "y", y, nd, xs);
     put(h, cs, "dx", dx, nd, xs);
     free(x);
@@ -352,7 +359,8 @@ int main(int argc, char **argv)
         case OP_CONV_BF16:
         case OP_LINEAR_BF16: run_conv(&h, cs, cfg, (int)cfg[0]); break;
         case OP_BN: run_bn(&h, cs, cfg); break;
-        case OP_RELU: run_relu(&h, cs); break;
+        case OP_RELU:
+        case OP_SILU: run_activation(&h, cs, (int)cfg[0]); break;
         case OP_MAXPOOL: run_maxpool(&h, cs, cfg); break;
         case OP_AVG:
         case OP_GMAX:

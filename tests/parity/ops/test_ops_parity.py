@@ -24,6 +24,7 @@ import st  # noqa: E402
 TOL = 1e-4
 OP_CONV, OP_BN, OP_RELU, OP_MAXPOOL, OP_AVG, OP_GMAX, OP_CONCAT = 1, 2, 3, 4, 5, 6, 7
 OP_LINEAR, OP_XENT, OP_BCE, OP_ADD = 8, 9, 10, 11
+OP_SILU = 14
 
 
 def nhwc(t):
@@ -148,6 +149,11 @@ def build():
     bn_case(c, "bn1d_train", (16, 24), True)
     bn_case(c, "bn1d_eval", (16, 24), False)
     simple_case(c, "relu", OP_RELU, f32(2, 4, 5, 5), F.relu)
+    simple_case(c, "silu", OP_SILU, f32(2, 4, 5, 5, scale=4.0), F.silu)
+    # Past the clamps of its exponential (|x| > 87), and around the derivative's zero.
+    simple_case(c, "silu_extremes", OP_SILU,
+                torch.tensor([-300.0, -100.0, -88.5, -20.0, -1.2785, 0.0, 1e-3, 20.0, 89.0,
+                              300.0], dtype=torch.float64).reshape(1, 10, 1, 1), F.silu)
     simple_case(c, "maxpool_3_2_1", OP_MAXPOOL, f32(2, 4, 9, 9),
                 lambda x: F.max_pool2d(x, 3, 2, 1), (3, 2, 1))
     simple_case(c, "maxpool_3_2_1_even", OP_MAXPOOL, f32(2, 5, 16, 16),

@@ -168,6 +168,14 @@ static void resnet_small_planned_equals_unshared(void **state)
     run_modes("resnet_small", HEAD_FASTAI, 1, 6, 20);
 }
 
+/* SiLU's backward reads its input, the BatchNorm output (after the residual add in each
+ * block's second half), which the plan keeps or rebuilds. */
+static void resnet_small_silu_planned_equals_unshared(void **state)
+{
+    (void)state;
+    run_modes("resnet_small_silu", HEAD_PLAIN, 1, 6, 20);
+}
+
 static void resnet18_planned_equals_unshared(void **state)
 {
     (void)state;
@@ -234,6 +242,7 @@ int main(void)
     blas_startup(NULL, 2);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(resnet_small_planned_equals_unshared),
+        cmocka_unit_test(resnet_small_silu_planned_equals_unshared),
         cmocka_unit_test(resnet18_planned_equals_unshared),
         cmocka_unit_test(resnet18_fastai_head_planned_equals_unshared),
         cmocka_unit_test(resnet18_stem_output_not_kept),
