@@ -16,7 +16,8 @@
 
 int model_upload_query(api_req *r)
 {
-    static const char *const archs[] = {"resnet18", "resnet34", "resnet_small"};
+    static const char *const archs[] = {"resnet18", "resnet34", "resnet_small",
+                                        "resnet_small_silu"};
     const char *name = req_query(r, "name"), *arch = req_query(r, "arch");
     char err[256];
     int ok = 0;
@@ -29,7 +30,7 @@ int model_upload_query(api_req *r)
         ok |= strcmp(arch, archs[i]) == 0;
     if (!ok) {
         reply_problem(r, 400, PROBLEM_INVALID, "arch",
-                      "arch must be resnet18, resnet34 or resnet_small");
+                      "arch must be resnet18, resnet34, resnet_small or resnet_small_silu");
         return 1;
     }
     return 0;

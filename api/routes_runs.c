@@ -20,7 +20,8 @@
 
 #define MAX_SEED 9007199254740991.0 /* 2^53 - 1: exact in every JSON reader */
 
-static const char *const arch_names[] = {"resnet18", "resnet34", "resnet_small", NULL};
+static const char *const arch_names[] = {"resnet18", "resnet34", "resnet_small",
+                                         "resnet_small_silu", NULL};
 static const char *const tfms_names[] = {"side_on", "top_down", "none", "flip", NULL};
 /* fastai: concat pooling, BatchNorm, dropout and xtra_fc layers (fast.ai's custom head for
  * a pretrained body); plain: the architecture's own average pool and linear layer. */
@@ -55,7 +56,7 @@ typedef struct run_body {
     int tfms;
     double max_zoom;
     int64_t pad;
-    int64_t width;   /* resnet_small only; 0 until run_fit_dataset fills the default */
+    int64_t width;   /* resnet_small(_silu) only; 0 until run_fit_dataset fills it */
     int precompute;
     spec_numbers ps, xtra_fc;
     int head, opt;
@@ -156,8 +157,8 @@ static int run_pretrained_ok(api_req *r, const run_body *b)
         return 0;
     if (b->width && b->width != MODEL_SMALL_WIDTH) {
         reply_problem(r, 400, PROBLEM_INVALID, "width",
-                      "a pretrained resnet_small body has width %d; width %lld would not "
-                      "load it", MODEL_SMALL_WIDTH, (long long)b->width);
+                      "a pretrained %s body has width %d; width %lld would not load it",
+                      arch_names[b->arch], MODEL_SMALL_WIDTH, (long long)b->width);
         return -EINVAL;
     }
     rc = store_model_get(r->srv->store, b->pretrained, &model);
@@ -213,12 +214,13 @@ static int run_fit_dataset(api_req *r, run_body *b, int64_t ds_id, json_t *ds)
                       json_integer_value(ncl) == 1 ? "" : "es");
         return -EINVAL;
     }
-    int small = strcmp(arch_names[b->arch], "resnet_small") == 0;
+    int small = model_arch_small(arch_names[b->arch]);
     if (!b->has_sz)
         b->sz = small ? 28 : 224;
     if (b->width && !small) {
         reply_problem(r, 400, PROBLEM_INVALID, "width",
-                      "width is resnet_small's; %s has torchvision's fixed widths",
+                      "width is resnet_small's and resnet_small_silu's; %s has "
+                      "torchvision's fixed widths",
                       arch_names[b->arch]);
         return -EINVAL;
     }

@@ -47,7 +47,8 @@ static int models_rm(cli_ctx *c, int argc, char **argv)
 static int models_import(cli_ctx *c, int argc, char **argv)
 {
     static const args_opt opts[] = {
-        {"--arch", NULL, ARGS_STR, NULL, "resnet18, resnet34 or resnet_small (required)"},
+        {"--arch", NULL, ARGS_STR, NULL,
+         "resnet18, resnet34, resnet_small or resnet_small_silu (required)"},
         {NULL, NULL, 0, NULL, NULL},
     };
     args a;

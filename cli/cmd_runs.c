@@ -23,7 +23,8 @@ static const out_col run_cols[] = {
 
 static const args_opt create_opts[] = {
     {"--dataset", NULL, ARGS_NAME_OR_ID, "dataset", "the dataset's name or id (required)"},
-    {"--arch", NULL, ARGS_STR, "arch", "resnet18, resnet34 or resnet_small (required)"},
+    {"--arch", NULL, ARGS_STR, "arch",
+     "resnet18, resnet34, resnet_small or resnet_small_silu (required)"},
     {"--pretrained", NULL, ARGS_INT, "pretrained", "id of an imported model of that arch"},
     {"--sz", NULL, ARGS_INT, "sz", "input size in pixels"},
     {"--bs", NULL, ARGS_INT, "bs", "batch size"},
@@ -32,7 +33,8 @@ static const args_opt create_opts[] = {
     {"--opt", NULL, ARGS_STR, "opt", "sgd or adamw"},
     {"--max-zoom", NULL, ARGS_NUM, "max_zoom", "largest random zoom"},
     {"--pad", NULL, ARGS_INT, "pad", "reflect padding for random shifts, pixels (0 to sz/2)"},
-    {"--width", NULL, ARGS_INT, "width", "resnet_small's first-stage channels (default 32)"},
+    {"--width", NULL, ARGS_INT, "width",
+     "first-stage channels of resnet_small(_silu) (default 32)"},
     {"--precompute", NULL, ARGS_SWITCH, "precompute", "start with the precompute cache on"},
     {"--ps", NULL, ARGS_NUMS, "ps", "head dropout: p or p1,p2"},
     {"--xtra-fc", NULL, ARGS_INTS, "xtra_fc", "head hidden layer sizes: n[,n...]"},

@@ -1,6 +1,7 @@
 """test_flow.py: the recipe through the API on a small generated image dataset: register,
 create a run, LR sweep, fit one cycle, TTA, predict a PNG, with every curve read back and
 live events over SSE that resume from Last-Event-ID."""
+import json
 import os
 
 import pytest
@@ -187,3 +188,34 @@ def test_fit_stops_at_its_time_limit(flow):
                                      e["data"]["data"]["what"] == "time_limit" for e in ev))
     finally:
         s.close()
+
+
+def fit_one_epoch(d, arch):
+    """A run of arch at width 16 fitted for one epoch; its id and that epoch."""
+    r = d.post(API + "/runs", {"dataset": "flow", "arch": arch, "width": 16, "sz": 28,
+                               "bs": 8, "tfms": "none", "head": "plain", "seed": 2})
+    assert r.status == 201, r
+    run = r.json()
+    assert run["arch"] == arch and run["config"]["width"] == 16
+    r = d.post(API + "/runs/%d/fit" % run["id"], {"lrs": 0.01, "n_cycle": 1, "cycle_len": 1})
+    assert r.status == 202, r
+    job = wait_job(d, r.json()["id"])
+    assert job["state"] == "succeeded", job
+    return run["id"], d.get(API + "/runs/%d/epochs" % run["id"]).json()["items"][0]
+
+
+def test_resnet_small_silu_trains_predicts_and_differs_from_relu(flow):
+    """The SiLU variant trains and predicts; from the same seed (the same initial weights,
+    the same names) and the same batches, its loss is not resnet_small's."""
+    d, _, _ = flow
+    run, silu = fit_one_epoch(d, "resnet_small_silu")
+    _, relu = fit_one_epoch(d, "resnet_small")
+    assert silu["train_loss"] > 0 and 0 <= silu["accuracy"] <= 1
+    assert silu["train_loss"] != relu["train_loss"], (silu, relu)
+    r = d.post(API + "/runs/%d/predict?tta=1" % run, png_bytes((40, 40, 200)),
+               ctype="image/png")
+    assert r.status == 200 and abs(sum(r.json()["probs"]) - 1) < 1e-3, r
+    w = d.get(API + "/runs/%d/weights" % run)
+    assert w.status == 200
+    n = int.from_bytes(w.body[:8], "little")
+    assert json.loads(w.body[8:8 + n])["layer3.1.conv2.weight"]["shape"] == [64, 64, 3, 3]

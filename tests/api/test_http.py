@@ -453,6 +453,7 @@ BAD_BODIES = [
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "width": 4}, 400, "width"),
     ("/runs", {"dataset": "colors", "arch": "resnet_small", "width": 1000}, 400, "width"),
     ("/runs", {"dataset": "colors", "arch": "resnet18", "width": 64}, 400, "width"),
+    ("/runs", {"dataset": "colors", "arch": "resnet_small_silu", "width": 4}, 400, "width"),
     ("/runs", {"dataset": "nope", "arch": "resnet_small"}, 404, "dataset"),
     ("/runs", {"dataset": "colors", "arch": "resnet18", "pretrained": 999}, 404, "pretrained"),
     ("/runs/{run}/fit", {"lrs": 0.01}, 400, "n_cycle"),
