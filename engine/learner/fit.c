@@ -407,6 +407,36 @@ static int fit_batch(fit_run *r, fit_epoch *fe, const batch_view *v, char *err, 
     return 0;
 }
 
+/* During the last epoch of a paced fit, every twentieth of its batches: when it runs
+ * slower than the pace it was planned at, trims it to the batches the time left allows at
+ * its own speed so far (the validation and the passes after the fit still at the last
+ * epoch's). No later epoch can make up for a slow last one, and without this the fit ends
+ * past its limit by what the host slowed down. It only ever trims: the schedule's position
+ * then moves on by the share of the slice the dropped batches would have taken. */
+static void fit_repace(fit_run *r, fit_epoch *fe)
+{
+    learner *l = r->l;
+    int64_t every = (r->all_batches + 19) / 20;
+    if (!r->paced || r->pc.sz <= 0 || fe->e != r->total_epochs - 1 || fe->b % every != 0 ||
+        fe->b >= r->n_batches)
+        return;
+    double now = clock_mono_s();
+    double px = ((double)l->sz * l->sz) / ((double)r->pc.sz * r->pc.sz);
+    pace own = {.sz = l->sz, .batch_s = lrn_agree(l, (now - fe->te) / fe->b),
+                .valid_s = px * r->pc.valid_s};
+    double left_s = lrn_agree(l, r->o->time_limit_s - (now - r->t0));
+    int64_t rest = paced_batches(l, r->o, &own, fe->e, r->total_epochs, left_s,
+                                 r->all_batches);
+    if (fe->b + rest >= r->n_batches)
+        return;
+    lrn_note(r->h, "time_limit", "epoch %d trains on %lld of its %lld batches instead of "
+             "%lld: it runs at %.0f img/s, slower than the %.0f img/s it was planned at, and "
+             "has %.1f minutes left", fe->e, (long long)(fe->b + rest),
+             (long long)r->all_batches, (long long)r->n_batches, l->bs / own.batch_s,
+             l->bs / (px * r->pc.batch_s), left_s / 60.0);
+    r->n_batches = fe->b + rest;
+}
+
 /* The training batches of epoch fe->e. */
 static int fit_train(fit_run *r, fit_epoch *fe, char *err, size_t errlen)
 {
@@ -416,9 +446,11 @@ static int fit_train(fit_run *r, fit_epoch *fe, char *err, size_t errlen)
         return lrn_loader_failed(r->l, "fit", rc, err, errlen);
     batch_view v;
     int got = 0;
-    while (fe->b < r->n_batches && (got = lrn_src_next(&s, &v)) > 0)
+    while (fe->b < r->n_batches && (got = lrn_src_next(&s, &v)) > 0) {
         if ((rc = fit_batch(r, fe, &v, err, errlen)))
             return rc;
+        fit_repace(r, fe);
+    }
     if (got < 0)
         return lrn_loader_failed(r->l, "fit", got, err, errlen);
     return 0;

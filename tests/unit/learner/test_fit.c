@@ -2,7 +2,8 @@
  * accuracy with the scheduled LR and momentum of every batch, with a snapshot, TTA and a
  * prediction after it; lr_find puts weights, BatchNorm statistics and optimizer state back
  * bit for bit (also when cancelled); early stopping, 1cycle's momentum, part epochs, a
- * 1cycle paced to a time limit, label smoothing, the cycle rule, and refusals. */
+ * 1cycle paced to a time limit (its last epoch trimmed as it runs), label smoothing, the
+ * cycle rule, and refusals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -314,6 +316,77 @@ static void fit_keeps_time_for_the_passes_after_it(void **state)
     learner_destroy(l);
 }
 
+/* The fixture's recorder with a slow last epoch: each of its batches sleeps sleep_s. r
+ * comes first, so the fixture's other hooks read this as their fx_rec. */
+typedef struct slow_rec {
+    fx_rec r;
+    int (*on_batch)(void *, const ev_batch *);
+    void (*on_note)(void *, const char *, const char *);
+    int slow_epoch;
+    double sleep_s;
+    int trimmed_as_it_ran; /* a note of an epoch trimmed while it trained */
+} slow_rec;
+
+static void slow_on_note(void *ctx, const char *what, const char *why)
+{
+    slow_rec *s = ctx;
+    s->trimmed_as_it_ran |= strcmp(what, "time_limit") == 0 && strstr(why, "instead of");
+    s->on_note(&s->r, what, why);
+}
+
+static int slow_on_batch(void *ctx, const ev_batch *e)
+{
+    slow_rec *s = ctx;
+    if (e->epoch == s->slow_epoch) {
+        struct timespec ts = {.tv_sec = (time_t)s->sleep_s,
+                              .tv_nsec = (long)(fmod(s->sleep_s, 1.0) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return s->on_batch(&s->r, e);
+}
+
+/* A paced 1cycle whose last epoch runs far slower than the epoch before it (a host that
+ * slows down) trims that epoch as it goes, to what the time left allows at its own
+ * speed, and says so; each batch keeps the schedule's LR for its position. */
+static void fit_trims_a_slow_last_epoch(void **state)
+{
+    fx_case *fx = *state;
+    char err[256] = "";
+    const int bpe = N_SMALL / BS;
+    fit_opts o = {.n_lrs = 1, .lrs = {0.05}, .n_cycle = 1, .cycle_len = 3,
+                  .schedule = SCHED_1CYCLE, .time_limit_s = 1e6};
+    learner *l = fx_make(&fx->c, fx->ds);
+    double t = clock_mono_s();
+    assert_int_equal(learner_fit(l, &o, NULL, err, sizeof err), 0);
+    double fit_s = clock_mono_s() - t;
+    learner_destroy(l);
+    /* Room for every batch at this speed (four times over: tests run side by side); at the
+     * last epoch's, for two at most. */
+    o.time_limit_s = 4.0 * fit_s;
+    slow_rec s = {.slow_epoch = 2, .sleep_s = o.time_limit_s / 2.0};
+    ev_hooks h = fx_hooks_for(&s.r);
+    s.on_batch = h.on_batch;
+    s.on_note = h.on_note;
+    h.on_batch = slow_on_batch;
+    h.on_note = slow_on_note;
+    h.ctx = &s;
+    sched_plan plan;
+    fx_expect_schedule(&s.r, &plan, SCHED_1CYCLE, bpe, 3, 0.05);
+    l = fx_make(&fx->c, fx->ds);
+    t = clock_mono_s();
+    assert_int_equal(learner_fit(l, &o, &h, err, sizeof err), 0);
+    double slow_s = clock_mono_s() - t;
+    print_message("a fit of %.3f s with a limit of %.3f s and a last epoch of %.3f s a batch: "
+                  "%.3f s, %d of its %d batches\n", fit_s, o.time_limit_s, s.sleep_s,
+                  slow_s, s.r.epoch_batches[2], bpe);
+    assert_int_equal(s.r.n_epoch, 3);
+    assert_int_equal(s.r.epoch_batches[0], bpe);
+    assert_in_range(s.r.epoch_batches[2], 1, 2);
+    assert_true(s.trimmed_as_it_ran);
+    assert_int_equal(s.r.lr_mismatch, 0);
+    learner_destroy(l);
+}
+
 /* Label smoothing trains on the smoothed cross-entropy (its loss stays above the
  * smoothing's floor) and still learns; validation reports the plain cross-entropy, the
  * same as TTA's centre pass computes from the probabilities. */
@@ -415,6 +488,7 @@ int main(void)
         fx_test_small(onecycle_moves_the_momentum),
         fx_test_small(fit_trains_part_epochs),
         fx_test_small(fit_paces_a_1cycle_to_its_time_limit),
+        fx_test_small(fit_trims_a_slow_last_epoch),
         fx_test_small(fit_keeps_time_for_the_passes_after_it),
         fx_test_big(label_smoothing_trains_and_validates_plain),
         cmocka_unit_test(cycle_worse_needs_loss_and_accuracy),
