@@ -34,6 +34,8 @@ PARITY = os.path.join(HERE, "..", "..", "tests", "parity", "models")
 # name, arch, head, c_in, size, batch, mode
 CASES = [
     ("resnet_small 28x28x1 bs128 train", "resnet_small", "plain", 1, 28, 128, "train"),
+    ("resnet_small_silu 28x28x1 bs128 train", "resnet_small_silu", "plain", 1, 28, 128,
+     "train"),
     ("resnet18 64x64x3 bs64 train", "resnet18", "plain", 3, 64, 64, "train"),
     ("resnet18 64x64x3 bs64 eval", "resnet18", "plain", 3, 64, 64, "eval"),
     ("resnet34 64x64x3 bs64 head-only", "resnet34", "fastai", 3, 64, 64, "head"),
@@ -48,8 +50,8 @@ import parity_models as pm
 torch.set_num_threads(2)
 torch.manual_seed(1)
 arch, head, c_in, size, bs, mode, iters, cl, bf16 = {args!r}
-model = (pm.SmallResNet(c_in, 10, head) if arch == "resnet_small"
-         else pm.TvResNet(arch, c_in, 10, head))
+model = (pm.SmallResNet(c_in, 10, head, silu=arch == "resnet_small_silu")
+         if arch.startswith("resnet_small") else pm.TvResNet(arch, c_in, 10, head))
 x = torch.randn(bs, c_in, size, size)
 y = torch.randint(0, 10, (bs,))
 if cl:

@@ -18,7 +18,10 @@ static inline float silu_exp(float x)
 {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    float k = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
+    /* Rounded to nearest by adding and taking away 1.5 * 2^23 (exact for |k| < 2^22):
+     * floorf is a libm call in a build that keeps floating-point traps, and a call stops
+     * the loop from being vectorised. */
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - k * 0.693359375f;
     r = r + k * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
