@@ -1,11 +1,13 @@
 /* silu.c: SiLU (swish), x * sigmoid(x), forward and backward.
  *
  * The exponential is written here rather than called: glibc's expf has vector versions
- * (libmvec) that GCC uses only under -ffast-math, which this project never builds with,
- * and one scalar call per element would cost more than the convolutions around it. This
- * one is Cephes' expf (range reduction by ln 2 in two parts, a degree-6 polynomial, the
- * power of two put into the exponent bits), a loop the compiler vectorises; it is within
- * a few ulp of expf over the range it clamps to, where sigmoid is saturated anyway. */
+ * (libmvec) that GCC uses only when told that math calls need not set errno nor see
+ * infinities or NaNs, which this project never tells it (its NaN checks catch
+ * divergence), and one scalar call per element would cost more than the convolutions
+ * around it. This one is Cephes' expf (range reduction by ln 2 in two parts, a degree-6
+ * polynomial, the power of two put into the exponent bits), a loop the compiler
+ * vectorises; it is within a few ulp of expf over the range it clamps to, where sigmoid
+ * is saturated anyway. */
 #include "ops.h"
 
 #include <stdint.h>
